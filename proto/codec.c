@@ -1,0 +1,381 @@
+/*
+ * codec.c - protobuf-c behind a budget, plus the checks protobuf-c skips.
+ *
+ * protobuf-c trusts its allocator to say no, so bounding the decoder's memory
+ * is a matter of giving it an allocator with a budget: a bump arena that
+ * refuses once the frame's budget is spent. Unpacking therefore costs at most
+ * CODEC_BUDGET(len) bytes however the frame is built.
+ *
+ * protobuf-c accepts any bytes in `string` fields. After a successful unpack
+ * we walk the wire bytes once more with the message descriptors and check
+ * every length-delimited field that the schema declares as a string. Walking
+ * the wire (rather than the decoded structs) is what lets us see embedded NUL
+ * bytes: the decoded char * would simply look shorter.
+ */
+#include "codec.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry.h"
+
+/* ---- arena ------------------------------------------------------------- */
+
+struct codec_chunk {
+    struct codec_chunk *next;
+    size_t cap;  /* bytes in data */
+    size_t used; /* bytes handed out from data */
+    alignas(max_align_t) unsigned char data[];
+};
+
+#define ARENA_ALIGN alignof(max_align_t)
+#define ARENA_MIN_CHUNK 4096u
+
+void codec_arena_init(struct codec_arena *a)
+{
+    memset(a, 0, sizeof(*a));
+}
+
+static void free_chunks(struct codec_chunk *c)
+{
+    while (c) {
+        struct codec_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+}
+
+void codec_arena_reset(struct codec_arena *a)
+{
+    struct codec_chunk *keep = NULL;
+    struct codec_chunk *c = a->chunks;
+    /* The oldest chunk is last in the list; keep it if it is small. */
+    while (c) {
+        struct codec_chunk *next = c->next;
+        if (next == NULL && c->cap <= CODEC_ARENA_KEEP) {
+            keep = c;
+        } else {
+            free(c);
+        }
+        c = next;
+    }
+    if (keep) {
+        keep->next = NULL;
+        keep->used = 0;
+    }
+    a->chunks = keep;
+    a->used = 0;
+}
+
+void codec_arena_deinit(struct codec_arena *a)
+{
+    free_chunks(a->chunks);
+    memset(a, 0, sizeof(*a));
+}
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct codec_arena *a = data;
+    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (size == 0) {
+        size = ARENA_ALIGN;
+    }
+    if (size > a->budget - a->used) {
+        return NULL;
+    }
+    struct codec_chunk *c = a->chunks;
+    if (c == NULL || c->cap - c->used < size) {
+        size_t cap = c ? c->cap * 2 : ARENA_MIN_CHUNK;
+        if (cap < size) {
+            cap = size;
+        }
+        if (cap > a->budget - a->used && size <= a->budget - a->used) {
+            cap = a->budget - a->used;
+        }
+        struct codec_chunk *n = malloc(sizeof(*n) + cap);
+        if (n == NULL) {
+            return NULL;
+        }
+        n->next = c;
+        n->cap = cap;
+        n->used = 0;
+        a->chunks = c = n;
+    }
+    void *p = c->data + c->used;
+    c->used += size;
+    a->used += size;
+    return p;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data; /* everything goes at the next reset */
+    (void)p;
+}
+
+/* ---- strings ----------------------------------------------------------- */
+
+int codec_utf8_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            if (c == 0) {
+                return 0;
+            }
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        uint32_t min;
+        if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (len - i <= n) {
+            return 0;
+        }
+        for (size_t k = 1; k <= n; k++) {
+            uint8_t cc = s[i + k];
+            if ((cc & 0xC0) != 0x80) {
+                return 0;
+            }
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            return 0;
+        }
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* ---- wire walk --------------------------------------------------------- */
+
+/* Deeper than any message of ferry.proto nests; a bound in case it changes. */
+#define WALK_MAX_DEPTH 8
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) {
+            return -1;
+        }
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Check every string field of an encoded message, recursing into known
+ * sub-messages. Returns 0 if all strings are clean. */
+static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                        int depth)
+{
+    if (depth > WALK_MAX_DEPTH) {
+        return -1;
+    }
+    const uint8_t *end = p + len;
+    while (p < end) {
+        uint64_t key;
+        if (read_varint(&p, end, &key) < 0) {
+            return -1;
+        }
+        uint64_t v;
+        switch (key & 7) {
+        case 0: /* varint */
+            if (read_varint(&p, end, &v) < 0) {
+                return -1;
+            }
+            break;
+        case 1: /* 64-bit */
+            if (end - p < 8) {
+                return -1;
+            }
+            p += 8;
+            break;
+        case 5: /* 32-bit */
+            if (end - p < 4) {
+                return -1;
+            }
+            p += 4;
+            break;
+        case 2: { /* length-delimited */
+            if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
+                return -1;
+            }
+            uint64_t tag = key >> 3;
+            const ProtobufCFieldDescriptor *fd =
+                tag <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)tag)
+                                  : NULL;
+            if (fd && fd->type == PROTOBUF_C_TYPE_STRING) {
+                if (!codec_utf8_valid(p, (size_t)v)) {
+                    return -1;
+                }
+            } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (walk_strings(fd->descriptor, p, (size_t)v, depth + 1) < 0) {
+                    return -1;
+                }
+            }
+            p += v;
+            break;
+        }
+        default: /* groups (3, 4) are not part of proto3; 6, 7 do not exist */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- frames ------------------------------------------------------------ */
+
+int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len,
+                       Ferry__Frame **out)
+{
+    codec_arena_reset(a);
+    a->budget = CODEC_BUDGET(len);
+    ProtobufCAllocator alloc = {
+        .alloc = arena_alloc,
+        .free = arena_free,
+        .allocator_data = a,
+    };
+    Ferry__Frame *f = ferry__frame__unpack(&alloc, len, body);
+    if (f == NULL) {
+        /* protobuf-c does not tell a malformed frame from a refused
+         * allocation. Both are the peer's doing: only the budget refuses
+         * before malloc would. */
+        return FERRY_EPROTOCOL;
+    }
+    if (f->body_case == FERRY__FRAME__BODY__NOT_SET ||
+        walk_strings(&ferry__frame__descriptor, body, len, 0) < 0) {
+        return FERRY_EPROTOCOL;
+    }
+    *out = f;
+    return 0;
+}
+
+size_t codec_frame_size(const Ferry__Frame *f)
+{
+    return FRAME_HDR_LEN + ferry__frame__get_packed_size(f);
+}
+
+int codec_frame_encode(const Ferry__Frame *f, uint8_t *out, size_t cap, size_t *out_len)
+{
+    size_t body = ferry__frame__get_packed_size(f);
+    if (body > FRAME_MAX_LEN_CEILING) {
+        return FERRY_EFRAMETOOLARGE;
+    }
+    if (cap < body + FRAME_HDR_LEN) {
+        return -ENOSPC;
+    }
+    frame_hdr_put(out, (uint32_t)body);
+    ferry__frame__pack(f, out + FRAME_HDR_LEN);
+    *out_len = body + FRAME_HDR_LEN;
+    return 0;
+}
+
+int codec_frame_encode_alloc(const Ferry__Frame *f, uint8_t **out, size_t *out_len)
+{
+    size_t n = codec_frame_size(f);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    int rc = codec_frame_encode(f, buf, n, out_len);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* ---- Deliver fan-out --------------------------------------------------- */
+
+size_t codec_deliver_body_size(const Ferry__Deliver *d)
+{
+    return ferry__deliver__get_packed_size(d);
+}
+
+size_t codec_deliver_body_encode(const Ferry__Deliver *d, uint8_t *out)
+{
+    return ferry__deliver__pack(d, out);
+}
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static size_t varint_put(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Field keys: (field number << 3) | wire type 2 (length-delimited). */
+#define KEY_FRAME_DELIVER ((7u << 3) | 2u)
+#define KEY_DELIVER_SUB_IDS ((1u << 3) | 2u)
+
+size_t codec_deliver_prefix(uint8_t *out, const uint64_t *sub_ids, size_t n, size_t body_len)
+{
+    size_t ids_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        ids_len += varint_size(sub_ids[i]);
+    }
+    size_t ids_field = n ? 1 + varint_size(ids_len) + ids_len : 0;
+    size_t deliver_len = ids_field + body_len;
+    size_t frame_len = 1 + varint_size(deliver_len) + deliver_len;
+
+    size_t k = 0;
+    frame_hdr_put(out, (uint32_t)frame_len);
+    k += FRAME_HDR_LEN;
+    out[k++] = KEY_FRAME_DELIVER;
+    k += varint_put(out + k, deliver_len);
+    if (n) {
+        out[k++] = KEY_DELIVER_SUB_IDS;
+        k += varint_put(out + k, ids_len);
+        for (size_t i = 0; i < n; i++) {
+            k += varint_put(out + k, sub_ids[i]);
+        }
+    }
+    return k;
+}
+
+const char *codec_frame_name(const Ferry__Frame *f)
+{
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field(&ferry__frame__descriptor, f->body_case);
+    return fd ? fd->name : "empty";
+}

@@ -1,0 +1,98 @@
+/*
+ * codec.h - ferry.proto frames behind one small API.
+ *
+ * Decoding: codec_frame_decode() unpacks one frame body (as frame_dec_next()
+ * returns it) into a Ferry__Frame. All memory of the decoded frame comes from
+ * one arena whose size is bounded by the body length (CODEC_BUDGET), so a
+ * hostile frame cannot make the decoder allocate without bound; the frame is
+ * released with codec_frame_free(). On top of protobuf-c's checks, the codec
+ * rejects frames whose `body` oneof is empty and frames with any string field
+ * that holds a NUL byte or invalid UTF-8: downstream code may treat every
+ * decoded string as a C string of its wire length.
+ *
+ * Encoding: codec_frame_encode() writes the 4-byte length and the body into a
+ * caller's buffer. For fan-out, a Deliver is encoded in two parts: a shared
+ * body (every field but sub_ids, encoded once per message) and a small
+ * per-connection prefix (codec_deliver_prefix()) that carries the frame
+ * length, the Frame.deliver tag and that connection's sub_ids. prefix + body
+ * is a complete frame.
+ *
+ * Pure module: no IO, no threads, no logging. All functions are reentrant.
+ */
+#ifndef FERRY_CODEC_H
+#define FERRY_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry.pb-c.h"
+#include "frame.h"
+
+/* Arena budget for decoding a body of n bytes: 4x + 4 KiB. protobuf-c's
+ * structs for a typical frame need well under 2x; only frames packed with
+ * empty sub-messages (each ~48 bytes decoded from 2 on the wire) exceed it,
+ * and those are refused as protocol errors. */
+#define CODEC_BUDGET(n) ((size_t)(n) * 4u + 4096u)
+
+/* Largest per-connection Deliver prefix for n sub_ids. */
+#define CODEC_DELIVER_PREFIX_MAX(n) (FRAME_HDR_LEN + 1 + 5 + 1 + 5 + (size_t)(n) * 10)
+
+/* The memory decoded frames live in. A thread keeps one arena and decodes
+ * frame after frame into it: each decode starts by resetting the arena, so
+ * the previous frame dies then. The first chunk (up to CODEC_ARENA_KEEP bytes)
+ * is kept across resets, so steady traffic of small frames allocates
+ * nothing. */
+struct codec_arena {
+    struct codec_chunk *chunks; /* newest first; NULL until the first decode */
+    size_t used;                /* bytes handed out since the last reset */
+    size_t budget;              /* limit for the current decode */
+};
+
+#define CODEC_ARENA_KEEP (64u * 1024u)
+
+void codec_arena_init(struct codec_arena *a);
+
+/* Free everything but the first CODEC_ARENA_KEEP bytes. */
+void codec_arena_reset(struct codec_arena *a);
+
+/* Free all memory. The arena may be initialised again. */
+void codec_arena_deinit(struct codec_arena *a);
+
+/* Decode a frame body into arena a. On success *out is the frame, valid until
+ * the next decode or reset of the arena, and 0 is returned. Errors:
+ * FERRY_EPROTOCOL (does not decode, empty oneof, bad string, or over the
+ * budget), -ENOMEM. */
+int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len,
+                       Ferry__Frame **out);
+
+/* Size of the whole encoded frame, header included. */
+size_t codec_frame_size(const Ferry__Frame *f);
+
+/* Encode header + body into out[0..cap). On success *out_len is the number
+ * of bytes written and 0 is returned; -ENOSPC if cap is too small,
+ * FERRY_EFRAMETOOLARGE if the body exceeds FRAME_MAX_LEN_CEILING. */
+int codec_frame_encode(const Ferry__Frame *f, uint8_t *out, size_t cap, size_t *out_len);
+
+/* Encode a frame into a new malloc'd buffer (header + body). */
+int codec_frame_encode_alloc(const Ferry__Frame *f, uint8_t **out, size_t *out_len);
+
+/* Deliver fan-out, part 1: size of the shared body of `d` (d->n_sub_ids must
+ * be 0) and its encoding into out (exactly codec_deliver_body_size() bytes). */
+size_t codec_deliver_body_size(const Ferry__Deliver *d);
+size_t codec_deliver_body_encode(const Ferry__Deliver *d, uint8_t *out);
+
+/* Deliver fan-out, part 2: write the prefix that turns a shared body of
+ * body_len bytes into a complete frame for a connection whose subscriptions
+ * sub_ids[0..n) matched. out must have CODEC_DELIVER_PREFIX_MAX(n) bytes.
+ * Returns the prefix length. */
+size_t codec_deliver_prefix(uint8_t *out, const uint64_t *sub_ids, size_t n, size_t body_len);
+
+/* True if s[0..len) is valid UTF-8 without NUL bytes (overlong forms,
+ * surrogates and code points above U+10FFFF are invalid). */
+int codec_utf8_valid(const uint8_t *s, size_t len);
+
+/* Name of a frame's body type for logs ("publish", "connect", ...), or
+ * "empty". */
+const char *codec_frame_name(const Ferry__Frame *f);
+
+#endif /* FERRY_CODEC_H */
