@@ -1,0 +1,15 @@
+# End-to-end tests of ferryd over real sockets (label e2e), and the support
+# library every e2e/client/CLI test uses to run a real broker.
+if(NOT TARGET ferryd)
+  return()
+endif()
+
+# ferry_test_support: ferryd_proc (start/stop a real ferryd) and rawclient (a
+# small blocking client built on the codec, until libferry exists).
+add_library(ferry_test_support STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/../support/ferryd_proc.c
+  $<$<BOOL:${FERRY_HAVE_RAWCLIENT}>:${CMAKE_CURRENT_LIST_DIR}/../support/rawclient.c>)
+target_include_directories(ferry_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR}/../support)
+target_compile_definitions(ferry_test_support PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
+target_link_libraries(ferry_test_support PUBLIC ferry_proto PRIVATE ferry_warnings)
+add_dependencies(ferry_test_support ferryd)

@@ -1,0 +1,249 @@
+/*
+ * ferryd_proc.c - fork/exec ferryd and read its ready line.
+ */
+#include "ferryd_proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef FERRYD_PATH
+#error "FERRYD_PATH must name the ferryd binary"
+#endif
+
+#define START_TIMEOUT_MS 20000
+#define STOP_TIMEOUT_MS 10000
+#define READY_PREFIX "ferryd: listening on 127.0.0.1:"
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Non-blocking wait for pid; returns 1 and the status if it exited. */
+static int reap(pid_t pid, int *status, int block)
+{
+    for (;;) {
+        pid_t r = waitpid(pid, status, block ? 0 : WNOHANG);
+        if (r == pid) {
+            return 1;
+        }
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        return 0;
+    }
+}
+
+static int spawn(struct ferryd_proc *p, const char *const *extra_args)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = FERRYD_PATH;
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--data-dir";
+    argv[n++] = p->data_dir;
+    for (int i = 0; extra_args && extra_args[i] && n < 62; i++) {
+        argv[n++] = extra_args[i];
+    }
+    argv[n] = NULL;
+
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = -errno;
+        close(fds[0]);
+        close(fds[1]);
+        return err;
+    }
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        execv(FERRYD_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    p->pid = pid;
+    p->port = 0;
+
+    /* Read stdout until the ready line, bounded by the timeout. */
+    char line[512];
+    size_t len = 0;
+    long long deadline = now_ms() + START_TIMEOUT_MS;
+    int rc = -ETIMEDOUT;
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0) {
+            break;
+        }
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pr <= 0) {
+            break;
+        }
+        ssize_t r = read(fds[0], line + len, sizeof(line) - 1 - len);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            rc = -ECHILD; /* ferryd closed stdout: it exited */
+            break;
+        }
+        len += (size_t)r;
+        line[len] = '\0';
+        char *nl = strchr(line, '\n');
+        if (nl) {
+            *nl = '\0';
+            char *at = strstr(line, READY_PREFIX);
+            if (at) {
+                p->port = atoi(at + strlen(READY_PREFIX));
+                rc = p->port > 0 ? 0 : -EPROTO;
+                break;
+            }
+            /* Some other line: drop it. */
+            size_t rest = len - (size_t)(nl + 1 - line);
+            memmove(line, nl + 1, rest);
+            len = rest;
+        } else if (len == sizeof(line) - 1) {
+            len = 0;
+        }
+    }
+    /* Keep nothing of ferryd's stdout: once it is ready it only writes logs
+     * to stderr. Closing our end is harmless (it never writes again). */
+    close(fds[0]);
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        int st;
+        reap(pid, &st, 1);
+        p->pid = 0;
+    }
+    return rc;
+}
+
+int ferryd_start(struct ferryd_proc *p, const char *data_dir, const char *const *extra_args)
+{
+    memset(p, 0, sizeof(*p));
+    if (data_dir) {
+        if (strlen(data_dir) >= sizeof(p->data_dir)) {
+            return -ENAMETOOLONG;
+        }
+        strcpy(p->data_dir, data_dir);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(p->data_dir, sizeof(p->data_dir), "%s/ferryd-test-XXXXXX",
+                 tmp && *tmp ? tmp : "/tmp");
+        if (mkdtemp(p->data_dir) == NULL) {
+            return -errno;
+        }
+        p->owns_dir = 1;
+    }
+    int rc = spawn(p, extra_args);
+    if (rc < 0 && p->owns_dir) {
+        nftw(p->data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        p->owns_dir = 0;
+    }
+    return rc;
+}
+
+int ferryd_restart(struct ferryd_proc *p, const char *const *extra_args)
+{
+    if (p->pid > 0) {
+        return -EBUSY;
+    }
+    return spawn(p, extra_args);
+}
+
+static int exit_code(int st)
+{
+    if (WIFEXITED(st)) {
+        return WEXITSTATUS(st);
+    }
+    if (WIFSIGNALED(st)) {
+        return 128 + WTERMSIG(st);
+    }
+    return -ECHILD;
+}
+
+int ferryd_stop(struct ferryd_proc *p)
+{
+    int rc = 0;
+    if (p->pid > 0) {
+        int st = 0;
+        kill(p->pid, SIGTERM);
+        long long deadline = now_ms() + STOP_TIMEOUT_MS;
+        int done = 0;
+        while (!(done = reap(p->pid, &st, 0)) && now_ms() < deadline) {
+            struct timespec ts = {0, 10 * 1000 * 1000}; /* polling a condition */
+            nanosleep(&ts, NULL);
+        }
+        if (!done) {
+            kill(p->pid, SIGKILL);
+            reap(p->pid, &st, 1);
+        }
+        rc = exit_code(st);
+        p->pid = 0;
+    }
+    if (p->owns_dir) {
+        nftw(p->data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        p->owns_dir = 0;
+    }
+    return rc;
+}
+
+int ferryd_kill9(struct ferryd_proc *p)
+{
+    if (p->pid <= 0) {
+        return -ESRCH;
+    }
+    int st;
+    kill(p->pid, SIGKILL);
+    reap(p->pid, &st, 1);
+    p->pid = 0;
+    return 0;
+}
+
+long ferryd_rss_kb(const struct ferryd_proc *p)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -errno;
+    }
+    char line[256];
+    long kb = -ENOENT;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}

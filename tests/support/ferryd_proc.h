@@ -1,0 +1,47 @@
+/*
+ * ferryd_proc.h - run a real ferryd from a test.
+ *
+ * Every end-to-end, client and CLI test starts the ferryd of this build with
+ * ferryd_start(): it listens on 127.0.0.1 port 0 and reports the port it bound
+ * on stdout as "ferryd: listening on 127.0.0.1:PORT"; we wait for that line
+ * (never for a fixed time). ferryd's stderr (its log) is left connected to the
+ * test's stderr, so ctest --output-on-failure shows it.
+ *
+ * Not thread-safe: one test thread drives one struct ferryd_proc.
+ */
+#ifndef FERRY_TEST_FERRYD_PROC_H
+#define FERRY_TEST_FERRYD_PROC_H
+
+#include <sys/types.h>
+
+struct ferryd_proc {
+    pid_t pid;          /* ferryd's pid, 0 when not running */
+    int port;           /* the TCP port it listens on */
+    char data_dir[256]; /* its --data-dir */
+    int owns_dir;       /* 1: made by ferryd_start, removed by ferryd_stop */
+};
+
+/* Start build's ferryd on 127.0.0.1 port 0 with a fresh mkdtemp data dir (or
+ * the given dir if data_dir != NULL), extra argv appended (NULL-terminated, may
+ * be NULL). Waits (timeout 20 s) for its ready line and parses the port.
+ * Returns 0 or -errno (-ETIMEDOUT if the line never came, -ECHILD if ferryd
+ * exited first). */
+int ferryd_start(struct ferryd_proc *p, const char *data_dir, const char *const *extra_args);
+
+/* SIGTERM, wait up to 10 s for exit, then SIGKILL. Returns the exit status
+ * (0..255, or 128 + signal number if killed by a signal), or -errno. Removes
+ * the data dir if owned. */
+int ferryd_stop(struct ferryd_proc *p);
+
+/* SIGKILL + waitpid; keeps the data dir (for ferryd_restart). Returns 0 or
+ * -errno. */
+int ferryd_kill9(struct ferryd_proc *p);
+
+/* Start again on the same data dir (new port). The process must have exited
+ * (ferryd_kill9) or be stopped first. Returns as ferryd_start. */
+int ferryd_restart(struct ferryd_proc *p, const char *const *extra_args);
+
+/* VmRSS of the running ferryd in KiB, from /proc/PID/status; -errno on error. */
+long ferryd_rss_kb(const struct ferryd_proc *p);
+
+#endif
