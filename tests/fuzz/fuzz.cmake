@@ -1,0 +1,13 @@
+# Fuzz targets. With FERRY_FUZZ=ON (CC=clang) they are libFuzzer programs:
+#   build-fuzz/tests/fuzz_frame -max_total_time=600 tests/fuzz/corpus/frame
+# Every build also replays the committed corpus through them (label unit).
+set(FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
+if(FERRY_FUZZ)
+  add_executable(fuzz_frame ${FUZZ_DIR}/fuzz_frame.c)
+  target_link_libraries(fuzz_frame PRIVATE ferry_proto ferry_warnings)
+  target_link_options(fuzz_frame PRIVATE -fsanitize=fuzzer,address)
+endif()
+add_executable(fuzz_frame_replay ${FUZZ_DIR}/fuzz_frame.c ${FUZZ_DIR}/replay_main.c)
+target_link_libraries(fuzz_frame_replay PRIVATE ferry_proto ferry_warnings)
+add_test(NAME fuzz_frame.replay_corpus COMMAND fuzz_frame_replay ${FUZZ_DIR}/corpus/frame)
+set_tests_properties(fuzz_frame.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
