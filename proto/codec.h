@@ -28,11 +28,12 @@
 #include "ferry.pb-c.h"
 #include "frame.h"
 
-/* Arena budget for decoding a body of n bytes: 4x + 4 KiB. protobuf-c's
- * structs for a typical frame need well under 2x; only frames packed with
- * empty sub-messages (each ~48 bytes decoded from 2 on the wire) exceed it,
- * and those are refused as protocol errors. */
-#define CODEC_BUDGET(n) ((size_t)(n) * 4u + 4096u)
+/* Arena budget for decoding a body of n bytes: 8x + 16 KiB. Ordinary frames
+ * need about 1x (payload bytes are copied) plus their structs; 64 one-letter
+ * headers, the most a Publish may carry, need about 6 KiB. Frames packed with
+ * empty sub-messages (2 wire bytes each, ~56 bytes decoded) exceed the
+ * budget and are refused as protocol errors. */
+#define CODEC_BUDGET(n) ((size_t)(n) * 8u + 16384u)
 
 /* Largest per-connection Deliver prefix for n sub_ids. */
 #define CODEC_DELIVER_PREFIX_MAX(n) (FRAME_HDR_LEN + 1 + 5 + 1 + 5 + (size_t)(n) * 10)

@@ -285,6 +285,46 @@ START_TEST(test_codec_unknown_fields_are_ignored)
 }
 END_TEST
 
+START_TEST(test_codec_field_number_zero_is_rejected)
+{
+    /* Ping{nonce=5} followed by field 0 (wire type 1) with a non-minimal key
+     * 0x81 0x00, which protobuf-c alone would keep as an unknown field. */
+    uint8_t body[] = {(10 << 3) | 2, 2, (1 << 3) | 0, 5, 0x81, 0x00, 1, 2, 3, 4, 5, 6, 7, 8};
+    Ferry__Frame *f;
+    ck_assert_int_eq(codec_frame_decode(&arena, body, sizeof(body), &f), FERRY_EPROTOCOL);
+    ck_assert_int_eq(codec_frame_decode(&arena, body, 4, &f), 0);
+}
+END_TEST
+
+START_TEST(test_codec_budget_allows_ordinary_headers)
+{
+    /* 64 small headers (the protocol's limit) decode within the budget. */
+    uint8_t body[2048];
+    size_t k = 0;
+    body[k++] = (3 << 3) | 2;
+    size_t len_at = k;
+    k += 2; /* two-byte length, filled below */
+    size_t start = k;
+    for (int i = 0; i < 64; i++) {
+        body[k++] = (4 << 3) | 2;
+        body[k++] = 6;
+        body[k++] = (1 << 3) | 2;
+        body[k++] = 1;
+        body[k++] = (uint8_t)('a' + i % 26);
+        body[k++] = (2 << 3) | 2;
+        body[k++] = 1;
+        body[k++] = 'v';
+    }
+    size_t inner = k - start;
+    body[len_at] = (uint8_t)(inner | 0x80);
+    body[len_at + 1] = (uint8_t)(inner >> 7);
+    Ferry__Frame *f;
+    ck_assert_int_eq(codec_frame_decode(&arena, body, k, &f), 0);
+    ck_assert_uint_eq(f->publish->n_headers, 64);
+    ck_assert_str_eq(f->publish->headers[63]->value, "v");
+}
+END_TEST
+
 START_TEST(test_codec_truncated_body_is_rejected)
 {
     Ferry__Ping ping = FERRY__PING__INIT;
@@ -470,6 +510,8 @@ Suite *test_suite(void)
     tcase_add_test(bad, test_codec_empty_oneof_is_rejected);
     tcase_add_test(bad, test_codec_truncated_body_is_rejected);
     tcase_add_test(bad, test_codec_budget_stops_allocation_amplification);
+    tcase_add_test(bad, test_codec_budget_allows_ordinary_headers);
+    tcase_add_test(bad, test_codec_field_number_zero_is_rejected);
     tcase_add_test(bad, test_codec_random_bytes_never_crash);
     suite_add_tcase(s, bad);
     return s;
