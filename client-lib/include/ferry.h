@@ -1,15 +1,114 @@
 /*
- * ferry.h - the ferry client library.
+ * ferry.h - libferry, the C client library of the ferry message broker.
  *
- * This skeleton holds the error table that the whole project shares; the
- * client API is documented and added by the client library.
+ * ferry is a persistent publish/subscribe broker (ferryd). Clients publish
+ * messages to topics ("orders.eu.created") and subscribe to patterns
+ * ("orders.*.created", "orders.>"). A topic numbers its messages 1, 2, 3...;
+ * a PubAck means the message is stored under the server's sync policy. This
+ * header is the whole public API of libferry; it is C and can be included
+ * from C++ (extern "C").
+ *
+ * LIFE OF A CLIENT
+ *
+ *   ferry_options_create()   fill in servers, name, credentials, policies
+ *   ferry_client_create()    copies the options; no IO yet
+ *   ferry_client_start_thread()   optional: run IO on a background thread
+ *   ferry_client_connect()   TCP connect + Connect/Connected handshake
+ *   ferry_publish*(), ferry_subscribe(), ferry_sub_next(), ferry_msg_ack()...
+ *   ferry_client_close()     flush (wait for outstanding PubAcks), say
+ *                            goodbye, close the socket, stop the IO thread
+ *   ferry_client_destroy()   free everything
+ *
+ * While connected the client keeps the connection alive (Ping), and when it
+ * is lost, reconnects with exponential backoff and jitter (by option), sends
+ * Connect again and re-subscribes every subscription (durable subscriptions
+ * resume from their acknowledged position on the server). Publishes that
+ * were waiting for a PubAck are re-sent or failed to their callbacks, by
+ * option; they are never dropped silently.
+ *
+ * THREADING MODEL
+ *
+ * A client runs in one of two modes, chosen before ferry_client_connect():
+ *
+ * 1. Event-loop mode (default). The application polls the descriptor of
+ *    ferry_client_fd() for ferry_client_events(), sleeps at most
+ *    ferry_client_timeout_ms(), and then calls ferry_client_process(), which
+ *    does non-blocking IO, runs timers (keepalive, reconnect backoff,
+ *    timeouts) and fires callbacks, all on the calling thread. In this mode
+ *    the client belongs to ONE thread, the loop's: call every function from
+ *    that thread. Blocking calls (ferry_client_connect, ferry_publish_sync,
+ *    ferry_flush, ferry_sub_next, a ferry_subscribe with a timeout,
+ *    ferry_client_close, the ferry_admin_* calls) drive the IO themselves
+ *    while they wait, and may fire callbacks on the calling thread.
+ *
+ * 2. Thread mode: ferry_client_start_thread() starts a background IO thread
+ *    that owns the socket. Every callback runs on that thread. Every
+ *    function of this header may then be called from any thread, at the same
+ *    time (an internal mutex guards the client's state; the IO thread is
+ *    woken through an eventfd). Blocking calls wait on a condition variable.
+ *
+ * In both modes callbacks run without any internal lock held, so a callback
+ * may call the non-blocking functions (ferry_publish, ferry_publish_async
+ * with a window that returns FERRY_EAGAIN-style -EAGAIN, ferry_msg_ack,
+ * ferry_subscribe with timeout 0, ferry_unsubscribe...). A blocking function
+ * called from a callback returns -EDEADLK instead of blocking, and
+ * ferry_client_close()/ferry_client_destroy() must not be called from a
+ * callback. No callback runs after ferry_client_destroy() returns.
+ *
+ * ERROR MODEL
+ *
+ * Functions return int: 0 (or a documented non-negative value) on success, a
+ * negative number on failure: either -errno (-ECONNREFUSED, -ETIMEDOUT,
+ * -EAGAIN, -ENOMEM, -EINVAL for a bad argument...) or a FERRY_E* code from
+ * the table below. Codes -1001..-1099 are the server's ErrorCode values from
+ * ferry.proto (wire code N is -(1000 + N)); codes from -1100 down are local.
+ * ferry_strerror() explains every code. A call that fails never fires its
+ * callback. Out-parameters are written only on success. Each client also
+ * keeps the text of its last error (ferry_client_last_error()), which often
+ * says more (the server's text, the address that refused).
+ *
+ * EXAMPLE (thread mode, error handling shortened)
+ *
+ *   static void on_msg(ferry_client *c, ferry_sub *s, const ferry_msg *m, void *ud)
+ *   {   // c, s, ud: unused here
+ *       size_t n;
+ *       const void *p = ferry_msg_data(m, &n);
+ *       printf("%s: %.*s\n", ferry_msg_topic(m), (int)n, (const char *)p);
+ *   }
+ *
+ *   ferry_options *o;  ferry_client *c;  ferry_sub *s;  uint64_t seq;
+ *   ferry_options_create(&o);
+ *   ferry_options_set_servers(o, "127.0.0.1:7373");
+ *   ferry_client_create(o, &c);  ferry_options_destroy(o);
+ *   ferry_client_start_thread(c);
+ *   if (ferry_client_connect(c, 5000) != 0) { ... }
+ *   ferry_subscribe(c, "orders.>", NULL, on_msg, NULL, 5000, &s);
+ *   ferry_publish_sync(c, &(ferry_pub){.topic = "orders.eu", .payload = "hi",
+ *                                      .payload_len = 2}, 5000, &seq);
+ *   ferry_client_close(c, 5000);
+ *   ferry_client_destroy(c);
  */
 #ifndef FERRY_H
 #define FERRY_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Symbols of the API are exported; everything else in libferry is hidden. */
+#if defined(FERRY_BUILDING) && defined(__GNUC__)
+#define FERRY_API __attribute__((visibility("default")))
+#else
+#define FERRY_API
+#endif
+
+/* The version of this header; ferry_version() gives the library's. */
+#define FERRY_VERSION_MAJOR 0
+#define FERRY_VERSION_MINOR 1
+#define FERRY_VERSION_PATCH 0
 
 /*
  * Errors.
@@ -22,6 +121,15 @@ extern "C" {
  * Codes -1001 to -1099 are the server's ErrorCode values from ferry.proto:
  * wire code N is reported as -(1000 + N). Codes from -1100 down are local to
  * the library. ferry_strerror() explains every code of both kinds.
+ *
+ * Besides these, the library returns these -errno values with one meaning:
+ *   -EINVAL     a bad argument (NULL where a pointer is needed, a value out
+ *               of range, a call in the wrong mode)
+ *   -ENOMEM     out of memory
+ *   -ETIMEDOUT  a blocking call's timeout expired
+ *   -EAGAIN     the async publish window is full (non-blocking window)
+ *   -EDEADLK    a blocking call was made from a callback
+ *   -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET, -EPIPE ...  the socket's error
  */
 #define FERRY_EBASE 1000
 
@@ -50,7 +158,10 @@ extern "C" {
     XX(ENOTOPIC, -1022, "unknown topic")                                                 \
     XX(EBUSY, -1023, "server busy")                                                      \
     XX(ECLOSED, -1100, "client closed")                                                  \
-    XX(ENOTREADY, -1101, "not connected to a server")
+    XX(ENOTREADY, -1101, "not connected to a server")                                    \
+    XX(EDISCONNECTED, -1102, "connection lost before the server answered")               \
+    XX(EQUEUEFULL, -1103, "subscription queue full: message dropped")                   \
+    XX(ERECONNECTFAILED, -1104, "gave up reconnecting")
 
 enum ferry_errno {
 #define FERRY__ERRNO_ENUM(name, value, text) FERRY_##name = (value),
@@ -60,6 +171,602 @@ enum ferry_errno {
 
 /* Map a wire ErrorCode (ferry.proto) to the library's negative code. */
 #define FERRY_ERR_FROM_WIRE(code) (-(FERRY_EBASE + (int)(code)))
+
+/* Explain an error code: every FERRY_E* code, and strerror() text for
+ * -errno values; "success" for 0; "unknown error N" otherwise. The string
+ * is static (never free it). Any thread. */
+FERRY_API const char *ferry_strerror(int err);
+
+/* The library's version as "MAJOR.MINOR.PATCH" (static string). Any thread. */
+FERRY_API const char *ferry_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Handles                                                                  */
+
+typedef struct ferry_options ferry_options;         /* connection options */
+typedef struct ferry_client ferry_client;           /* one client */
+typedef struct ferry_sub_options ferry_sub_options; /* subscription options */
+typedef struct ferry_sub ferry_sub;                 /* one subscription */
+typedef struct ferry_msg ferry_msg;                 /* one delivered message */
+
+/* ------------------------------------------------------------------------ */
+/* Callbacks                                                                */
+
+/* Log levels of the log callback. */
+enum ferry_log_level {
+    FERRY_LOG_ERROR = 0,
+    FERRY_LOG_WARN = 1,
+    FERRY_LOG_INFO = 2,
+    FERRY_LOG_DEBUG = 3,
+};
+
+/* The library never prints. If set, it reports what it does through this
+ * callback: `msg` is a NUL-terminated line without newline, valid only
+ * during the call. Called from whichever thread is doing the work (the IO
+ * thread, the loop thread, or a thread inside a blocking call) possibly with
+ * internal locks held: it must not call any ferry_* function. */
+typedef void (*ferry_log_cb)(void *userdata, enum ferry_log_level level, const char *msg);
+
+/* Connection-level events for the event callback. */
+enum ferry_event_type {
+    FERRY_EVENT_CONNECTED = 1,    /* first handshake completed */
+    FERRY_EVENT_DISCONNECTED = 2, /* the connection was lost; code says why */
+    FERRY_EVENT_RECONNECTED = 3,  /* a new connection is up; subscriptions
+                                     re-sent, unacked publishes re-sent or
+                                     already failed */
+    FERRY_EVENT_ERROR = 4,        /* an asynchronous error: an Error frame
+                                     from the server (ref_kind/ref_id say
+                                     what it refers to), or a local one
+                                     (FERRY_EQUEUEFULL) */
+    FERRY_EVENT_CLOSED = 5,       /* the client stopped for good: closed by
+                                     ferry_client_close(), or reconnecting
+                                     gave up (code FERRY_ERECONNECTFAILED) */
+};
+
+/* What an Error's ref_id refers to (ferry.proto Error.RefKind). */
+enum ferry_ref_kind {
+    FERRY_REF_NONE = 0,
+    FERRY_REF_PUBLISH = 1,      /* ref_id is the publish id (ferry_publish*'s
+                                   id out-parameter) */
+    FERRY_REF_SUBSCRIPTION = 2, /* ref_id is ferry_sub_id() of a subscription */
+    FERRY_REF_ADMIN = 3,
+};
+
+/* An event. Owned by the library, valid only during the callback. */
+typedef struct ferry_event {
+    enum ferry_event_type type;
+    int code;                     /* 0, -errno or FERRY_E* (see type) */
+    const char *text;             /* never NULL; "" when there is nothing */
+    uint64_t ref_id;              /* FERRY_EVENT_ERROR: see ref_kind */
+    enum ferry_ref_kind ref_kind; /* FERRY_EVENT_ERROR: what ref_id means */
+    int is_fatal;                 /* FERRY_EVENT_ERROR: the server closes the
+                                     connection next (a reconnect follows) */
+    const char *server;           /* "host:port" concerned, or "" */
+} ferry_event;
+
+/* Connection events. Runs on the IO thread (thread mode) or the thread that
+ * drives the IO (event-loop mode), without internal locks held. */
+typedef void (*ferry_event_cb)(ferry_client *c, const ferry_event *ev, void *userdata);
+
+/* Completion of ferry_publish_async(): status is 0 and `sequence` the
+ * topic's sequence number (0 on an ephemeral topic), or status is negative:
+ * a server code (FERRY_EINVALIDTOPIC, FERRY_EPERM, FERRY_ESTORAGEFULL ...),
+ * FERRY_EDISCONNECTED (the connection was lost and the publish is not
+ * re-sent by option, or reconnecting gave up), -ETIMEDOUT (the ack timeout
+ * option), or FERRY_ECLOSED (the client was closed first; the message may or
+ * may not have been stored). Called exactly once for every publish that
+ * ferry_publish_async() accepted (returned 0 for). Same thread rules as
+ * ferry_event_cb. */
+typedef void (*ferry_pub_cb)(ferry_client *c, int status, uint64_t sequence, void *userdata);
+
+/* A message for a subscription. `m` is owned by the library and valid only
+ * during the call; copy it with ferry_msg_copy() to keep it. It may be
+ * acked (ferry_msg_ack) during the call or, through the copy, later. Same
+ * thread rules as ferry_event_cb. */
+typedef void (*ferry_msg_cb)(ferry_client *c, ferry_sub *s, const ferry_msg *m, void *userdata);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+
+/* Create an options object with the defaults listed at each setter. *out
+ * receives it; the caller owns it and frees it with ferry_options_destroy().
+ * An options object belongs to one thread at a time.
+ * Returns 0, -EINVAL (out is NULL), -ENOMEM. */
+FERRY_API int ferry_options_create(ferry_options **out);
+
+/* Free an options object (NULL is fine). Clients created from it keep
+ * their own copy. */
+FERRY_API void ferry_options_destroy(ferry_options *o);
+
+/* Servers to connect to: "host:port[,host:port...]" (host a name, an IPv4
+ * address, or an IPv6 address in brackets "[::1]:7373"; port defaults to
+ * 7373 when ":port" is left out). Tried in order on connect and reconnect.
+ * Default "127.0.0.1:7373". The string is copied.
+ * Returns 0, -EINVAL (NULL, empty list, bad port, more than 32 servers),
+ * -ENOMEM. */
+FERRY_API int ferry_options_set_servers(ferry_options *o, const char *servers);
+
+/* Client name sent in Connect (logs and stats on the server), at most 128
+ * bytes of UTF-8. Default "libferry". Copied. Returns 0, -EINVAL, -ENOMEM. */
+FERRY_API int ferry_options_set_name(ferry_options *o, const char *name);
+
+/* Credentials: a bearer token. Replaces username/password. NULL clears.
+ * Copied. Returns 0, -EINVAL (not UTF-8), -ENOMEM. */
+FERRY_API int ferry_options_set_token(ferry_options *o, const char *token);
+
+/* Credentials: username and password. Replaces a token. NULL user clears.
+ * Copied. Returns 0, -EINVAL, -ENOMEM. */
+FERRY_API int ferry_options_set_user_password(ferry_options *o, const char *user,
+                                              const char *password);
+
+/* Keepalive interval the client asks for (the server clamps it; the client
+ * pings when idle for the negotiated interval and drops a connection that
+ * sent nothing for twice that). 0: the server's default. Default 0.
+ * Returns 0. */
+FERRY_API int ferry_options_set_keepalive_ms(ferry_options *o, uint32_t ms);
+
+/* Timeout of one connection attempt (TCP connect + handshake) to one
+ * server. Default 5000. Returns 0, -EINVAL (0). */
+FERRY_API int ferry_options_set_connect_timeout_ms(ferry_options *o, uint32_t ms);
+
+/* Largest number of publishes waiting for their PubAck (async and sync
+ * together): the async window. Default 1024. Returns 0, -EINVAL (0 or more
+ * than 1048576). */
+FERRY_API int ferry_options_set_max_inflight(ferry_options *o, uint32_t n);
+
+/* When the window is full, ferry_publish_async() blocks until there is room
+ * (block = 1, the default) or returns -EAGAIN at once (block = 0). Returns 0. */
+FERRY_API int ferry_options_set_window_blocks(ferry_options *o, int block);
+
+/* A publish waiting for its PubAck longer than ms fails with -ETIMEDOUT
+ * (async callback or sync call). 0: no limit, the publish waits as long as
+ * the connection lives. Default 0. Returns 0. */
+FERRY_API int ferry_options_set_ack_timeout_ms(ferry_options *o, uint32_t ms);
+
+/* Reconnect policy. enabled: reconnect after a lost connection (default 1).
+ * max_attempts: consecutive failed attempts before giving up, 0 for
+ * unlimited (default 0). The delay before attempt k is
+ * min(initial_ms * 2^(k-1), max_ms), minus a random part of up to
+ * jitter_pct percent of it (defaults 100 ms, 5000 ms, 20%). The first
+ * attempt after a loss is made at once. Returns 0, -EINVAL (initial_ms 0,
+ * max_ms < initial_ms, jitter_pct > 100). */
+FERRY_API int ferry_options_set_reconnect(ferry_options *o, int enabled, uint32_t max_attempts,
+                                          uint32_t initial_ms, uint32_t max_ms,
+                                          uint32_t jitter_pct);
+
+/* What becomes of publishes still waiting for a PubAck when the connection
+ * is lost: resend = 1 (default) re-sends them, in their original order,
+ * after the reconnect (at-least-once: the server may have stored a message
+ * whose ack was lost, so it may be stored twice); resend = 0 fails them
+ * with FERRY_EDISCONNECTED (at-most-once). Fire-and-forget publishes are
+ * never re-sent. Returns 0. */
+FERRY_API int ferry_options_set_resend_unacked(ferry_options *o, int resend);
+
+/* Log callback (see ferry_log_cb) and the highest level passed to it
+ * (default FERRY_LOG_INFO). cb NULL: no logging (default). Returns 0. */
+FERRY_API int ferry_options_set_log_cb(ferry_options *o, ferry_log_cb cb, void *userdata,
+                                       enum ferry_log_level max_level);
+
+/* Event callback (see ferry_event_cb). Default none. Returns 0. */
+FERRY_API int ferry_options_set_event_cb(ferry_options *o, ferry_event_cb cb, void *userdata);
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+
+/* Create a client from options (NULL: all defaults). The options are
+ * copied; the caller keeps ownership of `o`. *out receives the client, owned
+ * by the caller until ferry_client_destroy(). No IO happens yet.
+ * Returns 0, -EINVAL (out NULL), -ENOMEM, or -errno from eventfd(2). */
+FERRY_API int ferry_client_create(const ferry_options *o, ferry_client **out);
+
+/* Switch to thread mode: start the background IO thread. Call at most once,
+ * before ferry_client_connect(). From then on callbacks run on that thread
+ * and every function may be called from any thread.
+ * Returns 0, -EINVAL (NULL), -EALREADY (already started, or already
+ * connected in event-loop mode), FERRY_ECLOSED, or -errno of
+ * pthread_create. */
+FERRY_API int ferry_client_start_thread(ferry_client *c);
+
+/* Connect: try the servers in order, each with the connect timeout, until
+ * one accepts Connect, or all failed once, or timeout_ms passed. Blocks
+ * (see THREADING MODEL) unless timeout_ms is 0: then the attempt starts and
+ * the call returns -EINPROGRESS at once; the FERRY_EVENT_CONNECTED event (or
+ * FERRY_EVENT_CLOSED on failure) tells the outcome, and publishes and
+ * async/sync publishes and subscriptions made meanwhile are queued and sent
+ * once connected (fire-and-forget publishes return FERRY_ENOTREADY).
+ * When the connection is later lost, the reconnect policy applies.
+ * Returns 0; -EINPROGRESS (timeout 0); -ETIMEDOUT; the last server's error
+ * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for a host name that does not
+ * resolve, FERRY_EAUTH, FERRY_EVERSION, FERRY_EPROTOCOL, ...); -EALREADY
+ * (connected or connecting); -EINVAL; -EDEADLK (from a callback);
+ * FERRY_ECLOSED. Any thread in thread mode; the loop thread otherwise. */
+FERRY_API int ferry_client_connect(ferry_client *c, int timeout_ms);
+
+/* Close: wait up to timeout_ms for queued publishes to be written and for
+ * every outstanding PubAck (as ferry_flush), then send Disconnect, close the
+ * socket and stop the IO thread (thread mode). Publishes still waiting fail
+ * to their callbacks with FERRY_ECLOSED, blocked callers wake with
+ * FERRY_ECLOSED, subscriptions end (queued messages stay readable with
+ * ferry_sub_next until it reports FERRY_ECLOSED), then FERRY_EVENT_CLOSED
+ * fires. After close, every call but the ferry_msg_*, ferry_sub_next,
+ * ferry_client_last_error and destroy functions returns FERRY_ECLOSED.
+ * Callbacks that run during close run on the calling thread once the IO
+ * thread has stopped. Never from a callback.
+ * Returns 0 (everything was acked), -ETIMEDOUT (closed anyway, some
+ * publishes failed), FERRY_ECLOSED (already closed), -EINVAL, -EDEADLK. */
+FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms);
+
+/* Free the client: ferry_client_close(c, 0) if not closed yet, then every
+ * subscription handle and the client. Messages obtained with ferry_sub_next
+ * or ferry_msg_copy stay valid (free them with ferry_msg_destroy) but can no
+ * longer be acked. No callback runs after ferry_client_destroy() returns.
+ * NULL is fine. Never from a callback; no other thread may use c during or
+ * after the call. */
+FERRY_API void ferry_client_destroy(ferry_client *c);
+
+/* Connection states. */
+enum ferry_state {
+    FERRY_STATE_IDLE = 0,         /* created, connect not called yet */
+    FERRY_STATE_CONNECTING = 1,   /* first connect in progress */
+    FERRY_STATE_CONNECTED = 2,    /* handshake done, traffic flows */
+    FERRY_STATE_RECONNECTING = 3, /* lost; waiting for/in a new attempt */
+    FERRY_STATE_CLOSED = 4,       /* closed or gave up */
+};
+
+/* The current state. Any thread (a snapshot). */
+FERRY_API enum ferry_state ferry_client_state(ferry_client *c);
+
+/* Copy the text of the client's last error (NUL-terminated, truncated to
+ * cap) into buf and return the code it belongs to (0 if none yet). The text
+ * names what failed ("connect 127.0.0.1:7373: Connection refused", the
+ * server's Error text...). Any thread. buf may be NULL when cap is 0. */
+FERRY_API int ferry_client_last_error(ferry_client *c, char *buf, size_t cap);
+
+/* What the server said in Connected. */
+enum ferry_sync_policy {
+    FERRY_SYNC_ALWAYS = 0,   /* every ack follows an fsync */
+    FERRY_SYNC_INTERVAL = 1, /* fsync every sync_interval_ms */
+    FERRY_SYNC_NONE = 2,     /* the OS decides when to write */
+};
+
+typedef struct ferry_server_info {
+    uint32_t protocol_version;
+    char server_version[64];        /* NUL-terminated, truncated */
+    char server_id[64];             /* NUL-terminated, truncated */
+    char address[128];              /* "host:port" connected to */
+    uint32_t max_frame_len;         /* negotiated */
+    uint32_t keepalive_ms;          /* negotiated */
+    enum ferry_sync_policy sync_policy;
+    uint32_t sync_interval_ms;
+    uint64_t client_id;             /* the server's id for this connection */
+    uint64_t reserved[8];           /* zero; room for later fields */
+} ferry_server_info;
+
+/* Copy what the server of the current (or last) connection reported into
+ * *out. Any thread. Returns 0, -EINVAL, FERRY_ENOTREADY (never connected). */
+FERRY_API int ferry_client_server_info(ferry_client *c, ferry_server_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Event-loop mode                                                          */
+
+/* Poll flags of ferry_client_events(); equal to POLLIN/POLLOUT of poll.h on
+ * Linux. */
+#define FERRY_POLLIN 0x001
+#define FERRY_POLLOUT 0x004
+
+/* The descriptor to watch, or -1 while there is none (before connect, and
+ * while waiting to reconnect: use ferry_client_timeout_ms()). It changes
+ * when the client reconnects: read it again after every
+ * ferry_client_process(). Do not read, write or close it.
+ * Event-loop mode, the loop thread. Returns the fd, -1, or -EINVAL (thread
+ * mode or NULL). */
+FERRY_API int ferry_client_fd(ferry_client *c);
+
+/* The events to wait for on ferry_client_fd(): FERRY_POLLIN, plus
+ * FERRY_POLLOUT while there are bytes to write or a connect is in progress.
+ * Returns the mask (0 when there is no fd), or -EINVAL. */
+FERRY_API int ferry_client_events(ferry_client *c);
+
+/* Milliseconds until the next timer is due (keepalive, reconnect backoff,
+ * connect and ack timeouts): the longest the loop may sleep before calling
+ * ferry_client_process() again. 0: call it now. -1: no timer. */
+FERRY_API int ferry_client_timeout_ms(ferry_client *c);
+
+/* Do the client's work: non-blocking reads and writes on the socket
+ * (`revents` is the mask poll/epoll reported for ferry_client_fd(), or 0
+ * when woken by the timeout; the client tolerates spurious calls), run due
+ * timers, and fire callbacks on the calling thread. Never blocks.
+ * Event-loop mode, the loop thread, never from a callback.
+ * Returns 0 (also after a lost connection that will be reconnected),
+ * FERRY_ECLOSED (the client closed or gave up reconnecting: stop polling),
+ * -EINVAL (thread mode or NULL), -EDEADLK (from a callback). */
+FERRY_API int ferry_client_process(ferry_client *c, int revents);
+
+/* ------------------------------------------------------------------------ */
+/* Publishing                                                               */
+
+/* One header of a message: NUL-terminated UTF-8 key and value. */
+typedef struct ferry_header {
+    const char *key;
+    const char *value;
+} ferry_header;
+
+/* A message to publish. Every pointer is borrowed for the duration of the
+ * publish call only; the library copies what it needs. topic: a concrete
+ * topic name (no wildcards). payload may be NULL when payload_len is 0; so
+ * may key and headers. At most 64 headers. */
+typedef struct ferry_pub {
+    const char *topic;
+    const void *payload;
+    size_t payload_len;
+    const void *key; /* optional; carried to subscribers */
+    size_t key_len;
+    const ferry_header *headers; /* optional */
+    size_t n_headers;
+} ferry_pub;
+
+/* Fire-and-forget publish of `len` bytes at `data` to `topic` (copied): no
+ * PubAck is asked for; a failure the server reports arrives as a
+ * FERRY_EVENT_ERROR with ref_kind FERRY_REF_PUBLISH. At most once: bytes not
+ * yet written when the connection is lost are dropped. Never blocks.
+ * Returns 0; -EINVAL (NULL topic, data NULL with len > 0, topic with a
+ * wildcard or empty token); FERRY_EFRAMETOOLARGE (bigger than the
+ * negotiated frame size); FERRY_ENOTREADY (not connected: nothing is
+ * queued); FERRY_ECLOSED; -ENOMEM. Any thread in thread mode. */
+FERRY_API int ferry_publish(ferry_client *c, const char *topic, const void *data, size_t len);
+
+/* Fire-and-forget with key and headers: as ferry_publish(). id_out, if not
+ * NULL, receives the publish id an Error would refer to. */
+FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *id_out);
+
+/* Publish and wait up to timeout_ms (> 0) for the PubAck. *seq_out (may be
+ * NULL) receives the topic's sequence number (0 on an ephemeral topic).
+ * Counts against the window like an async publish (waits for room).
+ * While reconnecting, the publish is queued and sent once connected.
+ * Returns 0; the server's code (FERRY_EINVALIDTOPIC, FERRY_EPERM,
+ * FERRY_ESTORAGEFULL, ...); -ETIMEDOUT (the message may still be stored
+ * later: its ack is ignored); FERRY_EDISCONNECTED; -EINVAL;
+ * FERRY_EFRAMETOOLARGE; -EDEADLK (from a callback); FERRY_ECLOSED;
+ * -ENOMEM. */
+FERRY_API int ferry_publish_sync(ferry_client *c, const ferry_pub *m, int timeout_ms,
+                                 uint64_t *seq_out);
+
+/* Publish with a PubAck; cb (may be NULL) is called once with the outcome
+ * (see ferry_pub_cb). If the window (ferry_options_set_max_inflight) is
+ * full, blocks until there is room or returns -EAGAIN, by option (from a
+ * callback it always returns -EAGAIN). While reconnecting, the publish is
+ * queued and sent once connected. id_out (may be NULL) receives the
+ * publish id. Returns 0 (cb will be called); -EAGAIN; -EINVAL;
+ * FERRY_EFRAMETOOLARGE; FERRY_ECLOSED (cb not called); -ENOMEM. */
+FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub_cb cb,
+                                  void *userdata, uint64_t *id_out);
+
+/* Wait up to timeout_ms until every publish made before the call has been
+ * written to the socket and every one that asked for a PubAck has been
+ * answered (callbacks fired), and the server has answered a Ping sent after
+ * them (so fire-and-forget publishes made before were processed too).
+ * While disconnected it keeps waiting (publishes are re-sent or failed
+ * after the reconnect, by option). Returns 0 (also at once when nothing is
+ * outstanding); -ETIMEDOUT; -EDEADLK; FERRY_ECLOSED; -EINVAL. */
+FERRY_API int ferry_flush(ferry_client *c, int timeout_ms);
+
+/* Publishes waiting for their PubAck now. Any thread (a snapshot). */
+FERRY_API size_t ferry_client_inflight(ferry_client *c);
+
+/* ------------------------------------------------------------------------ */
+/* Subscribing                                                              */
+
+/* Where a new subscription starts (ferry.proto StartPosition). */
+enum ferry_start {
+    FERRY_START_NEW = 0,      /* messages published after the subscription */
+    FERRY_START_ALL = 1,      /* from the oldest stored message */
+    FERRY_START_SEQUENCE = 2, /* from a sequence number, inclusive */
+    FERRY_START_TIME = 3,     /* from a time, ns since the epoch */
+    FERRY_START_LAST = 4,     /* the last N stored messages, then live */
+};
+
+enum ferry_ack_mode {
+    FERRY_ACK_NONE = 0,     /* no acks */
+    FERRY_ACK_EXPLICIT = 1, /* each delivery is acked with ferry_msg_ack() */
+};
+
+/* Kinds of ack (ferry.proto Ack.Kind). */
+enum ferry_ack_kind {
+    FERRY_ACK = 0,  /* processed; never deliver it again */
+    FERRY_NAK = 1,  /* not processed; deliver it again now */
+    FERRY_TERM = 2, /* never deliver again, and do not dead-letter */
+};
+
+/* Subscription options, defaults at each setter. Create, set, pass to
+ * ferry_subscribe() (which copies them), destroy. One thread at a time.
+ * Returns 0, -EINVAL (out NULL), -ENOMEM. */
+FERRY_API int ferry_sub_options_create(ferry_sub_options **out);
+FERRY_API void ferry_sub_options_destroy(ferry_sub_options *o); /* NULL ok */
+
+/* Queue group: subscriptions with the same group on the same pattern share
+ * the messages. NULL or "": none (default). Copied. 0, -EINVAL, -ENOMEM. */
+FERRY_API int ferry_sub_options_set_queue_group(ferry_sub_options *o, const char *group);
+
+/* Durable name: the server keeps the acked position under this name across
+ * reconnects and restarts (requires FERRY_ACK_EXPLICIT, which this sets).
+ * NULL or "": not durable (default). Copied. 0, -EINVAL, -ENOMEM. */
+FERRY_API int ferry_sub_options_set_durable(ferry_sub_options *o, const char *name);
+
+/* Start position. arg: the sequence (FERRY_START_SEQUENCE, >= 1), the time
+ * in ns since the epoch (FERRY_START_TIME), the count (FERRY_START_LAST,
+ * >= 1); ignored otherwise. Default FERRY_START_NEW. 0, -EINVAL. */
+FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start start,
+                                          int64_t arg);
+
+/* Ack mode. Default FERRY_ACK_NONE. 0, -EINVAL. */
+FERRY_API int ferry_sub_options_set_ack_mode(ferry_sub_options *o, enum ferry_ack_mode mode);
+
+/* With FERRY_ACK_EXPLICIT: deliveries sent but not yet acked at most
+ * (0: server default 1024); ack wait before redelivery (0: server default
+ * 30 s); deliveries before dead-lettering (0: server default 5). 0. */
+FERRY_API int ferry_sub_options_set_max_in_flight(ferry_sub_options *o, uint32_t n);
+FERRY_API int ferry_sub_options_set_ack_wait_ms(ferry_sub_options *o, uint32_t ms);
+FERRY_API int ferry_sub_options_set_max_deliver(ferry_sub_options *o, uint32_t n);
+
+/* Subscriptions without a callback queue their messages for
+ * ferry_sub_next(), at most n (default 65536). When full, further messages
+ * are dropped, counted (ferry_sub_dropped) and reported once per burst as a
+ * FERRY_EVENT_ERROR with code FERRY_EQUEUEFULL and the sub's id (with
+ * FERRY_ACK_EXPLICIT the server redelivers them after the ack wait).
+ * 0, -EINVAL (0). */
+FERRY_API int ferry_sub_options_set_queue_max(ferry_sub_options *o, size_t n);
+
+/* Subscribe to `pattern` (copied; `*` one token, `>` the rest).
+ * opts: NULL for defaults; copied. cb: called for each message (see
+ * ferry_msg_cb) with `userdata`; NULL: messages queue for ferry_sub_next().
+ * timeout_ms > 0: wait that long for the server's SubAck; 0: do not wait
+ * (a refusal then arrives as FERRY_EVENT_ERROR with ref_kind
+ * FERRY_REF_SUBSCRIPTION and the handle ends: ferry_sub_next returns the
+ * code; the handle must still be released with ferry_unsubscribe). If not
+ * connected, the Subscribe is sent once connected. The subscription is
+ * re-sent after every reconnect: durables resume by name; others restart
+ * from their start position if they received nothing yet, else from "new".
+ * *out receives the handle, owned by the caller until ferry_unsubscribe()
+ * or ferry_client_destroy().
+ * Returns 0; the server's code (FERRY_EINVALIDPATTERN, FERRY_EPERM,
+ * FERRY_EDURABLEINUSE, FERRY_ELIMIT ...; nothing to release); -ETIMEDOUT
+ * (no SubAck in time: the subscription is cancelled); -EINVAL (NULL,
+ * durable without FERRY_ACK_EXPLICIT); -EDEADLK (timeout > 0 from a
+ * callback); FERRY_ECLOSED; -ENOMEM. */
+FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_sub_options *opts,
+                              ferry_msg_cb cb, void *userdata, int timeout_ms, ferry_sub **out);
+
+/* End a subscription and free its handle. Sends Unsubscribe (durables keep
+ * their position on the server). No callback for s starts after the call
+ * returns, and a callback for s running on another thread has finished (so
+ * userdata may be freed); called from s's own callback, the handle is
+ * released after that callback returns. Queued messages are discarded.
+ * Returns 0, -EINVAL (NULL). Works after close too (just frees). */
+FERRY_API int ferry_unsubscribe(ferry_sub *s);
+
+/* Take the next queued message of a subscription made without callback,
+ * waiting up to timeout_ms (0: do not wait; -1: forever). *out receives it,
+ * owned by the caller (ferry_msg_destroy). Returns 0; -ETIMEDOUT (-EAGAIN
+ * with timeout 0); -EINVAL (NULL, or s has a callback); FERRY_ECLOSED
+ * (client closed and queue empty); the refusal code of the subscription;
+ * -EDEADLK (waiting from a callback). */
+FERRY_API int ferry_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out);
+
+/* The subscription's id (Subscribe.sub_id, Error.ref_id). */
+FERRY_API uint64_t ferry_sub_id(const ferry_sub *s);
+
+/* Messages queued for ferry_sub_next() now; messages dropped because the
+ * queue was full, since the start. Any thread. */
+FERRY_API size_t ferry_sub_pending(ferry_sub *s);
+FERRY_API uint64_t ferry_sub_dropped(ferry_sub *s);
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+
+/* Accessors. Every returned pointer belongs to the message and lives as
+ * long as it does. Any thread (a message is immutable; the caller keeps one
+ * thread per message for destroy). */
+FERRY_API const char *ferry_msg_topic(const ferry_msg *m);
+/* The payload; *len (may be NULL) its size. Never NULL (empty: ""). */
+FERRY_API const void *ferry_msg_data(const ferry_msg *m, size_t *len);
+/* The key; *len its size (0 and "" when there is none). */
+FERRY_API const void *ferry_msg_key(const ferry_msg *m, size_t *len);
+/* The topic's sequence number (0 on an ephemeral topic). */
+FERRY_API uint64_t ferry_msg_sequence(const ferry_msg *m);
+/* When the server accepted it, ns since the epoch. */
+FERRY_API int64_t ferry_msg_time(const ferry_msg *m);
+/* 1 for the first delivery, 2 on the first redelivery... */
+FERRY_API uint32_t ferry_msg_attempt(const ferry_msg *m);
+/* Messages missed just before this one (removed by retention). */
+FERRY_API uint64_t ferry_msg_missed(const ferry_msg *m);
+/* The id of the subscription it was delivered for. */
+FERRY_API uint64_t ferry_msg_sub_id(const ferry_msg *m);
+/* Headers: their count; the i-th (0-based; returns 0, or -EINVAL when out
+ * of range); the value for a key (NULL if absent). */
+FERRY_API size_t ferry_msg_n_headers(const ferry_msg *m);
+FERRY_API int ferry_msg_header_at(const ferry_msg *m, size_t i, const char **key,
+                                  const char **value);
+FERRY_API const char *ferry_msg_header(const ferry_msg *m, const char *key);
+
+/* Acknowledge a message of a FERRY_ACK_EXPLICIT subscription (kind: ack,
+ * nak, term). Never blocks; safe from callbacks. The client must still
+ * exist. Returns 0; -EINVAL (NULL, bad kind, subscription is FERRY_ACK_NONE,
+ * sequence 0); FERRY_ENOSUB (unsubscribed); FERRY_ENOTREADY (not connected:
+ * the server redelivers after a reconnect); FERRY_ECLOSED; -ENOMEM. */
+FERRY_API int ferry_msg_ack(const ferry_msg *m, enum ferry_ack_kind kind);
+
+/* Copy a message (to keep one from a callback). *out owned by the caller.
+ * Returns 0, -EINVAL, -ENOMEM. */
+FERRY_API int ferry_msg_copy(const ferry_msg *m, ferry_msg **out);
+
+/* Free a message from ferry_sub_next() or ferry_msg_copy() (NULL ok). Never
+ * free the one a callback receives. */
+FERRY_API void ferry_msg_destroy(ferry_msg *m);
+
+/* ------------------------------------------------------------------------ */
+/* Administration (ferry.proto AdminRequest)                                */
+
+/* Server counters (ferry.proto Stats). Strings NUL-terminated, truncated. */
+typedef struct ferry_stats {
+    char server_id[64];
+    char server_version[64];
+    uint64_t uptime_ms;
+    uint64_t connections;
+    uint64_t connections_total;
+    uint64_t subscriptions;
+    uint64_t msgs_in;
+    uint64_t msgs_out;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t slow_consumers;
+    uint64_t store_bytes;
+    uint64_t topics;
+    uint64_t protocol_errors;
+    uint64_t auth_failures;
+    uint64_t permission_denials;
+    uint64_t crc_errors;
+    uint64_t reserved[8];
+} ferry_stats;
+
+/* One topic (ferry.proto TopicInfo). name is NUL-terminated (topics are at
+ * most 255 bytes). */
+typedef struct ferry_topic_info {
+    char name[256];
+    uint64_t messages;
+    uint64_t bytes;
+    uint64_t first_seq;
+    uint64_t last_seq;
+    int is_ephemeral;
+    uint64_t subscribers;
+    uint64_t reserved[4];
+} ferry_topic_info;
+
+/* Each admin call sends one request and waits up to timeout_ms (> 0) for
+ * the answer. Blocking; same thread rules as ferry_publish_sync. Each
+ * returns 0; the server's code (FERRY_EPERM, FERRY_ENOTOPIC,
+ * FERRY_EUNKNOWNMSG if the server has no admin support ...); -ETIMEDOUT;
+ * FERRY_ENOTREADY (not connected); FERRY_EDISCONNECTED; -EINVAL; -EDEADLK;
+ * FERRY_ECLOSED; -ENOMEM. */
+FERRY_API int ferry_admin_stats(ferry_client *c, int timeout_ms, ferry_stats *out);
+
+/* Topics matching pattern (NULL or "": all), at most limit (0: the
+ * server's default). *out receives a malloc'd array of *n_out entries,
+ * owned by the caller: free it with ferry_free() (NULL when none). */
+FERRY_API int ferry_admin_topics(ferry_client *c, const char *pattern, uint32_t limit,
+                                 int timeout_ms, ferry_topic_info **out, size_t *n_out);
+
+/* One topic's info into *out. */
+FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int timeout_ms,
+                                     ferry_topic_info *out);
+
+/* Remove every stored message of a topic; *purged_out (may be NULL)
+ * receives how many. */
+FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int timeout_ms,
+                                      uint64_t *purged_out);
+
+/* Free memory the library handed to the caller (ferry_admin_topics).
+ * NULL ok. Any thread. */
+FERRY_API void ferry_free(void *p);
 
 #ifdef __cplusplus
 }
