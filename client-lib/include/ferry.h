@@ -371,7 +371,8 @@ FERRY_API int ferry_client_start_thread(ferry_client *c);
  * one accepts Connect, or all failed once, or timeout_ms passed. Blocks
  * (see THREADING MODEL) unless timeout_ms is 0: then the attempt starts and
  * the call returns -EINPROGRESS at once; the FERRY_EVENT_CONNECTED event (or
- * FERRY_EVENT_CLOSED on failure) tells the outcome, and publishes and
+ * FERRY_EVENT_DISCONNECTED with the error and the state back at
+ * FERRY_STATE_IDLE on failure) tells the outcome, and publishes and
  * async/sync publishes and subscriptions made meanwhile are queued and sent
  * once connected (fire-and-forget publishes return FERRY_ENOTREADY).
  * When the connection is later lost, the reconnect policy applies.
@@ -505,12 +506,19 @@ typedef struct ferry_pub {
     size_t n_headers;
 } ferry_pub;
 
+/* Bytes waiting to be written above which fire-and-forget publishes wait. */
+#define FERRY_OUTBUF_HIGH (4u * 1024u * 1024u)
+
 /* Fire-and-forget publish of `len` bytes at `data` to `topic` (copied): no
  * PubAck is asked for; a failure the server reports arrives as a
  * FERRY_EVENT_ERROR with ref_kind FERRY_REF_PUBLISH. At most once: bytes not
- * yet written when the connection is lost are dropped. Never blocks.
+ * yet written when the connection is lost are dropped. While more than
+ * FERRY_OUTBUF_HIGH bytes wait to be written (a slow network), it blocks
+ * until they drain or returns -EAGAIN, as ferry_options_set_window_blocks()
+ * says (from a callback it returns -EAGAIN); it never blocks otherwise.
  * Returns 0; -EINVAL (NULL topic, data NULL with len > 0, topic with a
- * wildcard or empty token); FERRY_EFRAMETOOLARGE (bigger than the
+ * wildcard or empty token, a string that is not UTF-8); -EAGAIN;
+ * FERRY_EFRAMETOOLARGE (bigger than the
  * negotiated frame size); FERRY_ENOTREADY (not connected: nothing is
  * queued); FERRY_ECLOSED; -ENOMEM. Any thread in thread mode. */
 FERRY_API int ferry_publish(ferry_client *c, const char *topic, const void *data, size_t len);

@@ -1,0 +1,255 @@
+/*
+ * admin.c - AdminRequest / AdminReply: stats, topic list, topic info, purge.
+ *
+ * Each call is synchronous: the request record lives on the caller's stack
+ * in c->admins (guarded by c->mu) until the reply, a lost connection, close,
+ * or the caller's timeout takes it out.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry_int.h"
+
+enum { ADMIN_STATS = 1, ADMIN_TOPICS = 2, ADMIN_TOPIC_INFO = 3, ADMIN_PURGE = 4 };
+
+static void admin_unlink(ferry_client *c, struct ferry__admin *a)
+{
+    for (struct ferry__admin **pp = &c->admins; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            return;
+        }
+    }
+}
+
+static void topic_copy(ferry_topic_info *dst, const Ferry__TopicInfo *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    snprintf(dst->name, sizeof(dst->name), "%s", src->name);
+    dst->messages = src->messages;
+    dst->bytes = src->bytes;
+    dst->first_seq = src->first_seq;
+    dst->last_seq = src->last_seq;
+    dst->is_ephemeral = src->is_ephemeral != 0;
+    dst->subscribers = src->subscribers;
+}
+
+void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
+{
+    struct ferry__admin *a = c->admins;
+    while (a != NULL && a->id != r->id) {
+        a = a->next;
+    }
+    if (a == NULL) {
+        return; /* its caller timed out */
+    }
+    admin_unlink(c, a);
+    a->is_done = 1;
+    a->code = r->code == FERRY__ERROR_CODE__ERROR_NONE ? 0 : FERRY_ERR_FROM_WIRE(r->code);
+    snprintf(a->text, sizeof(a->text), "%s", r->text);
+    if (a->code == 0) {
+        switch (a->kind) {
+        case ADMIN_STATS:
+            if (r->stats != NULL) {
+                const Ferry__Stats *s = r->stats;
+                ferry_stats *o = a->stats;
+                memset(o, 0, sizeof(*o));
+                snprintf(o->server_id, sizeof(o->server_id), "%s", s->server_id);
+                snprintf(o->server_version, sizeof(o->server_version), "%s", s->server_version);
+                o->uptime_ms = s->uptime_ms;
+                o->connections = s->connections;
+                o->connections_total = s->connections_total;
+                o->subscriptions = s->subscriptions;
+                o->msgs_in = s->msgs_in;
+                o->msgs_out = s->msgs_out;
+                o->bytes_in = s->bytes_in;
+                o->bytes_out = s->bytes_out;
+                o->slow_consumers = s->slow_consumers;
+                o->store_bytes = s->store_bytes;
+                o->topics = s->topics;
+                o->protocol_errors = s->protocol_errors;
+                o->auth_failures = s->auth_failures;
+                o->permission_denials = s->permission_denials;
+                o->crc_errors = s->crc_errors;
+            } else {
+                a->code = FERRY_EPROTOCOL;
+            }
+            break;
+        case ADMIN_TOPICS:
+        case ADMIN_TOPIC_INFO:
+            if (r->n_topics > 0) {
+                a->topics = calloc(r->n_topics, sizeof(*a->topics));
+                if (a->topics == NULL) {
+                    a->code = -ENOMEM;
+                    break;
+                }
+                for (size_t i = 0; i < r->n_topics; i++) {
+                    topic_copy(&a->topics[i], r->topics[i]);
+                }
+                a->n_topics = r->n_topics;
+            } else if (a->kind == ADMIN_TOPIC_INFO) {
+                a->code = FERRY_ENOTOPIC;
+            }
+            break;
+        case ADMIN_PURGE:
+            a->purged = r->purged;
+            break;
+        default:
+            break;
+        }
+    }
+    pthread_cond_broadcast(&c->cond);
+}
+
+void ferry__admin_fail_all(ferry_client *c, int code)
+{
+    while (c->admins != NULL) {
+        struct ferry__admin *a = c->admins;
+        c->admins = a->next;
+        a->is_done = 1;
+        a->code = code;
+        snprintf(a->text, sizeof(a->text), "%s", ferry_strerror(code));
+    }
+    pthread_cond_broadcast(&c->cond);
+}
+
+/* Send req (a filled AdminRequest without id) and wait for the answer into
+ * a. Returns a->code, or a local error. */
+static int admin_call(ferry_client *c, Ferry__AdminRequest *req, struct ferry__admin *a,
+                      int timeout_ms)
+{
+    if (timeout_ms <= 0) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&c->mu);
+    int rc;
+    if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
+        rc = FERRY_ECLOSED;
+        goto out_unlock;
+    }
+    if (ferry__in_callback(c)) {
+        rc = -EDEADLK;
+        goto out_unlock;
+    }
+    if (c->phase != FERRY__PH_UP) {
+        rc = FERRY_ENOTREADY;
+        goto out_unlock;
+    }
+    a->id = req->id = c->next_admin_id++;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+    f.admin_request = req;
+    rc = ferry__send_frame(c, &f);
+    if (rc != 0) {
+        goto out_unlock;
+    }
+    a->next = c->admins;
+    c->admins = a;
+    ferry__kick(c);
+    int64_t deadline = ferry__deadline(timeout_ms);
+    while (!a->is_done) {
+        if (ferry__now_ms() >= deadline) {
+            admin_unlink(c, a);
+            rc = -ETIMEDOUT;
+            goto out_unlock;
+        }
+        ferry__wait(c, deadline);
+    }
+    rc = a->code;
+    if (rc != 0) {
+        ferry__seterr(c, rc, "admin request: %s", a->text[0] ? a->text : ferry_strerror(rc));
+    }
+out_unlock:
+    pthread_mutex_unlock(&c->mu);
+    if (rc != 0) {
+        free(a->topics);
+        a->topics = NULL;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_stats(ferry_client *c, int timeout_ms, ferry_stats *out)
+{
+    if (c == NULL || out == NULL) {
+        return -EINVAL;
+    }
+    ferry_stats tmp;
+    Ferry__StatsRequest sr = FERRY__STATS_REQUEST__INIT;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_STATS;
+    req.stats = &sr;
+    struct ferry__admin a = {.kind = ADMIN_STATS, .stats = &tmp};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0) {
+        *out = tmp;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_topics(ferry_client *c, const char *pattern, uint32_t limit,
+                                 int timeout_ms, ferry_topic_info **out, size_t *n_out)
+{
+    if (c == NULL || out == NULL || n_out == NULL ||
+        (pattern != NULL && !ferry__str_valid(pattern, 255))) {
+        return -EINVAL;
+    }
+    Ferry__TopicListRequest tr = FERRY__TOPIC_LIST_REQUEST__INIT;
+    tr.pattern = pattern != NULL ? (char *)pattern : "";
+    tr.limit = limit;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPICS;
+    req.topics = &tr;
+    struct ferry__admin a = {.kind = ADMIN_TOPICS};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0) {
+        *out = a.topics;
+        *n_out = a.n_topics;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int timeout_ms,
+                                     ferry_topic_info *out)
+{
+    if (c == NULL || topic == NULL || out == NULL || !ferry__topic_valid(topic)) {
+        return -EINVAL;
+    }
+    Ferry__TopicInfoRequest tr = FERRY__TOPIC_INFO_REQUEST__INIT;
+    tr.topic = (char *)topic;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO;
+    req.topic_info = &tr;
+    struct ferry__admin a = {.kind = ADMIN_TOPIC_INFO};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0) {
+        *out = a.topics[0];
+        free(a.topics);
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int timeout_ms,
+                                      uint64_t *purged_out)
+{
+    if (c == NULL || topic == NULL || !ferry__topic_valid(topic)) {
+        return -EINVAL;
+    }
+    Ferry__TopicPurgeRequest tr = FERRY__TOPIC_PURGE_REQUEST__INIT;
+    tr.topic = (char *)topic;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_PURGE;
+    req.topic_purge = &tr;
+    struct ferry__admin a = {.kind = ADMIN_PURGE};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0 && purged_out != NULL) {
+        *purged_out = a.purged;
+    }
+    return rc;
+}
+
+FERRY_API void ferry_free(void *p)
+{
+    free(p);
+}

@@ -1,0 +1,314 @@
+/*
+ * ferry_int.h - libferry internals shared by the library's sources.
+ *
+ * LOCKING. One mutex per client, c->mu, guards every mutable field of the
+ * client, its subscriptions, pending publishes, admin requests and callback
+ * queue, in both modes. (In event-loop mode it is uncontended; it is there so
+ * that the same code is correct in thread mode.) c->cond is broadcast
+ * whenever something a blocked caller may wait for changed: a PubAck, a
+ * delivery, a state change, a callback finished. Callbacks run with c->mu
+ * released, one at a time, on the single "dispatcher" thread: the IO thread
+ * in thread mode, the loop thread otherwise (and the closing thread once the
+ * IO thread has been joined).
+ *
+ * The socket belongs to the IO driver: the IO thread in thread mode, the
+ * loop thread otherwise. Other threads only append to c->out under c->mu
+ * and wake the IO thread through c->wake_fd (eventfd) when it sleeps.
+ */
+#ifndef FERRY_INT_H
+#define FERRY_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "ferry.h"
+#include "frame.h"
+
+#define FERRY__DEFAULT_PORT 7373
+#define FERRY__MAX_SERVERS 32
+#define FERRY__MAX_HEADERS 64
+#define FERRY__ERRTEXT_CAP 256
+
+struct ferry__server {
+    char *host;    /* without brackets */
+    char *port;    /* decimal string */
+    char *display; /* "host:port" as given */
+};
+
+/* ferry_options: plain data, copied into each client. */
+struct ferry_options {
+    struct ferry__server servers[FERRY__MAX_SERVERS];
+    size_t n_servers;
+    char *name;
+    char *token;
+    char *user;
+    char *password;
+    uint32_t keepalive_ms;
+    uint32_t connect_timeout_ms;
+    uint32_t max_inflight;
+    int window_blocks;
+    uint32_t ack_timeout_ms;
+    int reconnect;
+    uint32_t reconnect_max_attempts;
+    uint32_t reconnect_initial_ms;
+    uint32_t reconnect_max_ms;
+    uint32_t reconnect_jitter_pct;
+    int resend_unacked;
+    ferry_log_cb log_cb;
+    void *log_ud;
+    enum ferry_log_level log_level;
+    ferry_event_cb event_cb;
+    void *event_ud;
+};
+
+struct ferry_sub_options {
+    char *queue_group;
+    char *durable;
+    enum ferry_start start;
+    int64_t start_arg;
+    enum ferry_ack_mode ack_mode;
+    uint32_t max_in_flight;
+    uint32_t ack_wait_ms;
+    uint32_t max_deliver;
+    size_t queue_max;
+};
+
+int ferry__options_copy(struct ferry_options *dst, const struct ferry_options *src);
+void ferry__options_deinit(struct ferry_options *o);
+void ferry__options_defaults(struct ferry_options *o);
+int ferry__sub_options_copy(struct ferry_sub_options *dst, const struct ferry_sub_options *src);
+void ferry__sub_options_deinit(struct ferry_sub_options *o);
+void ferry__sub_options_defaults(struct ferry_sub_options *o);
+
+/* A delivered message: one malloc'd block, immutable once built. */
+struct ferry_msg {
+    struct ferry_msg *next; /* link in a subscription's queue (guarded by c->mu) */
+    ferry_client *client;
+    uint64_t sub_id;
+    uint64_t sequence;
+    int64_t time;
+    uint32_t attempt;
+    uint64_t missed;
+    const char *topic;
+    const uint8_t *data;
+    size_t data_len;
+    const uint8_t *key;
+    size_t key_len;
+    ferry_header *headers;
+    size_t n_headers;
+};
+
+struct ferry__msg_src {
+    const char *topic;
+    size_t topic_len;
+    const uint8_t *data;
+    size_t data_len;
+    const uint8_t *key;
+    size_t key_len;
+    size_t n_headers;
+    const char *const *hkeys; /* n_headers NUL-terminated keys */
+    const char *const *hvals;
+};
+
+struct ferry_msg *ferry__msg_build(ferry_client *c, uint64_t sub_id, uint64_t seq, int64_t time,
+                                   uint32_t attempt, uint64_t missed,
+                                   const struct ferry__msg_src *src);
+
+/* One subscription. Freed when its last reference goes (the user's handle
+ * and each queued callback item hold one). All fields guarded by c->mu. */
+struct ferry_sub {
+    struct ferry_sub *prev, *next;   /* c->subs list while active */
+    struct ferry_sub *hprev, *hnext; /* c->handles while the user holds it */
+    ferry_client *client;
+    uint64_t id;
+    char *pattern;
+    struct ferry_sub_options opts;
+    ferry_msg_cb cb;
+    void *ud;
+    int refs;
+    int is_listed;    /* in c->subs */
+    int is_closed;    /* unsubscribed or client closed: no more callbacks */
+    int is_sent;      /* Subscribe written on the current connection */
+    int has_suback;   /* the server's answer to the first Subscribe came */
+    int suback_code;  /* its code (0 ok) */
+    int has_received; /* got at least one message (restart from "new") */
+    int is_full;      /* queue full reported, not yet drained */
+    struct ferry_msg *q_head, *q_tail; /* queue of cb-less subscriptions */
+    size_t q_len;
+    uint64_t dropped;
+};
+
+/* A publish that asked for a PubAck and has none yet. Guarded by c->mu. */
+struct ferry__pubwait {
+    int is_done;
+    int status;
+    uint64_t seq;
+};
+
+struct ferry__pub {
+    struct ferry__pub *prev, *next; /* c->pubs list, in id order */
+    struct ferry__pub *hnext;       /* hash chain */
+    uint64_t id;
+    uint8_t *frame; /* whole encoded frame, kept for re-sending */
+    size_t frame_len;
+    ferry_pub_cb cb;
+    void *ud;
+    struct ferry__pubwait *waiter; /* a ferry_publish_sync caller, or NULL */
+    int64_t deadline;              /* ack timeout, ms monotonic; 0 none */
+};
+
+/* A pending admin request; lives on its caller's stack. */
+struct ferry__admin {
+    struct ferry__admin *next;
+    uint64_t id;
+    int is_done;
+    int code;
+    char text[FERRY__ERRTEXT_CAP];
+    int kind; /* 1 stats, 2 topics, 3 topic info, 4 purge */
+    ferry_stats *stats;
+    ferry_topic_info *topics; /* malloc'd result (kind 2, 3) */
+    size_t n_topics;
+    uint64_t purged;
+};
+
+/* Callback queue items. */
+enum ferry__cb_kind { FERRY__CB_PUB, FERRY__CB_MSG, FERRY__CB_EVENT };
+
+struct ferry__cbitem {
+    struct ferry__cbitem *next;
+    enum ferry__cb_kind kind;
+    /* FERRY__CB_PUB */
+    ferry_pub_cb pub_cb;
+    void *pub_ud;
+    int status;
+    uint64_t seq;
+    /* FERRY__CB_MSG */
+    struct ferry_sub *sub; /* holds a reference */
+    struct ferry_msg *msg;
+    /* FERRY__CB_EVENT */
+    ferry_event ev; /* text and server point into the item's tail */
+};
+
+enum ferry__phase {
+    FERRY__PH_NONE = 0, /* no socket */
+    FERRY__PH_TCP,      /* connect(2) in progress */
+    FERRY__PH_HANDSHAKE,/* Connect sent, waiting for Connected */
+    FERRY__PH_UP,       /* Connected */
+};
+
+struct ferry__outbuf {
+    uint8_t *data;
+    size_t off; /* bytes already written */
+    size_t len; /* bytes filled */
+    size_t cap;
+};
+
+struct ferry_client {
+    /* Immutable after ferry_client_create(). */
+    struct ferry_options opts;
+    int wake_fd; /* eventfd; written to wake the IO thread */
+
+    pthread_mutex_t mu;  /* guards everything below */
+    pthread_cond_t cond; /* broadcast on any change a waiter may wait for */
+
+    int has_thread;      /* thread mode */
+    int stop_thread;     /* asks the IO thread to exit */
+    int io_sleeping;     /* the IO thread is (about to be) in poll() */
+    pthread_t io_thread; /* valid when has_thread */
+
+    enum ferry_state state;
+    int is_closing;          /* ferry_client_close() in progress */
+    int connect_async;       /* the first connect was started with timeout 0 */
+    int connect_result;      /* outcome of the first connect, while IDLE */
+    int has_connected;       /* a handshake completed once */
+    size_t server_idx;       /* server of the current/next attempt */
+    size_t n_tries;          /* first connect: servers tried */
+    uint32_t n_attempts;     /* reconnect: consecutive failed attempts */
+    int64_t next_attempt_at; /* ms monotonic; when fd < 0 and (re)connecting */
+
+    int fd;                 /* socket, -1 when none */
+    enum ferry__phase phase;
+    int64_t phase_deadline; /* TCP/HANDSHAKE timeout, ms monotonic */
+    uint64_t conn_gen;      /* increments per successful handshake */
+    struct frame_dec dec;
+    struct codec_arena arena;
+    struct ferry__outbuf out;
+    uint32_t max_frame_len; /* negotiated, or the default */
+    uint32_t ka_ms;         /* negotiated keepalive */
+    int64_t last_send, last_recv;
+    uint64_t ping_nonce; /* last Ping nonce sent */
+    uint64_t pong_seen;  /* highest Pong nonce received */
+    ferry_server_info info;
+    int has_info;
+
+    uint64_t next_pub_id;
+    uint64_t next_sub_id;
+    uint64_t next_admin_id;
+
+    struct ferry__pub *pubs_head, *pubs_tail; /* waiting for PubAck, id order */
+    struct ferry__pub **pub_hash;
+    size_t pub_hash_cap; /* power of two */
+    size_t n_pubs;
+
+    struct ferry_sub *subs;    /* active subscriptions */
+    struct ferry_sub *handles; /* every handle not yet unsubscribed */
+    struct ferry__admin *admins;
+
+    struct ferry__cbitem *cb_head, *cb_tail;
+    int cb_running;         /* a callback is running on the dispatcher thread */
+    struct ferry_sub *cb_sub; /* whose message callback runs now, or NULL */
+    pthread_t cb_thread;    /* the thread running it, when cb_running */
+
+    uint64_t rng; /* xorshift state for jitter */
+
+    int err_code;
+    char err_text[FERRY__ERRTEXT_CAP];
+};
+
+/* client.c */
+int64_t ferry__now_ms(void);
+int ferry__in_callback(ferry_client *c);
+void ferry__seterr(ferry_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ferry__log(ferry_client *c, enum ferry_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int ferry__wait(ferry_client *c, int64_t deadline);
+int64_t ferry__deadline(int timeout_ms);
+void ferry__kick(ferry_client *c);
+int ferry__send_frame(ferry_client *c, const Ferry__Frame *f);
+int ferry__out_append(ferry_client *c, const uint8_t *p, size_t n);
+void ferry__event(ferry_client *c, enum ferry_event_type type, int code, const char *text,
+                  uint64_t ref_id, enum ferry_ref_kind ref_kind, int is_fatal);
+void ferry__cb_push(ferry_client *c, struct ferry__cbitem *it);
+int ferry__send_ping(ferry_client *c);
+int ferry__flush_locked(ferry_client *c, int64_t deadline);
+
+/* pub.c */
+void ferry__pub_on_ack(ferry_client *c, uint64_t id, int code, uint64_t seq);
+void ferry__pubs_on_connected(ferry_client *c);
+void ferry__pubs_on_lost(ferry_client *c, int code, int resend);
+void ferry__pubs_timers(ferry_client *c, int64_t now);
+int64_t ferry__pubs_next_deadline(ferry_client *c);
+void ferry__pubs_fail_all(ferry_client *c, int code);
+int ferry__pubs_init(ferry_client *c);
+void ferry__pubs_deinit(ferry_client *c);
+int ferry__topic_valid(const char *topic);
+int ferry__str_valid(const char *s, size_t max);
+
+/* sub.c */
+struct ferry_sub *ferry__sub_find(ferry_client *c, uint64_t id);
+void ferry__sub_unref(struct ferry_sub *s);
+void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text);
+void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d);
+void ferry__subs_on_connected(ferry_client *c);
+void ferry__subs_on_lost(ferry_client *c);
+void ferry__subs_close_all(ferry_client *c);
+void ferry__subs_free_handles(ferry_client *c);
+
+/* admin.c */
+void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r);
+void ferry__admin_fail_all(ferry_client *c, int code);
+
+#endif /* FERRY_INT_H */
