@@ -8,8 +8,14 @@ endif()
 # small blocking client built on the codec, until libferry exists).
 add_library(ferry_test_support STATIC
   ${CMAKE_CURRENT_LIST_DIR}/../support/ferryd_proc.c
-  $<$<BOOL:${FERRY_HAVE_RAWCLIENT}>:${CMAKE_CURRENT_LIST_DIR}/../support/rawclient.c>)
+  ${CMAKE_CURRENT_LIST_DIR}/../support/rawclient.c)
 target_include_directories(ferry_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR}/../support)
 target_compile_definitions(ferry_test_support PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
 target_link_libraries(ferry_test_support PUBLIC ferry_proto PRIVATE ferry_warnings)
 add_dependencies(ferry_test_support ferryd)
+
+# One Check program per area; every tcase is a ctest entry (label e2e).
+foreach(name 01_pubsub)
+  ferry_check_test(e2e_${name} LABEL e2e TIMEOUT 120
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c LIBS ferry_test_support ferry_proto)
+endforeach()

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,6 +82,8 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
         return err;
     }
     if (pid == 0) {
+        /* A test that dies must not leave its broker behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], STDOUT_FILENO);
         execv(FERRYD_PATH, (char *const *)argv);
         _exit(127);

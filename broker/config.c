@@ -1,0 +1,320 @@
+/*
+ * config.c - one table of keys serves the file, the flags and --help.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "log.h"
+
+enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    size_t size;    /* for K_STR */
+    uint64_t min, max;
+};
+
+#define F(field) offsetof(struct cfg, field)
+static const struct key keys[] = {
+    {"listen", K_LISTEN, 0, 0, 0, 0},
+    {"data_dir", K_STR, F(data_dir), sizeof(((struct cfg *)0)->data_dir), 0, 0},
+    {"io_threads", K_INT, F(io_threads), 0, 0, 256},
+    {"workers", K_INT, F(workers), 0, 0, 256},
+    {"log_level", K_LEVEL, F(log_level), 0, 0, 0},
+    {"max_connections", K_U32, F(max_connections), 0, 1, 10000000},
+    {"max_subscriptions", K_U32, F(max_subs), 0, 1, 10000000},
+    {"max_frame_len", K_U32, F(max_frame_len), 0, 4096, FRAME_MAX_LEN_CEILING},
+    {"max_topic_len", K_U32, F(max_topic_len), 0, 1, 4096},
+    {"max_topic_depth", K_U32, F(max_topic_depth), 0, 1, 64},
+    {"max_outbound_bytes", K_U64, F(max_outbound), 0, 4096, (uint64_t)1 << 40},
+    {"keepalive_ms", K_U32, F(keepalive_ms), 0, 1, 86400000},
+    {"keepalive_min_ms", K_U32, F(keepalive_min_ms), 0, 1, 86400000},
+    {"keepalive_max_ms", K_U32, F(keepalive_max_ms), 0, 1, 86400000},
+    {"connect_timeout_ms", K_U32, F(connect_timeout_ms), 0, 1, 86400000},
+    {"worker_queue", K_U32, F(worker_queue), 0, 2, 1 << 24},
+    {"shutdown_ms", K_U32, F(shutdown_ms), 0, 1, 3600000},
+};
+#undef F
+
+void cfg_defaults(struct cfg *c)
+{
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen_host, "0.0.0.0");
+    c->listen_port = CFG_DEFAULT_PORT;
+    strcpy(c->data_dir, "./ferry-data");
+    c->log_level = LOG_INFO;
+    c->max_connections = 100000;
+    c->max_subs = 4096;
+    c->max_frame_len = FRAME_MAX_LEN_DEFAULT;
+    c->max_topic_len = 255;
+    c->max_topic_depth = 16;
+    c->max_outbound = 8u * 1024 * 1024;
+    c->keepalive_ms = 30000;
+    c->keepalive_min_ms = 100;
+    c->keepalive_max_ms = 600000;
+    c->connect_timeout_ms = 10000;
+    c->worker_queue = 4096;
+    c->shutdown_ms = 5000;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (*s == '\0' || *s == '-') {
+        return -EINVAL;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul = 1;
+    if (*end == 'k' || *end == 'K') {
+        mul = 1024, end++;
+    } else if (*end == 'm' || *end == 'M') {
+        mul = 1024 * 1024, end++;
+    } else if (*end == 'g' || *end == 'G') {
+        mul = 1024 * 1024 * 1024, end++;
+    }
+    if (errno || *end != '\0' || v > max / mul || v * mul < min || v * mul > max) {
+        return -EINVAL;
+    }
+    *out = v * mul;
+    return 0;
+}
+
+static int parse_listen(struct cfg *c, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    uint64_t port;
+    if (colon == NULL) { /* just a port */
+        if (parse_u64(v, 0, 65535, &port) < 0) {
+            return -EINVAL;
+        }
+        c->listen_port = (int)port;
+        return 0;
+    }
+    size_t hl = (size_t)(colon - v);
+    if (hl >= sizeof(c->listen_host) || parse_u64(colon + 1, 0, 65535, &port) < 0) {
+        return -EINVAL;
+    }
+    if (hl > 0) {
+        memcpy(c->listen_host, v, hl);
+        c->listen_host[hl] = '\0';
+    }
+    c->listen_port = (int)port;
+    return 0;
+}
+
+int cfg_set(struct cfg *c, const char *key, const char *value)
+{
+    char name[64];
+    size_t n = strlen(key);
+    if (n >= sizeof(name)) {
+        return -ENOENT;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        name[i] = key[i] == '-' ? '_' : key[i];
+    }
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const struct key *k = &keys[i];
+        if (strcmp(k->name, name) != 0) {
+            continue;
+        }
+        char *field = (char *)c + k->off;
+        uint64_t v;
+        switch (k->kind) {
+        case K_LISTEN:
+            return parse_listen(c, value);
+        case K_STR:
+            if (strlen(value) >= k->size || *value == '\0') {
+                return -EINVAL;
+            }
+            strcpy(field, value);
+            return 0;
+        case K_LEVEL: {
+            int lv = log_level_parse(value);
+            if (lv < 0) {
+                return -EINVAL;
+            }
+            *(int *)field = lv;
+            return 0;
+        }
+        case K_INT:
+            if (parse_u64(value, k->min, k->max, &v) < 0) {
+                return -EINVAL;
+            }
+            *(int *)field = (int)v;
+            return 0;
+        case K_U32:
+            if (parse_u64(value, k->min, k->max, &v) < 0) {
+                return -EINVAL;
+            }
+            *(uint32_t *)field = (uint32_t)v;
+            return 0;
+        case K_U64:
+            if (parse_u64(value, k->min, k->max, &v) < 0) {
+                return -EINVAL;
+            }
+            *(uint64_t *)field = v;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int cfg_load_file(struct cfg *c, const char *path, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        int rc = -errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    char line[1024];
+    int lineno = 0;
+    int rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) {
+            *hash = '\0';
+        }
+        char *key = strtok(line, " \t\r\n");
+        if (key == NULL) {
+            continue;
+        }
+        char *value = strtok(NULL, " \t\r\n");
+        char *extra = value ? strtok(NULL, " \t\r\n") : NULL;
+        if (value == NULL || extra != NULL) {
+            snprintf(err, err_len, "%s:%d: expected \"key value\"", path, lineno);
+            rc = -EINVAL;
+            break;
+        }
+        rc = cfg_set(c, key, value);
+        if (rc < 0) {
+            snprintf(err, err_len, "%s:%d: %s \"%s\"", path, lineno,
+                     rc == -ENOENT ? "unknown key" : "bad value for", key);
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int cfg_parse_args(struct cfg *c, int argc, char **argv, int *out_help, char *err, size_t err_len)
+{
+    *out_help = 0;
+    /* Pass 1: --help, --version, --config. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *out_help = 1;
+            return 1;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            *out_help = 2;
+            return 1;
+        }
+        const char *file = NULL;
+        if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) {
+            if (i + 1 >= argc) {
+                snprintf(err, err_len, "%s needs a value", argv[i]);
+                return -EINVAL;
+            }
+            file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            file = argv[i] + 9;
+        }
+        if (file) {
+            if (strlen(file) >= sizeof(c->config_file)) {
+                snprintf(err, err_len, "config path too long");
+                return -EINVAL;
+            }
+            strcpy(c->config_file, file);
+            int rc = cfg_load_file(c, file, err, err_len);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    /* Pass 2: everything else; flags win over the file. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--config=", 9) == 0) {
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, err_len, "unexpected argument \"%s\"", a);
+            return -EINVAL;
+        }
+        char key[64];
+        const char *value;
+        const char *eq = strchr(a, '=');
+        if (eq) {
+            size_t kl = (size_t)(eq - a - 2);
+            if (kl >= sizeof(key)) {
+                snprintf(err, err_len, "unknown option \"%s\"", a);
+                return -EINVAL;
+            }
+            memcpy(key, a + 2, kl);
+            key[kl] = '\0';
+            value = eq + 1;
+        } else {
+            if (strlen(a + 2) >= sizeof(key)) {
+                snprintf(err, err_len, "unknown option \"%s\"", a);
+                return -EINVAL;
+            }
+            strcpy(key, a + 2);
+            if (i + 1 >= argc) {
+                snprintf(err, err_len, "%s needs a value", a);
+                return -EINVAL;
+            }
+            value = argv[++i];
+        }
+        int rc = cfg_set(c, key, value);
+        if (rc < 0) {
+            snprintf(err, err_len, "%s \"--%s\"", rc == -ENOENT ? "unknown option" : "bad value for", key);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+const char *cfg_usage(void)
+{
+    return "usage: ferryd [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
+           "              [--io-threads N] [--workers N] [--log-level LEVEL] [--KEY VALUE ...]\n"
+           "\n"
+           "ferry's publish/subscribe broker.\n"
+           "\n"
+           "  --config FILE        read \"key value\" lines (# comments); flags override it\n"
+           "  --listen HOST:PORT   listen address (default 0.0.0.0:7373; port 0 = any free port)\n"
+           "  --data-dir DIR       data directory, created if missing (default ./ferry-data)\n"
+           "  --io-threads N       IO reactor threads (default: one per core)\n"
+           "  --workers N          routing worker threads (default: one per core)\n"
+           "  --log-level LEVEL    error, warn, info (default) or debug; SIGHUP re-reads it\n"
+           "                       from the config file\n"
+           "\n"
+           "Other keys (file or --key VALUE; sizes accept k/m/g):\n"
+           "  max_connections 100000   max_subscriptions 4096 (per connection)\n"
+           "  max_frame_len 1114112    max_topic_len 255   max_topic_depth 16\n"
+           "  max_outbound_bytes 8m    (per connection; beyond it a subscriber is\n"
+           "                            disconnected as a slow consumer)\n"
+           "  keepalive_ms 30000   keepalive_min_ms 100   keepalive_max_ms 600000\n"
+           "  connect_timeout_ms 10000   worker_queue 4096   shutdown_ms 5000\n"
+           "\n"
+           "Once listening, ferryd prints exactly one line to stdout and flushes it:\n"
+           "  ferryd: listening on HOST:PORT\n"
+           "(the bound port, useful with port 0). Logs go to stderr.\n"
+           "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level.\n"
+           "Until the store is integrated every topic is ephemeral (routed, not stored).\n";
+}

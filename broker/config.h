@@ -1,0 +1,58 @@
+/*
+ * config.h - ferryd's settings: defaults, config file, command line.
+ *
+ * The config file holds one "key value" per line; '#' starts a comment; blank
+ * lines are ignored. Every key can also be given on the command line as
+ * --key VALUE (dashes and underscores are the same), and the command line
+ * wins over the file. Pure module: no IO besides reading the file, no logging.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_DEFAULT_PORT 7373
+
+struct cfg {
+    char listen_host[64];      /* numeric IPv4 address or hostname; default 0.0.0.0 */
+    int listen_port;           /* 0: any free port (reported on stdout) */
+    char data_dir[512];        /* created if missing */
+    int io_threads;            /* 0: one per core */
+    int workers;               /* 0: one per core */
+    int log_level;             /* enum log_level */
+    uint32_t max_connections;  /* beyond: Error LIMIT_EXCEEDED + close */
+    uint32_t max_subs;         /* per connection */
+    uint32_t max_frame_len;    /* after Connect */
+    uint32_t max_topic_len;    /* bytes */
+    uint32_t max_topic_depth;  /* tokens */
+    uint64_t max_outbound;     /* bytes buffered per connection before slow consumer */
+    uint32_t keepalive_ms;     /* default when Connect asks for 0 */
+    uint32_t keepalive_min_ms; /* clamp range */
+    uint32_t keepalive_max_ms;
+    uint32_t connect_timeout_ms; /* Connect must arrive within this */
+    uint32_t worker_queue;       /* publish batches queued per worker */
+    uint32_t shutdown_ms;        /* bound on the graceful stop */
+    char config_file[512];       /* "" if none */
+};
+
+void cfg_defaults(struct cfg *c);
+
+/* Set one key. Returns 0, -ENOENT for an unknown key, -EINVAL for a bad
+ * value. */
+int cfg_set(struct cfg *c, const char *key, const char *value);
+
+/* Read a config file into c. Returns 0 or a negative error; on error err
+ * holds a message naming the file and line. */
+int cfg_load_file(struct cfg *c, const char *path, char *err, size_t err_len);
+
+/* Apply the command line: --config FILE first (read before the other flags,
+ * whatever its position), then every --key VALUE / --key=VALUE. Returns 0,
+ * 1 if --help or --version was given (*out_help tells which: 1 help, 2
+ * version), or a negative error with a message in err. */
+int cfg_parse_args(struct cfg *c, int argc, char **argv, int *out_help, char *err, size_t err_len);
+
+/* Print the --help text. */
+const char *cfg_usage(void);
+
+#endif

@@ -1,0 +1,1586 @@
+/*
+ * io_thread.c - one epoll loop per thread; connections, frames, fan-out IO.
+ *
+ * A round of the loop:
+ *   1. epoll_wait (timeout: the next timer, or 0 while work is left over);
+ *   2. read ready sockets, many frames per read; handle each frame;
+ *   3. take the mailbox: new connections, deliveries, PubAcks;
+ *   4. resume publishers that were paused because a worker was full;
+ *   5. hand this round's publications to the workers (one post per worker);
+ *   6. write every connection with output: one writev carries its queued
+ *      replies and all its deliveries of the round;
+ *   7. fire due timers (keepalive, Connect deadline, close deadline);
+ *   8. free connections closed during the round (never inside a callback).
+ *
+ * Output of a connection lives in two places. Deliveries of the current
+ * round are staged by reference (a per-connection prefix with its sub ids,
+ * plus the shared Deliver body inside the worker's publication batch) and
+ * written with writev at the end of the round; whatever the socket does not
+ * take is copied into the connection's own buffer, so shared batches are
+ * never pinned by a slow reader. That buffer is bounded by max_outbound_bytes:
+ * past it the connection is a slow consumer and is closed. Replies go to the
+ * connection's buffer directly, after any staged deliveries (order kept).
+ */
+#include "io_thread.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "ferry.h"
+#include "log.h"
+#include "timer_heap.h"
+#include "topic.h"
+#include "trie.h"
+#include "worker.h"
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "0.0.0"
+#endif
+
+#define IOT_MBOX_CAP 16384u
+#define IOT_TAKE 1024u
+#define IOT_EVENTS 256
+#define READ_CHUNK 16384u
+#define READS_PER_EVENT 4
+#define BATCH_CAP 65536u
+#define WQ_PAUSE 8u             /* unposted items to one worker that pause publishers */
+#define PRE_CONNECT_MAX 4096u   /* frame limit before Connect (ferry.proto) */
+#define MIN_FRAME_LEN 4096u
+#define CLOSE_LINGER_MS 2000u   /* bound on flushing a connection we close */
+#define MAX_HEADERS 64
+#define PROTOCOL_VERSION 1
+
+enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
+
+struct conn {
+    int fd;
+    uint32_t slot;
+    uint32_t gen;
+    uint8_t state;             /* enum conn_state */
+    uint8_t is_dirty;          /* in t->dirty this round */
+    uint8_t is_paused;         /* not read: a worker queue is full */
+    uint8_t is_slow_logged;
+    uint8_t is_wr_shut;        /* CLOSING: our FIN is sent, waiting for the peer's */
+    uint32_t events;           /* epoll mask registered now */
+    uint32_t keepalive_ms;
+    uint32_t timer_pos;        /* in t->timers */
+    int32_t stage_head;        /* this round's staged deliveries, or -1 */
+    int32_t stage_tail;
+    struct frame_dec dec;
+    uint8_t *out;              /* replies and unwritten deliveries; NULL when drained */
+    size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
+    struct trie_sub **subs;
+    uint32_t n_subs, subs_cap;
+    uint64_t last_rx_ms;
+    uint64_t client_id;
+    char peer[48];
+};
+
+struct stage {
+    struct pub_batch *batch;   /* one reference */
+    uint32_t body_off, body_len;
+    uint32_t pfx_off;          /* in t->pfx */
+    uint16_t pfx_len;
+    int32_t next;
+};
+
+/* Items for one worker that the worker's mailbox has not accepted yet, and
+ * the batch being filled. */
+struct wq {
+    struct wmsg *m;
+    uint32_t n, cap;
+    struct pub_batch *cur;
+};
+
+struct ptrvec {
+    struct conn **v;
+    uint32_t n, cap;
+};
+
+struct iot {
+    struct stats stats;        /* this thread's counters */
+    struct server *srv;        /* shared, read-only */
+    uint32_t index;
+    pthread_t thread;
+    int is_started;
+    atomic_int is_drained;     /* atomic: this thread writes, main reads */
+    struct mbox in;            /* acceptor and workers -> this thread */
+    /* Everything below: this IO thread only. */
+    int ep;
+    struct conn **slots;       /* by slot; NULL = free */
+    uint32_t *gens;            /* generation of each slot */
+    uint32_t n_slots;
+    uint32_t *free_slots;
+    uint32_t n_free;
+    struct theap timers;
+    struct codec_arena arena;
+    struct wq *wq;             /* by worker */
+    uint8_t *pfx;              /* this round's Deliver prefixes */
+    size_t pfx_len, pfx_cap;
+    struct stage *stage;
+    uint32_t n_stage, stage_cap;
+    struct ptrvec dirty, paused, dead;
+    struct iovec *iov;
+    uint64_t now;
+    int64_t now_ns;
+    int has_more_mail;
+};
+
+static void conn_kill(struct iot *t, struct conn *c);
+static void conn_flush(struct iot *t, struct conn *c);
+static void process_frames(struct iot *t, struct conn *c);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int ptrvec_push(struct ptrvec *p, struct conn *c)
+{
+    if (p->n == p->cap) {
+        uint32_t cap = p->cap ? p->cap * 2 : 64;
+        struct conn **v = realloc(p->v, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = c;
+    return 0;
+}
+
+static uint64_t ref_of(const struct iot *t, const struct conn *c)
+{
+    return CONN_REF(t->index, c->slot, c->gen);
+}
+
+static struct conn *conn_by_ref(struct iot *t, uint64_t ref)
+{
+    uint32_t slot = CONN_REF_SLOT(ref);
+    if (slot >= t->n_slots || t->gens[slot] != CONN_REF_GEN(ref)) {
+        return NULL;
+    }
+    struct conn *c = t->slots[slot];
+    return c && c->state != ST_DEAD ? c : NULL;
+}
+
+static void set_events(struct iot *t, struct conn *c, uint32_t events)
+{
+    if (c->events == events || c->state == ST_DEAD) {
+        return;
+    }
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
+        c->events = events;
+    }
+}
+
+static void mark_dirty(struct iot *t, struct conn *c)
+{
+    if (!c->is_dirty) {
+        if (ptrvec_push(&t->dirty, c) == 0) {
+            c->is_dirty = 1;
+        }
+    }
+}
+
+static void arm_timer(struct iot *t, struct conn *c, uint64_t when)
+{
+    theap_set(&t->timers, &c->timer_pos, when, c);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static size_t out_pending(const struct conn *c)
+{
+    return c->out_len - c->out_off;
+}
+
+/* Room for n more bytes at c->out + c->out_len. */
+static int out_reserve(struct conn *c, size_t n)
+{
+    if (c->out_cap - c->out_len >= n) {
+        return 0;
+    }
+    size_t live = out_pending(c);
+    if (c->out_off > 0) {
+        memmove(c->out, c->out + c->out_off, live);
+        c->out_off = 0;
+        c->out_len = live;
+        if (c->out_cap - live >= n) {
+            return 0;
+        }
+    }
+    size_t cap = c->out_cap ? c->out_cap : 1024;
+    while (cap - live < n) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(c->out, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    c->out = p;
+    c->out_cap = cap;
+    return 0;
+}
+
+static void out_append(struct conn *c, const void *p, size_t n)
+{
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+}
+
+static void out_release(struct conn *c)
+{
+    free(c->out);
+    c->out = NULL;
+    c->out_off = c->out_len = c->out_cap = 0;
+}
+
+static void stage_release(struct iot *t, struct conn *c)
+{
+    for (int32_t i = c->stage_head; i >= 0; i = t->stage[i].next) {
+        pub_batch_unref(t->stage[i].batch);
+        t->stage[i].batch = NULL;
+    }
+    c->stage_head = c->stage_tail = -1;
+}
+
+static void slow_consumer(struct iot *t, struct conn *c);
+
+/* Copy the staged deliveries into the connection's buffer (they must keep
+ * their place before a reply queued now). */
+static void unstage(struct iot *t, struct conn *c)
+{
+    for (int32_t i = c->stage_head; i >= 0; i = t->stage[i].next) {
+        struct stage *s = &t->stage[i];
+        if (c->state != ST_DEAD && out_reserve(c, s->pfx_len + (size_t)s->body_len) == 0) {
+            out_append(c, t->pfx + s->pfx_off, s->pfx_len);
+            out_append(c, s->batch->data + s->body_off, s->body_len);
+        }
+        pub_batch_unref(s->batch);
+        s->batch = NULL;
+    }
+    c->stage_head = c->stage_tail = -1;
+}
+
+/* Queue one frame (a reply) on c. */
+static void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->stage_head >= 0) {
+        unstage(t, c);
+    }
+    size_t n = codec_frame_size(f);
+    size_t len;
+    if (out_reserve(c, n) < 0 || codec_frame_encode(f, c->out + c->out_len, n, &len) < 0) {
+        log_error("client %llu %s: cannot queue a %s reply, closing",
+                  (unsigned long long)c->client_id, c->peer, codec_frame_name(f));
+        conn_kill(t, c);
+        return;
+    }
+    c->out_len += len;
+    stats_add(&t->stats.frames_out, 1);
+    mark_dirty(t, c);
+}
+
+static void send_error(struct iot *t, struct conn *c, int wire_code, const char *text,
+                       uint64_t ref_id, Ferry__Error__RefKind kind, int is_fatal)
+{
+    Ferry__Error e = FERRY__ERROR__INIT;
+    e.code = (Ferry__ErrorCode)wire_code;
+    e.text = (char *)text;
+    e.ref_id = ref_id;
+    e.ref_kind = kind;
+    e.is_fatal = is_fatal ? 1 : 0;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ERROR;
+    f.error = &e;
+    conn_send(t, c, &f);
+}
+
+/* Stop reading c, flush what is queued (bounded by CLOSE_LINGER_MS), close. */
+static void conn_close_after_flush(struct iot *t, struct conn *c)
+{
+    if (c->state >= ST_CLOSING) {
+        return;
+    }
+    /* A lingering close (as nginx does): keep reading and discarding until
+     * our output is out and the peer has seen our FIN, so that closing with
+     * unread input does not reset the connection and lose the Error frame. */
+    c->state = ST_CLOSING;
+    set_events(t, c, c->events | EPOLLIN);
+    arm_timer(t, c, t->now + CLOSE_LINGER_MS);
+    mark_dirty(t, c);
+}
+
+/* A fatal error: Error frame, then close. */
+static void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *text)
+{
+    if (c->state >= ST_CLOSING) {
+        return;
+    }
+    if (wire_code != FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT &&
+        wire_code != FERRY__ERROR_CODE__ERROR_SHUTTING_DOWN &&
+        wire_code != FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER &&
+        wire_code != FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED) {
+        stats_add(&t->stats.protocol_errors, 1);
+    }
+    log_info("client %llu %s: closing: %s", (unsigned long long)c->client_id, c->peer, text);
+    send_error(t, c, wire_code, text, 0, FERRY__ERROR__REF_KIND__REF_NONE, 1);
+    conn_close_after_flush(t, c);
+}
+
+static void slow_consumer(struct iot *t, struct conn *c)
+{
+    if (c->state >= ST_CLOSING) {
+        return;
+    }
+    stats_add(&t->stats.slow_consumers, 1);
+    if (!c->is_slow_logged) {
+        c->is_slow_logged = 1;
+        log_warn("client %llu %s: slow consumer: more than %llu bytes queued, disconnecting",
+                 (unsigned long long)c->client_id, c->peer,
+                 (unsigned long long)t->srv->cfg.max_outbound);
+    }
+    conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER,
+              "slow consumer: outbound buffer overflowed");
+}
+
+/* Write what c has: its buffer, then its staged deliveries. */
+static void conn_flush(struct iot *t, struct conn *c)
+{
+    if (c->state == ST_DEAD) {
+        stage_release(t, c);
+        return;
+    }
+    /* A backlogged connection waits for EPOLLOUT; just move the staged
+     * deliveries behind its backlog. */
+    if ((c->events & EPOLLOUT) && out_pending(c) > 0) {
+        unstage(t, c);
+    } else {
+        int32_t next = c->stage_head;
+        int done = 0;
+        while (!done) {
+            int n_iov = 0;
+            size_t total = 0;
+            if (out_pending(c) > 0) {
+                t->iov[n_iov].iov_base = c->out + c->out_off;
+                t->iov[n_iov++].iov_len = out_pending(c);
+                total += out_pending(c);
+            }
+            int32_t first = next;
+            while (next >= 0 && n_iov + 2 <= IOV_MAX) {
+                struct stage *s = &t->stage[next];
+                t->iov[n_iov].iov_base = t->pfx + s->pfx_off;
+                t->iov[n_iov++].iov_len = s->pfx_len;
+                t->iov[n_iov].iov_base = s->batch->data + s->body_off;
+                t->iov[n_iov++].iov_len = s->body_len;
+                total += s->pfx_len + (size_t)s->body_len;
+                next = s->next;
+            }
+            if (n_iov == 0) {
+                break;
+            }
+            ssize_t w = writev(c->fd, t->iov, n_iov);
+            if (w < 0) {
+                if (errno == EINTR) {
+                    next = first;
+                    continue;
+                }
+                if (errno != EAGAIN) {
+                    log_debug("client %llu %s: write: %s", (unsigned long long)c->client_id,
+                              c->peer, strerror(errno));
+                    stage_release(t, c);
+                    conn_kill(t, c);
+                    return;
+                }
+                w = 0;
+            }
+            stats_add(&t->stats.bytes_out, (uint64_t)w);
+            size_t left = (size_t)w;
+            /* Consume the buffer part. */
+            size_t from_out = left < out_pending(c) ? left : out_pending(c);
+            c->out_off += from_out;
+            left -= from_out;
+            /* Consume staged parts; copy the unwritten rest of the batch. */
+            int32_t i = first;
+            for (; i != next; i = t->stage[i].next) {
+                struct stage *s = &t->stage[i];
+                size_t flen = s->pfx_len + (size_t)s->body_len;
+                if (left >= flen) {
+                    left -= flen;
+                } else if (out_reserve(c, flen - left) == 0) {
+                    if (left < s->pfx_len) {
+                        out_append(c, t->pfx + s->pfx_off + left, s->pfx_len - left);
+                        out_append(c, s->batch->data + s->body_off, s->body_len);
+                    } else {
+                        size_t skip = left - s->pfx_len;
+                        out_append(c, s->batch->data + s->body_off + skip, s->body_len - skip);
+                    }
+                    left = 0;
+                }
+                pub_batch_unref(s->batch);
+                s->batch = NULL;
+            }
+            if ((size_t)w < total) {
+                /* Socket full: keep the rest privately and wait. */
+                for (; next >= 0; next = t->stage[next].next) {
+                    struct stage *s = &t->stage[next];
+                    if (out_reserve(c, s->pfx_len + (size_t)s->body_len) == 0) {
+                        out_append(c, t->pfx + s->pfx_off, s->pfx_len);
+                        out_append(c, s->batch->data + s->body_off, s->body_len);
+                    }
+                    pub_batch_unref(s->batch);
+                    s->batch = NULL;
+                }
+                done = 1;
+            } else if (next < 0) {
+                done = 1;
+            }
+        }
+        c->stage_head = c->stage_tail = -1;
+    }
+    if (out_pending(c) == 0) {
+        out_release(c);
+        if (c->state == ST_CLOSING && !c->is_wr_shut) {
+            c->is_wr_shut = 1;
+            shutdown(c->fd, SHUT_WR);
+        }
+        set_events(t, c, c->events & ~(uint32_t)EPOLLOUT);
+        return;
+    }
+    if (out_pending(c) > t->srv->cfg.max_outbound && c->state != ST_CLOSING) {
+        slow_consumer(t, c);
+    }
+    set_events(t, c, c->events | EPOLLOUT);
+}
+
+/* Deliveries: filter ids against live subscriptions, stage by reference. */
+static void deliver(struct iot *t, struct rmsg *m)
+{
+    uint64_t *ids = m->n_ids > RMSG_INLINE_IDS ? m->u.ext_ids : m->u.ids;
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    uint32_t n = 0;
+    if (c && c->state == ST_OPEN) {
+        /* An Unsubscribe answered since the worker matched must not get
+         * this delivery: keep only ids still subscribed. */
+        for (uint32_t i = 0; i < m->n_ids; i++) {
+            for (uint32_t j = 0; j < c->n_subs; j++) {
+                if (c->subs[j]->sub_id == ids[i]) {
+                    ids[n++] = ids[i];
+                    break;
+                }
+            }
+        }
+    }
+    if (n == 0) {
+        goto out_drop;
+    }
+    size_t need = CODEC_DELIVER_PREFIX_MAX(n);
+    if (t->pfx_cap - t->pfx_len < need) {
+        size_t cap = t->pfx_cap ? t->pfx_cap * 2 : 65536;
+        while (cap - t->pfx_len < need) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(t->pfx, cap);
+        if (p == NULL) {
+            goto out_drop;
+        }
+        t->pfx = p;
+        t->pfx_cap = cap;
+    }
+    size_t pl = codec_deliver_prefix(t->pfx + t->pfx_len, ids, n, m->body_len);
+    stats_add(&t->stats.msgs_out, 1);
+    stats_add(&t->stats.frames_out, 1);
+    if (out_pending(c) > 0 && (c->events & EPOLLOUT)) {
+        /* Backlogged: straight into its private buffer, bounded. */
+        if (out_pending(c) + pl + m->body_len > t->srv->cfg.max_outbound) {
+            slow_consumer(t, c);
+            goto out_drop;
+        }
+        if (out_reserve(c, pl + m->body_len) == 0) {
+            out_append(c, t->pfx + t->pfx_len, pl);
+            out_append(c, m->batch->data + m->body_off, m->body_len);
+        }
+        goto out_drop;
+    }
+    if (t->n_stage == t->stage_cap) {
+        uint32_t cap = t->stage_cap ? t->stage_cap * 2 : 1024;
+        struct stage *s = realloc(t->stage, cap * sizeof(*s));
+        if (s == NULL) {
+            goto out_drop;
+        }
+        t->stage = s;
+        t->stage_cap = cap;
+    }
+    int32_t idx = (int32_t)t->n_stage++;
+    struct stage *s = &t->stage[idx];
+    s->batch = m->batch; /* takes the message's reference */
+    s->body_off = m->body_off;
+    s->body_len = m->body_len;
+    s->pfx_off = (uint32_t)t->pfx_len;
+    s->pfx_len = (uint16_t)pl;
+    s->next = -1;
+    t->pfx_len += pl;
+    if (c->stage_tail >= 0) {
+        t->stage[c->stage_tail].next = idx;
+    } else {
+        c->stage_head = idx;
+    }
+    c->stage_tail = idx;
+    mark_dirty(t, c);
+    if (m->n_ids > RMSG_INLINE_IDS) {
+        free(m->u.ext_ids);
+    }
+    return;
+
+out_drop:
+    if (m->n_ids > RMSG_INLINE_IDS) {
+        free(m->u.ext_ids);
+    }
+    pub_batch_unref(m->batch);
+}
+
+/* ---- to the workers ----------------------------------------------------- */
+
+static int wq_push(struct wq *q, struct wmsg m)
+{
+    if (q->n == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 64;
+        struct wmsg *v = realloc(q->m, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        q->m = v;
+        q->cap = cap;
+    }
+    q->m[q->n++] = m;
+    return 0;
+}
+
+static void wq_flush(struct iot *t, uint32_t w)
+{
+    struct wq *q = &t->wq[w];
+    if (q->n == 0) {
+        return;
+    }
+    uint32_t k = mbox_try_post(worker_mbox(t->srv->workers[w]), q->m, q->n);
+    if (k > 0) {
+        memmove(q->m, q->m + k, (q->n - k) * sizeof(*q->m));
+        q->n -= k;
+    }
+}
+
+/* Close the batch being filled for worker w and queue it. */
+static void wq_seal(struct iot *t, uint32_t w)
+{
+    struct wq *q = &t->wq[w];
+    if (q->cur == NULL) {
+        return;
+    }
+    struct wmsg m = {.kind = W_PUB_BATCH, .p = q->cur};
+    if (wq_push(q, m) < 0) {
+        log_error("IO thread %u: out of memory, %u publications dropped", t->index,
+                  q->cur->n_recs);
+        pub_batch_unref(q->cur);
+    }
+    q->cur = NULL;
+}
+
+static void wq_flush_all(struct iot *t)
+{
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        wq_seal(t, w);
+        wq_flush(t, w);
+    }
+}
+
+/* Subscription changes go to every worker, in order with publications. */
+static int post_sub_change(struct iot *t, uint32_t kind, struct trie_sub *s)
+{
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        wq_seal(t, w); /* publications read before this change go first */
+        trie_sub_ref(s);
+        struct wmsg m = {.kind = kind, .p = s};
+        if (wq_push(&t->wq[w], m) < 0) {
+            trie_sub_unref(s);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_add(struct iot *t, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    uint32_t slot;
+    if (c == NULL) {
+        goto out_close;
+    }
+    if (t->n_free > 0) {
+        slot = t->free_slots[--t->n_free];
+    } else {
+        if ((t->n_slots & (t->n_slots - 1)) == 0) { /* grow at powers of two */
+            uint32_t cap = t->n_slots ? t->n_slots * 2 : 64;
+            struct conn **s = realloc(t->slots, cap * sizeof(*s));
+            if (s) {
+                t->slots = s;
+            }
+            uint32_t *g = realloc(t->gens, cap * sizeof(*g));
+            if (g) {
+                t->gens = g;
+            }
+            uint32_t *f = realloc(t->free_slots, cap * sizeof(*f));
+            if (f) {
+                t->free_slots = f;
+            }
+            if (!s || !g || !f) {
+                goto out_free;
+            }
+        }
+        if (t->n_slots >= 0xffffffu) {
+            goto out_free;
+        }
+        slot = t->n_slots++;
+        t->gens[slot] = 0;
+    }
+    c->fd = fd;
+    c->slot = slot;
+    c->gen = ++t->gens[slot];
+    c->state = ST_AWAIT_CONNECT;
+    c->timer_pos = TIMER_NONE;
+    c->stage_head = c->stage_tail = -1;
+    c->last_rx_ms = t->now;
+    c->client_id = atomic_fetch_add(&t->srv->next_client_id, 1);
+    frame_dec_init(&c->dec, PRE_CONNECT_MAX);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        t->free_slots[t->n_free++] = slot;
+        goto out_free;
+    }
+    c->events = EPOLLIN;
+    t->slots[slot] = c;
+    arm_timer(t, c, t->now + t->srv->cfg.connect_timeout_ms);
+    stats_add(&t->stats.conns, 1);
+    stats_add(&t->stats.conns_total, 1);
+    log_debug("client %llu %s: accepted", (unsigned long long)c->client_id, c->peer);
+    return;
+
+out_free:
+    free(c);
+out_close:
+    log_error("IO thread %u: out of memory, connection refused", t->index);
+    close(fd);
+    atomic_fetch_sub(&t->srv->conns_now, 1);
+}
+
+/* Close now (no flush). The memory is freed at the end of the round. */
+static void conn_kill(struct iot *t, struct conn *c)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    c->state = ST_DEAD;
+    epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    theap_remove(&t->timers, &c->timer_pos);
+    for (uint32_t i = 0; i < c->n_subs; i++) {
+        if (post_sub_change(t, W_SUB_DEL, c->subs[i]) < 0) {
+            log_error("IO thread %u: out of memory removing a subscription", t->index);
+        }
+        trie_sub_unref(c->subs[i]);
+    }
+    stats_sub(&t->stats.subs, c->n_subs);
+    free(c->subs);
+    c->subs = NULL;
+    c->n_subs = 0;
+    frame_dec_deinit(&c->dec);
+    out_release(c);
+    t->slots[c->slot] = NULL;
+    t->free_slots[t->n_free++] = c->slot;
+    stats_sub(&t->stats.conns, 1);
+    atomic_fetch_sub(&t->srv->conns_now, 1);
+    log_debug("client %llu %s: closed", (unsigned long long)c->client_id, c->peer);
+    if (ptrvec_push(&t->dead, c) < 0 && !c->is_dirty && !c->is_paused) {
+        free(c); /* not referenced from any list of this round */
+    }
+}
+
+static void conn_pause(struct iot *t, struct conn *c)
+{
+    if (c->is_paused) {
+        return;
+    }
+    if (ptrvec_push(&t->paused, c) < 0) {
+        return; /* cannot remember it: keep reading rather than stall it */
+    }
+    c->is_paused = 1;
+    set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+}
+
+/* ---- frame handlers ----------------------------------------------------- */
+
+static void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
+{
+    const struct cfg *cfg = &t->srv->cfg;
+    if (m->protocol_version != PROTOCOL_VERSION) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
+                  "unsupported protocol version (this server speaks 1)");
+        return;
+    }
+    uint32_t ka = m->keepalive_ms ? m->keepalive_ms : cfg->keepalive_ms;
+    if (ka < cfg->keepalive_min_ms) {
+        ka = cfg->keepalive_min_ms;
+    }
+    if (ka > cfg->keepalive_max_ms) {
+        ka = cfg->keepalive_max_ms;
+    }
+    uint32_t max_frame = cfg->max_frame_len;
+    if (m->max_frame_len && m->max_frame_len < max_frame) {
+        max_frame = m->max_frame_len < MIN_FRAME_LEN ? MIN_FRAME_LEN : m->max_frame_len;
+    }
+    c->keepalive_ms = ka;
+    c->state = ST_OPEN;
+    frame_dec_set_max(&c->dec, max_frame);
+    arm_timer(t, c, c->last_rx_ms + (uint64_t)ka * 3 / 2);
+
+    Ferry__Connected r = FERRY__CONNECTED__INIT;
+    r.protocol_version = PROTOCOL_VERSION;
+    r.server_version = (char *)FERRY_VERSION;
+    r.server_id = t->srv->server_id;
+    r.max_frame_len = max_frame;
+    r.keepalive_ms = ka;
+    /* Nothing is stored yet: every topic is ephemeral and a PubAck means
+     * "routed". Say so rather than promise fsync. */
+    r.sync_policy = FERRY__SYNC_POLICY__SYNC_NONE;
+    r.client_id = c->client_id;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_CONNECTED;
+    f.connected = &r;
+    conn_send(t, c, &f);
+    log_debug("client %llu %s: connected as \"%s\", keepalive %u ms",
+              (unsigned long long)c->client_id, c->peer, m->client_name, ka);
+}
+
+static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code,
+                        const char *text)
+{
+    Ferry__SubAck a = FERRY__SUB_ACK__INIT;
+    a.sub_id = sub_id;
+    a.code = (Ferry__ErrorCode)code;
+    a.text = (char *)(text ? text : "");
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUB_ACK;
+    f.sub_ack = &a;
+    conn_send(t, c, &f);
+}
+
+static int find_sub(const struct conn *c, uint64_t sub_id)
+{
+    for (uint32_t i = 0; i < c->n_subs; i++) {
+        if (c->subs[i]->sub_id == sub_id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
+{
+    const struct cfg *cfg = &t->srv->cfg;
+    const char *why;
+    size_t plen = strlen(m->pattern);
+    size_t glen = strlen(m->queue_group);
+    if (find_sub(c, m->sub_id) >= 0) {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_DUPLICATE_ID,
+                    "sub_id already in use on this connection");
+        return;
+    }
+    if (topic_validate(m->pattern, plen, 1, cfg->max_topic_len, cfg->max_topic_depth, &why)) {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_PATTERN, why);
+        return;
+    }
+    if (glen > 0 && topic_validate(m->queue_group, glen, 0, cfg->max_topic_len, 1, &why)) {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                    "queue group must be one token of printable characters");
+        return;
+    }
+    if (m->durable_name[0] != '\0') {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                    "durable consumers need the store, which this server does not have yet");
+        return;
+    }
+    if (c->n_subs >= cfg->max_subs) {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED,
+                    "too many subscriptions on this connection");
+        return;
+    }
+    if (c->n_subs == c->subs_cap) {
+        uint32_t cap = c->subs_cap ? c->subs_cap * 2 : 1;
+        struct trie_sub **v = realloc(c->subs, cap * sizeof(*v));
+        if (v == NULL) {
+            goto out_nomem;
+        }
+        c->subs = v;
+        c->subs_cap = cap;
+    }
+    struct trie_sub *s =
+        trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen, m->queue_group, glen);
+    if (s == NULL) {
+        goto out_nomem;
+    }
+    if (post_sub_change(t, W_SUB_ADD, s) < 0) {
+        trie_sub_unref(s);
+        goto out_nomem;
+    }
+    c->subs[c->n_subs++] = s;
+    stats_add(&t->stats.subs, 1);
+    send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+    return;
+
+out_nomem:
+    send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+}
+
+static void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe *m)
+{
+    int i = find_sub(c, m->sub_id);
+    if (i < 0) {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_UNKNOWN_SUBSCRIPTION,
+                    "no subscription with that sub_id");
+        return;
+    }
+    struct trie_sub *s = c->subs[i];
+    if (post_sub_change(t, W_SUB_DEL, s) < 0) {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    c->subs[i] = c->subs[--c->n_subs];
+    trie_sub_unref(s);
+    stats_sub(&t->stats.subs, 1);
+    /* Deliveries staged before now were matched while the subscription was
+     * live; conn_send() writes them ahead of the SubAck, and every later one
+     * is filtered out in deliver(). */
+    send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+}
+
+static void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
+{
+    const struct cfg *cfg = &t->srv->cfg;
+    const char *why;
+    size_t tlen = strlen(m->topic);
+    int rc = topic_validate(m->topic, tlen, 0, cfg->max_topic_len, cfg->max_topic_depth, &why);
+    if (rc) {
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC, why, m->id,
+                   FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
+    if (m->n_headers > MAX_HEADERS) {
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED, "more than 64 headers", m->id,
+                   FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
+    Ferry__Deliver d = FERRY__DELIVER__INIT;
+    d.topic = m->topic;
+    d.publish_time = t->now_ns;
+    d.payload = m->payload;
+    d.n_headers = m->n_headers;
+    d.headers = m->headers;
+    d.key = m->key;
+    d.attempt = 1;
+    size_t body_len = codec_deliver_body_size(&d);
+    size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
+    size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;
+
+    uint32_t w = topic_hash(m->topic, tlen) % t->srv->n_workers;
+    struct wq *q = &t->wq[w];
+    if (q->cur && q->cur->cap - q->cur->len < rec_len) {
+        wq_seal(t, w);
+        wq_flush(t, w);
+    }
+    if (q->cur == NULL) {
+        size_t cap = rec_len > BATCH_CAP ? rec_len : BATCH_CAP;
+        struct pub_batch *b = malloc(sizeof(*b) + cap);
+        if (b == NULL) {
+            send_error(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory", m->id,
+                       FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+            return;
+        }
+        atomic_init(&b->refs, 1);
+        b->len = 0;
+        b->cap = (uint32_t)cap;
+        b->n_recs = 0;
+        q->cur = b;
+    }
+    struct pub_batch *b = q->cur;
+    struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
+    r->conn_ref = ref_of(t, c);
+    r->pub_id = m->id;
+    r->rec_len = (uint32_t)rec_len;
+    r->body_off = (uint32_t)body_off;
+    r->body_len = (uint32_t)body_len;
+    r->topic_len = (uint16_t)tlen;
+    r->want_ack = m->want_ack ? 1 : 0;
+    r->pad = 0;
+    memcpy(r + 1, m->topic, tlen);
+    codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
+    b->len += (uint32_t)rec_len;
+    b->n_recs++;
+    stats_add(&t->stats.msgs_in, 1);
+    if (q->n >= WQ_PAUSE) {
+        conn_pause(t, c); /* the worker is behind: stop reading this publisher */
+    }
+}
+
+static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__Stats st = FERRY__STATS__INIT;
+    r.id = m->id;
+    if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_STATS) {
+        struct stats_snapshot s;
+        server_stats(t->srv, &s);
+        st.server_id = t->srv->server_id;
+        st.server_version = (char *)FERRY_VERSION;
+        st.uptime_ms = (uint64_t)(now_realtime_ns() / 1000000) - t->srv->start_ms;
+        st.connections = s.conns;
+        st.connections_total = s.conns_total;
+        st.subscriptions = s.subs;
+        st.msgs_in = s.msgs_in;
+        st.msgs_out = s.msgs_out;
+        st.bytes_in = s.bytes_in;
+        st.bytes_out = s.bytes_out;
+        st.slow_consumers = s.slow_consumers;
+        st.protocol_errors = s.protocol_errors;
+        r.stats = &st;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST__NOT_SET) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT;
+        r.text = (char *)"empty admin request";
+    } else {
+        r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;
+        r.text = (char *)"topic administration needs the store, which this server does not "
+                         "have yet (every topic is ephemeral)";
+    }
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
+    f.admin_reply = &r;
+    conn_send(t, c, &f);
+}
+
+/* Does body hold only well-formed fields unknown to Frame (an empty oneof)?
+ * Then it is a message from a newer protocol: not fatal. */
+static int is_unknown_message(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        uint64_t key = 0;
+        int shift = 0;
+        do {
+            if (p == end || shift > 63) {
+                return 0;
+            }
+            key |= (uint64_t)(*p & 0x7f) << shift;
+            shift += 7;
+        } while (*p++ & 0x80);
+        uint64_t field = key >> 3;
+        if (field == 0 || field <= 15) {
+            return 0; /* one of ours, malformed, or a bad key */
+        }
+        switch (key & 7) {
+        case 0:
+            while (p < end && (*p & 0x80)) {
+                p++;
+            }
+            if (p == end) {
+                return 0;
+            }
+            p++;
+            break;
+        case 1:
+            if ((size_t)(end - p) < 8) {
+                return 0;
+            }
+            p += 8;
+            break;
+        case 2: {
+            uint64_t l = 0;
+            shift = 0;
+            do {
+                if (p == end || shift > 63) {
+                    return 0;
+                }
+                l |= (uint64_t)(*p & 0x7f) << shift;
+                shift += 7;
+            } while (*p++ & 0x80);
+            if (l > (uint64_t)(end - p)) {
+                return 0;
+            }
+            p += l;
+            break;
+        }
+        case 5:
+            if ((size_t)(end - p) < 4) {
+                return 0;
+            }
+            p += 4;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
+    Ferry__Frame *f;
+    stats_add(&t->stats.frames_in, 1);
+    int rc = codec_frame_decode(&t->arena, body, len, &f);
+    if (rc < 0) {
+        if (rc == FERRY_EPROTOCOL && c->state == ST_OPEN && is_unknown_message(body, len)) {
+            send_error(t, c, FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE,
+                       "empty or unknown message", 0, FERRY__ERROR__REF_KIND__REF_NONE, 0);
+            return;
+        }
+        conn_fail(t, c,
+                  rc == -ENOMEM ? FERRY__ERROR_CODE__ERROR_INTERNAL
+                                : FERRY__ERROR_CODE__ERROR_PROTOCOL,
+                  rc == -ENOMEM ? "out of memory" : "frame does not decode");
+        return;
+    }
+    if (c->state == ST_AWAIT_CONNECT) {
+        if (f->body_case != FERRY__FRAME__BODY_CONNECT) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_NOT_CONNECTED,
+                      "the first frame must be Connect");
+            return;
+        }
+        handle_connect(t, c, f->connect);
+        return;
+    }
+    switch (f->body_case) {
+    case FERRY__FRAME__BODY_PUBLISH:
+        handle_publish(t, c, f->publish);
+        break;
+    case FERRY__FRAME__BODY_SUBSCRIBE:
+        handle_subscribe(t, c, f->subscribe);
+        break;
+    case FERRY__FRAME__BODY_UNSUBSCRIBE:
+        handle_unsubscribe(t, c, f->unsubscribe);
+        break;
+    case FERRY__FRAME__BODY_PING: {
+        Ferry__Pong p = FERRY__PONG__INIT;
+        p.nonce = f->ping->nonce;
+        Ferry__Frame r = FERRY__FRAME__INIT;
+        r.body_case = FERRY__FRAME__BODY_PONG;
+        r.pong = &p;
+        conn_send(t, c, &r);
+        break;
+    }
+    case FERRY__FRAME__BODY_PONG:
+        break; /* the receive itself refreshed the keepalive */
+    case FERRY__FRAME__BODY_ACK:
+        break; /* nothing is stored, so nothing waits for acks yet */
+    case FERRY__FRAME__BODY_ADMIN_REQUEST:
+        handle_admin(t, c, f->admin_request);
+        break;
+    case FERRY__FRAME__BODY_DISCONNECT:
+        log_debug("client %llu %s: disconnect", (unsigned long long)c->client_id, c->peer);
+        conn_close_after_flush(t, c);
+        break;
+    case FERRY__FRAME__BODY_CONNECT:
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_PROTOCOL, "Connect may be sent only once", 0,
+                   FERRY__ERROR__REF_KIND__REF_NONE, 0);
+        break;
+    default:
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE,
+                   "message not accepted from clients", 0, FERRY__ERROR__REF_KIND__REF_NONE, 0);
+        break;
+    }
+}
+
+static void process_frames(struct iot *t, struct conn *c)
+{
+    while (c->state <= ST_OPEN && !c->is_paused) {
+        const uint8_t *body;
+        size_t len;
+        int rc = frame_dec_next(&c->dec, &body, &len);
+        if (rc == 0) {
+            break;
+        }
+        if (rc < 0) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE,
+                      c->state == ST_AWAIT_CONNECT
+                          ? "frame length 0 or above 4 KiB before Connect"
+                          : "frame length 0 or above the negotiated maximum");
+            return;
+        }
+        handle_frame(t, c, body, len);
+    }
+}
+
+/* CLOSING: discard input until the peer closes (or the linger timer). */
+static void conn_drain_input(struct iot *t, struct conn *c)
+{
+    uint8_t sink[4096];
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t r = read(c->fd, sink, sizeof(sink));
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            conn_kill(t, c);
+            return;
+        }
+        if (r < 0) {
+            return;
+        }
+        stats_add(&t->stats.bytes_in, (uint64_t)r);
+    }
+}
+
+static void conn_on_readable(struct iot *t, struct conn *c)
+{
+    if (c->state == ST_CLOSING) {
+        conn_drain_input(t, c);
+        return;
+    }
+    for (int i = 0; i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused; i++) {
+        uint8_t *p;
+        size_t room;
+        int rc = frame_dec_space(&c->dec, READ_CHUNK, &p, &room);
+        if (rc < 0) {
+            if (rc == -ENOMEM) {
+                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+            } else {
+                process_frames(t, c); /* reports the broken frame */
+            }
+            return;
+        }
+        ssize_t r = read(c->fd, p, room);
+        if (r == 0) {
+            log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id,
+                      c->peer);
+            conn_kill(t, c);
+            return;
+        }
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN) {
+                log_debug("client %llu %s: read: %s", (unsigned long long)c->client_id, c->peer,
+                          strerror(errno));
+                conn_kill(t, c);
+            }
+            break;
+        }
+        frame_dec_commit(&c->dec, (size_t)r);
+        stats_add(&t->stats.bytes_in, (uint64_t)r);
+        c->last_rx_ms = t->now;
+        process_frames(t, c);
+        if ((size_t)r < room) {
+            break;
+        }
+    }
+    if (c->state != ST_DEAD) {
+        frame_dec_release_idle(&c->dec);
+    }
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void take_mail(struct iot *t)
+{
+    static _Thread_local struct rmsg mail[IOT_TAKE];
+    uint32_t n = mbox_take(&t->in, mail, IOT_TAKE, NULL);
+    t->has_more_mail = n == IOT_TAKE;
+    for (uint32_t i = 0; i < n; i++) {
+        struct rmsg *m = &mail[i];
+        switch (m->kind) {
+        case R_NEW_CONN:
+            conn_add(t, m->u.fd);
+            break;
+        case R_DELIVER:
+            deliver(t, m);
+            break;
+        case R_PUBACK: {
+            struct conn *c = conn_by_ref(t, m->conn_ref);
+            if (c && c->state == ST_OPEN) {
+                Ferry__PubAck a = FERRY__PUB_ACK__INIT;
+                a.id = m->u.pub_id;
+                a.sequence = 0; /* ephemeral: no sequence until the store lands */
+                a.text = (char *)"";
+                Ferry__Frame f = FERRY__FRAME__INIT;
+                f.body_case = FERRY__FRAME__BODY_PUB_ACK;
+                f.pub_ack = &a;
+                conn_send(t, c, &f);
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+static void resume_paused(struct iot *t)
+{
+    if (t->paused.n == 0) {
+        return;
+    }
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        if (t->wq[w].n >= WQ_PAUSE / 2) {
+            return; /* still behind; a worker wakes us when it drains */
+        }
+    }
+    uint32_t n = t->paused.n;
+    t->paused.n = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn *c = t->paused.v[i];
+        c->is_paused = 0;
+        if (c->state > ST_OPEN) {
+            continue;
+        }
+        process_frames(t, c);
+        if (!c->is_paused && c->state <= ST_OPEN) {
+            set_events(t, c, c->events | EPOLLIN);
+        }
+    }
+}
+
+static void fire_timers(struct iot *t)
+{
+    const struct theap_ent *e;
+    while ((e = theap_peek(&t->timers)) != NULL && e->when <= t->now) {
+        struct conn *c = e->data;
+        theap_remove(&t->timers, &c->timer_pos);
+        switch (c->state) {
+        case ST_AWAIT_CONNECT:
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT, "Connect did not arrive in time");
+            break;
+        case ST_OPEN: {
+            uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
+            if (t->now - c->last_rx_ms >= limit) {
+                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT,
+                          "nothing received within 1.5 x keepalive");
+            } else {
+                arm_timer(t, c, c->last_rx_ms + limit);
+            }
+            break;
+        }
+        case ST_CLOSING:
+            conn_kill(t, c);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void end_round(struct iot *t)
+{
+    for (uint32_t i = 0; i < t->dirty.n; i++) {
+        struct conn *c = t->dirty.v[i];
+        c->is_dirty = 0;
+        conn_flush(t, c);
+    }
+    t->dirty.n = 0;
+    t->n_stage = 0;
+    t->pfx_len = 0;
+    fire_timers(t);
+    /* Timers may have queued Errors: flush those too. */
+    for (uint32_t i = 0; i < t->dirty.n; i++) {
+        struct conn *c = t->dirty.v[i];
+        c->is_dirty = 0;
+        conn_flush(t, c);
+    }
+    t->dirty.n = 0;
+    t->n_stage = 0;
+    t->pfx_len = 0;
+    /* Paused connections that died must leave the paused list first. */
+    if (t->dead.n) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < t->paused.n; i++) {
+            if (t->paused.v[i]->state != ST_DEAD) {
+                t->paused.v[k++] = t->paused.v[i];
+            }
+        }
+        t->paused.n = k;
+        for (uint32_t i = 0; i < t->dead.n; i++) {
+            free(t->dead.v[i]);
+        }
+        t->dead.n = 0;
+    }
+}
+
+static int pending_to_workers(const struct iot *t)
+{
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        if (t->wq[w].n || t->wq[w].cur) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int epoll_timeout(struct iot *t)
+{
+    if (t->has_more_mail) {
+        return 0;
+    }
+    int timeout = -1;
+    if (pending_to_workers(t)) {
+        timeout = 1; /* a worker was full; it wakes us, this is a backstop */
+    }
+    const struct theap_ent *e = theap_peek(&t->timers);
+    if (e) {
+        uint64_t now = now_ms();
+        int d = e->when <= now ? 0 : (int)(e->when - now > INT_MAX ? INT_MAX : e->when - now);
+        if (timeout < 0 || d < timeout) {
+            timeout = d;
+        }
+    }
+    if (atomic_load(&t->srv->phase) == PHASE_CLOSE && timeout < 0) {
+        timeout = 50;
+    }
+    return timeout;
+}
+
+/* PHASE_DRAIN: stop reading everyone, once. PHASE_CLOSE: say goodbye. */
+static int enter_phase(struct iot *t, int phase, int seen)
+{
+    if (phase == seen) {
+        return seen;
+    }
+    for (uint32_t i = 0; i < t->n_slots; i++) {
+        struct conn *c = t->slots[i];
+        if (c == NULL || c->state == ST_DEAD) {
+            continue;
+        }
+        if (phase >= PHASE_DRAIN) {
+            set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+        }
+        if (phase == PHASE_CLOSE) {
+            if (c->state == ST_OPEN) {
+                send_error(t, c, FERRY__ERROR_CODE__ERROR_SHUTTING_DOWN, "server shutting down",
+                           0, FERRY__ERROR__REF_KIND__REF_NONE, 1);
+            }
+            conn_close_after_flush(t, c);
+        }
+    }
+    return phase;
+}
+
+static void *iot_main(void *arg)
+{
+    struct iot *t = arg;
+    struct epoll_event evs[IOT_EVENTS];
+    int seen_phase = PHASE_RUN;
+    uint64_t close_deadline = 0;
+    for (;;) {
+        int n = epoll_wait(t->ep, evs, IOT_EVENTS, epoll_timeout(t));
+        t->now = now_ms();
+        t->now_ns = now_realtime_ns();
+        int phase = atomic_load(&t->srv->phase);
+        int has_mail = t->has_more_mail;
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (c == NULL) {
+                has_mail = 1;
+                continue;
+            }
+            if (c->state == ST_DEAD) {
+                continue;
+            }
+            if (evs[i].events & EPOLLOUT) {
+                mark_dirty(t, c);
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if ((c->events & EPOLLIN) && (!c->is_paused || c->state == ST_CLOSING)) {
+                    conn_on_readable(t, c);
+                } else if (evs[i].events & (EPOLLHUP | EPOLLERR) && !(evs[i].events & EPOLLOUT)) {
+                    conn_kill(t, c);
+                }
+            }
+        }
+        if (has_mail) {
+            take_mail(t);
+        }
+        if (phase == PHASE_RUN) {
+            resume_paused(t);
+        }
+        wq_flush_all(t);
+        seen_phase = enter_phase(t, phase, seen_phase);
+        if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {
+            atomic_store(&t->is_drained, 1);
+        }
+        end_round(t);
+        if (phase == PHASE_CLOSE) {
+            if (close_deadline == 0) {
+                close_deadline = t->now + t->srv->cfg.shutdown_ms;
+            }
+            uint64_t open = atomic_load_explicit(&t->stats.conns, memory_order_relaxed);
+            if (open == 0 || t->now >= close_deadline) {
+                break;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < t->n_slots; i++) {
+        if (t->slots[i]) {
+            conn_kill(t, t->slots[i]);
+        }
+    }
+    end_round(t);
+    return NULL;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+struct iot *iot_create(struct server *s, uint32_t index)
+{
+    struct iot *t = aligned_alloc(64, (sizeof(*t) + 63) & ~(size_t)63);
+    if (t == NULL) {
+        return NULL;
+    }
+    memset(t, 0, sizeof(*t));
+    t->srv = s;
+    t->index = index;
+    t->ep = -1;
+    theap_init(&t->timers);
+    codec_arena_init(&t->arena);
+    t->wq = calloc(s->n_workers, sizeof(*t->wq));
+    t->iov = calloc(IOV_MAX, sizeof(*t->iov));
+    if (t->wq == NULL || t->iov == NULL) {
+        goto out_free;
+    }
+    if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
+        goto out_free;
+    }
+    t->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (t->ep < 0) {
+        goto out_mbox;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(t->ep, EPOLL_CTL_ADD, mbox_fd(&t->in), &ev) < 0) {
+        goto out_ep;
+    }
+    return t;
+
+out_ep:
+    close(t->ep);
+out_mbox:
+    mbox_deinit(&t->in);
+out_free:
+    free(t->wq);
+    free(t->iov);
+    free(t);
+    return NULL;
+}
+
+int iot_start(struct iot *t)
+{
+    int rc = pthread_create(&t->thread, NULL, iot_main, t);
+    if (rc != 0) {
+        return -rc;
+    }
+    t->is_started = 1;
+    return 0;
+}
+
+void iot_join(struct iot *t)
+{
+    if (t->is_started) {
+        pthread_join(t->thread, NULL);
+        t->is_started = 0;
+    }
+}
+
+void iot_destroy(struct iot *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    struct rmsg m;
+    while (mbox_take(&t->in, &m, 1, NULL) == 1) {
+        if (m.kind == R_NEW_CONN) {
+            close(m.u.fd);
+        } else if (m.kind == R_DELIVER) {
+            if (m.n_ids > RMSG_INLINE_IDS) {
+                free(m.u.ext_ids);
+            }
+            pub_batch_unref(m.batch);
+        }
+    }
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        struct wq *q = &t->wq[w];
+        for (uint32_t i = 0; i < q->n; i++) {
+            if (q->m[i].kind == W_PUB_BATCH) {
+                pub_batch_unref(q->m[i].p);
+            } else {
+                trie_sub_unref(q->m[i].p);
+            }
+        }
+        if (q->cur) {
+            pub_batch_unref(q->cur);
+        }
+        free(q->m);
+    }
+    free(t->wq);
+    free(t->iov);
+    free(t->slots);
+    free(t->gens);
+    free(t->free_slots);
+    free(t->pfx);
+    free(t->stage);
+    free(t->dirty.v);
+    free(t->paused.v);
+    free(t->dead.v);
+    theap_deinit(&t->timers);
+    codec_arena_deinit(&t->arena);
+    close(t->ep);
+    mbox_deinit(&t->in);
+    free(t);
+}
+
+struct mbox *iot_mbox(struct iot *t)
+{
+    return &t->in;
+}
+
+struct stats *iot_stats(struct iot *t)
+{
+    return &t->stats;
+}
+
+int iot_is_drained(struct iot *t)
+{
+    return atomic_load(&t->is_drained);
+}

@@ -1,0 +1,31 @@
+/*
+ * io_thread.h - the IO reactors (prefix iot_).
+ *
+ * An IO thread owns its connections outright: their sockets, buffers,
+ * subscriptions and timers. Other threads reach it only through its mailbox
+ * (iot_mbox(): new connections from the acceptor, deliveries and acks from
+ * the workers), whose eventfd sits in the thread's epoll set.
+ */
+#ifndef FERRY_IO_THREAD_H
+#define FERRY_IO_THREAD_H
+
+#include "mailbox.h"
+#include "server.h"
+
+struct iot;
+
+struct iot *iot_create(struct server *s, uint32_t index);
+int iot_start(struct iot *t);
+/* Wait for the thread to exit (it exits in PHASE_CLOSE once its connections
+ * are flushed and closed, or the shutdown bound passed). */
+void iot_join(struct iot *t);
+void iot_destroy(struct iot *t);
+
+struct mbox *iot_mbox(struct iot *t);
+struct stats *iot_stats(struct iot *t);
+
+/* PHASE_DRAIN: true once this thread has stopped reading and handed every
+ * queued publication to the workers. Any thread. */
+int iot_is_drained(struct iot *t);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * main.c - ferryd: start-up and shutdown order, signals.
+ *
+ * Start: config, log level, file descriptor limit, data directory, workers,
+ * IO threads, then the listener (printing the ready line). The main thread
+ * then only waits for signals (blocked in every thread, taken with
+ * sigwaitinfo here).
+ *
+ * Stop (SIGTERM/SIGINT), each step bounded by shutdown_ms:
+ *   1. close the listener;
+ *   2. PHASE_DRAIN: IO threads stop reading and hand queued publications to
+ *      the workers;
+ *   3. stop the workers (they finish what is queued, delivering it);
+ *   4. PHASE_CLOSE: IO threads send Error SHUTTING_DOWN, flush, close;
+ *   5. exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acceptor.h"
+#include "config.h"
+#include "io_thread.h"
+#include "log.h"
+#include "server.h"
+#include "worker.h"
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "0.0.0"
+#endif
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int64_t now_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void server_stats(struct server *s, struct stats_snapshot *out)
+{
+    memset(out, 0, sizeof(*out));
+    stats_sum(out, &s->acc_stats);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        stats_sum(out, iot_stats(s->iots[i]));
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        stats_sum(out, worker_stats(s->workers[i]));
+    }
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[512];
+    size_t n = strlen(path);
+    if (n >= sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+                return -errno;
+            }
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_warn("cannot raise the open file limit: %s", strerror(errno));
+        }
+    }
+}
+
+static void reload(const struct server *s)
+{
+    if (s->cfg.config_file[0] == '\0') {
+        log_info("SIGHUP: no config file to reload");
+        return;
+    }
+    struct cfg c;
+    char err[256];
+    cfg_defaults(&c);
+    c.log_level = s->cfg.log_level;
+    if (cfg_load_file(&c, s->cfg.config_file, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: %s; keeping the current settings", err);
+        return;
+    }
+    log_level_set((enum log_level)c.log_level);
+    log_info("SIGHUP: reloaded %s (log level)", s->cfg.config_file);
+}
+
+static int wait_drained(struct server *s, uint64_t deadline)
+{
+    for (;;) {
+        uint32_t done = 0;
+        for (uint32_t i = 0; i < s->n_iot; i++) {
+            done += iot_is_drained(s->iots[i]) ? 1u : 0u;
+        }
+        if (done == s->n_iot) {
+            return 0;
+        }
+        if (now_ms() >= deadline) {
+            return -ETIMEDOUT;
+        }
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void set_phase(struct server *s, int phase)
+{
+    atomic_store(&s->phase, phase);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        mbox_wake(iot_mbox(s->iots[i]));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct server srv; /* large, and shared with every thread */
+    struct server *s = &srv;
+    char err[600];
+    int help = 0;
+    int rc;
+
+    cfg_defaults(&s->cfg);
+    rc = cfg_parse_args(&s->cfg, argc, argv, &help, err, sizeof(err));
+    if (rc == 1) {
+        fputs(help == 1 ? cfg_usage() : "ferryd " FERRY_VERSION "\n", stdout);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "ferryd: %s\n%s", err, cfg_usage());
+        return 2;
+    }
+    log_level_set((enum log_level)s->cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread */
+    raise_nofile();
+
+    if ((rc = mkdir_p(s->cfg.data_dir)) < 0) {
+        log_error("data directory %s: %s", s->cfg.data_dir, strerror(-rc));
+        return 1;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) {
+        ncpu = 1;
+    }
+    s->n_iot = (uint32_t)(s->cfg.io_threads > 0 ? s->cfg.io_threads : ncpu);
+    s->n_workers = (uint32_t)(s->cfg.workers > 0 ? s->cfg.workers : ncpu);
+    uint8_t rnd[8] = {0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        uint64_t t = (uint64_t)now_realtime_ns() ^ (uint64_t)getpid();
+        memcpy(rnd, &t, sizeof(rnd));
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(s->server_id + 2 * i, 3, "%02x", rnd[i]);
+    }
+    s->start_ms = (uint64_t)(now_realtime_ns() / 1000000);
+    atomic_init(&s->next_client_id, 1);
+
+    s->iots = calloc(s->n_iot, sizeof(*s->iots));
+    s->workers = calloc(s->n_workers, sizeof(*s->workers));
+    if (s->iots == NULL || s->workers == NULL) {
+        log_error("out of memory");
+        return 1;
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        if ((s->workers[i] = worker_create(s, i)) == NULL) {
+            log_error("cannot create worker %u", i);
+            return 1;
+        }
+    }
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        if ((s->iots[i] = iot_create(s, i)) == NULL) {
+            log_error("cannot create IO thread %u", i);
+            return 1;
+        }
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        if ((rc = worker_start(s->workers[i])) < 0) {
+            log_error("cannot start worker %u: %s", i, strerror(-rc));
+            return 1;
+        }
+    }
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        if ((rc = iot_start(s->iots[i])) < 0) {
+            log_error("cannot start IO thread %u: %s", i, strerror(-rc));
+            return 1;
+        }
+    }
+    int port = 0;
+    if ((rc = acc_open(s, &s->acc, &port)) < 0) {
+        return 1;
+    }
+    if ((rc = acc_start(s->acc)) < 0) {
+        log_error("cannot start the acceptor: %s", strerror(-rc));
+        return 1;
+    }
+    log_info("ferryd %s (server id %s) on %s:%d, %u IO threads, %u workers, data dir %s; "
+             "every topic is ephemeral (no store yet)",
+             FERRY_VERSION, s->server_id, s->cfg.listen_host, port, s->n_iot, s->n_workers,
+             s->cfg.data_dir);
+    printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
+    fflush(stdout);
+
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&sigs, &si);
+        if (sig == SIGHUP) {
+            reload(s);
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+    }
+
+    uint64_t deadline = now_ms() + s->cfg.shutdown_ms;
+    acc_stop(s->acc);
+    set_phase(s, PHASE_DRAIN);
+    if (wait_drained(s, deadline) < 0) {
+        log_warn("shutdown: IO threads did not drain in time; queued publications may be lost");
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        worker_stop(s->workers[i]);
+    }
+    set_phase(s, PHASE_CLOSE);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        iot_join(s->iots[i]);
+    }
+    acc_close(s->acc);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        iot_destroy(s->iots[i]);
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        worker_destroy(s->workers[i]);
+    }
+    free(s->iots);
+    free(s->workers);
+    log_info("stopped");
+    return 0;
+}

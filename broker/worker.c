@@ -1,0 +1,315 @@
+/*
+ * worker.c - match, group per connection, hand off.
+ *
+ * For each publication the trie yields the matching subscriptions; those of
+ * one connection are folded into a single delivery carrying all their ids.
+ * Deliveries point into the publication batch (the Deliver body was encoded
+ * once by the IO thread that read the Publish), so fan-out copies no payload.
+ * Deliveries for each IO thread are collected over a whole batch of inbound
+ * items and posted with one mailbox operation.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io_thread.h"
+#include "log.h"
+#include "trie.h"
+
+#define WORKER_TAKE 256
+
+struct hit {
+    uint64_t owner;
+    uint64_t sub_id;
+};
+
+struct outbox {
+    struct rmsg *m;
+    uint32_t n, cap;
+};
+
+struct worker {
+    struct stats stats;       /* this thread's counters */
+    struct server *srv;
+    uint32_t index;
+    pthread_t thread;
+    int is_started;
+    struct mbox in;           /* IO threads -> this worker */
+    struct trie trie;         /* worker thread only */
+    struct hit *hits;         /* worker thread only: scratch for one match */
+    uint32_t n_hits, hits_cap;
+    struct outbox *out;       /* worker thread only: per IO thread */
+};
+
+void pub_batch_unref(struct pub_batch *b)
+{
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+        free(b);
+    }
+}
+
+struct worker *worker_create(struct server *s, uint32_t index)
+{
+    struct worker *w = aligned_alloc(64, (sizeof(*w) + 63) & ~(size_t)63);
+    if (w == NULL) {
+        return NULL;
+    }
+    memset(w, 0, sizeof(*w));
+    w->srv = s;
+    w->index = index;
+    trie_init(&w->trie);
+    w->out = calloc(s->n_iot, sizeof(*w->out));
+    if (w->out == NULL || mbox_init(&w->in, sizeof(struct wmsg), s->cfg.worker_queue, 0) < 0) {
+        free(w->out);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+struct mbox *worker_mbox(struct worker *w)
+{
+    return &w->in;
+}
+
+struct stats *worker_stats(struct worker *w)
+{
+    return &w->stats;
+}
+
+static void on_hit(void *ctx, struct trie_sub *s)
+{
+    struct worker *w = ctx;
+    if (w->n_hits == w->hits_cap) {
+        uint32_t cap = w->hits_cap ? w->hits_cap * 2 : 64;
+        struct hit *h = realloc(w->hits, cap * sizeof(*h));
+        if (h == NULL) {
+            return; /* counted as not delivered; logged by the caller */
+        }
+        w->hits = h;
+        w->hits_cap = cap;
+    }
+    w->hits[w->n_hits].owner = s->owner;
+    w->hits[w->n_hits].sub_id = s->sub_id;
+    w->n_hits++;
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const struct hit *x = a, *y = b;
+    if (x->owner != y->owner) {
+        return x->owner < y->owner ? -1 : 1;
+    }
+    return (x->sub_id > y->sub_id) - (x->sub_id < y->sub_id);
+}
+
+static struct rmsg *out_slot(struct worker *w, uint32_t iot)
+{
+    struct outbox *o = &w->out[iot];
+    if (o->n == o->cap) {
+        uint32_t cap = o->cap ? o->cap * 2 : 256;
+        struct rmsg *m = realloc(o->m, cap * sizeof(*m));
+        if (m == NULL) {
+            return NULL;
+        }
+        o->m = m;
+        o->cap = cap;
+    }
+    return &o->m[o->n++];
+}
+
+static void route(struct worker *w, struct pub_batch *b, struct pub_rec *r)
+{
+    const char *topic = (const char *)(r + 1);
+    w->n_hits = 0;
+    trie_match(&w->trie, topic, r->topic_len, on_hit, w);
+    stats_add(&w->stats.routed, 1);
+    if (w->n_hits > 1) {
+        qsort(w->hits, w->n_hits, sizeof(*w->hits), hit_cmp);
+    }
+    uint32_t body_off = (uint32_t)((unsigned char *)r - b->data) + r->body_off;
+    for (uint32_t i = 0; i < w->n_hits;) {
+        uint32_t j = i + 1;
+        while (j < w->n_hits && w->hits[j].owner == w->hits[i].owner) {
+            j++;
+        }
+        uint64_t owner = w->hits[i].owner;
+        struct rmsg *m = out_slot(w, CONN_REF_IOT(owner));
+        if (m == NULL) {
+            log_error("worker %u: out of memory, delivery dropped", w->index);
+            i = j;
+            continue;
+        }
+        m->kind = R_DELIVER;
+        m->conn_ref = owner;
+        m->batch = b;
+        m->body_off = body_off;
+        m->body_len = r->body_len;
+        uint32_t n = 0;
+        for (uint32_t k = i; k < j; k++) {
+            /* Two patterns of one subscription id cannot both match; skip
+             * duplicate ids defensively anyway. */
+            if (k > i && w->hits[k].sub_id == w->hits[k - 1].sub_id) {
+                continue;
+            }
+            n++;
+        }
+        m->n_ids = n;
+        uint64_t *ids = m->u.ids;
+        if (n > RMSG_INLINE_IDS) {
+            ids = malloc(n * sizeof(*ids));
+            if (ids == NULL) {
+                w->out[CONN_REF_IOT(owner)].n--;
+                log_error("worker %u: out of memory, delivery dropped", w->index);
+                i = j;
+                continue;
+            }
+            m->u.ext_ids = ids;
+        }
+        n = 0;
+        for (uint32_t k = i; k < j; k++) {
+            if (k > i && w->hits[k].sub_id == w->hits[k - 1].sub_id) {
+                continue;
+            }
+            ids[n++] = w->hits[k].sub_id;
+        }
+        atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+        stats_add(&w->stats.deliveries, 1);
+        i = j;
+    }
+    if (r->want_ack) {
+        /* Ephemeral topic: "routed" is the ack point. With the store, this
+         * moves after the commit that made the message durable. */
+        struct rmsg *m = out_slot(w, CONN_REF_IOT(r->conn_ref));
+        if (m) {
+            memset(m, 0, sizeof(*m));
+            m->kind = R_PUBACK;
+            m->conn_ref = r->conn_ref;
+            m->u.pub_id = r->pub_id;
+        } else {
+            log_error("worker %u: out of memory, PubAck dropped", w->index);
+        }
+    }
+}
+
+static void route_batch(struct worker *w, struct pub_batch *b)
+{
+    uint32_t off = 0;
+    while (off < b->len) {
+        struct pub_rec *r = (struct pub_rec *)(b->data + off);
+        route(w, b, r);
+        off += r->rec_len;
+    }
+    pub_batch_unref(b);
+}
+
+static void flush_out(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->srv->n_iot; i++) {
+        struct outbox *o = &w->out[i];
+        if (o->n) {
+            /* Blocking is safe: IO threads never wait for workers. */
+            if (mbox_post(iot_mbox(w->srv->iots[i]), o->m, o->n) < 0) {
+                log_error("worker %u: IO thread %u closed its mailbox", w->index, i);
+            }
+            o->n = 0;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct wmsg batch[WORKER_TAKE];
+    int running = 1;
+    while (running) {
+        mbox_wait(&w->in, -1);
+        int was_refused = 0;
+        uint32_t n = mbox_take(&w->in, batch, WORKER_TAKE, &was_refused);
+        for (uint32_t i = 0; i < n; i++) {
+            struct wmsg *m = &batch[i];
+            switch (m->kind) {
+            case W_SUB_ADD: {
+                struct trie_sub *s = m->p;
+                if (trie_add(&w->trie, s) < 0) {
+                    log_error("worker %u: cannot index subscription %llu (%s): out of memory",
+                              w->index, (unsigned long long)s->sub_id, s->pattern);
+                }
+                trie_sub_unref(s);
+                break;
+            }
+            case W_SUB_DEL: {
+                struct trie_sub *s = m->p;
+                trie_remove(&w->trie, s);
+                trie_sub_unref(s);
+                break;
+            }
+            case W_PUB_BATCH:
+                route_batch(w, m->p);
+                break;
+            case W_STOP:
+                running = 0;
+                break;
+            default:
+                break;
+            }
+        }
+        flush_out(w);
+        if (was_refused) {
+            /* Some IO thread stopped reading publishers because we were
+             * full: there is room now. */
+            for (uint32_t i = 0; i < w->srv->n_iot; i++) {
+                mbox_wake(iot_mbox(w->srv->iots[i]));
+            }
+        }
+    }
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0) {
+        return -rc;
+    }
+    w->is_started = 1;
+    return 0;
+}
+
+void worker_stop(struct worker *w)
+{
+    if (!w->is_started) {
+        return;
+    }
+    struct wmsg stop = {.kind = W_STOP};
+    mbox_post(&w->in, &stop, 1);
+    pthread_join(w->thread, NULL);
+    w->is_started = 0;
+}
+
+void worker_destroy(struct worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    /* Drop whatever is still queued (only after an aborted start). */
+    struct wmsg m;
+    while (mbox_take(&w->in, &m, 1, NULL) == 1) {
+        if (m.kind == W_SUB_ADD || m.kind == W_SUB_DEL) {
+            trie_sub_unref(m.p);
+        } else if (m.kind == W_PUB_BATCH) {
+            pub_batch_unref(m.p);
+        }
+    }
+    trie_deinit(&w->trie);
+    for (uint32_t i = 0; i < w->srv->n_iot; i++) {
+        free(w->out[i].m);
+    }
+    free(w->out);
+    free(w->hits);
+    mbox_deinit(&w->in);
+    free(w);
+}

@@ -1,0 +1,31 @@
+/*
+ * worker.h - the routing workers (prefix wpool_/worker_).
+ *
+ * A worker owns the topics that hash to it: it matches their publications
+ * against its own copy of the subscription index and hands deliveries to the
+ * IO threads. Every worker receives every subscription change, through the
+ * same queue as publications, so a Publish that an IO thread posts after a
+ * Subscribe (of any connection) is matched against it. This is also where the
+ * store plugs in: the worker that owns a topic is the one to sequence and
+ * persist it before routing.
+ */
+#ifndef FERRY_WORKER_H
+#define FERRY_WORKER_H
+
+#include "mailbox.h"
+#include "server.h"
+
+struct worker;
+
+/* Create worker `index` of server s (not started). Returns NULL on failure. */
+struct worker *worker_create(struct server *s, uint32_t index);
+int worker_start(struct worker *w);
+/* Post W_STOP and join; everything queued before is processed first. */
+void worker_stop(struct worker *w);
+void worker_destroy(struct worker *w);
+
+/* The worker's inbound queue (IO threads post with mbox_try_post). */
+struct mbox *worker_mbox(struct worker *w);
+struct stats *worker_stats(struct worker *w);
+
+#endif
