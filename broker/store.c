@@ -1,0 +1,2436 @@
+/*
+ * store.c - ferry's LMDB message store. The contract is in store.h; this
+ * comment explains how it is kept.
+ *
+ * Records. Keys are big-endian so that LMDB's byte order is numeric order;
+ * values are little-endian fixed-width fields.
+ *
+ *   msgs   key   (topic id u32 BE, seq u64 BE)                      12 bytes
+ *          value 0  crc32c u32   over key[0,12) ++ value[4, len)
+ *                4  version u8 (1)    5 flags u8 (0)    6 n_headers u16
+ *                8  publish_time i64
+ *                16 headers_len u32   20 key_len u32   24 payload_len u32
+ *                28 headers: n_headers x { klen u32, vlen u32, k, v }
+ *                   then key bytes, then payload bytes
+ *          Seeding the CRC with the record's key also catches a value that
+ *          ended up under the wrong key.
+ *   tidx   key   (topic id u32 BE, time u64 BE)  time biased by 2^63 so that
+ *                negative times sort first; value seq u64 BE. One entry per
+ *                distinct (clamped, non-decreasing) time: the first seq.
+ *   topics key   topic id u32 BE
+ *          value 0 crc32c u32 over key ++ value[4, len)  4 version u16
+ *                6 name_len u16  8 first_seq  16 last_seq  24 n_msgs
+ *                32 n_bytes  40 last_time i64  48 name
+ *   names  key   name bytes; value topic id u32 BE
+ *   meta   "format" -> "FERRYSTO" u32 version u32 flags i64 created u32 crc
+ *
+ * Writer. One batch object per store, guarded by wlock from begin to
+ * commit/abort. Each append is encoded once into the batch's arena (a
+ * grow-only buffer kept across batches), then put into LMDB from there. The
+ * arena is the batch's redo log: when LMDB says MDB_MAP_FULL, the write
+ * transaction is dead (LMDB marks it failed), so we abort it, grow the map
+ * with no transaction open, begin a new transaction and replay the arena.
+ * Per-topic counters live in memory in two copies: `cur` (committed) and
+ * `pend` (with the open batch); commit copies pend to cur, abort the other
+ * way, so sequences of a failed batch are handed out again.
+ *
+ * MDB_APPEND: LMDB accepts it only for a key greater than every key in the
+ * database. (topic, seq) keys of the topic with the highest id that has
+ * messages satisfy that, so appends to that topic (a single hot topic, or
+ * the newest one) use MDB_APPEND and fill pages completely; appends to other
+ * topics are ordinary puts (O(log n), pages split in halves).
+ *
+ * Map resize. mdb_env_set_mapsize() needs every transaction of the process
+ * ended. map_lock (writer-preferring rwlock) is held shared by every
+ * transaction for its whole life and exclusively only around that call,
+ * which the writer makes after aborting its own transaction.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "crc32c.h"
+
+#define STORE_MAGIC "FERRYSTO"
+#define STORE_MAGIC_LEN 8
+#define STORE_META_KEY "format"
+#define STORE_META_LEN 28
+#define STORE_MAXDBS 8
+
+#define MSG_KEY_LEN 12
+#define VAL_HDR_LEN 28
+#define VAL_VERSION 1
+#define TOPIC_REC_HDR 48
+#define TOPIC_REC_VERSION 1
+
+#define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
+#define DEFAULT_MAP_MAX ((size_t)64 << 30)
+#define DEFAULT_MAX_READERS 126u
+
+#define PURGE_CHUNK 1024    /* deletions per purge transaction */
+#define LIST_CHUNK 256      /* topics per list transaction */
+#define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
+
+#define TIME_NONE INT64_MIN /* topic_state.last_time: nothing indexed yet */
+
+/* Arena record flags. */
+#define REC_APPEND_MSG 0x1u
+#define REC_TIDX 0x2u
+#define REC_APPEND_TIDX 0x4u
+
+struct topic_state {
+    uint64_t first_seq;
+    uint64_t last_seq;
+    uint64_t n_msgs;
+    uint64_t n_bytes;
+    int64_t last_time;
+};
+
+/* In-memory topic; the table and everything in it is guarded by s->wlock. */
+struct store_topic {
+    struct store_topic *hnext; /* hash chain */
+    struct store_topic *dnext; /* the open batch's dirty list */
+    uint32_t id;
+    uint32_t hash;
+    bool is_new;   /* created by the open batch, not committed yet */
+    bool is_dirty; /* on the dirty list */
+    struct topic_state cur;  /* committed */
+    struct topic_state pend; /* including the open batch */
+    uint16_t name_len;
+    char name[];
+};
+
+/* One append in the arena, followed by the encoded value padded to 8. */
+struct rec_hdr {
+    uint32_t topic_id;
+    uint32_t val_len;
+    uint64_t seq;
+    uint64_t tkey; /* biased index time */
+    uint32_t flags;
+    uint32_t pad;
+};
+
+struct store_batch {
+    struct store *s;
+    MDB_txn *txn;  /* NULL between a failure and the replay */
+    bool is_open;
+    int broken_rc; /* non-zero: the batch is lost, commit returns this */
+    unsigned char *arena;
+    size_t arena_len;
+    size_t arena_cap;
+    size_t n_msgs;
+    struct store_topic *dirty;
+    uint32_t saved_next_id;
+    uint32_t saved_msg_max;
+    uint32_t saved_tidx_max;
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi_meta;
+    MDB_dbi dbi_topics;
+    MDB_dbi dbi_names;
+    MDB_dbi dbi_msgs;
+    MDB_dbi dbi_tidx;
+    MDB_dbi dbi_consumers;
+    int lock_fd; /* our fd on data.mdb, flock'ed exclusively */
+    enum store_sync_mode sync_mode;
+    size_t map_max;
+    size_t page_size;
+
+    pthread_mutex_t wlock;     /* the writer path: batch, purge, sync */
+    pthread_rwlock_t map_lock; /* shared: any txn; exclusive: set_mapsize */
+
+    /* guarded by wlock */
+    struct store_topic **htab;
+    size_t hcap;
+    size_t hcount;
+    uint32_t next_topic_id;
+    uint32_t msg_max_topic;  /* highest topic id with a message, 0: none */
+    uint32_t tidx_max_topic; /* highest topic id with an index entry */
+    struct store_batch batch;
+
+    /* atomic: read by any thread */
+    _Atomic size_t map_size;
+    atomic_bool is_failed;
+    _Atomic(const char *) fail_reason;
+    atomic_uint_fast64_t n_commits;
+    atomic_uint_fast64_t n_appends;
+    atomic_uint_fast64_t n_crc_errors;
+    atomic_uint_fast64_t n_map_grows;
+    atomic_uint_fast64_t n_batch_replays;
+    atomic_uint_fast64_t n_full_errors;
+    atomic_uint_fast64_t n_topics;
+    uint64_t n_open_reads; /* written by open only */
+    int n_stale_readers;   /* written by open only */
+};
+
+/* ---- byte helpers ------------------------------------------------------ */
+
+static void put_le16(unsigned char *p, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(p, &v, 2);
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, 4);
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, 8);
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    v = htobe32(v);
+    memcpy(p, &v, 4);
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    v = htobe64(v);
+    memcpy(p, &v, 8);
+}
+
+static uint16_t get_le16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return le16toh(v);
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
+}
+
+static uint32_t get_be32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return be32toh(v);
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
+}
+
+static uint64_t time_bias(int64_t t)
+{
+    return (uint64_t)t ^ (UINT64_C(1) << 63);
+}
+
+static void msg_key_make(unsigned char k[MSG_KEY_LEN], uint32_t topic_id, uint64_t seq)
+{
+    put_be32(k, topic_id);
+    put_be64(k + 4, seq);
+}
+
+/* ---- value codec ------------------------------------------------------- */
+
+/* Decode and check a stored message. Returns 0, -1 on a CRC mismatch, -2 on
+ * a layout error. m is filled only on success. */
+static int msg_decode(const MDB_val *key, const MDB_val *val, struct store_msg *m)
+{
+    const unsigned char *v = val->mv_data;
+    if (key->mv_size != MSG_KEY_LEN || val->mv_size < VAL_HDR_LEN) {
+        return -2;
+    }
+    uint32_t crc = crc32c(0, key->mv_data, MSG_KEY_LEN);
+    crc = crc32c(crc, v + 4, val->mv_size - 4);
+    if (crc != get_le32(v)) {
+        return -1;
+    }
+    if (v[4] != VAL_VERSION) {
+        return -2;
+    }
+    size_t n_headers = get_le16(v + 6);
+    uint64_t hlen = get_le32(v + 16);
+    uint64_t klen = get_le32(v + 20);
+    uint64_t plen = get_le32(v + 24);
+    if (VAL_HDR_LEN + hlen + klen + plen != val->mv_size) {
+        return -2;
+    }
+    /* Walk the header block: it must hold exactly n_headers entries. */
+    const unsigned char *h = v + VAL_HDR_LEN;
+    uint64_t pos = 0;
+    for (size_t i = 0; i < n_headers; i++) {
+        if (hlen - pos < 8) {
+            return -2;
+        }
+        uint64_t kl = get_le32(h + pos);
+        uint64_t vl = get_le32(h + pos + 4);
+        if (hlen - pos - 8 < kl + vl) {
+            return -2;
+        }
+        pos += 8 + kl + vl;
+    }
+    if (pos != hlen) {
+        return -2;
+    }
+    const unsigned char *k = key->mv_data;
+    m->topic_id = get_be32(k);
+    m->seq = get_be64(k + 4);
+    m->publish_time = (int64_t)get_le64(v + 8);
+    m->n_headers = n_headers;
+    m->headers_raw = h;
+    m->headers_raw_len = (size_t)hlen;
+    m->key = klen ? h + hlen : NULL;
+    m->key_len = (size_t)klen;
+    m->payload = v + VAL_HDR_LEN + hlen + klen;
+    m->payload_len = (size_t)plen;
+    return 0;
+}
+
+int store_msg_header_next(const struct store_msg *m, size_t *pos, struct store_kv *kv)
+{
+    const unsigned char *h = m->headers_raw;
+    if (*pos + 8 > m->headers_raw_len) {
+        return 0;
+    }
+    size_t kl = get_le32(h + *pos);
+    size_t vl = get_le32(h + *pos + 4);
+    kv->key = (const char *)h + *pos + 8;
+    kv->key_len = kl;
+    kv->value = (const char *)h + *pos + 8 + kl;
+    kv->value_len = vl;
+    *pos += 8 + kl + vl;
+    return 1;
+}
+
+static void topic_rec_encode(unsigned char *out, uint32_t id, const struct topic_state *st,
+                             const char *name, size_t name_len)
+{
+    unsigned char key[4];
+    put_be32(key, id);
+    put_le16(out + 4, TOPIC_REC_VERSION);
+    put_le16(out + 6, (uint16_t)name_len);
+    put_le64(out + 8, st->first_seq);
+    put_le64(out + 16, st->last_seq);
+    put_le64(out + 24, st->n_msgs);
+    put_le64(out + 32, st->n_bytes);
+    put_le64(out + 40, (uint64_t)st->last_time);
+    memcpy(out + TOPIC_REC_HDR, name, name_len);
+    uint32_t crc = crc32c(crc32c(0, key, 4), out + 4, TOPIC_REC_HDR - 4 + name_len);
+    put_le32(out, crc);
+}
+
+/* Returns 0 and fills st/name (name points into val), -1 CRC, -2 layout. */
+static int topic_rec_decode(const MDB_val *key, const MDB_val *val, uint32_t *id,
+                            struct topic_state *st, const char **name, size_t *name_len)
+{
+    const unsigned char *v = val->mv_data;
+    if (key->mv_size != 4 || val->mv_size < TOPIC_REC_HDR) {
+        return -2;
+    }
+    uint32_t crc = crc32c(crc32c(0, key->mv_data, 4), v + 4, val->mv_size - 4);
+    if (crc != get_le32(v)) {
+        return -1;
+    }
+    size_t nl = get_le16(v + 6);
+    if (get_le16(v + 4) != TOPIC_REC_VERSION || TOPIC_REC_HDR + nl != val->mv_size || nl == 0 ||
+        nl > STORE_TOPIC_MAX) {
+        return -2;
+    }
+    *id = get_be32(key->mv_data);
+    st->first_seq = get_le64(v + 8);
+    st->last_seq = get_le64(v + 16);
+    st->n_msgs = get_le64(v + 24);
+    st->n_bytes = get_le64(v + 32);
+    st->last_time = (int64_t)get_le64(v + 40);
+    *name = (const char *)v + TOPIC_REC_HDR;
+    *name_len = nl;
+    return 0;
+}
+
+static void meta_encode(unsigned char out[STORE_META_LEN], int64_t created)
+{
+    memcpy(out, STORE_MAGIC, STORE_MAGIC_LEN);
+    put_le32(out + 8, STORE_FORMAT_VERSION);
+    put_le32(out + 12, 0);
+    put_le64(out + 16, (uint64_t)created);
+    put_le32(out + 24, crc32c(0, out, 24));
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void err_set(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void err_set(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (err == NULL || err_len == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* Enter fail-stop. Every later write returns FERRY_ESTORAGE. */
+static int store_fail(struct store *s, int mdb_rc)
+{
+    const char *expected = NULL;
+    atomic_compare_exchange_strong(&s->fail_reason, &expected, mdb_strerror(mdb_rc));
+    atomic_store(&s->is_failed, true);
+    return FERRY_ESTORAGE;
+}
+
+/* Translate an LMDB/system code from a read path. Never fail-stops. */
+static int xlate_read(int rc)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case MDB_READERS_FULL:
+        return -EAGAIN;
+    case ENOMEM:
+        return -ENOMEM;
+    default:
+        return FERRY_ESTORAGE;
+    }
+}
+
+static bool is_full_error(int rc)
+{
+    return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static int rtxn_begin(struct store *s, MDB_txn **txn)
+{
+    pthread_rwlock_rdlock(&s->map_lock);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&s->map_lock);
+        return xlate_read(rc);
+    }
+    return 0;
+}
+
+static void rtxn_end(struct store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->map_lock);
+}
+
+/* Begin a write txn (caller holds wlock). Returns an MDB/errno code. */
+static int wtxn_begin(struct store *s, MDB_txn **txn)
+{
+    pthread_rwlock_rdlock(&s->map_lock);
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&s->map_lock);
+    }
+    return rc;
+}
+
+static void wtxn_abort(struct store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->map_lock);
+}
+
+/* Commit; the txn handle is gone afterwards whatever the result. */
+static int wtxn_commit(struct store *s, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    pthread_rwlock_unlock(&s->map_lock);
+    return rc;
+}
+
+/* Grow the map (writer, wlock held, no txn of ours open). 0 if it grew. */
+static int map_grow(struct store *s)
+{
+    size_t cur = atomic_load(&s->map_size);
+    if (cur >= s->map_max) {
+        return -1;
+    }
+    size_t next = cur > s->map_max / 2 ? s->map_max : cur * 2;
+    if (next < cur + (1u << 20) && s->map_max > cur + (1u << 20)) {
+        next = cur + (1u << 20);
+    }
+    next = (next + s->page_size - 1) / s->page_size * s->page_size;
+    if (next > s->map_max) {
+        next = s->map_max;
+    }
+    if (next <= cur) {
+        return -1;
+    }
+    /* Exclusive: no transaction of this process may be open during this. */
+    pthread_rwlock_wrlock(&s->map_lock);
+    int rc = mdb_env_set_mapsize(s->env, next);
+    MDB_envinfo info;
+    if (rc == 0) {
+        mdb_env_info(s->env, &info);
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    if (rc != 0) {
+        return -1;
+    }
+    atomic_store(&s->map_size, info.me_mapsize);
+    atomic_fetch_add(&s->n_map_grows, 1);
+    return 0;
+}
+
+/* ---- topic table (wlock) ----------------------------------------------- */
+
+static uint32_t name_hash(const char *p, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static struct store_topic *topic_find(struct store *s, const char *name, size_t len, uint32_t h)
+{
+    for (struct store_topic *t = s->htab[h & (s->hcap - 1)]; t != NULL; t = t->hnext) {
+        if (t->hash == h && t->name_len == len && memcmp(t->name, name, len) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static int topic_insert(struct store *s, struct store_topic *t)
+{
+    if (s->hcount + 1 > s->hcap) {
+        size_t ncap = s->hcap * 2;
+        struct store_topic **nt = calloc(ncap, sizeof(*nt));
+        if (nt == NULL) {
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->hcap; i++) {
+            struct store_topic *x = s->htab[i];
+            while (x != NULL) {
+                struct store_topic *next = x->hnext;
+                x->hnext = nt[x->hash & (ncap - 1)];
+                nt[x->hash & (ncap - 1)] = x;
+                x = next;
+            }
+        }
+        free(s->htab);
+        s->htab = nt;
+        s->hcap = ncap;
+    }
+    struct store_topic **slot = &s->htab[t->hash & (s->hcap - 1)];
+    t->hnext = *slot;
+    *slot = t;
+    s->hcount++;
+    return 0;
+}
+
+static void topic_unlink(struct store *s, struct store_topic *t)
+{
+    struct store_topic **pp = &s->htab[t->hash & (s->hcap - 1)];
+    while (*pp != t) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = t->hnext;
+    s->hcount--;
+}
+
+static struct store_topic *topic_alloc(const char *name, size_t len, uint32_t h, uint32_t id)
+{
+    struct store_topic *t = calloc(1, sizeof(*t) + len + 1);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->id = id;
+    t->hash = h;
+    t->name_len = (uint16_t)len;
+    memcpy(t->name, name, len);
+    t->cur.first_seq = 1;
+    t->cur.last_time = TIME_NONE;
+    t->pend = t->cur;
+    return t;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+void store_options_init(struct store_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->sync_mode = STORE_SYNC_ALWAYS;
+    o->map_size_initial = DEFAULT_MAP_INITIAL;
+    o->map_size_max = DEFAULT_MAP_MAX;
+    o->max_readers = DEFAULT_MAX_READERS;
+    o->file_mode = 0600;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Look at dir before LMDB touches it. Refuses a data.mdb that is not an
+ * LMDB file, and a non-empty directory that has no data.mdb. */
+static int dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+                        size_t err_len)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        int e = errno;
+        if (e != ENOENT || !may_create) {
+            err_set(err, err_len, "%s: %s", dir, strerror(e));
+            return -e;
+        }
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            e = errno;
+            err_set(err, err_len, "%s: cannot create: %s", dir, strerror(e));
+            return -e;
+        }
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        err_set(err, err_len, "%s: not a directory", dir);
+        return -ENOTDIR;
+    }
+    int fd = open(data_path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        /* LMDB's first meta page: 16-byte page header, then mm_magic. */
+        unsigned char hdr[20];
+        ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
+        int e = errno;
+        close(fd);
+        if (n < 0) {
+            err_set(err, err_len, "%s: %s", data_path, strerror(e));
+            return -e;
+        }
+        if (n == 0) {
+            return 0; /* empty: LMDB initialises it */
+        }
+        uint32_t magic;
+        memcpy(&magic, hdr + 16, 4);
+        if (n < (ssize_t)sizeof(hdr) || magic != 0xBEEFC0DEu) {
+            err_set(err, err_len,
+                    "%s: not an LMDB file (foreign or corrupt data directory); refusing to "
+                    "use it",
+                    data_path);
+            return FERRY_ESTORAGE;
+        }
+        return 0;
+    }
+    if (errno != ENOENT) {
+        int e = errno;
+        err_set(err, err_len, "%s: %s", data_path, strerror(e));
+        return -e;
+    }
+    if (!may_create) {
+        err_set(err, err_len, "%s: no ferry store here (no data.mdb)", dir);
+        return -ENOENT;
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        int e = errno;
+        err_set(err, err_len, "%s: %s", dir, strerror(e));
+        return -e;
+    }
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || strcmp(de->d_name, "lock.mdb") == 0 ||
+            strcmp(de->d_name, "lost+found") == 0) {
+            continue;
+        }
+        err_set(err, err_len,
+                "%s: directory is not empty (has '%s') and holds no ferry store; refusing to "
+                "create one there",
+                dir, de->d_name);
+        rc = FERRY_ESTORAGE;
+        break;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Open or create the databases and check the meta record (write txn). */
+static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0) {
+        err_set(err, err_len, "%s: cannot begin transaction: %s", dir, mdb_strerror(rc));
+        return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
+    }
+    int ret = FERRY_ESTORAGE;
+    bool is_new = false;
+    rc = mdb_dbi_open(txn, "meta", 0, &s->dbi_meta);
+    if (rc == MDB_NOTFOUND) {
+        MDB_dbi main_dbi;
+        MDB_stat ms;
+        rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+        if (rc == 0) {
+            rc = mdb_stat(txn, main_dbi, &ms);
+        }
+        if (rc != 0) {
+            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            goto out_abort;
+        }
+        if (ms.ms_entries != 0) {
+            err_set(err, err_len,
+                    "%s: an LMDB environment not created by ferry (no format record); "
+                    "refusing to use it",
+                    dir);
+            goto out_abort;
+        }
+        is_new = true;
+        rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta);
+    }
+    if (rc == MDB_INCOMPATIBLE) {
+        err_set(err, err_len, "%s: an LMDB environment not created by ferry; refusing to use it",
+                dir);
+        goto out_abort;
+    }
+    if (rc != 0) {
+        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        goto out_abort;
+    }
+    if (is_new) {
+        unsigned char meta[STORE_META_LEN];
+        meta_encode(meta, now_ns());
+        MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
+        MDB_val v = {sizeof(meta), meta};
+        rc = mdb_put(txn, s->dbi_meta, &k, &v, 0);
+        if (rc != 0) {
+            err_set(err, err_len, "%s: cannot initialise: %s", dir, mdb_strerror(rc));
+            ret = is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
+            goto out_abort;
+        }
+    } else {
+        MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
+        MDB_val v;
+        rc = mdb_get(txn, s->dbi_meta, &k, &v);
+        s->n_open_reads++;
+        const unsigned char *m = v.mv_data;
+        if (rc != 0 || v.mv_size != STORE_META_LEN ||
+            memcmp(m, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
+            err_set(err, err_len,
+                    "%s: not a ferry store (format record missing or wrong magic); refusing "
+                    "to use it",
+                    dir);
+            goto out_abort;
+        }
+        if (crc32c(0, m, 24) != get_le32(m + 24)) {
+            err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
+            goto out_abort;
+        }
+        if (get_le32(m + 8) != STORE_FORMAT_VERSION) {
+            err_set(err, err_len,
+                    "%s: store format version %u, this ferryd reads version %u only", dir,
+                    (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
+            goto out_abort;
+        }
+    }
+    unsigned flags = is_new ? MDB_CREATE : 0;
+    static const char *const names[] = {"topics", "names", "msgs", "tidx"};
+    MDB_dbi *dbis[] = {&s->dbi_topics, &s->dbi_names, &s->dbi_msgs, &s->dbi_tidx};
+    for (size_t i = 0; i < 4; i++) {
+        rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
+        if (rc != 0) {
+            err_set(err, err_len, "%s: database '%s': %s (corrupt store?)", dir, names[i],
+                    mdb_strerror(rc));
+            goto out_abort;
+        }
+    }
+    /* Reserved for durable consumers; created by any version-1 opener. */
+    rc = mdb_dbi_open(txn, "consumers", MDB_CREATE, &s->dbi_consumers);
+    if (rc != 0) {
+        err_set(err, err_len, "%s: database 'consumers': %s", dir, mdb_strerror(rc));
+        goto out_abort;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        err_set(err, err_len, "%s: cannot commit: %s", dir, mdb_strerror(rc));
+        return is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
+    }
+    return 0;
+
+out_abort:
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* Read the topic table into memory: the only per-topic work at start-up. */
+static int load_topics(struct store *s, const char *dir, char *err, size_t err_len)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k;
+    MDB_val v;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        return xlate_read(rc);
+    }
+    int ret = FERRY_ESTORAGE;
+    rc = mdb_cursor_open(txn, s->dbi_topics, &cur);
+    if (rc != 0) {
+        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        goto out_abort;
+    }
+    uint32_t max_id = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint32_t id;
+        struct topic_state st;
+        const char *name;
+        size_t name_len;
+        s->n_open_reads++;
+        if (topic_rec_decode(&k, &v, &id, &st, &name, &name_len) != 0) {
+            err_set(err, err_len,
+                    "%s: topic record %u is corrupt; run ferryd --verify for details", dir,
+                    k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
+            goto out_close;
+        }
+        uint32_t h = name_hash(name, name_len);
+        struct store_topic *t = topic_alloc(name, name_len, h, id);
+        if (t == NULL) {
+            ret = -ENOMEM;
+            err_set(err, err_len, "%s: out of memory", dir);
+            goto out_close;
+        }
+        t->cur = st;
+        t->pend = st;
+        if (topic_insert(s, t) != 0) {
+            free(t);
+            ret = -ENOMEM;
+            err_set(err, err_len, "%s: out of memory", dir);
+            goto out_close;
+        }
+        if (id > max_id) {
+            max_id = id;
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        err_set(err, err_len, "%s: reading topics: %s", dir, mdb_strerror(rc));
+        goto out_close;
+    }
+    mdb_cursor_close(cur);
+    s->next_topic_id = max_id + 1;
+    atomic_store(&s->n_topics, s->hcount);
+
+    /* Highest topic id present in msgs and tidx: one record each. */
+    MDB_dbi last_dbis[2] = {s->dbi_msgs, s->dbi_tidx};
+    uint32_t *last_out[2] = {&s->msg_max_topic, &s->tidx_max_topic};
+    for (int i = 0; i < 2; i++) {
+        rc = mdb_cursor_open(txn, last_dbis[i], &cur);
+        if (rc != 0) {
+            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            goto out_abort;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        if (rc == 0) {
+            s->n_open_reads++;
+            if (k.mv_size != MSG_KEY_LEN) {
+                err_set(err, err_len, "%s: malformed key; run ferryd --verify", dir);
+                goto out_close;
+            }
+            *last_out[i] = get_be32(k.mv_data);
+        } else if (rc != MDB_NOTFOUND) {
+            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            goto out_close;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return 0;
+
+out_close:
+    mdb_cursor_close(cur);
+out_abort:
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static void store_free(struct store *s)
+{
+    if (s->htab != NULL) {
+        for (size_t i = 0; i < s->hcap; i++) {
+            struct store_topic *t = s->htab[i];
+            while (t != NULL) {
+                struct store_topic *next = t->hnext;
+                free(t);
+                t = next;
+            }
+        }
+        free(s->htab);
+    }
+    free(s->batch.arena);
+    pthread_rwlock_destroy(&s->map_lock);
+    pthread_mutex_destroy(&s->wlock);
+    free(s);
+}
+
+int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
+               size_t err_len)
+{
+    struct store_options defaults;
+    if (opts == NULL) {
+        store_options_init(&defaults);
+        opts = &defaults;
+    }
+    if (dir == NULL || out == NULL || opts->map_size_initial == 0 ||
+        opts->map_size_max < opts->map_size_initial || opts->max_readers == 0 ||
+        (opts->sync_mode != STORE_SYNC_ALWAYS && opts->sync_mode != STORE_SYNC_INTERVAL &&
+         opts->sync_mode != STORE_SYNC_NONE)) {
+        err_set(err, err_len, "invalid store options");
+        return FERRY_EINVAL;
+    }
+    char data_path[PATH_MAX];
+    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
+        err_set(err, err_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    int ret = dir_precheck(dir, data_path, true, err, err_len);
+    if (ret != 0) {
+        return ret;
+    }
+
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        err_set(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    s->lock_fd = -1;
+    s->sync_mode = opts->sync_mode;
+    s->map_max = opts->map_size_max;
+    long ps = sysconf(_SC_PAGESIZE);
+    s->page_size = ps > 0 ? (size_t)ps : 4096;
+    pthread_mutex_init(&s->wlock, NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* Writer preference: a resize must not starve behind a stream of readers. */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->map_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    s->hcap = 64;
+    s->htab = calloc(s->hcap, sizeof(*s->htab));
+    if (s->htab == NULL) {
+        err_set(err, err_len, "out of memory");
+        ret = -ENOMEM;
+        goto out_free;
+    }
+    s->batch.s = s;
+
+    /* Our own fd on data.mdb carries the flock. It is a different file from
+     * lock.mdb, whose fcntl locks LMDB uses, so closing it never disturbs
+     * LMDB's locks. */
+    s->lock_fd = open(data_path, O_RDWR | O_CREAT | O_CLOEXEC, opts->file_mode);
+    if (s->lock_fd < 0) {
+        ret = -errno;
+        err_set(err, err_len, "%s: %s", data_path, strerror(-ret));
+        goto out_free;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        err_set(err, err_len, "%s: data directory is in use by another ferryd (%s)", dir,
+                strerror(-ret));
+        goto out_close_fd;
+    }
+
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0) {
+        rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS);
+    }
+    if (rc == 0) {
+        rc = mdb_env_set_maxreaders(s->env, opts->max_readers);
+    }
+    if (rc == 0) {
+        rc = mdb_env_set_mapsize(s->env, opts->map_size_initial);
+    }
+    if (rc != 0) {
+        err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
+        ret = rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
+        goto out_env_close;
+    }
+    /* MDB_NOTLS: read txns are not tied to a thread's TLS slot. Never
+     * MDB_WRITEMAP or MDB_MAPASYNC; MDB_NOSYNC only when asked. */
+    unsigned env_flags = MDB_NOTLS;
+    if (opts->sync_mode != STORE_SYNC_ALWAYS) {
+        env_flags |= MDB_NOSYNC;
+    }
+    rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
+    if (rc != 0) {
+        if (rc == MDB_INVALID) {
+            err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)", dir);
+            ret = FERRY_ESTORAGE;
+        } else if (rc == MDB_VERSION_MISMATCH) {
+            err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
+            ret = FERRY_ESTORAGE;
+        } else if (rc > 0) {
+            err_set(err, err_len, "%s: %s", dir, strerror(rc));
+            ret = -rc;
+        } else {
+            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            ret = FERRY_ESTORAGE;
+        }
+        goto out_env_close;
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    s->n_stale_readers = dead;
+
+    ret = open_dbs(s, dir, err, err_len);
+    if (ret != 0) {
+        goto out_env_close;
+    }
+    ret = load_topics(s, dir, err, err_len);
+    if (ret != 0) {
+        goto out_env_close;
+    }
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    atomic_store(&s->map_size, info.me_mapsize);
+    MDB_stat est;
+    if (mdb_env_stat(s->env, &est) == 0 && est.ms_psize > 0) {
+        s->page_size = est.ms_psize;
+    }
+    *out = s;
+    return 0;
+
+out_env_close:
+    if (s->env != NULL) {
+        mdb_env_close(s->env);
+    }
+out_close_fd:
+    close(s->lock_fd);
+out_free:
+    store_free(s);
+    return ret;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->sync_mode != STORE_SYNC_ALWAYS && !atomic_load(&s->is_failed)) {
+        mdb_env_sync(s->env, 1);
+    }
+    mdb_env_close(s->env);
+    close(s->lock_fd); /* releases the flock */
+    store_free(s);
+}
+
+/* ---- writer path ------------------------------------------------------- */
+
+static size_t rec_size(uint32_t val_len)
+{
+    return sizeof(struct rec_hdr) + (((size_t)val_len + 7u) & ~(size_t)7u);
+}
+
+/* Put one arena record into the batch's txn. Returns an MDB/errno code. */
+static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
+{
+    struct store *s = b->s;
+    unsigned char kb[MSG_KEY_LEN];
+    msg_key_make(kb, r->topic_id, r->seq);
+    MDB_val k = {MSG_KEY_LEN, kb};
+    MDB_val v = {r->val_len, (void *)(r + 1)};
+    /* NOOVERWRITE: a duplicate (topic, seq) would be our bug; never hide it. */
+    int rc = mdb_put(b->txn, s->dbi_msgs, &k, &v,
+                     (r->flags & REC_APPEND_MSG) ? MDB_APPEND : MDB_NOOVERWRITE);
+    if (rc != 0 || !(r->flags & REC_TIDX)) {
+        return rc;
+    }
+    unsigned char tk[MSG_KEY_LEN];
+    unsigned char tv[8];
+    put_be32(tk, r->topic_id);
+    put_be64(tk + 4, r->tkey);
+    put_be64(tv, r->seq);
+    MDB_val ik = {MSG_KEY_LEN, tk};
+    MDB_val iv = {8, tv};
+    return mdb_put(b->txn, s->dbi_tidx, &ik, &iv,
+                   (r->flags & REC_APPEND_TIDX) ? MDB_APPEND : MDB_NOOVERWRITE);
+}
+
+/* Begin a fresh txn and replay every record of the arena into it. */
+static int batch_redo(struct store_batch *b)
+{
+    int rc = wtxn_begin(b->s, &b->txn);
+    if (rc != 0) {
+        b->txn = NULL;
+        return rc;
+    }
+    atomic_fetch_add(&b->s->n_batch_replays, 1);
+    for (size_t off = 0; off < b->arena_len;) {
+        const struct rec_hdr *r = (const struct rec_hdr *)(b->arena + off);
+        rc = rec_apply(b, r);
+        if (rc != 0) {
+            wtxn_abort(b->s, b->txn);
+            b->txn = NULL;
+            return rc;
+        }
+        off += rec_size(r->val_len);
+    }
+    return 0;
+}
+
+/* The txn failed with rc (LMDB marked it unusable). Abort it, grow the map
+ * if rc is MDB_MAP_FULL and growth is allowed, and rebuild the txn from the
+ * arena. Returns 1 if the map grew, 0 if not, or a negative ferry code with
+ * the batch now broken. */
+static int batch_recover(struct store_batch *b, int rc)
+{
+    struct store *s = b->s;
+    if (b->txn != NULL) {
+        wtxn_abort(s, b->txn);
+        b->txn = NULL;
+    }
+    bool grew = rc == MDB_MAP_FULL && map_grow(s) == 0;
+    int rc2 = batch_redo(b);
+    if (rc2 != 0) {
+        if (is_full_error(rc2)) {
+            b->broken_rc = FERRY_ESTORAGEFULL;
+        } else if (rc2 == ENOMEM) {
+            b->broken_rc = -ENOMEM;
+        } else {
+            b->broken_rc = store_fail(s, rc2);
+        }
+        return b->broken_rc;
+    }
+    return grew ? 1 : 0;
+}
+
+int store_batch_begin(struct store *s, struct store_batch **out)
+{
+    if (atomic_load(&s->is_failed)) {
+        return FERRY_ESTORAGE;
+    }
+    pthread_mutex_lock(&s->wlock);
+    struct store_batch *b = &s->batch;
+    if (atomic_load(&s->is_failed)) {
+        pthread_mutex_unlock(&s->wlock);
+        return FERRY_ESTORAGE;
+    }
+    int rc = wtxn_begin(s, &b->txn);
+    if (rc != 0) {
+        pthread_mutex_unlock(&s->wlock);
+        return rc == ENOMEM ? -ENOMEM : store_fail(s, rc);
+    }
+    b->is_open = true;
+    b->broken_rc = 0;
+    b->arena_len = 0;
+    b->n_msgs = 0;
+    b->dirty = NULL;
+    b->saved_next_id = s->next_topic_id;
+    b->saved_msg_max = s->msg_max_topic;
+    b->saved_tidx_max = s->tidx_max_topic;
+    *out = b;
+    return 0;
+}
+
+static int arena_reserve(struct store_batch *b, size_t need)
+{
+    if (b->arena_cap - b->arena_len >= need) {
+        return 0;
+    }
+    size_t cap = b->arena_cap ? b->arena_cap : 64u << 10;
+    while (cap - b->arena_len < need) {
+        if (cap > SIZE_MAX / 2) {
+            return -ENOMEM;
+        }
+        cap *= 2;
+    }
+    unsigned char *p = realloc(b->arena, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    b->arena = p;
+    b->arena_cap = cap;
+    return 0;
+}
+
+/* Encode m after r in the arena (r's fields already set). */
+static void value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t hlen)
+{
+    unsigned char *v = (unsigned char *)(r + 1);
+    v[4] = VAL_VERSION;
+    v[5] = 0;
+    put_le16(v + 6, (uint16_t)m->n_headers);
+    put_le64(v + 8, (uint64_t)m->publish_time);
+    put_le32(v + 16, (uint32_t)hlen);
+    put_le32(v + 20, (uint32_t)m->key_len);
+    put_le32(v + 24, (uint32_t)m->payload_len);
+    unsigned char *p = v + VAL_HDR_LEN;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct store_kv *h = &m->headers[i];
+        put_le32(p, (uint32_t)h->key_len);
+        put_le32(p + 4, (uint32_t)h->value_len);
+        if (h->key_len) {
+            memcpy(p + 8, h->key, h->key_len);
+        }
+        if (h->value_len) {
+            memcpy(p + 8 + h->key_len, h->value, h->value_len);
+        }
+        p += 8 + h->key_len + h->value_len;
+    }
+    if (m->key_len) {
+        memcpy(p, m->key, m->key_len);
+        p += m->key_len;
+    }
+    if (m->payload_len) {
+        memcpy(p, m->payload, m->payload_len);
+    }
+    unsigned char kb[MSG_KEY_LEN];
+    msg_key_make(kb, r->topic_id, r->seq);
+    put_le32(v, crc32c(crc32c(0, kb, MSG_KEY_LEN), v + 4, r->val_len - 4));
+}
+
+int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
+                       const struct store_msg_in *m, struct store_append_result *res)
+{
+    struct store *s = b->s;
+    if (b->broken_rc != 0) {
+        return b->broken_rc;
+    }
+    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX || m == NULL ||
+        m->n_headers > UINT16_MAX || (m->n_headers && m->headers == NULL) ||
+        (m->payload_len && m->payload == NULL) || (m->key_len && m->key == NULL)) {
+        return FERRY_EINVAL;
+    }
+    uint64_t hlen = 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct store_kv *h = &m->headers[i];
+        if (h->key_len > UINT32_MAX || h->value_len > UINT32_MAX ||
+            (h->key_len && h->key == NULL) || (h->value_len && h->value == NULL)) {
+            return FERRY_EINVAL;
+        }
+        hlen += 8 + (uint64_t)h->key_len + h->value_len;
+    }
+    uint64_t val_len = VAL_HDR_LEN + hlen + (uint64_t)m->key_len + m->payload_len;
+    if (hlen > UINT32_MAX || m->key_len > UINT32_MAX || m->payload_len > UINT32_MAX ||
+        val_len > UINT32_MAX - 8) {
+        return FERRY_EINVAL;
+    }
+
+    uint32_t h = name_hash(topic, topic_len);
+    struct store_topic *t = topic_find(s, topic, topic_len, h);
+    bool is_created = false;
+    if (t == NULL) {
+        if (s->next_topic_id == UINT32_MAX) {
+            return FERRY_ELIMIT;
+        }
+        t = topic_alloc(topic, topic_len, h, s->next_topic_id);
+        if (t == NULL) {
+            return -ENOMEM;
+        }
+        t->is_new = true;
+        is_created = true;
+    }
+    size_t need = rec_size((uint32_t)val_len);
+    int ret = arena_reserve(b, need);
+    if (ret != 0) {
+        goto out_drop;
+    }
+    struct topic_state *st = &t->pend;
+    struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
+    int64_t when = m->publish_time == TIME_NONE ? TIME_NONE + 1 : m->publish_time;
+    if (st->last_time != TIME_NONE && when < st->last_time) {
+        when = st->last_time; /* keep index times non-decreasing per topic */
+    }
+    bool has_tidx = st->last_time == TIME_NONE || when > st->last_time;
+    r->topic_id = t->id;
+    r->val_len = (uint32_t)val_len;
+    r->seq = st->last_seq + 1;
+    r->tkey = time_bias(when);
+    r->pad = 0;
+    r->flags = t->id >= s->msg_max_topic ? REC_APPEND_MSG : 0;
+    if (has_tidx) {
+        r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
+    }
+    value_encode(r, m, (size_t)hlen);
+
+    for (;;) {
+        int rc = b->txn != NULL ? rec_apply(b, r) : MDB_BAD_TXN;
+        if (rc == 0) {
+            break;
+        }
+        if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == ENOMEM || rc == MDB_BAD_TXN) {
+            int grew = batch_recover(b, rc);
+            if (grew < 0) {
+                ret = grew;
+                goto out_drop;
+            }
+            if (grew == 1) {
+                continue;
+            }
+            if (rc == MDB_MAP_FULL) {
+                atomic_fetch_add(&s->n_full_errors, 1);
+                ret = FERRY_ESTORAGEFULL;
+            } else {
+                ret = rc == MDB_TXN_FULL ? FERRY_ELIMIT : -ENOMEM;
+            }
+            goto out_drop;
+        }
+        /* Corruption, a duplicate key, EIO: the store cannot be trusted. */
+        b->broken_rc = store_fail(s, rc);
+        ret = b->broken_rc;
+        goto out_drop;
+    }
+
+    b->arena_len += need;
+    b->n_msgs++;
+    st->last_seq = r->seq;
+    st->n_msgs++;
+    st->n_bytes += val_len - VAL_HDR_LEN;
+    st->last_time = when;
+    if (t->id > s->msg_max_topic) {
+        s->msg_max_topic = t->id;
+    }
+    if (has_tidx && t->id > s->tidx_max_topic) {
+        s->tidx_max_topic = t->id;
+    }
+    if (is_created) {
+        /* The message is in the txn; a failed insert rolls it back with the
+         * batch, which is the only consistent thing to do. */
+        if (topic_insert(s, t) != 0) {
+            free(t);
+            b->broken_rc = -ENOMEM;
+            return -ENOMEM;
+        }
+        s->next_topic_id++;
+    }
+    if (!t->is_dirty) {
+        t->is_dirty = true;
+        t->dnext = b->dirty;
+        b->dirty = t;
+    }
+    if (res != NULL) {
+        res->topic_id = t->id;
+        res->seq = r->seq;
+    }
+    return 0;
+
+out_drop:
+    if (is_created) {
+        free(t);
+    }
+    return ret;
+}
+
+size_t store_batch_count(const struct store_batch *b)
+{
+    return b->n_msgs;
+}
+
+/* Undo the batch's effect on the in-memory state. */
+static void batch_rollback(struct store_batch *b)
+{
+    struct store *s = b->s;
+    struct store_topic *t = b->dirty;
+    while (t != NULL) {
+        struct store_topic *next = t->dnext;
+        if (t->is_new) {
+            topic_unlink(s, t);
+            free(t);
+        } else {
+            t->pend = t->cur;
+            t->is_dirty = false;
+            t->dnext = NULL;
+        }
+        t = next;
+    }
+    b->dirty = NULL;
+    s->next_topic_id = b->saved_next_id;
+    s->msg_max_topic = b->saved_msg_max;
+    s->tidx_max_topic = b->saved_tidx_max;
+}
+
+static void batch_release(struct store_batch *b)
+{
+    struct store *s = b->s;
+    if (b->arena_cap > ARENA_KEEP) {
+        free(b->arena);
+        b->arena = NULL;
+        b->arena_cap = 0;
+    }
+    b->arena_len = 0;
+    b->is_open = false;
+    pthread_mutex_unlock(&s->wlock);
+}
+
+static int topic_records_put(struct store_batch *b)
+{
+    struct store *s = b->s;
+    unsigned char buf[TOPIC_REC_HDR + STORE_TOPIC_MAX];
+    for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
+        unsigned char kb[4];
+        put_be32(kb, t->id);
+        topic_rec_encode(buf, t->id, &t->pend, t->name, t->name_len);
+        MDB_val k = {4, kb};
+        MDB_val v = {TOPIC_REC_HDR + (size_t)t->name_len, buf};
+        int rc = mdb_put(b->txn, s->dbi_topics, &k, &v, 0);
+        if (rc == 0 && t->is_new) {
+            MDB_val nk = {t->name_len, t->name};
+            MDB_val nv = {4, kb};
+            rc = mdb_put(b->txn, s->dbi_names, &nk, &nv, MDB_NOOVERWRITE);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int store_batch_commit(struct store_batch *b)
+{
+    struct store *s = b->s;
+    int ret = b->broken_rc;
+    if (ret != 0) {
+        goto out_rollback;
+    }
+    if (b->n_msgs == 0) {
+        if (b->txn != NULL) {
+            wtxn_abort(s, b->txn);
+            b->txn = NULL;
+        }
+        batch_release(b);
+        return 0;
+    }
+    for (;;) {
+        int rc = b->txn != NULL ? topic_records_put(b) : MDB_BAD_TXN;
+        if (rc == 0) {
+            rc = wtxn_commit(s, b->txn);
+            b->txn = NULL;
+            if (rc == 0) {
+                break;
+            }
+        }
+        if (rc == MDB_MAP_FULL || rc == MDB_BAD_TXN) {
+            int grew = batch_recover(b, rc);
+            if (grew == 1) {
+                continue;
+            }
+            if (grew < 0) {
+                ret = grew;
+                goto out_rollback;
+            }
+        }
+        if (b->txn != NULL) {
+            wtxn_abort(s, b->txn);
+            b->txn = NULL;
+        }
+        if (is_full_error(rc)) {
+            /* ENOSPC from pwrite: the new pages are referenced by no meta
+             * page, so the store is intact and may go on. A failed meta
+             * write makes LMDB itself refuse further txns (MDB_PANIC),
+             * which then fail-stops us. */
+            atomic_fetch_add(&s->n_full_errors, 1);
+            ret = FERRY_ESTORAGEFULL;
+        } else if (rc == ENOMEM) {
+            ret = -ENOMEM;
+        } else if (rc == MDB_TXN_FULL) {
+            ret = FERRY_ELIMIT;
+        } else {
+            ret = store_fail(s, rc); /* EIO, failed fsync, panic: fail-stop */
+        }
+        goto out_rollback;
+    }
+    for (struct store_topic *t = b->dirty; t != NULL;) {
+        struct store_topic *next = t->dnext;
+        t->cur = t->pend;
+        if (t->is_new) {
+            atomic_fetch_add(&s->n_topics, 1);
+        }
+        t->is_new = false;
+        t->is_dirty = false;
+        t->dnext = NULL;
+        t = next;
+    }
+    b->dirty = NULL;
+    atomic_fetch_add(&s->n_commits, 1);
+    atomic_fetch_add(&s->n_appends, b->n_msgs);
+    batch_release(b);
+    return 0;
+
+out_rollback:
+    if (b->txn != NULL) {
+        wtxn_abort(s, b->txn);
+        b->txn = NULL;
+    }
+    batch_rollback(b);
+    batch_release(b);
+    return ret;
+}
+
+void store_batch_abort(struct store_batch *b)
+{
+    if (b->txn != NULL) {
+        wtxn_abort(b->s, b->txn);
+        b->txn = NULL;
+    }
+    batch_rollback(b);
+    batch_release(b);
+}
+
+int store_sync(struct store *s)
+{
+    if (s->sync_mode == STORE_SYNC_ALWAYS) {
+        return 0;
+    }
+    pthread_mutex_lock(&s->wlock);
+    int ret = 0;
+    if (atomic_load(&s->is_failed)) {
+        ret = FERRY_ESTORAGE;
+    } else {
+        int rc = mdb_env_sync(s->env, 1);
+        if (rc != 0) {
+            ret = store_fail(s, rc); /* never retry a failed fsync */
+        }
+    }
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
+/* ---- purge ------------------------------------------------------------- */
+
+/* Delete up to PURGE_CHUNK entries of topic t from dbi, those whose seq is
+ * <= upto (for msgs the key's seq, for tidx the value). Returns an MDB code;
+ * *n and *bytes count what went. */
+static int purge_chunk(struct store *s, MDB_txn *txn, MDB_dbi dbi, bool is_index, uint32_t id,
+                       uint64_t upto, uint64_t *n, uint64_t *bytes, bool *is_done)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    (void)s;
+    unsigned char kb[MSG_KEY_LEN];
+    msg_key_make(kb, id, 0);
+    MDB_val k = {MSG_KEY_LEN, kb};
+    MDB_val v;
+    *is_done = false;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (size_t i = 0; i < PURGE_CHUNK; i++) {
+        if (rc == MDB_NOTFOUND) {
+            *is_done = true;
+            rc = 0;
+            break;
+        }
+        if (rc != 0) {
+            break;
+        }
+        if (k.mv_size != MSG_KEY_LEN || get_be32(k.mv_data) != id) {
+            *is_done = true;
+            break;
+        }
+        uint64_t seq = is_index ? (v.mv_size == 8 ? get_be64(v.mv_data) : 0)
+                                : get_be64((const unsigned char *)k.mv_data + 4);
+        if (seq > upto) {
+            *is_done = true;
+            break;
+        }
+        if (!is_index) {
+            *bytes += v.mv_size >= VAL_HDR_LEN ? v.mv_size - VAL_HDR_LEN : 0;
+        }
+        memcpy(kb, k.mv_data, MSG_KEY_LEN); /* k points into the page */
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+        (*n)++;
+        /* Re-seek rather than trust the cursor after a delete: when the
+         * last entry of a page or of the database goes, LMDB leaves it
+         * unpositioned. The deleted key is just below the next one. */
+        k.mv_size = MSG_KEY_LEN;
+        k.mv_data = kb;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int topic_rec_put_txn(struct store *s, MDB_txn *txn, struct store_topic *t,
+                             const struct topic_state *st)
+{
+    unsigned char buf[TOPIC_REC_HDR + STORE_TOPIC_MAX];
+    unsigned char kb[4];
+    put_be32(kb, t->id);
+    topic_rec_encode(buf, t->id, st, t->name, t->name_len);
+    MDB_val k = {4, kb};
+    MDB_val v = {TOPIC_REC_HDR + (size_t)t->name_len, buf};
+    return mdb_put(txn, s->dbi_topics, &k, &v, 0);
+}
+
+static int last_topic_of(struct store *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *id)
+{
+    MDB_cursor *cur;
+    MDB_val k;
+    MDB_val v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    (void)s;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == MSG_KEY_LEN) {
+        *id = get_be32(k.mv_data);
+    } else if (rc == MDB_NOTFOUND) {
+        *id = 0;
+        rc = 0;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint64_t *n_removed)
+{
+    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX) {
+        return FERRY_EINVAL;
+    }
+    pthread_mutex_lock(&s->wlock);
+    int ret = 0;
+    uint64_t removed = 0;
+    if (atomic_load(&s->is_failed)) {
+        ret = FERRY_ESTORAGE;
+        goto out_unlock;
+    }
+    struct store_topic *t = topic_find(s, topic, topic_len, name_hash(topic, topic_len));
+    if (t == NULL) {
+        ret = FERRY_ENOTOPIC;
+        goto out_unlock;
+    }
+    uint64_t upto = t->cur.last_seq;
+    /* Index first, so a partly purged topic never has index entries that
+     * point below its first_seq; then messages, oldest first. */
+    for (int phase = 0; phase < 2; phase++) {
+        bool is_index = phase == 0;
+        bool is_done = false;
+        while (!is_done) {
+            MDB_txn *txn;
+            uint64_t n = 0;
+            uint64_t bytes = 0;
+            int rc = wtxn_begin(s, &txn);
+            if (rc == 0) {
+                rc = purge_chunk(s, txn, is_index ? s->dbi_tidx : s->dbi_msgs, is_index, t->id,
+                                 upto, &n, &bytes, &is_done);
+                struct topic_state st = t->cur;
+                if (rc == 0 && !is_index) {
+                    st.n_msgs -= n <= st.n_msgs ? n : st.n_msgs;
+                    st.n_bytes -= bytes <= st.n_bytes ? bytes : st.n_bytes;
+                    st.first_seq = st.n_msgs == 0 ? st.last_seq + 1 : st.first_seq + n;
+                    if (is_done && st.n_msgs == 0) {
+                        st.last_time = TIME_NONE;
+                    }
+                    rc = topic_rec_put_txn(s, txn, t, &st);
+                }
+                if (rc == 0 && is_done) {
+                    uint32_t *which = is_index ? &s->tidx_max_topic : &s->msg_max_topic;
+                    uint32_t last = *which;
+                    if (last == t->id) {
+                        rc = last_topic_of(s, txn, is_index ? s->dbi_tidx : s->dbi_msgs, &last);
+                    }
+                    if (rc == 0) {
+                        rc = wtxn_commit(s, txn);
+                        if (rc == 0) {
+                            *which = last;
+                        }
+                    } else {
+                        wtxn_abort(s, txn);
+                    }
+                } else if (rc == 0) {
+                    rc = wtxn_commit(s, txn);
+                } else {
+                    wtxn_abort(s, txn);
+                }
+                if (rc == 0 && !is_index) {
+                    t->cur = st;
+                    t->pend = st;
+                    removed += n;
+                }
+            }
+            if (rc == MDB_MAP_FULL && map_grow(s) == 0) {
+                is_done = false;
+                continue;
+            }
+            if (rc != 0) {
+                if (is_full_error(rc)) {
+                    ret = FERRY_ESTORAGEFULL;
+                } else if (rc == ENOMEM) {
+                    ret = -ENOMEM;
+                } else {
+                    ret = store_fail(s, rc);
+                }
+                goto out_unlock;
+            }
+        }
+    }
+    if (n_removed != NULL) {
+        *n_removed = removed;
+    }
+out_unlock:
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
+/* ---- readers ----------------------------------------------------------- */
+
+/* Committed topic record by id inside txn. 0, MDB_NOTFOUND, or -2 corrupt. */
+static int topic_get_by_id(struct store *s, MDB_txn *txn, uint32_t id, struct topic_state *st,
+                           char *name_buf)
+{
+    unsigned char kb[4];
+    put_be32(kb, id);
+    MDB_val k = {4, kb};
+    MDB_val v;
+    int rc = mdb_get(txn, s->dbi_topics, &k, &v);
+    if (rc != 0) {
+        return rc;
+    }
+    uint32_t rid;
+    const char *name;
+    size_t name_len;
+    if (topic_rec_decode(&k, &v, &rid, st, &name, &name_len) != 0) {
+        return -2;
+    }
+    if (name_buf != NULL) {
+        memcpy(name_buf, name, name_len);
+        name_buf[name_len] = '\0';
+    }
+    return 0;
+}
+
+static void info_fill(struct store_topic_info *info, uint32_t id, const struct topic_state *st)
+{
+    info->id = id;
+    info->first_seq = st->first_seq;
+    info->last_seq = st->last_seq;
+    info->n_msgs = st->n_msgs;
+    info->n_bytes = st->n_bytes;
+    info->last_time = st->last_time;
+}
+
+int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max_msgs,
+               size_t max_bytes, store_read_cb cb, void *ctx, struct store_read_result *res)
+{
+    if (max_msgs == 0 || cb == NULL || res == NULL) {
+        return FERRY_EINVAL;
+    }
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int ret = rtxn_begin(s, &txn);
+    if (ret != 0) {
+        return ret;
+    }
+    struct store_read_result r = {0};
+    struct topic_state st;
+    int rc = topic_get_by_id(s, txn, topic_id, &st, NULL);
+    if (rc == MDB_NOTFOUND) {
+        r.next_seq = from_seq ? from_seq : 1;
+        r.is_end = true;
+        rtxn_end(s, txn);
+        *res = r;
+        return 0;
+    }
+    if (rc != 0) {
+        ret = rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+        goto out_end;
+    }
+    r.last_seq = st.last_seq;
+    rc = mdb_cursor_open(txn, s->dbi_msgs, &cur);
+    if (rc != 0) {
+        ret = xlate_read(rc);
+        goto out_end;
+    }
+    uint64_t next = from_seq ? from_seq : 1;
+    unsigned char kb[MSG_KEY_LEN];
+    msg_key_make(kb, topic_id, next);
+    MDB_val k = {MSG_KEY_LEN, kb};
+    MDB_val v;
+    size_t n_seen = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (rc == MDB_NOTFOUND ||
+            (rc == 0 && (k.mv_size != MSG_KEY_LEN || get_be32(k.mv_data) != topic_id))) {
+            r.is_end = true;
+            if (next <= r.last_seq) {
+                next = r.last_seq + 1; /* the rest was purged or skipped */
+            }
+            break;
+        }
+        if (rc != 0) {
+            ret = xlate_read(rc);
+            goto out_close;
+        }
+        struct store_msg m;
+        if (msg_decode(&k, &v, &m) != 0) {
+            r.n_corrupt++;
+            r.corrupt_seq = get_be64((const unsigned char *)k.mv_data + 4);
+            atomic_fetch_add(&s->n_crc_errors, 1);
+            next = r.corrupt_seq + 1;
+        } else {
+            size_t len = m.payload_len + m.key_len + m.headers_raw_len;
+            if (r.n_msgs > 0 && r.n_bytes + len > max_bytes) {
+                break;
+            }
+            enum store_read_verdict verdict = cb(ctx, &m);
+            if (verdict == STORE_READ_REFUSE) {
+                next = m.seq;
+                break;
+            }
+            next = m.seq + 1;
+            r.n_msgs++;
+            r.n_bytes += len;
+            if (verdict == STORE_READ_STOP) {
+                break;
+            }
+        }
+        if (++n_seen >= max_msgs || r.n_bytes >= max_bytes) {
+            break;
+        }
+    }
+    r.next_seq = next;
+    *res = r;
+out_close:
+    mdb_cursor_close(cur);
+out_end:
+    rtxn_end(s, txn);
+    return ret;
+}
+
+int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_t *seq)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int ret = rtxn_begin(s, &txn);
+    if (ret != 0) {
+        return ret;
+    }
+    struct topic_state st;
+    int rc = topic_get_by_id(s, txn, topic_id, &st, NULL);
+    if (rc != 0) {
+        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+        goto out_end;
+    }
+    rc = mdb_cursor_open(txn, s->dbi_tidx, &cur);
+    if (rc != 0) {
+        ret = xlate_read(rc);
+        goto out_end;
+    }
+    unsigned char kb[MSG_KEY_LEN];
+    put_be32(kb, topic_id);
+    put_be64(kb + 4, time_bias(time_ns));
+    MDB_val k = {MSG_KEY_LEN, kb};
+    MDB_val v;
+    uint64_t found = st.last_seq + 1;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == MSG_KEY_LEN && get_be32(k.mv_data) == topic_id &&
+        v.mv_size == 8) {
+        found = get_be64(v.mv_data);
+        if (found < st.first_seq) {
+            found = st.first_seq;
+        }
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        ret = xlate_read(rc);
+        goto out_close;
+    }
+    *seq = found;
+out_close:
+    mdb_cursor_close(cur);
+out_end:
+    rtxn_end(s, txn);
+    return ret;
+}
+
+uint64_t store_topic_seq_last_n(const struct store_topic_info *info, uint64_t n)
+{
+    if (n == 0 || n > info->last_seq) {
+        return n == 0 ? info->last_seq + 1 : info->first_seq;
+    }
+    uint64_t from = info->last_seq - n + 1;
+    return from < info->first_seq ? info->first_seq : from;
+}
+
+int store_topic_info(struct store *s, const char *topic, size_t topic_len,
+                     struct store_topic_info *info)
+{
+    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX || info == NULL) {
+        return FERRY_EINVAL;
+    }
+    MDB_txn *txn;
+    int ret = rtxn_begin(s, &txn);
+    if (ret != 0) {
+        return ret;
+    }
+    MDB_val k = {topic_len, (void *)topic};
+    MDB_val v;
+    int rc = mdb_get(txn, s->dbi_names, &k, &v);
+    if (rc == 0 && v.mv_size != 4) {
+        rc = -2;
+    }
+    struct topic_state st;
+    uint32_t id = 0;
+    if (rc == 0) {
+        id = get_be32(v.mv_data);
+        rc = topic_get_by_id(s, txn, id, &st, NULL);
+    }
+    if (rc == 0) {
+        info_fill(info, id, &st);
+    } else {
+        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+    }
+    rtxn_end(s, txn);
+    return ret;
+}
+
+int store_topic_info_by_id(struct store *s, uint32_t id, struct store_topic_info *info,
+                           char *name_buf)
+{
+    if (info == NULL) {
+        return FERRY_EINVAL;
+    }
+    MDB_txn *txn;
+    int ret = rtxn_begin(s, &txn);
+    if (ret != 0) {
+        return ret;
+    }
+    struct topic_state st;
+    int rc = topic_get_by_id(s, txn, id, &st, name_buf);
+    if (rc == 0) {
+        info_fill(info, id, &st);
+    } else {
+        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+    }
+    rtxn_end(s, txn);
+    return ret;
+}
+
+int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, store_topic_cb cb,
+                     void *ctx)
+{
+    if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_TOPIC_MAX) {
+        return FERRY_EINVAL;
+    }
+    char resume[STORE_TOPIC_MAX];
+    size_t resume_len = 0;
+    bool has_resume = false;
+    int count = 0;
+    for (;;) {
+        MDB_txn *txn;
+        MDB_cursor *cur;
+        int ret = rtxn_begin(s, &txn);
+        if (ret != 0) {
+            return ret;
+        }
+        int rc = mdb_cursor_open(txn, s->dbi_names, &cur);
+        if (rc != 0) {
+            rtxn_end(s, txn);
+            return xlate_read(rc);
+        }
+        MDB_val k;
+        MDB_val v;
+        if (has_resume) {
+            k.mv_size = resume_len;
+            k.mv_data = resume;
+        } else if (prefix_len) {
+            k.mv_size = prefix_len;
+            k.mv_data = (void *)prefix;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, (has_resume || prefix_len) ? MDB_SET_RANGE : MDB_FIRST);
+        if (rc == 0 && has_resume && k.mv_size == resume_len &&
+            memcmp(k.mv_data, resume, resume_len) == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        int n = 0;
+        bool is_done = false;
+        for (; rc == 0 && n < LIST_CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
+            if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0 ||
+                k.mv_size > STORE_TOPIC_MAX) {
+                is_done = true;
+                break;
+            }
+            struct topic_state st;
+            uint32_t id = v.mv_size == 4 ? get_be32(v.mv_data) : 0;
+            int grc = topic_get_by_id(s, txn, id, &st, NULL);
+            if (grc != 0) {
+                mdb_cursor_close(cur);
+                rtxn_end(s, txn);
+                return grc == -2 || grc == MDB_NOTFOUND ? FERRY_ESTORAGE : xlate_read(grc);
+            }
+            struct store_topic_info info;
+            info_fill(&info, id, &st);
+            count++;
+            memcpy(resume, k.mv_data, k.mv_size);
+            resume_len = k.mv_size;
+            has_resume = true;
+            if (cb(ctx, k.mv_data, k.mv_size, &info) != 0) {
+                is_done = true;
+                break;
+            }
+        }
+        if (rc == MDB_NOTFOUND) {
+            is_done = true;
+        } else if (rc != 0) {
+            mdb_cursor_close(cur);
+            rtxn_end(s, txn);
+            return xlate_read(rc);
+        }
+        mdb_cursor_close(cur);
+        rtxn_end(s, txn);
+        if (is_done) {
+            return count;
+        }
+    }
+}
+
+void store_stats(struct store *s, struct store_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->n_commits = atomic_load(&s->n_commits);
+    st->n_appends = atomic_load(&s->n_appends);
+    st->n_crc_errors = atomic_load(&s->n_crc_errors);
+    st->n_map_grows = atomic_load(&s->n_map_grows);
+    st->n_batch_replays = atomic_load(&s->n_batch_replays);
+    st->n_full_errors = atomic_load(&s->n_full_errors);
+    st->n_open_reads = s->n_open_reads;
+    st->n_topics = atomic_load(&s->n_topics);
+    st->n_stale_readers = s->n_stale_readers;
+    st->map_size = atomic_load(&s->map_size);
+    st->map_size_max = s->map_max;
+    st->sync_mode = s->sync_mode;
+    st->is_failed = atomic_load(&s->is_failed);
+    st->fail_reason = atomic_load(&s->fail_reason);
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) == 0) {
+        st->map_used = (info.me_last_pgno + 1) * s->page_size;
+    }
+}
+
+int store_is_failed(const struct store *s)
+{
+    return atomic_load(&((struct store *)s)->is_failed) ? 1 : 0;
+}
+
+/* ---- verify ------------------------------------------------------------ */
+
+struct vtopic {
+    uint32_t id;
+    bool is_ok;    /* record decoded */
+    bool has_name; /* names DB points here */
+    struct topic_state st;
+    char name[STORE_TOPIC_MAX + 1];
+    /* seen while walking msgs */
+    uint64_t n_msgs;
+    uint64_t n_bytes;
+    uint64_t first;
+    uint64_t last;
+    /* seen while walking tidx */
+    uint64_t last_index_seq;
+};
+
+struct verify {
+    FILE *report;
+    const char *dir;
+    struct store_verify_result *r;
+    struct vtopic *topics;
+    size_t n_topics;
+};
+
+static void vsay(struct verify *vf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void vsay(struct verify *vf, const char *fmt, ...)
+{
+    if (vf->report == NULL) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(vf->report, "verify %s: ", vf->dir);
+    vfprintf(vf->report, fmt, ap);
+    fputc('\n', vf->report);
+    va_end(ap);
+}
+
+static struct vtopic *vtopic_find(struct verify *vf, uint32_t id)
+{
+    size_t lo = 0;
+    size_t hi = vf->n_topics;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (vf->topics[mid].id == id) {
+            return &vf->topics[mid];
+        }
+        if (vf->topics[mid].id < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+static int verify_topics(struct verify *vf, MDB_txn *txn, MDB_dbi dbi_topics, MDB_dbi dbi_names)
+{
+    MDB_stat ms;
+    MDB_cursor *cur;
+    MDB_val k;
+    MDB_val v;
+    int rc = mdb_stat(txn, dbi_topics, &ms);
+    if (rc != 0) {
+        return rc;
+    }
+    vf->topics = calloc(ms.ms_entries ? ms.ms_entries : 1, sizeof(*vf->topics));
+    if (vf->topics == NULL) {
+        return ENOMEM;
+    }
+    rc = mdb_cursor_open(txn, dbi_topics, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && vf->n_topics < ms.ms_entries;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct vtopic *t = &vf->topics[vf->n_topics];
+        const char *name;
+        size_t name_len;
+        int d = topic_rec_decode(&k, &v, &t->id, &t->st, &name, &name_len);
+        if (k.mv_size != 4) {
+            vf->r->n_order_errors++;
+            vsay(vf, "topics: malformed key of %zu bytes", k.mv_size);
+            continue;
+        }
+        t->id = get_be32(k.mv_data);
+        if (d != 0) {
+            if (d == -1) {
+                vf->r->n_crc_errors++;
+            } else {
+                vf->r->n_layout_errors++;
+            }
+            vsay(vf, "topic id %u: record %s", (unsigned)t->id,
+                 d == -1 ? "fails its CRC" : "is malformed");
+        } else {
+            t->is_ok = true;
+            memcpy(t->name, name, name_len);
+            if (t->st.n_msgs != 0 && t->st.last_seq - t->st.first_seq + 1 != t->st.n_msgs) {
+                vf->r->n_meta_mismatch++;
+                vsay(vf, "topic '%s': first %" PRIu64 " last %" PRIu64 " but %" PRIu64
+                         " messages", t->name, t->st.first_seq, t->st.last_seq, t->st.n_msgs);
+            }
+        }
+        vf->n_topics++;
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    vf->r->n_topics = vf->n_topics;
+
+    rc = mdb_cursor_open(txn, dbi_names, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        int nl = k.mv_size > STORE_TOPIC_MAX ? STORE_TOPIC_MAX : (int)k.mv_size;
+        struct vtopic *t = v.mv_size == 4 ? vtopic_find(vf, get_be32(v.mv_data)) : NULL;
+        if (t == NULL) {
+            vf->r->n_orphans++;
+            vsay(vf, "name '%.*s' points to no topic record", nl, (const char *)k.mv_data);
+            continue;
+        }
+        if (t->is_ok &&
+            (strlen(t->name) != k.mv_size || memcmp(t->name, k.mv_data, k.mv_size) != 0)) {
+            vf->r->n_meta_mismatch++;
+            vsay(vf, "name '%.*s' points to topic id %u named '%s'", nl,
+                 (const char *)k.mv_data, (unsigned)t->id, t->name);
+        }
+        t->has_name = true;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    for (size_t i = 0; i < vf->n_topics; i++) {
+        if (!vf->topics[i].has_name) {
+            vf->r->n_meta_mismatch++;
+            vsay(vf, "topic id %u has no name entry", (unsigned)vf->topics[i].id);
+        }
+    }
+    return 0;
+}
+
+static void verify_gap(struct verify *vf, struct vtopic *t, uint64_t from, uint64_t to)
+{
+    vf->r->n_gaps++;
+    vsay(vf, "topic '%s': sequences %" PRIu64 "..%" PRIu64 " missing", t->name, from, to);
+}
+
+static int verify_msgs(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val k;
+    MDB_val v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    unsigned char prev[MSG_KEY_LEN];
+    bool has_prev = false;
+    struct vtopic *t = NULL;
+    uint32_t orphan_id = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != MSG_KEY_LEN) {
+            vf->r->n_order_errors++;
+            vsay(vf, "msgs: malformed key of %zu bytes", k.mv_size);
+            continue;
+        }
+        if (has_prev && memcmp(prev, k.mv_data, MSG_KEY_LEN) >= 0) {
+            vf->r->n_order_errors++;
+            vsay(vf, "msgs: key out of order after topic %u seq %" PRIu64, get_be32(prev),
+                 get_be64(prev + 4));
+        }
+        memcpy(prev, k.mv_data, MSG_KEY_LEN);
+        has_prev = true;
+        uint32_t id = get_be32(k.mv_data);
+        uint64_t seq = get_be64(prev + 4);
+        vf->r->n_msgs++;
+        vf->r->n_bytes += v.mv_size;
+        if (t == NULL || t->id != id) {
+            t = vtopic_find(vf, id);
+        }
+        if (t == NULL) {
+            vf->r->n_orphans++;
+            if (id != orphan_id) {
+                vsay(vf, "msgs: messages of unknown topic id %u", (unsigned)id);
+                orphan_id = id;
+            }
+            continue;
+        }
+        struct store_msg m;
+        int d = msg_decode(&k, &v, &m);
+        if (d != 0) {
+            if (d == -1) {
+                vf->r->n_crc_errors++;
+            } else {
+                vf->r->n_layout_errors++;
+            }
+            vsay(vf, "topic '%s' seq %" PRIu64 ": %s", t->name, seq,
+                 d == -1 ? "CRC mismatch (corrupt message)" : "malformed value");
+        }
+        if (t->n_msgs == 0) {
+            t->first = seq;
+            if (t->is_ok && seq > t->st.first_seq) {
+                verify_gap(vf, t, t->st.first_seq, seq - 1);
+            }
+        } else if (seq != t->last + 1 && seq > t->last) {
+            verify_gap(vf, t, t->last + 1, seq - 1);
+        }
+        if (t->is_ok && (seq < t->st.first_seq || seq > t->st.last_seq)) {
+            vf->r->n_meta_mismatch++;
+            vsay(vf, "topic '%s' seq %" PRIu64 ": outside first..last %" PRIu64 "..%" PRIu64,
+                 t->name, seq, t->st.first_seq, t->st.last_seq);
+        }
+        t->last = seq;
+        t->n_msgs++;
+        t->n_bytes += v.mv_size >= VAL_HDR_LEN ? v.mv_size - VAL_HDR_LEN : 0;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    for (size_t i = 0; i < vf->n_topics; i++) {
+        t = &vf->topics[i];
+        if (!t->is_ok) {
+            continue;
+        }
+        if (t->n_msgs == 0 && t->st.n_msgs != 0) {
+            verify_gap(vf, t, t->st.first_seq, t->st.last_seq);
+        } else if (t->n_msgs != 0 && t->last < t->st.last_seq) {
+            verify_gap(vf, t, t->last + 1, t->st.last_seq);
+        }
+        if (t->n_msgs != t->st.n_msgs || t->n_bytes != t->st.n_bytes) {
+            vf->r->n_meta_mismatch++;
+            vsay(vf,
+                 "topic '%s': record says %" PRIu64 " messages / %" PRIu64
+                 " bytes, found %" PRIu64 " / %" PRIu64,
+                 t->name, t->st.n_msgs, t->st.n_bytes, t->n_msgs, t->n_bytes);
+        }
+        if (t->st.n_msgs == 0 && t->st.first_seq != t->st.last_seq + 1) {
+            vf->r->n_meta_mismatch++;
+            vsay(vf, "topic '%s': empty but first_seq %" PRIu64 " != last_seq + 1", t->name,
+                 t->st.first_seq);
+        }
+    }
+    return 0;
+}
+
+static int verify_index(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val k;
+    MDB_val v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        vf->r->n_index++;
+        if (k.mv_size != MSG_KEY_LEN || v.mv_size != 8) {
+            vf->r->n_index_errors++;
+            vsay(vf, "tidx: malformed entry");
+            continue;
+        }
+        uint32_t id = get_be32(k.mv_data);
+        uint64_t seq = get_be64(v.mv_data);
+        struct vtopic *t = vtopic_find(vf, id);
+        if (t == NULL) {
+            vf->r->n_orphans++;
+            vsay(vf, "tidx: entry of unknown topic id %u", (unsigned)id);
+            continue;
+        }
+        if (t->is_ok && (seq < t->st.first_seq || seq > t->st.last_seq)) {
+            vf->r->n_index_errors++;
+            vsay(vf, "topic '%s': time index points to seq %" PRIu64 " outside %" PRIu64
+                     "..%" PRIu64, t->name, seq, t->st.first_seq, t->st.last_seq);
+        }
+        if (seq <= t->last_index_seq) {
+            vf->r->n_index_errors++;
+            vsay(vf, "topic '%s': time index not increasing at seq %" PRIu64, t->name, seq);
+        }
+        t->last_index_seq = seq;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_verify(const char *dir, FILE *report, struct store_verify_result *res)
+{
+    struct store_verify_result r;
+    memset(&r, 0, sizeof(r));
+    struct verify vf = {.report = report, .dir = dir, .r = &r};
+    char data_path[PATH_MAX];
+    char err[512] = "";
+    if (dir == NULL) {
+        return FERRY_EINVAL;
+    }
+    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
+        return -ENAMETOOLONG;
+    }
+    int ret = dir_precheck(dir, data_path, false, err, sizeof(err));
+    if (ret != 0) {
+        vsay(&vf, "%s", err);
+        return ret;
+    }
+    MDB_env *env;
+    MDB_txn *txn;
+    int rc = mdb_env_create(&env);
+    if (rc != 0) {
+        vsay(&vf, "lmdb: %s", mdb_strerror(rc));
+        return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
+    }
+    mdb_env_set_maxdbs(env, STORE_MAXDBS);
+    rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600);
+    if (rc != 0) {
+        vsay(&vf, "cannot open the LMDB environment: %s", mdb_strerror(rc));
+        ret = rc > 0 ? -rc : FERRY_ESTORAGE;
+        goto out_env;
+    }
+    rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        vsay(&vf, "cannot begin a read transaction: %s", mdb_strerror(rc));
+        ret = FERRY_ESTORAGE;
+        goto out_env;
+    }
+    MDB_dbi dbi_meta, dbi_topics, dbi_names, dbi_msgs, dbi_tidx;
+    static const char *const names[] = {"meta", "topics", "names", "msgs", "tidx"};
+    MDB_dbi *dbis[] = {&dbi_meta, &dbi_topics, &dbi_names, &dbi_msgs, &dbi_tidx};
+    for (size_t i = 0; i < 5; i++) {
+        rc = mdb_dbi_open(txn, names[i], 0, dbis[i]);
+        if (rc != 0) {
+            vsay(&vf, "database '%s': %s (not a ferry store, or corrupt)", names[i],
+                 mdb_strerror(rc));
+            ret = FERRY_ESTORAGE;
+            goto out_txn;
+        }
+    }
+    MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
+    MDB_val v;
+    rc = mdb_get(txn, dbi_meta, &k, &v);
+    if (rc != 0 || v.mv_size != STORE_META_LEN ||
+        memcmp(v.mv_data, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
+        vsay(&vf, "format record missing or wrong magic: not a ferry store");
+        ret = FERRY_ESTORAGE;
+        goto out_txn;
+    }
+    if (crc32c(0, v.mv_data, 24) != get_le32((const unsigned char *)v.mv_data + 24) ||
+        get_le32((const unsigned char *)v.mv_data + 8) != STORE_FORMAT_VERSION) {
+        vsay(&vf, "format record corrupt or of another version");
+        ret = FERRY_ESTORAGE;
+        goto out_txn;
+    }
+    rc = verify_topics(&vf, txn, dbi_topics, dbi_names);
+    if (rc == 0) {
+        rc = verify_msgs(&vf, txn, dbi_msgs);
+    }
+    if (rc == 0) {
+        rc = verify_index(&vf, txn, dbi_tidx);
+    }
+    if (rc != 0) {
+        vsay(&vf, "walk stopped: %s", mdb_strerror(rc));
+        r.n_order_errors++;
+    }
+    r.n_problems = r.n_crc_errors + r.n_layout_errors + r.n_order_errors + r.n_gaps +
+                   r.n_orphans + r.n_meta_mismatch + r.n_index_errors;
+    vsay(&vf,
+         "%" PRIu64 " topics, %" PRIu64 " messages, %" PRIu64 " bytes, %" PRIu64
+         " index entries; %" PRIu64 " problems (%" PRIu64 " crc, %" PRIu64 " layout, %" PRIu64
+         " order, %" PRIu64 " gaps, %" PRIu64 " orphans, %" PRIu64 " counters, %" PRIu64
+         " index)",
+         r.n_topics, r.n_msgs, r.n_bytes, r.n_index, r.n_problems, r.n_crc_errors,
+         r.n_layout_errors, r.n_order_errors, r.n_gaps, r.n_orphans, r.n_meta_mismatch,
+         r.n_index_errors);
+    ret = r.n_problems == 0 ? 0 : FERRY_ESTORAGE;
+    if (res != NULL) {
+        *res = r;
+    }
+out_txn:
+    mdb_txn_abort(txn);
+out_env:
+    mdb_env_close(env);
+    free(vf.topics);
+    return ret;
+}

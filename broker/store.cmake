@@ -1,0 +1,8 @@
+# The store module: the only code that includes lmdb.h. Included by
+# broker/CMakeLists.txt; ferryd links ferry_store.
+add_library(ferry_store STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/store.c
+  ${CMAKE_CURRENT_LIST_DIR}/crc32c.c)
+target_include_directories(ferry_store PUBLIC
+  ${CMAKE_CURRENT_LIST_DIR} ${PROJECT_SOURCE_DIR}/client-lib/include)
+target_link_libraries(ferry_store PUBLIC PkgConfig::LMDB Threads::Threads PRIVATE ferry_warnings)

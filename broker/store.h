@@ -1,0 +1,441 @@
+/*
+ * store.h - ferry's message store: topics persisted in one LMDB environment.
+ *
+ * WHAT IT IS
+ *   One LMDB environment in the data directory holds every persistent topic.
+ *   Each topic has a 32-bit id and numbers its messages 1, 2, 3, ... with no
+ *   gaps, continuing across restarts. A message is stored once, under the key
+ *   (topic id, sequence), with a CRC32C that is checked on every read. This
+ *   file is the contract; store.c is the only file in ferry that includes
+ *   lmdb.h, and every MDB_* code is translated here into ferry's codes.
+ *
+ * ON DISK (format version 1; see store.c for the byte layouts)
+ *   data.mdb, lock.mdb    the LMDB environment
+ *   named databases:
+ *     "meta"       "format" -> magic "FERRYSTO", format version, created time
+ *     "topics"     topic id (u32 BE) -> counters: first/last seq, message and
+ *                  byte counts, last indexed time, name; CRC32C protected
+ *     "names"      topic name -> topic id (u32 BE)
+ *     "msgs"       (topic id u32 BE, seq u64 BE) -> header + headers + key +
+ *                  payload; the header's CRC32C covers the key and the value
+ *     "tidx"       (topic id u32 BE, publish time u64 BE, biased) -> seq u64 BE
+ *                  of the first message at that time (start by time)
+ *     "consumers"  reserved for durable consumer state (next issue); created
+ *                  empty. Intended key: (topic id u32 BE, consumer name) ->
+ *                  acked floor + pending set, written through the batch.
+ *   Start-up reads the meta record and the topics table only (plus the last
+ *   key of two tables): its cost does not grow with the number of messages.
+ *
+ * THREADS
+ *   - Writer path: store_batch_begin() .. store_batch_commit()/abort(), and
+ *     store_topic_purge(), store_sync(). They serialise on the store's writer
+ *     mutex. A batch belongs to the thread that began it (LMDB ties a write
+ *     transaction to its thread): append, commit and abort must be called on
+ *     that thread. A second store_batch_begin() blocks until the open batch
+ *     ends, so a thread holding a batch must not call begin, purge or sync
+ *     (self-deadlock). Intended use: one "store writer" thread that drains
+ *     the workers' publish queues, appends up to N messages or T microseconds
+ *     worth, commits, then posts acks and deliveries back (group commit).
+ *   - Readers: store_read(), store_seek_time(), store_topic_info(),
+ *     store_topic_info_by_id(), store_topic_list(), store_stats() may be
+ *     called from any thread, concurrently with each other and with the
+ *     writer. Each call runs one (or, for lists, a few) short read-only
+ *     transactions and never keeps one across calls. Read callbacks run
+ *     inside that transaction: they must copy what they keep, return quickly,
+ *     and must not call any store function (that could deadlock against a
+ *     map resize, see below).
+ *   - Map resize: LMDB can change the map size only while this process has
+ *     no transaction open. The store owns a writer-preferring rwlock,
+ *     map_lock: every transaction (read or write) holds it shared for its
+ *     whole life; the writer takes it exclusively, with its own transaction
+ *     ended, only to call mdb_env_set_mapsize(). Callers need to do nothing
+ *     beyond keeping to the rules above; a resize waits for in-flight reads
+ *     (which are bounded by their max_msgs/max_bytes) and blocks new ones
+ *     for its duration (microseconds).
+ *   - store_open() and store_close() are not concurrent with anything: close
+ *     only after every reader returned and no batch is open.
+ *   - Concurrency with other processes: store_open() takes an exclusive
+ *     flock on data.mdb, so two brokers never share a directory (the writer
+ *     caches topic counters in memory). store_verify() takes no such lock and
+ *     may run next to a live broker (it reads one consistent snapshot).
+ *
+ * ERRORS (negative ints; ferry.h's FERRY_E* codes or -errno)
+ *   FERRY_EINVAL        bad argument (empty or too long topic, max_msgs 0,
+ *                       bad options)
+ *   FERRY_ENOTOPIC      the named topic has never been stored
+ *   FERRY_ESTORAGEFULL  the map is at map_size_max, or the disk is full
+ *                       (ENOSPC/EDQUOT). Only the failing append or batch is
+ *                       refused; everything committed earlier is intact, and
+ *                       writes work again once space is freed (purge,
+ *                       retention, or a larger max on restart).
+ *   FERRY_ELIMIT        one batch grew past LMDB's dirty page limit (about
+ *                       512 MiB of changes): commit it and append again.
+ *   FERRY_ESTORAGE      the store failed (EIO, a failed commit or sync, LMDB
+ *                       panic or corruption) and is now FAIL-STOPPED: every
+ *                       later write returns FERRY_ESTORAGE. The broker must
+ *                       log it and exit non-zero: after a failed fsync Linux
+ *                       may have dropped the dirty pages and marked them
+ *                       clean, so a retry that "succeeds" loses data
+ *                       silently. Reads keep working for what is committed.
+ *                       Also returned by store_open() for a foreign, corrupt
+ *                       or newer-format directory (err text says which).
+ *   -EBUSY              store_open(): another process holds the directory
+ *   -EAGAIN             too many concurrent readers (raise max_readers)
+ *   -ENOMEM, -EACCES, -ENOENT, -ENOTDIR, ...  from the system, as is.
+ *   Out-parameters are written only on success.
+ */
+#ifndef FERRY_STORE_H
+#define FERRY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ferry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct store;
+struct store_batch;
+
+#define STORE_TOPIC_MAX 255 /* bytes in a topic name */
+#define STORE_FORMAT_VERSION 1
+
+enum store_sync_mode {
+    /* Every commit is fsynced (two syncs: data, then meta page) before
+     * store_batch_commit() returns. The environment is opened without
+     * MDB_NOSYNC, MDB_MAPASYNC and MDB_WRITEMAP. Survives power loss. */
+    STORE_SYNC_ALWAYS = 0,
+    /* Commits are written to the OS (pwrite) but not synced; the caller
+     * calls store_sync() every interval. Survives kill -9 of the broker;
+     * an OS crash or power loss may lose the commits since the last sync
+     * (and, as LMDB documents for MDB_NOSYNC, may damage the last ones). */
+    STORE_SYNC_INTERVAL = 1,
+    /* Like INTERVAL without the periodic store_sync(): the OS writes back
+     * when it likes. */
+    STORE_SYNC_NONE = 2,
+};
+
+struct store_options {
+    enum store_sync_mode sync_mode; /* default STORE_SYNC_ALWAYS */
+    size_t map_size_initial;        /* bytes; default 64 MiB */
+    size_t map_size_max;            /* bytes; default 64 GiB; >= initial */
+    unsigned max_readers;           /* concurrent read txns; default 126 */
+    unsigned file_mode;             /* for data.mdb/lock.mdb; default 0600 */
+};
+
+/* Fill o with the defaults above. */
+void store_options_init(struct store_options *o);
+
+/*
+ * Open (creating if needed) the store in dir. dir is created (0700) when
+ * missing. A directory that has no data.mdb but other entries (besides
+ * lock.mdb, lost+found and dotfiles) is refused, so a mistyped --data-dir
+ * never scatters files into a home directory. opts may be NULL (defaults).
+ * Runs mdb_reader_check() to clear reader slots of dead processes.
+ *
+ * On failure, a one-line explanation is written to err (if err_len > 0),
+ * e.g. "/var/ferry: data.mdb is not an LMDB file (foreign or corrupt)".
+ *
+ * Returns 0 and *out, or FERRY_ESTORAGE (foreign, corrupt, newer format),
+ * FERRY_EINVAL (options), -EBUSY (in use by another process), -errno.
+ * Thread: any, not concurrently with other calls on the same store.
+ */
+int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
+               size_t err_len);
+
+/* Close: under INTERVAL/NONE first syncs (unless fail-stopped). No batch may
+ * be open and no reader may be inside a store call. NULL is a no-op. */
+void store_close(struct store *s);
+
+/*
+ * Messages.
+ */
+struct store_kv {
+    const char *key; /* not NUL-terminated on read */
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* A message to append. Every pointer is borrowed for the duration of the
+ * store_batch_append() call only (the store copies the bytes). */
+struct store_msg_in {
+    int64_t publish_time; /* ns since the epoch, assigned by the broker */
+    const void *payload;
+    size_t payload_len;
+    const void *key; /* optional (NULL, 0) */
+    size_t key_len;
+    const struct store_kv *headers; /* optional, n_headers entries */
+    size_t n_headers;
+};
+
+/* A message read back. Every pointer points into the LMDB map and is valid
+ * only during the callback that receives it: copy what you keep. */
+struct store_msg {
+    uint32_t topic_id;
+    uint64_t seq;
+    int64_t publish_time;
+    const void *payload;
+    size_t payload_len;
+    const void *key;
+    size_t key_len;
+    size_t n_headers;
+    const void *headers_raw; /* iterate with store_msg_header_next() */
+    size_t headers_raw_len;
+};
+
+/* Iterate m's headers: *pos starts at 0. Returns 1 and fills kv, or 0 after
+ * the last one. Safe on validated messages only (what callbacks get). */
+int store_msg_header_next(const struct store_msg *m, size_t *pos, struct store_kv *kv);
+
+/*
+ * Writer path (group commit).
+ *
+ *     struct store_batch *b;
+ *     store_batch_begin(s, &b);
+ *     for each queued publish p:
+ *         rc = store_batch_append(b, p->topic, p->topic_len, &p->msg, &ar);
+ *         rc == 0 ? remember ar.seq for p : nack p with rc (batch goes on)
+ *     rc = store_batch_commit(b);
+ *     rc == 0 ? ack every appended p with its seq, then deliver them live
+ *             : nack every appended p with rc (their seqs were not consumed)
+ *
+ * There is one batch object per store; its buffers are reused, so a steady
+ * stream of batches allocates nothing per append.
+ */
+struct store_append_result {
+    uint32_t topic_id; /* id of the topic (created on first append) */
+    uint64_t seq;      /* sequence assigned; provisional until commit */
+};
+
+/*
+ * Start a batch: take the writer mutex (blocking while another thread's
+ * batch is open) and begin the LMDB write transaction.
+ * Returns 0 and *out, FERRY_ESTORAGE (fail-stopped), -ENOMEM.
+ * Thread: any; the batch then belongs to this thread.
+ */
+int store_batch_begin(struct store *s, struct store_batch **out);
+
+/*
+ * Append one message to topic (topic_len bytes, 1..STORE_TOPIC_MAX; the
+ * store does not check wildcard syntax, the router does). Creates the topic
+ * on first use. Assigns the topic's next sequence number.
+ *
+ * Sequences are final only when store_batch_commit() returns 0: if the
+ * batch aborts or its commit fails, every sequence it assigned is handed out
+ * again by the next batch (the topic's counters roll back).
+ *
+ * MDB_MAP_FULL is handled inside: the map grows (doubling, up to
+ * map_size_max) and the batch is replayed into a fresh transaction from the
+ * batch's own copy of its records, invisibly to the caller.
+ *
+ * Returns 0 and *res, or, leaving earlier appends of the batch intact:
+ *   FERRY_EINVAL        topic empty or too long, a length over 4 GiB
+ *   FERRY_ESTORAGEFULL  this message does not fit below map_size_max
+ *   FERRY_ELIMIT        the batch is too large: commit, then append again
+ *   -ENOMEM
+ * or, with the batch lost (commit will return the same code):
+ *   FERRY_ESTORAGE      fail-stop (see ERRORS)
+ * res may be NULL.
+ */
+int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
+                       const struct store_msg_in *m, struct store_append_result *res);
+
+/* Messages appended so far in this batch (successful appends only). */
+size_t store_batch_count(const struct store_batch *b);
+
+/*
+ * Commit the batch and release the writer. Under STORE_SYNC_ALWAYS returns
+ * only after the data is on stable storage. The batch object is invalid
+ * afterwards, whatever the result.
+ *
+ * Returns 0 (every append of the batch is stored), or, with NOTHING of the
+ * batch stored and its sequences rolled back:
+ *   FERRY_ESTORAGEFULL  map at max or disk full (store still usable)
+ *   FERRY_ESTORAGE      commit or sync failed: fail-stop, exit the broker
+ *   -ENOMEM
+ * An empty batch commits as a no-op returning 0.
+ */
+int store_batch_commit(struct store_batch *b);
+
+/* Drop the batch: nothing stored, sequences rolled back, writer released.
+ * The batch object is invalid afterwards. */
+void store_batch_abort(struct store_batch *b);
+
+/*
+ * Flush commits to disk (mdb_env_sync, forced). For STORE_SYNC_INTERVAL the
+ * caller runs it every interval (a timer on the writer thread is ideal). A
+ * no-op returning 0 under STORE_SYNC_ALWAYS. Takes the writer mutex: must
+ * not be called by a thread that holds an open batch.
+ * Returns 0, or FERRY_ESTORAGE (the store is now fail-stopped).
+ */
+int store_sync(struct store *s);
+
+/*
+ * Readers.
+ */
+enum store_read_verdict {
+    STORE_READ_CONTINUE = 0, /* consumed; give me the next one */
+    STORE_READ_STOP = 1,     /* consumed; stop this call */
+    STORE_READ_REFUSE = 2,   /* not consumed (no room); stop, next_seq stays */
+};
+
+/* Called once per message, in sequence order, inside a read transaction. */
+typedef enum store_read_verdict (*store_read_cb)(void *ctx, const struct store_msg *m);
+
+struct store_read_result {
+    uint64_t next_seq;    /* where the next call should start */
+    uint64_t last_seq;    /* topic's last committed seq in this snapshot (0: none) */
+    size_t n_msgs;        /* messages consumed by the callback */
+    size_t n_bytes;       /* their payload + key + headers bytes */
+    size_t n_corrupt;     /* messages skipped because their CRC or layout was bad */
+    uint64_t corrupt_seq; /* the last such seq, for the log (0: none) */
+    bool is_end;          /* no stored message at or after next_seq in this snapshot */
+};
+
+/*
+ * Read topic_id's messages from from_seq on (from the first stored one, if
+ * from_seq is below it: a purge or, later, retention removed the rest), at
+ * most max_msgs messages and about max_bytes bytes (the first message is
+ * delivered even if larger, so a big message never stalls a reader), in one
+ * short read-only transaction. Call again from res->next_seq for more.
+ *
+ * A message whose CRC or layout does not check out is never passed to cb:
+ * it is skipped, counted (res->n_corrupt, store_stats().n_crc_errors), its
+ * seq reported in res->corrupt_seq so the caller can log it, and reading
+ * goes on past it. A skipped message counts against max_msgs.
+ *
+ * Catch-up to live seam (suggested integration): register the subscriber
+ * for live deliveries first, buffering them; read chunks until
+ * res->next_seq > res->last_seq; then drop buffered live messages with
+ * seq < next_seq and go live. Live deliveries only happen after commit, so
+ * the snapshot and the live stream overlap instead of leaving a gap.
+ *
+ * Returns 0 and *res (also for an unknown topic id: empty, is_end), or
+ * FERRY_EINVAL (max_msgs 0, cb NULL), -EAGAIN (reader slots full), FERRY_ESTORAGE.
+ * Thread: any.
+ */
+int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max_msgs,
+               size_t max_bytes, store_read_cb cb, void *ctx, struct store_read_result *res);
+
+/*
+ * First sequence whose publish time is >= time_ns, or last_seq + 1 when no
+ * stored message is that recent (that is: start with new messages).
+ * Index times are clamped to be non-decreasing per topic, so if the clock
+ * stepped back, messages right after the step count as published at the
+ * previous maximum. Returns 0 and *seq, FERRY_ENOTOPIC, -EAGAIN, FERRY_ESTORAGE.
+ * Thread: any.
+ */
+int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_t *seq);
+
+struct store_topic_info {
+    uint32_t id;
+    uint64_t first_seq; /* first stored; last_seq + 1 when the topic is empty */
+    uint64_t last_seq;  /* last assigned and committed; 0 before the first */
+    uint64_t n_msgs;    /* stored messages (last - first + 1) */
+    uint64_t n_bytes;   /* stored payload + key + headers bytes */
+    int64_t last_time;  /* newest (clamped) publish time, ns */
+};
+
+/* "Last N" start position: max(first_seq, last_seq - n + 1) (n = 0: new only). */
+uint64_t store_topic_seq_last_n(const struct store_topic_info *info, uint64_t n);
+
+/* Committed state of a topic. Returns 0 and *info, FERRY_ENOTOPIC,
+ * FERRY_EINVAL, -EAGAIN, FERRY_ESTORAGE. Thread: any. */
+int store_topic_info(struct store *s, const char *topic, size_t topic_len,
+                     struct store_topic_info *info);
+
+/* Same by id; name_buf (STORE_TOPIC_MAX + 1 bytes, may be NULL) receives
+ * the NUL-terminated name. */
+int store_topic_info_by_id(struct store *s, uint32_t id, struct store_topic_info *info,
+                           char *name_buf);
+
+/* Called per topic, in name order; return 0 to go on, non-zero to stop.
+ * name is not NUL-terminated and valid only during the call. */
+typedef int (*store_topic_cb)(void *ctx, const char *name, size_t name_len,
+                              const struct store_topic_info *info);
+
+/* List topics whose name starts with prefix (prefix_len 0: all), in short
+ * transactions of at most 256 topics each. Returns the number of topics
+ * passed to cb, or -EAGAIN, FERRY_ESTORAGE. Thread: any. */
+int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, store_topic_cb cb,
+                     void *ctx);
+
+/*
+ * Remove every stored message of the topic (and its time index), keeping
+ * its sequence counter: the next append gets last_seq + 1, and afterwards
+ * first_seq = last_seq + 1. Runs on the writer path in transactions of a
+ * bounded number of deletions, each committed per the sync policy, so it
+ * frees space even in a full map. Takes the writer mutex: must not be called
+ * by a thread that holds an open batch. Readers see the removal chunk by
+ * chunk from the oldest message up.
+ * Returns 0 and *n_removed (may be NULL), FERRY_ENOTOPIC, FERRY_EINVAL,
+ * FERRY_ESTORAGEFULL, FERRY_ESTORAGE (fail-stop).
+ */
+int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint64_t *n_removed);
+
+struct store_stats {
+    uint64_t n_commits;          /* successful batch commits */
+    uint64_t n_appends;          /* messages committed */
+    uint64_t n_crc_errors;       /* corrupt messages met by readers */
+    uint64_t n_map_grows;        /* map resizes */
+    uint64_t n_batch_replays;    /* batches replayed after MDB_MAP_FULL */
+    uint64_t n_full_errors;      /* appends/commits refused as storage full */
+    uint64_t n_open_reads;       /* LMDB records read by store_open() */
+    uint64_t n_topics;           /* topics known (committed) */
+    int n_stale_readers;         /* reader slots cleared at open */
+    size_t map_size;             /* current map size */
+    size_t map_size_max;         /* configured maximum */
+    size_t map_used;             /* bytes of the map in use (last page) */
+    enum store_sync_mode sync_mode;
+    bool is_failed;              /* fail-stopped */
+    const char *fail_reason;     /* static text of the failure, NULL if none */
+};
+
+/* Snapshot of counters; any thread. */
+void store_stats(struct store *s, struct store_stats *st);
+
+/* 1 when the store is fail-stopped (see FERRY_ESTORAGE), else 0. Any thread. */
+int store_is_failed(const struct store *s);
+
+/*
+ * Offline verification (ferryd --verify DIR).
+ *
+ * Opens dir read-only (it can run next to a live broker: it checks one
+ * snapshot), and walks everything: the meta record; every topic record (CRC,
+ * name <-> id agreement); every message (key shape and strict ordering, CRC,
+ * value layout, topic known, per-topic sequences gapless from first_seq to
+ * last_seq, message and byte counts equal to the topic record); every time
+ * index entry (topic known, seq in range, non-decreasing seq in time order).
+ * Each finding is one line on report (NULL: silent), followed by a summary.
+ *
+ * Returns 0 when clean, FERRY_ESTORAGE when anything is wrong (including a
+ * foreign or unreadable environment), -errno when dir cannot be opened at all.
+ * res (may be NULL) is filled in every case where the walk ran.
+ */
+struct store_verify_result {
+    uint64_t n_topics;
+    uint64_t n_msgs;
+    uint64_t n_bytes;
+    uint64_t n_index;          /* time index entries */
+    uint64_t n_crc_errors;     /* messages or topic records failing their CRC */
+    uint64_t n_layout_errors;  /* values whose lengths do not add up */
+    uint64_t n_order_errors;   /* keys out of order or malformed */
+    uint64_t n_gaps;           /* missing sequence ranges inside a topic */
+    uint64_t n_orphans;        /* messages or index entries of unknown topics */
+    uint64_t n_meta_mismatch;  /* topic counters that disagree with the messages */
+    uint64_t n_index_errors;   /* bad time index entries */
+    uint64_t n_problems;       /* sum of the error counts above */
+};
+
+int store_verify(const char *dir, FILE *report, struct store_verify_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_STORE_H */
