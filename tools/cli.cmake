@@ -5,3 +5,20 @@ add_library(ferry_cli_util STATIC
   ${CMAKE_CURRENT_LIST_DIR}/hist.c)
 target_include_directories(ferry_cli_util PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(ferry_cli_util PRIVATE ferry_warnings)
+
+# The `ferry` executable: only libferry's public API (ferry.h), linked
+# statically so the binary runs from the build tree and after install alike.
+if(NOT TARGET ferry_static)
+  set(FERRY_CLI_TARGET "" CACHE INTERNAL "target of the ferry CLI")
+  return()
+endif()
+add_executable(ferry
+  ${CMAKE_CURRENT_LIST_DIR}/ferry.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_pub.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_sub.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_bench.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_admin.c)
+target_compile_definitions(ferry PRIVATE FERRY_CLI_VERSION="${PROJECT_VERSION}")
+target_link_libraries(ferry PRIVATE ferry_cli_util ferry_static Threads::Threads ferry_warnings)
+install(TARGETS ferry RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+set(FERRY_CLI_TARGET ferry CACHE INTERNAL "target of the ferry CLI")

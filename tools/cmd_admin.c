@@ -1,0 +1,383 @@
+/*
+ * cmd_admin.c - the administrative commands: `ferry stats`, `ferry topics`,
+ * `ferry topic info TOPIC`, `ferry topic purge TOPIC`.
+ *
+ * Each makes one request through libferry's ferry_admin_* calls, in
+ * event-loop mode (the blocking call drives the IO itself: no thread).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_util.h"
+
+#define ADMIN_TIMEOUT_MS 10000
+
+static const char stats_help[] =
+    "Usage: ferry stats [OPTIONS]\n"
+    "\n"
+    "Show the broker's counters since it started: connections, subscriptions,\n"
+    "messages and bytes in and out (with average rates), slow consumers\n"
+    "disconnected, store size, errors.\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json   print one JSON object\n"
+    "\n"
+    "Examples:\n"
+    "  ferry stats\n"
+    "  ferry stats --json | jq .msgs_in\n";
+
+static const char topics_help[] =
+    "Usage: ferry topics [OPTIONS] [PATTERN]\n"
+    "\n"
+    "List the topics the broker knows (matching PATTERN, default all): stored\n"
+    "messages and bytes, first and last sequence, live subscribers.\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json     print a JSON array\n"
+    "  -l, --limit N  at most N topics (default: the broker's limit)\n"
+    "\n"
+    "Examples:\n"
+    "  ferry topics\n"
+    "  ferry topics 'orders.>'\n";
+
+static const char topic_help[] =
+    "Usage: ferry topic info [OPTIONS] TOPIC\n"
+    "       ferry topic purge [OPTIONS] TOPIC\n"
+    "\n"
+    "info:  show one topic: stored messages and bytes, first and last sequence,\n"
+    "       whether it is ephemeral, live subscribers.\n"
+    "purge: remove every stored message of TOPIC (its sequence numbers keep\n"
+    "       counting; durable consumers of it are removed too).\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json   print JSON\n"
+    "\n"
+    "Examples:\n"
+    "  ferry topic info orders.eu.created\n"
+    "  ferry topic purge orders.eu.created\n";
+
+struct admin_args {
+    const char *cmd;
+    bool json;
+    uint32_t limit;
+};
+
+static int admin_opt(int opt, const char *arg, void *ctx)
+{
+    struct admin_args *a = ctx;
+    uint64_t v;
+    switch (opt) {
+    case 'j':
+        a->json = true;
+        return -1;
+    case 'l':
+        if (cli_parse_u64(arg, &v) < 0 || v == 0 || v > UINT32_MAX) {
+            return cli_usage(a->cmd, "--limit needs a number from 1, not '%s'", arg);
+        }
+        a->limit = (uint32_t)v;
+        return -1;
+    default:
+        return cli_usage(a->cmd, "unexpected option");
+    }
+}
+
+static int admin_connect(struct cli_opts *o, const char *name, ferry_client **c)
+{
+    static struct cli_conn_cfg cfg = {
+        .thread_mode = false,
+        .reconnect_attempts = -1,
+        .quiet_events = true,
+    };
+    cfg.name = name;
+    cli_opts_finish(o);
+    return cli_connect(o, &cfg, c);
+}
+
+/* "1d 2h 3m 4s" from milliseconds. */
+static void fmt_uptime(char *out, size_t cap, uint64_t ms)
+{
+    uint64_t s = ms / 1000;
+    uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60;
+    s %= 60;
+    if (d) {
+        snprintf(out, cap, "%" PRIu64 "d %" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", d, h, m, s);
+    } else if (h) {
+        snprintf(out, cap, "%" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", h, m, s);
+    } else if (m) {
+        snprintf(out, cap, "%" PRIu64 "m %" PRIu64 "s", m, s);
+    } else {
+        snprintf(out, cap, "%" PRIu64 ".%03" PRIu64 "s", s, ms % 1000);
+    }
+}
+
+/* "12.3 MiB" */
+static void fmt_bytes(char *out, size_t cap, uint64_t n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) {
+        snprintf(out, cap, "%" PRIu64 " B", n);
+    } else {
+        snprintf(out, cap, "%.1f %s", v, units[u]);
+    }
+}
+
+int cmd_stats(struct cli_opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    struct admin_args a = {.cmd = o->cmd};
+    int first;
+    int rc = cli_getopt(o, argc, argv, "j", longopts, stats_help, admin_opt, &a, &first);
+    if (rc != -1) {
+        return rc;
+    }
+    if (first < argc) {
+        return cli_usage(o->cmd, "unexpected argument '%s'", argv[first]);
+    }
+    ferry_client *c;
+    if (admin_connect(o, "ferry stats", &c) < 0) {
+        return CLI_EXIT_ERROR;
+    }
+    ferry_stats st;
+    rc = ferry_admin_stats(c, ADMIN_TIMEOUT_MS, &st);
+    if (rc < 0) {
+        cli_fail(c, rc, "stats");
+        ferry_client_destroy(c);
+        return CLI_EXIT_ERROR;
+    }
+    ferry_client_close(c, 1000);
+    ferry_client_destroy(c);
+
+    struct cli_buf b = {0};
+    if (a.json) {
+        cli_buf_adds(&b, "{\"server_id\":");
+        cli_buf_json_str(&b, st.server_id, strlen(st.server_id));
+        cli_buf_adds(&b, ",\"server_version\":");
+        cli_buf_json_str(&b, st.server_version, strlen(st.server_version));
+        cli_buf_addf(&b,
+                     ",\"uptime_ms\":%" PRIu64 ",\"connections\":%" PRIu64
+                     ",\"connections_total\":%" PRIu64 ",\"subscriptions\":%" PRIu64
+                     ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
+                     ",\"bytes_out\":%" PRIu64 ",\"slow_consumers\":%" PRIu64
+                     ",\"store_bytes\":%" PRIu64 ",\"topics\":%" PRIu64
+                     ",\"protocol_errors\":%" PRIu64 ",\"auth_failures\":%" PRIu64
+                     ",\"permission_denials\":%" PRIu64 ",\"crc_errors\":%" PRIu64 "}\n",
+                     st.uptime_ms, st.connections, st.connections_total, st.subscriptions,
+                     st.msgs_in, st.msgs_out, st.bytes_in, st.bytes_out, st.slow_consumers,
+                     st.store_bytes, st.topics, st.protocol_errors, st.auth_failures,
+                     st.permission_denials, st.crc_errors);
+    } else {
+        double secs = st.uptime_ms ? (double)st.uptime_ms / 1000.0 : 1.0;
+        char up[64], bi[32], bo[32], sb[32], r1[32], r2[32], r3[32], r4[32];
+        fmt_uptime(up, sizeof(up), st.uptime_ms);
+        fmt_bytes(bi, sizeof(bi), st.bytes_in);
+        fmt_bytes(bo, sizeof(bo), st.bytes_out);
+        fmt_bytes(sb, sizeof(sb), st.store_bytes);
+        cli_fmt_count(r1, sizeof(r1), (double)st.msgs_in / secs);
+        cli_fmt_count(r2, sizeof(r2), (double)st.msgs_out / secs);
+        fmt_bytes(r3, sizeof(r3), (uint64_t)((double)st.bytes_in / secs));
+        fmt_bytes(r4, sizeof(r4), (uint64_t)((double)st.bytes_out / secs));
+        cli_buf_addf(&b,
+                     "server            ferryd %s (id %s)\n"
+                     "uptime            %s\n"
+                     "connections       %" PRIu64 " open, %" PRIu64 " since start\n"
+                     "subscriptions     %" PRIu64 "\n"
+                     "messages in       %" PRIu64 " (%s msgs/s average)\n"
+                     "messages out      %" PRIu64 " (%s msgs/s average)\n"
+                     "bytes in          %s (%s/s average)\n"
+                     "bytes out         %s (%s/s average)\n"
+                     "slow consumers    %" PRIu64 "\n"
+                     "topics            %" PRIu64 "\n"
+                     "store size        %s\n"
+                     "protocol errors   %" PRIu64 "\n"
+                     "auth failures     %" PRIu64 "\n"
+                     "permission denied %" PRIu64 "\n"
+                     "crc errors        %" PRIu64 "\n",
+                     st.server_version, st.server_id, up, st.connections, st.connections_total,
+                     st.subscriptions, st.msgs_in, r1, st.msgs_out, r2, bi, r3, bo, r4,
+                     st.slow_consumers, st.topics, sb, st.protocol_errors, st.auth_failures,
+                     st.permission_denials, st.crc_errors);
+    }
+    fwrite(b.data, 1, b.len, stdout);
+    cli_buf_free(&b);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+static void topic_json(struct cli_buf *b, const ferry_topic_info *t)
+{
+    cli_buf_adds(b, "{\"name\":");
+    cli_buf_json_str(b, t->name, strlen(t->name));
+    cli_buf_addf(b,
+                 ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"first_seq\":%" PRIu64
+                 ",\"last_seq\":%" PRIu64 ",\"ephemeral\":%s,\"subscribers\":%" PRIu64 "}",
+                 t->messages, t->bytes, t->first_seq, t->last_seq,
+                 t->is_ephemeral ? "true" : "false", t->subscribers);
+}
+
+int cmd_topics(struct cli_opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
+        {"limit", required_argument, NULL, 'l'},
+        {NULL, 0, NULL, 0},
+    };
+    struct admin_args a = {.cmd = o->cmd};
+    int first;
+    int rc = cli_getopt(o, argc, argv, "jl:", longopts, topics_help, admin_opt, &a, &first);
+    if (rc != -1) {
+        return rc;
+    }
+    if (argc - first > 1) {
+        return cli_usage(o->cmd, "too many arguments: one PATTERN at most");
+    }
+    const char *pattern = first < argc ? argv[first] : NULL;
+    ferry_client *c;
+    if (admin_connect(o, "ferry topics", &c) < 0) {
+        return CLI_EXIT_ERROR;
+    }
+    ferry_topic_info *topics = NULL;
+    size_t n = 0;
+    rc = ferry_admin_topics(c, pattern, a.limit, ADMIN_TIMEOUT_MS, &topics, &n);
+    if (rc < 0) {
+        cli_fail(c, rc, "topics");
+        ferry_client_destroy(c);
+        return CLI_EXIT_ERROR;
+    }
+    ferry_client_close(c, 1000);
+    ferry_client_destroy(c);
+
+    struct cli_buf b = {0};
+    if (a.json) {
+        cli_buf_add(&b, "[", 1);
+        for (size_t i = 0; i < n; i++) {
+            if (i) {
+                cli_buf_add(&b, ",", 1);
+            }
+            topic_json(&b, &topics[i]);
+        }
+        cli_buf_add(&b, "]\n", 2);
+    } else {
+        int w = 5;
+        for (size_t i = 0; i < n; i++) {
+            int l = (int)strlen(topics[i].name);
+            w = l > w ? l : w;
+        }
+        cli_buf_addf(&b, "%-*s %12s %12s %12s %12s %6s\n", w, "TOPIC", "MESSAGES", "BYTES",
+                     "FIRST SEQ", "LAST SEQ", "SUBS");
+        for (size_t i = 0; i < n; i++) {
+            const ferry_topic_info *t = &topics[i];
+            cli_buf_addf(&b, "%-*s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64
+                             " %6" PRIu64 "%s\n",
+                         w, t->name, t->messages, t->bytes, t->first_seq, t->last_seq,
+                         t->subscribers, t->is_ephemeral ? "  (ephemeral)" : "");
+        }
+        if (n == 0) {
+            cli_buf_adds(&b, pattern ? "(no topics match)\n" : "(no topics)\n");
+        }
+    }
+    ferry_free(topics);
+    fwrite(b.data, 1, b.len, stdout);
+    cli_buf_free(&b);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+int cmd_topic(struct cli_opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    /* `ferry topic --help` and `ferry topic info --help` both show help. */
+    if (argc < 2 || argv[1][0] == '-') {
+        struct admin_args a = {.cmd = o->cmd};
+        int first;
+        int rc = cli_getopt(o, argc, argv, "j", longopts, topic_help, admin_opt, &a, &first);
+        if (rc != -1) {
+            return rc;
+        }
+        return cli_usage(o->cmd, "missing subcommand: info or purge");
+    }
+    const char *sub = argv[1];
+    bool is_info = strcmp(sub, "info") == 0;
+    if (!is_info && strcmp(sub, "purge") != 0) {
+        return cli_usage(o->cmd, "unknown subcommand '%s': info or purge", sub);
+    }
+    struct admin_args a = {.cmd = "topic"};
+    int first;
+    int rc =
+        cli_getopt(o, argc - 1, argv + 1, "j", longopts, topic_help, admin_opt, &a, &first);
+    if (rc != -1) {
+        return rc;
+    }
+    first += 1; /* index into argv */
+    if (argc - first != 1) {
+        return cli_usage("topic", argc - first < 1 ? "missing TOPIC" : "too many arguments");
+    }
+    const char *topic = argv[first];
+    ferry_client *c;
+    if (admin_connect(o, is_info ? "ferry topic info" : "ferry topic purge", &c) < 0) {
+        return CLI_EXIT_ERROR;
+    }
+    struct cli_buf b = {0};
+    if (is_info) {
+        ferry_topic_info t;
+        rc = ferry_admin_topic_info(c, topic, ADMIN_TIMEOUT_MS, &t);
+        if (rc == 0) {
+            if (a.json) {
+                topic_json(&b, &t);
+                cli_buf_add(&b, "\n", 1);
+            } else {
+                char by[32];
+                fmt_bytes(by, sizeof(by), t.bytes);
+                cli_buf_addf(&b,
+                             "topic        %s%s\n"
+                             "messages     %" PRIu64 "\n"
+                             "bytes        %" PRIu64 " (%s)\n"
+                             "first seq    %" PRIu64 "\n"
+                             "last seq     %" PRIu64 "\n"
+                             "subscribers  %" PRIu64 "\n",
+                             t.name, t.is_ephemeral ? " (ephemeral: not stored)" : "",
+                             t.messages, t.bytes, by, t.first_seq, t.last_seq, t.subscribers);
+            }
+        }
+    } else {
+        uint64_t purged = 0;
+        rc = ferry_admin_topic_purge(c, topic, ADMIN_TIMEOUT_MS, &purged);
+        if (rc == 0) {
+            if (a.json) {
+                cli_buf_adds(&b, "{\"topic\":");
+                cli_buf_json_str(&b, topic, strlen(topic));
+                cli_buf_addf(&b, ",\"purged\":%" PRIu64 "}\n", purged);
+            } else {
+                cli_buf_addf(&b, "purged %" PRIu64 " message%s from %s\n", purged,
+                             purged == 1 ? "" : "s", topic);
+            }
+        }
+    }
+    if (rc < 0) {
+        cli_fail(c, rc, "topic %s %s", sub, topic);
+        ferry_client_destroy(c);
+        cli_buf_free(&b);
+        return CLI_EXIT_ERROR;
+    }
+    ferry_client_close(c, 1000);
+    ferry_client_destroy(c);
+    fwrite(b.data, 1, b.len, stdout);
+    cli_buf_free(&b);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
