@@ -458,6 +458,10 @@ static void conn_flush(struct iot *t, struct conn *c)
             c->is_wr_shut = 1;
             shutdown(c->fd, SHUT_WR);
         }
+        if (c->state == ST_CLOSING && atomic_load(&t->srv->phase) == PHASE_CLOSE) {
+            conn_kill(t, c); /* stopping: do not wait for the peer's FIN */
+            return;
+        }
         set_events(t, c, c->events & ~(uint32_t)EPOLLOUT);
         return;
     }
