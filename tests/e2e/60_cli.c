@@ -1,0 +1,692 @@
+/*
+ * 60_cli.c - end-to-end tests of the `ferry` command-line tool: the real
+ * binary (FERRY_CLI_PATH), run with pipes against a real ferryd.
+ *
+ * Synchronisation is by output, never by sleeping: a subscriber started
+ * with --verbose reports "ferry: subscribed to PATTERN" on stderr once the
+ * broker has acknowledged the subscription (after which every publish
+ * reaches it); tests wait for that line, with a generous timeout.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferryd_proc.h"
+
+#ifndef FERRY_CLI_PATH
+#error "FERRY_CLI_PATH must name the ferry binary"
+#endif
+
+Suite *test_suite(void);
+
+#define WAIT_MS 30000 /* generous: a slow, noisy 2-core machine */
+
+static struct ferryd_proc broker;
+static char server[64];
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void broker_up(void)
+{
+    ck_assert_int_eq(ferryd_start(&broker, NULL, NULL), 0);
+    snprintf(server, sizeof(server), "127.0.0.1:%d", broker.port);
+}
+
+static void broker_down(void)
+{
+    if (broker.pid) {
+        ferryd_stop(&broker);
+    }
+}
+
+/* ---- running the CLI ---------------------------------------------------- */
+
+struct proc {
+    pid_t pid;
+    int in;  /* its stdin (write end), -1 when closed */
+    int out; /* its stdout (read end) */
+    int err; /* its stderr (read end) */
+    char *out_buf, *err_buf;
+    size_t out_len, err_len;
+    int status; /* exit code, 128 + signal, or -1 while running */
+};
+
+/* Start ferry with argv (NULL-terminated, without argv[0]); -s is added. */
+static void proc_start(struct proc *p, const char *const *args)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = FERRY_CLI_PATH;
+    argv[n++] = "-s";
+    argv[n++] = server;
+    for (int i = 0; args[i]; i++) {
+        ck_assert_int_lt(n, 62);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+
+    int pin[2], pout[2], perr[2];
+    ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        execv(FERRY_CLI_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    memset(p, 0, sizeof(*p));
+    p->pid = pid;
+    p->in = pin[1];
+    p->out = pout[0];
+    p->err = perr[0];
+    p->status = -1;
+    fcntl(p->out, F_SETFL, O_NONBLOCK);
+    fcntl(p->err, F_SETFL, O_NONBLOCK);
+}
+
+static void append(char **buf, size_t *len, const char *p, size_t n)
+{
+    *buf = realloc(*buf, *len + n + 1);
+    ck_assert_ptr_nonnull(*buf);
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* Read what is available on stdout/stderr, waiting up to wait_ms for some.
+ * Returns 0 when both are at EOF, 1 otherwise. */
+static int proc_pump(struct proc *p, int wait_ms)
+{
+    struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN}, {.fd = p->err, .events = POLLIN}};
+    if (p->out < 0 && p->err < 0) {
+        return 0;
+    }
+    int n = poll(fds, 2, wait_ms);
+    if (n < 0 && errno != EINTR) {
+        ck_abort_msg("poll: %s", strerror(errno));
+    }
+    char tmp[4096];
+    int *fdp[2] = {&p->out, &p->err};
+    char **bufs[2] = {&p->out_buf, &p->err_buf};
+    size_t *lens[2] = {&p->out_len, &p->err_len};
+    for (int i = 0; i < 2; i++) {
+        if (*fdp[i] < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+            continue;
+        }
+        ssize_t r = read(*fdp[i], tmp, sizeof(tmp));
+        if (r > 0) {
+            append(bufs[i], lens[i], tmp, (size_t)r);
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close(*fdp[i]);
+            *fdp[i] = -1;
+        }
+    }
+    return (p->out >= 0 || p->err >= 0) ? 1 : 0;
+}
+
+/* Wait until stderr (or stdout) contains needle. */
+static int proc_wait_for(struct proc *p, bool on_stderr, const char *needle, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        const char *buf = on_stderr ? p->err_buf : p->out_buf;
+        if (buf && strstr(buf, needle)) {
+            return 0;
+        }
+        long long left = end - now_ms();
+        if (left <= 0) {
+            return -ETIMEDOUT;
+        }
+        if (proc_pump(p, (int)(left > 200 ? 200 : left)) == 0) {
+            buf = on_stderr ? p->err_buf : p->out_buf;
+            return buf && strstr(buf, needle) ? 0 : -EPIPE;
+        }
+    }
+}
+
+static void proc_close_stdin(struct proc *p)
+{
+    if (p->in >= 0) {
+        close(p->in);
+        p->in = -1;
+    }
+}
+
+/* Collect all output and the exit status; kill after timeout_ms. */
+static int proc_wait(struct proc *p, int timeout_ms)
+{
+    proc_close_stdin(p);
+    long long end = now_ms() + timeout_ms;
+    int status;
+    for (;;) {
+        proc_pump(p, 100);
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            break;
+        }
+        if (now_ms() > end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            ck_abort_msg("ferry did not exit in %d ms; stderr: %s", timeout_ms,
+                         p->err_buf ? p->err_buf : "");
+        }
+    }
+    while (proc_pump(p, 1000)) {
+    }
+    p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return p->status;
+}
+
+static void proc_free(struct proc *p)
+{
+    if (p->in >= 0) {
+        close(p->in);
+    }
+    if (p->out >= 0) {
+        close(p->out);
+    }
+    if (p->err >= 0) {
+        close(p->err);
+    }
+    free(p->out_buf);
+    free(p->err_buf);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Run to completion with optional stdin text; returns the exit status. */
+static int run(struct proc *p, const char *input, const char *const *args)
+{
+    proc_start(p, args);
+    if (input) {
+        size_t n = strlen(input);
+        ck_assert_int_eq(write(p->in, input, n), (ssize_t)n);
+    }
+    return proc_wait(p, WAIT_MS);
+}
+
+/* Start `ferry sub --verbose ARGS...` and wait until it is subscribed. */
+static void sub_start(struct proc *p, const char *const *args)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = "sub";
+    argv[n++] = "--verbose";
+    for (int i = 0; args[i]; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    proc_start(p, argv);
+    int rc = proc_wait_for(p, true, "ferry: subscribed to", WAIT_MS);
+    ck_assert_msg(rc == 0, "sub never reported its subscription (%d); stderr: %s", rc,
+                  p->err_buf ? p->err_buf : "");
+}
+
+/* ---- a minimal JSON reader (objects, arrays, strings, numbers, literals) -- */
+
+struct jv {
+    enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } type;
+    double num;
+    int boolean;
+    char *str; /* J_STR: decoded bytes (NUL-terminated), str_len bytes */
+    size_t str_len;
+    struct jv *items; /* J_ARR / J_OBJ values */
+    char **keys;      /* J_OBJ */
+    size_t n;
+};
+
+static void jv_free(struct jv *v)
+{
+    free(v->str);
+    for (size_t i = 0; i < v->n; i++) {
+        jv_free(&v->items[i]);
+        if (v->keys) {
+            free(v->keys[i]);
+        }
+    }
+    free(v->items);
+    free(v->keys);
+}
+
+static const char *j_ws(const char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') {
+        s++;
+    }
+    return s;
+}
+
+static const char *j_parse(const char *s, struct jv *out);
+
+static const char *j_string(const char *s, char **out, size_t *out_len)
+{
+    if (*s != '"') {
+        return NULL;
+    }
+    s++;
+    char *buf = NULL;
+    size_t len = 0;
+    while (*s && *s != '"') {
+        char c = *s++;
+        if ((unsigned char)c < 0x20) {
+            free(buf);
+            return NULL; /* raw control characters are not allowed */
+        }
+        if (c == '\\') {
+            char e = *s++;
+            switch (e) {
+            case '"': c = '"'; break;
+            case '\\': c = '\\'; break;
+            case '/': c = '/'; break;
+            case 'n': c = '\n'; break;
+            case 't': c = '\t'; break;
+            case 'r': c = '\r'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'u': {
+                unsigned v = 0;
+                for (int k = 0; k < 4; k++) {
+                    char h = *s++;
+                    v <<= 4;
+                    if (h >= '0' && h <= '9') {
+                        v |= (unsigned)(h - '0');
+                    } else if (h >= 'a' && h <= 'f') {
+                        v |= (unsigned)(h - 'a' + 10);
+                    } else if (h >= 'A' && h <= 'F') {
+                        v |= (unsigned)(h - 'A' + 10);
+                    } else {
+                        free(buf);
+                        return NULL;
+                    }
+                }
+                if (v > 0x7f) {
+                    free(buf);
+                    return NULL; /* our writer escapes only control bytes */
+                }
+                c = (char)v;
+                break;
+            }
+            default:
+                free(buf);
+                return NULL;
+            }
+        }
+        append(&buf, &len, &c, 1);
+    }
+    if (*s != '"') {
+        free(buf);
+        return NULL;
+    }
+    if (!buf) {
+        append(&buf, &len, "", 0);
+    }
+    *out = buf;
+    *out_len = len;
+    return s + 1;
+}
+
+static const char *j_parse(const char *s, struct jv *out)
+{
+    memset(out, 0, sizeof(*out));
+    s = j_ws(s);
+    if (*s == '{' || *s == '[') {
+        int is_obj = *s == '{';
+        char close = is_obj ? '}' : ']';
+        out->type = is_obj ? J_OBJ : J_ARR;
+        s = j_ws(s + 1);
+        if (*s == close) {
+            return s + 1;
+        }
+        for (;;) {
+            out->items = realloc(out->items, (out->n + 1) * sizeof(*out->items));
+            if (is_obj) {
+                out->keys = realloc(out->keys, (out->n + 1) * sizeof(*out->keys));
+                size_t kl;
+                s = j_string(j_ws(s), &out->keys[out->n], &kl);
+                if (!s) {
+                    return NULL;
+                }
+                s = j_ws(s);
+                if (*s++ != ':') {
+                    free(out->keys[out->n]);
+                    return NULL;
+                }
+            }
+            s = j_parse(s, &out->items[out->n]);
+            out->n++;
+            if (!s) {
+                return NULL;
+            }
+            s = j_ws(s);
+            if (*s == ',') {
+                s++;
+                continue;
+            }
+            if (*s == close) {
+                return s + 1;
+            }
+            return NULL;
+        }
+    }
+    if (*s == '"') {
+        out->type = J_STR;
+        return j_string(s, &out->str, &out->str_len);
+    }
+    if (strncmp(s, "true", 4) == 0 || strncmp(s, "false", 5) == 0) {
+        out->type = J_BOOL;
+        out->boolean = *s == 't';
+        return s + (*s == 't' ? 4 : 5);
+    }
+    if (strncmp(s, "null", 4) == 0) {
+        out->type = J_NULL;
+        return s + 4;
+    }
+    char *end;
+    out->type = J_NUM;
+    out->num = strtod(s, &end);
+    return end == s ? NULL : end;
+}
+
+/* Parse one complete JSON text (trailing whitespace allowed). */
+static void json_parse(const char *text, struct jv *out)
+{
+    const char *end = j_parse(text, out);
+    ck_assert_msg(end != NULL, "not JSON: %s", text);
+    ck_assert_msg(*j_ws(end) == '\0', "trailing text after JSON: %s", end);
+}
+
+static const struct jv *jget(const struct jv *o, const char *key)
+{
+    ck_assert_int_eq(o->type, J_OBJ);
+    for (size_t i = 0; i < o->n; i++) {
+        if (strcmp(o->keys[i], key) == 0) {
+            return &o->items[i];
+        }
+    }
+    return NULL;
+}
+
+static const char *jstr(const struct jv *o, const char *key)
+{
+    const struct jv *v = jget(o, key);
+    ck_assert_msg(v && v->type == J_STR, "member '%s' missing or not a string", key);
+    return v->str;
+}
+
+static double jnum(const struct jv *o, const char *key)
+{
+    const struct jv *v = jget(o, key);
+    ck_assert_msg(v && v->type == J_NUM, "member '%s' missing or not a number", key);
+    return v->num;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+START_TEST(test_cli_pub_sub_round_trip_through_pipes)
+{
+    struct proc sub, pub;
+    sub_start(&sub, (const char *const[]){"--count", "3", "cli.rt", NULL});
+    ck_assert_int_eq(run(&pub, "one\ntwo\nthree\n", (const char *const[]){"pub", "cli.rt", NULL}),
+                     0);
+    ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 0);
+    ck_assert_str_eq(sub.out_buf ? sub.out_buf : "", "one\ntwo\nthree\n");
+    proc_free(&sub);
+    proc_free(&pub);
+}
+END_TEST
+
+START_TEST(test_cli_pub_message_count_and_ack)
+{
+    struct proc sub, pub;
+    sub_start(&sub, (const char *const[]){"--count", "4", "--timeout", "60s", "cli.count", NULL});
+    ck_assert_int_eq(run(&pub, NULL,
+                         (const char *const[]){"pub", "--ack", "--count", "4", "cli.count",
+                                               "hello world", NULL}),
+                     0);
+    ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 0);
+    ck_assert_str_eq(sub.out_buf ? sub.out_buf : "",
+                     "hello world\nhello world\nhello world\nhello world\n");
+    proc_free(&sub);
+    proc_free(&pub);
+}
+END_TEST
+
+START_TEST(test_cli_sub_json_has_metadata_headers_and_base64)
+{
+    struct proc sub, pub;
+    char path[] = "/tmp/ferry-cli-bin-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const unsigned char bin[] = {0x00, 0xff, 0x10, 'a', 0x80};
+    ck_assert_int_eq(write(fd, bin, sizeof(bin)), (ssize_t)sizeof(bin));
+    close(fd);
+
+    sub_start(&sub, (const char *const[]){"--json", "--count", "2", "cli.json.*", NULL});
+    ck_assert_int_eq(run(&pub, NULL,
+                         (const char *const[]){"pub", "--header", "source=test", "--header",
+                                               "q=\"x\"", "--key", "k1", "cli.json.text",
+                                               "line \"one\"\ttab", NULL}),
+                     0);
+    proc_free(&pub);
+    ck_assert_int_eq(run(&pub, NULL,
+                         (const char *const[]){"pub", "--file", path, "cli.json.bin", NULL}),
+                     0);
+    ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 0);
+    unlink(path);
+
+    char *nl = strchr(sub.out_buf, '\n');
+    ck_assert_ptr_nonnull(nl);
+    *nl = '\0';
+    struct jv a, b;
+    json_parse(sub.out_buf, &a);
+    json_parse(nl + 1, &b);
+
+    ck_assert_str_eq(jstr(&a, "topic"), "cli.json.text");
+    ck_assert_str_eq(jstr(&a, "payload"), "line \"one\"\ttab");
+    ck_assert_ptr_null(jget(&a, "encoding"));
+    ck_assert_str_eq(jstr(&a, "key"), "k1");
+    ck_assert(jnum(&a, "seq") >= 0);
+    ck_assert(jnum(&a, "time_ns") > 1.7e18);
+    ck_assert_int_eq(strlen(jstr(&a, "time")), strlen("2026-11-29T20:15:00.000000000Z"));
+    const struct jv *h = jget(&a, "headers");
+    ck_assert_ptr_nonnull(h);
+    ck_assert_str_eq(jstr(h, "source"), "test");
+    ck_assert_str_eq(jstr(h, "q"), "\"x\"");
+
+    ck_assert_str_eq(jstr(&b, "topic"), "cli.json.bin");
+    ck_assert_str_eq(jstr(&b, "encoding"), "base64");
+    ck_assert_str_eq(jstr(&b, "payload"), "AP8QYYA=");
+    h = jget(&b, "headers");
+    ck_assert(h && h->type == J_OBJ && h->n == 0);
+    ck_assert_ptr_null(jget(&b, "key"));
+    jv_free(&a);
+    jv_free(&b);
+    proc_free(&sub);
+    proc_free(&pub);
+}
+END_TEST
+
+START_TEST(test_cli_pub_ack_fails_with_exit_1_when_broker_is_down)
+{
+    /* A port where nothing listens: the broker's, after it stopped. */
+    ck_assert_int_eq(ferryd_stop(&broker) >= 0, 1);
+    broker.pid = 0;
+    struct proc pub;
+    ck_assert_int_eq(run(&pub, NULL, (const char *const[]){"pub", "--ack", "cli.down", "x", NULL}),
+                     1);
+    ck_assert_ptr_nonnull(pub.err_buf);
+    ck_assert_msg(strncmp(pub.err_buf, "ferry: ", 7) == 0, "stderr: %s", pub.err_buf);
+    ck_assert_ptr_nonnull(strstr(pub.err_buf, server));
+    proc_free(&pub);
+}
+END_TEST
+
+START_TEST(test_cli_usage_errors_exit_2_and_help_exits_0)
+{
+    struct proc p;
+    static const char *const cases[][6] = {
+        {"pub", NULL},
+        {"--bogus", NULL},
+        {"nosuch", NULL},
+        {"sub", "--count", "x", "t", NULL},
+        {"sub", "--all", "--last", "3", "t", NULL},
+        {"pub", "--count", "2", "t", NULL}, /* --count needs MESSAGE */
+        {"bench", "--count", "1", "--duration", "1s", NULL},
+        {"topic", "frobnicate", "t", NULL},
+        {"sub", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_msg(run(&p, NULL, cases[i]) == 2, "case %zu (%s %s) exited %d", i, cases[i][0],
+                      cases[i][1] ? cases[i][1] : "", p.status);
+        ck_assert_msg(p.err_buf && strncmp(p.err_buf, "ferry", 5) == 0, "case %zu stderr: %s", i,
+                      p.err_buf ? p.err_buf : "");
+        ck_assert_msg(!p.out_buf, "case %zu wrote to stdout", i);
+        proc_free(&p);
+    }
+    static const char *const helps[][3] = {
+        {"--help", NULL}, {"pub", "--help"}, {"sub", "--help"}, {"bench", "--help"},
+        {"stats", "--help"}, {"topics", "--help"}, {"topic", "--help"}, {"help", "sub"},
+    };
+    for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+        ck_assert_int_eq(run(&p, NULL, helps[i]), 0);
+        ck_assert_msg(p.out_buf && strstr(p.out_buf, "Usage: ferry"), "help %zu", i);
+        ck_assert_msg(strstr(p.out_buf, "Example"), "help %zu has no examples", i);
+        ck_assert_msg(strstr(p.out_buf, "Exit status"), "help %zu lacks exit codes", i);
+        proc_free(&p);
+    }
+}
+END_TEST
+
+START_TEST(test_cli_sub_timeout_exits_1_when_count_not_reached)
+{
+    struct proc p;
+    ck_assert_int_eq(run(&p, NULL,
+                         (const char *const[]){"sub", "--count", "1", "--timeout", "300ms",
+                                               "cli.nothing", NULL}),
+                     1);
+    ck_assert_ptr_nonnull(strstr(p.err_buf, "received 0 of 1"));
+    proc_free(&p);
+}
+END_TEST
+
+static void check_bench(const char *const *args, double want_pub, double want_recv)
+{
+    struct proc p;
+    ck_assert_int_eq(run(&p, NULL, args), 0);
+    struct jv r;
+    json_parse(p.out_buf, &r);
+    ck_assert_int_eq((long)jnum(&r, "published"), (long)want_pub);
+    ck_assert_int_eq((long)jnum(&r, "received"), (long)want_recv);
+    ck_assert_int_eq((long)jnum(&r, "expected"), (long)want_recv);
+    ck_assert(jnum(&r, "pub_msgs_per_s") > 0);
+    ck_assert(jnum(&r, "sub_msgs_per_s") > 0);
+    const struct jv *lat = jget(&r, "latency_ns");
+    ck_assert(lat && lat->type == J_OBJ);
+    ck_assert_int_eq((long)jnum(lat, "samples"), (long)want_recv);
+    ck_assert(jnum(lat, "p50") <= jnum(lat, "p99"));
+    ck_assert(jnum(lat, "p99") <= jnum(lat, "max"));
+    ck_assert(jnum(lat, "max") > 0);
+    const struct jv *ok = jget(&r, "ok");
+    ck_assert(ok && ok->type == J_BOOL && ok->boolean);
+    jv_free(&r);
+    proc_free(&p);
+}
+
+START_TEST(test_cli_bench_counts_match)
+{
+    check_bench((const char *const[]){"bench", "--json", "--pubs", "2", "--subs", "2", "--count",
+                                      "5001", "--size", "64", "--topic", "cli.bench", NULL},
+                5001, 10002);
+}
+END_TEST
+
+START_TEST(test_cli_bench_with_ack_window_counts_acks)
+{
+    struct proc p;
+    ck_assert_int_eq(run(&p, NULL,
+                         (const char *const[]){"bench", "--json", "--subs", "1", "--count", "3000",
+                                               "--ack-window", "64", "--topic", "cli.bench.ack",
+                                               NULL}),
+                     0);
+    struct jv r;
+    json_parse(p.out_buf, &r);
+    ck_assert_int_eq((long)jnum(&r, "published"), 3000);
+    ck_assert_int_eq((long)jnum(&r, "acked"), 3000);
+    ck_assert_int_eq((long)jnum(&r, "failed"), 0);
+    ck_assert_int_eq((long)jnum(&r, "received"), 3000);
+    jv_free(&r);
+    proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_cli_bench_human_output)
+{
+    struct proc p;
+    ck_assert_int_eq(run(&p, NULL,
+                         (const char *const[]){"bench", "--count", "1000", "--topic",
+                                               "cli.bench.text", NULL}),
+                     0);
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "publish "));
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "msgs/s"));
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "p99.9"));
+    ck_assert_ptr_null(strstr(p.out_buf, "\r")); /* no progress line into a pipe */
+    proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_cli_pub_refusal_reports_reason_and_exit_1)
+{
+    struct proc p;
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"pub", "--ack", "bad..topic", "x", NULL}),
+                     1);
+    ck_assert_msg(p.err_buf && strncmp(p.err_buf, "ferry: ", 7) == 0, "stderr: %s",
+                  p.err_buf ? p.err_buf : "");
+    ck_assert_ptr_nonnull(strstr(p.err_buf, "topic"));
+    proc_free(&p);
+}
+END_TEST
+
+static void add_case(Suite *s, TCase *tc, const TTest *t)
+{
+    tcase_add_checked_fixture(tc, broker_up, broker_down);
+    tcase_add_test(tc, t);
+    suite_add_tcase(s, tc);
+}
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("cli");
+    add_case(s, tcase_create("cli_round_trip"), test_cli_pub_sub_round_trip_through_pipes);
+    add_case(s, tcase_create("cli_count_ack"), test_cli_pub_message_count_and_ack);
+    add_case(s, tcase_create("cli_json"), test_cli_sub_json_has_metadata_headers_and_base64);
+    add_case(s, tcase_create("cli_ack_broker_down"),
+             test_cli_pub_ack_fails_with_exit_1_when_broker_is_down);
+    add_case(s, tcase_create("cli_usage"), test_cli_usage_errors_exit_2_and_help_exits_0);
+    add_case(s, tcase_create("cli_sub_timeout"),
+             test_cli_sub_timeout_exits_1_when_count_not_reached);
+    add_case(s, tcase_create("cli_bench_counts"), test_cli_bench_counts_match);
+    add_case(s, tcase_create("cli_bench_acks"), test_cli_bench_with_ack_window_counts_acks);
+    add_case(s, tcase_create("cli_bench_text"), test_cli_bench_human_output);
+    add_case(s, tcase_create("cli_pub_refused"), test_cli_pub_refusal_reports_reason_and_exit_1);
+    return s;
+}
