@@ -65,7 +65,7 @@ static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
 
 #if CRC32C_HAVE_X86
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p,
-                                                             size_t len)
+                                                            size_t len)
 {
     uint64_t c = (uint32_t)~crc;
     while (len > 0 && ((uintptr_t)p & 7u) != 0) {

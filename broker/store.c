@@ -83,8 +83,8 @@
 #define DEFAULT_MAP_MAX ((size_t)64 << 30)
 #define DEFAULT_MAX_READERS 126u
 
-#define PURGE_CHUNK 1024    /* deletions per purge transaction */
-#define LIST_CHUNK 256      /* topics per list transaction */
+#define PURGE_CHUNK 1024       /* deletions per purge transaction */
+#define LIST_CHUNK 256         /* topics per list transaction */
 #define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
 
 #define TIME_NONE INT64_MIN /* topic_state.last_time: nothing indexed yet */
@@ -108,8 +108,8 @@ struct store_topic {
     struct store_topic *dnext; /* the open batch's dirty list */
     uint32_t id;
     uint32_t hash;
-    bool is_new;   /* created by the open batch, not committed yet */
-    bool is_dirty; /* on the dirty list */
+    bool is_new;             /* created by the open batch, not committed yet */
+    bool is_dirty;           /* on the dirty list */
     struct topic_state cur;  /* committed */
     struct topic_state pend; /* including the open batch */
     uint16_t name_len;
@@ -128,7 +128,7 @@ struct rec_hdr {
 
 struct store_batch {
     struct store *s;
-    MDB_txn *txn;  /* NULL between a failure and the replay */
+    MDB_txn *txn; /* NULL between a failure and the replay */
     bool is_open;
     int broken_rc; /* non-zero: the batch is lost, commit returns this */
     unsigned char *arena;
@@ -756,9 +756,8 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
             goto out_abort;
         }
         if (get_le32(m + 8) != STORE_FORMAT_VERSION) {
-            err_set(err, err_len,
-                    "%s: store format version %u, this ferryd reads version %u only", dir,
-                    (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
+            err_set(err, err_len, "%s: store format version %u, this ferryd reads version %u only",
+                    dir, (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
             goto out_abort;
         }
     }
@@ -818,9 +817,8 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
         size_t name_len;
         s->n_open_reads++;
         if (topic_rec_decode(&k, &v, &id, &st, &name, &name_len) != 0) {
-            err_set(err, err_len,
-                    "%s: topic record %u is corrupt; run ferryd --verify for details", dir,
-                    k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
+            err_set(err, err_len, "%s: topic record %u is corrupt; run ferryd --verify for details",
+                    dir, k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
             goto out_close;
         }
         uint32_t h = name_hash(name, name_len);
@@ -1857,8 +1855,7 @@ int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_
     MDB_val v;
     uint64_t found = st.last_seq + 1;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && k.mv_size == MSG_KEY_LEN && get_be32(k.mv_data) == topic_id &&
-        v.mv_size == 8) {
+    if (rc == 0 && k.mv_size == MSG_KEY_LEN && get_be32(k.mv_data) == topic_id && v.mv_size == 8) {
         found = get_be64(v.mv_data);
         if (found < st.first_seq) {
             found = st.first_seq;
@@ -2145,8 +2142,8 @@ static int verify_topics(struct verify *vf, MDB_txn *txn, MDB_dbi dbi_topics, MD
             memcpy(t->name, name, name_len);
             if (t->st.n_msgs != 0 && t->st.last_seq - t->st.first_seq + 1 != t->st.n_msgs) {
                 vf->r->n_meta_mismatch++;
-                vsay(vf, "topic '%s': first %" PRIu64 " last %" PRIu64 " but %" PRIu64
-                         " messages", t->name, t->st.first_seq, t->st.last_seq, t->st.n_msgs);
+                vsay(vf, "topic '%s': first %" PRIu64 " last %" PRIu64 " but %" PRIu64 " messages",
+                     t->name, t->st.first_seq, t->st.last_seq, t->st.n_msgs);
             }
         }
         vf->n_topics++;
@@ -2173,8 +2170,8 @@ static int verify_topics(struct verify *vf, MDB_txn *txn, MDB_dbi dbi_topics, MD
         if (t->is_ok &&
             (strlen(t->name) != k.mv_size || memcmp(t->name, k.mv_data, k.mv_size) != 0)) {
             vf->r->n_meta_mismatch++;
-            vsay(vf, "name '%.*s' points to topic id %u named '%s'", nl,
-                 (const char *)k.mv_data, (unsigned)t->id, t->name);
+            vsay(vf, "name '%.*s' points to topic id %u named '%s'", nl, (const char *)k.mv_data,
+                 (unsigned)t->id, t->name);
         }
         t->has_name = true;
     }
@@ -2284,8 +2281,8 @@ static int verify_msgs(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
         if (t->n_msgs != t->st.n_msgs || t->n_bytes != t->st.n_bytes) {
             vf->r->n_meta_mismatch++;
             vsay(vf,
-                 "topic '%s': record says %" PRIu64 " messages / %" PRIu64
-                 " bytes, found %" PRIu64 " / %" PRIu64,
+                 "topic '%s': record says %" PRIu64 " messages / %" PRIu64 " bytes, found %" PRIu64
+                 " / %" PRIu64,
                  t->name, t->st.n_msgs, t->st.n_bytes, t->n_msgs, t->n_bytes);
         }
         if (t->st.n_msgs == 0 && t->st.first_seq != t->st.last_seq + 1) {
@@ -2324,8 +2321,9 @@ static int verify_index(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
         }
         if (t->is_ok && (seq < t->st.first_seq || seq > t->st.last_seq)) {
             vf->r->n_index_errors++;
-            vsay(vf, "topic '%s': time index points to seq %" PRIu64 " outside %" PRIu64
-                     "..%" PRIu64, t->name, seq, t->st.first_seq, t->st.last_seq);
+            vsay(vf,
+                 "topic '%s': time index points to seq %" PRIu64 " outside %" PRIu64 "..%" PRIu64,
+                 t->name, seq, t->st.first_seq, t->st.last_seq);
         }
         if (seq <= t->last_index_seq) {
             vf->r->n_index_errors++;
@@ -2413,13 +2411,12 @@ int store_verify(const char *dir, FILE *report, struct store_verify_result *res)
         vsay(&vf, "walk stopped: %s", mdb_strerror(rc));
         r.n_order_errors++;
     }
-    r.n_problems = r.n_crc_errors + r.n_layout_errors + r.n_order_errors + r.n_gaps +
-                   r.n_orphans + r.n_meta_mismatch + r.n_index_errors;
+    r.n_problems = r.n_crc_errors + r.n_layout_errors + r.n_order_errors + r.n_gaps + r.n_orphans +
+                   r.n_meta_mismatch + r.n_index_errors;
     vsay(&vf,
          "%" PRIu64 " topics, %" PRIu64 " messages, %" PRIu64 " bytes, %" PRIu64
          " index entries; %" PRIu64 " problems (%" PRIu64 " crc, %" PRIu64 " layout, %" PRIu64
-         " order, %" PRIu64 " gaps, %" PRIu64 " orphans, %" PRIu64 " counters, %" PRIu64
-         " index)",
+         " order, %" PRIu64 " gaps, %" PRIu64 " orphans, %" PRIu64 " counters, %" PRIu64 " index)",
          r.n_topics, r.n_msgs, r.n_bytes, r.n_index, r.n_problems, r.n_crc_errors,
          r.n_layout_errors, r.n_order_errors, r.n_gaps, r.n_orphans, r.n_meta_mismatch,
          r.n_index_errors);

@@ -379,21 +379,21 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
 int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint64_t *n_removed);
 
 struct store_stats {
-    uint64_t n_commits;          /* successful batch commits */
-    uint64_t n_appends;          /* messages committed */
-    uint64_t n_crc_errors;       /* corrupt messages met by readers */
-    uint64_t n_map_grows;        /* map resizes */
-    uint64_t n_batch_replays;    /* batches replayed after MDB_MAP_FULL */
-    uint64_t n_full_errors;      /* appends/commits refused as storage full */
-    uint64_t n_open_reads;       /* LMDB records read by store_open() */
-    uint64_t n_topics;           /* topics known (committed) */
-    int n_stale_readers;         /* reader slots cleared at open */
-    size_t map_size;             /* current map size */
-    size_t map_size_max;         /* configured maximum */
-    size_t map_used;             /* bytes of the map in use (last page) */
+    uint64_t n_commits;       /* successful batch commits */
+    uint64_t n_appends;       /* messages committed */
+    uint64_t n_crc_errors;    /* corrupt messages met by readers */
+    uint64_t n_map_grows;     /* map resizes */
+    uint64_t n_batch_replays; /* batches replayed after MDB_MAP_FULL */
+    uint64_t n_full_errors;   /* appends/commits refused as storage full */
+    uint64_t n_open_reads;    /* LMDB records read by store_open() */
+    uint64_t n_topics;        /* topics known (committed) */
+    int n_stale_readers;      /* reader slots cleared at open */
+    size_t map_size;          /* current map size */
+    size_t map_size_max;      /* configured maximum */
+    size_t map_used;          /* bytes of the map in use (last page) */
     enum store_sync_mode sync_mode;
-    bool is_failed;              /* fail-stopped */
-    const char *fail_reason;     /* static text of the failure, NULL if none */
+    bool is_failed;          /* fail-stopped */
+    const char *fail_reason; /* static text of the failure, NULL if none */
 };
 
 /* Snapshot of counters; any thread. */
@@ -421,15 +421,15 @@ struct store_verify_result {
     uint64_t n_topics;
     uint64_t n_msgs;
     uint64_t n_bytes;
-    uint64_t n_index;          /* time index entries */
-    uint64_t n_crc_errors;     /* messages or topic records failing their CRC */
-    uint64_t n_layout_errors;  /* values whose lengths do not add up */
-    uint64_t n_order_errors;   /* keys out of order or malformed */
-    uint64_t n_gaps;           /* missing sequence ranges inside a topic */
-    uint64_t n_orphans;        /* messages or index entries of unknown topics */
-    uint64_t n_meta_mismatch;  /* topic counters that disagree with the messages */
-    uint64_t n_index_errors;   /* bad time index entries */
-    uint64_t n_problems;       /* sum of the error counts above */
+    uint64_t n_index;         /* time index entries */
+    uint64_t n_crc_errors;    /* messages or topic records failing their CRC */
+    uint64_t n_layout_errors; /* values whose lengths do not add up */
+    uint64_t n_order_errors;  /* keys out of order or malformed */
+    uint64_t n_gaps;          /* missing sequence ranges inside a topic */
+    uint64_t n_orphans;       /* messages or index entries of unknown topics */
+    uint64_t n_meta_mismatch; /* topic counters that disagree with the messages */
+    uint64_t n_index_errors;  /* bad time index entries */
+    uint64_t n_problems;      /* sum of the error counts above */
 };
 
 int store_verify(const char *dir, FILE *report, struct store_verify_result *res);

@@ -2,10 +2,11 @@
  * test_crc32c.c - CRC-32C against published check values, chaining, and the
  * hardware path against the portable one.
  */
-#include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <check.h>
 
 #include "crc32c.h"
 
@@ -59,7 +60,8 @@ START_TEST(test_crc32c_hw_and_portable_agree_on_all_alignments)
         for (size_t len = 0; len < 300; len++) {
             ck_assert_uint_eq(crc32c(0, buf + off, len), crc32c_portable(0, buf + off, len));
         }
-        ck_assert_uint_eq(crc32c(0x1234u, buf + off, 4096), crc32c_portable(0x1234u, buf + off, 4096));
+        ck_assert_uint_eq(crc32c(0x1234u, buf + off, 4096),
+                          crc32c_portable(0x1234u, buf + off, 4096));
     }
     free(buf);
     ck_assert_int_ge(crc32c_is_hw(), 0); /* either path is valid; both checked */

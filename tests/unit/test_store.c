@@ -4,7 +4,6 @@
  * directories, and the offline verifier. Every test works in its own
  * mkdtemp directory, removed in teardown.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -15,12 +14,51 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <check.h>
 
 #include "store.h"
 
 static char g_dir[64];
 static char g_err[512];
+
+/*
+ * Fault injection. The test program defines fdatasync, pwrite and writev
+ * itself; the dynamic linker binds liblmdb's calls to these definitions, so
+ * a test can make LMDB's sync fail with EIO or its writes with ENOSPC.
+ */
+static volatile int g_fail_fsync; /* errno to fail fdatasync with, 0: pass */
+static volatile int g_fail_write; /* errno to fail pwrite/writev with */
+
+int fdatasync(int fd)
+{
+    if (g_fail_fsync) {
+        errno = g_fail_fsync;
+        return -1;
+    }
+    return (int)syscall(SYS_fdatasync, fd);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (g_fail_write) {
+        errno = g_fail_write;
+        return -1;
+    }
+    return (ssize_t)syscall(SYS_pwrite64, fd, buf, n, off);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+    if (g_fail_write) {
+        errno = g_fail_write;
+        return -1;
+    }
+    return (ssize_t)syscall(SYS_writev, fd, iov, n);
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -883,6 +921,89 @@ START_TEST(test_store_readers_run_during_map_growth)
 }
 END_TEST
 
+/* ---- faults -------------------------------------------------------------- */
+
+START_TEST(test_store_failed_fsync_fail_stops)
+{
+    struct store *s = open_store(NULL);
+    for (int i = 0; i < 5; i++) {
+        put1(s, "fs", "durable", i);
+    }
+    struct store_batch *b;
+    struct store_msg_in m = msg_text("never acked", 9);
+    struct store_append_result ar;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(store_batch_append(b, "fs", 2, &m, &ar), 0);
+    ck_assert_uint_eq(ar.seq, 6);
+    g_fail_fsync = EIO;
+    ck_assert_int_eq(store_batch_commit(b), FERRY_ESTORAGE);
+    g_fail_fsync = 0;
+    /* Fail-stop: no more writes, even though the disk "works" again. */
+    ck_assert_int_eq(store_is_failed(s), 1);
+    ck_assert_int_eq(store_batch_begin(s, &b), FERRY_ESTORAGE);
+    ck_assert_int_eq(store_topic_purge(s, "fs", 2, NULL), FERRY_ESTORAGE);
+    struct store_stats st;
+    store_stats(s, &st);
+    ck_assert(st.is_failed);
+    ck_assert_ptr_nonnull(st.fail_reason);
+    /* Reads of what was committed keep working. */
+    struct store_topic_info info;
+    ck_assert_int_eq(store_topic_info(s, "fs", 2, &info), 0);
+    ck_assert_uint_eq(info.last_seq, 5);
+    struct collect c = {0};
+    read_all(s, info.id, 1, 100, SIZE_MAX, &c, NULL);
+    ck_assert_uint_eq(c.n, 5);
+    store_close(s);
+
+    /* A restart sees exactly what was acked. */
+    s = open_store(NULL);
+    ck_assert_int_eq(store_topic_info(s, "fs", 2, &info), 0);
+    ck_assert_uint_eq(info.last_seq, 5);
+    ck_assert_uint_eq(put1(s, "fs", "after restart", 10), 6);
+    store_close(s);
+    ck_assert_int_eq(store_verify(g_dir, NULL, NULL), 0);
+
+    /* Under sync interval, a failed store_sync() fail-stops too. */
+    struct store_options o;
+    store_options_init(&o);
+    o.sync_mode = STORE_SYNC_INTERVAL;
+    s = open_store(&o);
+    put1(s, "fs", "interval", 11);
+    g_fail_fsync = EIO;
+    ck_assert_int_eq(store_sync(s), FERRY_ESTORAGE);
+    g_fail_fsync = 0;
+    ck_assert_int_eq(store_sync(s), FERRY_ESTORAGE);
+    ck_assert_int_eq(store_batch_begin(s, &b), FERRY_ESTORAGE);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_store_disk_full_refuses_then_resumes)
+{
+    struct store *s = open_store(NULL);
+    for (int i = 0; i < 3; i++) {
+        put1(s, "df", "before", i);
+    }
+    struct store_batch *b;
+    struct store_msg_in m = msg_text("refused", 9);
+    struct store_append_result ar;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(store_batch_append(b, "df", 2, &m, &ar), 0);
+    ck_assert_int_eq(store_batch_append(b, "df.new", 6, &m, &ar), 0);
+    g_fail_write = ENOSPC;
+    ck_assert_int_eq(store_batch_commit(b), FERRY_ESTORAGEFULL);
+    g_fail_write = 0;
+    ck_assert_int_eq(store_is_failed(s), 0);
+    struct store_topic_info info;
+    ck_assert_int_eq(store_topic_info(s, "df.new", 6, &info), FERRY_ENOTOPIC);
+    /* Space is back: the refused batch's sequence is handed out again. */
+    ck_assert_uint_eq(put1(s, "df", "after", 10), 4);
+    ck_assert_uint_eq(put1(s, "df.new", "after", 10), 1);
+    store_close(s);
+    ck_assert_int_eq(store_verify(g_dir, NULL, NULL), 0);
+}
+END_TEST
+
 /* ---- open ---------------------------------------------------------------- */
 
 START_TEST(test_store_refuses_foreign_directories)
@@ -927,8 +1048,7 @@ START_TEST(test_store_refuses_foreign_directories)
 
     /* Not a directory at all, and a missing parent. */
     ck_assert_int_eq(store_open("/dev/null", NULL, &s, g_err, sizeof(g_err)), -ENOTDIR);
-    ck_assert_int_eq(store_open("/nonexistent-ferry/x", NULL, &s, g_err, sizeof(g_err)),
-                     -ENOENT);
+    ck_assert_int_eq(store_open("/nonexistent-ferry/x", NULL, &s, g_err, sizeof(g_err)), -ENOENT);
     ck_assert_int_eq(store_verify("/nonexistent-ferry", NULL, NULL), -ENOENT);
 }
 END_TEST
@@ -984,8 +1104,7 @@ END_TEST
 
 START_TEST(test_store_sync_modes_store_and_reopen)
 {
-    const enum store_sync_mode modes[] = {STORE_SYNC_ALWAYS, STORE_SYNC_INTERVAL,
-                                          STORE_SYNC_NONE};
+    const enum store_sync_mode modes[] = {STORE_SYNC_ALWAYS, STORE_SYNC_INTERVAL, STORE_SYNC_NONE};
     uint64_t n = 0;
     for (size_t i = 0; i < 3; i++) {
         struct store_options o;
@@ -1043,24 +1162,42 @@ Suite *test_suite(void);
 Suite *test_suite(void)
 {
     Suite *s = suite_create("store");
-    add_case(s, tcase_create("store_append_and_read_back_in_order"), test_store_append_and_read_back_in_order);
-    add_case(s, tcase_create("store_sequences_gapless_across_many_topics"), test_store_sequences_gapless_across_many_topics);
-    add_case(s, tcase_create("store_sequences_continue_after_reopen"), test_store_sequences_continue_after_reopen);
-    add_case(s, tcase_create("store_aborted_batch_does_not_consume_sequences"), test_store_aborted_batch_does_not_consume_sequences);
-    add_case(s, tcase_create("store_chunked_read_returns_everything_once"), test_store_chunked_read_returns_everything_once);
-    add_case(s, tcase_create("store_read_refuse_keeps_position"), test_store_read_refuse_keeps_position);
+    add_case(s, tcase_create("store_append_and_read_back_in_order"),
+             test_store_append_and_read_back_in_order);
+    add_case(s, tcase_create("store_sequences_gapless_across_many_topics"),
+             test_store_sequences_gapless_across_many_topics);
+    add_case(s, tcase_create("store_sequences_continue_after_reopen"),
+             test_store_sequences_continue_after_reopen);
+    add_case(s, tcase_create("store_aborted_batch_does_not_consume_sequences"),
+             test_store_aborted_batch_does_not_consume_sequences);
+    add_case(s, tcase_create("store_chunked_read_returns_everything_once"),
+             test_store_chunked_read_returns_everything_once);
+    add_case(s, tcase_create("store_read_refuse_keeps_position"),
+             test_store_read_refuse_keeps_position);
     add_case(s, tcase_create("store_seek_by_time"), test_store_seek_by_time);
     add_case(s, tcase_create("store_last_n_start_positions"), test_store_last_n_start_positions);
-    add_case(s, tcase_create("store_topic_info_list_and_purge"), test_store_topic_info_list_and_purge);
-    add_case(s, tcase_create("store_purge_and_list_span_many_chunks"), test_store_purge_and_list_span_many_chunks);
-    add_case(s, tcase_create("store_flipped_byte_is_detected_and_never_delivered"), test_store_flipped_byte_is_detected_and_never_delivered);
-    add_case(s, tcase_create("store_map_full_refuses_then_recovers"), test_store_map_full_refuses_then_recovers);
+    add_case(s, tcase_create("store_topic_info_list_and_purge"),
+             test_store_topic_info_list_and_purge);
+    add_case(s, tcase_create("store_purge_and_list_span_many_chunks"),
+             test_store_purge_and_list_span_many_chunks);
+    add_case(s, tcase_create("store_flipped_byte_is_detected_and_never_delivered"),
+             test_store_flipped_byte_is_detected_and_never_delivered);
+    add_case(s, tcase_create("store_map_full_refuses_then_recovers"),
+             test_store_map_full_refuses_then_recovers);
     add_case(s, tcase_create("store_map_grows_transparently"), test_store_map_grows_transparently);
-    add_case(s, tcase_create("store_readers_run_during_map_growth"), test_store_readers_run_during_map_growth);
-    add_case(s, tcase_create("store_refuses_foreign_directories"), test_store_refuses_foreign_directories);
-    add_case(s, tcase_create("store_creates_missing_dir_and_refuses_second_opener"), test_store_creates_missing_dir_and_refuses_second_opener);
-    add_case(s, tcase_create("store_open_reads_only_the_topic_table"), test_store_open_reads_only_the_topic_table);
-    add_case(s, tcase_create("store_sync_modes_store_and_reopen"), test_store_sync_modes_store_and_reopen);
+    add_case(s, tcase_create("store_readers_run_during_map_growth"),
+             test_store_readers_run_during_map_growth);
+    add_case(s, tcase_create("store_failed_fsync_fail_stops"), test_store_failed_fsync_fail_stops);
+    add_case(s, tcase_create("store_disk_full_refuses_then_resumes"),
+             test_store_disk_full_refuses_then_resumes);
+    add_case(s, tcase_create("store_refuses_foreign_directories"),
+             test_store_refuses_foreign_directories);
+    add_case(s, tcase_create("store_creates_missing_dir_and_refuses_second_opener"),
+             test_store_creates_missing_dir_and_refuses_second_opener);
+    add_case(s, tcase_create("store_open_reads_only_the_topic_table"),
+             test_store_open_reads_only_the_topic_table);
+    add_case(s, tcase_create("store_sync_modes_store_and_reopen"),
+             test_store_sync_modes_store_and_reopen);
     add_case(s, tcase_create("store_rejects_bad_arguments"), test_store_rejects_bad_arguments);
     return s;
 }
