@@ -1974,7 +1974,8 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
         int n = 0;
         bool is_done = false;
         for (; rc == 0 && n < LIST_CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
-            if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0 ||
+            if (k.mv_size < prefix_len ||
+                (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0) ||
                 k.mv_size > STORE_TOPIC_MAX) {
                 is_done = true;
                 break;
