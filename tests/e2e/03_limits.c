@@ -1,0 +1,242 @@
+/*
+ * 03_limits.c - limits and backpressure: subscription, connection, topic and
+ * pattern limits each refused with a clear code; a slow consumer is
+ * disconnected while the broker's memory stays bounded.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "e2e_util.h"
+
+Suite *test_suite(void);
+
+START_TEST(test_subscription_and_topic_limits)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-subscriptions", "3", NULL);
+    struct rawc c;
+    CONNECT(&c, d.port);
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "a.b", NULL), 0);
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "a.c", NULL), FERRY__ERROR_CODE__ERROR_DUPLICATE_ID);
+    const char *bad_patterns[] = {"", "a..b", ".a", "a.", "a.>.b", "a b", "a.b*", "a.*x",
+                                  "a\tb"};
+    for (size_t i = 0; i < sizeof(bad_patterns) / sizeof(bad_patterns[0]); i++) {
+        ck_assert_msg(rawc_subscribe(&c, 100 + i, bad_patterns[i], NULL) ==
+                          FERRY__ERROR_CODE__ERROR_INVALID_PATTERN,
+                      "pattern \"%s\" accepted", bad_patterns[i]);
+    }
+    /* Depth: 16 tokens fine, 17 refused. Length: 255 fine, 256 refused. */
+    char deep[128] = "";
+    for (int i = 0; i < 16; i++) {
+        strcat(deep, i ? ".t" : "t");
+    }
+    ck_assert_int_eq(rawc_subscribe(&c, 2, deep, NULL), 0);
+    strcat(deep, ".t");
+    ck_assert_int_eq(rawc_subscribe(&c, 3, deep, NULL), FERRY__ERROR_CODE__ERROR_INVALID_PATTERN);
+    char longp[300];
+    memset(longp, 'x', 256);
+    longp[256] = '\0';
+    ck_assert_int_eq(rawc_subscribe(&c, 4, longp, NULL), FERRY__ERROR_CODE__ERROR_INVALID_PATTERN);
+    longp[255] = '\0';
+    ck_assert_int_eq(rawc_subscribe(&c, 4, longp, NULL), 0);
+    /* max 3 per connection */
+    ck_assert_int_eq(rawc_subscribe(&c, 5, "z", NULL), FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED);
+
+    /* Bad published topics: Error with ref_id, connection stays open. */
+    const char *bad_topics[] = {"a.*", "a.>", "a..b", "", "a b", deep};
+    for (size_t i = 0; i < sizeof(bad_topics) / sizeof(bad_topics[0]); i++) {
+        ck_assert_int_eq(rawc_publish(&c, 500 + i, bad_topics[i], "x", 1, 1), 0);
+        Ferry__Frame *f;
+        ck_assert_int_eq(rawc_recv(&c, T_WAIT, &f), 0);
+        ck_assert_int_eq(f->body_case, FERRY__FRAME__BODY_ERROR);
+        ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC);
+        ck_assert_int_eq(f->error->ref_id, 500 + i);
+        ck_assert_int_eq(f->error->ref_kind, FERRY__ERROR__REF_KIND__REF_PUBLISH);
+        ck_assert(!f->error->is_fatal);
+    }
+    ck_assert_int_eq(rawc_ping(&c, 1, T_WAIT), 0);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_max_connections_refused_with_error)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-connections", "2", NULL);
+    struct rawc a, b, c;
+    CONNECT(&a, d.port);
+    CONNECT(&b, d.port);
+    ck_assert_int_eq(rawc_open(&c, d.port), 0);
+    int code = -1;
+    ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED);
+    rawc_close(&c);
+    ck_assert_int_eq(rawc_ping(&a, 1, T_WAIT), 0);
+    /* Once one leaves, a new one gets in (poll: the close is asynchronous). */
+    rawc_close(&b);
+    int ok = 0;
+    for (int i = 0; i < 200 && !ok; i++) {
+        ok = rawc_connect(&c, d.port, 0) == 0;
+        rawc_close(&c);
+        if (!ok) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    ck_assert(ok);
+    rawc_close(&a);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_frame_limit_after_connect)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-frame-len", "8192", NULL);
+    struct rawc c, ok;
+    CONNECT(&ok, d.port);
+    CONNECT(&c, d.port);
+    char payload[10000];
+    memset(payload, 'p', sizeof(payload));
+    ck_assert_int_eq(rawc_publish(&ok, 1, "t", payload, 8000, 1), 0); /* fits */
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&ok, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    ck_assert_int_eq(rawc_publish(&c, 2, "t", payload, sizeof(payload), 1), 0);
+    int code = -1;
+    ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE);
+    rawc_close(&c);
+    ck_assert_int_eq(rawc_ping(&ok, 1, T_WAIT), 0);
+    rawc_close(&ok);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_slow_consumer_disconnected_memory_bounded)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-outbound-bytes", "1m", NULL);
+    struct rawc slow, fast, pub, admin;
+    CONNECT(&slow, d.port);
+    CONNECT(&fast, d.port);
+    CONNECT(&pub, d.port);
+    CONNECT(&admin, d.port);
+    ck_assert_int_eq(rawc_subscribe(&slow, 1, "flood", NULL), 0);
+    ck_assert_int_eq(rawc_subscribe(&fast, 1, "flood", NULL), 0);
+    long rss0 = ferryd_rss_kb(&d);
+    ck_assert_int_gt(rss0, 0);
+
+    /* 64 MiB of publications; the slow subscriber reads nothing. The fast one
+     * reads everything, so the publisher is never blocked by it. */
+    enum { MSG = 1024, N = 64 * 1024 };
+    static char payload[MSG];
+    memset(payload, 'f', sizeof(payload));
+    long rss_max = rss0;
+    int received = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i, "flood", payload, MSG, i == N - 1), 0);
+        while (received < i - 256) { /* stay close behind */
+            recv_deliver(&fast);
+            received++;
+        }
+        if ((i & 4095) == 0) {
+            long r = ferryd_rss_kb(&d);
+            rss_max = r > rss_max ? r : rss_max;
+        }
+    }
+    while (received < N) {
+        recv_deliver(&fast);
+        received++;
+    }
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    long r = ferryd_rss_kb(&d);
+    rss_max = r > rss_max ? r : rss_max;
+
+    /* The slow one was cut off (within the 2 s bound on flushing a closed
+     * connection): poll the broker's own view. */
+    Ferry__Stats s = stats_get(&admin, 1);
+    ck_assert_int_eq(s.slow_consumers, 1);
+    for (int i = 0; i < 1000 && s.connections != 3; i++) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        s = stats_get(&admin, 2);
+    }
+    ck_assert_int_eq(s.connections, 3);
+    ck_assert_int_eq(s.subscriptions, 1);
+    ck_assert_int_eq(s.msgs_in, N);
+    fprintf(stderr, "slow consumer: broker RSS %ld KiB before, at most %ld KiB during\n", rss0,
+            rss_max);
+    /* 64 MiB went through; the broker held at most a few MiB of it. */
+    ck_assert_msg(rss_max - rss0 < 24 * 1024, "RSS grew from %ld to %ld KiB", rss0, rss_max);
+    rawc_close(&slow);
+    rawc_close(&fast);
+    rawc_close(&pub);
+    rawc_close(&admin);
+    STOP(&d);
+}
+END_TEST
+
+/* A publisher far faster than its only subscriber: the broker stops reading
+ * the publisher instead of buffering (TCP pushes back), memory stays flat. */
+START_TEST(test_publisher_pushed_back_not_buffered)
+{
+    struct ferryd_proc d;
+    START(&d, "--workers", "1", "--io-threads", "1", "--worker-queue", "4", NULL);
+    struct rawc pub, sub;
+    CONNECT(&pub, d.port);
+    CONNECT(&sub, d.port);
+    ck_assert_int_eq(rawc_subscribe(&sub, 1, "p.>", NULL), 0);
+    long rss0 = ferryd_rss_kb(&d);
+    enum { N = 200000 };
+    static char payload[256];
+    memset(payload, 'q', sizeof(payload));
+    int received = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i, "p.q", payload, sizeof(payload), 0),
+                         0);
+        /* read in bursts, so the subscriber is slower than the publisher */
+        if ((i & 8191) == 8191) {
+            while (received < i - 4096) {
+                recv_deliver(&sub);
+                received++;
+            }
+        }
+    }
+    while (received < N) {
+        recv_deliver(&sub);
+        received++;
+    }
+    long rss1 = ferryd_rss_kb(&d);
+    fprintf(stderr, "push back: broker RSS %ld KiB before, %ld KiB after\n", rss0, rss1);
+    ck_assert_msg(rss1 - rss0 < 24 * 1024, "RSS grew from %ld to %ld KiB", rss0, rss1);
+    rawc_close(&pub);
+    rawc_close(&sub);
+    STOP(&d);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("e2e_limits");
+    TCase *tc;
+    tc = tcase_create("sub_topic_limits");
+    tcase_add_test(tc, test_subscription_and_topic_limits);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("max_connections");
+    tcase_add_test(tc, test_max_connections_refused_with_error);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("frame_limit");
+    tcase_add_test(tc, test_frame_limit_after_connect);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("slow_consumer");
+    tcase_add_test(tc, test_slow_consumer_disconnected_memory_bounded);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("publisher_pushback");
+    tcase_add_test(tc, test_publisher_pushed_back_not_buffered);
+    suite_add_tcase(s, tc);
+    return s;
+}
