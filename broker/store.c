@@ -14,9 +14,13 @@
  *                   then key bytes, then payload bytes
  *          Seeding the CRC with the record's key also catches a value that
  *          ended up under the wrong key.
- *   tidx   key   (topic id u32 BE, time u64 BE)  time biased by 2^63 so that
- *                negative times sort first; value seq u64 BE. One entry per
- *                distinct (clamped, non-decreasing) time: the first seq.
+ *   tidx   key   (topic id u32 BE, bucket u64 BE): bucket = floor(clamped
+ *                publish time / 1 ms), biased by 2^63 so negative times sort
+ *                first; value: the first seq u64 BE of that bucket. Sparse
+ *                (at most one entry per topic per ms, not one per message):
+ *                a seek finds the bucket, then scans that bucket's messages.
+ *                Clamped time: the running maximum of the topic's publish
+ *                times, so the index stays ordered if the clock steps back.
  *   topics key   topic id u32 BE
  *          value 0 crc32c u32 over key ++ value[4, len)  4 version u16
  *                6 name_len u16  8 first_seq  16 last_seq  24 n_msgs
@@ -88,6 +92,7 @@
 #define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
 
 #define TIME_NONE INT64_MIN /* topic_state.last_time: nothing indexed yet */
+#define TIDX_GRAIN_NS INT64_C(1000000) /* one time index entry per topic per ms */
 
 /* Arena record flags. */
 #define REC_APPEND_MSG 0x1u
@@ -251,6 +256,17 @@ static uint64_t get_be64(const unsigned char *p)
 static uint64_t time_bias(int64_t t)
 {
     return (uint64_t)t ^ (UINT64_C(1) << 63);
+}
+
+static int64_t time_unbias(uint64_t u)
+{
+    return (int64_t)(u ^ (UINT64_C(1) << 63));
+}
+
+/* floor(t / TIDX_GRAIN_NS); t > INT64_MIN. */
+static int64_t time_bucket(int64_t t)
+{
+    return t >= 0 ? t / TIDX_GRAIN_NS : -((-t + TIDX_GRAIN_NS - 1) / TIDX_GRAIN_NS);
 }
 
 static void msg_key_make(unsigned char k[MSG_KEY_LEN], uint32_t topic_id, uint64_t seq)
@@ -1268,11 +1284,11 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
     if (st->last_time != TIME_NONE && when < st->last_time) {
         when = st->last_time; /* keep index times non-decreasing per topic */
     }
-    bool has_tidx = st->last_time == TIME_NONE || when > st->last_time;
+    bool has_tidx = st->last_time == TIME_NONE || time_bucket(when) > time_bucket(st->last_time);
     r->topic_id = t->id;
     r->val_len = (uint32_t)val_len;
     r->seq = st->last_seq + 1;
-    r->tkey = time_bias(when);
+    r->tkey = time_bias(time_bucket(when));
     r->pad = 0;
     r->flags = t->id >= s->msg_max_topic ? REC_APPEND_MSG : 0;
     if (has_tidx) {
@@ -1829,6 +1845,44 @@ out_end:
     return ret;
 }
 
+/* First seq >= from whose running maximum of publish times (that is, its
+ * clamped time, when from starts a time bucket) is >= time_ns; or *seq =
+ * last + 1. Bounded by the messages of one bucket. */
+static int seek_scan(struct store *s, MDB_txn *txn, uint32_t topic_id, uint64_t from,
+                     int64_t time_ns, uint64_t *seq)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->dbi_msgs, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    unsigned char kb[MSG_KEY_LEN];
+    msg_key_make(kb, topic_id, from);
+    MDB_val k = {MSG_KEY_LEN, kb};
+    MDB_val v;
+    int64_t run_max = INT64_MIN;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct store_msg m;
+        if (k.mv_size != MSG_KEY_LEN || get_be32(k.mv_data) != topic_id) {
+            rc = MDB_NOTFOUND;
+            break;
+        }
+        if (msg_decode(&k, &v, &m) != 0) {
+            continue; /* a corrupt one is reported by the read that meets it */
+        }
+        if (m.publish_time > run_max) {
+            run_max = m.publish_time;
+        }
+        if (run_max >= time_ns) {
+            *seq = m.seq;
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_t *seq)
 {
     MDB_txn *txn;
@@ -1848,19 +1902,31 @@ int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_
         ret = xlate_read(rc);
         goto out_end;
     }
+    /* The index holds, per topic and per TIDX_GRAIN_NS bucket of clamped
+     * time, the first seq of the bucket. The first entry at or after
+     * time_ns's bucket answers directly if it is a later bucket; if it is
+     * time_ns's own bucket, scan that bucket's messages. */
+    int64_t want = time_ns == INT64_MIN ? INT64_MIN + 1 : time_ns;
+    int64_t bucket = time_bucket(want);
     unsigned char kb[MSG_KEY_LEN];
     put_be32(kb, topic_id);
-    put_be64(kb + 4, time_bias(time_ns));
+    put_be64(kb + 4, time_bias(bucket));
     MDB_val k = {MSG_KEY_LEN, kb};
     MDB_val v;
     uint64_t found = st.last_seq + 1;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     if (rc == 0 && k.mv_size == MSG_KEY_LEN && get_be32(k.mv_data) == topic_id && v.mv_size == 8) {
-        found = get_be64(v.mv_data);
-        if (found < st.first_seq) {
-            found = st.first_seq;
+        uint64_t first = get_be64(v.mv_data);
+        if (first < st.first_seq) {
+            first = st.first_seq;
         }
-    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        if (time_unbias(get_be64((const unsigned char *)k.mv_data + 4)) > bucket) {
+            found = first;
+        } else {
+            rc = seek_scan(s, txn, topic_id, first, want, &found);
+        }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
         ret = xlate_read(rc);
         goto out_close;
     }

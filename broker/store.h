@@ -18,8 +18,9 @@
  *     "names"      topic name -> topic id (u32 BE)
  *     "msgs"       (topic id u32 BE, seq u64 BE) -> header + headers + key +
  *                  payload; the header's CRC32C covers the key and the value
- *     "tidx"       (topic id u32 BE, publish time u64 BE, biased) -> seq u64 BE
- *                  of the first message at that time (start by time)
+ *     "tidx"       (topic id u32 BE, ms bucket of publish time u64 BE, biased)
+ *                  -> first seq u64 BE of that bucket: a sparse index for
+ *                  start by time (at most one entry per topic per ms)
  *     "consumers"  reserved for durable consumer state (next issue); created
  *                  empty. Intended key: (topic id u32 BE, consumer name) ->
  *                  acked floor + pending set, written through the batch.
@@ -325,9 +326,10 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
 /*
  * First sequence whose publish time is >= time_ns, or last_seq + 1 when no
  * stored message is that recent (that is: start with new messages).
- * Index times are clamped to be non-decreasing per topic, so if the clock
- * stepped back, messages right after the step count as published at the
- * previous maximum. Returns 0 and *seq, FERRY_ENOTOPIC, -EAGAIN, FERRY_ESTORAGE.
+ * Times are taken as the running maximum per topic, so if the clock stepped
+ * back, messages right after the step count as published at the previous
+ * maximum. Cost: one index lookup plus a scan of at most one millisecond's
+ * worth of the topic's messages. Returns 0 and *seq, FERRY_ENOTOPIC, -EAGAIN, FERRY_ESTORAGE.
  * Thread: any.
  */
 int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_t *seq);

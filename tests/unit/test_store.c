@@ -473,6 +473,42 @@ START_TEST(test_store_seek_by_time)
 }
 END_TEST
 
+START_TEST(test_store_seek_by_time_across_index_buckets)
+{
+    struct store *s = open_store(NULL);
+    enum { N = 400 };
+    int64_t times[N + 1];
+    int64_t run_max[N + 1];
+    struct store_batch *b;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    for (int i = 1; i <= N; i++) {
+        /* 0.4 ms apart, from -60 ms across zero, with some steps back. */
+        times[i] = INT64_C(-60000000) + (int64_t)i * 400000 - (i % 50 == 0 ? 3000000 : 0);
+        run_max[i] = i == 1 || times[i] > run_max[i - 1] ? times[i] : run_max[i - 1];
+        struct store_msg_in m = msg_text("b", times[i]);
+        ck_assert_int_eq(store_batch_append(b, "buckets", 7, &m, NULL), 0);
+    }
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    uint32_t id = topic_id(s, "buckets");
+    for (int64_t t = INT64_C(-61000000); t <= INT64_C(101000000); t += 77777) {
+        uint64_t want = N + 1;
+        for (int i = 1; i <= N; i++) {
+            if (run_max[i] >= t) {
+                want = (uint64_t)i;
+                break;
+            }
+        }
+        uint64_t got;
+        ck_assert_int_eq(store_seek_time(s, id, t, &got), 0);
+        ck_assert_msg(got == want, "t=%" PRId64 ": got %" PRIu64 " want %" PRIu64, t, got, want);
+    }
+    store_close(s);
+    struct store_verify_result vr;
+    ck_assert_int_eq(store_verify(g_dir, NULL, &vr), 0);
+    ck_assert_uint_lt(vr.n_index, N); /* sparse: fewer entries than messages */
+}
+END_TEST
+
 START_TEST(test_store_last_n_start_positions)
 {
     struct store *s = open_store(NULL);
@@ -876,7 +912,7 @@ static void *reader_main(void *p)
             ck_assert_int_eq(store_read(a->s, info.id, from, 64, SIZE_MAX, noop_cb, NULL, &r), 0);
             ck_assert_uint_eq(r.n_corrupt, 0);
             from = r.next_seq;
-            a->reads++;
+            __atomic_fetch_add(&a->reads, 1, __ATOMIC_RELAXED);
         } while (!r.is_end && !__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE));
     }
     return NULL;
@@ -912,6 +948,7 @@ START_TEST(test_store_readers_run_during_map_growth)
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
     }
+    ck_assert_uint_gt(a.reads, 0);
     struct store_stats st;
     store_stats(s, &st);
     ck_assert_uint_ge(st.n_map_grows, 3);
@@ -1175,6 +1212,8 @@ Suite *test_suite(void)
     add_case(s, tcase_create("store_read_refuse_keeps_position"),
              test_store_read_refuse_keeps_position);
     add_case(s, tcase_create("store_seek_by_time"), test_store_seek_by_time);
+    add_case(s, tcase_create("store_seek_by_time_across_index_buckets"),
+             test_store_seek_by_time_across_index_buckets);
     add_case(s, tcase_create("store_last_n_start_positions"), test_store_last_n_start_positions);
     add_case(s, tcase_create("store_topic_info_list_and_purge"),
              test_store_topic_info_list_and_purge);
