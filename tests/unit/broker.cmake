@@ -1,0 +1,10 @@
+# Unit tests of the broker's modules (broker/): one Check program per module.
+if(NOT TARGET ferry_broker)
+  return()
+endif()
+foreach(mod trie topic timer_heap mailbox)
+  ferry_check_test(test_${mod} LABEL unit
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${mod}.c LIBS ferry_broker)
+endforeach()
+ferry_check_test(test_broker_config LABEL unit
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS ferry_broker)

@@ -1,0 +1,130 @@
+/*
+ * test_config.c - defaults, config file, flags overriding the file.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+Suite *test_suite(void);
+
+static char *write_file(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/ferryd-cfg-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+START_TEST(test_cfg_defaults)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_str_eq(c.listen_host, "0.0.0.0");
+    ck_assert_int_eq(c.listen_port, 7373);
+    ck_assert_str_eq(c.data_dir, "./ferry-data");
+    ck_assert_int_eq(c.io_threads, 0);
+    ck_assert_int_eq(c.log_level, LOG_INFO);
+    ck_assert_uint_eq(c.max_topic_len, 255);
+    ck_assert_uint_eq(c.max_topic_depth, 16);
+}
+END_TEST
+
+START_TEST(test_cfg_file_then_flags_override)
+{
+    char *path = write_file("# ferryd.conf\n"
+                            "listen 127.0.0.1:9000   # trailing comment\n"
+                            "\n"
+                            "   workers 3\n"
+                            "io-threads 2\n"
+                            "log_level debug\n"
+                            "max_outbound_bytes 2m\n"
+                            "data_dir /tmp/x\n");
+    char *argv[] = {"ferryd", "--workers", "5", "--config", path, "--listen=:0", NULL};
+    struct cfg c;
+    cfg_defaults(&c);
+    int help = -1;
+    char err[256];
+    ck_assert_int_eq(cfg_parse_args(&c, 6, argv, &help, err, sizeof(err)), 0);
+    ck_assert_int_eq(help, 0);
+    ck_assert_str_eq(c.listen_host, "127.0.0.1"); /* from the file */
+    ck_assert_int_eq(c.listen_port, 0);           /* flag wins */
+    ck_assert_int_eq(c.workers, 5);               /* flag wins, whatever its position */
+    ck_assert_int_eq(c.io_threads, 2);
+    ck_assert_int_eq(c.log_level, LOG_DEBUG);
+    ck_assert_uint_eq(c.max_outbound, 2u * 1024 * 1024);
+    ck_assert_str_eq(c.data_dir, "/tmp/x");
+    ck_assert_str_eq(c.config_file, path);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_cfg_errors_name_the_line)
+{
+    struct cfg c;
+    char err[256];
+    cfg_defaults(&c);
+    char *path = write_file("workers 2\nbogus_key 1\n");
+    ck_assert_int_eq(cfg_load_file(&c, path, err, sizeof(err)), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(err, ":2:"));
+    ck_assert_ptr_nonnull(strstr(err, "bogus_key"));
+    unlink(path);
+    path = write_file("workers many\n");
+    ck_assert_int_eq(cfg_load_file(&c, path, err, sizeof(err)), -EINVAL);
+    unlink(path);
+    path = write_file("workers\n");
+    ck_assert_int_eq(cfg_load_file(&c, path, err, sizeof(err)), -EINVAL);
+    unlink(path);
+    ck_assert_int_lt(cfg_load_file(&c, "/nonexistent/ferryd.conf", err, sizeof(err)), 0);
+
+    int help;
+    char *a1[] = {"ferryd", "--nope", "1", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 3, a1, &help, err, sizeof(err)), -ENOENT);
+    char *a2[] = {"ferryd", "--workers", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 2, a2, &help, err, sizeof(err)), -EINVAL);
+    char *a3[] = {"ferryd", "--listen", "host:99999", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 3, a3, &help, err, sizeof(err)), -EINVAL);
+    char *a4[] = {"ferryd", "--log-level", "loud", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 3, a4, &help, err, sizeof(err)), -EINVAL);
+    char *a5[] = {"ferryd", "--max-topic-depth", "0", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 3, a5, &help, err, sizeof(err)), -EINVAL);
+    char *a6[] = {"ferryd", "stray", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 2, a6, &help, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_cfg_help_and_version)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    int help;
+    char err[64];
+    char *a1[] = {"ferryd", "--workers", "2", "--help", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 4, a1, &help, err, sizeof(err)), 1);
+    ck_assert_int_eq(help, 1);
+    char *a2[] = {"ferryd", "--version", NULL};
+    ck_assert_int_eq(cfg_parse_args(&c, 2, a2, &help, err, sizeof(err)), 1);
+    ck_assert_int_eq(help, 2);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "ferryd: listening on"));
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, test_cfg_defaults);
+    tcase_add_test(tc, test_cfg_file_then_flags_override);
+    tcase_add_test(tc, test_cfg_errors_name_the_line);
+    tcase_add_test(tc, test_cfg_help_and_version);
+    suite_add_tcase(s, tc);
+    return s;
+}
