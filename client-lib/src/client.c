@@ -320,6 +320,7 @@ static void dispatch(ferry_client *c)
             pthread_mutex_unlock(&c->mu);
             it->pub_cb(c, it->status, it->seq, it->pub_ud);
             pthread_mutex_lock(&c->mu);
+            c->n_pub_cb_done++;
             break;
         case FERRY__CB_MSG:
             if (!it->sub->is_closed) {
@@ -638,7 +639,7 @@ static void on_error_frame(ferry_client *c, const Ferry__Error *e)
     if (kind == FERRY_REF_PUBLISH) {
         ferry__pub_on_ack(c, e->ref_id, code, 0);
     } else if (kind == FERRY_REF_SUBSCRIPTION) {
-        ferry__sub_on_suback(c, e->ref_id, code, e->text);
+        ferry__sub_on_suback(c, e->ref_id, code, e->text, 1);
     }
     ferry__event(c, FERRY_EVENT_ERROR, code, e->text, e->ref_id, kind, e->is_fatal);
 }
@@ -686,7 +687,7 @@ static void on_frame(ferry_client *c, const Ferry__Frame *f)
             ferry__seterr(c, code, "subscription %llu: %s", (unsigned long long)a->sub_id,
                           a->text[0] ? a->text : ferry_strerror(code));
         }
-        ferry__sub_on_suback(c, a->sub_id, code, a->text);
+        ferry__sub_on_suback(c, a->sub_id, code, a->text, 0);
         break;
     }
     case FERRY__FRAME__BODY_DELIVER:
@@ -1134,6 +1135,7 @@ int ferry__flush_locked(ferry_client *c, int64_t deadline)
     uint64_t last_id = c->next_pub_id - 1;
     uint64_t gen = 0;
     uint64_t nonce = 0;
+    uint64_t cb_target = 0; /* n_pub_cb_queued + 1 once answered, else 0 */
     for (;;) {
         if (c->state == FERRY_STATE_CLOSED) {
             return FERRY_ECLOSED;
@@ -1152,7 +1154,13 @@ int ferry__flush_locked(ferry_client *c, int64_t deadline)
             ferry__kick(c);
         }
         if (pubs_done && gen == c->conn_gen && c->pong_seen >= nonce && gen != 0) {
-            return 0;
+            /* Answered; now wait for their callbacks to have run. */
+            if (cb_target == 0) {
+                cb_target = c->n_pub_cb_queued + 1;
+            }
+            if (c->n_pub_cb_done + 1 >= cb_target) {
+                return 0;
+            }
         }
         if (deadline >= 0 && ferry__now_ms() >= deadline) {
             return -ETIMEDOUT;

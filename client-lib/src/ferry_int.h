@@ -135,6 +135,7 @@ struct ferry_sub {
     int suback_code;  /* its code (0 ok) */
     int has_received; /* got at least one message (restart from "new") */
     int is_full;      /* queue full reported, not yet drained */
+    int is_waited;    /* a ferry_subscribe() caller waits for the SubAck */
     struct ferry_msg *q_head, *q_tail; /* queue of cb-less subscriptions */
     size_t q_len;
     uint64_t dropped;
@@ -257,6 +258,8 @@ struct ferry_client {
     struct ferry__admin *admins;
 
     struct ferry__cbitem *cb_head, *cb_tail;
+    uint64_t n_pub_cb_queued; /* publish callbacks queued, ever */
+    uint64_t n_pub_cb_done;   /* ... and finished (flush waits for these) */
     int cb_running;         /* a callback is running on the dispatcher thread */
     struct ferry_sub *cb_sub; /* whose message callback runs now, or NULL */
     pthread_t cb_thread;    /* the thread running it, when cb_running */
@@ -300,7 +303,8 @@ int ferry__str_valid(const char *s, size_t max);
 /* sub.c */
 struct ferry_sub *ferry__sub_find(ferry_client *c, uint64_t id);
 void ferry__sub_unref(struct ferry_sub *s);
-void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text);
+void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text,
+                          int is_error_frame);
 void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d);
 void ferry__subs_on_connected(ferry_client *c);
 void ferry__subs_on_lost(ferry_client *c);

@@ -134,6 +134,7 @@ static void pub_complete(ferry_client *c, struct ferry__pub *p, int status, uint
             it->pub_ud = p->ud;
             it->status = status;
             it->seq = seq;
+            c->n_pub_cb_queued++;
             ferry__cb_push(c, it);
         }
     }

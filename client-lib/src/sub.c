@@ -406,7 +406,8 @@ void ferry__subs_close_all(ferry_client *c)
     pthread_cond_broadcast(&c->cond);
 }
 
-void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text)
+void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text,
+                          int is_error_frame)
 {
     struct ferry_sub *s = ferry__sub_find(c, id);
     if (s == NULL) {
@@ -424,6 +425,11 @@ void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *te
         sub_unlist(c, s);
         ferry__log(c, FERRY_LOG_WARN, "subscription %llu (%s) refused: %s",
                    (unsigned long long)id, s->pattern, text != NULL && text[0] ? text : "");
+        /* Nobody waits for this answer: tell the event callback (an Error
+         * frame is reported by its caller already). */
+        if (!s->is_waited && !is_error_frame) {
+            ferry__event(c, FERRY_EVENT_ERROR, code, text, id, FERRY_REF_SUBSCRIPTION, 0);
+        }
     }
     pthread_cond_broadcast(&c->cond);
 }
@@ -564,6 +570,7 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
         ferry__kick(c);
     }
     if (timeout_ms > 0) {
+        s->is_waited = 1;
         int64_t deadline = ferry__deadline(timeout_ms);
         while (!s->has_suback && !s->is_closed) {
             if (ferry__now_ms() >= deadline) {
@@ -588,6 +595,7 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
             sub_unlist(c, s);
             goto out_unref;
         }
+        s->is_waited = 0; /* later refusals (after a reconnect) are events */
     }
     s->hnext = c->handles;
     if (c->handles != NULL) {
