@@ -91,7 +91,7 @@
 #define LIST_CHUNK 256         /* topics per list transaction */
 #define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
 
-#define TIME_NONE INT64_MIN /* topic_state.last_time: nothing indexed yet */
+#define TIME_NONE INT64_MIN            /* topic_state.last_time: nothing indexed yet */
 #define TIDX_GRAIN_NS INT64_C(1000000) /* one time index entry per topic per ms */
 
 /* Arena record flags. */
@@ -1467,10 +1467,13 @@ int store_batch_commit(struct store_batch *b)
             b->txn = NULL;
         }
         if (is_full_error(rc)) {
-            /* ENOSPC from pwrite: the new pages are referenced by no meta
-             * page, so the store is intact and may go on. A failed meta
-             * write makes LMDB itself refuse further txns (MDB_PANIC),
-             * which then fail-stops us. */
+            /* Disk full (from pwrite, or from fdatasync on filesystems
+             * that allocate late). The meta page was not written, so the
+             * pages of this txn are referenced by nothing; LMDB hands the
+             * same pages out again and rewrites them before any meta page
+             * points to them. So, unlike EIO, it is safe to go on. If the
+             * meta write itself failed, LMDB refuses further txns
+             * (MDB_PANIC) and the next begin fail-stops us. */
             atomic_fetch_add(&s->n_full_errors, 1);
             ret = FERRY_ESTORAGEFULL;
         } else if (rc == ENOMEM) {

@@ -148,8 +148,10 @@ void store_options_init(struct store_options *o);
 int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
                size_t err_len);
 
-/* Close: under INTERVAL/NONE first syncs (unless fail-stopped). No batch may
- * be open and no reader may be inside a store call. NULL is a no-op. */
+/* Close: under INTERVAL/NONE first syncs (unless fail-stopped); call
+ * store_sync() before if you need to know whether that sync worked. No
+ * batch may be open and no reader may be inside a store call. NULL is a
+ * no-op. */
 void store_close(struct store *s);
 
 /*
@@ -422,7 +424,7 @@ int store_is_failed(const struct store *s);
 struct store_verify_result {
     uint64_t n_topics;
     uint64_t n_msgs;
-    uint64_t n_bytes;
+    uint64_t n_bytes;         /* stored value bytes (headers included) */
     uint64_t n_index;         /* time index entries */
     uint64_t n_crc_errors;    /* messages or topic records failing their CRC */
     uint64_t n_layout_errors; /* values whose lengths do not add up */
