@@ -165,7 +165,7 @@ START_TEST(test_trie_deep_topics_do_not_recurse)
     struct trie t;
     trie_init(&t);
     /* A pattern of TRIE_MAX_DEPTH '*' tokens and one of a '>' tail. */
-    char *p = malloc(2 * TRIE_MAX_DEPTH + 1);
+    char *p = malloc(2 * TRIE_MAX_DEPTH + 8);
     p[0] = '\0';
     for (int i = 0; i < TRIE_MAX_DEPTH; i++) {
         strcat(p, i ? ".*" : "*");
