@@ -121,33 +121,48 @@ int ferry__in_callback(ferry_client *c)
 /* ------------------------------------------------------------------------ */
 /* Output                                                                   */
 
-int ferry__out_append(ferry_client *c, const uint8_t *p, size_t n)
+/* Make room for n more bytes at the end of the output buffer. */
+static int out_reserve(ferry_client *c, size_t n)
 {
     struct ferry__outbuf *o = &c->out;
     if (o->off > 0 && o->off == o->len) {
         o->off = o->len = 0;
     }
-    if (o->cap - o->len < n) {
-        if (o->off > 0 && o->off >= o->len / 2) {
-            memmove(o->data, o->data + o->off, o->len - o->off);
-            o->len -= o->off;
-            o->off = 0;
-        }
-        if (o->cap - o->len < n) {
-            size_t cap = o->cap ? o->cap : 16384;
-            while (cap - o->len < n) {
-                cap *= 2;
-            }
-            uint8_t *d = realloc(o->data, cap);
-            if (d == NULL) {
-                return -ENOMEM;
-            }
-            o->data = d;
-            o->cap = cap;
+    if (o->cap - o->len >= n) {
+        return 0;
+    }
+    if (o->off > 0 && o->off >= o->len / 2) {
+        memmove(o->data, o->data + o->off, o->len - o->off);
+        o->len -= o->off;
+        o->off = 0;
+        if (o->cap - o->len >= n) {
+            return 0;
         }
     }
-    memcpy(o->data + o->len, p, n);
-    o->len += n;
+    size_t cap = o->cap ? o->cap : 16384;
+    while (cap - o->len < n) {
+        cap *= 2;
+    }
+    uint8_t *d = realloc(o->data, cap);
+    if (d == NULL) {
+        return -ENOMEM;
+    }
+    o->data = d;
+    o->cap = cap;
+    return 0;
+}
+
+int ferry__out_append(ferry_client *c, const uint8_t *p, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    int rc = out_reserve(c, n);
+    if (rc != 0) {
+        return rc;
+    }
+    memcpy(c->out.data + c->out.len, p, n);
+    c->out.len += n;
     return 0;
 }
 
@@ -158,26 +173,13 @@ int ferry__send_frame(ferry_client *c, const Ferry__Frame *f)
     if (need - FRAME_HDR_LEN > c->max_frame_len) {
         return FERRY_EFRAMETOOLARGE;
     }
-    struct ferry__outbuf *o = &c->out;
-    if (o->cap - o->len < need) {
-        /* Grow (or compact) through out_append's logic with an empty write. */
-        uint8_t dummy = 0;
-        int rc = ferry__out_append(c, &dummy, 0);
-        if (rc == 0 && o->cap - o->len < need) {
-            size_t cap = o->cap ? o->cap : 16384;
-            while (cap - o->len < need) {
-                cap *= 2;
-            }
-            uint8_t *d = realloc(o->data, cap);
-            if (d == NULL) {
-                return -ENOMEM;
-            }
-            o->data = d;
-            o->cap = cap;
-        }
+    int rc = out_reserve(c, need);
+    if (rc != 0) {
+        return rc;
     }
+    struct ferry__outbuf *o = &c->out;
     size_t n = 0;
-    int rc = codec_frame_encode(f, o->data + o->len, o->cap - o->len, &n);
+    rc = codec_frame_encode(f, o->data + o->len, o->cap - o->len, &n);
     if (rc != 0) {
         return rc;
     }
