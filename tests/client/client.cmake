@@ -9,3 +9,14 @@ ferry_check_test(test_client LABEL client TIMEOUT 180
 # needs_store exits 77 (skipped, with its reason on stdout) while the broker
 # has no store: it acks with sequence 0.
 set_tests_properties(test_client.needs_store PROPERTIES SKIP_RETURN_CODE 77)
+
+# Install libferry into a temporary prefix and build an out-of-tree program
+# with pkg-config (shared and static) and with find_package(ferry).
+# Sanitizer builds are skipped: the out-of-tree program is built without the
+# sanitizer runtime the library would then need.
+if(NOT FERRY_SANITIZE)
+  add_test(NAME client_install
+    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/install_test.sh ${CMAKE_BINARY_DIR}
+            $<TARGET_FILE:ferryd> ${CMAKE_C_COMPILER} ${CMAKE_CURRENT_LIST_DIR})
+  set_tests_properties(client_install PROPERTIES LABELS client TIMEOUT 300)
+endif()
