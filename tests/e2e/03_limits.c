@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "e2e_util.h"
 
@@ -227,6 +229,73 @@ START_TEST(test_publisher_pushed_back_not_buffered)
 }
 END_TEST
 
+/* DESIGN.md's memory target: an idle connection with one subscription costs
+ * at most 2 KiB of broker memory, and 10,000 connections are held. */
+START_TEST(test_idle_connections_are_cheap)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int n = 10000;
+    if (rl.rlim_cur < 10100) {
+        n = (int)rl.rlim_cur - 100;
+        fprintf(stderr, "idle: open file limit %llu, testing %d connections\n",
+                (unsigned long long)rl.rlim_cur, n);
+    }
+    ck_assert_int_ge(n, 1000);
+    struct ferryd_proc d;
+    START(&d, NULL);
+    struct rawc admin;
+    CONNECT(&admin, d.port);
+    (void)stats_get(&admin, 1);
+    long rss0 = ferryd_rss_kb(&d);
+    int *fds = calloc((size_t)n, sizeof(int));
+    char pattern[64];
+    for (int i = 0; i < n; i++) {
+        struct rawc c;
+        CONNECT(&c, d.port);
+        snprintf(pattern, sizeof(pattern), "idle.%d.>", i); /* distinct: worst case */
+        ck_assert_int_eq(rawc_subscribe(&c, 1, pattern, NULL), 0);
+        fds[i] = c.fd; /* keep the socket, drop the client's buffers */
+        c.fd = -1;
+        rawc_close(&c);
+    }
+    Ferry__Stats s = stats_get(&admin, 2);
+    ck_assert_int_eq(s.connections, n + 1);
+    ck_assert_int_eq(s.subscriptions, n);
+    long rss1 = ferryd_rss_kb(&d);
+    double per = (double)(rss1 - rss0) * 1024.0 / n;
+    fprintf(stderr, "idle: %d connections with one subscription each: RSS %ld -> %ld KiB, "
+                    "%.0f bytes per connection\n", n, rss0, rss1, per);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    ck_assert_msg(per <= 2048.0, "%.0f bytes per idle connection", per);
+#endif
+    /* They all still work: publish to the last one. */
+    struct rawc pub;
+    CONNECT(&pub, d.port);
+    snprintf(pattern, sizeof(pattern), "idle.%d.x", n - 1);
+    ck_assert_int_eq(rawc_publish(&pub, 1, pattern, "hi", 2, 1), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    struct rawc last;
+    memset(&last, 0, sizeof(last));
+    last.fd = fds[n - 1];
+    frame_dec_init(&last.dec, FRAME_MAX_LEN_CEILING);
+    codec_arena_init(&last.arena);
+    Ferry__Deliver *dl = recv_deliver(&last);
+    ck_assert_str_eq(dl->topic, pattern);
+    rawc_close(&last);
+    for (int i = 0; i < n - 1; i++) {
+        close(fds[i]);
+    }
+    free(fds);
+    rawc_close(&pub);
+    rawc_close(&admin);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_limits");
@@ -242,6 +311,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("slow_consumer");
     tcase_add_test(tc, test_slow_consumer_disconnected_memory_bounded);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("idle_connections");
+    tcase_add_test(tc, test_idle_connections_are_cheap);
     suite_add_tcase(s, tc);
     tc = tcase_create("publisher_pushback");
     tcase_add_test(tc, test_publisher_pushed_back_not_buffered);
