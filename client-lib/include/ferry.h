@@ -48,12 +48,18 @@
  *    woken through an eventfd). Blocking calls wait on a condition variable.
  *
  * In both modes callbacks run without any internal lock held, so a callback
- * may call the non-blocking functions (ferry_publish, ferry_publish_async
- * with a window that returns FERRY_EAGAIN-style -EAGAIN, ferry_msg_ack,
- * ferry_subscribe with timeout 0, ferry_unsubscribe...). A blocking function
- * called from a callback returns -EDEADLK instead of blocking, and
- * ferry_client_close()/ferry_client_destroy() must not be called from a
- * callback. No callback runs after ferry_client_destroy() returns.
+ * may call the non-blocking functions (ferry_publish, ferry_publish_msg,
+ * ferry_publish_async - which returns -EAGAIN there instead of waiting for
+ * room in a full window -, ferry_msg_ack, ferry_subscribe with timeout 0,
+ * ferry_unsubscribe, the ferry_msg_* and getters). A blocking function
+ * called from a callback returns -EDEADLK instead of blocking;
+ * ferry_client_close() returns -EDEADLK there too, and
+ * ferry_client_destroy() must not be called from a callback. No callback
+ * runs after ferry_client_destroy() returns.
+ *
+ * Callbacks of one client never run concurrently with each other, and run
+ * in the order their causes arrived from the server: the messages of one
+ * subscription in delivery order, publish completions in PubAck order.
  *
  * ERROR MODEL
  *
@@ -173,7 +179,7 @@ enum ferry_errno {
 #define FERRY_ERR_FROM_WIRE(code) (-(FERRY_EBASE + (int)(code)))
 
 /* Explain an error code: every FERRY_E* code, and strerror() text for
- * -errno values; "success" for 0; "unknown error N" otherwise. The string
+ * -errno values; "success" for 0; "unknown error" otherwise. The string
  * is static (never free it). Any thread. */
 FERRY_API const char *ferry_strerror(int err);
 
@@ -529,11 +535,13 @@ FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *i
 
 /* Publish and wait up to timeout_ms (> 0) for the PubAck. *seq_out (may be
  * NULL) receives the topic's sequence number (0 on an ephemeral topic).
- * Counts against the window like an async publish (waits for room).
- * While reconnecting, the publish is queued and sent once connected.
- * Returns 0; the server's code (FERRY_EINVALIDTOPIC, FERRY_EPERM,
- * FERRY_ESTORAGEFULL, ...); -ETIMEDOUT (the message may still be stored
- * later: its ack is ignored); FERRY_EDISCONNECTED; -EINVAL;
+ * Counts against the window like an async publish (waits for room within
+ * the timeout, whatever ferry_options_set_window_blocks() says). While
+ * connecting or reconnecting, the publish is queued and sent once
+ * connected. Returns 0; the server's code (FERRY_EINVALIDTOPIC, FERRY_EPERM,
+ * FERRY_ESTORAGEFULL, ...); -ETIMEDOUT (if it was sent, the message may
+ * still be stored later: its ack is ignored); FERRY_EDISCONNECTED;
+ * FERRY_ENOTREADY (ferry_client_connect() not called yet); -EINVAL;
  * FERRY_EFRAMETOOLARGE; -EDEADLK (from a callback); FERRY_ECLOSED;
  * -ENOMEM. */
 FERRY_API int ferry_publish_sync(ferry_client *c, const ferry_pub *m, int timeout_ms,
@@ -542,10 +550,11 @@ FERRY_API int ferry_publish_sync(ferry_client *c, const ferry_pub *m, int timeou
 /* Publish with a PubAck; cb (may be NULL) is called once with the outcome
  * (see ferry_pub_cb). If the window (ferry_options_set_max_inflight) is
  * full, blocks until there is room or returns -EAGAIN, by option (from a
- * callback it always returns -EAGAIN). While reconnecting, the publish is
- * queued and sent once connected. id_out (may be NULL) receives the
- * publish id. Returns 0 (cb will be called); -EAGAIN; -EINVAL;
- * FERRY_EFRAMETOOLARGE; FERRY_ECLOSED (cb not called); -ENOMEM. */
+ * callback it always returns -EAGAIN). While connecting or reconnecting,
+ * the publish is queued and sent once connected. id_out (may be NULL)
+ * receives the publish id. Returns 0 (cb will be called); -EAGAIN;
+ * -EINVAL; FERRY_EFRAMETOOLARGE; FERRY_ENOTREADY (ferry_client_connect()
+ * not called yet); FERRY_ECLOSED (cb not called); -ENOMEM. */
 FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub_cb cb,
                                   void *userdata, uint64_t *id_out);
 
@@ -699,7 +708,8 @@ FERRY_API const char *ferry_msg_header(const ferry_msg *m, const char *key);
 /* Acknowledge a message of a FERRY_ACK_EXPLICIT subscription (kind: ack,
  * nak, term). Never blocks; safe from callbacks. The client must still
  * exist. Returns 0; -EINVAL (NULL, bad kind, subscription is FERRY_ACK_NONE,
- * sequence 0); FERRY_ENOSUB (unsubscribed); FERRY_ENOTREADY (not connected:
+ * sequence 0: a message of an ephemeral topic, which has nothing to ack);
+ * FERRY_ENOSUB (unsubscribed); FERRY_ENOTREADY (not connected:
  * the server redelivers after a reconnect); FERRY_ECLOSED; -ENOMEM. */
 FERRY_API int ferry_msg_ack(const ferry_msg *m, enum ferry_ack_kind kind);
 

@@ -300,7 +300,7 @@ FERRY_API int ferry_publish(ferry_client *c, const char *topic, const void *data
  * already complete or fail it, so the record is not returned) and *id_out
  * set. */
 static int pub_enqueue(ferry_client *c, const ferry_pub *m, ferry_pub_cb cb, void *ud,
-                       struct ferry__pubwait *waiter, uint64_t *id_out)
+                       struct ferry__pubwait *waiter, int64_t deadline, uint64_t *id_out)
 {
     Ferry__Publish pm = FERRY__PUBLISH__INIT;
     Ferry__Header hdrs[FERRY__MAX_HEADERS];
@@ -319,10 +319,13 @@ static int pub_enqueue(ferry_client *c, const ferry_pub *m, ferry_pub_cb cb, voi
         if (c->n_pubs < c->opts.max_inflight) {
             break;
         }
-        if (!c->opts.window_blocks || ferry__in_callback(c)) {
+        if ((!c->opts.window_blocks && waiter == NULL) || ferry__in_callback(c)) {
             return -EAGAIN;
         }
-        ferry__wait(c, -1);
+        if (deadline >= 0 && ferry__now_ms() >= deadline) {
+            return -ETIMEDOUT;
+        }
+        ferry__wait(c, deadline);
     }
     pm.id = c->next_pub_id++;
     pm.want_ack = 1;
@@ -384,7 +387,7 @@ FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub
     }
     pthread_mutex_lock(&c->mu);
     uint64_t id = 0;
-    int rc = pub_enqueue(c, m, cb, userdata, NULL, &id);
+    int rc = pub_enqueue(c, m, cb, userdata, NULL, -1, &id);
     if (rc == 0) {
         if (id_out != NULL) {
             *id_out = id;
@@ -411,7 +414,7 @@ FERRY_API int ferry_publish_sync(ferry_client *c, const ferry_pub *m, int timeou
     int64_t deadline = ferry__deadline(timeout_ms);
     struct ferry__pubwait w = {0};
     uint64_t id = 0;
-    rc = pub_enqueue(c, m, NULL, NULL, &w, &id);
+    rc = pub_enqueue(c, m, NULL, NULL, &w, deadline, &id);
     if (rc != 0) {
         goto out_seterr;
     }

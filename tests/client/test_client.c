@@ -18,6 +18,7 @@
  *   publish_errors           server-refused and locally refused publishes
  *   subscribe_errors         server-refused subscriptions, sync and async
  *   unsubscribe              no callback after unsubscribe (also from its own)
+ *   callback_rules           blocking calls from a callback return -EDEADLK
  *   reconnect_resend         broker killed mid-stream and restarted on the
  *                            same port: re-subscribe, unacked re-sent
  *   reconnect_fail_unacked   same, with unacked publishes failed by option
@@ -980,6 +981,83 @@ START_TEST(test_unsubscribe_stops_callbacks)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* What a callback may and may not do                                       */
+
+struct cb_rules {
+    int done;
+    int rc_sync, rc_flush, rc_next, rc_sub_wait, rc_close, rc_process, rc_async_full;
+    int rc_publish, rc_sub_nowait, rc_unsub, rc_connect;
+    pthread_mutex_t mu;
+};
+
+static void on_msg_rules(ferry_client *c, ferry_sub *s, const ferry_msg *m, void *ud)
+{
+    (void)m;
+    struct cb_rules *r = ud;
+    if (r->done) {
+        return;
+    }
+    ferry_pub p = text_pub("rules.other", "x");
+    ferry_sub *s2 = NULL;
+    ferry_msg *msg = NULL;
+    /* Blocking calls refuse with -EDEADLK. */
+    r->rc_sync = ferry_publish_sync(c, &p, 1000, NULL);
+    r->rc_flush = ferry_flush(c, 1000);
+    r->rc_next = ferry_sub_next(s, 1000, &msg); /* s has a callback: -EINVAL */
+    r->rc_sub_wait = ferry_subscribe(c, "rules.x", NULL, NULL, NULL, 1000, &s2);
+    r->rc_close = ferry_client_close(c, 1000);
+    r->rc_process = ferry_client_process(c, 0);
+    r->rc_connect = ferry_client_connect(c, 1000);
+    /* Non-blocking calls work. */
+    r->rc_publish = ferry_publish(c, "rules.other", "y", 1);
+    r->rc_sub_nowait = ferry_subscribe(c, "rules.y", NULL, NULL, NULL, 0, &s2);
+    r->rc_unsub = s2 != NULL ? ferry_unsubscribe(s2) : -1;
+    pthread_mutex_lock(&r->mu);
+    r->done = 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+START_TEST(test_callbacks_cannot_block)
+{
+    ferry_client *c = client_connect(&DEFAULT_THREAD, NULL);
+    struct cb_rules r;
+    memset(&r, 0, sizeof(r));
+    pthread_mutex_init(&r.mu, NULL);
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_subscribe(c, "rules.a", NULL, on_msg_rules, &r, WAIT_MS, &s), 0);
+    ferry_pub m = text_pub("rules.a", "go");
+    ck_assert_int_eq(ferry_publish_sync(c, &m, WAIT_MS, NULL), 0);
+    ck_assert_int_eq(ferry_flush(c, WAIT_MS), 0);
+    int64_t deadline = now_ms() + WAIT_MS;
+    int done = 0;
+    while (!done && now_ms() < deadline) {
+        pthread_mutex_lock(&r.mu);
+        done = r.done;
+        pthread_mutex_unlock(&r.mu);
+        if (!done) {
+            struct timespec ts = {0, 5 * 1000000};
+            nanosleep(&ts, NULL); /* polling a flag, bounded by the deadline */
+        }
+    }
+    ck_assert(done);
+    ck_assert_int_eq(r.rc_sync, -EDEADLK);
+    ck_assert_int_eq(r.rc_flush, -EDEADLK);
+    ck_assert_int_eq(r.rc_next, -EINVAL);
+    ck_assert_int_eq(r.rc_sub_wait, -EDEADLK);
+    ck_assert_int_eq(r.rc_close, -EDEADLK);
+    ck_assert_int_eq(r.rc_process, -EINVAL); /* thread mode */
+    ck_assert_int_eq(r.rc_connect, -EALREADY);
+    ck_assert_int_eq(r.rc_publish, 0);
+    ck_assert_int_eq(r.rc_sub_nowait, 0);
+    ck_assert_int_eq(r.rc_unsub, 0);
+    ck_assert_int_eq(ferry_client_state(c), FERRY_STATE_CONNECTED);
+    ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
+    ferry_client_destroy(c);
+    pthread_mutex_destroy(&r.mu);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* Reconnect                                                                */
 
 static void wait_state(ferry_client *c, enum ferry_state want)
@@ -1402,6 +1480,9 @@ Suite *test_suite(void)
     t = tc(s, tcase_create("unsubscribe"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_unsubscribe_stops_callbacks);
+    t = tc(s, tcase_create("callback_rules"));
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_callbacks_cannot_block);
     t = tc(s, tcase_create("reconnect_resend"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_reconnect_resends_unacked);
