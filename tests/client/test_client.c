@@ -492,6 +492,20 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* connect                                                                  */
 
+struct logrec {
+    int n;
+    int n_warn;
+    char last[512];
+};
+
+static void on_log(void *ud, enum ferry_log_level level, const char *msg)
+{
+    struct logrec *r = ud;
+    r->n++;
+    r->n_warn += level <= FERRY_LOG_WARN;
+    snprintf(r->last, sizeof(r->last), "%s", msg);
+}
+
 START_TEST(test_connect_refused_then_failover)
 {
     char servers[128];
@@ -499,7 +513,20 @@ START_TEST(test_connect_refused_then_failover)
     snprintf(servers, sizeof(servers), "127.0.0.1:%d", dead);
     struct copts co = DEFAULT_LOOP;
     co.servers = servers;
-    ferry_client *c = client_new(&co, NULL);
+    struct logrec lr = {0};
+    ferry_options *o;
+    ck_assert_int_eq(ferry_options_create(&o), 0);
+    ck_assert_int_eq(ferry_options_set_servers(o, servers), 0);
+    ck_assert_int_eq(ferry_options_set_log_cb(o, on_log, &lr, FERRY_LOG_WARN), 0);
+    ferry_client *c;
+    ck_assert_int_eq(ferry_client_create(o, &c), 0);
+    ferry_options_destroy(o);
+    ck_assert_int_eq(ferry_client_connect(c, WAIT_MS), -ECONNREFUSED);
+    ck_assert_int_ge(lr.n_warn, 1);
+    ck_assert_int_eq(lr.n, lr.n_warn); /* nothing above the level asked for */
+    ck_assert_msg(strstr(lr.last, servers) != NULL, "log names the server: %s", lr.last);
+    ferry_client_destroy(c);
+    c = client_new(&co, NULL);
     ck_assert_int_eq(ferry_client_connect(c, WAIT_MS), -ECONNREFUSED);
     char why[256];
     ck_assert_int_eq(ferry_client_last_error(c, why, sizeof(why)), -ECONNREFUSED);
@@ -586,10 +613,24 @@ START_TEST(test_loop_pubsub_roundtrip)
     struct evlog l;
     evlog_init(&l);
     ferry_client *c = client_new(&DEFAULT_LOOP, &l);
+    /* A subscription made before connecting, and a publish made while the
+     * connect is in progress, are sent once connected. */
+    ferry_sub *early;
+    ck_assert_int_eq(ferry_subscribe(c, "early.>", NULL, NULL, NULL, 0, &early), 0);
     /* Non-blocking connect, completed by the application's loop. */
     int rc = ferry_client_connect(c, 0);
     ck_assert(rc == -EINPROGRESS || rc == 0);
+    ferry_pub em = text_pub("early.a", "queued");
+    ck_assert_int_eq(ferry_publish_async(c, &em, on_pub_done, &l, NULL), 0);
     ck_assert(loop_until(c, &l, &l.n[FERRY_EVENT_CONNECTED], 1, WAIT_MS));
+    ck_assert(loop_until(c, &l, &l.n_pub_ok, 1, WAIT_MS));
+    l.n_pub_ok = 0;
+    /* The Subscribe went out before the Publish, so the message is ours. */
+    ferry_msg *qm;
+    ck_assert_int_eq(ferry_sub_next(early, WAIT_MS, &qm), 0);
+    ck_assert_mem_eq(ferry_msg_data(qm, NULL), "queued", 6);
+    ferry_msg_destroy(qm);
+    ck_assert_int_eq(ferry_unsubscribe(early), 0);
     ck_assert_int_ge(ferry_client_fd(c), 0);
     ck_assert_int_ne(ferry_client_events(c) & FERRY_POLLIN, 0);
     ck_assert_int_ge(ferry_client_timeout_ms(c), 0); /* keepalive timer */
