@@ -51,7 +51,7 @@
 #define IOT_MBOX_CAP 16384u
 #define IOT_TAKE 1024u
 #define IOT_EVENTS 256
-#define READ_CHUNK 16384u
+#define READ_BUF 65536u
 #define READS_PER_EVENT 4
 #define BATCH_CAP 65536u
 #define WQ_PAUSE 8u             /* unposted items to one worker that pause publishers */
@@ -132,6 +132,7 @@ struct iot {
     uint32_t n_stage, stage_cap;
     struct ptrvec dirty, paused, dead;
     struct iovec *iov;
+    uint8_t *rbuf;             /* READ_BUF bytes: every read lands here first */
     uint64_t now;
     int64_t now_ns;
     int has_more_mail;
@@ -899,35 +900,115 @@ static void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe
     send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
 }
 
-static void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
+/* A Publish, wherever it was decoded from. Pointers are valid for the call. */
+struct pub_in {
+    uint64_t id;
+    const char *topic;
+    size_t topic_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    const uint8_t *key;
+    size_t key_len;
+    size_t n_headers;
+    Ferry__Header **headers; /* only from the full decoder */
+    int want_ack;
+};
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Deliver body without headers, written directly (same bytes protobuf-c
+ * would produce): topic=2, publish_time=4, payload=5, key=7, attempt=8. */
+static size_t deliver_body_size(const struct pub_in *p, int64_t now_ns)
+{
+    size_t n = 1 + varint_len(p->topic_len) + p->topic_len;
+    n += 1 + varint_len((uint64_t)now_ns);
+    if (p->payload_len) {
+        n += 1 + varint_len(p->payload_len) + p->payload_len;
+    }
+    if (p->key_len) {
+        n += 1 + varint_len(p->key_len) + p->key_len;
+    }
+    return n + 2;
+}
+
+static void deliver_body_put(uint8_t *o, const struct pub_in *p, int64_t now_ns)
+{
+    *o++ = (2 << 3) | 2;
+    o = varint_put(o, p->topic_len);
+    memcpy(o, p->topic, p->topic_len);
+    o += p->topic_len;
+    *o++ = (4 << 3) | 0;
+    o = varint_put(o, (uint64_t)now_ns);
+    if (p->payload_len) {
+        *o++ = (5 << 3) | 2;
+        o = varint_put(o, p->payload_len);
+        memcpy(o, p->payload, p->payload_len);
+        o += p->payload_len;
+    }
+    if (p->key_len) {
+        *o++ = (7 << 3) | 2;
+        o = varint_put(o, p->key_len);
+        memcpy(o, p->key, p->key_len);
+        o += p->key_len;
+    }
+    *o++ = (8 << 3) | 0;
+    *o = 1;
+}
+
+static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *p)
 {
     const struct cfg *cfg = &t->srv->cfg;
     const char *why;
-    size_t tlen = strlen(m->topic);
-    int rc = topic_validate(m->topic, tlen, 0, cfg->max_topic_len, cfg->max_topic_depth, &why);
+    size_t tlen = p->topic_len;
+    int rc = topic_validate(p->topic, tlen, 0, cfg->max_topic_len, cfg->max_topic_depth, &why);
     if (rc) {
-        send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC, why, m->id,
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC, why, p->id,
                    FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
-    if (m->n_headers > MAX_HEADERS) {
-        send_error(t, c, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED, "more than 64 headers", m->id,
+    if (p->n_headers > MAX_HEADERS) {
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED, "more than 64 headers", p->id,
                    FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
     Ferry__Deliver d = FERRY__DELIVER__INIT;
-    d.topic = m->topic;
-    d.publish_time = t->now_ns;
-    d.payload = m->payload;
-    d.n_headers = m->n_headers;
-    d.headers = m->headers;
-    d.key = m->key;
-    d.attempt = 1;
-    size_t body_len = codec_deliver_body_size(&d);
+    size_t body_len;
+    if (p->n_headers) {
+        d.topic = (char *)p->topic; /* NUL-terminated: from the full decoder */
+        d.publish_time = t->now_ns;
+        d.payload.data = (uint8_t *)p->payload;
+        d.payload.len = p->payload_len;
+        d.n_headers = p->n_headers;
+        d.headers = p->headers;
+        d.key.data = (uint8_t *)p->key;
+        d.key.len = p->key_len;
+        d.attempt = 1;
+        body_len = codec_deliver_body_size(&d);
+    } else {
+        body_len = deliver_body_size(p, t->now_ns);
+    }
     size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
     size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;
 
-    uint32_t w = topic_hash(m->topic, tlen) % t->srv->n_workers;
+    uint32_t w = topic_hash(p->topic, tlen) % t->srv->n_workers;
     struct wq *q = &t->wq[w];
     if (q->cur && q->cur->cap - q->cur->len < rec_len) {
         wq_seal(t, w);
@@ -937,7 +1018,7 @@ static void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
         size_t cap = rec_len > BATCH_CAP ? rec_len : BATCH_CAP;
         struct pub_batch *b = malloc(sizeof(*b) + cap);
         if (b == NULL) {
-            send_error(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory", m->id,
+            send_error(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory", p->id,
                        FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
             return;
         }
@@ -950,21 +1031,121 @@ static void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
     struct pub_batch *b = q->cur;
     struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
     r->conn_ref = ref_of(t, c);
-    r->pub_id = m->id;
+    r->pub_id = p->id;
     r->rec_len = (uint32_t)rec_len;
     r->body_off = (uint32_t)body_off;
     r->body_len = (uint32_t)body_len;
     r->topic_len = (uint16_t)tlen;
-    r->want_ack = m->want_ack ? 1 : 0;
+    r->want_ack = p->want_ack ? 1 : 0;
     r->pad = 0;
-    memcpy(r + 1, m->topic, tlen);
-    codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
+    memcpy(r + 1, p->topic, tlen);
+    if (p->n_headers) {
+        codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
+    } else {
+        deliver_body_put((uint8_t *)r + body_off, p, t->now_ns);
+    }
     b->len += (uint32_t)rec_len;
     b->n_recs++;
     stats_add(&t->stats.msgs_in, 1);
     if (q->n >= WQ_PAUSE) {
         conn_pause(t, c); /* the worker is behind: stop reading this publisher */
     }
+}
+
+static void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
+{
+    struct pub_in p = {
+        .id = m->id,
+        .topic = m->topic,
+        .topic_len = strlen(m->topic),
+        .payload = m->payload.data,
+        .payload_len = m->payload.len,
+        .key = m->key.data,
+        .key_len = m->key.len,
+        .n_headers = m->n_headers,
+        .headers = m->headers,
+        .want_ack = m->want_ack,
+    };
+    enqueue_publish(t, c, &p);
+}
+
+static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *p = *pp;
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (p == end) {
+            return 0;
+        }
+        uint8_t b = *p++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            if (shift == 63 && b > 1) {
+                return 0;
+            }
+            *pp = p;
+            *v = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The hot path: a frame holding only a Publish without headers is read in
+ * place, without protobuf-c and without the arena. Anything unusual (other
+ * or unknown fields, headers, bad strings, odd encodings) returns 0 and the
+ * frame goes through the full decoder, which accepts or rejects it exactly
+ * as it would anyway. */
+static int publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
+    const uint8_t *p = body, *end = body + len;
+    uint64_t v;
+    if (p == end || *p++ != ((3 << 3) | 2) || !get_varint(&p, end, &v) ||
+        v != (uint64_t)(end - p)) {
+        return 0;
+    }
+    struct pub_in in = {.topic = ""};
+    while (p < end) {
+        uint8_t key = *p++;
+        switch (key) {
+        case (1 << 3) | 0:
+            if (!get_varint(&p, end, &in.id)) {
+                return 0;
+            }
+            break;
+        case (6 << 3) | 0:
+            if (!get_varint(&p, end, &v)) {
+                return 0;
+            }
+            in.want_ack = v != 0;
+            break;
+        case (2 << 3) | 2:
+        case (3 << 3) | 2:
+        case (5 << 3) | 2:
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
+                return 0;
+            }
+            if (key == ((2 << 3) | 2)) {
+                in.topic = (const char *)p;
+                in.topic_len = (size_t)v;
+            } else if (key == ((3 << 3) | 2)) {
+                in.payload = p;
+                in.payload_len = (size_t)v;
+            } else {
+                in.key = p;
+                in.key_len = (size_t)v;
+            }
+            p += v;
+            break;
+        default:
+            return 0; /* headers, unknown fields, multi-byte keys */
+        }
+    }
+    if (!codec_utf8_valid((const uint8_t *)in.topic, in.topic_len)) {
+        return 0;
+    }
+    enqueue_publish(t, c, &in);
+    return 1;
 }
 
 static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
@@ -1070,6 +1251,9 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
 {
     Ferry__Frame *f;
     stats_add(&t->stats.frames_in, 1);
+    if (c->state == ST_OPEN && publish_fast(t, c, body, len)) {
+        return;
+    }
     int rc = codec_frame_decode(&t->arena, body, len, &f);
     if (rc < 0) {
         if (rc == FERRY_EPROTOCOL && c->state == ST_OPEN && is_unknown_message(body, len)) {
@@ -1170,6 +1354,35 @@ static void conn_drain_input(struct iot *t, struct conn *c)
     }
 }
 
+/* Frames complete in buf[0..n) are handled in place; what remains (a partial
+ * frame, or everything after a pause) goes to the connection's decoder. */
+static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t n)
+{
+    size_t off = 0;
+    if (frame_dec_pending(&c->dec) == 0) {
+        while (n - off >= FRAME_HDR_LEN && c->state <= ST_OPEN && !c->is_paused) {
+            uint32_t len = frame_hdr_get(buf + off);
+            if (len == 0 || len > c->dec.max_len) {
+                break; /* the decoder reports it, below */
+            }
+            if (n - off - FRAME_HDR_LEN < len) {
+                break;
+            }
+            handle_frame(t, c, buf + off + FRAME_HDR_LEN, len);
+            off += FRAME_HDR_LEN + (size_t)len;
+        }
+    }
+    if (off < n && c->state <= ST_OPEN) {
+        if (frame_dec_feed(&c->dec, buf + off, n - off) == -ENOMEM) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+            return;
+        }
+        process_frames(t, c);
+    }
+}
+
+/* Reads go into one per-thread buffer, so a busy connection gets many frames
+ * per read(2) while an idle one holds no buffer at all. */
 static void conn_on_readable(struct iot *t, struct conn *c)
 {
     if (c->state == ST_CLOSING) {
@@ -1177,18 +1390,7 @@ static void conn_on_readable(struct iot *t, struct conn *c)
         return;
     }
     for (int i = 0; i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused; i++) {
-        uint8_t *p;
-        size_t room;
-        int rc = frame_dec_space(&c->dec, READ_CHUNK, &p, &room);
-        if (rc < 0) {
-            if (rc == -ENOMEM) {
-                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
-            } else {
-                process_frames(t, c); /* reports the broken frame */
-            }
-            return;
-        }
-        ssize_t r = read(c->fd, p, room);
+        ssize_t r = read(c->fd, t->rbuf, READ_BUF);
         if (r == 0) {
             log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id,
                       c->peer);
@@ -1206,11 +1408,10 @@ static void conn_on_readable(struct iot *t, struct conn *c)
             }
             break;
         }
-        frame_dec_commit(&c->dec, (size_t)r);
         stats_add(&t->stats.bytes_in, (uint64_t)r);
         c->last_rx_ms = t->now;
-        process_frames(t, c);
-        if ((size_t)r < room) {
+        take_bytes(t, c, t->rbuf, (size_t)r);
+        if ((size_t)r < READ_BUF) {
             break;
         }
     }
@@ -1482,7 +1683,8 @@ struct iot *iot_create(struct server *s, uint32_t index)
     codec_arena_init(&t->arena);
     t->wq = calloc(s->n_workers, sizeof(*t->wq));
     t->iov = calloc(IOV_MAX, sizeof(*t->iov));
-    if (t->wq == NULL || t->iov == NULL) {
+    t->rbuf = malloc(READ_BUF);
+    if (t->wq == NULL || t->iov == NULL || t->rbuf == NULL) {
         goto out_free;
     }
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
@@ -1505,6 +1707,7 @@ out_mbox:
 out_free:
     free(t->wq);
     free(t->iov);
+    free(t->rbuf);
     free(t);
     return NULL;
 }
@@ -1559,6 +1762,7 @@ void iot_destroy(struct iot *t)
     }
     free(t->wq);
     free(t->iov);
+    free(t->rbuf);
     free(t->slots);
     free(t->gens);
     free(t->free_slots);

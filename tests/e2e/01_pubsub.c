@@ -254,12 +254,75 @@ START_TEST(test_disconnect_removes_subscriptions)
 }
 END_TEST
 
+/* Publishes without headers take the in-place fast path, with headers the
+ * full decoder: subscribers see the same fields either way. */
+START_TEST(test_headers_key_and_empty_payload_survive_both_paths)
+{
+    struct ferryd_proc d;
+    START(&d, NULL);
+    struct rawc sub, pub;
+    CONNECT(&sub, d.port);
+    CONNECT(&pub, d.port);
+    ck_assert_int_eq(rawc_subscribe(&sub, 3, "h.*", NULL), 0);
+
+    Ferry__Header h1 = FERRY__HEADER__INIT, h2 = FERRY__HEADER__INIT;
+    h1.key = (char *)"content-type";
+    h1.value = (char *)"text/plain";
+    h2.key = (char *)"trace";
+    h2.value = (char *)"abc";
+    Ferry__Header *hs[] = {&h1, &h2};
+    Ferry__Publish m = FERRY__PUBLISH__INIT;
+    m.id = 1;
+    m.topic = (char *)"h.with";
+    m.payload.data = (uint8_t *)"body";
+    m.payload.len = 4;
+    m.key.data = (uint8_t *)"k1";
+    m.key.len = 2;
+    m.n_headers = 2;
+    m.headers = hs;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PUBLISH;
+    f.publish = &m;
+    ck_assert_int_eq(rawc_send(&pub, &f), 0);
+    /* Same topic (same worker, so order holds): no headers, a key, no payload. */
+    m.id = 2;
+    m.topic = (char *)"h.with";
+    m.payload.len = 0;
+    m.n_headers = 0;
+    m.headers = NULL;
+    ck_assert_int_eq(rawc_send(&pub, &f), 0);
+
+    Ferry__Deliver *dl = recv_deliver(&sub);
+    ck_assert_str_eq(dl->topic, "h.with");
+    ck_assert_int_eq(dl->n_headers, 2);
+    ck_assert_str_eq(dl->headers[0]->key, "content-type");
+    ck_assert_str_eq(dl->headers[1]->value, "abc");
+    ck_assert_int_eq(dl->key.len, 2);
+    ck_assert_mem_eq(dl->key.data, "k1", 2);
+    ck_assert_int_eq(dl->payload.len, 4);
+    dl = recv_deliver(&sub);
+    ck_assert_int_eq(dl->n_headers, 0);
+    ck_assert_int_eq(dl->payload.len, 0);
+    ck_assert_int_eq(dl->key.len, 2);
+    ck_assert_int_eq(dl->attempt, 1);
+    ck_assert_int_eq(dl->sequence, 0);
+    ck_assert_int_eq(dl->n_sub_ids, 1);
+    ck_assert_int_eq(dl->sub_ids[0], 3);
+    rawc_close(&sub);
+    rawc_close(&pub);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_pubsub");
     TCase *tc;
     tc = tcase_create("pubsub_order_ack");
     tcase_add_test(tc, test_pubsub_delivers_in_order_with_ack);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("headers_and_key");
+    tcase_add_test(tc, test_headers_key_and_empty_payload_survive_both_paths);
     suite_add_tcase(s, tc);
     tc = tcase_create("wildcards");
     tcase_add_test(tc, test_wildcards_one_deliver_per_connection_with_all_ids);
