@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +94,17 @@ static void broker_restart_same_port(void)
     }
     ck_assert_msg(rc == 0, "ferryd_restart: %s", strerror(-rc));
     ck_assert_int_eq(g_broker.port, old);
+}
+
+/* Stop the broker (SIGSTOP) and wait until it is stopped: kill() returns
+ * before every thread of the process has stopped. */
+static void broker_freeze(void)
+{
+    ck_assert_int_eq(kill(g_broker.pid, SIGSTOP), 0);
+    int st = 0;
+    pid_t r = waitpid(g_broker.pid, &st, WUNTRACED);
+    ck_assert_int_eq(r, g_broker.pid);
+    ck_assert(WIFSTOPPED(st));
 }
 
 /* Event log shared by callbacks and the test thread. */
@@ -1128,7 +1140,7 @@ static void reconnect_case(int resend)
 
     /* Freeze the broker so that these publishes stay unacked, then kill
      * it mid-stream. */
-    ck_assert_int_eq(kill(g_broker.pid, SIGSTOP), 0);
+    broker_freeze();
     for (int i = 0; i < 10; i++) {
         ferry_pub p = text_pub("rc.a", "inflight");
         ck_assert_int_eq(ferry_publish_async(pc, &p, on_pub_done, &pl, NULL), 0);
@@ -1219,7 +1231,7 @@ START_TEST(test_keepalive_detects_frozen_broker)
     ferry_server_info info;
     ck_assert_int_eq(ferry_client_server_info(c, &info), 0);
     ck_assert_uint_eq(info.keepalive_ms, 200);
-    ck_assert_int_eq(kill(g_broker.pid, SIGSTOP), 0);
+    broker_freeze();
     ck_assert(evlog_wait(&l, &l.n[FERRY_EVENT_DISCONNECTED], 1, WAIT_MS));
     ck_assert_int_eq(l.last_code[FERRY_EVENT_DISCONNECTED], FERRY_EKEEPALIVE);
     ck_assert(evlog_wait(&l, &l.n[FERRY_EVENT_CLOSED], 1, WAIT_MS)); /* reconnect off */
