@@ -399,8 +399,12 @@ FERRY_API int ferry_client_connect(ferry_client *c, int timeout_ms);
  * ferry_client_last_error and destroy functions returns FERRY_ECLOSED.
  * Callbacks that run during close run on the calling thread once the IO
  * thread has stopped. Never from a callback.
+ * While flushing, a lost connection is reconnected as usual (by option).
  * Returns 0 (everything was acked), -ETIMEDOUT (closed anyway, some
- * publishes failed), FERRY_ECLOSED (already closed), -EINVAL, -EDEADLK. */
+ * publishes failed), FERRY_EDISCONNECTED (the connection was lost for good
+ * while flushing: reconnect off or given up), FERRY_ECLOSED (already
+ * closed, or reconnecting had given up before the call), -EINVAL,
+ * -EDEADLK. */
 FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms);
 
 /* Free the client: ferry_client_close(c, 0) if not closed yet, then every
@@ -563,7 +567,8 @@ FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub
  * answered (callbacks fired), and the server has answered a Ping sent after
  * them (so fire-and-forget publishes made before were processed too).
  * While disconnected it keeps waiting (publishes are re-sent or failed
- * after the reconnect, by option). Returns 0 (also at once when nothing is
+ * after the reconnect, by option). With timeout_ms 0 it only checks, without
+ * the Ping round trip, that no publish is waiting for its PubAck. Returns 0 (also at once when nothing is
  * outstanding); -ETIMEDOUT; -EDEADLK; FERRY_ECLOSED; -EINVAL. */
 FERRY_API int ferry_flush(ferry_client *c, int timeout_ms);
 

@@ -447,7 +447,7 @@ static void conn_lost(ferry_client *c, int code, const char *text)
     ferry__event(c, FERRY_EVENT_DISCONNECTED, code, why, 0, FERRY_REF_NONE, 0);
     ferry__admin_fail_all(c, FERRY_EDISCONNECTED);
     ferry__subs_on_lost(c);
-    if (!c->opts.reconnect || c->is_closing) {
+    if (!c->opts.reconnect) {
         c->n_attempts = 0;
         ferry__pubs_on_lost(c, FERRY_EDISCONNECTED, 0);
         c->state = FERRY_STATE_CLOSED;
@@ -1134,6 +1134,9 @@ out_unlock:
  * them came back. Lock held. */
 int ferry__flush_locked(ferry_client *c, int64_t deadline)
 {
+    /* With no time to wait, report only whether every acked publish is
+     * done: a Ping round trip cannot complete within 0 ms. */
+    int wait_pong = deadline < 0 || deadline > ferry__now_ms();
     uint64_t last_id = c->next_pub_id - 1;
     uint64_t gen = 0;
     uint64_t nonce = 0;
@@ -1146,7 +1149,8 @@ int ferry__flush_locked(ferry_client *c, int64_t deadline)
         if (pubs_done && c->state == FERRY_STATE_IDLE) {
             return 0;
         }
-        if (c->state == FERRY_STATE_CONNECTED && c->phase == FERRY__PH_UP && gen != c->conn_gen) {
+        if (wait_pong && c->state == FERRY_STATE_CONNECTED && c->phase == FERRY__PH_UP &&
+            gen != c->conn_gen) {
             int rc = ferry__send_ping(c);
             if (rc != 0) {
                 return rc;
@@ -1155,7 +1159,8 @@ int ferry__flush_locked(ferry_client *c, int64_t deadline)
             nonce = c->ping_nonce;
             ferry__kick(c);
         }
-        if (pubs_done && gen == c->conn_gen && c->pong_seen >= nonce && gen != 0) {
+        int answered = gen == c->conn_gen && c->pong_seen >= nonce && gen != 0;
+        if (pubs_done && (answered || !wait_pong)) {
             /* Answered; now wait for their callbacks to have run. */
             if (cb_target == 0) {
                 cb_target = c->n_pub_cb_queued + 1;
@@ -1217,7 +1222,9 @@ FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms)
     if (!was_closed && c->state != FERRY_STATE_IDLE) {
         rc = ferry__flush_locked(c, ferry__deadline(timeout_ms));
         if (rc == FERRY_ECLOSED) {
-            rc = 0; /* gave up reconnecting meanwhile: nothing left to flush */
+            /* The connection was lost for good meanwhile (reconnect off or
+             * given up): the waiting publishes failed. */
+            rc = FERRY_EDISCONNECTED;
         }
     }
     if (c->has_thread) {

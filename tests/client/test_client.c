@@ -1250,6 +1250,7 @@ static void close_case(int thread)
     struct evlog l;
     evlog_init(&l);
     ferry_client *c = client_connect(thread ? &DEFAULT_THREAD : &DEFAULT_LOOP, &l);
+    ck_assert_int_eq(ferry_flush(c, 0), 0); /* nothing outstanding */
     for (int i = 0; i < 300; i++) {
         ferry_pub m = text_pub("cl.a", "x");
         ck_assert_int_eq(ferry_publish_async(c, &m, on_pub_done, &l, NULL), 0);
