@@ -39,7 +39,9 @@
  *    that thread. Blocking calls (ferry_client_connect, ferry_publish_sync,
  *    ferry_flush, ferry_sub_next, a ferry_subscribe with a timeout,
  *    ferry_client_close, the ferry_admin_* calls) drive the IO themselves
- *    while they wait, and may fire callbacks on the calling thread.
+ *    while they wait, and may fire callbacks on the calling thread. Publish,
+ *    ack and subscribe calls write to the socket at once when they can, so
+ *    a program that only publishes needs no loop iteration per message.
  *
  * 2. Thread mode: ferry_client_start_thread() starts a background IO thread
  *    that owns the socket. Every callback runs on that thread. Every

@@ -364,12 +364,21 @@ static void cbq_free(ferry_client *c)
 /* ------------------------------------------------------------------------ */
 /* Connection attempts                                                      */
 
+static void conn_free_addrs(ferry_client *c)
+{
+    if (c->addrs != NULL) {
+        freeaddrinfo(c->addrs);
+    }
+    c->addrs = c->addr_next = NULL;
+}
+
 static void conn_close_socket(ferry_client *c)
 {
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
     }
+    conn_free_addrs(c);
     c->phase = FERRY__PH_NONE;
     frame_dec_deinit(&c->dec);
     codec_arena_reset(&c->arena);
@@ -500,7 +509,40 @@ static void conn_handshake_start(ferry_client *c)
     conn_write(c);
 }
 
-/* Start an attempt at c->opts.servers[c->server_idx]. */
+/* Connect to the next address of the current attempt. Returns 0 when a
+ * connect is under way (or done), else the last error (addresses used up;
+ * the caller fails the attempt). */
+static int conn_try_next(ferry_client *c)
+{
+    int code = -ECONNREFUSED;
+    while (c->addr_next != NULL) {
+        struct addrinfo *ai = c->addr_next;
+        c->addr_next = ai->ai_next;
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            code = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            c->fd = fd;
+            conn_free_addrs(c);
+            conn_handshake_start(c);
+            return 0;
+        }
+        if (errno == EINPROGRESS) {
+            c->fd = fd;
+            c->phase = FERRY__PH_TCP;
+            return 0;
+        }
+        code = -errno;
+        close(fd);
+    }
+    return code;
+}
+
+/* Start an attempt at c->opts.servers[c->server_idx]: every address the
+ * name resolves to is tried in turn, within one connect timeout. */
 static void conn_start(ferry_client *c)
 {
     const struct ferry__server *s = &c->opts.servers[c->server_idx];
@@ -522,41 +564,14 @@ static void conn_start(ferry_client *c)
         conn_attempt_failed(c, code);
         return;
     }
-    int code = -ECONNREFUSED;
-    int fd = -1;
-    /* Take the first address; a list of addresses per name is tried only
-     * as far as socket() succeeding. */
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            code = -errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            code = 0;
-        } else if (errno == EINPROGRESS) {
-            code = 1;
-        } else {
-            code = -errno;
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        break;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        FERRY__FAIL(c, FERRY_LOG_WARN, code, "connect %s: %s", s->display, strerror(-code));
-        conn_attempt_failed(c, code);
-        return;
-    }
-    c->fd = fd;
+    conn_free_addrs(c);
+    c->addrs = c->addr_next = res;
     c->phase_deadline = ferry__now_ms() + c->opts.connect_timeout_ms;
     ferry__log(c, FERRY_LOG_DEBUG, "connecting to %s", s->display);
-    if (code == 0) {
-        conn_handshake_start(c);
-    } else {
-        c->phase = FERRY__PH_TCP;
+    int code = conn_try_next(c);
+    if (code != 0) {
+        FERRY__FAIL(c, FERRY_LOG_WARN, code, "connect %s: %s", s->display, strerror(-code));
+        conn_attempt_failed(c, code);
     }
 }
 
@@ -574,9 +589,15 @@ static void conn_check_tcp(ferry_client *c)
     }
     if (err != 0) {
         FERRY__FAIL(c, FERRY_LOG_WARN, -err, "connect %s: %s", server_name(c), strerror(err));
-        conn_attempt_failed(c, -err);
+        close(c->fd);
+        c->fd = -1;
+        c->phase = FERRY__PH_NONE;
+        if (conn_try_next(c) != 0) { /* another address of the name? */
+            conn_attempt_failed(c, -err);
+        }
         return;
     }
+    conn_free_addrs(c);
     conn_handshake_start(c);
 }
 

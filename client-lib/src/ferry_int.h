@@ -18,6 +18,7 @@
 #ifndef FERRY_INT_H
 #define FERRY_INT_H
 
+#include <netdb.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -230,6 +231,8 @@ struct ferry_client {
     int64_t next_attempt_at; /* ms monotonic; when fd < 0 and (re)connecting */
 
     int fd;                 /* socket, -1 when none */
+    struct addrinfo *addrs; /* the current attempt's resolved addresses */
+    struct addrinfo *addr_next; /* next one to try if this one fails */
     enum ferry__phase phase;
     int64_t phase_deadline; /* TCP/HANDSHAKE timeout, ms monotonic */
     uint64_t conn_gen;      /* increments per successful handshake */

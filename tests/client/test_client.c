@@ -565,6 +565,15 @@ START_TEST(test_connect_refused_then_failover)
     ck_assert_uint_gt(info.keepalive_ms, 0);
     ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
     ferry_client_destroy(c);
+
+    /* A name: every address it resolves to is tried ("localhost" may
+     * give ::1 first, where ferryd does not listen). */
+    snprintf(servers, sizeof(servers), "localhost:%d", g_broker.port);
+    co = DEFAULT_LOOP;
+    co.servers = servers;
+    c = client_new(&co, NULL);
+    ck_assert_int_eq(ferry_client_connect(c, WAIT_MS), 0);
+    ferry_client_destroy(c);
 }
 END_TEST
 
