@@ -2134,13 +2134,22 @@ struct verify {
     struct store_verify_result *r;
     struct vtopic *topics;
     size_t n_topics;
+    size_t n_said; /* lines written; findings past VERIFY_MAX_LINES are counted only */
 };
+
+#define VERIFY_MAX_LINES 1000
 
 static void vsay(struct verify *vf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void vsay(struct verify *vf, const char *fmt, ...)
 {
     if (vf->report == NULL) {
+        return;
+    }
+    if (vf->n_said++ >= VERIFY_MAX_LINES) {
+        if (vf->n_said == VERIFY_MAX_LINES + 1) {
+            fprintf(vf->report, "verify %s: further findings are counted, not listed\n", vf->dir);
+        }
         return;
     }
     va_list ap;
@@ -2481,6 +2490,7 @@ int store_verify(const char *dir, FILE *report, struct store_verify_result *res)
         vsay(&vf, "walk stopped: %s", mdb_strerror(rc));
         r.n_order_errors++;
     }
+    vf.n_said = 0; /* the summary is always written */
     r.n_problems = r.n_crc_errors + r.n_layout_errors + r.n_order_errors + r.n_gaps + r.n_orphans +
                    r.n_meta_mismatch + r.n_index_errors;
     vsay(&vf,

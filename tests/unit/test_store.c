@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -1139,6 +1141,89 @@ START_TEST(test_store_open_reads_only_the_topic_table)
 }
 END_TEST
 
+/* store_verify() writes its report while its read transaction is open, so
+ * a report stream can stop a verifier right there: these cookies either
+ * park it (env open, reader slot held) or kill it (slot left behind). */
+static int g_ready_fd = -1;
+static int g_go_fd = -1;
+
+static ssize_t park_write(void *c, const char *buf, size_t n)
+{
+    (void)c;
+    (void)buf;
+    static int is_parked; /* park on the first write only */
+    char x = 'r';
+    if (is_parked++) {
+        return (ssize_t)n;
+    }
+    if (write(g_ready_fd, &x, 1) != 1) {
+        _exit(2);
+    }
+    if (read(g_go_fd, &x, 1) < 0) {
+        _exit(2);
+    }
+    return (ssize_t)n;
+}
+
+static ssize_t kill_write(void *c, const char *buf, size_t n)
+{
+    (void)c;
+    (void)buf;
+    (void)n;
+    kill(getpid(), SIGKILL);
+    return -1;
+}
+
+static pid_t spawn_verifier(cookie_write_function_t *fn)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        cookie_io_functions_t io = {.write = fn};
+        FILE *f = fopencookie(NULL, "w", io);
+        setvbuf(f, NULL, _IONBF, 0);
+        store_verify(g_dir, f, NULL);
+        _exit(0);
+    }
+    return pid;
+}
+
+START_TEST(test_store_open_clears_stale_reader_slots)
+{
+    struct store *s = open_store(NULL);
+    put1(s, "stale", "m", 1);
+    store_close(s);
+    int ready[2];
+    int go[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    g_ready_fd = ready[1];
+    g_go_fd = go[0];
+    /* A parked verifier keeps the environment open, so LMDB does not reset
+     * its reader table when the next process opens it. */
+    pid_t parked = spawn_verifier(park_write);
+    char x;
+    ck_assert_int_eq(read(ready[0], &x, 1), 1);
+    pid_t killed = spawn_verifier(kill_write);
+    int status = 0;
+    ck_assert_int_eq(waitpid(killed, &status, 0), killed);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    s = open_store(NULL);
+    struct store_stats st;
+    store_stats(s, &st);
+    ck_assert_int_eq(st.n_stale_readers, 1);
+    ck_assert_uint_eq(put1(s, "stale", "m", 2), 2);
+    store_close(s);
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    ck_assert_int_eq(waitpid(parked, &status, 0), parked);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+}
+END_TEST
+
 START_TEST(test_store_sync_modes_store_and_reopen)
 {
     const enum store_sync_mode modes[] = {STORE_SYNC_ALWAYS, STORE_SYNC_INTERVAL, STORE_SYNC_NONE};
@@ -1235,6 +1320,8 @@ Suite *test_suite(void)
              test_store_creates_missing_dir_and_refuses_second_opener);
     add_case(s, tcase_create("store_open_reads_only_the_topic_table"),
              test_store_open_reads_only_the_topic_table);
+    add_case(s, tcase_create("store_open_clears_stale_reader_slots"),
+             test_store_open_clears_stale_reader_slots);
     add_case(s, tcase_create("store_sync_modes_store_and_reopen"),
              test_store_sync_modes_store_and_reopen);
     add_case(s, tcase_create("store_rejects_bad_arguments"), test_store_rejects_bad_arguments);
