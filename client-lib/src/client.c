@@ -979,7 +979,9 @@ static void *io_thread_main(void *arg)
  * thread mode the IO thread does the work; otherwise we drive it. */
 int ferry__wait(ferry_client *c, int64_t deadline)
 {
-    if (c->has_thread && !c->stop_thread) {
+    /* Also while the IO thread is being stopped by ferry_client_close():
+     * the closer becomes the only driver, and broadcasts when done. */
+    if (c->has_thread) {
         if (deadline < 0) {
             return pthread_cond_wait(&c->cond, &c->mu);
         }
