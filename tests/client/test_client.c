@@ -1283,6 +1283,35 @@ static void close_case(int thread)
     evlog_deinit(&l);
 }
 
+struct blocked_next {
+    ferry_sub *s;
+    int rc;
+};
+
+static void *block_in_next(void *arg)
+{
+    struct blocked_next *b = arg;
+    ferry_msg *m = NULL;
+    b->rc = ferry_sub_next(b->s, -1, &m); /* forever, until close */
+    return NULL;
+}
+
+START_TEST(test_close_wakes_blocked_callers)
+{
+    ferry_client *c = client_connect(&DEFAULT_THREAD, NULL);
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_subscribe(c, "cw.a", NULL, NULL, NULL, WAIT_MS, &s), 0);
+    struct blocked_next b = {.s = s, .rc = 1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, block_in_next, &b), 0);
+    /* Whether or not the thread is already waiting, close must end it. */
+    ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(b.rc, FERRY_ECLOSED);
+    ferry_client_destroy(c);
+}
+END_TEST
+
 START_TEST(test_close_flushes_thread_mode)
 {
     close_case(1);
@@ -1562,6 +1591,7 @@ Suite *test_suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_close_flushes_thread_mode);
     tcase_add_test(t, test_close_flushes_loop_mode);
+    tcase_add_test(t, test_close_wakes_blocked_callers);
     t = tc(s, tcase_create("ack"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_ack_and_copy);
