@@ -60,6 +60,25 @@
  *     caches topic counters in memory). store_verify() takes no such lock and
  *     may run next to a live broker (it reads one consistent snapshot).
  *
+ * INTEGRATION (suggested)
+ *   Store writer thread, the single writer path:
+ *     loop: wait for publishes from the workers' queues (bounded: e.g. up to
+ *       1024 messages, or 200 us after the first one arrived);
+ *       store_batch_begin(); store_batch_append() each one (sequence numbers
+ *       come from the store, not from the workers; a per-message error
+ *       nacks just that publish); store_batch_commit();
+ *       0: send every PubAck with its seq, then hand (topic id, seq, msg) to
+ *          the topic's worker for live fan-out, in append order;
+ *       FERRY_ESTORAGEFULL: nack the batch "storage full" and go on;
+ *       FERRY_ESTORAGE: nack the batch, log store_stats().fail_reason, and
+ *          exit non-zero (fail-stop).
+ *     Under STORE_SYNC_INTERVAL the same thread calls store_sync() from a
+ *     timer. Under STORE_SYNC_ALWAYS a commit costs about two fsyncs
+ *     whatever the batch size, which is what group commit buys.
+ *   Catch-up readers (any thread): store_topic_info() for the start
+ *     position (store_topic_seq_last_n(), store_seek_time(), first_seq),
+ *     then store_read() chunks; see store_read() for the seam to live.
+ *
  * ERRORS (negative ints; ferry.h's FERRY_E* codes or -errno)
  *   FERRY_EINVAL        bad argument (empty or too long topic, max_msgs 0,
  *                       bad options)
