@@ -946,6 +946,9 @@ START_TEST(test_store_readers_run_during_map_growth)
         }
         ck_assert_int_eq(store_batch_commit(b), 0);
     }
+    while (__atomic_load_n(&a.reads, __ATOMIC_RELAXED) < 2) {
+        usleep(1000); /* on a loaded machine the readers may start late */
+    }
     __atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
