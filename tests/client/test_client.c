@@ -26,6 +26,7 @@
  *   keepalive                a frozen broker is detected by the keepalive
  *   close_flush              close waits for acks, then everything is ECLOSED
  *   ack                      explicit acks, message copies
+ *   queue_group              a group shares the messages among its members
  *   admin                    server stats
  *   needs_store              persistence features; skipped (exit 77) while
  *                            the broker acks with sequence 0 (no store)
@@ -1384,6 +1385,54 @@ START_TEST(test_ack_and_copy)
 }
 END_TEST
 
+static ferry_sub *sub_group(ferry_client *c, const char *group)
+{
+    ferry_sub_options *so;
+    ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+    if (group != NULL) {
+        ck_assert_int_eq(ferry_sub_options_set_queue_group(so, group), 0);
+    }
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_subscribe(c, "qg.a", so, NULL, NULL, WAIT_MS, &s), 0);
+    ferry_sub_options_destroy(so);
+    return s;
+}
+
+static void wait_pending(ferry_sub *s, size_t n)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (ferry_sub_pending(s) < n && now_ms() < deadline) {
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL); /* polling a counter, bounded by the deadline */
+    }
+    ck_assert_uint_eq(ferry_sub_pending(s), n);
+}
+
+START_TEST(test_queue_group_shares_messages)
+{
+    ferry_client *a = client_connect(&DEFAULT_THREAD, NULL);
+    ferry_client *b = client_connect(&DEFAULT_THREAD, NULL);
+    ferry_sub *ga = sub_group(a, "grp");
+    ferry_sub *gb = sub_group(b, "grp");
+    ferry_sub *pa = sub_group(a, NULL); /* plain subscribers see everything */
+    ferry_sub *pb = sub_group(b, NULL);
+    for (int i = 0; i < 100; i++) {
+        ferry_pub m = text_pub("qg.a", "x");
+        ck_assert_int_eq(ferry_publish_async(a, &m, NULL, NULL, NULL), 0);
+    }
+    ck_assert_int_eq(ferry_flush(a, WAIT_MS), 0);
+    /* Once each plain subscriber has all 100, every group delivery sent
+     * before them on the same connection has arrived too. */
+    wait_pending(pa, 100);
+    wait_pending(pb, 100);
+    ck_assert_uint_eq(ferry_sub_pending(ga) + ferry_sub_pending(gb), 100);
+    ck_assert_int_eq(ferry_client_close(a, WAIT_MS), 0);
+    ck_assert_int_eq(ferry_client_close(b, WAIT_MS), 0);
+    ferry_client_destroy(a);
+    ferry_client_destroy(b);
+}
+END_TEST
+
 START_TEST(test_admin_stats)
 {
     ferry_client *c = client_connect(&DEFAULT_THREAD, NULL);
@@ -1595,6 +1644,9 @@ Suite *test_suite(void)
     t = tc(s, tcase_create("ack"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_ack_and_copy);
+    t = tc(s, tcase_create("queue_group"));
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_queue_group_shares_messages);
     t = tc(s, tcase_create("admin"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_admin_stats);
