@@ -666,6 +666,92 @@ START_TEST(test_cli_pub_refusal_reports_reason_and_exit_1)
 }
 END_TEST
 
+START_TEST(test_cli_stats_json_reports_counters)
+{
+    struct proc p, pub;
+    ck_assert_int_eq(run(&pub, NULL, (const char *const[]){"pub", "cli.stats", "x", NULL}), 0);
+    proc_free(&pub);
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"stats", "--json", NULL}), 0);
+    struct jv r;
+    json_parse(p.out_buf, &r);
+    ck_assert(jnum(&r, "connections") >= 1); /* ours */
+    ck_assert(jnum(&r, "connections_total") >= 2);
+    ck_assert(jnum(&r, "msgs_in") >= 1);
+    ck_assert(jnum(&r, "bytes_in") > 0);
+    ck_assert(jnum(&r, "uptime_ms") >= 0);
+    ck_assert(jnum(&r, "slow_consumers") >= 0);
+    ck_assert(strlen(jstr(&r, "server_version")) > 0);
+    jv_free(&r);
+    proc_free(&p);
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"stats", NULL}), 0);
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "connections"));
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "slow consumers"));
+    proc_free(&p);
+}
+END_TEST
+
+/*
+ * Topic administration: with a broker that stores topics, a topic published
+ * with acks is listed with its sequence range, shown by `topic info`, and
+ * emptied by `topic purge`. A broker that cannot (no store) refuses: then
+ * the CLI must exit 1 and pass the broker's reason on.
+ */
+START_TEST(test_cli_topics_info_purge)
+{
+    struct proc p, pub;
+    ck_assert_int_eq(run(&pub, "a\nb\nc\n", (const char *const[]){"pub", "--ack", "cli.adm", NULL}),
+                     0);
+    proc_free(&pub);
+    int rc = run(&p, NULL, (const char *const[]){"topics", "--json", NULL});
+    if (rc == 1) {
+        ck_assert_msg(p.err_buf && strncmp(p.err_buf, "ferry: topics: ", 15) == 0 &&
+                          strlen(p.err_buf) > 16,
+                      "refusal without a reason: %s", p.err_buf ? p.err_buf : "");
+        proc_free(&p);
+        ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "cli.adm", NULL}),
+                         1);
+        ck_assert_ptr_nonnull(strstr(p.err_buf, "ferry: topic info cli.adm: "));
+        proc_free(&p);
+        return;
+    }
+    ck_assert_int_eq(rc, 0);
+    struct jv r;
+    json_parse(p.out_buf, &r);
+    ck_assert_int_eq(r.type, J_ARR);
+    const struct jv *t = NULL;
+    for (size_t i = 0; i < r.n; i++) {
+        if (strcmp(jstr(&r.items[i], "name"), "cli.adm") == 0) {
+            t = &r.items[i];
+        }
+    }
+    ck_assert_msg(t != NULL, "cli.adm not listed: %s", p.out_buf);
+    ck_assert_int_eq((long)jnum(t, "messages"), 3);
+    ck_assert_int_eq((long)jnum(t, "first_seq"), 1);
+    ck_assert_int_eq((long)jnum(t, "last_seq"), 3);
+    jv_free(&r);
+    proc_free(&p);
+
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "--json", "cli.adm", NULL}),
+                     0);
+    json_parse(p.out_buf, &r);
+    ck_assert_str_eq(jstr(&r, "name"), "cli.adm");
+    ck_assert_int_eq((long)jnum(&r, "last_seq"), 3);
+    jv_free(&r);
+    proc_free(&p);
+
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "purge", "cli.adm", NULL}), 0);
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "purged 3 messages"));
+    proc_free(&p);
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "--json", "cli.adm", NULL}),
+                     0);
+    json_parse(p.out_buf, &r);
+    ck_assert_int_eq((long)jnum(&r, "messages"), 0);
+    ck_assert_int_eq((long)jnum(&r, "last_seq"), 3);
+    jv_free(&r);
+    proc_free(&p);
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, broker_up, broker_down);
@@ -688,5 +774,7 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_bench_acks"), test_cli_bench_with_ack_window_counts_acks);
     add_case(s, tcase_create("cli_bench_text"), test_cli_bench_human_output);
     add_case(s, tcase_create("cli_pub_refused"), test_cli_pub_refusal_reports_reason_and_exit_1);
+    add_case(s, tcase_create("cli_stats"), test_cli_stats_json_reports_counters);
+    add_case(s, tcase_create("cli_topics"), test_cli_topics_info_purge);
     return s;
 }
