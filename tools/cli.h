@@ -5,12 +5,12 @@
 #ifndef FERRY_TOOLS_CLI_H
 #define FERRY_TOOLS_CLI_H
 
+#include "ferry.h"
+
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#include "ferry.h"
 
 #define CLI_DEFAULT_SERVER "127.0.0.1:7373"
 
@@ -37,7 +37,9 @@ enum {
     {"server", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},                    \
         {"user", required_argument, NULL, CLI_OPT_USER},                                           \
         {"password", required_argument, NULL, CLI_OPT_PASSWORD},                                   \
-        {"token", required_argument, NULL, CLI_OPT_TOKEN}
+    {                                                                                              \
+        "token", required_argument, NULL, CLI_OPT_TOKEN                                            \
+    }
 
 /* The common short options, for the getopt string. */
 #define CLI_COMMON_SHORTOPTS "s:h"

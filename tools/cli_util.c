@@ -489,8 +489,8 @@ long cli_base64_decode(const char *s, size_t n, void *out)
                 }
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         o[len++] = (unsigned char)(w >> 16);
         if (pad < 2) {
             o[len++] = (unsigned char)(w >> 8);

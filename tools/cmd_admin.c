@@ -5,14 +5,14 @@
  * Each makes one request through libferry's ferry_admin_* calls, in
  * event-loop mode (the blocking call drives the IO itself: no thread).
  */
+#include "cli.h"
+#include "cli_util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli.h"
-#include "cli_util.h"
 
 #define ADMIN_TIMEOUT_MS 10000
 
@@ -167,18 +167,17 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
         cli_buf_json_str(&b, st.server_id, strlen(st.server_id));
         cli_buf_adds(&b, ",\"server_version\":");
         cli_buf_json_str(&b, st.server_version, strlen(st.server_version));
-        cli_buf_addf(&b,
-                     ",\"uptime_ms\":%" PRIu64 ",\"connections\":%" PRIu64
-                     ",\"connections_total\":%" PRIu64 ",\"subscriptions\":%" PRIu64
-                     ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-                     ",\"bytes_out\":%" PRIu64 ",\"slow_consumers\":%" PRIu64
-                     ",\"store_bytes\":%" PRIu64 ",\"topics\":%" PRIu64
-                     ",\"protocol_errors\":%" PRIu64 ",\"auth_failures\":%" PRIu64
-                     ",\"permission_denials\":%" PRIu64 ",\"crc_errors\":%" PRIu64 "}\n",
-                     st.uptime_ms, st.connections, st.connections_total, st.subscriptions,
-                     st.msgs_in, st.msgs_out, st.bytes_in, st.bytes_out, st.slow_consumers,
-                     st.store_bytes, st.topics, st.protocol_errors, st.auth_failures,
-                     st.permission_denials, st.crc_errors);
+        cli_buf_addf(
+            &b,
+            ",\"uptime_ms\":%" PRIu64 ",\"connections\":%" PRIu64 ",\"connections_total\":%" PRIu64
+            ",\"subscriptions\":%" PRIu64 ",\"msgs_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64
+            ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"slow_consumers\":%" PRIu64
+            ",\"store_bytes\":%" PRIu64 ",\"topics\":%" PRIu64 ",\"protocol_errors\":%" PRIu64
+            ",\"auth_failures\":%" PRIu64 ",\"permission_denials\":%" PRIu64
+            ",\"crc_errors\":%" PRIu64 "}\n",
+            st.uptime_ms, st.connections, st.connections_total, st.subscriptions, st.msgs_in,
+            st.msgs_out, st.bytes_in, st.bytes_out, st.slow_consumers, st.store_bytes, st.topics,
+            st.protocol_errors, st.auth_failures, st.permission_denials, st.crc_errors);
     } else {
         double secs = st.uptime_ms ? (double)st.uptime_ms / 1000.0 : 1.0;
         char up[64], bi[32], bo[32], sb[32], r1[32], r2[32], r3[32], r4[32];
@@ -280,10 +279,10 @@ int cmd_topics(struct cli_opts *o, int argc, char **argv)
                      "FIRST SEQ", "LAST SEQ", "SUBS");
         for (size_t i = 0; i < n; i++) {
             const ferry_topic_info *t = &topics[i];
-            cli_buf_addf(&b, "%-*s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64
-                             " %6" PRIu64 "%s\n",
-                         w, t->name, t->messages, t->bytes, t->first_seq, t->last_seq,
-                         t->subscribers, t->is_ephemeral ? "  (ephemeral)" : "");
+            cli_buf_addf(
+                &b, "%-*s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %6" PRIu64 "%s\n",
+                w, t->name, t->messages, t->bytes, t->first_seq, t->last_seq, t->subscribers,
+                t->is_ephemeral ? "  (ephemeral)" : "");
         }
         if (n == 0) {
             cli_buf_adds(&b, pattern ? "(no topics match)\n" : "(no topics)\n");
@@ -319,8 +318,7 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
     }
     struct admin_args a = {.cmd = "topic"};
     int first;
-    int rc =
-        cli_getopt(o, argc - 1, argv + 1, "j", longopts, topic_help, admin_opt, &a, &first);
+    int rc = cli_getopt(o, argc - 1, argv + 1, "j", longopts, topic_help, admin_opt, &a, &first);
     if (rc != -1) {
         return rc;
     }
@@ -351,8 +349,8 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
                              "first seq    %" PRIu64 "\n"
                              "last seq     %" PRIu64 "\n"
                              "subscribers  %" PRIu64 "\n",
-                             t.name, t.is_ephemeral ? " (ephemeral: not stored)" : "",
-                             t.messages, t.bytes, by, t.first_seq, t.last_seq, t.subscribers);
+                             t.name, t.is_ephemeral ? " (ephemeral: not stored)" : "", t.messages,
+                             t.bytes, by, t.first_seq, t.last_seq, t.subscribers);
             }
         }
     } else {

@@ -19,6 +19,10 @@
  * rest is filler. With --size below 16 messages carry no timestamp and no
  * latency is reported.
  */
+#include "cli.h"
+#include "cli_util.h"
+#include "hist.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -28,10 +32,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "cli.h"
-#include "cli_util.h"
-#include "hist.h"
 
 #define BENCH_HDR_LEN 16
 #define BENCH_MAX_CLIENTS 256
@@ -98,15 +98,15 @@ struct bench_pub {
     ferry_client *c;
     const struct bench_args *a;
     uint32_t run_id;
-    uint64_t target;      /* messages to send; UINT64_MAX with --duration */
-    uint64_t start_ns;    /* monotonic, when publishing began */
-    uint64_t end_ns;      /* monotonic, when everything was flushed */
-    uint64_t stop_at_ns;  /* with --duration */
-    uint64_t sent;        /* atomic: written by this thread, read by main */
-    uint64_t acked;       /* atomic */
-    uint64_t failed;      /* atomic */
-    int seen_sequence;    /* atomic: -1 no ack yet, 0 seq 0 seen, 1 seq > 0 seen */
-    int error;            /* the error that stopped it, 0 if none */
+    uint64_t target;     /* messages to send; UINT64_MAX with --duration */
+    uint64_t start_ns;   /* monotonic, when publishing began */
+    uint64_t end_ns;     /* monotonic, when everything was flushed */
+    uint64_t stop_at_ns; /* with --duration */
+    uint64_t sent;       /* atomic: written by this thread, read by main */
+    uint64_t acked;      /* atomic */
+    uint64_t failed;     /* atomic */
+    int seen_sequence;   /* atomic: -1 no ack yet, 0 seq 0 seen, 1 seq > 0 seen */
+    int error;           /* the error that stopped it, 0 if none */
 };
 
 struct bench_sub {
@@ -116,7 +116,7 @@ struct bench_sub {
     ferry_sub *s;
     uint32_t run_id;
     size_t size;
-    struct hist *lat; /* this thread only until joined */
+    struct hist *lat;  /* this thread only until joined */
     uint64_t received; /* atomic */
     uint64_t bytes;
     uint64_t foreign;
@@ -125,8 +125,8 @@ struct bench_sub {
 };
 
 /* Shared between the main thread and the workers. */
-static int bench_stop_pubs; /* atomic */
-static int bench_stop_subs; /* atomic */
+static int bench_stop_pubs;     /* atomic */
+static int bench_stop_subs;     /* atomic */
 static uint64_t bench_expected; /* atomic: per subscriber; UINT64_MAX unknown */
 
 static int bench_opt(int opt, const char *arg, void *ctx)
@@ -147,8 +147,7 @@ static int bench_opt(int opt, const char *arg, void *ctx)
         return -1;
     case 'z':
         if (cli_parse_size(arg, &a->size) < 0 || a->size > 64ull * 1024 * 1024) {
-            return cli_usage(a->cmd, "--size needs a size up to 64M (128, 16k, 1M), not '%s'",
-                             arg);
+            return cli_usage(a->cmd, "--size needs a size up to 64M (128, 16k, 1M), not '%s'", arg);
         }
         return -1;
     case 'n':
@@ -391,9 +390,8 @@ static double mb(double bytes)
     return bytes / 1e6;
 }
 
-static void progress_line(const struct bench_pub *pubs, size_t n_pubs,
-                          const struct bench_sub *subs, size_t n_subs, uint64_t t0,
-                          uint64_t total_target)
+static void progress_line(const struct bench_pub *pubs, size_t n_pubs, const struct bench_sub *subs,
+                          size_t n_subs, uint64_t t0, uint64_t total_target)
 {
     uint64_t sent = 0, recv = 0;
     for (size_t i = 0; i < n_pubs; i++) {
@@ -427,8 +425,8 @@ static void sleep_ms(int ms)
 /* Ask the broker whether the topic is ephemeral: 1 yes, 0 no, -1 unknown. */
 static int topic_is_ephemeral(struct cli_opts *o, const char *topic)
 {
-    struct cli_conn_cfg cfg = {.name = "ferry bench", .reconnect_attempts = -1,
-                               .quiet_events = true};
+    struct cli_conn_cfg cfg = {
+        .name = "ferry bench", .reconnect_attempts = -1, .quiet_events = true};
     ferry_client *c;
     if (cli_connect(o, &cfg, &c) < 0) {
         return -1;
@@ -461,8 +459,8 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
     struct bench_args a = {
         .cmd = o->cmd, .pubs = 1, .subs = 1, .size = 128, .count = 1000000, .topic = "bench"};
     int first;
-    int rc = cli_getopt(o, argc, argv, "p:S:z:n:d:r:w:t:j", longopts, bench_help, bench_opt, &a,
-                        &first);
+    int rc =
+        cli_getopt(o, argc, argv, "p:S:z:n:d:r:w:t:j", longopts, bench_help, bench_opt, &a, &first);
     if (rc != -1) {
         return rc;
     }
@@ -523,8 +521,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
             goto out;
         }
         n_subs_up++;
-        rc = ferry_subscribe(b->c, a.topic, NULL, on_bench_msg, b, CLI_CONNECT_TIMEOUT_MS,
-                             &b->s);
+        rc = ferry_subscribe(b->c, a.topic, NULL, on_bench_msg, b, CLI_CONNECT_TIMEOUT_MS, &b->s);
         if (rc < 0) {
             status = cli_fail(b->c, rc, "cannot subscribe to '%s'", a.topic);
             goto out;
@@ -727,9 +724,9 @@ stop:
                      ",\"foreign\":%" PRIu64 ",\"incomplete_subs\":%" PRIu64
                      ",\"pub_seconds\":%.6f,\"pub_msgs_per_s\":%.1f,\"pub_mb_per_s\":%.3f"
                      ",\"sub_seconds\":%.6f,\"sub_msgs_per_s\":%.1f,\"sub_mb_per_s\":%.3f",
-                     is_eph < 0 ? "null" : (is_eph ? "true" : "false"), published, acked,
-                     failed, received, published * a.subs, foreign, short_subs, pub_secs,
-                     pub_rate, mb(pub_rate * size), sub_secs, sub_rate, mb(sub_rate * size));
+                     is_eph < 0 ? "null" : (is_eph ? "true" : "false"), published, acked, failed,
+                     received, published * a.subs, foreign, short_subs, pub_secs, pub_rate,
+                     mb(pub_rate * size), sub_secs, sub_rate, mb(sub_rate * size));
         if (has_lat) {
             cli_buf_addf(&b,
                          ",\"latency_ns\":{\"samples\":%" PRIu64 ",\"min\":%" PRIu64
@@ -782,8 +779,9 @@ stop:
                              "timestamp\n");
         }
         if (foreign) {
-            cli_buf_addf(&b, "note      %" PRIu64 " messages from other publishers on '%s' "
-                             "were ignored\n",
+            cli_buf_addf(&b,
+                         "note      %" PRIu64 " messages from other publishers on '%s' "
+                         "were ignored\n",
                          foreign, a.topic);
         }
     }

@@ -8,14 +8,14 @@
  * them) makes sure the broker has processed them, so refusals are still
  * reported.
  */
+#include "cli.h"
+#include "cli_util.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#include "cli.h"
-#include "cli_util.h"
 
 #define PUB_MAX_HEADERS 64
 
@@ -193,8 +193,8 @@ static int publish_one(ferry_client *c, const struct pub_args *a, struct pub_sta
         .headers = a->n_headers ? a->headers : NULL,
         .n_headers = a->n_headers,
     };
-    int rc = a->ack ? ferry_publish_async(c, &m, on_pub_done, st, NULL)
-                    : ferry_publish_msg(c, &m, NULL);
+    int rc =
+        a->ack ? ferry_publish_async(c, &m, on_pub_done, st, NULL) : ferry_publish_msg(c, &m, NULL);
     if (rc == -EINVAL) {
         cli_err("cannot publish to '%s': invalid topic, header or key (topics are "
                 "dot-separated non-empty tokens without '*', '>' or spaces; text must be "

@@ -6,13 +6,13 @@
  * slices (so Ctrl-C and --timeout are noticed promptly), prints, flushes
  * stdout per message (pipes see each message at once), and then acks.
  */
+#include "cli.h"
+#include "cli_util.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli.h"
-#include "cli_util.h"
 
 static const char sub_help[] =
     "Usage: ferry sub [OPTIONS] PATTERN\n"
@@ -326,8 +326,8 @@ int cmd_sub(struct cli_opts *o, int argc, char **argv)
             uint64_t now = cli_now_mono_ns();
             if (now >= deadline) {
                 if (a.count) {
-                    cli_err("timeout: received %llu of %llu messages",
-                            (unsigned long long)received, (unsigned long long)a.count);
+                    cli_err("timeout: received %llu of %llu messages", (unsigned long long)received,
+                            (unsigned long long)a.count);
                     status = CLI_EXIT_ERROR;
                 }
                 break;
@@ -371,8 +371,8 @@ int cmd_sub(struct cli_opts *o, int argc, char **argv)
             rc = ferry_msg_ack(m, FERRY_ACK);
             if (rc < 0 && rc != FERRY_ENOTREADY) {
                 /* Not connected: the broker redelivers after reconnect. */
-                cli_fail(c, rc, "cannot ack message %llu", (unsigned long long)
-                                                               ferry_msg_sequence(m));
+                cli_fail(c, rc, "cannot ack message %llu",
+                         (unsigned long long)ferry_msg_sequence(m));
             }
         }
         ferry_msg_destroy(m);

@@ -6,6 +6,11 @@
  * The tool speaks to the broker only through libferry's public API
  * (ferry.h): it is the library's first user.
  */
+#include "ferry.h"
+
+#include "cli.h"
+#include "cli_util.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,10 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "cli.h"
-#include "cli_util.h"
-#include "ferry.h"
 
 volatile sig_atomic_t cli_interrupted;
 volatile sig_atomic_t cli_n_signals;
@@ -361,8 +362,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"pub", cmd_pub},       {"sub", cmd_sub},       {"bench", cmd_bench},
-    {"stats", cmd_stats},   {"topics", cmd_topics}, {"topic", cmd_topic},
+    {"pub", cmd_pub},     {"sub", cmd_sub},       {"bench", cmd_bench},
+    {"stats", cmd_stats}, {"topics", cmd_topics}, {"topic", cmd_topic},
 };
 
 static const struct command *find_command(const char *name)
@@ -405,9 +406,8 @@ int main(int argc, char **argv)
         if (c == '?' || c == ':') {
             const char *word = (optind - 1 >= prev && optind - 1 < argc) ? argv[optind - 1] : "";
             if (optopt && strncmp(word, "--", 2) != 0) {
-                return cli_usage(NULL, c == ':' ? "option '-%c' needs a value"
-                                                : "unknown option '-%c'",
-                                 optopt);
+                return cli_usage(
+                    NULL, c == ':' ? "option '-%c' needs a value" : "unknown option '-%c'", optopt);
             }
             return cli_usage(NULL, c == ':' ? "option '%s' needs a value" : "unknown option '%s'",
                              word);

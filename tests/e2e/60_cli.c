@@ -7,6 +7,8 @@
  * broker has acknowledged the subscription (after which every publish
  * reaches it); tests wait for that line, with a generous timeout.
  */
+#include "ferryd_proc.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +21,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ferryd_proc.h"
 
 #ifndef FERRY_CLI_PATH
 #error "FERRY_CLI_PATH must name the ferry binary"
@@ -295,14 +295,30 @@ static const char *j_string(const char *s, char **out, size_t *out_len)
         if (c == '\\') {
             char e = *s++;
             switch (e) {
-            case '"': c = '"'; break;
-            case '\\': c = '\\'; break;
-            case '/': c = '/'; break;
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
+            case '"':
+                c = '"';
+                break;
+            case '\\':
+                c = '\\';
+                break;
+            case '/':
+                c = '/';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
             case 'u': {
                 unsigned v = 0;
                 for (int k = 0; k < 4; k++) {
@@ -482,15 +498,14 @@ START_TEST(test_cli_sub_json_has_metadata_headers_and_base64)
     close(fd);
 
     sub_start(&sub, (const char *const[]){"--json", "--count", "2", "cli.json.*", NULL});
-    ck_assert_int_eq(run(&pub, NULL,
-                         (const char *const[]){"pub", "--header", "source=test", "--header",
-                                               "q=\"x\"", "--key", "k1", "cli.json.text",
-                                               "line \"one\"\ttab", NULL}),
-                     0);
+    ck_assert_int_eq(
+        run(&pub, NULL,
+            (const char *const[]){"pub", "--header", "source=test", "--header", "q=\"x\"", "--key",
+                                  "k1", "cli.json.text", "line \"one\"\ttab", NULL}),
+        0);
     proc_free(&pub);
-    ck_assert_int_eq(run(&pub, NULL,
-                         (const char *const[]){"pub", "--file", path, "cli.json.bin", NULL}),
-                     0);
+    ck_assert_int_eq(
+        run(&pub, NULL, (const char *const[]){"pub", "--file", path, "cli.json.bin", NULL}), 0);
     ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 0);
     unlink(path);
 
@@ -564,7 +579,7 @@ START_TEST(test_cli_usage_errors_exit_2_and_help_exits_0)
         proc_free(&p);
     }
     static const char *const helps[][3] = {
-        {"--help", NULL}, {"pub", "--help"}, {"sub", "--help"}, {"bench", "--help"},
+        {"--help", NULL},    {"pub", "--help"},    {"sub", "--help"},   {"bench", "--help"},
         {"stats", "--help"}, {"topics", "--help"}, {"topic", "--help"}, {"help", "sub"},
     };
     for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
@@ -623,11 +638,11 @@ END_TEST
 START_TEST(test_cli_bench_with_ack_window_counts_acks)
 {
     struct proc p;
-    ck_assert_int_eq(run(&p, NULL,
-                         (const char *const[]){"bench", "--json", "--subs", "1", "--count", "3000",
-                                               "--ack-window", "64", "--topic", "cli.bench.ack",
-                                               NULL}),
-                     0);
+    ck_assert_int_eq(
+        run(&p, NULL,
+            (const char *const[]){"bench", "--json", "--subs", "1", "--count", "3000",
+                                  "--ack-window", "64", "--topic", "cli.bench.ack", NULL}),
+        0);
     struct jv r;
     json_parse(p.out_buf, &r);
     ck_assert_int_eq((long)jnum(&r, "published"), 3000);
@@ -642,10 +657,10 @@ END_TEST
 START_TEST(test_cli_bench_human_output)
 {
     struct proc p;
-    ck_assert_int_eq(run(&p, NULL,
-                         (const char *const[]){"bench", "--count", "1000", "--topic",
-                                               "cli.bench.text", NULL}),
-                     0);
+    ck_assert_int_eq(
+        run(&p, NULL,
+            (const char *const[]){"bench", "--count", "1000", "--topic", "cli.bench.text", NULL}),
+        0);
     ck_assert_ptr_nonnull(strstr(p.out_buf, "publish "));
     ck_assert_ptr_nonnull(strstr(p.out_buf, "msgs/s"));
     ck_assert_ptr_nonnull(strstr(p.out_buf, "p99.9"));
@@ -708,8 +723,7 @@ START_TEST(test_cli_topics_info_purge)
                           strlen(p.err_buf) > 16,
                       "refusal without a reason: %s", p.err_buf ? p.err_buf : "");
         proc_free(&p);
-        ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "cli.adm", NULL}),
-                         1);
+        ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "cli.adm", NULL}), 1);
         ck_assert_ptr_nonnull(strstr(p.err_buf, "ferry: topic info cli.adm: "));
         proc_free(&p);
         return;
@@ -731,8 +745,8 @@ START_TEST(test_cli_topics_info_purge)
     jv_free(&r);
     proc_free(&p);
 
-    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "--json", "cli.adm", NULL}),
-                     0);
+    ck_assert_int_eq(
+        run(&p, NULL, (const char *const[]){"topic", "info", "--json", "cli.adm", NULL}), 0);
     json_parse(p.out_buf, &r);
     ck_assert_str_eq(jstr(&r, "name"), "cli.adm");
     ck_assert_int_eq((long)jnum(&r, "last_seq"), 3);
@@ -742,8 +756,8 @@ START_TEST(test_cli_topics_info_purge)
     ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "purge", "cli.adm", NULL}), 0);
     ck_assert_ptr_nonnull(strstr(p.out_buf, "purged 3 messages"));
     proc_free(&p);
-    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"topic", "info", "--json", "cli.adm", NULL}),
-                     0);
+    ck_assert_int_eq(
+        run(&p, NULL, (const char *const[]){"topic", "info", "--json", "cli.adm", NULL}), 0);
     json_parse(p.out_buf, &r);
     ck_assert_int_eq((long)jnum(&r, "messages"), 0);
     ck_assert_int_eq((long)jnum(&r, "last_seq"), 3);

@@ -1,13 +1,13 @@
 /*
  * test_cli_util.c - parsing and output helpers of the `ferry` tool.
  */
+#include "cli_util.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli_util.h"
 
 Suite *test_suite(void);
 
@@ -93,7 +93,8 @@ END_TEST
 START_TEST(test_cli_json_escapes_quotes_and_controls)
 {
     struct cli_buf b = {0};
-    const char in[] = "a\"b\\c\nd\te\x01\x7f" "\xc3\xa9";
+    const char in[] = "a\"b\\c\nd\te\x01\x7f"
+                      "\xc3\xa9";
     cli_buf_json_str(&b, in, sizeof(in) - 1);
     ck_assert_str_eq(b.data, "\"a\\\"b\\\\c\\nd\\te\\u0001\\u007f\xc3\xa9\"");
     b.len = 0;
@@ -107,8 +108,12 @@ START_TEST(test_cli_base64_round_trips)
 {
     struct {
         const char *in, *out;
-    } cases[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
-                 {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+    } cases[] = {{"", ""},
+                 {"f", "Zg=="},
+                 {"fo", "Zm8="},
+                 {"foo", "Zm9v"},
+                 {"foob", "Zm9vYg=="},
+                 {"fooba", "Zm9vYmE="},
                  {"foobar", "Zm9vYmFy"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cli_buf b = {0};
@@ -141,12 +146,12 @@ START_TEST(test_cli_utf8_validation)
     ck_assert(cli_utf8_valid("", 0));
     ck_assert(cli_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9)); /* é € 😀 */
     ck_assert(!cli_utf8_valid("\xff", 1));
-    ck_assert(!cli_utf8_valid("\xc3", 1));                 /* truncated */
-    ck_assert(!cli_utf8_valid("\xc0\xaf", 2));             /* overlong */
-    ck_assert(!cli_utf8_valid("\xe0\x80\xaf", 3));         /* overlong */
-    ck_assert(!cli_utf8_valid("\xed\xa0\x80", 3));         /* surrogate */
-    ck_assert(!cli_utf8_valid("\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
-    ck_assert(!cli_utf8_valid("a\0b", 3));                 /* NUL */
+    ck_assert(!cli_utf8_valid("\xc3", 1));             /* truncated */
+    ck_assert(!cli_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    ck_assert(!cli_utf8_valid("\xe0\x80\xaf", 3));     /* overlong */
+    ck_assert(!cli_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    ck_assert(!cli_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    ck_assert(!cli_utf8_valid("a\0b", 3));             /* NUL */
 }
 END_TEST
 

@@ -1,11 +1,11 @@
 /*
  * test_hist.c - the log-bucketed latency histogram of `ferry bench`.
  */
+#include "hist.h"
+
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-#include "hist.h"
 
 Suite *test_suite(void);
 
@@ -125,8 +125,8 @@ END_TEST
 START_TEST(test_hist_skewed_tail_is_found)
 {
     struct hist *h = hist_new();
-    hist_record_n(h, 50000, 9990);  /* 50 us */
-    hist_record_n(h, 5000000, 10);  /* 5 ms: the top 0.1 % */
+    hist_record_n(h, 50000, 9990); /* 50 us */
+    hist_record_n(h, 5000000, 10); /* 5 ms: the top 0.1 % */
     uint64_t p99 = hist_percentile(h, 99);
     uint64_t p999 = hist_percentile(h, 99.9);
     uint64_t p9995 = hist_percentile(h, 99.95);
