@@ -374,6 +374,7 @@ static void conn_free_addrs(ferry_client *c)
 
 static void conn_close_socket(ferry_client *c)
 {
+    c->n_sockets_closed++;
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -552,10 +553,24 @@ static void conn_start(ferry_client *c)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     struct addrinfo *res = NULL;
-    /* Name resolution blocks (getaddrinfo has no non-blocking form); numeric
-     * addresses and /etc/hosts names resolve at once. */
+    /* Name resolution blocks (getaddrinfo has no non-blocking form), so it
+     * runs without the lock (s is immutable); if the attempt was dropped
+     * meanwhile (connect timed out, close), its result is thrown away.
+     * Numeric addresses and /etc/hosts names resolve at once. */
+    uint64_t gen = ++c->n_sockets_closed;
+    pthread_mutex_unlock(&c->mu);
     int gai = getaddrinfo(s->host, s->port, &hints, &res);
+    int gai_errno = errno;
+    pthread_mutex_lock(&c->mu);
+    int connecting = c->state == FERRY_STATE_CONNECTING || c->state == FERRY_STATE_RECONNECTING;
+    if (gen != c->n_sockets_closed || !connecting || c->fd >= 0 || c->stop_thread) {
+        if (gai == 0) {
+            freeaddrinfo(res);
+        }
+        return;
+    }
     if (gai != 0) {
+        errno = gai_errno;
         int code = gai == EAI_SYSTEM ? -errno : -ENOENT;
         if (code == 0) {
             code = -ENOENT;

@@ -231,6 +231,7 @@ struct ferry_client {
     int64_t next_attempt_at; /* ms monotonic; when fd < 0 and (re)connecting */
 
     int fd;                 /* socket, -1 when none */
+    uint64_t n_sockets_closed; /* increments whenever an attempt is dropped */
     struct addrinfo *addrs; /* the current attempt's resolved addresses */
     struct addrinfo *addr_next; /* next one to try if this one fails */
     enum ferry__phase phase;
