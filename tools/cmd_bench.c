@@ -16,8 +16,8 @@
  * time in ns (host order: publishers and subscribers share this process and
  * its clock), 8..11 a random run id (messages of other runs on the same
  * topic are counted as foreign and ignored), 12..15 the publisher index. The
- * rest is filler. With --size below 16 messages carry no timestamp and no
- * latency is reported.
+ * rest is filler. With --size 8..15 only the timestamp fits (no run id);
+ * below 8 no latency is measured.
  */
 #include "cli.h"
 #include "cli_util.h"
@@ -50,7 +50,8 @@ static const char bench_help[] =
     "  -S, --subs N          subscribers, each its own connection (default 1;\n"
     "                        0 measures publishing alone)\n"
     "  -z, --size BYTES      payload size (default 128; k/M suffixes; at least\n"
-    "                        16 for latency)\n"
+    "                        8 for latency, 16 to tell this run's messages\n"
+    "                        from other publishers' on the same topic)\n"
     "  -n, --count N         messages in total, shared by the publishers\n"
     "                        (default 1000000)\n"
     "  -d, --duration DUR    publish for DUR instead of a count (10s, 1m)\n"
@@ -774,8 +775,8 @@ stop:
                          "latency   p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (end to end, %" PRIu64
                          " samples)\n",
                          p50, p90, p99, p999, mx, lat->count);
-        } else if (a.subs && a.size < BENCH_HDR_LEN) {
-            cli_buf_adds(&b, "latency   not measured: --size below 16 leaves no room for a "
+        } else if (a.subs && a.size < 8) {
+            cli_buf_adds(&b, "latency   not measured: --size below 8 leaves no room for a "
                              "timestamp\n");
         }
         if (foreign) {

@@ -24,6 +24,7 @@ static const char pub_help[] =
     "\n"
     "Publish MESSAGE to TOPIC. Without MESSAGE (and without --file), every line\n"
     "of standard input is published as one message, without its newline.\n"
+    "Nothing is printed on success. Put -- before a MESSAGE that starts with '-'.\n"
     "\n"
     "Options:\n"
     "  -a, --ack             wait for the broker's acknowledgement of every\n"
