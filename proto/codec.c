@@ -14,13 +14,13 @@
  */
 #include "codec.h"
 
+#include "ferry.h"
+
 #include <errno.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry.h"
 
 /* ---- arena ------------------------------------------------------------- */
 
@@ -260,8 +260,7 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
 
 /* ---- frames ------------------------------------------------------------ */
 
-int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len,
-                       Ferry__Frame **out)
+int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len, Ferry__Frame **out)
 {
     codec_arena_reset(a);
     a->budget = CODEC_BUDGET(len);

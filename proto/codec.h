@@ -22,21 +22,21 @@
 #ifndef FERRY_CODEC_H
 #define FERRY_CODEC_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "ferry.pb-c.h"
 #include "frame.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 /* Arena budget for decoding a body of n bytes: 8x + 16 KiB. Ordinary frames
  * need about 1x (payload bytes are copied) plus their structs; 64 one-letter
  * headers, the most a Publish may carry, need about 6 KiB. Frames packed with
  * empty sub-messages (2 wire bytes each, ~56 bytes decoded) exceed the
  * budget and are refused as protocol errors. */
-#define CODEC_BUDGET(n) ((size_t)(n) * 8u + 16384u)
+#define CODEC_BUDGET(n) ((size_t)(n)*8u + 16384u)
 
 /* Largest per-connection Deliver prefix for n sub_ids. */
-#define CODEC_DELIVER_PREFIX_MAX(n) (FRAME_HDR_LEN + 1 + 5 + 1 + 5 + (size_t)(n) * 10)
+#define CODEC_DELIVER_PREFIX_MAX(n) (FRAME_HDR_LEN + 1 + 5 + 1 + 5 + (size_t)(n)*10)
 
 /* The memory decoded frames live in. A thread keeps one arena and decodes
  * frame after frame into it: each decode starts by resetting the arena, so
@@ -63,8 +63,7 @@ void codec_arena_deinit(struct codec_arena *a);
  * the next decode or reset of the arena, and 0 is returned. Errors:
  * FERRY_EPROTOCOL (does not decode, empty oneof, bad string, or over the
  * budget), -ENOMEM. */
-int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len,
-                       Ferry__Frame **out);
+int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len, Ferry__Frame **out);
 
 /* Size of the whole encoded frame, header included. */
 size_t codec_frame_size(const Ferry__Frame *f);

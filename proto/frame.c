@@ -10,11 +10,11 @@
  */
 #include "frame.h"
 
+#include "ferry.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry.h"
 
 void frame_hdr_put(uint8_t out[FRAME_HDR_LEN], uint32_t body_len)
 {

@@ -32,12 +32,12 @@
 #define FRAME_DEC_MIN_CAP 4096u
 
 struct frame_dec {
-    uint8_t *buf;       /* NULL while idle (nothing buffered) */
-    size_t cap;         /* bytes allocated at buf */
-    size_t start;       /* first byte not yet returned as a frame */
-    size_t end;         /* one past the last byte received */
-    uint32_t max_len;   /* largest body accepted */
-    int err;            /* sticky error once the stream is broken, else 0 */
+    uint8_t *buf;     /* NULL while idle (nothing buffered) */
+    size_t cap;       /* bytes allocated at buf */
+    size_t start;     /* first byte not yet returned as a frame */
+    size_t end;       /* one past the last byte received */
+    uint32_t max_len; /* largest body accepted */
+    int err;          /* sticky error once the stream is broken, else 0 */
 };
 
 /* Initialise a decoder that accepts bodies of 1..max_len bytes. No memory is

@@ -1,11 +1,11 @@
 /* Unit tests for proto/codec.c: protobuf-c behind a budget and string checks. */
+#include "codec.h"
+#include "ferry.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "codec.h"
-#include "ferry.h"
 
 Suite *test_suite(void);
 
@@ -141,20 +141,13 @@ START_TEST(test_codec_round_trip_every_message)
         Ferry__Frame__BodyCase c;
         void *m;
     } all[] = {
-        {FERRY__FRAME__BODY_CONNECT, &connect},
-        {FERRY__FRAME__BODY_CONNECTED, &connected},
-        {FERRY__FRAME__BODY_PUBLISH, &publish},
-        {FERRY__FRAME__BODY_PUB_ACK, &puback},
-        {FERRY__FRAME__BODY_SUBSCRIBE, &sub},
-        {FERRY__FRAME__BODY_SUB_ACK, &suback},
-        {FERRY__FRAME__BODY_DELIVER, &deliver},
-        {FERRY__FRAME__BODY_ACK, &ack},
-        {FERRY__FRAME__BODY_UNSUBSCRIBE, &unsub},
-        {FERRY__FRAME__BODY_PING, &ping},
-        {FERRY__FRAME__BODY_PONG, &pong},
-        {FERRY__FRAME__BODY_ERROR, &err},
-        {FERRY__FRAME__BODY_DISCONNECT, &disc},
-        {FERRY__FRAME__BODY_ADMIN_REQUEST, &areq},
+        {FERRY__FRAME__BODY_CONNECT, &connect},   {FERRY__FRAME__BODY_CONNECTED, &connected},
+        {FERRY__FRAME__BODY_PUBLISH, &publish},   {FERRY__FRAME__BODY_PUB_ACK, &puback},
+        {FERRY__FRAME__BODY_SUBSCRIBE, &sub},     {FERRY__FRAME__BODY_SUB_ACK, &suback},
+        {FERRY__FRAME__BODY_DELIVER, &deliver},   {FERRY__FRAME__BODY_ACK, &ack},
+        {FERRY__FRAME__BODY_UNSUBSCRIBE, &unsub}, {FERRY__FRAME__BODY_PING, &ping},
+        {FERRY__FRAME__BODY_PONG, &pong},         {FERRY__FRAME__BODY_ERROR, &err},
+        {FERRY__FRAME__BODY_DISCONNECT, &disc},   {FERRY__FRAME__BODY_ADMIN_REQUEST, &areq},
         {FERRY__FRAME__BODY_ADMIN_REPLY, &arep},
     };
     /* Every case of the oneof is covered by the table above. */
@@ -223,15 +216,15 @@ START_TEST(test_codec_rejects_invalid_utf8)
         const char *s;
         int ok;
     } cases[] = {
-        {"caf\xc3\xa9", 1},         /* é */
-        {"\xe2\x82\xac", 1},        /* € */
-        {"\xf0\x9f\x9a\xa2", 1},    /* 🚢 */
-        {"\xc3", 0},                /* truncated */
-        {"\xc0\xaf", 0},            /* overlong '/' */
-        {"\xed\xa0\x80", 0},        /* surrogate */
-        {"\xf4\x90\x80\x80", 0},    /* above U+10FFFF */
+        {"caf\xc3\xa9", 1},      /* é */
+        {"\xe2\x82\xac", 1},     /* € */
+        {"\xf0\x9f\x9a\xa2", 1}, /* 🚢 */
+        {"\xc3", 0},             /* truncated */
+        {"\xc0\xaf", 0},         /* overlong '/' */
+        {"\xed\xa0\x80", 0},     /* surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* above U+10FFFF */
         {"\xff", 0},
-        {"\x80", 0},                /* lone continuation */
+        {"\x80", 0}, /* lone continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint8_t body[300];

@@ -1,10 +1,10 @@
 /* Unit tests for proto/frame.c: the length-prefix decoder. */
+#include "ferry.h"
+#include "frame.h"
+
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry.h"
-#include "frame.h"
 
 Suite *test_suite(void);
 
