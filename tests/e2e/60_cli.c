@@ -766,6 +766,96 @@ START_TEST(test_cli_topics_info_purge)
 }
 END_TEST
 
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++) {
+        n += *s == '\n';
+    }
+    return n;
+}
+
+/* Ctrl-C: a subscriber ends cleanly with 130; a publisher reading stdin
+ * flushes what it read and ends with 130; a subscriber whose reader went
+ * away (ferry sub | head -1) ends quietly with 0. */
+START_TEST(test_cli_interrupt_and_closed_stdout_end_cleanly)
+{
+    struct proc sub, pub;
+    sub_start(&sub, (const char *const[]){"cli.int", NULL});
+    proc_start(&pub, (const char *const[]){"pub", "--ack", "cli.int", NULL});
+    ck_assert_int_eq(write(pub.in, "l1\nl2\n", 6), 6); /* stdin stays open */
+    ck_assert_int_eq(proc_wait_for(&sub, false, "l1\nl2\n", WAIT_MS), 0);
+    kill(pub.pid, SIGINT);
+    ck_assert_int_eq(proc_wait(&pub, WAIT_MS), 130);
+    ck_assert_msg(!pub.err_buf, "pub stderr: %s", pub.err_buf);
+    kill(sub.pid, SIGINT);
+    ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 130);
+    proc_free(&sub);
+    proc_free(&pub);
+
+    sub_start(&sub, (const char *const[]){"cli.epipe", NULL});
+    close(sub.out);
+    sub.out = -1;
+    /* Publish until the subscriber notices its reader is gone. */
+    long long end = now_ms() + WAIT_MS;
+    int status = -1;
+    while (now_ms() < end) {
+        ck_assert_int_eq(run(&pub, NULL, (const char *const[]){"pub", "cli.epipe", "x", NULL}), 0);
+        proc_free(&pub);
+        int st;
+        if (waitpid(sub.pid, &st, WNOHANG) == sub.pid) {
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        proc_pump(&sub, 50);
+    }
+    ck_assert_int_eq(status, 0);
+    sub.pid = 0;
+    proc_free(&sub);
+}
+END_TEST
+
+/* Two members of a queue group share ten messages: each message is printed
+ * by exactly one of them. */
+START_TEST(test_cli_queue_group_members_share_messages)
+{
+    struct proc g1, g2, all, pub;
+    sub_start(&g1, (const char *const[]){"--group", "workers", "cli.jobs", NULL});
+    sub_start(&g2, (const char *const[]){"--group", "workers", "cli.jobs", NULL});
+    sub_start(&all, (const char *const[]){"--count", "10", "cli.jobs", NULL});
+    ck_assert_int_eq(run(&pub, "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n",
+                         (const char *const[]){"pub", "--ack", "cli.jobs", NULL}),
+                     0);
+    ck_assert_int_eq(proc_wait(&all, WAIT_MS), 0);
+    ck_assert_int_eq(count_lines(all.out_buf), 10);
+    long long end = now_ms() + WAIT_MS;
+    while (count_lines(g1.out_buf) + count_lines(g2.out_buf) < 10 && now_ms() < end) {
+        proc_pump(&g1, 50);
+        proc_pump(&g2, 50);
+    }
+    kill(g1.pid, SIGINT);
+    kill(g2.pid, SIGINT);
+    ck_assert_int_eq(proc_wait(&g1, WAIT_MS), 130);
+    ck_assert_int_eq(proc_wait(&g2, WAIT_MS), 130);
+    ck_assert_int_eq(count_lines(g1.out_buf) + count_lines(g2.out_buf), 10);
+    int seen[10] = {0};
+    const char *bufs[2] = {g1.out_buf, g2.out_buf};
+    for (int k = 0; k < 2; k++) {
+        for (const char *p = bufs[k]; p && *p; p = strchr(p, '\n') + 1) {
+            ck_assert(*p >= '0' && *p <= '9' && p[1] == '\n');
+            seen[*p - '0']++;
+        }
+    }
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(seen[i], 1);
+    }
+    proc_free(&g1);
+    proc_free(&g2);
+    proc_free(&all);
+    proc_free(&pub);
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, broker_up, broker_down);
@@ -790,5 +880,7 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_pub_refused"), test_cli_pub_refusal_reports_reason_and_exit_1);
     add_case(s, tcase_create("cli_stats"), test_cli_stats_json_reports_counters);
     add_case(s, tcase_create("cli_topics"), test_cli_topics_info_purge);
+    add_case(s, tcase_create("cli_interrupt"), test_cli_interrupt_and_closed_stdout_end_cleanly);
+    add_case(s, tcase_create("cli_queue_group"), test_cli_queue_group_members_share_messages);
     return s;
 }
