@@ -153,6 +153,7 @@ static int admin_call(ferry_client *c, Ferry__AdminRequest *req, struct ferry__a
         if (ferry__now_ms() >= deadline) {
             admin_unlink(c, a);
             rc = -ETIMEDOUT;
+            ferry__seterr(c, rc, "admin request: no answer within %d ms", timeout_ms);
             goto out_unlock;
         }
         ferry__wait(c, deadline);

@@ -24,6 +24,7 @@
  *   reconnect_fail_unacked   same, with unacked publishes failed by option
  *   reconnect_gives_up       event-loop mode, broker gone for good
  *   keepalive                a frozen broker is detected by the keepalive
+ *   timeouts                 ack timeout, and every blocking call's timeout
  *   close_flush              close waits for acks, then everything is ECLOSED
  *   ack                      explicit acks, message copies
  *   queue_group              a group shares the messages among its members
@@ -1253,6 +1254,53 @@ START_TEST(test_keepalive_detects_frozen_broker)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* Timeouts against a frozen broker                                         */
+
+START_TEST(test_timeouts_with_frozen_broker)
+{
+    struct evlog l;
+    evlog_init(&l);
+    ferry_options *o;
+    ck_assert_int_eq(ferry_options_create(&o), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", g_broker.port);
+    ck_assert_int_eq(ferry_options_set_servers(o, addr), 0);
+    ck_assert_int_eq(ferry_options_set_ack_timeout_ms(o, 200), 0);
+    ferry_client *c;
+    ck_assert_int_eq(ferry_client_create(o, &c), 0);
+    ferry_options_destroy(o);
+    ck_assert_int_eq(ferry_client_start_thread(c), 0);
+    ck_assert_int_eq(ferry_client_connect(c, WAIT_MS), 0);
+    broker_freeze();
+    ferry_pub m = text_pub("to.a", "x");
+    /* The ack timeout option fails an async publish... */
+    ck_assert_int_eq(ferry_publish_async(c, &m, on_pub_done, &l, NULL), 0);
+    ck_assert(evlog_wait(&l, &l.n_pub_fail, 1, WAIT_MS));
+    ck_assert_int_eq(l.last_pub_status, -ETIMEDOUT);
+    ck_assert_uint_eq(ferry_client_inflight(c), 0);
+    /* ...and each blocking call has its own timeout. */
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(ferry_publish_sync(c, &m, 150, NULL), -ETIMEDOUT);
+    ck_assert_int_ge(now_ms() - t0, 150);
+    ferry_sub *s = NULL;
+    ck_assert_int_eq(ferry_subscribe(c, "to.>", NULL, NULL, NULL, 150, &s), -ETIMEDOUT);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(ferry_flush(c, 150), -ETIMEDOUT);
+    ferry_stats st;
+    ck_assert_int_eq(ferry_admin_stats(c, 150, &st), -ETIMEDOUT);
+    char why[256];
+    ck_assert_int_eq(ferry_client_last_error(c, why, sizeof(why)), -ETIMEDOUT);
+    ck_assert_int_eq(ferry_client_state(c), FERRY_STATE_CONNECTED);
+    kill(g_broker.pid, SIGCONT);
+    /* Thawed, the connection works again; late answers are ignored. */
+    ck_assert_int_eq(ferry_publish_sync(c, &m, WAIT_MS, NULL), 0);
+    ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
+    ferry_client_destroy(c);
+    evlog_deinit(&l);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* Close                                                                    */
 
 static void close_case(int thread)
@@ -1636,6 +1684,9 @@ Suite *test_suite(void)
     t = tc(s, tcase_create("keepalive"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_keepalive_detects_frozen_broker);
+    t = tc(s, tcase_create("timeouts"));
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_timeouts_with_frozen_broker);
     t = tc(s, tcase_create("close_flush"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_close_flushes_thread_mode);
