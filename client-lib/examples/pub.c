@@ -35,8 +35,11 @@ int main(int argc, char **argv)
         char text[64];
         snprintf(text, sizeof text, "hello %d", i);
         ferry_header h = {"sender", "examples/pub"};
-        ferry_pub m = {.topic = topic, .payload = text, .payload_len = strlen(text),
-                       .headers = &h, .n_headers = 1};
+        ferry_pub m = {.topic = topic,
+                       .payload = text,
+                       .payload_len = strlen(text),
+                       .headers = &h,
+                       .n_headers = 1};
         uint64_t seq = 0;
         rc = ferry_publish_sync(c, &m, 5000, &seq);
         if (rc == 0) {

@@ -141,34 +141,34 @@ extern "C" {
  */
 #define FERRY_EBASE 1000
 
-#define FERRY_ERRNO_MAP(XX)                                                              \
-    XX(EPROTOCOL, -1001, "protocol error")                                               \
-    XX(EFRAMETOOLARGE, -1002, "frame too large")                                         \
-    XX(EVERSION, -1003, "unsupported protocol version")                                  \
-    XX(ENOTCONNECTED, -1004, "not connected: Connect must come first")                   \
-    XX(EAUTH, -1005, "authentication failed")                                            \
-    XX(EPERM, -1006, "permission denied")                                                \
-    XX(EINVALIDTOPIC, -1007, "invalid topic")                                            \
-    XX(EINVALIDPATTERN, -1008, "invalid subscription pattern")                           \
-    XX(ELIMIT, -1009, "limit exceeded")                                                  \
-    XX(ESLOWCONSUMER, -1010, "slow consumer: outbound buffer overflowed")                \
-    XX(ESTORAGEFULL, -1011, "storage full")                                              \
-    XX(ESTORAGE, -1012, "storage failed")                                                \
-    XX(ENOSUB, -1013, "unknown subscription")                                            \
-    XX(EDUPID, -1014, "id already in use")                                               \
-    XX(EDURABLEINUSE, -1015, "durable consumer in use by another connection")           \
-    XX(EKEEPALIVE, -1016, "keepalive timeout")                                           \
-    XX(ESHUTDOWN, -1017, "server shutting down")                                         \
-    XX(EINTERNAL, -1018, "internal server error")                                        \
-    XX(EUNKNOWNMSG, -1019, "unknown or unexpected message")                              \
-    XX(EINVAL, -1020, "invalid argument")                                                \
-    XX(EAUTHTIMEOUT, -1021, "authentication timeout")                                    \
-    XX(ENOTOPIC, -1022, "unknown topic")                                                 \
-    XX(EBUSY, -1023, "server busy")                                                      \
-    XX(ECLOSED, -1100, "client closed")                                                  \
-    XX(ENOTREADY, -1101, "not connected to a server")                                    \
-    XX(EDISCONNECTED, -1102, "connection lost before the server answered")               \
-    XX(EQUEUEFULL, -1103, "subscription queue full: message dropped")                   \
+#define FERRY_ERRNO_MAP(XX)                                                                        \
+    XX(EPROTOCOL, -1001, "protocol error")                                                         \
+    XX(EFRAMETOOLARGE, -1002, "frame too large")                                                   \
+    XX(EVERSION, -1003, "unsupported protocol version")                                            \
+    XX(ENOTCONNECTED, -1004, "not connected: Connect must come first")                             \
+    XX(EAUTH, -1005, "authentication failed")                                                      \
+    XX(EPERM, -1006, "permission denied")                                                          \
+    XX(EINVALIDTOPIC, -1007, "invalid topic")                                                      \
+    XX(EINVALIDPATTERN, -1008, "invalid subscription pattern")                                     \
+    XX(ELIMIT, -1009, "limit exceeded")                                                            \
+    XX(ESLOWCONSUMER, -1010, "slow consumer: outbound buffer overflowed")                          \
+    XX(ESTORAGEFULL, -1011, "storage full")                                                        \
+    XX(ESTORAGE, -1012, "storage failed")                                                          \
+    XX(ENOSUB, -1013, "unknown subscription")                                                      \
+    XX(EDUPID, -1014, "id already in use")                                                         \
+    XX(EDURABLEINUSE, -1015, "durable consumer in use by another connection")                      \
+    XX(EKEEPALIVE, -1016, "keepalive timeout")                                                     \
+    XX(ESHUTDOWN, -1017, "server shutting down")                                                   \
+    XX(EINTERNAL, -1018, "internal server error")                                                  \
+    XX(EUNKNOWNMSG, -1019, "unknown or unexpected message")                                        \
+    XX(EINVAL, -1020, "invalid argument")                                                          \
+    XX(EAUTHTIMEOUT, -1021, "authentication timeout")                                              \
+    XX(ENOTOPIC, -1022, "unknown topic")                                                           \
+    XX(EBUSY, -1023, "server busy")                                                                \
+    XX(ECLOSED, -1100, "client closed")                                                            \
+    XX(ENOTREADY, -1101, "not connected to a server")                                              \
+    XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
+    XX(EQUEUEFULL, -1103, "subscription queue full: message dropped")                              \
     XX(ERECONNECTFAILED, -1104, "gave up reconnecting")
 
 enum ferry_errno {
@@ -444,15 +444,15 @@ enum ferry_sync_policy {
 
 typedef struct ferry_server_info {
     uint32_t protocol_version;
-    char server_version[64];        /* NUL-terminated, truncated */
-    char server_id[64];             /* NUL-terminated, truncated */
-    char address[128];              /* "host:port" connected to */
-    uint32_t max_frame_len;         /* negotiated */
-    uint32_t keepalive_ms;          /* negotiated */
+    char server_version[64]; /* NUL-terminated, truncated */
+    char server_id[64];      /* NUL-terminated, truncated */
+    char address[128];       /* "host:port" connected to */
+    uint32_t max_frame_len;  /* negotiated */
+    uint32_t keepalive_ms;   /* negotiated */
     enum ferry_sync_policy sync_policy;
     uint32_t sync_interval_ms;
-    uint64_t client_id;             /* the server's id for this connection */
-    uint64_t reserved[8];           /* zero; room for later fields */
+    uint64_t client_id;   /* the server's id for this connection */
+    uint64_t reserved[8]; /* zero; room for later fields */
 } ferry_server_info;
 
 /* Copy what the server of the current (or last) connection reported into
@@ -570,8 +570,8 @@ FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub
  * them (so fire-and-forget publishes made before were processed too).
  * While disconnected it keeps waiting (publishes are re-sent or failed
  * after the reconnect, by option). With timeout_ms 0 it only checks, without
- * the Ping round trip, that no publish is waiting for its PubAck. Returns 0 (also at once when nothing is
- * outstanding); -ETIMEDOUT; -EDEADLK; FERRY_ECLOSED; -EINVAL. */
+ * the Ping round trip, that no publish is waiting for its PubAck. Returns 0 (also at once when
+ * nothing is outstanding); -ETIMEDOUT; -EDEADLK; FERRY_ECLOSED; -EINVAL. */
 FERRY_API int ferry_flush(ferry_client *c, int timeout_ms);
 
 /* Publishes waiting for their PubAck now. Any thread (a snapshot). */

@@ -5,12 +5,12 @@
  * in c->admins (guarded by c->mu) until the reply, a lost connection, close,
  * or the caller's timeout takes it out.
  */
+#include "ferry_int.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry_int.h"
 
 enum { ADMIN_STATS = 1, ADMIN_TOPICS = 2, ADMIN_TOPIC_INFO = 3, ADMIN_PURGE = 4 };
 

@@ -25,6 +25,8 @@
  * conn_attempt_failed(); the loss of an established connection through
  * conn_lost(), which decides what becomes of pending publishes.
  */
+#include "ferry_int.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -38,8 +40,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ferry_int.h"
 
 #define FERRY__PROTOCOL_VERSION 1
 #define FERRY__READ_CHUNK (64u * 1024u)
@@ -87,10 +87,10 @@ void ferry__log(ferry_client *c, enum ferry_log_level lvl, const char *fmt, ...)
 }
 
 /* Errors set both the last error and, at the level given, the log. */
-#define FERRY__FAIL(c, lvl, code, ...)                                                           \
-    do {                                                                                       \
-        ferry__seterr((c), (code), __VA_ARGS__);                                               \
-        ferry__log((c), (lvl), "%s", (c)->err_text);                                           \
+#define FERRY__FAIL(c, lvl, code, ...)                                                             \
+    do {                                                                                           \
+        ferry__seterr((c), (code), __VA_ARGS__);                                                   \
+        ferry__log((c), (lvl), "%s", (c)->err_text);                                               \
     } while (0)
 
 static uint64_t rng_next(ferry_client *c)
@@ -501,8 +501,8 @@ static void conn_handshake_start(ferry_client *c)
     c->out.off = c->out.len = 0;
     int rc = send_connect(c);
     if (rc != 0) {
-        FERRY__FAIL(c, FERRY_LOG_ERROR, rc, "connect %s: cannot encode Connect: %s",
-                    server_name(c), ferry_strerror(rc));
+        FERRY__FAIL(c, FERRY_LOG_ERROR, rc, "connect %s: cannot encode Connect: %s", server_name(c),
+                    ferry_strerror(rc));
         conn_attempt_failed(c, rc);
         return;
     }
@@ -519,8 +519,8 @@ static int conn_try_next(ferry_client *c)
     while (c->addr_next != NULL) {
         struct addrinfo *ai = c->addr_next;
         c->addr_next = ai->ai_next;
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             code = -errno;
             continue;
@@ -652,8 +652,8 @@ static void on_connected(ferry_client *c, const Ferry__Connected *m)
     c->n_attempts = 0;
     c->n_tries = 0;
     c->connect_result = 0;
-    ferry__log(c, FERRY_LOG_INFO, "connected to %s (server %s %s, keepalive %u ms)",
-               server_name(c), c->info.server_id, c->info.server_version, c->ka_ms);
+    ferry__log(c, FERRY_LOG_INFO, "connected to %s (server %s %s, keepalive %u ms)", server_name(c),
+               c->info.server_id, c->info.server_version, c->ka_ms);
     /* Subscriptions first, then the publishes waiting for acks. */
     ferry__subs_on_connected(c);
     ferry__pubs_on_connected(c);
@@ -820,8 +820,8 @@ static void conn_read(ferry_client *c)
             Ferry__Frame *f;
             rc = codec_frame_decode(&c->arena, body, body_len, &f);
             if (rc != 0) {
-                FERRY__FAIL(c, FERRY_LOG_ERROR, rc, "undecodable frame from %s: %s",
-                            server_name(c), ferry_strerror(rc));
+                FERRY__FAIL(c, FERRY_LOG_ERROR, rc, "undecodable frame from %s: %s", server_name(c),
+                            ferry_strerror(rc));
                 goto fail;
             }
             on_frame(c, f);
@@ -831,7 +831,7 @@ static void conn_read(ferry_client *c)
         }
     }
     return;
-fail: {
+fail : {
     int code = c->err_code;
     if (c->phase == FERRY__PH_UP) {
         conn_lost(c, code, c->err_text);
@@ -889,12 +889,12 @@ static void work(ferry_client *c)
 static int64_t next_timer(ferry_client *c)
 {
     int64_t t = -1;
-#define FERRY__MIN_T(x)                                                                        \
-    do {                                                                                       \
-        int64_t x_ = (x);                                                                      \
-        if (t < 0 || x_ < t) {                                                                 \
-            t = x_;                                                                            \
-        }                                                                                      \
+#define FERRY__MIN_T(x)                                                                            \
+    do {                                                                                           \
+        int64_t x_ = (x);                                                                          \
+        if (t < 0 || x_ < t) {                                                                     \
+            t = x_;                                                                                \
+        }                                                                                          \
     } while (0)
     int connecting = c->state == FERRY_STATE_CONNECTING || c->state == FERRY_STATE_RECONNECTING;
     if (connecting && c->fd < 0) {
@@ -1228,8 +1228,7 @@ FERRY_API int ferry_flush(ferry_client *c, int timeout_ms)
     } else {
         rc = ferry__flush_locked(c, ferry__deadline(timeout_ms));
         if (rc == -ETIMEDOUT) {
-            ferry__seterr(c, rc, "flush: not everything was acknowledged within %d ms",
-                          timeout_ms);
+            ferry__seterr(c, rc, "flush: not everything was acknowledged within %d ms", timeout_ms);
         }
     }
     pthread_mutex_unlock(&c->mu);

@@ -4,10 +4,10 @@
  * The text of every FERRY_E* code comes from the one table in ferry.h
  * (FERRY_ERRNO_MAP); -errno values get strerror's text.
  */
+#include "ferry_int.h"
+
 #include <stdio.h>
 #include <string.h>
-
-#include "ferry_int.h"
 
 FERRY_API const char *ferry_strerror(int err)
 {
@@ -15,8 +15,8 @@ FERRY_API const char *ferry_strerror(int err)
         return "success";
     }
     switch (err) {
-#define FERRY__ERRNO_TEXT(name, value, text)                                                   \
-    case (value):                                                                              \
+#define FERRY__ERRNO_TEXT(name, value, text)                                                       \
+    case (value):                                                                                  \
         return (text);
         FERRY_ERRNO_MAP(FERRY__ERRNO_TEXT)
 #undef FERRY__ERRNO_TEXT

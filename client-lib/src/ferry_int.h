@@ -18,14 +18,14 @@
 #ifndef FERRY_INT_H
 #define FERRY_INT_H
 
+#include "codec.h"
+#include "ferry.h"
+#include "frame.h"
+
 #include <netdb.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "codec.h"
-#include "ferry.h"
-#include "frame.h"
 
 #define FERRY__DEFAULT_PORT 7373
 #define FERRY__MAX_SERVERS 32
@@ -129,14 +129,14 @@ struct ferry_sub {
     ferry_msg_cb cb;
     void *ud;
     int refs;
-    int is_listed;    /* in c->subs */
-    int is_closed;    /* unsubscribed or client closed: no more callbacks */
-    int is_sent;      /* Subscribe written on the current connection */
-    int has_suback;   /* the server's answer to the first Subscribe came */
-    int suback_code;  /* its code (0 ok) */
-    int has_received; /* got at least one message (restart from "new") */
-    int is_full;      /* queue full reported, not yet drained */
-    int is_waited;    /* a ferry_subscribe() caller waits for the SubAck */
+    int is_listed;                     /* in c->subs */
+    int is_closed;                     /* unsubscribed or client closed: no more callbacks */
+    int is_sent;                       /* Subscribe written on the current connection */
+    int has_suback;                    /* the server's answer to the first Subscribe came */
+    int suback_code;                   /* its code (0 ok) */
+    int has_received;                  /* got at least one message (restart from "new") */
+    int is_full;                       /* queue full reported, not yet drained */
+    int is_waited;                     /* a ferry_subscribe() caller waits for the SubAck */
     struct ferry_msg *q_head, *q_tail; /* queue of cb-less subscriptions */
     size_t q_len;
     uint64_t dropped;
@@ -194,10 +194,10 @@ struct ferry__cbitem {
 };
 
 enum ferry__phase {
-    FERRY__PH_NONE = 0, /* no socket */
-    FERRY__PH_TCP,      /* connect(2) in progress */
-    FERRY__PH_HANDSHAKE,/* Connect sent, waiting for Connected */
-    FERRY__PH_UP,       /* Connected */
+    FERRY__PH_NONE = 0,  /* no socket */
+    FERRY__PH_TCP,       /* connect(2) in progress */
+    FERRY__PH_HANDSHAKE, /* Connect sent, waiting for Connected */
+    FERRY__PH_UP,        /* Connected */
 };
 
 struct ferry__outbuf {
@@ -230,9 +230,9 @@ struct ferry_client {
     uint32_t n_attempts;     /* reconnect: consecutive failed attempts */
     int64_t next_attempt_at; /* ms monotonic; when fd < 0 and (re)connecting */
 
-    int fd;                 /* socket, -1 when none */
-    uint64_t n_sockets_closed; /* increments whenever an attempt is dropped */
-    struct addrinfo *addrs; /* the current attempt's resolved addresses */
+    int fd;                     /* socket, -1 when none */
+    uint64_t n_sockets_closed;  /* increments whenever an attempt is dropped */
+    struct addrinfo *addrs;     /* the current attempt's resolved addresses */
     struct addrinfo *addr_next; /* next one to try if this one fails */
     enum ferry__phase phase;
     int64_t phase_deadline; /* TCP/HANDSHAKE timeout, ms monotonic */
@@ -264,9 +264,9 @@ struct ferry_client {
     struct ferry__cbitem *cb_head, *cb_tail;
     uint64_t n_pub_cb_queued; /* publish callbacks queued, ever */
     uint64_t n_pub_cb_done;   /* ... and finished (flush waits for these) */
-    int cb_running;         /* a callback is running on the dispatcher thread */
+    int cb_running;           /* a callback is running on the dispatcher thread */
     struct ferry_sub *cb_sub; /* whose message callback runs now, or NULL */
-    pthread_t cb_thread;    /* the thread running it, when cb_running */
+    pthread_t cb_thread;      /* the thread running it, when cb_running */
 
     uint64_t rng; /* xorshift state for jitter */
 

@@ -4,11 +4,11 @@
  * Setters validate what they can locally, so that a bad value is reported
  * where it was given, not later on the wire.
  */
+#include "ferry_int.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry_int.h"
 
 static int dup_str(char **dst, const char *src)
 {
@@ -344,8 +344,7 @@ FERRY_API int ferry_options_set_ack_timeout_ms(ferry_options *o, uint32_t ms)
 }
 
 FERRY_API int ferry_options_set_reconnect(ferry_options *o, int enabled, uint32_t max_attempts,
-                                          uint32_t initial_ms, uint32_t max_ms,
-                                          uint32_t jitter_pct)
+                                          uint32_t initial_ms, uint32_t max_ms, uint32_t jitter_pct)
 {
     if (o == NULL || initial_ms == 0 || max_ms < initial_ms || jitter_pct > 100 ||
         max_ms > INT32_MAX) {
@@ -463,8 +462,7 @@ FERRY_API int ferry_sub_options_set_durable(ferry_sub_options *o, const char *na
     return rc;
 }
 
-FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start start,
-                                          int64_t arg)
+FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start start, int64_t arg)
 {
     if (o == NULL) {
         return -EINVAL;

@@ -10,11 +10,11 @@
  * with its id, ack timeout, or failure; that is when its callback is queued
  * or its sync waiter woken. All of it is guarded by c->mu.
  */
+#include "ferry_int.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry_int.h"
 
 int ferry__str_valid(const char *s, size_t max)
 {

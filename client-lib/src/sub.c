@@ -10,11 +10,11 @@
  * Messages are built once per delivery and subscription as one malloc'd
  * block (struct ferry_msg, header array, strings), immutable afterwards.
  */
+#include "ferry_int.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ferry_int.h"
 
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                 */
@@ -423,8 +423,8 @@ void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *te
         s->suback_code = code;
         s->is_closed = 1;
         sub_unlist(c, s);
-        ferry__log(c, FERRY_LOG_WARN, "subscription %llu (%s) refused: %s",
-                   (unsigned long long)id, s->pattern, text != NULL && text[0] ? text : "");
+        ferry__log(c, FERRY_LOG_WARN, "subscription %llu (%s) refused: %s", (unsigned long long)id,
+                   s->pattern, text != NULL && text[0] ? text : "");
         /* Nobody waits for this answer: tell the event callback (an Error
          * frame is reported by its caller already). */
         if (!s->is_waited && !is_error_frame) {
@@ -575,14 +575,13 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
         while (!s->has_suback && !s->is_closed) {
             if (ferry__now_ms() >= deadline) {
                 rc = -ETIMEDOUT;
-                ferry__seterr(c, rc, "subscribe %s: no SubAck within %d ms", pattern,
-                              timeout_ms);
+                ferry__seterr(c, rc, "subscribe %s: no SubAck within %d ms", pattern, timeout_ms);
                 break;
             }
             ferry__wait(c, deadline);
         }
         if (rc == 0 && s->is_closed) {
-            rc = s->suback_code != 0 ? s->suback_code
+            rc = s->suback_code != 0              ? s->suback_code
                  : c->state == FERRY_STATE_CLOSED ? FERRY_ECLOSED
                                                   : FERRY_EDISCONNECTED;
         }

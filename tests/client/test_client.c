@@ -32,6 +32,9 @@
  *   needs_store              persistence features; skipped (exit 77) while
  *                            the broker acks with sequence 0 (no store)
  */
+#include "ferry.h"
+#include "ferryd_proc.h"
+
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -45,9 +48,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ferry.h"
-#include "ferryd_proc.h"
 
 #define WAIT_MS 20000 /* generous: a slow, shared 2-core machine */
 
@@ -113,20 +113,20 @@ static void broker_freeze(void)
 struct evlog {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    int n[8];           /* per ferry_event_type */
+    int n[8]; /* per ferry_event_type */
     int last_code[8];
     uint64_t last_ref[8];
     int last_ref_kind[8];
-    int n_msgs;         /* message callbacks */
-    int n_pub_ok;       /* publish callbacks with status 0 */
-    int n_pub_fail;     /* ... with an error */
+    int n_msgs;     /* message callbacks */
+    int n_pub_ok;   /* publish callbacks with status 0 */
+    int n_pub_fail; /* ... with an error */
     int last_pub_status;
     uint64_t last_seq;
     char last_payload[256];
     char last_header[64];
     char last_key[64];
-    int order_ok;       /* per-publisher order kept */
-    int n_err_refs;     /* ref ids of error events, in order */
+    int order_ok;   /* per-publisher order kept */
+    int n_err_refs; /* ref ids of error events, in order */
     uint64_t err_refs[64];
     int err_codes[64];
     long next_expected[4];
@@ -262,8 +262,7 @@ static int evlog_get(struct evlog *l, const int *field)
 
 /* Drive an event-loop-mode client the way an application's poll loop does,
  * until *field >= want. Returns 1 when reached. */
-static int loop_until(ferry_client *c, struct evlog *l, const int *field, int want,
-                      int timeout_ms)
+static int loop_until(ferry_client *c, struct evlog *l, const int *field, int want, int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
     while (evlog_get(l, field) < want) {
@@ -485,8 +484,8 @@ END_TEST
 
 START_TEST(test_strerror_explains_every_code)
 {
-#define CHECK_TEXT(name, value, text)                                                          \
-    ck_assert_str_eq(ferry_strerror(value), text);                                             \
+#define CHECK_TEXT(name, value, text)                                                              \
+    ck_assert_str_eq(ferry_strerror(value), text);                                                 \
     ck_assert_int_eq(FERRY_##name, value);
     FERRY_ERRNO_MAP(CHECK_TEXT)
 #undef CHECK_TEXT
@@ -1391,8 +1390,13 @@ START_TEST(test_ack_and_copy)
     ck_assert_int_eq(ferry_subscribe(c, "ack.a", NULL, NULL, NULL, WAIT_MS, &sn), 0);
     ferry_sub_options_destroy(so);
     ferry_header h = {"k", "v"};
-    ferry_pub m = {.topic = "ack.a", .payload = "p", .payload_len = 1, .key = "key",
-                   .key_len = 3, .headers = &h, .n_headers = 1};
+    ferry_pub m = {.topic = "ack.a",
+                   .payload = "p",
+                   .payload_len = 1,
+                   .key = "key",
+                   .key_len = 3,
+                   .headers = &h,
+                   .n_headers = 1};
     uint64_t seq = 0;
     ck_assert_int_eq(ferry_publish_sync(c, &m, WAIT_MS, &seq), 0);
     ferry_msg *me, *mn, *copy;
