@@ -664,12 +664,13 @@ stop:
         struct bench_pub *p = &pubs[i];
         pub_start = p->start_ns < pub_start ? p->start_ns : pub_start;
         pub_end = p->end_ns > pub_end ? p->end_ns : pub_end;
-        acked += p->acked;
-        failed += p->failed;
-        if (p->seen_sequence >= 0) {
-            seen_seq = p->seen_sequence;
+        acked += load64(&p->acked);
+        failed += load64(&p->failed);
+        int seen = __atomic_load_n(&p->seen_sequence, __ATOMIC_RELAXED);
+        if (seen >= 0) {
+            seen_seq = seen;
         }
-        if (p->error || p->failed) {
+        if (p->error || load64(&p->failed)) {
             status = CLI_EXIT_ERROR;
         }
     }
