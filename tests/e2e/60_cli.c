@@ -856,6 +856,74 @@ START_TEST(test_cli_queue_group_members_share_messages)
 }
 END_TEST
 
+/* Run `ferry sub ARGS` to completion and check its exact output. */
+static void expect_sub_output(const char *const *args, const char *want)
+{
+    struct proc p;
+    int rc = run(&p, NULL, args);
+    ck_assert_msg(rc == 0, "sub %s %s exited %d: %s", args[1], args[2], rc,
+                  p.err_buf ? p.err_buf : "");
+    ck_assert_str_eq(p.out_buf ? p.out_buf : "", want);
+    proc_free(&p);
+}
+
+/*
+ * Start positions and durable consumers need a broker that stores topics.
+ * A store-less broker (PubAck sequence 0) must refuse a durable consumer
+ * with its reason; a storing one replays from every start position and
+ * resumes a durable consumer after its last ack.
+ */
+START_TEST(test_cli_sub_start_positions_and_durable_resume)
+{
+    struct proc sub, pub;
+    sub_start(&sub, (const char *const[]){"--json", "--count", "1", "cli.replay", NULL});
+    ck_assert_int_eq(
+        run(&pub, NULL, (const char *const[]){"pub", "--ack", "cli.replay", "a", NULL}), 0);
+    proc_free(&pub);
+    ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 0);
+    struct jv first;
+    json_parse(sub.out_buf, &first);
+    double seq = jnum(&first, "seq");
+    char from_time[64];
+    snprintf(from_time, sizeof(from_time), "%s", jstr(&first, "time"));
+    jv_free(&first);
+    proc_free(&sub);
+
+    if (seq == 0) {
+        /* Ephemeral: nothing to replay, and no durable consumers. */
+        ck_assert_int_eq(
+            run(&sub, NULL, (const char *const[]){"sub", "--durable", "d1", "cli.replay", NULL}),
+            1);
+        ck_assert_msg(sub.err_buf &&
+                          strstr(sub.err_buf, "ferry: cannot subscribe to 'cli.replay': "),
+                      "stderr: %s", sub.err_buf ? sub.err_buf : "");
+        proc_free(&sub);
+        return;
+    }
+    ck_assert(seq == 1);
+    ck_assert_int_eq(run(&pub, "b\nc\n", (const char *const[]){"pub", "--ack", "cli.replay", NULL}),
+                     0);
+    proc_free(&pub);
+
+    expect_sub_output((const char *const[]){"sub", "--all", "--count", "3", "cli.replay", NULL},
+                      "a\nb\nc\n");
+    expect_sub_output(
+        (const char *const[]){"sub", "--from-seq", "2", "--count", "2", "cli.replay", NULL},
+        "b\nc\n");
+    expect_sub_output(
+        (const char *const[]){"sub", "--last", "1", "--count", "1", "cli.replay", NULL}, "c\n");
+    expect_sub_output(
+        (const char *const[]){"sub", "--from-time", from_time, "--count", "3", "cli.replay", NULL},
+        "a\nb\nc\n");
+    /* A durable consumer acks a and b, leaves, and comes back for c. */
+    expect_sub_output((const char *const[]){"sub", "--durable", "d1", "--all", "--count", "2",
+                                            "cli.replay", NULL},
+                      "a\nb\n");
+    expect_sub_output(
+        (const char *const[]){"sub", "--durable", "d1", "--count", "1", "cli.replay", NULL}, "c\n");
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, broker_up, broker_down);
@@ -882,5 +950,6 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_topics"), test_cli_topics_info_purge);
     add_case(s, tcase_create("cli_interrupt"), test_cli_interrupt_and_closed_stdout_end_cleanly);
     add_case(s, tcase_create("cli_queue_group"), test_cli_queue_group_members_share_messages);
+    add_case(s, tcase_create("cli_replay"), test_cli_sub_start_positions_and_durable_resume);
     return s;
 }
