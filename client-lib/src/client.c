@@ -921,7 +921,7 @@ static int poll_events(ferry_client *c)
         return 0;
     }
     if (c->phase == FERRY__PH_TCP) {
-        return POLLOUT;
+        return POLLIN | POLLOUT; /* writable = connected; errors show either way */
     }
     return POLLIN | (c->out.off < c->out.len ? POLLOUT : 0);
 }

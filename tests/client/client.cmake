@@ -20,3 +20,13 @@ if(NOT FERRY_SANITIZE)
             $<TARGET_FILE:ferryd> ${CMAKE_C_COMPILER} ${CMAKE_CURRENT_LIST_DIR})
   set_tests_properties(client_install PROPERTIES LABELS client TIMEOUT 300)
 endif()
+
+# The examples under valgrind (no errors, no leaks); skipped without
+# valgrind, and in sanitizer builds (the two do not mix).
+if(NOT FERRY_SANITIZE)
+  add_test(NAME client_examples_valgrind
+    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/valgrind_examples.sh $<TARGET_FILE:ferryd>
+            $<TARGET_FILE:ferry_example_pub> $<TARGET_FILE:ferry_example_sub>)
+  set_tests_properties(client_examples_valgrind PROPERTIES
+    LABELS client TIMEOUT 300 SKIP_RETURN_CODE 77)
+endif()

@@ -54,7 +54,7 @@ pid=$!
 port=
 i=0
 while [ -z "$port" ] && [ $i -lt 400 ]; do
-    port=$(sed -n 's/^ferryd: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/ferryd.out")
+    port=$(sed -n 's/^ferryd: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/ferryd.out" 2>/dev/null || true)
     if [ -z "$port" ]; then
         kill -0 "$pid" || { cat "$tmp/ferryd.err" >&2; exit 1; }
         sleep 0.05
