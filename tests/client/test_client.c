@@ -22,6 +22,7 @@
  *   reconnect_resend         broker killed mid-stream and restarted on the
  *                            same port: re-subscribe, unacked re-sent
  *   reconnect_fail_unacked   same, with unacked publishes failed by option
+ *   reconnect_loop           the same in event-loop mode, one client
  *   reconnect_gives_up       event-loop mode, broker gone for good
  *   keepalive                a frozen broker is detected by the keepalive
  *   timeouts                 ack timeout, and every blocking call's timeout
@@ -1206,6 +1207,41 @@ START_TEST(test_reconnect_fails_unacked_by_option)
 }
 END_TEST
 
+START_TEST(test_reconnect_loop_mode)
+{
+    struct evlog l;
+    evlog_init(&l);
+    ferry_client *c = client_connect(&DEFAULT_LOOP, &l);
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_subscribe(c, "rl.>", NULL, on_msg, &l, WAIT_MS, &s), 0);
+    ferry_pub m = text_pub("rl.a", "P0:0");
+    ck_assert_int_eq(ferry_publish_sync(c, &m, WAIT_MS, NULL), 0);
+    ck_assert(loop_until(c, &l, &l.n_msgs, 1, WAIT_MS));
+    broker_freeze();
+    for (int i = 1; i <= 5; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "P0:%d", i);
+        ferry_pub p = text_pub("rl.a", t);
+        ck_assert_int_eq(ferry_publish_async(c, &p, on_pub_done, &l, NULL), 0);
+    }
+    ck_assert_int_eq(ferryd_kill9(&g_broker), 0);
+    ck_assert(loop_until(c, &l, &l.n[FERRY_EVENT_DISCONNECTED], 1, WAIT_MS));
+    ck_assert_int_eq(ferry_client_state(c), FERRY_STATE_RECONNECTING);
+    broker_restart_same_port();
+    ck_assert(loop_until(c, &l, &l.n[FERRY_EVENT_RECONNECTED], 1, WAIT_MS));
+    /* Re-subscribed first, then the 5 unacked publishes were re-sent. */
+    ck_assert(loop_until(c, &l, &l.n_pub_ok, 5, WAIT_MS));
+    ferry_pub m2 = text_pub("rl.a", "P0:6");
+    ck_assert_int_eq(ferry_publish_sync(c, &m2, WAIT_MS, NULL), 0);
+    ck_assert(loop_until(c, &l, &l.n_msgs, 7, WAIT_MS));
+    ck_assert_str_eq(l.last_payload, "P0:6");
+    ck_assert_msg(l.order_ok, "re-sent publishes arrived out of order");
+    ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
+    ferry_client_destroy(c);
+    evlog_deinit(&l);
+}
+END_TEST
+
 START_TEST(test_reconnect_gives_up)
 {
     struct copts co = DEFAULT_LOOP;
@@ -1682,6 +1718,9 @@ Suite *test_suite(void)
     t = tc(s, tcase_create("reconnect_fail_unacked"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_reconnect_fails_unacked_by_option);
+    t = tc(s, tcase_create("reconnect_loop"));
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_reconnect_loop_mode);
     t = tc(s, tcase_create("reconnect_gives_up"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_reconnect_gives_up);
