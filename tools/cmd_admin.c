@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define ADMIN_TIMEOUT_MS 10000
 
@@ -20,14 +21,19 @@ static const char stats_help[] =
     "Usage: ferry stats [OPTIONS]\n"
     "\n"
     "Show the broker's counters since it started: connections, subscriptions,\n"
-    "messages and bytes in and out (with average rates), slow consumers\n"
-    "disconnected, store size, errors.\n"
+    "messages and bytes in and out with their rates, slow consumers\n"
+    "disconnected, store size, errors. Rates are averages since the start,\n"
+    "or with --interval measured between two samples that far apart.\n"
     "\n"
     "Options:\n"
-    "  -j, --json   print one JSON object\n"
+    "  -j, --json           print one JSON object (with --interval, the rates\n"
+    "                       as msgs_in_per_s, msgs_out_per_s, bytes_in_per_s,\n"
+    "                       bytes_out_per_s)\n"
+    "  -i, --interval DUR   measure rates over DUR (e.g. 1s, 500ms)\n"
     "\n"
     "Examples:\n"
     "  ferry stats\n"
+    "  ferry stats --interval 1s\n"
     "  ferry stats --json | jq .msgs_in\n";
 
 static const char topics_help[] =
@@ -64,6 +70,7 @@ struct admin_args {
     const char *cmd;
     bool json;
     uint32_t limit;
+    uint64_t interval_ns; /* stats: measure rates over this interval */
 };
 
 static int admin_opt(int opt, const char *arg, void *ctx)
@@ -73,6 +80,12 @@ static int admin_opt(int opt, const char *arg, void *ctx)
     switch (opt) {
     case 'j':
         a->json = true;
+        return -1;
+    case 'i':
+        if (cli_parse_duration_ns(arg, &a->interval_ns) < 0 || a->interval_ns < 10000000 ||
+            a->interval_ns > 3600ull * 1000000000ull) {
+            return cli_usage(a->cmd, "--interval needs a duration from 10ms to 1h, not '%s'", arg);
+        }
         return -1;
     case 'l':
         if (cli_parse_u64(arg, &v) < 0 || v == 0 || v > UINT32_MAX) {
@@ -136,11 +149,12 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
     static const struct option longopts[] = {
         CLI_COMMON_LONGOPTS,
         {"json", no_argument, NULL, 'j'},
+        {"interval", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     struct admin_args a = {.cmd = o->cmd};
     int first;
-    int rc = cli_getopt(o, argc, argv, "j", longopts, stats_help, admin_opt, &a, &first);
+    int rc = cli_getopt(o, argc, argv, "ji:", longopts, stats_help, admin_opt, &a, &first);
     if (rc != -1) {
         return rc;
     }
@@ -151,8 +165,25 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
     if (admin_connect(o, "ferry stats", &c) < 0) {
         return CLI_EXIT_ERROR;
     }
-    ferry_stats st;
+    ferry_stats st, st0 = {0};
     rc = ferry_admin_stats(c, ADMIN_TIMEOUT_MS, &st);
+    if (rc == 0 && a.interval_ns) {
+        /* Nothing to do meanwhile; the interval is far below the keepalive.
+         * The server's uptime clock measures the interval. */
+        st0 = st;
+        uint64_t end = cli_now_mono_ns() + a.interval_ns;
+        uint64_t now;
+        while (!cli_interrupted && (now = cli_now_mono_ns()) < end) {
+            uint64_t left = end - now < 50000000 ? end - now : 50000000;
+            struct timespec ts = {0, (long)left};
+            nanosleep(&ts, NULL);
+        }
+        if (cli_interrupted) {
+            ferry_client_destroy(c);
+            return cli_interrupt_status();
+        }
+        rc = ferry_admin_stats(c, ADMIN_TIMEOUT_MS, &st);
+    }
     if (rc < 0) {
         cli_fail(c, rc, "stats");
         ferry_client_destroy(c);
@@ -160,6 +191,25 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
     }
     ferry_client_close(c, 1000);
     ferry_client_destroy(c);
+
+    /* Rates: over the interval, or averages since the server started. */
+    double secs;
+    uint64_t d_mi, d_mo, d_bi, d_bo;
+    if (a.interval_ns) {
+        uint64_t ms = st.uptime_ms > st0.uptime_ms ? st.uptime_ms - st0.uptime_ms : 1;
+        secs = (double)ms / 1000.0;
+        d_mi = st.msgs_in - st0.msgs_in;
+        d_mo = st.msgs_out - st0.msgs_out;
+        d_bi = st.bytes_in - st0.bytes_in;
+        d_bo = st.bytes_out - st0.bytes_out;
+    } else {
+        secs = st.uptime_ms ? (double)st.uptime_ms / 1000.0 : 1.0;
+        d_mi = st.msgs_in;
+        d_mo = st.msgs_out;
+        d_bi = st.bytes_in;
+        d_bo = st.bytes_out;
+    }
+    const char *rate_kind = a.interval_ns ? "now" : "average";
 
     struct cli_buf b = {0};
     if (a.json) {
@@ -174,30 +224,34 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
             ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"slow_consumers\":%" PRIu64
             ",\"store_bytes\":%" PRIu64 ",\"topics\":%" PRIu64 ",\"protocol_errors\":%" PRIu64
             ",\"auth_failures\":%" PRIu64 ",\"permission_denials\":%" PRIu64
-            ",\"crc_errors\":%" PRIu64 "}\n",
+            ",\"crc_errors\":%" PRIu64,
             st.uptime_ms, st.connections, st.connections_total, st.subscriptions, st.msgs_in,
             st.msgs_out, st.bytes_in, st.bytes_out, st.slow_consumers, st.store_bytes, st.topics,
             st.protocol_errors, st.auth_failures, st.permission_denials, st.crc_errors);
+        cli_buf_addf(&b,
+                     ",\"msgs_in_per_s\":%.1f,\"msgs_out_per_s\":%.1f,\"bytes_in_per_s\":%.1f"
+                     ",\"bytes_out_per_s\":%.1f,\"rate_seconds\":%.3f}\n",
+                     (double)d_mi / secs, (double)d_mo / secs, (double)d_bi / secs,
+                     (double)d_bo / secs, secs);
     } else {
-        double secs = st.uptime_ms ? (double)st.uptime_ms / 1000.0 : 1.0;
         char up[64], bi[32], bo[32], sb[32], r1[32], r2[32], r3[32], r4[32];
         fmt_uptime(up, sizeof(up), st.uptime_ms);
         fmt_bytes(bi, sizeof(bi), st.bytes_in);
         fmt_bytes(bo, sizeof(bo), st.bytes_out);
         fmt_bytes(sb, sizeof(sb), st.store_bytes);
-        cli_fmt_count(r1, sizeof(r1), (double)st.msgs_in / secs);
-        cli_fmt_count(r2, sizeof(r2), (double)st.msgs_out / secs);
-        fmt_bytes(r3, sizeof(r3), (uint64_t)((double)st.bytes_in / secs));
-        fmt_bytes(r4, sizeof(r4), (uint64_t)((double)st.bytes_out / secs));
+        cli_fmt_count(r1, sizeof(r1), (double)d_mi / secs);
+        cli_fmt_count(r2, sizeof(r2), (double)d_mo / secs);
+        fmt_bytes(r3, sizeof(r3), (uint64_t)((double)d_bi / secs));
+        fmt_bytes(r4, sizeof(r4), (uint64_t)((double)d_bo / secs));
         cli_buf_addf(&b,
                      "server            ferryd %s (id %s)\n"
                      "uptime            %s\n"
                      "connections       %" PRIu64 " open, %" PRIu64 " since start\n"
                      "subscriptions     %" PRIu64 "\n"
-                     "messages in       %" PRIu64 " (%s msgs/s average)\n"
-                     "messages out      %" PRIu64 " (%s msgs/s average)\n"
-                     "bytes in          %s (%s/s average)\n"
-                     "bytes out         %s (%s/s average)\n"
+                     "messages in       %" PRIu64 " (%s msgs/s %s)\n"
+                     "messages out      %" PRIu64 " (%s msgs/s %s)\n"
+                     "bytes in          %s (%s/s %s)\n"
+                     "bytes out         %s (%s/s %s)\n"
                      "slow consumers    %" PRIu64 "\n"
                      "topics            %" PRIu64 "\n"
                      "store size        %s\n"
@@ -206,9 +260,9 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
                      "permission denied %" PRIu64 "\n"
                      "crc errors        %" PRIu64 "\n",
                      st.server_version, st.server_id, up, st.connections, st.connections_total,
-                     st.subscriptions, st.msgs_in, r1, st.msgs_out, r2, bi, r3, bo, r4,
-                     st.slow_consumers, st.topics, sb, st.protocol_errors, st.auth_failures,
-                     st.permission_denials, st.crc_errors);
+                     st.subscriptions, st.msgs_in, r1, rate_kind, st.msgs_out, r2, rate_kind, bi,
+                     r3, rate_kind, bo, r4, rate_kind, st.slow_consumers, st.topics, sb,
+                     st.protocol_errors, st.auth_failures, st.permission_denials, st.crc_errors);
     }
     fwrite(b.data, 1, b.len, stdout);
     cli_buf_free(&b);

@@ -54,7 +54,8 @@ const char cli_common_help[] =
     "  -s, --server HOST:PORT  broker address (default: $FERRY_SERVER, else " CLI_DEFAULT_SERVER
     ")\n"
     "      --user NAME         user name for password authentication\n"
-    "      --password PASS     password (default: $FERRY_PASSWORD)\n"
+    "      --password PASS     password (default: $FERRY_PASSWORD, which unlike\n"
+    "                          this option is not shown to other users by ps)\n"
     "      --token TOKEN       bearer token (default: $FERRY_TOKEN)\n"
     "  -h, --help              show help and exit\n"
     "\n"
