@@ -1287,7 +1287,7 @@ FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms)
         shutdown(c->fd, SHUT_WR);
     }
     conn_close_socket(c);
-    if (!was_closed) {
+    if (c->state != FERRY_STATE_CLOSED) { /* not already given up meanwhile */
         c->state = FERRY_STATE_CLOSED;
         ferry__pubs_fail_all(c, FERRY_ECLOSED);
         ferry__admin_fail_all(c, FERRY_ECLOSED);
