@@ -654,7 +654,9 @@ FERRY_API int ferry_sub_options_set_queue_max(ferry_sub_options *o, size_t n);
  * or ferry_client_destroy().
  * Returns 0; the server's code (FERRY_EINVALIDPATTERN, FERRY_EPERM,
  * FERRY_EDURABLEINUSE, FERRY_ELIMIT ...; nothing to release); -ETIMEDOUT
- * (no SubAck in time: the subscription is cancelled); -EINVAL (NULL,
+ * (no SubAck in time: the subscription is cancelled); FERRY_ENOTREADY
+ * (timeout_ms > 0 before ferry_client_connect(): use 0 to subscribe
+ * ahead of connecting); -EINVAL (NULL,
  * durable without FERRY_ACK_EXPLICIT); -EDEADLK (timeout > 0 from a
  * callback); FERRY_ECLOSED; -ENOMEM. */
 FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_sub_options *opts,

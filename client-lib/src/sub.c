@@ -554,6 +554,10 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
         rc = -EDEADLK;
         goto out_free;
     }
+    if (timeout_ms > 0 && c->state == FERRY_STATE_IDLE) {
+        rc = FERRY_ENOTREADY; /* nobody would answer before connect */
+        goto out_free;
+    }
     s->id = c->next_sub_id++;
     s->next = c->subs;
     if (c->subs != NULL) {

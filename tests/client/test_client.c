@@ -439,6 +439,7 @@ START_TEST(test_args_rejected_with_einval)
     ck_assert_int_eq(ferry_subscribe(c, "", NULL, NULL, NULL, 0, &s), -EINVAL);
     ck_assert_int_eq(ferry_subscribe(c, "a", NULL, NULL, NULL, -1, &s), -EINVAL);
     ck_assert_int_eq(ferry_subscribe(c, "a", NULL, NULL, NULL, 0, NULL), -EINVAL);
+    ck_assert_int_eq(ferry_subscribe(c, "a", NULL, NULL, NULL, 100, &s), FERRY_ENOTREADY);
     ck_assert_int_eq(ferry_sub_options_set_durable(so, "d"), 0); /* sets explicit acks */
     ck_assert_int_eq(ferry_sub_options_set_ack_mode(so, FERRY_ACK_NONE), 0);
     ck_assert_int_eq(ferry_subscribe(c, "a", so, NULL, NULL, 0, &s), -EINVAL);
