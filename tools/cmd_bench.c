@@ -375,7 +375,11 @@ static void *sub_main(void *arg)
     while (!__atomic_load_n(&bench_stop_subs, __ATOMIC_RELAXED)) {
         int rc = drive_io(b->c, 50);
         if (rc < 0) {
-            cli_fail(b->c, rc, "subscriber %u", b->idx);
+            /* The last error says why (the broker closed the connection...),
+             * where rc would only say that the client is closed now. */
+            char text[256];
+            ferry_client_last_error(b->c, text, sizeof(text));
+            cli_err("subscriber %u: %s", b->idx, text[0] ? text : ferry_strerror(rc));
             __atomic_store_n(&b->error, rc, __ATOMIC_RELAXED);
             break;
         }
@@ -491,7 +495,8 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         .max_inflight = a.ack_window ? (uint32_t)a.ack_window : 0,
         .window_blocks = true,
     };
-    struct cli_conn_cfg sub_cfg = {.name = "ferry bench sub", .reconnect_attempts = -1};
+    struct cli_conn_cfg sub_cfg = {
+        .name = "ferry bench sub", .reconnect_attempts = -1, .quiet_events = true};
     int status = CLI_EXIT_OK;
     size_t n_pubs_up = 0, n_subs_up = 0, n_pub_threads = 0, n_sub_threads = 0;
     if (!pubs || !subs) {
@@ -691,8 +696,12 @@ stop:
         if (b->received < published) {
             short_subs++;
             if (!a.json) {
-                cli_err("subscriber %zu received %" PRIu64 " of %" PRIu64 " messages", i,
-                        b->received, published);
+                cli_err("subscriber %zu received %" PRIu64 " of %" PRIu64 " messages%s", i,
+                        b->received, published,
+                        b->error ? " before it was disconnected (on an ephemeral topic the "
+                                   "broker drops a subscriber that falls behind; lower the "
+                                   "load with --rate)"
+                                 : "");
             }
             status = CLI_EXIT_ERROR;
         }

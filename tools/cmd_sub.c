@@ -10,6 +10,7 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +382,16 @@ int cmd_sub(struct cli_opts *o, int argc, char **argv)
 
 out:
     if (s) {
+        uint64_t dropped = ferry_sub_dropped(s);
+        if (dropped > 0) {
+            /* Without acks nothing brings them back: say so and fail. */
+            cli_err("%" PRIu64 " message%s dropped: output could not keep up with the broker%s",
+                    dropped, dropped == 1 ? " was" : "s were",
+                    explicit_acks ? " (the broker redelivers them)" : "");
+            if (status == CLI_EXIT_OK && !explicit_acks) {
+                status = CLI_EXIT_ERROR;
+            }
+        }
         ferry_unsubscribe(s);
     }
     if (c) {

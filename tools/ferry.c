@@ -218,7 +218,9 @@ static void on_client_event(ferry_client *c, const ferry_event *ev, void *userda
     case FERRY_EVENT_CLOSED:
         if (ev->code != 0 && ev->code != FERRY_ECLOSED) {
             __atomic_fetch_add(&cli_async_errors, 1, __ATOMIC_RELAXED);
-            cli_err("connection closed: %s", text);
+            if (!cfg->quiet_events) {
+                cli_err("connection closed: %s", text);
+            }
         }
         break;
     default:
