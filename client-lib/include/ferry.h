@@ -224,8 +224,12 @@ enum ferry_event_type {
                                      already failed */
     FERRY_EVENT_ERROR = 4,        /* an asynchronous error: an Error frame
                                      from the server (ref_kind/ref_id say
-                                     what it refers to), or a local one
-                                     (FERRY_EQUEUEFULL) */
+                                     what it refers to), a subscription
+                                     refused with nobody waiting (subscribed
+                                     with timeout 0, or re-sent after a
+                                     reconnect), or a local one
+                                     (FERRY_EQUEUEFULL; -ENOMEM: a delivery
+                                     dropped) */
     FERRY_EVENT_CLOSED = 5,       /* the client stopped for good: closed by
                                      ferry_client_close(), or reconnecting
                                      gave up (code FERRY_ERECONNECTFAILED) */
@@ -276,7 +280,9 @@ typedef void (*ferry_msg_cb)(ferry_client *c, ferry_sub *s, const ferry_msg *m, 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                  */
 
-/* Create an options object with the defaults listed at each setter. *out
+/* Every setter below returns -EINVAL when o is NULL, besides what it lists.
+ *
+ * Create an options object with the defaults listed at each setter. *out
  * receives it; the caller owns it and frees it with ferry_options_destroy().
  * An options object belongs to one thread at a time.
  * Returns 0, -EINVAL (out is NULL), -ENOMEM. */
@@ -307,10 +313,11 @@ FERRY_API int ferry_options_set_token(ferry_options *o, const char *token);
 FERRY_API int ferry_options_set_user_password(ferry_options *o, const char *user,
                                               const char *password);
 
-/* Keepalive interval the client asks for (the server clamps it; the client
- * pings when idle for the negotiated interval and drops a connection that
- * sent nothing for twice that). 0: the server's default. Default 0.
- * Returns 0. */
+/* Keepalive interval the client asks for (the server clamps it and closes
+ * a connection silent for 1.5 times the result; the client pings after
+ * half the negotiated interval without sending, and drops a connection
+ * from which nothing came for twice the interval: FERRY_EKEEPALIVE).
+ * 0: the server's default. Default 0. Returns 0. */
 FERRY_API int ferry_options_set_keepalive_ms(ferry_options *o, uint32_t ms);
 
 /* Timeout of one connection attempt (TCP connect + handshake) to one
