@@ -395,30 +395,40 @@ static double mb(double bytes)
     return bytes / 1e6;
 }
 
-static void progress_line(const struct bench_pub *pubs, size_t n_pubs, const struct bench_sub *subs,
-                          size_t n_subs, uint64_t t0, uint64_t total_target)
+/* The live progress line (a terminal only): totals, and the rates since
+ * the previous line. Main thread only. */
+struct progress {
+    uint64_t t0;           /* start of the run */
+    uint64_t total_target; /* UINT64_MAX with --duration */
+    uint64_t last_ns, last_sent, last_recv;
+};
+
+static void progress_line(struct progress *pr, const struct bench_pub *pubs, size_t n_pubs,
+                          const struct bench_sub *subs, size_t n_subs)
 {
-    uint64_t sent = 0, recv = 0;
+    uint64_t sent = 0, recv = 0, now = cli_now_mono_ns();
     for (size_t i = 0; i < n_pubs; i++) {
         sent += load64(&pubs[i].sent);
     }
     for (size_t i = 0; i < n_subs; i++) {
         recv += load64(&subs[i].received);
     }
-    double secs = (double)(cli_now_mono_ns() - t0) / 1e9;
-    char sr[32], rr[32];
-    cli_fmt_count(sr, sizeof(sr), (double)sent / secs);
-    cli_fmt_count(rr, sizeof(rr), (double)recv / secs);
-    if (total_target != UINT64_MAX) {
-        printf("\r\033[K%5.1fs  published %" PRIu64 "/%" PRIu64 " (%s msgs/s)  delivered %" PRIu64
-               " (%s msgs/s)",
-               secs, sent, total_target, sr, recv, rr);
-    } else {
-        printf("\r\033[K%5.1fs  published %" PRIu64 " (%s msgs/s)  delivered %" PRIu64
-               " (%s msgs/s)",
-               secs, sent, sr, recv, rr);
+    if (pr->last_ns == 0) {
+        pr->last_ns = pr->t0;
     }
+    double dt = now > pr->last_ns ? (double)(now - pr->last_ns) / 1e9 : 1e-9;
+    char sr[32], rr[32], tot[48] = "";
+    cli_fmt_count(sr, sizeof(sr), (double)(sent - pr->last_sent) / dt);
+    cli_fmt_count(rr, sizeof(rr), (double)(recv - pr->last_recv) / dt);
+    if (pr->total_target != UINT64_MAX) {
+        snprintf(tot, sizeof(tot), "/%" PRIu64, pr->total_target);
+    }
+    printf("\r\033[K%5.1fs  published %" PRIu64 "%s (%s msgs/s)  delivered %" PRIu64 " (%s msgs/s)",
+           (double)(now - pr->t0) / 1e9, sent, tot, sr, recv, rr);
     fflush(stdout);
+    pr->last_ns = now;
+    pr->last_sent = sent;
+    pr->last_recv = recv;
 }
 
 static void sleep_ms(int ms)
@@ -572,6 +582,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
     }
 
     uint64_t t0 = cli_now_mono_ns();
+    struct progress pr = {.t0 = t0, .total_target = total_target};
     for (size_t i = 0; i < a.subs; i++) {
         if (pthread_create(&subs[i].thread, NULL, sub_main, &subs[i]) != 0) {
             cli_err("cannot start a thread");
@@ -605,7 +616,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
             __atomic_store_n(&bench_stop_pubs, 1, __ATOMIC_RELAXED);
         }
         if (progress) {
-            progress_line(pubs, a.pubs, subs, a.subs, t0, total_target);
+            progress_line(&pr, pubs, a.pubs, subs, a.subs);
         }
         sleep_ms(progress ? 250 : 20);
     }
@@ -646,7 +657,7 @@ stop:
             break;
         }
         if (progress) {
-            progress_line(pubs, a.pubs, subs, a.subs, t0, total_target);
+            progress_line(&pr, pubs, a.pubs, subs, a.subs);
         }
         sleep_ms(progress ? 250 : 10);
     }
