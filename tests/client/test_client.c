@@ -23,6 +23,8 @@
  *                            same port: re-subscribe, unacked re-sent
  *   reconnect_fail_unacked   same, with unacked publishes failed by option
  *   reconnect_loop           the same in event-loop mode, one client
+ *   reconnect_stress         three kills under a continuous async stream:
+ *                            every publish completes exactly once, all ok
  *   reconnect_gives_up       event-loop mode, broker gone for good
  *   keepalive                a frozen broker is detected by the keepalive
  *   timeouts                 ack timeout, and every blocking call's timeout
@@ -1243,6 +1245,69 @@ START_TEST(test_reconnect_loop_mode)
 }
 END_TEST
 
+struct stress_pub {
+    ferry_client *c;
+    struct evlog *l;
+    int stop; /* guarded by l->mu */
+    int n;    /* publishes accepted */
+    int rc;
+};
+
+static void *stress_publisher(void *arg)
+{
+    struct stress_pub *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->l->mu);
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->l->mu);
+        if (stop) {
+            break;
+        }
+        ferry_pub m = text_pub("rs.a", "x");
+        int rc = ferry_publish_async(p->c, &m, on_pub_done, p->l, NULL);
+        if (rc != 0) {
+            p->rc = rc;
+            break;
+        }
+        p->n++;
+    }
+    return NULL;
+}
+
+START_TEST(test_reconnect_stress_no_publish_lost)
+{
+    struct evlog l;
+    evlog_init(&l);
+    struct copts co = DEFAULT_THREAD;
+    co.max_inflight = 64;
+    ferry_client *c = client_connect(&co, &l);
+    struct stress_pub sp = {.c = c, .l = &l};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, stress_publisher, &sp), 0);
+    for (int round = 1; round <= 3; round++) {
+        /* Let some publishes through, then kill the broker mid-stream. */
+        ck_assert(evlog_wait(&l, &l.n_pub_ok, round * 200, WAIT_MS));
+        ck_assert_int_eq(ferryd_kill9(&g_broker), 0);
+        ck_assert(evlog_wait(&l, &l.n[FERRY_EVENT_DISCONNECTED], round, WAIT_MS));
+        broker_restart_same_port();
+        ck_assert(evlog_wait(&l, &l.n[FERRY_EVENT_RECONNECTED], round, WAIT_MS));
+    }
+    pthread_mutex_lock(&l.mu);
+    sp.stop = 1;
+    pthread_mutex_unlock(&l.mu);
+    pthread_join(th, NULL);
+    ck_assert_msg(sp.rc == 0, "publisher: %s", ferry_strerror(sp.rc));
+    ck_assert_int_eq(ferry_flush(c, WAIT_MS), 0);
+    /* Every accepted publish completed exactly once, and with resend on,
+     * successfully (at-least-once). */
+    ck_assert_int_eq(evlog_get(&l, &l.n_pub_fail), 0);
+    ck_assert_int_eq(evlog_get(&l, &l.n_pub_ok), sp.n);
+    ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
+    ferry_client_destroy(c);
+    evlog_deinit(&l);
+}
+END_TEST
+
 START_TEST(test_reconnect_gives_up)
 {
     struct copts co = DEFAULT_LOOP;
@@ -1722,6 +1787,9 @@ Suite *test_suite(void)
     t = tc(s, tcase_create("reconnect_loop"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_reconnect_loop_mode);
+    t = tc(s, tcase_create("reconnect_stress"));
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_reconnect_stress_no_publish_lost);
     t = tc(s, tcase_create("reconnect_gives_up"));
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_reconnect_gives_up);
