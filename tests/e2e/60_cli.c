@@ -556,6 +556,29 @@ START_TEST(test_cli_pub_ack_fails_with_exit_1_when_broker_is_down)
 }
 END_TEST
 
+/* The broker dies while `pub --ack` streams stdin: what it cannot get
+ * acknowledged fails, with the reason, and the exit status is 1. */
+START_TEST(test_cli_pub_ack_fails_with_exit_1_when_broker_dies)
+{
+    struct proc sub, pub;
+    sub_start(&sub, (const char *const[]){"cli.dies", NULL});
+    proc_start(&pub, (const char *const[]){"pub", "--ack", "cli.dies", NULL});
+    ck_assert_int_eq(write(pub.in, "l1\n", 3), 3);
+    ck_assert_int_eq(proc_wait_for(&sub, false, "l1\n", WAIT_MS), 0);
+    ck_assert_int_eq(ferryd_kill9(&broker), 0);
+    kill(sub.pid, SIGKILL);
+    proc_wait(&sub, WAIT_MS);
+    ck_assert_int_eq(write(pub.in, "l2\nl3\n", 6), 6);
+    ck_assert_int_eq(proc_wait(&pub, WAIT_MS), 1);
+    ck_assert_msg(pub.err_buf && strstr(pub.err_buf, "ferry: "), "stderr: %s",
+                  pub.err_buf ? pub.err_buf : "");
+    proc_free(&sub);
+    proc_free(&pub);
+    /* ferryd_kill9 keeps the data dir for a restart; remove it. */
+    ck_assert_int_eq(ferryd_restart(&broker, NULL), 0);
+}
+END_TEST
+
 START_TEST(test_cli_usage_errors_exit_2_and_help_exits_0)
 {
     struct proc p;
@@ -939,6 +962,8 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_json"), test_cli_sub_json_has_metadata_headers_and_base64);
     add_case(s, tcase_create("cli_ack_broker_down"),
              test_cli_pub_ack_fails_with_exit_1_when_broker_is_down);
+    add_case(s, tcase_create("cli_ack_broker_dies"),
+             test_cli_pub_ack_fails_with_exit_1_when_broker_dies);
     add_case(s, tcase_create("cli_usage"), test_cli_usage_errors_exit_2_and_help_exits_0);
     add_case(s, tcase_create("cli_sub_timeout"),
              test_cli_sub_timeout_exits_1_when_count_not_reached);
