@@ -102,7 +102,7 @@ struct bench_pub {
     uint64_t target;     /* messages to send; UINT64_MAX with --duration */
     uint64_t start_ns;   /* monotonic, when publishing began */
     uint64_t end_ns;     /* monotonic, when everything was flushed */
-    uint64_t stop_at_ns; /* with --duration */
+    uint64_t stop_at_ns; /* with --duration: start_ns + duration */
     uint64_t sent;       /* atomic: written by this thread, read by main */
     uint64_t acked;      /* atomic */
     uint64_t failed;     /* atomic */
@@ -278,6 +278,7 @@ static void *pub_main(void *arg)
     const ferry_pub m = {.topic = a->topic, .payload = payload, .payload_len = size};
 
     p->start_ns = cli_now_mono_ns();
+    p->stop_at_ns = a->has_duration ? p->start_ns + a->duration_ns : 0;
     uint64_t sent = 0;
     int rc = 0;
     while (sent < p->target && !__atomic_load_n(&bench_stop_pubs, __ATOMIC_RELAXED)) {
@@ -592,7 +593,6 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         n_sub_threads++;
     }
     for (size_t i = 0; i < a.pubs; i++) {
-        pubs[i].stop_at_ns = a.has_duration ? t0 + a.duration_ns : 0;
         if (pthread_create(&pubs[i].thread, NULL, pub_main, &pubs[i]) != 0) {
             cli_err("cannot start a thread");
             status = CLI_EXIT_ERROR;

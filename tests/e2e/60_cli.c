@@ -677,6 +677,28 @@ START_TEST(test_cli_bench_with_ack_window_counts_acks)
 }
 END_TEST
 
+/* --duration with --rate: a paced run publishes about rate x duration
+ * messages, and each subscriber gets every one. */
+START_TEST(test_cli_bench_duration_and_rate)
+{
+    struct proc p;
+    ck_assert_int_eq(
+        run(&p, NULL,
+            (const char *const[]){"bench", "--json", "--subs", "2", "--rate", "4000", "--duration",
+                                  "500ms", "--topic", "cli.bench.rate", NULL}),
+        0);
+    struct jv r;
+    json_parse(p.out_buf, &r);
+    double published = jnum(&r, "published");
+    /* A loaded machine may fall behind the pace, never ahead of it. */
+    ck_assert_msg(published >= 100 && published <= 2001, "published %g", published);
+    ck_assert(jnum(&r, "received") == 2 * published);
+    ck_assert(jnum(&r, "pub_seconds") >= 0.5);
+    jv_free(&r);
+    proc_free(&p);
+}
+END_TEST
+
 START_TEST(test_cli_bench_human_output)
 {
     struct proc p;
@@ -970,6 +992,7 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_bench_counts"), test_cli_bench_counts_match);
     add_case(s, tcase_create("cli_bench_acks"), test_cli_bench_with_ack_window_counts_acks);
     add_case(s, tcase_create("cli_bench_text"), test_cli_bench_human_output);
+    add_case(s, tcase_create("cli_bench_rate"), test_cli_bench_duration_and_rate);
     add_case(s, tcase_create("cli_pub_refused"), test_cli_pub_refusal_reports_reason_and_exit_1);
     add_case(s, tcase_create("cli_stats"), test_cli_stats_json_reports_counters);
     add_case(s, tcase_create("cli_topics"), test_cli_topics_info_purge);
