@@ -201,6 +201,15 @@ static int publish_one(ferry_client *c, const struct pub_args *a, struct pub_sta
                 "dot-separated non-empty tokens without '*', '>' or spaces; text must be "
                 "UTF-8)",
                 topic);
+    } else if (rc == FERRY_EFRAMETOOLARGE) {
+        ferry_server_info info;
+        if (ferry_client_server_info(c, &info) == 0) {
+            cli_err("cannot publish to '%s': %zu bytes of payload is more than the broker's "
+                    "frame limit of %u bytes",
+                    topic, len, (unsigned)info.max_frame_len);
+        } else {
+            cli_fail(c, rc, "cannot publish to '%s'", topic);
+        }
     } else if (rc < 0) {
         cli_fail(c, rc, "cannot publish to '%s'", topic);
     }
