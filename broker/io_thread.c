@@ -103,6 +103,13 @@ struct wq {
     struct pub_batch *cur;
 };
 
+/* A SubAck held back until the subscription has reached every worker's
+ * queue (see handle_subscribe). */
+struct deferred_ack {
+    uint64_t conn_ref;
+    uint64_t sub_id;
+};
+
 struct ptrvec {
     struct conn **v;
     uint32_t n, cap;
@@ -131,6 +138,8 @@ struct iot {
     struct stage *stage;
     uint32_t n_stage, stage_cap;
     struct ptrvec dirty, paused, dead;
+    struct deferred_ack *deferred; /* SubAcks waiting for a worker queue */
+    uint32_t n_deferred, deferred_cap;
     struct iovec *iov;
     uint8_t *rbuf;             /* READ_BUF bytes: every read lands here first */
     uint64_t now;
@@ -821,6 +830,47 @@ static int find_sub(const struct conn *c, uint64_t sub_id)
     return -1;
 }
 
+static int wq_backlog(const struct iot *t)
+{
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        if (t->wq[w].n) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int defer_suback(struct iot *t, struct conn *c, uint64_t sub_id)
+{
+    if (t->n_deferred == t->deferred_cap) {
+        uint32_t cap = t->deferred_cap ? t->deferred_cap * 2 : 16;
+        struct deferred_ack *v = realloc(t->deferred, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        t->deferred = v;
+        t->deferred_cap = cap;
+    }
+    t->deferred[t->n_deferred].conn_ref = ref_of(t, c);
+    t->deferred[t->n_deferred++].sub_id = sub_id;
+    return 0;
+}
+
+/* Send held SubAcks once every subscription change is in a worker queue. */
+static void send_deferred(struct iot *t)
+{
+    if (t->n_deferred == 0 || wq_backlog(t)) {
+        return;
+    }
+    for (uint32_t i = 0; i < t->n_deferred; i++) {
+        struct conn *c = conn_by_ref(t, t->deferred[i].conn_ref);
+        if (c && c->state == ST_OPEN) {
+            send_suback(t, c, t->deferred[i].sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+        }
+    }
+    t->n_deferred = 0;
+}
+
 static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
 {
     const struct cfg *cfg = &t->srv->cfg;
@@ -871,6 +921,20 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     c->subs[c->n_subs++] = s;
     stats_add(&t->stats.subs, 1);
+    /* The SubAck promises that anything published after it is matched, by
+     * whichever connection. Normally the change reaches the workers at the
+     * end of this round, before the SubAck is written. If a worker's queue
+     * is full, hold the SubAck (and this connection's later frames) until
+     * the change is queued there. */
+    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+        wq_flush(t, w);
+    }
+    if (wq_backlog(t) && defer_suback(t, c, m->sub_id) == 0) {
+        log_debug("client %llu %s: SubAck %llu held: a worker queue is full",
+                  (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
+        conn_pause(t, c);
+        return;
+    }
     send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
     return;
 
@@ -1458,7 +1522,7 @@ static void take_mail(struct iot *t)
 
 static void resume_paused(struct iot *t)
 {
-    if (t->paused.n == 0) {
+    if (t->paused.n == 0 || t->n_deferred > 0) {
         return;
     }
     for (uint32_t w = 0; w < t->srv->n_workers; w++) {
@@ -1639,10 +1703,13 @@ static void *iot_main(void *arg)
         if (has_mail) {
             take_mail(t);
         }
+        wq_flush_all(t);
+        send_deferred(t);
         if (phase == PHASE_RUN) {
             resume_paused(t);
+            wq_flush_all(t);
+            send_deferred(t);
         }
-        wq_flush_all(t);
         seen_phase = enter_phase(t, phase, seen_phase);
         if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {
             atomic_store(&t->is_drained, 1);
@@ -1771,6 +1838,7 @@ void iot_destroy(struct iot *t)
     free(t->dirty.v);
     free(t->paused.v);
     free(t->dead.v);
+    free(t->deferred);
     theap_deinit(&t->timers);
     codec_arena_deinit(&t->arena);
     close(t->ep);

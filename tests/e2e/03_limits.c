@@ -4,6 +4,7 @@
  * disconnected while the broker's memory stays bounded.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -296,6 +297,56 @@ START_TEST(test_idle_connections_are_cheap)
 }
 END_TEST
 
+/* While a flood keeps the (tiny) worker queue full, every SubAck still means
+ * "matched from now on": a publish by another connection right after the
+ * SubAck is delivered. */
+START_TEST(test_suback_holds_under_worker_backlog)
+{
+    struct ferryd_proc d;
+    START(&d, "--workers", "1", "--io-threads", "1", "--worker-queue", "2", NULL);
+    struct rawc flood, sub, pub;
+    CONNECT(&flood, d.port);
+    CONNECT(&sub, d.port);
+    CONNECT(&pub, d.port);
+    /* A chunk of pre-encoded Publish frames, written without blocking. */
+    static uint8_t chunk[256 * 1024];
+    size_t chunk_len = 0, one_len;
+    static char payload[100];
+    Ferry__Publish m = FERRY__PUBLISH__INIT;
+    m.topic = (char *)"flood";
+    m.payload.data = (uint8_t *)payload;
+    m.payload.len = sizeof(payload);
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PUBLISH;
+    f.publish = &m;
+    while (codec_frame_encode(&f, chunk + chunk_len, sizeof(chunk) - chunk_len, &one_len) == 0) {
+        chunk_len += one_len;
+    }
+    fcntl(flood.fd, F_SETFL, fcntl(flood.fd, F_GETFL) | O_NONBLOCK);
+    size_t off = 0;
+    char topic[32];
+    for (int i = 0; i < 200; i++) {
+        for (int k = 0; k < 64; k++) { /* push until the socket is full */
+            ssize_t w = write(flood.fd, chunk + off, chunk_len - off);
+            if (w <= 0) {
+                break;
+            }
+            off = (off + (size_t)w) % chunk_len;
+        }
+        snprintf(topic, sizeof(topic), "s.%d", i);
+        ck_assert_int_eq(rawc_subscribe(&sub, (uint64_t)i, topic, NULL), 0);
+        ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i, topic, "x", 1, 0), 0);
+        Ferry__Deliver *dl = recv_deliver(&sub);
+        ck_assert_str_eq(dl->topic, topic);
+        ck_assert_int_eq(dl->sub_ids[0], i);
+    }
+    rawc_close(&flood);
+    rawc_close(&sub);
+    rawc_close(&pub);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_limits");
@@ -314,6 +365,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("idle_connections");
     tcase_add_test(tc, test_idle_connections_are_cheap);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("suback_under_backlog");
+    tcase_add_test(tc, test_suback_holds_under_worker_backlog);
     suite_add_tcase(s, tc);
     tc = tcase_create("publisher_pushback");
     tcase_add_test(tc, test_publisher_pushed_back_not_buffered);
