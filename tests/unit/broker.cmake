@@ -8,3 +8,8 @@ foreach(mod trie topic timer_heap mailbox)
 endforeach()
 ferry_check_test(test_broker_config LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS ferry_broker)
+# The connection state machine, with an in-process IO thread over socketpairs.
+if(TARGET ferry_test_support OR FERRY_TESTS)
+  ferry_check_test(test_conn LABEL unit
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_conn.c LIBS ferry_broker ferry_test_support)
+endif()
