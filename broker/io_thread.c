@@ -445,10 +445,16 @@ static void conn_flush(struct iot *t, struct conn *c)
                 s->batch = NULL;
             }
             if ((size_t)w < total) {
-                /* Socket full: keep the rest privately and wait. */
+                /* Socket full: keep the rest privately and wait, up to the
+                 * connection's bound. (Detach the list first: a slow
+                 * consumer's Error goes through conn_send.) */
+                c->stage_head = c->stage_tail = -1;
                 for (; next >= 0; next = t->stage[next].next) {
                     struct stage *s = &t->stage[next];
-                    if (out_reserve(c, s->pfx_len + (size_t)s->body_len) == 0) {
+                    size_t flen = s->pfx_len + (size_t)s->body_len;
+                    if (out_pending(c) + flen > t->srv->cfg.max_outbound) {
+                        slow_consumer(t, c);
+                    } else if (c->state == ST_OPEN && out_reserve(c, flen) == 0) {
                         out_append(c, t->pfx + s->pfx_off, s->pfx_len);
                         out_append(c, s->batch->data + s->body_off, s->body_len);
                     }
