@@ -61,7 +61,7 @@ void cfg_defaults(struct cfg *c)
     c->keepalive_min_ms = 100;
     c->keepalive_max_ms = 600000;
     c->connect_timeout_ms = 10000;
-    c->worker_queue = 4096;
+    c->worker_queue = 64; /* batches of up to 64 KiB: a few MiB per worker */
     c->shutdown_ms = 5000;
 }
 
@@ -310,7 +310,7 @@ const char *cfg_usage(void)
            "  max_outbound_bytes 8m    (per connection; beyond it a subscriber is\n"
            "                            disconnected as a slow consumer)\n"
            "  keepalive_ms 30000   keepalive_min_ms 100   keepalive_max_ms 600000\n"
-           "  connect_timeout_ms 10000   worker_queue 4096   shutdown_ms 5000\n"
+           "  connect_timeout_ms 10000   worker_queue 64 (publication batches)   shutdown_ms 5000\n"
            "\n"
            "Once listening, ferryd prints exactly one line to stdout and flushes it:\n"
            "  ferryd: listening on HOST:PORT\n"

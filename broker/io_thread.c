@@ -48,7 +48,7 @@
 #define FERRY_VERSION "0.0.0"
 #endif
 
-#define IOT_MBOX_CAP 16384u
+#define IOT_MBOX_CAP 4096u
 #define IOT_TAKE 1024u
 #define IOT_EVENTS 256
 #define READ_BUF 65536u
@@ -59,6 +59,7 @@
 #define MIN_FRAME_LEN 4096u
 #define CLOSE_LINGER_MS 2000u   /* bound on flushing a connection we close */
 #define MAX_HEADERS 64
+#define STALL_MAX_MS 200u       /* per episode of lagging subscribers, see struct iot */
 #define PROTOCOL_VERSION 1
 
 enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
@@ -71,6 +72,8 @@ struct conn {
     uint8_t is_dirty;          /* in t->dirty this round */
     uint8_t is_paused;         /* not read: a worker queue is full */
     uint8_t is_slow_logged;
+    uint8_t is_heavy;          /* counted in t->n_heavy: over half its outbound bound */
+    uint8_t is_writable;       /* EPOLLOUT reported this round */
     uint8_t is_wr_shut;        /* CLOSING: our FIN is sent, waiting for the peer's */
     uint32_t events;           /* epoll mask registered now */
     uint32_t keepalive_ms;
@@ -145,6 +148,16 @@ struct iot {
     uint64_t now;
     int64_t now_ns;
     int has_more_mail;
+    /* Stalls: while a subscriber of this thread is over half its outbound
+     * bound, we stop taking deliveries for a while (at most STALL_MAX_MS per
+     * episode). The mailbox fills, the workers wait, their queues fill and
+     * publishers stop being read: a subscriber that lags for a moment slows
+     * the publishers down instead of being cut off. One that stays behind
+     * past the stall budget reaches its bound and is disconnected. */
+    uint32_t n_heavy;
+    uint64_t stall_since;      /* start of this episode, 0 when none */
+    int is_stall_spent;        /* this episode used its budget */
+    int is_mail_muted;         /* mailbox eventfd removed from the epoll set */
 };
 
 static void conn_kill(struct iot *t, struct conn *c);
@@ -256,6 +269,19 @@ static void out_release(struct conn *c)
     c->out_off = c->out_len = c->out_cap = 0;
 }
 
+static void heavy_update(struct iot *t, struct conn *c)
+{
+    uint8_t h = c->state == ST_OPEN && out_pending(c) > t->srv->cfg.max_outbound / 2;
+    if (h != c->is_heavy) {
+        c->is_heavy = h;
+        if (h) {
+            t->n_heavy++;
+        } else {
+            t->n_heavy--;
+        }
+    }
+}
+
 static void stage_release(struct iot *t, struct conn *c)
 {
     for (int32_t i = c->stage_head; i >= 0; i = t->stage[i].next) {
@@ -330,6 +356,7 @@ static void conn_close_after_flush(struct iot *t, struct conn *c)
      * our output is out and the peer has seen our FIN, so that closing with
      * unread input does not reset the connection and lose the Error frame. */
     c->state = ST_CLOSING;
+    heavy_update(t, c);
     set_events(t, c, c->events | EPOLLIN);
     arm_timer(t, c, t->now + CLOSE_LINGER_MS);
     mark_dirty(t, c);
@@ -375,9 +402,11 @@ static void conn_flush(struct iot *t, struct conn *c)
         stage_release(t, c);
         return;
     }
-    /* A backlogged connection waits for EPOLLOUT; just move the staged
-     * deliveries behind its backlog. */
-    if ((c->events & EPOLLOUT) && out_pending(c) > 0) {
+    /* A backlogged connection waits for EPOLLOUT; until then, just move
+     * the staged deliveries behind its backlog. */
+    int is_writable = c->is_writable;
+    c->is_writable = 0;
+    if ((c->events & EPOLLOUT) && out_pending(c) > 0 && !is_writable) {
         unstage(t, c);
     } else {
         int32_t next = c->stage_head;
@@ -478,12 +507,14 @@ static void conn_flush(struct iot *t, struct conn *c)
             conn_kill(t, c); /* stopping: do not wait for the peer's FIN */
             return;
         }
+        heavy_update(t, c);
         set_events(t, c, c->events & ~(uint32_t)EPOLLOUT);
         return;
     }
     if (out_pending(c) > t->srv->cfg.max_outbound && c->state != ST_CLOSING) {
         slow_consumer(t, c);
     }
+    heavy_update(t, c);
     set_events(t, c, c->events | EPOLLOUT);
 }
 
@@ -534,6 +565,7 @@ static void deliver(struct iot *t, struct rmsg *m)
             out_append(c, t->pfx + t->pfx_len, pl);
             out_append(c, m->batch->data + m->body_off, m->body_len);
         }
+        heavy_update(t, c);
         goto out_drop;
     }
     if (t->n_stage == t->stage_cap) {
@@ -731,6 +763,7 @@ static void conn_kill(struct iot *t, struct conn *c)
         return;
     }
     c->state = ST_DEAD;
+    heavy_update(t, c);
     epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -1626,8 +1659,54 @@ static int pending_to_workers(const struct iot *t)
     return 0;
 }
 
+/* Decide whether this round takes deliveries (see struct iot, Stalls). */
+static int should_stall(struct iot *t, int phase)
+{
+    if (t->n_heavy == 0) {
+        t->stall_since = 0;
+        t->is_stall_spent = 0;
+        return 0;
+    }
+    if (phase != PHASE_RUN || t->is_stall_spent) {
+        return 0;
+    }
+    if (t->stall_since == 0) {
+        t->stall_since = t->now;
+    }
+    if (t->now - t->stall_since >= STALL_MAX_MS) {
+        t->is_stall_spent = 1;
+        log_debug("IO thread %u: %u subscribers still lagging after %u ms of stalls",
+                  t->index, t->n_heavy, STALL_MAX_MS);
+        return 0;
+    }
+    return 1;
+}
+
+static void mute_mail(struct iot *t, int mute)
+{
+    if (mute == t->is_mail_muted) {
+        return;
+    }
+    struct epoll_event ev = {.events = mute ? 0 : EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(t->ep, EPOLL_CTL_MOD, mbox_fd(&t->in), &ev) == 0) {
+        t->is_mail_muted = mute;
+    }
+}
+
 static int epoll_timeout(struct iot *t)
 {
+    if (t->is_mail_muted) {
+        /* Stalled: wake for EPOLLOUT of the laggards, or the budget's end. */
+        uint64_t spent = now_ms() - t->stall_since;
+        int timeout = spent >= STALL_MAX_MS ? 0 : (int)(STALL_MAX_MS - spent);
+        const struct theap_ent *e = theap_peek(&t->timers);
+        if (e) {
+            uint64_t now = now_ms();
+            int d = e->when <= now ? 0 : (int)(e->when - now > INT_MAX ? INT_MAX : e->when - now);
+            timeout = d < timeout ? d : timeout;
+        }
+        return timeout;
+    }
     if (t->has_more_mail) {
         return 0;
     }
@@ -1695,7 +1774,8 @@ static void *iot_main(void *arg)
             if (c->state == ST_DEAD) {
                 continue;
             }
-            if (evs[i].events & EPOLLOUT) {
+            if (evs[i].events & (EPOLLOUT | EPOLLERR)) {
+                c->is_writable = 1;
                 mark_dirty(t, c);
             }
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -1706,8 +1786,16 @@ static void *iot_main(void *arg)
                 }
             }
         }
-        if (has_mail) {
-            take_mail(t);
+        if (should_stall(t, phase)) {
+            mute_mail(t, 1);
+        } else {
+            if (t->is_mail_muted) {
+                mute_mail(t, 0);
+                has_mail = 1; /* whatever queued meanwhile */
+            }
+            if (has_mail) {
+                take_mail(t);
+            }
         }
         wq_flush_all(t);
         send_deferred(t);

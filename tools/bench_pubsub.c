@@ -12,7 +12,9 @@
  * (N x subscribers / time from the first write to the last subscriber's
  * last frame); the median of R runs is printed with the ratio ferry/relay.
  * Everything shares the machine's cores with the load generator, as in
- * DESIGN.md's Targets.
+ * DESIGN.md's Targets. ferryd runs with --max-outbound-bytes 64m (the
+ * subscriber may lag a moment behind a flat-out publisher); later
+ * --ferryd-arg flags override it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +64,7 @@ static pid_t spawn(const char *const *argv, int *port)
     if (pid == 0) {
         dup2(fds[1], 1);
         close(fds[0]);
+        close(fds[1]);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -184,7 +187,8 @@ static void *reader_main(void *arg)
             if (n < 0 && errno == EINTR) {
                 continue;
             }
-            fprintf(stderr, "bench: subscriber stream ended after %lld frames\n", frames);
+            fprintf(stderr, "bench: subscriber stream ended after %lld frames (%s)\n", frames,
+                    n < 0 ? strerror(errno) : "closed by the server");
             exit(1);
         }
         size_t i = 0;
@@ -224,9 +228,13 @@ static double run(int use_ferry, int n_subs, long long count, size_t size,
         if (mkdtemp(dir) == NULL) {
             die("mkdtemp");
         }
-        const char *argv[32] = {FERRYD_PATH, "--listen", "127.0.0.1:0", "--data-dir", dir,
-                                "--log-level", "warn"};
-        int k = 7;
+        /* The publisher runs flat out; a subscriber thread that falls behind
+         * for a moment must not be cut off as a slow consumer at the default
+         * 8 MiB (nats-server allows 64 MiB by default too). */
+        const char *argv[32] = {FERRYD_PATH,   "--listen",    "127.0.0.1:0",
+                                "--data-dir",  dir,           "--log-level",
+                                "warn",        "--max-outbound-bytes", "64m"};
+        int k = 9;
         for (int i = 0; ferryd_args[i] && k < 31; i++) {
             argv[k++] = ferryd_args[i];
         }

@@ -347,6 +347,43 @@ START_TEST(test_suback_holds_under_worker_backlog)
 }
 END_TEST
 
+/* A subscriber that stops reading for a while, within its bound, gets every
+ * message once it reads again: the backlog is written as the socket drains. */
+START_TEST(test_lagging_subscriber_catches_up)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-outbound-bytes", "64m", NULL);
+    struct rawc sub, pub;
+    CONNECT(&sub, d.port);
+    CONNECT(&pub, d.port);
+    ck_assert_int_eq(rawc_subscribe(&sub, 1, "lag", NULL), 0);
+    enum { N = 20000, MSG = 1024 };
+    static char payload[MSG];
+    for (int i = 0; i < N; i++) {
+        memcpy(payload, &i, sizeof(i));
+        ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i, "lag", payload, MSG, i == N - 1), 0);
+    }
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    /* 20 MiB routed while the subscriber read nothing: now read it all. */
+    for (int i = 0; i < N; i++) {
+        Ferry__Deliver *dl = recv_deliver(&sub);
+        int seq;
+        ck_assert_int_eq(dl->payload.len, MSG);
+        memcpy(&seq, dl->payload.data, sizeof(seq));
+        ck_assert_int_eq(seq, i);
+    }
+    struct rawc admin;
+    CONNECT(&admin, d.port);
+    Ferry__Stats s = stats_get(&admin, 1);
+    ck_assert_int_eq(s.slow_consumers, 0);
+    rawc_close(&admin);
+    rawc_close(&sub);
+    rawc_close(&pub);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_limits");
@@ -368,6 +405,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("suback_under_backlog");
     tcase_add_test(tc, test_suback_holds_under_worker_backlog);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lagging_subscriber");
+    tcase_add_test(tc, test_lagging_subscriber_catches_up);
     suite_add_tcase(s, tc);
     tc = tcase_create("publisher_pushback");
     tcase_add_test(tc, test_publisher_pushed_back_not_buffered);
