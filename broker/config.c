@@ -11,8 +11,9 @@
 
 #include "frame.h"
 #include "log.h"
+#include "topic.h"
 
-enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL };
+enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL, K_SYNC, K_EPHEMERAL };
 
 struct key {
     const char *name;
@@ -41,6 +42,12 @@ static const struct key keys[] = {
     {"connect_timeout_ms", K_U32, F(connect_timeout_ms), 0, 1, 86400000},
     {"worker_queue", K_U32, F(worker_queue), 0, 2, 1 << 24},
     {"shutdown_ms", K_U32, F(shutdown_ms), 0, 1, 3600000},
+    {"sync", K_SYNC, 0, 0, 0, 0},
+    {"sync_interval_ms", K_U32, F(sync_interval_ms), 0, 1, 3600000},
+    {"ephemeral", K_EPHEMERAL, 0, 0, 0, 0},
+    {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
+    {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16,
+     (uint64_t)1 << 46},
 };
 #undef F
 
@@ -63,6 +70,68 @@ void cfg_defaults(struct cfg *c)
     c->connect_timeout_ms = 10000;
     c->worker_queue = 64; /* batches of up to 64 KiB: a few MiB per worker */
     c->shutdown_ms = 5000;
+    c->sync_mode = 0; /* always */
+    c->sync_interval_ms = 100;
+    c->max_store_size = (uint64_t)64 << 30;
+    c->initial_store_size = (uint64_t)64 << 20;
+}
+
+/* "always", "none", "interval" or "interval MS". */
+static int parse_sync(struct cfg *c, const char *v)
+{
+    if (strcmp(v, "always") == 0) {
+        c->sync_mode = 0;
+        return 0;
+    }
+    if (strcmp(v, "none") == 0) {
+        c->sync_mode = 2;
+        return 0;
+    }
+    if (strncmp(v, "interval", 8) != 0 || (v[8] != '\0' && v[8] != ' ' && v[8] != ':')) {
+        return -EINVAL;
+    }
+    const char *ms = v + 8;
+    while (*ms == ' ' || *ms == ':') {
+        ms++;
+    }
+    if (*ms) {
+        char *end;
+        errno = 0;
+        unsigned long x = strtoul(ms, &end, 10);
+        if (errno || *end != '\0' || x < 1 || x > 3600000 || *ms == '-') {
+            return -EINVAL;
+        }
+        c->sync_interval_ms = (uint32_t)x;
+    }
+    c->sync_mode = 1;
+    return 0;
+}
+
+static int add_ephemeral(struct cfg *c, const char *v)
+{
+    size_t n = strlen(v);
+    const char *why;
+    if (n >= sizeof(c->ephemeral[0]) || c->n_ephemeral >= CFG_MAX_EPHEMERAL ||
+        topic_validate(v, n, 1, 255, 64, &why) != 0) {
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < c->n_ephemeral; i++) {
+        if (strcmp(c->ephemeral[i], v) == 0) {
+            return 0;
+        }
+    }
+    memcpy(c->ephemeral[c->n_ephemeral++], v, n + 1);
+    return 0;
+}
+
+int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len)
+{
+    for (uint32_t i = 0; i < c->n_ephemeral; i++) {
+        if (topic_match(c->ephemeral[i], strlen(c->ephemeral[i]), topic, len)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -131,6 +200,10 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
         switch (k->kind) {
         case K_LISTEN:
             return parse_listen(c, value);
+        case K_SYNC:
+            return parse_sync(c, value);
+        case K_EPHEMERAL:
+            return add_ephemeral(c, value);
         case K_STR:
             if (strlen(value) >= k->size || *value == '\0') {
                 return -EINVAL;
@@ -191,6 +264,13 @@ int cfg_load_file(struct cfg *c, const char *path, char *err, size_t err_len)
         }
         char *value = strtok(NULL, " \t\r\n");
         char *extra = value ? strtok(NULL, " \t\r\n") : NULL;
+        char joined[128];
+        if (extra != NULL && strcmp(key, "sync") == 0 && strtok(NULL, " \t\r\n") == NULL) {
+            /* "sync interval MS": the one key whose value has two words */
+            snprintf(joined, sizeof(joined), "%s %s", value, extra);
+            value = joined;
+            extra = NULL;
+        }
         if (value == NULL || extra != NULL) {
             snprintf(err, err_len, "%s:%d: expected \"key value\"", path, lineno);
             rc = -EINVAL;
@@ -293,6 +373,7 @@ const char *cfg_usage(void)
 {
     return "usage: ferryd [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
            "              [--io-threads N] [--workers N] [--log-level LEVEL] [--KEY VALUE ...]\n"
+           "       ferryd --verify DIR\n"
            "\n"
            "ferry's publish/subscribe broker.\n"
            "\n"
@@ -316,5 +397,21 @@ const char *cfg_usage(void)
            "  ferryd: listening on HOST:PORT\n"
            "(the bound port, useful with port 0). Logs go to stderr.\n"
            "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level.\n"
-           "Until the store is integrated every topic is ephemeral (routed, not stored).\n";
+           "\n"
+           "Store (topics are persisted in LMDB in the data directory):\n"
+           "  --sync always|none|interval[:MS]  in a file: sync always | sync none |\n"
+           "                       sync interval MS. always (default): a PubAck means the\n"
+           "                       message is committed and fsynced (survives power loss);\n"
+           "                       interval: committed (survives kill -9), fsynced every MS\n"
+           "                       (sync_interval_ms, default 100); none: committed, the OS\n"
+           "                       writes back when it likes. Connected tells clients which.\n"
+           "  --ephemeral PATTERN  topics matching PATTERN are routed without storing\n"
+           "                       (PubAck sequence 0); repeatable, in the file too\n"
+           "  --max-store-size N   most the store may grow to (default 64g; k/m/g); past\n"
+           "                       it publishes get ERROR_STORAGE_FULL until space is freed\n"
+           "  --initial-store-size N  map size of a new store (default 64m)\n"
+           "  --verify DIR         check a store offline (CRCs, sequences, counters, index);\n"
+           "                       prints a report, exits 0 if clean, 1 if not\n"
+           "SIGTERM commits and acknowledges what is queued, then closes the store. A\n"
+           "failed write or fsync (EIO) stops ferryd at once with status 1 (fail-stop).\n";
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define CFG_DEFAULT_PORT 7373
+#define CFG_MAX_EPHEMERAL 64
 
 struct cfg {
     char listen_host[64];      /* numeric IPv4 address or hostname; default 0.0.0.0 */
@@ -34,7 +35,17 @@ struct cfg {
     uint32_t worker_queue;       /* publish batches queued per worker */
     uint32_t shutdown_ms;        /* bound on the graceful stop */
     char config_file[512];       /* "" if none */
+    /* The store. */
+    int sync_mode;               /* enum store_sync_mode: 0 always, 1 interval, 2 none */
+    uint32_t sync_interval_ms;   /* with sync interval */
+    uint64_t max_store_size;     /* bytes: the map's maximum */
+    uint64_t initial_store_size; /* bytes: the map's size at creation */
+    uint32_t n_ephemeral;        /* patterns of topics routed without storing */
+    char ephemeral[CFG_MAX_EPHEMERAL][256];
 };
+
+/* Is topic[0..len) ephemeral (matches an `ephemeral` pattern)? */
+int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len);
 
 void cfg_defaults(struct cfg *c);
 

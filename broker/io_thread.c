@@ -39,10 +39,12 @@
 #include "codec.h"
 #include "ferry.h"
 #include "log.h"
+#include "store.h"
 #include "timer_heap.h"
 #include "topic.h"
 #include "trie.h"
 #include "worker.h"
+#include "writer.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -85,10 +87,48 @@ struct conn {
     size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
     struct trie_sub **subs;
     uint32_t n_subs, subs_cap;
+    struct catchup *cu;        /* subscriptions with a start position */
+    uint32_t n_cu, cu_cap;
+    uint8_t is_cu_listed;      /* in t->cu_conns */
     uint64_t last_rx_ms;
     uint64_t client_id;
     char peer[48];
 };
+
+/*
+ * Catch-up. A subscription with a start position (all, sequence, time, last
+ * N) names one stored topic. It is put in the workers' tries at once, like
+ * any other, and additionally keeps next_seq: the next sequence its
+ * subscriber gets. Messages come from two sources:
+ *   - the store, read here in bounded chunks (short read transactions) while
+ *     the connection's output has room, from next_seq on;
+ *   - live deliveries from the topic's worker, which carry their sequence:
+ *     one equal to next_seq is delivered (and next_seq moves on), one below
+ *     is a duplicate of what the store gave and is dropped, and one above
+ *     means the store has messages we have not read: it is dropped and
+ *     reading resumes. A live message is committed before it is routed, so
+ *     whatever is dropped is in the store.
+ * The seam: once the owning worker has the subscription in its trie, every
+ * message committed later is routed live to it. The worker says so
+ * (R_SUB_READY) with the topic's last committed sequence L at that moment;
+ * if next_seq <= L we read the store up to its end. From then on live
+ * delivery brings every later message, in order, so the subscriber sees
+ * each sequence exactly once, with no gap at the seam, whatever publishers
+ * do meanwhile. Nothing is delivered before the SubAck is out (is_started).
+ */
+struct catchup {
+    struct trie_sub *sub;      /* c->subs holds the reference; pattern = topic */
+    uint64_t next_seq;
+    uint64_t ready_seq;        /* L, valid with is_ready */
+    uint32_t topic_id;         /* 0: not resolved yet (topic never stored) */
+    uint8_t is_started;        /* the SubAck is out */
+    uint8_t is_ready;          /* R_SUB_READY arrived */
+    uint8_t is_reading;        /* the store may hold messages from next_seq on */
+};
+
+#define CU_CHUNK_MSGS 256u       /* messages per store read */
+#define CU_CHUNK_BYTES 262144u   /* about this many bytes per store read */
+#define CU_CHUNKS_PER_ROUND 4    /* per connection, then others get a turn */
 
 struct stage {
     struct pub_batch *batch;   /* one reference */
@@ -98,8 +138,8 @@ struct stage {
     int32_t next;
 };
 
-/* Items for one worker that the worker's mailbox has not accepted yet, and
- * the batch being filled. */
+/* Items for one worker (or, at index n_workers, the store writer) that its
+ * mailbox has not accepted yet, and the batch being filled. */
 struct wq {
     struct wmsg *m;
     uint32_t n, cap;
@@ -143,6 +183,11 @@ struct iot {
     struct ptrvec dirty, paused, dead;
     struct deferred_ack *deferred; /* SubAcks waiting for a worker queue */
     uint32_t n_deferred, deferred_cap;
+    struct ptrvec cu_conns;    /* connections with catch-up subscriptions reading */
+    Ferry__Header *cu_hdr;     /* scratch for encoding stored messages */
+    Ferry__Header **cu_hdrp;
+    char *cu_text;             /* NUL-terminated copies of header strings */
+    size_t cu_text_cap;
     struct iovec *iov;
     uint8_t *rbuf;             /* READ_BUF bytes: every read lands here first */
     uint64_t now;
@@ -329,6 +374,44 @@ static void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
     c->out_len += len;
     stats_add(&t->stats.frames_out, 1);
     mark_dirty(t, c);
+}
+
+/* Queue one frame encoded elsewhere (header included). */
+static void conn_send_raw(struct iot *t, struct conn *c, const uint8_t *p, size_t n)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->stage_head >= 0) {
+        unstage(t, c);
+    }
+    if (out_reserve(c, n) < 0) {
+        log_error("client %llu %s: cannot queue a reply, closing", (unsigned long long)c->client_id,
+                  c->peer);
+        conn_kill(t, c);
+        return;
+    }
+    out_append(c, p, n);
+    stats_add(&t->stats.frames_out, 1);
+    mark_dirty(t, c);
+}
+
+/* Why the store writer refused a publish. */
+static const char *pub_err_text(uint32_t code)
+{
+    switch (code) {
+    case FERRY__ERROR_CODE__ERROR_STORAGE_FULL:
+        return "storage full: the store reached its maximum size or the disk is full; "
+               "retry later";
+    case FERRY__ERROR_CODE__ERROR_INVALID_TOPIC:
+        return "topic cannot be stored (longer than 255 bytes)";
+    case FERRY__ERROR_CODE__ERROR_SERVER_BUSY:
+        return "out of memory; retry later";
+    case FERRY__ERROR_CODE__ERROR_INTERNAL:
+        return "internal error";
+    default:
+        return "the store failed; the message is not stored";
+    }
 }
 
 static void send_error(struct iot *t, struct conn *c, int wire_code, const char *text,
@@ -518,6 +601,232 @@ static void conn_flush(struct iot *t, struct conn *c)
     set_events(t, c, c->events | EPOLLOUT);
 }
 
+/* ---- catch-up (see struct catchup) -------------------------------------- */
+
+static struct catchup *cu_find(struct conn *c, uint64_t sub_id)
+{
+    for (uint32_t i = 0; i < c->n_cu; i++) {
+        if (c->cu[i].sub->sub_id == sub_id) {
+            return &c->cu[i];
+        }
+    }
+    return NULL;
+}
+
+static void cu_remove(struct conn *c, uint64_t sub_id)
+{
+    struct catchup *e = cu_find(c, sub_id);
+    if (e) {
+        *e = c->cu[--c->n_cu];
+    }
+}
+
+/* Make sure the round pumps c. */
+static void cu_list(struct iot *t, struct conn *c)
+{
+    if (!c->is_cu_listed && ptrvec_push(&t->cu_conns, c) == 0) {
+        c->is_cu_listed = 1;
+    }
+}
+
+static void cu_start(struct iot *t, struct conn *c, uint64_t sub_id)
+{
+    struct catchup *e = cu_find(c, sub_id);
+    if (e) {
+        e->is_started = 1;
+        e->is_reading = 1;
+        cu_list(t, c);
+    }
+}
+
+/* Live deliveries to catch-up subscriptions: keep the ids whose next_seq
+ * this message is; returns how many of ids[0..n) remain. */
+static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t n,
+                          const uint8_t *body, uint32_t body_len)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct catchup *e = cu_find(c, ids[i]);
+        if (e == NULL) {
+            ids[k++] = ids[i];
+            continue;
+        }
+        /* Only stored topics have catch-up subscriptions: the body ends with
+         * the sequence trailer. */
+        uint64_t seq = pub_seq_get(body, body_len);
+        if (e->is_started && seq == e->next_seq) {
+            e->next_seq++;
+            ids[k++] = ids[i];
+        } else if (e->is_started && seq > e->next_seq) {
+            e->is_reading = 1; /* the store has next_seq .. seq */
+            cu_list(t, c);
+        }
+    }
+    return k;
+}
+
+struct cu_ctx {
+    struct iot *t;
+    struct conn *c;
+    struct catchup *e;
+    size_t n;
+};
+
+/* One stored message (inside the read transaction): encode it into the
+ * connection's buffer, or refuse when the buffer has had enough. */
+static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
+{
+    struct cu_ctx *x = ctx;
+    struct iot *t = x->t;
+    struct conn *c = x->c;
+    if (c->state != ST_OPEN) {
+        return STORE_READ_REFUSE;
+    }
+    size_t size = m->payload_len + m->key_len + m->headers_raw_len + 128;
+    if (x->n > 0 && out_pending(c) + size > t->srv->cfg.max_outbound / 4) {
+        return STORE_READ_REFUSE;
+    }
+    size_t text_need = m->headers_raw_len + 2 * m->n_headers;
+    if (text_need > t->cu_text_cap) {
+        char *p = realloc(t->cu_text, text_need);
+        if (p == NULL) {
+            return STORE_READ_REFUSE;
+        }
+        t->cu_text = p;
+        t->cu_text_cap = text_need;
+    }
+    Ferry__Deliver d = FERRY__DELIVER__INIT;
+    uint64_t sub_id = x->e->sub->sub_id;
+    d.n_sub_ids = 1;
+    d.sub_ids = &sub_id;
+    d.topic = (char *)x->e->sub->pattern;
+    d.sequence = m->seq;
+    d.publish_time = m->publish_time;
+    d.payload.data = (uint8_t *)m->payload;
+    d.payload.len = m->payload_len;
+    d.key.data = (uint8_t *)m->key;
+    d.key.len = m->key_len;
+    d.attempt = 1;
+    size_t pos = 0, used = 0;
+    struct store_kv kv;
+    while (d.n_headers < MAX_HEADERS && store_msg_header_next(m, &pos, &kv)) {
+        Ferry__Header *h = &t->cu_hdr[d.n_headers];
+        ferry__header__init(h);
+        h->key = t->cu_text + used;
+        memcpy(h->key, kv.key, kv.key_len);
+        h->key[kv.key_len] = '\0';
+        used += kv.key_len + 1;
+        h->value = t->cu_text + used;
+        memcpy(h->value, kv.value, kv.value_len);
+        h->value[kv.value_len] = '\0';
+        used += kv.value_len + 1;
+        t->cu_hdrp[d.n_headers++] = h;
+    }
+    d.headers = d.n_headers ? t->cu_hdrp : NULL;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    conn_send(t, c, &f);
+    if (c->state == ST_DEAD) {
+        return STORE_READ_REFUSE;
+    }
+    stats_add(&t->stats.msgs_out, 1);
+    x->e->next_seq = m->seq + 1;
+    x->n++;
+    return STORE_READ_CONTINUE;
+}
+
+static int cu_has_room(const struct iot *t, const struct conn *c)
+{
+    return c->state == ST_OPEN && out_pending(c) < t->srv->cfg.max_outbound / 8;
+}
+
+/* Read a few chunks for each reading subscription of c. Returns 1 if c
+ * still has reading to do. */
+static int cu_pump(struct iot *t, struct conn *c)
+{
+    struct store *st = t->srv->store;
+    int more = 0;
+    for (uint32_t i = 0; i < c->n_cu && c->state == ST_OPEN; i++) {
+        struct catchup *e = &c->cu[i];
+        for (int k = 0; k < CU_CHUNKS_PER_ROUND && e->is_started && e->is_reading; k++) {
+            if (!cu_has_room(t, c)) {
+                break;
+            }
+            if (e->topic_id == 0) {
+                struct store_topic_info info;
+                int rc = store_topic_info(st, e->sub->pattern, e->sub->pattern_len, &info);
+                if (rc == FERRY_ENOTOPIC) {
+                    e->is_reading = 0; /* nothing stored yet: live brings it */
+                    break;
+                }
+                if (rc < 0) {
+                    if (rc != -EAGAIN) {
+                        log_error("client %llu %s: catch-up of %s: %s",
+                                  (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                                  server_strerror(rc));
+                        e->is_reading = 0;
+                    }
+                    break;
+                }
+                e->topic_id = info.id;
+            }
+            struct cu_ctx x = {t, c, e, 0};
+            struct store_read_result res;
+            int rc = store_read(st, e->topic_id, e->next_seq, CU_CHUNK_MSGS, CU_CHUNK_BYTES,
+                                cu_on_msg, &x, &res);
+            if (rc < 0) {
+                if (rc != -EAGAIN) {
+                    log_error("client %llu %s: catch-up of %s: %s",
+                              (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                              server_strerror(rc));
+                    e->is_reading = 0;
+                }
+                break; /* -EAGAIN: reader slots full, next round */
+            }
+            if (res.n_corrupt) {
+                log_error("topic %s: %zu stored messages failed their CRC check (last: sequence "
+                          "%llu); skipped, not delivered to client %llu",
+                          e->sub->pattern, res.n_corrupt, (unsigned long long)res.corrupt_seq,
+                          (unsigned long long)c->client_id);
+            }
+            if (res.next_seq > e->next_seq) {
+                e->next_seq = res.next_seq;
+            }
+            if (res.is_end) {
+                e->is_reading = 0;
+            }
+        }
+        more |= e->is_started && e->is_reading;
+    }
+    return more && c->state == ST_OPEN;
+}
+
+static void cu_pump_all(struct iot *t)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < t->cu_conns.n; i++) {
+        struct conn *c = t->cu_conns.v[i];
+        if (c->state == ST_OPEN && cu_pump(t, c)) {
+            t->cu_conns.v[k++] = c;
+        } else {
+            c->is_cu_listed = 0;
+        }
+    }
+    t->cu_conns.n = k;
+}
+
+/* Does a listed connection have room for more catch-up now? */
+static int cu_has_work(const struct iot *t)
+{
+    for (uint32_t i = 0; i < t->cu_conns.n; i++) {
+        if (cu_has_room(t, t->cu_conns.v[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Deliveries: filter ids against live subscriptions, stage by reference. */
 static void deliver(struct iot *t, struct rmsg *m)
 {
@@ -535,6 +844,9 @@ static void deliver(struct iot *t, struct rmsg *m)
                 }
             }
         }
+    }
+    if (n > 0 && c->n_cu > 0) {
+        n = cu_filter(t, c, ids, n, m->batch->data + m->body_off, m->body_len);
     }
     if (n == 0) {
         goto out_drop;
@@ -622,13 +934,24 @@ static int wq_push(struct wq *q, struct wmsg m)
     return 0;
 }
 
+/* Queues: one per worker, then the store writer's. */
+static uint32_t n_queues(const struct iot *t)
+{
+    return t->srv->n_workers + 1;
+}
+
+static struct mbox *wq_mbox(struct iot *t, uint32_t w)
+{
+    return w < t->srv->n_workers ? worker_mbox(t->srv->workers[w]) : writer_mbox(t->srv->writer);
+}
+
 static void wq_flush(struct iot *t, uint32_t w)
 {
     struct wq *q = &t->wq[w];
     if (q->n == 0) {
         return;
     }
-    uint32_t k = mbox_try_post(worker_mbox(t->srv->workers[w]), q->m, q->n);
+    uint32_t k = mbox_try_post(wq_mbox(t, w), q->m, q->n);
     if (k > 0) {
         memmove(q->m, q->m + k, (q->n - k) * sizeof(*q->m));
         q->n -= k;
@@ -653,7 +976,7 @@ static void wq_seal(struct iot *t, uint32_t w)
 
 static void wq_flush_all(struct iot *t)
 {
-    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+    for (uint32_t w = 0; w < n_queues(t); w++) {
         wq_seal(t, w);
         wq_flush(t, w);
     }
@@ -778,6 +1101,9 @@ static void conn_kill(struct iot *t, struct conn *c)
     free(c->subs);
     c->subs = NULL;
     c->n_subs = 0;
+    free(c->cu);
+    c->cu = NULL;
+    c->n_cu = c->cu_cap = 0;
     frame_dec_deinit(&c->dec);
     out_release(c);
     t->slots[c->slot] = NULL;
@@ -834,9 +1160,16 @@ static void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
     r.server_id = t->srv->server_id;
     r.max_frame_len = max_frame;
     r.keepalive_ms = ka;
-    /* Nothing is stored yet: every topic is ephemeral and a PubAck means
-     * "routed". Say so rather than promise fsync. */
-    r.sync_policy = FERRY__SYNC_POLICY__SYNC_NONE;
+    /* What a PubAck of a stored topic promises. (Without a store, only in
+     * unit tests, every topic is ephemeral: no promise beyond "routed".) */
+    if (t->srv->store == NULL) {
+        r.sync_policy = FERRY__SYNC_POLICY__SYNC_NONE;
+    } else {
+        r.sync_policy = (Ferry__SyncPolicy)cfg->sync_mode;
+        if (cfg->sync_mode == STORE_SYNC_INTERVAL) {
+            r.sync_interval_ms = cfg->sync_interval_ms;
+        }
+    }
     r.client_id = c->client_id;
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_CONNECTED;
@@ -871,7 +1204,7 @@ static int find_sub(const struct conn *c, uint64_t sub_id)
 
 static int wq_backlog(const struct iot *t)
 {
-    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+    for (uint32_t w = 0; w < n_queues(t); w++) {
         if (t->wq[w].n) {
             return 1;
         }
@@ -905,9 +1238,41 @@ static void send_deferred(struct iot *t)
         struct conn *c = conn_by_ref(t, t->deferred[i].conn_ref);
         if (c && c->state == ST_OPEN) {
             send_suback(t, c, t->deferred[i].sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+            cu_start(t, c, t->deferred[i].sub_id);
         }
     }
     t->n_deferred = 0;
+}
+
+/* The first sequence a subscription with a start position gets. */
+static int cu_first_seq(struct iot *t, const Ferry__Subscribe *m, size_t plen, uint64_t *out)
+{
+    struct store_topic_info info;
+    int rc = store_topic_info(t->srv->store, m->pattern, plen, &info);
+    if (rc == FERRY_ENOTOPIC) {
+        /* Nothing stored yet: everything from the first message on (for a
+         * start sequence, from that one). */
+        *out = m->start == FERRY__START_POSITION__START_SEQUENCE && m->start_sequence > 1
+                   ? m->start_sequence
+                   : 1;
+        return 0;
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    switch (m->start) {
+    case FERRY__START_POSITION__START_ALL:
+        *out = info.first_seq;
+        return 0;
+    case FERRY__START_POSITION__START_SEQUENCE:
+        *out = m->start_sequence > 1 ? m->start_sequence : 1;
+        return 0;
+    case FERRY__START_POSITION__START_TIME:
+        return store_seek_time(t->srv->store, info.id, m->start_time, out);
+    default:
+        *out = store_topic_seq_last_n(&info, m->start_last);
+        return 0;
+    }
 }
 
 static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
@@ -932,13 +1297,50 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     if (m->durable_name[0] != '\0') {
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
-                    "durable consumers need the store, which this server does not have yet");
+                    "durable consumers are not supported by this server yet");
         return;
     }
     if (c->n_subs >= cfg->max_subs) {
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED,
                     "too many subscriptions on this connection");
         return;
+    }
+    uint64_t start_seq = 0;
+    int has_start = m->start != FERRY__START_POSITION__START_NEW;
+    if (has_start) {
+        const char *refusal = NULL;
+        if (m->start > FERRY__START_POSITION__START_LAST) {
+            refusal = "unknown start position";
+        } else if (t->srv->store == NULL) {
+            refusal = "start positions need the store";
+        } else if (topic_has_wildcard(m->pattern, plen)) {
+            refusal = "start positions need a topic name without wildcards (one stored topic)";
+        } else if (glen > 0) {
+            refusal = "start positions cannot be combined with a queue group";
+        } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
+            refusal = "the topic is ephemeral (not stored): only new messages can be delivered";
+        }
+        if (refusal) {
+            send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT, refusal);
+            return;
+        }
+        int rc = cu_first_seq(t, m, plen, &start_seq);
+        if (rc < 0) {
+            send_suback(t, c, m->sub_id,
+                        rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                      : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED,
+                        server_strerror(rc));
+            return;
+        }
+        if (c->n_cu == c->cu_cap) {
+            uint32_t cap = c->cu_cap ? c->cu_cap * 2 : 1;
+            struct catchup *v = realloc(c->cu, cap * sizeof(*v));
+            if (v == NULL) {
+                goto out_nomem;
+            }
+            c->cu = v;
+            c->cu_cap = cap;
+        }
     }
     if (c->n_subs == c->subs_cap) {
         uint32_t cap = c->subs_cap ? c->subs_cap * 2 : 1;
@@ -960,12 +1362,28 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     c->subs[c->n_subs++] = s;
     stats_add(&t->stats.subs, 1);
+    if (has_start) {
+        /* After the W_SUB_ADD in the same queue: the owner answers when the
+         * subscription is in its trie. */
+        uint32_t owner = topic_hash(m->pattern, plen) % t->srv->n_workers;
+        trie_sub_ref(s);
+        struct wmsg rm = {.kind = W_SUB_READY, .p = s};
+        if (wq_push(&t->wq[owner], rm) < 0) {
+            trie_sub_unref(s);
+            log_error("client %llu %s: out of memory: subscription %llu reads the store only",
+                      (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
+        }
+        struct catchup *e = &c->cu[c->n_cu++];
+        memset(e, 0, sizeof(*e));
+        e->sub = s;
+        e->next_seq = start_seq;
+    }
     /* The SubAck promises that anything published after it is matched, by
      * whichever connection. Normally the change reaches the workers at the
      * end of this round, before the SubAck is written. If a worker's queue
      * is full, hold the SubAck (and this connection's later frames) until
      * the change is queued there. */
-    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+    for (uint32_t w = 0; w < n_queues(t); w++) {
         wq_flush(t, w);
     }
     if (wq_backlog(t) && defer_suback(t, c, m->sub_id) == 0) {
@@ -975,6 +1393,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         return;
     }
     send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+    cu_start(t, c, m->sub_id);
     return;
 
 out_nomem:
@@ -994,6 +1413,7 @@ static void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
         return;
     }
+    cu_remove(c, m->sub_id);
     c->subs[i] = c->subs[--c->n_subs];
     trie_sub_unref(s);
     stats_sub(&t->stats.subs, 1);
@@ -1092,6 +1512,10 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
                    FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
+    /* Stored unless the topic matches an `ephemeral` pattern (or, in unit
+     * tests, the server has no store). A stored record's body carries a
+     * sequence trailer the writer fills in after its commit. */
+    int is_stored = t->srv->store != NULL && !cfg_is_ephemeral(cfg, p->topic, tlen);
     Ferry__Deliver d = FERRY__DELIVER__INIT;
     size_t body_len;
     if (p->n_headers) {
@@ -1108,10 +1532,14 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
     } else {
         body_len = deliver_body_size(p, t->now_ns);
     }
+    if (is_stored) {
+        body_len += PUB_SEQ_TRAILER;
+    }
     size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
     size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;
 
-    uint32_t w = topic_hash(p->topic, tlen) % t->srv->n_workers;
+    uint32_t owner = topic_hash(p->topic, tlen) % t->srv->n_workers;
+    uint32_t w = is_stored ? t->srv->n_workers : owner;
     struct wq *q = &t->wq[w];
     if (q->cur && q->cur->cap - q->cur->len < rec_len) {
         wq_seal(t, w);
@@ -1140,12 +1568,18 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
     r->body_len = (uint32_t)body_len;
     r->topic_len = (uint16_t)tlen;
     r->want_ack = p->want_ack ? 1 : 0;
+    r->is_stored = (uint8_t)is_stored;
+    r->worker = owner;
+    r->seq = 0;
     r->pad = 0;
     memcpy(r + 1, p->topic, tlen);
     if (p->n_headers) {
         codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
     } else {
         deliver_body_put((uint8_t *)r + body_off, p, t->now_ns);
+    }
+    if (is_stored) {
+        pub_seq_put((uint8_t *)r + body_off + body_len, 0);
     }
     b->len += (uint32_t)rec_len;
     b->n_recs++;
@@ -1251,6 +1685,178 @@ static int publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
     return 1;
 }
 
+#define ADMIN_TOPICS_DEFAULT 1000u
+#define ADMIN_TOPICS_MAX 10000u
+
+static void admin_reply_send(struct iot *t, struct conn *c, Ferry__AdminReply *r)
+{
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
+    f.admin_reply = r;
+    conn_send(t, c, &f);
+}
+
+struct topic_list {
+    const char *pattern;
+    size_t pattern_len;
+    uint32_t limit;
+    Ferry__TopicInfo *v;
+    Ferry__TopicInfo **pv;
+    uint32_t n, cap;
+    int is_nomem;
+};
+
+static void topic_info_fill(Ferry__TopicInfo *ti, char *name, const struct store_topic_info *in)
+{
+    ferry__topic_info__init(ti);
+    ti->name = name;
+    ti->messages = in->n_msgs;
+    ti->bytes = in->n_bytes;
+    ti->first_seq = in->n_msgs ? in->first_seq : 0;
+    ti->last_seq = in->last_seq;
+}
+
+/* Inside a store read: copy what we keep. */
+static int topic_list_cb(void *ctx, const char *name, size_t name_len,
+                         const struct store_topic_info *info)
+{
+    struct topic_list *l = ctx;
+    if (l->pattern_len && !topic_match(l->pattern, l->pattern_len, name, name_len)) {
+        return 0;
+    }
+    if (l->n == l->limit) {
+        return 1;
+    }
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 64;
+        Ferry__TopicInfo *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL) {
+            l->is_nomem = 1;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    char *copy = malloc(name_len + 1);
+    if (copy == NULL) {
+        l->is_nomem = 1;
+        return 1;
+    }
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    topic_info_fill(&l->v[l->n++], copy, info);
+    return 0;
+}
+
+/* TopicListRequest: a bounded list (limit), read in short transactions. */
+static void admin_topics(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = m->id;
+    const char *pat = m->topics->pattern;
+    size_t plen = strlen(pat);
+    const char *why;
+    if (plen && topic_validate(pat, plen, 1, t->srv->cfg.max_topic_len,
+                               t->srv->cfg.max_topic_depth, &why)) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_PATTERN;
+        r.text = (char *)why;
+        admin_reply_send(t, c, &r);
+        return;
+    }
+    /* The literal tokens before the first wildcard narrow the scan. */
+    size_t prefix = 0;
+    for (size_t i = 0; i <= plen; i++) {
+        if (i == plen || pat[i] == '.') {
+            size_t tok = prefix;
+            if (i - tok == 1 && (pat[tok] == '*' || pat[tok] == '>')) {
+                break;
+            }
+            prefix = i < plen ? i + 1 : i;
+        }
+    }
+    uint32_t limit = m->topics->limit ? m->topics->limit : ADMIN_TOPICS_DEFAULT;
+    if (limit > ADMIN_TOPICS_MAX) {
+        limit = ADMIN_TOPICS_MAX;
+    }
+    struct topic_list l = {.pattern = pat, .pattern_len = plen, .limit = limit};
+    int rc = store_topic_list(t->srv->store, pat, prefix, topic_list_cb, &l);
+    if (rc < 0 || l.is_nomem) {
+        r.code = rc == -EAGAIN || l.is_nomem ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                            : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)(l.is_nomem ? "out of memory" : server_strerror(rc));
+    } else if (l.n) {
+        l.pv = malloc(l.n * sizeof(*l.pv));
+        if (l.pv == NULL) {
+            r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+            r.text = (char *)"out of memory";
+        } else {
+            for (uint32_t i = 0; i < l.n; i++) {
+                l.pv[i] = &l.v[i];
+            }
+            r.n_topics = l.n;
+            r.topics = l.pv;
+        }
+    }
+    admin_reply_send(t, c, &r);
+    for (uint32_t i = 0; i < l.n; i++) {
+        free(l.v[i].name);
+    }
+    free(l.v);
+    free(l.pv);
+}
+
+static void admin_topic_info(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__TopicInfo ti;
+    Ferry__TopicInfo *tip = &ti;
+    r.id = m->id;
+    const char *name = m->topic_info->topic;
+    size_t len = strlen(name);
+    struct store_topic_info in;
+    int rc = store_topic_info(t->srv->store, name, len, &in);
+    if (rc == 0) {
+        topic_info_fill(&ti, (char *)name, &in);
+        r.n_topics = 1;
+        r.topics = &tip;
+    } else if (rc == FERRY_ENOTOPIC && len && cfg_is_ephemeral(&t->srv->cfg, name, len)) {
+        ferry__topic_info__init(&ti);
+        ti.name = (char *)name;
+        ti.is_ephemeral = 1;
+        r.n_topics = 1;
+        r.topics = &tip;
+    } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_TOPIC;
+        r.text = (char *)"no such stored topic";
+    } else {
+        r.code = rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                               : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)server_strerror(rc);
+    }
+    admin_reply_send(t, c, &r);
+}
+
+/* A purge writes (in many small commits): the writer runs it and answers. */
+static int admin_purge(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    const char *name = m->topic_purge->topic;
+    size_t len = strlen(name);
+    struct purge_req *q = malloc(sizeof(*q) + len + 1);
+    if (q == NULL) {
+        return -ENOMEM;
+    }
+    q->conn_ref = ref_of(t, c);
+    q->admin_id = m->id;
+    q->topic_len = len;
+    memcpy(q->topic, name, len + 1);
+    struct wmsg w = {.kind = W_PURGE, .p = q};
+    if (mbox_try_post(writer_mbox(t->srv->writer), &w, 1) != 1) {
+        free(q);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
 static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
@@ -1271,14 +1877,35 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
         st.bytes_out = s.bytes_out;
         st.slow_consumers = s.slow_consumers;
         st.protocol_errors = s.protocol_errors;
+        if (t->srv->store) {
+            struct store_stats ss;
+            store_stats(t->srv->store, &ss);
+            st.store_bytes = ss.map_used;
+            st.topics = ss.n_topics;
+            st.crc_errors = ss.n_crc_errors;
+        }
         r.stats = &st;
     } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST__NOT_SET) {
         r.code = FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT;
         r.text = (char *)"empty admin request";
-    } else {
+    } else if (t->srv->store == NULL) {
         r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;
-        r.text = (char *)"topic administration needs the store, which this server does not "
-                         "have yet (every topic is ephemeral)";
+        r.text = (char *)"topic administration needs the store";
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPICS) {
+        admin_topics(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO) {
+        admin_topic_info(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_PURGE) {
+        if (admin_purge(t, c, m) == 0) {
+            return; /* the writer answers */
+        }
+        r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+        r.text = (char *)"the store writer is busy; retry";
+    } else {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE;
+        r.text = (char *)"unknown admin request";
     }
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
@@ -1543,14 +2170,44 @@ static void take_mail(struct iot *t)
             struct conn *c = conn_by_ref(t, m->conn_ref);
             if (c && c->state == ST_OPEN) {
                 Ferry__PubAck a = FERRY__PUB_ACK__INIT;
-                a.id = m->u.pub_id;
-                a.sequence = 0; /* ephemeral: no sequence until the store lands */
-                a.text = (char *)"";
+                a.id = m->u.ack.id;
+                a.sequence = m->u.ack.seq; /* 0 on an ephemeral topic */
+                a.code = (Ferry__ErrorCode)m->n_ids;
+                a.text = (char *)(m->n_ids ? pub_err_text(m->n_ids) : "");
                 Ferry__Frame f = FERRY__FRAME__INIT;
                 f.body_case = FERRY__FRAME__BODY_PUB_ACK;
                 f.pub_ack = &a;
                 conn_send(t, c, &f);
             }
+            break;
+        }
+        case R_PUBERR: {
+            struct conn *c = conn_by_ref(t, m->conn_ref);
+            if (c && c->state == ST_OPEN) {
+                send_error(t, c, (int)m->n_ids, pub_err_text(m->n_ids), m->u.ack.id,
+                           FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+            }
+            break;
+        }
+        case R_SUB_READY: {
+            struct conn *c = conn_by_ref(t, m->conn_ref);
+            struct catchup *e = c && c->state == ST_OPEN ? cu_find(c, m->u.ack.id) : NULL;
+            if (e) {
+                e->is_ready = 1;
+                e->ready_seq = m->u.ack.seq;
+                if (e->next_seq <= e->ready_seq) {
+                    e->is_reading = 1;
+                    cu_list(t, c);
+                }
+            }
+            break;
+        }
+        case R_RAW: {
+            struct conn *c = conn_by_ref(t, m->conn_ref);
+            if (c && c->state == ST_OPEN) {
+                conn_send_raw(t, c, m->u.raw.buf, m->u.raw.len);
+            }
+            free(m->u.raw.buf);
             break;
         }
         default:
@@ -1564,7 +2221,7 @@ static void resume_paused(struct iot *t)
     if (t->paused.n == 0 || t->n_deferred > 0) {
         return;
     }
-    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+    for (uint32_t w = 0; w < n_queues(t); w++) {
         if (t->wq[w].n >= WQ_PAUSE / 2) {
             return; /* still behind; a worker wakes us when it drains */
         }
@@ -1642,6 +2299,13 @@ static void end_round(struct iot *t)
             }
         }
         t->paused.n = k;
+        k = 0;
+        for (uint32_t i = 0; i < t->cu_conns.n; i++) {
+            if (t->cu_conns.v[i]->state != ST_DEAD) {
+                t->cu_conns.v[k++] = t->cu_conns.v[i];
+            }
+        }
+        t->cu_conns.n = k;
         for (uint32_t i = 0; i < t->dead.n; i++) {
             free(t->dead.v[i]);
         }
@@ -1651,7 +2315,7 @@ static void end_round(struct iot *t)
 
 static int pending_to_workers(const struct iot *t)
 {
-    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+    for (uint32_t w = 0; w < n_queues(t); w++) {
         if (t->wq[w].n || t->wq[w].cur) {
             return 1;
         }
@@ -1708,6 +2372,9 @@ static int epoll_timeout(struct iot *t)
         return timeout;
     }
     if (t->has_more_mail) {
+        return 0;
+    }
+    if (atomic_load(&t->srv->phase) == PHASE_RUN && cu_has_work(t)) {
         return 0;
     }
     int timeout = -1;
@@ -1803,6 +2470,7 @@ static void *iot_main(void *arg)
             resume_paused(t);
             wq_flush_all(t);
             send_deferred(t);
+            cu_pump_all(t);
         }
         seen_phase = enter_phase(t, phase, seen_phase);
         if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {
@@ -1842,10 +2510,13 @@ struct iot *iot_create(struct server *s, uint32_t index)
     t->ep = -1;
     theap_init(&t->timers);
     codec_arena_init(&t->arena);
-    t->wq = calloc(s->n_workers, sizeof(*t->wq));
+    t->wq = calloc(s->n_workers + 1, sizeof(*t->wq));
     t->iov = calloc(IOV_MAX, sizeof(*t->iov));
     t->rbuf = malloc(READ_BUF);
-    if (t->wq == NULL || t->iov == NULL || t->rbuf == NULL) {
+    t->cu_hdr = calloc(MAX_HEADERS, sizeof(*t->cu_hdr));
+    t->cu_hdrp = calloc(MAX_HEADERS, sizeof(*t->cu_hdrp));
+    if (t->wq == NULL || t->iov == NULL || t->rbuf == NULL || t->cu_hdr == NULL ||
+        t->cu_hdrp == NULL) {
         goto out_free;
     }
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
@@ -1869,6 +2540,8 @@ out_free:
     free(t->wq);
     free(t->iov);
     free(t->rbuf);
+    free(t->cu_hdr);
+    free(t->cu_hdrp);
     free(t);
     return NULL;
 }
@@ -1905,9 +2578,11 @@ void iot_destroy(struct iot *t)
                 free(m.u.ext_ids);
             }
             pub_batch_unref(m.batch);
+        } else if (m.kind == R_RAW) {
+            free(m.u.raw.buf);
         }
     }
-    for (uint32_t w = 0; w < t->srv->n_workers; w++) {
+    for (uint32_t w = 0; w < n_queues(t); w++) {
         struct wq *q = &t->wq[w];
         for (uint32_t i = 0; i < q->n; i++) {
             if (q->m[i].kind == W_PUB_BATCH) {
@@ -1933,6 +2608,10 @@ void iot_destroy(struct iot *t)
     free(t->paused.v);
     free(t->dead.v);
     free(t->deferred);
+    free(t->cu_conns.v);
+    free(t->cu_hdr);
+    free(t->cu_hdrp);
+    free(t->cu_text);
     theap_deinit(&t->timers);
     codec_arena_deinit(&t->arena);
     close(t->ep);

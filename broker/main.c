@@ -6,13 +6,21 @@
  * then only waits for signals (blocked in every thread, taken with
  * sigwaitinfo here).
  *
+ * The store is opened before any thread starts (nothing is replayed: LMDB is
+ * the index, so start-up time does not grow with the stored messages). A
+ * foreign or corrupt data directory is refused with exit status 1.
+ *
  * Stop (SIGTERM/SIGINT), each step bounded by shutdown_ms:
  *   1. close the listener;
  *   2. PHASE_DRAIN: IO threads stop reading and hand queued publications to
- *      the workers;
- *   3. stop the workers (they finish what is queued, delivering it);
- *   4. PHASE_CLOSE: IO threads send Error SHUTTING_DOWN, flush, close;
- *   5. exit 0.
+ *      the workers and the store writer;
+ *   3. stop the writer (it commits what is queued and posts its PubAcks and
+ *      deliveries), then the workers (they finish what is queued);
+ *   4. PHASE_CLOSE: IO threads send what is queued (acks included), Error
+ *      SHUTTING_DOWN, flush, close;
+ *   5. close the store; exit 0.
+ *
+ * `ferryd --verify DIR` checks a store offline and exits 0 (clean) or 1.
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,7 +38,9 @@
 #include "io_thread.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 #include "worker.h"
+#include "writer.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -112,6 +122,61 @@ static void set_phase(struct server *s, int phase)
     }
 }
 
+static int verify(const char *dir)
+{
+    struct store_verify_result res;
+    memset(&res, 0, sizeof(res));
+    int rc = store_verify(dir, stdout, &res);
+    fflush(stdout);
+    if (rc == 0) {
+        return 0;
+    }
+    if (rc != FERRY_ESTORAGE) {
+        fprintf(stderr, "ferryd: --verify %s: %s\n", dir, server_strerror(rc));
+    }
+    return 1;
+}
+
+static const char *sync_name(int mode)
+{
+    return mode == STORE_SYNC_ALWAYS ? "always" : mode == STORE_SYNC_INTERVAL ? "interval" : "none";
+}
+
+static int open_store(struct server *s)
+{
+    struct store_options o;
+    store_options_init(&o);
+    o.sync_mode = (enum store_sync_mode)s->cfg.sync_mode;
+    o.map_size_max = (size_t)s->cfg.max_store_size;
+    o.map_size_initial = (size_t)s->cfg.initial_store_size;
+    if (o.map_size_initial > o.map_size_max) {
+        o.map_size_initial = o.map_size_max;
+    }
+    /* Catch-up readers on every IO thread and worker, plus admin reads. */
+    unsigned readers = 2 * (s->n_iot + s->n_workers) + 16;
+    if (readers > o.max_readers) {
+        o.max_readers = readers;
+    }
+    char err[512] = "";
+    uint64_t t0 = now_ms();
+    int rc = store_open(s->cfg.data_dir, &o, &s->store, err, sizeof(err));
+    if (rc < 0) {
+        log_error("cannot open the store in %s: %s", s->cfg.data_dir,
+                  err[0] ? err : server_strerror(rc));
+        if (rc == -EBUSY) {
+            log_error("another ferryd uses %s", s->cfg.data_dir);
+        }
+        return rc;
+    }
+    struct store_stats st;
+    store_stats(s->store, &st);
+    log_info("store %s: %llu topics, map %zu of at most %zu bytes, sync %s, opened in %llu ms%s",
+             s->cfg.data_dir, (unsigned long long)st.n_topics, st.map_size, st.map_size_max,
+             sync_name(s->cfg.sync_mode), (unsigned long long)(now_ms() - t0),
+             st.n_stale_readers ? " (cleared stale reader slots)" : "");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct server srv; /* large, and shared with every thread */
@@ -119,6 +184,15 @@ int main(int argc, char **argv)
     char err[600];
     int help = 0;
     int rc;
+
+    if (argc >= 2 && (strcmp(argv[1], "--verify") == 0 || strncmp(argv[1], "--verify=", 9) == 0)) {
+        const char *dir = argv[1][8] == '=' ? argv[1] + 9 : argc == 3 ? argv[2] : NULL;
+        if (dir == NULL || *dir == '\0' || (argv[1][8] == '=' && argc != 2)) {
+            fprintf(stderr, "usage: ferryd --verify DIR\n");
+            return 2;
+        }
+        return verify(dir);
+    }
 
     cfg_defaults(&s->cfg);
     rc = cfg_parse_args(&s->cfg, argc, argv, &help, err, sizeof(err));
@@ -167,6 +241,13 @@ int main(int argc, char **argv)
         log_error("out of memory");
         return 1;
     }
+    if (open_store(s) < 0) {
+        return 1;
+    }
+    if ((s->writer = writer_create(s)) == NULL) {
+        log_error("cannot create the store writer");
+        return 1;
+    }
     for (uint32_t i = 0; i < s->n_workers; i++) {
         if ((s->workers[i] = worker_create(s, i)) == NULL) {
             log_error("cannot create worker %u", i);
@@ -185,6 +266,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    if ((rc = writer_start(s->writer)) < 0) {
+        log_error("cannot start the store writer: %s", strerror(-rc));
+        return 1;
+    }
     for (uint32_t i = 0; i < s->n_iot; i++) {
         if ((rc = iot_start(s->iots[i])) < 0) {
             log_error("cannot start IO thread %u: %s", i, strerror(-rc));
@@ -199,10 +284,10 @@ int main(int argc, char **argv)
         log_error("cannot start the acceptor: %s", strerror(-rc));
         return 1;
     }
-    log_info("ferryd %s (server id %s) on %s:%d, %u IO threads, %u workers, data dir %s; "
-             "every topic is ephemeral (no store yet)",
+    log_info("ferryd %s (server id %s) on %s:%d, %u IO threads, %u workers, data dir %s, "
+             "sync %s, %u ephemeral patterns",
              FERRY_VERSION, s->server_id, s->cfg.listen_host, port, s->n_iot, s->n_workers,
-             s->cfg.data_dir);
+             s->cfg.data_dir, sync_name(s->cfg.sync_mode), s->cfg.n_ephemeral);
     printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
     fflush(stdout);
 
@@ -225,6 +310,7 @@ int main(int argc, char **argv)
     if (wait_drained(s, deadline) < 0) {
         log_warn("shutdown: IO threads did not drain in time; queued publications may be lost");
     }
+    writer_stop(s->writer); /* commits and acks what is queued */
     for (uint32_t i = 0; i < s->n_workers; i++) {
         worker_stop(s->workers[i]);
     }
@@ -239,6 +325,8 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < s->n_workers; i++) {
         worker_destroy(s->workers[i]);
     }
+    writer_destroy(s->writer);
+    store_close(s->store); /* every thread that reads it has exited */
     free(s->iots);
     free(s->workers);
     log_info("stopped");

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "ferry.h"
+
 #include "io_thread.h"
 #include "worker.h"
 
@@ -32,5 +34,18 @@ void server_stats(struct server *s, struct stats_snapshot *out)
     }
     for (uint32_t i = 0; i < s->n_workers; i++) {
         stats_sum(out, worker_stats(s->workers[i]));
+    }
+}
+
+const char *server_strerror(int rc)
+{
+    switch (rc) {
+#define SERVER_ERR_CASE(name, value, text)                                                         \
+    case value:                                                                                    \
+        return text;
+        FERRY_ERRNO_MAP(SERVER_ERR_CASE)
+#undef SERVER_ERR_CASE
+    default:
+        return strerror(-rc);
     }
 }

@@ -3,7 +3,11 @@
  *
  *   acceptor --R_NEW_CONN--> IO thread k      (IO thread's mailbox)
  *   IO thread --W_SUB_ADD/W_SUB_DEL--> every worker   (worker mailboxes)
- *   IO thread --W_PUB_BATCH--> worker hash(topic) % W
+ *   IO thread --W_PUB_BATCH--> worker hash(topic) % W      (ephemeral topics)
+ *   IO thread --W_PUB_BATCH--> store writer                 (stored topics)
+ *   writer: append + group commit, then
+ *     --R_PUBACK/R_PUBERR--> publisher's IO thread, and
+ *     --W_STORED--> worker hash(topic) % W, which routes in sequence order
  *   worker --R_DELIVER/R_PUBACK--> IO thread owning the connection
  *
  * A connection is named across threads by a conn ref: IO thread index, slot
@@ -23,6 +27,8 @@
 struct iot;
 struct worker;
 struct acceptor;
+struct store;
+struct writer;
 
 #define CONN_REF(iot, slot, gen) (((uint64_t)(iot) << 56) | ((uint64_t)(slot) << 32) | (gen))
 #define CONN_REF_IOT(ref) ((uint32_t)((ref) >> 56))
@@ -41,44 +47,115 @@ struct pub_batch {
 };
 
 /* One publication inside a batch; followed by topic bytes, then (8-aligned
- * from the record start + body_off) the encoded Deliver body without sub_ids. */
+ * from the record start + body_off) the encoded Deliver body without sub_ids.
+ *
+ * A batch holds either ephemeral records only (IO thread -> worker, routed at
+ * once) or stored records only (IO thread -> store writer -> workers). The
+ * Deliver body of a stored record ends with its sequence field written as a
+ * 10-byte varint (PUB_SEQ_TRAILER bytes with the tag), 0 until the writer's
+ * commit assigns it: the writer patches it in place (pub_seq_put) while it
+ * alone holds the batch, before any worker or IO thread sees the record. */
 struct pub_rec {
     uint64_t conn_ref;  /* the publisher */
     uint64_t pub_id;
+    uint64_t seq;       /* stored: set by the writer after commit; 0: refused */
     uint32_t rec_len;   /* whole record, 8-aligned */
     uint32_t body_off;  /* from the record start */
     uint32_t body_len;
+    uint32_t worker;    /* hash(topic) % n_workers: routes it */
     uint16_t topic_len;
     uint8_t want_ack;
-    uint8_t pad;
+    uint8_t is_stored;  /* the body ends with the sequence trailer */
+    uint32_t pad;
 };
+
+#define PUB_SEQ_TRAILER 11 /* tag (field 3, varint) + 10-byte varint */
+
+/* Write the tag and sequence into the trailer at the end of a stored
+ * record's body (body_end points just past the body). */
+static inline void pub_seq_put(unsigned char *body_end, uint64_t seq)
+{
+    unsigned char *p = body_end - PUB_SEQ_TRAILER;
+    *p++ = (3 << 3) | 0;
+    for (int i = 0; i < 9; i++) {
+        *p++ = (unsigned char)((seq & 0x7f) | 0x80);
+        seq >>= 7;
+    }
+    *p = (unsigned char)(seq & 1);
+}
+
+/* Read the sequence of a stored record's body back. */
+static inline uint64_t pub_seq_get(const unsigned char *body, uint32_t body_len)
+{
+    const unsigned char *p = body + body_len - 10;
+    uint64_t v = (uint64_t)(p[9] & 1) << 63;
+    for (int i = 0; i < 9; i++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    }
+    return v;
+}
 
 void pub_batch_unref(struct pub_batch *b);
 
-enum wmsg_kind { W_SUB_ADD = 1, W_SUB_DEL, W_PUB_BATCH, W_STOP };
+enum wmsg_kind {
+    W_SUB_ADD = 1, /* IO thread -> every worker: p = struct trie_sub (a reference) */
+    W_SUB_DEL,     /* likewise */
+    W_PUB_BATCH,   /* IO thread -> worker (ephemeral) or -> writer (stored) */
+    W_STOP,
+    W_STORED,      /* writer -> worker: p = committed pub_batch (a reference);
+                    * route its records with rec->worker == this worker */
+    W_SUB_READY,   /* IO thread -> the worker owning a catch-up subscription's
+                    * topic, after its W_SUB_ADD: p = struct trie_sub (a
+                    * reference); answered with R_SUB_READY */
+    W_PURGE,       /* IO thread -> writer: p = struct purge_req (malloc'd) */
+};
 
 struct wmsg {
     uint32_t kind;
     uint32_t pad;
-    void *p;            /* struct trie_sub * (one reference) or struct pub_batch * */
+    void *p;            /* see enum wmsg_kind */
 };
 
-enum rmsg_kind { R_NEW_CONN = 1, R_DELIVER, R_PUBACK };
+/* W_PURGE: an admin TopicPurgeRequest, run on the writer (it can take long). */
+struct purge_req {
+    uint64_t conn_ref;
+    uint64_t admin_id;
+    size_t topic_len;
+    char topic[];       /* NUL-terminated */
+};
+
+enum rmsg_kind {
+    R_NEW_CONN = 1,
+    R_DELIVER,
+    R_PUBACK,      /* u.ack: publish id and sequence; n_ids: wire error code */
+    R_PUBERR,      /* a refused publish without want_ack: Error; as R_PUBACK */
+    R_SUB_READY,   /* u.ack: sub id, and the topic's last committed sequence
+                    * when the owning worker registered the subscription */
+    R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
+};
 
 #define RMSG_INLINE_IDS 2
 
 /* A message to an IO thread. R_DELIVER holds one reference on batch. */
 struct rmsg {
     uint32_t kind;
-    uint32_t n_ids;       /* R_DELIVER: matching sub ids */
-    uint64_t conn_ref;    /* R_DELIVER, R_PUBACK */
+    uint32_t n_ids;       /* R_DELIVER: matching sub ids; R_PUBACK/R_PUBERR: wire code */
+    uint64_t conn_ref;    /* every kind but R_NEW_CONN */
     struct pub_batch *batch;
     uint32_t body_off;    /* R_DELIVER: body within batch->data */
     uint32_t body_len;
     union {
         uint64_t ids[RMSG_INLINE_IDS]; /* n_ids <= RMSG_INLINE_IDS */
         uint64_t *ext_ids;             /* else: malloc'd, freed by the IO thread */
-        uint64_t pub_id;               /* R_PUBACK */
+        uint64_t pub_id;               /* R_PUBACK (the same as ack.id) */
+        struct {
+            uint64_t id;
+            uint64_t seq;
+        } ack;                         /* R_PUBACK, R_PUBERR, R_SUB_READY */
+        struct {
+            uint8_t *buf;
+            size_t len;
+        } raw;                         /* R_RAW */
         int fd;                        /* R_NEW_CONN */
     } u;
 };
@@ -90,6 +167,8 @@ struct server {
     uint32_t n_iot, n_workers;   /* immutable */
     struct iot **iots;           /* immutable array */
     struct worker **workers;     /* immutable array */
+    struct store *store;         /* immutable while threads run; thread-safe API */
+    struct writer *writer;       /* the store writer thread */
     struct acceptor *acc;
     struct stats acc_stats;      /* acceptor's counters */
     atomic_int phase;            /* enum server_phase; main thread writes */
@@ -102,6 +181,9 @@ struct server {
 /* Milliseconds on CLOCK_MONOTONIC / CLOCK_REALTIME nanoseconds. */
 uint64_t now_ms(void);
 int64_t now_realtime_ns(void);
+
+/* Text of an error code: FERRY_E* (from ferry.h's table) or -errno. */
+const char *server_strerror(int rc);
 
 /* Sum every thread's counters (any thread). */
 void server_stats(struct server *s, struct stats_snapshot *out);

@@ -3,6 +3,8 @@
  */
 #include "topic.h"
 
+#include <string.h>
+
 #include "ferry.h"
 
 int topic_validate(const char *s, size_t len, int is_pattern, uint32_t max_len,
@@ -66,4 +68,46 @@ uint32_t topic_hash(const char *s, size_t len)
         h *= 16777619u;
     }
     return h;
+}
+
+int topic_match(const char *p, size_t plen, const char *t, size_t tlen)
+{
+    size_t i = 0, j = 0; /* starts of the current pattern and topic tokens */
+    for (;;) {
+        size_t pe = i, te = j;
+        while (pe < plen && p[pe] != '.') {
+            pe++;
+        }
+        while (te < tlen && t[te] != '.') {
+            te++;
+        }
+        if (pe - i == 1 && p[i] == '>') {
+            return 1; /* the topic has a token left here: '>' takes it and the rest */
+        }
+        if (!(pe - i == 1 && p[i] == '*')) {
+            if (pe - i != te - j || memcmp(p + i, t + j, pe - i) != 0) {
+                return 0;
+            }
+        }
+        int p_end = pe >= plen, t_end = te >= tlen;
+        if (p_end || t_end) {
+            return p_end && t_end;
+        }
+        i = pe + 1;
+        j = te + 1;
+    }
+}
+
+int topic_has_wildcard(const char *p, size_t plen)
+{
+    size_t tok = 0;
+    for (size_t i = 0; i <= plen; i++) {
+        if (i == plen || p[i] == '.') {
+            if (i - tok == 1 && (p[tok] == '*' || p[tok] == '>')) {
+                return 1;
+            }
+            tok = i + 1;
+        }
+    }
+    return 0;
 }

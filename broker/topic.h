@@ -20,4 +20,11 @@ int topic_validate(const char *s, size_t len, int is_pattern, uint32_t max_len,
 /* FNV-1a of the topic: picks the worker that owns it. */
 uint32_t topic_hash(const char *s, size_t len);
 
+/* Does the valid pattern p[0..plen) match the concrete topic t[0..tlen)?
+ * ('*' one token, '>' as the last token one or more.) Returns 1 or 0. */
+int topic_match(const char *p, size_t plen, const char *t, size_t tlen);
+
+/* Does the valid pattern p[0..plen) hold a wildcard token? Returns 1 or 0. */
+int topic_has_wildcard(const char *p, size_t plen);
+
 #endif

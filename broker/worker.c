@@ -11,12 +11,14 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io_thread.h"
 #include "log.h"
+#include "store.h"
 #include "trie.h"
 
 #define WORKER_TAKE 256
@@ -180,9 +182,9 @@ static void route(struct worker *w, struct pub_batch *b, struct pub_rec *r)
         stats_add(&w->stats.deliveries, 1);
         i = j;
     }
-    if (r->want_ack) {
-        /* Ephemeral topic: "routed" is the ack point. With the store, this
-         * moves after the commit that made the message durable. */
+    if (r->want_ack && !r->is_stored) {
+        /* Ephemeral topic: "routed" is the ack point. (A stored message was
+         * acked by the writer after its commit.) */
         struct rmsg *m = out_slot(w, CONN_REF_IOT(r->conn_ref));
         if (m) {
             memset(m, 0, sizeof(*m));
@@ -204,6 +206,51 @@ static void route_batch(struct worker *w, struct pub_batch *b)
         off += r->rec_len;
     }
     pub_batch_unref(b);
+}
+
+/* A committed batch from the store writer: route the records this worker
+ * owns, in order (their sequence order). Refused ones (seq 0) are skipped. */
+static void route_stored(struct worker *w, struct pub_batch *b)
+{
+    uint32_t off = 0;
+    while (off < b->len) {
+        struct pub_rec *r = (struct pub_rec *)(b->data + off);
+        if (r->worker == w->index && r->seq != 0) {
+            route(w, b, r);
+        }
+        off += r->rec_len;
+    }
+    pub_batch_unref(b);
+}
+
+/* A catch-up subscription to a topic this worker owns is in the trie now:
+ * every message committed after this point will be routed to it live. Tell
+ * its IO thread the topic's last committed sequence, below which it must
+ * read the store. (Committed but not yet routed messages come live too; the
+ * IO thread drops what it already had from the store.) */
+static void sub_ready(struct worker *w, struct trie_sub *s)
+{
+    struct store_topic_info info;
+    uint64_t last = 0;
+    int rc = store_topic_info(w->srv->store, s->pattern, s->pattern_len, &info);
+    if (rc == 0) {
+        last = info.last_seq;
+    } else if (rc != FERRY_ENOTOPIC) {
+        /* Unknown: make the IO thread read the store up to its end. */
+        log_warn("worker %u: topic %s: %s", w->index, s->pattern, server_strerror(rc));
+        last = UINT64_MAX;
+    }
+    struct rmsg *m = out_slot(w, CONN_REF_IOT(s->owner));
+    if (m == NULL) {
+        log_error("worker %u: out of memory, catch-up of subscription %llu stalls", w->index,
+                  (unsigned long long)s->sub_id);
+        return;
+    }
+    memset(m, 0, sizeof(*m));
+    m->kind = R_SUB_READY;
+    m->conn_ref = s->owner;
+    m->u.ack.id = s->sub_id;
+    m->u.ack.seq = last;
 }
 
 static void flush_out(struct worker *w)
@@ -249,6 +296,13 @@ static void *worker_main(void *arg)
             }
             case W_PUB_BATCH:
                 route_batch(w, m->p);
+                break;
+            case W_STORED:
+                route_stored(w, m->p);
+                break;
+            case W_SUB_READY:
+                sub_ready(w, m->p);
+                trie_sub_unref(m->p);
                 break;
             case W_STOP:
                 running = 0;
@@ -298,9 +352,9 @@ void worker_destroy(struct worker *w)
     /* Drop whatever is still queued (only after an aborted start). */
     struct wmsg m;
     while (mbox_take(&w->in, &m, 1, NULL) == 1) {
-        if (m.kind == W_SUB_ADD || m.kind == W_SUB_DEL) {
+        if (m.kind == W_SUB_ADD || m.kind == W_SUB_DEL || m.kind == W_SUB_READY) {
             trie_sub_unref(m.p);
-        } else if (m.kind == W_PUB_BATCH) {
+        } else if (m.kind == W_PUB_BATCH || m.kind == W_STORED) {
             pub_batch_unref(m.p);
         }
     }

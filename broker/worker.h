@@ -5,9 +5,10 @@
  * against its own copy of the subscription index and hands deliveries to the
  * IO threads. Every worker receives every subscription change, through the
  * same queue as publications, so a Publish that an IO thread posts after a
- * Subscribe (of any connection) is matched against it. This is also where the
- * store plugs in: the worker that owns a topic is the one to sequence and
- * persist it before routing.
+ * Subscribe (of any connection) is matched against it. Stored topics reach
+ * their worker from the store writer, after the commit (W_STORED), so a
+ * worker routes a stored topic in sequence order; the owner of a catch-up
+ * subscription's topic also answers its W_SUB_READY (see io_thread.c).
  */
 #ifndef FERRY_WORKER_H
 #define FERRY_WORKER_H

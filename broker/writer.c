@@ -1,0 +1,487 @@
+/*
+ * writer.c - drain, append, commit, then ack and hand over.
+ *
+ * One round: take everything queued (up to WRITER_TAKE items), append every
+ * stored publication of those batches to one store batch, commit, then post
+ * the PubAcks (per IO thread, one mailbox operation each) and the committed
+ * batches to the workers. The size of a commit is whatever queued while the
+ * previous one was syncing, so one message alone is committed at once and a
+ * busy broker pays one sync for thousands of messages.
+ *
+ * Order: the writer appends in the order its mailbox delivers, which is each
+ * IO thread's order of reading; a topic's sequence numbers follow that order,
+ * and every committed batch goes to a worker in the same order, so a topic's
+ * worker routes its messages in sequence order.
+ */
+#include "writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "ferry.h"
+#include "io_thread.h"
+#include "log.h"
+#include "store.h"
+#include "worker.h"
+
+#define WRITER_TAKE 64   /* mailbox items (batches of up to 64 KiB) per commit */
+#define MAX_HEADERS 64   /* as io_thread.c accepts */
+
+struct outbox {
+    struct rmsg *m;
+    uint32_t n, cap;
+};
+
+struct writer {
+    struct server *srv;
+    pthread_t thread;
+    int is_started;
+    struct mbox in;              /* IO threads -> writer */
+    /* Everything below: the writer thread only. */
+    struct store_batch *b;       /* open store batch, or NULL */
+    struct pub_rec **appended;   /* records appended to b, in order */
+    uint32_t n_appended, appended_cap;
+    struct outbox *out;          /* per IO thread: acks */
+    uint8_t *touched;            /* per worker: scratch for one batch */
+    struct store_kv hdr[MAX_HEADERS];
+    uint64_t next_sync;          /* monotonic ms; sync interval only */
+};
+
+static int outbox_push(struct outbox *o, const struct rmsg *m)
+{
+    if (o->n == o->cap) {
+        uint32_t cap = o->cap ? o->cap * 2 : 256;
+        struct rmsg *v = realloc(o->m, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        o->m = v;
+        o->cap = cap;
+    }
+    o->m[o->n++] = *m;
+    return 0;
+}
+
+struct writer *writer_create(struct server *s)
+{
+    struct writer *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return NULL;
+    }
+    w->srv = s;
+    w->out = calloc(s->n_iot, sizeof(*w->out));
+    w->touched = calloc(s->n_workers, 1);
+    if (w->out == NULL || w->touched == NULL ||
+        mbox_init(&w->in, sizeof(struct wmsg), s->cfg.worker_queue, 0) < 0) {
+        free(w->out);
+        free(w->touched);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+struct mbox *writer_mbox(struct writer *w)
+{
+    return &w->in;
+}
+
+/* The store failed: log why and stop the process before anything of the
+ * failed batch can be acknowledged. Acks of earlier, successful commits may
+ * still be on their way out; they are true. */
+static void fail_stop(struct writer *w, int rc, const char *what)
+{
+    struct store_stats st;
+    store_stats(w->srv->store, &st);
+    log_error("store failed during %s: %s (%s); fail-stop: the batch is not acknowledged and "
+              "ferryd exits now. Check the disk, then restart (committed data is intact).",
+              what, st.fail_reason ? st.fail_reason : "unknown reason", server_strerror(rc));
+    _exit(1);
+}
+
+static uint32_t wire_code(int rc)
+{
+    switch (rc) {
+    case FERRY_ESTORAGEFULL:
+        return FERRY__ERROR_CODE__ERROR_STORAGE_FULL;
+    case FERRY_EINVAL:
+        return FERRY__ERROR_CODE__ERROR_INVALID_TOPIC;
+    case -ENOMEM:
+        return FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+    default:
+        return FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+    }
+}
+
+/* Queue the answer for r: its PubAck (want_ack), or an Error if refused. */
+static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
+{
+    if (!r->want_ack && code == 0) {
+        return;
+    }
+    struct rmsg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = r->want_ack ? R_PUBACK : R_PUBERR;
+    m.n_ids = code;
+    m.conn_ref = r->conn_ref;
+    m.u.ack.id = r->pub_id;
+    m.u.ack.seq = code ? 0 : r->seq;
+    if (outbox_push(&w->out[CONN_REF_IOT(r->conn_ref)], &m) < 0) {
+        log_error("store writer: out of memory, a PubAck for publish %llu is lost",
+                  (unsigned long long)r->pub_id);
+    }
+}
+
+static int varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *p = *pp;
+    uint64_t x = 0;
+    for (int shift = 0; shift < 70 && p < end; shift += 7) {
+        uint8_t b = *p++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *pp = p;
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The message in a stored record's Deliver body (encoded by an IO thread:
+ * topic 2, sequence 3, publish_time 4, payload 5, headers 6, key 7,
+ * attempt 8). Pointers point into the body. */
+static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct store_msg_in *m)
+{
+    const uint8_t *end = p + len;
+    memset(m, 0, sizeof(*m));
+    m->headers = w->hdr;
+    while (p < end) {
+        uint64_t key, v;
+        if (varint(&p, end, &key) < 0) {
+            return -1;
+        }
+        if ((key & 7) == 0) {
+            if (varint(&p, end, &v) < 0) {
+                return -1;
+            }
+            if ((key >> 3) == 4) {
+                m->publish_time = (int64_t)v;
+            }
+            continue;
+        }
+        if ((key & 7) != 2 || varint(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
+            return -1;
+        }
+        const uint8_t *f = p;
+        p += v;
+        switch (key >> 3) {
+        case 5:
+            m->payload = f;
+            m->payload_len = (size_t)v;
+            break;
+        case 7:
+            m->key = f;
+            m->key_len = (size_t)v;
+            break;
+        case 6: {
+            if (m->n_headers == MAX_HEADERS) {
+                return -1;
+            }
+            struct store_kv *kv = &w->hdr[m->n_headers++];
+            memset(kv, 0, sizeof(*kv));
+            kv->key = kv->value = "";
+            const uint8_t *h = f, *hend = f + v;
+            while (h < hend) {
+                uint64_t hk, hl;
+                if (varint(&h, hend, &hk) < 0 || (hk & 7) != 2 || varint(&h, hend, &hl) < 0 ||
+                    hl > (uint64_t)(hend - h)) {
+                    return -1;
+                }
+                if ((hk >> 3) == 1) {
+                    kv->key = (const char *)h;
+                    kv->key_len = (size_t)hl;
+                } else if ((hk >> 3) == 2) {
+                    kv->value = (const char *)h;
+                    kv->value_len = (size_t)hl;
+                }
+                h += hl;
+            }
+            break;
+        }
+        default:
+            break; /* topic */
+        }
+    }
+    return 0;
+}
+
+/* Commit the open batch; answer every record appended to it. */
+static void commit(struct writer *w)
+{
+    if (w->b == NULL) {
+        return;
+    }
+    int rc = store_batch_commit(w->b);
+    w->b = NULL;
+    if (rc == FERRY_ESTORAGE) {
+        fail_stop(w, rc, "a commit");
+    }
+    if (rc < 0) {
+        log_warn("store: a commit of %u messages was refused: %s", w->n_appended,
+                 server_strerror(rc));
+    }
+    for (uint32_t i = 0; i < w->n_appended; i++) {
+        struct pub_rec *r = w->appended[i];
+        if (rc == 0) {
+            pub_seq_put((uint8_t *)r + r->body_off + r->body_len, r->seq);
+            answer(w, r, 0);
+        } else {
+            r->seq = 0;
+            answer(w, r, wire_code(rc));
+        }
+    }
+    w->n_appended = 0;
+}
+
+static int begin(struct writer *w)
+{
+    if (w->b) {
+        return 0;
+    }
+    int rc = store_batch_begin(w->srv->store, &w->b);
+    if (rc == FERRY_ESTORAGE) {
+        fail_stop(w, rc, "the start of a batch");
+    }
+    return rc;
+}
+
+static void append_one(struct writer *w, struct pub_rec *r)
+{
+    struct store_msg_in m;
+    const char *topic = (const char *)(r + 1);
+    r->seq = 0;
+    if (body_parse(w, (const uint8_t *)r + r->body_off, r->body_len, &m) < 0) {
+        log_error("store writer: publish %llu has a malformed body (a bug); refused",
+                  (unsigned long long)r->pub_id);
+        answer(w, r, FERRY__ERROR_CODE__ERROR_INTERNAL);
+        return;
+    }
+    if (w->n_appended == w->appended_cap) {
+        uint32_t cap = w->appended_cap ? w->appended_cap * 2 : 1024;
+        struct pub_rec **v = realloc(w->appended, cap * sizeof(*v));
+        if (v == NULL) {
+            answer(w, r, FERRY__ERROR_CODE__ERROR_SERVER_BUSY);
+            return;
+        }
+        w->appended = v;
+        w->appended_cap = cap;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = begin(w);
+        if (rc < 0) {
+            answer(w, r, wire_code(rc));
+            return;
+        }
+        struct store_append_result ar;
+        rc = store_batch_append(w->b, topic, r->topic_len, &m, &ar);
+        if (rc == 0) {
+            r->seq = ar.seq;
+            w->appended[w->n_appended++] = r;
+            return;
+        }
+        if (rc == FERRY_ESTORAGE) {
+            fail_stop(w, rc, "an append");
+        }
+        if (rc == FERRY_ELIMIT && attempt == 0 && w->n_appended > 0) {
+            commit(w); /* the batch is full: commit it, then append again */
+            continue;
+        }
+        answer(w, r, wire_code(rc));
+        return;
+    }
+}
+
+/* Hand a committed batch to every worker owning one of its stored records. */
+static void forward(struct writer *w, struct pub_batch *b)
+{
+    struct server *s = w->srv;
+    uint32_t n_touched = 0;
+    for (uint32_t off = 0; off < b->len;) {
+        struct pub_rec *r = (struct pub_rec *)(b->data + off);
+        if (r->seq && !w->touched[r->worker]) {
+            w->touched[r->worker] = 1;
+            n_touched++;
+        }
+        off += r->rec_len;
+    }
+    if (n_touched) {
+        atomic_fetch_add_explicit(&b->refs, n_touched, memory_order_relaxed);
+        for (uint32_t i = 0; i < s->n_workers; i++) {
+            if (w->touched[i]) {
+                w->touched[i] = 0;
+                struct wmsg m = {.kind = W_STORED, .p = b};
+                /* Blocking is safe: workers never wait for the writer. */
+                if (mbox_post(worker_mbox(s->workers[i]), &m, 1) < 0) {
+                    pub_batch_unref(b);
+                }
+            }
+        }
+    }
+    pub_batch_unref(b);
+}
+
+static void flush_answers(struct writer *w)
+{
+    for (uint32_t i = 0; i < w->srv->n_iot; i++) {
+        struct outbox *o = &w->out[i];
+        if (o->n) {
+            if (mbox_post(iot_mbox(w->srv->iots[i]), o->m, o->n) < 0) {
+                log_error("store writer: IO thread %u closed its mailbox", i);
+            }
+            o->n = 0;
+        }
+    }
+}
+
+static void purge(struct writer *w, struct purge_req *q)
+{
+    uint64_t n = 0;
+    int rc = store_topic_purge(w->srv->store, q->topic, q->topic_len, &n);
+    if (rc == FERRY_ESTORAGE) {
+        fail_stop(w, rc, "a topic purge");
+    }
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = q->admin_id;
+    r.purged = n;
+    if (rc == FERRY_ENOTOPIC) {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_TOPIC;
+        r.text = (char *)"no such stored topic";
+    } else if (rc < 0) {
+        r.code = (Ferry__ErrorCode)wire_code(rc);
+        r.text = (char *)server_strerror(rc);
+    } else {
+        log_info("purged topic %s: %llu messages", q->topic, (unsigned long long)n);
+    }
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
+    f.admin_reply = &r;
+    struct rmsg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = R_RAW;
+    m.conn_ref = q->conn_ref;
+    if (codec_frame_encode_alloc(&f, &m.u.raw.buf, &m.u.raw.len) < 0) {
+        log_error("store writer: out of memory answering a purge");
+    } else if (outbox_push(&w->out[CONN_REF_IOT(q->conn_ref)], &m) < 0) {
+        free(m.u.raw.buf);
+    }
+    free(q);
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    struct server *s = w->srv;
+    static _Thread_local struct wmsg items[WRITER_TAKE];
+    struct pub_batch *done[WRITER_TAKE];
+    int is_interval = s->cfg.sync_mode == STORE_SYNC_INTERVAL;
+    int running = 1;
+    w->next_sync = now_ms() + s->cfg.sync_interval_ms;
+    while (running) {
+        int timeout = -1;
+        if (is_interval) {
+            uint64_t now = now_ms();
+            timeout = now >= w->next_sync ? 0 : (int)(w->next_sync - now);
+        }
+        mbox_wait(&w->in, timeout);
+        if (is_interval && now_ms() >= w->next_sync) {
+            int rc = store_sync(s->store);
+            if (rc < 0) {
+                fail_stop(w, rc, "a periodic sync");
+            }
+            w->next_sync = now_ms() + s->cfg.sync_interval_ms;
+        }
+        int was_refused = 0;
+        uint32_t n = mbox_take(&w->in, items, WRITER_TAKE, &was_refused);
+        uint32_t n_done = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct wmsg *m = &items[i];
+            if (m->kind == W_PUB_BATCH) {
+                struct pub_batch *b = m->p;
+                for (uint32_t off = 0; off < b->len;) {
+                    struct pub_rec *r = (struct pub_rec *)(b->data + off);
+                    append_one(w, r);
+                    off += r->rec_len;
+                }
+                done[n_done++] = b;
+                continue;
+            }
+            /* A purge or the stop: everything before it is committed first. */
+            commit(w);
+            if (m->kind == W_PURGE) {
+                purge(w, m->p);
+            } else if (m->kind == W_STOP) {
+                running = 0;
+            }
+        }
+        commit(w);
+        flush_answers(w);
+        for (uint32_t i = 0; i < n_done; i++) {
+            forward(w, done[i]);
+        }
+        if (was_refused) {
+            for (uint32_t i = 0; i < s->n_iot; i++) {
+                mbox_wake(iot_mbox(s->iots[i]));
+            }
+        }
+    }
+    return NULL;
+}
+
+int writer_start(struct writer *w)
+{
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc != 0) {
+        return -rc;
+    }
+    w->is_started = 1;
+    return 0;
+}
+
+void writer_stop(struct writer *w)
+{
+    if (w == NULL || !w->is_started) {
+        return;
+    }
+    struct wmsg stop = {.kind = W_STOP};
+    mbox_post(&w->in, &stop, 1);
+    pthread_join(w->thread, NULL);
+    w->is_started = 0;
+}
+
+void writer_destroy(struct writer *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    struct wmsg m;
+    while (mbox_take(&w->in, &m, 1, NULL) == 1) {
+        if (m.kind == W_PUB_BATCH) {
+            pub_batch_unref(m.p);
+        } else if (m.kind == W_PURGE) {
+            free(m.p);
+        }
+    }
+    for (uint32_t i = 0; i < w->srv->n_iot; i++) {
+        free(w->out[i].m);
+    }
+    free(w->out);
+    free(w->touched);
+    free(w->appended);
+    mbox_deinit(&w->in);
+    free(w);
+}
