@@ -80,13 +80,15 @@ struct cli_conn_cfg {
     uint32_t ack_timeout_ms; /* fail a publish unacked this long; 0: never */
     bool window_blocks;      /* ferry_publish_async waits for room (else -EAGAIN) */
     bool quiet_events;       /* do not print disconnect/reconnect notices */
+    bool silent;             /* print nothing at all, not even connect errors */
     int was_connected;       /* atomic, set by the event callback: a failed
                                 first connect is reported by cli_connect,
                                 not as a lost connection */
 };
 
 /* Connect as o and cfg say, waiting at most CLI_CONNECT_TIMEOUT_MS. On
- * failure prints "ferry: ..." and returns the error (< 0) with *out unset. */
+ * failure prints "ferry: ..." (unless cfg->silent) and returns the error
+ * (< 0) with *out unset. */
 #define CLI_CONNECT_TIMEOUT_MS 10000
 int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client **out);
 

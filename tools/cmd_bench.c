@@ -67,6 +67,9 @@ static const char bench_help[] =
     "                        PATTERN are routed without being stored\n"
     "  -j, --json            print the results as one JSON object\n"
     "      --no-progress     no live progress line, even on a terminal\n"
+    "      --keep            keep the stored messages of the run; by default a\n"
+    "                        topic that held no messages before the run is\n"
+    "                        purged after it, so benchmarks do not fill the store\n"
     "\n"
     "The exit status is 1 when a subscriber did not receive every message, or\n"
     "a publish failed.\n"
@@ -83,6 +86,7 @@ enum {
     OPT_PERSISTENT = 0x100,
     OPT_EPHEMERAL,
     OPT_NO_PROGRESS,
+    OPT_KEEP,
 };
 
 struct bench_args {
@@ -93,6 +97,7 @@ struct bench_args {
     int expect_mode; /* 0 any, 1 persistent, 2 ephemeral */
     bool json;
     bool no_progress;
+    bool keep;
 };
 
 struct bench_pub {
@@ -191,6 +196,9 @@ static int bench_opt(int opt, const char *arg, void *ctx)
         return -1;
     case OPT_NO_PROGRESS:
         a->no_progress = true;
+        return -1;
+    case OPT_KEEP:
+        a->keep = true;
         return -1;
     default:
         return cli_usage(a->cmd, "unexpected option");
@@ -440,20 +448,26 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Ask the broker whether the topic is ephemeral: 1 yes, 0 no, -1 unknown. */
-static int topic_is_ephemeral(struct cli_opts *o, const char *topic)
+/*
+ * One admin request on a short-lived connection of its own: topic info, or
+ * (purge) a purge. Returns the request's result; connection failures are
+ * returned too, quietly (the caller treats every failure as "unknown").
+ */
+static int bench_topic_admin(struct cli_opts *o, const char *topic, bool purge,
+                             ferry_topic_info *info, uint64_t *purged)
 {
     struct cli_conn_cfg cfg = {
-        .name = "ferry bench", .reconnect_attempts = -1, .quiet_events = true};
+        .name = "ferry bench", .reconnect_attempts = -1, .quiet_events = true, .silent = true};
     ferry_client *c;
-    if (cli_connect(o, &cfg, &c) < 0) {
-        return -1;
+    int rc = cli_connect(o, &cfg, &c);
+    if (rc < 0) {
+        return rc;
     }
-    ferry_topic_info t;
-    int rc = ferry_admin_topic_info(c, topic, 5000, &t);
+    rc = purge ? ferry_admin_topic_purge(c, topic, 10000, purged)
+               : ferry_admin_topic_info(c, topic, 5000, info);
     ferry_client_close(c, 1000);
     ferry_client_destroy(c);
-    return rc == 0 ? (t.is_ephemeral ? 1 : 0) : -1;
+    return rc;
 }
 
 int cmd_bench(struct cli_opts *o, int argc, char **argv)
@@ -472,6 +486,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         {"persistent", no_argument, NULL, OPT_PERSISTENT},
         {"ephemeral", no_argument, NULL, OPT_EPHEMERAL},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"keep", no_argument, NULL, OPT_KEEP},
         {NULL, 0, NULL, 0},
     };
     struct bench_args a = {
@@ -520,6 +535,14 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
     __atomic_store_n(&bench_stop_pubs, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&bench_stop_subs, 0, __ATOMIC_RELAXED);
     store64(&bench_expected, UINT64_MAX);
+
+    /* A topic that holds nothing yet is ours to empty again afterwards. */
+    bool purge_after = false;
+    if (!a.keep) {
+        ferry_topic_info t;
+        rc = bench_topic_admin(o, a.topic, false, &t, NULL);
+        purge_after = rc == FERRY_ENOTOPIC || (rc == 0 && t.messages == 0 && !t.is_ephemeral);
+    }
 
     /* Subscribers first, each confirmed by its SubAck, so none misses the
      * first message. */
@@ -731,8 +754,17 @@ stop:
     int is_eph = -1;
     if (seen_seq >= 0) {
         is_eph = seen_seq == 0;
-    } else if (a.expect_mode) {
-        is_eph = topic_is_ephemeral(o, a.topic);
+    } else if (published > 0) {
+        ferry_topic_info t;
+        if (bench_topic_admin(o, a.topic, false, &t, NULL) == 0) {
+            is_eph = t.is_ephemeral ? 1 : 0;
+        }
+    }
+
+    uint64_t purged = 0;
+    bool did_purge = false;
+    if (purge_after && is_eph != 1 && published > 0) {
+        did_purge = bench_topic_admin(o, a.topic, true, NULL, &purged) == 0;
     }
 
     struct cli_buf b = {0};
@@ -761,6 +793,9 @@ stop:
                          hist_percentile(lat, 99.9), lat->max);
         } else {
             cli_buf_adds(&b, ",\"latency_ns\":null");
+        }
+        if (did_purge) {
+            cli_buf_addf(&b, ",\"purged\":%" PRIu64, purged);
         }
         cli_buf_addf(&b, ",\"ok\":%s}\n", status == CLI_EXIT_OK ? "true" : "false");
     } else {
@@ -801,6 +836,12 @@ stop:
         } else if (a.subs && a.size < 8) {
             cli_buf_adds(&b, "latency   not measured: --size below 8 leaves no room for a "
                              "timestamp\n");
+        }
+        if (did_purge && purged) {
+            cli_buf_addf(&b,
+                         "note      purged the %" PRIu64 " messages this run stored in '%s' "
+                         "(--keep keeps them)\n",
+                         purged, a.topic);
         }
         if (foreign) {
             cli_buf_addf(&b,

@@ -228,17 +228,26 @@ static void on_client_event(ferry_client *c, const ferry_event *ev, void *userda
     }
 }
 
+/* Connection errors are printed unless the caller wants silence. */
+#define CONNECT_ERR(call)                                                                          \
+    do {                                                                                           \
+        if (!cfg->silent) {                                                                        \
+            call;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client **out)
 {
     ferry_options *fo = NULL;
     ferry_client *c = NULL;
     int rc = ferry_options_create(&fo);
     if (rc < 0) {
-        return cli_fail(NULL, rc, "cannot create client options"), rc;
+        CONNECT_ERR(cli_fail(NULL, rc, "cannot create client options"));
+        return rc;
     }
     rc = ferry_options_set_servers(fo, o->server);
     if (rc < 0) {
-        cli_err("bad server address '%s': %s", o->server, ferry_strerror(rc));
+        CONNECT_ERR(cli_err("bad server address '%s': %s", o->server, ferry_strerror(rc)));
         goto out_options;
     }
     ferry_options_set_name(fo, cfg->name);
@@ -248,7 +257,7 @@ int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client
         rc = ferry_options_set_user_password(fo, o->user, o->password ? o->password : "");
     }
     if (rc < 0) {
-        cli_err("bad credentials: %s", ferry_strerror(rc));
+        CONNECT_ERR(cli_err("bad credentials: %s", ferry_strerror(rc)));
         goto out_options;
     }
     if (cfg->reconnect_attempts < 0) {
@@ -266,7 +275,7 @@ int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client
 
     rc = ferry_client_create(fo, &c);
     if (rc < 0) {
-        cli_fail(NULL, rc, "cannot create client");
+        CONNECT_ERR(cli_fail(NULL, rc, "cannot create client"));
         goto out_options;
     }
     if (cfg->thread_mode) {
@@ -281,13 +290,13 @@ int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client
         rc = ferry_client_start_thread(c);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc < 0) {
-            cli_fail(c, rc, "cannot start the client thread");
+            CONNECT_ERR(cli_fail(c, rc, "cannot start the client thread"));
             goto out_client;
         }
     }
     rc = ferry_client_connect(c, CLI_CONNECT_TIMEOUT_MS);
     if (rc < 0) {
-        cli_fail(c, rc, "cannot connect to %s", o->server);
+        CONNECT_ERR(cli_fail(c, rc, "cannot connect to %s", o->server));
         goto out_client;
     }
     ferry_options_destroy(fo);

@@ -646,6 +646,12 @@ static void check_bench(const char *const *args, double want_pub, double want_re
     ck_assert(jnum(lat, "max") > 0);
     const struct jv *ok = jget(&r, "ok");
     ck_assert(ok && ok->type == J_BOOL && ok->boolean);
+    /* A fresh stored topic is emptied after the run (no --keep). */
+    const struct jv *eph = jget(&r, "ephemeral");
+    ck_assert(eph && eph->type == J_BOOL);
+    if (!eph->boolean) {
+        ck_assert_int_eq((long)jnum(&r, "purged"), (long)want_pub);
+    }
     jv_free(&r);
     proc_free(&p);
 }
