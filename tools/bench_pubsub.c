@@ -12,9 +12,10 @@
  * (N x subscribers / time from the first write to the last subscriber's
  * last frame); the median of R runs is printed with the ratio ferry/relay.
  * Everything shares the machine's cores with the load generator, as in
- * DESIGN.md's Targets. ferryd runs with --max-outbound-bytes 64m (the
- * subscriber may lag a moment behind a flat-out publisher); later
- * --ferryd-arg flags override it.
+ * DESIGN.md's Targets. ferryd runs with --ephemeral 'bench.>' (routing, not
+ * storage, is measured) and --max-outbound-bytes 64m (the subscriber may lag
+ * a moment behind a flat-out publisher); later --ferryd-arg flags override
+ * them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -228,13 +229,14 @@ static double run(int use_ferry, int n_subs, long long count, size_t size,
         if (mkdtemp(dir) == NULL) {
             die("mkdtemp");
         }
-        /* The publisher runs flat out; a subscriber thread that falls behind
-         * for a moment must not be cut off as a slow consumer at the default
-         * 8 MiB (nats-server allows 64 MiB by default too). */
-        const char *argv[32] = {FERRYD_PATH,   "--listen",    "127.0.0.1:0",
-                                "--data-dir",  dir,           "--log-level",
-                                "warn",        "--max-outbound-bytes", "64m"};
-        int k = 9;
+        /* Ephemeral pub/sub is what this measures: the bench topic is not
+         * stored. The publisher runs flat out; a subscriber thread that falls
+         * behind for a moment must not be cut off as a slow consumer at the
+         * default 8 MiB (nats-server allows 64 MiB by default too). */
+        const char *argv[32] = {FERRYD_PATH,  "--listen",    "127.0.0.1:0", "--data-dir",
+                                dir,          "--log-level", "warn",        "--ephemeral",
+                                "bench.>",    "--max-outbound-bytes",       "64m"};
+        int k = 11;
         for (int i = 0; ferryd_args[i] && k < 31; i++) {
             argv[k++] = ferryd_args[i];
         }
