@@ -109,7 +109,7 @@ START_TEST(test_connect_must_come_first)
     ck_assert_int_eq(r->connected->protocol_version, 1);
     ck_assert_int_eq(r->connected->keepalive_ms, 5000);
     ck_assert_int_eq(r->connected->max_frame_len, FRAME_MAX_LEN_DEFAULT);
-    ck_assert_int_eq(r->connected->sync_policy, FERRY__SYNC_POLICY__SYNC_NONE);
+    ck_assert_int_eq(r->connected->sync_policy, FERRY__SYNC_POLICY__SYNC_ALWAYS); /* default */
     ck_assert_int_gt(r->connected->client_id, 0);
     ck_assert_int_gt(strlen(r->connected->server_id), 0);
     ck_assert_int_gt(strlen(r->connected->server_version), 0);
