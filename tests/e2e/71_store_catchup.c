@@ -1,0 +1,254 @@
+/*
+ * 71_store_catchup.c - start positions on Subscribe (all, sequence, time,
+ * last N, new) and the seam from catch-up reading to live delivery: every
+ * sequence exactly once, in order, while a publisher keeps writing.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store_e2e.h"
+
+/* Expect sequences from..to with payloads "m<seq>", then nothing more. */
+static void expect_range(ferry_sub *s, uint64_t from, uint64_t to)
+{
+    char buf[64], want[64];
+    for (uint64_t q = from; q <= to; q++) {
+        uint64_t seq;
+        s_next(s, &seq, buf, sizeof(buf));
+        ck_assert_uint_eq(seq, q);
+        snprintf(want, sizeof(want), "m%llu", (unsigned long long)q);
+        ck_assert_str_eq(buf, want);
+    }
+}
+
+static void pub_m(ferry_client *c, const char *topic, uint64_t q)
+{
+    char text[64];
+    snprintf(text, sizeof(text), "m%llu", (unsigned long long)q);
+    ck_assert_uint_eq(s_pub(c, topic, text), q);
+}
+
+START_TEST(test_every_start_position_then_live)
+{
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL, NULL), 0);
+    ferry_client *c = s_client(&d, 0);
+    for (uint64_t q = 1; q <= 10; q++) {
+        pub_m(c, "sp.a", q);
+    }
+    /* All, then live. */
+    ferry_sub *all = s_sub(c, "sp.a", FERRY_START_ALL, 0);
+    expect_range(all, 1, 10);
+    /* The publish time of message 6, for "from time". */
+    ferry_sub *t6 = s_sub(c, "sp.a", FERRY_START_SEQUENCE, 6);
+    ferry_msg *m;
+    ck_assert_int_eq(ferry_sub_next(t6, S_WAIT, &m), 0);
+    ck_assert_uint_eq(ferry_msg_sequence(m), 6);
+    int64_t time6 = ferry_msg_time(m);
+    ck_assert_int_gt(time6, 0);
+    ferry_msg_destroy(m);
+    ferry_unsubscribe(t6);
+
+    ferry_sub *seq4 = s_sub(c, "sp.a", FERRY_START_SEQUENCE, 4);
+    ferry_sub *bytime = s_sub(c, "sp.a", FERRY_START_TIME, time6);
+    ferry_sub *last3 = s_sub(c, "sp.a", FERRY_START_LAST, 3);
+    ferry_sub *fresh = s_sub(c, "sp.a", FERRY_START_NEW, 0);
+    ferry_sub *ahead = s_sub(c, "sp.a", FERRY_START_SEQUENCE, 12);
+    ferry_sub *empty = s_sub(c, "sp.none", FERRY_START_ALL, 0);
+    expect_range(seq4, 4, 10);
+    expect_range(bytime, 6, 10);
+    expect_range(last3, 8, 10);
+    /* Live after the seam, for every one of them. */
+    pub_m(c, "sp.a", 11);
+    pub_m(c, "sp.a", 12);
+    ck_assert_uint_eq(s_pub(c, "sp.none", "m1"), 1);
+    expect_range(all, 11, 12);
+    expect_range(seq4, 11, 12);
+    expect_range(bytime, 11, 12);
+    expect_range(last3, 11, 12);
+    expect_range(fresh, 11, 12);
+    expect_range(ahead, 12, 12); /* 11 is before its start */
+    expect_range(empty, 1, 1);
+    ferry_sub *subs[] = {all, seq4, bytime, last3, fresh, ahead, empty};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        s_no_more(subs[i], i == 0 ? 200 : 10);
+        ferry_unsubscribe(subs[i]);
+    }
+    /* Start positions are refused for patterns with wildcards. */
+    ferry_sub_options *so;
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+    ck_assert_int_eq(ferry_sub_options_set_start(so, FERRY_START_ALL, 0), 0);
+    ck_assert_int_eq(ferry_subscribe(c, "sp.*", so, NULL, NULL, S_WAIT, &s), FERRY_EINVAL);
+    ferry_sub_options_destroy(so);
+    /* After a purge, "all" starts at the first message still stored. */
+    uint64_t purged;
+    ck_assert_int_eq(ferry_admin_topic_purge(c, "sp.a", S_WAIT, &purged), 0);
+    ck_assert_uint_eq(purged, 12);
+    pub_m(c, "sp.a", 13);
+    s = s_sub(c, "sp.a", FERRY_START_ALL, 0);
+    expect_range(s, 13, 13);
+    ferry_unsubscribe(s);
+    s_close(c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
+/* ---- the seam under load ------------------------------------------------ */
+
+struct streamer {
+    ferry_client *c;
+    const char *topic;
+    int n;
+    atomic_int n_sent;
+    atomic_int n_failed;
+};
+
+static void on_ack(ferry_client *c, int status, uint64_t seq, void *userdata)
+{
+    (void)c;
+    (void)seq;
+    struct streamer *p = userdata;
+    if (status != 0) {
+        atomic_fetch_add(&p->n_failed, 1);
+    }
+}
+
+static void *stream_main(void *arg)
+{
+    struct streamer *p = arg;
+    char text[64];
+    for (int i = 1; i <= p->n; i++) {
+        snprintf(text, sizeof(text), "m%d", i);
+        ferry_pub m = {.topic = p->topic, .payload = text, .payload_len = strlen(text)};
+        if (ferry_publish_async(p->c, &m, on_ack, p, NULL) < 0) {
+            atomic_fetch_add(&p->n_failed, 1);
+            break;
+        }
+        atomic_store(&p->n_sent, i);
+    }
+    return NULL;
+}
+
+static void wait_sent(struct streamer *p, int n)
+{
+    int64_t end = s_now_ms() + S_WAIT;
+    while (atomic_load(&p->n_sent) < n) {
+        ck_assert_msg(s_now_ms() < end, "publisher stuck at %d", atomic_load(&p->n_sent));
+        struct timespec ts = {0, 200 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+START_TEST(test_seam_under_concurrent_publishing)
+{
+    enum { N = 40000, NSUB = 6 };
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL, NULL), 0);
+    struct streamer p = {.c = s_client(&d, 256), .topic = "seam.a", .n = N};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, stream_main, &p), 0);
+    ferry_client *sc[NSUB];
+    ferry_sub *subs[NSUB];
+    uint64_t first[NSUB];
+    /* Subscribe at several moments while the stream runs; some from the
+     * start, one from a sequence, one "last 100". */
+    const int at[NSUB] = {1, 3000, 9000, 16000, 24000, 33000};
+    for (int i = 0; i < NSUB; i++) {
+        wait_sent(&p, at[i]);
+        sc[i] = s_client(&d, 0);
+        if (i == 2) {
+            subs[i] = s_sub(sc[i], "seam.a", FERRY_START_SEQUENCE, 500);
+            first[i] = 500;
+        } else if (i == 4) {
+            subs[i] = s_sub(sc[i], "seam.a", FERRY_START_LAST, 100);
+            first[i] = 0; /* whatever was last then */
+        } else {
+            subs[i] = s_sub(sc[i], "seam.a", FERRY_START_ALL, 0);
+            first[i] = 1;
+        }
+    }
+    pthread_join(th, NULL);
+    ck_assert_int_eq(ferry_flush(p.c, S_WAIT), 0);
+    ck_assert_int_eq(atomic_load(&p.n_failed), 0);
+    for (int i = 0; i < NSUB; i++) {
+        uint64_t seq;
+        char buf[64], want[64];
+        s_next(subs[i], &seq, buf, sizeof(buf));
+        if (first[i] == 0) {
+            ck_assert_uint_ge(seq, 1);
+            first[i] = seq;
+        }
+        ck_assert_msg(seq == first[i], "subscriber %d starts at %llu, not %llu", i,
+                      (unsigned long long)seq, (unsigned long long)first[i]);
+        for (uint64_t q = first[i] + 1; q <= N; q++) {
+            s_next(subs[i], &seq, buf, sizeof(buf));
+            ck_assert_msg(seq == q, "subscriber %d: sequence %llu after %llu", i,
+                          (unsigned long long)seq, (unsigned long long)(q - 1));
+            snprintf(want, sizeof(want), "m%llu", (unsigned long long)q);
+            ck_assert_str_eq(buf, want);
+        }
+        s_no_more(subs[i], i == 0 ? 300 : 20);
+        ferry_unsubscribe(subs[i]);
+        s_close(sc[i]);
+    }
+    s_close(p.c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
+/* A catch-up far larger than the connection's outbound bound is read in
+ * chunks as the subscriber drains, never overflowing it. */
+START_TEST(test_large_catchup_respects_outbound_bound)
+{
+    enum { N = 30000, SIZE = 300 };
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL,
+                                  (const char *const[]){"--max-outbound-bytes", "256k", NULL}),
+                     0);
+    ferry_client *c = s_client(&d, 256);
+    static char payload[SIZE];
+    memset(payload, 'c', sizeof(payload));
+    for (int i = 0; i < N; i++) {
+        ferry_pub m = {.topic = "big.a", .payload = payload, .payload_len = SIZE};
+        ck_assert_int_eq(ferry_publish_async(c, &m, NULL, NULL, NULL), 0);
+    }
+    ck_assert_int_eq(ferry_flush(c, S_WAIT), 0);
+    ferry_sub *s = s_sub(c, "big.a", FERRY_START_ALL, 0);
+    for (uint64_t q = 1; q <= N; q++) {
+        ferry_msg *m;
+        int rc = ferry_sub_next(s, S_WAIT, &m);
+        ck_assert_msg(rc == 0, "message %llu: %s", (unsigned long long)q, ferry_strerror(rc));
+        ck_assert_uint_eq(ferry_msg_sequence(m), q);
+        ferry_msg_destroy(m);
+    }
+    ferry_unsubscribe(s);
+    ferry_stats st;
+    ck_assert_int_eq(ferry_admin_stats(c, S_WAIT, &st), 0);
+    ck_assert_uint_eq(st.slow_consumers, 0);
+    ck_assert_uint_eq(st.topics, 1);
+    ck_assert_uint_gt(st.store_bytes, (uint64_t)N * SIZE);
+    s_close(c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
+Suite *test_suite(void);
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("e2e_store_catchup");
+    TCase *tc = tcase_create("start_positions");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_every_start_position_then_live);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("seam_under_load");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_seam_under_concurrent_publishing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("large_catchup");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_large_catchup_respects_outbound_bound);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,23 @@
+# End-to-end tests of the store in ferryd (label e2e): durability across
+# kill -9, the crash loop, fault injection (failing fsync through an
+# LD_PRELOAD shim, tiny map, full tmpfs), integrity, start positions and the
+# catch-up-to-live seam.
+if(NOT TARGET ferryd)
+  return()
+endif()
+
+# FERRY_FAILSYNC_AFTER=N / FERRY_FAILSYNC_FLAG=FILE make fsync, fdatasync and
+# msync(MS_SYNC) fail with EIO (tests/support/failsync.c).
+add_library(ferry_failsync SHARED ${CMAKE_CURRENT_LIST_DIR}/../support/failsync.c)
+target_link_libraries(ferry_failsync PRIVATE ${CMAKE_DL_LIBS} ferry_warnings)
+
+foreach(name 70_store_durability 71_store_catchup)
+  ferry_check_test(e2e_${name} LABEL e2e TIMEOUT 300
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c
+    LIBS ferry_test_support ferry_shared Threads::Threads)
+  target_compile_definitions(e2e_${name} PRIVATE
+    FERRYD_PATH="$<TARGET_FILE:ferryd>" FAILSYNC_PATH="$<TARGET_FILE:ferry_failsync>")
+  add_dependencies(e2e_${name} ferryd ferry_failsync)
+endforeach()
+# Mounting a tmpfs needs root: without it the case exits 77 (skipped).
+set_tests_properties(e2e_70_store_durability.disk_full PROPERTIES SKIP_RETURN_CODE 77)
