@@ -2463,6 +2463,13 @@ static void *iot_main(void *arg)
             if (has_mail) {
                 take_mail(t);
             }
+            if (phase == PHASE_CLOSE && seen_phase != PHASE_CLOSE) {
+                /* The writer and workers have stopped: take every PubAck they
+                 * posted before saying goodbye. */
+                while (t->has_more_mail) {
+                    take_mail(t);
+                }
+            }
         }
         wq_flush_all(t);
         send_deferred(t);

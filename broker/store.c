@@ -1715,6 +1715,21 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
             }
         }
     }
+    if (removed > 0) {
+        /* LMDB reuses pages freed by transaction T only from T + 2 on (a
+         * reader may still see T - 1): one more small commit, so that the
+         * very next batch can use the space this purge freed. */
+        MDB_txn *txn;
+        int rc = wtxn_begin(s, &txn);
+        if (rc == 0) {
+            rc = topic_rec_put_txn(s, txn, t, &t->cur);
+            rc = rc == 0 ? wtxn_commit(s, txn) : (wtxn_abort(s, txn), rc);
+        }
+        if (rc != 0 && !is_full_error(rc) && rc != ENOMEM && rc != MDB_MAP_FULL) {
+            ret = store_fail(s, rc);
+            goto out_unlock;
+        }
+    }
     if (n_removed != NULL) {
         *n_removed = removed;
     }
