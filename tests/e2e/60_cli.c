@@ -1005,6 +1005,9 @@ START_TEST(test_cli_sub_start_positions_and_durable_resume)
     expect_sub_output(
         (const char *const[]){"sub", "--from-time", from_time, "--count", "3", "cli.replay", NULL},
         "a\nb\nc\n");
+    expect_sub_output((const char *const[]){"sub", "--ack", "--max-in-flight", "1", "--all",
+                                            "--count", "3", "cli.replay", NULL},
+                      "a\nb\nc\n");
     /* A durable consumer acks a and b, leaves, and comes back for c. A
      * broker without durable consumers must refuse with its reason. */
     const char *const durable1[] = {"sub",     "--durable", "d1",         "--all",
