@@ -395,8 +395,11 @@ out:
         ferry_unsubscribe(s);
     }
     if (c) {
-        /* Acks are fire-and-forget: flush them before leaving. */
-        if (cli_close(c, 5000, false) < 0 && status == CLI_EXIT_OK && explicit_acks) {
+        /* Acks are fire-and-forget: flush them before leaving, if there is
+         * a connection to flush them to (else the broker redelivers). */
+        int wait_ms = ferry_client_state(c) == FERRY_STATE_CONNECTED ? 5000 : 0;
+        if (cli_close(c, wait_ms, false) < 0 && status == CLI_EXIT_OK && explicit_acks &&
+            wait_ms > 0) {
             cli_err("some acks may not have reached the broker");
         }
     }
