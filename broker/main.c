@@ -137,9 +137,14 @@ static int verify(const char *dir)
     return 1;
 }
 
-static const char *sync_name(int mode)
+static const char *sync_name(const struct cfg *c)
 {
-    return mode == STORE_SYNC_ALWAYS ? "always" : mode == STORE_SYNC_INTERVAL ? "interval" : "none";
+    static char buf[48];
+    if (c->sync_mode == STORE_SYNC_INTERVAL) {
+        snprintf(buf, sizeof(buf), "interval %u ms", c->sync_interval_ms);
+        return buf;
+    }
+    return c->sync_mode == STORE_SYNC_ALWAYS ? "always" : "none";
 }
 
 static int open_store(struct server *s)
@@ -172,7 +177,7 @@ static int open_store(struct server *s)
     store_stats(s->store, &st);
     log_info("store %s: %llu topics, map %zu of at most %zu bytes, sync %s, opened in %llu ms%s",
              s->cfg.data_dir, (unsigned long long)st.n_topics, st.map_size, st.map_size_max,
-             sync_name(s->cfg.sync_mode), (unsigned long long)(now_ms() - t0),
+             sync_name(&s->cfg), (unsigned long long)(now_ms() - t0),
              st.n_stale_readers ? " (cleared stale reader slots)" : "");
     return 0;
 }
@@ -287,7 +292,7 @@ int main(int argc, char **argv)
     log_info("ferryd %s (server id %s) on %s:%d, %u IO threads, %u workers, data dir %s, "
              "sync %s, %u ephemeral patterns",
              FERRY_VERSION, s->server_id, s->cfg.listen_host, port, s->n_iot, s->n_workers,
-             s->cfg.data_dir, sync_name(s->cfg.sync_mode), s->cfg.n_ephemeral);
+             s->cfg.data_dir, sync_name(&s->cfg), s->cfg.n_ephemeral);
     printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
     fflush(stdout);
 
