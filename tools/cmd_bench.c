@@ -60,6 +60,10 @@ static const char bench_help[] =
     "  -w, --ack-window N    ask for PubAcks with at most N publishes in flight\n"
     "                        per publisher (default 0: fire-and-forget)\n"
     "  -t, --topic TOPIC     topic to use (default bench)\n"
+    "  -T, --topics N        spread over N topics TOPIC.0 .. TOPIC.N-1: publisher\n"
+    "                        i publishes to, and subscriber j reads, topic i mod\n"
+    "                        N (j mod N); each subscriber gets every message of\n"
+    "                        its topic (default 1: TOPIC itself)\n"
     "      --persistent      expect a stored topic (warn if the broker routes\n"
     "                        it ephemerally)\n"
     "      --ephemeral       expect an ephemeral topic (warn if it is stored);\n"
@@ -77,6 +81,7 @@ static const char bench_help[] =
     "Examples:\n"
     "  ferry bench                                  # 1 -> 1, 1M x 128 B\n"
     "  ferry bench --pubs 1 --subs 8 --count 2000000   # fan-out\n"
+    "  ferry bench --pubs 4 --subs 4 --topics 4         # 4 independent streams\n"
     "  ferry bench --size 16k --duration 10s\n"
     "  ferry bench --persistent --ack-window 256 --subs 0 --count 500000\n"
     "  ferry bench --ephemeral --topic fast.bench   # ferryd --ephemeral 'fast.>'\n"
@@ -91,7 +96,7 @@ enum {
 
 struct bench_args {
     const char *cmd;
-    uint64_t pubs, subs, size, count, duration_ns, rate, ack_window;
+    uint64_t pubs, subs, size, count, duration_ns, rate, ack_window, topics;
     bool has_count, has_duration;
     const char *topic;
     int expect_mode; /* 0 any, 1 persistent, 2 ephemeral */
@@ -105,6 +110,7 @@ struct bench_pub {
     unsigned idx;
     ferry_client *c;
     const struct bench_args *a;
+    const char *topic; /* this publisher's topic */
     uint32_t run_id;
     uint64_t target;     /* messages to send; UINT64_MAX with --duration */
     uint64_t start_ns;   /* monotonic, when publishing began */
@@ -120,6 +126,8 @@ struct bench_pub {
 struct bench_sub {
     pthread_t thread;
     unsigned idx;
+    const char *topic; /* this subscriber's topic */
+    uint64_t expected; /* atomic: messages published to it; UINT64_MAX until known */
     ferry_client *c;
     ferry_sub *s;
     uint32_t run_id;
@@ -133,9 +141,8 @@ struct bench_sub {
 };
 
 /* Shared between the main thread and the workers. */
-static int bench_stop_pubs;     /* atomic */
-static int bench_stop_subs;     /* atomic */
-static uint64_t bench_expected; /* atomic: per subscriber; UINT64_MAX unknown */
+static int bench_stop_pubs; /* atomic */
+static int bench_stop_subs; /* atomic */
 
 static int bench_opt(int opt, const char *arg, void *ctx)
 {
@@ -184,6 +191,12 @@ static int bench_opt(int opt, const char *arg, void *ctx)
         return -1;
     case 't':
         a->topic = arg;
+        return -1;
+    case 'T':
+        if (cli_parse_u64(arg, &a->topics) < 0 || a->topics < 1 || a->topics > BENCH_MAX_CLIENTS) {
+            return cli_usage(a->cmd, "--topics needs a number from 1 to %d, not '%s'",
+                             BENCH_MAX_CLIENTS, arg);
+        }
         return -1;
     case 'j':
         a->json = true;
@@ -285,7 +298,7 @@ static void *pub_main(void *arg)
     batch = batch < 1 ? 1 : (batch > 1024 ? 1024 : batch);
     /* Per-publisher pace in ns per message with --rate. */
     double ns_per_msg = a->rate ? 1e9 * (double)a->pubs / (double)a->rate : 0.0;
-    const ferry_pub m = {.topic = a->topic, .payload = payload, .payload_len = size};
+    const ferry_pub m = {.topic = p->topic, .payload = payload, .payload_len = size};
 
     p->start_ns = cli_now_mono_ns();
     p->stop_at_ns = a->has_duration ? p->start_ns + a->duration_ns : 0;
@@ -322,7 +335,7 @@ static void *pub_main(void *arg)
                 memcpy(payload, &ts, 8);
             }
             rc = a->ack_window ? ferry_publish_async(p->c, &m, on_bench_ack, p, NULL)
-                               : ferry_publish(p->c, a->topic, payload, size);
+                               : ferry_publish(p->c, p->topic, payload, size);
             if (rc < 0) {
                 break;
             }
@@ -394,7 +407,7 @@ static void *sub_main(void *arg)
             __atomic_store_n(&b->error, rc, __ATOMIC_RELAXED);
             break;
         }
-        if (load64(&b->received) >= load64(&bench_expected)) {
+        if (load64(&b->received) >= load64(&b->expected)) {
             break;
         }
     }
@@ -482,6 +495,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},
         {"ack-window", required_argument, NULL, 'w'},
         {"topic", required_argument, NULL, 't'},
+        {"topics", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},
         {"persistent", no_argument, NULL, OPT_PERSISTENT},
         {"ephemeral", no_argument, NULL, OPT_EPHEMERAL},
@@ -489,11 +503,16 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         {"keep", no_argument, NULL, OPT_KEEP},
         {NULL, 0, NULL, 0},
     };
-    struct bench_args a = {
-        .cmd = o->cmd, .pubs = 1, .subs = 1, .size = 128, .count = 1000000, .topic = "bench"};
+    struct bench_args a = {.cmd = o->cmd,
+                           .pubs = 1,
+                           .subs = 1,
+                           .size = 128,
+                           .count = 1000000,
+                           .topic = "bench",
+                           .topics = 1};
     int first;
-    int rc =
-        cli_getopt(o, argc, argv, "p:S:z:n:d:r:w:t:j", longopts, bench_help, bench_opt, &a, &first);
+    int rc = cli_getopt(o, argc, argv, "p:S:z:n:d:r:w:t:T:j", longopts, bench_help, bench_opt, &a,
+                        &first);
     if (rc != -1) {
         return rc;
     }
@@ -516,6 +535,9 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
 
     struct bench_pub *pubs = calloc(a.pubs, sizeof(*pubs));
     struct bench_sub *subs = calloc(a.subs ? a.subs : 1, sizeof(*subs));
+    /* Topic names: TOPIC itself, or TOPIC.0 .. TOPIC.N-1. */
+    char(*names)[320] = calloc(a.topics, sizeof(*names));
+    bool *purge_after = calloc(a.topics, sizeof(*purge_after));
     struct cli_conn_cfg pub_cfg = {
         .name = "ferry bench pub",
         .thread_mode = true,
@@ -527,21 +549,26 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         .name = "ferry bench sub", .reconnect_attempts = -1, .quiet_events = true};
     int status = CLI_EXIT_OK;
     size_t n_pubs_up = 0, n_subs_up = 0, n_pub_threads = 0, n_sub_threads = 0;
-    if (!pubs || !subs) {
+    if (!pubs || !subs || !names || !purge_after) {
         cli_err("out of memory");
         status = CLI_EXIT_ERROR;
         goto out;
     }
+    for (size_t k = 0; k < a.topics; k++) {
+        if (a.topics == 1) {
+            snprintf(names[k], sizeof(names[k]), "%s", a.topic);
+        } else {
+            snprintf(names[k], sizeof(names[k]), "%s.%zu", a.topic, k);
+        }
+    }
     __atomic_store_n(&bench_stop_pubs, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&bench_stop_subs, 0, __ATOMIC_RELAXED);
-    store64(&bench_expected, UINT64_MAX);
 
     /* A topic that holds nothing yet is ours to empty again afterwards. */
-    bool purge_after = false;
-    if (!a.keep) {
+    for (size_t k = 0; k < a.topics && !a.keep; k++) {
         ferry_topic_info t;
-        rc = bench_topic_admin(o, a.topic, false, &t, NULL);
-        purge_after = rc == FERRY_ENOTOPIC || (rc == 0 && t.messages == 0 && !t.is_ephemeral);
+        rc = bench_topic_admin(o, names[k], false, &t, NULL);
+        purge_after[k] = rc == FERRY_ENOTOPIC || (rc == 0 && t.messages == 0 && !t.is_ephemeral);
     }
 
     /* Subscribers first, each confirmed by its SubAck, so none misses the
@@ -549,6 +576,8 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
     for (size_t i = 0; i < a.subs; i++) {
         struct bench_sub *b = &subs[i];
         b->idx = (unsigned)i;
+        b->topic = names[i % a.topics];
+        b->expected = UINT64_MAX;
         b->run_id = run_id;
         b->size = (size_t)a.size;
         b->lat = malloc(sizeof(*b->lat));
@@ -563,9 +592,9 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
             goto out;
         }
         n_subs_up++;
-        rc = ferry_subscribe(b->c, a.topic, NULL, on_bench_msg, b, CLI_CONNECT_TIMEOUT_MS, &b->s);
+        rc = ferry_subscribe(b->c, b->topic, NULL, on_bench_msg, b, CLI_CONNECT_TIMEOUT_MS, &b->s);
         if (rc < 0) {
-            status = cli_fail(b->c, rc, "cannot subscribe to '%s'", a.topic);
+            status = cli_fail(b->c, rc, "cannot subscribe to '%s'", b->topic);
             goto out;
         }
     }
@@ -574,6 +603,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         struct bench_pub *p = &pubs[i];
         p->idx = (unsigned)i;
         p->a = &a;
+        p->topic = names[i % a.topics];
         p->run_id = run_id;
         p->seen_sequence = -1;
         p->target = a.has_duration ? UINT64_MAX : per_pub + (i < extra ? 1 : 0);
@@ -596,7 +626,12 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         } else {
             printf("%" PRIu64 " messages", a.count);
         }
-        printf(", topic %s, %s", a.topic, a.ack_window ? "acked" : "fire-and-forget");
+        if (a.topics == 1) {
+            printf(", topic %s", a.topic);
+        } else {
+            printf(", topics %s .. %s", names[0], names[a.topics - 1]);
+        }
+        printf(", %s", a.ack_window ? "acked" : "fire-and-forget");
         if (a.ack_window) {
             printf(" (window %" PRIu64 ")", a.ack_window);
         }
@@ -655,9 +690,20 @@ stop:
     for (size_t i = 0; i < n_pub_threads; i++) {
         published += load64(&pubs[i].sent);
     }
-    /* Delivery phase: every subscriber should get every published message.
-     * Wait while they make progress; give up after 10 s without any. */
-    store64(&bench_expected, published);
+    /* Delivery phase: every subscriber should get every message published
+     * to its topic. Wait while they make progress; give up after 10 s
+     * without any. */
+    uint64_t expected_total = 0;
+    for (size_t i = 0; i < n_sub_threads; i++) {
+        uint64_t e = 0;
+        for (size_t k = 0; k < n_pub_threads; k++) {
+            if (pubs[k].topic == subs[i].topic) {
+                e += load64(&pubs[k].sent);
+            }
+        }
+        store64(&subs[i].expected, e);
+        expected_total += e;
+    }
     uint64_t last_total = UINT64_MAX, last_change = cli_now_mono_ns();
     while (n_sub_threads > 0) {
         uint64_t total = 0;
@@ -665,7 +711,7 @@ stop:
         for (size_t i = 0; i < n_sub_threads; i++) {
             uint64_t r = load64(&subs[i].received);
             total += r;
-            if (r < published) {
+            if (r < subs[i].expected) {
                 all = false;
                 if (__atomic_load_n(&subs[i].error, __ATOMIC_RELAXED) == 0) {
                     alive = true;
@@ -729,11 +775,11 @@ stop:
         received += b->received;
         foreign += b->foreign;
         sub_end = b->last_ns > sub_end ? b->last_ns : sub_end;
-        if (b->received < published) {
+        if (b->received < b->expected) {
             short_subs++;
             if (!a.json) {
                 cli_err("subscriber %zu received %" PRIu64 " of %" PRIu64 " messages%s", i,
-                        b->received, published,
+                        b->received, b->expected,
                         b->error ? " before it was disconnected (on an ephemeral topic the "
                                    "broker drops a subscriber that falls behind; lower the "
                                    "load with --rate)"
@@ -756,15 +802,26 @@ stop:
         is_eph = seen_seq == 0;
     } else if (published > 0) {
         ferry_topic_info t;
-        if (bench_topic_admin(o, a.topic, false, &t, NULL) == 0) {
+        if (bench_topic_admin(o, names[0], false, &t, NULL) == 0) {
             is_eph = t.is_ephemeral ? 1 : 0;
         }
     }
 
     uint64_t purged = 0;
     bool did_purge = false;
-    if (purge_after && is_eph != 1 && published > 0) {
-        did_purge = bench_topic_admin(o, a.topic, true, NULL, &purged) == 0;
+    for (size_t k = 0; k < a.topics && is_eph != 1 && published > 0; k++) {
+        uint64_t n = 0;
+        if (purge_after[k] && bench_topic_admin(o, names[k], true, NULL, &n) == 0) {
+            did_purge = true;
+            purged += n;
+        }
+    }
+
+    char shown[700]; /* the topic(s), for notes */
+    if (a.topics == 1) {
+        snprintf(shown, sizeof(shown), "'%s'", a.topic);
+    } else {
+        snprintf(shown, sizeof(shown), "'%s' .. '%s'", names[0], names[a.topics - 1]);
     }
 
     struct cli_buf b = {0};
@@ -775,13 +832,14 @@ stop:
                      a.pubs, a.subs, a.size, a.ack_window, a.rate);
         cli_buf_json_str(&b, a.topic, strlen(a.topic));
         cli_buf_addf(&b,
-                     ",\"ephemeral\":%s,\"published\":%" PRIu64 ",\"acked\":%" PRIu64
-                     ",\"failed\":%" PRIu64 ",\"received\":%" PRIu64 ",\"expected\":%" PRIu64
-                     ",\"foreign\":%" PRIu64 ",\"incomplete_subs\":%" PRIu64
+                     ",\"topics\":%" PRIu64 ",\"ephemeral\":%s,\"published\":%" PRIu64
+                     ",\"acked\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"received\":%" PRIu64
+                     ",\"expected\":%" PRIu64 ",\"foreign\":%" PRIu64
+                     ",\"incomplete_subs\":%" PRIu64
                      ",\"pub_seconds\":%.6f,\"pub_msgs_per_s\":%.1f,\"pub_mb_per_s\":%.3f"
                      ",\"sub_seconds\":%.6f,\"sub_msgs_per_s\":%.1f,\"sub_mb_per_s\":%.3f",
-                     is_eph < 0 ? "null" : (is_eph ? "true" : "false"), published, acked, failed,
-                     received, published * a.subs, foreign, short_subs, pub_secs, pub_rate,
+                     a.topics, is_eph < 0 ? "null" : (is_eph ? "true" : "false"), published, acked,
+                     failed, received, expected_total, foreign, short_subs, pub_secs, pub_rate,
                      mb(pub_rate * size), sub_secs, sub_rate, mb(sub_rate * size));
         if (has_lat) {
             cli_buf_addf(&b,
@@ -839,15 +897,15 @@ stop:
         }
         if (did_purge && purged) {
             cli_buf_addf(&b,
-                         "note      purged the %" PRIu64 " messages this run stored in '%s' "
+                         "note      purged the %" PRIu64 " messages this run stored in %s "
                          "(--keep keeps them)\n",
-                         purged, a.topic);
+                         purged, shown);
         }
         if (foreign) {
             cli_buf_addf(&b,
-                         "note      %" PRIu64 " messages from other publishers on '%s' "
+                         "note      %" PRIu64 " messages from other publishers on %s "
                          "were ignored\n",
-                         foreign, a.topic);
+                         foreign, shown);
         }
     }
     fwrite(b.data, 1, b.len, stdout);
@@ -857,7 +915,7 @@ stop:
     if (a.expect_mode && is_eph >= 0 && is_eph != (a.expect_mode == 2)) {
         cli_err("warning: topic '%s' is %s on this broker, not %s as --%s expects "
                 "(ferryd stores every topic but those matching its --ephemeral patterns)",
-                a.topic, is_eph ? "ephemeral" : "persistent", is_eph ? "persistent" : "ephemeral",
+                names[0], is_eph ? "ephemeral" : "persistent", is_eph ? "persistent" : "ephemeral",
                 a.expect_mode == 1 ? "persistent" : "ephemeral");
     }
     if (cli_interrupted && status == CLI_EXIT_OK) {
@@ -879,6 +937,8 @@ out:
         ferry_client_close(pubs[i].c, 1000);
         ferry_client_destroy(pubs[i].c);
     }
+    free(names);
+    free(purge_after);
     free(pubs);
     free(subs);
     return status;

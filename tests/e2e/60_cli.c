@@ -744,6 +744,28 @@ START_TEST(test_cli_bench_reports_ephemeral_or_persistent)
 }
 END_TEST
 
+/* --topics spreads publishers and subscribers over TOPIC.0 .. TOPIC.N-1;
+ * each subscriber gets exactly what was published to its topic. */
+START_TEST(test_cli_bench_topics_split_the_streams)
+{
+    struct proc p;
+    ck_assert_int_eq(
+        run(&p, NULL,
+            (const char *const[]){"bench", "--json", "--pubs", "2", "--subs", "4", "--topics", "2",
+                                  "--count", "2001", "--topic", "cli.multi", NULL}),
+        0);
+    struct jv r;
+    json_parse(p.out_buf, &r);
+    ck_assert_int_eq((long)jnum(&r, "topics"), 2);
+    ck_assert_int_eq((long)jnum(&r, "published"), 2001);
+    /* subscribers 0, 2 read cli.multi.0 (1001), 1, 3 read cli.multi.1 (1000) */
+    ck_assert_int_eq((long)jnum(&r, "expected"), 4002);
+    ck_assert_int_eq((long)jnum(&r, "received"), 4002);
+    jv_free(&r);
+    proc_free(&p);
+}
+END_TEST
+
 START_TEST(test_cli_bench_human_output)
 {
     struct proc p;
@@ -1050,6 +1072,7 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_bench_acks"), test_cli_bench_with_ack_window_counts_acks);
     add_case(s, tcase_create("cli_bench_text"), test_cli_bench_human_output);
     add_case(s, tcase_create("cli_bench_rate"), test_cli_bench_duration_and_rate);
+    add_case(s, tcase_create("cli_bench_topics"), test_cli_bench_topics_split_the_streams);
     add_case(s, tcase_create("cli_bench_modes"), test_cli_bench_reports_ephemeral_or_persistent);
     add_case(s, tcase_create("cli_pub_refused"), test_cli_pub_refusal_reports_reason_and_exit_1);
     add_case(s, tcase_create("cli_stats"), test_cli_stats_json_reports_counters);
