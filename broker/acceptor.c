@@ -33,6 +33,7 @@ struct acceptor {
     int stop_fd;      /* eventfd: acc_stop() wakes the thread */
     int spare_fd;     /* acceptor thread only: see the file comment */
     uint32_t next;    /* acceptor thread only: round robin */
+    uint64_t n_emfile; /* acceptor thread only: refused in this shortage */
     pthread_t thread;
     int is_started;
 };
@@ -132,8 +133,10 @@ static void accept_all(struct acceptor *a)
                 continue;
             }
             if ((errno == EMFILE || errno == ENFILE) && a->spare_fd >= 0) {
-                log_warn("accept: %s: refusing connections until descriptors free up",
-                         strerror(errno));
+                if (a->n_emfile++ == 0) { /* once per shortage, not per client */
+                    log_warn("accept: %s: refusing connections until descriptors free up",
+                             strerror(errno));
+                }
                 close(a->spare_fd);
                 fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd >= 0) {
@@ -146,6 +149,11 @@ static void accept_all(struct acceptor *a)
                 log_warn("accept: %s", strerror(errno));
             }
             return;
+        }
+        if (a->n_emfile > 0) {
+            log_warn("accept: descriptors available again; %llu connections were refused",
+                     (unsigned long long)a->n_emfile);
+            a->n_emfile = 0;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
