@@ -373,6 +373,8 @@ void cli_buf_free(struct cli_buf *b)
     b->len = b->cap = 0;
 }
 
+static size_t utf8_seq_len(const unsigned char *s, size_t n);
+
 void cli_buf_json_str(struct cli_buf *b, const void *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -382,6 +384,18 @@ void cli_buf_json_str(struct cli_buf *b, const void *p, size_t n)
     size_t run = 0; /* start of the pending unescaped run */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t len = utf8_seq_len(s + i, n - i);
+            if (len > 0) {
+                i += len - 1; /* copied with the run */
+                continue;
+            }
+            /* Not UTF-8: the replacement character keeps the JSON valid. */
+            cli_buf_add(b, s + run, i - run);
+            run = i + 1;
+            cli_buf_add(b, "\\ufffd", 6);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
             continue;
         }
@@ -520,48 +534,56 @@ void cli_buf_time_rfc3339(struct cli_buf *b, int64_t t_ns)
                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)frac);
 }
 
+/* Length of the well-formed UTF-8 sequence at s[0..n) (1 for any ASCII
+ * byte, NUL included), or 0 when it is not well-formed: overlong forms,
+ * surrogates and code points above U+10FFFF are refused. n > 0. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        return 1;
+    }
+    size_t need;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 1;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 2;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n - 1 < need) {
+        return 0;
+    }
+    for (size_t k = 1; k <= need; k++) {
+        unsigned char cc = s[k];
+        if ((cc & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (cc & 0x3f);
+    }
+    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return need + 1;
+}
+
 bool cli_utf8_valid(const void *p, size_t n)
 {
     const unsigned char *s = p;
     size_t i = 0;
     while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            if (c == 0) {
-                return false;
-            }
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
+        size_t len = s[i] ? utf8_seq_len(s + i, n - i) : 0;
+        if (len == 0) {
             return false;
         }
-        if (n - i - 1 < need) {
-            return false;
-        }
-        for (size_t k = 1; k <= need; k++) {
-            unsigned char cc = s[i + k];
-            if ((cc & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = cp << 6 | (cc & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff)) {
-            return false;
-        }
-        i += need + 1;
+        i += len;
     }
     return true;
 }

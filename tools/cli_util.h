@@ -70,9 +70,10 @@ void cli_buf_adds(struct cli_buf *b, const char *s);
 void cli_buf_addf(struct cli_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_buf_free(struct cli_buf *b);
 
-/* Append p[0..n) as a JSON string literal, quotes included. p must be valid
- * UTF-8 (check with cli_utf8_valid()); control characters, '"' and '\\'
- * are escaped, everything else is copied. */
+/* Append p[0..n) as a JSON string literal, quotes included: control
+ * characters, '"' and '\\' are escaped, well-formed UTF-8 is copied, and
+ * each byte that is not part of well-formed UTF-8 becomes U+FFFD (so the
+ * result is always valid JSON; use base64 for bytes that must survive). */
 void cli_buf_json_str(struct cli_buf *b, const void *p, size_t n);
 
 /* Append base64 (RFC 4648, with padding) of p[0..n). */

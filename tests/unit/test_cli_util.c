@@ -100,6 +100,10 @@ START_TEST(test_cli_json_escapes_quotes_and_controls)
     b.len = 0;
     cli_buf_json_str(&b, "", 0);
     ck_assert_str_eq(b.data, "\"\"");
+    /* Bytes that are not UTF-8 become U+FFFD; a NUL is escaped. */
+    b.len = 0;
+    cli_buf_json_str(&b, "a\xff\xc3(\0\xe2\x82\xac", 8);
+    ck_assert_str_eq(b.data, "\"a\\ufffd\\ufffd(\\u0000\xe2\x82\xac\"");
     cli_buf_free(&b);
 }
 END_TEST
