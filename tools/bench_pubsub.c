@@ -48,6 +48,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The server of the run in progress: stopped on any exit, so a failed run
+ * leaves nothing behind. */
+static pid_t g_child;
+
+static void kill_child(void)
+{
+    if (g_child > 0) {
+        kill(g_child, SIGKILL);
+        waitpid(g_child, NULL, 0);
+        g_child = 0;
+    }
+}
+
 static void die(const char *what)
 {
     fprintf(stderr, "bench: %s: %s\n", what, strerror(errno));
@@ -70,6 +83,7 @@ static pid_t spawn(const char *const *argv, int *port)
         _exit(127);
     }
     close(fds[1]);
+    g_child = pid;
     char line[256];
     size_t len = 0;
     while (len < sizeof(line) - 1) {
@@ -331,6 +345,7 @@ static double run(int use_ferry, int n_subs, long long count, size_t size,
     }
     int st;
     waitpid(pid, &st, 0);
+    g_child = 0;
     if (use_ferry) {
         char cmd[64];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -378,6 +393,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    atexit(kill_child);
     printf("ferry bench: %lld messages of %zu bytes per run, median of %d runs\n", count, size,
            runs);
     printf("%-22s %16s %16s %8s\n", "scenario", "relay msgs/s", "ferryd msgs/s", "ratio");
