@@ -55,6 +55,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -491,6 +492,22 @@ static int wtxn_commit(struct store *s, MDB_txn *txn)
 }
 
 /* Grow the map (writer, wlock held, no txn of ours open). 0 if it grew. */
+/* Reserve disk blocks for the whole map (beyond the file's end, without
+ * changing its size). LMDB writes dirty pages with pwrite; on a full disk a
+ * write that lands partly is reported by LMDB as EIO, which we must treat as
+ * fail-stop, although nothing was lost. With the map's blocks reserved up
+ * front, a full disk shows up here instead, as "cannot grow": storage full.
+ * Returns 0, or -errno (ENOSPC, EDQUOT). File systems without fallocate
+ * (EOPNOTSUPP) count as success: there we rely on ENOSPC alone. */
+static int map_reserve(struct store *s, size_t size)
+{
+    if (fallocate(s->lock_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) == 0) {
+        return 0;
+    }
+    int e = errno;
+    return e == EOPNOTSUPP || e == ENOSYS ? 0 : -e;
+}
+
 static int map_grow(struct store *s)
 {
     size_t cur = atomic_load(&s->map_size);
@@ -507,6 +524,14 @@ static int map_grow(struct store *s)
     }
     if (next <= cur) {
         return -1;
+    }
+    /* On a nearly full disk, grow by what still fits (down to 256 KiB). */
+    while (map_reserve(s, next) < 0) {
+        size_t step = (next - cur) / 2 / s->page_size * s->page_size;
+        if (step < (256u << 10)) {
+            return -1; /* the disk cannot hold a larger map now: storage full */
+        }
+        next = cur + step;
     }
     /* Exclusive: no transaction of this process may be open during this. */
     pthread_rwlock_wrlock(&s->map_lock);
@@ -1035,6 +1060,9 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     }
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
+    /* Best effort: on a disk too full for the whole map, the first growth
+     * reports storage full; writes inside the file's blocks still work. */
+    (void)map_reserve(s, info.me_mapsize);
     atomic_store(&s->map_size, info.me_mapsize);
     MDB_stat est;
     if (mdb_env_stat(s->env, &est) == 0 && est.ms_psize > 0) {
