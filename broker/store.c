@@ -1624,6 +1624,12 @@ static int purge_chunk(struct store *s, MDB_txn *txn, MDB_dbi dbi, bool is_index
         k.mv_data = kb;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     }
+    if (rc == MDB_NOTFOUND) {
+        /* The chunk ended on the database's last entry: the seek after the
+         * final delete found nothing, which means done, not failure. */
+        *is_done = true;
+        rc = 0;
+    }
     mdb_cursor_close(cur);
     return rc;
 }

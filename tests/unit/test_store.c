@@ -658,6 +658,29 @@ START_TEST(test_store_purge_and_list_span_many_chunks)
 }
 END_TEST
 
+START_TEST(test_store_purge_of_exactly_one_chunk_at_the_end)
+{
+    /* A purge whose last chunk deletes the last entries of the database
+     * (1024 and 2048 messages: whole chunks) completes and keeps working. */
+    struct store *s = open_store(NULL);
+    for (int round = 1; round <= 2; round++) {
+        struct store_batch *b;
+        ck_assert_int_eq(store_batch_begin(s, &b), 0);
+        for (int i = 0; i < 1024 * round; i++) {
+            struct store_msg_in m = msg_text("chunk", i);
+            ck_assert_int_eq(store_batch_append(b, "t1", 2, &m, NULL), 0);
+        }
+        ck_assert_int_eq(store_batch_commit(b), 0);
+        uint64_t removed = 0;
+        ck_assert_int_eq(store_topic_purge(s, "t1", 2, &removed), 0);
+        ck_assert_uint_eq(removed, 1024u * (unsigned)round);
+        ck_assert_int_eq(store_is_failed(s), 0);
+    }
+    ck_assert_uint_eq(put1(s, "t1", "after", 1), 1024 + 2048 + 1);
+    store_close(s);
+}
+END_TEST
+
 /* ---- integrity ----------------------------------------------------------- */
 
 /* Flip one byte in every copy of needle inside dir/data.mdb (old page
@@ -1307,6 +1330,8 @@ Suite *test_suite(void)
              test_store_topic_info_list_and_purge);
     add_case(s, tcase_create("store_purge_and_list_span_many_chunks"),
              test_store_purge_and_list_span_many_chunks);
+    add_case(s, tcase_create("store_purge_of_exactly_one_chunk_at_the_end"),
+             test_store_purge_of_exactly_one_chunk_at_the_end);
     add_case(s, tcase_create("store_flipped_byte_is_detected_and_never_delivered"),
              test_store_flipped_byte_is_detected_and_never_delivered);
     add_case(s, tcase_create("store_map_full_refuses_then_recovers"),
