@@ -26,6 +26,7 @@ struct pubctx {
     atomic_int n_sent;
     atomic_int stop;
     int max;
+    int slot;                /* its index in g_ctx */
 };
 
 static struct pubctx *g_ctx[4];
@@ -45,12 +46,7 @@ static void on_pub(ferry_client *c, int status, uint64_t sequence, void *userdat
 static void *pub_main(void *arg)
 {
     struct pubctx *p = arg;
-    uintptr_t slot = 0;
-    for (uintptr_t k = 0; k < 4; k++) {
-        if (g_ctx[k] == p) {
-            slot = k;
-        }
-    }
+    uintptr_t slot = (uintptr_t)p->slot;
     char text[64];
     for (int i = 0; i < p->max && !atomic_load(&p->stop); i++) {
         snprintf(text, sizeof(text), "r%d-%d", p->round, i);
@@ -153,7 +149,10 @@ START_TEST(test_crash_loop_keeps_every_acked_message)
             p[k].round = r;
             p[k].seq = seqs[k][r];
             p[k].max = PER_ROUND;
+            p[k].slot = k;
             g_ctx[k] = &p[k];
+        }
+        for (int k = 0; k < 2; k++) {
             ck_assert_int_eq(pthread_create(&th[k], NULL, pub_main, &p[k]), 0);
         }
         /* Wait until something was acked (bounded), then a random moment. */
@@ -217,6 +216,48 @@ START_TEST(test_crash_loop_keeps_every_acked_message)
     int st = s_verify(dir, report, sizeof(report));
     ck_assert_msg(st == 0, "verify after the crash loop: %s", report);
     s_rm_rf(dir);
+}
+END_TEST
+
+/* SIGTERM while publishes stream in: what ferryd read is committed and
+ * acked before it exits 0; so after a restart the stored messages are
+ * exactly the acked ones. */
+START_TEST(test_sigterm_commits_and_acks_what_is_queued)
+{
+    enum { N = 200000 };
+    static uint64_t seqs[N];
+    memset(seqs, 0, sizeof(seqs));
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL, NULL), 0);
+    struct pubctx p = {.c = s_client(&d, 256), .topic = "term.a", .seq = seqs, .max = N};
+    g_ctx[0] = &p;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, pub_main, &p), 0);
+    int64_t end = s_now_ms() + S_WAIT;
+    while (atomic_load(&p.n_acked) < 2000 && s_now_ms() < end) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+    ck_assert_int_eq(s_wait_exit(&d, S_WAIT), 0);
+    atomic_store(&p.stop, 1);
+    pthread_join(th, NULL);
+    ferry_client_destroy(p.c);
+    g_ctx[0] = NULL;
+    int n_acked = atomic_load(&p.n_acked);
+    ck_assert_int_ge(n_acked, 2000);
+
+    ck_assert_int_eq(ferryd_restart(&d, NULL), 0);
+    ferry_client *c = s_client(&d, 0);
+    ferry_topic_info ti;
+    ck_assert_int_eq(ferry_admin_topic_info(c, "term.a", S_WAIT, &ti), 0);
+    ck_assert_msg(ti.last_seq == (uint64_t)n_acked, "%llu stored, %d acked",
+                  (unsigned long long)ti.last_seq, n_acked);
+    for (int i = 0; i < n_acked; i++) {
+        ck_assert_uint_eq(seqs[i], (uint64_t)i + 1);
+    }
+    s_close(c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
 }
 END_TEST
 
@@ -546,6 +587,10 @@ Suite *test_suite(void)
     tc = tcase_create("crash_loop");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_crash_loop_keeps_every_acked_message);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("sigterm_acks");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_sigterm_commits_and_acks_what_is_queued);
     suite_add_tcase(s, tc);
     tc = tcase_create("failsync");
     tcase_set_timeout(tc, 240);
