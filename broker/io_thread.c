@@ -115,6 +115,14 @@ struct conn {
  * delivery brings every later message, in order, so the subscriber sees
  * each sequence exactly once, with no gap at the seam, whatever publishers
  * do meanwhile. Nothing is delivered before the SubAck is out (is_started).
+ *
+ * Every subscription to one stored topic (no wildcard, no queue group) has
+ * such a position, new-only ones too (next_seq = last + 1 at Subscribe):
+ * one whose connection is more than half its outbound bound behind gets no
+ * more live deliveries and reads the store instead, as DESIGN.md's
+ * backpressure asks for persisted topics, until it has caught up again.
+ * (Wildcard subscriptions on stored topics are disconnected when they
+ * overflow, as on ephemeral topics.)
  */
 struct catchup {
     struct trie_sub *sub;      /* c->subs holds the reference; pattern = topic */
@@ -644,6 +652,10 @@ static void cu_start(struct iot *t, struct conn *c, uint64_t sub_id)
 static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t n,
                           const uint8_t *body, uint32_t body_len)
 {
+    /* A subscriber this far behind reads the store instead: live messages
+     * are dropped for it (they are stored) and catch-up resumes from
+     * next_seq once its output has drained. No disconnect, no loss. */
+    int is_lagging = out_pending(c) > t->srv->cfg.max_outbound / 2;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct catchup *e = cu_find(c, ids[i]);
@@ -654,10 +666,17 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
         /* Only stored topics have catch-up subscriptions: the body ends with
          * the sequence trailer. */
         uint64_t seq = pub_seq_get(body, body_len);
-        if (e->is_started && seq == e->next_seq) {
+        if (e->is_started && seq == e->next_seq && !is_lagging) {
             e->next_seq++;
             ids[k++] = ids[i];
-        } else if (e->is_started && seq > e->next_seq) {
+        } else if (e->is_started && seq >= e->next_seq) {
+            if (!e->is_reading && is_lagging) {
+                log_debug("client %llu %s: subscription %llu lags at sequence %llu of %s: "
+                          "reading the store",
+                          (unsigned long long)c->client_id, c->peer,
+                          (unsigned long long)ids[i], (unsigned long long)e->next_seq,
+                          e->sub->pattern);
+            }
             e->is_reading = 1; /* the store has next_seq .. seq */
             cu_list(t, c);
         }
@@ -1332,15 +1351,28 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
                         server_strerror(rc));
             return;
         }
-        if (c->n_cu == c->cu_cap) {
-            uint32_t cap = c->cu_cap ? c->cu_cap * 2 : 1;
-            struct catchup *v = realloc(c->cu, cap * sizeof(*v));
-            if (v == NULL) {
-                goto out_nomem;
-            }
-            c->cu = v;
-            c->cu_cap = cap;
+    }
+    int use_cu = has_start;
+    if (!has_start && t->srv->store != NULL && glen == 0 &&
+        !topic_has_wildcard(m->pattern, plen) && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
+        /* New only, on one stored topic: it gets a position too, so that
+         * when it lags it falls back to reading the store (see struct
+         * catchup) instead of being disconnected. */
+        struct store_topic_info info;
+        int rc = store_topic_info(t->srv->store, m->pattern, plen, &info);
+        if (rc == 0 || rc == FERRY_ENOTOPIC) {
+            start_seq = rc == 0 ? info.last_seq + 1 : 1;
+            use_cu = 1;
         }
+    }
+    if (use_cu && c->n_cu == c->cu_cap) {
+        uint32_t cap = c->cu_cap ? c->cu_cap * 2 : 1;
+        struct catchup *v = realloc(c->cu, cap * sizeof(*v));
+        if (v == NULL) {
+            goto out_nomem;
+        }
+        c->cu = v;
+        c->cu_cap = cap;
     }
     if (c->n_subs == c->subs_cap) {
         uint32_t cap = c->subs_cap ? c->subs_cap * 2 : 1;
@@ -1362,7 +1394,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     c->subs[c->n_subs++] = s;
     stats_add(&t->stats.subs, 1);
-    if (has_start) {
+    if (use_cu) {
         /* After the W_SUB_ADD in the same queue: the owner answers when the
          * subscription is in its trie. */
         uint32_t owner = topic_hash(m->pattern, plen) % t->srv->n_workers;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "rawclient.h"
 #include "store_e2e.h"
 
 /* Expect sequences from..to with payloads "m<seq>", then nothing more. */
@@ -233,6 +234,52 @@ START_TEST(test_large_catchup_respects_outbound_bound)
 }
 END_TEST
 
+/* A subscriber of a stored topic that stops reading is not disconnected:
+ * once far behind it gets no more live deliveries and, when it reads again,
+ * catches up from the store: every message, in order. */
+START_TEST(test_lagging_subscriber_falls_back_to_the_store)
+{
+    enum { N = 20000, SIZE = 1024 };
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL,
+                                  (const char *const[]){"--max-outbound-bytes", "256k", NULL}),
+                     0);
+    struct rawc sub;
+    ck_assert_int_eq(rawc_connect(&sub, d.port, 0), 0);
+    ck_assert_int_eq(rawc_subscribe(&sub, 7, "lag.a", NULL), 0);
+    ferry_client *c = s_client(&d, 256);
+    static char payload[SIZE];
+    memset(payload, 'x', sizeof(payload));
+    for (int i = 1; i <= N; i++) {
+        int n = snprintf(payload, sizeof(payload), "m%d.", i);
+        payload[n] = 'x';
+        ferry_pub m = {.topic = "lag.a", .payload = payload, .payload_len = SIZE};
+        ck_assert_int_eq(ferry_publish_async(c, &m, NULL, NULL, NULL), 0);
+    }
+    ck_assert_int_eq(ferry_flush(c, S_WAIT), 0);
+    /* Now read everything. */
+    for (uint64_t q = 1; q <= N; q++) {
+        Ferry__Frame *f;
+        int rc = rawc_recv(&sub, S_WAIT, &f);
+        ck_assert_msg(rc == 0, "message %llu: %d", (unsigned long long)q, rc);
+        ck_assert_msg(f->body_case == FERRY__FRAME__BODY_DELIVER, "got %s instead of message %llu",
+                      codec_frame_name(f), (unsigned long long)q);
+        ck_assert_uint_eq(f->deliver->sequence, q);
+        ck_assert_uint_eq(f->deliver->payload.len, SIZE);
+        unsigned long long got = 0;
+        ck_assert_int_eq(sscanf((const char *)f->deliver->payload.data, "m%llu.", &got), 1);
+        ck_assert_uint_eq(got, q);
+    }
+    ck_assert_int_eq(rawc_ping(&sub, 1, S_WAIT), 0);
+    ferry_stats st;
+    ck_assert_int_eq(ferry_admin_stats(c, S_WAIT, &st), 0);
+    ck_assert_uint_eq(st.slow_consumers, 0);
+    rawc_close(&sub);
+    s_close(c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 Suite *test_suite(void)
@@ -245,6 +292,10 @@ Suite *test_suite(void)
     tc = tcase_create("seam_under_load");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_seam_under_concurrent_publishing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lagging_subscriber");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_lagging_subscriber_falls_back_to_the_store);
     suite_add_tcase(s, tc);
     tc = tcase_create("large_catchup");
     tcase_set_timeout(tc, 240);
