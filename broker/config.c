@@ -27,6 +27,7 @@ struct key {
 static const struct key keys[] = {
     {"listen", K_LISTEN, 0, 0, 0, 0},
     {"data_dir", K_STR, F(data_dir), sizeof(((struct cfg *)0)->data_dir), 0, 0},
+    {"auth_file", K_STR, F(auth_file), sizeof(((struct cfg *)0)->auth_file), 0, 0},
     {"io_threads", K_INT, F(io_threads), 0, 0, 256},
     {"workers", K_INT, F(workers), 0, 0, 256},
     {"log_level", K_LEVEL, F(log_level), 0, 0, 0},
@@ -384,6 +385,10 @@ const char *cfg_usage(void)
            "  --workers N          routing worker threads (default: one per core)\n"
            "  --log-level LEVEL    error, warn, info (default) or debug; SIGHUP re-reads it\n"
            "                       from the config file\n"
+           "  --auth-file FILE     users, tokens and their rights (`user NAME HASH`,\n"
+           "                       `token NAME HASH`, `allow NAME publish|subscribe PATTERN`,\n"
+           "                       `allow NAME admin`; hashes from `ferry passwd`); without\n"
+           "                       one anyone may connect and do anything. SIGHUP re-reads it\n"
            "\n"
            "Other keys (file or --key VALUE; sizes accept k/m/g):\n"
            "  max_connections 100000   max_subscriptions 4096 (per connection)\n"
@@ -396,7 +401,8 @@ const char *cfg_usage(void)
            "Once listening, ferryd prints exactly one line to stdout and flushes it:\n"
            "  ferryd: listening on HOST:PORT\n"
            "(the bound port, useful with port 0). Logs go to stderr.\n"
-           "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level.\n"
+           "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level\n"
+           "and the auth file.\n"
            "\n"
            "Store (topics are persisted in LMDB in the data directory):\n"
            "  --sync always|none|interval[:MS]  in a file: sync always | sync none |\n"

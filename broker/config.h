@@ -35,6 +35,7 @@ struct cfg {
     uint32_t worker_queue;       /* publish batches queued per worker */
     uint32_t shutdown_ms;        /* bound on the graceful stop */
     char config_file[512];       /* "" if none */
+    char auth_file[512];         /* "" if none: anonymous access (auth.h) */
     /* The store. */
     int sync_mode;               /* enum store_sync_mode: 0 always, 1 interval, 2 none */
     uint32_t sync_interval_ms;   /* with sync interval */
