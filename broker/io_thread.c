@@ -36,6 +36,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "acl.h"
+#include "auth.h"
 #include "codec.h"
 #include "ferry.h"
 #include "log.h"
@@ -77,6 +79,8 @@ struct conn {
     uint8_t is_heavy;          /* counted in t->n_heavy: over half its outbound bound */
     uint8_t is_writable;       /* EPOLLOUT reported this round */
     uint8_t is_wr_shut;        /* CLOSING: our FIN is sent, waiting for the peer's */
+    uint8_t is_auth_pending;   /* Connect is with the auth pool: input is not read */
+    uint8_t is_auth_failed;    /* refused: the timer sends the Error (failure delay) */
     uint32_t events;           /* epoll mask registered now */
     uint32_t keepalive_ms;
     uint32_t timer_pos;        /* in t->timers */
@@ -92,6 +96,9 @@ struct conn {
     uint8_t is_cu_listed;      /* in t->cu_conns */
     uint64_t last_rx_ms;
     uint64_t client_id;
+    uint32_t req_max_frame;    /* Connect's max_frame_len, while auth is pending */
+    struct auth_table *auth;   /* one reference; NULL: anonymous server, all allowed */
+    const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
     char peer[48];
 };
 
@@ -211,6 +218,7 @@ struct iot {
     uint64_t stall_since;      /* start of this episode, 0 when none */
     int is_stall_spent;        /* this episode used its budget */
     int is_mail_muted;         /* mailbox eventfd removed from the epoll set */
+    unsigned auth_gen;         /* the auth table generation our connections use */
 };
 
 static void conn_kill(struct iot *t, struct conn *c);
@@ -462,7 +470,9 @@ static void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *
     if (wire_code != FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT &&
         wire_code != FERRY__ERROR_CODE__ERROR_SHUTTING_DOWN &&
         wire_code != FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER &&
-        wire_code != FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED) {
+        wire_code != FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED &&
+        wire_code != FERRY__ERROR_CODE__ERROR_AUTH_FAILED &&
+        wire_code != FERRY__ERROR_CODE__ERROR_SERVER_BUSY) {
         stats_add(&t->stats.protocol_errors, 1);
     }
     log_info("client %llu %s: closing: %s", (unsigned long long)c->client_id, c->peer, text);
@@ -1123,6 +1133,9 @@ static void conn_kill(struct iot *t, struct conn *c)
     free(c->cu);
     c->cu = NULL;
     c->n_cu = c->cu_cap = 0;
+    auth_table_unref(c->auth);
+    c->auth = NULL;
+    c->who = NULL;
     frame_dec_deinit(&c->dec);
     out_release(c);
     t->slots[c->slot] = NULL;
@@ -1149,15 +1162,11 @@ static void conn_pause(struct iot *t, struct conn *c)
 
 /* ---- frame handlers ----------------------------------------------------- */
 
-static void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
+/* Connect accepted (credentials checked, if any): negotiate, say Connected. */
+static void connect_accept(struct iot *t, struct conn *c, uint32_t req_ka, uint32_t req_max_frame)
 {
     const struct cfg *cfg = &t->srv->cfg;
-    if (m->protocol_version != PROTOCOL_VERSION) {
-        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
-                  "unsupported protocol version (this server speaks 1)");
-        return;
-    }
-    uint32_t ka = m->keepalive_ms ? m->keepalive_ms : cfg->keepalive_ms;
+    uint32_t ka = req_ka ? req_ka : cfg->keepalive_ms;
     if (ka < cfg->keepalive_min_ms) {
         ka = cfg->keepalive_min_ms;
     }
@@ -1165,8 +1174,8 @@ static void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
         ka = cfg->keepalive_max_ms;
     }
     uint32_t max_frame = cfg->max_frame_len;
-    if (m->max_frame_len && m->max_frame_len < max_frame) {
-        max_frame = m->max_frame_len < MIN_FRAME_LEN ? MIN_FRAME_LEN : m->max_frame_len;
+    if (req_max_frame && req_max_frame < max_frame) {
+        max_frame = req_max_frame < MIN_FRAME_LEN ? MIN_FRAME_LEN : req_max_frame;
     }
     c->keepalive_ms = ka;
     c->state = ST_OPEN;
@@ -1194,8 +1203,113 @@ static void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
     f.body_case = FERRY__FRAME__BODY_CONNECTED;
     f.connected = &r;
     conn_send(t, c, &f);
-    log_debug("client %llu %s: connected as \"%s\", keepalive %u ms",
-              (unsigned long long)c->client_id, c->peer, m->client_name, ka);
+    log_debug("client %llu %s: connected as %s, keepalive %u ms", (unsigned long long)c->client_id,
+              c->peer, c->who ? c->who->name : "anonymous", ka);
+}
+
+/* Wrong, missing or unknown credentials. The Error goes out when the timer
+ * fires: later for each recent failure from the same address, so guessing
+ * passwords is slow. Input stays unread meanwhile. */
+static void auth_refuse(struct iot *t, struct conn *c)
+{
+    char host[sizeof(c->peer)];
+    snprintf(host, sizeof(host), "%s", c->peer);
+    char *colon = strrchr(host, ':');
+    if (colon) {
+        *colon = '\0'; /* failures count per address, whatever the port */
+    }
+    uint32_t delay = auth_delay_fail(&t->srv->auth_delay, host, t->now);
+    stats_add(&t->stats.auth_failures, 1);
+    log_warn("client %llu %s: authentication failed (answered in %u ms)",
+             (unsigned long long)c->client_id, c->peer, delay);
+    c->is_auth_pending = 1;
+    c->is_auth_failed = 1;
+    arm_timer(t, c, t->now + delay);
+}
+
+static void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
+{
+    if (m->protocol_version != PROTOCOL_VERSION) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
+                  "unsupported protocol version (this server speaks 1)");
+        return;
+    }
+    if (t->srv->auth_pool == NULL) {
+        connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
+        return;
+    }
+    /* The hash is checked on the auth pool; until it answers (R_AUTH) this
+     * connection reads nothing more. The Connect deadline still runs. */
+    c->keepalive_ms = m->keepalive_ms;
+    c->req_max_frame = m->max_frame_len;
+    c->is_auth_pending = 1;
+    set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+    int rc = FERRY_EAUTH;
+    if (m->token[0] != '\0' || m->username[0] != '\0') {
+        struct auth_table *at = auth_holder_get(&t->srv->auth);
+        rc = at ? auth_pool_submit(t->srv->auth_pool, ref_of(t, c), at, m->username, m->password,
+                                   m->token)
+                : FERRY_EAUTH;
+        auth_table_unref(at);
+    }
+    explicit_bzero(m->password, strlen(m->password));
+    explicit_bzero(m->token, strlen(m->token));
+    if (rc == -EAGAIN || rc == -ENOMEM) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY,
+                  "too many logins in progress; retry later");
+    } else if (rc != 0) {
+        auth_refuse(t, c); /* no credentials at all */
+    }
+}
+
+/* The auth pool's answer to handle_connect. */
+static void auth_answer(struct iot *t, struct rmsg *m)
+{
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    struct auth_table *cur = NULL;
+    const struct auth_principal *who = NULL;
+    if (c == NULL || c->state != ST_AWAIT_CONNECT || !c->is_auth_pending || c->is_auth_failed) {
+        goto out; /* closed, or timed out meanwhile */
+    }
+    if (m->n_ids == 0) {
+        /* A reload may have come in between: take the rights from the
+         * current table, where the name may be gone. */
+        cur = auth_holder_get(&t->srv->auth);
+        who = cur ? auth_principal_find(cur, m->u.auth.who->name) : NULL;
+    }
+    if (who == NULL) {
+        auth_refuse(t, c);
+        goto out;
+    }
+    c->auth = cur;
+    c->who = who;
+    cur = NULL;
+    c->is_auth_pending = 0;
+    connect_accept(t, c, c->keepalive_ms, c->req_max_frame);
+    set_events(t, c, c->events | EPOLLIN);
+    process_frames(t, c); /* whatever came after Connect */
+out:
+    auth_table_unref(cur);
+    auth_table_unref(m->u.auth.t);
+}
+
+/* A refusal by an ACL: counted and logged here; the caller answers. */
+static void acl_denied(struct iot *t, struct conn *c, const char *what, const char *name,
+                       size_t name_len)
+{
+    stats_add(&t->stats.permission_denials, 1);
+    log_info("client %llu %s: permission denied: %s %s %.*s", (unsigned long long)c->client_id,
+             c->peer, c->who ? c->who->name : "(no rights)", what, (int)name_len, name);
+}
+
+static int may_publish(const struct conn *c, const char *topic, size_t len)
+{
+    return c->auth == NULL || (c->who && acl_may_publish(&c->who->pub, topic, len));
+}
+
+static int may_subscribe(const struct conn *c, const char *pattern, size_t len)
+{
+    return c->auth == NULL || (c->who && acl_may_subscribe(&c->who->sub, pattern, len));
 }
 
 static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code,
@@ -1307,6 +1421,17 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     if (topic_validate(m->pattern, plen, 1, cfg->max_topic_len, cfg->max_topic_depth, &why)) {
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_PATTERN, why);
+        return;
+    }
+    /* Every delivery path (live fan-out, queue groups, replay from the
+     * store) serves a subscription, so checking it here covers them all;
+     * a reload that shrinks the rights removes it (auth_reload_conn). */
+    if (!may_subscribe(c, m->pattern, plen)) {
+        char text[320];
+        snprintf(text, sizeof(text), "permission denied: subscribe %.*s",
+                 (int)(plen > 256 ? 256 : plen), m->pattern);
+        acl_denied(t, c, "subscribe", m->pattern, plen);
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text);
         return;
     }
     if (glen > 0 && topic_validate(m->queue_group, glen, 0, cfg->max_topic_len, 1, &why)) {
@@ -1432,6 +1557,21 @@ out_nomem:
     send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
 }
 
+/* Remove c->subs[i] from the workers and the connection. Returns 0 or
+ * -ENOMEM (nothing changed). */
+static int sub_remove_at(struct iot *t, struct conn *c, uint32_t i)
+{
+    struct trie_sub *s = c->subs[i];
+    if (post_sub_change(t, W_SUB_DEL, s) < 0) {
+        return -ENOMEM;
+    }
+    cu_remove(c, s->sub_id);
+    c->subs[i] = c->subs[--c->n_subs];
+    trie_sub_unref(s);
+    stats_sub(&t->stats.subs, 1);
+    return 0;
+}
+
 static void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe *m)
 {
     int i = find_sub(c, m->sub_id);
@@ -1440,15 +1580,10 @@ static void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe
                     "no subscription with that sub_id");
         return;
     }
-    struct trie_sub *s = c->subs[i];
-    if (post_sub_change(t, W_SUB_DEL, s) < 0) {
+    if (sub_remove_at(t, c, (uint32_t)i) < 0) {
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
         return;
     }
-    cu_remove(c, m->sub_id);
-    c->subs[i] = c->subs[--c->n_subs];
-    trie_sub_unref(s);
-    stats_sub(&t->stats.subs, 1);
     /* Deliveries staged before now were matched while the subscription was
      * live; conn_send() writes them ahead of the SubAck, and every later one
      * is filtered out in deliver(). */
@@ -1536,6 +1671,15 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
     int rc = topic_validate(p->topic, tlen, 0, cfg->max_topic_len, cfg->max_topic_depth, &why);
     if (rc) {
         send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC, why, p->id,
+                   FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
+    if (!may_publish(c, p->topic, tlen)) {
+        char text[320];
+        snprintf(text, sizeof(text), "permission denied: publish %.*s",
+                 (int)(tlen > 256 ? 256 : tlen), p->topic);
+        acl_denied(t, c, "publish", p->topic, tlen);
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text, p->id,
                    FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
@@ -1894,6 +2038,13 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     Ferry__Stats st = FERRY__STATS__INIT;
     r.id = m->id;
+    if (c->auth != NULL && (c->who == NULL || !c->who->is_admin)) {
+        acl_denied(t, c, "admin", "request", 7);
+        r.code = FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED;
+        r.text = (char *)"permission denied: admin requests need `allow NAME admin`";
+        admin_reply_send(t, c, &r);
+        return;
+    }
     if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_STATS) {
         struct stats_snapshot s;
         server_stats(t->srv, &s);
@@ -1909,6 +2060,8 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
         st.bytes_out = s.bytes_out;
         st.slow_consumers = s.slow_consumers;
         st.protocol_errors = s.protocol_errors;
+        st.auth_failures = s.auth_failures;
+        st.permission_denials = s.permission_denials;
         if (t->srv->store) {
             struct store_stats ss;
             store_stats(t->srv->store, &ss);
@@ -2081,7 +2234,7 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
 
 static void process_frames(struct iot *t, struct conn *c)
 {
-    while (c->state <= ST_OPEN && !c->is_paused) {
+    while (c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending) {
         const uint8_t *body;
         size_t len;
         int rc = frame_dec_next(&c->dec, &body, &len);
@@ -2122,7 +2275,8 @@ static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t
 {
     size_t off = 0;
     if (frame_dec_pending(&c->dec) == 0) {
-        while (n - off >= FRAME_HDR_LEN && c->state <= ST_OPEN && !c->is_paused) {
+        while (n - off >= FRAME_HDR_LEN && c->state <= ST_OPEN && !c->is_paused &&
+               !c->is_auth_pending) {
             uint32_t len = frame_hdr_get(buf + off);
             if (len == 0 || len > c->dec.max_len) {
                 break; /* the decoder reports it, below */
@@ -2151,7 +2305,9 @@ static void conn_on_readable(struct iot *t, struct conn *c)
         conn_drain_input(t, c);
         return;
     }
-    for (int i = 0; i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused; i++) {
+    for (int i = 0; i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused &&
+                    !c->is_auth_pending;
+         i++) {
         ssize_t r = read(c->fd, t->rbuf, READ_BUF);
         if (r == 0) {
             log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id,
@@ -2242,9 +2398,72 @@ static void take_mail(struct iot *t)
             free(m->u.raw.buf);
             break;
         }
+        case R_AUTH:
+            auth_answer(t, m);
+            break;
         default:
             break;
         }
+    }
+}
+
+/* The auth file was reloaded: every connection takes the new table and
+ * loses the subscriptions its rights no longer cover (an Error with the sub
+ * id tells it). Its publishes and admin requests are checked against the new
+ * rights from now on. */
+static void auth_reload(struct iot *t)
+{
+    t->auth_gen = auth_holder_gen(&t->srv->auth);
+    struct auth_table *cur = auth_holder_get(&t->srv->auth);
+    if (cur == NULL) {
+        return;
+    }
+    for (uint32_t k = 0; k < t->n_slots; k++) {
+        struct conn *c = t->slots[k];
+        if (c == NULL || c->state != ST_OPEN || c->auth == NULL || c->auth == cur) {
+            continue;
+        }
+        const struct auth_principal *who = c->who ? auth_principal_find(cur, c->who->name) : NULL;
+        if (c->who && who == NULL) {
+            log_warn("client %llu %s: %s is no longer in the auth file: no rights left",
+                     (unsigned long long)c->client_id, c->peer, c->who->name);
+        }
+        auth_table_ref(cur);
+        auth_table_unref(c->auth);
+        c->auth = cur;
+        c->who = who;
+        for (uint32_t i = c->n_subs; i-- > 0;) {
+            struct trie_sub *sb = c->subs[i];
+            if (may_subscribe(c, sb->pattern, sb->pattern_len)) {
+                continue;
+            }
+            char text[352];
+            snprintf(text, sizeof(text), "permission denied: subscribe %.*s (rights reloaded)",
+                     (int)(sb->pattern_len > 256 ? 256 : sb->pattern_len), sb->pattern);
+            uint64_t id = sb->sub_id;
+            acl_denied(t, c, "subscribe (reload)", sb->pattern, sb->pattern_len);
+            if (sub_remove_at(t, c, i) < 0) {
+                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL,
+                          "out of memory removing a subscription the rights no longer allow");
+                break;
+            }
+            send_error(t, c, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text, id,
+                       FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
+        }
+    }
+    auth_table_unref(cur);
+}
+
+void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
+                   const struct auth_principal *who)
+{
+    struct server *s = ctx;
+    struct rmsg m = {.kind = R_AUTH, .conn_ref = conn_ref, .n_ids = rc == 0 ? 0 : 1};
+    m.u.auth.t = at;
+    m.u.auth.who = who;
+    uint32_t k = CONN_REF_IOT(conn_ref);
+    if (k >= s->n_iot || mbox_post(iot_mbox(s->iots[k]), &m, 1) < 0) {
+        auth_table_unref(at);
     }
 }
 
@@ -2281,7 +2500,13 @@ static void fire_timers(struct iot *t)
         theap_remove(&t->timers, &c->timer_pos);
         switch (c->state) {
         case ST_AWAIT_CONNECT:
-            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT, "Connect did not arrive in time");
+            if (c->is_auth_failed) {
+                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_FAILED, "authentication failed");
+            } else {
+                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT,
+                          c->is_auth_pending ? "credentials not checked in time (server busy)"
+                                             : "Connect did not arrive in time");
+            }
             break;
         case ST_OPEN: {
             uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
@@ -2495,6 +2720,9 @@ static void *iot_main(void *arg)
             if (has_mail) {
                 take_mail(t);
             }
+            if (t->srv->auth_pool && auth_holder_gen(&t->srv->auth) != t->auth_gen) {
+                auth_reload(t);
+            }
             if (phase == PHASE_CLOSE && seen_phase != PHASE_CLOSE) {
                 /* The writer and workers have stopped: take every PubAck they
                  * posted before saying goodbye. */
@@ -2619,6 +2847,8 @@ void iot_destroy(struct iot *t)
             pub_batch_unref(m.batch);
         } else if (m.kind == R_RAW) {
             free(m.u.raw.buf);
+        } else if (m.kind == R_AUTH) {
+            auth_table_unref(m.u.auth.t);
         }
     }
     for (uint32_t w = 0; w < n_queues(t); w++) {

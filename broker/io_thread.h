@@ -22,6 +22,11 @@ void iot_join(struct iot *t);
 void iot_destroy(struct iot *t);
 
 struct mbox *iot_mbox(struct iot *t);
+
+/* The auth pool's answer (auth_done_fn; ctx is the server): posts R_AUTH to
+ * the IO thread owning conn_ref, waiting for room. Auth pool threads. */
+void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
+                   const struct auth_principal *who);
 struct stats *iot_stats(struct iot *t);
 
 /* PHASE_DRAIN: true once this thread has stopped reading and handed every

@@ -78,8 +78,37 @@ static void raise_nofile(void)
     }
 }
 
-static void reload(const struct server *s)
+/* Re-read the auth file and swap the new table in; every IO thread moves
+ * its connections to it (and drops subscriptions no longer allowed). A bad
+ * file keeps the current table. */
+static void reload_auth(struct server *s)
 {
+    if (s->cfg.auth_file[0] == '\0') {
+        return;
+    }
+    struct auth_table *t;
+    char err[512];
+    if (auth_table_load(s->cfg.auth_file, &t, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: %s; keeping the current users and rights", err);
+        return;
+    }
+    auth_holder_set(&s->auth, t);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        mbox_wake(iot_mbox(s->iots[i]));
+    }
+    log_info("SIGHUP: reloaded %s (users, tokens and rights)", s->cfg.auth_file);
+}
+
+/* Is host a loopback address (then anonymous access is expected)? */
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+static void reload(struct server *s)
+{
+    reload_auth(s);
     if (s->cfg.config_file[0] == '\0') {
         log_info("SIGHUP: no config file to reload");
         return;
@@ -240,6 +269,31 @@ int main(int argc, char **argv)
     s->start_ms = (uint64_t)(now_realtime_ns() / 1000000);
     atomic_init(&s->next_client_id, 1);
 
+    auth_holder_init(&s->auth);
+    if (s->cfg.auth_file[0] != '\0') {
+        struct auth_table *at;
+        if (auth_table_load(s->cfg.auth_file, &at, err, sizeof(err)) < 0) {
+            log_error("auth file: %s", err);
+            return 1;
+        }
+        auth_holder_set(&s->auth, at);
+        if (auth_delay_init(&s->auth_delay, AUTH_DELAY_SLOTS) < 0) {
+            log_error("out of memory");
+            return 1;
+        }
+        uint32_t n_auth = ncpu > 4 ? 4 : (uint32_t)ncpu;
+        if ((s->auth_pool = auth_pool_create(n_auth, 256, iot_auth_done, s)) == NULL) {
+            log_error("cannot start the auth threads: %s", strerror(errno));
+            return 1;
+        }
+        log_info("auth file %s: %u users, %u tokens; everything not allowed is denied",
+                 s->cfg.auth_file, at->n_users, at->n_tokens);
+    } else if (!is_loopback(s->cfg.listen_host)) {
+        log_warn("no auth file: anyone who can reach %s may publish, subscribe and administer "
+                 "(set auth_file / --auth-file)",
+                 s->cfg.listen_host);
+    }
+
     s->iots = calloc(s->n_iot, sizeof(*s->iots));
     s->workers = calloc(s->n_workers, sizeof(*s->workers));
     if (s->iots == NULL || s->workers == NULL) {
@@ -323,6 +377,12 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < s->n_iot; i++) {
         iot_join(s->iots[i]);
     }
+    /* The auth threads may be waiting to post to an IO thread's mailbox:
+     * closing those releases them, and their answers are dropped. */
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        mbox_close(iot_mbox(s->iots[i]));
+    }
+    auth_pool_destroy(s->auth_pool);
     acc_close(s->acc);
     for (uint32_t i = 0; i < s->n_iot; i++) {
         iot_destroy(s->iots[i]);
@@ -332,6 +392,10 @@ int main(int argc, char **argv)
     }
     writer_destroy(s->writer);
     store_close(s->store); /* every thread that reads it has exited */
+    if (s->auth_pool) {
+        auth_delay_deinit(&s->auth_delay);
+    }
+    auth_holder_deinit(&s->auth);
     free(s->iots);
     free(s->workers);
     log_info("stopped");

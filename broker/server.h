@@ -21,9 +21,13 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "config.h"
 #include "stats.h"
 
+struct auth_table;
+struct auth_principal;
+struct auth_pool;
 struct iot;
 struct worker;
 struct acceptor;
@@ -132,6 +136,8 @@ enum rmsg_kind {
     R_SUB_READY,   /* u.ack: sub id, and the topic's last committed sequence
                     * when the owning worker registered the subscription */
     R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
+    R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
+                    * 0 accepted, else refused; u.auth.t: one reference */
 };
 
 #define RMSG_INLINE_IDS 2
@@ -157,6 +163,10 @@ struct rmsg {
             size_t len;
         } raw;                         /* R_RAW */
         int fd;                        /* R_NEW_CONN */
+        struct {
+            struct auth_table *t;
+            const struct auth_principal *who; /* in t; NULL when refused */
+        } auth;                        /* R_AUTH */
     } u;
 };
 
@@ -171,6 +181,9 @@ struct server {
     struct writer *writer;       /* the store writer thread */
     struct acceptor *acc;
     struct stats acc_stats;      /* acceptor's counters */
+    struct auth_holder auth;     /* the auth file's table (NULL: anonymous); thread-safe */
+    struct auth_pool *auth_pool; /* credential checks, off the IO threads; NULL: no auth */
+    struct auth_delay auth_delay; /* failures per source address; thread-safe */
     atomic_int phase;            /* enum server_phase; main thread writes */
     atomic_uint conns_now;       /* atomic: acceptor adds, IO threads subtract */
     atomic_ullong next_client_id;

@@ -26,7 +26,9 @@
     X(slow_consumers)                                                                           \
     X(protocol_errors)                                                                          \
     X(routed)         /* publications routed by workers */                                      \
-    X(deliveries)     /* per-connection deliveries produced by workers */
+    X(deliveries)     /* per-connection deliveries produced by workers */                     \
+    X(auth_failures)  /* Connects refused: wrong, missing or unknown credentials */             \
+    X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */
 
 struct stats {
 #define STATS_DECL(name) _Atomic uint64_t name;
