@@ -804,6 +804,9 @@ static int cu_pump(struct iot *t, struct conn *c)
             struct store_read_result res;
             int rc = store_read(st, e->topic_id, e->next_seq, CU_CHUNK_MSGS, CU_CHUNK_BYTES,
                                 cu_on_msg, &x, &res);
+            if (c->state != ST_OPEN) {
+                return 0; /* killed while queueing (c->cu is gone) */
+            }
             if (rc < 0) {
                 if (rc != -EAGAIN) {
                     log_error("client %llu %s: catch-up of %s: %s",
