@@ -17,8 +17,12 @@ add_executable(ferry
   ${CMAKE_CURRENT_LIST_DIR}/cmd_pub.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_sub.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_bench.c
-  ${CMAKE_CURRENT_LIST_DIR}/cmd_admin.c)
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_admin.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_passwd.c)
 target_compile_definitions(ferry PRIVATE FERRY_CLI_VERSION="${PROJECT_VERSION}")
-target_link_libraries(ferry PRIVATE ferry_cli_util ferry_static Threads::Threads ferry_warnings)
+# `ferry passwd` hashes with crypt(3) from libxcrypt (Debian: libcrypt-dev).
+find_library(FERRY_CLI_LIBCRYPT crypt REQUIRED)
+target_link_libraries(ferry PRIVATE ferry_cli_util ferry_static Threads::Threads
+  ${FERRY_CLI_LIBCRYPT} ferry_warnings)
 install(TARGETS ferry RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 set(FERRY_CLI_TARGET ferry CACHE INTERNAL "target of the ferry CLI")

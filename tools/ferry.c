@@ -37,6 +37,7 @@ static const char main_help[] =
     "  topics [PATTERN]      list topics: messages, bytes, first and last sequence\n"
     "  topic info TOPIC      show one topic\n"
     "  topic purge TOPIC     remove every stored message of a topic\n"
+    "  passwd                hash a password (or make a token) for ferryd's auth file\n"
     "  help [COMMAND]        show this help, or a command's help\n"
     "\n"
     "Run 'ferry COMMAND --help' for a command's options and examples.\n"
@@ -376,6 +377,7 @@ struct command {
 static const struct command commands[] = {
     {"pub", cmd_pub},     {"sub", cmd_sub},       {"bench", cmd_bench},
     {"stats", cmd_stats}, {"topics", cmd_topics}, {"topic", cmd_topic},
+    {"passwd", cmd_passwd},
 };
 
 static const struct command *find_command(const char *name)
