@@ -1,0 +1,578 @@
+/*
+ * 80_security.c - authentication and authorization end to end, over the
+ * wire: wrong password and unknown user get the same refusal, tokens, the
+ * failure delay growing per address, ACLs on publish and subscribe with
+ * wildcard edge cases (live and replay), the admin right, and SIGHUP
+ * reloading the auth file (a subscription no longer allowed is removed).
+ */
+#include "e2e_util.h"
+
+#include <arpa/inet.h>
+#include <crypt.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+Suite *test_suite(void);
+
+static char auth_dir[64];
+static char auth_path[128];
+
+/* A cheap SHA-512 crypt hash (1000 rounds): tests stay fast. */
+static char *hash_of(const char *pw)
+{
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+    ck_assert_ptr_nonnull(crypt_gensalt_rn("$6$", 1000, NULL, 0, setting, sizeof(setting)));
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    const char *h = crypt_rn(pw, setting, &cd, sizeof(cd));
+    ck_assert_ptr_nonnull(h);
+    return strdup(h);
+}
+
+/* alice: password "secret"; ops: password "opspw" (publish and subscribe
+ * everything, admin); token ci:tok (subscribe metrics.>). extra: more
+ * rules for alice. Written atomically (rename). */
+static void write_auth(const char *alice_rules)
+{
+    static char *h_alice, *h_ops, *h_ci;
+    if (h_alice == NULL) {
+        h_alice = hash_of("secret");
+        h_ops = hash_of("opspw");
+        h_ci = hash_of("tok");
+    }
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", auth_path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "# test users\n"
+            "user alice %s\n"
+            "user ops %s\n"
+            "token ci %s\n"
+            "allow ops publish >\n"
+            "allow ops subscribe >\n"
+            "allow ops admin\n"
+            "allow ci subscribe metrics.>\n"
+            "%s",
+            h_alice, h_ops, h_ci, alice_rules);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(tmp, auth_path), 0);
+}
+
+static const char alice_default[] = "allow alice publish orders.eu.*\n"
+                                    "allow alice subscribe orders.eu.*\n"
+                                    "allow alice subscribe logs.>\n";
+
+static void setup(void)
+{
+    snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-auth-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(auth_dir));
+    snprintf(auth_path, sizeof(auth_path), "%s/auth", auth_dir);
+    write_auth(alice_default);
+}
+
+static void teardown(void)
+{
+    unlink(auth_path);
+    rmdir(auth_dir);
+}
+
+static void start(struct ferryd_proc *d)
+{
+    START(d, "--auth-file", auth_path, NULL);
+}
+
+static long long ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Failures are delayed per source address: tests that fail many logins on
+ * purpose use a new loopback address (127.0.0.2, .3 ...) for each, so they
+ * do not add up. 0: 127.0.0.1. */
+static int src_host, src_next = 10;
+
+static int open_conn(struct rawc *c, int port)
+{
+    if (src_host == 0) {
+        return rawc_open(c, port);
+    }
+    memset(c, 0, sizeof(*c));
+    frame_dec_init(&c->dec, FRAME_MAX_LEN_CEILING);
+    codec_arena_init(&c->arena);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(c->fd, 0);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t)src_host);
+    ck_assert_int_eq(bind(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return 0;
+}
+
+/* Open and send Connect with credentials; wait for the answer. Returns 0
+ * (Connected) or the wire code of the Error; *text gets a copy of its text
+ * (if text != NULL), *fatal its is_fatal flag. */
+static int login(struct rawc *c, int port, const char *user, const char *pw, const char *token,
+                 char *text, size_t text_len, int *fatal)
+{
+    ck_assert_int_eq(open_conn(c, port), 0);
+    Ferry__Connect m = FERRY__CONNECT__INIT;
+    m.protocol_version = 1;
+    m.client_name = (char *)"e2e security";
+    m.username = (char *)(user ? user : "");
+    m.password = (char *)(pw ? pw : "");
+    m.token = (char *)(token ? token : "");
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_CONNECT;
+    f.connect = &m;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv(c, T_WAIT, &r), 0);
+    if (r->body_case == FERRY__FRAME__BODY_CONNECTED) {
+        return 0;
+    }
+    ck_assert_int_eq(r->body_case, FERRY__FRAME__BODY_ERROR);
+    if (text) {
+        snprintf(text, text_len, "%s", r->error->text);
+    }
+    if (fatal) {
+        *fatal = r->error->is_fatal;
+    }
+    return (int)r->error->code;
+}
+
+static void login_ok(struct rawc *c, int port, const char *user, const char *pw)
+{
+    ck_assert_int_eq(login(c, port, user, pw, NULL, NULL, 0, NULL), 0);
+}
+
+/* The refusal is fatal and the server closes. */
+static void expect_refused(struct rawc *c, int port, const char *user, const char *pw,
+                           const char *token, char *text, size_t text_len)
+{
+    int fatal = 0;
+    src_host = src_next++; /* a fresh address: the smallest delay */
+    ck_assert_int_eq(login(c, port, user, pw, token, text, text_len, &fatal),
+                     FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+    ck_assert_int_eq(fatal, 1);
+    ck_assert_int_eq(rawc_wait_closed(c, T_WAIT, NULL), 0);
+    rawc_close(c);
+    src_host = 0;
+}
+
+/* Publish with an ack; returns 0 (PubAck ok) or the refusal's wire code
+ * (from an Error with our id as ref, or a PubAck's code). */
+static int publish_acked(struct rawc *c, uint64_t id, const char *topic)
+{
+    ck_assert_int_eq(rawc_publish(c, id, topic, "x", 1, 1), 0);
+    for (;;) {
+        Ferry__Frame *f;
+        ck_assert_int_eq(rawc_recv(c, T_WAIT, &f), 0);
+        if (f->body_case == FERRY__FRAME__BODY_PUB_ACK && f->pub_ack->id == id) {
+            return (int)f->pub_ack->code;
+        }
+        if (f->body_case == FERRY__FRAME__BODY_ERROR) {
+            ck_assert_int_eq(f->error->ref_kind, FERRY__ERROR__REF_KIND__REF_PUBLISH);
+            ck_assert_uint_eq(f->error->ref_id, id);
+            ck_assert_int_eq(f->error->is_fatal, 0);
+            return (int)f->error->code;
+        }
+    }
+}
+
+static Ferry__Stats admin_stats(int port)
+{
+    struct rawc c;
+    login_ok(&c, port, "ops", "opspw");
+    Ferry__Stats s = stats_get(&c, 77);
+    rawc_close(&c);
+    return s;
+}
+
+START_TEST(test_login_wrong_password_unknown_user_token)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    char t1[256], t2[256], t3[256];
+    expect_refused(&c, d.port, "alice", "wrong", NULL, t1, sizeof(t1));
+    expect_refused(&c, d.port, "mallory", "secret", NULL, t2, sizeof(t2));
+    expect_refused(&c, d.port, NULL, NULL, NULL, t3, sizeof(t3)); /* anonymous */
+    /* no hint whether the user exists */
+    ck_assert_str_eq(t1, t2);
+    ck_assert_str_eq(t1, t3);
+    expect_refused(&c, d.port, NULL, NULL, "ci:wrong", NULL, 0);
+    expect_refused(&c, d.port, NULL, NULL, "tok", NULL, 0);          /* no name */
+    expect_refused(&c, d.port, "ci", "tok", NULL, NULL, 0);          /* a token is no password */
+    expect_refused(&c, d.port, NULL, NULL, "alice:secret", NULL, 0); /* a password is no token */
+    login_ok(&c, d.port, "alice", "secret");
+    ck_assert_int_eq(rawc_ping(&c, 1, T_WAIT), 0);
+    rawc_close(&c);
+    ck_assert_int_eq(login(&c, d.port, NULL, NULL, "ci:tok", NULL, 0, NULL), 0);
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "metrics.>", NULL), 0);
+    ck_assert_int_eq(rawc_subscribe(&c, 2, "orders.eu.x", NULL),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    rawc_close(&c);
+    Ferry__Stats s = admin_stats(d.port);
+    ck_assert_uint_eq(s.auth_failures, 7);
+    ck_assert_uint_eq(s.protocol_errors, 0);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_failure_delay_grows_per_address)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    long long took[4];
+    for (int i = 0; i < 4; i++) {
+        long long t0 = ms_now();
+        ck_assert_int_eq(login(&c, d.port, "alice", "wrong", NULL, NULL, 0, NULL),
+                         FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+        took[i] = ms_now() - t0;
+        rawc_close(&c);
+    }
+    /* 200, 400, 800, 1600 ms by design; compare far-apart pairs so that a
+     * slow machine's noise cannot reorder them */
+    ck_assert_msg(took[2] > took[0], "delays %lld %lld %lld %lld", took[0], took[1], took[2],
+                  took[3]);
+    ck_assert_msg(took[3] > took[1], "delays %lld %lld %lld %lld", took[0], took[1], took[2],
+                  took[3]);
+    ck_assert_int_ge(took[3], 1600);
+    /* another address starts small */
+    src_host = 9;
+    long long t1 = ms_now();
+    ck_assert_int_eq(login(&c, d.port, "alice", "wrong", NULL, NULL, 0, NULL),
+                     FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+    ck_assert_int_lt(ms_now() - t1, took[3]);
+    rawc_close(&c);
+    src_host = 0;
+    /* a correct login is not delayed by the failures before it */
+    long long t0 = ms_now();
+    login_ok(&c, d.port, "alice", "secret");
+    long long ok_ms = ms_now() - t0;
+    ck_assert_msg(ok_ms < took[3], "login took %lld ms", ok_ms);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_acl_publish_concrete_topic)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    login_ok(&c, d.port, "alice", "secret");
+    ck_assert_int_eq(publish_acked(&c, 1, "orders.eu.new"), 0);
+    const char *denied[] = {"orders.us.new",  "orders.eu", "orders.eu.new.x", "orders", "x",
+                            "orders.eux.new", "logs.a"};
+    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+        ck_assert_msg(publish_acked(&c, 10 + i, denied[i]) ==
+                          FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED,
+                      "publish to %s allowed", denied[i]);
+    }
+    /* without an ack too: an Error with the id, and the connection stays */
+    ck_assert_int_eq(rawc_publish(&c, 99, "orders.us.x", "x", 1, 0), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ERROR, &f, NULL), 0);
+    ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_uint_eq(f->error->ref_id, 99);
+    ck_assert_ptr_nonnull(strstr(f->error->text, "publish orders.us.x"));
+    ck_assert_int_eq(rawc_ping(&c, 5, T_WAIT), 0);
+    ck_assert_int_eq(publish_acked(&c, 100, "orders.eu.again"), 0);
+    rawc_close(&c);
+    Ferry__Stats s = admin_stats(d.port);
+    ck_assert_uint_eq(s.permission_denials, 8);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_acl_subscribe_every_matching_topic_allowed)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c, ops;
+    login_ok(&c, d.port, "alice", "secret");
+    const char *ok[] = {"orders.eu.*", "orders.eu.new", "logs.>", "logs.a", "logs.*.b", "logs.a.>"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        ck_assert_msg(rawc_subscribe(&c, 1 + i, ok[i], NULL) == 0, "%s refused", ok[i]);
+    }
+    const char *denied[] = {"orders.*",    "orders.>",  ">",    "*",   "*.eu.new",
+                            "orders.eu.>", "orders.eu", "logs", "*.>", "orders.eu.new.x"};
+    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+        ck_assert_msg(rawc_subscribe(&c, 100 + i, denied[i], NULL) ==
+                          FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED,
+                      "%s allowed", denied[i]);
+    }
+    /* queue groups are subscriptions like any other */
+    ck_assert_int_eq(rawc_subscribe(&c, 200, "orders.*", "workers"),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(rawc_subscribe(&c, 201, "orders.eu.*", "workers"), 0);
+    /* live fan-out: alice gets what she may read, nothing else */
+    login_ok(&ops, d.port, "ops", "opspw");
+    ck_assert_int_eq(publish_acked(&ops, 1, "orders.us.new"), 0);
+    ck_assert_int_eq(publish_acked(&ops, 2, "orders.eu.new"), 0);
+    Ferry__Deliver *m = recv_deliver(&c);
+    ck_assert_str_eq(m->topic, "orders.eu.new");
+    rawc_close(&ops);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_acl_replay_from_store_checked)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c, ops;
+    login_ok(&ops, d.port, "ops", "opspw");
+    ck_assert_int_eq(publish_acked(&ops, 1, "orders.us.new"), 0);
+    ck_assert_int_eq(publish_acked(&ops, 2, "orders.eu.new"), 0);
+    rawc_close(&ops);
+    login_ok(&c, d.port, "alice", "secret");
+    Ferry__Subscribe s = FERRY__SUBSCRIBE__INIT;
+    s.sub_id = 1;
+    s.pattern = (char *)"orders.us.new";
+    s.start = FERRY__START_POSITION__START_ALL;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    ck_assert_int_eq(r->sub_ack->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    s.sub_id = 2;
+    s.pattern = (char *)"orders.eu.new";
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    ck_assert_int_eq(r->sub_ack->code, 0);
+    Ferry__Deliver *m = recv_deliver(&c);
+    ck_assert_str_eq(m->topic, "orders.eu.new");
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_admin_needs_the_admin_right)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    login_ok(&c, d.port, "alice", "secret");
+    Ferry__StatsRequest sr = FERRY__STATS_REQUEST__INIT;
+    Ferry__AdminRequest ar = FERRY__ADMIN_REQUEST__INIT;
+    ar.id = 5;
+    ar.request_case = FERRY__ADMIN_REQUEST__REQUEST_STATS;
+    ar.stats = &sr;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+    f.admin_request = &ar;
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ADMIN_REPLY, &r, NULL), 0);
+    ck_assert_uint_eq(r->admin_reply->id, 5);
+    ck_assert_int_eq(r->admin_reply->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_ptr_null(r->admin_reply->stats);
+    ck_assert_int_eq(rawc_ping(&c, 1, T_WAIT), 0); /* still connected */
+    rawc_close(&c);
+    Ferry__Stats s = admin_stats(d.port);
+    ck_assert_uint_eq(s.permission_denials, 1);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_reload_shrinks_rights_and_removes_subscriptions)
+{
+    write_auth("allow alice subscribe orders.eu.*\n"
+               "allow alice subscribe orders.us.*\n"
+               "allow alice publish orders.us.*\n");
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c, ops;
+    login_ok(&c, d.port, "alice", "secret");
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "orders.eu.*", NULL), 0);
+    ck_assert_int_eq(rawc_subscribe(&c, 2, "orders.us.*", NULL), 0);
+    ck_assert_int_eq(publish_acked(&c, 1, "orders.us.a"), 0);
+    /* a bad file is refused and the rights stay */
+    FILE *bad = fopen(auth_path, "w");
+    ck_assert_ptr_nonnull(bad);
+    fputs("user broken\n", bad);
+    fclose(bad);
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    write_auth("allow alice subscribe orders.eu.*\n");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    /* the subscription no longer allowed is removed: an Error names it */
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ERROR, &f, NULL), 0);
+    ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(f->error->ref_kind, FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION);
+    ck_assert_uint_eq(f->error->ref_id, 2);
+    ck_assert_int_eq(f->error->is_fatal, 0);
+    /* publish rights shrank too; the other subscription still delivers */
+    ck_assert_int_eq(publish_acked(&c, 2, "orders.us.b"),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(rawc_subscribe(&c, 3, "orders.us.*", NULL),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    login_ok(&ops, d.port, "ops", "opspw");
+    ck_assert_int_eq(publish_acked(&ops, 1, "orders.us.c"), 0);
+    ck_assert_int_eq(publish_acked(&ops, 2, "orders.eu.c"), 0);
+    Ferry__Deliver *m = recv_deliver(&c);
+    ck_assert_str_eq(m->topic, "orders.eu.c");
+    ck_assert_uint_eq(m->n_sub_ids, 1);
+    ck_assert_uint_eq(m->sub_ids[0], 1);
+    /* unsubscribing the removed one: unknown now */
+    ck_assert_int_eq(rawc_unsubscribe(&c, 2), FERRY__ERROR_CODE__ERROR_UNKNOWN_SUBSCRIPTION);
+    rawc_close(&ops);
+    rawc_close(&c);
+    /* a user removed from the file can no longer log in */
+    write_auth("");
+    FILE *g = fopen(auth_path, "w");
+    ck_assert_ptr_nonnull(g);
+    fprintf(g, "user ops %s\nallow ops admin\n", hash_of("opspw"));
+    fclose(g);
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    /* the reload is asynchronous: poll until alice is refused */
+    long long deadline = ms_now() + T_WAIT;
+    int code;
+    do {
+        code = login(&c, d.port, "alice", "secret", NULL, NULL, 0, NULL);
+        rawc_close(&c);
+    } while (code == 0 && ms_now() < deadline);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_before_connect_small_frames_and_timeout)
+{
+    struct ferryd_proc d;
+    START(&d, "--auth-file", auth_path, "--connect-timeout-ms", "500", NULL);
+    struct rawc c;
+    /* nothing sent: the auth timeout closes the connection */
+    ck_assert_int_eq(rawc_open(&c, d.port), 0);
+    int code;
+    ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT);
+    rawc_close(&c);
+    /* a frame above 4 KiB before Connect */
+    ck_assert_int_eq(rawc_open(&c, d.port), 0);
+    uint8_t hdr[4] = {0, 0, 0x20, 0}; /* 8 KiB, big endian */
+    ck_assert_int_eq(rawc_send_raw(&c, hdr, sizeof(hdr)), 0);
+    ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE);
+    rawc_close(&c);
+    /* anything but Connect first */
+    ck_assert_int_eq(rawc_open(&c, d.port), 0);
+    ck_assert_int_eq(rawc_publish(&c, 1, "orders.eu.x", "x", 1, 1), 0);
+    ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_NOT_CONNECTED);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+START_TEST(test_pipelined_frames_wait_for_the_login)
+{
+    /* Connect and a Subscribe in one write: the Subscribe is handled only
+     * after the credentials are checked, with the identity's rights. */
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    ck_assert_int_eq(rawc_open(&c, d.port), 0);
+    Ferry__Connect m = FERRY__CONNECT__INIT;
+    m.protocol_version = 1;
+    m.username = (char *)"alice";
+    m.password = (char *)"secret";
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_CONNECT;
+    f.connect = &m;
+    Ferry__Subscribe s = FERRY__SUBSCRIBE__INIT;
+    s.sub_id = 1;
+    s.pattern = (char *)"orders.>";
+    Ferry__Frame g = FERRY__FRAME__INIT;
+    g.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    g.subscribe = &s;
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    ck_assert_int_eq(rawc_send(&c, &g), 0);
+    s.sub_id = 2;
+    s.pattern = (char *)"orders.eu.*";
+    ck_assert_int_eq(rawc_send(&c, &g), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv(&c, T_WAIT, &r), 0);
+    ck_assert_int_eq(r->body_case, FERRY__FRAME__BODY_CONNECTED);
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    ck_assert_uint_eq(r->sub_ack->sub_id, 1);
+    ck_assert_int_eq(r->sub_ack->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    ck_assert_uint_eq(r->sub_ack->sub_id, 2);
+    ck_assert_int_eq(r->sub_ack->code, 0);
+    rawc_close(&c);
+    /* the same with a wrong password: nothing after Connect is handled */
+    ck_assert_int_eq(rawc_open(&c, d.port), 0);
+    m.password = (char *)"wrong";
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    ck_assert_int_eq(rawc_send(&c, &g), 0);
+    int code;
+    ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("security");
+    TCase *tc;
+    tc = tcase_create("login");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_login_wrong_password_unknown_user_token);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("failure_delay");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_failure_delay_grows_per_address);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("acl_publish");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_acl_publish_concrete_topic);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("acl_subscribe");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_acl_subscribe_every_matching_topic_allowed);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("acl_replay");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_acl_replay_from_store_checked);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("admin_right");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_admin_needs_the_admin_right);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reload");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_reload_shrinks_rights_and_removes_subscriptions);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("before_connect");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_before_connect_small_frames_and_timeout);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pipelined_login");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_pipelined_frames_wait_for_the_login);
+    suite_add_tcase(s, tc);
+    return s;
+}
