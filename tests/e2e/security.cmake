@@ -7,3 +7,11 @@ find_library(FERRY_E2E_LIBCRYPT crypt REQUIRED)
 ferry_check_test(e2e_80_security LABEL e2e TIMEOUT 120
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/80_security.c
   LIBS ferry_test_support ferry_proto ${FERRY_E2E_LIBCRYPT})
+# Through the `ferry` tool (its passwd command makes the auth file).
+if(FERRY_CLI_TARGET AND TARGET ${FERRY_CLI_TARGET})
+  ferry_check_test(e2e_81_security_cli LABEL e2e TIMEOUT 180
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/81_security_cli.c LIBS ferry_test_support)
+  target_compile_definitions(e2e_81_security_cli PRIVATE
+    FERRY_CLI_PATH="$<TARGET_FILE:${FERRY_CLI_TARGET}>")
+  add_dependencies(e2e_81_security_cli ${FERRY_CLI_TARGET})
+endif()
