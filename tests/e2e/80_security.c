@@ -439,11 +439,12 @@ START_TEST(test_reload_shrinks_rights_and_removes_subscriptions)
     rawc_close(&ops);
     rawc_close(&c);
     /* a user removed from the file can no longer log in */
-    write_auth("");
     FILE *g = fopen(auth_path, "w");
     ck_assert_ptr_nonnull(g);
-    fprintf(g, "user ops %s\nallow ops admin\n", hash_of("opspw"));
+    char *h = hash_of("opspw");
+    fprintf(g, "user ops %s\nallow ops admin\n", h);
     fclose(g);
+    free(h);
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
     /* the reload is asynchronous: poll until alice is refused */
     long long deadline = ms_now() + T_WAIT;
