@@ -534,6 +534,8 @@ int auth_delay_init(struct auth_delay *d, uint32_t cap)
     }
     d->n = 0;
     d->cap = cap ? cap : 1;
+    d->base_ms = AUTH_DELAY_BASE_MS;
+    d->max_ms = AUTH_DELAY_MAX_MS;
     pthread_mutex_init(&d->lock, NULL);
     return 0;
 }
@@ -570,9 +572,10 @@ uint32_t auth_delay_fail(struct auth_delay *d, const char *addr, uint64_t now_ms
     if (e->fails < UINT32_MAX) {
         e->fails++;
     }
+    uint64_t delay = (uint64_t)d->base_ms << shift;
+    uint32_t max = d->max_ms;
     pthread_mutex_unlock(&d->lock);
-    uint64_t delay = (uint64_t)AUTH_DELAY_BASE_MS << shift;
-    return delay > AUTH_DELAY_MAX_MS ? AUTH_DELAY_MAX_MS : (uint32_t)delay;
+    return delay > max ? max : (uint32_t)delay;
 }
 
 /* ---- the pool ----------------------------------------------------------- */

@@ -11,3 +11,18 @@ add_executable(fuzz_frame_replay ${FUZZ_DIR}/fuzz_frame.c ${FUZZ_DIR}/replay_mai
 target_link_libraries(fuzz_frame_replay PRIVATE ferry_proto ferry_warnings)
 add_test(NAME fuzz_frame.replay_corpus COMMAND fuzz_frame_replay ${FUZZ_DIR}/corpus/frame)
 set_tests_properties(fuzz_frame.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
+
+# fuzz_conn: the connection state machine (in-process IO thread and worker,
+# with and without an auth file), one connection per input.
+if(TARGET ferry_broker)
+  find_library(FERRY_FUZZ_LIBCRYPT crypt REQUIRED)
+  if(FERRY_FUZZ)
+    add_executable(fuzz_conn ${FUZZ_DIR}/fuzz_conn.c)
+    target_link_libraries(fuzz_conn PRIVATE ferry_broker ${FERRY_FUZZ_LIBCRYPT} ferry_warnings)
+    target_link_options(fuzz_conn PRIVATE -fsanitize=fuzzer,address)
+  endif()
+  add_executable(fuzz_conn_replay ${FUZZ_DIR}/fuzz_conn.c ${FUZZ_DIR}/replay_main.c)
+  target_link_libraries(fuzz_conn_replay PRIVATE ferry_broker ${FERRY_FUZZ_LIBCRYPT} ferry_warnings)
+  add_test(NAME fuzz_conn.replay_corpus COMMAND fuzz_conn_replay ${FUZZ_DIR}/corpus/conn)
+  set_tests_properties(fuzz_conn.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
+endif()
