@@ -553,6 +553,50 @@ START_TEST(test_ephemeral_patterns_route_without_storing)
 }
 END_TEST
 
+/* The same keys from a config file, "sync interval MS" in two words. */
+START_TEST(test_store_keys_from_config_file)
+{
+    char path[] = "/tmp/ferryd-conf-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char *text = "# store settings\n"
+                       "sync interval 250   # fsync every 250 ms\n"
+                       "ephemeral cfg.>\n"
+                       "ephemeral *.beat\n"
+                       "max-store-size 1g\n";
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct ferryd_proc d;
+    int rc = ferryd_start(&d, NULL, (const char *const[]){"--config", path, NULL});
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    ferry_client *c = s_client(&d, 0);
+    ferry_server_info info;
+    ck_assert_int_eq(ferry_client_server_info(c, &info), 0);
+    ck_assert_int_eq(info.sync_policy, FERRY_SYNC_INTERVAL);
+    ck_assert_uint_eq(info.sync_interval_ms, 250);
+    ck_assert_uint_eq(s_pub(c, "cfg.a.b", "x"), 0);
+    ck_assert_uint_eq(s_pub(c, "host.beat", "x"), 0);
+    ck_assert_uint_eq(s_pub(c, "host.beat.x", "x"), 1); /* '*' is one token */
+    ck_assert_uint_eq(s_pub(c, "cfg", "x"), 1);         /* '>' needs one or more */
+    s_close(c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+    /* The command line wins over the file. */
+    fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "sync none\n", 10), 10);
+    close(fd);
+    rc = ferryd_start(&d, NULL, (const char *const[]){"--config", path, "--sync", "always", NULL});
+    unlink(path);
+    ck_assert_int_eq(rc, 0);
+    c = s_client(&d, 0);
+    ck_assert_int_eq(ferry_client_server_info(c, &info), 0);
+    ck_assert_int_eq(info.sync_policy, FERRY_SYNC_ALWAYS);
+    s_close(c);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(test_foreign_data_dir_refused)
 {
     char dir[] = "/tmp/ferry-foreign-XXXXXX";
@@ -611,6 +655,10 @@ Suite *test_suite(void)
     tc = tcase_create("ephemeral");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_ephemeral_patterns_route_without_storing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("config_file");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_store_keys_from_config_file);
     suite_add_tcase(s, tc);
     tc = tcase_create("foreign_dir");
     tcase_set_timeout(tc, 240);
