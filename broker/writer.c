@@ -15,12 +15,6 @@
  */
 #include "writer.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "codec.h"
 #include "ferry.h"
 #include "io_thread.h"
@@ -28,8 +22,14 @@
 #include "store.h"
 #include "worker.h"
 
-#define WRITER_TAKE 64   /* mailbox items (batches of up to 64 KiB) per commit */
-#define MAX_HEADERS 64   /* as io_thread.c accepts */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WRITER_TAKE 64 /* mailbox items (batches of up to 64 KiB) per commit */
+#define MAX_HEADERS 64 /* as io_thread.c accepts */
 
 struct outbox {
     struct rmsg *m;
@@ -40,15 +40,15 @@ struct writer {
     struct server *srv;
     pthread_t thread;
     int is_started;
-    struct mbox in;              /* IO threads -> writer */
+    struct mbox in; /* IO threads -> writer */
     /* Everything below: the writer thread only. */
-    struct store_batch *b;       /* open store batch, or NULL */
-    struct pub_rec **appended;   /* records appended to b, in order */
+    struct store_batch *b;     /* open store batch, or NULL */
+    struct pub_rec **appended; /* records appended to b, in order */
     uint32_t n_appended, appended_cap;
-    struct outbox *out;          /* per IO thread: acks */
-    uint8_t *touched;            /* per worker: scratch for one batch */
+    struct outbox *out; /* per IO thread: acks */
+    uint8_t *touched;   /* per worker: scratch for one batch */
     struct store_kv hdr[MAX_HEADERS];
-    uint64_t next_sync;          /* monotonic ms; sync interval only */
+    uint64_t next_sync; /* monotonic ms; sync interval only */
 };
 
 static int outbox_push(struct outbox *o, const struct rmsg *m)

@@ -8,12 +8,12 @@
  * round-robin over T topics (default 10, named fill.0 ...), B per commit
  * (default 10000), with sync none (one sync at the end), and prints the rate.
  */
+#include "store.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "store.h"
 
 static double now_s(void)
 {

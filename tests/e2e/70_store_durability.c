@@ -6,13 +6,13 @@
  * byte in the store is caught and never delivered, ephemeral patterns are
  * not stored, and a foreign data directory is refused.
  */
+#include "store_e2e.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-
-#include "store_e2e.h"
 
 /* ---- kill -9 and replay -------------------------------------------------- */
 
@@ -21,12 +21,12 @@ struct pubctx {
     ferry_client *c;
     const char *topic;
     int round;
-    uint64_t *seq;           /* seq[i]: ack of message i, 0 if none */
+    uint64_t *seq; /* seq[i]: ack of message i, 0 if none */
     atomic_int n_acked;
     atomic_int n_sent;
     atomic_int stop;
     int max;
-    int slot;                /* its index in g_ctx */
+    int slot; /* its index in g_ctx */
 };
 
 static struct pubctx *g_ctx[4];

@@ -3,11 +3,11 @@
  * last N, new) and the seam from catch-up reading to live delivery: every
  * sequence exactly once, in order, while a publisher keeps writing.
  */
-#include <pthread.h>
-#include <stdatomic.h>
-
 #include "rawclient.h"
 #include "store_e2e.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 /* Expect sequences from..to with payloads "m<seq>", then nothing more. */
 static void expect_range(ferry_sub *s, uint64_t from, uint64_t to)
@@ -204,9 +204,8 @@ START_TEST(test_large_catchup_respects_outbound_bound)
 {
     enum { N = 30000, SIZE = 300 };
     struct ferryd_proc d;
-    ck_assert_int_eq(ferryd_start(&d, NULL,
-                                  (const char *const[]){"--max-outbound-bytes", "256k", NULL}),
-                     0);
+    ck_assert_int_eq(
+        ferryd_start(&d, NULL, (const char *const[]){"--max-outbound-bytes", "256k", NULL}), 0);
     ferry_client *c = s_client(&d, 256);
     static char payload[SIZE];
     memset(payload, 'c', sizeof(payload));
@@ -241,9 +240,8 @@ START_TEST(test_lagging_subscriber_falls_back_to_the_store)
 {
     enum { N = 20000, SIZE = 1024 };
     struct ferryd_proc d;
-    ck_assert_int_eq(ferryd_start(&d, NULL,
-                                  (const char *const[]){"--max-outbound-bytes", "256k", NULL}),
-                     0);
+    ck_assert_int_eq(
+        ferryd_start(&d, NULL, (const char *const[]){"--max-outbound-bytes", "256k", NULL}), 0);
     struct rawc sub;
     ck_assert_int_eq(rawc_connect(&sub, d.port, 0), 0);
     ck_assert_int_eq(rawc_subscribe(&sub, 7, "lag.a", NULL), 0);

@@ -6,6 +6,9 @@
 #ifndef FERRY_STORE_E2E_H
 #define FERRY_STORE_E2E_H
 
+#include "ferry.h"
+#include "ferryd_proc.h"
+
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
@@ -16,9 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ferry.h"
-#include "ferryd_proc.h"
 
 #define S_WAIT 20000 /* ms: generous for a slow, shared 2-core machine */
 
