@@ -97,6 +97,7 @@ struct conn {
     uint64_t last_rx_ms;
     uint64_t client_id;
     uint32_t req_max_frame;    /* Connect's max_frame_len, while auth is pending */
+    uint32_t n_denied;         /* ACL refusals: only the first few are logged */
     struct auth_table *auth;   /* one reference; NULL: anonymous server, all allowed */
     const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
     char peer[48];
@@ -1296,13 +1297,20 @@ out:
     auth_table_unref(m->u.auth.t);
 }
 
-/* A refusal by an ACL: counted and logged here; the caller answers. */
+/* A refusal by an ACL: counted and logged here; the caller answers. A client
+ * that keeps trying what it may not do must not flood the log: the first 10
+ * refusals of a connection are logged, then every 1000th. */
 static void acl_denied(struct iot *t, struct conn *c, const char *what, const char *name,
                        size_t name_len)
 {
     stats_add(&t->stats.permission_denials, 1);
-    log_info("client %llu %s: permission denied: %s %s %.*s", (unsigned long long)c->client_id,
-             c->peer, c->who ? c->who->name : "(no rights)", what, (int)name_len, name);
+    c->n_denied++;
+    if (c->n_denied <= 10 || c->n_denied % 1000 == 0) {
+        log_info("client %llu %s: permission denied: %s %s %.*s (%u on this connection)",
+                 (unsigned long long)c->client_id, c->peer,
+                 c->who ? c->who->name : "(no rights)", what, (int)(name_len > 256 ? 256 : name_len),
+                 name, c->n_denied);
+    }
 }
 
 static int may_publish(const struct conn *c, const char *topic, size_t len)
