@@ -535,6 +535,59 @@ START_TEST(test_pipelined_frames_wait_for_the_login)
 }
 END_TEST
 
+/* Subscribe/Unsubscribe churn with ACL checks, and deep wildcard patterns:
+ * bounded, each refusal a clear code, nothing left behind. */
+START_TEST(test_churn_and_deep_patterns_bounded)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    login_ok(&c, d.port, "alice", "secret");
+    long rss0 = ferryd_rss_kb(&d);
+    for (uint64_t i = 1; i <= 20000; i++) {
+        ck_assert_int_eq(rawc_subscribe_nowait(&c, i, (i & 1) ? "logs.a.b" : "orders.*", NULL), 0);
+        Ferry__Unsubscribe u = FERRY__UNSUBSCRIBE__INIT;
+        u.sub_id = i;
+        Ferry__Frame f = FERRY__FRAME__INIT;
+        f.body_case = FERRY__FRAME__BODY_UNSUBSCRIBE;
+        f.unsubscribe = &u;
+        ck_assert_int_eq(rawc_send(&c, &f), 0);
+        if (i % 500 == 0) {
+            ck_assert_int_eq(rawc_ping(&c, i, T_WAIT), 0); /* answers drained */
+        }
+    }
+    /* 16 tokens (the configured depth): allowed under logs.>; 17: invalid */
+    char deep[128] = "logs";
+    for (int i = 1; i < 15; i++) {
+        strcat(deep, ".*");
+    }
+    strcat(deep, ".>");
+    ck_assert_int_eq(rawc_subscribe(&c, 1, deep, NULL), 0);
+    deep[0] = '*';
+    memmove(deep + 1, deep + 4, strlen(deep + 4) + 1); /* "*.*...>" */
+    ck_assert_int_eq(rawc_subscribe(&c, 2, deep, NULL), FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    strcat(deep, ".x"); /* '>' not last */
+    ck_assert_int_eq(rawc_subscribe(&c, 3, deep, NULL), FERRY__ERROR_CODE__ERROR_INVALID_PATTERN);
+    char deeper[160] = "logs";
+    for (int i = 1; i < 17; i++) {
+        strcat(deeper, ".*");
+    }
+    ck_assert_int_eq(rawc_subscribe(&c, 4, deeper, NULL), FERRY__ERROR_CODE__ERROR_INVALID_PATTERN);
+    ck_assert_int_eq(rawc_unsubscribe(&c, 1), 0);
+    rawc_close(&c);
+    Ferry__Stats st = admin_stats(d.port);
+    ck_assert_uint_eq(st.subscriptions, 0);
+    ck_assert_uint_eq(st.permission_denials, 10000 + 1);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    long rss1 = ferryd_rss_kb(&d);
+    ck_assert_msg(rss1 - rss0 < 16 * 1024, "RSS grew from %ld to %ld KiB", rss0, rss1);
+#else
+    (void)rss0;
+#endif
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("security");
@@ -574,6 +627,10 @@ Suite *test_suite(void)
     tc = tcase_create("pipelined_login");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_pipelined_frames_wait_for_the_login);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("churn_deep_patterns");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_churn_and_deep_patterns_bounded);
     suite_add_tcase(s, tc);
     return s;
 }
