@@ -150,7 +150,7 @@ struct stage {
     struct pub_batch *batch;   /* one reference */
     uint32_t body_off, body_len;
     uint32_t pfx_off;          /* in t->pfx */
-    uint16_t pfx_len;
+    uint32_t pfx_len;          /* up to CODEC_DELIVER_PREFIX_MAX(n_subs) */
     int32_t next;
 };
 
@@ -575,6 +575,9 @@ static void conn_flush(struct iot *t, struct conn *c)
                 pub_batch_unref(s->batch);
                 s->batch = NULL;
             }
+            /* What was written is released: a write error on the next
+             * round must release only from here on. */
+            c->stage_head = next;
             if ((size_t)w < total) {
                 /* Socket full: keep the rest privately and wait, up to the
                  * connection's bound. (Detach the list first: a slow
@@ -928,7 +931,7 @@ static void deliver(struct iot *t, struct rmsg *m)
     s->body_off = m->body_off;
     s->body_len = m->body_len;
     s->pfx_off = (uint32_t)t->pfx_len;
-    s->pfx_len = (uint16_t)pl;
+    s->pfx_len = (uint32_t)pl;
     s->next = -1;
     t->pfx_len += pl;
     if (c->stage_tail >= 0) {
