@@ -288,6 +288,15 @@ int main(int argc, char **argv)
         }
         log_info("auth file %s: %u users, %u tokens; everything not allowed is denied",
                  s->cfg.auth_file, at->n_users, at->n_tokens);
+        struct stat ast;
+        if (stat(s->cfg.auth_file, &ast) == 0 && (ast.st_mode & (S_IWGRP | S_IWOTH | S_IROTH))) {
+            /* writable: anyone could grant themselves rights; readable: the
+             * hashes can be attacked offline */
+            log_warn("auth file %s is %s by other users (mode %03o); chmod 600 it",
+                     s->cfg.auth_file,
+                     (ast.st_mode & (S_IWGRP | S_IWOTH)) ? "writable" : "readable",
+                     (unsigned)(ast.st_mode & 0777));
+        }
     } else if (!is_loopback(s->cfg.listen_host)) {
         log_warn("no auth file: anyone who can reach %s may publish, subscribe and administer "
                  "(set auth_file / --auth-file)",
