@@ -588,6 +588,30 @@ START_TEST(test_churn_and_deep_patterns_bounded)
 }
 END_TEST
 
+/* Reloads racing with logins, subscriptions and publishes: every answer is
+ * one of the two right ones, and the broker stays consistent (it stops
+ * cleanly; sanitizer builds check the threads). */
+START_TEST(test_reload_races_with_logins)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    for (int i = 0; i < 40; i++) {
+        write_auth((i & 1)
+                       ? "allow alice subscribe orders.eu.*\n"
+                       : "allow alice subscribe orders.eu.*\nallow alice publish orders.eu.*\n");
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        login_ok(&c, d.port, "alice", "secret");
+        ck_assert_int_eq(rawc_subscribe(&c, 1, "orders.eu.*", NULL), 0);
+        int code = publish_acked(&c, 1, "orders.eu.x");
+        ck_assert(code == 0 || code == FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+        ck_assert_int_eq(rawc_ping(&c, 1, T_WAIT), 0);
+        rawc_close(&c);
+    }
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("security");
@@ -631,6 +655,10 @@ Suite *test_suite(void)
     tc = tcase_create("churn_deep_patterns");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_churn_and_deep_patterns_bounded);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reload_races");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_reload_races_with_logins);
     suite_add_tcase(s, tc);
     return s;
 }
