@@ -2112,70 +2112,6 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     conn_send(t, c, &f);
 }
 
-/* Does body hold only well-formed fields unknown to Frame (an empty oneof)?
- * Then it is a message from a newer protocol: not fatal. */
-static int is_unknown_message(const uint8_t *p, size_t len)
-{
-    const uint8_t *end = p + len;
-    while (p < end) {
-        uint64_t key = 0;
-        int shift = 0;
-        do {
-            if (p == end || shift > 63) {
-                return 0;
-            }
-            key |= (uint64_t)(*p & 0x7f) << shift;
-            shift += 7;
-        } while (*p++ & 0x80);
-        uint64_t field = key >> 3;
-        if (field == 0 || field <= 15) {
-            return 0; /* one of ours, malformed, or a bad key */
-        }
-        switch (key & 7) {
-        case 0:
-            while (p < end && (*p & 0x80)) {
-                p++;
-            }
-            if (p == end) {
-                return 0;
-            }
-            p++;
-            break;
-        case 1:
-            if ((size_t)(end - p) < 8) {
-                return 0;
-            }
-            p += 8;
-            break;
-        case 2: {
-            uint64_t l = 0;
-            shift = 0;
-            do {
-                if (p == end || shift > 63) {
-                    return 0;
-                }
-                l |= (uint64_t)(*p & 0x7f) << shift;
-                shift += 7;
-            } while (*p++ & 0x80);
-            if (l > (uint64_t)(end - p)) {
-                return 0;
-            }
-            p += l;
-            break;
-        }
-        case 5:
-            if ((size_t)(end - p) < 4) {
-                return 0;
-            }
-            p += 4;
-            break;
-        default:
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
     Ferry__Frame *f;
@@ -2185,9 +2121,10 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
     }
     int rc = codec_frame_decode(&t->arena, body, len, &f);
     if (rc < 0) {
-        if (rc == FERRY_EPROTOCOL && c->state == ST_OPEN && is_unknown_message(body, len)) {
-            send_error(t, c, FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE,
-                       "empty or unknown message", 0, FERRY__ERROR__REF_KIND__REF_NONE, 0);
+        if (rc == FERRY_EUNKNOWNMSG) {
+            /* DESIGN.md: an empty oneof is a protocol error (fatal). */
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE,
+                      "frame holds no message this server knows");
             return;
         }
         conn_fail(t, c,

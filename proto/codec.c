@@ -276,9 +276,13 @@ int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len, F
          * before malloc would. */
         return FERRY_EPROTOCOL;
     }
-    if (f->body_case == FERRY__FRAME__BODY__NOT_SET ||
-        walk_strings(&ferry__frame__descriptor, body, len, 0) < 0) {
+    if (walk_strings(&ferry__frame__descriptor, body, len, 0) < 0) {
         return FERRY_EPROTOCOL;
+    }
+    if (f->body_case == FERRY__FRAME__BODY__NOT_SET) {
+        /* Well-formed, but no message this version knows: still a protocol
+         * error (DESIGN.md), reported as such so the peer learns why. */
+        return FERRY_EUNKNOWNMSG;
     }
     *out = f;
     return 0;

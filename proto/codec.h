@@ -61,8 +61,9 @@ void codec_arena_deinit(struct codec_arena *a);
 
 /* Decode a frame body into arena a. On success *out is the frame, valid until
  * the next decode or reset of the arena, and 0 is returned. Errors:
- * FERRY_EPROTOCOL (does not decode, empty oneof, bad string, or over the
- * budget), -ENOMEM. */
+ * FERRY_EPROTOCOL (does not decode, bad string, or over the budget),
+ * FERRY_EUNKNOWNMSG (decodes, but `body` is empty: no message this version
+ * knows), -ENOMEM. Both are protocol errors: answer with Error and close. */
 int codec_frame_decode(struct codec_arena *a, const uint8_t *body, size_t len, Ferry__Frame **out);
 
 /* Size of the whole encoded frame, header included. */
