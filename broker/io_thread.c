@@ -60,7 +60,6 @@
 #define BATCH_CAP 65536u
 #define WQ_PAUSE 8u             /* unposted items to one worker that pause publishers */
 #define PRE_CONNECT_MAX 4096u   /* frame limit before Connect (ferry.proto) */
-#define MIN_FRAME_LEN 4096u
 #define CLOSE_LINGER_MS 2000u   /* bound on flushing a connection we close */
 #define MAX_HEADERS 64
 #define STALL_MAX_MS 200u       /* per episode of lagging subscribers, see struct iot */
@@ -97,6 +96,8 @@ struct conn {
     uint64_t last_rx_ms;
     uint64_t client_id;
     uint32_t req_max_frame;    /* Connect's max_frame_len, while auth is pending */
+    uint32_t max_frame_len;    /* negotiated (Connected): no frame we send is larger */
+    uint32_t n_too_large;      /* Deliver frames refused as larger: only the first few logged */
     uint32_t n_denied;         /* ACL refusals: only the first few are logged */
     struct auth_table *auth;   /* one reference; NULL: anonymous server, all allowed */
     const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
@@ -225,6 +226,8 @@ struct iot {
 static void conn_kill(struct iot *t, struct conn *c);
 static void conn_flush(struct iot *t, struct conn *c);
 static void process_frames(struct iot *t, struct conn *c);
+static int deliver_too_large(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
+                             uint64_t seq, size_t frame_len);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -759,6 +762,15 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_DELIVER;
     f.deliver = &d;
+    size_t frame_len = codec_frame_size(&f) - FRAME_HDR_LEN;
+    if (deliver_too_large(t, c, &sub_id, 1, m->seq, frame_len)) {
+        if (c->state != ST_OPEN) {
+            return STORE_READ_REFUSE;
+        }
+        x->e->next_seq = m->seq + 1;
+        x->n++;
+        return STORE_READ_CONTINUE;
+    }
     conn_send(t, c, &f);
     if (c->state == ST_DEAD) {
         return STORE_READ_REFUSE;
@@ -863,6 +875,38 @@ static int cu_has_work(const struct iot *t)
     return 0;
 }
 
+/* A Deliver of frame_len bytes (without the length prefix) does not fit the
+ * limit c negotiated: it is not sent. Instead each subscription it was for
+ * gets a non-fatal Error naming it, and the refusal is counted (and logged,
+ * the first few per connection): never a silent drop, never a frame the
+ * client said it cannot take. Returns 1 if the frame is refused. */
+static int deliver_too_large(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
+                             uint64_t seq, size_t frame_len)
+{
+    if (frame_len <= c->max_frame_len) {
+        return 0;
+    }
+    stats_add(&t->stats.deliver_too_large, 1);
+    c->n_too_large++;
+    if (c->n_too_large <= 10 || c->n_too_large % 1000 == 0) {
+        log_warn("client %llu %s: Deliver of %zu bytes (sequence %llu) exceeds the negotiated "
+                 "max_frame_len %u: not sent (%u on this connection)",
+                 (unsigned long long)c->client_id, c->peer, frame_len, (unsigned long long)seq,
+                 c->max_frame_len, c->n_too_large);
+    }
+    char text[160];
+    snprintf(text, sizeof(text),
+             "message not delivered: its Deliver frame (%zu bytes, sequence %llu) exceeds the "
+             "negotiated max_frame_len %u",
+             frame_len, (unsigned long long)seq, c->max_frame_len);
+    /* (sequence 0: an ephemeral topic, or not known here) */
+    for (uint32_t i = 0; i < n && c->state == ST_OPEN; i++) {
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE, text, ids[i],
+                   FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
+    }
+    return 1;
+}
+
 /* Deliveries: filter ids against live subscriptions, stage by reference. */
 static void deliver(struct iot *t, struct rmsg *m)
 {
@@ -901,6 +945,10 @@ static void deliver(struct iot *t, struct rmsg *m)
         t->pfx_cap = cap;
     }
     size_t pl = codec_deliver_prefix(t->pfx + t->pfx_len, ids, n, m->body_len);
+    if (pl - FRAME_HDR_LEN + m->body_len > c->max_frame_len) {
+        deliver_too_large(t, c, ids, n, 0, pl - FRAME_HDR_LEN + m->body_len);
+        goto out_drop;
+    }
     stats_add(&t->stats.msgs_out, 1);
     stats_add(&t->stats.frames_out, 1);
     if (out_pending(c) > 0 && (c->events & EPOLLOUT)) {
@@ -1180,10 +1228,13 @@ static void connect_accept(struct iot *t, struct conn *c, uint32_t req_ka, uint3
     if (ka > cfg->keepalive_max_ms) {
         ka = cfg->keepalive_max_ms;
     }
+    /* The minimum of both, exactly, as ferry.proto says. (Our replies other
+     * than Deliver and AdminReply are far below any sensible limit.) */
     uint32_t max_frame = cfg->max_frame_len;
     if (req_max_frame && req_max_frame < max_frame) {
-        max_frame = req_max_frame < MIN_FRAME_LEN ? MIN_FRAME_LEN : req_max_frame;
+        max_frame = req_max_frame;
     }
+    c->max_frame_len = max_frame;
     c->keepalive_ms = ka;
     c->state = ST_OPEN;
     frame_dec_set_max(&c->dec, max_frame);
@@ -1724,6 +1775,20 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
     }
     if (is_stored) {
         body_len += PUB_SEQ_TRAILER;
+    }
+    /* The Deliver (publish time, attempt, sequence and a sub id added) is
+     * larger than the Publish: one that would not fit the server's frame
+     * limit for a subscriber with one matching subscription is refused
+     * here, rather than accepted and never deliverable. */
+    if (CODEC_DELIVER_PREFIX_MAX(1) - FRAME_HDR_LEN + body_len > cfg->max_frame_len) {
+        char text[160];
+        snprintf(text, sizeof(text),
+                 "message too large: its Deliver frame would be %zu bytes, above the server's "
+                 "max_frame_len %u",
+                 CODEC_DELIVER_PREFIX_MAX(1) - FRAME_HDR_LEN + body_len, cfg->max_frame_len);
+        send_error(t, c, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE, text, p->id,
+                   FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
     }
     size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
     size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;

@@ -28,7 +28,8 @@
     X(routed)         /* publications routed by workers */                                      \
     X(deliveries)     /* per-connection deliveries produced by workers */                     \
     X(auth_failures)  /* Connects refused: wrong, missing or unknown credentials */             \
-    X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */
+    X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */ \
+    X(deliver_too_large) /* Deliver frames not sent: above the connection's max_frame_len */
 
 struct stats {
 #define STATS_DECL(name) _Atomic uint64_t name;

@@ -1,0 +1,185 @@
+/*
+ * 05_hardening.c - regressions from the hardening review: frame limits on
+ * what the broker sends, subscription identity across sub_id reuse, SubAck
+ * before Deliver, keepalive of connections the broker is not reading, bounded
+ * replies.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+Suite *test_suite(void);
+
+/* Connect asking for max_frame_len; returns what Connected said. */
+static uint32_t connect_max_frame(struct rawc *c, int port, uint32_t max_frame_len)
+{
+    ck_assert_int_eq(rawc_open(c, port), 0);
+    Ferry__Connect m = FERRY__CONNECT__INIT;
+    m.protocol_version = 1;
+    m.client_name = (char *)"hardening";
+    m.max_frame_len = max_frame_len;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_CONNECT;
+    f.connect = &m;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv(c, T_WAIT, &r), 0);
+    ck_assert_int_eq(r->body_case, FERRY__FRAME__BODY_CONNECTED);
+    return r->connected->max_frame_len;
+}
+
+static void subscribe_start(struct rawc *c, uint64_t sub_id, const char *topic,
+                            Ferry__StartPosition start)
+{
+    Ferry__Subscribe m = FERRY__SUBSCRIBE__INIT;
+    m.sub_id = sub_id;
+    m.pattern = (char *)topic;
+    m.start = start;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &m;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv(c, T_WAIT, &r), 0);
+    ck_assert_msg(r->body_case == FERRY__FRAME__BODY_SUB_ACK, "expected SubAck, got %s",
+                  codec_frame_name(r));
+    ck_assert_int_eq(r->sub_ack->sub_id, sub_id);
+    ck_assert_int_eq(r->sub_ack->code, 0);
+}
+
+/* Receive the next frame, which must be a non-fatal Error of code about
+ * ref_id. */
+static void expect_error(struct rawc *c, int code, uint64_t ref_id, int ref_kind)
+{
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv(c, T_WAIT, &f), 0);
+    ck_assert_msg(f->body_case == FERRY__FRAME__BODY_ERROR, "expected Error, got %s",
+                  codec_frame_name(f));
+    ck_assert_int_eq(f->error->code, code);
+    ck_assert_int_eq(f->error->ref_id, ref_id);
+    ck_assert_int_eq(f->error->ref_kind, ref_kind);
+    ck_assert_int_eq(f->error->is_fatal, 0);
+}
+
+/* Connected answers min(client, server) exactly, even below 4 KiB. */
+START_TEST(test_connected_reports_min_of_both_limits)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-frame-len", "8192", NULL);
+    struct rawc a, b, c;
+    ck_assert_uint_eq(connect_max_frame(&a, d.port, 1000), 1000);
+    ck_assert_uint_eq(connect_max_frame(&b, d.port, 100000), 8192);
+    ck_assert_uint_eq(connect_max_frame(&c, d.port, 0), 8192);
+    ck_assert_int_eq(rawc_ping(&a, 1, T_WAIT), 0);
+    rawc_close(&a);
+    rawc_close(&b);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
+/* A Publish whose frame is exactly the server's limit would make a larger
+ * Deliver: it is refused with ERROR_FRAME_TOO_LARGE, the connection stays,
+ * and no subscriber ever gets a frame above the limit. */
+START_TEST(test_publish_at_limit_refused_deliver_never_exceeds)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-frame-len", "8192", NULL);
+    struct rawc pub, sub;
+    CONNECT(&pub, d.port);
+    CONNECT(&sub, d.port);
+    ck_assert_int_eq(rawc_subscribe(&sub, 5, "big", NULL), 0);
+    static uint8_t payload[8192];
+    memset(payload, 'q', sizeof(payload));
+    /* The payload length that makes the Publish frame exactly 8192 bytes. */
+    size_t len = 0;
+    for (size_t n = 8000; n < 8192; n++) {
+        Ferry__Publish m = FERRY__PUBLISH__INIT;
+        m.id = 1;
+        m.topic = (char *)"big";
+        m.payload.data = payload;
+        m.payload.len = n;
+        m.want_ack = 1;
+        Ferry__Frame f = FERRY__FRAME__INIT;
+        f.body_case = FERRY__FRAME__BODY_PUBLISH;
+        f.publish = &m;
+        if (codec_frame_size(&f) - FRAME_HDR_LEN == 8192) {
+            len = n;
+            break;
+        }
+    }
+    ck_assert_uint_gt(len, 0);
+    ck_assert_int_eq(rawc_publish(&pub, 1, "big", payload, len, 1), 0);
+    expect_error(&pub, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE, 1,
+                 FERRY__ERROR__REF_KIND__REF_PUBLISH);
+    ck_assert_int_eq(rawc_ping(&pub, 2, T_WAIT), 0);
+    /* A message that fits still flows, and it is the first thing the
+     * subscriber gets. */
+    ck_assert_int_eq(rawc_publish(&pub, 3, "big", payload, 1000, 1), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    ck_assert_int_eq(f->pub_ack->code, 0);
+    ck_assert_int_eq(rawc_recv(&sub, T_WAIT, &f), 0);
+    ck_assert_int_eq(f->body_case, FERRY__FRAME__BODY_DELIVER);
+    ck_assert_uint_le(codec_frame_size(f) - FRAME_HDR_LEN, 8192);
+    ck_assert_uint_eq(f->deliver->payload.len, 1000);
+    rawc_close(&pub);
+    rawc_close(&sub);
+    STOP(&d);
+}
+END_TEST
+
+/* A client that negotiated a small limit gets no Deliver above it, live or
+ * from the store: an Error naming the subscription instead, and the
+ * connection goes on. */
+START_TEST(test_small_limit_client_gets_error_not_oversized_deliver)
+{
+    struct ferryd_proc d;
+    START(&d, NULL);
+    struct rawc pub, sub;
+    CONNECT(&pub, d.port);
+    ck_assert_uint_eq(connect_max_frame(&sub, d.port, 4096), 4096);
+    ck_assert_int_eq(rawc_subscribe(&sub, 7, "lim", NULL), 0);
+    static uint8_t payload[6000];
+    memset(payload, 'z', sizeof(payload));
+    ck_assert_int_eq(rawc_publish(&pub, 1, "lim", payload, sizeof(payload), 1), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    ck_assert_int_eq(f->pub_ack->code, 0);
+    expect_error(&sub, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE, 7,
+                 FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION);
+    /* From the store (catch-up) too. */
+    subscribe_start(&sub, 8, "lim", FERRY__START_POSITION__START_ALL);
+    expect_error(&sub, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE, 8,
+                 FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION);
+    ck_assert_int_eq(rawc_publish(&pub, 2, "lim", payload, 100, 0), 0);
+    ck_assert_int_eq(rawc_recv(&sub, T_WAIT, &f), 0);
+    ck_assert_msg(f->body_case == FERRY__FRAME__BODY_DELIVER, "got %s", codec_frame_name(f));
+    ck_assert_uint_eq(f->deliver->payload.len, 100);
+    ck_assert_uint_eq(f->deliver->sequence, 2);
+    rawc_close(&pub);
+    rawc_close(&sub);
+    STOP(&d);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("e2e_hardening");
+    TCase *tc;
+    tc = tcase_create("connected_max_frame_min");
+    tcase_add_test(tc, test_connected_reports_min_of_both_limits);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("publish_at_frame_limit");
+    tcase_add_test(tc, test_publish_at_limit_refused_deliver_never_exceeds);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("small_limit_no_oversized_deliver");
+    tcase_add_test(tc, test_small_limit_client_gets_error_not_oversized_deliver);
+    suite_add_tcase(s, tc);
+    return s;
+}
