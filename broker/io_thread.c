@@ -88,9 +88,10 @@ struct conn {
     struct frame_dec dec;
     uint8_t *out;              /* replies and unwritten deliveries; NULL when drained */
     size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
-    struct trie_sub **subs;
+    struct trie_sub **subs;    /* sorted by key (keys grow: Subscribe appends) */
     uint32_t n_subs, subs_cap;
-    struct catchup *cu;        /* subscriptions with a start position */
+    uint64_t unacked_key;      /* the subscription whose SubAck is held (deferred), 0: none */
+    struct catchup *cu;        /* subscriptions with a start position, sorted by key */
     uint32_t n_cu, cu_cap;
     uint8_t is_cu_listed;      /* in t->cu_conns */
     uint64_t last_rx_ms;
@@ -221,6 +222,8 @@ struct iot {
     int is_stall_spent;        /* this episode used its budget */
     int is_mail_muted;         /* mailbox eventfd removed from the epoll set */
     unsigned auth_gen;         /* the auth table generation our connections use */
+    uint64_t next_sub_key;     /* the last trie_sub.key handed out */
+    struct trie_sub **dsubs;   /* deliver() scratch: cfg.max_subs entries */
 };
 
 static void conn_kill(struct iot *t, struct conn *c);
@@ -638,11 +641,29 @@ static struct catchup *cu_find(struct conn *c, uint64_t sub_id)
     return NULL;
 }
 
+/* The catch-up state of the subscription with that trie_sub.key (c->cu is
+ * sorted by key), or NULL. */
+static struct catchup *cu_find_key(struct conn *c, uint64_t key)
+{
+    uint32_t lo = 0, hi = c->n_cu;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (c->cu[mid].sub->key < key) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < c->n_cu && c->cu[lo].sub->key == key ? &c->cu[lo] : NULL;
+}
+
 static void cu_remove(struct conn *c, uint64_t sub_id)
 {
     struct catchup *e = cu_find(c, sub_id);
-    if (e) {
-        *e = c->cu[--c->n_cu];
+    if (e) { /* keeps the order (by key) */
+        size_t i = (size_t)(e - c->cu);
+        memmove(e, e + 1, (c->n_cu - i - 1) * sizeof(*e));
+        c->n_cu--;
     }
 }
 
@@ -664,8 +685,8 @@ static void cu_start(struct iot *t, struct conn *c, uint64_t sub_id)
     }
 }
 
-/* Live deliveries to catch-up subscriptions: keep the ids whose next_seq
- * this message is; returns how many of ids[0..n) remain. */
+/* Live deliveries to catch-up subscriptions: keep the keys whose next_seq
+ * this message is; returns how many of keys ids[0..n) remain. */
 static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t n,
                           const uint8_t *body, uint32_t body_len)
 {
@@ -675,7 +696,7 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
     int is_lagging = out_pending(c) > t->srv->cfg.max_outbound / 2;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
-        struct catchup *e = cu_find(c, ids[i]);
+        struct catchup *e = cu_find_key(c, ids[i]);
         if (e == NULL) {
             ids[k++] = ids[i];
             continue;
@@ -691,7 +712,7 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
                 log_debug("client %llu %s: subscription %llu lags at sequence %llu of %s: "
                           "reading the store",
                           (unsigned long long)c->client_id, c->peer,
-                          (unsigned long long)ids[i], (unsigned long long)e->next_seq,
+                          (unsigned long long)e->sub->sub_id, (unsigned long long)e->next_seq,
                           e->sub->pattern);
             }
             e->is_reading = 1; /* the store has next_seq .. seq */
@@ -914,14 +935,29 @@ static void deliver(struct iot *t, struct rmsg *m)
     struct conn *c = conn_by_ref(t, m->conn_ref);
     uint32_t n = 0;
     if (c && c->state == ST_OPEN) {
-        /* An Unsubscribe answered since the worker matched must not get
-         * this delivery: keep only ids still subscribed. */
-        for (uint32_t i = 0; i < m->n_ids; i++) {
-            for (uint32_t j = 0; j < c->n_subs; j++) {
-                if (c->subs[j]->sub_id == ids[i]) {
-                    ids[n++] = ids[i];
-                    break;
+        /* The worker names subscriptions by key (never reused, unlike
+         * sub_ids), sorted, as c->subs is. Keep the keys still subscribed:
+         * an Unsubscribe answered since the worker matched (even if the
+         * sub_id was subscribed again since) must not get this delivery.
+         * Nor does a subscription whose SubAck is held: every Deliver comes
+         * after its SubAck, and what arrives before the SubAck is queued
+         * was published before it (START_NEW does not want it; catch-up
+         * subscriptions read it from the store once started). */
+        uint32_t lo = 0;
+        for (uint32_t i = 0; i < m->n_ids && lo < c->n_subs; i++) {
+            uint32_t hi = c->n_subs;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (c->subs[mid]->key < ids[i]) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
                 }
+            }
+            if (lo < c->n_subs && c->subs[lo]->key == ids[i] && ids[i] != c->unacked_key) {
+                t->dsubs[n] = c->subs[lo];
+                ids[n++] = ids[i];
+                lo++;
             }
         }
     }
@@ -930,6 +966,13 @@ static void deliver(struct iot *t, struct rmsg *m)
     }
     if (n == 0) {
         goto out_drop;
+    }
+    /* Keys to the client's sub_ids (cu_filter keeps the order). */
+    for (uint32_t i = 0, j = 0; i < n; i++) {
+        while (t->dsubs[j]->key != ids[i]) {
+            j++;
+        }
+        ids[i] = t->dsubs[j]->sub_id;
     }
     size_t need = CODEC_DELIVER_PREFIX_MAX(n);
     if (t->pfx_cap - t->pfx_len < need) {
@@ -1435,6 +1478,7 @@ static void send_deferred(struct iot *t)
     for (uint32_t i = 0; i < t->n_deferred; i++) {
         struct conn *c = conn_by_ref(t, t->deferred[i].conn_ref);
         if (c && c->state == ST_OPEN) {
+            c->unacked_key = 0;
             send_suback(t, c, t->deferred[i].sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
             cu_start(t, c, t->deferred[i].sub_id);
         }
@@ -1578,6 +1622,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     if (s == NULL) {
         goto out_nomem;
     }
+    s->key = ++t->next_sub_key; /* before the workers see it */
     if (post_sub_change(t, W_SUB_ADD, s) < 0) {
         trie_sub_unref(s);
         goto out_nomem;
@@ -1609,6 +1654,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         wq_flush(t, w);
     }
     if (wq_backlog(t) && defer_suback(t, c, m->sub_id) == 0) {
+        c->unacked_key = s->key; /* deliver() holds nothing for it until then */
         log_debug("client %llu %s: SubAck %llu held: a worker queue is full",
                   (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
         conn_pause(t, c);
@@ -1631,7 +1677,9 @@ static int sub_remove_at(struct iot *t, struct conn *c, uint32_t i)
         return -ENOMEM;
     }
     cu_remove(c, s->sub_id);
-    c->subs[i] = c->subs[--c->n_subs];
+    /* c->subs stays sorted by key (deliver() searches it) */
+    memmove(&c->subs[i], &c->subs[i + 1], (c->n_subs - i - 1) * sizeof(*c->subs));
+    c->n_subs--;
     trie_sub_unref(s);
     stats_sub(&t->stats.subs, 1);
     return 0;
@@ -2395,7 +2443,9 @@ static void take_mail(struct iot *t)
         }
         case R_SUB_READY: {
             struct conn *c = conn_by_ref(t, m->conn_ref);
-            struct catchup *e = c && c->state == ST_OPEN ? cu_find(c, m->u.ack.id) : NULL;
+            /* u.ack.id: the subscription's key (a reused sub_id must not
+             * take an answer meant for its predecessor) */
+            struct catchup *e = c && c->state == ST_OPEN ? cu_find_key(c, m->u.ack.id) : NULL;
             if (e) {
                 e->is_ready = 1;
                 e->ready_seq = m->u.ack.seq;
@@ -2798,8 +2848,9 @@ struct iot *iot_create(struct server *s, uint32_t index)
     t->rbuf = malloc(READ_BUF);
     t->cu_hdr = calloc(MAX_HEADERS, sizeof(*t->cu_hdr));
     t->cu_hdrp = calloc(MAX_HEADERS, sizeof(*t->cu_hdrp));
+    t->dsubs = calloc(s->cfg.max_subs ? s->cfg.max_subs : 1, sizeof(*t->dsubs));
     if (t->wq == NULL || t->iov == NULL || t->rbuf == NULL || t->cu_hdr == NULL ||
-        t->cu_hdrp == NULL) {
+        t->cu_hdrp == NULL || t->dsubs == NULL) {
         goto out_free;
     }
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
@@ -2825,6 +2876,7 @@ out_free:
     free(t->rbuf);
     free(t->cu_hdr);
     free(t->cu_hdrp);
+    free(t->dsubs);
     free(t);
     return NULL;
 }
@@ -2896,6 +2948,7 @@ void iot_destroy(struct iot *t)
     free(t->cu_conns.v);
     free(t->cu_hdr);
     free(t->cu_hdrp);
+    free(t->dsubs);
     free(t->cu_text);
     theap_deinit(&t->timers);
     codec_arena_deinit(&t->arena);

@@ -35,6 +35,11 @@ struct trie_sub {
     uint32_t group_len;   /* 0: not in a queue group */
     uint64_t owner;       /* opaque to the trie: who receives (connection ref) */
     uint64_t sub_id;      /* the client's subscription id */
+    /* This subscription's identity, unique per owner over the owner's life
+     * (a sub_id can be reused after Unsubscribe; a key never is). Set by
+     * the owner before the record is shared; deliveries carry it. Owners
+     * hand keys out in increasing order. */
+    uint64_t key;
     const char *pattern;  /* points into the record, NUL-terminated */
     const char *group;    /* likewise; "" when group_len == 0 */
 };

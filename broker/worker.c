@@ -25,7 +25,7 @@
 
 struct hit {
     uint64_t owner;
-    uint64_t sub_id;
+    uint64_t key; /* trie_sub.key: the subscription's identity, not its reusable sub_id */
 };
 
 struct outbox {
@@ -95,7 +95,7 @@ static void on_hit(void *ctx, struct trie_sub *s)
         w->hits_cap = cap;
     }
     w->hits[w->n_hits].owner = s->owner;
-    w->hits[w->n_hits].sub_id = s->sub_id;
+    w->hits[w->n_hits].key = s->key;
     w->n_hits++;
 }
 
@@ -105,7 +105,7 @@ static int hit_cmp(const void *a, const void *b)
     if (x->owner != y->owner) {
         return x->owner < y->owner ? -1 : 1;
     }
-    return (x->sub_id > y->sub_id) - (x->sub_id < y->sub_id);
+    return (x->key > y->key) - (x->key < y->key);
 }
 
 static struct rmsg *out_slot(struct worker *w, uint32_t iot)
@@ -152,9 +152,9 @@ static void route(struct worker *w, struct pub_batch *b, struct pub_rec *r)
         m->body_len = r->body_len;
         uint32_t n = 0;
         for (uint32_t k = i; k < j; k++) {
-            /* Two patterns of one subscription id cannot both match; skip
-             * duplicate ids defensively anyway. */
-            if (k > i && w->hits[k].sub_id == w->hits[k - 1].sub_id) {
+            /* Two patterns of one subscription cannot both match; skip
+             * duplicate keys defensively anyway. */
+            if (k > i && w->hits[k].key == w->hits[k - 1].key) {
                 continue;
             }
             n++;
@@ -173,10 +173,10 @@ static void route(struct worker *w, struct pub_batch *b, struct pub_rec *r)
         }
         n = 0;
         for (uint32_t k = i; k < j; k++) {
-            if (k > i && w->hits[k].sub_id == w->hits[k - 1].sub_id) {
+            if (k > i && w->hits[k].key == w->hits[k - 1].key) {
                 continue;
             }
-            ids[n++] = w->hits[k].sub_id;
+            ids[n++] = w->hits[k].key; /* sorted: the IO thread relies on it */
         }
         atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
         stats_add(&w->stats.deliveries, 1);
@@ -249,7 +249,7 @@ static void sub_ready(struct worker *w, struct trie_sub *s)
     memset(m, 0, sizeof(*m));
     m->kind = R_SUB_READY;
     m->conn_ref = s->owner;
-    m->u.ack.id = s->sub_id;
+    m->u.ack.id = s->key;
     m->u.ack.seq = last;
 }
 

@@ -168,6 +168,176 @@ START_TEST(test_small_limit_client_gets_error_not_oversized_deliver)
 }
 END_TEST
 
+/* Pre-encoded Publish frames on topic, as many as fit in buf. */
+static size_t publish_chunk(uint8_t *buf, size_t cap, const char *topic, size_t payload_len)
+{
+    static char payload[256];
+    Ferry__Publish m = FERRY__PUBLISH__INIT;
+    m.topic = (char *)topic;
+    m.payload.data = (uint8_t *)payload;
+    m.payload.len = payload_len;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PUBLISH;
+    f.publish = &m;
+    size_t len = 0, one;
+    while (codec_frame_encode(&f, buf + len, cap - len, &one) == 0) {
+        len += one;
+    }
+    return len;
+}
+
+/* Write what the socket takes now, cycling through chunk. */
+static void push_nonblocking(int fd, const uint8_t *chunk, size_t chunk_len, size_t *off)
+{
+    for (int k = 0; k < 64; k++) {
+        ssize_t w = write(fd, chunk + *off, chunk_len - *off);
+        if (w <= 0) {
+            break;
+        }
+        *off = (*off + (size_t)w) % chunk_len;
+    }
+}
+
+/* Unsubscribe, then Subscribe with the same sub_id to another topic, while
+ * the first topic's messages are in flight: after the SubAck answering the
+ * Unsubscribe, no Deliver of the old topic may carry that sub_id. */
+START_TEST(test_reused_sub_id_gets_no_stale_deliveries)
+{
+    struct ferryd_proc d;
+    START(&d, "--io-threads", "1", "--ephemeral", ">", NULL);
+    struct rawc pub, sub;
+    CONNECT(&pub, d.port);
+    CONNECT(&sub, d.port);
+    static uint8_t chunk[64 * 1024];
+    size_t chunk_len = publish_chunk(chunk, sizeof(chunk), "old.t", 16);
+    int n_stale = 0;
+    for (int round = 0; round < 30; round++) {
+        ck_assert_int_eq(rawc_subscribe(&sub, 1, "old.t", NULL), 0);
+        ck_assert_int_eq(rawc_send_raw(&pub, chunk, chunk_len), 0);
+        /* Unsubscribe and Subscribe(1, new topic) in one write. */
+        uint8_t two[128];
+        size_t l1, l2;
+        Ferry__Unsubscribe u = FERRY__UNSUBSCRIBE__INIT;
+        u.sub_id = 1;
+        Ferry__Frame f = FERRY__FRAME__INIT;
+        f.body_case = FERRY__FRAME__BODY_UNSUBSCRIBE;
+        f.unsubscribe = &u;
+        ck_assert_int_eq(codec_frame_encode(&f, two, sizeof(two), &l1), 0);
+        Ferry__Subscribe s = FERRY__SUBSCRIBE__INIT;
+        s.sub_id = 1;
+        s.pattern = (char *)"new.t";
+        Ferry__Frame g = FERRY__FRAME__INIT;
+        g.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+        g.subscribe = &s;
+        ck_assert_int_eq(codec_frame_encode(&g, two + l1, sizeof(two) - l1, &l2), 0);
+        ck_assert_int_eq(rawc_send_raw(&sub, two, l1 + l2), 0);
+        /* Until the first SubAck (the Unsubscribe's) old deliveries are
+         * fine; after it, none of the old topic. */
+        int n_acks = 0;
+        while (n_acks < 2) {
+            Ferry__Frame *r;
+            ck_assert_int_eq(rawc_recv(&sub, T_WAIT, &r), 0);
+            if (r->body_case == FERRY__FRAME__BODY_SUB_ACK) {
+                ck_assert_int_eq(r->sub_ack->code, 0);
+                n_acks++;
+            } else if (r->body_case == FERRY__FRAME__BODY_DELIVER && n_acks > 0) {
+                n_stale += strcmp(r->deliver->topic, "old.t") == 0;
+            }
+        }
+        /* Let the old topic's messages drain, then check the new
+         * subscription works and nothing old arrives. */
+        ck_assert_int_eq(rawc_publish(&pub, 1, "new.t", "m", 1, 1), 0);
+        Ferry__Frame *r;
+        ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &r, NULL), 0);
+        for (;;) {
+            ck_assert_int_eq(rawc_recv(&sub, T_WAIT, &r), 0);
+            ck_assert_int_eq(r->body_case, FERRY__FRAME__BODY_DELIVER);
+            if (strcmp(r->deliver->topic, "new.t") == 0) {
+                break;
+            }
+            n_stale++;
+        }
+        ck_assert_int_eq(rawc_unsubscribe(&sub, 1), 0);
+        ck_assert_int_eq(n_stale, 0);
+    }
+    rawc_close(&pub);
+    rawc_close(&sub);
+    STOP(&d);
+}
+END_TEST
+
+/* While a flood keeps the worker queue full, SubAcks are held; a
+ * subscription to the flooded topics must still see its SubAck before any
+ * Deliver. */
+START_TEST(test_no_deliver_before_held_suback)
+{
+    struct ferryd_proc d;
+    START(&d, "--workers", "1", "--io-threads", "1", "--worker-queue", "2", "--ephemeral", ">",
+          NULL);
+    struct rawc flood;
+    CONNECT(&flood, d.port);
+    static uint8_t chunk[256 * 1024];
+    size_t chunk_len = publish_chunk(chunk, sizeof(chunk), "f.x", 100);
+    fcntl(flood.fd, F_SETFL, fcntl(flood.fd, F_GETFL) | O_NONBLOCK);
+    size_t off = 0;
+    for (int i = 0; i < 100; i++) {
+        struct rawc sub;
+        CONNECT(&sub, d.port);
+        push_nonblocking(flood.fd, chunk, chunk_len, &off);
+        ck_assert_int_eq(rawc_subscribe_nowait(&sub, (uint64_t)i, "f.>", NULL), 0);
+        push_nonblocking(flood.fd, chunk, chunk_len, &off);
+        Ferry__Frame *r;
+        ck_assert_int_eq(rawc_recv(&sub, T_WAIT, &r), 0);
+        ck_assert_msg(r->body_case == FERRY__FRAME__BODY_SUB_ACK,
+                      "round %d: %s before the SubAck", i, codec_frame_name(r));
+        rawc_close(&sub);
+    }
+    rawc_close(&flood);
+    STOP(&d);
+}
+END_TEST
+
+/* One connection with many subscriptions matching one topic: routing a
+ * message to it must not cost (subscriptions)^2 on its IO thread, where a
+ * bystander waits for its Pong. (Before: 16384^2 / 2 comparisons per
+ * message, seconds for a few messages.) */
+START_TEST(test_many_subs_one_topic_do_not_stall_io_thread)
+{
+    struct ferryd_proc d;
+    START(&d, "--io-threads", "1", "--ephemeral", ">", "--max-subscriptions", "16384",
+          "--max-outbound-bytes", "256m", NULL);
+    struct rawc pub, sub, by;
+    CONNECT(&pub, d.port);
+    CONNECT(&sub, d.port);
+    CONNECT(&by, d.port);
+    enum { N_SUBS = 16384, N_MSGS = 200 };
+    for (int i = 0; i < N_SUBS; i++) {
+        ck_assert_int_eq(rawc_subscribe_nowait(&sub, (uint64_t)i, i % 2 ? "many.*" : "many.t",
+                                               NULL),
+                         0);
+        if (i % 1024 == 1023) {
+            ck_assert_int_eq(rawc_ping(&sub, (uint64_t)i, T_WAIT), 0); /* SubAcks skipped */
+        }
+    }
+    ck_assert_int_eq(rawc_ping(&sub, 1, T_WAIT), 0);
+    for (int i = 0; i < N_MSGS; i++) {
+        ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i, "many.t", "x", 1, 0), 0);
+    }
+    ck_assert_int_eq(rawc_ping(&pub, 2, T_WAIT), 0); /* all read by the broker */
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(rawc_ping(&by, 3, 3000), 0);
+    }
+    for (int i = 0; i < N_MSGS; i++) {
+        Ferry__Deliver *dl = recv_deliver(&sub);
+        ck_assert_uint_eq(dl->n_sub_ids, N_SUBS);
+    }
+    rawc_close(&pub);
+    rawc_close(&sub);
+    rawc_close(&by);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_hardening");
@@ -180,6 +350,16 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("small_limit_no_oversized_deliver");
     tcase_add_test(tc, test_small_limit_client_gets_error_not_oversized_deliver);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reused_sub_id_no_stale");
+    tcase_add_test(tc, test_reused_sub_id_gets_no_stale_deliveries);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("no_deliver_before_held_suback");
+    tcase_add_test(tc, test_no_deliver_before_held_suback);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("many_subs_no_stall");
+    tcase_add_test(tc, test_many_subs_one_topic_do_not_stall_io_thread);
+    tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
 }
