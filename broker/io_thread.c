@@ -1386,6 +1386,7 @@ static void auth_answer(struct iot *t, struct rmsg *m)
     c->who = who;
     cur = NULL;
     c->is_auth_pending = 0;
+    c->last_rx_ms = t->now; /* not read while the pool checked: a new interval */
     connect_accept(t, c, c->keepalive_ms, c->req_max_frame);
     set_events(t, c, c->events | EPOLLIN);
     process_frames(t, c); /* whatever came after Connect */
@@ -2548,6 +2549,7 @@ static void resume_paused(struct iot *t)
     for (uint32_t i = 0; i < n; i++) {
         struct conn *c = t->paused.v[i];
         c->is_paused = 0;
+        c->last_rx_ms = t->now; /* not read meanwhile: a new interval */
         if (c->state > ST_OPEN) {
             continue;
         }
@@ -2576,6 +2578,12 @@ static void fire_timers(struct iot *t)
             break;
         case ST_OPEN: {
             uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
+            if (c->is_paused || !(c->events & EPOLLIN)) {
+                /* We are not reading it (backpressure, a held SubAck,
+                 * draining): its silence is ours. It gets a whole interval
+                 * from when reading resumes. */
+                c->last_rx_ms = t->now;
+            }
             if (t->now - c->last_rx_ms >= limit) {
                 conn_fail(t, c, FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT,
                           "nothing received within 1.5 x keepalive");

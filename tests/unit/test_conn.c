@@ -25,10 +25,15 @@ Suite *test_suite(void);
 
 static struct server srv;
 
-static void setup(void)
+/* worker_queue 0: the default. The worker is started unless is_stalled (the
+ * test starts it: until then its queue fills and publishers are paused). */
+static void setup_with(uint32_t worker_queue, int is_stalled)
 {
     memset(&srv, 0, sizeof(srv));
     cfg_defaults(&srv.cfg);
+    if (worker_queue) {
+        srv.cfg.worker_queue = worker_queue;
+    }
     srv.cfg.keepalive_min_ms = 20;
     srv.cfg.connect_timeout_ms = 300;
     srv.n_iot = 1;
@@ -41,8 +46,20 @@ static void setup(void)
     srv.iots[0] = iot_create(&srv, 0);
     ck_assert_ptr_nonnull(srv.workers[0]);
     ck_assert_ptr_nonnull(srv.iots[0]);
-    ck_assert_int_eq(worker_start(srv.workers[0]), 0);
+    if (!is_stalled) {
+        ck_assert_int_eq(worker_start(srv.workers[0]), 0);
+    }
     ck_assert_int_eq(iot_start(srv.iots[0]), 0);
+}
+
+static void setup(void)
+{
+    setup_with(0, 0);
+}
+
+static void setup_stalled(void)
+{
+    setup_with(2, 1);
 }
 
 static void teardown(void)
@@ -211,6 +228,62 @@ START_TEST(test_conn_disconnect_flushes_then_closes)
 }
 END_TEST
 
+/* A publisher the broker stopped reading (its worker's queue is full) is
+ * not timed out by keepalive: it may well be sending; we are not reading.
+ * Once reading resumes, it has a whole interval again. */
+START_TEST(test_conn_keepalive_spares_paused_publisher)
+{
+    struct rawc c;
+    conn_open(&c);
+    send_connect(&c, 40); /* closed after 60 ms of silence */
+    ck_assert_int_eq(recv1(&c)->body_case, FERRY__FRAME__BODY_CONNECTED);
+    static uint8_t chunk[64 * 1024];
+    static uint8_t payload[1000];
+    Ferry__Publish m = FERRY__PUBLISH__INIT;
+    m.topic = (char *)"p";
+    m.payload.data = payload;
+    m.payload.len = sizeof(payload);
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PUBLISH;
+    f.publish = &m;
+    size_t len = 0, one;
+    while (codec_frame_encode(&f, chunk + len, sizeof(chunk) - len, &one) == 0) {
+        len += one;
+    }
+    /* Write until the broker stops reading: the socket stays full. */
+    fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+    size_t off = 0;
+    int n_full = 0;
+    for (int i = 0; i < 20000 && n_full < 50; i++) {
+        ssize_t w = send(c.fd, chunk + off, len - off, MSG_NOSIGNAL);
+        ck_assert_msg(w > 0 || errno == EAGAIN, "publisher closed: %s", strerror(errno));
+        if (w > 0) {
+            off = (off + (size_t)w) % len;
+            n_full = 0;
+        } else {
+            n_full++;
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL); /* pacing while polling for "full" */
+        }
+    }
+    ck_assert_int_ge(n_full, 50);
+    /* Paused for many keepalive intervals: no Error, no close. */
+    Ferry__Frame *r;
+    int rc = rawc_recv(&c, 600, &r);
+    ck_assert_msg(rc == -ETIMEDOUT, "paused publisher got %s (rc %d)",
+                  rc == 0 ? codec_frame_name(r) : "a close", rc);
+    /* The worker starts: reading resumes, the rest of the chunk goes out,
+     * and the connection answers a Ping. */
+    ck_assert_int_eq(worker_start(srv.workers[0]), 0);
+    fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) & ~O_NONBLOCK);
+    if (off) {
+        ck_assert_int_eq(rawc_send_raw(&c, chunk + off, len - off), 0);
+    }
+    ck_assert_int_eq(rawc_ping(&c, 9, 10000), 0);
+    rawc_close(&c);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("conn");
@@ -223,6 +296,11 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_conn_keepalive_closes_silent_connection);
     tcase_add_test(tc, test_conn_connect_deadline);
     tcase_add_test(tc, test_conn_disconnect_flushes_then_closes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("keepalive_paused");
+    tcase_add_checked_fixture(tc, setup_stalled, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_conn_keepalive_spares_paused_publisher);
     suite_add_tcase(s, tc);
     return s;
 }
