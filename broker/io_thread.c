@@ -85,6 +85,7 @@ struct conn {
     uint32_t timer_pos;        /* in t->timers */
     int32_t stage_head;        /* this round's staged deliveries, or -1 */
     int32_t stage_tail;
+    uint32_t stage_bytes;      /* bytes staged this round (not in out yet) */
     struct frame_dec dec;
     uint8_t *out;              /* replies and unwritten deliveries; NULL when drained */
     size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
@@ -357,6 +358,7 @@ static void stage_release(struct iot *t, struct conn *c)
         t->stage[i].batch = NULL;
     }
     c->stage_head = c->stage_tail = -1;
+    c->stage_bytes = 0;
 }
 
 static void slow_consumer(struct iot *t, struct conn *c);
@@ -375,6 +377,7 @@ static void unstage(struct iot *t, struct conn *c)
         s->batch = NULL;
     }
     c->stage_head = c->stage_tail = -1;
+    c->stage_bytes = 0;
 }
 
 /* Queue one frame (a reply) on c. */
@@ -589,6 +592,7 @@ static void conn_flush(struct iot *t, struct conn *c)
                  * connection's bound. (Detach the list first: a slow
                  * consumer's Error goes through conn_send.) */
                 c->stage_head = c->stage_tail = -1;
+                c->stage_bytes = 0;
                 for (; next >= 0; next = t->stage[next].next) {
                     struct stage *s = &t->stage[next];
                     size_t flen = s->pfx_len + (size_t)s->body_len;
@@ -607,6 +611,7 @@ static void conn_flush(struct iot *t, struct conn *c)
             }
         }
         c->stage_head = c->stage_tail = -1;
+        c->stage_bytes = 0;
     }
     if (out_pending(c) == 0) {
         out_release(c);
@@ -693,7 +698,7 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
     /* A subscriber this far behind reads the store instead: live messages
      * are dropped for it (they are stored) and catch-up resumes from
      * next_seq once its output has drained. No disconnect, no loss. */
-    int is_lagging = out_pending(c) > t->srv->cfg.max_outbound / 2;
+    int is_lagging = out_pending(c) + c->stage_bytes > t->srv->cfg.max_outbound / 2;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct catchup *e = cu_find_key(c, ids[i]);
@@ -1031,6 +1036,7 @@ static void deliver(struct iot *t, struct rmsg *m)
         c->stage_head = idx;
     }
     c->stage_tail = idx;
+    c->stage_bytes += (uint32_t)(pl + m->body_len);
     mark_dirty(t, c);
     if (m->n_ids > RMSG_INLINE_IDS) {
         free(m->u.ext_ids);
@@ -1166,6 +1172,7 @@ static void conn_add(struct iot *t, int fd)
     c->state = ST_AWAIT_CONNECT;
     c->timer_pos = TIMER_NONE;
     c->stage_head = c->stage_tail = -1;
+    c->stage_bytes = 0;
     c->last_rx_ms = t->now;
     c->client_id = atomic_fetch_add(&t->srv->next_client_id, 1);
     frame_dec_init(&c->dec, PRE_CONNECT_MAX);
