@@ -39,6 +39,7 @@
 #include "acl.h"
 #include "auth.h"
 #include "codec.h"
+#include "consumer.h"
 #include "ferry.h"
 #include "log.h"
 #include "store.h"
@@ -63,6 +64,8 @@
 #define CLOSE_LINGER_MS 2000u   /* bound on flushing a connection we close */
 #define MAX_HEADERS 64
 #define STALL_MAX_MS 200u       /* per episode of lagging subscribers, see struct iot */
+#define DUR_SCAN_MS 20u         /* durable consumers: redelivery deadlines checked this often */
+#define DUR_DUE_MAX 64u         /* redeliveries per durable subscription per scan */
 #define PROTOCOL_VERSION 1
 
 enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
@@ -95,6 +98,7 @@ struct conn {
     struct catchup *cu;        /* subscriptions with a start position, sorted by key */
     uint32_t n_cu, cu_cap;
     uint8_t is_cu_listed;      /* in t->cu_conns */
+    uint8_t is_dur_listed;     /* in t->dur_conns */
     uint64_t last_rx_ms;
     uint64_t client_id;
     uint32_t req_max_frame;    /* Connect's max_frame_len, while auth is pending */
@@ -134,9 +138,21 @@ struct conn {
  * backpressure asks for persisted topics, until it has caught up again.
  * (Wildcard subscriptions on stored topics are disconnected when they
  * overflow, as on ephemeral topics.)
+ *
+ * A durable consumer's subscription (consumer.h) is a catch-up subscription
+ * whose position is the durable's shared next_seq rather than next_seq here:
+ * a message is delivered to it only if cons_claim() hands it over (it is the
+ * durable's next one, and max_in_flight leaves room), live or from the
+ * store alike. Members of a queue group sharing a durable each get the live
+ * copies (their trie entries carry no group) and the claim gives every
+ * message to one of them. A full durable stops reading; an Ack on the
+ * connection, or the periodic scan of t->dur_conns (which also redelivers
+ * what passed its ack wait and dead-letters what reached max_deliver),
+ * starts it again.
  */
 struct catchup {
     struct trie_sub *sub;      /* c->subs holds the reference; pattern = topic */
+    struct consumer *cons;     /* a durable consumer's binding, else NULL (see below) */
     uint64_t next_seq;
     uint64_t ready_seq;        /* L, valid with is_ready */
     uint32_t topic_id;         /* 0: not resolved yet (topic never stored) */
@@ -203,6 +219,8 @@ struct iot {
     struct deferred_ack *deferred; /* SubAcks waiting for a worker queue */
     uint32_t n_deferred, deferred_cap;
     struct ptrvec cu_conns;    /* connections with catch-up subscriptions reading */
+    struct ptrvec dur_conns;   /* connections holding durable consumers */
+    uint64_t next_dur_scan;    /* monotonic ms */
     Ferry__Header *cu_hdr;     /* scratch for encoding stored messages */
     Ferry__Header **cu_hdrp;
     char *cu_text;             /* NUL-terminated copies of header strings */
@@ -709,6 +727,22 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
         /* Only stored topics have catch-up subscriptions: the body ends with
          * the sequence trailer. */
         uint64_t seq = pub_seq_get(body, body_len);
+        if (e->cons != NULL) {
+            if (!e->is_started) {
+                continue;
+            }
+            enum cons_claim r =
+                is_lagging ? CONS_CLAIM_GAP : cons_claim(e->cons, seq, 0, t->now, NULL);
+            if (r == CONS_CLAIM_OK) {
+                ids[k++] = ids[i];
+            } else if (r != CONS_CLAIM_SKIP) {
+                e->is_reading = 1; /* a full durable is listed again by an Ack or the scan */
+                if (r == CONS_CLAIM_GAP) {
+                    cu_list(t, c);
+                }
+            }
+            continue;
+        }
         if (e->is_started && seq == e->next_seq && !is_lagging) {
             e->next_seq++;
             ids[k++] = ids[i];
@@ -732,6 +766,9 @@ struct cu_ctx {
     struct conn *c;
     struct catchup *e;
     size_t n;
+    uint64_t want_seq;  /* a durable's redelivery: only this sequence... */
+    uint32_t attempt;   /* ...as this attempt; 0: catch-up */
+    int is_gone;        /* the redelivered sequence is no longer stored */
 };
 
 /* One stored message (inside the read transaction): encode it into the
@@ -747,6 +784,21 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
     size_t size = m->payload_len + m->key_len + m->headers_raw_len + 128;
     if (x->n > 0 && out_pending(c) + size > t->srv->cfg.max_outbound / 4) {
         return STORE_READ_REFUSE;
+    }
+    uint64_t missed = 0;
+    if (x->attempt > 0) {
+        if (m->seq != x->want_seq) {
+            x->is_gone = 1; /* removed from the store: the caller forgets it */
+            return STORE_READ_REFUSE;
+        }
+    } else if (x->e->cons != NULL) {
+        enum cons_claim r = cons_claim(x->e->cons, m->seq, 1, t->now, &missed);
+        if (r == CONS_CLAIM_SKIP) {
+            return STORE_READ_CONTINUE; /* another member of its queue group has it */
+        }
+        if (r != CONS_CLAIM_OK) {
+            return STORE_READ_REFUSE;
+        }
     }
     size_t text_need = m->headers_raw_len + 2 * m->n_headers;
     if (text_need > t->cu_text_cap) {
@@ -768,7 +820,8 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
     d.payload.len = m->payload_len;
     d.key.data = (uint8_t *)m->key;
     d.key.len = m->key_len;
-    d.attempt = 1;
+    d.attempt = x->attempt > 0 ? x->attempt : 1;
+    d.missed = missed;
     size_t pos = 0, used = 0;
     struct store_kv kv;
     while (d.n_headers < MAX_HEADERS && store_msg_header_next(m, &pos, &kv)) {
@@ -824,6 +877,10 @@ static int cu_pump(struct iot *t, struct conn *c)
             if (!cu_has_room(t, c)) {
                 break;
             }
+            uint32_t room = e->cons ? cons_room(e->cons) : CU_CHUNK_MSGS;
+            if (room == 0) {
+                break; /* a full durable: an Ack or the scan lists it again */
+            }
             if (e->topic_id == 0) {
                 struct store_topic_info info;
                 int rc = store_topic_info(st, e->sub->pattern, e->sub->pattern_len, &info);
@@ -842,10 +899,11 @@ static int cu_pump(struct iot *t, struct conn *c)
                 }
                 e->topic_id = info.id;
             }
-            struct cu_ctx x = {t, c, e, 0};
+            struct cu_ctx x = {t, c, e, 0, 0, 0, 0};
             struct store_read_result res;
-            int rc = store_read(st, e->topic_id, e->next_seq, CU_CHUNK_MSGS, CU_CHUNK_BYTES,
-                                cu_on_msg, &x, &res);
+            uint64_t from = e->cons ? cons_next_seq(e->cons) : e->next_seq;
+            int rc = store_read(st, e->topic_id, from, room < CU_CHUNK_MSGS ? room : CU_CHUNK_MSGS,
+                                CU_CHUNK_BYTES, cu_on_msg, &x, &res);
             if (c->state != ST_OPEN) {
                 return 0; /* killed while queueing (c->cu is gone) */
             }
@@ -871,7 +929,7 @@ static int cu_pump(struct iot *t, struct conn *c)
                 e->is_reading = 0;
             }
         }
-        more |= e->is_started && e->is_reading;
+        more |= e->is_started && e->is_reading && (e->cons == NULL || cons_room(e->cons) > 0);
     }
     return more && c->state == ST_OPEN;
 }
@@ -888,6 +946,152 @@ static void cu_pump_all(struct iot *t)
         }
     }
     t->cu_conns.n = k;
+}
+
+/* ---- durable consumers (see struct catchup) ---------------------------- */
+
+struct wq;
+static int wq_push(struct wq *q, struct wmsg m);
+static void wq_seal(struct iot *t, uint32_t w);
+
+static void dur_list(struct iot *t, struct conn *c)
+{
+    if (!c->is_dur_listed && ptrvec_push(&t->dur_conns, c) == 0) {
+        c->is_dur_listed = 1;
+    }
+}
+
+/* The stored topic's id, resolved once; 0 while the topic was never stored. */
+static uint32_t dur_topic_id(struct iot *t, struct catchup *e)
+{
+    if (e->topic_id == 0) {
+        struct store_topic_info info;
+        if (store_topic_info(t->srv->store, e->sub->pattern, e->sub->pattern_len, &info) == 0) {
+            e->topic_id = info.id;
+        }
+    }
+    return e->topic_id;
+}
+
+struct dlq_ctx {
+    struct iot *t;
+    struct consumer *k;
+    uint64_t want_seq;
+    uint32_t n_deliv;
+    struct pub_batch *b;
+    int is_found;
+};
+
+static enum store_read_verdict dlq_on_msg(void *ctx, const struct store_msg *m)
+{
+    struct dlq_ctx *x = ctx;
+    if (m->seq != x->want_seq) {
+        return STORE_READ_REFUSE;
+    }
+    x->is_found = 1;
+    x->b = cons_dlq_batch(x->k, m, x->n_deliv, x->t->index, x->t->srv->n_workers, x->t->now_ns);
+    return STORE_READ_STOP;
+}
+
+/* A message that reached max_deliver: publish it to $DLQ.<durable> through
+ * the store writer. The durable holds it until the PubAck (take_mail). */
+static void dur_dead_letter(struct iot *t, struct catchup *e, const struct cons_due *d)
+{
+    struct dlq_ctx x = {t, e->cons, d->seq, d->n_deliv, NULL, 0};
+    struct store_read_result res;
+    int rc = store_read(t->srv->store, e->topic_id, d->seq, 1, 1, dlq_on_msg, &x, &res);
+    if (rc == 0 && !x.is_found) {
+        cons_forget(e->cons, d->seq);
+        return;
+    }
+    if (rc < 0 || x.b == NULL) {
+        cons_unsend(e->cons, d->seq);
+        return;
+    }
+    uint32_t w = t->srv->n_workers;
+    wq_seal(t, w);
+    struct wmsg wm = {.kind = W_PUB_BATCH, .p = x.b};
+    if (wq_push(&t->wq[w], wm) < 0) {
+        pub_batch_unref(x.b);
+        cons_unsend(e->cons, d->seq);
+        return;
+    }
+    log_info("durable on %s: sequence %llu not acked after %u deliveries: dead-lettered",
+             e->sub->pattern, (unsigned long long)d->seq, d->n_deliv);
+}
+
+/* Send again what passed its ack wait, dead-letter what reached
+ * max_deliver, and restart reading for durables that have room again. */
+static void dur_scan_all(struct iot *t)
+{
+    if (t->dur_conns.n == 0 || t->now < t->next_dur_scan || t->srv->store == NULL) {
+        return;
+    }
+    t->next_dur_scan = t->now + DUR_SCAN_MS;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < t->dur_conns.n; i++) {
+        struct conn *c = t->dur_conns.v[i];
+        int has_durable = 0;
+        for (uint32_t j = 0; j < c->n_cu && c->state == ST_OPEN; j++) {
+            struct catchup *e = &c->cu[j];
+            if (e->cons == NULL) {
+                continue;
+            }
+            has_durable = 1;
+            if (!e->is_started || !cu_has_room(t, c) || dur_topic_id(t, e) == 0) {
+                continue;
+            }
+            struct consumer *k = e->cons;
+            struct cons_due due[DUR_DUE_MAX];
+            size_t n = cons_take_due(k, t->now, due, DUR_DUE_MAX);
+            for (size_t q = 0; q < n; q++) {
+                if (c->state != ST_OPEN || (!due[q].is_dlq && !cu_has_room(t, c))) {
+                    cons_unsend(k, due[q].seq); /* e is gone, or no room: later */
+                    continue;
+                }
+                if (due[q].is_dlq) {
+                    dur_dead_letter(t, e, &due[q]);
+                    continue;
+                }
+                struct cu_ctx x = {t, c, e, 0, due[q].seq, due[q].n_deliv, 0};
+                struct store_read_result res;
+                int rc = store_read(t->srv->store, e->topic_id, due[q].seq, 1, CU_CHUNK_BYTES,
+                                    cu_on_msg, &x, &res);
+                if (c->state != ST_OPEN) {
+                    continue;
+                }
+                if (rc == 0 && x.n == 0 && (x.is_gone || res.is_end)) {
+                    cons_forget(k, due[q].seq);
+                } else if (rc < 0 || x.n == 0) {
+                    cons_unsend(k, due[q].seq);
+                }
+            }
+            if (c->state == ST_OPEN && e->is_reading && cons_room(k) > 0) {
+                cu_list(t, c);
+            }
+        }
+        if (has_durable && c->state == ST_OPEN) {
+            t->dur_conns.v[kept++] = c;
+        } else {
+            c->is_dur_listed = 0;
+        }
+    }
+    t->dur_conns.n = kept;
+}
+
+static void handle_ack(struct iot *t, struct conn *c, Ferry__Ack *m)
+{
+    struct catchup *e = cu_find(c, m->sub_id);
+    if (e == NULL || e->cons == NULL) {
+        return; /* only durable consumers keep track of acks */
+    }
+    int kind = m->kind == FERRY__ACK__KIND__NAK ? 1 : m->kind == FERRY__ACK__KIND__TERM ? 2 : 0;
+    if (cons_ack(e->cons, m->sequence, kind) && kind == 1) {
+        t->next_dur_scan = 0; /* redeliver it this round */
+    }
+    if (e->is_started && e->is_reading) {
+        cu_list(t, c); /* it may have been full */
+    }
 }
 
 /* Does a listed connection have room for more catch-up now? */
@@ -1235,6 +1439,11 @@ static void conn_kill(struct iot *t, struct conn *c)
     free(c->subs);
     c->subs = NULL;
     c->n_subs = 0;
+    for (uint32_t i = 0; i < c->n_cu; i++) {
+        if (c->cu[i].cons != NULL) {
+            cons_unbind(t->srv->consumers, c->cu[i].cons, ref_of(t, c), c->cu[i].sub->sub_id);
+        }
+    }
     free(c->cu);
     c->cu = NULL;
     c->n_cu = c->cu_cap = 0;
@@ -1556,10 +1765,28 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
                     "queue group must be one token of printable characters");
         return;
     }
-    if (m->durable_name[0] != '\0') {
-        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
-                    "durable consumers are not supported by this server yet");
-        return;
+    int is_durable = m->durable_name[0] != '\0';
+    if (is_durable) {
+        const char *refusal = NULL;
+        size_t nlen = strlen(m->durable_name);
+        if (m->ack_mode != FERRY__ACK_MODE__ACK_EXPLICIT) {
+            refusal = "a durable consumer needs explicit acks (ack_mode ACK_EXPLICIT)";
+        } else if (t->srv->consumers == NULL || t->srv->store == NULL) {
+            refusal = "durable consumers need the store";
+        } else if (nlen > CONS_NAME_MAX ||
+                   topic_validate(m->durable_name, nlen, 0, CONS_NAME_MAX, 1, &why)) {
+            refusal = "durable name must be one token of printable characters, at most 200 bytes";
+        } else if (topic_has_wildcard(m->pattern, plen)) {
+            refusal = "a durable consumer needs a topic name without wildcards (one stored topic)";
+        } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
+            refusal = "the topic is ephemeral (not stored): durable consumers need a stored topic";
+        } else if (m->start > FERRY__START_POSITION__START_LAST) {
+            refusal = "unknown start position";
+        }
+        if (refusal) {
+            send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT, refusal);
+            return;
+        }
     }
     if (c->n_subs >= cfg->max_subs) {
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED,
@@ -1568,6 +1795,18 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     uint64_t start_seq = 0;
     int has_start = m->start != FERRY__START_POSITION__START_NEW;
+    if (is_durable) {
+        /* Where a new durable starts; one that exists resumes instead. */
+        int rc = cu_first_seq(t, m, plen, &start_seq);
+        if (rc < 0) {
+            send_suback(t, c, m->sub_id,
+                        rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                      : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED,
+                        server_strerror(rc));
+            return;
+        }
+        has_start = 0;
+    }
     if (has_start) {
         const char *refusal = NULL;
         if (m->start > FERRY__START_POSITION__START_LAST) {
@@ -1594,8 +1833,8 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
             return;
         }
     }
-    int use_cu = has_start;
-    if (!has_start && t->srv->store != NULL && glen == 0 &&
+    int use_cu = has_start || is_durable;
+    if (!use_cu && t->srv->store != NULL && glen == 0 &&
         !topic_has_wildcard(m->pattern, plen) && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
         /* New only, on one stored topic: it gets a position too, so that
          * when it lags it falls back to reading the store (see struct
@@ -1625,15 +1864,41 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         c->subs = v;
         c->subs_cap = cap;
     }
-    struct trie_sub *s =
-        trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen, m->queue_group, glen);
+    struct consumer *cons = NULL;
+    if (is_durable) {
+        struct cons_opts o = {m->max_in_flight, m->ack_wait_ms, m->max_deliver};
+        int rc = cons_bind(t->srv->consumers, m->pattern, plen, m->durable_name,
+                           strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
+                           ref_of(t, c), m->sub_id, t->now, &cons);
+        if (rc == -EBUSY) {
+            char text[320];
+            snprintf(text, sizeof(text),
+                     "durable %s on %s is held by another subscription (only members of its "
+                     "queue group may share it)",
+                     m->durable_name, m->pattern);
+            send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE, text);
+            return;
+        }
+        if (rc < 0) {
+            send_suback(t, c, m->sub_id,
+                        rc == -ENOMEM   ? FERRY__ERROR_CODE__ERROR_INTERNAL
+                        : rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                        : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED,
+                        server_strerror(rc));
+            return;
+        }
+    }
+    /* A durable's queue group members all get live copies; the durable's
+     * claim gives each message to one of them (see struct catchup). */
+    struct trie_sub *s = trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen,
+                                         is_durable ? "" : m->queue_group, is_durable ? 0 : glen);
     if (s == NULL) {
-        goto out_nomem;
+        goto out_unbind;
     }
     s->key = ++t->next_sub_key; /* before the workers see it */
     if (post_sub_change(t, W_SUB_ADD, s) < 0) {
         trie_sub_unref(s);
-        goto out_nomem;
+        goto out_unbind;
     }
     c->subs[c->n_subs++] = s;
     stats_add(&t->stats.subs, 1);
@@ -1652,6 +1917,11 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         memset(e, 0, sizeof(*e));
         e->sub = s;
         e->next_seq = start_seq;
+        e->cons = cons;
+        if (cons != NULL) {
+            dur_list(t, c);
+            t->next_dur_scan = 0; /* what the last holder left unacked is due */
+        }
     }
     /* The SubAck promises that anything published after it is matched, by
      * whichever connection. Normally the change reaches the workers at the
@@ -1672,6 +1942,10 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     cu_start(t, c, m->sub_id);
     return;
 
+out_unbind:
+    if (cons != NULL) {
+        cons_unbind(t->srv->consumers, cons, ref_of(t, c), m->sub_id);
+    }
 out_nomem:
     send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
 }
@@ -1683,6 +1957,10 @@ static int sub_remove_at(struct iot *t, struct conn *c, uint32_t i)
     struct trie_sub *s = c->subs[i];
     if (post_sub_change(t, W_SUB_DEL, s) < 0) {
         return -ENOMEM;
+    }
+    struct catchup *e = cu_find(c, s->sub_id);
+    if (e != NULL && e->cons != NULL) {
+        cons_unbind(t->srv->consumers, e->cons, ref_of(t, c), s->sub_id);
     }
     cu_remove(c, s->sub_id);
     /* c->subs stays sorted by key (deliver() searches it) */
@@ -2285,7 +2563,8 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
     case FERRY__FRAME__BODY_PONG:
         break; /* the receive itself refreshed the keepalive */
     case FERRY__FRAME__BODY_ACK:
-        break; /* nothing is stored, so nothing waits for acks yet */
+        handle_ack(t, c, f->ack);
+        break;
     case FERRY__FRAME__BODY_ADMIN_REQUEST:
         handle_admin(t, c, f->admin_request);
         break;
@@ -2427,6 +2706,14 @@ static void take_mail(struct iot *t)
             deliver(t, m);
             break;
         case R_PUBACK: {
+            if (CONN_REF_SLOT(m->conn_ref) == CONS_DLQ_SLOT) {
+                /* A dead letter (dur_dead_letter) is stored, or refused. */
+                if (t->srv->consumers != NULL) {
+                    cons_dlq_done(t->srv->consumers, CONN_REF_GEN(m->conn_ref), m->u.ack.id,
+                                  m->n_ids == 0);
+                }
+                break;
+            }
             struct conn *c = conn_by_ref(t, m->conn_ref);
             if (c && c->state == ST_OPEN) {
                 Ferry__PubAck a = FERRY__PUB_ACK__INIT;
@@ -2644,6 +2931,13 @@ static void end_round(struct iot *t)
             }
         }
         t->cu_conns.n = k;
+        k = 0;
+        for (uint32_t i = 0; i < t->dur_conns.n; i++) {
+            if (t->dur_conns.v[i]->state != ST_DEAD) {
+                t->dur_conns.v[k++] = t->dur_conns.v[i];
+            }
+        }
+        t->dur_conns.n = k;
         for (uint32_t i = 0; i < t->dead.n; i++) {
             free(t->dead.v[i]);
         }
@@ -2726,6 +3020,9 @@ static int epoll_timeout(struct iot *t)
         if (timeout < 0 || d < timeout) {
             timeout = d;
         }
+    }
+    if (t->dur_conns.n > 0 && (timeout < 0 || timeout > (int)DUR_SCAN_MS)) {
+        timeout = DUR_SCAN_MS; /* redelivery deadlines */
     }
     if (atomic_load(&t->srv->phase) == PHASE_CLOSE && timeout < 0) {
         timeout = 50;
@@ -2819,6 +3116,8 @@ static void *iot_main(void *arg)
             wq_flush_all(t);
             send_deferred(t);
             cu_pump_all(t);
+            dur_scan_all(t);
+            wq_flush_all(t); /* dead letters */
         }
         seen_phase = enter_phase(t, phase, seen_phase);
         if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {

@@ -35,6 +35,7 @@
 
 #include "acceptor.h"
 #include "config.h"
+#include "consumer.h"
 #include "io_thread.h"
 #include "log.h"
 #include "server.h"
@@ -174,6 +175,13 @@ static const char *sync_name(const struct cfg *c)
         return buf;
     }
     return c->sync_mode == STORE_SYNC_ALWAYS ? "always" : "none";
+}
+
+/* consumer.h: a durable became dirty; the writer saves it. */
+static void wake_writer(void *ctx)
+{
+    struct server *s = ctx;
+    mbox_wake(writer_mbox(s->writer));
 }
 
 static int open_store(struct server *s)
@@ -316,6 +324,10 @@ int main(int argc, char **argv)
         log_error("cannot create the store writer");
         return 1;
     }
+    if (cons_reg_create(s->store, wake_writer, s, &s->consumers) < 0) {
+        log_error("out of memory");
+        return 1;
+    }
     for (uint32_t i = 0; i < s->n_workers; i++) {
         if ((s->workers[i] = worker_create(s, i)) == NULL) {
             log_error("cannot create worker %u", i);
@@ -400,6 +412,11 @@ int main(int argc, char **argv)
         worker_destroy(s->workers[i]);
     }
     writer_destroy(s->writer);
+    /* Acks taken by the IO threads after the writer stopped. */
+    if ((rc = cons_reg_flush(s->consumers)) < 0) {
+        log_warn("shutdown: durable consumer state not saved: %s", server_strerror(rc));
+    }
+    cons_reg_destroy(s->consumers);
     store_close(s->store); /* every thread that reads it has exited */
     if (s->auth_pool) {
         auth_delay_deinit(&s->auth_delay);

@@ -33,6 +33,7 @@ struct worker;
 struct acceptor;
 struct store;
 struct writer;
+struct cons_reg;
 
 #define CONN_REF(iot, slot, gen) (((uint64_t)(iot) << 56) | ((uint64_t)(slot) << 32) | (gen))
 #define CONN_REF_IOT(ref) ((uint32_t)((ref) >> 56))
@@ -179,6 +180,7 @@ struct server {
     struct worker **workers;     /* immutable array */
     struct store *store;         /* immutable while threads run; thread-safe API */
     struct writer *writer;       /* the store writer thread */
+    struct cons_reg *consumers;  /* durable consumers (NULL without a store); thread-safe */
     struct acceptor *acc;
     struct stats acc_stats;      /* acceptor's counters */
     struct auth_holder auth;     /* the auth file's table (NULL: anonymous); thread-safe */

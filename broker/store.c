@@ -2160,6 +2160,98 @@ int store_is_failed(const struct store *s)
     return atomic_load(&((struct store *)s)->is_failed) ? 1 : 0;
 }
 
+/* ---- durable consumer state ------------------------------------------- */
+
+int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    if (recs == NULL) {
+        return FERRY_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].key_len == 0 || recs[i].key_len > STORE_CONSUMER_KEY_MAX) {
+            return FERRY_EINVAL;
+        }
+    }
+    pthread_mutex_lock(&s->wlock);
+    int ret = 0;
+    if (atomic_load(&s->is_failed)) {
+        ret = FERRY_ESTORAGE;
+        goto out_unlock;
+    }
+    for (;;) {
+        MDB_txn *txn = NULL;
+        int rc = wtxn_begin(s, &txn);
+        int is_open = rc == 0;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            MDB_val k = {recs[i].key_len, (void *)recs[i].key};
+            if (recs[i].value == NULL) {
+                rc = mdb_del(txn, s->dbi_consumers, &k, NULL);
+                rc = rc == MDB_NOTFOUND ? 0 : rc;
+            } else {
+                MDB_val v = {recs[i].value_len, (void *)recs[i].value};
+                rc = mdb_put(txn, s->dbi_consumers, &k, &v, 0);
+            }
+        }
+        if (rc == 0) {
+            rc = wtxn_commit(s, txn);
+        } else if (is_open) {
+            wtxn_abort(s, txn);
+        }
+        if (rc == MDB_MAP_FULL && map_grow(s) == 0) {
+            continue;
+        }
+        if (rc != 0) {
+            if (is_full_error(rc) || rc == MDB_MAP_FULL) {
+                ret = FERRY_ESTORAGEFULL;
+            } else if (rc == ENOMEM) {
+                ret = -ENOMEM;
+            } else {
+                ret = store_fail(s, rc);
+            }
+        }
+        break;
+    }
+out_unlock:
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
+int store_consumer_get(struct store *s, const char *key, size_t key_len, void **value,
+                       size_t *value_len)
+{
+    if (key == NULL || key_len == 0 || key_len > STORE_CONSUMER_KEY_MAX || value == NULL ||
+        value_len == NULL) {
+        return FERRY_EINVAL;
+    }
+    MDB_txn *txn;
+    int ret = rtxn_begin(s, &txn);
+    if (ret != 0) {
+        return ret;
+    }
+    MDB_val k = {key_len, (void *)key};
+    MDB_val v;
+    int rc = mdb_get(txn, s->dbi_consumers, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        ret = FERRY_ENOTOPIC;
+    } else if (rc != 0) {
+        ret = xlate_read(rc);
+    } else {
+        void *p = malloc(v.mv_size ? v.mv_size : 1);
+        if (p == NULL) {
+            ret = -ENOMEM;
+        } else {
+            memcpy(p, v.mv_data, v.mv_size);
+            *value = p;
+            *value_len = v.mv_size;
+        }
+    }
+    rtxn_end(s, txn);
+    return ret;
+}
+
 /* ---- verify ------------------------------------------------------------ */
 
 struct vtopic {

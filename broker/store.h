@@ -21,9 +21,10 @@
  *     "tidx"       (topic id u32 BE, ms bucket of publish time u64 BE, biased)
  *                  -> first seq u64 BE of that bucket: a sparse index for
  *                  start by time (at most one entry per topic per ms)
- *     "consumers"  reserved for durable consumer state (next issue); created
- *                  empty. Intended key: (topic id u32 BE, consumer name) ->
- *                  acked floor + pending set, written through the batch.
+ *     "consumers"  durable consumer state: key topic name, NUL, durable
+ *                  name -> an opaque record owned by consumer.c (ack floor,
+ *                  next sequence, delivered-but-unacked set). Written with
+ *                  store_consumers_put() on the writer path.
  *   Start-up reads the meta record and the topics table only (plus the last
  *   key of two tables): its cost does not grow with the number of messages.
  *
@@ -440,6 +441,26 @@ int store_is_failed(const struct store *s);
  * foreign or unreadable environment), -errno when dir cannot be opened at all.
  * res (may be NULL) is filled in every case where the walk ran.
  */
+/*
+ * Durable consumer records ("consumers" database). Keys are at most
+ * STORE_CONSUMER_KEY_MAX bytes; values are opaque to the store.
+ *
+ * store_consumers_put(): write (value != NULL) or delete (value == NULL) n
+ * records in one write transaction, committed per the sync policy. Writer
+ * path: takes the writer mutex, so it must not be called by a thread that
+ * holds an open batch. The map grows on MDB_MAP_FULL as for batches.
+ * Returns 0, FERRY_EINVAL, FERRY_ESTORAGEFULL, -ENOMEM, FERRY_ESTORAGE
+ * (fail-stop).
+ *
+ * store_consumer_get(): one record, copied into a malloc'd *value (the
+ * caller frees it). Returns 0, FERRY_ENOTOPIC (no such record),
+ * FERRY_EINVAL, -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Thread: any.
+ */
+#define STORE_CONSUMER_KEY_MAX 511
+int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n);
+int store_consumer_get(struct store *s, const char *key, size_t key_len, void **value,
+                       size_t *value_len);
+
 struct store_verify_result {
     uint64_t n_topics;
     uint64_t n_msgs;

@@ -16,6 +16,7 @@
 #include "writer.h"
 
 #include "codec.h"
+#include "consumer.h"
 #include "ferry.h"
 #include "io_thread.h"
 #include "log.h"
@@ -407,6 +408,17 @@ static void *writer_main(void *arg)
         }
         int was_refused = 0;
         uint32_t n = mbox_take(&w->in, items, WRITER_TAKE, &was_refused);
+        /* Durable consumer state first (consumer.h, PERSISTENCE): every Ack
+         * handled before the publications just taken were posted is
+         * committed before those are acknowledged. */
+        if (s->consumers != NULL) {
+            int rc = cons_reg_flush(s->consumers);
+            if (rc == FERRY_ESTORAGE) {
+                fail_stop(w, rc, "a commit of durable consumer state");
+            } else if (rc < 0) {
+                log_warn("store: durable consumer state not saved yet: %s", server_strerror(rc));
+            }
+        }
         uint32_t n_done = 0;
         for (uint32_t i = 0; i < n; i++) {
             struct wmsg *m = &items[i];

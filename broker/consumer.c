@@ -1,0 +1,752 @@
+/*
+ * consumer.c - durable consumers: see consumer.h.
+ *
+ * The pending set is an array sorted by sequence (claims only ever append:
+ * next_seq grows), with a head index: acks mostly come for the oldest
+ * entries, so a done entry is only marked, the head moves past done entries,
+ * and the array is compacted when the dead prefix is large. Lookups are
+ * binary searches; the deadline scan is linear over at most max_in_flight
+ * entries and runs a few times a second.
+ *
+ * Stored record (little-endian):
+ *   u8 'D', u8 version 1, u16 0, u64 next_seq, u32 n,
+ *   n x (u64 seq, u32 n_deliv)
+ */
+#include "consumer.h"
+
+#include "codec.h"
+#include "ferry.h"
+#include "log.h"
+#include "topic.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REC_HDR 16
+#define REC_ENT 12
+
+struct pend {
+    uint64_t seq;
+    uint64_t deadline; /* monotonic ms; 0: due now */
+    uint32_t n_deliv;
+    uint8_t is_done;
+    uint8_t is_dlq; /* held for the dead-letter publish */
+};
+
+struct holder {
+    uint64_t ref;
+    uint64_t sub_id;
+};
+
+struct consumer {
+    struct cons_reg *reg; /* immutable */
+    uint32_t id;          /* immutable */
+    char *key;            /* immutable: topic, NUL, name */
+    size_t key_len;
+    const char *topic; /* into key */
+    size_t topic_len;
+    const char *name; /* into key */
+    size_t name_len;
+    /* guarded by the registry's lock */
+    struct holder *holders;
+    uint32_t n_holders, holders_cap;
+    char group[256];
+    /* guarded by lock */
+    pthread_mutex_t lock;
+    uint64_t next_seq;
+    struct pend *p;
+    uint32_t head, n, cap; /* entries p[head .. n) are candidates */
+    uint32_t n_live;       /* not done */
+    struct cons_opts o;
+    uint8_t is_dirty;
+};
+
+struct cons_reg {
+    struct store *st;
+    void (*waker)(void *);
+    void *ctx;
+    pthread_mutex_t lock;
+    struct consumer **v; /* by id - 1; guarded by lock */
+    uint32_t n, cap;
+    atomic_int is_dirty; /* some durable is dirty */
+};
+
+static void le32_put(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static void le64_put(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static uint32_t le32_get(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        v |= (uint32_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static uint64_t le64_get(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static void cons_free(struct consumer *k);
+
+int cons_reg_create(struct store *st, void (*waker)(void *), void *ctx, struct cons_reg **out)
+{
+    struct cons_reg *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->st = st;
+    r->waker = waker;
+    r->ctx = ctx;
+    pthread_mutex_init(&r->lock, NULL);
+    atomic_init(&r->is_dirty, 0);
+    *out = r;
+    return 0;
+}
+
+void cons_reg_destroy(struct cons_reg *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < r->n; i++) {
+        cons_free(r->v[i]);
+    }
+    free(r->v);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+/* Mark k dirty (k->lock held) and remember to wake the writer. Returns 1 if
+ * the registry was clean: the caller wakes the writer after unlocking. */
+static int mark_dirty(struct cons_reg *r, struct consumer *k)
+{
+    k->is_dirty = 1;
+    return atomic_exchange(&r->is_dirty, 1) == 0;
+}
+
+static void wake(struct cons_reg *r, int need)
+{
+    if (need && r->waker) {
+        r->waker(r->ctx);
+    }
+}
+
+static void opts_fill(struct cons_opts *d, const struct cons_opts *o)
+{
+    d->max_in_flight = o && o->max_in_flight ? o->max_in_flight : CONS_DEFAULT_MAX_IN_FLIGHT;
+    if (d->max_in_flight > CONS_MAX_IN_FLIGHT_CAP) {
+        d->max_in_flight = CONS_MAX_IN_FLIGHT_CAP;
+    }
+    d->ack_wait_ms = o && o->ack_wait_ms ? o->ack_wait_ms : CONS_DEFAULT_ACK_WAIT_MS;
+    d->max_deliver = o && o->max_deliver ? o->max_deliver : CONS_DEFAULT_MAX_DELIVER;
+}
+
+static int pend_reserve(struct consumer *k, uint32_t more)
+{
+    if (k->head > 0 && (k->n + more > k->cap || k->head >= k->n / 2)) {
+        memmove(k->p, k->p + k->head, (k->n - k->head) * sizeof(*k->p));
+        k->n -= k->head;
+        k->head = 0;
+    }
+    if (k->n + more <= k->cap) {
+        return 0;
+    }
+    uint32_t cap = k->cap ? k->cap : 64;
+    while (cap < k->n + more) {
+        cap *= 2;
+    }
+    struct pend *v = realloc(k->p, cap * sizeof(*v));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    k->p = v;
+    k->cap = cap;
+    return 0;
+}
+
+/* Index of seq among the candidates, or -1. */
+static int64_t pend_find(const struct consumer *k, uint64_t seq)
+{
+    uint32_t lo = k->head, hi = k->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (k->p[mid].seq < seq) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < k->n && k->p[lo].seq == seq && !k->p[lo].is_done ? (int64_t)lo : -1;
+}
+
+static void pend_done(struct consumer *k, uint32_t i)
+{
+    k->p[i].is_done = 1;
+    k->n_live--;
+    while (k->head < k->n && k->p[k->head].is_done) {
+        k->head++;
+    }
+    if (k->head == k->n) {
+        k->head = k->n = 0;
+    }
+}
+
+static int state_decode(struct consumer *k, const unsigned char *v, size_t len)
+{
+    if (len < REC_HDR || v[0] != 'D' || v[1] != 1) {
+        return FERRY_ESTORAGE;
+    }
+    uint64_t next = le64_get(v + 4);
+    uint32_t n = le32_get(v + 12);
+    if ((len - REC_HDR) / REC_ENT != n || (len - REC_HDR) % REC_ENT != 0) {
+        return FERRY_ESTORAGE;
+    }
+    if (pend_reserve(k, n) < 0) {
+        return -ENOMEM;
+    }
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *e = v + REC_HDR + (size_t)i * REC_ENT;
+        uint64_t seq = le64_get(e);
+        if (seq <= prev || seq >= next) {
+            return FERRY_ESTORAGE;
+        }
+        prev = seq;
+        struct pend *p = &k->p[k->n++];
+        p->seq = seq;
+        p->n_deliv = le32_get(e + 8);
+        p->deadline = 0; /* due at once for whoever binds */
+        p->is_done = 0;
+        p->is_dlq = 0;
+        k->n_live++;
+    }
+    k->next_seq = next;
+    return 0;
+}
+
+static struct consumer *reg_find(struct cons_reg *r, const char *key, size_t key_len)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        struct consumer *k = r->v[i];
+        if (k->key_len == key_len && memcmp(k->key, key, key_len) == 0) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+static struct consumer *cons_new(const char *key, size_t key_len, size_t topic_len)
+{
+    struct consumer *k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return NULL;
+    }
+    k->key = malloc(key_len + 1);
+    if (k->key == NULL) {
+        free(k);
+        return NULL;
+    }
+    memcpy(k->key, key, key_len);
+    k->key[key_len] = '\0';
+    k->key_len = key_len;
+    k->topic = k->key;
+    k->topic_len = topic_len;
+    k->name = k->key + topic_len + 1;
+    k->name_len = key_len - topic_len - 1;
+    pthread_mutex_init(&k->lock, NULL);
+    return k;
+}
+
+static void cons_free(struct consumer *k)
+{
+    pthread_mutex_destroy(&k->lock);
+    free(k->p);
+    free(k->holders);
+    free(k->key);
+    free(k);
+}
+
+int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+              size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
+              uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, uint64_t now,
+              struct consumer **out)
+{
+    (void)now;
+    char key[STORE_CONSUMER_KEY_MAX + 1];
+    size_t key_len = topic_len + 1 + name_len;
+    if (topic_len == 0 || name_len == 0 || name_len > CONS_NAME_MAX ||
+        key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group)) {
+        return FERRY_EINVAL;
+    }
+    memcpy(key, topic, topic_len);
+    key[topic_len] = '\0';
+    memcpy(key + topic_len + 1, name, name_len);
+    int need_wake = 0;
+    int ret = 0;
+    pthread_mutex_lock(&r->lock);
+    struct consumer *k = reg_find(r, key, key_len);
+    if (k == NULL) {
+        /* Not in memory yet: load it (a short read; the registry lock keeps
+         * a second binder of the same name waiting, not loading twice). */
+        k = cons_new(key, key_len, topic_len);
+        if (k == NULL) {
+            ret = -ENOMEM;
+            goto out_unlock;
+        }
+        void *v = NULL;
+        size_t vlen = 0;
+        int rc = r->st ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
+        if (rc == 0) {
+            rc = state_decode(k, v, vlen);
+            free(v);
+            if (rc == FERRY_ESTORAGE) {
+                log_error("durable %s on %s: stored state is corrupt", k->name, k->topic);
+            }
+        } else if (rc == FERRY_ENOTOPIC) {
+            k->next_seq = first_seq ? first_seq : 1;
+            rc = 0;
+            k->is_dirty = 1; /* persist the start position (marked below) */
+        }
+        if (rc == 0 && r->n == r->cap) {
+            uint32_t cap = r->cap ? r->cap * 2 : 16;
+            struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
+            if (nv == NULL) {
+                rc = -ENOMEM;
+            } else {
+                r->v = nv;
+                r->cap = cap;
+            }
+        }
+        if (rc != 0) {
+            cons_free(k);
+            ret = rc;
+            goto out_unlock;
+        }
+        r->v[r->n++] = k;
+        k->id = r->n;
+        k->reg = r;
+        if (k->is_dirty) {
+            need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
+        }
+    }
+    if (k->n_holders > 0 &&
+        (group_len == 0 || strlen(k->group) != group_len || memcmp(k->group, group, group_len))) {
+        ret = -EBUSY;
+        goto out_unlock;
+    }
+    if (k->n_holders == k->holders_cap) {
+        uint32_t cap = k->holders_cap ? k->holders_cap * 2 : 2;
+        struct holder *hv = realloc(k->holders, cap * sizeof(*hv));
+        if (hv == NULL) {
+            ret = -ENOMEM;
+            goto out_unlock;
+        }
+        k->holders = hv;
+        k->holders_cap = cap;
+    }
+    k->holders[k->n_holders].ref = holder_ref;
+    k->holders[k->n_holders].sub_id = sub_id;
+    pthread_mutex_lock(&k->lock);
+    if (k->n_holders == 0) {
+        memcpy(k->group, group, group_len);
+        k->group[group_len] = '\0';
+        /* Whoever held it before is gone: what it did not ack is due now. */
+        for (uint32_t i = k->head; i < k->n; i++) {
+            if (!k->p[i].is_dlq) {
+                k->p[i].deadline = 0;
+            }
+        }
+    }
+    opts_fill(&k->o, o);
+    pthread_mutex_unlock(&k->lock);
+    k->n_holders++;
+    *out = k;
+out_unlock:
+    pthread_mutex_unlock(&r->lock);
+    wake(r, need_wake);
+    return ret;
+}
+
+void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, uint64_t sub_id)
+{
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < k->n_holders; i++) {
+        if (k->holders[i].ref == holder_ref && k->holders[i].sub_id == sub_id) {
+            k->holders[i] = k->holders[--k->n_holders];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+uint32_t cons_id(const struct consumer *k)
+{
+    return k->id;
+}
+
+enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint64_t now,
+                           uint64_t *missed)
+{
+    enum cons_claim res;
+    pthread_mutex_lock(&k->lock);
+    if (seq < k->next_seq) {
+        res = CONS_CLAIM_SKIP;
+    } else if (seq > k->next_seq && !allow_gap) {
+        res = CONS_CLAIM_GAP;
+    } else if (k->n_live >= k->o.max_in_flight || pend_reserve(k, 1) < 0) {
+        res = CONS_CLAIM_FULL;
+    } else {
+        if (missed) {
+            *missed = seq - k->next_seq;
+        }
+        struct pend *p = &k->p[k->n++];
+        p->seq = seq;
+        p->deadline = now + k->o.ack_wait_ms;
+        p->n_deliv = 1;
+        p->is_done = 0;
+        p->is_dlq = 0;
+        k->n_live++;
+        k->next_seq = seq + 1;
+        /* next_seq is saved lazily: if it is lost in a crash, the message
+         * is delivered again, which at-least-once allows. The flush of the
+         * next ack writes it. */
+        res = CONS_CLAIM_OK;
+    }
+    pthread_mutex_unlock(&k->lock);
+    return res;
+}
+
+uint64_t cons_next_seq(struct consumer *k)
+{
+    pthread_mutex_lock(&k->lock);
+    uint64_t v = k->next_seq;
+    pthread_mutex_unlock(&k->lock);
+    return v;
+}
+
+uint32_t cons_room(struct consumer *k)
+{
+    pthread_mutex_lock(&k->lock);
+    uint32_t v = k->n_live >= k->o.max_in_flight ? 0 : k->o.max_in_flight - k->n_live;
+    pthread_mutex_unlock(&k->lock);
+    return v;
+}
+
+uint32_t cons_n_pending(struct consumer *k)
+{
+    pthread_mutex_lock(&k->lock);
+    uint32_t v = k->n_live;
+    pthread_mutex_unlock(&k->lock);
+    return v;
+}
+
+int cons_ack(struct consumer *k, uint64_t seq, int kind)
+{
+    int hit = 0, need_wake = 0;
+    struct cons_reg *r = k->reg;
+    pthread_mutex_lock(&k->lock);
+    int64_t i = pend_find(k, seq);
+    if (i >= 0 && !k->p[i].is_dlq) {
+        hit = 1;
+        if (kind == 1) {
+            k->p[i].deadline = 0;
+        } else {
+            pend_done(k, (uint32_t)i);
+            need_wake = mark_dirty(r, k);
+        }
+    }
+    pthread_mutex_unlock(&k->lock);
+    wake(r, need_wake);
+    return hit;
+}
+
+size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&k->lock);
+    for (uint32_t i = k->head; i < k->n && n < max; i++) {
+        struct pend *p = &k->p[i];
+        if (p->is_done || p->is_dlq || p->deadline > now) {
+            continue;
+        }
+        out[n].seq = p->seq;
+        if (p->n_deliv >= k->o.max_deliver) {
+            p->is_dlq = 1;
+            out[n].is_dlq = 1;
+            out[n].n_deliv = p->n_deliv;
+        } else {
+            p->n_deliv++;
+            p->deadline = now + k->o.ack_wait_ms;
+            out[n].is_dlq = 0;
+            out[n].n_deliv = p->n_deliv;
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&k->lock);
+    return n;
+}
+
+uint64_t cons_next_deadline(struct consumer *k)
+{
+    uint64_t d = UINT64_MAX;
+    pthread_mutex_lock(&k->lock);
+    for (uint32_t i = k->head; i < k->n; i++) {
+        struct pend *p = &k->p[i];
+        if (!p->is_done && !p->is_dlq && p->deadline < d) {
+            d = p->deadline;
+        }
+    }
+    pthread_mutex_unlock(&k->lock);
+    return d;
+}
+
+void cons_forget(struct consumer *k, uint64_t seq)
+{
+    struct cons_reg *r = k->reg;
+    int need_wake = 0;
+    pthread_mutex_lock(&k->lock);
+    int64_t i = pend_find(k, seq);
+    if (i >= 0) {
+        pend_done(k, (uint32_t)i);
+        need_wake = mark_dirty(r, k);
+    }
+    pthread_mutex_unlock(&k->lock);
+    wake(r, need_wake);
+}
+
+void cons_unsend(struct consumer *k, uint64_t seq)
+{
+    pthread_mutex_lock(&k->lock);
+    int64_t i = pend_find(k, seq);
+    if (i >= 0) {
+        if (k->p[i].is_dlq) {
+            k->p[i].is_dlq = 0;
+        } else if (k->p[i].n_deliv > 1) {
+            k->p[i].n_deliv--;
+        }
+        k->p[i].deadline = 0;
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
+{
+    pthread_mutex_lock(&r->lock);
+    struct consumer *k = id >= 1 && id <= r->n ? r->v[id - 1] : NULL;
+    pthread_mutex_unlock(&r->lock);
+    if (k == NULL) {
+        return;
+    }
+    int need_wake = 0;
+    pthread_mutex_lock(&k->lock);
+    int64_t i = pend_find(k, seq);
+    if (i >= 0 && k->p[i].is_dlq) {
+        if (ok) {
+            pend_done(k, (uint32_t)i);
+            need_wake = mark_dirty(r, k);
+        } else {
+            k->p[i].is_dlq = 0; /* retried (dead-lettered again) after ack_wait */
+            k->p[i].deadline = 0;
+        }
+    }
+    pthread_mutex_unlock(&k->lock);
+    if (ok == 0) {
+        log_warn("durable %s on %s: the dead-letter publish of sequence %llu was refused; "
+                 "retrying",
+                 k->name, k->topic, (unsigned long long)seq);
+    }
+    wake(r, need_wake);
+}
+
+struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, uint32_t n_deliv,
+                                 uint32_t iot_index, uint32_t n_workers, int64_t now_ns)
+{
+    enum { KEEP = 60, EXTRA = 4 };
+    char topic[sizeof(CONS_DLQ_PREFIX) + CONS_NAME_MAX];
+    size_t tlen = (size_t)snprintf(topic, sizeof(topic), "%s%.*s", CONS_DLQ_PREFIX,
+                                   (int)k->name_len, k->name);
+    Ferry__Header hdr[KEEP + EXTRA];
+    Ferry__Header *hp[KEEP + EXTRA];
+    char seqbuf[24], cntbuf[16];
+    snprintf(seqbuf, sizeof(seqbuf), "%llu", (unsigned long long)m->seq);
+    snprintf(cntbuf, sizeof(cntbuf), "%u", n_deliv);
+    /* NUL-terminated copies of the original headers (protobuf-c strings). */
+    size_t text_len = m->headers_raw_len + 2 * m->n_headers + 1;
+    char *text = malloc(text_len);
+    if (text == NULL) {
+        return NULL;
+    }
+    size_t nh = 0, used = 0, pos = 0;
+    struct store_kv kv;
+    while (nh < KEEP && store_msg_header_next(m, &pos, &kv)) {
+        ferry__header__init(&hdr[nh]);
+        hdr[nh].key = text + used;
+        memcpy(text + used, kv.key, kv.key_len);
+        text[used + kv.key_len] = '\0';
+        used += kv.key_len + 1;
+        hdr[nh].value = text + used;
+        memcpy(text + used, kv.value, kv.value_len);
+        text[used + kv.value_len] = '\0';
+        used += kv.value_len + 1;
+        hp[nh] = &hdr[nh];
+        nh++;
+    }
+    const char *ek[EXTRA] = {CONS_DLQ_HDR_TOPIC, CONS_DLQ_HDR_SEQ, CONS_DLQ_HDR_COUNT,
+                             CONS_DLQ_HDR_DURABLE};
+    const char *ev[EXTRA] = {k->topic, seqbuf, cntbuf, k->name};
+    for (int i = 0; i < EXTRA; i++) {
+        ferry__header__init(&hdr[nh]);
+        hdr[nh].key = (char *)ek[i];
+        hdr[nh].value = (char *)ev[i];
+        hp[nh] = &hdr[nh];
+        nh++;
+    }
+    Ferry__Deliver d = FERRY__DELIVER__INIT;
+    d.topic = topic;
+    d.publish_time = now_ns;
+    d.payload.data = (uint8_t *)m->payload;
+    d.payload.len = m->payload_len;
+    d.key.data = (uint8_t *)m->key;
+    d.key.len = m->key_len;
+    d.n_headers = nh;
+    d.headers = hp;
+    d.attempt = 1;
+    size_t body_len = codec_deliver_body_size(&d) + PUB_SEQ_TRAILER;
+    size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
+    size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;
+    struct pub_batch *b = malloc(sizeof(*b) + rec_len);
+    if (b == NULL) {
+        free(text);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->len = (uint32_t)rec_len;
+    b->cap = (uint32_t)rec_len;
+    b->n_recs = 1;
+    struct pub_rec *r = (struct pub_rec *)b->data;
+    memset(r, 0, sizeof(*r));
+    r->conn_ref = CONN_REF(iot_index, CONS_DLQ_SLOT, k->id);
+    r->pub_id = m->seq;
+    r->rec_len = (uint32_t)rec_len;
+    r->body_off = (uint32_t)body_off;
+    r->body_len = (uint32_t)body_len;
+    r->worker = topic_hash(topic, tlen) % n_workers;
+    r->topic_len = (uint16_t)tlen;
+    r->want_ack = 1;
+    r->is_stored = 1;
+    memcpy(r + 1, topic, tlen);
+    codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
+    pub_seq_put((uint8_t *)r + body_off + body_len, 0);
+    free(text);
+    return b;
+}
+
+/* Serialise k (k->lock held) into a malloc'd record. */
+static unsigned char *state_encode(struct consumer *k, size_t *len)
+{
+    size_t n = k->n_live;
+    unsigned char *v = malloc(REC_HDR + n * REC_ENT);
+    if (v == NULL) {
+        return NULL;
+    }
+    v[0] = 'D';
+    v[1] = 1;
+    v[2] = v[3] = 0;
+    le64_put(v + 4, k->next_seq);
+    le32_put(v + 12, (uint32_t)n);
+    size_t j = 0;
+    for (uint32_t i = k->head; i < k->n; i++) {
+        if (!k->p[i].is_done) {
+            unsigned char *e = v + REC_HDR + j * REC_ENT;
+            le64_put(e, k->p[i].seq);
+            le32_put(e + 8, k->p[i].n_deliv);
+            j++;
+        }
+    }
+    *len = REC_HDR + n * REC_ENT;
+    return v;
+}
+
+int cons_reg_flush(struct cons_reg *r)
+{
+    if (!atomic_exchange(&r->is_dirty, 0)) {
+        return 0;
+    }
+    pthread_mutex_lock(&r->lock);
+    uint32_t n = r->n;
+    struct consumer **ks = n ? malloc(n * sizeof(*ks)) : NULL;
+    if (ks) {
+        memcpy(ks, r->v, n * sizeof(*ks));
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (n && ks == NULL) {
+        atomic_store(&r->is_dirty, 1);
+        return -ENOMEM;
+    }
+    struct store_kv *recs = n ? calloc(n, sizeof(*recs)) : NULL;
+    struct consumer **taken = n ? calloc(n, sizeof(*taken)) : NULL;
+    size_t m = 0;
+    int rc = 0;
+    if (n && (recs == NULL || taken == NULL)) {
+        rc = -ENOMEM;
+    }
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        struct consumer *k = ks[i];
+        pthread_mutex_lock(&k->lock);
+        if (k->is_dirty) {
+            size_t len;
+            unsigned char *v = state_encode(k, &len);
+            if (v != NULL) {
+                k->is_dirty = 0;
+                recs[m].key = k->key;
+                recs[m].key_len = k->key_len;
+                recs[m].value = (const char *)v;
+                recs[m].value_len = len;
+                taken[m++] = k;
+            } else {
+                rc = -ENOMEM;
+            }
+        }
+        pthread_mutex_unlock(&k->lock);
+    }
+    if (rc == 0 && m > 0) {
+        rc = store_consumers_put(r->st, recs, m);
+    }
+    if (rc != 0) {
+        /* Not stored: they stay dirty and the next round retries. */
+        for (size_t i = 0; i < m; i++) {
+            pthread_mutex_lock(&taken[i]->lock);
+            taken[i]->is_dirty = 1;
+            pthread_mutex_unlock(&taken[i]->lock);
+        }
+        atomic_store(&r->is_dirty, 1);
+    }
+    for (size_t i = 0; i < m; i++) {
+        free((void *)recs[i].value);
+    }
+    free(recs);
+    free(taken);
+    free(ks);
+    return rc;
+}

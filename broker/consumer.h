@@ -1,0 +1,163 @@
+/*
+ * consumer.h - durable consumers (prefix cons_): their position, the set of
+ * delivered-but-unacked messages, redelivery deadlines, dead letters, and
+ * their persistence in the store's "consumers" database.
+ *
+ * WHAT A DURABLE IS
+ *   A durable consumer is named by (topic, durable name): one stored topic
+ *   (no wildcards) and a name that is one token. Its state:
+ *     next_seq  the next sequence never handed out yet;
+ *     pending   delivered-but-unacked sequences below next_seq, each with its
+ *               delivery count and a redelivery deadline (monotonic ms).
+ *   Every sequence below next_seq that is not pending is done (acked,
+ *   terminated, dead-lettered, or removed from the store before delivery).
+ *   The ack floor (all done up to it) is min(pending) - 1, or next_seq - 1.
+ *
+ * HOLDERS
+ *   Subscriptions (connection ref + sub id) bind a durable. A durable held by
+ *   one subscription without a queue group cannot be bound again until it is
+ *   released (-EBUSY: ERROR_DURABLE_IN_USE). Subscriptions that all name the
+ *   same queue group share it: each message goes to the member that claims it
+ *   first (cons_claim()), so every message is handed to one member. When the
+ *   first holder binds a durable nobody holds, every pending message becomes
+ *   due at once (the previous holder is gone; redeliver without waiting).
+ *
+ * PERSISTENCE
+ *   Every change marks the durable dirty and calls the registry's waker
+ *   (the store writer's wake-up). The writer calls cons_reg_flush() each
+ *   round, before it commits the publications it took in that round, so an
+ *   Ack that a connection sent before a Publish is committed no later than
+ *   that Publish (a PubAck received after the Acks means they are stored).
+ *   After a crash the state committed last is loaded: messages acked after
+ *   it are delivered again (at least once), never lost.
+ *
+ * THREADS
+ *   Any thread. The registry's lock guards its table and each durable's
+ *   holders; each durable's own lock guards its position and pending set.
+ *   No store call is made while a durable's lock is held, except from
+ *   cons_bind() (a read, before the durable is visible to others).
+ *   Durables live until cons_reg_destroy(): pointers stay valid.
+ */
+#ifndef FERRY_CONSUMER_H
+#define FERRY_CONSUMER_H
+
+#include "server.h"
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cons_reg;
+struct consumer;
+
+#define CONS_DEFAULT_MAX_IN_FLIGHT 1024u
+#define CONS_MAX_IN_FLIGHT_CAP 65536u
+#define CONS_DEFAULT_ACK_WAIT_MS 30000u
+#define CONS_DEFAULT_MAX_DELIVER 5u
+#define CONS_NAME_MAX 200 /* bytes in a durable name */
+
+/* Header names of a dead-lettered message (besides its own headers). */
+#define CONS_DLQ_HDR_TOPIC "ferry-dlq-topic"
+#define CONS_DLQ_HDR_SEQ "ferry-dlq-sequence"
+#define CONS_DLQ_HDR_COUNT "ferry-dlq-deliveries"
+#define CONS_DLQ_HDR_DURABLE "ferry-dlq-durable"
+#define CONS_DLQ_PREFIX "$DLQ."
+
+/* The conn ref slot that marks a dead-letter publish's PubAck (no
+ * connection has this slot): the generation field carries the durable's id
+ * and the publish id its sequence. */
+#define CONS_DLQ_SLOT 0xffffffu
+
+/* Per-subscription options; 0 fields take the defaults above. */
+struct cons_opts {
+    uint32_t max_in_flight;
+    uint32_t ack_wait_ms;
+    uint32_t max_deliver;
+};
+
+/* Create the registry over store st (kept, not owned). waker(ctx) is called
+ * (any thread, no lock held) when a durable becomes dirty and the registry
+ * was clean. Returns 0 and *out, or -ENOMEM. */
+int cons_reg_create(struct store *st, void (*waker)(void *), void *ctx, struct cons_reg **out);
+/* Free everything. Nothing may use the registry any more. NULL: no-op. */
+void cons_reg_destroy(struct cons_reg *r);
+
+/*
+ * Bind subscription (holder_ref, sub_id) to the durable (topic, name),
+ * loading it from the store or creating it (starting at first_seq) if it
+ * does not exist. group may be empty. o applies to this binding (the last
+ * binder's options win for the shared durable).
+ * Returns 0 and *out, -EBUSY (held by another subscription outside this
+ * queue group), -ENOMEM, FERRY_ESTORAGE (the stored record is corrupt, or
+ * the store failed), -EAGAIN (reader slots full).
+ */
+int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+              size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
+              uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, uint64_t now,
+              struct consumer **out);
+/* Release a binding (unsubscribe, connection closed). Its unacked messages
+ * stay pending and are redelivered to the next holder. */
+void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, uint64_t sub_id);
+
+/* The durable's id (for CONS_DLQ_SLOT refs) and its name. */
+uint32_t cons_id(const struct consumer *k);
+
+enum cons_claim {
+    CONS_CLAIM_OK = 0, /* yours: deliver it (it is pending now) */
+    CONS_CLAIM_SKIP,   /* below next_seq: handed out already, drop it */
+    CONS_CLAIM_GAP,    /* above next_seq (only when !allow_gap): read the store */
+    CONS_CLAIM_FULL,   /* max_in_flight reached: wait for acks */
+};
+
+/* Claim seq for delivery. allow_gap: seq may be above next_seq (the store
+ * no longer has the ones between: retention or purge); *missed (may be
+ * NULL) receives how many were skipped that way. */
+enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint64_t now,
+                           uint64_t *missed);
+
+/* next_seq, and how many more may be in flight now. */
+uint64_t cons_next_seq(struct consumer *k);
+uint32_t cons_room(struct consumer *k);
+/* Pending messages (delivered, not acked). */
+uint32_t cons_n_pending(struct consumer *k);
+
+/* An Ack of kind 0 (ACK), 1 (NAK: due now) or 2 (TERM). Returns 1 if seq
+ * was pending, else 0 (an Ack for something not pending is ignored). */
+int cons_ack(struct consumer *k, uint64_t seq, int kind);
+
+/* Pending messages whose deadline passed: at most max of them, oldest
+ * first. For each, is_dlq says whether it reached max_deliver (then it is
+ * held for the dead-letter publish and no longer redelivered) or else
+ * n_deliv is its delivery count including this redelivery (its deadline is
+ * moved on by ack_wait). */
+struct cons_due {
+    uint64_t seq;
+    uint32_t n_deliv;
+    uint8_t is_dlq;
+};
+size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, size_t max);
+/* The earliest deadline of a pending message not held for dead-lettering,
+ * or UINT64_MAX. */
+uint64_t cons_next_deadline(struct consumer *k);
+/* Forget seq (it is no longer in the store). */
+void cons_forget(struct consumer *k, uint64_t seq);
+/* A redelivery that could not be sent: undo its count and make it due. */
+void cons_unsend(struct consumer *k, uint64_t seq);
+
+/* The dead-letter publish of durable id's seq was committed (ok) or refused
+ * (then it is retried after ack_wait). */
+void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok);
+
+/* A one-record publication batch for the writer: m's payload, key and
+ * headers published to $DLQ.<name>, with the CONS_DLQ_HDR_* headers
+ * (original topic, sequence, delivery count, durable name); at most 60 of the
+ * original headers are kept. conn_ref is CONN_REF(iot, CONS_DLQ_SLOT, id),
+ * pub_id the sequence, want_ack set. Returns NULL on -ENOMEM. */
+struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, uint32_t n_deliv,
+                                 uint32_t iot_index, uint32_t n_workers, int64_t now_ns);
+
+/* Store writer: write every dirty durable in one transaction. Returns 0 or
+ * the store's error (the durables stay dirty and are retried). */
+int cons_reg_flush(struct cons_reg *r);
+
+#endif

@@ -1,0 +1,14 @@
+# End-to-end tests of durable consumers (label e2e): resume across client
+# reconnects and kill -9 of the broker, redelivery, dead letters, NAK/TERM,
+# queue groups, in-use refusals, flow control and a randomized kill loop.
+if(NOT TARGET ferryd)
+  return()
+endif()
+
+foreach(name 72_consumers_durable)
+  ferry_check_test(e2e_${name} LABEL e2e TIMEOUT 300
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c
+    LIBS ferry_test_support ferry_shared Threads::Threads)
+  target_compile_definitions(e2e_${name} PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
+  add_dependencies(e2e_${name} ferryd)
+endforeach()
