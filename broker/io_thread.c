@@ -76,7 +76,8 @@ struct conn {
     uint32_t gen;
     uint8_t state;             /* enum conn_state */
     uint8_t is_dirty;          /* in t->dirty this round */
-    uint8_t is_paused;         /* not read: a worker queue is full */
+    uint8_t is_paused;         /* not read: a worker queue is full, or is_out_paused */
+    uint8_t is_out_paused;     /* not read: its replies fill half its outbound bound */
     uint8_t is_slow_logged;
     uint8_t is_heavy;          /* counted in t->n_heavy: over half its outbound bound */
     uint8_t is_writable;       /* EPOLLOUT reported this round */
@@ -630,6 +631,10 @@ static void conn_flush(struct iot *t, struct conn *c)
         }
         c->stage_head = c->stage_tail = -1;
         c->stage_bytes = 0;
+    }
+    if (c->is_out_paused && out_pending(c) <= t->srv->cfg.max_outbound / 4 &&
+        c->state == ST_OPEN && ptrvec_push(&t->paused, c) == 0) {
+        c->is_out_paused = 0; /* resume_paused() reads it again (still is_paused) */
     }
     if (out_pending(c) == 0) {
         out_release(c);
@@ -2282,6 +2287,14 @@ static void admin_reply_send(struct iot *t, struct conn *c, Ferry__AdminReply *r
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
     f.admin_reply = r;
+    if (codec_frame_size(&f) - FRAME_HDR_LEN > c->max_frame_len) {
+        /* never a frame above the negotiated limit */
+        Ferry__AdminReply e = FERRY__ADMIN_REPLY__INIT;
+        e.id = r->id;
+        e.code = FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED;
+        e.text = (char *)"reply larger than the negotiated max_frame_len";
+        f.admin_reply = &e;
+    }
     conn_send(t, c, &f);
 }
 
@@ -2289,6 +2302,8 @@ struct topic_list {
     const char *pattern;
     size_t pattern_len;
     uint32_t limit;
+    size_t budget, used;       /* encoded bytes: the reply must fit max_frame_len */
+    int is_truncated;          /* more topics match than the reply holds */
     Ferry__TopicInfo *v;
     Ferry__TopicInfo **pv;
     uint32_t n, cap;
@@ -2313,9 +2328,13 @@ static int topic_list_cb(void *ctx, const char *name, size_t name_len,
     if (l->pattern_len && !topic_match(l->pattern, l->pattern_len, name, name_len)) {
         return 0;
     }
-    if (l->n == l->limit) {
+    /* a TopicInfo: the name and six varints, with tags and lengths */
+    size_t size = name_len + 80;
+    if (l->n == l->limit || l->used + size > l->budget) {
+        l->is_truncated = 1;
         return 1;
     }
+    l->used += size;
     if (l->n == l->cap) {
         uint32_t cap = l->cap ? l->cap * 2 : 64;
         Ferry__TopicInfo *v = realloc(l->v, cap * sizeof(*v));
@@ -2367,7 +2386,11 @@ static void admin_topics(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     if (limit > ADMIN_TOPICS_MAX) {
         limit = ADMIN_TOPICS_MAX;
     }
+    /* The reply fits the client's frame limit (room kept for the rest of
+     * AdminReply); a list cut short says so in its text. */
     struct topic_list l = {.pattern = pat, .pattern_len = plen, .limit = limit};
+    l.budget = c->max_frame_len > 1024 ? c->max_frame_len - 1024 : 0;
+    char text[200];
     int rc = store_topic_list(t->srv->store, pat, prefix, topic_list_cb, &l);
     if (rc < 0 || l.is_nomem) {
         r.code = rc == -EAGAIN || l.is_nomem ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
@@ -2385,6 +2408,13 @@ static void admin_topics(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
             r.n_topics = l.n;
             r.topics = l.pv;
         }
+    }
+    if (r.code == FERRY__ERROR_CODE__ERROR_NONE && l.is_truncated) {
+        snprintf(text, sizeof(text),
+                 "truncated: more topics match; %u shown (limit %u, server default %u, "
+                 "at most %u, and the negotiated max_frame_len %u)",
+                 l.n, limit, ADMIN_TOPICS_DEFAULT, ADMIN_TOPICS_MAX, c->max_frame_len);
+        r.text = text;
     }
     admin_reply_send(t, c, &r);
     for (uint32_t i = 0; i < l.n; i++) {
@@ -2583,6 +2613,21 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
     }
 }
 
+/* Requests make replies: a client that pipelines requests (admin lists,
+ * say) without reading the answers is not read any further while its
+ * pending output is over half its bound; conn_flush() resumes it when the
+ * output has drained (through t->paused and resume_paused()). */
+static void conn_out_check(struct iot *t, struct conn *c)
+{
+    if (c->state != ST_OPEN || c->is_paused ||
+        out_pending(c) <= t->srv->cfg.max_outbound / 2) {
+        return;
+    }
+    c->is_paused = 1;
+    c->is_out_paused = 1;
+    set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+}
+
 static void process_frames(struct iot *t, struct conn *c)
 {
     while (c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending) {
@@ -2600,6 +2645,7 @@ static void process_frames(struct iot *t, struct conn *c)
             return;
         }
         handle_frame(t, c, body, len);
+        conn_out_check(t, c);
     }
 }
 
@@ -2637,6 +2683,7 @@ static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t
             }
             handle_frame(t, c, buf + off + FRAME_HDR_LEN, len);
             off += FRAME_HDR_LEN + (size_t)len;
+            conn_out_check(t, c);
         }
     }
     if (off < n && c->state <= ST_OPEN) {
@@ -3023,6 +3070,9 @@ static int epoll_timeout(struct iot *t)
     }
     if (t->dur_conns.n > 0 && (timeout < 0 || timeout > (int)DUR_SCAN_MS)) {
         timeout = DUR_SCAN_MS; /* redelivery deadlines */
+    }
+    if (t->paused.n > 0 && (timeout < 0 || timeout > 1)) {
+        timeout = 1; /* resume_paused() runs before the flush that may list one */
     }
     if (atomic_load(&t->srv->phase) == PHASE_CLOSE && timeout < 0) {
         timeout = 50;

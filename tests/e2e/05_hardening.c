@@ -338,6 +338,110 @@ START_TEST(test_many_subs_one_topic_do_not_stall_io_thread)
 }
 END_TEST
 
+static int send_topic_list(struct rawc *c, uint64_t id, uint32_t limit)
+{
+    Ferry__TopicListRequest tl = FERRY__TOPIC_LIST_REQUEST__INIT;
+    tl.pattern = (char *)"";
+    tl.limit = limit;
+    Ferry__AdminRequest ar = FERRY__ADMIN_REQUEST__INIT;
+    ar.id = id;
+    ar.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPICS;
+    ar.topics = &tl;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+    f.admin_request = &ar;
+    return rawc_send(c, &f);
+}
+
+static void make_topics(struct rawc *pub, int n)
+{
+    char topic[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(topic, sizeof(topic), "listed.topic.number.%05d", i);
+        ck_assert_int_eq(rawc_publish(pub, (uint64_t)i, topic, "x", 1, 0), 0);
+    }
+    ck_assert_int_eq(rawc_publish(pub, 999999, "listed.last", "x", 1, 1), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+}
+
+/* A topic list fits the client's frame limit and says when it is cut
+ * short. */
+START_TEST(test_topic_list_fits_negotiated_frame)
+{
+    struct ferryd_proc d;
+    START(&d, NULL);
+    struct rawc pub, adm;
+    CONNECT(&pub, d.port);
+    make_topics(&pub, 400);
+    ck_assert_uint_eq(connect_max_frame(&adm, d.port, 4096), 4096);
+    ck_assert_int_eq(send_topic_list(&adm, 1, 0), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv(&adm, T_WAIT, &f), 0);
+    ck_assert_int_eq(f->body_case, FERRY__FRAME__BODY_ADMIN_REPLY);
+    ck_assert_uint_le(codec_frame_size(f) - FRAME_HDR_LEN, 4096);
+    ck_assert_int_eq(f->admin_reply->code, 0);
+    ck_assert_uint_gt(f->admin_reply->n_topics, 10);
+    ck_assert_uint_lt(f->admin_reply->n_topics, 401);
+    ck_assert_ptr_nonnull(strstr(f->admin_reply->text, "truncated"));
+    /* An explicit small limit: also said. */
+    ck_assert_int_eq(send_topic_list(&adm, 2, 5), 0);
+    ck_assert_int_eq(rawc_recv(&adm, T_WAIT, &f), 0);
+    ck_assert_uint_eq(f->admin_reply->n_topics, 5);
+    ck_assert_ptr_nonnull(strstr(f->admin_reply->text, "truncated"));
+    rawc_close(&pub);
+    rawc_close(&adm);
+    STOP(&d);
+}
+END_TEST
+
+/* Pipelined admin requests whose replies exceed the outbound bound: the
+ * broker stops reading the client until it reads, instead of buffering
+ * without bound or cutting it off as a slow consumer. */
+START_TEST(test_pipelined_requests_pause_not_disconnect)
+{
+    struct ferryd_proc d;
+    START(&d, "--max-outbound-bytes", "1m", NULL);
+    struct rawc pub, adm;
+    CONNECT(&pub, d.port);
+    make_topics(&pub, 400);
+    CONNECT(&adm, d.port);
+    enum { N_REQ = 1500 }; /* ~30 KiB each: ~45 MiB of replies */
+    static uint8_t reqs[N_REQ * 64];
+    size_t len = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        Ferry__TopicListRequest tl = FERRY__TOPIC_LIST_REQUEST__INIT;
+        tl.pattern = (char *)"";
+        Ferry__AdminRequest ar = FERRY__ADMIN_REQUEST__INIT;
+        ar.id = (uint64_t)i + 1;
+        ar.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPICS;
+        ar.topics = &tl;
+        Ferry__Frame f = FERRY__FRAME__INIT;
+        f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+        f.admin_request = &ar;
+        size_t one;
+        ck_assert_int_eq(codec_frame_encode(&f, reqs + len, sizeof(reqs) - len, &one), 0);
+        len += one;
+    }
+    ck_assert_int_eq(rawc_send_raw(&adm, reqs, len), 0);
+    for (int i = 0; i < N_REQ; i++) {
+        Ferry__Frame *f;
+        ck_assert_int_eq(rawc_recv(&adm, T_WAIT, &f), 0);
+        ck_assert_msg(f->body_case == FERRY__FRAME__BODY_ADMIN_REPLY, "reply %d: %s", i,
+                      codec_frame_name(f));
+        ck_assert_uint_eq(f->admin_reply->id, (uint64_t)i + 1);
+        ck_assert_uint_eq(f->admin_reply->n_topics, 401);
+    }
+    rawc_close(&adm);
+    CONNECT(&adm, d.port);
+    Ferry__Stats s = stats_get(&adm, 1);
+    ck_assert_int_eq(s.slow_consumers, 0);
+    rawc_close(&pub);
+    rawc_close(&adm);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_hardening");
@@ -356,6 +460,13 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("no_deliver_before_held_suback");
     tcase_add_test(tc, test_no_deliver_before_held_suback);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("topic_list_fits_frame");
+    tcase_add_test(tc, test_topic_list_fits_negotiated_frame);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pipelined_requests_pause");
+    tcase_add_test(tc, test_pipelined_requests_pause_not_disconnect);
+    tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     tc = tcase_create("many_subs_no_stall");
     tcase_add_test(tc, test_many_subs_one_topic_do_not_stall_io_thread);
