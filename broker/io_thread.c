@@ -2236,6 +2236,7 @@ static int publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
         return 0;
     }
     struct pub_in in = {.topic = ""};
+    int has_topic = 0;
     while (p < end) {
         uint8_t key = *p++;
         switch (key) {
@@ -2257,6 +2258,9 @@ static int publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
                 return 0;
             }
             if (key == ((2 << 3) | 2)) {
+                if (has_topic++) {
+                    return 0; /* repeated: the full decoder checks every copy */
+                }
                 in.topic = (const char *)p;
                 in.topic_len = (size_t)v;
             } else if (key == ((3 << 3) | 2)) {

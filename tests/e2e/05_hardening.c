@@ -442,6 +442,35 @@ START_TEST(test_pipelined_requests_pause_not_disconnect)
 }
 END_TEST
 
+/* The Publish fast path rejects what the full decoder rejects: a topic field
+ * repeated, its first copy invalid UTF-8 (or with a NUL), is a protocol
+ * error, not a PubAck. */
+START_TEST(test_publish_repeated_bad_topic_rejected)
+{
+    struct ferryd_proc d;
+    START(&d, NULL);
+    static const uint8_t bad[][2] = {{0xff, 't'}, {0x00, 't'}};
+    for (int i = 0; i < 2; i++) {
+        struct rawc c;
+        CONNECT(&c, d.port);
+        /* Publish{id=5, topic=<bad>, topic="t", payload="x", want_ack} */
+        uint8_t pub[] = {0x08, 5, 0x12, 1, bad[i][0], 0x12, 1, bad[i][1], 0x1a, 1, 'x', 0x30, 1};
+        uint8_t frame[4 + 2 + sizeof(pub)];
+        frame[0] = frame[1] = frame[2] = 0;
+        frame[3] = (uint8_t)(2 + sizeof(pub));
+        frame[4] = 0x1a; /* Frame.publish */
+        frame[5] = (uint8_t)sizeof(pub);
+        memcpy(frame + 6, pub, sizeof(pub));
+        ck_assert_int_eq(rawc_send_raw(&c, frame, sizeof(frame)), 0);
+        int code = -1;
+        ck_assert_int_eq(rawc_wait_closed(&c, T_WAIT, &code), 0);
+        ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PROTOCOL);
+        rawc_close(&c);
+    }
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_hardening");
@@ -467,6 +496,9 @@ Suite *test_suite(void)
     tc = tcase_create("pipelined_requests_pause");
     tcase_add_test(tc, test_pipelined_requests_pause_not_disconnect);
     tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("publish_repeated_bad_topic");
+    tcase_add_test(tc, test_publish_repeated_bad_topic_rejected);
     suite_add_tcase(s, tc);
     tc = tcase_create("many_subs_no_stall");
     tcase_add_test(tc, test_many_subs_one_topic_do_not_stall_io_thread);
