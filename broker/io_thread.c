@@ -24,6 +24,7 @@
 #include "io_thread.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -269,6 +270,34 @@ static int ptrvec_push(struct ptrvec *p, struct conn *c)
     return 0;
 }
 
+/* Room for n entries in all. */
+static int ptrvec_reserve(struct ptrvec *p, uint32_t n)
+{
+    if (p->cap >= n) {
+        return 0;
+    }
+    uint32_t cap = p->cap ? p->cap : 64;
+    while (cap < n) {
+        cap *= 2;
+    }
+    struct conn **v = realloc(p->v, cap * sizeof(*v));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    p->v = v;
+    p->cap = cap;
+    return 0;
+}
+
+/* Out of memory with part of c's output lost or half written: the stream
+ * cannot go on. Logged here; the caller stops using c's output. */
+static void conn_lost_output(struct iot *t, struct conn *c, const char *what)
+{
+    log_error("client %llu %s: out of memory: %s; closing the connection",
+              (unsigned long long)c->client_id, c->peer, what);
+    conn_kill(t, c);
+}
+
 static uint64_t ref_of(const struct iot *t, const struct conn *c)
 {
     return CONN_REF(t->index, c->slot, c->gen);
@@ -304,9 +333,12 @@ static void mark_dirty(struct iot *t, struct conn *c)
     }
 }
 
+/* Cannot fail: conn_add() reserved a place in the heap for every connection. */
 static void arm_timer(struct iot *t, struct conn *c, uint64_t when)
 {
-    theap_set(&t->timers, &c->timer_pos, when, c);
+    int rc = theap_set(&t->timers, &c->timer_pos, when, c);
+    assert(rc == 0);
+    (void)rc;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -391,6 +423,8 @@ static void unstage(struct iot *t, struct conn *c)
         if (c->state != ST_DEAD && out_reserve(c, s->pfx_len + (size_t)s->body_len) == 0) {
             out_append(c, t->pfx + s->pfx_off, s->pfx_len);
             out_append(c, s->batch->data + s->body_off, s->body_len);
+        } else if (c->state != ST_DEAD) {
+            conn_lost_output(t, c, "a delivery could not be queued");
         }
         pub_batch_unref(s->batch);
         s->batch = NULL;
@@ -585,6 +619,7 @@ static void conn_flush(struct iot *t, struct conn *c)
             left -= from_out;
             /* Consume staged parts; copy the unwritten rest of the batch. */
             int32_t i = first;
+            int is_torn = 0;
             for (; i != next; i = t->stage[i].next) {
                 struct stage *s = &t->stage[i];
                 size_t flen = s->pfx_len + (size_t)s->body_len;
@@ -599,6 +634,9 @@ static void conn_flush(struct iot *t, struct conn *c)
                         out_append(c, s->batch->data + s->body_off + skip, s->body_len - skip);
                     }
                     left = 0;
+                } else {
+                    is_torn = 1; /* half a frame is on the wire */
+                    left = 0;
                 }
                 pub_batch_unref(s->batch);
                 s->batch = NULL;
@@ -606,6 +644,11 @@ static void conn_flush(struct iot *t, struct conn *c)
             /* What was written is released: a write error on the next
              * round must release only from here on. */
             c->stage_head = next;
+            if (is_torn) {
+                stage_release(t, c);
+                conn_lost_output(t, c, "the rest of a partly written delivery could not be kept");
+                return;
+            }
             if ((size_t)w < total) {
                 /* Socket full: keep the rest privately and wait, up to the
                  * connection's bound. (Detach the list first: a slow
@@ -620,6 +663,8 @@ static void conn_flush(struct iot *t, struct conn *c)
                     } else if (c->state == ST_OPEN && out_reserve(c, flen) == 0) {
                         out_append(c, t->pfx + s->pfx_off, s->pfx_len);
                         out_append(c, s->batch->data + s->body_off, s->body_len);
+                    } else if (c->state == ST_OPEN) {
+                        conn_lost_output(t, c, "a delivery could not be queued");
                     }
                     pub_batch_unref(s->batch);
                     s->batch = NULL;
@@ -1196,6 +1241,7 @@ static void deliver(struct iot *t, struct rmsg *m)
         }
         uint8_t *p = realloc(t->pfx, cap);
         if (p == NULL) {
+            conn_lost_output(t, c, "a delivery could not be staged");
             goto out_drop;
         }
         t->pfx = p;
@@ -1217,6 +1263,8 @@ static void deliver(struct iot *t, struct rmsg *m)
         if (out_reserve(c, pl + m->body_len) == 0) {
             out_append(c, t->pfx + t->pfx_len, pl);
             out_append(c, m->batch->data + m->body_off, m->body_len);
+        } else {
+            conn_lost_output(t, c, "a delivery could not be queued");
         }
         heavy_update(t, c);
         goto out_drop;
@@ -1225,6 +1273,7 @@ static void deliver(struct iot *t, struct rmsg *m)
         uint32_t cap = t->stage_cap ? t->stage_cap * 2 : 1024;
         struct stage *s = realloc(t->stage, cap * sizeof(*s));
         if (s == NULL) {
+            conn_lost_output(t, c, "a delivery could not be staged");
             goto out_drop;
         }
         t->stage = s;
@@ -1276,6 +1325,22 @@ static int wq_push(struct wq *q, struct wmsg m)
     return 0;
 }
 
+/* Room for one more item. */
+static int wq_reserve(struct wq *q)
+{
+    if (q->n < q->cap) {
+        return 0;
+    }
+    uint32_t cap = q->cap ? q->cap * 2 : 64;
+    struct wmsg *v = realloc(q->m, cap * sizeof(*v));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    q->m = v;
+    q->cap = cap;
+    return 0;
+}
+
 /* Queues: one per worker, then the store writer's. */
 static uint32_t n_queues(const struct iot *t)
 {
@@ -1308,7 +1373,7 @@ static void wq_seal(struct iot *t, uint32_t w)
         return;
     }
     struct wmsg m = {.kind = W_PUB_BATCH, .p = q->cur};
-    if (wq_push(q, m) < 0) {
+    if (wq_push(q, m) < 0) { /* cannot happen: reserved with the batch */
         log_error("IO thread %u: out of memory, %u publications dropped", t->index,
                   q->cur->n_recs);
         pub_batch_unref(q->cur);
@@ -1343,6 +1408,17 @@ static int post_sub_change(struct iot *t, uint32_t kind, struct trie_sub *s)
 
 static void conn_add(struct iot *t, int fd)
 {
+    /* Every list a connection can be on, and the timer heap, have room for
+     * each live connection and each one killed this round: conn_kill(),
+     * mark_dirty(), conn_pause(), cu_list() and arm_timer() cannot fail for
+     * memory later (a kill that could not list its connection freed it
+     * under its callers). */
+    uint32_t need = t->n_slots - t->n_free + t->dead.n + 1;
+    if (ptrvec_reserve(&t->dead, need) < 0 || ptrvec_reserve(&t->dirty, need) < 0 ||
+        ptrvec_reserve(&t->paused, need) < 0 || ptrvec_reserve(&t->cu_conns, need) < 0 ||
+        ptrvec_reserve(&t->dur_conns, need) < 0 || theap_reserve(&t->timers, need) < 0) {
+        goto out_close;
+    }
     struct conn *c = calloc(1, sizeof(*c));
     uint32_t slot;
     if (c == NULL) {
@@ -2141,7 +2217,9 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
     }
     if (q->cur == NULL) {
         size_t cap = rec_len > BATCH_CAP ? rec_len : BATCH_CAP;
-        struct pub_batch *b = malloc(sizeof(*b) + cap);
+        /* The queue has room for this batch before it takes a publish, so
+         * wq_seal() cannot drop it. */
+        struct pub_batch *b = wq_reserve(q) == 0 ? malloc(sizeof(*b) + cap) : NULL;
         if (b == NULL) {
             send_error(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory", p->id,
                        FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);

@@ -59,6 +59,24 @@ static void sift_down(struct theap *h, uint32_t i)
     place(h, i, ent);
 }
 
+int theap_reserve(struct theap *h, uint32_t n)
+{
+    if (h->cap >= n) {
+        return 0;
+    }
+    uint32_t cap = h->cap ? h->cap : 64;
+    while (cap < n) {
+        cap *= 2;
+    }
+    struct theap_ent *e = realloc(h->e, (size_t)cap * sizeof(*e));
+    if (e == NULL) {
+        return -ENOMEM;
+    }
+    h->e = e;
+    h->cap = cap;
+    return 0;
+}
+
 int theap_set(struct theap *h, uint32_t *pos, uint64_t when, void *data)
 {
     if (*pos != TIMER_NONE) {

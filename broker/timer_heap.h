@@ -29,6 +29,10 @@ void theap_deinit(struct theap *h);
 /* Insert or move the entry whose position is *pos. Returns 0 or -ENOMEM. */
 int theap_set(struct theap *h, uint32_t *pos, uint64_t when, void *data);
 
+/* Make room for n entries in all, so that inserting up to n never fails.
+ * Returns 0 or -ENOMEM. */
+int theap_reserve(struct theap *h, uint32_t n);
+
 /* Remove the entry at *pos if it is in the heap. */
 void theap_remove(struct theap *h, uint32_t *pos);
 

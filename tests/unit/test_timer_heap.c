@@ -47,6 +47,29 @@ START_TEST(test_theap_pops_in_deadline_order)
 }
 END_TEST
 
+/* After theap_reserve(n), n insertions allocate nothing (so they cannot
+ * fail): the IO thread reserves a place per connection when it accepts one. */
+START_TEST(test_theap_reserve_makes_inserts_infallible)
+{
+    struct theap h;
+    theap_init(&h);
+    ck_assert_int_eq(theap_reserve(&h, 1000), 0);
+    ck_assert_uint_ge(h.cap, 1000);
+    struct theap_ent *before = h.e;
+    static uint32_t pos[1000];
+    for (uint32_t i = 0; i < 1000; i++) {
+        pos[i] = TIMER_NONE;
+        ck_assert_int_eq(theap_set(&h, &pos[i], 1000 - i, NULL), 0);
+    }
+    ck_assert_ptr_eq(h.e, before);
+    ck_assert_uint_eq(h.n, 1000);
+    ck_assert_uint_eq(theap_peek(&h)->when, 1);
+    ck_assert_int_eq(theap_reserve(&h, 10), 0); /* never shrinks */
+    ck_assert_ptr_eq(h.e, before);
+    theap_deinit(&h);
+}
+END_TEST
+
 START_TEST(test_theap_positions_track_entries)
 {
     struct theap h;
@@ -72,6 +95,7 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("timer_heap");
     tcase_add_test(tc, test_theap_pops_in_deadline_order);
     tcase_add_test(tc, test_theap_positions_track_entries);
+    tcase_add_test(tc, test_theap_reserve_makes_inserts_infallible);
     suite_add_tcase(s, tc);
     return s;
 }
