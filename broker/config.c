@@ -13,7 +13,7 @@
 #include "log.h"
 #include "topic.h"
 
-enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL, K_SYNC, K_EPHEMERAL };
+enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL, K_SYNC, K_EPHEMERAL, K_RETENTION };
 
 struct key {
     const char *name;
@@ -46,6 +46,8 @@ static const struct key keys[] = {
     {"sync", K_SYNC, 0, 0, 0, 0},
     {"sync_interval_ms", K_U32, F(sync_interval_ms), 0, 1, 3600000},
     {"ephemeral", K_EPHEMERAL, 0, 0, 0, 0},
+    {"retention", K_RETENTION, 0, 0, 0, 0},
+    {"retention_interval_ms", K_U32, F(retention_interval_ms), 0, 10, 3600000},
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16,
      (uint64_t)1 << 46},
@@ -75,6 +77,7 @@ void cfg_defaults(struct cfg *c)
     c->sync_interval_ms = 100;
     c->max_store_size = (uint64_t)64 << 30;
     c->initial_store_size = (uint64_t)64 << 20;
+    c->retention_interval_ms = 1000;
 }
 
 /* "always", "none", "interval" or "interval MS". */
@@ -158,6 +161,95 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* "500ms", "30s", "10m", "2h", "7d"; a bare number is seconds. */
+static int parse_duration_ms(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9') {
+        return -EINVAL;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul;
+    if (strcmp(end, "ms") == 0) {
+        mul = 1;
+    } else if (*end == '\0' || strcmp(end, "s") == 0) {
+        mul = 1000;
+    } else if (strcmp(end, "m") == 0) {
+        mul = 60 * 1000;
+    } else if (strcmp(end, "h") == 0) {
+        mul = 3600 * 1000;
+    } else if (strcmp(end, "d") == 0) {
+        mul = 86400 * 1000;
+    } else {
+        return -EINVAL;
+    }
+    if (errno || v == 0 || v > UINT64_MAX / mul / 1000000) {
+        return -EINVAL;
+    }
+    *out = v * mul;
+    return 0;
+}
+
+/* "PATTERN [max-msgs N] [max-bytes SIZE] [max-age DURATION]" (at least one
+ * limit; words separated by spaces). */
+static int add_retention(struct cfg *c, const char *v)
+{
+    char buf[512];
+    if (strlen(v) >= sizeof(buf) || c->n_retention >= CFG_MAX_RETENTION) {
+        return -EINVAL;
+    }
+    strcpy(buf, v);
+    char *save = NULL;
+    char *pat = strtok_r(buf, " \t", &save);
+    const char *why;
+    if (pat == NULL || strlen(pat) >= sizeof(c->retention[0].pattern) ||
+        topic_validate(pat, strlen(pat), 1, 255, 64, &why)) {
+        return -EINVAL;
+    }
+    struct cfg_retention r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.pattern, pat);
+    int n_limits = 0;
+    char *k;
+    while ((k = strtok_r(NULL, " \t", &save)) != NULL) {
+        char *val = strtok_r(NULL, " \t", &save);
+        if (val == NULL) {
+            return -EINVAL;
+        }
+        int rc;
+        if (strcmp(k, "max-msgs") == 0 || strcmp(k, "max_msgs") == 0) {
+            rc = parse_u64(val, 1, UINT64_MAX, &r.max_msgs);
+        } else if (strcmp(k, "max-bytes") == 0 || strcmp(k, "max_bytes") == 0) {
+            rc = parse_u64(val, 1, (uint64_t)1 << 50, &r.max_bytes);
+        } else if (strcmp(k, "max-age") == 0 || strcmp(k, "max_age") == 0) {
+            rc = parse_duration_ms(val, &r.max_age_ms);
+        } else {
+            rc = -EINVAL;
+        }
+        if (rc < 0) {
+            return -EINVAL;
+        }
+        n_limits++;
+    }
+    if (n_limits == 0) {
+        return -EINVAL;
+    }
+    c->retention[c->n_retention++] = r;
+    return 0;
+}
+
+const struct cfg_retention *cfg_retention_find(const struct cfg *c, const char *topic, size_t len)
+{
+    for (uint32_t i = 0; i < c->n_retention; i++) {
+        const struct cfg_retention *r = &c->retention[i];
+        if (topic_match(r->pattern, strlen(r->pattern), topic, len)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
 static int parse_listen(struct cfg *c, const char *v)
 {
     const char *colon = strrchr(v, ':');
@@ -205,6 +297,8 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
             return parse_sync(c, value);
         case K_EPHEMERAL:
             return add_ephemeral(c, value);
+        case K_RETENTION:
+            return add_retention(c, value);
         case K_STR:
             if (strlen(value) >= k->size || *value == '\0') {
                 return -EINVAL;
@@ -265,8 +359,18 @@ int cfg_load_file(struct cfg *c, const char *path, char *err, size_t err_len)
         }
         char *value = strtok(NULL, " \t\r\n");
         char *extra = value ? strtok(NULL, " \t\r\n") : NULL;
-        char joined[128];
-        if (extra != NULL && strcmp(key, "sync") == 0 && strtok(NULL, " \t\r\n") == NULL) {
+        char joined[512];
+        if (extra != NULL && strcmp(key, "retention") == 0) {
+            /* "retention PATTERN max-msgs N ...": the rest of the line */
+            size_t n = (size_t)snprintf(joined, sizeof(joined), "%s %s", value, extra);
+            char *w;
+            while ((w = strtok(NULL, " \t\r\n")) != NULL && n < sizeof(joined)) {
+                n += (size_t)snprintf(joined + n, sizeof(joined) - n, " %s", w);
+            }
+            value = joined;
+            extra = NULL;
+        } else if (extra != NULL && strcmp(key, "sync") == 0 &&
+                   strtok(NULL, " \t\r\n") == NULL) {
             /* "sync interval MS": the one key whose value has two words */
             snprintf(joined, sizeof(joined), "%s %s", value, extra);
             value = joined;
@@ -416,6 +520,16 @@ const char *cfg_usage(void)
            "  --max-store-size N   most the store may grow to (default 64g; k/m/g); past\n"
            "                       it publishes get ERROR_STORAGE_FULL until space is freed\n"
            "  --initial-store-size N  map size of a new store (default 64m)\n"
+           "  --retention \"PATTERN [max-msgs N] [max-bytes SIZE] [max-age DURATION]\"\n"
+           "                       in a file: retention PATTERN max-msgs N ... (one line per\n"
+           "                       rule; repeatable; the first matching rule applies).\n"
+           "                       Stored topics matching PATTERN keep at most N messages,\n"
+           "                       SIZE bytes (k/m/g) and nothing older than DURATION\n"
+           "                       (500ms, 30s, 10m, 2h, 7d). Trimmed in the background every\n"
+           "                       retention_interval_ms (default 1000), oldest first, in\n"
+           "                       small transactions; the newest message is always kept.\n"
+           "                       A durable consumer behind the trim resumes at the oldest\n"
+           "                       kept message (Deliver.missed says how many it lost)\n"
            "  --verify DIR         check a store offline (CRCs, sequences, counters, index);\n"
            "                       prints a report, exits 0 if clean, 1 if not\n"
            "SIGTERM commits and acknowledges what is queued, then closes the store. A\n"

@@ -15,6 +15,17 @@
 #define CFG_DEFAULT_PORT 7373
 #define CFG_MAX_EPHEMERAL 64
 
+/* `retention PATTERN [max-msgs N] [max-bytes SIZE] [max-age DURATION]`:
+ * stored topics matching PATTERN keep at most N messages, SIZE bytes, and
+ * nothing older than DURATION (0: no such limit). */
+#define CFG_MAX_RETENTION 64
+struct cfg_retention {
+    char pattern[256];
+    uint64_t max_msgs;
+    uint64_t max_bytes;
+    uint64_t max_age_ms;
+};
+
 struct cfg {
     char listen_host[64];      /* numeric IPv4 address or hostname; default 0.0.0.0 */
     int listen_port;           /* 0: any free port (reported on stdout) */
@@ -43,7 +54,13 @@ struct cfg {
     uint64_t initial_store_size; /* bytes: the map's size at creation */
     uint32_t n_ephemeral;        /* patterns of topics routed without storing */
     char ephemeral[CFG_MAX_EPHEMERAL][256];
+    uint32_t n_retention;        /* retention rules, in the order given */
+    struct cfg_retention retention[CFG_MAX_RETENTION];
+    uint32_t retention_interval_ms; /* how often topics are checked against them */
 };
+
+/* The first rule whose pattern matches topic[0..len), or NULL. */
+const struct cfg_retention *cfg_retention_find(const struct cfg *c, const char *topic, size_t len);
 
 /* Is topic[0..len) ephemeral (matches an `ephemeral` pattern)? */
 int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len);

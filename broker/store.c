@@ -2160,6 +2160,84 @@ int store_is_failed(const struct store *s)
     return atomic_load(&((struct store *)s)->is_failed) ? 1 : 0;
 }
 
+/* ---- retention ---------------------------------------------------------- */
+
+int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint64_t upto,
+                     uint64_t *n_removed, bool *is_done)
+{
+    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX) {
+        return FERRY_EINVAL;
+    }
+    pthread_mutex_lock(&s->wlock);
+    int ret = 0;
+    uint64_t n = 0, n_idx = 0, bytes = 0;
+    bool idx_done = false, msg_done = true;
+    if (atomic_load(&s->is_failed)) {
+        ret = FERRY_ESTORAGE;
+        goto out_unlock;
+    }
+    struct store_topic *t = topic_find(s, topic, topic_len, name_hash(topic, topic_len));
+    if (t == NULL) {
+        ret = FERRY_ENOTOPIC;
+        goto out_unlock;
+    }
+    /* The newest message always stays: the topic is never emptied here, so
+     * the bookkeeping of the highest topic with messages is untouched. */
+    if (t->cur.last_seq == 0 || upto >= t->cur.last_seq) {
+        upto = t->cur.last_seq ? t->cur.last_seq - 1 : 0;
+    }
+    if (upto < t->cur.first_seq) {
+        goto out_done;
+    }
+    MDB_txn *txn;
+    int rc = wtxn_begin(s, &txn);
+    if (rc == 0) {
+        /* Index entries first: none may point below first_seq. */
+        rc = purge_chunk(s, txn, s->dbi_tidx, true, t->id, upto, &n_idx, &bytes, &idx_done);
+        msg_done = false;
+        if (rc == 0) {
+            bytes = 0;
+            rc = purge_chunk(s, txn, s->dbi_msgs, false, t->id, upto, &n, &bytes, &msg_done);
+        }
+        struct topic_state st = t->cur;
+        if (rc == 0 && n > 0) {
+            st.n_msgs -= n <= st.n_msgs ? n : st.n_msgs;
+            st.n_bytes -= bytes <= st.n_bytes ? bytes : st.n_bytes;
+            st.first_seq += n;
+            rc = topic_rec_put_txn(s, txn, t, &st);
+        }
+        if (rc == 0) {
+            rc = wtxn_commit(s, txn);
+            if (rc == 0 && n > 0) {
+                t->cur = st;
+                t->pend = st;
+            }
+        } else {
+            wtxn_abort(s, txn);
+        }
+    }
+    if (rc != 0) {
+        if (is_full_error(rc) || rc == MDB_MAP_FULL) {
+            ret = FERRY_ESTORAGEFULL;
+        } else if (rc == ENOMEM) {
+            ret = -ENOMEM;
+        } else {
+            ret = store_fail(s, rc);
+        }
+        goto out_unlock;
+    }
+out_done:
+    if (n_removed != NULL) {
+        *n_removed = n;
+    }
+    if (is_done != NULL) {
+        *is_done = msg_done && (idx_done || n_idx < PURGE_CHUNK);
+    }
+out_unlock:
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
 /* ---- durable consumer state ------------------------------------------- */
 
 int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n)

@@ -457,6 +457,18 @@ int store_is_failed(const struct store *s);
  * FERRY_EINVAL, -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Thread: any.
  */
 #define STORE_CONSUMER_KEY_MAX 511
+
+/*
+ * Retention: remove the topic's oldest messages, those with seq <= upto, in
+ * ONE write transaction of at most about a thousand deletions (call again
+ * while *is_done is false). The newest message is never removed (upto is
+ * capped at last_seq - 1). Time index entries pointing at removed messages
+ * go too. Writer path (takes the writer mutex; not with an open batch).
+ * Returns 0, *n_removed and *is_done (either may be NULL), FERRY_ENOTOPIC,
+ * FERRY_EINVAL, FERRY_ESTORAGEFULL, -ENOMEM, FERRY_ESTORAGE (fail-stop).
+ */
+int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint64_t upto,
+                     uint64_t *n_removed, bool *is_done);
 int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n);
 int store_consumer_get(struct store *s, const char *key, size_t key_len, void **value,
                        size_t *value_len);

@@ -20,6 +20,7 @@
 #include "ferry.h"
 #include "io_thread.h"
 #include "log.h"
+#include "retention.h"
 #include "store.h"
 #include "worker.h"
 
@@ -50,6 +51,8 @@ struct writer {
     uint8_t *touched;   /* per worker: scratch for one batch */
     struct store_kv hdr[MAX_HEADERS];
     uint64_t next_sync; /* monotonic ms; sync interval only */
+    struct retention *ret; /* NULL: no retention rules */
+    int ret_wait;          /* ms until retention wants to run, -1: never */
 };
 
 static int outbox_push(struct outbox *o, const struct rmsg *m)
@@ -74,12 +77,19 @@ struct writer *writer_create(struct server *s)
         return NULL;
     }
     w->srv = s;
+    w->ret = retention_create(s);
+    if (w->ret == NULL && s->store != NULL && s->cfg.n_retention > 0) {
+        free(w);
+        return NULL;
+    }
+    w->ret_wait = w->ret ? 0 : -1;
     w->out = calloc(s->n_iot, sizeof(*w->out));
     w->touched = calloc(s->n_workers, 1);
     if (w->out == NULL || w->touched == NULL ||
         mbox_init(&w->in, sizeof(struct wmsg), s->cfg.worker_queue, 0) < 0) {
         free(w->out);
         free(w->touched);
+        retention_destroy(w->ret);
         free(w);
         return NULL;
     }
@@ -398,6 +408,9 @@ static void *writer_main(void *arg)
             uint64_t now = now_ms();
             timeout = now >= w->next_sync ? 0 : (int)(w->next_sync - now);
         }
+        if (w->ret_wait >= 0 && (timeout < 0 || w->ret_wait < timeout)) {
+            timeout = w->ret_wait;
+        }
         mbox_wait(&w->in, timeout);
         if (is_interval && now_ms() >= w->next_sync) {
             int rc = store_sync(s->store);
@@ -450,6 +463,14 @@ static void *writer_main(void *arg)
                 mbox_wake(iot_mbox(s->iots[i]));
             }
         }
+        /* One bounded retention step between group commits (retention.h). */
+        if (w->ret != NULL && running) {
+            int err;
+            w->ret_wait = retention_step(w->ret, now_ms(), &err);
+            if (err == FERRY_ESTORAGE) {
+                fail_stop(w, err, "a retention trim");
+            }
+        }
     }
     return NULL;
 }
@@ -494,6 +515,7 @@ void writer_destroy(struct writer *w)
     free(w->out);
     free(w->touched);
     free(w->appended);
+    retention_destroy(w->ret);
     mbox_deinit(&w->in);
     free(w);
 }

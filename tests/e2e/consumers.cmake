@@ -5,7 +5,7 @@ if(NOT TARGET ferryd)
   return()
 endif()
 
-foreach(name 72_consumers_durable)
+foreach(name 72_consumers_durable 73_consumers_retention)
   ferry_check_test(e2e_${name} LABEL e2e TIMEOUT 300
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c
     LIBS ferry_test_support ferry_shared Threads::Threads)
