@@ -612,6 +612,79 @@ START_TEST(test_reload_races_with_logins)
 }
 END_TEST
 
+/* A durable consumer is a subscription like any other: its backlog after a
+ * reconnect is delivered only while the rights cover it, and a reload that
+ * takes the right away detaches it. */
+static int durable_sub(struct rawc *c, uint64_t id, const char *topic, const char *name)
+{
+    Ferry__Subscribe s = FERRY__SUBSCRIBE__INIT;
+    s.sub_id = id;
+    s.pattern = (char *)topic;
+    s.durable_name = (char *)name;
+    s.start = FERRY__START_POSITION__START_ALL;
+    s.ack_mode = FERRY__ACK_MODE__ACK_EXPLICIT;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv_kind(c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    ck_assert_uint_eq(r->sub_ack->sub_id, id);
+    return (int)r->sub_ack->code;
+}
+
+START_TEST(test_durable_backlog_checked)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c, ops;
+    login_ok(&ops, d.port, "ops", "opspw");
+    ck_assert_int_eq(publish_acked(&ops, 1, "orders.us.x"), 0);
+    ck_assert_int_eq(publish_acked(&ops, 2, "orders.eu.x"), 0);
+    login_ok(&c, d.port, "alice", "secret");
+    ck_assert_int_eq(durable_sub(&c, 1, "orders.us.x", "d1"),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(durable_sub(&c, 2, "orders.eu.x", "d2"), 0);
+    Ferry__Deliver *m = recv_deliver(&c);
+    ck_assert_str_eq(m->topic, "orders.eu.x");
+    rawc_close(&c); /* not acked: the durable's backlog holds it */
+    ck_assert_int_eq(publish_acked(&ops, 3, "orders.eu.x"), 0);
+    /* the right goes away: the backlog is not delivered after reconnect */
+    write_auth("allow alice subscribe logs.>\n");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    long long deadline = ms_now() + T_WAIT;
+    int code;
+    do {
+        login_ok(&c, d.port, "alice", "secret");
+        code = durable_sub(&c, 3, "orders.eu.x", "d2");
+        rawc_close(&c);
+    } while (code == 0 && ms_now() < deadline);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    /* and while attached, a reload that shrinks the rights detaches it */
+    write_auth(alice_default);
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    deadline = ms_now() + T_WAIT;
+    do {
+        login_ok(&c, d.port, "alice", "secret");
+        code = durable_sub(&c, 4, "orders.eu.x", "d2");
+        if (code != 0) {
+            rawc_close(&c);
+        }
+    } while (code != 0 && ms_now() < deadline);
+    ck_assert_int_eq(code, 0);
+    write_auth("allow alice subscribe logs.>\n");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ERROR, &f, NULL), 0);
+    ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_uint_eq(f->error->ref_id, 4);
+    ck_assert_int_eq(rawc_ping(&c, 9, T_WAIT), 0);
+    rawc_close(&c);
+    rawc_close(&ops);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("security");
@@ -659,6 +732,10 @@ Suite *test_suite(void)
     tc = tcase_create("reload_races");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reload_races_with_logins);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("durable_backlog");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_durable_backlog_checked);
     suite_add_tcase(s, tc);
     return s;
 }
