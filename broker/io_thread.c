@@ -3392,6 +3392,7 @@ void iot_destroy(struct iot *t)
     free(t->dead.v);
     free(t->deferred);
     free(t->cu_conns.v);
+    free(t->dur_conns.v);
     free(t->cu_hdr);
     free(t->cu_hdrp);
     free(t->dsubs);
