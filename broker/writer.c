@@ -53,6 +53,7 @@ struct writer {
     uint64_t next_sync; /* monotonic ms; sync interval only */
     struct retention *ret; /* NULL: no retention rules */
     int ret_wait;          /* ms until retention wants to run, -1: never */
+    int is_cons_unsaved;   /* the last cons_reg_flush() failed: retry soon */
 };
 
 static int outbox_push(struct outbox *o, const struct rmsg *m)
@@ -411,6 +412,9 @@ static void *writer_main(void *arg)
         if (w->ret_wait >= 0 && (timeout < 0 || w->ret_wait < timeout)) {
             timeout = w->ret_wait;
         }
+        if (w->is_cons_unsaved && (timeout < 0 || timeout > 100)) {
+            timeout = 100; /* no wake-up comes for state that is dirty already */
+        }
         mbox_wait(&w->in, timeout);
         if (is_interval && now_ms() >= w->next_sync) {
             int rc = store_sync(s->store);
@@ -428,9 +432,11 @@ static void *writer_main(void *arg)
             int rc = cons_reg_flush(s->consumers);
             if (rc == FERRY_ESTORAGE) {
                 fail_stop(w, rc, "a commit of durable consumer state");
-            } else if (rc < 0) {
-                log_warn("store: durable consumer state not saved yet: %s", server_strerror(rc));
+            } else if (rc < 0 && !w->is_cons_unsaved) {
+                log_warn("store: durable consumer state not saved yet (retrying): %s",
+                         server_strerror(rc));
             }
+            w->is_cons_unsaved = rc < 0;
         }
         uint32_t n_done = 0;
         for (uint32_t i = 0; i < n; i++) {

@@ -38,7 +38,8 @@ static const char sub_help[] =
     "                        a duration meaning that long ago (10m)\n"
     "      --last N          start with the last N stored messages\n"
     "      --durable NAME    durable consumer: the broker remembers the acked\n"
-    "                        position under NAME (implies --ack)\n"
+    "                        position under NAME (implies --ack); PATTERN must\n"
+    "                        be one stored topic (no wildcards)\n"
     "  -g, --group NAME      queue group: members share the messages\n"
     "      --ack             explicit acks, each after the message is printed\n"
     "      --max-in-flight N with acks: unacked deliveries at most (default:\n"
@@ -52,7 +53,7 @@ static const char sub_help[] =
     "  ferry sub 'orders.>'\n"
     "  ferry sub --count 3 numbers | sort -n\n"
     "  ferry sub --json --last 10 orders.eu.created | jq .payload\n"
-    "  ferry sub --durable billing --all 'orders.*.created'\n"
+    "  ferry sub --durable billing --all orders.eu.created\n"
     "  ferry sub --group workers jobs          # run several: each job goes to one\n";
 
 enum {
