@@ -98,6 +98,8 @@ struct conn {
     uint32_t n_subs, subs_cap;
     uint64_t unacked_key;      /* the subscription whose SubAck is held (deferred), 0: none */
     struct catchup *cu;        /* subscriptions with a start position, sorted by key */
+    struct wcu *wcu;           /* wildcard subscriptions reading the store (see struct wcu) */
+    uint32_t n_wcu, wcu_cap;
     uint32_t n_cu, cu_cap;
     uint8_t is_cu_listed;      /* in t->cu_conns */
     uint8_t is_dur_listed;     /* in t->dur_conns */
@@ -161,6 +163,29 @@ struct catchup {
     uint8_t is_started;        /* the SubAck is out */
     uint8_t is_ready;          /* R_SUB_READY arrived */
     uint8_t is_reading;        /* the store may hold messages from next_seq on */
+};
+
+/*
+ * A wildcard subscription (no queue group) has no position of its own: it
+ * gets live deliveries only. When its connection lags (as for struct
+ * catchup: more than half its outbound bound queued), a live message of a
+ * stored topic is not queued: the subscription gets a position on that
+ * topic at that message's sequence and reads the topic's log from there,
+ * exactly like a catch-up subscription, live messages being dropped while
+ * it reads (they are stored). Once it has read to the end and a live
+ * message arrives with exactly its next sequence, it is back at the seam:
+ * that message is delivered and the position forgotten. So a lagging
+ * wildcard subscriber of stored topics is never disconnected and loses
+ * nothing; ephemeral topics still disconnect it at the bound. (A queue
+ * group member cannot do this: the log holds its group's other messages.)
+ */
+struct wcu {
+    struct trie_sub *sub;      /* c->subs holds the reference */
+    char *topic;               /* malloc'd, NUL-terminated */
+    uint32_t topic_len;
+    uint32_t topic_id;         /* 0: not resolved yet */
+    uint64_t next_seq;
+    uint8_t is_reading;
 };
 
 #define CU_CHUNK_MSGS 256u       /* messages per store read */
@@ -704,6 +729,8 @@ static void conn_flush(struct iot *t, struct conn *c)
 
 /* ---- catch-up (see struct catchup) -------------------------------------- */
 
+static int wcu_pump(struct iot *t, struct conn *c);
+
 static struct catchup *cu_find(struct conn *c, uint64_t sub_id)
 {
     for (uint32_t i = 0; i < c->n_cu; i++) {
@@ -819,6 +846,7 @@ struct cu_ctx {
     uint64_t want_seq;  /* a durable's redelivery: only this sequence... */
     uint32_t attempt;   /* ...as this attempt; 0: catch-up */
     int is_gone;        /* the redelivered sequence is no longer stored */
+    const char *topic;  /* the Deliver's topic, if not the subscription's pattern */
 };
 
 /* One stored message (inside the read transaction): encode it into the
@@ -863,7 +891,7 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
     uint64_t sub_id = x->e->sub->sub_id;
     d.n_sub_ids = 1;
     d.sub_ids = &sub_id;
-    d.topic = (char *)x->e->sub->pattern;
+    d.topic = (char *)(x->topic ? x->topic : x->e->sub->pattern);
     d.sequence = m->seq;
     d.publish_time = m->publish_time;
     d.payload.data = (uint8_t *)m->payload;
@@ -949,7 +977,7 @@ static int cu_pump(struct iot *t, struct conn *c)
                 }
                 e->topic_id = info.id;
             }
-            struct cu_ctx x = {t, c, e, 0, 0, 0, 0};
+            struct cu_ctx x = {.t = t, .c = c, .e = e};
             struct store_read_result res;
             uint64_t from = e->cons ? cons_next_seq(e->cons) : e->next_seq;
             int rc = store_read(st, e->topic_id, from, room < CU_CHUNK_MSGS ? room : CU_CHUNK_MSGS,
@@ -981,6 +1009,9 @@ static int cu_pump(struct iot *t, struct conn *c)
         }
         more |= e->is_started && e->is_reading && (e->cons == NULL || cons_room(e->cons) > 0);
     }
+    if (c->n_wcu > 0 && c->state == ST_OPEN) {
+        more |= wcu_pump(t, c);
+    }
     return more && c->state == ST_OPEN;
 }
 
@@ -996,6 +1027,191 @@ static void cu_pump_all(struct iot *t)
         }
     }
     t->cu_conns.n = k;
+}
+
+/* ---- wildcard catch-up (see struct wcu) -------------------------------- */
+
+static struct wcu *wcu_find(struct conn *c, const struct trie_sub *sub, const char *topic,
+                            size_t len)
+{
+    for (uint32_t i = 0; i < c->n_wcu; i++) {
+        struct wcu *w = &c->wcu[i];
+        if (w->sub == sub && w->topic_len == len && memcmp(w->topic, topic, len) == 0) {
+            return &c->wcu[i];
+        }
+    }
+    return NULL;
+}
+
+static void wcu_del_at(struct conn *c, uint32_t i)
+{
+    free(c->wcu[i].topic);
+    c->wcu[i] = c->wcu[--c->n_wcu];
+}
+
+/* Forget every position of sub (NULL: all of them). */
+static void wcu_remove_sub(struct conn *c, const struct trie_sub *sub)
+{
+    for (uint32_t i = c->n_wcu; i-- > 0;) {
+        if (sub == NULL || c->wcu[i].sub == sub) {
+            wcu_del_at(c, i);
+        }
+    }
+    if (c->n_wcu == 0) {
+        free(c->wcu);
+        c->wcu = NULL;
+        c->wcu_cap = 0;
+    }
+}
+
+static struct wcu *wcu_add(struct conn *c, struct trie_sub *sub, const char *topic, size_t len,
+                           uint64_t seq)
+{
+    if (c->n_wcu == c->wcu_cap) {
+        uint32_t cap = c->wcu_cap ? c->wcu_cap * 2 : 4;
+        struct wcu *v = realloc(c->wcu, cap * sizeof(*v));
+        if (v == NULL) {
+            return NULL;
+        }
+        c->wcu = v;
+        c->wcu_cap = cap;
+    }
+    char *name = malloc(len + 1);
+    if (name == NULL) {
+        return NULL;
+    }
+    memcpy(name, topic, len);
+    name[len] = '\0';
+    struct wcu *w = &c->wcu[c->n_wcu++];
+    memset(w, 0, sizeof(*w));
+    w->sub = sub;
+    w->topic = name;
+    w->topic_len = (uint32_t)len;
+    w->next_seq = seq;
+    w->is_reading = 1;
+    return w;
+}
+
+/* A Deliver body encoded by enqueue_publish() starts with its topic (field
+ * 2) and, for a stored topic, ends with the sequence trailer; an ephemeral
+ * one ends with the attempt field (0x40 0x01), whose first byte has no
+ * continuation bit, unlike the trailer's next to last byte. */
+static int body_topic(const uint8_t *body, uint32_t len, const char **topic, size_t *tlen)
+{
+    if (len < 2 + PUB_SEQ_TRAILER || body[0] != ((2 << 3) | 2)) {
+        return 0;
+    }
+    size_t n = 0;
+    uint32_t i = 1;
+    for (int shift = 0; i < len && shift < 35; shift += 7) {
+        uint8_t b = body[i++];
+        n |= (size_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            break;
+        }
+    }
+    if (n == 0 || n > len - i) {
+        return 0;
+    }
+    *topic = (const char *)body + i;
+    *tlen = n;
+    return body[len - PUB_SEQ_TRAILER] == ((3 << 3) | 0) && (body[len - 2] & 0x80);
+}
+
+/* Live deliveries to wildcard subscriptions (after cu_filter): see struct
+ * wcu. subs[] are the subscriptions of ids[], in the same order. */
+static uint32_t wcu_filter(struct iot *t, struct conn *c, uint64_t *ids, struct trie_sub **subs,
+                           uint32_t n, const uint8_t *body, uint32_t body_len)
+{
+    const char *topic;
+    size_t tlen;
+    if (t->srv->store == NULL || !body_topic(body, body_len, &topic, &tlen)) {
+        return n; /* an ephemeral topic */
+    }
+    int is_lagging = out_pending(c) + c->stage_bytes > t->srv->cfg.max_outbound / 2;
+    if (!is_lagging && c->n_wcu == 0) {
+        return n;
+    }
+    uint64_t seq = pub_seq_get(body, body_len);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct trie_sub *sb = subs[i];
+        if (sb->group_len > 0 || !topic_has_wildcard(sb->pattern, sb->pattern_len)) {
+            subs[k] = sb;
+            ids[k++] = ids[i];
+            continue;
+        }
+        struct wcu *w = wcu_find(c, sb, topic, tlen);
+        if (w == NULL) {
+            if (!is_lagging) {
+                subs[k] = sb;
+                ids[k++] = ids[i];
+            } else if (wcu_add(c, sb, topic, tlen, seq) != NULL) {
+                log_debug("client %llu %s: subscription %llu lags at sequence %llu of %.*s: "
+                          "reading the store",
+                          (unsigned long long)c->client_id, c->peer,
+                          (unsigned long long)sb->sub_id, (unsigned long long)seq, (int)tlen,
+                          topic);
+                cu_list(t, c);
+            } else {
+                subs[k] = sb; /* out of memory: live, bounded as ever */
+                ids[k++] = ids[i];
+            }
+            continue;
+        }
+        if (seq == w->next_seq && !w->is_reading && !is_lagging) {
+            wcu_del_at(c, (uint32_t)(w - c->wcu)); /* at the seam: live again */
+            subs[k] = sb;
+            ids[k++] = ids[i];
+        } else if (seq >= w->next_seq) {
+            w->is_reading = 1; /* the store has next_seq .. seq */
+            cu_list(t, c);
+        }
+    }
+    return k;
+}
+
+/* Read for c's wildcard positions; returns 1 if some still have reading to
+ * do. */
+static int wcu_pump(struct iot *t, struct conn *c)
+{
+    int more = 0;
+    for (uint32_t i = 0; i < c->n_wcu && c->state == ST_OPEN; i++) {
+        struct wcu *w = &c->wcu[i];
+        for (int k = 0; k < CU_CHUNKS_PER_ROUND && w->is_reading; k++) {
+            if (!cu_has_room(t, c)) {
+                break;
+            }
+            if (w->topic_id == 0) {
+                struct store_topic_info info;
+                int rc = store_topic_info(t->srv->store, w->topic, w->topic_len, &info);
+                if (rc < 0) {
+                    break; /* -EAGAIN or worse: next round */
+                }
+                w->topic_id = info.id;
+            }
+            struct catchup tmp;
+            memset(&tmp, 0, sizeof(tmp));
+            tmp.sub = w->sub;
+            tmp.next_seq = w->next_seq;
+            struct cu_ctx x = {.t = t, .c = c, .e = &tmp, .topic = w->topic};
+            struct store_read_result res;
+            int rc = store_read(t->srv->store, w->topic_id, w->next_seq, CU_CHUNK_MSGS,
+                                CU_CHUNK_BYTES, cu_on_msg, &x, &res);
+            if (c->state != ST_OPEN) {
+                return 0; /* killed while queueing (c->wcu is gone) */
+            }
+            if (rc < 0) {
+                break;
+            }
+            w->next_seq = tmp.next_seq > res.next_seq ? tmp.next_seq : res.next_seq;
+            if (res.is_end) {
+                w->is_reading = 0;
+            }
+        }
+        more |= w->is_reading;
+    }
+    return more;
 }
 
 /* ---- durable consumers (see struct catchup) ---------------------------- */
@@ -1103,7 +1319,8 @@ static void dur_scan_all(struct iot *t)
                     dur_dead_letter(t, e, &due[q]);
                     continue;
                 }
-                struct cu_ctx x = {t, c, e, 0, due[q].seq, due[q].n_deliv, 0};
+                struct cu_ctx x = {
+                    .t = t, .c = c, .e = e, .want_seq = due[q].seq, .attempt = due[q].n_deliv};
                 struct store_read_result res;
                 int rc = store_read(t->srv->store, e->topic_id, due[q].seq, 1, CU_CHUNK_BYTES,
                                     cu_on_msg, &x, &res);
@@ -1222,6 +1439,16 @@ static void deliver(struct iot *t, struct rmsg *m)
     }
     if (n > 0 && c->n_cu > 0) {
         n = cu_filter(t, c, ids, n, m->batch->data + m->body_off, m->body_len);
+    }
+    if (n > 0) {
+        /* dsubs[] in step with what cu_filter kept (it keeps the order) */
+        for (uint32_t i = 0, j = 0; i < n; i++) {
+            while (t->dsubs[j]->key != ids[i]) {
+                j++;
+            }
+            t->dsubs[i] = t->dsubs[j];
+        }
+        n = wcu_filter(t, c, ids, t->dsubs, n, m->batch->data + m->body_off, m->body_len);
     }
     if (n == 0) {
         goto out_drop;
@@ -1528,6 +1755,7 @@ static void conn_kill(struct iot *t, struct conn *c)
     free(c->cu);
     c->cu = NULL;
     c->n_cu = c->cu_cap = 0;
+    wcu_remove_sub(c, NULL);
     auth_table_unref(c->auth);
     c->auth = NULL;
     c->who = NULL;
@@ -2044,6 +2272,7 @@ static int sub_remove_at(struct iot *t, struct conn *c, uint32_t i)
         cons_unbind(t->srv->consumers, e->cons, ref_of(t, c), s->sub_id);
     }
     cu_remove(c, s->sub_id);
+    wcu_remove_sub(c, s);
     /* c->subs stays sorted by key (deliver() searches it) */
     memmove(&c->subs[i], &c->subs[i + 1], (c->n_subs - i - 1) * sizeof(*c->subs));
     c->n_subs--;

@@ -482,6 +482,45 @@ START_TEST(test_stalled_live_subscriber_bounded_memory_no_loss)
 }
 END_TEST
 
+/* The same with a wildcard subscription over two stored topics: each topic
+ * arrives complete and in order, with no disconnect. */
+START_TEST(test_stalled_wildcard_subscriber_no_loss)
+{
+    struct rawc sub;
+    ck_assert_int_eq(rawc_connect(&sub, d.port, 0), 0);
+    ck_assert_int_eq(rawc_subscribe(&sub, 5, "wild.*", NULL), 0);
+    ferry_client *p = s_client(&d, 256);
+    long rss0 = rss_anon_kb(&d);
+    enum { N = 25000, SIZE = 2048 };
+    static char payload[SIZE];
+    memset(payload, 'w', sizeof(payload));
+    for (int i = 0; i < N; i++) {
+        int rc = ferry_publish(p, i % 2 ? "wild.b" : "wild.a", payload, SIZE);
+        ck_assert_msg(rc == 0, "publish: %s", ferry_strerror(rc));
+    }
+    uint64_t last_a = s_pub(p, "wild.a", "end");
+    uint64_t last_b = s_pub(p, "wild.b", "end");
+    long rss1 = rss_anon_kb(&d);
+    ck_assert_msg(rss1 - rss0 < RSS_GROWTH_KB,
+                  "ferryd's anonymous memory grew from %ld to %ld kB (VmRSS %ld kB)", rss0, rss1,
+                  ferryd_rss_kb(&d));
+    uint64_t next_a = 1, next_b = 1;
+    while (next_a <= last_a || next_b <= last_b) {
+        Ferry__Frame *f;
+        int rc = rawc_recv_kind(&sub, S_WAIT, FERRY__FRAME__BODY_DELIVER, &f, NULL);
+        ck_assert_msg(rc == 0, "waiting for a %llu, b %llu: %d", (unsigned long long)next_a,
+                      (unsigned long long)next_b, rc);
+        uint64_t *next = strcmp(f->deliver->topic, "wild.a") == 0 ? &next_a : &next_b;
+        ck_assert_msg(f->deliver->sequence == *next, "%s: got %llu, want %llu", f->deliver->topic,
+                      (unsigned long long)f->deliver->sequence, (unsigned long long)*next);
+        (*next)++;
+    }
+    ck_assert_int_eq(rawc_ping(&sub, 1, S_WAIT), 0); /* never disconnected */
+    rawc_close(&sub);
+    s_close(p);
+}
+END_TEST
+
 /*
  * The kill loop: a consumer process killed -9 at a random point, restarted;
  * in some rounds the broker is killed -9 too. The consumer reports "R seq"
@@ -679,6 +718,7 @@ Suite *test_suite(void)
     add(s, tcase_create("max_in_flight"), test_max_in_flight_bounds_deliveries);
     add(s, tcase_create("stalled_bounded"), test_stalled_durable_bounded_memory_catches_up);
     add(s, tcase_create("stalled_live"), test_stalled_live_subscriber_bounded_memory_no_loss);
+    add(s, tcase_create("stalled_wildcard"), test_stalled_wildcard_subscriber_no_loss);
     add(s, tcase_create("kill_loop"), test_kill_loop_at_least_once_acked_never_again);
     return s;
 }
