@@ -146,12 +146,14 @@ enum rmsg_kind {
 /* A message to an IO thread. R_DELIVER holds one reference on batch. */
 struct rmsg {
     uint32_t kind;
-    uint32_t n_ids;       /* R_DELIVER: matching sub ids; R_PUBACK/R_PUBERR: wire code */
+    uint32_t n_ids;       /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
     uint64_t conn_ref;    /* every kind but R_NEW_CONN */
     struct pub_batch *batch;
     uint32_t body_off;    /* R_DELIVER: body within batch->data */
     uint32_t body_len;
     union {
+        /* R_DELIVER: the subscriptions' trie_sub.key (not their reusable
+         * sub_ids), ascending; the IO thread maps them to sub_ids */
         uint64_t ids[RMSG_INLINE_IDS]; /* n_ids <= RMSG_INLINE_IDS */
         uint64_t *ext_ids;             /* else: malloc'd, freed by the IO thread */
         uint64_t pub_id;               /* R_PUBACK (the same as ack.id) */
