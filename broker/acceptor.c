@@ -34,6 +34,7 @@ struct acceptor {
     int spare_fd;     /* acceptor thread only: see the file comment */
     uint32_t next;    /* acceptor thread only: round robin */
     uint64_t n_emfile; /* acceptor thread only: refused in this shortage */
+    int is_paused;    /* acceptor thread only: listener out of the epoll set */
     pthread_t thread;
     int is_started;
 };
@@ -123,6 +124,28 @@ static void refuse(int fd)
     close(fd);
 }
 
+/* Pause accepting for ACC_PAUSE_MS (level-triggered epoll would report the
+ * listener again at once), and resume: acceptor thread only. */
+#define ACC_PAUSE_MS 100
+
+static void acc_pause(struct acceptor *a)
+{
+    if (!a->is_paused && epoll_ctl(a->ep, EPOLL_CTL_DEL, a->lfd, NULL) == 0) {
+        a->is_paused = 1;
+    }
+}
+
+static void acc_resume(struct acceptor *a)
+{
+    if (a->spare_fd < 0) {
+        a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = a->lfd};
+    if (epoll_ctl(a->ep, EPOLL_CTL_ADD, a->lfd, &ev) == 0) {
+        a->is_paused = 0;
+    }
+}
+
 static void accept_all(struct acceptor *a)
 {
     struct server *s = a->srv;
@@ -132,7 +155,17 @@ static void accept_all(struct acceptor *a)
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
-            if ((errno == EMFILE || errno == ENFILE) && a->spare_fd >= 0) {
+            if ((errno == EMFILE || errno == ENFILE) && a->spare_fd < 0) {
+                /* No spare to trade: the listener would stay readable and
+                 * the loop spin. Stop watching it for a moment. */
+                if (a->n_emfile++ == 0) {
+                    log_warn("accept: %s and no spare descriptor: pausing accepts",
+                             strerror(errno));
+                }
+                acc_pause(a);
+                return;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
                 if (a->n_emfile++ == 0) { /* once per shortage, not per client */
                     log_warn("accept: %s: refusing connections until descriptors free up",
                              strerror(errno));
@@ -180,7 +213,11 @@ static void *acc_main(void *arg)
     struct acceptor *a = arg;
     for (;;) {
         struct epoll_event evs[4];
-        int n = epoll_wait(a->ep, evs, 4, -1);
+        int n = epoll_wait(a->ep, evs, 4, a->is_paused ? ACC_PAUSE_MS : -1);
+        if (n == 0 && a->is_paused) {
+            acc_resume(a);
+            continue;
+        }
         for (int i = 0; i < n; i++) {
             if (evs[i].data.fd == a->stop_fd) {
                 return NULL;
