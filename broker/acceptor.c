@@ -8,6 +8,10 @@
  */
 #include "acceptor.h"
 
+#include "codec.h"
+#include "io_thread.h"
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -22,19 +26,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "io_thread.h"
-#include "log.h"
-
 struct acceptor {
     struct server *srv;
-    int lfd;          /* listening socket */
+    int lfd; /* listening socket */
     int ep;
-    int stop_fd;      /* eventfd: acc_stop() wakes the thread */
-    int spare_fd;     /* acceptor thread only: see the file comment */
-    uint32_t next;    /* acceptor thread only: round robin */
+    int stop_fd;       /* eventfd: acc_stop() wakes the thread */
+    int spare_fd;      /* acceptor thread only: see the file comment */
+    uint32_t next;     /* acceptor thread only: round robin */
     uint64_t n_emfile; /* acceptor thread only: refused in this shortage */
-    int is_paused;    /* acceptor thread only: listener out of the epoll set */
+    int is_paused;     /* acceptor thread only: listener out of the epoll set */
     pthread_t thread;
     int is_started;
 };
@@ -50,7 +50,8 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
 
     char service[16];
     snprintf(service, sizeof(service), "%d", s->cfg.listen_port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int grc = getaddrinfo(s->cfg.listen_host, service, &hints, &res);
@@ -77,7 +78,7 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
         socklen_t sl = sizeof(ss);
         getsockname(fd, (struct sockaddr *)&ss, &sl);
         *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                : ((struct sockaddr_in *)&ss)->sin_port);
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
         a->lfd = fd;
         rc = 0;
         break;
@@ -191,8 +192,7 @@ static void accept_all(struct acceptor *a)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (atomic_load(&s->conns_now) >= s->cfg.max_connections) {
-            log_warn("refusing a connection: max_connections (%u) reached",
-                     s->cfg.max_connections);
+            log_warn("refusing a connection: max_connections (%u) reached", s->cfg.max_connections);
             refuse(fd);
             continue;
         }

@@ -123,7 +123,7 @@ struct auth_delay {
     pthread_mutex_t lock;
     struct auth_delay_ent *ents; /* guarded by lock */
     uint32_t n, cap;
-    uint32_t base_ms, max_ms;    /* AUTH_DELAY_BASE_MS/MAX_MS by init; tests may lower */
+    uint32_t base_ms, max_ms; /* AUTH_DELAY_BASE_MS/MAX_MS by init; tests may lower */
 };
 
 int auth_delay_init(struct auth_delay *d, uint32_t cap);

@@ -3,15 +3,15 @@
  */
 #include "config.h"
 
+#include "frame.h"
+#include "log.h"
+#include "topic.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "frame.h"
-#include "log.h"
-#include "topic.h"
 
 enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL, K_SYNC, K_EPHEMERAL, K_RETENTION };
 
@@ -19,7 +19,7 @@ struct key {
     const char *name;
     enum kind kind;
     size_t off;
-    size_t size;    /* for K_STR */
+    size_t size; /* for K_STR */
     uint64_t min, max;
 };
 
@@ -49,8 +49,7 @@ static const struct key keys[] = {
     {"retention", K_RETENTION, 0, 0, 0, 0},
     {"retention_interval_ms", K_U32, F(retention_interval_ms), 0, 10, 3600000},
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
-    {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16,
-     (uint64_t)1 << 46},
+    {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
 };
 #undef F
 
@@ -369,8 +368,7 @@ int cfg_load_file(struct cfg *c, const char *path, char *err, size_t err_len)
             }
             value = joined;
             extra = NULL;
-        } else if (extra != NULL && strcmp(key, "sync") == 0 &&
-                   strtok(NULL, " \t\r\n") == NULL) {
+        } else if (extra != NULL && strcmp(key, "sync") == 0 && strtok(NULL, " \t\r\n") == NULL) {
             /* "sync interval MS": the one key whose value has two words */
             snprintf(joined, sizeof(joined), "%s %s", value, extra);
             value = joined;
@@ -467,7 +465,8 @@ int cfg_parse_args(struct cfg *c, int argc, char **argv, int *out_help, char *er
         }
         int rc = cfg_set(c, key, value);
         if (rc < 0) {
-            snprintf(err, err_len, "%s \"--%s\"", rc == -ENOENT ? "unknown option" : "bad value for", key);
+            snprintf(err, err_len, "%s \"--%s\"",
+                     rc == -ENOENT ? "unknown option" : "bad value for", key);
             return rc;
         }
     }

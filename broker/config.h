@@ -54,7 +54,7 @@ struct cfg {
     uint64_t initial_store_size; /* bytes: the map's size at creation */
     uint32_t n_ephemeral;        /* patterns of topics routed without storing */
     char ephemeral[CFG_MAX_EPHEMERAL][256];
-    uint32_t n_retention;        /* retention rules, in the order given */
+    uint32_t n_retention; /* retention rules, in the order given */
     struct cfg_retention retention[CFG_MAX_RETENTION];
     uint32_t retention_interval_ms; /* how often topics are checked against them */
 };

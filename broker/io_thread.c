@@ -23,6 +23,19 @@
  */
 #include "io_thread.h"
 
+#include "acl.h"
+#include "auth.h"
+#include "codec.h"
+#include "consumer.h"
+#include "ferry.h"
+#include "log.h"
+#include "store.h"
+#include "timer_heap.h"
+#include "topic.h"
+#include "trie.h"
+#include "worker.h"
+#include "writer.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
@@ -37,19 +50,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "acl.h"
-#include "auth.h"
-#include "codec.h"
-#include "consumer.h"
-#include "ferry.h"
-#include "log.h"
-#include "store.h"
-#include "timer_heap.h"
-#include "topic.h"
-#include "trie.h"
-#include "worker.h"
-#include "writer.h"
-
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
 #endif
@@ -60,13 +60,13 @@
 #define READ_BUF 65536u
 #define READS_PER_EVENT 4
 #define BATCH_CAP 65536u
-#define WQ_PAUSE 8u             /* unposted items to one worker that pause publishers */
-#define PRE_CONNECT_MAX 4096u   /* frame limit before Connect (ferry.proto) */
-#define CLOSE_LINGER_MS 2000u   /* bound on flushing a connection we close */
+#define WQ_PAUSE 8u           /* unposted items to one worker that pause publishers */
+#define PRE_CONNECT_MAX 4096u /* frame limit before Connect (ferry.proto) */
+#define CLOSE_LINGER_MS 2000u /* bound on flushing a connection we close */
 #define MAX_HEADERS 64
-#define STALL_MAX_MS 200u       /* per episode of lagging subscribers, see struct iot */
-#define DUR_SCAN_MS 20u         /* durable consumers: redelivery deadlines checked this often */
-#define DUR_DUE_MAX 64u         /* redeliveries per durable subscription per scan */
+#define STALL_MAX_MS 200u /* per episode of lagging subscribers, see struct iot */
+#define DUR_SCAN_MS 20u   /* durable consumers: redelivery deadlines checked this often */
+#define DUR_DUE_MAX 64u   /* redeliveries per durable subscription per scan */
 #define PROTOCOL_VERSION 1
 
 enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
@@ -75,41 +75,41 @@ struct conn {
     int fd;
     uint32_t slot;
     uint32_t gen;
-    uint8_t state;             /* enum conn_state */
-    uint8_t is_dirty;          /* in t->dirty this round */
-    uint8_t is_paused;         /* not read: a worker queue is full, or is_out_paused */
-    uint8_t is_out_paused;     /* not read: its replies fill half its outbound bound */
+    uint8_t state;         /* enum conn_state */
+    uint8_t is_dirty;      /* in t->dirty this round */
+    uint8_t is_paused;     /* not read: a worker queue is full, or is_out_paused */
+    uint8_t is_out_paused; /* not read: its replies fill half its outbound bound */
     uint8_t is_slow_logged;
-    uint8_t is_heavy;          /* counted in t->n_heavy: over half its outbound bound */
-    uint8_t is_writable;       /* EPOLLOUT reported this round */
-    uint8_t is_wr_shut;        /* CLOSING: our FIN is sent, waiting for the peer's */
-    uint8_t is_auth_pending;   /* Connect is with the auth pool: input is not read */
-    uint8_t is_auth_failed;    /* refused: the timer sends the Error (failure delay) */
-    uint32_t events;           /* epoll mask registered now */
+    uint8_t is_heavy;        /* counted in t->n_heavy: over half its outbound bound */
+    uint8_t is_writable;     /* EPOLLOUT reported this round */
+    uint8_t is_wr_shut;      /* CLOSING: our FIN is sent, waiting for the peer's */
+    uint8_t is_auth_pending; /* Connect is with the auth pool: input is not read */
+    uint8_t is_auth_failed;  /* refused: the timer sends the Error (failure delay) */
+    uint32_t events;         /* epoll mask registered now */
     uint32_t keepalive_ms;
-    uint32_t timer_pos;        /* in t->timers */
-    int32_t stage_head;        /* this round's staged deliveries, or -1 */
+    uint32_t timer_pos; /* in t->timers */
+    int32_t stage_head; /* this round's staged deliveries, or -1 */
     int32_t stage_tail;
-    uint32_t stage_bytes;      /* bytes staged this round (not in out yet) */
+    uint32_t stage_bytes; /* bytes staged this round (not in out yet) */
     struct frame_dec dec;
-    uint8_t *out;              /* replies and unwritten deliveries; NULL when drained */
+    uint8_t *out;                     /* replies and unwritten deliveries; NULL when drained */
     size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
-    struct trie_sub **subs;    /* sorted by key (keys grow: Subscribe appends) */
+    struct trie_sub **subs;           /* sorted by key (keys grow: Subscribe appends) */
     uint32_t n_subs, subs_cap;
-    uint64_t unacked_key;      /* the subscription whose SubAck is held (deferred), 0: none */
-    struct catchup *cu;        /* subscriptions with a start position, sorted by key */
-    struct wcu *wcu;           /* wildcard subscriptions reading the store (see struct wcu) */
+    uint64_t unacked_key; /* the subscription whose SubAck is held (deferred), 0: none */
+    struct catchup *cu;   /* subscriptions with a start position, sorted by key */
+    struct wcu *wcu;      /* wildcard subscriptions reading the store (see struct wcu) */
     uint32_t n_wcu, wcu_cap;
     uint32_t n_cu, cu_cap;
-    uint8_t is_cu_listed;      /* in t->cu_conns */
-    uint8_t is_dur_listed;     /* in t->dur_conns */
+    uint8_t is_cu_listed;  /* in t->cu_conns */
+    uint8_t is_dur_listed; /* in t->dur_conns */
     uint64_t last_rx_ms;
     uint64_t client_id;
-    uint32_t req_max_frame;    /* Connect's max_frame_len, while auth is pending */
-    uint32_t max_frame_len;    /* negotiated (Connected): no frame we send is larger */
-    uint32_t n_too_large;      /* Deliver frames refused as larger: only the first few logged */
-    uint32_t n_denied;         /* ACL refusals: only the first few are logged */
-    struct auth_table *auth;   /* one reference; NULL: anonymous server, all allowed */
+    uint32_t req_max_frame;  /* Connect's max_frame_len, while auth is pending */
+    uint32_t max_frame_len;  /* negotiated (Connected): no frame we send is larger */
+    uint32_t n_too_large;    /* Deliver frames refused as larger: only the first few logged */
+    uint32_t n_denied;       /* ACL refusals: only the first few are logged */
+    struct auth_table *auth; /* one reference; NULL: anonymous server, all allowed */
     const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
     char peer[48];
 };
@@ -155,14 +155,14 @@ struct conn {
  * starts it again.
  */
 struct catchup {
-    struct trie_sub *sub;      /* c->subs holds the reference; pattern = topic */
-    struct consumer *cons;     /* a durable consumer's binding, else NULL (see below) */
+    struct trie_sub *sub;  /* c->subs holds the reference; pattern = topic */
+    struct consumer *cons; /* a durable consumer's binding, else NULL (see below) */
     uint64_t next_seq;
-    uint64_t ready_seq;        /* L, valid with is_ready */
-    uint32_t topic_id;         /* 0: not resolved yet (topic never stored) */
-    uint8_t is_started;        /* the SubAck is out */
-    uint8_t is_ready;          /* R_SUB_READY arrived */
-    uint8_t is_reading;        /* the store may hold messages from next_seq on */
+    uint64_t ready_seq; /* L, valid with is_ready */
+    uint32_t topic_id;  /* 0: not resolved yet (topic never stored) */
+    uint8_t is_started; /* the SubAck is out */
+    uint8_t is_ready;   /* R_SUB_READY arrived */
+    uint8_t is_reading; /* the store may hold messages from next_seq on */
 };
 
 /*
@@ -180,23 +180,23 @@ struct catchup {
  * group member cannot do this: the log holds its group's other messages.)
  */
 struct wcu {
-    struct trie_sub *sub;      /* c->subs holds the reference */
-    char *topic;               /* malloc'd, NUL-terminated */
+    struct trie_sub *sub; /* c->subs holds the reference */
+    char *topic;          /* malloc'd, NUL-terminated */
     uint32_t topic_len;
-    uint32_t topic_id;         /* 0: not resolved yet */
+    uint32_t topic_id; /* 0: not resolved yet */
     uint64_t next_seq;
     uint8_t is_reading;
 };
 
-#define CU_CHUNK_MSGS 256u       /* messages per store read */
-#define CU_CHUNK_BYTES 262144u   /* about this many bytes per store read */
-#define CU_CHUNKS_PER_ROUND 4    /* per connection, then others get a turn */
+#define CU_CHUNK_MSGS 256u     /* messages per store read */
+#define CU_CHUNK_BYTES 262144u /* about this many bytes per store read */
+#define CU_CHUNKS_PER_ROUND 4  /* per connection, then others get a turn */
 
 struct stage {
-    struct pub_batch *batch;   /* one reference */
+    struct pub_batch *batch; /* one reference */
     uint32_t body_off, body_len;
-    uint32_t pfx_off;          /* in t->pfx */
-    uint32_t pfx_len;          /* up to CODEC_DELIVER_PREFIX_MAX(n_subs) */
+    uint32_t pfx_off; /* in t->pfx */
+    uint32_t pfx_len; /* up to CODEC_DELIVER_PREFIX_MAX(n_subs) */
     int32_t next;
 };
 
@@ -221,39 +221,39 @@ struct ptrvec {
 };
 
 struct iot {
-    struct stats stats;        /* this thread's counters */
-    struct server *srv;        /* shared, read-only */
+    struct stats stats; /* this thread's counters */
+    struct server *srv; /* shared, read-only */
     uint32_t index;
     pthread_t thread;
     int is_started;
-    atomic_int is_drained;     /* atomic: this thread writes, main reads */
-    struct mbox in;            /* acceptor and workers -> this thread */
+    atomic_int is_drained; /* atomic: this thread writes, main reads */
+    struct mbox in;        /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
     int ep;
-    struct conn **slots;       /* by slot; NULL = free */
-    uint32_t *gens;            /* generation of each slot */
+    struct conn **slots; /* by slot; NULL = free */
+    uint32_t *gens;      /* generation of each slot */
     uint32_t n_slots;
     uint32_t *free_slots;
     uint32_t n_free;
     struct theap timers;
     struct codec_arena arena;
-    struct wq *wq;             /* by worker */
-    uint8_t *pfx;              /* this round's Deliver prefixes */
+    struct wq *wq; /* by worker */
+    uint8_t *pfx;  /* this round's Deliver prefixes */
     size_t pfx_len, pfx_cap;
     struct stage *stage;
     uint32_t n_stage, stage_cap;
     struct ptrvec dirty, paused, dead;
     struct deferred_ack *deferred; /* SubAcks waiting for a worker queue */
     uint32_t n_deferred, deferred_cap;
-    struct ptrvec cu_conns;    /* connections with catch-up subscriptions reading */
-    struct ptrvec dur_conns;   /* connections holding durable consumers */
-    uint64_t next_dur_scan;    /* monotonic ms */
-    Ferry__Header *cu_hdr;     /* scratch for encoding stored messages */
+    struct ptrvec cu_conns;  /* connections with catch-up subscriptions reading */
+    struct ptrvec dur_conns; /* connections holding durable consumers */
+    uint64_t next_dur_scan;  /* monotonic ms */
+    Ferry__Header *cu_hdr;   /* scratch for encoding stored messages */
     Ferry__Header **cu_hdrp;
-    char *cu_text;             /* NUL-terminated copies of header strings */
+    char *cu_text; /* NUL-terminated copies of header strings */
     size_t cu_text_cap;
     struct iovec *iov;
-    uint8_t *rbuf;             /* READ_BUF bytes: every read lands here first */
+    uint8_t *rbuf; /* READ_BUF bytes: every read lands here first */
     uint64_t now;
     int64_t now_ns;
     int has_more_mail;
@@ -264,12 +264,12 @@ struct iot {
      * the publishers down instead of being cut off. One that stays behind
      * past the stall budget reaches its bound and is disconnected. */
     uint32_t n_heavy;
-    uint64_t stall_since;      /* start of this episode, 0 when none */
-    int is_stall_spent;        /* this episode used its budget */
-    int is_mail_muted;         /* mailbox eventfd removed from the epoll set */
-    unsigned auth_gen;         /* the auth table generation our connections use */
-    uint64_t next_sub_key;     /* the last trie_sub.key handed out */
-    struct trie_sub **dsubs;   /* deliver() scratch: cfg.max_subs entries */
+    uint64_t stall_since;    /* start of this episode, 0 when none */
+    int is_stall_spent;      /* this episode used its budget */
+    int is_mail_muted;       /* mailbox eventfd removed from the epoll set */
+    unsigned auth_gen;       /* the auth table generation our connections use */
+    uint64_t next_sub_key;   /* the last trie_sub.key handed out */
+    struct trie_sub **dsubs; /* deliver() scratch: cfg.max_subs entries */
 };
 
 static void conn_kill(struct iot *t, struct conn *c);
@@ -702,8 +702,8 @@ static void conn_flush(struct iot *t, struct conn *c)
         c->stage_head = c->stage_tail = -1;
         c->stage_bytes = 0;
     }
-    if (c->is_out_paused && out_pending(c) <= t->srv->cfg.max_outbound / 4 &&
-        c->state == ST_OPEN && ptrvec_push(&t->paused, c) == 0) {
+    if (c->is_out_paused && out_pending(c) <= t->srv->cfg.max_outbound / 4 && c->state == ST_OPEN &&
+        ptrvec_push(&t->paused, c) == 0) {
         c->is_out_paused = 0; /* resume_paused() reads it again (still is_paused) */
     }
     if (out_pending(c) == 0) {
@@ -843,10 +843,10 @@ struct cu_ctx {
     struct conn *c;
     struct catchup *e;
     size_t n;
-    uint64_t want_seq;  /* a durable's redelivery: only this sequence... */
-    uint32_t attempt;   /* ...as this attempt; 0: catch-up */
-    int is_gone;        /* the redelivered sequence is no longer stored */
-    const char *topic;  /* the Deliver's topic, if not the subscription's pattern */
+    uint64_t want_seq; /* a durable's redelivery: only this sequence... */
+    uint32_t attempt;  /* ...as this attempt; 0: catch-up */
+    int is_gone;       /* the redelivered sequence is no longer stored */
+    const char *topic; /* the Deliver's topic, if not the subscription's pattern */
 };
 
 /* One stored message (inside the read transaction): encode it into the
@@ -1149,9 +1149,8 @@ static uint32_t wcu_filter(struct iot *t, struct conn *c, uint64_t *ids, struct 
             } else if (wcu_add(c, sb, topic, tlen, seq) != NULL) {
                 log_debug("client %llu %s: subscription %llu lags at sequence %llu of %.*s: "
                           "reading the store",
-                          (unsigned long long)c->client_id, c->peer,
-                          (unsigned long long)sb->sub_id, (unsigned long long)seq, (int)tlen,
-                          topic);
+                          (unsigned long long)c->client_id, c->peer, (unsigned long long)sb->sub_id,
+                          (unsigned long long)seq, (int)tlen, topic);
                 cu_list(t, c);
             } else {
                 subs[k] = sb; /* out of memory: live, bounded as ever */
@@ -1601,8 +1600,7 @@ static void wq_seal(struct iot *t, uint32_t w)
     }
     struct wmsg m = {.kind = W_PUB_BATCH, .p = q->cur};
     if (wq_push(q, m) < 0) { /* cannot happen: reserved with the batch */
-        log_error("IO thread %u: out of memory, %u publications dropped", t->index,
-                  q->cur->n_recs);
+        log_error("IO thread %u: out of memory, %u publications dropped", t->index, q->cur->n_recs);
         pub_batch_unref(q->cur);
     }
     q->cur = NULL;
@@ -1930,9 +1928,8 @@ static void acl_denied(struct iot *t, struct conn *c, const char *what, const ch
     c->n_denied++;
     if (c->n_denied <= 10 || c->n_denied % 1000 == 0) {
         log_info("client %llu %s: permission denied: %s %s %.*s (%u on this connection)",
-                 (unsigned long long)c->client_id, c->peer,
-                 c->who ? c->who->name : "(no rights)", what, (int)(name_len > 256 ? 256 : name_len),
-                 name, c->n_denied);
+                 (unsigned long long)c->client_id, c->peer, c->who ? c->who->name : "(no rights)",
+                 what, (int)(name_len > 256 ? 256 : name_len), name, c->n_denied);
     }
 }
 
@@ -1946,8 +1943,7 @@ static int may_subscribe(const struct conn *c, const char *pattern, size_t len)
     return c->auth == NULL || (c->who && acl_may_subscribe(&c->who->sub, pattern, len));
 }
 
-static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code,
-                        const char *text)
+static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code, const char *text)
 {
     Ferry__SubAck a = FERRY__SUB_ACK__INIT;
     a.sub_id = sub_id;
@@ -2143,8 +2139,8 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         }
     }
     int use_cu = has_start || is_durable;
-    if (!use_cu && t->srv->store != NULL && glen == 0 &&
-        !topic_has_wildcard(m->pattern, plen) && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
+    if (!use_cu && t->srv->store != NULL && glen == 0 && !topic_has_wildcard(m->pattern, plen) &&
+        !cfg_is_ephemeral(cfg, m->pattern, plen)) {
         /* New only, on one stored topic: it gets a position too, so that
          * when it lags it falls back to reading the store (see struct
          * catchup) instead of being disconnected. */
@@ -2176,9 +2172,9 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     struct consumer *cons = NULL;
     if (is_durable) {
         struct cons_opts o = {m->max_in_flight, m->ack_wait_ms, m->max_deliver};
-        int rc = cons_bind(t->srv->consumers, m->pattern, plen, m->durable_name,
-                           strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
-                           ref_of(t, c), m->sub_id, t->now, &cons);
+        int rc =
+            cons_bind(t->srv->consumers, m->pattern, plen, m->durable_name, strlen(m->durable_name),
+                      m->queue_group, glen, &o, start_seq, ref_of(t, c), m->sub_id, t->now, &cons);
         if (rc == -EBUSY) {
             char text[320];
             snprintf(text, sizeof(text),
@@ -2613,8 +2609,8 @@ struct topic_list {
     const char *pattern;
     size_t pattern_len;
     uint32_t limit;
-    size_t budget, used;       /* encoded bytes: the reply must fit max_frame_len */
-    int is_truncated;          /* more topics match than the reply holds */
+    size_t budget, used; /* encoded bytes: the reply must fit max_frame_len */
+    int is_truncated;    /* more topics match than the reply holds */
     Ferry__TopicInfo *v;
     Ferry__TopicInfo **pv;
     uint32_t n, cap;
@@ -2675,8 +2671,8 @@ static void admin_topics(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     const char *pat = m->topics->pattern;
     size_t plen = strlen(pat);
     const char *why;
-    if (plen && topic_validate(pat, plen, 1, t->srv->cfg.max_topic_len,
-                               t->srv->cfg.max_topic_depth, &why)) {
+    if (plen && topic_validate(pat, plen, 1, t->srv->cfg.max_topic_len, t->srv->cfg.max_topic_depth,
+                               &why)) {
         r.code = FERRY__ERROR_CODE__ERROR_INVALID_PATTERN;
         r.text = (char *)why;
         admin_reply_send(t, c, &r);
@@ -2705,7 +2701,7 @@ static void admin_topics(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     int rc = store_topic_list(t->srv->store, pat, prefix, topic_list_cb, &l);
     if (rc < 0 || l.is_nomem) {
         r.code = rc == -EAGAIN || l.is_nomem ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
-                                            : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+                                             : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
         r.text = (char *)(l.is_nomem ? "out of memory" : server_strerror(rc));
     } else if (l.n) {
         l.pv = malloc(l.n * sizeof(*l.pv));
@@ -2930,8 +2926,7 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
  * output has drained (through t->paused and resume_paused()). */
 static void conn_out_check(struct iot *t, struct conn *c)
 {
-    if (c->state != ST_OPEN || c->is_paused ||
-        out_pending(c) <= t->srv->cfg.max_outbound / 2) {
+    if (c->state != ST_OPEN || c->is_paused || out_pending(c) <= t->srv->cfg.max_outbound / 2) {
         return;
     }
     c->is_paused = 1;
@@ -3014,13 +3009,11 @@ static void conn_on_readable(struct iot *t, struct conn *c)
         conn_drain_input(t, c);
         return;
     }
-    for (int i = 0; i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused &&
-                    !c->is_auth_pending;
-         i++) {
+    for (int i = 0;
+         i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending; i++) {
         ssize_t r = read(c->fd, t->rbuf, READ_BUF);
         if (r == 0) {
-            log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id,
-                      c->peer);
+            log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id, c->peer);
             conn_kill(t, c);
             return;
         }
@@ -3329,8 +3322,8 @@ static int should_stall(struct iot *t, int phase)
     }
     if (t->now - t->stall_since >= STALL_MAX_MS) {
         t->is_stall_spent = 1;
-        log_debug("IO thread %u: %u subscribers still lagging after %u ms of stalls",
-                  t->index, t->n_heavy, STALL_MAX_MS);
+        log_debug("IO thread %u: %u subscribers still lagging after %u ms of stalls", t->index,
+                  t->n_heavy, STALL_MAX_MS);
         return 0;
     }
     return 1;
@@ -3407,8 +3400,8 @@ static int enter_phase(struct iot *t, int phase, int seen)
         }
         if (phase == PHASE_CLOSE) {
             if (c->state == ST_OPEN) {
-                send_error(t, c, FERRY__ERROR_CODE__ERROR_SHUTTING_DOWN, "server shutting down",
-                           0, FERRY__ERROR__REF_KIND__REF_NONE, 1);
+                send_error(t, c, FERRY__ERROR_CODE__ERROR_SHUTTING_DOWN, "server shutting down", 0,
+                           FERRY__ERROR__REF_KIND__REF_NONE, 1);
             }
             conn_close_after_flush(t, c);
         }
