@@ -7,6 +7,7 @@
  * broker has acknowledged the subscription (after which every publish
  * reaches it); tests wait for that line, with a generous timeout.
  */
+#include "cli_spawn.h"
 #include "ferryd_proc.h"
 
 #include <check.h>
@@ -68,38 +69,15 @@ struct proc {
 /* Start ferry with argv (NULL-terminated, without argv[0]); -s is added. */
 static void proc_start(struct proc *p, const char *const *args)
 {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = FERRY_CLI_PATH;
-    argv[n++] = "-s";
-    argv[n++] = server;
-    for (int i = 0; args[i]; i++) {
-        ck_assert_int_lt(n, 62);
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-
-    int pin[2], pout[2], perr[2];
-    ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        execv(FERRY_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
+    const char *const pre[] = {"-s", server, NULL};
+    int fds[3];
+    pid_t pid = cli_spawn(FERRY_CLI_PATH, pre, args, NULL, fds);
+    ck_assert_int_gt(pid, 0);
     memset(p, 0, sizeof(*p));
     p->pid = pid;
-    p->in = pin[1];
-    p->out = pout[0];
-    p->err = perr[0];
+    p->in = fds[0];
+    p->out = fds[1];
+    p->err = fds[2];
     p->status = -1;
     fcntl(p->out, F_SETFL, O_NONBLOCK);
     fcntl(p->err, F_SETFL, O_NONBLOCK);

@@ -4,6 +4,7 @@
  * then only the listed identities get in, each only to its topics, and every
  * refusal prints the broker's reason and exits 1.
  */
+#include "cli_spawn.h"
 #include "ferryd_proc.h"
 
 #include <check.h>
@@ -48,46 +49,24 @@ static long long now_ms(void)
  * additions "K=V" (NULL-terminated, may be NULL). Waits up to WAIT_MS. */
 static void run(struct run *r, const char *in, const char *const *env, const char *const *args)
 {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = FERRY_CLI_PATH;
-    for (int i = 0; args[i]; i++) {
-        ck_assert_int_lt(n, 62);
-        argv[n++] = args[i];
+    const char *child_env[16] = {"FERRY_PASSWORD", "FERRY_TOKEN", "FERRY_SERVER"};
+    int n_env = 3;
+    for (int i = 0; env && env[i]; i++) {
+        ck_assert_int_lt(n_env, 15);
+        child_env[n_env++] = env[i];
     }
-    argv[n] = NULL;
-    int pin[2], pout[2], perr[2];
-    ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        unsetenv("FERRY_PASSWORD");
-        unsetenv("FERRY_TOKEN");
-        unsetenv("FERRY_SERVER");
-        for (int i = 0; env && env[i]; i++) {
-            putenv((char *)env[i]);
-        }
-        execv(FERRY_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
+    int fds[3];
+    pid_t pid = cli_spawn(FERRY_CLI_PATH, NULL, args, child_env, fds);
+    ck_assert_int_gt(pid, 0);
     if (in) {
-        ck_assert_int_eq(write(pin[1], in, strlen(in)), (ssize_t)strlen(in));
+        ck_assert_int_eq(write(fds[0], in, strlen(in)), (ssize_t)strlen(in));
     }
-    close(pin[1]);
+    close(fds[0]);
     memset(r, 0, sizeof(*r));
     size_t lo = 0, le = 0;
-    int open_fds = 2;
     long long deadline = now_ms() + WAIT_MS;
-    while (open_fds > 0) {
-        struct pollfd p[2] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}};
+    while (fds[1] >= 0 || fds[2] >= 0) { /* poll ignores a closed (-1) fd */
+        struct pollfd p[2] = {{fds[1], POLLIN, 0}, {fds[2], POLLIN, 0}};
         long long left = deadline - now_ms();
         if (left <= 0) {
             kill(pid, SIGKILL);
@@ -103,22 +82,13 @@ static void run(struct run *r, const char *in, const char *const *env, const cha
             size_t *len = i == 0 ? &lo : &le;
             ssize_t got = read(p[i].fd, buf + *len, sizeof(r->out) - 1 - *len);
             if (got <= 0) {
-                close(i == 0 ? pout[0] : perr[0]);
-                if (i == 0) {
-                    pout[0] = -1;
-                } else {
-                    perr[0] = -1;
-                }
-                open_fds--;
+                close(fds[1 + i]);
+                fds[1 + i] = -1;
                 continue;
             }
             *len += (size_t)got;
             buf[*len] = '\0';
         }
-        if (pout[0] < 0 && perr[0] < 0) {
-            break;
-        }
-        /* poll ignores negative fds */
     }
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);

@@ -4,11 +4,13 @@ if(NOT TARGET ferryd)
   return()
 endif()
 
-# ferry_test_support: ferryd_proc (start/stop a real ferryd) and rawclient (a
-# small blocking client built on the codec, until libferry exists).
+# ferry_test_support: ferryd_proc (start/stop a real ferryd), rawclient (a
+# small blocking client built on the codec) and cli_spawn (run the ferry CLI
+# on pipes).
 add_library(ferry_test_support STATIC
   ${CMAKE_CURRENT_LIST_DIR}/../support/ferryd_proc.c
-  ${CMAKE_CURRENT_LIST_DIR}/../support/rawclient.c)
+  ${CMAKE_CURRENT_LIST_DIR}/../support/rawclient.c
+  ${CMAKE_CURRENT_LIST_DIR}/../support/cli_spawn.c)
 target_include_directories(ferry_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR}/../support)
 target_compile_definitions(ferry_test_support PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
 target_link_libraries(ferry_test_support PUBLIC ferry_proto PRIVATE ferry_warnings)
