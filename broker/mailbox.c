@@ -195,13 +195,14 @@ uint32_t mbox_wait(struct mbox *m, int timeout_ms)
         }
     }
     pthread_mutex_lock(&m->lock);
-    while (m->n == 0 && !m->is_closed) {
+    while (m->n == 0 && !m->is_closed && !m->is_woken) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&m->not_empty, &m->lock);
         } else if (pthread_cond_timedwait(&m->not_empty, &m->lock, &until) == ETIMEDOUT) {
             break;
         }
     }
+    m->is_woken = 0;
     uint32_t n = m->n;
     pthread_mutex_unlock(&m->lock);
     return n;
@@ -214,6 +215,7 @@ void mbox_wake(struct mbox *m)
         return;
     }
     pthread_mutex_lock(&m->lock);
+    m->is_woken = 1; /* mbox_wait() must return even with nothing queued */
     pthread_cond_signal(&m->not_empty);
     pthread_mutex_unlock(&m->lock);
 }

@@ -29,6 +29,7 @@ struct mbox {
     uint32_t n;               /* guarded by lock: items queued */
     int is_refused;           /* guarded by lock: a try_post found it full */
     int is_closed;            /* guarded by lock: mbox_close() was called */
+    int is_woken;             /* guarded by lock: mbox_wake() since the last mbox_wait() */
     int efd;                  /* eventfd, or -1 in condvar mode; immutable */
 };
 
@@ -56,11 +57,14 @@ int mbox_post(struct mbox *m, const void *items, uint32_t n);
  * leaves the fd readable. */
 uint32_t mbox_take(struct mbox *m, void *out, uint32_t max, int *was_refused);
 
-/* Consumer in condvar mode: wait until an item is queued, the mailbox is
- * closed, or timeout_ms passes (-1: no timeout). Returns the items queued. */
+/* Consumer in condvar mode: wait until an item is queued, mbox_wake() was
+ * called (since the last mbox_wait() returned), the mailbox is closed, or
+ * timeout_ms passes (-1: no timeout). Returns the items queued. */
 uint32_t mbox_wait(struct mbox *m, int timeout_ms);
 
-/* Wake the consumer without posting (eventfd or condvar). Any thread. */
+/* Wake the consumer without posting (eventfd or condvar). Any thread. A
+ * wake-up is never lost: one sent while the consumer is busy makes its next
+ * mbox_wait() return at once. */
 void mbox_wake(struct mbox *m);
 
 /* Refuse further posts; blocked producers return -EPIPE; wakes the consumer. */

@@ -132,6 +132,31 @@ START_TEST(test_mbox_close_releases_blocked_producers)
 }
 END_TEST
 
+static void *waker(void *arg)
+{
+    mbox_wake(arg);
+    return NULL;
+}
+
+/* A wake-up with nothing queued ends the wait (the store writer is woken
+ * this way to save durable consumer state). A wake-up sent before the wait
+ * is not lost either. */
+START_TEST(test_mbox_wake_without_items_ends_wait)
+{
+    struct mbox m;
+    ck_assert_int_eq(mbox_init(&m, sizeof(struct item), 4, 0), 0);
+    mbox_wake(&m);
+    ck_assert_uint_eq(mbox_wait(&m, -1), 0); /* returns: the wake-up came first */
+    pthread_t th;
+    pthread_create(&th, NULL, waker, &m);
+    ck_assert_uint_eq(mbox_wait(&m, 60000), 0); /* returns long before the timeout */
+    pthread_join(th, NULL);
+    /* consumed: the next wait times out */
+    ck_assert_uint_eq(mbox_wait(&m, 10), 0);
+    mbox_deinit(&m);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("mailbox");
@@ -141,6 +166,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_mbox_many_producers_eventfd);
     tcase_add_test(tc, test_mbox_many_producers_condvar);
     tcase_add_test(tc, test_mbox_close_releases_blocked_producers);
+    tcase_add_test(tc, test_mbox_wake_without_items_ends_wait);
     suite_add_tcase(s, tc);
     return s;
 }
