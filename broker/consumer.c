@@ -409,6 +409,7 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
                            uint64_t *missed)
 {
     enum cons_claim res;
+    int need_wake = 0;
     pthread_mutex_lock(&k->lock);
     if (seq < k->next_seq) {
         res = CONS_CLAIM_SKIP;
@@ -428,12 +429,13 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
         p->is_dlq = 0;
         k->n_live++;
         k->next_seq = seq + 1;
-        /* next_seq is saved lazily: if it is lost in a crash, the message
-         * is delivered again, which at-least-once allows. The flush of the
-         * next ack writes it. */
+        /* Saved with the writer's next round: after a crash the message
+         * comes again with its true attempt count. */
+        need_wake = mark_dirty(k->reg, k);
         res = CONS_CLAIM_OK;
     }
     pthread_mutex_unlock(&k->lock);
+    wake(k->reg, need_wake);
     return res;
 }
 
@@ -484,6 +486,7 @@ int cons_ack(struct consumer *k, uint64_t seq, int kind)
 size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, size_t max)
 {
     size_t n = 0;
+    int need_wake = 0;
     pthread_mutex_lock(&k->lock);
     for (uint32_t i = k->head; i < k->n && n < max; i++) {
         struct pend *p = &k->p[i];
@@ -500,10 +503,12 @@ size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, siz
             p->deadline = now + k->o.ack_wait_ms;
             out[n].is_dlq = 0;
             out[n].n_deliv = p->n_deliv;
+            need_wake |= mark_dirty(k->reg, k); /* the count survives a crash */
         }
         n++;
     }
     pthread_mutex_unlock(&k->lock);
+    wake(k->reg, need_wake);
     return n;
 }
 
@@ -537,6 +542,7 @@ void cons_forget(struct consumer *k, uint64_t seq)
 
 void cons_unsend(struct consumer *k, uint64_t seq)
 {
+    int need_wake = 0;
     pthread_mutex_lock(&k->lock);
     int64_t i = pend_find(k, seq);
     if (i >= 0) {
@@ -544,10 +550,12 @@ void cons_unsend(struct consumer *k, uint64_t seq)
             k->p[i].is_dlq = 0;
         } else if (k->p[i].n_deliv > 1) {
             k->p[i].n_deliv--;
+            need_wake = mark_dirty(k->reg, k);
         }
         k->p[i].deadline = 0;
     }
     pthread_mutex_unlock(&k->lock);
+    wake(k->reg, need_wake);
 }
 
 void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)

@@ -103,6 +103,8 @@ struct conn {
     uint32_t n_cu, cu_cap;
     uint8_t is_cu_listed;  /* in t->cu_conns */
     uint8_t is_dur_listed; /* in t->dur_conns */
+    uint8_t has_dur_acks;  /* Acks to durables since the last Ping went through the writer */
+    uint32_t n_barriers;   /* its Pings in the writer's hands (Pongs keep their order) */
     uint64_t last_rx_ms;
     uint64_t client_id;
     uint32_t req_max_frame;  /* Connect's max_frame_len, while auth is pending */
@@ -1352,6 +1354,7 @@ static void handle_ack(struct iot *t, struct conn *c, Ferry__Ack *m)
         return; /* only durable consumers keep track of acks */
     }
     int kind = m->kind == FERRY__ACK__KIND__NAK ? 1 : m->kind == FERRY__ACK__KIND__TERM ? 2 : 0;
+    c->has_dur_acks = 1; /* the next Ping confirms it (handle_ping) */
     if (cons_ack(e->cons, m->sequence, kind) && kind == 1) {
         t->next_dur_scan = 0; /* redeliver it this round */
     }
@@ -2848,6 +2851,50 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     conn_send(t, c, &f);
 }
 
+static void send_pong(struct iot *t, struct conn *c, uint64_t nonce)
+{
+    Ferry__Pong p = FERRY__PONG__INIT;
+    p.nonce = nonce;
+    Ferry__Frame r = FERRY__FRAME__INIT;
+    r.body_case = FERRY__FRAME__BODY_PONG;
+    r.pong = &p;
+    conn_send(t, c, &r);
+}
+
+/*
+ * The Ack confirmation rule (proto/README.md): a Pong confirms every Ack the
+ * connection sent before its Ping. Acks change durable state in memory at
+ * once; the store writer commits it in its next round. So a Ping that
+ * follows Acks to durables goes through the writer's queue (W_BARRIER) and
+ * its Pong comes back (R_PONG) only after a commit that includes them. A
+ * Ping with no such Ack before it (keepalive) is answered at once, unless
+ * an earlier one is still with the writer: Pongs keep the Pings' order (a
+ * client counts a later nonce as the answer to every earlier Ping).
+ */
+static void handle_ping(struct iot *t, struct conn *c, uint64_t nonce)
+{
+    if ((!c->has_dur_acks && c->n_barriers == 0) || t->srv->writer == NULL) {
+        send_pong(t, c, nonce);
+        return;
+    }
+    uint32_t w = t->srv->n_workers;
+    struct barrier *b = malloc(sizeof(*b));
+    if (b != NULL) {
+        b->conn_ref = ref_of(t, c);
+        b->nonce = nonce;
+        wq_seal(t, w);
+        struct wmsg m = {.kind = W_BARRIER, .p = b};
+        if (wq_push(&t->wq[w], m) == 0) {
+            c->has_dur_acks = 0;
+            c->n_barriers++;
+            return;
+        }
+        free(b);
+    }
+    /* A Pong now would confirm what may not be stored: no answer at all. */
+    conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+}
+
 static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
     Ferry__Frame *f;
@@ -2888,15 +2935,9 @@ static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, siz
     case FERRY__FRAME__BODY_UNSUBSCRIBE:
         handle_unsubscribe(t, c, f->unsubscribe);
         break;
-    case FERRY__FRAME__BODY_PING: {
-        Ferry__Pong p = FERRY__PONG__INIT;
-        p.nonce = f->ping->nonce;
-        Ferry__Frame r = FERRY__FRAME__INIT;
-        r.body_case = FERRY__FRAME__BODY_PONG;
-        r.pong = &p;
-        conn_send(t, c, &r);
+    case FERRY__FRAME__BODY_PING:
+        handle_ping(t, c, f->ping->nonce);
         break;
-    }
     case FERRY__FRAME__BODY_PONG:
         break; /* the receive itself refreshed the keepalive */
     case FERRY__FRAME__BODY_ACK:
@@ -3113,6 +3154,14 @@ static void take_mail(struct iot *t)
         case R_AUTH:
             auth_answer(t, m);
             break;
+        case R_PONG: {
+            struct conn *c = conn_by_ref(t, m->conn_ref);
+            if (c && c->state == ST_OPEN) {
+                c->n_barriers--;
+                send_pong(t, c, m->u.ack.id);
+            }
+            break;
+        }
         default:
             break;
         }
@@ -3592,6 +3641,8 @@ void iot_destroy(struct iot *t)
         for (uint32_t i = 0; i < q->n; i++) {
             if (q->m[i].kind == W_PUB_BATCH) {
                 pub_batch_unref(q->m[i].p);
+            } else if (q->m[i].kind == W_BARRIER) {
+                free(q->m[i].p);
             } else {
                 trie_sub_unref(q->m[i].p);
             }

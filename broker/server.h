@@ -113,12 +113,21 @@ enum wmsg_kind {
                     * topic, after its W_SUB_ADD: p = struct trie_sub (a
                     * reference); answered with R_SUB_READY */
     W_PURGE,       /* IO thread -> writer: p = struct purge_req (malloc'd) */
+    W_BARRIER,     /* IO thread -> writer: p = struct barrier (malloc'd); answered
+                    * with R_PONG once the durable consumer state changed before
+                    * it was posted is committed (the Ack confirmation rule) */
 };
 
 struct wmsg {
     uint32_t kind;
     uint32_t pad;
     void *p;            /* see enum wmsg_kind */
+};
+
+/* W_BARRIER: a Ping that follows Acks to durables on its connection. */
+struct barrier {
+    uint64_t conn_ref;
+    uint64_t nonce;
 };
 
 /* W_PURGE: an admin TopicPurgeRequest, run on the writer (it can take long). */
@@ -139,6 +148,7 @@ enum rmsg_kind {
     R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
     R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
                     * 0 accepted, else refused; u.auth.t: one reference */
+    R_PONG,        /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
 };
 
 #define RMSG_INLINE_IDS 2
@@ -160,7 +170,7 @@ struct rmsg {
         struct {
             uint64_t id;
             uint64_t seq;
-        } ack;                         /* R_PUBACK, R_PUBERR, R_SUB_READY */
+        } ack;                         /* R_PUBACK, R_PUBERR, R_SUB_READY, R_PONG */
         struct {
             uint8_t *buf;
             size_t len;

@@ -54,6 +54,8 @@ struct writer {
     struct retention *ret; /* NULL: no retention rules */
     int ret_wait;          /* ms until retention wants to run, -1: never */
     int is_cons_unsaved;   /* the last cons_reg_flush() failed: retry soon */
+    struct rmsg *held;     /* R_PONGs waiting for consumer state to be saved */
+    uint32_t n_held, held_cap;
 };
 
 static int outbox_push(struct outbox *o, const struct rmsg *m)
@@ -347,6 +349,44 @@ static void forward(struct writer *w, struct pub_batch *b)
     pub_batch_unref(b);
 }
 
+/* A W_BARRIER: its Pong is held until the durable consumer state is saved
+ * (at the latest by this round's cons_reg_flush(), which ran after the take:
+ * every Ack the connection sent before its Ping is in it). */
+static void barrier_hold(struct writer *w, struct barrier *b)
+{
+    if (w->n_held == w->held_cap) {
+        uint32_t cap = w->held_cap ? w->held_cap * 2 : 16;
+        struct rmsg *v = realloc(w->held, cap * sizeof(*v));
+        if (v == NULL) {
+            /* No Pong: the client's flush times out rather than being
+             * told something false. */
+            log_error("store writer: out of memory: a Ping is not answered");
+            free(b);
+            return;
+        }
+        w->held = v;
+        w->held_cap = cap;
+    }
+    struct rmsg *m = &w->held[w->n_held++];
+    memset(m, 0, sizeof(*m));
+    m->kind = R_PONG;
+    m->conn_ref = b->conn_ref;
+    m->u.ack.id = b->nonce;
+    free(b);
+}
+
+/* Consumer state is saved: the held Pongs go out with this round's acks. */
+static void barrier_release(struct writer *w)
+{
+    for (uint32_t i = 0; i < w->n_held; i++) {
+        struct rmsg *m = &w->held[i];
+        if (outbox_push(&w->out[CONN_REF_IOT(m->conn_ref)], m) < 0) {
+            log_error("store writer: out of memory: a Ping is not answered");
+        }
+    }
+    w->n_held = 0;
+}
+
 static void flush_answers(struct writer *w)
 {
     for (uint32_t i = 0; i < w->srv->n_iot; i++) {
@@ -451,6 +491,10 @@ static void *writer_main(void *arg)
                 done[n_done++] = b;
                 continue;
             }
+            if (m->kind == W_BARRIER) {
+                barrier_hold(w, m->p);
+                continue;
+            }
             /* A purge or the stop: everything before it is committed first. */
             commit(w);
             if (m->kind == W_PURGE) {
@@ -460,6 +504,9 @@ static void *writer_main(void *arg)
             }
         }
         commit(w);
+        if (!w->is_cons_unsaved) {
+            barrier_release(w);
+        }
         flush_answers(w);
         for (uint32_t i = 0; i < n_done; i++) {
             forward(w, done[i]);
@@ -511,10 +558,11 @@ void writer_destroy(struct writer *w)
     while (mbox_take(&w->in, &m, 1, NULL) == 1) {
         if (m.kind == W_PUB_BATCH) {
             pub_batch_unref(m.p);
-        } else if (m.kind == W_PURGE) {
+        } else if (m.kind == W_PURGE || m.kind == W_BARRIER) {
             free(m.p);
         }
     }
+    free(w->held);
     for (uint32_t i = 0; i < w->srv->n_iot; i++) {
         free(w->out[i].m);
     }
