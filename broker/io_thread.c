@@ -105,6 +105,7 @@ struct conn {
     uint8_t is_dur_listed; /* in t->dur_conns */
     uint8_t has_dur_acks;  /* Acks to durables since the last Ping went through the writer */
     uint32_t n_barriers;   /* its Pings in the writer's hands (Pongs keep their order) */
+    uint32_t last_stored_serial; /* pub_rec.serial of its last stored publish; 0: none */
     uint64_t last_rx_ms;
     uint64_t client_id;
     uint32_t req_max_frame;  /* Connect's max_frame_len, while auth is pending */
@@ -229,6 +230,10 @@ struct iot {
     pthread_t thread;
     int is_started;
     atomic_int is_drained; /* atomic: this thread writes, main reads */
+    /* atomic: the writer sets it (iot_committed), this thread reads: the
+     * serial of our last stored publication committed and routed */
+    atomic_uint committed_serial;
+    atomic_int is_commit_wanted; /* atomic: a Subscribe waits for committed_serial */
     struct mbox in;        /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
     int ep;
@@ -271,6 +276,7 @@ struct iot {
     int is_mail_muted;       /* mailbox eventfd removed from the epoll set */
     unsigned auth_gen;       /* the auth table generation our connections use */
     uint64_t next_sub_key;   /* the last trie_sub.key handed out */
+    uint32_t pub_serial;     /* the last pub_rec.serial handed out */
     struct trie_sub **dsubs; /* deliver() scratch: cfg.max_subs entries */
 };
 
@@ -2471,7 +2477,14 @@ static void enqueue_publish(struct iot *t, struct conn *c, const struct pub_in *
     r->is_stored = (uint8_t)is_stored;
     r->worker = owner;
     r->seq = 0;
-    r->pad = 0;
+    r->serial = 0;
+    if (is_stored) {
+        if (++t->pub_serial == 0) {
+            t->pub_serial = 1; /* 0 means "none" */
+        }
+        r->serial = t->pub_serial;
+        c->last_stored_serial = r->serial;
+    }
     memcpy(r + 1, p->topic, tlen);
     if (p->n_headers) {
         codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
@@ -2975,12 +2988,44 @@ static void conn_out_check(struct iot *t, struct conn *c)
     set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
 }
 
+/*
+ * A Subscribe waits until every stored publication its connection sent
+ * before it is committed and routed: a Publish followed by a Subscribe
+ * (START_NEW) on one connection must not reach the new subscription, but a
+ * stored publication reaches the workers through the writer, later than a
+ * subscription change, which goes to them directly. Once the writer has
+ * handed those publications to the workers (iot_committed), the
+ * subscription is added behind them, and a start position computed from
+ * the store counts them. Returns 1 if c must wait (it is paused; the
+ * writer's wake-up resumes it).
+ */
+static int sub_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
+    /* Frame's oneof field 5 (subscribe), length-delimited: tag byte 0x2a. */
+    if (c->last_stored_serial == 0 || len == 0 || body[0] != ((5 << 3) | 2)) {
+        return 0;
+    }
+    atomic_store(&t->is_commit_wanted, 1);
+    if (serial_reached(atomic_load(&t->committed_serial), c->last_stored_serial)) {
+        c->last_stored_serial = 0;
+        return 0;
+    }
+    conn_pause(t, c);
+    return c->is_paused;
+}
+
 static void process_frames(struct iot *t, struct conn *c)
 {
     while (c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending) {
         const uint8_t *body;
         size_t len;
-        int rc = frame_dec_next(&c->dec, &body, &len);
+        int rc = frame_dec_peek(&c->dec, &body, &len);
+        if (rc > 0 && c->state == ST_OPEN && sub_must_wait(t, c, body, len)) {
+            break;
+        }
+        if (rc > 0) {
+            rc = frame_dec_next(&c->dec, &body, &len);
+        }
         if (rc == 0) {
             break;
         }
@@ -3027,6 +3072,9 @@ static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t
             }
             if (n - off - FRAME_HDR_LEN < len) {
                 break;
+            }
+            if (c->state == ST_OPEN && sub_must_wait(t, c, buf + off + FRAME_HDR_LEN, len)) {
+                break; /* paused: the rest goes to the decoder */
             }
             handle_frame(t, c, buf + off + FRAME_HDR_LEN, len);
             off += FRAME_HDR_LEN + (size_t)len;
@@ -3685,6 +3733,14 @@ struct mbox *iot_mbox(struct iot *t)
 struct stats *iot_stats(struct iot *t)
 {
     return &t->stats;
+}
+
+void iot_committed(struct iot *t, uint32_t serial)
+{
+    atomic_store(&t->committed_serial, serial);
+    if (atomic_exchange(&t->is_commit_wanted, 0)) {
+        mbox_wake(&t->in);
+    }
 }
 
 int iot_is_drained(struct iot *t)

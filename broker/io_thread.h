@@ -29,6 +29,11 @@ void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
                    const struct auth_principal *who);
 struct stats *iot_stats(struct iot *t);
 
+/* The store writer: every stored publication of this IO thread up to serial
+ * (pub_rec.serial) is committed (or refused) and handed to the workers.
+ * Wakes the thread if a Subscribe waits for it. Writer thread. */
+void iot_committed(struct iot *t, uint32_t serial);
+
 /* PHASE_DRAIN: true once this thread has stopped reading and handed every
  * queued publication to the workers. Any thread. */
 int iot_is_drained(struct iot *t);

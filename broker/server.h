@@ -71,8 +71,15 @@ struct pub_rec {
     uint16_t topic_len;
     uint8_t want_ack;
     uint8_t is_stored;  /* the body ends with the sequence trailer */
-    uint32_t pad;
+    uint32_t serial;    /* stored: the publishing IO thread's count (wraps, never 0);
+                         * 0: not from a connection (dead letters) */
 };
+
+/* Serials compare modulo 2^32: is a at or after b? */
+static inline int serial_reached(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) >= 0;
+}
 
 #define PUB_SEQ_TRAILER 11 /* tag (field 3, varint) + 10-byte varint */
 

@@ -54,6 +54,8 @@ struct writer {
     struct retention *ret; /* NULL: no retention rules */
     int ret_wait;          /* ms until retention wants to run, -1: never */
     int is_cons_unsaved;   /* the last cons_reg_flush() failed: retry soon */
+    uint32_t *serial;      /* per IO thread: its last stored publication taken */
+    uint8_t *has_serial;   /* per IO thread: serial moved this round */
     struct rmsg *held;     /* R_PONGs waiting for consumer state to be saved */
     uint32_t n_held, held_cap;
 };
@@ -88,10 +90,14 @@ struct writer *writer_create(struct server *s)
     w->ret_wait = w->ret ? 0 : -1;
     w->out = calloc(s->n_iot, sizeof(*w->out));
     w->touched = calloc(s->n_workers, 1);
-    if (w->out == NULL || w->touched == NULL ||
+    w->serial = calloc(s->n_iot, sizeof(*w->serial));
+    w->has_serial = calloc(s->n_iot, 1);
+    if (w->out == NULL || w->touched == NULL || w->serial == NULL || w->has_serial == NULL ||
         mbox_init(&w->in, sizeof(struct wmsg), s->cfg.worker_queue, 0) < 0) {
         free(w->out);
         free(w->touched);
+        free(w->serial);
+        free(w->has_serial);
         retention_destroy(w->ret);
         free(w);
         return NULL;
@@ -486,6 +492,10 @@ static void *writer_main(void *arg)
                 for (uint32_t off = 0; off < b->len;) {
                     struct pub_rec *r = (struct pub_rec *)(b->data + off);
                     append_one(w, r);
+                    if (r->serial != 0) { /* an IO thread's items come in its order */
+                        w->serial[CONN_REF_IOT(r->conn_ref)] = r->serial;
+                        w->has_serial[CONN_REF_IOT(r->conn_ref)] = 1;
+                    }
                     off += r->rec_len;
                 }
                 done[n_done++] = b;
@@ -510,6 +520,14 @@ static void *writer_main(void *arg)
         flush_answers(w);
         for (uint32_t i = 0; i < n_done; i++) {
             forward(w, done[i]);
+        }
+        /* Routed: a Subscribe waiting behind them may go on (io_thread.c,
+         * sub_must_wait). */
+        for (uint32_t i = 0; i < s->n_iot; i++) {
+            if (w->has_serial[i]) {
+                w->has_serial[i] = 0;
+                iot_committed(s->iots[i], w->serial[i]);
+            }
         }
         if (was_refused) {
             for (uint32_t i = 0; i < s->n_iot; i++) {
@@ -568,6 +586,8 @@ void writer_destroy(struct writer *w)
     }
     free(w->out);
     free(w->touched);
+    free(w->serial);
+    free(w->has_serial);
     free(w->appended);
     retention_destroy(w->ret);
     mbox_deinit(&w->in);

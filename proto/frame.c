@@ -146,7 +146,7 @@ int frame_dec_feed(struct frame_dec *d, const void *data, size_t n)
     return 0;
 }
 
-int frame_dec_next(struct frame_dec *d, const uint8_t **body, size_t *body_len)
+int frame_dec_peek(struct frame_dec *d, const uint8_t **body, size_t *body_len)
 {
     if (d->err) {
         return d->err;
@@ -160,7 +160,16 @@ int frame_dec_next(struct frame_dec *d, const uint8_t **body, size_t *body_len)
     }
     *body = d->buf + d->start + FRAME_HDR_LEN;
     *body_len = (size_t)frame - FRAME_HDR_LEN;
-    d->start += (size_t)frame;
+    return 1;
+}
+
+int frame_dec_next(struct frame_dec *d, const uint8_t **body, size_t *body_len)
+{
+    int rc = frame_dec_peek(d, body, body_len);
+    if (rc <= 0) {
+        return rc;
+    }
+    d->start += *body_len + FRAME_HDR_LEN;
     if (d->start == d->end) {
         /* Keep the buffer, but restart at the front. The body pointer stays
          * valid because nothing is moved until bytes are taken again. */

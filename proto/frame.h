@@ -68,6 +68,10 @@ int frame_dec_feed(struct frame_dec *d, const void *data, size_t n);
  * the maximum. After an error the decoder returns the same error forever. */
 int frame_dec_next(struct frame_dec *d, const uint8_t **body, size_t *body_len);
 
+/* As frame_dec_next(), but the frame stays buffered: the next peek or
+ * next returns it again. */
+int frame_dec_peek(struct frame_dec *d, const uint8_t **body, size_t *body_len);
+
 /* Bytes received but not yet returned as frames. */
 size_t frame_dec_pending(const struct frame_dec *d);
 
