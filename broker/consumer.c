@@ -63,6 +63,7 @@ struct consumer {
     uint32_t n_live;       /* not done */
     struct cons_opts o;
     uint8_t is_dirty;
+    uint8_t is_anon; /* immutable: a subscription's own acks, never stored */
 };
 
 struct cons_reg {
@@ -72,6 +73,10 @@ struct cons_reg {
     pthread_mutex_t lock;
     struct consumer **v; /* by id - 1; guarded by lock */
     uint32_t n, cap;
+    /* Queue groups' shared acks without a durable (cons_bind, is_anon);
+     * guarded by lock. Freed when their last member leaves. */
+    struct consumer **anon;
+    uint32_t n_anon, anon_cap;
     atomic_int is_dirty; /* some durable is dirty */
 };
 
@@ -132,7 +137,11 @@ void cons_reg_destroy(struct cons_reg *r)
     for (uint32_t i = 0; i < r->n; i++) {
         cons_free(r->v[i]);
     }
+    for (uint32_t i = 0; i < r->n_anon; i++) {
+        cons_free(r->anon[i]);
+    }
     free(r->v);
+    free(r->anon);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -141,6 +150,9 @@ void cons_reg_destroy(struct cons_reg *r)
  * the registry was clean: the caller wakes the writer after unlocking. */
 static int mark_dirty(struct cons_reg *r, struct consumer *k)
 {
+    if (k->is_anon) {
+        return 0; /* lives and dies with its subscriptions: nothing to save */
+    }
     k->is_dirty = 1;
     return atomic_exchange(&r->is_dirty, 1) == 0;
 }
@@ -287,6 +299,42 @@ static void cons_free(struct consumer *k)
     free(k);
 }
 
+/* A subscription's own acks (cons_bind with name NULL): a consumer of its
+ * own, or its queue group's shared one (key: topic, NUL, NUL, group, which
+ * no durable's key can be), starting at first_seq. r->lock held. */
+static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t topic_len,
+                    size_t group_len, uint64_t first_seq, struct consumer **out)
+{
+    struct consumer *k = NULL;
+    for (uint32_t i = 0; group_len > 0 && i < r->n_anon; i++) {
+        if (r->anon[i]->key_len == key_len && memcmp(r->anon[i]->key, key, key_len) == 0) {
+            *out = r->anon[i];
+            return 0;
+        }
+    }
+    if (group_len > 0 && r->n_anon == r->anon_cap) {
+        uint32_t cap = r->anon_cap ? r->anon_cap * 2 : 8;
+        struct consumer **v = realloc(r->anon, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        r->anon = v;
+        r->anon_cap = cap;
+    }
+    k = cons_new(key, key_len, topic_len);
+    if (k == NULL) {
+        return -ENOMEM;
+    }
+    k->is_anon = 1;
+    k->reg = r;
+    k->next_seq = first_seq ? first_seq : 1;
+    if (group_len > 0) {
+        r->anon[r->n_anon++] = k;
+    }
+    *out = k;
+    return 0;
+}
+
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
               uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, uint64_t now,
@@ -294,18 +342,32 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
 {
     (void)now;
     char key[STORE_CONSUMER_KEY_MAX + 1];
-    size_t key_len = topic_len + 1 + name_len;
-    if (topic_len == 0 || name_len == 0 || name_len > CONS_NAME_MAX ||
+    int is_anon = name == NULL;
+    size_t key_len = topic_len + 1 + (is_anon ? 1 + group_len : name_len);
+    if (topic_len == 0 || (!is_anon && (name_len == 0 || name_len > CONS_NAME_MAX)) ||
         key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group)) {
         return FERRY_EINVAL;
     }
     memcpy(key, topic, topic_len);
     key[topic_len] = '\0';
-    memcpy(key + topic_len + 1, name, name_len);
+    if (is_anon) {
+        key[topic_len + 1] = '\0';
+        memcpy(key + topic_len + 2, group, group_len);
+    } else {
+        memcpy(key + topic_len + 1, name, name_len);
+    }
     int need_wake = 0;
     int ret = 0;
     pthread_mutex_lock(&r->lock);
-    struct consumer *k = reg_find(r, key, key_len);
+    struct consumer *k = NULL;
+    if (is_anon) {
+        ret = anon_get(r, key, key_len, topic_len, group_len, first_seq, &k);
+        if (ret < 0) {
+            goto out_unlock;
+        }
+    } else {
+        k = reg_find(r, key, key_len);
+    }
     if (k == NULL) {
         /* Not in memory yet: load it (a short read; the registry lock keeps
          * a second binder of the same name waiting, not loading twice). */
@@ -383,6 +445,15 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     k->n_holders++;
     *out = k;
 out_unlock:
+    if (ret < 0 && k != NULL && k->is_anon && k->n_holders == 0) {
+        for (uint32_t i = 0; i < r->n_anon; i++) {
+            if (r->anon[i] == k) {
+                r->anon[i] = r->anon[--r->n_anon];
+                break;
+            }
+        }
+        cons_free(k);
+    }
     pthread_mutex_unlock(&r->lock);
     wake(r, need_wake);
     return ret;
@@ -397,7 +468,19 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
             break;
         }
     }
+    int is_gone = k->is_anon && k->n_holders == 0;
+    for (uint32_t i = 0; is_gone && i < r->n_anon; i++) {
+        if (r->anon[i] == k) {
+            r->anon[i] = r->anon[--r->n_anon];
+            break;
+        }
+    }
     pthread_mutex_unlock(&r->lock);
+    if (is_gone) {
+        /* Its last subscription is gone: so are its unacked messages (a
+         * subscription without a durable has no future to give them to). */
+        cons_free(k);
+    }
 }
 
 uint32_t cons_id(const struct consumer *k)
@@ -491,6 +574,14 @@ size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, siz
     for (uint32_t i = k->head; i < k->n && n < max; i++) {
         struct pend *p = &k->p[i];
         if (p->is_done || p->is_dlq || p->deadline > now) {
+            continue;
+        }
+        if (p->n_deliv >= k->o.max_deliver && k->is_anon) {
+            /* No durable, no dead-letter topic: it is dropped, and said so. */
+            log_info("subscription to %s: sequence %llu not acked after %u deliveries: dropped "
+                     "(only durables have a dead-letter topic)",
+                     k->topic, (unsigned long long)p->seq, p->n_deliv);
+            pend_done(k, i);
             continue;
         }
         out[n].seq = p->seq;

@@ -23,13 +23,21 @@
  *   due at once (the previous holder is gone; redeliver without waiting).
  *
  * PERSISTENCE
- *   Every change marks the durable dirty and calls the registry's waker
- *   (the store writer's wake-up). The writer calls cons_reg_flush() each
- *   round, before it commits the publications it took in that round, so an
- *   Ack that a connection sent before a Publish is committed no later than
- *   that Publish (a PubAck received after the Acks means they are stored).
- *   After a crash the state committed last is loaded: messages acked after
- *   it are delivered again (at least once), never lost.
+ *   Every change (claim, ack, redelivery count, dead letter) marks the
+ *   durable dirty and calls the registry's waker (the store writer's
+ *   wake-up; mbox_wake, which is never lost). The writer calls
+ *   cons_reg_flush() each round, after taking its mailbox and before it
+ *   commits the publications it took, so an Ack that a connection sent
+ *   before a Publish, or before a Ping (W_BARRIER, whose Pong the writer
+ *   holds until a flush succeeded), is committed before that PubAck or Pong
+ *   leaves: the Ack confirmation rule of proto/README.md. After a crash the
+ *   state committed last is loaded: messages acked after it are delivered
+ *   again (at least once) with their delivery counts, never lost.
+ *
+ * WITHOUT A DURABLE
+ *   A subscription with explicit acks and no durable name binds a consumer
+ *   that is never stored (is_anon): its own, or its queue group's (found
+ *   by topic and group), freed with its last holder.
  *
  * THREADS
  *   Any thread. The registry's lock guards its table and each durable's
@@ -87,6 +95,10 @@ void cons_reg_destroy(struct cons_reg *r);
  * loading it from the store or creating it (starting at first_seq) if it
  * does not exist. group may be empty. o applies to this binding (the last
  * binder's options win for the shared durable).
+ * name NULL: no durable, the subscription's own explicit acks: a consumer
+ * that is never stored, shared by the members of queue group (if any) and
+ * freed when its last holder unbinds (its unacked messages with it); after
+ * max_deliver a message is dropped (logged), not dead-lettered.
  * Returns 0 and *out, -EBUSY (held by another subscription outside this
  * queue group), -ENOMEM, FERRY_ESTORAGE (the stored record is corrupt, or
  * the store failed), -EAGAIN (reader slots full).

@@ -146,7 +146,8 @@ struct conn {
  * (Wildcard subscriptions on stored topics are disconnected when they
  * overflow, as on ephemeral topics.)
  *
- * A durable consumer's subscription (consumer.h) is a catch-up subscription
+ * A durable consumer's subscription (consumer.h), or one with explicit acks
+ * (whose consumer lives in memory only), is a catch-up subscription
  * whose position is the durable's shared next_seq rather than next_seq here:
  * a message is delivered to it only if cons_claim() hands it over (it is the
  * durable's next one, and max_in_flight leaves room), live or from the
@@ -1357,7 +1358,7 @@ static void handle_ack(struct iot *t, struct conn *c, Ferry__Ack *m)
 {
     struct catchup *e = cu_find(c, m->sub_id);
     if (e == NULL || e->cons == NULL) {
-        return; /* only durable consumers keep track of acks */
+        return; /* a subscription without explicit acks */
     }
     int kind = m->kind == FERRY__ACK__KIND__NAK ? 1 : m->kind == FERRY__ACK__KIND__TERM ? 2 : 0;
     c->has_dur_acks = 1; /* the next Ping confirms it (handle_ping) */
@@ -2102,6 +2103,24 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
             return;
         }
     }
+    /* Explicit acks without a durable: the subscription gets a consumer of
+     * its own (its queue group's, shared), kept in memory for its life. */
+    int is_acked = !is_durable && m->ack_mode == FERRY__ACK_MODE__ACK_EXPLICIT;
+    if (is_acked) {
+        const char *refusal = NULL;
+        if (t->srv->consumers == NULL || t->srv->store == NULL) {
+            refusal = "explicit acks need the store";
+        } else if (topic_has_wildcard(m->pattern, plen)) {
+            refusal = "explicit acks without a durable need a topic name without wildcards (one "
+                      "stored topic)";
+        } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
+            refusal = "the topic is ephemeral (not stored): explicit acks need a stored topic";
+        }
+        if (refusal) {
+            send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT, refusal);
+            return;
+        }
+    }
     if (c->n_subs >= cfg->max_subs) {
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED,
                     "too many subscriptions on this connection");
@@ -2148,8 +2167,8 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         }
     }
     int use_cu = has_start || is_durable;
-    if (!use_cu && t->srv->store != NULL && glen == 0 && !topic_has_wildcard(m->pattern, plen) &&
-        !cfg_is_ephemeral(cfg, m->pattern, plen)) {
+    if (!use_cu && t->srv->store != NULL && (glen == 0 || is_acked) &&
+        !topic_has_wildcard(m->pattern, plen) && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
         /* New only, on one stored topic: it gets a position too, so that
          * when it lags it falls back to reading the store (see struct
          * catchup) instead of being disconnected. */
@@ -2179,11 +2198,11 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         c->subs_cap = cap;
     }
     struct consumer *cons = NULL;
-    if (is_durable) {
+    if (is_durable || (is_acked && use_cu)) {
         struct cons_opts o = {m->max_in_flight, m->ack_wait_ms, m->max_deliver};
-        int rc =
-            cons_bind(t->srv->consumers, m->pattern, plen, m->durable_name, strlen(m->durable_name),
-                      m->queue_group, glen, &o, start_seq, ref_of(t, c), m->sub_id, t->now, &cons);
+        int rc = cons_bind(t->srv->consumers, m->pattern, plen, is_durable ? m->durable_name : NULL,
+                           strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
+                           ref_of(t, c), m->sub_id, t->now, &cons);
         if (rc == -EBUSY) {
             char text[320];
             snprintf(text, sizeof(text),
@@ -2205,7 +2224,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     /* A durable's queue group members all get live copies; the durable's
      * claim gives each message to one of them (see struct catchup). */
     struct trie_sub *s = trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen,
-                                         is_durable ? "" : m->queue_group, is_durable ? 0 : glen);
+                                         cons ? "" : m->queue_group, cons ? 0 : glen);
     if (s == NULL) {
         goto out_unbind;
     }

@@ -629,7 +629,11 @@ FERRY_API int ferry_sub_options_set_durable(ferry_sub_options *o, const char *na
 FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start start,
                                           int64_t arg);
 
-/* Ack mode. Default FERRY_ACK_NONE. 0, -EINVAL. */
+/* Ack mode. Default FERRY_ACK_NONE. With FERRY_ACK_EXPLICIT the server
+ * redelivers what is not acked within the ack wait, also without a durable
+ * (then for the life of the subscription, shared by its queue group); the
+ * pattern must be one stored topic (a wildcard or an ephemeral topic makes
+ * ferry_subscribe fail with FERRY_EINVAL). 0, -EINVAL. */
 FERRY_API int ferry_sub_options_set_ack_mode(ferry_sub_options *o, enum ferry_ack_mode mode);
 
 /* With FERRY_ACK_EXPLICIT: deliveries sent but not yet acked at most

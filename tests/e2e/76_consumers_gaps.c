@@ -2,7 +2,10 @@
  * 76_consumers_gaps.c - consumer semantics at the edges (issue 11): a
  * Publish sent just before a START_NEW Subscribe on the same connection does
  * not reach the new subscription, on stored and ephemeral topics, for exact,
- * wildcard and queue-group subscriptions.
+ * wildcard and queue-group subscriptions; explicit acks on subscriptions
+ * without a durable: redelivery after ack_wait with attempt counts,
+ * max_in_flight, max_deliver, queue groups sharing the acks, and the
+ * refusals where no redelivery is possible.
  *
  * Every wait is bounded; nothing is synchronised by sleeping.
  */
@@ -120,6 +123,173 @@ START_TEST(test_publish_before_new_subscribe_not_delivered)
 }
 END_TEST
 
+struct aopts {
+    const char *group;
+    uint32_t max_in_flight, ack_wait_ms, max_deliver;
+};
+
+/* A subscription with explicit acks and no durable. */
+static int asub_rc(ferry_client *c, const char *topic, const struct aopts *o, ferry_sub **out)
+{
+    ferry_sub_options *so;
+    ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+    ck_assert_int_eq(ferry_sub_options_set_ack_mode(so, FERRY_ACK_EXPLICIT), 0);
+    ck_assert_int_eq(ferry_sub_options_set_queue_max(so, 1u << 20), 0);
+    if (o->group) {
+        ck_assert_int_eq(ferry_sub_options_set_queue_group(so, o->group), 0);
+    }
+    if (o->max_in_flight) {
+        ck_assert_int_eq(ferry_sub_options_set_max_in_flight(so, o->max_in_flight), 0);
+    }
+    if (o->ack_wait_ms) {
+        ck_assert_int_eq(ferry_sub_options_set_ack_wait_ms(so, o->ack_wait_ms), 0);
+    }
+    if (o->max_deliver) {
+        ck_assert_int_eq(ferry_sub_options_set_max_deliver(so, o->max_deliver), 0);
+    }
+    int rc = ferry_subscribe(c, topic, so, NULL, NULL, S_WAIT, out);
+    ferry_sub_options_destroy(so);
+    return rc;
+}
+
+static ferry_sub *asub(ferry_client *c, const char *topic, const struct aopts *o)
+{
+    ferry_sub *s = NULL;
+    int rc = asub_rc(c, topic, o, &s);
+    ck_assert_msg(rc == 0, "subscribe %s with acks: %s", topic, ferry_strerror(rc));
+    return s;
+}
+
+static ferry_msg *next(ferry_sub *s)
+{
+    ferry_msg *m;
+    int rc = ferry_sub_next(s, S_WAIT, &m);
+    ck_assert_msg(rc == 0, "next message: %s", ferry_strerror(rc));
+    return m;
+}
+
+static void ack(ferry_msg *m)
+{
+    int rc = ferry_msg_ack(m, FERRY_ACK);
+    ck_assert_msg(rc == 0, "ack: %s", ferry_strerror(rc));
+}
+
+START_TEST(test_acks_without_durable_redeliver_after_ack_wait)
+{
+    ferry_client *c = s_client(&d, 0);
+    struct aopts o = {.ack_wait_ms = 200, .max_deliver = 3};
+    ferry_sub *s = asub(c, "ack.r", &o);
+    uint64_t s1 = s_pub(c, "ack.r", "one");
+    uint64_t s2 = s_pub(c, "ack.r", "two");
+    ferry_msg *m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), s1);
+    ck_assert_uint_eq(ferry_msg_attempt(m), 1);
+    ferry_msg_destroy(m); /* not acked */
+    m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), s2);
+    ack(m);
+    ferry_msg_destroy(m);
+    /* "one" again after the ack wait, with its attempt count; "two" never. */
+    for (uint32_t a = 2; a <= 3; a++) {
+        m = next(s);
+        ck_assert_uint_eq(ferry_msg_sequence(m), s1);
+        ck_assert_uint_eq(ferry_msg_attempt(m), a);
+        ferry_msg_destroy(m);
+    }
+    /* max_deliver reached: dropped (no dead-letter topic without a durable). */
+    s_no_more(s, 700);
+    uint64_t s3 = s_pub(c, "ack.r", "three");
+    m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), s3);
+    ack(m);
+    ferry_msg_destroy(m);
+    s_no_more(s, 500);
+    s_close(c);
+}
+END_TEST
+
+START_TEST(test_acks_without_durable_max_in_flight)
+{
+    ferry_client *c = s_client(&d, 0);
+    struct aopts o = {.max_in_flight = 3, .ack_wait_ms = 60000};
+    ferry_sub *s = asub(c, "ack.f", &o);
+    uint64_t first = 0;
+    for (int i = 0; i < 10; i++) {
+        uint64_t seq = s_pub(c, "ack.f", "x");
+        first = first ? first : seq;
+    }
+    ferry_msg *held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = next(s);
+        ck_assert_uint_eq(ferry_msg_sequence(held[i]), first + (uint64_t)i);
+    }
+    s_no_more(s, 400); /* three in flight: nothing more until an ack */
+    ack(held[1]);
+    ferry_msg *m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), first + 3);
+    s_no_more(s, 200);
+    ferry_msg_destroy(m);
+    for (int i = 0; i < 3; i++) {
+        ferry_msg_destroy(held[i]);
+    }
+    s_close(c);
+}
+END_TEST
+
+/* A queue group shares its acks: what a member leaves unacked goes to
+ * another member after the ack wait; every message goes to one member. */
+START_TEST(test_acks_without_durable_queue_group_shares)
+{
+    ferry_client *a = s_client(&d, 0);
+    ferry_client *b = s_client(&d, 0);
+    struct aopts o = {.group = "g", .ack_wait_ms = 300, .max_in_flight = 1};
+    ferry_sub *sa = asub(a, "ack.g", &o);
+    ferry_sub *sb = asub(b, "ack.g", &o);
+    ferry_client *p = s_client(&d, 0);
+    uint64_t s1 = s_pub(p, "ack.g", "one");
+    /* One member gets it (max_in_flight 1 for the group's shared acks). */
+    ferry_msg *m = NULL;
+    ferry_sub *got = NULL, *other = NULL;
+    int64_t end = s_now_ms() + S_WAIT;
+    while (m == NULL && s_now_ms() < end) {
+        if (ferry_sub_next(sa, 20, &m) == 0) {
+            got = sa, other = sb;
+        } else if (ferry_sub_next(sb, 20, &m) == 0) {
+            got = sb, other = sa;
+        }
+    }
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(ferry_msg_sequence(m), s1);
+    ferry_msg_destroy(m); /* not acked: the holder leaves */
+    ferry_unsubscribe(got);
+    m = next(other);
+    ck_assert_uint_eq(ferry_msg_sequence(m), s1);
+    ck_assert_uint_eq(ferry_msg_attempt(m), 2);
+    ack(m);
+    ferry_msg_destroy(m);
+    uint64_t s2 = s_pub(p, "ack.g", "two");
+    m = next(other);
+    ck_assert_uint_eq(ferry_msg_sequence(m), s2);
+    ack(m);
+    ferry_msg_destroy(m);
+    s_no_more(other, 600);
+    s_close(p);
+    s_close(b);
+    s_close(a);
+}
+END_TEST
+
+START_TEST(test_acks_without_durable_refused_where_nothing_redelivers)
+{
+    ferry_client *c = s_client(&d, 0);
+    struct aopts o = {0};
+    ferry_sub *s = NULL;
+    ck_assert_int_eq(asub_rc(c, "ack.*", &o, &s), FERRY_EINVAL);
+    ck_assert_int_eq(asub_rc(c, "eph.acks", &o, &s), FERRY_EINVAL);
+    s_close(c);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 static void add(Suite *s, TCase *t, const TTest *test)
@@ -134,5 +304,10 @@ Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_consumer_gaps");
     add(s, tcase_create("publish_then_subscribe"), test_publish_before_new_subscribe_not_delivered);
+    add(s, tcase_create("acks_redelivery"), test_acks_without_durable_redeliver_after_ack_wait);
+    add(s, tcase_create("acks_max_in_flight"), test_acks_without_durable_max_in_flight);
+    add(s, tcase_create("acks_queue_group"), test_acks_without_durable_queue_group_shares);
+    add(s, tcase_create("acks_refused"),
+        test_acks_without_durable_refused_where_nothing_redelivers);
     return s;
 }
