@@ -34,7 +34,8 @@ struct pend {
     uint64_t deadline; /* monotonic ms; 0: due now */
     uint32_t n_deliv;
     uint8_t is_done;
-    uint8_t is_dlq; /* held for the dead-letter publish */
+    uint8_t is_dlq;        /* held for the dead-letter publish */
+    uint8_t is_committing; /* its dead letter is in the writer's open batch */
 };
 
 struct holder {
@@ -251,6 +252,7 @@ static int state_decode(struct consumer *k, const unsigned char *v, size_t len)
         p->deadline = 0; /* due at once for whoever binds */
         p->is_done = 0;
         p->is_dlq = 0;
+        p->is_committing = 0;
         k->n_live++;
     }
     k->next_seq = next;
@@ -510,6 +512,7 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
         p->n_deliv = 1;
         p->is_done = 0;
         p->is_dlq = 0;
+        p->is_committing = 0;
         k->n_live++;
         k->next_seq = seq + 1;
         /* Saved with the writer's next round: after a crash the message
@@ -649,11 +652,32 @@ void cons_unsend(struct consumer *k, uint64_t seq)
     wake(k->reg, need_wake);
 }
 
-void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
+static struct consumer *reg_by_id(struct cons_reg *r, uint32_t id)
 {
     pthread_mutex_lock(&r->lock);
     struct consumer *k = id >= 1 && id <= r->n ? r->v[id - 1] : NULL;
     pthread_mutex_unlock(&r->lock);
+    return k;
+}
+
+void cons_dlq_committing(struct cons_reg *r, uint32_t id, uint64_t seq)
+{
+    struct consumer *k = reg_by_id(r, id);
+    if (k == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&k->lock);
+    int64_t i = pend_find(k, seq);
+    if (i >= 0 && k->p[i].is_dlq) {
+        k->p[i].is_committing = 1;
+        mark_dirty(r, k); /* the writer saves it with this batch: no wake-up needed */
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
+{
+    struct consumer *k = reg_by_id(r, id);
     if (k == NULL) {
         return;
     }
@@ -663,11 +687,12 @@ void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
     if (i >= 0 && k->p[i].is_dlq) {
         if (ok) {
             pend_done(k, (uint32_t)i);
-            need_wake = mark_dirty(r, k);
         } else {
             k->p[i].is_dlq = 0; /* retried (dead-lettered again) after ack_wait */
+            k->p[i].is_committing = 0;
             k->p[i].deadline = 0;
         }
+        need_wake = mark_dirty(r, k);
     }
     pthread_mutex_unlock(&k->lock);
     if (ok == 0) {
@@ -678,13 +703,18 @@ void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
     wake(r, need_wake);
 }
 
+size_t cons_dlq_topic(const struct consumer *k, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s%.*s", CONS_DLQ_PREFIX, (int)k->name_len, k->name);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
 struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, uint32_t n_deliv,
                                  uint32_t iot_index, uint32_t n_workers, int64_t now_ns)
 {
     enum { KEEP = 60, EXTRA = 4 };
-    char topic[sizeof(CONS_DLQ_PREFIX) + CONS_NAME_MAX];
-    size_t tlen = (size_t)snprintf(topic, sizeof(topic), "%s%.*s", CONS_DLQ_PREFIX,
-                                   (int)k->name_len, k->name);
+    char topic[CONS_DLQ_TOPIC_MAX];
+    size_t tlen = cons_dlq_topic(k, topic, sizeof(topic));
     Ferry__Header hdr[KEEP + EXTRA];
     Ferry__Header *hp[KEEP + EXTRA];
     char seqbuf[24], cntbuf[16];
@@ -761,10 +791,15 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
     return b;
 }
 
-/* Serialise k (k->lock held) into a malloc'd record. */
+/* Serialise k (k->lock held) into a malloc'd record. A message whose dead
+ * letter is committed in the same transaction is left out: both are stored,
+ * or neither (a dead letter exactly once, whatever crashes). */
 static unsigned char *state_encode(struct consumer *k, size_t *len)
 {
-    size_t n = k->n_live;
+    size_t n = 0;
+    for (uint32_t i = k->head; i < k->n; i++) {
+        n += !k->p[i].is_done && !k->p[i].is_committing;
+    }
     unsigned char *v = malloc(REC_HDR + n * REC_ENT);
     if (v == NULL) {
         return NULL;
@@ -776,7 +811,7 @@ static unsigned char *state_encode(struct consumer *k, size_t *len)
     le32_put(v + 12, (uint32_t)n);
     size_t j = 0;
     for (uint32_t i = k->head; i < k->n; i++) {
-        if (!k->p[i].is_done) {
+        if (!k->p[i].is_done && !k->p[i].is_committing) {
             unsigned char *e = v + REC_HDR + j * REC_ENT;
             le64_put(e, k->p[i].seq);
             le32_put(e + 8, k->p[i].n_deliv);
@@ -787,8 +822,9 @@ static unsigned char *state_encode(struct consumer *k, size_t *len)
     return v;
 }
 
-int cons_reg_flush(struct cons_reg *r)
+int cons_reg_save_begin(struct cons_reg *r, struct cons_save *sv)
 {
+    memset(sv, 0, sizeof(*sv));
     if (!atomic_exchange(&r->is_dirty, 0)) {
         return 0;
     }
@@ -799,15 +835,10 @@ int cons_reg_flush(struct cons_reg *r)
         memcpy(ks, r->v, n * sizeof(*ks));
     }
     pthread_mutex_unlock(&r->lock);
-    if (n && ks == NULL) {
-        atomic_store(&r->is_dirty, 1);
-        return -ENOMEM;
-    }
-    struct store_kv *recs = n ? calloc(n, sizeof(*recs)) : NULL;
-    struct consumer **taken = n ? calloc(n, sizeof(*taken)) : NULL;
-    size_t m = 0;
+    sv->recs = n ? calloc(n, sizeof(*sv->recs)) : NULL;
+    sv->taken = n ? calloc(n, sizeof(*sv->taken)) : NULL;
     int rc = 0;
-    if (n && (recs == NULL || taken == NULL)) {
+    if (n && (ks == NULL || sv->recs == NULL || sv->taken == NULL)) {
         rc = -ENOMEM;
     }
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
@@ -818,34 +849,53 @@ int cons_reg_flush(struct cons_reg *r)
             unsigned char *v = state_encode(k, &len);
             if (v != NULL) {
                 k->is_dirty = 0;
-                recs[m].key = k->key;
-                recs[m].key_len = k->key_len;
-                recs[m].value = (const char *)v;
-                recs[m].value_len = len;
-                taken[m++] = k;
+                sv->recs[sv->n].key = k->key;
+                sv->recs[sv->n].key_len = k->key_len;
+                sv->recs[sv->n].value = (const char *)v;
+                sv->recs[sv->n].value_len = len;
+                sv->taken[sv->n++] = k;
             } else {
                 rc = -ENOMEM;
             }
         }
         pthread_mutex_unlock(&k->lock);
     }
-    if (rc == 0 && m > 0) {
-        rc = store_consumers_put(r->st, recs, m);
+    free(ks);
+    if (rc != 0) {
+        cons_reg_save_end(r, sv, rc);
     }
+    return rc;
+}
+
+void cons_reg_save_end(struct cons_reg *r, struct cons_save *sv, int rc)
+{
     if (rc != 0) {
         /* Not stored: they stay dirty and the next round retries. */
-        for (size_t i = 0; i < m; i++) {
-            pthread_mutex_lock(&taken[i]->lock);
-            taken[i]->is_dirty = 1;
-            pthread_mutex_unlock(&taken[i]->lock);
+        for (size_t i = 0; i < sv->n; i++) {
+            pthread_mutex_lock(&sv->taken[i]->lock);
+            sv->taken[i]->is_dirty = 1;
+            pthread_mutex_unlock(&sv->taken[i]->lock);
         }
         atomic_store(&r->is_dirty, 1);
     }
-    for (size_t i = 0; i < m; i++) {
-        free((void *)recs[i].value);
+    for (size_t i = 0; i < sv->n; i++) {
+        free((void *)sv->recs[i].value);
     }
-    free(recs);
-    free(taken);
-    free(ks);
+    free(sv->recs);
+    free(sv->taken);
+    memset(sv, 0, sizeof(*sv));
+}
+
+int cons_reg_flush(struct cons_reg *r)
+{
+    struct cons_save sv;
+    int rc = cons_reg_save_begin(r, &sv);
+    if (rc < 0) {
+        return rc;
+    }
+    if (sv.n > 0) {
+        rc = store_consumers_put(r->st, sv.recs, sv.n);
+    }
+    cons_reg_save_end(r, &sv, rc);
     return rc;
 }

@@ -156,9 +156,17 @@ void cons_forget(struct consumer *k, uint64_t seq);
 /* A redelivery that could not be sent: undo its count and make it due. */
 void cons_unsend(struct consumer *k, uint64_t seq);
 
+/* Store writer: the dead letter of durable id's seq is in the batch about
+ * to commit; the durable's state saved with that batch leaves seq out. */
+void cons_dlq_committing(struct cons_reg *r, uint32_t id, uint64_t seq);
 /* The dead-letter publish of durable id's seq was committed (ok) or refused
- * (then it is retried after ack_wait). */
+ * (then it is retried). */
 void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok);
+
+/* The durable's dead-letter topic, "$DLQ.<name>", NUL-terminated in buf
+ * (cap bytes; CONS_DLQ_TOPIC_MAX always fits). Returns its length. */
+#define CONS_DLQ_TOPIC_MAX (sizeof(CONS_DLQ_PREFIX) + CONS_NAME_MAX)
+size_t cons_dlq_topic(const struct consumer *k, char *buf, size_t cap);
 
 /* A one-record publication batch for the writer: m's payload, key and
  * headers published to $DLQ.<name>, with the CONS_DLQ_HDR_* headers
@@ -168,8 +176,22 @@ void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok);
 struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, uint32_t n_deliv,
                                  uint32_t iot_index, uint32_t n_workers, int64_t now_ns);
 
-/* Store writer: write every dirty durable in one transaction. Returns 0 or
- * the store's error (the durables stay dirty and are retried). */
+/* Store writer: the records of every dirty durable (marked clean), to be
+ * stored with store_batch_put_consumers() in the writer's batch, then
+ * cons_reg_save_end() with the commit's result (0: stored; else they are
+ * dirty again). sv->n may be 0. Returns 0, or -ENOMEM (nothing taken, the
+ * registry stays dirty; sv needs no end). */
+struct cons_save {
+    struct store_kv *recs;
+    struct consumer **taken;
+    size_t n;
+};
+int cons_reg_save_begin(struct cons_reg *r, struct cons_save *sv);
+void cons_reg_save_end(struct cons_reg *r, struct cons_save *sv, int rc);
+
+/* Write every dirty durable in a transaction of its own (at shutdown, after
+ * the writer stopped). Returns 0 or the store's error (the durables stay
+ * dirty). */
 int cons_reg_flush(struct cons_reg *r);
 
 #endif

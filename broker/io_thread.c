@@ -1267,10 +1267,31 @@ static enum store_read_verdict dlq_on_msg(void *ctx, const struct store_msg *m)
     return STORE_READ_STOP;
 }
 
-/* A message that reached max_deliver: publish it to $DLQ.<durable> through
- * the store writer. The durable holds it until the PubAck (take_mail). */
-static void dur_dead_letter(struct iot *t, struct catchup *e, const struct cons_due *d)
+static int may_publish(const struct conn *c, const char *topic, size_t len);
+
+/*
+ * A message that reached max_deliver: publish it to $DLQ.<durable> through
+ * the store writer. The durable holds it until the commit, which stores the
+ * dead letter and the durable's state without it in one transaction
+ * (writer.c, commit): exactly one dead letter, whatever crashes.
+ * The rule for $DLQ.*: a dead letter is published for the user holding the
+ * durable, so only where that user may publish (ACL publish right on
+ * $DLQ.<name>; every user on a server without an auth file). Otherwise the
+ * message is dropped, and the log says so.
+ */
+static void dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e,
+                            const struct cons_due *d)
 {
+    char dlq[CONS_DLQ_TOPIC_MAX];
+    size_t dlq_len = cons_dlq_topic(e->cons, dlq, sizeof(dlq));
+    if (!may_publish(c, dlq, dlq_len)) {
+        log_warn("client %llu %s: durable on %s: sequence %llu not acked after %u deliveries: "
+                 "dropped, not dead-lettered (no right to publish to %s)",
+                 (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                 (unsigned long long)d->seq, d->n_deliv, dlq);
+        cons_forget(e->cons, d->seq);
+        return;
+    }
     struct dlq_ctx x = {t, e->cons, d->seq, d->n_deliv, NULL, 0};
     struct store_read_result res;
     int rc = store_read(t->srv->store, e->topic_id, d->seq, 1, 1, dlq_on_msg, &x, &res);
@@ -1324,7 +1345,7 @@ static void dur_scan_all(struct iot *t)
                     continue;
                 }
                 if (due[q].is_dlq) {
-                    dur_dead_letter(t, e, &due[q]);
+                    dur_dead_letter(t, c, e, &due[q]);
                     continue;
                 }
                 struct cu_ctx x = {

@@ -142,6 +142,8 @@ struct store_batch {
     size_t arena_cap;
     size_t n_msgs;
     struct store_topic *dirty;
+    const struct store_kv *cons; /* store_batch_put_consumers(): caller's, until commit */
+    size_t n_cons;
     uint32_t saved_next_id;
     uint32_t saved_msg_max;
     uint32_t saved_tidx_max;
@@ -1196,6 +1198,8 @@ int store_batch_begin(struct store *s, struct store_batch **out)
     b->arena_len = 0;
     b->n_msgs = 0;
     b->dirty = NULL;
+    b->cons = NULL;
+    b->n_cons = 0;
     b->saved_next_id = s->next_topic_id;
     b->saved_msg_max = s->msg_max_topic;
     b->saved_tidx_max = s->tidx_max_topic;
@@ -1429,6 +1433,8 @@ static void batch_release(struct store_batch *b)
         b->arena_cap = 0;
     }
     b->arena_len = 0;
+    b->cons = NULL;
+    b->n_cons = 0;
     b->is_open = false;
     pthread_mutex_unlock(&s->wlock);
 }
@@ -1456,6 +1462,46 @@ static int topic_records_put(struct store_batch *b)
     return 0;
 }
 
+/* Write (value) or delete (no value) consumer records in txn. */
+static int consumers_write(struct store *s, MDB_txn *txn, const struct store_kv *recs, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        MDB_val k = {recs[i].key_len, (void *)recs[i].key};
+        if (recs[i].value == NULL) {
+            rc = mdb_del(txn, s->dbi_consumers, &k, NULL);
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+        } else {
+            MDB_val v = {recs[i].value_len, (void *)recs[i].value};
+            rc = mdb_put(txn, s->dbi_consumers, &k, &v, 0);
+        }
+    }
+    return rc;
+}
+
+static int consumer_keys_check(const struct store_kv *recs, size_t n)
+{
+    if (n > 0 && recs == NULL) {
+        return FERRY_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].key_len == 0 || recs[i].key_len > STORE_CONSUMER_KEY_MAX) {
+            return FERRY_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs, size_t n)
+{
+    int rc = consumer_keys_check(recs, n);
+    if (rc == 0) {
+        b->cons = recs;
+        b->n_cons = n;
+    }
+    return rc;
+}
+
 int store_batch_commit(struct store_batch *b)
 {
     struct store *s = b->s;
@@ -1463,7 +1509,7 @@ int store_batch_commit(struct store_batch *b)
     if (ret != 0) {
         goto out_rollback;
     }
-    if (b->n_msgs == 0) {
+    if (b->n_msgs == 0 && b->n_cons == 0) {
         if (b->txn != NULL) {
             wtxn_abort(s, b->txn);
             b->txn = NULL;
@@ -1473,6 +1519,9 @@ int store_batch_commit(struct store_batch *b)
     }
     for (;;) {
         int rc = b->txn != NULL ? topic_records_put(b) : MDB_BAD_TXN;
+        if (rc == 0) {
+            rc = consumers_write(s, b->txn, b->cons, b->n_cons);
+        }
         if (rc == 0) {
             rc = wtxn_commit(s, b->txn);
             b->txn = NULL;
@@ -2245,16 +2294,11 @@ int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n)
     if (n == 0) {
         return 0;
     }
-    if (recs == NULL) {
-        return FERRY_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].key_len == 0 || recs[i].key_len > STORE_CONSUMER_KEY_MAX) {
-            return FERRY_EINVAL;
-        }
+    int ret = consumer_keys_check(recs, n);
+    if (ret != 0) {
+        return ret;
     }
     pthread_mutex_lock(&s->wlock);
-    int ret = 0;
     if (atomic_load(&s->is_failed)) {
         ret = FERRY_ESTORAGE;
         goto out_unlock;
@@ -2263,15 +2307,8 @@ int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n)
         MDB_txn *txn = NULL;
         int rc = wtxn_begin(s, &txn);
         int is_open = rc == 0;
-        for (size_t i = 0; rc == 0 && i < n; i++) {
-            MDB_val k = {recs[i].key_len, (void *)recs[i].key};
-            if (recs[i].value == NULL) {
-                rc = mdb_del(txn, s->dbi_consumers, &k, NULL);
-                rc = rc == MDB_NOTFOUND ? 0 : rc;
-            } else {
-                MDB_val v = {recs[i].value_len, (void *)recs[i].value};
-                rc = mdb_put(txn, s->dbi_consumers, &k, &v, 0);
-            }
+        if (rc == 0) {
+            rc = consumers_write(s, txn, recs, n);
         }
         if (rc == 0) {
             rc = wtxn_commit(s, txn);

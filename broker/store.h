@@ -268,6 +268,17 @@ int store_batch_begin(struct store *s, struct store_batch **out);
 int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
                        const struct store_msg_in *m, struct store_append_result *res);
 
+/*
+ * Durable consumer records to write (value) or delete (value NULL) in the
+ * batch's transaction, at its commit: they are stored exactly when its
+ * messages are (a dead letter and the consumer state that lets it go).
+ * recs stays the caller's and must live until store_batch_commit() or
+ * store_batch_abort() returns; a second call replaces the first. A batch
+ * with consumer records and no message still commits. Returns 0 or
+ * FERRY_EINVAL (a key empty or above STORE_CONSUMER_KEY_MAX).
+ */
+int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs, size_t n);
+
 /* Messages appended so far in this batch (successful appends only). */
 size_t store_batch_count(const struct store_batch *b);
 
@@ -281,7 +292,8 @@ size_t store_batch_count(const struct store_batch *b);
  *   FERRY_ESTORAGEFULL  map at max or disk full (store still usable)
  *   FERRY_ESTORAGE      commit or sync failed: fail-stop, exit the broker
  *   -ENOMEM
- * An empty batch commits as a no-op returning 0.
+ * An empty batch (no message, no consumer record) commits as a no-op
+ * returning 0.
  */
 int store_batch_commit(struct store_batch *b);
 

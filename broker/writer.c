@@ -50,10 +50,10 @@ struct writer {
     struct outbox *out; /* per IO thread: acks */
     uint8_t *touched;   /* per worker: scratch for one batch */
     struct store_kv hdr[MAX_HEADERS];
-    uint64_t next_sync; /* monotonic ms; sync interval only */
+    uint64_t next_sync;    /* monotonic ms; sync interval only */
     struct retention *ret; /* NULL: no retention rules */
     int ret_wait;          /* ms until retention wants to run, -1: never */
-    int is_cons_unsaved;   /* the last cons_reg_flush() failed: retry soon */
+    int is_cons_unsaved;   /* the last save of consumer state failed: retry soon */
     uint32_t *serial;      /* per IO thread: its last stored publication taken */
     uint8_t *has_serial;   /* per IO thread: serial moved this round */
     struct rmsg *held;     /* R_PONGs waiting for consumer state to be saved */
@@ -241,15 +241,62 @@ static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct sto
 }
 
 /* Commit the open batch; answer every record appended to it. */
+static int begin(struct writer *w);
+
+/* Note a failed save of durable consumer state once, and retry it soon. */
+static void cons_unsaved(struct writer *w, int rc)
+{
+    if (!w->is_cons_unsaved) {
+        log_warn("store: durable consumer state not saved yet (retrying): %s", server_strerror(rc));
+    }
+    w->is_cons_unsaved = 1;
+}
+
+/*
+ * Commit the open batch together with the state of every durable consumer
+ * changed since the last commit (consumer.h, PERSISTENCE): one transaction,
+ * one sync. With no message but dirty consumers, a batch is opened for them.
+ * A dead letter and the consumer state that lets its message go are in the
+ * same transaction: both stored or neither.
+ */
 static void commit(struct writer *w)
 {
+    struct cons_reg *reg = w->srv->consumers;
+    struct cons_save sv = {0};
+    if (reg != NULL) {
+        int rc = cons_reg_save_begin(reg, &sv);
+        if (rc < 0) {
+            cons_unsaved(w, rc);
+        } else if (sv.n == 0) {
+            w->is_cons_unsaved = 0; /* nothing changed that is not stored */
+        }
+    }
+    if (w->b == NULL && sv.n > 0) {
+        int rc = begin(w);
+        if (rc < 0) {
+            cons_reg_save_end(reg, &sv, rc);
+            cons_unsaved(w, rc);
+            return;
+        }
+    }
     if (w->b == NULL) {
         return;
+    }
+    if (sv.n > 0) {
+        store_batch_put_consumers(w->b, sv.recs, sv.n);
     }
     int rc = store_batch_commit(w->b);
     w->b = NULL;
     if (rc == FERRY_ESTORAGE) {
         fail_stop(w, rc, "a commit");
+    }
+    if (sv.n > 0) {
+        cons_reg_save_end(reg, &sv, rc);
+        if (rc < 0) {
+            cons_unsaved(w, rc);
+        } else {
+            w->is_cons_unsaved = 0;
+        }
     }
     if (rc < 0) {
         log_warn("store: a commit of %u messages was refused: %s", w->n_appended,
@@ -257,6 +304,9 @@ static void commit(struct writer *w)
     }
     for (uint32_t i = 0; i < w->n_appended; i++) {
         struct pub_rec *r = w->appended[i];
+        if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && reg != NULL) {
+            cons_dlq_done(reg, CONN_REF_GEN(r->conn_ref), r->pub_id, rc == 0);
+        }
         if (rc == 0) {
             pub_seq_put((uint8_t *)r + r->body_off + r->body_len, r->seq);
             answer(w, r, 0);
@@ -312,6 +362,9 @@ static void append_one(struct writer *w, struct pub_rec *r)
         if (rc == 0) {
             r->seq = ar.seq;
             w->appended[w->n_appended++] = r;
+            if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && w->srv->consumers != NULL) {
+                cons_dlq_committing(w->srv->consumers, CONN_REF_GEN(r->conn_ref), r->pub_id);
+            }
             return;
         }
         if (rc == FERRY_ESTORAGE) {
@@ -356,7 +409,7 @@ static void forward(struct writer *w, struct pub_batch *b)
 }
 
 /* A W_BARRIER: its Pong is held until the durable consumer state is saved
- * (at the latest by this round's cons_reg_flush(), which ran after the take:
+ * (at the latest by this round's last commit(), which runs after the take:
  * every Ack the connection sent before its Ping is in it). */
 static void barrier_hold(struct writer *w, struct barrier *b)
 {
@@ -471,19 +524,9 @@ static void *writer_main(void *arg)
         }
         int was_refused = 0;
         uint32_t n = mbox_take(&w->in, items, WRITER_TAKE, &was_refused);
-        /* Durable consumer state first (consumer.h, PERSISTENCE): every Ack
-         * handled before the publications just taken were posted is
-         * committed before those are acknowledged. */
-        if (s->consumers != NULL) {
-            int rc = cons_reg_flush(s->consumers);
-            if (rc == FERRY_ESTORAGE) {
-                fail_stop(w, rc, "a commit of durable consumer state");
-            } else if (rc < 0 && !w->is_cons_unsaved) {
-                log_warn("store: durable consumer state not saved yet (retrying): %s",
-                         server_strerror(rc));
-            }
-            w->is_cons_unsaved = rc < 0;
-        }
+        /* Durable consumer state is saved by every commit below (commit()),
+         * so an Ack handled before the publications just taken were posted
+         * is stored no later than they are, and before their PubAcks. */
         uint32_t n_done = 0;
         for (uint32_t i = 0; i < n; i++) {
             struct wmsg *m = &items[i];

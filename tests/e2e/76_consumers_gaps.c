@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static struct ferryd_proc d;
 
@@ -40,6 +41,23 @@ static void frame_append(uint8_t **buf, size_t *len, const Ferry__Frame *f)
     memcpy(*buf + *len, one, n);
     *len += n;
     free(one);
+}
+
+/* A Ping round trip during which nothing but the Pong arrives: nothing
+ * else was queued for c. */
+static void ping_nothing_else(struct rawc *c, uint64_t nonce)
+{
+    Ferry__Ping m = FERRY__PING__INIT;
+    m.nonce = nonce;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PING;
+    f.ping = &m;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    int skipped = 0;
+    ck_assert_int_eq(rawc_recv_kind(c, S_WAIT, FERRY__FRAME__BODY_PONG, &r, &skipped), 0);
+    ck_assert_uint_eq(r->pong->nonce, nonce);
+    ck_assert_int_eq(skipped, 0);
 }
 
 /*
@@ -100,8 +118,7 @@ static void check_publish_then_subscribe(const char *topic, const char *pattern,
                       (int)r->deliver->payload.len, (const char *)r->deliver->payload.data);
         has_after = 1;
     }
-    /* A Ping round trip: nothing else was queued for us. */
-    ck_assert_int_eq(rawc_ping(&c, 99, S_WAIT), 0);
+    ping_nothing_else(&c, 99);
     rawc_close(&c);
 }
 
@@ -290,6 +307,87 @@ START_TEST(test_acks_without_durable_refused_where_nothing_redelivers)
 }
 END_TEST
 
+/*
+ * Dead letters exactly once across kill -9: a durable that never acks, with
+ * max_deliver 1 and a short ack wait, dead-letters every message of its
+ * topic while the broker is killed at random moments. At the end the
+ * dead-letter topic holds each original sequence exactly once (the dead
+ * letter and the durable's state that lets its message go are committed in
+ * one transaction).
+ */
+START_TEST(test_dead_letters_exactly_once_across_kill9)
+{
+    enum { N = 400, ROUNDS = 15 };
+    unsigned seed = (unsigned)time(NULL);
+    printf("dead letters across kill -9: seed %u\n", seed);
+    ferry_client *c = s_client(&d, 0);
+    for (int i = 0; i < N; i++) {
+        s_pub(c, "dlx.t", "poison");
+    }
+    s_close(c);
+    const char *const args[] = {"--ephemeral", "eph.>", NULL};
+    struct aopts o = {.ack_wait_ms = 30, .max_deliver = 1, .max_in_flight = 64};
+    for (int round = 0; round <= ROUNDS; round++) {
+        ferry_client *k = s_client(&d, 0);
+        ferry_sub_options *so;
+        ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+        ck_assert_int_eq(ferry_sub_options_set_durable(so, "dx"), 0);
+        ck_assert_int_eq(ferry_sub_options_set_ack_wait_ms(so, o.ack_wait_ms), 0);
+        ck_assert_int_eq(ferry_sub_options_set_max_deliver(so, o.max_deliver), 0);
+        ck_assert_int_eq(ferry_sub_options_set_max_in_flight(so, o.max_in_flight), 0);
+        ck_assert_int_eq(ferry_sub_options_set_queue_max(so, 1u << 20), 0);
+        ck_assert_int_eq(ferry_sub_options_set_start(so, FERRY_START_ALL, 0), 0);
+        ferry_sub *s = NULL;
+        int rc = ferry_subscribe(k, "dlx.t", so, NULL, NULL, S_WAIT, &s);
+        ferry_sub_options_destroy(so);
+        ck_assert_msg(rc == 0, "durable subscribe: %s", ferry_strerror(rc));
+        if (round == ROUNDS) {
+            /* the last round runs to the end: every message dead-lettered */
+            ferry_topic_info ti = {0};
+            int64_t end = s_now_ms() + S_WAIT;
+            while (s_now_ms() < end) {
+                rc = ferry_admin_topic_info(k, "$DLQ.dx", S_WAIT, &ti);
+                if (rc == 0 && ti.last_seq >= N) {
+                    break;
+                }
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL); /* poll interval */
+            }
+            ck_assert_msg(ti.last_seq >= N, "only %llu dead letters of %d",
+                          (unsigned long long)ti.last_seq, N);
+            s_close(k);
+            break;
+        }
+        struct timespec ts = {0, (long)(5 + rand_r(&seed) % 100) * 1000 * 1000};
+        nanosleep(&ts, NULL); /* a random moment to crash at: the point of the test */
+        ck_assert_int_eq(ferryd_kill9(&d), 0);
+        ferry_client_close(k, 0);
+        ferry_client_destroy(k);
+        ck_assert_int_eq(ferryd_restart(&d, args), 0);
+    }
+    /* Read the dead-letter topic from the start: each sequence once. */
+    c = s_client(&d, 0);
+    ferry_sub *all = s_sub(c, "$DLQ.dx", FERRY_START_ALL, 0);
+    int seen[N + 1] = {0};
+    for (int i = 0; i < N; i++) {
+        ferry_msg *m = next(all);
+        const char *v = ferry_msg_header(m, "ferry-dlq-sequence");
+        ck_assert_ptr_nonnull(v);
+        int seq = atoi(v);
+        ck_assert_int_ge(seq, 1);
+        ck_assert_int_le(seq, N);
+        ck_assert_msg(seen[seq] == 0, "sequence %d dead-lettered twice", seq);
+        seen[seq] = 1;
+        ferry_msg_destroy(m);
+    }
+    s_no_more(all, 300);
+    ferry_topic_info ti;
+    ck_assert_int_eq(ferry_admin_topic_info(c, "$DLQ.dx", S_WAIT, &ti), 0);
+    ck_assert_uint_eq(ti.last_seq, N);
+    s_close(c);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 static void add(Suite *s, TCase *t, const TTest *test)
@@ -307,6 +405,7 @@ Suite *test_suite(void)
     add(s, tcase_create("acks_redelivery"), test_acks_without_durable_redeliver_after_ack_wait);
     add(s, tcase_create("acks_max_in_flight"), test_acks_without_durable_max_in_flight);
     add(s, tcase_create("acks_queue_group"), test_acks_without_durable_queue_group_shares);
+    add(s, tcase_create("dlq_exactly_once"), test_dead_letters_exactly_once_across_kill9);
     add(s, tcase_create("acks_refused"),
         test_acks_without_durable_refused_where_nothing_redelivers);
     return s;

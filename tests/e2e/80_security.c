@@ -688,6 +688,95 @@ START_TEST(test_durable_backlog_checked)
 }
 END_TEST
 
+/* A Ping round trip during which nothing but the Pong arrives: nothing
+ * else was queued for c. */
+static void ping_nothing_else(struct rawc *c, uint64_t nonce)
+{
+    Ferry__Ping m = FERRY__PING__INIT;
+    m.nonce = nonce;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PING;
+    f.ping = &m;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    int skipped = 0;
+    ck_assert_int_eq(rawc_recv_kind(c, T_WAIT, FERRY__FRAME__BODY_PONG, &r, &skipped), 0);
+    ck_assert_uint_eq(r->pong->nonce, nonce);
+    ck_assert_int_eq(skipped, 0);
+}
+
+/* A durable subscription with one message in flight at a time, each
+ * redelivered once (max_deliver 1) after a short ack wait. */
+static int durable_sub_dlq(struct rawc *c, uint64_t id, const char *topic, const char *name)
+{
+    Ferry__Subscribe s = FERRY__SUBSCRIBE__INIT;
+    s.sub_id = id;
+    s.pattern = (char *)topic;
+    s.durable_name = (char *)name;
+    s.ack_mode = FERRY__ACK_MODE__ACK_EXPLICIT;
+    s.max_in_flight = 1;
+    s.ack_wait_ms = 100;
+    s.max_deliver = 1;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &s;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv_kind(c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    return (int)r->sub_ack->code;
+}
+
+/* The next Deliver's payload (one byte, as publish_acked sends "x" - the
+ * sequence tells them apart). */
+static uint64_t next_seq_of(struct rawc *c)
+{
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(c, T_WAIT, FERRY__FRAME__BODY_DELIVER, &f, NULL), 0);
+    return f->deliver->sequence;
+}
+
+/* Dead letters are published for the durable's holder, so only where that
+ * user may publish: without the right the message is dropped (the durable
+ * goes on, nothing lands in $DLQ.<name>); with it, it is dead-lettered. */
+START_TEST(test_dead_letter_needs_publish_right)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c, ops;
+    login_ok(&ops, d.port, "ops", "opspw");
+    ck_assert_int_eq(rawc_subscribe(&ops, 1, "$DLQ.dq", NULL), 0);
+    login_ok(&c, d.port, "alice", "secret");
+    ck_assert_int_eq(durable_sub_dlq(&c, 1, "orders.eu.x", "dq"), 0);
+    ck_assert_int_eq(publish_acked(&ops, 1, "orders.eu.x"), 0);
+    ck_assert_int_eq(publish_acked(&ops, 2, "orders.eu.x"), 0);
+    /* 1 comes, is not acked, and after its ack wait is dropped (alice may
+     * not publish to $DLQ.dq): then 2 comes (one in flight at a time). */
+    ck_assert_uint_eq(next_seq_of(&c), 1);
+    ck_assert_uint_eq(next_seq_of(&c), 2);
+    /* now alice may: 2 is dead-lettered into $DLQ.dq, where ops gets it */
+    write_auth("allow alice publish orders.eu.*\n"
+               "allow alice subscribe orders.eu.*\n"
+               "allow alice publish $DLQ.dq\n");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&ops, T_WAIT, FERRY__FRAME__BODY_DELIVER, &f, NULL), 0);
+    ck_assert_str_eq(f->deliver->topic, "$DLQ.dq");
+    int n_seq = 0;
+    for (size_t i = 0; i < f->deliver->n_headers; i++) {
+        if (strcmp(f->deliver->headers[i]->key, "ferry-dlq-sequence") == 0) {
+            ck_assert_str_eq(f->deliver->headers[i]->value, "2");
+            n_seq++;
+        }
+    }
+    ck_assert_int_eq(n_seq, 1);
+    /* only 2: 1 was dropped, not dead-lettered late */
+    ping_nothing_else(&ops, 5);
+    rawc_close(&c);
+    rawc_close(&ops);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("security");
@@ -735,6 +824,10 @@ Suite *test_suite(void)
     tc = tcase_create("reload_races");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reload_races_with_logins);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("dead_letter_right");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_dead_letter_needs_publish_right);
     suite_add_tcase(s, tc);
     tc = tcase_create("durable_backlog");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -6,6 +6,8 @@ foreach(mod trie topic timer_heap mailbox)
   ferry_check_test(test_${mod} LABEL unit
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${mod}.c LIBS ferry_broker)
 endforeach()
+ferry_check_test(test_consumer LABEL unit
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_consumer.c LIBS ferry_broker)
 ferry_check_test(test_broker_config LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS ferry_broker)
 # The connection state machine, with an in-process IO thread over socketpairs.

@@ -1,0 +1,257 @@
+/*
+ * test_consumer.c - durable consumer state (broker/consumer.c) over a real
+ * store in a temporary directory: what is saved survives a reopen (the
+ * position, the unacked set and delivery counts), and a dead letter and the
+ * state that lets its message go are stored in one transaction - both or
+ * neither. A "crash" here is closing the store without saving anything more.
+ */
+#include "consumer.h"
+#include "ferry.h"
+#include "store.h"
+
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+Suite *test_suite(void);
+
+static char g_dir[64];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void setup(void)
+{
+    strcpy(g_dir, "/tmp/ferry-cons-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+}
+
+static void teardown(void)
+{
+    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct store *open_store(void)
+{
+    struct store *s = NULL;
+    char err[256] = "";
+    int rc = store_open(g_dir, NULL, &s, err, sizeof(err));
+    ck_assert_msg(rc == 0, "store_open: %d %s", rc, err);
+    return s;
+}
+
+/* Append n messages to topic in one batch. */
+static void put_n(struct store *s, const char *topic, int n)
+{
+    struct store_batch *b;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    for (int i = 0; i < n; i++) {
+        struct store_msg_in m = {.publish_time = 1, .payload = "x", .payload_len = 1};
+        ck_assert_int_eq(store_batch_append(b, topic, strlen(topic), &m, NULL), 0);
+    }
+    ck_assert_int_eq(store_batch_commit(b), 0);
+}
+
+static struct consumer *dbind(struct cons_reg *r, const char *topic, const struct cons_opts *o,
+                              uint64_t holder)
+{
+    struct consumer *k = NULL;
+    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, 0, &k);
+    ck_assert_int_eq(rc, 0);
+    return k;
+}
+
+/* Save dirty state in a batch of its own, as the store writer does. */
+static void save(struct cons_reg *r, struct store *s)
+{
+    struct cons_save sv;
+    ck_assert_int_eq(cons_reg_save_begin(r, &sv), 0);
+    struct store_batch *b;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(store_batch_put_consumers(b, sv.recs, sv.n), 0);
+    int rc = store_batch_commit(b);
+    cons_reg_save_end(r, &sv, rc);
+    ck_assert_int_eq(rc, 0);
+}
+
+START_TEST(test_cons_state_survives_reopen)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 5);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 1000, .max_deliver = 5};
+    struct consumer *k = dbind(r, "t", &o, 7);
+    for (uint64_t q = 1; q <= 3; q++) {
+        ck_assert_int_eq(cons_claim(k, q, 0, 0, NULL), CONS_CLAIM_OK);
+    }
+    ck_assert_int_eq(cons_ack(k, 2, 0), 1);
+    struct cons_due due[8];
+    ck_assert_uint_eq(cons_take_due(k, 5000, due, 8), 2); /* 1 and 3: attempt 2 */
+    save(r, s);
+    cons_reg_destroy(r); /* crash: nothing else is saved */
+    store_close(s);
+
+    s = open_store();
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    k = dbind(r, "t", &o, 8);
+    ck_assert_uint_eq(cons_next_seq(k), 4);
+    /* A new holder: what was not acked is due at once, with its count. */
+    size_t n = cons_take_due(k, 0, due, 8);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(due[0].seq, 1);
+    ck_assert_uint_eq(due[0].n_deliv, 3);
+    ck_assert_uint_eq(due[1].seq, 3);
+    ck_assert_uint_eq(due[1].n_deliv, 3);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
+/* Claim seq 1 and let it reach max_deliver: it is held for its dead letter. */
+static struct consumer *poisoned(struct cons_reg *r)
+{
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 10, .max_deliver = 1};
+    struct consumer *k = dbind(r, "t", &o, 7);
+    ck_assert_int_eq(cons_claim(k, 1, 0, 0, NULL), CONS_CLAIM_OK);
+    struct cons_due due[4];
+    ck_assert_uint_eq(cons_take_due(k, 100, due, 4), 1);
+    ck_assert_int_eq(due[0].is_dlq, 1);
+    return k;
+}
+
+/* The writer's commit of a dead letter: the message to $DLQ.d and the
+ * durable's state in one batch; commit or abort. */
+static int commit_dead_letter(struct cons_reg *r, struct store *s, struct consumer *k, int abort)
+{
+    struct store_batch *b;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    struct store_msg_in m = {.publish_time = 1, .payload = "x", .payload_len = 1};
+    ck_assert_int_eq(store_batch_append(b, "$DLQ.d", 6, &m, NULL), 0);
+    cons_dlq_committing(r, cons_id(k), 1);
+    struct cons_save sv;
+    ck_assert_int_eq(cons_reg_save_begin(r, &sv), 0);
+    ck_assert_uint_eq(sv.n, 1);
+    ck_assert_int_eq(store_batch_put_consumers(b, sv.recs, sv.n), 0);
+    int rc = 0;
+    if (abort) {
+        store_batch_abort(b);
+        rc = FERRY_ESTORAGEFULL; /* as a refused commit */
+    } else {
+        rc = store_batch_commit(b);
+    }
+    cons_reg_save_end(r, &sv, rc);
+    cons_dlq_done(r, cons_id(k), 1, rc == 0);
+    return rc;
+}
+
+START_TEST(test_cons_dead_letter_and_state_in_one_commit)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 2);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct consumer *k = poisoned(r);
+    ck_assert_int_eq(commit_dead_letter(r, s, k, 0), 0);
+    cons_reg_destroy(r); /* crash right after the commit: nothing more saved */
+    store_close(s);
+
+    s = open_store();
+    struct store_topic_info ti;
+    ck_assert_int_eq(store_topic_info(s, "$DLQ.d", 6, &ti), 0);
+    ck_assert_uint_eq(ti.last_seq, 1); /* the dead letter, once */
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 10, .max_deliver = 1};
+    k = dbind(r, "t", &o, 8);
+    struct cons_due due[4];
+    ck_assert_uint_eq(cons_take_due(k, 1000, due, 4), 0); /* not dead-lettered again */
+    ck_assert_uint_eq(cons_next_seq(k), 2);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_cons_dead_letter_refused_keeps_message)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 2);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct consumer *k = poisoned(r);
+    save(r, s); /* the claim is stored */
+    ck_assert_int_ne(commit_dead_letter(r, s, k, 1), 0);
+    /* Refused: neither stored; the message is due again (for another try). */
+    struct cons_due due[4];
+    ck_assert_uint_eq(cons_take_due(k, 1000, due, 4), 1);
+    ck_assert_uint_eq(due[0].seq, 1);
+    ck_assert_int_eq(due[0].is_dlq, 1);
+    cons_reg_destroy(r);
+    store_close(s);
+
+    s = open_store();
+    struct store_topic_info ti;
+    ck_assert_int_eq(store_topic_info(s, "$DLQ.d", 6, &ti), FERRY_ENOTOPIC);
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 10, .max_deliver = 1};
+    k = dbind(r, "t", &o, 8);
+    ck_assert_uint_eq(cons_take_due(k, 1000, due, 4), 1); /* still pending */
+    ck_assert_uint_eq(due[0].seq, 1);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
+/* A subscription's own acks (no durable): never stored, freed with it. */
+START_TEST(test_cons_without_durable_not_stored)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 3);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct cons_opts o = {.max_in_flight = 2, .ack_wait_ms = 10, .max_deliver = 2};
+    struct consumer *k = NULL;
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, 0, &k), 0);
+    ck_assert_int_eq(cons_claim(k, 1, 0, 0, NULL), CONS_CLAIM_OK);
+    ck_assert_int_eq(cons_claim(k, 2, 0, 0, NULL), CONS_CLAIM_OK);
+    ck_assert_int_eq(cons_claim(k, 3, 0, 0, NULL), CONS_CLAIM_FULL);
+    struct cons_save sv;
+    ck_assert_int_eq(cons_reg_save_begin(r, &sv), 0);
+    ck_assert_uint_eq(sv.n, 0); /* nothing to store */
+    cons_reg_save_end(r, &sv, 0);
+    struct cons_due due[4];
+    ck_assert_uint_eq(cons_take_due(k, 100, due, 4), 2); /* attempt 2 */
+    /* max_deliver reached: dropped, not held for a dead letter */
+    ck_assert_uint_eq(cons_take_due(k, 1000, due, 4), 0);
+    ck_assert_uint_eq(cons_room(k), 2);
+    cons_unbind(r, k, 7, 1); /* freed (LeakSanitizer would say otherwise) */
+    void *v = NULL;
+    size_t vlen = 0;
+    ck_assert_int_eq(store_consumer_get(s, "t\0", 2, &v, &vlen), FERRY_ENOTOPIC);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
+static void add(Suite *s, TCase *tc, const TTest *t)
+{
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, t);
+    suite_add_tcase(s, tc);
+}
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("consumer");
+    add(s, tcase_create("state_reopen"), test_cons_state_survives_reopen);
+    add(s, tcase_create("dlq_one_commit"), test_cons_dead_letter_and_state_in_one_commit);
+    add(s, tcase_create("dlq_refused"), test_cons_dead_letter_refused_keeps_message);
+    add(s, tcase_create("no_durable"), test_cons_without_durable_not_stored);
+    return s;
+}
