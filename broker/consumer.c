@@ -173,6 +173,7 @@ static void opts_fill(struct cons_opts *d, const struct cons_opts *o)
     }
     d->ack_wait_ms = o && o->ack_wait_ms ? o->ack_wait_ms : CONS_DEFAULT_ACK_WAIT_MS;
     d->max_deliver = o && o->max_deliver ? o->max_deliver : CONS_DEFAULT_MAX_DELIVER;
+    d->is_auto_ack = o ? o->is_auto_ack : 0;
 }
 
 static int pend_reserve(struct consumer *k, uint32_t more)
@@ -302,8 +303,8 @@ static void cons_free(struct consumer *k)
 }
 
 /* A subscription's own acks (cons_bind with name NULL): a consumer of its
- * own, or its queue group's shared one (key: topic, NUL, NUL, group, which
- * no durable's key can be), starting at first_seq. r->lock held. */
+ * own, or its queue group's shared one (key: topic, NUL, NUL, mode, group,
+ * which no durable's key can be), starting at first_seq. r->lock held. */
 static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t topic_len,
                     size_t group_len, uint64_t first_seq, struct consumer **out)
 {
@@ -345,7 +346,7 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     (void)now;
     char key[STORE_CONSUMER_KEY_MAX + 1];
     int is_anon = name == NULL;
-    size_t key_len = topic_len + 1 + (is_anon ? 1 + group_len : name_len);
+    size_t key_len = topic_len + 1 + (is_anon ? 2 + group_len : name_len);
     if (topic_len == 0 || (!is_anon && (name_len == 0 || name_len > CONS_NAME_MAX)) ||
         key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group)) {
         return FERRY_EINVAL;
@@ -353,8 +354,11 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     memcpy(key, topic, topic_len);
     key[topic_len] = '\0';
     if (is_anon) {
+        /* NUL (no durable name is empty), then the ack mode: a group with
+         * explicit acks and one without never share a position. */
         key[topic_len + 1] = '\0';
-        memcpy(key + topic_len + 2, group, group_len);
+        key[topic_len + 2] = o && o->is_auto_ack ? 'n' : 'e';
+        memcpy(key + topic_len + 3, group, group_len);
     } else {
         memcpy(key + topic_len + 1, name, name_len);
     }
@@ -500,6 +504,13 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
         res = CONS_CLAIM_SKIP;
     } else if (seq > k->next_seq && !allow_gap) {
         res = CONS_CLAIM_GAP;
+    } else if (k->o.is_auto_ack) {
+        /* Delivered is done: only the shared position moves. */
+        if (missed) {
+            *missed = seq - k->next_seq;
+        }
+        k->next_seq = seq + 1;
+        res = CONS_CLAIM_OK;
     } else if (k->n_live >= k->o.max_in_flight || pend_reserve(k, 1) < 0) {
         res = CONS_CLAIM_FULL;
     } else {

@@ -81,6 +81,9 @@ struct cons_opts {
     uint32_t max_in_flight;
     uint32_t ack_wait_ms;
     uint32_t max_deliver;
+    /* No acks: a claimed message is done at once. Only for name NULL (a
+     * queue group's shared position on a stored topic, see cons_bind). */
+    uint8_t is_auto_ack;
 };
 
 /* Create the registry over store st (kept, not owned). waker(ctx) is called
@@ -99,6 +102,9 @@ void cons_reg_destroy(struct cons_reg *r);
  * that is never stored, shared by the members of queue group (if any) and
  * freed when its last holder unbinds (its unacked messages with it); after
  * max_deliver a message is dropped (logged), not dead-lettered.
+ * With o->is_auto_ack (a queue group without acks): only the group's shared
+ * position, so that each message goes to one member, live or read from the
+ * store by a member that lagged.
  * Returns 0 and *out, -EBUSY (held by another subscription outside this
  * queue group), -ENOMEM, FERRY_ESTORAGE (the stored record is corrupt, or
  * the store failed), -EAGAIN (reader slots full).

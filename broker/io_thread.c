@@ -101,10 +101,10 @@ struct conn {
     struct wcu *wcu;      /* wildcard subscriptions reading the store (see struct wcu) */
     uint32_t n_wcu, wcu_cap;
     uint32_t n_cu, cu_cap;
-    uint8_t is_cu_listed;  /* in t->cu_conns */
-    uint8_t is_dur_listed; /* in t->dur_conns */
-    uint8_t has_dur_acks;  /* Acks to durables since the last Ping went through the writer */
-    uint32_t n_barriers;   /* its Pings in the writer's hands (Pongs keep their order) */
+    uint8_t is_cu_listed;        /* in t->cu_conns */
+    uint8_t is_dur_listed;       /* in t->dur_conns */
+    uint8_t has_dur_acks;        /* Acks to durables since the last Ping went through the writer */
+    uint32_t n_barriers;         /* its Pings in the writer's hands (Pongs keep their order) */
     uint32_t last_stored_serial; /* pub_rec.serial of its last stored publish; 0: none */
     uint64_t last_rx_ms;
     uint64_t client_id;
@@ -181,7 +181,9 @@ struct catchup {
  * that message is delivered and the position forgotten. So a lagging
  * wildcard subscriber of stored topics is never disconnected and loses
  * nothing; ephemeral topics still disconnect it at the bound. (A queue
- * group member cannot do this: the log holds its group's other messages.)
+ * group member cannot do this: the log holds its group's other messages. A
+ * group on one stored topic shares a consumer position instead, see
+ * handle_subscribe; one on a wildcard pattern is disconnected.)
  */
 struct wcu {
     struct trie_sub *sub; /* c->subs holds the reference */
@@ -235,7 +237,7 @@ struct iot {
      * serial of our last stored publication committed and routed */
     atomic_uint committed_serial;
     atomic_int is_commit_wanted; /* atomic: a Subscribe waits for committed_serial */
-    struct mbox in;        /* acceptor and workers -> this thread */
+    struct mbox in;              /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
     int ep;
     struct conn **slots; /* by slot; NULL = free */
@@ -2188,7 +2190,12 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         }
     }
     int use_cu = has_start || is_durable;
-    if (!use_cu && t->srv->store != NULL && (glen == 0 || is_acked) &&
+    /* A queue group without acks on one stored topic shares a position, so
+     * that a member that lags reads the log like any other subscriber
+     * instead of being disconnected (see struct catchup). */
+    int is_group_pos =
+        !is_durable && !is_acked && glen > 0 && !has_start && t->srv->consumers != NULL;
+    if (!use_cu && t->srv->store != NULL && (glen == 0 || is_acked || is_group_pos) &&
         !topic_has_wildcard(m->pattern, plen) && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
         /* New only, on one stored topic: it gets a position too, so that
          * when it lags it falls back to reading the store (see struct
@@ -2219,8 +2226,10 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         c->subs_cap = cap;
     }
     struct consumer *cons = NULL;
-    if (is_durable || (is_acked && use_cu)) {
-        struct cons_opts o = {m->max_in_flight, m->ack_wait_ms, m->max_deliver};
+    is_group_pos = is_group_pos && use_cu;
+    if (is_durable || ((is_acked || is_group_pos) && use_cu)) {
+        struct cons_opts o = {m->max_in_flight, m->ack_wait_ms, m->max_deliver,
+                              (uint8_t)is_group_pos};
         int rc = cons_bind(t->srv->consumers, m->pattern, plen, is_durable ? m->durable_name : NULL,
                            strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
                            ref_of(t, c), m->sub_id, t->now, &cons);
@@ -2244,8 +2253,13 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     /* A durable's queue group members all get live copies; the durable's
      * claim gives each message to one of them (see struct catchup). */
-    struct trie_sub *s = trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen,
-                                         cons ? "" : m->queue_group, cons ? 0 : glen);
+    /* A shared position keeps the worker's choice of member (load spread);
+     * a member that cannot take its message leaves it to the store, where
+     * the next member to read claims it. */
+    int has_trie_group = cons == NULL || is_group_pos;
+    struct trie_sub *s =
+        trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen,
+                        has_trie_group ? m->queue_group : "", has_trie_group ? glen : 0);
     if (s == NULL) {
         goto out_unbind;
     }

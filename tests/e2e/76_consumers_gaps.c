@@ -12,6 +12,7 @@
 #include "rawclient.h"
 #include "store_e2e.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -388,6 +389,77 @@ START_TEST(test_dead_letters_exactly_once_across_kill9)
 }
 END_TEST
 
+/*
+ * A queue group member that stops reading, on a stored topic: it is never
+ * disconnected, and the group as a whole gets every message exactly once
+ * (what the stalled member could not take, another member, or itself once
+ * it reads again, takes from the log).
+ */
+START_TEST(test_queue_group_member_lagging_catches_up_from_log)
+{
+    struct rawc a; /* reads nothing until the publishing is done */
+    ck_assert_int_eq(rawc_connect(&a, d.port, 0), 0);
+    ck_assert_int_eq(rawc_subscribe(&a, 3, "qg.t", "g"), 0);
+    ferry_client *b = s_client(&d, 0);
+    ferry_sub_options *so;
+    ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+    ck_assert_int_eq(ferry_sub_options_set_queue_group(so, "g"), 0);
+    ck_assert_int_eq(ferry_sub_options_set_queue_max(so, 1u << 22), 0);
+    ferry_sub *sb = NULL;
+    ck_assert_int_eq(ferry_subscribe(b, "qg.t", so, NULL, NULL, S_WAIT, &sb), 0);
+    ferry_sub_options_destroy(so);
+
+    ferry_client *p = s_client(&d, 256);
+    enum { N = 30000, SIZE = 2048 };
+    static char payload[SIZE];
+    memset(payload, 'q', sizeof(payload));
+    for (int i = 0; i < N; i++) {
+        int rc = ferry_publish(p, "qg.t", payload, SIZE);
+        ck_assert_msg(rc == 0, "publish: %s", ferry_strerror(rc));
+    }
+    uint64_t last = s_pub(p, "qg.t", "end");
+    ck_assert_uint_ge(last, N + 1);
+
+    static uint8_t seen[N + 2];
+    memset(seen, 0, sizeof(seen));
+    uint64_t n_seen = 0, from_a = 0;
+    int64_t end = s_now_ms() + 3 * S_WAIT;
+    while (n_seen < last && s_now_ms() < end) {
+        ferry_msg *m;
+        while (ferry_sub_next(sb, 0, &m) == 0) {
+            uint64_t q = ferry_msg_sequence(m);
+            ck_assert_uint_le(q, last);
+            ck_assert_msg(seen[q] == 0, "sequence %llu delivered twice", (unsigned long long)q);
+            seen[q] = 1;
+            n_seen++;
+            ferry_msg_destroy(m);
+        }
+        Ferry__Frame *f;
+        int rc = rawc_recv(&a, 10, &f);
+        if (rc == -ETIMEDOUT) {
+            continue;
+        }
+        ck_assert_msg(rc == 0, "member a: %d (disconnected?)", rc);
+        ck_assert_msg(f->body_case == FERRY__FRAME__BODY_DELIVER, "member a got frame %d",
+                      (int)f->body_case);
+        uint64_t q = f->deliver->sequence;
+        ck_assert_uint_le(q, last);
+        ck_assert_msg(seen[q] == 0, "sequence %llu delivered twice", (unsigned long long)q);
+        seen[q] = 1;
+        n_seen++;
+        from_a++;
+    }
+    ck_assert_msg(n_seen == last, "the group got %llu of %llu messages (%llu by the stalled one)",
+                  (unsigned long long)n_seen, (unsigned long long)last, (unsigned long long)from_a);
+    printf("queue group: %llu of %llu messages went to the stalled member\n",
+           (unsigned long long)from_a, (unsigned long long)last);
+    ping_nothing_else(&a, 1); /* never disconnected, nothing more for it */
+    rawc_close(&a);
+    s_close(p);
+    s_close(b);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 static void add(Suite *s, TCase *t, const TTest *test)
@@ -406,6 +478,8 @@ Suite *test_suite(void)
     add(s, tcase_create("acks_max_in_flight"), test_acks_without_durable_max_in_flight);
     add(s, tcase_create("acks_queue_group"), test_acks_without_durable_queue_group_shares);
     add(s, tcase_create("dlq_exactly_once"), test_dead_letters_exactly_once_across_kill9);
+    add(s, tcase_create("queue_group_lagging"),
+        test_queue_group_member_lagging_catches_up_from_log);
     add(s, tcase_create("acks_refused"),
         test_acks_without_durable_refused_where_nothing_redelivers);
     return s;
