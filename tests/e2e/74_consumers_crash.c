@@ -14,7 +14,8 @@
  *   - the test process: each round, at a random moment, it kills -9 the
  *     broker, the consumer or both, and restarts what it killed (the broker
  *     on the same data dir; the new port goes to the children through their
- *     control pipes).
+ *     control pipes). In a quarter of the rounds the kill waits, after the
+ *     random delay, for the consumer's next C line, and follows it at once.
  *
  * The Ack confirmation rule: an Ack is confirmed once the client received
  * the Pong of a Ping sent after it on the same connection (ferry_flush()).
@@ -580,8 +581,21 @@ START_TEST(test_durable_consumer_crash_loop)
         }
         int delay = (int)(rand_r(&seed) % KILL_DELAY_MAX_MS);
         int what = (int)(rand_r(&seed) % 3);
-        fprintf(stderr, "round %d: kill -9 %s after %d ms\n", r, kill_names[what], delay);
+        int after_mark = rand_r(&seed) % 4 == 0;
         ms_sleep(delay); /* the random moment of the kill */
+        if (after_mark) {
+            /* Or at the worst moment for the broker: just after the
+             * consumer learnt that its acks are confirmed. */
+            uint64_t c0 = k.n_c;
+            end = s_now_ms() + S_WAIT;
+            while (k.n_c == c0 && s_now_ms() < end) {
+                tail_read(&ct, &k);
+                ms_sleep(1); /* polling the log */
+            }
+            ck_assert_msg(k.n_c > c0, "round %d: no C line in %d ms", r, S_WAIT);
+        }
+        fprintf(stderr, "round %d: kill -9 %s after %d ms%s\n", r, kill_names[what], delay,
+                after_mark ? " and the next C line" : "");
         child_check_alive(&pub, "publisher");
         child_check_alive(&cons, "consumer");
         if (what != KILL_BROKER) {
