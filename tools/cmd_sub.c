@@ -406,7 +406,10 @@ out:
         int wait_ms = ferry_client_state(c) == FERRY_STATE_CONNECTED ? 5000 : 0;
         if (cli_close(c, wait_ms, false) < 0 && status == CLI_EXIT_OK && explicit_acks &&
             wait_ms > 0) {
-            cli_err("some acks may not have reached the broker");
+            /* The promise of --help (acks confirmed before exit) failed. */
+            cli_err("some acks were not confirmed by the broker: it may deliver those messages "
+                    "again");
+            status = CLI_EXIT_ERROR;
         }
     }
     ferry_sub_options_destroy(so);

@@ -575,10 +575,17 @@ FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub
  * written to the socket and every one that asked for a PubAck has been
  * answered (callbacks fired), and the server has answered a Ping sent after
  * them (so fire-and-forget publishes made before were processed too).
+ * The same round trip confirms the acks (ferry_msg_ack) sent before the
+ * call: the server answers only once they are stored (proto/README.md, the
+ * Ack confirmation rule). Acks sent on a connection that was lost before a
+ * flush confirmed them cannot be confirmed: the next flush that completes
+ * returns FERRY_EDISCONNECTED once (the server may deliver those messages
+ * again).
  * While disconnected it keeps waiting (publishes are re-sent or failed
  * after the reconnect, by option). With timeout_ms 0 it only checks, without
  * the Ping round trip, that no publish is waiting for its PubAck. Returns 0 (also at once when
- * nothing is outstanding); -ETIMEDOUT; -EDEADLK; FERRY_ECLOSED; -EINVAL. */
+ * nothing is outstanding); -ETIMEDOUT; -EDEADLK; FERRY_ECLOSED;
+ * FERRY_EDISCONNECTED (acks were lost with a connection, see above); -EINVAL. */
 FERRY_API int ferry_flush(ferry_client *c, int timeout_ms);
 
 /* Publishes waiting for their PubAck now. Any thread (a snapshot). */

@@ -628,6 +628,10 @@ static void on_connected(ferry_client *c, const Ferry__Connected *m)
 {
     c->phase = FERRY__PH_UP;
     c->conn_gen++;
+    if (c->ack_gen != 0) {
+        c->has_lost_acks = 1; /* sent on a connection that is gone, unconfirmed */
+        c->ack_gen = 0;
+    }
     memset(&c->info, 0, sizeof(c->info));
     c->info.protocol_version = m->protocol_version;
     copy_str(c->info.server_version, sizeof(c->info.server_version), m->server_version);
@@ -1178,6 +1182,8 @@ int ferry__flush_locked(ferry_client *c, int64_t deadline)
     uint64_t last_id = c->next_pub_id - 1;
     uint64_t gen = 0;
     uint64_t nonce = 0;
+    uint64_t acks_at_ping = 0;
+    int lost_acks = 0;
     uint64_t cb_target = 0; /* n_pub_cb_queued + 1 once answered, else 0 */
     for (;;) {
         if (c->state == FERRY_STATE_CLOSED) {
@@ -1195,16 +1201,29 @@ int ferry__flush_locked(ferry_client *c, int64_t deadline)
             }
             gen = c->conn_gen;
             nonce = c->ping_nonce;
+            acks_at_ping = c->n_acks_sent;
             ferry__kick(c);
         }
         int answered = gen == c->conn_gen && c->pong_seen >= nonce && gen != 0;
+        if (answered) {
+            /* The Ack confirmation rule (proto/README.md): this Pong confirms
+             * the Acks sent on this connection before its Ping - not those
+             * of a connection lost meanwhile. */
+            if (c->n_acks_sent == acks_at_ping) {
+                c->ack_gen = 0;
+            }
+            if (c->has_lost_acks) {
+                c->has_lost_acks = 0;
+                lost_acks = 1;
+            }
+        }
         if (pubs_done && (answered || !wait_pong)) {
             /* Answered; now wait for their callbacks to have run. */
             if (cb_target == 0) {
                 cb_target = c->n_pub_cb_queued + 1;
             }
             if (c->n_pub_cb_done + 1 >= cb_target) {
-                return 0;
+                return lost_acks ? FERRY_EDISCONNECTED : 0;
             }
         }
         if (deadline >= 0 && ferry__now_ms() >= deadline) {

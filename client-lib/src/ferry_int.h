@@ -237,6 +237,10 @@ struct ferry_client {
     enum ferry__phase phase;
     int64_t phase_deadline; /* TCP/HANDSHAKE timeout, ms monotonic */
     uint64_t conn_gen;      /* increments per successful handshake */
+    uint64_t n_acks_sent;   /* Acks written (ferry_msg_ack) since the client began */
+    uint64_t ack_gen;       /* conn_gen of the last Ack not yet confirmed, 0: none */
+    int has_lost_acks;      /* Acks were sent on a connection lost before a flush
+                             * confirmed them: the next flush says so */
     struct frame_dec dec;
     struct codec_arena arena;
     struct ferry__outbuf out;

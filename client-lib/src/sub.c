@@ -239,6 +239,8 @@ FERRY_API int ferry_msg_ack(const ferry_msg *m, enum ferry_ack_kind kind)
         f.ack = &a;
         rc = ferry__send_frame(c, &f);
         if (rc == 0) {
+            c->n_acks_sent++;
+            c->ack_gen = c->conn_gen; /* confirmed by a later flush (ferry_flush) */
             ferry__kick(c);
         }
     }

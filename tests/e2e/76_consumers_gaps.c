@@ -460,6 +460,73 @@ START_TEST(test_queue_group_member_lagging_catches_up_from_log)
 }
 END_TEST
 
+/* Restart the killed broker on its old port (clients reconnect to the
+ * address they know); SO_REUSEADDR makes that work, retried a few times. */
+static void restart_same_port(void)
+{
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", d.port);
+    const char *args[] = {"--listen", listen, "--ephemeral", "eph.>", NULL};
+    int rc = -1;
+    for (int i = 0; i < 50 && rc != 0; i++) {
+        rc = ferryd_restart(&d, args);
+        if (rc != 0) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* retry pacing */
+        }
+    }
+    ck_assert_int_eq(rc, 0);
+}
+
+/*
+ * An Ack sent on a connection that is lost before a flush confirmed it
+ * cannot be confirmed: the next ferry_flush() says so (FERRY_EDISCONNECTED,
+ * once), and the durable indeed delivers the message again.
+ */
+START_TEST(test_flush_reports_acks_lost_with_connection)
+{
+    ferry_options *o;
+    ck_assert_int_eq(ferry_options_create(&o), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", d.port);
+    ck_assert_int_eq(ferry_options_set_servers(o, addr), 0);
+    ck_assert_int_eq(ferry_options_set_reconnect(o, 1, 0, 20, 200, 0), 0);
+    ferry_client *k;
+    ck_assert_int_eq(ferry_client_create(o, &k), 0);
+    ferry_options_destroy(o);
+    ck_assert_int_eq(ferry_client_start_thread(k), 0);
+    ck_assert_int_eq(ferry_client_connect(k, S_WAIT), 0);
+    ferry_sub_options *so;
+    ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+    ck_assert_int_eq(ferry_sub_options_set_durable(so, "lost"), 0);
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_subscribe(k, "lost.t", so, NULL, NULL, S_WAIT, &s), 0);
+    ferry_sub_options_destroy(so);
+    ferry_client *p = s_client(&d, 0);
+    uint64_t seq = s_pub(p, "lost.t", "one");
+    ferry_client_close(p, 0);
+    ferry_client_destroy(p);
+    ferry_msg *m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), seq);
+    /* The broker stops before it can read the Ack, then dies. */
+    ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+    ack(m);
+    ferry_msg_destroy(m);
+    ck_assert_int_eq(ferryd_kill9(&d), 0);
+    restart_same_port();
+    int rc = ferry_flush(k, S_WAIT);
+    ck_assert_msg(rc == FERRY_EDISCONNECTED, "flush: %s", ferry_strerror(rc));
+    ck_assert_int_eq(ferry_flush(k, S_WAIT), 0); /* said once */
+    m = next(s); /* the unconfirmed ack did not count: it comes again */
+    ck_assert_uint_eq(ferry_msg_sequence(m), seq);
+    ack(m);
+    ferry_msg_destroy(m);
+    ck_assert_int_eq(ferry_flush(k, S_WAIT), 0);
+    ck_assert_int_eq(ferry_client_close(k, S_WAIT), 0);
+    ferry_client_destroy(k);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 static void add(Suite *s, TCase *t, const TTest *test)
@@ -480,6 +547,7 @@ Suite *test_suite(void)
     add(s, tcase_create("dlq_exactly_once"), test_dead_letters_exactly_once_across_kill9);
     add(s, tcase_create("queue_group_lagging"),
         test_queue_group_member_lagging_catches_up_from_log);
+    add(s, tcase_create("flush_lost_acks"), test_flush_reports_acks_lost_with_connection);
     add(s, tcase_create("acks_refused"),
         test_acks_without_durable_refused_where_nothing_redelivers);
     return s;
