@@ -338,6 +338,37 @@ static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t 
     return 0;
 }
 
+/* A durable's state from the store, or a new one starting at first_seq
+ * (dirty: its start is saved). No lock held. */
+static int cons_load(struct cons_reg *r, const char *key, size_t key_len, size_t topic_len,
+                     uint64_t first_seq, struct consumer **out)
+{
+    struct consumer *k = cons_new(key, key_len, topic_len);
+    if (k == NULL) {
+        return -ENOMEM;
+    }
+    void *v = NULL;
+    size_t vlen = 0;
+    int rc = r->st ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
+    if (rc == 0) {
+        rc = state_decode(k, v, vlen);
+        free(v);
+        if (rc == FERRY_ESTORAGE) {
+            log_error("durable %s on %s: stored state is corrupt", k->name, k->topic);
+        }
+    } else if (rc == FERRY_ENOTOPIC) {
+        k->next_seq = first_seq ? first_seq : 1;
+        k->is_dirty = 1;
+        rc = 0;
+    }
+    if (rc != 0) {
+        cons_free(k);
+        return rc;
+    }
+    *out = k;
+    return 0;
+}
+
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
               uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, uint64_t now,
@@ -375,47 +406,40 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
         k = reg_find(r, key, key_len);
     }
     if (k == NULL) {
-        /* Not in memory yet: load it (a short read; the registry lock keeps
-         * a second binder of the same name waiting, not loading twice). */
-        k = cons_new(key, key_len, topic_len);
-        if (k == NULL) {
-            ret = -ENOMEM;
-            goto out_unlock;
-        }
-        void *v = NULL;
-        size_t vlen = 0;
-        int rc = r->st ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
-        if (rc == 0) {
-            rc = state_decode(k, v, vlen);
-            free(v);
-            if (rc == FERRY_ESTORAGE) {
-                log_error("durable %s on %s: stored state is corrupt", k->name, k->topic);
-            }
-        } else if (rc == FERRY_ENOTOPIC) {
-            k->next_seq = first_seq ? first_seq : 1;
-            rc = 0;
-            k->is_dirty = 1; /* persist the start position (marked below) */
-        }
-        if (rc == 0 && r->n == r->cap) {
-            uint32_t cap = r->cap ? r->cap * 2 : 16;
-            struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
-            if (nv == NULL) {
-                rc = -ENOMEM;
-            } else {
-                r->v = nv;
-                r->cap = cap;
-            }
-        }
+        /* Not in memory yet: load it, outside the registry lock (the store
+         * writer takes the registry lock inside its open transaction, so a
+         * store call must never wait under it), then look again: another
+         * binder may have loaded it meanwhile. */
+        pthread_mutex_unlock(&r->lock);
+        struct consumer *nk = NULL;
+        int rc = cons_load(r, key, key_len, topic_len, first_seq, &nk);
+        pthread_mutex_lock(&r->lock);
         if (rc != 0) {
-            cons_free(k);
             ret = rc;
             goto out_unlock;
         }
-        r->v[r->n++] = k;
-        k->id = r->n;
-        k->reg = r;
-        if (k->is_dirty) {
-            need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
+        k = reg_find(r, key, key_len);
+        if (k != NULL) {
+            cons_free(nk);
+        } else {
+            if (r->n == r->cap) {
+                uint32_t cap = r->cap ? r->cap * 2 : 16;
+                struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
+                if (nv == NULL) {
+                    cons_free(nk);
+                    ret = -ENOMEM;
+                    goto out_unlock;
+                }
+                r->v = nv;
+                r->cap = cap;
+            }
+            k = nk;
+            r->v[r->n++] = k;
+            k->id = r->n;
+            k->reg = r;
+            if (k->is_dirty) {
+                need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
+            }
         }
     }
     if (k->n_holders > 0 &&

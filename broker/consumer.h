@@ -42,8 +42,9 @@
  * THREADS
  *   Any thread. The registry's lock guards its table and each durable's
  *   holders; each durable's own lock guards its position and pending set.
- *   No store call is made while a durable's lock is held, except from
- *   cons_bind() (a read, before the durable is visible to others).
+ *   No store call is made while the registry's lock or a durable's lock is
+ *   held (the store writer takes them inside its open write transaction:
+ *   store locks come first, never the other way round).
  *   Durables live until cons_reg_destroy(): pointers stay valid.
  */
 #ifndef FERRY_CONSUMER_H

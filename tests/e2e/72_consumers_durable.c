@@ -454,7 +454,8 @@ END_TEST
 START_TEST(test_stalled_live_subscriber_bounded_memory_no_loss)
 {
     struct rawc sub;
-    ck_assert_int_eq(rawc_connect(&sub, d.port, 0), 0);
+    ck_assert_int_eq(rawc_connect(&sub, d.port, 600000),
+                     0); /* silent for long: no keepalive close */
     ck_assert_int_eq(rawc_subscribe(&sub, 9, "live.slow", NULL), 0);
     ferry_client *p = s_client(&d, 256);
     long rss0 = rss_anon_kb(&d);
@@ -487,7 +488,8 @@ END_TEST
 START_TEST(test_stalled_wildcard_subscriber_no_loss)
 {
     struct rawc sub;
-    ck_assert_int_eq(rawc_connect(&sub, d.port, 0), 0);
+    ck_assert_int_eq(rawc_connect(&sub, d.port, 600000),
+                     0); /* silent for long: no keepalive close */
     ck_assert_int_eq(rawc_subscribe(&sub, 5, "wild.*", NULL), 0);
     ferry_client *p = s_client(&d, 256);
     long rss0 = rss_anon_kb(&d);

@@ -398,7 +398,7 @@ END_TEST
 START_TEST(test_queue_group_member_lagging_catches_up_from_log)
 {
     struct rawc a; /* reads nothing until the publishing is done */
-    ck_assert_int_eq(rawc_connect(&a, d.port, 0), 0);
+    ck_assert_int_eq(rawc_connect(&a, d.port, 600000), 0); /* silent for long: no keepalive close */
     ck_assert_int_eq(rawc_subscribe(&a, 3, "qg.t", "g"), 0);
     ferry_client *b = s_client(&d, 0);
     ferry_sub_options *so;
