@@ -1943,16 +1943,35 @@ static int may_subscribe(const struct conn *c, const char *pattern, size_t len)
     return c->auth == NULL || (c->who && acl_may_subscribe(&c->who->sub, pattern, len));
 }
 
-static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code, const char *text)
+static void send_suback_seq(struct iot *t, struct conn *c, uint64_t sub_id, int code,
+                            const char *text, uint64_t next_seq)
 {
     Ferry__SubAck a = FERRY__SUB_ACK__INIT;
     a.sub_id = sub_id;
     a.code = (Ferry__ErrorCode)code;
     a.text = (char *)(text ? text : "");
+    a.next_sequence = next_seq;
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_SUB_ACK;
     f.sub_ack = &a;
     conn_send(t, c, &f);
+}
+
+/* A SubAck without a position: refusals, Unsubscribe answers. */
+static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code, const char *text)
+{
+    send_suback_seq(t, c, sub_id, code, text, 0);
+}
+
+/* The SubAck accepting sub_id. SubAck.next_sequence is the catch-up
+ * position of a subscription that has one of its own (one stored topic, no
+ * queue group, not durable: a durable's position is the consumer's). Nothing
+ * is delivered before the SubAck, so next_seq is still where it starts. */
+static void send_suback_ok(struct iot *t, struct conn *c, uint64_t sub_id)
+{
+    struct catchup *e = cu_find(c, sub_id);
+    uint64_t next_seq = e != NULL && e->cons == NULL ? e->next_seq : 0;
+    send_suback_seq(t, c, sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL, next_seq);
 }
 
 static int find_sub(const struct conn *c, uint64_t sub_id)
@@ -2001,7 +2020,7 @@ static void send_deferred(struct iot *t)
         struct conn *c = conn_by_ref(t, t->deferred[i].conn_ref);
         if (c && c->state == ST_OPEN) {
             c->unacked_key = 0;
-            send_suback(t, c, t->deferred[i].sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+            send_suback_ok(t, c, t->deferred[i].sub_id);
             cu_start(t, c, t->deferred[i].sub_id);
         }
     }
@@ -2243,7 +2262,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         conn_pause(t, c);
         return;
     }
-    send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+    send_suback_ok(t, c, m->sub_id);
     cu_start(t, c, m->sub_id);
     return;
 
