@@ -11,22 +11,22 @@ struct trie_group {
     char *name;
     uint32_t name_len;
     uint32_t n, cap;
-    uint32_t next;               /* rotation: member to use next */
+    uint32_t next; /* rotation: member to use next */
     struct trie_sub **members;
 };
 
 struct trie_node {
     struct trie_node *parent;
-    struct trie_node **kids;     /* open addressing, kids_cap is 0 or a power of 2 */
+    struct trie_node **kids; /* open addressing, kids_cap is 0 or a power of 2 */
     uint32_t n_kids, kids_cap;
-    struct trie_node *star;      /* '*' child */
-    struct trie_node *gt;        /* '>' child */
-    struct trie_sub **subs;      /* plain subscriptions ending here */
+    struct trie_node *star; /* '*' child */
+    struct trie_node *gt;   /* '>' child */
+    struct trie_sub **subs; /* plain subscriptions ending here */
     uint32_t n_subs, subs_cap;
     struct trie_group *groups;
     uint32_t n_groups, groups_cap;
     uint32_t tok_len;
-    char tok[];                  /* this node's token (not for root, '*', '>') */
+    char tok[]; /* this node's token (not for root, '*', '>') */
 };
 
 /* ---- records ----------------------------------------------------------- */
