@@ -448,7 +448,24 @@ static int emit(struct trie_node *n, trie_match_fn fn, void *ctx)
     return (int)(n->n_subs + n->n_groups);
 }
 
-int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void *ctx)
+/* What to do at a node where a matching pattern ends; returns how many
+ * subscriptions it counted or called back for. */
+typedef int (*node_fn)(struct trie_node *n, trie_match_fn fn, void *ctx);
+
+static int count(struct trie_node *n, trie_match_fn fn, void *ctx)
+{
+    (void)fn;
+    (void)ctx;
+    int k = (int)n->n_subs;
+    for (uint32_t i = 0; i < n->n_groups; i++) {
+        k += (int)n->groups[i].n;
+    }
+    return k;
+}
+
+/* Visit every node where a pattern matching topic s[0..len) ends. */
+static int match_nodes(const struct trie *t, const char *s, size_t len, node_fn visit,
+                       trie_match_fn fn, void *ctx)
 {
     if (t->root == NULL) {
         return 0;
@@ -485,11 +502,11 @@ int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void
         struct trie_node *n = stack[sp].n;
         uint32_t d = stack[sp].depth;
         if (d == n_tok) {
-            calls += emit(n, fn, ctx);
+            calls += visit(n, fn, ctx);
             continue;
         }
         if (n->gt) {
-            calls += emit(n->gt, fn, ctx);
+            calls += visit(n->gt, fn, ctx);
         }
         if (n->star) {
             stack[sp].n = n->star;
@@ -502,4 +519,14 @@ int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void
         }
     }
     return calls;
+}
+
+int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void *ctx)
+{
+    return match_nodes(t, s, len, emit, fn, ctx);
+}
+
+int trie_count(const struct trie *t, const char *s, size_t len)
+{
+    return match_nodes(t, s, len, count, NULL, NULL);
 }

@@ -78,4 +78,11 @@ typedef void (*trie_match_fn)(void *ctx, struct trie_sub *s);
  * than TRIE_MAX_DEPTH tokens. */
 int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void *ctx);
 
+/* How many subscriptions match the concrete topic s[0..len): every plain
+ * one and every member of each matching queue group (trie_match yields one
+ * member per group). Changes nothing (a group's rotation stays where it
+ * was). Returns the count, or -EINVAL if the topic has more than
+ * TRIE_MAX_DEPTH tokens. */
+int trie_count(const struct trie *t, const char *s, size_t len);
+
 #endif
