@@ -2754,22 +2754,43 @@ static void admin_topic_info(struct iot *t, struct conn *c, Ferry__AdminRequest 
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     Ferry__TopicInfo ti;
-    Ferry__TopicInfo *tip = &ti;
     r.id = m->id;
     const char *name = m->topic_info->topic;
     size_t len = strlen(name);
     struct store_topic_info in;
+    const char *why;
     int rc = store_topic_info(t->srv->store, name, len, &in);
-    if (rc == 0) {
-        topic_info_fill(&ti, (char *)name, &in);
-        r.n_topics = 1;
-        r.topics = &tip;
-    } else if (rc == FERRY_ENOTOPIC && len && cfg_is_ephemeral(&t->srv->cfg, name, len)) {
-        ferry__topic_info__init(&ti);
-        ti.name = (char *)name;
-        ti.is_ephemeral = 1;
-        r.n_topics = 1;
-        r.topics = &tip;
+    int is_ephemeral = rc == FERRY_ENOTOPIC && len &&
+                       !topic_validate(name, len, 0, t->srv->cfg.max_topic_len,
+                                       t->srv->cfg.max_topic_depth, &why) &&
+                       cfg_is_ephemeral(&t->srv->cfg, name, len);
+    if (rc == 0 || is_ephemeral) {
+        /* The subscriptions are in the workers' tries, which only their
+         * workers read: the topic's owner counts them and answers. */
+        struct topic_info_req *q = malloc(sizeof(*q) + len + 1);
+        if (q != NULL) {
+            memset(q, 0, sizeof(*q));
+            q->conn_ref = ref_of(t, c);
+            q->admin_id = m->id;
+            if (rc == 0) {
+                topic_info_fill(&ti, (char *)name, &in);
+                q->messages = ti.messages;
+                q->bytes = ti.bytes;
+                q->first_seq = ti.first_seq;
+                q->last_seq = ti.last_seq;
+            }
+            q->is_ephemeral = is_ephemeral;
+            q->topic_len = len;
+            memcpy(q->topic, name, len + 1);
+            uint32_t owner = topic_hash(name, len) % t->srv->n_workers;
+            struct wmsg w = {.kind = W_TOPIC_INFO, .p = q};
+            if (mbox_try_post(worker_mbox(t->srv->workers[owner]), &w, 1) == 1) {
+                return; /* the worker answers */
+            }
+            free(q);
+        }
+        r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+        r.text = (char *)"the topic's worker is busy; retry";
     } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
         r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_TOPIC;
         r.text = (char *)"no such stored topic";
