@@ -2782,15 +2782,21 @@ static void admin_topic_info(struct iot *t, struct conn *c, Ferry__AdminRequest 
             q->is_ephemeral = is_ephemeral;
             q->topic_len = len;
             memcpy(q->topic, name, len + 1);
+            /* Queued like a publication: a worker that is behind delays
+             * the answer and stops reading this connection (backpressure)
+             * rather than failing the request. */
             uint32_t owner = topic_hash(name, len) % t->srv->n_workers;
             struct wmsg w = {.kind = W_TOPIC_INFO, .p = q};
-            if (mbox_try_post(worker_mbox(t->srv->workers[owner]), &w, 1) == 1) {
+            if (wq_push(&t->wq[owner], w) == 0) {
+                if (t->wq[owner].n >= WQ_PAUSE) {
+                    conn_pause(t, c);
+                }
                 return; /* the worker answers */
             }
             free(q);
         }
         r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
-        r.text = (char *)"the topic's worker is busy; retry";
+        r.text = (char *)"out of memory; retry";
     } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
         r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_TOPIC;
         r.text = (char *)"no such stored topic";
@@ -3632,6 +3638,8 @@ void iot_destroy(struct iot *t)
         for (uint32_t i = 0; i < q->n; i++) {
             if (q->m[i].kind == W_PUB_BATCH) {
                 pub_batch_unref(q->m[i].p);
+            } else if (q->m[i].kind == W_TOPIC_INFO) {
+                free(q->m[i].p);
             } else {
                 trie_sub_unref(q->m[i].p);
             }

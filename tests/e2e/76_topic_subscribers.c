@@ -12,6 +12,7 @@
  */
 #include "ferry.h"
 #include "ferryd_proc.h"
+#include "rawclient.h"
 
 #include <check.h>
 #include <signal.h>
@@ -193,6 +194,63 @@ START_TEST(test_subscribers_on_an_ephemeral_topic)
 }
 END_TEST
 
+/* Many TopicInfoRequests pipelined, through a tiny worker queue: each is
+ * answered, in order, with its count; none is refused as busy (the
+ * requests wait in the IO thread's queue for the worker, and the
+ * connection is not read meanwhile). */
+START_TEST(test_subscribers_pipelined_requests_all_answered)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct ferryd_proc d;
+    const char *const args[] = {"--workers", "1", "--worker-queue", "4", NULL};
+    ck_assert_int_eq(ferryd_start(&d, NULL, args), 0);
+    ferry_client *ac = client(&d);
+    publish(ac, "pp.a");
+    ferry_sub *s1, *s2;
+    ferry_client *c1 = subscriber(&d, "pp.a", NULL, NULL, &s1);
+    ferry_client *c2 = subscriber(&d, "pp.*", "g", NULL, &s2);
+    struct rawc rc;
+    ck_assert_int_eq(rawc_connect(&rc, d.port, 0), 0);
+    enum { N_REQ = 2000 };
+    static uint8_t reqs[N_REQ * 32];
+    size_t len = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        Ferry__TopicInfoRequest tr = FERRY__TOPIC_INFO_REQUEST__INIT;
+        tr.topic = (char *)"pp.a";
+        Ferry__AdminRequest ar = FERRY__ADMIN_REQUEST__INIT;
+        ar.id = (uint64_t)i + 1;
+        ar.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO;
+        ar.topic_info = &tr;
+        Ferry__Frame f = FERRY__FRAME__INIT;
+        f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+        f.admin_request = &ar;
+        size_t one;
+        ck_assert_int_eq(codec_frame_encode(&f, reqs + len, sizeof(reqs) - len, &one), 0);
+        len += one;
+    }
+    ck_assert_int_eq(rawc_send_raw(&rc, reqs, len), 0);
+    for (int i = 0; i < N_REQ; i++) {
+        Ferry__Frame *f;
+        ck_assert_int_eq(rawc_recv(&rc, WAIT_MS, &f), 0);
+        ck_assert_msg(f->body_case == FERRY__FRAME__BODY_ADMIN_REPLY, "reply %d: %s", i,
+                      codec_frame_name(f));
+        Ferry__AdminReply *r = f->admin_reply;
+        ck_assert_msg(r->code == 0, "reply %d: code %d: %s", i, r->code, r->text);
+        ck_assert_uint_eq(r->id, (uint64_t)i + 1);
+        ck_assert_uint_eq(r->n_topics, 1);
+        ck_assert_uint_eq(r->topics[0]->subscribers, 2);
+    }
+    rawc_close(&rc);
+    ferry_unsubscribe(s1);
+    ferry_unsubscribe(s2);
+    ferry_client_destroy(c1);
+    ferry_client_destroy(c2);
+    ck_assert_int_eq(ferry_client_close(ac, WAIT_MS), 0);
+    ferry_client_destroy(ac);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("topic_subscribers");
@@ -203,6 +261,10 @@ Suite *test_suite(void)
     t = tcase_create("ephemeral");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_subscribers_on_an_ephemeral_topic);
+    suite_add_tcase(s, t);
+    t = tcase_create("pipelined");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_subscribers_pipelined_requests_all_answered);
     suite_add_tcase(s, t);
     return s;
 }
