@@ -784,7 +784,10 @@ typedef struct ferry_topic_info {
     uint64_t first_seq;
     uint64_t last_seq;
     int is_ephemeral;
-    uint64_t subscribers;
+    uint64_t subscribers; /* live subscriptions matching it (wildcards and
+                             each queue group member included); filled by
+                             ferry_admin_topic_info(), 0 in
+                             ferry_admin_topics() */
     uint64_t reserved[4];
 } ferry_topic_info;
 
