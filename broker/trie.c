@@ -463,9 +463,12 @@ static int count(struct trie_node *n, trie_match_fn fn, void *ctx)
     return k;
 }
 
-/* Visit every node where a pattern matching topic s[0..len) ends. */
-static int match_nodes(const struct trie *t, const char *s, size_t len, node_fn visit,
-                       trie_match_fn fn, void *ctx)
+/* Visit every node where a pattern matching topic s[0..len) ends. Inlined
+ * into both callers, so that visit is a direct call: trie_match is the
+ * routing hot path. */
+static inline __attribute__((always_inline)) int match_nodes(const struct trie *t, const char *s,
+                                                             size_t len, node_fn visit,
+                                                             trie_match_fn fn, void *ctx)
 {
     if (t->root == NULL) {
         return 0;
