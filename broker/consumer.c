@@ -513,6 +513,11 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
     }
 }
 
+int cons_is_private(struct consumer *k)
+{
+    return k->is_anon && k->group[0] == '\0'; /* group: set at bind, never changed */
+}
+
 uint32_t cons_id(const struct consumer *k)
 {
     return k->id;

@@ -118,6 +118,10 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
  * stay pending and are redelivered to the next holder. */
 void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, uint64_t sub_id);
 
+/* A subscription's own acks (name NULL, no queue group): nobody else
+ * moves its position. */
+int cons_is_private(struct consumer *k);
+
 /* The durable's id (for CONS_DLQ_SLOT refs) and its name. */
 uint32_t cons_id(const struct consumer *k);
 

@@ -1976,16 +1976,42 @@ static int may_subscribe(const struct conn *c, const char *pattern, size_t len)
     return c->auth == NULL || (c->who && acl_may_subscribe(&c->who->sub, pattern, len));
 }
 
-static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code, const char *text)
+static void send_suback_seq(struct iot *t, struct conn *c, uint64_t sub_id, int code,
+                            const char *text, uint64_t next_seq)
 {
     Ferry__SubAck a = FERRY__SUB_ACK__INIT;
     a.sub_id = sub_id;
     a.code = (Ferry__ErrorCode)code;
     a.text = (char *)(text ? text : "");
+    a.next_sequence = next_seq;
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_SUB_ACK;
     f.sub_ack = &a;
     conn_send(t, c, &f);
+}
+
+/* A SubAck without a position: refusals, Unsubscribe answers. */
+static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code, const char *text)
+{
+    send_suback_seq(t, c, sub_id, code, text, 0);
+}
+
+/* The SubAck accepting sub_id. SubAck.next_sequence is the catch-up
+ * position of a subscription that has one of its own (one stored topic, no
+ * queue group, not durable: a durable's position is the consumer's). Nothing
+ * is delivered before the SubAck, so next_seq is still where it starts. */
+static void send_suback_ok(struct iot *t, struct conn *c, uint64_t sub_id)
+{
+    struct catchup *e = cu_find(c, sub_id);
+    /* Where this subscription alone decides its position (not a durable,
+     * not a queue group's shared one). */
+    uint64_t next_seq = 0;
+    if (e != NULL && e->cons == NULL) {
+        next_seq = e->next_seq;
+    } else if (e != NULL && cons_is_private(e->cons)) {
+        next_seq = cons_next_seq(e->cons);
+    }
+    send_suback_seq(t, c, sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL, next_seq);
 }
 
 static int find_sub(const struct conn *c, uint64_t sub_id)
@@ -2034,7 +2060,7 @@ static void send_deferred(struct iot *t)
         struct conn *c = conn_by_ref(t, t->deferred[i].conn_ref);
         if (c && c->state == ST_OPEN) {
             c->unacked_key = 0;
-            send_suback(t, c, t->deferred[i].sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+            send_suback_ok(t, c, t->deferred[i].sub_id);
             cu_start(t, c, t->deferred[i].sub_id);
         }
     }
@@ -2306,7 +2332,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         conn_pause(t, c);
         return;
     }
-    send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_NONE, NULL);
+    send_suback_ok(t, c, m->sub_id);
     cu_start(t, c, m->sub_id);
     return;
 
@@ -2805,22 +2831,49 @@ static void admin_topic_info(struct iot *t, struct conn *c, Ferry__AdminRequest 
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     Ferry__TopicInfo ti;
-    Ferry__TopicInfo *tip = &ti;
     r.id = m->id;
     const char *name = m->topic_info->topic;
     size_t len = strlen(name);
     struct store_topic_info in;
+    const char *why;
     int rc = store_topic_info(t->srv->store, name, len, &in);
-    if (rc == 0) {
-        topic_info_fill(&ti, (char *)name, &in);
-        r.n_topics = 1;
-        r.topics = &tip;
-    } else if (rc == FERRY_ENOTOPIC && len && cfg_is_ephemeral(&t->srv->cfg, name, len)) {
-        ferry__topic_info__init(&ti);
-        ti.name = (char *)name;
-        ti.is_ephemeral = 1;
-        r.n_topics = 1;
-        r.topics = &tip;
+    int is_ephemeral = rc == FERRY_ENOTOPIC && len &&
+                       !topic_validate(name, len, 0, t->srv->cfg.max_topic_len,
+                                       t->srv->cfg.max_topic_depth, &why) &&
+                       cfg_is_ephemeral(&t->srv->cfg, name, len);
+    if (rc == 0 || is_ephemeral) {
+        /* The subscriptions are in the workers' tries, which only their
+         * workers read: the topic's owner counts them and answers. */
+        struct topic_info_req *q = malloc(sizeof(*q) + len + 1);
+        if (q != NULL) {
+            memset(q, 0, sizeof(*q));
+            q->conn_ref = ref_of(t, c);
+            q->admin_id = m->id;
+            if (rc == 0) {
+                topic_info_fill(&ti, (char *)name, &in);
+                q->messages = ti.messages;
+                q->bytes = ti.bytes;
+                q->first_seq = ti.first_seq;
+                q->last_seq = ti.last_seq;
+            }
+            q->is_ephemeral = is_ephemeral;
+            q->topic_len = len;
+            memcpy(q->topic, name, len + 1);
+            /* Queued like a publication: a worker that is behind delays
+             * the answer and stops reading this connection (backpressure)
+             * rather than failing the request. */
+            uint32_t owner = topic_hash(name, len) % t->srv->n_workers;
+            struct wmsg w = {.kind = W_TOPIC_INFO, .p = q};
+            if (wq_push(&t->wq[owner], w) == 0) {
+                if (t->wq[owner].n >= WQ_PAUSE) {
+                    conn_pause(t, c);
+                }
+                return; /* the worker answers */
+            }
+            free(q);
+        }
+        r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+        r.text = (char *)"out of memory; retry";
     } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
         r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_TOPIC;
         r.text = (char *)"no such stored topic";
@@ -3743,7 +3796,7 @@ void iot_destroy(struct iot *t)
         for (uint32_t i = 0; i < q->n; i++) {
             if (q->m[i].kind == W_PUB_BATCH) {
                 pub_batch_unref(q->m[i].p);
-            } else if (q->m[i].kind == W_BARRIER) {
+            } else if (q->m[i].kind == W_BARRIER || q->m[i].kind == W_TOPIC_INFO) {
                 free(q->m[i].p);
             } else {
                 trie_sub_unref(q->m[i].p);

@@ -123,6 +123,8 @@ enum wmsg_kind {
     W_BARRIER,     /* IO thread -> writer: p = struct barrier (malloc'd); answered
                     * with R_PONG once the durable consumer state changed before
                     * it was posted is committed (the Ack confirmation rule) */
+    W_TOPIC_INFO,  /* IO thread -> the worker owning a topic: p = struct
+                    * topic_info_req (malloc'd); answered with R_RAW */
 };
 
 struct wmsg {
@@ -143,6 +145,20 @@ struct purge_req {
     uint64_t admin_id;
     size_t topic_len;
     char topic[];       /* NUL-terminated */
+};
+
+/* W_TOPIC_INFO: an admin TopicInfoRequest. The IO thread fills in what the
+ * store knows; the worker that owns the topic counts the subscriptions
+ * matching it in its trie (the worker's own data: no other thread reads
+ * it), and sends the whole AdminReply (ferry.proto TopicInfo) to conn_ref
+ * as R_RAW. The worker frees the request. */
+struct topic_info_req {
+    uint64_t conn_ref;
+    uint64_t admin_id;
+    uint64_t messages, bytes, first_seq, last_seq; /* as in TopicInfo */
+    int is_ephemeral;
+    size_t topic_len;
+    char topic[]; /* NUL-terminated */
 };
 
 enum rmsg_kind {

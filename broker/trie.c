@@ -11,22 +11,22 @@ struct trie_group {
     char *name;
     uint32_t name_len;
     uint32_t n, cap;
-    uint32_t next;               /* rotation: member to use next */
+    uint32_t next; /* rotation: member to use next */
     struct trie_sub **members;
 };
 
 struct trie_node {
     struct trie_node *parent;
-    struct trie_node **kids;     /* open addressing, kids_cap is 0 or a power of 2 */
+    struct trie_node **kids; /* open addressing, kids_cap is 0 or a power of 2 */
     uint32_t n_kids, kids_cap;
-    struct trie_node *star;      /* '*' child */
-    struct trie_node *gt;        /* '>' child */
-    struct trie_sub **subs;      /* plain subscriptions ending here */
+    struct trie_node *star; /* '*' child */
+    struct trie_node *gt;   /* '>' child */
+    struct trie_sub **subs; /* plain subscriptions ending here */
     uint32_t n_subs, subs_cap;
     struct trie_group *groups;
     uint32_t n_groups, groups_cap;
     uint32_t tok_len;
-    char tok[];                  /* this node's token (not for root, '*', '>') */
+    char tok[]; /* this node's token (not for root, '*', '>') */
 };
 
 /* ---- records ----------------------------------------------------------- */
@@ -448,7 +448,27 @@ static int emit(struct trie_node *n, trie_match_fn fn, void *ctx)
     return (int)(n->n_subs + n->n_groups);
 }
 
-int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void *ctx)
+/* What to do at a node where a matching pattern ends; returns how many
+ * subscriptions it counted or called back for. */
+typedef int (*node_fn)(struct trie_node *n, trie_match_fn fn, void *ctx);
+
+static int count(struct trie_node *n, trie_match_fn fn, void *ctx)
+{
+    (void)fn;
+    (void)ctx;
+    int k = (int)n->n_subs;
+    for (uint32_t i = 0; i < n->n_groups; i++) {
+        k += (int)n->groups[i].n;
+    }
+    return k;
+}
+
+/* Visit every node where a pattern matching topic s[0..len) ends. Inlined
+ * into both callers, so that visit is a direct call: trie_match is the
+ * routing hot path. */
+static inline __attribute__((always_inline)) int match_nodes(const struct trie *t, const char *s,
+                                                             size_t len, node_fn visit,
+                                                             trie_match_fn fn, void *ctx)
 {
     if (t->root == NULL) {
         return 0;
@@ -485,11 +505,11 @@ int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void
         struct trie_node *n = stack[sp].n;
         uint32_t d = stack[sp].depth;
         if (d == n_tok) {
-            calls += emit(n, fn, ctx);
+            calls += visit(n, fn, ctx);
             continue;
         }
         if (n->gt) {
-            calls += emit(n->gt, fn, ctx);
+            calls += visit(n->gt, fn, ctx);
         }
         if (n->star) {
             stack[sp].n = n->star;
@@ -502,4 +522,14 @@ int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void
         }
     }
     return calls;
+}
+
+int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void *ctx)
+{
+    return match_nodes(t, s, len, emit, fn, ctx);
+}
+
+int trie_count(const struct trie *t, const char *s, size_t len)
+{
+    return match_nodes(t, s, len, count, NULL, NULL);
 }

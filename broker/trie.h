@@ -30,18 +30,18 @@
 #define TRIE_MAX_DEPTH 64
 
 struct trie_sub {
-    atomic_uint refs;     /* atomic: shared by the owning IO thread and the workers */
+    atomic_uint refs; /* atomic: shared by the owning IO thread and the workers */
     uint32_t pattern_len;
-    uint32_t group_len;   /* 0: not in a queue group */
-    uint64_t owner;       /* opaque to the trie: who receives (connection ref) */
-    uint64_t sub_id;      /* the client's subscription id */
+    uint32_t group_len; /* 0: not in a queue group */
+    uint64_t owner;     /* opaque to the trie: who receives (connection ref) */
+    uint64_t sub_id;    /* the client's subscription id */
     /* This subscription's identity, unique per owner over the owner's life
      * (a sub_id can be reused after Unsubscribe; a key never is). Set by
      * the owner before the record is shared; deliveries carry it. Owners
      * hand keys out in increasing order. */
     uint64_t key;
-    const char *pattern;  /* points into the record, NUL-terminated */
-    const char *group;    /* likewise; "" when group_len == 0 */
+    const char *pattern; /* points into the record, NUL-terminated */
+    const char *group;   /* likewise; "" when group_len == 0 */
 };
 
 /* Create a record with one reference. Returns NULL on allocation failure. */
@@ -54,8 +54,8 @@ struct trie_node;
 
 struct trie {
     struct trie_node *root;
-    uint32_t n_subs;    /* subscriptions inserted */
-    uint32_t n_nodes;   /* nodes allocated, root included */
+    uint32_t n_subs;  /* subscriptions inserted */
+    uint32_t n_nodes; /* nodes allocated, root included */
 };
 
 void trie_init(struct trie *t);
@@ -77,5 +77,12 @@ typedef void (*trie_match_fn)(void *ctx, struct trie_sub *s);
  * unspecified. Returns the number of calls, or -EINVAL if the topic has more
  * than TRIE_MAX_DEPTH tokens. */
 int trie_match(struct trie *t, const char *s, size_t len, trie_match_fn fn, void *ctx);
+
+/* How many subscriptions match the concrete topic s[0..len): every plain
+ * one and every member of each matching queue group (trie_match yields one
+ * member per group). Changes nothing (a group's rotation stays where it
+ * was). Returns the count, or -EINVAL if the topic has more than
+ * TRIE_MAX_DEPTH tokens. */
+int trie_count(const struct trie *t, const char *s, size_t len);
 
 #endif

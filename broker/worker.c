@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "io_thread.h"
 #include "log.h"
 #include "store.h"
@@ -253,6 +254,48 @@ static void sub_ready(struct worker *w, struct trie_sub *s)
     m->u.ack.seq = last;
 }
 
+/* An admin TopicInfoRequest for a topic this worker owns (see struct
+ * topic_info_req): count the subscriptions matching it here, where the
+ * trie is ours to read, and answer. Every worker holds every subscription,
+ * so any could count; the owner's trie is the one that routes the topic, so
+ * the count is what a message published now is matched against. A
+ * subscription whose SubAck was sent is counted: its change was in every
+ * worker's queue before the SubAck left (io_thread.c, handle_subscribe). */
+static void topic_info(struct worker *w, struct topic_info_req *q)
+{
+    int n = trie_count(&w->trie, q->topic, q->topic_len);
+    Ferry__TopicInfo ti = FERRY__TOPIC_INFO__INIT;
+    Ferry__TopicInfo *tip = &ti;
+    ti.name = q->topic;
+    ti.messages = q->messages;
+    ti.bytes = q->bytes;
+    ti.first_seq = q->first_seq;
+    ti.last_seq = q->last_seq;
+    ti.is_ephemeral = q->is_ephemeral;
+    ti.subscribers = n > 0 ? (uint64_t)n : 0;
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = q->admin_id;
+    r.n_topics = 1;
+    r.topics = &tip;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
+    f.admin_reply = &r;
+    uint32_t iot = CONN_REF_IOT(q->conn_ref);
+    struct rmsg *m = out_slot(w, iot);
+    if (m == NULL) {
+        log_error("worker %u: out of memory answering a topic info request", w->index);
+    } else {
+        memset(m, 0, sizeof(*m));
+        m->kind = R_RAW;
+        m->conn_ref = q->conn_ref;
+        if (codec_frame_encode_alloc(&f, &m->u.raw.buf, &m->u.raw.len) < 0) {
+            w->out[iot].n--;
+            log_error("worker %u: out of memory answering a topic info request", w->index);
+        }
+    }
+    free(q);
+}
+
 static void flush_out(struct worker *w)
 {
     for (uint32_t i = 0; i < w->srv->n_iot; i++) {
@@ -303,6 +346,9 @@ static void *worker_main(void *arg)
             case W_SUB_READY:
                 sub_ready(w, m->p);
                 trie_sub_unref(m->p);
+                break;
+            case W_TOPIC_INFO:
+                topic_info(w, m->p);
                 break;
             case W_STOP:
                 running = 0;
@@ -356,6 +402,8 @@ void worker_destroy(struct worker *w)
             trie_sub_unref(m.p);
         } else if (m.kind == W_PUB_BATCH || m.kind == W_STORED) {
             pub_batch_unref(m.p);
+        } else if (m.kind == W_TOPIC_INFO) {
+            free(m.p);
         }
     }
     trie_deinit(&w->trie);

@@ -21,10 +21,19 @@
  *
  * While connected the client keeps the connection alive (Ping), and when it
  * is lost, reconnects with exponential backoff and jitter (by option), sends
- * Connect again and re-subscribes every subscription (durable subscriptions
- * resume from their acknowledged position on the server). Publishes that
- * were waiting for a PubAck are re-sent or failed to their callbacks, by
- * option; they are never dropped silently.
+ * Connect again and re-subscribes every subscription. How each one resumes:
+ *   - durable: from its acknowledged position, kept by the server;
+ *   - one stored topic (no wildcard), no queue group, not durable: at the
+ *     next sequence it had not received, so that it gets every message
+ *     published while it was away, none twice (messages already queued for
+ *     ferry_sub_next() count as received). If it had received nothing yet,
+ *     it resumes where the server said it started (SubAck.next_sequence);
+ *   - wildcard patterns, queue group members, ephemeral topics, and a
+ *     subscription whose first SubAck had not arrived yet: as new, from
+ *     their start position if they received nothing yet, else with new
+ *     messages only (what is published while disconnected is not seen).
+ * Publishes that were waiting for a PubAck are re-sent or failed to their
+ * callbacks, by option; they are never dropped silently.
  *
  * THREADING MODEL
  *
@@ -666,8 +675,12 @@ FERRY_API int ferry_sub_options_set_queue_max(ferry_sub_options *o, size_t n);
  * FERRY_REF_SUBSCRIPTION and the handle ends: ferry_sub_next returns the
  * code; the handle must still be released with ferry_unsubscribe). If not
  * connected, the Subscribe is sent once connected. The subscription is
- * re-sent after every reconnect: durables resume by name; others restart
- * from their start position if they received nothing yet, else from "new".
+ * re-sent after every reconnect: durables resume by name; a subscription to
+ * one stored topic without queue group resumes at the sequence after the
+ * last one it received (or where it started, if it received nothing), with
+ * no gap and no duplicate; the others (wildcards, queue groups, ephemeral
+ * topics) restart from their start position if they received nothing yet,
+ * else from "new" (see LIFE OF A CLIENT at the top).
  * *out receives the handle, owned by the caller until ferry_unsubscribe()
  * or ferry_client_destroy().
  * Returns 0; the server's code (FERRY_EINVALIDPATTERN, FERRY_EPERM,
@@ -782,7 +795,10 @@ typedef struct ferry_topic_info {
     uint64_t first_seq;
     uint64_t last_seq;
     int is_ephemeral;
-    uint64_t subscribers;
+    uint64_t subscribers; /* live subscriptions matching it (wildcards and
+                             each queue group member included); filled by
+                             ferry_admin_topic_info(), 0 in
+                             ferry_admin_topics() */
     uint64_t reserved[4];
 } ferry_topic_info;
 

@@ -681,7 +681,7 @@ static void on_error_frame(ferry_client *c, const Ferry__Error *e)
     if (kind == FERRY_REF_PUBLISH) {
         ferry__pub_on_ack(c, e->ref_id, code, 0);
     } else if (kind == FERRY_REF_SUBSCRIPTION) {
-        ferry__sub_on_suback(c, e->ref_id, code, e->text, 1);
+        ferry__sub_on_suback(c, e->ref_id, code, e->text, 0, 1);
     }
     ferry__event(c, FERRY_EVENT_ERROR, code, e->text, e->ref_id, kind, e->is_fatal);
 }
@@ -729,7 +729,7 @@ static void on_frame(ferry_client *c, const Ferry__Frame *f)
             ferry__seterr(c, code, "subscription %llu: %s", (unsigned long long)a->sub_id,
                           a->text[0] ? a->text : ferry_strerror(code));
         }
-        ferry__sub_on_suback(c, a->sub_id, code, a->text, 0);
+        ferry__sub_on_suback(c, a->sub_id, code, a->text, a->next_sequence, 0);
         break;
     }
     case FERRY__FRAME__BODY_DELIVER:

@@ -135,6 +135,8 @@ struct ferry_sub {
     int has_suback;                    /* the server's answer to the first Subscribe came */
     int suback_code;                   /* its code (0 ok) */
     int has_received;                  /* got at least one message (restart from "new") */
+    uint64_t last_seq;                 /* highest Deliver.sequence received, 0: none */
+    uint64_t next_seq;                 /* SubAck.next_sequence (highest seen), 0: none */
     int is_full;                       /* queue full reported, not yet drained */
     int is_waited;                     /* a ferry_subscribe() caller waits for the SubAck */
     struct ferry_msg *q_head, *q_tail; /* queue of cb-less subscriptions */
@@ -312,7 +314,7 @@ int ferry__str_valid(const char *s, size_t max);
 struct ferry_sub *ferry__sub_find(ferry_client *c, uint64_t id);
 void ferry__sub_unref(struct ferry_sub *s);
 void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text,
-                          int is_error_frame);
+                          uint64_t next_seq, int is_error_frame);
 void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d);
 void ferry__subs_on_connected(ferry_client *c);
 void ferry__subs_on_lost(ferry_client *c);

@@ -331,6 +331,23 @@ void ferry__subs_free_handles(ferry_client *c)
     }
 }
 
+/* Where a subscription that is sent again after a reconnect resumes: the
+ * sequence after the last one it received, or, if it received nothing yet,
+ * where the server said it started (SubAck.next_sequence). 0 when unknown
+ * or not applicable: only a subscription to one stored topic without queue
+ * group has one sequence space of its own (a group's members share the
+ * messages, a wildcard spans topics), and a durable's position is kept by
+ * the server. A message queued for ferry_sub_next() and not read yet, or
+ * dropped because that queue was full, counts as received. */
+static uint64_t sub_resume_seq(const struct ferry_sub *s)
+{
+    if (s->opts.durable != NULL || s->opts.queue_group != NULL ||
+        strpbrk(s->pattern, "*>") != NULL) {
+        return 0;
+    }
+    return s->last_seq > 0 ? s->last_seq + 1 : s->next_seq;
+}
+
 static int send_subscribe(ferry_client *c, struct ferry_sub *s)
 {
     Ferry__Subscribe m = FERRY__SUBSCRIBE__INIT;
@@ -340,19 +357,27 @@ static int send_subscribe(ferry_client *c, struct ferry_sub *s)
     m.queue_group = s->opts.queue_group != NULL ? s->opts.queue_group : "";
     m.durable_name = s->opts.durable != NULL ? s->opts.durable : "";
     enum ferry_start start = s->opts.start;
-    /* A non-durable subscription that already received messages resumes
-     * with new ones: replaying its start position would repeat them. A
-     * durable one resumes from its acked position, kept by the server. */
-    if (s->has_received && s->opts.durable == NULL) {
+    int64_t start_arg = s->opts.start_arg;
+    uint64_t resume = sub_resume_seq(s);
+    if (resume > 0) {
+        /* Sent again after a reconnect: nothing published meanwhile is
+         * lost, nothing received is repeated. */
+        start = FERRY_START_SEQUENCE;
+        start_arg = (int64_t)resume;
+    } else if (s->has_received && s->opts.durable == NULL) {
+        /* A wildcard or queue group subscription that already received
+         * messages resumes with new ones: replaying its start position
+         * would repeat them. A durable one resumes from its acked
+         * position, kept by the server. */
         start = FERRY_START_NEW;
     }
     m.start = (Ferry__StartPosition)start;
     if (start == FERRY_START_SEQUENCE) {
-        m.start_sequence = (uint64_t)s->opts.start_arg;
+        m.start_sequence = (uint64_t)start_arg;
     } else if (start == FERRY_START_TIME) {
-        m.start_time = s->opts.start_arg;
+        m.start_time = start_arg;
     } else if (start == FERRY_START_LAST) {
-        m.start_last = (uint64_t)s->opts.start_arg;
+        m.start_last = (uint64_t)start_arg;
     }
     m.ack_mode = (Ferry__AckMode)s->opts.ack_mode;
     m.max_in_flight = s->opts.max_in_flight;
@@ -409,11 +434,14 @@ void ferry__subs_close_all(ferry_client *c)
 }
 
 void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text,
-                          int is_error_frame)
+                          uint64_t next_seq, int is_error_frame)
 {
     struct ferry_sub *s = ferry__sub_find(c, id);
     if (s == NULL) {
         return; /* the answer to an Unsubscribe, or to a cancelled one */
+    }
+    if (code == 0 && next_seq > s->next_seq) {
+        s->next_seq = next_seq;
     }
     if (!s->has_suback) {
         s->has_suback = 1;
@@ -466,6 +494,9 @@ void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d)
             continue;
         }
         s->has_received = 1;
+        if (d->sequence > s->last_seq) {
+            s->last_seq = d->sequence;
+        }
         if (s->cb == NULL && s->q_len >= s->opts.queue_max) {
             s->dropped++;
             if (!s->is_full) {

@@ -217,6 +217,35 @@ START_TEST(test_trie_record_refcount)
 }
 END_TEST
 
+START_TEST(test_trie_count_counts_every_match_and_every_group_member)
+{
+    struct trie t;
+    trie_init(&t);
+    ck_assert_int_eq(trie_count(&t, "a.b", 3), 0);
+    add(&t, 1, 1, "a.b", NULL);
+    add(&t, 2, 2, "a.b", NULL);
+    add(&t, 1, 3, "a.*", NULL);
+    add(&t, 1, 4, ">", NULL);
+    add(&t, 1, 5, "a.c", NULL);      /* does not match */
+    add(&t, 1, 6, "a.b.>", NULL);    /* does not match: needs one more token */
+    add(&t, 1, 7, "a.b", "workers"); /* a group of three */
+    add(&t, 2, 8, "a.b", "workers");
+    add(&t, 3, 9, "a.b", "workers");
+    struct trie_sub *g = add(&t, 1, 10, "a.>", "other");
+    ck_assert_int_eq(trie_count(&t, "a.b", 3), 8);
+    ck_assert_int_eq(trie_count(&t, "a.c", 3), 4);
+    ck_assert_int_eq(trie_count(&t, "x", 1), 1);
+    /* Counting leaves a group's rotation alone: matching still picks the
+     * members of "workers" in turn, 7 first. */
+    ck_assert_uint_eq(match(&t, "a.b") & (B(7) | B(8) | B(9)), B(7));
+    ck_assert_int_eq(trie_count(&t, "a.b", 3), 8);
+    ck_assert_uint_eq(match(&t, "a.b") & (B(7) | B(8) | B(9)), B(8));
+    ck_assert_int_eq(trie_remove(&t, g), 0);
+    ck_assert_int_eq(trie_count(&t, "a.b", 3), 7);
+    trie_deinit(&t);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("trie");
@@ -228,6 +257,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_trie_many_literal_children);
     tcase_add_test(tc, test_trie_deep_topics_do_not_recurse);
     tcase_add_test(tc, test_trie_record_refcount);
+    tcase_add_test(tc, test_trie_count_counts_every_match_and_every_group_member);
     suite_add_tcase(s, tc);
     return s;
 }
