@@ -750,3 +750,98 @@ int cons_reg_flush(struct cons_reg *r)
     free(ks);
     return rc;
 }
+
+/* ---- administration: record checks, listing, deletion --------------------
+ *
+ * Kept apart from the delivery paths above: these read a durable's state for
+ * `ferry consumers`, check stored records for `ferryd --verify`, and delete
+ * durables. */
+
+int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *why, size_t why_len)
+{
+    const unsigned char *v = value;
+    if (len < REC_HDR || v[0] != 'D') {
+        snprintf(why, why_len, "not a consumer record (%zu bytes, bad magic)", len);
+        return FERRY_ESTORAGE;
+    }
+    if (v[1] != 1) {
+        snprintf(why, why_len, "record version %u is not known here", v[1]);
+        return FERRY_ESTORAGE;
+    }
+    struct cons_rec r = {.next_seq = le64_get(v + 4), .n_pending = le32_get(v + 12)};
+    if ((len - REC_HDR) % REC_ENT != 0 || (len - REC_HDR) / REC_ENT != r.n_pending) {
+        snprintf(why, why_len, "record of %zu bytes does not hold the %u entries it counts", len,
+                 r.n_pending);
+        return FERRY_ESTORAGE;
+    }
+    if (r.next_seq < 1) {
+        snprintf(why, why_len, "next_seq is 0");
+        return FERRY_ESTORAGE;
+    }
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < r.n_pending; i++) {
+        const unsigned char *e = v + REC_HDR + (size_t)i * REC_ENT;
+        uint64_t seq = le64_get(e);
+        uint32_t n_deliv = le32_get(e + 8);
+        if (seq <= prev || seq >= r.next_seq) {
+            snprintf(why, why_len,
+                     "pending entry %u: sequence %llu not strictly increasing in 1..%llu", i,
+                     (unsigned long long)seq, (unsigned long long)(r.next_seq - 1));
+            return FERRY_ESTORAGE;
+        }
+        if (n_deliv < 1) {
+            snprintf(why, why_len, "pending sequence %llu: delivery count 0",
+                     (unsigned long long)seq);
+            return FERRY_ESTORAGE;
+        }
+        if (i == 0) {
+            r.first_pending = seq;
+        }
+        if (n_deliv > 1) {
+            r.n_redelivered++;
+        }
+        prev = seq;
+    }
+    *out = r;
+    return 0;
+}
+
+int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len,
+                   const struct store_topic_info *topic, char *why, size_t why_len)
+{
+    (void)ctx;
+    const char *nul = memchr(key, '\0', key_len);
+    const char *bad;
+    if (nul == NULL) {
+        snprintf(why, why_len, "key has no NUL between topic and name");
+        return 1;
+    }
+    size_t tl = (size_t)(nul - key);
+    if (topic_validate(key, tl, 0, STORE_TOPIC_MAX, 255, &bad) != 0) {
+        snprintf(why, why_len, "key's topic is not a topic name: %s", bad);
+        return 1;
+    }
+    if (topic_validate(nul + 1, key_len - tl - 1, 0, CONS_NAME_MAX, 1, &bad) != 0) {
+        snprintf(why, why_len, "key's durable name is not one token of at most %d bytes: %s",
+                 CONS_NAME_MAX, bad);
+        return 1;
+    }
+    struct cons_rec r;
+    if (cons_rec_decode(value, value_len, &r, why, why_len) != 0) {
+        return 1;
+    }
+    /* A topic that was never published has no record; a durable may wait on
+     * it (at 1, nothing delivered). */
+    uint64_t last = topic ? topic->last_seq : 0;
+    if (r.next_seq > last + 1) {
+        if (topic == NULL) {
+            snprintf(why, why_len, "next_seq %llu but the topic is not in the store",
+                     (unsigned long long)r.next_seq);
+        } else {
+            snprintf(why, why_len, "next_seq %llu beyond the topic's last sequence %llu + 1",
+                     (unsigned long long)r.next_seq, (unsigned long long)last);
+        }
+        return 1;
+    }
+    return 0;
+}

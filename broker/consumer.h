@@ -160,4 +160,29 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
  * the store's error (the durables stay dirty and are retried). */
 int cons_reg_flush(struct cons_reg *r);
 
+/*
+ * ADMINISTRATION
+ */
+
+/* A stored record, decoded. */
+struct cons_rec {
+    uint64_t next_seq;      /* >= 1 */
+    uint32_t n_pending;     /* delivered, not acked */
+    uint64_t first_pending; /* oldest pending sequence; 0 when none */
+    uint32_t n_redelivered; /* pending entries delivered more than once */
+};
+
+/* Decode and check one "consumers" record: magic, version, length agreeing
+ * with its count, next_seq >= 1, pending sequences strictly increasing in
+ * 1..next_seq-1, delivery counts >= 1. Pure. Returns 0 and *out, or
+ * FERRY_ESTORAGE with a one-line reason in why (why_len bytes). */
+int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *why, size_t why_len);
+
+/* A store_consumer_check_cb for store_verify_ex(): the key is a valid topic,
+ * NUL, a valid durable name; the record decodes (cons_rec_decode()); and
+ * next_seq <= the topic's last_seq + 1 (a topic the store does not have
+ * counts as last_seq 0). ctx is unused. Pure. */
+int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len,
+                   const struct store_topic_info *topic, char *why, size_t why_len);
+
 #endif
