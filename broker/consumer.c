@@ -63,6 +63,10 @@ struct consumer {
     uint32_t n_live;       /* not done */
     struct cons_opts o;
     uint8_t is_dirty;
+    /* Deleted by an administrator (cons_reg_delete()): invisible to
+     * lookups, never written again except for the one flush that deletes
+     * its record. Set under the registry's lock and lock, then immutable. */
+    uint8_t is_deleted;
 };
 
 struct cons_reg {
@@ -141,6 +145,9 @@ void cons_reg_destroy(struct cons_reg *r)
  * the registry was clean: the caller wakes the writer after unlocking. */
 static int mark_dirty(struct cons_reg *r, struct consumer *k)
 {
+    if (k->is_deleted) {
+        return 0; /* a record written now could overwrite a successor's */
+    }
     k->is_dirty = 1;
     return atomic_exchange(&r->is_dirty, 1) == 0;
 }
@@ -249,12 +256,14 @@ static struct consumer *reg_find(struct cons_reg *r, const char *key, size_t key
 {
     for (uint32_t i = 0; i < r->n; i++) {
         struct consumer *k = r->v[i];
-        if (k->key_len == key_len && memcmp(k->key, key, key_len) == 0) {
+        if (!k->is_deleted && k->key_len == key_len && memcmp(k->key, key, key_len) == 0) {
             return k;
         }
     }
     return NULL;
 }
+
+static int reg_has_deleted(struct cons_reg *r, const char *key, size_t key_len);
 
 static struct consumer *cons_new(const char *key, size_t key_len, size_t topic_len)
 {
@@ -316,7 +325,11 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
         }
         void *v = NULL;
         size_t vlen = 0;
-        int rc = r->st ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
+        /* A deleted predecessor's record may not be gone from the store
+         * yet: the new durable starts fresh, not from it. */
+        int rc = r->st && !reg_has_deleted(r, key, key_len)
+                     ? store_consumer_get(r->st, key, key_len, &v, &vlen)
+                     : FERRY_ENOTOPIC;
         if (rc == 0) {
             rc = state_decode(k, v, vlen);
             free(v);
@@ -714,7 +727,14 @@ int cons_reg_flush(struct cons_reg *r)
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         struct consumer *k = ks[i];
         pthread_mutex_lock(&k->lock);
-        if (k->is_dirty) {
+        if (k->is_dirty && k->is_deleted) {
+            k->is_dirty = 0;
+            recs[m].key = k->key;
+            recs[m].key_len = k->key_len;
+            recs[m].value = NULL; /* delete the record */
+            recs[m].value_len = 0;
+            taken[m++] = k;
+        } else if (k->is_dirty) {
             size_t len;
             unsigned char *v = state_encode(k, &len);
             if (v != NULL) {
@@ -844,4 +864,263 @@ int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value
         return 1;
     }
     return 0;
+}
+
+static int reg_has_deleted(struct cons_reg *r, const char *key, size_t key_len)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        struct consumer *k = r->v[i];
+        if (k->is_deleted && k->key_len == key_len && memcmp(k->key, key, key_len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+struct info_vec {
+    struct cons_info *v;
+    size_t n, cap;
+    size_t n_mem; /* v[0 .. n_mem): in memory, sorted by key */
+    int (*match)(void *, const char *, size_t);
+    void *ctx;
+    int rc;
+};
+
+static struct cons_info *info_push(struct info_vec *iv)
+{
+    if (iv->n == iv->cap) {
+        size_t cap = iv->cap ? iv->cap * 2 : 16;
+        struct cons_info *v = realloc(iv->v, cap * sizeof(*v));
+        if (v == NULL) {
+            iv->rc = -ENOMEM;
+            return NULL;
+        }
+        iv->v = v;
+        iv->cap = cap;
+    }
+    struct cons_info *ci = &iv->v[iv->n++];
+    memset(ci, 0, sizeof(*ci));
+    return ci;
+}
+
+static void info_key(struct cons_info *ci, const char *key, size_t key_len)
+{
+    size_t tl = strnlen(key, key_len);
+    snprintf(ci->topic, sizeof(ci->topic), "%.*s", (int)tl, key);
+    snprintf(ci->name, sizeof(ci->name), "%.*s", (int)(key_len - tl - (tl < key_len)),
+             key + tl + (tl < key_len));
+}
+
+static int info_key_cmp(const struct cons_info *ci, const char *key, size_t key_len)
+{
+    size_t tl = strnlen(key, key_len);
+    int c = strncmp(ci->topic, key, tl);
+    if (c != 0 || ci->topic[tl] != '\0') {
+        return c != 0 ? c : 1;
+    }
+    size_t nl = tl < key_len ? key_len - tl - 1 : 0;
+    c = strncmp(ci->name, key + key_len - nl, nl);
+    return c != 0 ? c : (ci->name[nl] != '\0');
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    const struct cons_info *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c != 0 ? c : strcmp(x->name, y->name);
+}
+
+/* Inside a store read: only records not in memory (those are fresher). */
+static int list_store_cb(void *ctx, const char *key, size_t key_len, const void *value,
+                         size_t value_len)
+{
+    struct info_vec *iv = ctx;
+    const char *nul = memchr(key, '\0', key_len);
+    if (nul == NULL || !iv->match(iv->ctx, key, (size_t)(nul - key))) {
+        return 0;
+    }
+    size_t lo = 0, hi = iv->n_mem;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = info_key_cmp(&iv->v[mid], key, key_len);
+        if (c == 0) {
+            return 0;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    struct cons_rec rec;
+    char why[160];
+    if (cons_rec_decode(value, value_len, &rec, why, sizeof(why)) != 0) {
+        return 0; /* corrupt: ferryd --verify names it */
+    }
+    struct cons_info *ci = info_push(iv);
+    if (ci == NULL) {
+        return 1;
+    }
+    info_key(ci, key, key_len);
+    ci->next_seq = rec.next_seq;
+    ci->n_pending = rec.n_pending;
+    ci->n_redelivered = rec.n_redelivered;
+    ci->ack_floor = rec.first_pending ? rec.first_pending - 1 : rec.next_seq - 1;
+    return 0;
+}
+
+int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic, size_t len),
+                  void *ctx, struct cons_info **out, size_t *n_out)
+{
+    struct info_vec iv = {.match = match, .ctx = ctx};
+    /* Memory first: a snapshot under the registry's lock, then the store
+     * without any lock held (a store read may wait for a map resize, and
+     * cons_bind() reads the store under the registry's lock). */
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < r->n && iv.rc == 0; i++) {
+        struct consumer *k = r->v[i];
+        if (!match(ctx, k->topic, k->topic_len)) {
+            continue;
+        }
+        struct cons_info *ci = info_push(&iv);
+        if (ci == NULL) {
+            break;
+        }
+        info_key(ci, k->key, k->key_len);
+        if (k->is_deleted) {
+            /* Its record may still be in the store: the entry hides it. */
+            ci->is_deleted = 1;
+            continue;
+        }
+        ci->is_loaded = 1;
+        ci->n_holders = k->n_holders;
+        if (k->n_holders > 0) {
+            snprintf(ci->group, sizeof(ci->group), "%s", k->group);
+        }
+        pthread_mutex_lock(&k->lock);
+        ci->next_seq = k->next_seq;
+        ci->n_pending = k->n_live;
+        ci->ack_floor = k->next_seq - 1;
+        int is_first = 1;
+        for (uint32_t j = k->head; j < k->n; j++) {
+            if (k->p[j].is_done) {
+                continue;
+            }
+            if (is_first) {
+                ci->ack_floor = k->p[j].seq - 1;
+                is_first = 0;
+            }
+            if (k->p[j].n_deliv > 1) {
+                ci->n_redelivered++;
+            }
+        }
+        pthread_mutex_unlock(&k->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    qsort(iv.v, iv.n, sizeof(*iv.v), info_cmp);
+    iv.n_mem = iv.n;
+    if (iv.rc == 0 && r->st != NULL) {
+        int rc = store_consumers_foreach(r->st, NULL, 0, list_store_cb, &iv);
+        if (rc < 0 && iv.rc == 0) {
+            iv.rc = rc;
+        }
+    }
+    if (iv.rc != 0) {
+        free(iv.v);
+        return iv.rc;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < iv.n; i++) {
+        if (!iv.v[i].is_deleted) {
+            iv.v[n++] = iv.v[i];
+        }
+    }
+    qsort(iv.v, n, sizeof(*iv.v), info_cmp);
+    *out = iv.v;
+    *n_out = n;
+    return 0;
+}
+
+int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                    size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders)
+{
+    char key[STORE_CONSUMER_KEY_MAX + 1];
+    size_t key_len = topic_len + 1 + name_len;
+    if (topic_len == 0 || name_len == 0 || name_len > CONS_NAME_MAX ||
+        key_len > STORE_CONSUMER_KEY_MAX) {
+        return FERRY_EINVAL;
+    }
+    memcpy(key, topic, topic_len);
+    key[topic_len] = '\0';
+    memcpy(key + topic_len + 1, name, name_len);
+    struct cons_detach *hv = NULL;
+    uint32_t nh = 0;
+    int ret = 0, need_wake = 0;
+    pthread_mutex_lock(&r->lock);
+    struct consumer *k = reg_find(r, key, key_len);
+    if (k == NULL) {
+        /* Only in the store (not bound since start): a tombstone carries the
+         * deletion to the writer like any other change. */
+        void *v = NULL;
+        size_t vlen = 0;
+        int rc = r->st && !reg_has_deleted(r, key, key_len)
+                     ? store_consumer_get(r->st, key, key_len, &v, &vlen)
+                     : FERRY_ENOTOPIC;
+        free(v);
+        if (rc != 0) {
+            ret = rc;
+            goto out_unlock;
+        }
+        if (r->n == r->cap) {
+            uint32_t cap = r->cap ? r->cap * 2 : 16;
+            struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
+            if (nv == NULL) {
+                ret = -ENOMEM;
+                goto out_unlock;
+            }
+            r->v = nv;
+            r->cap = cap;
+        }
+        k = cons_new(key, key_len, topic_len);
+        if (k == NULL) {
+            ret = -ENOMEM;
+            goto out_unlock;
+        }
+        r->v[r->n++] = k;
+        k->id = r->n;
+        k->reg = r;
+    } else if (k->n_holders > 0) {
+        if (!force) {
+            ret = -EBUSY;
+            goto out_unlock;
+        }
+        hv = malloc(k->n_holders * sizeof(*hv));
+        if (hv == NULL) {
+            ret = -ENOMEM;
+            goto out_unlock;
+        }
+        for (uint32_t i = 0; i < k->n_holders; i++) {
+            hv[i].holder_ref = k->holders[i].ref;
+            hv[i].sub_id = k->holders[i].sub_id;
+            hv[i].id = k->id;
+        }
+        nh = k->n_holders;
+        /* Their cons_unbind() finds nothing to remove: they are gone. */
+        k->n_holders = 0;
+    }
+    pthread_mutex_lock(&k->lock);
+    k->is_deleted = 1;
+    k->is_dirty = 1;
+    pthread_mutex_unlock(&k->lock);
+    need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
+    log_info("durable %s on %s deleted by an administrator%s", k->name, k->topic,
+             nh ? " (its holders were detached)" : "");
+out_unlock:
+    pthread_mutex_unlock(&r->lock);
+    wake(r, need_wake);
+    if (ret == 0) {
+        *holders = hv;
+        *n_holders = nh;
+    }
+    return ret;
 }

@@ -185,4 +185,48 @@ int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *w
 int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len,
                    const struct store_topic_info *topic, char *why, size_t why_len);
 
+/* One durable, for `ferry consumers`. */
+struct cons_info {
+    char topic[STORE_TOPIC_MAX + 1];
+    char name[CONS_NAME_MAX + 1];
+    char group[256];        /* the holders' queue group ("" when none or unheld) */
+    uint64_t next_seq;      /* the next sequence never handed out */
+    uint64_t ack_floor;     /* every sequence up to it is done */
+    uint32_t n_pending;     /* delivered, not acked */
+    uint32_t n_redelivered; /* pending entries delivered more than once */
+    uint32_t n_holders;     /* subscriptions bound to it now */
+    int is_loaded;          /* in memory (bound since start); else read from the store */
+    int is_deleted;         /* cons_reg_list()'s own use: never set in what it returns */
+};
+
+/* The durables whose topic passes match (a pure function: it is called
+ * under the registry's lock and inside a store read), both those in
+ * memory and those only in the store, sorted by topic then name. A
+ * durable in memory is reported from memory (fresher than its record).
+ * Returns 0 and a malloc'd *out of *n_out entries (the caller frees it), or
+ * -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Any thread. */
+int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic, size_t len),
+                  void *ctx, struct cons_info **out, size_t *n_out);
+
+/* A holder that cons_reg_delete() detached: its subscription must end. */
+struct cons_detach {
+    uint64_t holder_ref;
+    uint64_t sub_id;
+    uint32_t id; /* the deleted durable's cons_id(): a reused sub_id is not it */
+};
+
+/*
+ * Delete the durable (topic, name), in memory or only in the store. Held
+ * by a subscription: -EBUSY, unless force: then its holders are released
+ * at once and returned in *holders (malloc'd, *n_holders entries, NULL when
+ * none; the caller frees it) for the caller to end their subscriptions;
+ * until then their acks and claims change nothing stored. The record is
+ * removed from the store by the next cons_reg_flush() (the writer is
+ * woken); a durable bound under the same name from now on starts afresh.
+ * Returns 0, FERRY_ENOTOPIC (no such durable), -EBUSY, FERRY_EINVAL,
+ * -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Any thread.
+ */
+int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                    size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders);
+
 #endif

@@ -139,6 +139,8 @@ enum rmsg_kind {
     R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
     R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
                     * 0 accepted, else refused; u.auth.t: one reference */
+    R_DETACH,      /* an admin deleted a durable (force): end subscription
+                    * u.ack.id if it still holds durable u.ack.seq (cons_id) */
 };
 
 #define RMSG_INLINE_IDS 2
