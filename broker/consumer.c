@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define REC_HDR 16
 #define REC_ENT 12
@@ -67,6 +68,8 @@ struct consumer {
      * lookups, never written again except for the one flush that deletes
      * its record. Set under the registry's lock and lock, then immutable. */
     uint8_t is_deleted;
+    uint64_t idle_since_ms; /* guarded by the registry's lock: monotonic ms when
+                             * last released (or loaded); for consumer_max_idle */
 };
 
 struct cons_reg {
@@ -264,6 +267,7 @@ static struct consumer *reg_find(struct cons_reg *r, const char *key, size_t key
 }
 
 static int reg_has_deleted(struct cons_reg *r, const char *key, size_t key_len);
+static uint64_t cons_mono_ms(void);
 
 static struct consumer *cons_new(const char *key, size_t key_len, size_t topic_len)
 {
@@ -283,6 +287,7 @@ static struct consumer *cons_new(const char *key, size_t key_len, size_t topic_l
     k->topic_len = topic_len;
     k->name = k->key + topic_len + 1;
     k->name_len = key_len - topic_len - 1;
+    k->idle_since_ms = cons_mono_ms();
     pthread_mutex_init(&k->lock, NULL);
     return k;
 }
@@ -407,6 +412,9 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
     for (uint32_t i = 0; i < k->n_holders; i++) {
         if (k->holders[i].ref == holder_ref && k->holders[i].sub_id == sub_id) {
             k->holders[i] = k->holders[--k->n_holders];
+            if (k->n_holders == 0) {
+                k->idle_since_ms = cons_mono_ms();
+            }
             break;
         }
     }
@@ -994,6 +1002,7 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
         }
         ci->is_loaded = 1;
         ci->n_holders = k->n_holders;
+        ci->idle_since_ms = k->idle_since_ms;
         if (k->n_holders > 0) {
             snprintf(ci->group, sizeof(ci->group), "%s", k->group);
         }
@@ -1041,8 +1050,20 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
     return 0;
 }
 
-int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
-                    size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders)
+static uint64_t cons_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* cons_reg_delete(), and the reaper's delete: with idle_min_ms > 0 a durable
+ * in memory goes only if nobody held it for that long at now_ms (else
+ * -EAGAIN), checked under the registry's lock so a bind racing the reaper
+ * wins. */
+static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                      size_t name_len, int force, uint64_t idle_min_ms, uint64_t now_ms,
+                      struct cons_detach **holders, uint32_t *n_holders)
 {
     char key[STORE_CONSUMER_KEY_MAX + 1];
     size_t key_len = topic_len + 1 + name_len;
@@ -1089,6 +1110,9 @@ int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, con
         r->v[r->n++] = k;
         k->id = r->n;
         k->reg = r;
+    } else if (idle_min_ms > 0 && k->n_holders == 0 && now_ms - k->idle_since_ms < idle_min_ms) {
+        ret = -EAGAIN; /* used again since the reaper looked */
+        goto out_unlock;
     } else if (k->n_holders > 0) {
         if (!force) {
             ret = -EBUSY;
@@ -1113,8 +1137,13 @@ int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, con
     k->is_dirty = 1;
     pthread_mutex_unlock(&k->lock);
     need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
-    log_info("durable %s on %s deleted by an administrator%s", k->name, k->topic,
-             nh ? " (its holders were detached)" : "");
+    if (idle_min_ms > 0) {
+        log_info("durable %s on %s removed: nobody held it for %llu ms (consumer_max_idle)",
+                 k->name, k->topic, (unsigned long long)idle_min_ms);
+    } else {
+        log_info("durable %s on %s deleted by an administrator%s", k->name, k->topic,
+                 nh ? " (its holders were detached)" : "");
+    }
 out_unlock:
     pthread_mutex_unlock(&r->lock);
     wake(r, need_wake);
@@ -1123,4 +1152,131 @@ out_unlock:
         *n_holders = nh;
     }
     return ret;
+}
+
+int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                    size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders)
+{
+    return reg_delete(r, topic, topic_len, name, name_len, force, 0, 0, holders, n_holders);
+}
+
+static int match_all(void *ctx, const char *topic, size_t len)
+{
+    (void)ctx;
+    (void)topic;
+    (void)len;
+    return 1;
+}
+
+int cons_reg_expire(struct cons_reg *r, uint64_t max_idle_ms, uint64_t now_ms,
+                    uint64_t store_idle_since_ms)
+{
+    struct cons_info *v = NULL;
+    size_t n = 0;
+    int rc = cons_reg_list(r, match_all, NULL, &v, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    int n_removed = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t since = v[i].is_loaded ? v[i].idle_since_ms : store_idle_since_ms;
+        if (v[i].n_holders > 0 || now_ms < since || now_ms - since < max_idle_ms) {
+            continue;
+        }
+        struct cons_detach *hv = NULL;
+        uint32_t nh = 0;
+        /* One only in the store was judged by store_idle_since_ms above; if
+         * it was loaded meanwhile, reg_delete() judges its fresh idle time. */
+        rc = reg_delete(r, v[i].topic, strlen(v[i].topic), v[i].name, strlen(v[i].name), 0,
+                        max_idle_ms, now_ms, &hv, &nh);
+        free(hv);
+        if (rc == 0) {
+            n_removed++;
+        }
+    }
+    free(v);
+    return n_removed;
+}
+
+struct cons_reaper {
+    struct cons_reg *reg;
+    uint64_t max_idle_ms;
+    uint64_t started_ms; /* durables only in the store count as idle since */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int is_stopping; /* guarded by lock */
+};
+
+static void *reaper_main(void *arg)
+{
+    struct cons_reaper *rp = arg;
+    /* A quarter of the limit, within 10 ms .. 1 s: a durable goes at most
+     * that much later than its limit. */
+    uint64_t step = rp->max_idle_ms / 4;
+    step = step < 10 ? 10 : step > 1000 ? 1000 : step;
+    pthread_mutex_lock(&rp->lock);
+    while (!rp->is_stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + step * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&rp->cond, &rp->lock, &ts);
+        if (rp->is_stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&rp->lock);
+        int rc = cons_reg_expire(rp->reg, rp->max_idle_ms, cons_mono_ms(), rp->started_ms);
+        if (rc < 0 && rc != -EAGAIN) {
+            log_warn("consumer_max_idle: cannot list durables: %s", server_strerror(rc));
+        }
+        pthread_mutex_lock(&rp->lock);
+    }
+    pthread_mutex_unlock(&rp->lock);
+    return NULL;
+}
+
+int cons_reaper_start(struct cons_reg *r, uint64_t max_idle_ms, struct cons_reaper **out)
+{
+    if (max_idle_ms == 0) {
+        return FERRY_EINVAL;
+    }
+    struct cons_reaper *rp = calloc(1, sizeof(*rp));
+    if (rp == NULL) {
+        return -ENOMEM;
+    }
+    rp->reg = r;
+    rp->max_idle_ms = max_idle_ms;
+    rp->started_ms = cons_mono_ms();
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rp->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&rp->lock, NULL);
+    int rc = pthread_create(&rp->thread, NULL, reaper_main, rp);
+    if (rc != 0) {
+        pthread_cond_destroy(&rp->cond);
+        pthread_mutex_destroy(&rp->lock);
+        free(rp);
+        return -rc;
+    }
+    *out = rp;
+    return 0;
+}
+
+void cons_reaper_stop(struct cons_reaper *rp)
+{
+    if (rp == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&rp->lock);
+    rp->is_stopping = 1;
+    pthread_cond_signal(&rp->cond);
+    pthread_mutex_unlock(&rp->lock);
+    pthread_join(rp->thread, NULL);
+    pthread_cond_destroy(&rp->cond);
+    pthread_mutex_destroy(&rp->lock);
+    free(rp);
 }

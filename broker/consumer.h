@@ -197,6 +197,7 @@ struct cons_info {
     uint32_t n_holders;     /* subscriptions bound to it now */
     int is_loaded;          /* in memory (bound since start); else read from the store */
     int is_deleted;         /* cons_reg_list()'s own use: never set in what it returns */
+    uint64_t idle_since_ms; /* is_loaded and unheld: monotonic ms since when; else 0 */
 };
 
 /* The durables whose topic passes match (a pure function: it is called
@@ -228,5 +229,29 @@ struct cons_detach {
  */
 int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
                     size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders);
+
+/*
+ * consumer_max_idle: remove durables nobody held for max_idle_ms.
+ *
+ * The time a durable was last held is kept in memory only (the stored
+ * record has no room for it; a version 2 record could carry it): a durable
+ * in memory is idle since its last holder left or since it was loaded; one
+ * only in the store counts as idle since store_idle_since_ms (the reaper's
+ * start, that is the broker's), so a restart gives every durable the full
+ * max_idle_ms again.
+ *
+ * cons_reg_expire(): one pass at monotonic now_ms; removes (as
+ * cons_reg_delete() without force, logged) every unheld durable idle for
+ * max_idle_ms. Returns how many, or -ENOMEM, -EAGAIN, FERRY_ESTORAGE.
+ * cons_reaper_start(): a thread running that pass every max_idle_ms / 4
+ * (10 ms .. 1 s). Returns 0 and *out, FERRY_EINVAL (0), -ENOMEM, -errno.
+ * cons_reaper_stop(): stop and free it (NULL: no-op); call it before the
+ * registry is flushed for the last time and destroyed.
+ */
+struct cons_reaper;
+int cons_reg_expire(struct cons_reg *r, uint64_t max_idle_ms, uint64_t now_ms,
+                    uint64_t store_idle_since_ms);
+int cons_reaper_start(struct cons_reg *r, uint64_t max_idle_ms, struct cons_reaper **out);
+void cons_reaper_stop(struct cons_reaper *rp);
 
 #endif

@@ -302,6 +302,57 @@ START_TEST(test_verify_names_a_corrupt_consumer_record)
 }
 END_TEST
 
+/* Poll (bounded) until (topic, name) is no longer listed. */
+static void wait_unlisted(ferry_client *c, const char *topic, const char *name)
+{
+    int64_t end = s_now_ms() + S_WAIT;
+    ferry_consumer_info k;
+    while (find(c, NULL, topic, name, &k)) {
+        ck_assert_msg(s_now_ms() < end, "durable %s never expired", name);
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* poll interval, not a synchronisation */
+    }
+}
+
+START_TEST(test_consumer_max_idle_removes_unheld_durables)
+{
+    static const char *const args[] = {"--consumer-max-idle", "300ms", NULL};
+    ferryd_stop(&d);
+    ck_assert_int_eq(ferryd_start(&d, NULL, args), 0);
+    ferry_client *c = s_client(&d, 0);
+    pub_n(c, "adm.i", 2);
+    ferry_client *h = s_client(&d, 0);
+    ferry_sub *kept = dsub(h, "adm.i", "kept", NULL, 0);
+    ferry_msg *m = next(kept);
+    ck_assert_int_eq(ferry_msg_ack(m, FERRY_ACK), 0);
+    ferry_msg_destroy(m);
+    ferry_client *g = s_client(&d, 0);
+    dsub(g, "adm.i", "gone", NULL, 0);
+    int64_t t_release = s_now_ms();
+    s_close(g); /* released: idle from now on */
+    wait_unlisted(c, "adm.i", "gone");
+    ck_assert_int_ge(s_now_ms() - t_release, 300 - 5);
+    ferry_consumer_info k;
+    ck_assert(find(c, NULL, "adm.i", "kept", &k)); /* held: stays */
+    ck_assert_uint_eq(k.holders, 1);
+
+    /* After a restart "kept" is only in the store; idle since the start. */
+    s_pub(h, "adm.barrier", "b"); /* its ack is committed */
+    ferry_client_destroy(h);
+    ferry_client_destroy(c);
+    ck_assert_int_eq(ferryd_kill9(&d), 0);
+    ck_assert_int_eq(ferryd_restart(&d, args), 0);
+    c = s_client(&d, 0);
+    wait_unlisted(c, "adm.i", "kept");
+    /* Gone for good: a new durable of that name starts afresh. */
+    ferry_sub *s2 = dsub(c, "adm.i", "kept", NULL, 0);
+    m = next(s2);
+    ck_assert_uint_eq(ferry_msg_sequence(m), 1);
+    ferry_msg_destroy(m);
+    s_close(c);
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -323,5 +374,6 @@ Suite *test_suite(void)
     add_case(s, tcase_create("store_only_list_delete"),
              test_consumers_lists_and_deletes_a_durable_only_in_the_store);
     add_case(s, tcase_create("verify_corrupt_record"), test_verify_names_a_corrupt_consumer_record);
+    add_case(s, tcase_create("max_idle"), test_consumer_max_idle_removes_unheld_durables);
     return s;
 }

@@ -13,6 +13,14 @@
 
 /* A record as consumer.c writes it: 'D', version, u16 0, u64 next_seq,
  * u32 n, n x (u64 seq, u32 n_deliv), little-endian. */
+static int match_any(void *ctx, const char *topic, size_t len)
+{
+    (void)ctx;
+    (void)topic;
+    (void)len;
+    return 1;
+}
+
 static size_t rec_build(unsigned char *v, uint8_t version, uint64_t next_seq, uint32_t n,
                         const uint64_t *seqs, const uint32_t *n_deliv)
 {
@@ -119,6 +127,59 @@ START_TEST(test_consumer_record_check_judges_key_and_topic_bounds)
 }
 END_TEST
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t n_listed(struct cons_reg *r)
+{
+    struct cons_info *v = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(cons_reg_list(r, match_any, NULL, &v, &n), 0);
+    free(v);
+    return n;
+}
+
+/* Without a store: the registry alone, the idle clock driven by the test. */
+START_TEST(test_consumer_idle_durables_expire_held_ones_stay)
+{
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(NULL, NULL, NULL, &r), 0);
+    struct consumer *idle, *held;
+    uint64_t t0 = mono_ms();
+    ck_assert_int_eq(cons_bind(r, "t", 1, "idle", 4, "", 0, NULL, 1, 7, 1, 0, &idle), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, "held", 4, "", 0, NULL, 1, 7, 2, 0, &held), 0);
+    cons_unbind(r, idle, 7, 1);
+    uint64_t t1 = mono_ms();
+    ck_assert_uint_eq(n_listed(r), 2);
+    /* Not yet idle for 1000 ms. */
+    ck_assert_int_eq(cons_reg_expire(r, 1000, t0 + 500, t0), 0);
+    ck_assert_uint_eq(n_listed(r), 2);
+    /* Idle long enough: it goes; the held one stays however old it is. */
+    ck_assert_int_eq(cons_reg_expire(r, 1000, t1 + 1000, t0), 1);
+    ck_assert_uint_eq(n_listed(r), 1);
+    struct cons_info *v = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(cons_reg_list(r, match_any, NULL, &v, &n), 0);
+    ck_assert_str_eq(v[0].name, "held");
+    free(v);
+    ck_assert_int_eq(cons_reg_expire(r, 1000, t1 + 100000, t0), 0);
+    /* Released, it is idle from then on: a new binding of the expired name
+     * starts afresh. */
+    cons_unbind(r, held, 7, 2);
+    uint64_t t2 = mono_ms();
+    ck_assert_int_eq(cons_reg_expire(r, 1000, t2 + 1, t0), 0);
+    ck_assert_int_eq(cons_reg_expire(r, 1000, t2 + 1000, t0), 1);
+    ck_assert_uint_eq(n_listed(r), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, "idle", 4, "", 0, NULL, 5, 7, 3, 0, &idle), 0);
+    ck_assert_uint_eq(cons_next_seq(idle), 5);
+    cons_reg_destroy(r);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 Suite *test_suite(void)
@@ -132,6 +193,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("consumer_record_check_judges_key_and_topic_bounds");
     tcase_add_test(tc, test_consumer_record_check_judges_key_and_topic_bounds);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("consumer_idle_durables_expire_held_ones_stay");
+    tcase_add_test(tc, test_consumer_idle_durables_expire_held_ones_stay);
     suite_add_tcase(s, tc);
     return s;
 }
