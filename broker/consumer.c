@@ -1026,7 +1026,9 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
         pthread_mutex_unlock(&k->lock);
     }
     pthread_mutex_unlock(&r->lock);
-    qsort(iv.v, iv.n, sizeof(*iv.v), info_cmp);
+    if (iv.n > 0) { /* qsort(NULL, 0) is undefined */
+        qsort(iv.v, iv.n, sizeof(*iv.v), info_cmp);
+    }
     iv.n_mem = iv.n;
     if (iv.rc == 0 && r->st != NULL) {
         int rc = store_consumers_foreach(r->st, NULL, 0, list_store_cb, &iv);
@@ -1044,7 +1046,9 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
             iv.v[n++] = iv.v[i];
         }
     }
-    qsort(iv.v, n, sizeof(*iv.v), info_cmp);
+    if (n > 0) {
+        qsort(iv.v, n, sizeof(*iv.v), info_cmp);
+    }
     *out = iv.v;
     *n_out = n;
     return 0;
