@@ -13,7 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_U32, K_U64, K_INT, K_STR, K_LISTEN, K_LEVEL, K_SYNC, K_EPHEMERAL, K_RETENTION };
+enum kind {
+    K_U32,
+    K_U64,
+    K_INT,
+    K_STR,
+    K_LISTEN,
+    K_LEVEL,
+    K_SYNC,
+    K_EPHEMERAL,
+    K_RETENTION,
+    K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
+};
 
 struct key {
     const char *name;
@@ -48,6 +59,7 @@ static const struct key keys[] = {
     {"ephemeral", K_EPHEMERAL, 0, 0, 0, 0},
     {"retention", K_RETENTION, 0, 0, 0, 0},
     {"retention_interval_ms", K_U32, F(retention_interval_ms), 0, 10, 3600000},
+    {"consumer_max_idle", K_DURATION, F(consumer_max_idle_ms), 0, 0, 0},
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
 };
@@ -298,6 +310,12 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
             return add_ephemeral(c, value);
         case K_RETENTION:
             return add_retention(c, value);
+        case K_DURATION:
+            if (strcmp(value, "off") == 0 || strcmp(value, "0") == 0) {
+                *(uint64_t *)field = 0;
+                return 0;
+            }
+            return parse_duration_ms(value, (uint64_t *)field);
         case K_STR:
             if (strlen(value) >= k->size || *value == '\0') {
                 return -EINVAL;
@@ -529,6 +547,11 @@ const char *cfg_usage(void)
            "                       small transactions; the newest message is always kept.\n"
            "                       A durable consumer behind the trim resumes at the oldest\n"
            "                       kept message (Deliver.missed says how many it lost)\n"
+           "  --consumer-max-idle DURATION  remove a durable consumer that no subscription\n"
+           "                       held for DURATION (500ms, 30s, 10m, 2h, 7d; default off);\n"
+           "                       logged. Idle time is counted in memory: since its last\n"
+           "                       holder left, or since ferryd started for one not bound\n"
+           "                       since (a restart restarts every durable's clock)"
            "  --verify DIR         check a store offline (CRCs, sequences, counters, index);\n"
            "                       prints a report, exits 0 if clean, 1 if not\n"
            "SIGTERM commits and acknowledges what is queued, then closes the store. A\n"

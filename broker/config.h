@@ -57,6 +57,7 @@ struct cfg {
     uint32_t n_retention; /* retention rules, in the order given */
     struct cfg_retention retention[CFG_MAX_RETENTION];
     uint32_t retention_interval_ms; /* how often topics are checked against them */
+    uint64_t consumer_max_idle_ms;  /* durables unheld this long are removed; 0: never */
 };
 
 /* The first rule whose pattern matches topic[0..len), or NULL. */

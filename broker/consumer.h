@@ -205,4 +205,98 @@ void cons_reg_save_end(struct cons_reg *r, struct cons_save *sv, int rc);
  * dirty). */
 int cons_reg_flush(struct cons_reg *r);
 
+/*
+ * ADMINISTRATION
+ */
+
+/* A stored record, decoded. */
+struct cons_rec {
+    uint64_t next_seq;      /* >= 1 */
+    uint32_t n_pending;     /* delivered, not acked */
+    uint64_t first_pending; /* oldest pending sequence; 0 when none */
+    uint32_t n_redelivered; /* pending entries delivered more than once */
+};
+
+/* Decode and check one "consumers" record: magic, version, length agreeing
+ * with its count, next_seq >= 1, pending sequences strictly increasing in
+ * 1..next_seq-1, delivery counts >= 1. Pure. Returns 0 and *out, or
+ * FERRY_ESTORAGE with a one-line reason in why (why_len bytes). */
+int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *why, size_t why_len);
+
+/* A store_consumer_check_cb for store_verify_ex(): the key is a valid topic,
+ * NUL, a valid durable name; the record decodes (cons_rec_decode()); and
+ * next_seq <= the topic's last_seq + 1 (a topic the store does not have
+ * counts as last_seq 0). ctx is unused. Pure. */
+int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len,
+                   const struct store_topic_info *topic, char *why, size_t why_len);
+
+/* One durable, for `ferry consumers`. */
+struct cons_info {
+    char topic[STORE_TOPIC_MAX + 1];
+    char name[CONS_NAME_MAX + 1];
+    char group[256];        /* the holders' queue group ("" when none or unheld) */
+    uint64_t next_seq;      /* the next sequence never handed out */
+    uint64_t ack_floor;     /* every sequence up to it is done */
+    uint32_t n_pending;     /* delivered, not acked */
+    uint32_t n_redelivered; /* pending entries delivered more than once */
+    uint32_t n_holders;     /* subscriptions bound to it now */
+    int is_loaded;          /* in memory (bound since start); else read from the store */
+    int is_deleted;         /* cons_reg_list()'s own use: never set in what it returns */
+    uint64_t idle_since_ms; /* is_loaded and unheld: monotonic ms since when; else 0 */
+};
+
+/* The durables whose topic passes match (a pure function: it is called
+ * under the registry's lock and inside a store read), both those in
+ * memory and those only in the store, sorted by topic then name. A
+ * durable in memory is reported from memory (fresher than its record).
+ * Returns 0 and a malloc'd *out of *n_out entries (the caller frees it), or
+ * -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Any thread. */
+int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic, size_t len),
+                  void *ctx, struct cons_info **out, size_t *n_out);
+
+/* A holder that cons_reg_delete() detached: its subscription must end. */
+struct cons_detach {
+    uint64_t holder_ref;
+    uint64_t sub_id;
+    uint32_t id; /* the deleted durable's cons_id(): a reused sub_id is not it */
+};
+
+/*
+ * Delete the durable (topic, name), in memory or only in the store. Held
+ * by a subscription: -EBUSY, unless force: then its holders are released
+ * at once and returned in *holders (malloc'd, *n_holders entries, NULL when
+ * none; the caller frees it) for the caller to end their subscriptions;
+ * until then their acks and claims change nothing stored. The record is
+ * removed from the store by the next cons_reg_flush() (the writer is
+ * woken); a durable bound under the same name from now on starts afresh.
+ * Returns 0, FERRY_ENOTOPIC (no such durable), -EBUSY, FERRY_EINVAL,
+ * -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Any thread.
+ */
+int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                    size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders);
+
+/*
+ * consumer_max_idle: remove durables nobody held for max_idle_ms.
+ *
+ * The time a durable was last held is kept in memory only (the stored
+ * record has no room for it; a version 2 record could carry it): a durable
+ * in memory is idle since its last holder left or since it was loaded; one
+ * only in the store counts as idle since store_idle_since_ms (the reaper's
+ * start, that is the broker's), so a restart gives every durable the full
+ * max_idle_ms again.
+ *
+ * cons_reg_expire(): one pass at monotonic now_ms; removes (as
+ * cons_reg_delete() without force, logged) every unheld durable idle for
+ * max_idle_ms. Returns how many, or -ENOMEM, -EAGAIN, FERRY_ESTORAGE.
+ * cons_reaper_start(): a thread running that pass every max_idle_ms / 4
+ * (10 ms .. 1 s). Returns 0 and *out, FERRY_EINVAL (0), -ENOMEM, -errno.
+ * cons_reaper_stop(): stop and free it (NULL: no-op); call it before the
+ * registry is flushed for the last time and destroyed.
+ */
+struct cons_reaper;
+int cons_reg_expire(struct cons_reg *r, uint64_t max_idle_ms, uint64_t now_ms,
+                    uint64_t store_idle_since_ms);
+int cons_reaper_start(struct cons_reg *r, uint64_t max_idle_ms, struct cons_reaper **out);
+void cons_reaper_stop(struct cons_reaper *rp);
+
 #endif

@@ -2906,6 +2906,209 @@ static int admin_purge(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     return 0;
 }
 
+#define ADMIN_CONSUMERS_DEFAULT 1000u
+#define ADMIN_CONSUMERS_MAX 10000u
+
+struct admin_match {
+    const char *pattern;
+    size_t pattern_len;
+};
+
+static int admin_consumer_match(void *ctx, const char *topic, size_t len)
+{
+    const struct admin_match *am = ctx;
+    return am->pattern_len == 0 || topic_match(am->pattern, am->pattern_len, topic, len);
+}
+
+static enum store_read_verdict admin_first_time_cb(void *ctx, const struct store_msg *m)
+{
+    *(int64_t *)ctx = m->publish_time;
+    return STORE_READ_STOP;
+}
+
+/* The lag figures of one durable: messages above its ack floor, and how
+ * long ago the oldest of them was published (0 when caught up). */
+static void admin_consumer_lag(struct iot *t, Ferry__ConsumerInfo *ci)
+{
+    struct store_topic_info in;
+    if (store_topic_info(t->srv->store, ci->topic, strlen(ci->topic), &in) != 0 ||
+        in.last_seq <= ci->ack_floor) {
+        return;
+    }
+    ci->lag_messages = in.last_seq - ci->ack_floor;
+    int64_t when = INT64_MIN;
+    struct store_read_result res;
+    if (store_read(t->srv->store, in.id, ci->ack_floor + 1, 1, SIZE_MAX, admin_first_time_cb, &when,
+                   &res) == 0 &&
+        when != INT64_MIN && t->now_ns > when) {
+        ci->lag_ms = (uint64_t)(t->now_ns - when) / 1000000u;
+    }
+}
+
+/* ConsumerListRequest: durables in memory and only in the store. */
+static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = m->id;
+    struct admin_match am = {m->consumers->pattern, strlen(m->consumers->pattern)};
+    const char *why;
+    if (am.pattern_len && topic_validate(am.pattern, am.pattern_len, 1, t->srv->cfg.max_topic_len,
+                                         t->srv->cfg.max_topic_depth, &why)) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_PATTERN;
+        r.text = (char *)why;
+        admin_reply_send(t, c, &r);
+        return;
+    }
+    uint32_t limit = m->consumers->limit ? m->consumers->limit : ADMIN_CONSUMERS_DEFAULT;
+    if (limit > ADMIN_CONSUMERS_MAX) {
+        limit = ADMIN_CONSUMERS_MAX;
+    }
+    struct cons_info *v = NULL;
+    size_t n = 0;
+    int rc = cons_reg_list(t->srv->consumers, admin_consumer_match, &am, &v, &n);
+    Ferry__ConsumerInfo *cv = NULL;
+    Ferry__ConsumerInfo **pv = NULL;
+    char(*held)[48] = NULL;
+    char text[200];
+    if (rc == 0 && n > 0) {
+        cv = calloc(n, sizeof(*cv));
+        pv = calloc(n, sizeof(*pv));
+        held = calloc(n, sizeof(*held));
+        if (cv == NULL || pv == NULL || held == NULL) {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc != 0) {
+        r.code = rc == -ENOMEM || rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                                : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)server_strerror(rc);
+        n = 0;
+    }
+    /* The reply fits the client's frame limit, as for topics. */
+    size_t budget = c->max_frame_len > 1024 ? c->max_frame_len - 1024 : 0;
+    size_t used = 0, shown = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t size = strlen(v[i].topic) + strlen(v[i].name) + strlen(v[i].group) + 160;
+        if (shown == limit || used + size > budget) {
+            break;
+        }
+        used += size;
+        Ferry__ConsumerInfo *ci = &cv[shown];
+        ferry__consumer_info__init(ci);
+        ci->topic = v[i].topic;
+        ci->name = v[i].name;
+        ci->ack_floor = v[i].ack_floor;
+        ci->next_seq = v[i].next_seq;
+        ci->pending = v[i].n_pending;
+        ci->redelivered = v[i].n_redelivered;
+        ci->holders = v[i].n_holders;
+        ci->queue_group = v[i].group;
+        ci->is_loaded = v[i].is_loaded != 0;
+        if (v[i].n_holders == 0) {
+            ci->held_by = (char *)"";
+        } else if (v[i].group[0] == '\0') {
+            snprintf(held[shown], sizeof(held[shown]), "%u subscription%s", v[i].n_holders,
+                     v[i].n_holders == 1 ? "" : "s");
+            ci->held_by = held[shown];
+        } else {
+            /* the group's name is in queue_group */
+            snprintf(held[shown], sizeof(held[shown]), "%u subscription%s (queue group)",
+                     v[i].n_holders, v[i].n_holders == 1 ? "" : "s");
+            ci->held_by = held[shown];
+        }
+        admin_consumer_lag(t, ci);
+        pv[shown] = ci;
+        shown++;
+    }
+    if (rc == 0 && shown < n) {
+        snprintf(text, sizeof(text),
+                 "truncated: %zu durables match; %zu shown (limit %u, server default %u, at most "
+                 "%u, and the negotiated max_frame_len %u)",
+                 n, shown, limit, ADMIN_CONSUMERS_DEFAULT, ADMIN_CONSUMERS_MAX, c->max_frame_len);
+        r.text = text;
+    }
+    r.n_consumers = shown;
+    r.consumers = pv;
+    admin_reply_send(t, c, &r);
+    free(held);
+    free(pv);
+    free(cv);
+    free(v);
+}
+
+/* ConsumerDeleteRequest. A forced delete's holders may live on any IO
+ * thread: each is told through its thread's mailbox (admin_detach). */
+static void admin_consumer_delete(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = m->id;
+    const Ferry__ConsumerDeleteRequest *q = m->consumer_delete;
+    struct cons_detach *hv = NULL;
+    uint32_t nh = 0;
+    int rc = cons_reg_delete(t->srv->consumers, q->topic, strlen(q->topic), q->name,
+                             strlen(q->name), q->force, &hv, &nh);
+    char text[400];
+    if (rc == -EBUSY) {
+        snprintf(text, sizeof(text),
+                 "durable %.200s on %.100s is held by a subscription (delete it with force)",
+                 q->name, q->topic);
+        r.code = FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE;
+        r.text = text;
+    } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_CONSUMER;
+        r.text = (char *)"no such durable consumer";
+    } else if (rc != 0) {
+        r.code = rc == -ENOMEM || rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                                : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)server_strerror(rc);
+    } else {
+        log_info("client %llu %s: deleted durable %s on %s%s", (unsigned long long)c->client_id,
+                 c->peer, q->name, q->topic, nh ? " (force: holders detached)" : "");
+    }
+    for (uint32_t i = 0; i < nh; i++) {
+        struct rmsg d = {.kind = R_DETACH, .conn_ref = hv[i].holder_ref};
+        d.u.ack.id = hv[i].sub_id;
+        d.u.ack.seq = hv[i].id;
+        uint32_t k = CONN_REF_IOT(hv[i].holder_ref);
+        if (k >= t->srv->n_iot || mbox_post(iot_mbox(t->srv->iots[k]), &d, 1) < 0) {
+            log_warn("durable %s on %s: could not tell subscription %llu that it was deleted",
+                     q->name, q->topic, (unsigned long long)hv[i].sub_id);
+        }
+    }
+    free(hv);
+    admin_reply_send(t, c, &r);
+}
+
+/* R_DETACH: the durable this subscription held was deleted with force. The
+ * sub_id may have been reused since: only a subscription still bound to
+ * that durable ends. */
+static void admin_detach(struct iot *t, const struct rmsg *m)
+{
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    if (c == NULL || c->state != ST_OPEN) {
+        return;
+    }
+    uint64_t sub_id = m->u.ack.id;
+    struct catchup *e = cu_find(c, sub_id);
+    int i = find_sub(c, sub_id);
+    if (e == NULL || e->cons == NULL || cons_id(e->cons) != (uint32_t)m->u.ack.seq || i < 0) {
+        return;
+    }
+    char text[352];
+    snprintf(text, sizeof(text),
+             "subscription %llu: its durable consumer on %.*s was deleted by an administrator",
+             (unsigned long long)sub_id,
+             (int)(c->subs[i]->pattern_len > 256 ? 256 : c->subs[i]->pattern_len),
+             c->subs[i]->pattern);
+    if (sub_remove_at(t, c, (uint32_t)i) < 0) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL,
+                  "out of memory removing a subscription whose durable was deleted");
+        return;
+    }
+    send_error(t, c, FERRY__ERROR_CODE__ERROR_CONSUMER_DELETED, text, sub_id,
+               FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
+}
+
 static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
@@ -2961,6 +3164,14 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
         }
         r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
         r.text = (char *)"the store writer is busy; retry";
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_CONSUMERS &&
+               t->srv->consumers != NULL) {
+        admin_consumers(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_CONSUMER_DELETE &&
+               t->srv->consumers != NULL) {
+        admin_consumer_delete(t, c, m);
+        return;
     } else {
         r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE;
         r.text = (char *)"unknown admin request";
@@ -3317,6 +3528,9 @@ static void take_mail(struct iot *t)
             }
             break;
         }
+        case R_DETACH:
+            admin_detach(t, m);
+            break;
         default:
             break;
         }

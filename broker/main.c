@@ -156,7 +156,8 @@ static int verify(const char *dir)
 {
     struct store_verify_result res;
     memset(&res, 0, sizeof(res));
-    int rc = store_verify(dir, stdout, &res);
+    /* The consumers table is checked with consumer.c's own record rules. */
+    int rc = store_verify_ex(dir, stdout, cons_rec_check, NULL, &res);
     fflush(stdout);
     if (rc == 0) {
         return 0;
@@ -356,6 +357,13 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* Durables nobody held for consumer_max_idle are removed (consumer.h). */
+    struct cons_reaper *reaper = NULL;
+    if (s->cfg.consumer_max_idle_ms > 0 && s->store != NULL &&
+        (rc = cons_reaper_start(s->consumers, s->cfg.consumer_max_idle_ms, &reaper)) < 0) {
+        log_error("cannot start the consumer_max_idle reaper: %s", server_strerror(rc));
+        return 1;
+    }
     int port = 0;
     if ((rc = acc_open(s, &s->acc, &port)) < 0) {
         return 1;
@@ -386,6 +394,7 @@ int main(int argc, char **argv)
 
     uint64_t deadline = now_ms() + s->cfg.shutdown_ms;
     acc_stop(s->acc);
+    cons_reaper_stop(reaper); /* before the last flush of the registry */
     set_phase(s, PHASE_DRAIN);
     if (wait_drained(s, deadline) < 0) {
         log_warn("shutdown: IO threads did not drain in time; queued publications may be lost");

@@ -172,6 +172,8 @@ enum rmsg_kind {
     R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
                     * 0 accepted, else refused; u.auth.t: one reference */
     R_PONG,        /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
+    R_DETACH,      /* an admin deleted a durable (force): end subscription
+                    * u.ack.id if it still holds durable u.ack.seq (cons_id) */
 };
 
 #define RMSG_INLINE_IDS 2

@@ -2367,6 +2367,80 @@ int store_consumer_get(struct store *s, const char *key, size_t key_len, void **
     return ret;
 }
 
+/* Chunks of LIST_CHUNK records, each in its own short read transaction (a
+ * long reader would keep LMDB from reusing pages), resuming after the last
+ * key seen. */
+int store_consumers_foreach(struct store *s, const char *prefix, size_t prefix_len,
+                            store_consumer_cb cb, void *ctx)
+{
+    if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_CONSUMER_KEY_MAX) {
+        return FERRY_EINVAL;
+    }
+    char resume[STORE_CONSUMER_KEY_MAX];
+    size_t resume_len = 0;
+    bool has_resume = false;
+    int count = 0;
+    for (;;) {
+        MDB_txn *txn;
+        MDB_cursor *cur;
+        int ret = rtxn_begin(s, &txn);
+        if (ret != 0) {
+            return ret;
+        }
+        int rc = mdb_cursor_open(txn, s->dbi_consumers, &cur);
+        if (rc != 0) {
+            rtxn_end(s, txn);
+            return xlate_read(rc);
+        }
+        MDB_val k = {0, NULL};
+        MDB_val v;
+        if (has_resume) {
+            k.mv_size = resume_len;
+            k.mv_data = resume;
+        } else if (prefix_len) {
+            k.mv_size = prefix_len;
+            k.mv_data = (void *)prefix;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, (has_resume || prefix_len) ? MDB_SET_RANGE : MDB_FIRST);
+        if (rc == 0 && has_resume && k.mv_size == resume_len &&
+            memcmp(k.mv_data, resume, resume_len) == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        int n = 0;
+        bool is_done = false;
+        for (; rc == 0 && n < LIST_CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
+            if (k.mv_size < prefix_len ||
+                (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0)) {
+                is_done = true;
+                break;
+            }
+            if (k.mv_size > STORE_CONSUMER_KEY_MAX) {
+                continue; /* never written by store_consumers_put(); --verify names it */
+            }
+            count++;
+            memcpy(resume, k.mv_data, k.mv_size);
+            resume_len = k.mv_size;
+            has_resume = true;
+            if (cb(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size) != 0) {
+                is_done = true;
+                break;
+            }
+        }
+        if (rc == MDB_NOTFOUND) {
+            is_done = true;
+        } else if (rc != 0) {
+            mdb_cursor_close(cur);
+            rtxn_end(s, txn);
+            return xlate_read(rc);
+        }
+        mdb_cursor_close(cur);
+        rtxn_end(s, txn);
+        if (is_done) {
+            return count;
+        }
+    }
+}
+
 /* ---- verify ------------------------------------------------------------ */
 
 struct vtopic {
@@ -2670,7 +2744,71 @@ static int verify_index(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* The consumers table: the key must be "topic NUL name" with a topic the
+ * store knows; the record itself belongs to consumer.c, so it is judged by
+ * the caller's check (if any) against the topic's committed counters. A
+ * durable on a topic never published (next_seq 1, nothing pending) is
+ * legitimate: the check sees topic NULL and decides. */
+static int verify_consumers(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_dbi dbi_names,
+                            store_consumer_check_cb check, void *ctx)
+{
+    MDB_cursor *cur;
+    MDB_val k;
+    MDB_val v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        vf->r->n_consumers++;
+        const char *key = k.mv_data;
+        int kl = k.mv_size > STORE_CONSUMER_KEY_MAX ? STORE_CONSUMER_KEY_MAX : (int)k.mv_size;
+        const char *nul = memchr(key, '\0', k.mv_size);
+        if (k.mv_size > STORE_CONSUMER_KEY_MAX || nul == NULL || nul == key ||
+            (size_t)(nul - key) > STORE_TOPIC_MAX) {
+            vf->r->n_consumer_errors++;
+            vsay(vf, "consumer key '%.*s' (%zu bytes): not a topic name, NUL, durable name", kl,
+                 key, k.mv_size);
+            continue;
+        }
+        size_t tl = (size_t)(nul - key);
+        int nl = (int)(k.mv_size - tl - 1);
+        MDB_val tk = {tl, (void *)key};
+        MDB_val tv;
+        struct vtopic *t = NULL;
+        int grc = mdb_get(txn, dbi_names, &tk, &tv);
+        if (grc == 0 && tv.mv_size == 4) {
+            t = vtopic_find(vf, get_be32(tv.mv_data));
+        } else if (grc != MDB_NOTFOUND && grc != 0) {
+            mdb_cursor_close(cur);
+            return grc;
+        }
+        if (t != NULL && !t->is_ok) {
+            continue; /* its topic record is corrupt: reported already */
+        }
+        struct store_topic_info info;
+        if (t != NULL) {
+            info_fill(&info, t->id, &t->st);
+        }
+        char why[200] = "";
+        if (check != NULL &&
+            check(ctx, key, k.mv_size, v.mv_data, v.mv_size, t ? &info : NULL, why, sizeof(why))) {
+            vf->r->n_consumer_errors++;
+            vsay(vf, "consumer '%.*s' on '%.*s': %s", nl, nul + 1, (int)tl, key, why);
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int store_verify(const char *dir, FILE *report, struct store_verify_result *res)
+{
+    return store_verify_ex(dir, report, NULL, NULL, res);
+}
+
+int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check, void *ctx,
+                    struct store_verify_result *res)
 {
     struct store_verify_result r;
     memset(&r, 0, sizeof(r));
@@ -2742,20 +2880,31 @@ int store_verify(const char *dir, FILE *report, struct store_verify_result *res)
     if (rc == 0) {
         rc = verify_index(&vf, txn, dbi_tidx);
     }
+    if (rc == 0) {
+        /* Stores made before durable consumers may lack the table. */
+        MDB_dbi dbi_consumers;
+        int crc = mdb_dbi_open(txn, "consumers", 0, &dbi_consumers);
+        if (crc == 0) {
+            rc = verify_consumers(&vf, txn, dbi_consumers, dbi_names, check, ctx);
+        } else if (crc != MDB_NOTFOUND) {
+            rc = crc;
+        }
+    }
     if (rc != 0) {
         vsay(&vf, "walk stopped: %s", mdb_strerror(rc));
         r.n_order_errors++;
     }
     vf.n_said = 0; /* the summary is always written */
     r.n_problems = r.n_crc_errors + r.n_layout_errors + r.n_order_errors + r.n_gaps + r.n_orphans +
-                   r.n_meta_mismatch + r.n_index_errors;
+                   r.n_meta_mismatch + r.n_index_errors + r.n_consumer_errors;
     vsay(&vf,
          "%" PRIu64 " topics, %" PRIu64 " messages, %" PRIu64 " bytes, %" PRIu64
-         " index entries; %" PRIu64 " problems (%" PRIu64 " crc, %" PRIu64 " layout, %" PRIu64
-         " order, %" PRIu64 " gaps, %" PRIu64 " orphans, %" PRIu64 " counters, %" PRIu64 " index)",
-         r.n_topics, r.n_msgs, r.n_bytes, r.n_index, r.n_problems, r.n_crc_errors,
+         " index entries, %" PRIu64 " consumers; %" PRIu64 " problems (%" PRIu64 " crc, %" PRIu64
+         " layout, %" PRIu64 " order, %" PRIu64 " gaps, %" PRIu64 " orphans, %" PRIu64
+         " counters, %" PRIu64 " index, %" PRIu64 " consumers)",
+         r.n_topics, r.n_msgs, r.n_bytes, r.n_index, r.n_consumers, r.n_problems, r.n_crc_errors,
          r.n_layout_errors, r.n_order_errors, r.n_gaps, r.n_orphans, r.n_meta_mismatch,
-         r.n_index_errors);
+         r.n_index_errors, r.n_consumer_errors);
     ret = r.n_problems == 0 ? 0 : FERRY_ESTORAGE;
     if (res != NULL) {
         *res = r;

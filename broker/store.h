@@ -446,7 +446,8 @@ int store_is_failed(const struct store *s);
  * name <-> id agreement); every message (key shape and strict ordering, CRC,
  * value layout, topic known, per-topic sequences gapless from first_seq to
  * last_seq, message and byte counts equal to the topic record); every time
- * index entry (topic known, seq in range, non-decreasing seq in time order).
+ * index entry (topic known, seq in range, non-decreasing seq in time order);
+ * every consumer record's key (see store_verify_ex() for the records).
  * Each finding is one line on report (NULL: silent), followed by a summary.
  *
  * Returns 0 when clean, FERRY_ESTORAGE when anything is wrong (including a
@@ -485,22 +486,58 @@ int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n);
 int store_consumer_get(struct store *s, const char *key, size_t key_len, void **value,
                        size_t *value_len);
 
+/* Called per consumer record, in key order; return 0 to go on, non-zero to
+ * stop. key and value point into the map and are valid only during the
+ * call: copy what you keep, and call no store function from it. */
+typedef int (*store_consumer_cb)(void *ctx, const char *key, size_t key_len, const void *value,
+                                 size_t value_len);
+
+/* Walk the consumer records whose key starts with prefix (prefix_len 0:
+ * all; a topic name plus its NUL: that topic's durables), in short read
+ * transactions of at most 256 records each: a record written or deleted
+ * meanwhile may or may not be seen. Returns the number of records passed
+ * to cb, or FERRY_EINVAL, -EAGAIN, FERRY_ESTORAGE. Thread: any. */
+int store_consumers_foreach(struct store *s, const char *prefix, size_t prefix_len,
+                            store_consumer_cb cb, void *ctx);
+
 struct store_verify_result {
     uint64_t n_topics;
     uint64_t n_msgs;
-    uint64_t n_bytes;         /* stored value bytes (headers included) */
-    uint64_t n_index;         /* time index entries */
-    uint64_t n_crc_errors;    /* messages or topic records failing their CRC */
-    uint64_t n_layout_errors; /* values whose lengths do not add up */
-    uint64_t n_order_errors;  /* keys out of order or malformed */
-    uint64_t n_gaps;          /* missing sequence ranges inside a topic */
-    uint64_t n_orphans;       /* messages or index entries of unknown topics */
-    uint64_t n_meta_mismatch; /* topic counters that disagree with the messages */
-    uint64_t n_index_errors;  /* bad time index entries */
-    uint64_t n_problems;      /* sum of the error counts above */
+    uint64_t n_bytes;           /* stored value bytes (headers included) */
+    uint64_t n_index;           /* time index entries */
+    uint64_t n_crc_errors;      /* messages or topic records failing their CRC */
+    uint64_t n_layout_errors;   /* values whose lengths do not add up */
+    uint64_t n_order_errors;    /* keys out of order or malformed */
+    uint64_t n_gaps;            /* missing sequence ranges inside a topic */
+    uint64_t n_orphans;         /* messages or index entries of unknown topics */
+    uint64_t n_meta_mismatch;   /* topic counters that disagree with the messages */
+    uint64_t n_index_errors;    /* bad time index entries */
+    uint64_t n_problems;        /* sum of the error counts above */
+    uint64_t n_consumers;       /* durable consumer records */
+    uint64_t n_consumer_errors; /* bad consumer keys, or records the check refused */
 };
 
 int store_verify(const char *dir, FILE *report, struct store_verify_result *res);
+
+/*
+ * The record check of store_verify_ex(): the store checks that a consumer
+ * key is "topic NUL name" (topic at most STORE_TOPIC_MAX bytes) and looks
+ * the topic up; the record's format belongs to its owner (consumer.c), so
+ * this callback judges the name and the value. topic is the topic's
+ * committed state in the verified snapshot, or NULL when the store has no
+ * such topic. Return 0 when the record is sound, else non-zero with a
+ * one-line reason in why (why_len bytes, NUL-terminated). Called inside the
+ * read transaction: no store calls.
+ */
+typedef int (*store_consumer_check_cb)(void *ctx, const char *key, size_t key_len,
+                                       const void *value, size_t value_len,
+                                       const struct store_topic_info *topic, char *why,
+                                       size_t why_len);
+
+/* store_verify() plus the consumers table checked record by record with
+ * check (NULL: keys only). Problems count in n_consumer_errors. */
+int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check, void *ctx,
+                    struct store_verify_result *res);
 
 #ifdef __cplusplus
 }

@@ -125,6 +125,8 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv);
 int cmd_stats(struct cli_opts *o, int argc, char **argv);
 int cmd_topics(struct cli_opts *o, int argc, char **argv);
 int cmd_topic(struct cli_opts *o, int argc, char **argv);
+int cmd_consumers(struct cli_opts *o, int argc, char **argv);
+int cmd_consumer(struct cli_opts *o, int argc, char **argv);
 int cmd_passwd(struct cli_opts *o, int argc, char **argv);
 
 #endif /* FERRY_TOOLS_CLI_H */

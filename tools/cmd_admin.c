@@ -1,6 +1,7 @@
 /*
  * cmd_admin.c - the administrative commands: `ferry stats`, `ferry topics`,
- * `ferry topic info TOPIC`, `ferry topic purge TOPIC`.
+ * `ferry topic info TOPIC`, `ferry topic purge TOPIC`, `ferry consumers`,
+ * `ferry consumer delete TOPIC NAME`.
  *
  * Each makes one request through libferry's ferry_admin_* calls, in
  * event-loop mode (the blocking call drives the IO itself: no thread).
@@ -429,6 +430,227 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
     }
     ferry_client_close(c, 1000);
     ferry_client_destroy(c);
+    fwrite(b.data, 1, b.len, stdout);
+    cli_buf_free(&b);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+static const char consumers_help[] =
+    "Usage: ferry consumers [OPTIONS] [PATTERN]\n"
+    "\n"
+    "List the durable consumers on topics matching PATTERN (default all): those\n"
+    "the broker bound since it started and those only in its store. Columns:\n"
+    "  ACK FLOOR  every sequence up to it is done (acked, terminated, dead-lettered)\n"
+    "  NEXT SEQ   the next sequence it was never handed\n"
+    "  PENDING    delivered, not acked (REDELIV: how many of them more than once)\n"
+    "  LAG        the topic's last sequence minus the ack floor, and the age of\n"
+    "             the oldest message above the ack floor (0s when caught up)\n"
+    "  HELD BY    how many subscriptions hold it (and their queue group); '-' none\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json     print a JSON array\n"
+    "  -l, --limit N  at most N durables (default: the broker's limit)\n"
+    "\n"
+    "Examples:\n"
+    "  ferry consumers\n"
+    "  ferry consumers 'orders.>' --json\n";
+
+static const char consumer_help[] =
+    "Usage: ferry consumer delete [OPTIONS] TOPIC NAME\n"
+    "\n"
+    "delete: remove the durable consumer NAME of TOPIC, its position and its\n"
+    "        unacked messages, from the broker's memory and its store. A new\n"
+    "        subscription with that name starts afresh. A durable held by a\n"
+    "        subscription is refused (exit 1) unless --force: then the holding\n"
+    "        subscriptions end with an error.\n"
+    "\n"
+    "Options:\n"
+    "  -f, --force  delete even while held, ending the holders' subscriptions\n"
+    "  -j, --json   print JSON\n"
+    "\n"
+    "Examples:\n"
+    "  ferry consumer delete orders.eu.created billing\n"
+    "  ferry consumer delete --force orders.eu.created billing\n";
+
+static void consumer_json(struct cli_buf *b, const ferry_consumer_info *k)
+{
+    cli_buf_adds(b, "{\"topic\":");
+    cli_buf_json_str(b, k->topic, strlen(k->topic));
+    cli_buf_adds(b, ",\"name\":");
+    cli_buf_json_str(b, k->name, strlen(k->name));
+    cli_buf_addf(b,
+                 ",\"ack_floor\":%" PRIu64 ",\"next_seq\":%" PRIu64 ",\"pending\":%" PRIu64
+                 ",\"redelivered\":%" PRIu64 ",\"lag_messages\":%" PRIu64 ",\"lag_ms\":%" PRIu64
+                 ",\"holders\":%u,\"held_by\":",
+                 k->ack_floor, k->next_seq, k->pending, k->redelivered, k->lag_messages, k->lag_ms,
+                 k->holders);
+    cli_buf_json_str(b, k->held_by, strlen(k->held_by));
+    cli_buf_adds(b, ",\"queue_group\":");
+    cli_buf_json_str(b, k->queue_group, strlen(k->queue_group));
+    cli_buf_addf(b, ",\"loaded\":%s}", k->is_loaded ? "true" : "false");
+}
+
+/* "0s", "12.3s", "5m 2s" ... from milliseconds. */
+static void fmt_lag(char *out, size_t cap, uint64_t ms)
+{
+    if (ms < 60000) {
+        snprintf(out, cap, "%" PRIu64 ".%01" PRIu64 "s", ms / 1000, ms % 1000 / 100);
+    } else {
+        fmt_uptime(out, cap, ms);
+    }
+}
+
+int cmd_consumers(struct cli_opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
+        {"limit", required_argument, NULL, 'l'},
+        {NULL, 0, NULL, 0},
+    };
+    struct admin_args a = {.cmd = o->cmd};
+    int first;
+    int rc = cli_getopt(o, argc, argv, "jl:", longopts, consumers_help, admin_opt, &a, &first);
+    if (rc != -1) {
+        return rc;
+    }
+    if (argc - first > 1) {
+        return cli_usage(o->cmd, "too many arguments: one PATTERN at most");
+    }
+    const char *pattern = first < argc ? argv[first] : NULL;
+    ferry_client *c;
+    if (admin_connect(o, "ferry consumers", &c) < 0) {
+        return CLI_EXIT_ERROR;
+    }
+    ferry_consumer_info *v = NULL;
+    size_t n = 0;
+    rc = ferry_admin_consumers(c, pattern, a.limit, ADMIN_TIMEOUT_MS, &v, &n);
+    if (rc < 0) {
+        cli_fail(c, rc, "consumers");
+        ferry_client_destroy(c);
+        return CLI_EXIT_ERROR;
+    }
+    ferry_client_close(c, 1000);
+    ferry_client_destroy(c);
+
+    struct cli_buf b = {0};
+    if (a.json) {
+        cli_buf_add(&b, "[", 1);
+        for (size_t i = 0; i < n; i++) {
+            if (i) {
+                cli_buf_add(&b, ",", 1);
+            }
+            consumer_json(&b, &v[i]);
+        }
+        cli_buf_add(&b, "]\n", 2);
+    } else {
+        int wt = 5, wn = 4;
+        for (size_t i = 0; i < n; i++) {
+            int l = (int)strlen(v[i].topic);
+            wt = l > wt ? l : wt;
+            l = (int)strlen(v[i].name);
+            wn = l > wn ? l : wn;
+        }
+        cli_buf_addf(&b, "%-*s %-*s %10s %10s %8s %8s %10s %8s  %s\n", wt, "TOPIC", wn, "NAME",
+                     "ACK FLOOR", "NEXT SEQ", "PENDING", "REDELIV", "LAG MSGS", "LAG", "HELD BY");
+        for (size_t i = 0; i < n; i++) {
+            const ferry_consumer_info *k = &v[i];
+            char lag[32], held[352];
+            fmt_lag(lag, sizeof(lag), k->lag_ms);
+            if (k->holders == 0) {
+                snprintf(held, sizeof(held), "-");
+            } else if (k->queue_group[0]) {
+                snprintf(held, sizeof(held), "%u (group %s)", k->holders, k->queue_group);
+            } else {
+                snprintf(held, sizeof(held), "%u", k->holders);
+            }
+            cli_buf_addf(&b,
+                         "%-*s %-*s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64
+                         " %10" PRIu64 " %8s  %s\n",
+                         wt, k->topic, wn, k->name, k->ack_floor, k->next_seq, k->pending,
+                         k->redelivered, k->lag_messages, lag, held);
+        }
+        if (n == 0) {
+            cli_buf_adds(&b,
+                         pattern ? "(no durable consumers match)\n" : "(no durable consumers)\n");
+        }
+    }
+    ferry_free(v);
+    fwrite(b.data, 1, b.len, stdout);
+    cli_buf_free(&b);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+static int consumer_opt(int opt, const char *arg, void *ctx)
+{
+    bool *force = ((void **)ctx)[1];
+    if (opt == 'f') {
+        *force = true;
+        return -1;
+    }
+    return admin_opt(opt, arg, ((void **)ctx)[0]);
+}
+
+int cmd_consumer(struct cli_opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
+        {"force", no_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    struct admin_args a = {.cmd = o->cmd};
+    bool force = false;
+    void *ctx[2] = {&a, &force};
+    int first;
+    /* `ferry consumer --help` and `ferry consumer delete --help` both help. */
+    if (argc < 2 || argv[1][0] == '-') {
+        int rc =
+            cli_getopt(o, argc, argv, "jf", longopts, consumer_help, consumer_opt, ctx, &first);
+        if (rc != -1) {
+            return rc;
+        }
+        return cli_usage(o->cmd, "missing subcommand: delete");
+    }
+    if (strcmp(argv[1], "delete") != 0) {
+        return cli_usage(o->cmd, "unknown subcommand '%s': delete", argv[1]);
+    }
+    a.cmd = "consumer";
+    int rc =
+        cli_getopt(o, argc - 1, argv + 1, "jf", longopts, consumer_help, consumer_opt, ctx, &first);
+    if (rc != -1) {
+        return rc;
+    }
+    first += 1; /* index into argv */
+    if (argc - first != 2) {
+        return cli_usage("consumer",
+                         argc - first < 2 ? "missing TOPIC or NAME" : "too many arguments");
+    }
+    const char *topic = argv[first], *name = argv[first + 1];
+    ferry_client *c;
+    if (admin_connect(o, "ferry consumer delete", &c) < 0) {
+        return CLI_EXIT_ERROR;
+    }
+    rc = ferry_admin_consumer_delete(c, topic, name, force, ADMIN_TIMEOUT_MS);
+    if (rc < 0) {
+        cli_fail(c, rc, "consumer delete %s %s%s", topic, name,
+                 rc == FERRY_EDURABLEINUSE && !force ? " (held: --force ends its subscriptions)"
+                                                     : "");
+        ferry_client_destroy(c);
+        return CLI_EXIT_ERROR;
+    }
+    ferry_client_close(c, 1000);
+    ferry_client_destroy(c);
+    struct cli_buf b = {0};
+    if (a.json) {
+        cli_buf_adds(&b, "{\"topic\":");
+        cli_buf_json_str(&b, topic, strlen(topic));
+        cli_buf_adds(&b, ",\"name\":");
+        cli_buf_json_str(&b, name, strlen(name));
+        cli_buf_adds(&b, ",\"deleted\":true}\n");
+    } else {
+        cli_buf_addf(&b, "deleted durable consumer %s on %s\n", name, topic);
+    }
     fwrite(b.data, 1, b.len, stdout);
     cli_buf_free(&b);
     return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;

@@ -37,6 +37,8 @@ static const char main_help[] =
     "  topics [PATTERN]      list topics: messages, bytes, first and last sequence\n"
     "  topic info TOPIC      show one topic\n"
     "  topic purge TOPIC     remove every stored message of a topic\n"
+    "  consumers [PATTERN]   list durable consumers: ack floor, pending, lag, holders\n"
+    "  consumer delete TOPIC NAME  delete a durable consumer (--force: even while held)\n"
     "  passwd                hash a password (or make a token) for ferryd's auth file\n"
     "  help [COMMAND]        show this help, or a command's help\n"
     "\n"
@@ -375,8 +377,14 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"pub", cmd_pub},     {"sub", cmd_sub},       {"bench", cmd_bench},
-    {"stats", cmd_stats}, {"topics", cmd_topics}, {"topic", cmd_topic},
+    {"pub", cmd_pub},
+    {"sub", cmd_sub},
+    {"bench", cmd_bench},
+    {"stats", cmd_stats},
+    {"topics", cmd_topics},
+    {"topic", cmd_topic},
+    {"consumers", cmd_consumers},
+    {"consumer", cmd_consumer},
     {"passwd", cmd_passwd},
 };
 

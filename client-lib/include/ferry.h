@@ -174,6 +174,8 @@ extern "C" {
     XX(EAUTHTIMEOUT, -1021, "authentication timeout")                                              \
     XX(ENOTOPIC, -1022, "unknown topic")                                                           \
     XX(EBUSY, -1023, "server busy")                                                                \
+    XX(ENOCONSUMER, -1024, "unknown durable consumer")                                             \
+    XX(ECONSUMERDELETED, -1025, "durable consumer deleted by an administrator")                    \
     XX(ECLOSED, -1100, "client closed")                                                            \
     XX(ENOTREADY, -1101, "not connected to a server")                                              \
     XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
@@ -825,8 +827,44 @@ FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int tim
 FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int timeout_ms,
                                       uint64_t *purged_out);
 
-/* Free memory the library handed to the caller (ferry_admin_topics).
- * NULL ok. Any thread. */
+/* One durable consumer (ferry.proto ConsumerInfo). Strings NUL-terminated
+ * (truncated to fit; topics are at most 255 bytes, durable names 200). */
+typedef struct ferry_consumer_info {
+    char topic[256];
+    char name[256];
+    uint64_t ack_floor;    /* every sequence up to it is done */
+    uint64_t next_seq;     /* the next sequence it was never handed */
+    uint64_t pending;      /* delivered, not acked */
+    uint64_t redelivered;  /* pending messages delivered more than once */
+    uint64_t lag_messages; /* the topic's last sequence - ack_floor */
+    uint64_t lag_ms;       /* age of the oldest message above ack_floor; 0: caught up */
+    char held_by[64];      /* "" when nobody holds it, else e.g. "1 subscription" */
+    uint32_t holders;      /* subscriptions bound to it now */
+    char queue_group[256]; /* the holders' queue group, "" when none */
+    int is_loaded;         /* 1: in the broker's memory; 0: only in its store */
+    uint64_t reserved[4];
+} ferry_consumer_info;
+
+/* Durable consumers on topics matching pattern (NULL or "": all), at most
+ * limit (0: the server's default, 1000), both those the broker bound since
+ * it started and those only in its store, sorted by topic then name. *out
+ * receives a malloc'd array of *n_out entries, owned by the caller: free it
+ * with ferry_free() (NULL when none). Besides the codes above:
+ * FERRY_EINVALIDPATTERN. */
+FERRY_API int ferry_admin_consumers(ferry_client *c, const char *pattern, uint32_t limit,
+                                    int timeout_ms, ferry_consumer_info **out, size_t *n_out);
+
+/* Delete the durable consumer name on topic: its position and unacked set
+ * go, from memory and from the store; a later subscription with that name
+ * starts a new durable. While a subscription holds it: FERRY_EDURABLEINUSE,
+ * unless force is non-zero: then each holding subscription ends (its
+ * handle reports FERRY_ECONSUMERDELETED). FERRY_ENOCONSUMER: no such
+ * durable. */
+FERRY_API int ferry_admin_consumer_delete(ferry_client *c, const char *topic, const char *name,
+                                          int force, int timeout_ms);
+
+/* Free memory the library handed to the caller (ferry_admin_topics,
+ * ferry_admin_consumers). NULL ok. Any thread. */
 FERRY_API void ferry_free(void *p);
 
 #ifdef __cplusplus

@@ -1,5 +1,6 @@
 /*
- * admin.c - AdminRequest / AdminReply: stats, topic list, topic info, purge.
+ * admin.c - AdminRequest / AdminReply: stats, topic list, topic info, purge,
+ * durable consumer list and delete.
  *
  * Each call is synchronous: the request record lives on the caller's stack
  * in c->admins (guarded by c->mu) until the reply, a lost connection, close,
@@ -12,7 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ADMIN_STATS = 1, ADMIN_TOPICS = 2, ADMIN_TOPIC_INFO = 3, ADMIN_PURGE = 4 };
+enum {
+    ADMIN_STATS = 1,
+    ADMIN_TOPICS = 2,
+    ADMIN_TOPIC_INFO = 3,
+    ADMIN_PURGE = 4,
+    ADMIN_CONSUMERS = 5,
+    ADMIN_CONSUMER_DELETE = 6,
+};
 
 static void admin_unlink(ferry_client *c, struct ferry__admin *a)
 {
@@ -34,6 +42,23 @@ static void topic_copy(ferry_topic_info *dst, const Ferry__TopicInfo *src)
     dst->last_seq = src->last_seq;
     dst->is_ephemeral = src->is_ephemeral != 0;
     dst->subscribers = src->subscribers;
+}
+
+static void consumer_copy(ferry_consumer_info *dst, const Ferry__ConsumerInfo *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    snprintf(dst->topic, sizeof(dst->topic), "%s", src->topic);
+    snprintf(dst->name, sizeof(dst->name), "%s", src->name);
+    dst->ack_floor = src->ack_floor;
+    dst->next_seq = src->next_seq;
+    dst->pending = src->pending;
+    dst->redelivered = src->redelivered;
+    dst->lag_messages = src->lag_messages;
+    dst->lag_ms = src->lag_ms;
+    snprintf(dst->held_by, sizeof(dst->held_by), "%s", src->held_by);
+    dst->holders = src->holders;
+    snprintf(dst->queue_group, sizeof(dst->queue_group), "%s", src->queue_group);
+    dst->is_loaded = src->is_loaded != 0;
 }
 
 void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
@@ -95,6 +120,19 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
             break;
         case ADMIN_PURGE:
             a->purged = r->purged;
+            break;
+        case ADMIN_CONSUMERS:
+            if (r->n_consumers > 0) {
+                a->consumers = calloc(r->n_consumers, sizeof(*a->consumers));
+                if (a->consumers == NULL) {
+                    a->code = -ENOMEM;
+                    break;
+                }
+                for (size_t i = 0; i < r->n_consumers; i++) {
+                    consumer_copy(&a->consumers[i], r->consumers[i]);
+                }
+                a->n_consumers = r->n_consumers;
+            }
             break;
         default:
             break;
@@ -167,6 +205,8 @@ out_unlock:
     if (rc != 0) {
         free(a->topics);
         a->topics = NULL;
+        free(a->consumers);
+        a->consumers = NULL;
     }
     return rc;
 }
@@ -248,6 +288,46 @@ FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int ti
         *purged_out = a.purged;
     }
     return rc;
+}
+
+FERRY_API int ferry_admin_consumers(ferry_client *c, const char *pattern, uint32_t limit,
+                                    int timeout_ms, ferry_consumer_info **out, size_t *n_out)
+{
+    if (c == NULL || out == NULL || n_out == NULL ||
+        (pattern != NULL && !ferry__str_valid(pattern, 255))) {
+        return -EINVAL;
+    }
+    Ferry__ConsumerListRequest lr = FERRY__CONSUMER_LIST_REQUEST__INIT;
+    lr.pattern = pattern != NULL ? (char *)pattern : "";
+    lr.limit = limit;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_CONSUMERS;
+    req.consumers = &lr;
+    struct ferry__admin a = {.kind = ADMIN_CONSUMERS};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0) {
+        *out = a.consumers;
+        *n_out = a.n_consumers;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_consumer_delete(ferry_client *c, const char *topic, const char *name,
+                                          int force, int timeout_ms)
+{
+    if (c == NULL || topic == NULL || name == NULL || !ferry__topic_valid(topic) ||
+        !ferry__str_valid(name, 200) || name[0] == '\0') {
+        return -EINVAL;
+    }
+    Ferry__ConsumerDeleteRequest dr = FERRY__CONSUMER_DELETE_REQUEST__INIT;
+    dr.topic = (char *)topic;
+    dr.name = (char *)name;
+    dr.force = force != 0;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_CONSUMER_DELETE;
+    req.consumer_delete = &dr;
+    struct ferry__admin a = {.kind = ADMIN_CONSUMER_DELETE};
+    return admin_call(c, &req, &a, timeout_ms);
 }
 
 FERRY_API void ferry_free(void *p)

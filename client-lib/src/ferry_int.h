@@ -170,11 +170,13 @@ struct ferry__admin {
     int is_done;
     int code;
     char text[FERRY__ERRTEXT_CAP];
-    int kind; /* 1 stats, 2 topics, 3 topic info, 4 purge */
+    int kind; /* 1 stats, 2 topics, 3 topic info, 4 purge, 5 consumers, 6 consumer delete */
     ferry_stats *stats;
     ferry_topic_info *topics; /* malloc'd result (kind 2, 3) */
     size_t n_topics;
     uint64_t purged;
+    ferry_consumer_info *consumers; /* malloc'd result (kind 5) */
+    size_t n_consumers;
 };
 
 /* Callback queue items. */

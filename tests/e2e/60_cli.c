@@ -1021,6 +1021,103 @@ START_TEST(test_cli_sub_start_positions_and_durable_resume)
 }
 END_TEST
 
+/* The durable w of cli.cons as `ferry consumers --json` lists it, polled
+ * (bounded) until its ack floor is want_floor: the acks of a `ferry sub` that
+ * just exited may still be on their way through the broker. */
+static void consumer_listed(struct jv *r, const struct jv **w, double want_floor)
+{
+    long long end = now_ms() + WAIT_MS;
+    for (;;) {
+        struct proc p;
+        int rc = run(&p, NULL, (const char *const[]){"consumers", "--json", "cli.cons", NULL});
+        ck_assert_msg(rc == 0, "consumers exited %d: %s", rc, p.err_buf ? p.err_buf : "");
+        json_parse(p.out_buf, r);
+        proc_free(&p);
+        ck_assert_int_eq(r->type, J_ARR);
+        *w = NULL;
+        for (size_t i = 0; i < r->n; i++) {
+            if (strcmp(jstr(&r->items[i], "name"), "w") == 0) {
+                *w = &r->items[i];
+            }
+        }
+        if (*w != NULL && jnum(*w, "ack_floor") == want_floor) {
+            return;
+        }
+        ck_assert_msg(now_ms() < end, "durable w never reached ack floor %g", want_floor);
+        jv_free(r);
+    }
+}
+
+START_TEST(test_cli_consumers_list_and_delete)
+{
+    struct proc p, sub;
+    ck_assert_int_eq(run(&p, "a\nb\nc\n", (const char *const[]){"pub", "--ack", "cli.cons", NULL}),
+                     0);
+    proc_free(&p);
+    /* A durable that acks a and b, then leaves. */
+    expect_sub_output(
+        (const char *const[]){"sub", "--durable", "w", "--all", "--count", "2", "cli.cons", NULL},
+        "a\nb\n");
+    struct jv r;
+    const struct jv *w;
+    consumer_listed(&r, &w, 2);
+    ck_assert_str_eq(jstr(w, "topic"), "cli.cons");
+    ck_assert_int_eq((long)jnum(w, "next_seq"), 4);
+    ck_assert_int_eq((long)jnum(w, "pending"), 1);
+    ck_assert_int_eq((long)jnum(w, "lag_messages"), 1);
+    ck_assert_int_eq((long)jnum(w, "holders"), 0);
+    jv_free(&r);
+
+    /* The table: a header and one row with topic, name, floor, next. */
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"consumers", "cli.>", NULL}), 0);
+    ck_assert_msg(strstr(p.out_buf, "ACK FLOOR") && strstr(p.out_buf, "HELD BY"), "table: %s",
+                  p.out_buf);
+    ck_assert_int_eq(count_lines(p.out_buf), 2);
+    char *row = strchr(p.out_buf, '\n') + 1;
+    char topic[64], name[64];
+    unsigned long floor_, next;
+    ck_assert_int_eq(sscanf(row, "%63s %63s %lu %lu", topic, name, &floor_, &next), 4);
+    ck_assert_str_eq(topic, "cli.cons");
+    ck_assert_str_eq(name, "w");
+    ck_assert_uint_eq(floor_, 2);
+    ck_assert_uint_eq(next, 4);
+    proc_free(&p);
+
+    /* Held: refused (exit 1, with the reason); --force ends the holder. */
+    sub_start(&sub, (const char *const[]){"--durable", "w", "--count", "100", "cli.cons", NULL});
+    ck_assert_int_eq(
+        run(&p, NULL, (const char *const[]){"consumer", "delete", "cli.cons", "w", NULL}), 1);
+    ck_assert_msg(p.err_buf && strstr(p.err_buf, "held"), "stderr: %s", p.err_buf ? p.err_buf : "");
+    proc_free(&p);
+    ck_assert_int_eq(
+        run(&p, NULL,
+            (const char *const[]){"consumer", "delete", "--force", "cli.cons", "w", NULL}),
+        0);
+    ck_assert_ptr_nonnull(strstr(p.out_buf, "deleted durable consumer w on cli.cons"));
+    proc_free(&p);
+    ck_assert_int_eq(proc_wait(&sub, WAIT_MS), 1);
+    ck_assert_msg(sub.err_buf && strstr(sub.err_buf, "deleted"), "holder's stderr: %s",
+                  sub.err_buf ? sub.err_buf : "");
+    proc_free(&sub);
+
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"consumers", "--json", "cli.cons", NULL}),
+                     0);
+    ck_assert_str_eq(p.out_buf, "[]\n");
+    proc_free(&p);
+    ck_assert_int_eq(
+        run(&p, NULL, (const char *const[]){"consumer", "delete", "cli.cons", "w", NULL}), 1);
+    ck_assert_ptr_nonnull(strstr(p.err_buf, "no such durable consumer"));
+    proc_free(&p);
+    ck_assert_int_eq(run(&p, NULL, (const char *const[]){"consumer", "delete", "cli.cons", NULL}),
+                     2);
+    proc_free(&p);
+    /* A new durable of that name starts afresh (from a, not after b). */
+    expect_sub_output(
+        (const char *const[]){"sub", "--durable", "w", "--all", "--count", "1", "cli.cons", NULL},
+        "a\n");
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, broker_up, broker_down);
@@ -1053,5 +1150,6 @@ Suite *test_suite(void)
     add_case(s, tcase_create("cli_interrupt"), test_cli_interrupt_and_closed_stdout_end_cleanly);
     add_case(s, tcase_create("cli_queue_group"), test_cli_queue_group_members_share_messages);
     add_case(s, tcase_create("cli_replay"), test_cli_sub_start_positions_and_durable_resume);
+    add_case(s, tcase_create("cli_consumers"), test_cli_consumers_list_and_delete);
     return s;
 }

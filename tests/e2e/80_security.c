@@ -387,10 +387,31 @@ START_TEST(test_admin_needs_the_admin_right)
     ck_assert_uint_eq(r->admin_reply->id, 5);
     ck_assert_int_eq(r->admin_reply->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     ck_assert_ptr_null(r->admin_reply->stats);
+    /* Durable consumer management needs it too (list, and delete). */
+    Ferry__ConsumerListRequest cl = FERRY__CONSUMER_LIST_REQUEST__INIT;
+    ar.id = 6;
+    ar.request_case = FERRY__ADMIN_REQUEST__REQUEST_CONSUMERS;
+    ar.consumers = &cl;
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ADMIN_REPLY, &r, NULL), 0);
+    ck_assert_uint_eq(r->admin_reply->id, 6);
+    ck_assert_int_eq(r->admin_reply->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_uint_eq(r->admin_reply->n_consumers, 0);
+    Ferry__ConsumerDeleteRequest cd = FERRY__CONSUMER_DELETE_REQUEST__INIT;
+    cd.topic = "orders.eu.new";
+    cd.name = "d";
+    cd.force = 1;
+    ar.id = 7;
+    ar.request_case = FERRY__ADMIN_REQUEST__REQUEST_CONSUMER_DELETE;
+    ar.consumer_delete = &cd;
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ADMIN_REPLY, &r, NULL), 0);
+    ck_assert_uint_eq(r->admin_reply->id, 7);
+    ck_assert_int_eq(r->admin_reply->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     ck_assert_int_eq(rawc_ping(&c, 1, T_WAIT), 0); /* still connected */
     rawc_close(&c);
     Ferry__Stats s = admin_stats(d.port);
-    ck_assert_uint_eq(s.permission_denials, 1);
+    ck_assert_uint_eq(s.permission_denials, 3);
     STOP(&d);
 }
 END_TEST

@@ -22,3 +22,11 @@ foreach(name IN LISTS names)
     add_dependencies(e2e_${name} ${FERRY_CLI_TARGET})
   endif()
 endforeach()
+
+# Managing durables (list, delete, --verify of the consumers table); writes
+# corrupt records through the store library.
+ferry_check_test(e2e_79_consumers_admin LABEL e2e TIMEOUT 300
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/79_consumers_admin.c
+  LIBS ferry_test_support ferry_shared ferry_store Threads::Threads)
+target_compile_definitions(e2e_79_consumers_admin PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
+add_dependencies(e2e_79_consumers_admin ferryd)

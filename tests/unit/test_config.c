@@ -117,6 +117,25 @@ START_TEST(test_cfg_help_and_version)
 }
 END_TEST
 
+START_TEST(test_cfg_consumer_max_idle_is_a_duration_default_off)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_uint_eq(c.consumer_max_idle_ms, 0);
+    ck_assert_int_eq(cfg_set(&c, "consumer_max_idle", "10m"), 0);
+    ck_assert_uint_eq(c.consumer_max_idle_ms, 600000);
+    ck_assert_int_eq(cfg_set(&c, "consumer-max-idle", "250ms"), 0);
+    ck_assert_uint_eq(c.consumer_max_idle_ms, 250);
+    ck_assert_int_eq(cfg_set(&c, "consumer_max_idle", "off"), 0);
+    ck_assert_uint_eq(c.consumer_max_idle_ms, 0);
+    ck_assert_int_eq(cfg_set(&c, "consumer_max_idle", "7d"), 0);
+    ck_assert_int_eq(cfg_set(&c, "consumer_max_idle", "soon"), -EINVAL);
+    ck_assert_int_eq(cfg_set(&c, "consumer_max_idle", "-1s"), -EINVAL);
+    ck_assert_uint_eq(c.consumer_max_idle_ms, 7ull * 86400 * 1000);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--consumer-max-idle DURATION"));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -125,6 +144,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_file_then_flags_override);
     tcase_add_test(tc, test_cfg_errors_name_the_line);
     tcase_add_test(tc, test_cfg_help_and_version);
+    tcase_add_test(tc, test_cfg_consumer_max_idle_is_a_duration_default_off);
     suite_add_tcase(s, tc);
     return s;
 }

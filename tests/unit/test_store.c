@@ -767,6 +767,110 @@ START_TEST(test_store_flipped_byte_is_detected_and_never_delivered)
 }
 END_TEST
 
+/* ---- durable consumer records -------------------------------------------- */
+
+struct crec_seen {
+    int n;
+    char keys[8][32];
+};
+
+static int crec_collect(void *ctx, const char *key, size_t key_len, const void *value,
+                        size_t value_len)
+{
+    struct crec_seen *c = ctx;
+    (void)value;
+    (void)value_len;
+    ck_assert_uint_lt(key_len, sizeof(c->keys[0]));
+    ck_assert_int_lt(c->n, 8);
+    memcpy(c->keys[c->n], key, key_len);
+    c->keys[c->n][key_len] = '\0'; /* the topic part, up to the key's NUL */
+    c->n++;
+    return 0;
+}
+
+/* Stands in for consumer.c's check: "BAD" records are refused, and a
+ * record on a topic the store lacks must say "new". */
+static int crec_check(void *ctx, const char *key, size_t key_len, const void *value,
+                      size_t value_len, const struct store_topic_info *topic, char *why,
+                      size_t why_len)
+{
+    int *n_calls = ctx;
+    (*n_calls)++;
+    (void)key;
+    (void)key_len;
+    if (value_len == 3 && memcmp(value, "BAD", 3) == 0) {
+        snprintf(why, why_len, "bad record");
+        return 1;
+    }
+    if (topic == NULL && !(value_len == 3 && memcmp(value, "new", 3) == 0)) {
+        snprintf(why, why_len, "no topic");
+        return 1;
+    }
+    if (topic != NULL && topic->last_seq != 3) {
+        snprintf(why, why_len, "wrong topic counters");
+        return 1;
+    }
+    return 0;
+}
+
+START_TEST(test_store_consumer_records_listed_and_verified)
+{
+    struct store *s = open_store(NULL);
+    for (int i = 0; i < 3; i++) {
+        put1(s, "orders", "x", 1000 + i);
+    }
+    struct store_kv recs[] = {
+        {"orders\0good", 11, "ok!", 3}, {"orders\0broken", 13, "BAD", 3},
+        {"ghost\0waits", 11, "new", 3}, {"ghost\0lost", 10, "ok!", 3},
+        {"nonul", 5, "ok!", 3},
+    };
+    ck_assert_int_eq(store_consumers_put(s, recs, 5), 0);
+    struct crec_seen seen = {0};
+    ck_assert_int_eq(store_consumers_foreach(s, "orders", 7, crec_collect, &seen), 2);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_str_eq(seen.keys[0], "orders");
+    memset(&seen, 0, sizeof(seen));
+    ck_assert_int_eq(store_consumers_foreach(s, NULL, 0, crec_collect, &seen), 5);
+    /* A deleted record is gone from the walk. */
+    struct store_kv del = {"ghost\0lost", 10, NULL, 0};
+    ck_assert_int_eq(store_consumers_put(s, &del, 1), 0);
+    memset(&seen, 0, sizeof(seen));
+    ck_assert_int_eq(store_consumers_foreach(s, NULL, 0, crec_collect, &seen), 4);
+    store_close(s);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *rep = open_memstream(&buf, &len);
+    struct store_verify_result vr;
+    int n_calls = 0;
+    ck_assert_int_eq(store_verify_ex(g_dir, rep, crec_check, &n_calls, &vr), FERRY_ESTORAGE);
+    fclose(rep);
+    ck_assert_int_eq(n_calls, 3); /* the key without a NUL never reaches the check */
+    ck_assert_uint_eq(vr.n_consumers, 4);
+    ck_assert_uint_eq(vr.n_consumer_errors, 2);
+    ck_assert_uint_eq(vr.n_problems, 2);
+    ck_assert_ptr_nonnull(strstr(buf, "consumer 'broken' on 'orders': bad record"));
+    ck_assert_ptr_nonnull(strstr(buf, "consumer key 'nonul'"));
+    ck_assert_ptr_null(strstr(buf, "'good'"));
+    ck_assert_ptr_null(strstr(buf, "'waits'"));
+    free(buf);
+
+    /* Without a check only the key shapes are judged. */
+    ck_assert_int_eq(store_verify(g_dir, NULL, &vr), FERRY_ESTORAGE);
+    ck_assert_uint_eq(vr.n_consumer_errors, 1);
+
+    /* Healthy again once the two are deleted. */
+    s = open_store(NULL);
+    struct store_kv dels[] = {{"orders\0broken", 13, NULL, 0}, {"nonul", 5, NULL, 0}};
+    ck_assert_int_eq(store_consumers_put(s, dels, 2), 0);
+    store_close(s);
+    n_calls = 0;
+    ck_assert_int_eq(store_verify_ex(g_dir, NULL, crec_check, &n_calls, &vr), 0);
+    ck_assert_int_eq(n_calls, 2);
+    ck_assert_uint_eq(vr.n_consumers, 2);
+}
+END_TEST
+
 /* ---- map size ------------------------------------------------------------ */
 
 START_TEST(test_store_map_full_refuses_then_recovers)
@@ -1334,6 +1438,8 @@ Suite *test_suite(void)
              test_store_purge_of_exactly_one_chunk_at_the_end);
     add_case(s, tcase_create("store_flipped_byte_is_detected_and_never_delivered"),
              test_store_flipped_byte_is_detected_and_never_delivered);
+    add_case(s, tcase_create("store_consumer_records_listed_and_verified"),
+             test_store_consumer_records_listed_and_verified);
     add_case(s, tcase_create("store_map_full_refuses_then_recovers"),
              test_store_map_full_refuses_then_recovers);
     add_case(s, tcase_create("store_map_grows_transparently"), test_store_map_grows_transparently);
