@@ -363,8 +363,8 @@ static int cons_load(struct cons_reg *r, const char *key, size_t key_len, size_t
     }
     void *v = NULL;
     size_t vlen = 0;
-    int rc = r->st && !is_fresh ? store_consumer_get(r->st, key, key_len, &v, &vlen)
-                                : FERRY_ENOTOPIC;
+    int rc =
+        r->st && !is_fresh ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
     if (rc == 0) {
         rc = state_decode(k, v, vlen);
         free(v);

@@ -22,6 +22,16 @@
  *
  * `ferryd --verify DIR` checks a store offline and exits 0 (clean) or 1.
  */
+#include "acceptor.h"
+#include "config.h"
+#include "consumer.h"
+#include "io_thread.h"
+#include "log.h"
+#include "server.h"
+#include "store.h"
+#include "worker.h"
+#include "writer.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,16 +42,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "acceptor.h"
-#include "config.h"
-#include "consumer.h"
-#include "io_thread.h"
-#include "log.h"
-#include "server.h"
-#include "store.h"
-#include "worker.h"
-#include "writer.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"

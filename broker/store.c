@@ -51,13 +51,16 @@
  */
 #include "store.h"
 
+#include "crc32c.h"
+
 #include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/falloc.h>
+#include <lmdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -67,10 +70,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <lmdb.h>
-
-#include "crc32c.h"
 
 #define STORE_MAGIC "FERRYSTO"
 #define STORE_MAGIC_LEN 8

@@ -108,12 +108,12 @@
 #ifndef FERRY_STORE_H
 #define FERRY_STORE_H
 
+#include "ferry.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-#include "ferry.h"
 
 #ifdef __cplusplus
 extern "C" {

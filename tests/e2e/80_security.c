@@ -681,8 +681,7 @@ START_TEST(test_durable_backlog_checked)
         login_ok(&c, d.port, "alice", "secret");
         code = durable_sub(&c, 3, "orders.eu.x", "d2");
         rawc_close(&c);
-    } while ((code == 0 || code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE) &&
-             ms_now() < deadline);
+    } while ((code == 0 || code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE) && ms_now() < deadline);
     ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     /* and while attached, a reload that shrinks the rights detaches it */
     write_auth(alice_default);

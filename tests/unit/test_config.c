@@ -1,15 +1,15 @@
 /*
  * test_config.c - defaults, config file, flags overriding the file.
  */
+#include "config.h"
+#include "log.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "config.h"
-#include "log.h"
 
 Suite *test_suite(void);
 

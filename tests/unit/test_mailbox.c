@@ -1,13 +1,13 @@
 /*
  * test_mailbox.c - bounded MPSC queue with eventfd or condvar wake-ups.
  */
+#include "mailbox.h"
+
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
-
-#include "mailbox.h"
 
 Suite *test_suite(void);
 

@@ -4,6 +4,9 @@
  * directories, and the offline verifier. Every test works in its own
  * mkdtemp directory, removed in teardown.
  */
+#include "store.h"
+
+#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -19,10 +22,6 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <check.h>
-
-#include "store.h"
 
 static char g_dir[64];
 static char g_err[512];

@@ -1,14 +1,14 @@
 /*
  * test_trie.c - the subscription index.
  */
+#include "topic.h"
+#include "trie.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "topic.h"
-#include "trie.h"
 
 Suite *test_suite(void);
 
@@ -64,7 +64,7 @@ START_TEST(test_trie_literal_star_and_gt)
     ck_assert_uint_eq(match(&t, "a.b.c"), B(1) | B(2) | B(3) | B(4) | B(5));
     ck_assert_uint_eq(match(&t, "a.x.c"), B(2) | B(3) | B(4) | B(5));
     ck_assert_uint_eq(match(&t, "a.b"), B(3) | B(5) | B(6));
-    ck_assert_uint_eq(match(&t, "a"), B(5) | B(7));   /* '>' needs one or more tokens */
+    ck_assert_uint_eq(match(&t, "a"), B(5) | B(7)); /* '>' needs one or more tokens */
     ck_assert_uint_eq(match(&t, "b.c.d.e"), B(5));
     ck_assert_uint_eq(match(&t, "a.b.c.d"), B(3) | B(5));
     ck_assert_uint_eq(t.n_subs, 7);
