@@ -41,7 +41,8 @@ static const char topics_help[] =
     "Usage: ferry topics [OPTIONS] [PATTERN]\n"
     "\n"
     "List the topics the broker knows (matching PATTERN, default all): stored\n"
-    "messages and bytes, first and last sequence, live subscribers.\n"
+    "messages and bytes, first and last sequence ('ferry topic info TOPIC' also\n"
+    "counts its live subscribers).\n"
     "\n"
     "Options:\n"
     "  -j, --json     print a JSON array\n"
@@ -270,15 +271,21 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
     return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
 
-static void topic_json(struct cli_buf *b, const ferry_topic_info *t)
+/* has_subs: the broker counted the subscribers (topic info does; the topic
+ * list does not, and a 0 there would be a false statement). */
+static void topic_json(struct cli_buf *b, const ferry_topic_info *t, int has_subs)
 {
     cli_buf_adds(b, "{\"name\":");
     cli_buf_json_str(b, t->name, strlen(t->name));
     cli_buf_addf(b,
                  ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"first_seq\":%" PRIu64
-                 ",\"last_seq\":%" PRIu64 ",\"ephemeral\":%s,\"subscribers\":%" PRIu64 "}",
+                 ",\"last_seq\":%" PRIu64 ",\"ephemeral\":%s",
                  t->messages, t->bytes, t->first_seq, t->last_seq,
-                 t->is_ephemeral ? "true" : "false", t->subscribers);
+                 t->is_ephemeral ? "true" : "false");
+    if (has_subs) {
+        cli_buf_addf(b, ",\"subscribers\":%" PRIu64, t->subscribers);
+    }
+    cli_buf_adds(b, "}");
 }
 
 int cmd_topics(struct cli_opts *o, int argc, char **argv)
@@ -321,7 +328,7 @@ int cmd_topics(struct cli_opts *o, int argc, char **argv)
             if (i) {
                 cli_buf_add(&b, ",", 1);
             }
-            topic_json(&b, &topics[i]);
+            topic_json(&b, &topics[i], 0);
         }
         cli_buf_add(&b, "]\n", 2);
     } else {
@@ -330,14 +337,13 @@ int cmd_topics(struct cli_opts *o, int argc, char **argv)
             int l = (int)strlen(topics[i].name);
             w = l > w ? l : w;
         }
-        cli_buf_addf(&b, "%-*s %12s %12s %12s %12s %6s\n", w, "TOPIC", "MESSAGES", "BYTES",
-                     "FIRST SEQ", "LAST SEQ", "SUBS");
+        cli_buf_addf(&b, "%-*s %12s %12s %12s %12s\n", w, "TOPIC", "MESSAGES", "BYTES", "FIRST SEQ",
+                     "LAST SEQ");
         for (size_t i = 0; i < n; i++) {
             const ferry_topic_info *t = &topics[i];
-            cli_buf_addf(
-                &b, "%-*s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %6" PRIu64 "%s\n",
-                w, t->name, t->messages, t->bytes, t->first_seq, t->last_seq, t->subscribers,
-                t->is_ephemeral ? "  (ephemeral)" : "");
+            cli_buf_addf(&b, "%-*s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "%s\n", w,
+                         t->name, t->messages, t->bytes, t->first_seq, t->last_seq,
+                         t->is_ephemeral ? "  (ephemeral)" : "");
         }
         if (n == 0) {
             cli_buf_adds(&b, pattern ? "(no topics match)\n" : "(no topics)\n");
@@ -392,7 +398,7 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
         rc = ferry_admin_topic_info(c, topic, ADMIN_TIMEOUT_MS, &t);
         if (rc == 0) {
             if (a.json) {
-                topic_json(&b, &t);
+                topic_json(&b, &t, 1);
                 cli_buf_add(&b, "\n", 1);
             } else {
                 char by[32];
