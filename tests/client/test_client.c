@@ -85,22 +85,8 @@ static void broker_stop(void)
  * address they know. */
 static void broker_restart_same_port(void)
 {
-    char listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", g_broker.port);
-    const char *args[] = {"--listen", listen, NULL};
-    int old = g_broker.port;
-    int rc = -1;
-    /* The old port may linger briefly (TIME_WAIT is no obstacle with
-     * SO_REUSEADDR, which ferryd sets; retry a few times regardless). */
-    for (int i = 0; i < 50 && rc != 0; i++) {
-        rc = ferryd_restart(&g_broker, args);
-        if (rc != 0) {
-            struct timespec ts = {0, 100 * 1000000};
-            nanosleep(&ts, NULL); /* retry pacing, not synchronisation */
-        }
-    }
-    ck_assert_msg(rc == 0, "ferryd_restart: %s", strerror(-rc));
-    ck_assert_int_eq(g_broker.port, old);
+    int rc = ferryd_restart_same_port(&g_broker, NULL);
+    ck_assert_msg(rc == 0, "ferryd_restart_same_port: %s", strerror(-rc));
 }
 
 /* Stop the broker (SIGSTOP) and wait until it is stopped: kill() returns

@@ -68,19 +68,8 @@ static void teardown(void)
 /* Restart the killed broker on the port it had. */
 static void broker_restart_same_port(void)
 {
-    char listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", g_broker.port);
-    const char *args[] = {"--listen", listen, NULL};
-    int old = g_broker.port;
-    int rc = -1;
-    for (int i = 0; i < 50 && rc != 0; i++) {
-        rc = ferryd_restart(&g_broker, args);
-        if (rc != 0) {
-            pause_ms(100); /* retry pacing while the old port lingers */
-        }
-    }
-    ck_assert_msg(rc == 0, "ferryd_restart: %s", strerror(-rc));
-    ck_assert_int_eq(g_broker.port, old);
+    int rc = ferryd_restart_same_port(&g_broker, NULL);
+    ck_assert_msg(rc == 0, "ferryd_restart_same_port: %s", strerror(-rc));
 }
 
 /* thread: thread mode (else event-loop mode); keepalive_ms 0: default. */

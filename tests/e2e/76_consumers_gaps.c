@@ -48,16 +48,8 @@ static void frame_append(uint8_t **buf, size_t *len, const Ferry__Frame *f)
  * else was queued for c. */
 static void ping_nothing_else(struct rawc *c, uint64_t nonce)
 {
-    Ferry__Ping m = FERRY__PING__INIT;
-    m.nonce = nonce;
-    Ferry__Frame f = FERRY__FRAME__INIT;
-    f.body_case = FERRY__FRAME__BODY_PING;
-    f.ping = &m;
-    ck_assert_int_eq(rawc_send(c, &f), 0);
-    Ferry__Frame *r;
-    int skipped = 0;
-    ck_assert_int_eq(rawc_recv_kind(c, S_WAIT, FERRY__FRAME__BODY_PONG, &r, &skipped), 0);
-    ck_assert_uint_eq(r->pong->nonce, nonce);
+    int skipped = -1;
+    ck_assert_int_eq(rawc_ping_alone(c, nonce, S_WAIT, &skipped), 0);
     ck_assert_int_eq(skipped, 0);
 }
 
@@ -460,24 +452,6 @@ START_TEST(test_queue_group_member_lagging_catches_up_from_log)
 }
 END_TEST
 
-/* Restart the killed broker on its old port (clients reconnect to the
- * address they know); SO_REUSEADDR makes that work, retried a few times. */
-static void restart_same_port(void)
-{
-    char listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", d.port);
-    const char *args[] = {"--listen", listen, "--ephemeral", "eph.>", NULL};
-    int rc = -1;
-    for (int i = 0; i < 50 && rc != 0; i++) {
-        rc = ferryd_restart(&d, args);
-        if (rc != 0) {
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, NULL); /* retry pacing */
-        }
-    }
-    ck_assert_int_eq(rc, 0);
-}
-
 /*
  * An Ack sent on a connection that is lost before a flush confirmed it
  * cannot be confirmed: the next ferry_flush() says so (FERRY_EDISCONNECTED,
@@ -513,7 +487,8 @@ START_TEST(test_flush_reports_acks_lost_with_connection)
     ack(m);
     ferry_msg_destroy(m);
     ck_assert_int_eq(ferryd_kill9(&d), 0);
-    restart_same_port();
+    ck_assert_int_eq(
+        ferryd_restart_same_port(&d, (const char *const[]){"--ephemeral", "eph.>", NULL}), 0);
     int rc = ferry_flush(k, S_WAIT);
     ck_assert_msg(rc == FERRY_EDISCONNECTED, "flush: %s", ferry_strerror(rc));
     ck_assert_int_eq(ferry_flush(k, S_WAIT), 0); /* said once */

@@ -182,6 +182,36 @@ int ferryd_restart(struct ferryd_proc *p, const char *const *extra_args)
     return spawn(p, extra_args);
 }
 
+int ferryd_restart_same_port(struct ferryd_proc *p, const char *const *extra_args)
+{
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", p->port);
+    const char *args[32] = {"--listen", listen};
+    size_t n = 2;
+    for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+        if (n + 1 >= sizeof(args) / sizeof(args[0])) {
+            return -E2BIG;
+        }
+        args[n++] = extra_args[i];
+    }
+    args[n] = NULL;
+    int old = p->port;
+    int rc = -1;
+    /* The old port may linger a moment; ferryd sets SO_REUSEADDR, so a few
+     * tries are enough. */
+    for (int i = 0; i < 50 && rc != 0; i++) {
+        rc = ferryd_restart(p, args);
+        if (rc != 0) {
+            struct timespec ts = {0, 100 * 1000 * 1000}; /* retry pacing */
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (rc == 0 && p->port != old) {
+        return -EADDRINUSE;
+    }
+    return rc;
+}
+
 static int exit_code(int st)
 {
     if (WIFEXITED(st)) {

@@ -41,6 +41,12 @@ int ferryd_kill9(struct ferryd_proc *p);
  * (ferryd_kill9) or be stopped first. Returns as ferryd_start. */
 int ferryd_restart(struct ferryd_proc *p, const char *const *extra_args);
 
+/* Restart (after ferryd_kill9 or a stop that kept the dir) listening on the
+ * port it had, so clients reconnect to the address they know; extra args
+ * as for ferryd_start. Retries while the port lingers. Returns 0,
+ * -EADDRINUSE (it came up elsewhere), or as ferryd_start. */
+int ferryd_restart_same_port(struct ferryd_proc *p, const char *const *extra_args);
+
 /* VmRSS of the running ferryd in KiB, from /proc/PID/status; -errno on error. */
 long ferryd_rss_kb(const struct ferryd_proc *p);
 

@@ -3,6 +3,8 @@
  */
 #include "rawclient.h"
 
+#include "ferry.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,8 +14,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ferry.h"
 
 static long long ms_now(void)
 {
@@ -136,8 +136,8 @@ int rawc_recv(struct rawc *c, int timeout_ms, Ferry__Frame **out)
     }
 }
 
-int rawc_recv_kind(struct rawc *c, int timeout_ms, Ferry__Frame__BodyCase kind,
-                   Ferry__Frame **out, int *skipped)
+int rawc_recv_kind(struct rawc *c, int timeout_ms, Ferry__Frame__BodyCase kind, Ferry__Frame **out,
+                   int *skipped)
 {
     long long deadline = ms_now() + timeout_ms;
     for (;;) {
@@ -184,8 +184,8 @@ int rawc_connect(struct rawc *c, int port, uint32_t keepalive_ms)
     return 0;
 }
 
-int rawc_publish(struct rawc *c, uint64_t id, const char *topic, const void *payload,
-                 size_t len, int want_ack)
+int rawc_publish(struct rawc *c, uint64_t id, const char *topic, const void *payload, size_t len,
+                 int want_ack)
 {
     Ferry__Publish m = FERRY__PUBLISH__INIT;
     m.id = id;
@@ -199,8 +199,7 @@ int rawc_publish(struct rawc *c, uint64_t id, const char *topic, const void *pay
     return rawc_send(c, &f);
 }
 
-int rawc_subscribe_nowait(struct rawc *c, uint64_t sub_id, const char *pattern,
-                          const char *group)
+int rawc_subscribe_nowait(struct rawc *c, uint64_t sub_id, const char *pattern, const char *group)
 {
     Ferry__Subscribe m = FERRY__SUBSCRIBE__INIT;
     m.sub_id = sub_id;
@@ -296,4 +295,24 @@ int rawc_wait_closed(struct rawc *c, int timeout_ms, int *err_code)
             *err_code = (int)f->error->code;
         }
     }
+}
+
+int rawc_ping_alone(struct rawc *c, uint64_t nonce, int timeout_ms, int *skipped)
+{
+    Ferry__Ping m = FERRY__PING__INIT;
+    m.nonce = nonce;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PING;
+    f.ping = &m;
+    int rc = rawc_send(c, &f);
+    if (rc < 0) {
+        return rc;
+    }
+    Ferry__Frame *r;
+    *skipped = 0;
+    rc = rawc_recv_kind(c, timeout_ms, FERRY__FRAME__BODY_PONG, &r, skipped);
+    if (rc == 0 && r->pong->nonce != nonce) {
+        return -EPROTO;
+    }
+    return rc;
 }

@@ -8,10 +8,10 @@
 #ifndef FERRY_TEST_RAWCLIENT_H
 #define FERRY_TEST_RAWCLIENT_H
 
+#include "codec.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include "codec.h"
 
 struct rawc {
     int fd;
@@ -35,13 +35,12 @@ int rawc_recv(struct rawc *c, int timeout_ms, Ferry__Frame **out);
 
 /* Wait for a frame of the given body case, skipping others (counted in
  * *skipped if not NULL). */
-int rawc_recv_kind(struct rawc *c, int timeout_ms, Ferry__Frame__BodyCase kind,
-                   Ferry__Frame **out, int *skipped);
+int rawc_recv_kind(struct rawc *c, int timeout_ms, Ferry__Frame__BodyCase kind, Ferry__Frame **out,
+                   int *skipped);
 
-int rawc_publish(struct rawc *c, uint64_t id, const char *topic, const void *payload,
-                 size_t len, int want_ack);
-int rawc_subscribe_nowait(struct rawc *c, uint64_t sub_id, const char *pattern,
-                          const char *group);
+int rawc_publish(struct rawc *c, uint64_t id, const char *topic, const void *payload, size_t len,
+                 int want_ack);
+int rawc_subscribe_nowait(struct rawc *c, uint64_t sub_id, const char *pattern, const char *group);
 /* Subscribe and wait for the SubAck: returns its code (0 = ok) as a wire
  * ErrorCode, or a negative error. */
 int rawc_subscribe(struct rawc *c, uint64_t sub_id, const char *pattern, const char *group);
@@ -53,6 +52,11 @@ int rawc_ping(struct rawc *c, uint64_t nonce, int timeout_ms);
 /* Read (and drop) frames until the server closes: 0 if it closed within the
  * timeout. If err_code is not NULL it receives the code of the last Error
  * frame seen (or -1 if none). */
+/* Ping and wait for its Pong; *skipped: how many other frames came first
+ * (0 proves nothing else was queued for c). Returns 0, -EPROTO (another
+ * nonce), or as rawc_recv. */
+int rawc_ping_alone(struct rawc *c, uint64_t nonce, int timeout_ms, int *skipped);
+
 int rawc_wait_closed(struct rawc *c, int timeout_ms, int *err_code);
 
 #endif
