@@ -70,6 +70,7 @@ struct consumer {
      * lookups, never written again except for the one flush that deletes
      * its record. Set under the registry's lock and lock, then immutable. */
     uint8_t is_deleted;
+    uint8_t is_detaching;   /* deleted with holders (force): they may still touch it */
     uint64_t idle_since_ms; /* guarded by the registry's lock: monotonic ms when
                              * last released (or loaded); for consumer_max_idle */
 };
@@ -143,7 +144,9 @@ void cons_reg_destroy(struct cons_reg *r)
         return;
     }
     for (uint32_t i = 0; i < r->n; i++) {
-        cons_free(r->v[i]);
+        if (r->v[i] != NULL) {
+            cons_free(r->v[i]);
+        }
     }
     for (uint32_t i = 0; i < r->n_anon; i++) {
         cons_free(r->anon[i]);
@@ -274,7 +277,8 @@ static struct consumer *reg_find(struct cons_reg *r, const char *key, size_t key
 {
     for (uint32_t i = 0; i < r->n; i++) {
         struct consumer *k = r->v[i];
-        if (!k->is_deleted && k->key_len == key_len && memcmp(k->key, key, key_len) == 0) {
+        if (k != NULL && !k->is_deleted && k->key_len == key_len &&
+            memcmp(k->key, key, key_len) == 0) {
             return k;
         }
     }
@@ -519,6 +523,9 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
             break;
         }
     }
+    /* Unheld: the writer will free it once idle (cons_reg_release_idle);
+     * wake it so that it starts looking. k may be freed once we unlock. */
+    int is_unheld = !k->is_anon && k->n_holders == 0;
     int is_gone = k->is_anon && k->n_holders == 0;
     for (uint32_t i = 0; is_gone && i < r->n_anon; i++) {
         if (r->anon[i] == k) {
@@ -532,6 +539,7 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
          * subscription without a durable has no future to give them to). */
         cons_free(k);
     }
+    wake(r, is_unheld);
 }
 
 int cons_is_private(struct consumer *k)
@@ -904,6 +912,9 @@ int cons_reg_save_begin(struct cons_reg *r, struct cons_save *sv)
     }
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         struct consumer *k = ks[i];
+        if (k == NULL) {
+            continue; /* released (only this thread releases: no race) */
+        }
         pthread_mutex_lock(&k->lock);
         if (k->is_dirty && k->is_deleted) {
             k->is_dirty = 0;
@@ -952,6 +963,56 @@ void cons_reg_save_end(struct cons_reg *r, struct cons_save *sv, int rc)
     free(sv->recs);
     free(sv->taken);
     memset(sv, 0, sizeof(*sv));
+}
+
+/* Can k be freed? r->lock and k->lock held. Nobody holds it, its state is
+ * stored, no dead letter of it is on its way, and it has been idle for
+ * grace_ms. A tombstone (deleted) goes once its deletion is stored, unless
+ * detached holders may still reach it. */
+static int is_releasable(const struct consumer *k, uint64_t now_ms, uint64_t grace_ms)
+{
+    if (k->n_holders > 0 || k->is_dirty || k->is_detaching || now_ms < k->idle_since_ms ||
+        now_ms - k->idle_since_ms < grace_ms) {
+        return 0;
+    }
+    for (uint32_t i = k->head; i < k->n; i++) {
+        if (!k->p[i].is_done && (k->p[i].is_dlq || k->p[i].is_committing)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+size_t cons_reg_release_idle(struct cons_reg *r, uint64_t now_ms, uint64_t grace_ms,
+                             int *has_waiting)
+{
+    struct consumer *gone[64];
+    size_t n_gone = 0;
+    *has_waiting = 0;
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < r->n && n_gone < sizeof(gone) / sizeof(gone[0]); i++) {
+        struct consumer *k = r->v[i];
+        if (k == NULL) {
+            continue;
+        }
+        pthread_mutex_lock(&k->lock);
+        int is_free = is_releasable(k, now_ms, grace_ms);
+        pthread_mutex_unlock(&k->lock);
+        if (is_free) {
+            r->v[i] = NULL; /* its id is not reused: a late lookup finds nothing */
+            gone[n_gone++] = k;
+        } else if (k->n_holders == 0 && !k->is_detaching) {
+            *has_waiting = 1;
+        }
+    }
+    if (n_gone == sizeof(gone) / sizeof(gone[0])) {
+        *has_waiting = 1;
+    }
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < n_gone; i++) {
+        cons_free(gone[i]);
+    }
+    return n_gone;
 }
 
 int cons_reg_flush(struct cons_reg *r)
@@ -1067,7 +1128,8 @@ static int reg_has_deleted(struct cons_reg *r, const char *key, size_t key_len)
 {
     for (uint32_t i = 0; i < r->n; i++) {
         struct consumer *k = r->v[i];
-        if (k->is_deleted && k->key_len == key_len && memcmp(k->key, key, key_len) == 0) {
+        if (k != NULL && k->is_deleted && k->key_len == key_len &&
+            memcmp(k->key, key, key_len) == 0) {
             return 1;
         }
     }
@@ -1171,12 +1233,12 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
 {
     struct info_vec iv = {.match = match, .ctx = ctx};
     /* Memory first: a snapshot under the registry's lock, then the store
-     * without any lock held (a store read may wait for a map resize, and
-     * cons_bind() reads the store under the registry's lock). */
+     * without any lock held (no store call under the registry's lock:
+     * consumer.h, THREADS). */
     pthread_mutex_lock(&r->lock);
     for (uint32_t i = 0; i < r->n && iv.rc == 0; i++) {
         struct consumer *k = r->v[i];
-        if (!match(ctx, k->topic, k->topic_len)) {
+        if (k == NULL || !match(ctx, k->topic, k->topic_len)) {
             continue;
         }
         struct cons_info *ci = info_push(&iv);
@@ -1326,6 +1388,7 @@ static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, c
         nh = k->n_holders;
         /* Their cons_unbind() finds nothing to remove: they are gone. */
         k->n_holders = 0;
+        k->is_detaching = 1; /* never released: see cons_reg_release_idle() */
     }
     pthread_mutex_lock(&k->lock);
     k->is_deleted = 1;

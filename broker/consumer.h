@@ -45,7 +45,11 @@
  *   No store call is made while the registry's lock or a durable's lock is
  *   held (the store writer takes them inside its open write transaction:
  *   store locks come first, never the other way round).
- *   Durables live until cons_reg_destroy(): pointers stay valid.
+ *   A durable lives while it is held; one nobody holds, whose state is
+ *   stored, is freed by the store writer (cons_reg_release_idle(), the only
+ *   place that frees one) and loaded again by the next cons_bind(). So a
+ *   pointer to a durable is valid while its holder's binding lasts, and a
+ *   lookup by id (dead letters) happens under the registry's lock.
  */
 #ifndef FERRY_CONSUMER_H
 #define FERRY_CONSUMER_H
@@ -199,6 +203,15 @@ struct cons_save {
 };
 int cons_reg_save_begin(struct cons_reg *r, struct cons_save *sv);
 void cons_reg_save_end(struct cons_reg *r, struct cons_save *sv, int rc);
+
+/* Store writer, after a commit: free the durables nobody has held for
+ * grace_ms whose state is stored (at most 64 a call; the rest next time).
+ * *has_waiting: some unheld durable stays for now (call again later; an
+ * unbind that leaves a durable unheld also calls the waker). Returns how
+ * many were freed. Only the writer calls it: cons_reg_save_begin() then
+ * never meets a freed durable. */
+size_t cons_reg_release_idle(struct cons_reg *r, uint64_t now_ms, uint64_t grace_ms,
+                             int *has_waiting);
 
 /* Write every dirty durable in a transaction of its own (at shutdown, after
  * the writer stopped). Returns 0 or the store's error (the durables stay

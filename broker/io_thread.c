@@ -3465,10 +3465,11 @@ static void take_mail(struct iot *t)
             break;
         case R_PUBACK: {
             if (CONN_REF_SLOT(m->conn_ref) == CONS_DLQ_SLOT) {
-                /* A dead letter (dur_dead_letter) is stored, or refused. */
-                if (t->srv->consumers != NULL) {
-                    cons_dlq_done(t->srv->consumers, CONN_REF_GEN(m->conn_ref), m->u.ack.id,
-                                  m->n_ids == 0);
+                /* A dead letter (dur_dead_letter) refused before it reached a
+                 * batch: its durable tries again. (One that was committed, or
+                 * failed with its batch, the writer settled itself.) */
+                if (t->srv->consumers != NULL && m->n_ids != 0) {
+                    cons_dlq_done(t->srv->consumers, CONN_REF_GEN(m->conn_ref), m->u.ack.id, 0);
                 }
                 break;
             }

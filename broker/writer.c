@@ -30,8 +30,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WRITER_TAKE 64 /* mailbox items (batches of up to 64 KiB) per commit */
-#define MAX_HEADERS 64 /* as io_thread.c accepts */
+#define WRITER_TAKE 64             /* mailbox items (batches of up to 64 KiB) per commit */
+#define CONS_RELEASE_GRACE_MS 2000 /* a durable nobody held this long leaves memory */
+#define CONS_RELEASE_EVERY_MS 500  /* how often the registry is looked over for them */
+#define MAX_HEADERS 64             /* as io_thread.c accepts */
 
 struct outbox {
     struct rmsg *m;
@@ -50,13 +52,15 @@ struct writer {
     struct outbox *out; /* per IO thread: acks */
     uint8_t *touched;   /* per worker: scratch for one batch */
     struct store_kv hdr[MAX_HEADERS];
-    uint64_t next_sync;    /* monotonic ms; sync interval only */
-    struct retention *ret; /* NULL: no retention rules */
-    int ret_wait;          /* ms until retention wants to run, -1: never */
-    int is_cons_unsaved;   /* the last save of consumer state failed: retry soon */
-    uint32_t *serial;      /* per IO thread: its last stored publication taken */
-    uint8_t *has_serial;   /* per IO thread: serial moved this round */
-    struct rmsg *held;     /* R_PONGs waiting for consumer state to be saved */
+    uint64_t next_sync;     /* monotonic ms; sync interval only */
+    struct retention *ret;  /* NULL: no retention rules */
+    int ret_wait;           /* ms until retention wants to run, -1: never */
+    int is_cons_unsaved;    /* the last save of consumer state failed: retry soon */
+    uint64_t next_release;  /* monotonic ms: next cons_reg_release_idle() */
+    int is_release_waiting; /* unheld durables wait for their grace to pass */
+    uint32_t *serial;       /* per IO thread: its last stored publication taken */
+    uint8_t *has_serial;    /* per IO thread: serial moved this round */
+    struct rmsg *held;      /* R_PONGs waiting for consumer state to be saved */
     uint32_t n_held, held_cap;
 };
 
@@ -514,6 +518,9 @@ static void *writer_main(void *arg)
         if (w->is_cons_unsaved && (timeout < 0 || timeout > 100)) {
             timeout = 100; /* no wake-up comes for state that is dirty already */
         }
+        if (w->is_release_waiting && (timeout < 0 || timeout > CONS_RELEASE_EVERY_MS)) {
+            timeout = CONS_RELEASE_EVERY_MS;
+        }
         mbox_wait(&w->in, timeout);
         if (is_interval && now_ms() >= w->next_sync) {
             int rc = store_sync(s->store);
@@ -576,6 +583,15 @@ static void *writer_main(void *arg)
             for (uint32_t i = 0; i < s->n_iot; i++) {
                 mbox_wake(iot_mbox(s->iots[i]));
             }
+        }
+        /* Durables nobody holds, whose state is stored, leave memory (this
+         * thread is the only one that frees them: consumer.h, THREADS). */
+        if (s->consumers != NULL && now_ms() >= w->next_release) {
+            w->next_release = now_ms() + CONS_RELEASE_EVERY_MS;
+            cons_reg_release_idle(s->consumers, now_ms(), CONS_RELEASE_GRACE_MS,
+                                  &w->is_release_waiting);
+        } else if (s->consumers != NULL) {
+            w->is_release_waiting = 1; /* this round may have been an unbind's wake-up */
         }
         /* One bounded retention step between group commits (retention.h). */
         if (w->ret != NULL && running) {

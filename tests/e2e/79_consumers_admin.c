@@ -353,6 +353,47 @@ START_TEST(test_consumer_max_idle_removes_unheld_durables)
 }
 END_TEST
 
+/* A durable nobody holds leaves the broker's memory (its state is stored)
+ * and comes back as it was at the next subscription. */
+START_TEST(test_unheld_durable_released_from_memory_and_reloaded)
+{
+    ferry_client *c = s_client(&d, 0);
+    pub_n(c, "adm.rel", 3);
+    ferry_client *k = s_client(&d, 0);
+    ferry_sub_options *so;
+    ck_assert_int_eq(ferry_sub_options_create(&so), 0);
+    ck_assert_int_eq(ferry_sub_options_set_durable(so, "rel"), 0);
+    ck_assert_int_eq(ferry_sub_options_set_start(so, FERRY_START_ALL, 0), 0);
+    ferry_sub *s;
+    ck_assert_int_eq(ferry_subscribe(k, "adm.rel", so, NULL, NULL, S_WAIT, &s), 0);
+    ferry_msg *m;
+    ck_assert_int_eq(ferry_sub_next(s, S_WAIT, &m), 0);
+    ck_assert_uint_eq(ferry_msg_sequence(m), 1);
+    ck_assert_int_eq(ferry_msg_ack(m, FERRY_ACK), 0);
+    ferry_msg_destroy(m);
+    ck_assert_int_eq(ferry_flush(k, S_WAIT), 0); /* the ack is stored */
+    s_close(k);
+    ferry_consumer_info ci;
+    ck_assert(find(c, "adm.rel", "adm.rel", "rel", &ci));
+    int64_t end = s_now_ms() + S_WAIT;
+    while (ci.is_loaded && s_now_ms() < end) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* poll interval */
+        ck_assert(find(c, "adm.rel", "adm.rel", "rel", &ci));
+    }
+    ck_assert_msg(!ci.is_loaded, "the unheld durable stayed in memory");
+    ck_assert_uint_eq(ci.ack_floor, 1);
+    k = s_client(&d, 0);
+    ck_assert_int_eq(ferry_subscribe(k, "adm.rel", so, NULL, NULL, S_WAIT, &s), 0);
+    ferry_sub_options_destroy(so);
+    ck_assert_int_eq(ferry_sub_next(s, S_WAIT, &m), 0);
+    ck_assert_uint_eq(ferry_msg_sequence(m), 2); /* 2 and 3 were delivered, not acked */
+    ferry_msg_destroy(m);
+    s_close(k);
+    s_close(c);
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -375,5 +416,7 @@ Suite *test_suite(void)
              test_consumers_lists_and_deletes_a_durable_only_in_the_store);
     add_case(s, tcase_create("verify_corrupt_record"), test_verify_names_a_corrupt_consumer_record);
     add_case(s, tcase_create("max_idle"), test_consumer_max_idle_removes_unheld_durables);
+    add_case(s, tcase_create("release_reload"),
+             test_unheld_durable_released_from_memory_and_reloaded);
     return s;
 }

@@ -239,6 +239,40 @@ START_TEST(test_cons_without_durable_not_stored)
 }
 END_TEST
 
+/* A durable nobody holds leaves memory once its state is stored, and the
+ * next bind loads it again as it was; a held or unsaved one stays. */
+START_TEST(test_cons_idle_released_and_reloaded)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 4);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 1000, .max_deliver = 5};
+    struct consumer *k = dbind(r, "t", &o, 7);
+    ck_assert_int_eq(cons_claim(k, 1, 0, 0, NULL), CONS_CLAIM_OK);
+    ck_assert_int_eq(cons_claim(k, 2, 0, 0, NULL), CONS_CLAIM_OK);
+    ck_assert_int_eq(cons_ack(k, 1, 0), 1);
+    uint64_t far = UINT64_MAX / 2; /* later than any grace */
+    int waiting = -1;
+    ck_assert_uint_eq(cons_reg_release_idle(r, far, 0, &waiting), 0); /* held */
+    cons_unbind(r, k, 7, 1);
+    ck_assert_uint_eq(cons_reg_release_idle(r, far, 0, &waiting), 0); /* not stored yet */
+    ck_assert_int_eq(waiting, 1);
+    save(r, s);
+    ck_assert_uint_eq(cons_reg_release_idle(r, 0, 1000, &waiting), 0); /* not idle long enough */
+    ck_assert_uint_eq(cons_reg_release_idle(r, far, 1000, &waiting), 1);
+    ck_assert_int_eq(waiting, 0);
+    k = dbind(r, "t", &o, 8); /* loaded again */
+    ck_assert_uint_eq(cons_next_seq(k), 3);
+    struct cons_due due[4];
+    ck_assert_uint_eq(cons_take_due(k, 0, due, 4), 1); /* 2, unacked, due for the new holder */
+    ck_assert_uint_eq(due[0].seq, 2);
+    ck_assert_uint_eq(due[0].n_deliv, 2);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
 static void add(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -253,5 +287,6 @@ Suite *test_suite(void)
     add(s, tcase_create("dlq_one_commit"), test_cons_dead_letter_and_state_in_one_commit);
     add(s, tcase_create("dlq_refused"), test_cons_dead_letter_refused_keeps_message);
     add(s, tcase_create("no_durable"), test_cons_without_durable_not_stored);
+    add(s, tcase_create("idle_release"), test_cons_idle_released_and_reloaded);
     return s;
 }
