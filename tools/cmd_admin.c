@@ -288,7 +288,10 @@ static void topic_json(struct cli_buf *b, const ferry_topic_info *t, int has_sub
     cli_buf_adds(b, "}");
 }
 
-int cmd_topics(struct cli_opts *o, int argc, char **argv)
+/* The options of a listing command: [--json] [--limit N] [PATTERN].
+ * Returns -1 to go on (a->..., *pattern set), else the exit status. */
+static int list_args(struct cli_opts *o, int argc, char **argv, const char *help,
+                     struct admin_args *a, const char **pattern)
 {
     static const struct option longopts[] = {
         CLI_COMMON_LONGOPTS,
@@ -296,16 +299,26 @@ int cmd_topics(struct cli_opts *o, int argc, char **argv)
         {"limit", required_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
-    struct admin_args a = {.cmd = o->cmd};
     int first;
-    int rc = cli_getopt(o, argc, argv, "jl:", longopts, topics_help, admin_opt, &a, &first);
+    int rc = cli_getopt(o, argc, argv, "jl:", longopts, help, admin_opt, a, &first);
     if (rc != -1) {
         return rc;
     }
     if (argc - first > 1) {
         return cli_usage(o->cmd, "too many arguments: one PATTERN at most");
     }
-    const char *pattern = first < argc ? argv[first] : NULL;
+    *pattern = first < argc ? argv[first] : NULL;
+    return -1;
+}
+
+int cmd_topics(struct cli_opts *o, int argc, char **argv)
+{
+    struct admin_args a = {.cmd = o->cmd};
+    const char *pattern;
+    int rc = list_args(o, argc, argv, topics_help, &a, &pattern);
+    if (rc != -1) {
+        return rc;
+    }
     ferry_client *c;
     if (admin_connect(o, "ferry topics", &c) < 0) {
         return CLI_EXIT_ERROR;
@@ -508,22 +521,12 @@ static void fmt_lag(char *out, size_t cap, uint64_t ms)
 
 int cmd_consumers(struct cli_opts *o, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_COMMON_LONGOPTS,
-        {"json", no_argument, NULL, 'j'},
-        {"limit", required_argument, NULL, 'l'},
-        {NULL, 0, NULL, 0},
-    };
     struct admin_args a = {.cmd = o->cmd};
-    int first;
-    int rc = cli_getopt(o, argc, argv, "jl:", longopts, consumers_help, admin_opt, &a, &first);
+    const char *pattern;
+    int rc = list_args(o, argc, argv, consumers_help, &a, &pattern);
     if (rc != -1) {
         return rc;
     }
-    if (argc - first > 1) {
-        return cli_usage(o->cmd, "too many arguments: one PATTERN at most");
-    }
-    const char *pattern = first < argc ? argv[first] : NULL;
     ferry_client *c;
     if (admin_connect(o, "ferry consumers", &c) < 0) {
         return CLI_EXIT_ERROR;
