@@ -42,6 +42,7 @@ struct pend {
 struct holder {
     uint64_t ref;
     uint64_t sub_id;
+    char who[CONS_WHO_MAX]; /* for `ferry consumers` */
 };
 
 struct consumer {
@@ -390,10 +391,9 @@ static int cons_load(struct cons_reg *r, const char *key, size_t key_len, size_t
 
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
-              uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, uint64_t now,
+              uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
               struct consumer **out)
 {
-    (void)now;
     char key[STORE_CONSUMER_KEY_MAX + 1];
     int is_anon = name == NULL;
     size_t key_len = topic_len + 1 + (is_anon ? 2 + group_len : name_len);
@@ -481,6 +481,7 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     }
     k->holders[k->n_holders].ref = holder_ref;
     k->holders[k->n_holders].sub_id = sub_id;
+    snprintf(k->holders[k->n_holders].who, sizeof(k->holders[0].who), "%s", who ? who : "");
     pthread_mutex_lock(&k->lock);
     if (k->n_holders == 0) {
         memcpy(k->group, group, group_len);
@@ -1253,6 +1254,9 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
         }
         ci->is_loaded = 1;
         ci->n_holders = k->n_holders;
+        if (k->n_holders > 0) {
+            snprintf(ci->held_by, sizeof(ci->held_by), "%s", k->holders[0].who);
+        }
         ci->idle_since_ms = k->idle_since_ms;
         if (k->n_holders > 0) {
             snprintf(ci->group, sizeof(ci->group), "%s", k->group);

@@ -68,6 +68,7 @@ struct consumer;
 #define CONS_DEFAULT_ACK_WAIT_MS 30000u
 #define CONS_DEFAULT_MAX_DELIVER 5u
 #define CONS_NAME_MAX 200 /* bytes in a durable name */
+#define CONS_WHO_MAX 64   /* bytes of a holder's description, NUL included */
 
 /* Header names of a dead-lettered message (besides its own headers). */
 #define CONS_DLQ_HDR_TOPIC "ferry-dlq-topic"
@@ -110,13 +111,15 @@ void cons_reg_destroy(struct cons_reg *r);
  * With o->is_auto_ack (a queue group without acks): only the group's shared
  * position, so that each message goes to one member, live or read from the
  * store by a member that lagged.
+ * who (may be NULL): the holder as `ferry consumers` shows it ("client 12
+ * 127.0.0.1:5555"; copied, cut at CONS_WHO_MAX - 1 bytes).
  * Returns 0 and *out, -EBUSY (held by another subscription outside this
  * queue group), -ENOMEM, FERRY_ESTORAGE (the stored record is corrupt, or
  * the store failed), -EAGAIN (reader slots full).
  */
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
-              uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, uint64_t now,
+              uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
               struct consumer **out);
 /* Release a binding (unsubscribe, connection closed). Its unacked messages
  * stay pending and are redelivered to the next holder. */
@@ -248,6 +251,7 @@ struct cons_info {
     char topic[STORE_TOPIC_MAX + 1];
     char name[CONS_NAME_MAX + 1];
     char group[256];        /* the holders' queue group ("" when none or unheld) */
+    char held_by[CONS_WHO_MAX]; /* the first holder's description ("" when unheld) */
     uint64_t next_seq;      /* the next sequence never handed out */
     uint64_t ack_floor;     /* every sequence up to it is done */
     uint32_t n_pending;     /* delivered, not acked */

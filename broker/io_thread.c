@@ -2256,9 +2256,11 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     if (is_durable || ((is_acked || is_group_pos) && use_cu)) {
         struct cons_opts o = {m->max_in_flight, m->ack_wait_ms, m->max_deliver,
                               (uint8_t)is_group_pos};
+        char who[CONS_WHO_MAX];
+        snprintf(who, sizeof(who), "client %llu %s", (unsigned long long)c->client_id, c->peer);
         int rc = cons_bind(t->srv->consumers, m->pattern, plen, is_durable ? m->durable_name : NULL,
                            strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
-                           ref_of(t, c), m->sub_id, t->now, &cons);
+                           ref_of(t, c), m->sub_id, who, &cons);
         if (rc == -EBUSY) {
             char text[320];
             snprintf(text, sizeof(text),
@@ -2968,7 +2970,7 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
     int rc = cons_reg_list(t->srv->consumers, admin_consumer_match, &am, &v, &n);
     Ferry__ConsumerInfo *cv = NULL;
     Ferry__ConsumerInfo **pv = NULL;
-    char(*held)[48] = NULL;
+    char(*held)[CONS_WHO_MAX + 32] = NULL; /* "<who> and N more" */
     char text[200];
     if (rc == 0 && n > 0) {
         cv = calloc(n, sizeof(*cv));
@@ -3006,14 +3008,13 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
         ci->is_loaded = v[i].is_loaded != 0;
         if (v[i].n_holders == 0) {
             ci->held_by = (char *)"";
-        } else if (v[i].group[0] == '\0') {
-            snprintf(held[shown], sizeof(held[shown]), "%u subscription%s", v[i].n_holders,
-                     v[i].n_holders == 1 ? "" : "s");
+        } else if (v[i].n_holders == 1) {
+            snprintf(held[shown], sizeof(held[shown]), "%s", v[i].held_by);
             ci->held_by = held[shown];
         } else {
             /* the group's name is in queue_group */
-            snprintf(held[shown], sizeof(held[shown]), "%u subscription%s (queue group)",
-                     v[i].n_holders, v[i].n_holders == 1 ? "" : "s");
+            snprintf(held[shown], sizeof(held[shown]), "%s and %u more", v[i].held_by,
+                     v[i].n_holders - 1);
             ci->held_by = held[shown];
         }
         admin_consumer_lag(t, ci);

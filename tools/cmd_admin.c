@@ -464,7 +464,8 @@ static const char consumers_help[] =
     "  PENDING    delivered, not acked (REDELIV: how many of them more than once)\n"
     "  LAG        the topic's last sequence minus the ack floor, and the age of\n"
     "             the oldest message above the ack floor (0s when caught up)\n"
-    "  HELD BY    how many subscriptions hold it (and their queue group); '-' none\n"
+    "  HELD BY    the client holding it (id and address; with a queue group, how\n"
+    "             many more members, and the group); '-' none\n"
     "\n"
     "Options:\n"
     "  -j, --json     print a JSON array\n"
@@ -564,14 +565,14 @@ int cmd_consumers(struct cli_opts *o, int argc, char **argv)
                      "ACK FLOOR", "NEXT SEQ", "PENDING", "REDELIV", "LAG MSGS", "LAG", "HELD BY");
         for (size_t i = 0; i < n; i++) {
             const ferry_consumer_info *k = &v[i];
-            char lag[32], held[352];
+            char lag[32], held[sizeof(k->held_by) + sizeof(k->queue_group) + 16];
             fmt_lag(lag, sizeof(lag), k->lag_ms);
             if (k->holders == 0) {
                 snprintf(held, sizeof(held), "-");
             } else if (k->queue_group[0]) {
-                snprintf(held, sizeof(held), "%u (group %s)", k->holders, k->queue_group);
+                snprintf(held, sizeof(held), "%s (group %s)", k->held_by, k->queue_group);
             } else {
-                snprintf(held, sizeof(held), "%u", k->holders);
+                snprintf(held, sizeof(held), "%s", k->held_by);
             }
             cli_buf_addf(&b,
                          "%-*s %-*s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64

@@ -838,7 +838,8 @@ typedef struct ferry_consumer_info {
     uint64_t redelivered;  /* pending messages delivered more than once */
     uint64_t lag_messages; /* the topic's last sequence - ack_floor */
     uint64_t lag_ms;       /* age of the oldest message above ack_floor; 0: caught up */
-    char held_by[64];      /* "" when nobody holds it, else e.g. "1 subscription" */
+    char held_by[128];     /* "" when nobody holds it, else e.g. "client 12
+                            * 127.0.0.1:5555" or "client 12 127.0.0.1:5555 and 2 more" */
     uint32_t holders;      /* subscriptions bound to it now */
     char queue_group[256]; /* the holders' queue group, "" when none */
     int is_loaded;         /* 1: in the broker's memory; 0: only in its store */

@@ -63,7 +63,7 @@ static struct consumer *dbind(struct cons_reg *r, const char *topic, const struc
                               uint64_t holder)
 {
     struct consumer *k = NULL;
-    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, 0, &k);
+    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, NULL, &k);
     ck_assert_int_eq(rc, 0);
     return k;
 }
@@ -217,7 +217,7 @@ START_TEST(test_cons_without_durable_not_stored)
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
     struct cons_opts o = {.max_in_flight = 2, .ack_wait_ms = 10, .max_deliver = 2};
     struct consumer *k = NULL;
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, 0, &k), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, NULL, &k), 0);
     ck_assert_int_eq(cons_claim(k, 1, 0, 0, NULL), CONS_CLAIM_OK);
     ck_assert_int_eq(cons_claim(k, 2, 0, 0, NULL), CONS_CLAIM_OK);
     ck_assert_int_eq(cons_claim(k, 3, 0, 0, NULL), CONS_CLAIM_FULL);
