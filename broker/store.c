@@ -2101,13 +2101,27 @@ int store_topic_info_by_id(struct store *s, uint32_t id, struct store_topic_info
     return ret;
 }
 
-int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, store_topic_cb cb,
-                     void *ctx)
+/*
+ * The keys of dbi that start with prefix, in order, in chunks of LIST_CHUNK
+ * records, each chunk in its own short read transaction (a long reader
+ * would keep LMDB from reusing pages), resuming after the last key taken.
+ * visit() says what became of each record (enum scan_step) or returns a
+ * negative error, which ends the scan. Returns how many were taken, or the
+ * error.
+ */
+enum scan_step {
+    SCAN_TAKEN = 0,  /* counted; go on */
+    SCAN_TAKEN_STOP, /* counted; the caller wants no more */
+    SCAN_SKIPPED,    /* not counted; go on */
+    SCAN_END,        /* not counted; no more */
+};
+typedef int (*scan_visit)(struct store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                          void *ctx);
+
+static int prefix_scan(struct store *s, MDB_dbi dbi, const char *prefix, size_t prefix_len,
+                       scan_visit visit, void *ctx)
 {
-    if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_TOPIC_MAX) {
-        return FERRY_EINVAL;
-    }
-    char resume[STORE_TOPIC_MAX];
+    char resume[STORE_CONSUMER_KEY_MAX]; /* no visit() takes a longer key */
     size_t resume_len = 0;
     bool has_resume = false;
     int count = 0;
@@ -2118,12 +2132,12 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
         if (ret != 0) {
             return ret;
         }
-        int rc = mdb_cursor_open(txn, s->dbi_names, &cur);
+        int rc = mdb_cursor_open(txn, dbi, &cur);
         if (rc != 0) {
             rtxn_end(s, txn);
             return xlate_read(rc);
         }
-        MDB_val k;
+        MDB_val k = {0, NULL};
         MDB_val v;
         if (has_resume) {
             k.mv_size = resume_len;
@@ -2141,26 +2155,28 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
         bool is_done = false;
         for (; rc == 0 && n < LIST_CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
             if (k.mv_size < prefix_len ||
-                (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0) ||
-                k.mv_size > STORE_TOPIC_MAX) {
+                (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0)) {
                 is_done = true;
                 break;
             }
-            struct topic_state st;
-            uint32_t id = v.mv_size == 4 ? get_be32(v.mv_data) : 0;
-            int grc = topic_get_by_id(s, txn, id, &st, NULL);
-            if (grc != 0) {
+            int step = visit(s, txn, &k, &v, ctx);
+            if (step < 0) {
                 mdb_cursor_close(cur);
                 rtxn_end(s, txn);
-                return grc == -2 || grc == MDB_NOTFOUND ? FERRY_ESTORAGE : xlate_read(grc);
+                return step;
             }
-            struct store_topic_info info;
-            info_fill(&info, id, &st);
+            if (step == SCAN_SKIPPED) {
+                continue;
+            }
+            if (step == SCAN_END) {
+                is_done = true;
+                break;
+            }
             count++;
             memcpy(resume, k.mv_data, k.mv_size);
             resume_len = k.mv_size;
             has_resume = true;
-            if (cb(ctx, k.mv_data, k.mv_size, &info) != 0) {
+            if (step == SCAN_TAKEN_STOP) {
                 is_done = true;
                 break;
             }
@@ -2178,6 +2194,39 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
             return count;
         }
     }
+}
+
+struct topic_list_ctx {
+    store_topic_cb cb;
+    void *ctx;
+};
+
+static int topic_list_visit(struct store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                            void *ctx)
+{
+    struct topic_list_ctx *x = ctx;
+    if (k->mv_size > STORE_TOPIC_MAX) {
+        return SCAN_END;
+    }
+    struct topic_state st;
+    uint32_t id = v->mv_size == 4 ? get_be32(v->mv_data) : 0;
+    int grc = topic_get_by_id(s, txn, id, &st, NULL);
+    if (grc != 0) {
+        return grc == -2 || grc == MDB_NOTFOUND ? FERRY_ESTORAGE : xlate_read(grc);
+    }
+    struct store_topic_info info;
+    info_fill(&info, id, &st);
+    return x->cb(x->ctx, k->mv_data, k->mv_size, &info) != 0 ? SCAN_TAKEN_STOP : SCAN_TAKEN;
+}
+
+int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, store_topic_cb cb,
+                     void *ctx)
+{
+    if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_TOPIC_MAX) {
+        return FERRY_EINVAL;
+    }
+    struct topic_list_ctx x = {cb, ctx};
+    return prefix_scan(s, s->dbi_names, prefix, prefix_len, topic_list_visit, &x);
 }
 
 void store_stats(struct store *s, struct store_stats *st)
@@ -2366,78 +2415,32 @@ int store_consumer_get(struct store *s, const char *key, size_t key_len, void **
     return ret;
 }
 
-/* Chunks of LIST_CHUNK records, each in its own short read transaction (a
- * long reader would keep LMDB from reusing pages), resuming after the last
- * key seen. */
+struct consumers_ctx {
+    store_consumer_cb cb;
+    void *ctx;
+};
+
+static int consumers_visit(struct store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                           void *ctx)
+{
+    (void)s;
+    (void)txn;
+    struct consumers_ctx *x = ctx;
+    if (k->mv_size > STORE_CONSUMER_KEY_MAX) {
+        return SCAN_SKIPPED; /* never written by store_consumers_put(); --verify names it */
+    }
+    return x->cb(x->ctx, k->mv_data, k->mv_size, v->mv_data, v->mv_size) != 0 ? SCAN_TAKEN_STOP
+                                                                              : SCAN_TAKEN;
+}
+
 int store_consumers_foreach(struct store *s, const char *prefix, size_t prefix_len,
                             store_consumer_cb cb, void *ctx)
 {
     if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_CONSUMER_KEY_MAX) {
         return FERRY_EINVAL;
     }
-    char resume[STORE_CONSUMER_KEY_MAX];
-    size_t resume_len = 0;
-    bool has_resume = false;
-    int count = 0;
-    for (;;) {
-        MDB_txn *txn;
-        MDB_cursor *cur;
-        int ret = rtxn_begin(s, &txn);
-        if (ret != 0) {
-            return ret;
-        }
-        int rc = mdb_cursor_open(txn, s->dbi_consumers, &cur);
-        if (rc != 0) {
-            rtxn_end(s, txn);
-            return xlate_read(rc);
-        }
-        MDB_val k = {0, NULL};
-        MDB_val v;
-        if (has_resume) {
-            k.mv_size = resume_len;
-            k.mv_data = resume;
-        } else if (prefix_len) {
-            k.mv_size = prefix_len;
-            k.mv_data = (void *)prefix;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, (has_resume || prefix_len) ? MDB_SET_RANGE : MDB_FIRST);
-        if (rc == 0 && has_resume && k.mv_size == resume_len &&
-            memcmp(k.mv_data, resume, resume_len) == 0) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        int n = 0;
-        bool is_done = false;
-        for (; rc == 0 && n < LIST_CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
-            if (k.mv_size < prefix_len ||
-                (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0)) {
-                is_done = true;
-                break;
-            }
-            if (k.mv_size > STORE_CONSUMER_KEY_MAX) {
-                continue; /* never written by store_consumers_put(); --verify names it */
-            }
-            count++;
-            memcpy(resume, k.mv_data, k.mv_size);
-            resume_len = k.mv_size;
-            has_resume = true;
-            if (cb(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size) != 0) {
-                is_done = true;
-                break;
-            }
-        }
-        if (rc == MDB_NOTFOUND) {
-            is_done = true;
-        } else if (rc != 0) {
-            mdb_cursor_close(cur);
-            rtxn_end(s, txn);
-            return xlate_read(rc);
-        }
-        mdb_cursor_close(cur);
-        rtxn_end(s, txn);
-        if (is_done) {
-            return count;
-        }
-    }
+    struct consumers_ctx x = {cb, ctx};
+    return prefix_scan(s, s->dbi_consumers, prefix, prefix_len, consumers_visit, &x);
 }
 
 /* ---- verify ------------------------------------------------------------ */
