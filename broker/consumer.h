@@ -250,16 +250,16 @@ int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value
 struct cons_info {
     char topic[STORE_TOPIC_MAX + 1];
     char name[CONS_NAME_MAX + 1];
-    char group[256];        /* the holders' queue group ("" when none or unheld) */
+    char group[256];            /* the holders' queue group ("" when none or unheld) */
     char held_by[CONS_WHO_MAX]; /* the first holder's description ("" when unheld) */
-    uint64_t next_seq;      /* the next sequence never handed out */
-    uint64_t ack_floor;     /* every sequence up to it is done */
-    uint32_t n_pending;     /* delivered, not acked */
-    uint32_t n_redelivered; /* pending entries delivered more than once */
-    uint32_t n_holders;     /* subscriptions bound to it now */
-    int is_loaded;          /* in memory (bound since start); else read from the store */
-    int is_deleted;         /* cons_reg_list()'s own use: never set in what it returns */
-    uint64_t idle_since_ms; /* is_loaded and unheld: monotonic ms since when; else 0 */
+    uint64_t next_seq;          /* the next sequence never handed out */
+    uint64_t ack_floor;         /* every sequence up to it is done */
+    uint32_t n_pending;         /* delivered, not acked */
+    uint32_t n_redelivered;     /* pending entries delivered more than once */
+    uint32_t n_holders;         /* subscriptions bound to it now */
+    int is_loaded;              /* in memory (bound since start); else read from the store */
+    int is_deleted;             /* cons_reg_list()'s own use: never set in what it returns */
+    uint64_t idle_since_ms;     /* is_loaded and unheld: monotonic ms since when; else 0 */
 };
 
 /* The durables whose topic passes match (a pure function: it is called

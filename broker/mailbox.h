@@ -25,12 +25,12 @@ struct mbox {
     unsigned char *ring;      /* guarded by lock: cap items of item_size */
     size_t item_size;
     uint32_t cap;
-    uint32_t head;            /* guarded by lock: oldest item */
-    uint32_t n;               /* guarded by lock: items queued */
-    int is_refused;           /* guarded by lock: a try_post found it full */
-    int is_closed;            /* guarded by lock: mbox_close() was called */
-    int is_woken;             /* guarded by lock: mbox_wake() since the last mbox_wait() */
-    int efd;                  /* eventfd, or -1 in condvar mode; immutable */
+    uint32_t head;  /* guarded by lock: oldest item */
+    uint32_t n;     /* guarded by lock: items queued */
+    int is_refused; /* guarded by lock: a try_post found it full */
+    int is_closed;  /* guarded by lock: mbox_close() was called */
+    int is_woken;   /* guarded by lock: mbox_wake() since the last mbox_wait() */
+    int efd;        /* eventfd, or -1 in condvar mode; immutable */
 };
 
 /* Initialise with room for cap items of item_size bytes. use_eventfd: wake

@@ -18,12 +18,12 @@
 #ifndef FERRY_SERVER_H
 #define FERRY_SERVER_H
 
-#include <stdatomic.h>
-#include <stdint.h>
-
 #include "auth.h"
 #include "config.h"
 #include "stats.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
 
 struct auth_table;
 struct auth_principal;
@@ -44,8 +44,8 @@ struct cons_reg;
  * records, reference counted because deliveries point into it until the IO
  * threads have written (or copied) them. Immutable once posted. */
 struct pub_batch {
-    atomic_uint refs;   /* atomic: the worker and the IO threads holding deliveries */
-    uint32_t len;       /* bytes of records */
+    atomic_uint refs; /* atomic: the worker and the IO threads holding deliveries */
+    uint32_t len;     /* bytes of records */
     uint32_t cap;
     uint32_t n_recs;
     _Alignas(8) unsigned char data[];
@@ -61,18 +61,18 @@ struct pub_batch {
  * commit assigns it: the writer patches it in place (pub_seq_put) while it
  * alone holds the batch, before any worker or IO thread sees the record. */
 struct pub_rec {
-    uint64_t conn_ref;  /* the publisher */
+    uint64_t conn_ref; /* the publisher */
     uint64_t pub_id;
-    uint64_t seq;       /* stored: set by the writer after commit; 0: refused */
-    uint32_t rec_len;   /* whole record, 8-aligned */
-    uint32_t body_off;  /* from the record start */
+    uint64_t seq;      /* stored: set by the writer after commit; 0: refused */
+    uint32_t rec_len;  /* whole record, 8-aligned */
+    uint32_t body_off; /* from the record start */
     uint32_t body_len;
-    uint32_t worker;    /* hash(topic) % n_workers: routes it */
+    uint32_t worker; /* hash(topic) % n_workers: routes it */
     uint16_t topic_len;
     uint8_t want_ack;
-    uint8_t is_stored;  /* the body ends with the sequence trailer */
-    uint32_t serial;    /* stored: the publishing IO thread's count (wraps, never 0);
-                         * 0: not from a connection (dead letters) */
+    uint8_t is_stored; /* the body ends with the sequence trailer */
+    uint32_t serial;   /* stored: the publishing IO thread's count (wraps, never 0);
+                        * 0: not from a connection (dead letters) */
 };
 
 /* Serials compare modulo 2^32: is a at or after b? */
@@ -114,23 +114,23 @@ enum wmsg_kind {
     W_SUB_DEL,     /* likewise */
     W_PUB_BATCH,   /* IO thread -> worker (ephemeral) or -> writer (stored) */
     W_STOP,
-    W_STORED,      /* writer -> worker: p = committed pub_batch (a reference);
-                    * route its records with rec->worker == this worker */
-    W_SUB_READY,   /* IO thread -> the worker owning a catch-up subscription's
-                    * topic, after its W_SUB_ADD: p = struct trie_sub (a
-                    * reference); answered with R_SUB_READY */
-    W_PURGE,       /* IO thread -> writer: p = struct purge_req (malloc'd) */
-    W_BARRIER,     /* IO thread -> writer: p = struct barrier (malloc'd); answered
-                    * with R_PONG once the durable consumer state changed before
-                    * it was posted is committed (the Ack confirmation rule) */
-    W_TOPIC_INFO,  /* IO thread -> the worker owning a topic: p = struct
-                    * topic_info_req (malloc'd); answered with R_RAW */
+    W_STORED,     /* writer -> worker: p = committed pub_batch (a reference);
+                   * route its records with rec->worker == this worker */
+    W_SUB_READY,  /* IO thread -> the worker owning a catch-up subscription's
+                   * topic, after its W_SUB_ADD: p = struct trie_sub (a
+                   * reference); answered with R_SUB_READY */
+    W_PURGE,      /* IO thread -> writer: p = struct purge_req (malloc'd) */
+    W_BARRIER,    /* IO thread -> writer: p = struct barrier (malloc'd); answered
+                   * with R_PONG once the durable consumer state changed before
+                   * it was posted is committed (the Ack confirmation rule) */
+    W_TOPIC_INFO, /* IO thread -> the worker owning a topic: p = struct
+                   * topic_info_req (malloc'd); answered with R_RAW */
 };
 
 struct wmsg {
     uint32_t kind;
     uint32_t pad;
-    void *p;            /* see enum wmsg_kind */
+    void *p; /* see enum wmsg_kind */
 };
 
 /* W_BARRIER: a Ping that follows Acks to durables on its connection. */
@@ -144,7 +144,7 @@ struct purge_req {
     uint64_t conn_ref;
     uint64_t admin_id;
     size_t topic_len;
-    char topic[];       /* NUL-terminated */
+    char topic[]; /* NUL-terminated */
 };
 
 /* W_TOPIC_INFO: an admin TopicInfoRequest. The IO thread fills in what the
@@ -164,16 +164,16 @@ struct topic_info_req {
 enum rmsg_kind {
     R_NEW_CONN = 1,
     R_DELIVER,
-    R_PUBACK,      /* u.ack: publish id and sequence; n_ids: wire error code */
-    R_PUBERR,      /* a refused publish without want_ack: Error; as R_PUBACK */
-    R_SUB_READY,   /* u.ack: sub id, and the topic's last committed sequence
-                    * when the owning worker registered the subscription */
-    R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
-    R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
-                    * 0 accepted, else refused; u.auth.t: one reference */
-    R_PONG,        /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
-    R_DETACH,      /* an admin deleted a durable (force): end subscription
-                    * u.ack.id if it still holds durable u.ack.seq (cons_id) */
+    R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code */
+    R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
+    R_SUB_READY, /* u.ack: sub id, and the topic's last committed sequence
+                  * when the owning worker registered the subscription */
+    R_RAW,       /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
+    R_AUTH,      /* auth pool -> IO thread: a credential check's result; n_ids:
+                  * 0 accepted, else refused; u.auth.t: one reference */
+    R_PONG,      /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
+    R_DETACH,    /* an admin deleted a durable (force): end subscription
+                  * u.ack.id if it still holds durable u.ack.seq (cons_id) */
 };
 
 #define RMSG_INLINE_IDS 2
@@ -181,10 +181,10 @@ enum rmsg_kind {
 /* A message to an IO thread. R_DELIVER holds one reference on batch. */
 struct rmsg {
     uint32_t kind;
-    uint32_t n_ids;       /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
-    uint64_t conn_ref;    /* every kind but R_NEW_CONN */
+    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
+    uint64_t conn_ref; /* every kind but R_NEW_CONN */
     struct pub_batch *batch;
-    uint32_t body_off;    /* R_DELIVER: body within batch->data */
+    uint32_t body_off; /* R_DELIVER: body within batch->data */
     uint32_t body_len;
     union {
         /* R_DELIVER: the subscriptions' trie_sub.key (not their reusable
@@ -195,39 +195,39 @@ struct rmsg {
         struct {
             uint64_t id;
             uint64_t seq;
-        } ack;                         /* R_PUBACK, R_PUBERR, R_SUB_READY, R_PONG */
+        } ack; /* R_PUBACK, R_PUBERR, R_SUB_READY, R_PONG */
         struct {
             uint8_t *buf;
             size_t len;
-        } raw;                         /* R_RAW */
-        int fd;                        /* R_NEW_CONN */
+        } raw;  /* R_RAW */
+        int fd; /* R_NEW_CONN */
         struct {
             struct auth_table *t;
             const struct auth_principal *who; /* in t; NULL when refused */
-        } auth;                        /* R_AUTH */
+        } auth;                               /* R_AUTH */
     } u;
 };
 
 enum server_phase { PHASE_RUN = 0, PHASE_DRAIN, PHASE_CLOSE };
 
 struct server {
-    struct cfg cfg;              /* immutable after start, except log level */
-    uint32_t n_iot, n_workers;   /* immutable */
-    struct iot **iots;           /* immutable array */
-    struct worker **workers;     /* immutable array */
-    struct store *store;         /* immutable while threads run; thread-safe API */
-    struct writer *writer;       /* the store writer thread */
-    struct cons_reg *consumers;  /* durable consumers (NULL without a store); thread-safe */
+    struct cfg cfg;             /* immutable after start, except log level */
+    uint32_t n_iot, n_workers;  /* immutable */
+    struct iot **iots;          /* immutable array */
+    struct worker **workers;    /* immutable array */
+    struct store *store;        /* immutable while threads run; thread-safe API */
+    struct writer *writer;      /* the store writer thread */
+    struct cons_reg *consumers; /* durable consumers (NULL without a store); thread-safe */
     struct acceptor *acc;
-    struct stats acc_stats;      /* acceptor's counters */
-    struct auth_holder auth;     /* the auth file's table (NULL: anonymous); thread-safe */
-    struct auth_pool *auth_pool; /* credential checks, off the IO threads; NULL: no auth */
+    struct stats acc_stats;       /* acceptor's counters */
+    struct auth_holder auth;      /* the auth file's table (NULL: anonymous); thread-safe */
+    struct auth_pool *auth_pool;  /* credential checks, off the IO threads; NULL: no auth */
     struct auth_delay auth_delay; /* failures per source address; thread-safe */
-    atomic_int phase;            /* enum server_phase; main thread writes */
-    atomic_uint conns_now;       /* atomic: acceptor adds, IO threads subtract */
+    atomic_int phase;             /* enum server_phase; main thread writes */
+    atomic_uint conns_now;        /* atomic: acceptor adds, IO threads subtract */
     atomic_ullong next_client_id;
-    uint64_t start_ms;           /* CLOCK_REALTIME ms at start */
-    char server_id[40];          /* immutable */
+    uint64_t start_ms;  /* CLOCK_REALTIME ms at start */
+    char server_id[40]; /* immutable */
 };
 
 /* Milliseconds on CLOCK_MONOTONIC / CLOCK_REALTIME nanoseconds. */

@@ -10,17 +10,17 @@
  */
 #include "worker.h"
 
-#include <errno.h>
-#include <stdint.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "codec.h"
 #include "io_thread.h"
 #include "log.h"
 #include "store.h"
 #include "trie.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define WORKER_TAKE 256
 
@@ -35,16 +35,16 @@ struct outbox {
 };
 
 struct worker {
-    struct stats stats;       /* this thread's counters */
+    struct stats stats; /* this thread's counters */
     struct server *srv;
     uint32_t index;
     pthread_t thread;
     int is_started;
-    struct mbox in;           /* IO threads -> this worker */
-    struct trie trie;         /* worker thread only */
-    struct hit *hits;         /* worker thread only: scratch for one match */
+    struct mbox in;   /* IO threads -> this worker */
+    struct trie trie; /* worker thread only */
+    struct hit *hits; /* worker thread only: scratch for one match */
     uint32_t n_hits, hits_cap;
-    struct outbox *out;       /* worker thread only: per IO thread */
+    struct outbox *out; /* worker thread only: per IO thread */
 };
 
 void pub_batch_unref(struct pub_batch *b)
