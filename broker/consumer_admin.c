@@ -1,0 +1,507 @@
+/*
+ * consumer_admin.c - durable consumers for administrators: the stored
+ * record's checks (ferryd --verify), the listing (ferry consumers),
+ * deletion (ferry consumer delete) and the idle reaper (consumer_max_idle).
+ * The delivery paths are in consumer.c.
+ */
+#include "consumer.h"
+#include "consumer_int.h"
+#include "ferry.h"
+#include "log.h"
+#include "topic.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *why, size_t why_len)
+{
+    const unsigned char *v = value;
+    if (len < REC_HDR || v[0] != 'D') {
+        snprintf(why, why_len, "not a consumer record (%zu bytes, bad magic)", len);
+        return FERRY_ESTORAGE;
+    }
+    if (v[1] != 1) {
+        snprintf(why, why_len, "record version %u is not known here", v[1]);
+        return FERRY_ESTORAGE;
+    }
+    struct cons_rec r = {.next_seq = cons__le64_get(v + 4), .n_pending = cons__le32_get(v + 12)};
+    if ((len - REC_HDR) % REC_ENT != 0 || (len - REC_HDR) / REC_ENT != r.n_pending) {
+        snprintf(why, why_len, "record of %zu bytes does not hold the %u entries it counts", len,
+                 r.n_pending);
+        return FERRY_ESTORAGE;
+    }
+    if (r.next_seq < 1) {
+        snprintf(why, why_len, "next_seq is 0");
+        return FERRY_ESTORAGE;
+    }
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < r.n_pending; i++) {
+        const unsigned char *e = v + REC_HDR + (size_t)i * REC_ENT;
+        uint64_t seq = cons__le64_get(e);
+        uint32_t n_deliv = cons__le32_get(e + 8);
+        if (seq <= prev || seq >= r.next_seq) {
+            snprintf(why, why_len,
+                     "pending entry %u: sequence %llu not strictly increasing in 1..%llu", i,
+                     (unsigned long long)seq, (unsigned long long)(r.next_seq - 1));
+            return FERRY_ESTORAGE;
+        }
+        if (n_deliv < 1) {
+            snprintf(why, why_len, "pending sequence %llu: delivery count 0",
+                     (unsigned long long)seq);
+            return FERRY_ESTORAGE;
+        }
+        if (i == 0) {
+            r.first_pending = seq;
+        }
+        if (n_deliv > 1) {
+            r.n_redelivered++;
+        }
+        prev = seq;
+    }
+    *out = r;
+    return 0;
+}
+
+int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len,
+                   const struct store_topic_info *topic, char *why, size_t why_len)
+{
+    (void)ctx;
+    const char *nul = memchr(key, '\0', key_len);
+    const char *bad;
+    if (nul == NULL) {
+        snprintf(why, why_len, "key has no NUL between topic and name");
+        return 1;
+    }
+    size_t tl = (size_t)(nul - key);
+    if (topic_validate(key, tl, 0, STORE_TOPIC_MAX, 255, &bad) != 0) {
+        snprintf(why, why_len, "key's topic is not a topic name: %s", bad);
+        return 1;
+    }
+    if (topic_validate(nul + 1, key_len - tl - 1, 0, CONS_NAME_MAX, 1, &bad) != 0) {
+        snprintf(why, why_len, "key's durable name is not one token of at most %d bytes: %s",
+                 CONS_NAME_MAX, bad);
+        return 1;
+    }
+    struct cons_rec r;
+    if (cons_rec_decode(value, value_len, &r, why, why_len) != 0) {
+        return 1;
+    }
+    /* A topic that was never published has no record; a durable may wait on
+     * it (at 1, nothing delivered). */
+    uint64_t last = topic ? topic->last_seq : 0;
+    if (r.next_seq > last + 1) {
+        if (topic == NULL) {
+            snprintf(why, why_len, "next_seq %llu but the topic is not in the store",
+                     (unsigned long long)r.next_seq);
+        } else {
+            snprintf(why, why_len, "next_seq %llu beyond the topic's last sequence %llu + 1",
+                     (unsigned long long)r.next_seq, (unsigned long long)last);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+struct info_vec {
+    struct cons_info *v;
+    size_t n, cap;
+    size_t n_mem; /* v[0 .. n_mem): in memory, sorted by key */
+    int (*match)(void *, const char *, size_t);
+    void *ctx;
+    int rc;
+};
+
+static struct cons_info *info_push(struct info_vec *iv)
+{
+    if (iv->n == iv->cap) {
+        size_t cap = iv->cap ? iv->cap * 2 : 16;
+        struct cons_info *v = realloc(iv->v, cap * sizeof(*v));
+        if (v == NULL) {
+            iv->rc = -ENOMEM;
+            return NULL;
+        }
+        iv->v = v;
+        iv->cap = cap;
+    }
+    struct cons_info *ci = &iv->v[iv->n++];
+    memset(ci, 0, sizeof(*ci));
+    return ci;
+}
+
+static void info_key(struct cons_info *ci, const char *key, size_t key_len)
+{
+    size_t tl = strnlen(key, key_len);
+    snprintf(ci->topic, sizeof(ci->topic), "%.*s", (int)tl, key);
+    snprintf(ci->name, sizeof(ci->name), "%.*s", (int)(key_len - tl - (tl < key_len)),
+             key + tl + (tl < key_len));
+}
+
+static int info_key_cmp(const struct cons_info *ci, const char *key, size_t key_len)
+{
+    size_t tl = strnlen(key, key_len);
+    int c = strncmp(ci->topic, key, tl);
+    if (c != 0 || ci->topic[tl] != '\0') {
+        return c != 0 ? c : 1;
+    }
+    size_t nl = tl < key_len ? key_len - tl - 1 : 0;
+    c = strncmp(ci->name, key + key_len - nl, nl);
+    return c != 0 ? c : (ci->name[nl] != '\0');
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    const struct cons_info *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c != 0 ? c : strcmp(x->name, y->name);
+}
+
+/* Inside a store read: only records not in memory (those are fresher). */
+static int list_store_cb(void *ctx, const char *key, size_t key_len, const void *value,
+                         size_t value_len)
+{
+    struct info_vec *iv = ctx;
+    const char *nul = memchr(key, '\0', key_len);
+    if (nul == NULL || !iv->match(iv->ctx, key, (size_t)(nul - key))) {
+        return 0;
+    }
+    size_t lo = 0, hi = iv->n_mem;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = info_key_cmp(&iv->v[mid], key, key_len);
+        if (c == 0) {
+            return 0;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    struct cons_rec rec;
+    char why[160];
+    if (cons_rec_decode(value, value_len, &rec, why, sizeof(why)) != 0) {
+        return 0; /* corrupt: ferryd --verify names it */
+    }
+    struct cons_info *ci = info_push(iv);
+    if (ci == NULL) {
+        return 1;
+    }
+    info_key(ci, key, key_len);
+    ci->next_seq = rec.next_seq;
+    ci->n_pending = rec.n_pending;
+    ci->n_redelivered = rec.n_redelivered;
+    ci->ack_floor = rec.first_pending ? rec.first_pending - 1 : rec.next_seq - 1;
+    return 0;
+}
+
+int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic, size_t len),
+                  void *ctx, struct cons_info **out, size_t *n_out)
+{
+    struct info_vec iv = {.match = match, .ctx = ctx};
+    /* Memory first: a snapshot under the registry's lock, then the store
+     * without any lock held (no store call under the registry's lock:
+     * consumer.h, THREADS). */
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < r->n && iv.rc == 0; i++) {
+        struct consumer *k = r->v[i];
+        if (k == NULL || !match(ctx, k->topic, k->topic_len)) {
+            continue;
+        }
+        struct cons_info *ci = info_push(&iv);
+        if (ci == NULL) {
+            break;
+        }
+        info_key(ci, k->key, k->key_len);
+        if (k->is_deleted) {
+            /* Its record may still be in the store: the entry hides it. */
+            ci->is_deleted = 1;
+            continue;
+        }
+        ci->is_loaded = 1;
+        ci->n_holders = k->n_holders;
+        if (k->n_holders > 0) {
+            snprintf(ci->held_by, sizeof(ci->held_by), "%s", k->holders[0].who);
+        }
+        ci->idle_since_ms = k->idle_since_ms;
+        if (k->n_holders > 0) {
+            snprintf(ci->group, sizeof(ci->group), "%s", k->group);
+        }
+        pthread_mutex_lock(&k->lock);
+        ci->next_seq = k->next_seq;
+        ci->n_pending = k->n_live;
+        ci->ack_floor = k->next_seq - 1;
+        int is_first = 1;
+        for (uint32_t j = k->head; j < k->n; j++) {
+            if (k->p[j].is_done) {
+                continue;
+            }
+            if (is_first) {
+                ci->ack_floor = k->p[j].seq - 1;
+                is_first = 0;
+            }
+            if (k->p[j].n_deliv > 1) {
+                ci->n_redelivered++;
+            }
+        }
+        pthread_mutex_unlock(&k->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (iv.n > 0) { /* qsort(NULL, 0) is undefined */
+        qsort(iv.v, iv.n, sizeof(*iv.v), info_cmp);
+    }
+    iv.n_mem = iv.n;
+    if (iv.rc == 0 && r->st != NULL) {
+        int rc = store_consumers_foreach(r->st, NULL, 0, list_store_cb, &iv);
+        if (rc < 0 && iv.rc == 0) {
+            iv.rc = rc;
+        }
+    }
+    if (iv.rc != 0) {
+        free(iv.v);
+        return iv.rc;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < iv.n; i++) {
+        if (!iv.v[i].is_deleted) {
+            iv.v[n++] = iv.v[i];
+        }
+    }
+    if (n > 0) {
+        qsort(iv.v, n, sizeof(*iv.v), info_cmp);
+    }
+    *out = iv.v;
+    *n_out = n;
+    return 0;
+}
+
+/* cons_reg_delete(), and the reaper's delete: with idle_min_ms > 0 a durable
+ * in memory goes only if nobody held it for that long at now_ms (else
+ * -EAGAIN), checked under the registry's lock so a bind racing the reaper
+ * wins. */
+static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                      size_t name_len, int force, uint64_t idle_min_ms, uint64_t now_ms,
+                      struct cons_detach **holders, uint32_t *n_holders)
+{
+    char key[STORE_CONSUMER_KEY_MAX + 1];
+    size_t key_len = topic_len + 1 + name_len;
+    if (topic_len == 0 || name_len == 0 || name_len > CONS_NAME_MAX ||
+        key_len > STORE_CONSUMER_KEY_MAX) {
+        return FERRY_EINVAL;
+    }
+    memcpy(key, topic, topic_len);
+    key[topic_len] = '\0';
+    memcpy(key + topic_len + 1, name, name_len);
+    struct cons_detach *hv = NULL;
+    uint32_t nh = 0;
+    int ret = 0, need_wake = 0;
+    /* Is there a record? Asked before the registry lock is taken (no store
+     * call under it, consumer.h THREADS); what it answers for is checked
+     * again under the lock. */
+    void *v = NULL;
+    size_t vlen = 0;
+    int in_store = r->st ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
+    free(v);
+    pthread_mutex_lock(&r->lock);
+    struct consumer *k = cons__reg_find(r, key, key_len);
+    if (k == NULL) {
+        /* Only in the store (not bound since start): a tombstone carries the
+         * deletion to the writer like any other change. */
+        int rc = cons__reg_has_deleted(r, key, key_len) ? FERRY_ENOTOPIC : in_store;
+        if (rc != 0) {
+            ret = rc;
+            goto out_unlock;
+        }
+        if (r->n == r->cap) {
+            uint32_t cap = r->cap ? r->cap * 2 : 16;
+            struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
+            if (nv == NULL) {
+                ret = -ENOMEM;
+                goto out_unlock;
+            }
+            r->v = nv;
+            r->cap = cap;
+        }
+        k = cons__new(key, key_len, topic_len);
+        if (k == NULL) {
+            ret = -ENOMEM;
+            goto out_unlock;
+        }
+        r->v[r->n++] = k;
+        k->id = r->n;
+        k->reg = r;
+    } else if (idle_min_ms > 0 && k->n_holders == 0 && now_ms - k->idle_since_ms < idle_min_ms) {
+        ret = -EAGAIN; /* used again since the reaper looked */
+        goto out_unlock;
+    } else if (k->n_holders > 0) {
+        if (!force) {
+            ret = -EBUSY;
+            goto out_unlock;
+        }
+        hv = malloc(k->n_holders * sizeof(*hv));
+        if (hv == NULL) {
+            ret = -ENOMEM;
+            goto out_unlock;
+        }
+        for (uint32_t i = 0; i < k->n_holders; i++) {
+            hv[i].holder_ref = k->holders[i].ref;
+            hv[i].sub_id = k->holders[i].sub_id;
+            hv[i].id = k->id;
+        }
+        nh = k->n_holders;
+        /* Their cons_unbind() finds nothing to remove: they are gone. */
+        k->n_holders = 0;
+        k->is_detaching = 1; /* never released: see cons_reg_release_idle() */
+    }
+    pthread_mutex_lock(&k->lock);
+    k->is_deleted = 1;
+    k->is_dirty = 1;
+    pthread_mutex_unlock(&k->lock);
+    need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
+    if (idle_min_ms > 0) {
+        log_info("durable %s on %s removed: nobody held it for %llu ms (consumer_max_idle)",
+                 k->name, k->topic, (unsigned long long)idle_min_ms);
+    } else {
+        log_info("durable %s on %s deleted by an administrator%s", k->name, k->topic,
+                 nh ? " (its holders were detached)" : "");
+    }
+out_unlock:
+    pthread_mutex_unlock(&r->lock);
+    cons__wake(r, need_wake);
+    if (ret == 0) {
+        *holders = hv;
+        *n_holders = nh;
+    }
+    return ret;
+}
+
+int cons_reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
+                    size_t name_len, int force, struct cons_detach **holders, uint32_t *n_holders)
+{
+    return reg_delete(r, topic, topic_len, name, name_len, force, 0, 0, holders, n_holders);
+}
+
+static int match_all(void *ctx, const char *topic, size_t len)
+{
+    (void)ctx;
+    (void)topic;
+    (void)len;
+    return 1;
+}
+
+int cons_reg_expire(struct cons_reg *r, uint64_t max_idle_ms, uint64_t now_ms,
+                    uint64_t store_idle_since_ms)
+{
+    struct cons_info *v = NULL;
+    size_t n = 0;
+    int rc = cons_reg_list(r, match_all, NULL, &v, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    int n_removed = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t since = v[i].is_loaded ? v[i].idle_since_ms : store_idle_since_ms;
+        if (v[i].n_holders > 0 || now_ms < since || now_ms - since < max_idle_ms) {
+            continue;
+        }
+        struct cons_detach *hv = NULL;
+        uint32_t nh = 0;
+        /* One only in the store was judged by store_idle_since_ms above; if
+         * it was loaded meanwhile, reg_delete() judges its fresh idle time. */
+        rc = reg_delete(r, v[i].topic, strlen(v[i].topic), v[i].name, strlen(v[i].name), 0,
+                        max_idle_ms, now_ms, &hv, &nh);
+        free(hv);
+        if (rc == 0) {
+            n_removed++;
+        }
+    }
+    free(v);
+    return n_removed;
+}
+
+struct cons_reaper {
+    struct cons_reg *reg;
+    uint64_t max_idle_ms;
+    uint64_t started_ms; /* durables only in the store count as idle since */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int is_stopping; /* guarded by lock */
+};
+
+static void *reaper_main(void *arg)
+{
+    struct cons_reaper *rp = arg;
+    /* A quarter of the limit, within 10 ms .. 1 s: a durable goes at most
+     * that much later than its limit. */
+    uint64_t step = rp->max_idle_ms / 4;
+    step = step < 10 ? 10 : step > 1000 ? 1000 : step;
+    pthread_mutex_lock(&rp->lock);
+    while (!rp->is_stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + step * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&rp->cond, &rp->lock, &ts);
+        if (rp->is_stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&rp->lock);
+        int rc = cons_reg_expire(rp->reg, rp->max_idle_ms, cons__mono_ms(), rp->started_ms);
+        if (rc < 0 && rc != -EAGAIN) {
+            log_warn("consumer_max_idle: cannot list durables: %s", server_strerror(rc));
+        }
+        pthread_mutex_lock(&rp->lock);
+    }
+    pthread_mutex_unlock(&rp->lock);
+    return NULL;
+}
+
+int cons_reaper_start(struct cons_reg *r, uint64_t max_idle_ms, struct cons_reaper **out)
+{
+    if (max_idle_ms == 0) {
+        return FERRY_EINVAL;
+    }
+    struct cons_reaper *rp = calloc(1, sizeof(*rp));
+    if (rp == NULL) {
+        return -ENOMEM;
+    }
+    rp->reg = r;
+    rp->max_idle_ms = max_idle_ms;
+    rp->started_ms = cons__mono_ms();
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rp->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&rp->lock, NULL);
+    int rc = pthread_create(&rp->thread, NULL, reaper_main, rp);
+    if (rc != 0) {
+        pthread_cond_destroy(&rp->cond);
+        pthread_mutex_destroy(&rp->lock);
+        free(rp);
+        return -rc;
+    }
+    *out = rp;
+    return 0;
+}
+
+void cons_reaper_stop(struct cons_reaper *rp)
+{
+    if (rp == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&rp->lock);
+    rp->is_stopping = 1;
+    pthread_cond_signal(&rp->cond);
+    pthread_mutex_unlock(&rp->lock);
+    pthread_join(rp->thread, NULL);
+    pthread_cond_destroy(&rp->cond);
+    pthread_mutex_destroy(&rp->lock);
+    free(rp);
+}
