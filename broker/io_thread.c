@@ -3324,10 +3324,14 @@ static int sub_must_wait(struct iot *t, struct conn *c, const uint8_t *body, siz
     if (c->last_stored_serial == 0 || len == 0 || body[0] != ((5 << 3) | 2)) {
         return 0;
     }
-    atomic_store(&t->is_commit_wanted, 1);
-    if (serial_reached(atomic_load(&t->committed_serial), c->last_stored_serial)) {
-        c->last_stored_serial = 0;
-        return 0;
+    /* Committed already (the usual case), or after asking for the writer's
+     * wake-up: looked at again, in case the commit came in between. */
+    for (int asked = 0; asked < 2; asked++) {
+        if (serial_reached(atomic_load(&t->committed_serial), c->last_stored_serial)) {
+            c->last_stored_serial = 0;
+            return 0;
+        }
+        atomic_store(&t->is_commit_wanted, 1);
     }
     conn_pause(t, c);
     return c->is_paused;
