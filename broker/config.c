@@ -551,7 +551,7 @@ const char *cfg_usage(void)
            "                       held for DURATION (500ms, 30s, 10m, 2h, 7d; default off);\n"
            "                       logged. Idle time is counted in memory: since its last\n"
            "                       holder left, or since ferryd started for one not bound\n"
-           "                       since (a restart restarts every durable's clock)"
+           "                       since (a restart restarts every durable's clock)\n"
            "  --verify DIR         check a store offline (CRCs, sequences, counters, index);\n"
            "                       prints a report, exits 0 if clean, 1 if not\n"
            "SIGTERM commits and acknowledges what is queued, then closes the store. A\n"

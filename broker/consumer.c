@@ -8,9 +8,13 @@
  * binary searches; the deadline scan is linear over at most max_in_flight
  * entries and runs a few times a second.
  *
- * Stored record (little-endian):
- *   u8 'D', u8 version 1, u16 0, u64 next_seq, u32 n,
- *   n x (u64 seq, u32 n_deliv)
+ * Stored records (little-endian), in the store's consumers table:
+ *   a durable, and each position of a wildcard durable:
+ *     u8 'D', u8 version 1, u16 0, u64 next_seq, u32 n,
+ *     n x (u64 seq, u32 n_deliv)
+ *   a wildcard durable's root:
+ *     u8 'W', u8 version 1, u16 0, i64 start_ns
+ * Keys: consumer_int.h, struct consumer.
  */
 #include "consumer.h"
 
@@ -60,8 +64,6 @@ uint64_t cons__le64_get(const unsigned char *p)
     return v;
 }
 
-static void cons_free(struct consumer *k);
-
 int cons_reg_create(struct store *st, void (*waker)(void *), void *ctx, struct cons_reg **out)
 {
     struct cons_reg *r = calloc(1, sizeof(*r));
@@ -84,11 +86,11 @@ void cons_reg_destroy(struct cons_reg *r)
     }
     for (uint32_t i = 0; i < r->n; i++) {
         if (r->v[i] != NULL) {
-            cons_free(r->v[i]);
+            cons__free(r->v[i]);
         }
     }
     for (uint32_t i = 0; i < r->n_anon; i++) {
-        cons_free(r->anon[i]);
+        cons__free(r->anon[i]);
     }
     free(r->v);
     free(r->anon);
@@ -180,6 +182,14 @@ static void pend_done(struct consumer *k, uint32_t i)
 
 static int state_decode(struct consumer *k, const unsigned char *v, size_t len)
 {
+    if (k->is_root) {
+        if (len != REC_ROOT || v[0] != 'W' || v[1] != 1) {
+            return FERRY_ESTORAGE;
+        }
+        k->start_ns = (int64_t)cons__le64_get(v + 4);
+        k->next_seq = 1;
+        return 0;
+    }
     if (len < REC_HDR || v[0] != 'D' || v[1] != 1) {
         return FERRY_ESTORAGE;
     }
@@ -243,7 +253,32 @@ int cons__reg_has_deleted(struct cons_reg *r, const char *key, size_t key_len)
     return 0;
 }
 
-struct consumer *cons__new(const char *key, size_t key_len, size_t topic_len)
+int cons__key_split(const char *key, size_t key_len, struct cons_key *out)
+{
+    const char *nul = memchr(key, '\0', key_len);
+    size_t first = nul ? (size_t)(nul - key) : key_len;
+    memset(out, 0, sizeof(*out));
+    out->topic = key;
+    out->topic_len = first;
+    out->name = key + first + (nul != NULL);
+    out->name_len = key_len - first - (nul != NULL);
+    if (nul != NULL && topic_has_wildcard(key, first)) {
+        /* A wildcard durable: its root, or (a second NUL) one position. An
+         * anonymous consumer's name holds NULs, but its topic no wildcard. */
+        const char *nul2 = memchr(out->name, '\0', out->name_len);
+        out->is_root = nul2 == NULL;
+        if (nul2 != NULL) {
+            out->pattern = key;
+            out->pattern_len = first;
+            out->name_len = (size_t)(nul2 - out->name);
+            out->topic = nul2 + 1;
+            out->topic_len = key_len - (size_t)(out->topic - key);
+        }
+    }
+    return nul ? 0 : -1;
+}
+
+struct consumer *cons__new(const char *key, size_t key_len)
 {
     struct consumer *k = calloc(1, sizeof(*k));
     if (k == NULL) {
@@ -257,16 +292,21 @@ struct consumer *cons__new(const char *key, size_t key_len, size_t topic_len)
     memcpy(k->key, key, key_len);
     k->key[key_len] = '\0';
     k->key_len = key_len;
-    k->topic = k->key;
-    k->topic_len = topic_len;
-    k->name = k->key + topic_len + 1;
-    k->name_len = key_len - topic_len - 1;
+    struct cons_key kp;
+    cons__key_split(k->key, key_len, &kp);
+    k->topic = kp.topic;
+    k->topic_len = kp.topic_len;
+    k->name = kp.name;
+    k->name_len = kp.name_len;
+    k->pattern = kp.pattern;
+    k->pattern_len = kp.pattern_len;
+    k->is_root = (uint8_t)kp.is_root;
     k->idle_since_ms = cons__mono_ms();
     pthread_mutex_init(&k->lock, NULL);
     return k;
 }
 
-static void cons_free(struct consumer *k)
+void cons__free(struct consumer *k)
 {
     pthread_mutex_destroy(&k->lock);
     free(k->p);
@@ -278,8 +318,8 @@ static void cons_free(struct consumer *k)
 /* A subscription's own acks (cons_bind with name NULL): a consumer of its
  * own, or its queue group's shared one (key: topic, NUL, NUL, mode, group,
  * which no durable's key can be), starting at first_seq. r->lock held. */
-static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t topic_len,
-                    size_t group_len, uint64_t first_seq, struct consumer **out)
+static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t group_len,
+                    uint64_t first_seq, struct consumer **out)
 {
     struct consumer *k = NULL;
     for (uint32_t i = 0; group_len > 0 && i < r->n_anon; i++) {
@@ -297,7 +337,7 @@ static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t 
         r->anon = v;
         r->anon_cap = cap;
     }
-    k = cons__new(key, key_len, topic_len);
+    k = cons__new(key, key_len);
     if (k == NULL) {
         return -ENOMEM;
     }
@@ -312,11 +352,12 @@ static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t 
 }
 
 /* A durable's state from the store (unless is_fresh), or a new one
- * starting at first_seq (dirty: its start is saved). No lock held. */
-static int cons_load(struct cons_reg *r, const char *key, size_t key_len, size_t topic_len,
-                     uint64_t first_seq, int is_fresh, struct consumer **out)
+ * starting at first_seq (a root: start_ns first_seq) (dirty: its start is
+ * saved). No lock held. */
+static int cons_load(struct cons_reg *r, const char *key, size_t key_len, uint64_t first_seq,
+                     int is_fresh, struct consumer **out)
 {
-    struct consumer *k = cons__new(key, key_len, topic_len);
+    struct consumer *k = cons__new(key, key_len);
     if (k == NULL) {
         return -ENOMEM;
     }
@@ -331,17 +372,23 @@ static int cons_load(struct cons_reg *r, const char *key, size_t key_len, size_t
             log_error("durable %s on %s: stored state is corrupt", k->name, k->topic);
         }
     } else if (rc == FERRY_ENOTOPIC) {
-        k->next_seq = first_seq ? first_seq : 1;
+        k->next_seq = k->is_root || first_seq == 0 ? 1 : first_seq;
+        k->start_ns = k->is_root ? (int64_t)first_seq : 0;
         k->is_dirty = 1;
         rc = 0;
     }
     if (rc != 0) {
-        cons_free(k);
+        cons__free(k);
         return rc;
     }
     *out = k;
     return 0;
 }
+
+static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_anon,
+                    const char *group, size_t group_len, const struct cons_opts *o,
+                    uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
+                    struct consumer *root, struct consumer **out);
 
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
@@ -352,7 +399,8 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     int is_anon = name == NULL;
     size_t key_len = topic_len + 1 + (is_anon ? 2 + group_len : name_len);
     if (topic_len == 0 || (!is_anon && (name_len == 0 || name_len > CONS_NAME_MAX)) ||
-        key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group)) {
+        key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group) ||
+        (is_anon && topic_has_wildcard(topic, topic_len))) {
         return FERRY_EINVAL;
     }
     memcpy(key, topic, topic_len);
@@ -366,12 +414,65 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     } else {
         memcpy(key + topic_len + 1, name, name_len);
     }
+    return bind_key(r, key, key_len, is_anon, group, group_len, o, first_seq, holder_ref, sub_id,
+                    who, NULL, out);
+}
+
+int cons_bind_member(struct cons_reg *r, struct consumer *root, const char *topic, size_t topic_len,
+                     uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
+                     struct consumer **out)
+{
+    char key[STORE_CONSUMER_KEY_MAX + 1];
+    size_t key_len = root->key_len + 1 + topic_len;
+    if (!root->is_root || topic_len == 0 || key_len > STORE_CONSUMER_KEY_MAX ||
+        topic_has_wildcard(topic, topic_len)) {
+        return FERRY_EINVAL;
+    }
+    memcpy(key, root->key, root->key_len);
+    key[root->key_len] = '\0';
+    memcpy(key + root->key_len + 1, topic, topic_len);
+    /* The root's group and options (set by its holders' binds): read under
+     * the registry's lock in bind_key. */
+    return bind_key(r, key, key_len, 0, NULL, 0, NULL, first_seq, holder_ref, sub_id, who, root,
+                    out);
+}
+
+int64_t cons_root_start_ns(struct consumer *root)
+{
+    pthread_mutex_lock(&root->lock);
+    int64_t v = root->start_ns;
+    pthread_mutex_unlock(&root->lock);
+    return v;
+}
+
+/* cons_bind() and cons_bind_member() (root != NULL: its group and options
+ * instead of group and o; refused once it is deleted). */
+static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_anon,
+                    const char *group, size_t group_len, const struct cons_opts *o,
+                    uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
+                    struct consumer *root, struct consumer **out)
+{
     int need_wake = 0;
     int ret = 0;
+    char root_group[sizeof(root->group)];
+    struct cons_opts root_o;
     pthread_mutex_lock(&r->lock);
     struct consumer *k = NULL;
+    if (root != NULL) {
+        if (root->is_deleted) {
+            ret = FERRY_ENOTOPIC; /* deleted: its holders are being detached */
+            goto out_unlock;
+        }
+        memcpy(root_group, root->group, sizeof(root_group));
+        group = root_group;
+        group_len = strlen(root_group);
+        pthread_mutex_lock(&root->lock);
+        root_o = root->o;
+        pthread_mutex_unlock(&root->lock);
+        o = &root_o;
+    }
     if (is_anon) {
-        ret = anon_get(r, key, key_len, topic_len, group_len, first_seq, &k);
+        ret = anon_get(r, key, key_len, group_len, first_seq, &k);
         if (ret < 0) {
             goto out_unlock;
         }
@@ -388,7 +489,7 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
         int is_fresh = cons__reg_has_deleted(r, key, key_len);
         pthread_mutex_unlock(&r->lock);
         struct consumer *nk = NULL;
-        int rc = cons_load(r, key, key_len, topic_len, first_seq, is_fresh, &nk);
+        int rc = cons_load(r, key, key_len, first_seq, is_fresh, &nk);
         pthread_mutex_lock(&r->lock);
         if (rc != 0) {
             ret = rc;
@@ -396,13 +497,13 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
         }
         k = cons__reg_find(r, key, key_len);
         if (k != NULL) {
-            cons_free(nk);
+            cons__free(nk);
         } else {
             if (r->n == r->cap) {
                 uint32_t cap = r->cap ? r->cap * 2 : 16;
                 struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
                 if (nv == NULL) {
-                    cons_free(nk);
+                    cons__free(nk);
                     ret = -ENOMEM;
                     goto out_unlock;
                 }
@@ -459,7 +560,7 @@ out_unlock:
                 break;
             }
         }
-        cons_free(k);
+        cons__free(k);
     }
     pthread_mutex_unlock(&r->lock);
     cons__wake(r, need_wake);
@@ -492,7 +593,7 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
     if (is_gone) {
         /* Its last subscription is gone: so are its unacked messages (a
          * subscription without a durable has no future to give them to). */
-        cons_free(k);
+        cons__free(k);
     }
     cons__wake(r, is_unheld);
 }
@@ -820,6 +921,17 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
  * or neither (a dead letter exactly once, whatever crashes). */
 static unsigned char *state_encode(struct consumer *k, size_t *len)
 {
+    if (k->is_root) {
+        unsigned char *v = malloc(REC_ROOT);
+        if (v != NULL) {
+            v[0] = 'W';
+            v[1] = 1;
+            v[2] = v[3] = 0;
+            le64_put(v + 4, (uint64_t)k->start_ns);
+            *len = REC_ROOT;
+        }
+        return v;
+    }
     size_t n = 0;
     for (uint32_t i = k->head; i < k->n; i++) {
         n += !k->p[i].is_done && !k->p[i].is_committing;
@@ -965,7 +1077,7 @@ size_t cons_reg_release_idle(struct cons_reg *r, uint64_t now_ms, uint64_t grace
     }
     pthread_mutex_unlock(&r->lock);
     for (size_t i = 0; i < n_gone; i++) {
-        cons_free(gone[i]);
+        cons__free(gone[i]);
     }
     return n_gone;
 }

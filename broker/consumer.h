@@ -13,6 +13,22 @@
  *   terminated, dead-lettered, or removed from the store before delivery).
  *   The ack floor (all done up to it) is min(pending) - 1, or next_seq - 1.
  *
+ * WILDCARD DURABLES (what NATS calls a filtered consumer)
+ *   A durable on a pattern ("orders.*.created") is a root, named by
+ *   (pattern, name), plus one durable of the kind above per stored topic
+ *   the pattern matches (a position), named by (pattern, name, topic), each
+ *   with its own next_seq and pending set, created when the subscription
+ *   first meets the topic (in the store, or live). The root holds no
+ *   messages: it is what subscriptions bind and what `ferry consumers`
+ *   and deletion name, and it keeps start_ns, where a topic it has no
+ *   position on yet starts (its first message published at or after
+ *   start_ns: the subscribe time for a new one, 0 for all). Options
+ *   (max_in_flight, ack_wait, max_deliver) apply to each position. The
+ *   subscription binds the root (cons_bind with the pattern, which may be
+ *   refused -EBUSY like any durable) and then each position
+ *   (cons_bind_member) with the same holder. Deleting the root deletes
+ *   its positions.
+ *
  * HOLDERS
  *   Subscriptions (connection ref + sub id) bind a durable. A durable held by
  *   one subscription without a queue group cannot be bound again until it is
@@ -104,6 +120,8 @@ void cons_reg_destroy(struct cons_reg *r);
  * loading it from the store or creating it (starting at first_seq) if it
  * does not exist. group may be empty. o applies to this binding (the last
  * binder's options win for the shared durable).
+ * A topic with wildcards binds a wildcard durable's root (name required);
+ * first_seq is then the new root's start_ns (see WILDCARD DURABLES).
  * name NULL: no durable, the subscription's own explicit acks: a consumer
  * that is never stored, shared by the members of queue group (if any) and
  * freed when its last holder unbinds (its unacked messages with it); after
@@ -121,6 +139,20 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
               uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
               struct consumer **out);
+/*
+ * Bind the same holder to root's position on topic (no wildcards; see
+ * WILDCARD DURABLES), loading it or creating it at first_seq. The root's
+ * queue group and options apply. Returns as cons_bind(), and FERRY_ENOTOPIC
+ * once the root was deleted, FERRY_EINVAL when the key (pattern, name,
+ * topic) would pass STORE_CONSUMER_KEY_MAX bytes.
+ */
+int cons_bind_member(struct cons_reg *r, struct consumer *root, const char *topic, size_t topic_len,
+                     uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
+                     struct consumer **out);
+/* A root's start_ns: a new position starts at its topic's first message
+ * published at or after it (0: at its first message). */
+int64_t cons_root_start_ns(struct consumer *root);
+
 /* Release a binding (unsubscribe, connection closed). Its unacked messages
  * stay pending and are redelivered to the next holder. */
 void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, uint64_t sub_id);
@@ -227,6 +259,8 @@ int cons_reg_flush(struct cons_reg *r);
 
 /* A stored record, decoded. */
 struct cons_rec {
+    int is_root;            /* a wildcard durable's root: only start_ns */
+    int64_t start_ns;       /* a root's (see WILDCARD DURABLES) */
     uint64_t next_seq;      /* >= 1 */
     uint32_t n_pending;     /* delivered, not acked */
     uint64_t first_pending; /* oldest pending sequence; 0 when none */
@@ -235,21 +269,29 @@ struct cons_rec {
 
 /* Decode and check one "consumers" record: magic, version, length agreeing
  * with its count, next_seq >= 1, pending sequences strictly increasing in
- * 1..next_seq-1, delivery counts >= 1. Pure. Returns 0 and *out, or
+ * 1..next_seq-1, delivery counts >= 1; or a root's record ('W', its
+ * length). Pure. Returns 0 and *out, or
  * FERRY_ESTORAGE with a one-line reason in why (why_len bytes). */
 int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *why, size_t why_len);
 
 /* A store_consumer_check_cb for store_verify_ex(): the key is a valid topic,
- * NUL, a valid durable name; the record decodes (cons_rec_decode()); and
+ * NUL, a valid durable name (or a pattern, NUL, a name: a root; or a
+ * pattern, NUL, a name, NUL, a topic the pattern matches: a position); the
+ * record decodes (cons_rec_decode()) and is of the key's kind; and
  * next_seq <= the topic's last_seq + 1 (a topic the store does not have
- * counts as last_seq 0). ctx is unused. Pure. */
+ * counts as last_seq 0). The topic passed is the key's last part (a
+ * position's topic). ctx is unused. Pure. */
 int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len,
                    const struct store_topic_info *topic, char *why, size_t why_len);
 
 /* One durable, for `ferry consumers`. */
 struct cons_info {
-    char topic[STORE_TOPIC_MAX + 1];
+    char topic[STORE_TOPIC_MAX + 1]; /* a wildcard durable's root: its pattern */
     char name[CONS_NAME_MAX + 1];
+    char pattern[STORE_TOPIC_MAX + 1]; /* a wildcard durable's position: its pattern */
+    int is_root;                       /* a wildcard durable's root (no figures of its own) */
+    char key[STORE_CONSUMER_KEY_MAX];  /* the record's key (the listing's order) */
+    size_t key_len;
     char group[256];            /* the holders' queue group ("" when none or unheld) */
     char held_by[CONS_WHO_MAX]; /* the first holder's description ("" when unheld) */
     uint64_t next_seq;          /* the next sequence never handed out */

@@ -21,13 +21,28 @@
 int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *why, size_t why_len)
 {
     const unsigned char *v = value;
-    if (len < REC_HDR || v[0] != 'D') {
+    if (len < 2 || (v[0] != 'D' && v[0] != 'W') || (v[0] == 'D' && len < REC_HDR)) {
         snprintf(why, why_len, "not a consumer record (%zu bytes, bad magic)", len);
         return FERRY_ESTORAGE;
     }
     if (v[1] != 1) {
         snprintf(why, why_len, "record version %u is not known here", v[1]);
         return FERRY_ESTORAGE;
+    }
+    if (v[0] == 'W') {
+        if (len != REC_ROOT) {
+            snprintf(why, why_len, "wildcard durable record of %zu bytes, not %d", len, REC_ROOT);
+            return FERRY_ESTORAGE;
+        }
+        struct cons_rec r = {
+            .is_root = 1, .start_ns = (int64_t)cons__le64_get(v + 4), .next_seq = 1};
+        if (r.start_ns < 0) {
+            snprintf(why, why_len, "wildcard durable starts before 1970 (%lld)",
+                     (long long)r.start_ns);
+            return FERRY_ESTORAGE;
+        }
+        *out = r;
+        return 0;
     }
     struct cons_rec r = {.next_seq = cons__le64_get(v + 4), .n_pending = cons__le32_get(v + 12)};
     if ((len - REC_HDR) % REC_ENT != 0 || (len - REC_HDR) / REC_ENT != r.n_pending) {
@@ -71,18 +86,29 @@ int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value
                    const struct store_topic_info *topic, char *why, size_t why_len)
 {
     (void)ctx;
-    const char *nul = memchr(key, '\0', key_len);
+    struct cons_key kp;
     const char *bad;
-    if (nul == NULL) {
+    if (cons__key_split(key, key_len, &kp) != 0) {
         snprintf(why, why_len, "key has no NUL between topic and name");
         return 1;
     }
-    size_t tl = (size_t)(nul - key);
-    if (topic_validate(key, tl, 0, STORE_TOPIC_MAX, 255, &bad) != 0) {
+    if (kp.is_root || kp.pattern != NULL) {
+        const char *pat = kp.is_root ? kp.topic : kp.pattern;
+        size_t pl = kp.is_root ? kp.topic_len : kp.pattern_len;
+        if (topic_validate(pat, pl, 1, STORE_TOPIC_MAX, 255, &bad) != 0) {
+            snprintf(why, why_len, "key's pattern is not a pattern: %s", bad);
+            return 1;
+        }
+    }
+    if (!kp.is_root && topic_validate(kp.topic, kp.topic_len, 0, STORE_TOPIC_MAX, 255, &bad) != 0) {
         snprintf(why, why_len, "key's topic is not a topic name: %s", bad);
         return 1;
     }
-    if (topic_validate(nul + 1, key_len - tl - 1, 0, CONS_NAME_MAX, 1, &bad) != 0) {
+    if (kp.pattern != NULL && !topic_match(kp.pattern, kp.pattern_len, kp.topic, kp.topic_len)) {
+        snprintf(why, why_len, "key's topic does not match its pattern");
+        return 1;
+    }
+    if (topic_validate(kp.name, kp.name_len, 0, CONS_NAME_MAX, 1, &bad) != 0) {
         snprintf(why, why_len, "key's durable name is not one token of at most %d bytes: %s",
                  CONS_NAME_MAX, bad);
         return 1;
@@ -90,6 +116,15 @@ int cons_rec_check(void *ctx, const char *key, size_t key_len, const void *value
     struct cons_rec r;
     if (cons_rec_decode(value, value_len, &r, why, why_len) != 0) {
         return 1;
+    }
+    if (r.is_root != kp.is_root) {
+        snprintf(why, why_len, "%s",
+                 kp.is_root ? "a wildcard durable's key holds a position"
+                            : "a position's key holds a wildcard durable");
+        return 1;
+    }
+    if (r.is_root) {
+        return 0;
     }
     /* A topic that was never published has no record; a durable may wait on
      * it (at 1, nothing delivered). */
@@ -135,29 +170,29 @@ static struct cons_info *info_push(struct info_vec *iv)
 
 static void info_key(struct cons_info *ci, const char *key, size_t key_len)
 {
-    size_t tl = strnlen(key, key_len);
-    snprintf(ci->topic, sizeof(ci->topic), "%.*s", (int)tl, key);
-    snprintf(ci->name, sizeof(ci->name), "%.*s", (int)(key_len - tl - (tl < key_len)),
-             key + tl + (tl < key_len));
+    struct cons_key kp;
+    cons__key_split(key, key_len, &kp);
+    snprintf(ci->topic, sizeof(ci->topic), "%.*s", (int)kp.topic_len, kp.topic);
+    snprintf(ci->name, sizeof(ci->name), "%.*s", (int)kp.name_len, kp.name);
+    snprintf(ci->pattern, sizeof(ci->pattern), "%.*s", (int)kp.pattern_len,
+             kp.pattern ? kp.pattern : "");
+    ci->is_root = kp.is_root;
+    ci->key_len = key_len < sizeof(ci->key) ? key_len : sizeof(ci->key);
+    memcpy(ci->key, key, ci->key_len);
 }
 
-static int info_key_cmp(const struct cons_info *ci, const char *key, size_t key_len)
+/* By key bytes: topic then name, a wildcard durable's positions right after
+ * it (its key is theirs up to a NUL). */
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 {
-    size_t tl = strnlen(key, key_len);
-    int c = strncmp(ci->topic, key, tl);
-    if (c != 0 || ci->topic[tl] != '\0') {
-        return c != 0 ? c : 1;
-    }
-    size_t nl = tl < key_len ? key_len - tl - 1 : 0;
-    c = strncmp(ci->name, key + key_len - nl, nl);
-    return c != 0 ? c : (ci->name[nl] != '\0');
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : (al > bl) - (al < bl);
 }
 
 static int info_cmp(const void *a, const void *b)
 {
     const struct cons_info *x = a, *y = b;
-    int c = strcmp(x->topic, y->topic);
-    return c != 0 ? c : strcmp(x->name, y->name);
+    return key_cmp(x->key, x->key_len, y->key, y->key_len);
 }
 
 /* Inside a store read: only records not in memory (those are fresher). */
@@ -165,14 +200,14 @@ static int list_store_cb(void *ctx, const char *key, size_t key_len, const void 
                          size_t value_len)
 {
     struct info_vec *iv = ctx;
-    const char *nul = memchr(key, '\0', key_len);
-    if (nul == NULL || !iv->match(iv->ctx, key, (size_t)(nul - key))) {
+    struct cons_key kp;
+    if (cons__key_split(key, key_len, &kp) != 0 || !iv->match(iv->ctx, kp.topic, kp.topic_len)) {
         return 0;
     }
     size_t lo = 0, hi = iv->n_mem;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = info_key_cmp(&iv->v[mid], key, key_len);
+        int c = key_cmp(iv->v[mid].key, iv->v[mid].key_len, key, key_len);
         if (c == 0) {
             return 0;
         }
@@ -279,10 +314,140 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
     return 0;
 }
 
+/* Room in r->v for more entries. r->lock held. */
+static int reg_reserve(struct cons_reg *r, uint32_t more)
+{
+    if (r->cap - r->n >= more) {
+        return 0;
+    }
+    uint32_t cap = r->cap ? r->cap : 16;
+    while (cap - r->n < more) {
+        cap *= 2;
+    }
+    struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
+    if (nv == NULL) {
+        return -ENOMEM;
+    }
+    r->v = nv;
+    r->cap = cap;
+    return 0;
+}
+
+/* Register k, a tombstone for a durable only in the store: its deletion
+ * goes to the writer like any other change. r->lock held, room reserved. */
+static void tombstone_add(struct cons_reg *r, struct consumer *k)
+{
+    r->v[r->n++] = k;
+    k->id = r->n;
+    k->reg = r;
+}
+
+/* Mark k deleted (dirty: the writer removes its record). r->lock held. */
+static void mark_deleted(struct consumer *k)
+{
+    pthread_mutex_lock(&k->lock);
+    k->is_deleted = 1;
+    k->is_dirty = 1;
+    pthread_mutex_unlock(&k->lock);
+}
+
+/* The keys of a wildcard durable's positions in the store, and a
+ * tombstone made ready for each (taken by delete_positions, or freed). */
+struct key_list {
+    char **v;
+    size_t *len;
+    struct consumer **tomb;
+    size_t n, cap;
+    size_t prefix_len;
+    int rc;
+};
+
+static int key_list_cb(void *ctx, const char *key, size_t key_len, const void *value,
+                       size_t value_len)
+{
+    (void)value;
+    (void)value_len;
+    struct key_list *kl = ctx;
+    if (key_len <= kl->prefix_len) {
+        return 0;
+    }
+    if (kl->n == kl->cap) {
+        size_t cap = kl->cap ? kl->cap * 2 : 16;
+        char **v = realloc(kl->v, cap * sizeof(*v));
+        if (v != NULL) {
+            kl->v = v;
+        }
+        size_t *len = v ? realloc(kl->len, cap * sizeof(*len)) : NULL;
+        if (len != NULL) {
+            kl->len = len;
+        }
+        struct consumer **tomb = len ? realloc(kl->tomb, cap * sizeof(*tomb)) : NULL;
+        if (tomb == NULL) {
+            kl->rc = -ENOMEM;
+            return 1;
+        }
+        kl->tomb = tomb;
+        kl->cap = cap;
+    }
+    char *copy = malloc(key_len);
+    struct consumer *k = copy ? cons__new(key, key_len) : NULL;
+    if (k == NULL) {
+        free(copy);
+        kl->rc = -ENOMEM;
+        return 1;
+    }
+    memcpy(copy, key, key_len);
+    kl->v[kl->n] = copy;
+    kl->tomb[kl->n] = k;
+    kl->len[kl->n++] = key_len;
+    return 0;
+}
+
+static void key_list_free(struct key_list *kl)
+{
+    for (size_t i = 0; i < kl->n; i++) {
+        free(kl->v[i]);
+        if (kl->tomb[i] != NULL) {
+            cons__free(kl->tomb[i]);
+        }
+    }
+    free(kl->v);
+    free(kl->len);
+    free(kl->tomb);
+}
+
+/* A wildcard durable's positions (key: the root's key, NUL, a topic) go
+ * with it: those in memory (their holders are the root's, detached with
+ * it) and those only in the store (listed in kl). r->lock held, room
+ * reserved for kl->n tombstones. */
+static void delete_positions(struct cons_reg *r, const char *key, size_t key_len,
+                             struct key_list *kl)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        struct consumer *k = r->v[i];
+        if (k == NULL || k->is_deleted || k->pattern == NULL || k->key_len <= key_len ||
+            k->key[key_len] != '\0' || memcmp(k->key, key, key_len) != 0) {
+            continue;
+        }
+        k->is_detaching = k->n_holders > 0 || k->is_detaching;
+        k->n_holders = 0;
+        mark_deleted(k);
+    }
+    for (size_t i = 0; i < kl->n; i++) {
+        if (cons__reg_find(r, kl->v[i], kl->len[i]) == NULL &&
+            !cons__reg_has_deleted(r, kl->v[i], kl->len[i])) {
+            tombstone_add(r, kl->tomb[i]);
+            mark_deleted(kl->tomb[i]);
+            kl->tomb[i] = NULL;
+        }
+    }
+}
+
 /* cons_reg_delete(), and the reaper's delete: with idle_min_ms > 0 a durable
  * in memory goes only if nobody held it for that long at now_ms (else
  * -EAGAIN), checked under the registry's lock so a bind racing the reaper
- * wins. */
+ * wins. A wildcard durable's positions go with it, in the same critical
+ * section (a bind that comes after finds nothing of it). */
 static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
                       size_t name_len, int force, uint64_t idle_min_ms, uint64_t now_ms,
                       struct cons_detach **holders, uint32_t *n_holders)
@@ -290,12 +455,13 @@ static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, c
     char key[STORE_CONSUMER_KEY_MAX + 1];
     size_t key_len = topic_len + 1 + name_len;
     if (topic_len == 0 || name_len == 0 || name_len > CONS_NAME_MAX ||
-        key_len > STORE_CONSUMER_KEY_MAX) {
+        key_len + 1 > STORE_CONSUMER_KEY_MAX) {
         return FERRY_EINVAL;
     }
     memcpy(key, topic, topic_len);
     key[topic_len] = '\0';
     memcpy(key + topic_len + 1, name, name_len);
+    int is_root = topic_has_wildcard(topic, topic_len);
     struct cons_detach *hv = NULL;
     uint32_t nh = 0;
     int ret = 0, need_wake = 0;
@@ -306,34 +472,31 @@ static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, c
     size_t vlen = 0;
     int in_store = r->st ? store_consumer_get(r->st, key, key_len, &v, &vlen) : FERRY_ENOTOPIC;
     free(v);
+    struct key_list kl = {.prefix_len = key_len + 1};
+    if (is_root && r->st != NULL) {
+        key[key_len] = '\0';
+        int rc = store_consumers_foreach(r->st, key, key_len + 1, key_list_cb, &kl);
+        if (rc < 0 || kl.rc < 0) {
+            key_list_free(&kl);
+            return rc < 0 ? rc : kl.rc;
+        }
+    }
+    struct consumer *root_tomb = cons__new(key, key_len);
     pthread_mutex_lock(&r->lock);
+    if (root_tomb == NULL || reg_reserve(r, 1 + (uint32_t)kl.n) < 0) {
+        ret = -ENOMEM;
+        goto out_unlock;
+    }
     struct consumer *k = cons__reg_find(r, key, key_len);
     if (k == NULL) {
-        /* Only in the store (not bound since start): a tombstone carries the
-         * deletion to the writer like any other change. */
         int rc = cons__reg_has_deleted(r, key, key_len) ? FERRY_ENOTOPIC : in_store;
         if (rc != 0) {
             ret = rc;
             goto out_unlock;
         }
-        if (r->n == r->cap) {
-            uint32_t cap = r->cap ? r->cap * 2 : 16;
-            struct consumer **nv = realloc(r->v, cap * sizeof(*nv));
-            if (nv == NULL) {
-                ret = -ENOMEM;
-                goto out_unlock;
-            }
-            r->v = nv;
-            r->cap = cap;
-        }
-        k = cons__new(key, key_len, topic_len);
-        if (k == NULL) {
-            ret = -ENOMEM;
-            goto out_unlock;
-        }
-        r->v[r->n++] = k;
-        k->id = r->n;
-        k->reg = r;
+        k = root_tomb;
+        root_tomb = NULL;
+        tombstone_add(r, k);
     } else if (idle_min_ms > 0 && k->n_holders == 0 && now_ms - k->idle_since_ms < idle_min_ms) {
         ret = -EAGAIN; /* used again since the reaper looked */
         goto out_unlock;
@@ -357,10 +520,10 @@ static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, c
         k->n_holders = 0;
         k->is_detaching = 1; /* never released: see cons_reg_release_idle() */
     }
-    pthread_mutex_lock(&k->lock);
-    k->is_deleted = 1;
-    k->is_dirty = 1;
-    pthread_mutex_unlock(&k->lock);
+    if (is_root) {
+        delete_positions(r, key, key_len, &kl);
+    }
+    mark_deleted(k);
     need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
     if (idle_min_ms > 0) {
         log_info("durable %s on %s removed: nobody held it for %llu ms (consumer_max_idle)",
@@ -371,6 +534,10 @@ static int reg_delete(struct cons_reg *r, const char *topic, size_t topic_len, c
     }
 out_unlock:
     pthread_mutex_unlock(&r->lock);
+    if (root_tomb != NULL) {
+        cons__free(root_tomb);
+    }
+    key_list_free(&kl);
     cons__wake(r, need_wake);
     if (ret == 0) {
         *holders = hv;
@@ -405,7 +572,9 @@ int cons_reg_expire(struct cons_reg *r, uint64_t max_idle_ms, uint64_t now_ms,
     int n_removed = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t since = v[i].is_loaded ? v[i].idle_since_ms : store_idle_since_ms;
-        if (v[i].n_holders > 0 || now_ms < since || now_ms - since < max_idle_ms) {
+        /* A wildcard durable's positions go with it (reg_delete). */
+        if (v[i].pattern[0] != '\0' || v[i].n_holders > 0 || now_ms < since ||
+            now_ms - since < max_idle_ms) {
             continue;
         }
         struct cons_detach *hv = NULL;

@@ -14,9 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The stored record (described at the top of consumer.c): header and entry. */
+/* The stored records (described at the top of consumer.c): a durable's
+ * header and entry, and a wildcard durable's root record. */
 #define REC_HDR 16
 #define REC_ENT 12
+#define REC_ROOT 12
 
 struct pend {
     uint64_t seq;
@@ -36,12 +38,17 @@ struct holder {
 struct consumer {
     struct cons_reg *reg; /* immutable */
     uint32_t id;          /* immutable */
-    char *key;            /* immutable: topic, NUL, name */
+    /* immutable: topic NUL name (a durable); pattern NUL name (a wildcard
+     * durable's root); pattern NUL name NUL topic (one of its positions) */
+    char *key;
     size_t key_len;
-    const char *topic; /* into key */
+    const char *topic; /* into key; a root's is its pattern */
     size_t topic_len;
     const char *name; /* into key */
     size_t name_len;
+    const char *pattern; /* into key: a wildcard durable's position; else NULL */
+    size_t pattern_len;
+    uint8_t is_root; /* immutable: a wildcard durable's root (no messages of its own) */
     /* guarded by the registry's lock */
     struct holder *holders;
     uint32_t n_holders, holders_cap;
@@ -49,6 +56,8 @@ struct consumer {
     /* guarded by lock */
     pthread_mutex_t lock;
     uint64_t next_seq;
+    int64_t start_ns; /* a root: where topics it has no position on start (publish
+                       * time, ns since the epoch; 0: their first message) */
     struct pend *p;
     uint32_t head, n, cap; /* entries p[head .. n) are candidates */
     uint32_t n_live;       /* not done */
@@ -78,12 +87,28 @@ struct cons_reg {
     atomic_int is_dirty; /* some durable is dirty */
 };
 
+/* A key's parts (struct consumer, key), pointing into it. */
+struct cons_key {
+    const char *topic; /* a root's: its pattern */
+    size_t topic_len;
+    const char *name;
+    size_t name_len;
+    const char *pattern; /* a position of a wildcard durable; else NULL */
+    size_t pattern_len;
+    int is_root;
+};
+/* Split key (key_len bytes). Returns 0, or -1 when it has no NUL. */
+int cons__key_split(const char *key, size_t key_len, struct cons_key *out);
+
 /* The durable (not deleted) with that key, or NULL. r->lock held. */
 struct consumer *cons__reg_find(struct cons_reg *r, const char *key, size_t key_len);
 /* Is a deleted durable with that key still in the registry? r->lock held. */
 int cons__reg_has_deleted(struct cons_reg *r, const char *key, size_t key_len);
-/* A new durable of key (topic, NUL, name), not registered. NULL: no memory. */
-struct consumer *cons__new(const char *key, size_t key_len, size_t topic_len);
+/* A new durable of key (any of the three forms above, or an anonymous
+ * consumer's, whose topic has no wildcard), not registered. NULL: no memory. */
+struct consumer *cons__new(const char *key, size_t key_len);
+/* Free k (not registered, or taken out of the registry). */
+void cons__free(struct consumer *k);
 /* Call the registry's waker if need (no lock held). */
 void cons__wake(struct cons_reg *r, int need);
 /* CLOCK_MONOTONIC in ms. */

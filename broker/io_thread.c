@@ -100,6 +100,7 @@ struct conn {
     struct catchup *cu;   /* subscriptions with a start position, sorted by key */
     struct wcu *wcu;      /* wildcard subscriptions reading the store (see struct wcu) */
     uint32_t n_wcu, wcu_cap;
+    uint32_t n_wd_fail; /* wildcard durable positions that could not be bound (logged: 10) */
     uint32_t n_cu, cu_cap;
     uint8_t is_cu_listed;        /* in t->cu_conns */
     uint8_t is_dur_listed;       /* in t->dur_conns */
@@ -157,10 +158,26 @@ struct conn {
  * connection, or the periodic scan of t->dur_conns (which also redelivers
  * what passed its ack wait and dead-letters what reached max_deliver),
  * starts it again.
+ *
+ * A wildcard durable (consumer.h, WILDCARD DURABLES) has a root entry
+ * (root set, topic NULL: it reads nothing and takes no message) and, right
+ * after it in c->cu (same key), one entry per stored topic it has met, with
+ * that topic and its position's binding in cons: each is a durable's
+ * catch-up as above. Positions are added when a live message of a new
+ * topic arrives (wd_position), and by wd_sync, which lists the matching
+ * stored topics after the SubAck and again as each worker answers that the
+ * subscription is in its trie: a message committed before the last answer
+ * is in the store when that listing reads it, and any later one is routed
+ * live, so no topic is missed at the seam.
  */
 struct catchup {
     struct trie_sub *sub;  /* c->subs holds the reference; pattern = topic */
     struct consumer *cons; /* a durable consumer's binding, else NULL (see below) */
+    struct consumer *root; /* a wildcard durable's root binding (in its root entry
+                            * and its positions), else NULL */
+    char *topic;           /* a wildcard durable's position: its topic (malloc'd,
+                            * NUL-terminated); NULL: sub->pattern */
+    uint32_t topic_len;
     uint64_t next_seq;
     uint64_t ready_seq; /* L, valid with is_ready */
     uint32_t topic_id;  /* 0: not resolved yet (topic never stored) */
@@ -742,6 +759,20 @@ static void conn_flush(struct iot *t, struct conn *c)
 
 static int wcu_pump(struct iot *t, struct conn *c);
 
+/* The topic an entry reads. */
+static const char *cu_topic(const struct catchup *e, size_t *len)
+{
+    *len = e->topic ? e->topic_len : e->sub->pattern_len;
+    return e->topic ? e->topic : e->sub->pattern;
+}
+
+/* A wildcard durable's root entry (reads nothing itself). */
+static int cu_is_root(const struct catchup *e)
+{
+    return e->root != NULL && e->topic == NULL;
+}
+
+/* The first entry of sub_id (a wildcard durable's: its root entry). */
 static struct catchup *cu_find(struct conn *c, uint64_t sub_id)
 {
     for (uint32_t i = 0; i < c->n_cu; i++) {
@@ -754,7 +785,7 @@ static struct catchup *cu_find(struct conn *c, uint64_t sub_id)
 
 /* The catch-up state of the subscription with that trie_sub.key (c->cu is
  * sorted by key), or NULL. */
-static struct catchup *cu_find_key(struct conn *c, uint64_t key)
+static uint32_t cu_lower(const struct conn *c, uint64_t key)
 {
     uint32_t lo = 0, hi = c->n_cu;
     while (lo < hi) {
@@ -765,17 +796,43 @@ static struct catchup *cu_find_key(struct conn *c, uint64_t key)
             hi = mid;
         }
     }
-    return lo < c->n_cu && c->cu[lo].sub->key == key ? &c->cu[lo] : NULL;
+    return lo;
 }
 
+static struct catchup *cu_find_key(struct conn *c, uint64_t key)
+{
+    uint32_t i = cu_lower(c, key);
+    return i < c->n_cu && c->cu[i].sub->key == key ? &c->cu[i] : NULL;
+}
+
+/* Release the consumers bound by sub_id's entries (every entry's, sub_id
+ * UINT64_MAX): positions before roots, so that a root nobody holds has no
+ * held positions (consumer_admin.c, reg_delete). */
+static void cu_unbind(struct iot *t, struct conn *c, uint64_t sub_id)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < c->n_cu; i++) {
+            struct catchup *e = &c->cu[i];
+            struct consumer *k = pass == 0 ? e->cons : cu_is_root(e) ? e->root : NULL;
+            if (k != NULL && (sub_id == UINT64_MAX || e->sub->sub_id == sub_id)) {
+                cons_unbind(t->srv->consumers, k, ref_of(t, c), e->sub->sub_id);
+            }
+        }
+    }
+}
+
+/* Forget sub_id's entries (every entry, sub_id UINT64_MAX). */
 static void cu_remove(struct conn *c, uint64_t sub_id)
 {
-    struct catchup *e = cu_find(c, sub_id);
-    if (e) { /* keeps the order (by key) */
-        size_t i = (size_t)(e - c->cu);
-        memmove(e, e + 1, (c->n_cu - i - 1) * sizeof(*e));
-        c->n_cu--;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < c->n_cu; i++) { /* keeps the order (by key) */
+        if (sub_id == UINT64_MAX || c->cu[i].sub->sub_id == sub_id) {
+            free(c->cu[i].topic);
+        } else {
+            c->cu[k++] = c->cu[i];
+        }
     }
+    c->n_cu = k;
 }
 
 /* Make sure the round pumps c. */
@@ -786,15 +843,186 @@ static void cu_list(struct iot *t, struct conn *c)
     }
 }
 
+/* ---- wildcard durables (see struct catchup) ---------------------------- */
+
+static void dur_list(struct iot *t, struct conn *c);
+
+/* Where a new position of root on topic starts: the topic's first message
+ * published at or after the root's start_ns (1 for a topic not stored). */
+static int wd_first_seq(struct iot *t, struct consumer *root, const char *topic, size_t len,
+                        uint64_t *out)
+{
+    struct store_topic_info info;
+    int rc = store_topic_info(t->srv->store, topic, len, &info);
+    if (rc == FERRY_ENOTOPIC) {
+        *out = 1;
+        return 0;
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    int64_t start_ns = cons_root_start_ns(root);
+    if (start_ns <= 0) {
+        *out = info.first_seq;
+        return 0;
+    }
+    return store_seek_time(t->srv->store, info.id, start_ns, out);
+}
+
+/*
+ * The position entry of wildcard durable subscription s on topic: found,
+ * or (is_create, after its SubAck) bound and added after s's other entries,
+ * reading. NULL: none (s is not a wildcard durable, not started, or the
+ * binding failed: logged). c->cu may move.
+ */
+static struct catchup *wd_position(struct iot *t, struct conn *c, struct trie_sub *s,
+                                   const char *topic, size_t len, int is_create)
+{
+    uint32_t i = cu_lower(c, s->key);
+    if (i == c->n_cu || c->cu[i].sub != s || !cu_is_root(&c->cu[i])) {
+        return NULL;
+    }
+    uint32_t j = i + 1;
+    for (; j < c->n_cu && c->cu[j].sub == s; j++) {
+        if (c->cu[j].topic_len == len && memcmp(c->cu[j].topic, topic, len) == 0) {
+            return &c->cu[j];
+        }
+    }
+    if (!is_create || !c->cu[i].is_started) {
+        return NULL;
+    }
+    struct consumer *root = c->cu[i].root;
+    uint64_t first = 1;
+    int rc = wd_first_seq(t, root, topic, len, &first);
+    if (rc == 0 && c->n_cu == c->cu_cap) {
+        uint32_t cap = c->cu_cap * 2;
+        struct catchup *v = realloc(c->cu, cap * sizeof(*v));
+        if (v != NULL) {
+            c->cu = v;
+            c->cu_cap = cap;
+        }
+        rc = v != NULL ? 0 : -ENOMEM;
+    }
+    char *name = rc == 0 ? malloc(len + 1) : NULL;
+    struct consumer *k = NULL;
+    if (name != NULL) {
+        memcpy(name, topic, len);
+        name[len] = '\0';
+        char who[CONS_WHO_MAX];
+        snprintf(who, sizeof(who), "client %llu %s", (unsigned long long)c->client_id, c->peer);
+        rc = cons_bind_member(t->srv->consumers, root, topic, len, first, ref_of(t, c), s->sub_id,
+                              who, &k);
+    } else if (rc == 0) {
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        free(name);
+        if (c->n_wd_fail++ < 10) {
+            log_warn("client %llu %s: wildcard durable %s: no position on %.*s: %s",
+                     (unsigned long long)c->client_id, c->peer, s->pattern, (int)len, topic,
+                     rc == FERRY_EINVAL ? "pattern, name and topic pass 511 bytes"
+                                        : server_strerror(rc));
+        }
+        return NULL;
+    }
+    memmove(&c->cu[j + 1], &c->cu[j], (c->n_cu - j) * sizeof(*c->cu));
+    c->n_cu++;
+    struct catchup *e = &c->cu[j];
+    memset(e, 0, sizeof(*e));
+    e->sub = s;
+    e->cons = k;
+    e->root = root;
+    e->topic = name;
+    e->topic_len = (uint32_t)len;
+    e->is_started = 1;
+    e->is_reading = 1;
+    cu_list(t, c);
+    dur_list(t, c);
+    t->next_dur_scan = 0; /* what its last holder left unacked is due */
+    return e;
+}
+
+struct wd_topics {
+    const char *pattern;
+    size_t pattern_len;
+    char **v;
+    size_t n, cap;
+};
+
+static int wd_topics_cb(void *ctx, const char *name, size_t len,
+                        const struct store_topic_info *info)
+{
+    (void)info;
+    struct wd_topics *l = ctx;
+    if (!topic_match(l->pattern, l->pattern_len, name, len)) {
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL) {
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        return 1;
+    }
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    l->v[l->n++] = copy;
+    return 0;
+}
+
+/* Give wildcard durable subscription s a position on every stored topic
+ * its pattern matches, and make each read the store (see struct catchup). */
+static void wd_sync(struct iot *t, struct conn *c, struct trie_sub *s)
+{
+    struct wd_topics l = {.pattern = s->pattern, .pattern_len = s->pattern_len};
+    /* The store lists by prefix: the pattern's tokens before its first
+     * wildcard. */
+    size_t prefix = 0;
+    for (size_t i = 0, tok = 0; i <= s->pattern_len; i++) {
+        if (i == s->pattern_len || s->pattern[i] == '.') {
+            if (topic_has_wildcard(s->pattern + tok, i - tok)) {
+                break;
+            }
+            prefix = i < s->pattern_len ? i + 1 : i;
+            tok = i + 1;
+        }
+    }
+    int rc = store_topic_list(t->srv->store, s->pattern, prefix, wd_topics_cb, &l);
+    if (rc < 0) {
+        log_warn("client %llu %s: wildcard durable %s: cannot list its topics: %s",
+                 (unsigned long long)c->client_id, c->peer, s->pattern, server_strerror(rc));
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        struct catchup *e = wd_position(t, c, s, l.v[i], strlen(l.v[i]), 1);
+        if (e != NULL) {
+            e->is_reading = 1;
+        }
+        free(l.v[i]);
+    }
+    free(l.v);
+    cu_list(t, c);
+}
+
 static void cu_start(struct iot *t, struct conn *c, uint64_t sub_id)
 {
     struct catchup *e = cu_find(c, sub_id);
-    if (e) {
+    if (e && cu_is_root(e)) {
+        e->is_started = 1;
+        wd_sync(t, c, e->sub);
+    } else if (e) {
         e->is_started = 1;
         e->is_reading = 1;
         cu_list(t, c);
     }
 }
+
+static int body_topic(const uint8_t *body, uint32_t len, const char **topic, size_t *tlen);
 
 /* Live deliveries to catch-up subscriptions: keep the keys whose next_seq
  * this message is; returns how many of keys ids[0..n) remain. */
@@ -811,6 +1039,19 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
         if (e == NULL) {
             ids[k++] = ids[i];
             continue;
+        }
+        if (cu_is_root(e)) {
+            /* A wildcard durable: the position on the message's topic (an
+             * ephemeral topic, without the sequence trailer, is not for it). */
+            const char *topic;
+            size_t tlen;
+            if (!body_topic(body, body_len, &topic, &tlen)) {
+                continue;
+            }
+            e = wd_position(t, c, e->sub, topic, tlen, 1);
+            if (e == NULL) {
+                continue;
+            }
         }
         /* Only stored topics have catch-up subscriptions: the body ends with
          * the sequence trailer. */
@@ -840,7 +1081,7 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
                           "reading the store",
                           (unsigned long long)c->client_id, c->peer,
                           (unsigned long long)e->sub->sub_id, (unsigned long long)e->next_seq,
-                          e->sub->pattern);
+                          e->sub->pattern); /* not a wildcard durable's (e->cons is NULL) */
             }
             e->is_reading = 1; /* the store has next_seq .. seq */
             cu_list(t, c);
@@ -962,8 +1203,10 @@ static int cu_pump(struct iot *t, struct conn *c)
     int more = 0;
     for (uint32_t i = 0; i < c->n_cu && c->state == ST_OPEN; i++) {
         struct catchup *e = &c->cu[i];
+        size_t tlen;
+        const char *topic = cu_topic(e, &tlen);
         for (int k = 0; k < CU_CHUNKS_PER_ROUND && e->is_started && e->is_reading; k++) {
-            if (!cu_has_room(t, c)) {
+            if (!cu_has_room(t, c) || cu_is_root(e)) {
                 break;
             }
             uint32_t room = e->cons ? cons_room(e->cons) : CU_CHUNK_MSGS;
@@ -972,7 +1215,7 @@ static int cu_pump(struct iot *t, struct conn *c)
             }
             if (e->topic_id == 0) {
                 struct store_topic_info info;
-                int rc = store_topic_info(st, e->sub->pattern, e->sub->pattern_len, &info);
+                int rc = store_topic_info(st, topic, tlen, &info);
                 if (rc == FERRY_ENOTOPIC) {
                     e->is_reading = 0; /* nothing stored yet: live brings it */
                     break;
@@ -980,7 +1223,7 @@ static int cu_pump(struct iot *t, struct conn *c)
                 if (rc < 0) {
                     if (rc != -EAGAIN) {
                         log_error("client %llu %s: catch-up of %s: %s",
-                                  (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                                  (unsigned long long)c->client_id, c->peer, topic,
                                   server_strerror(rc));
                         e->is_reading = 0;
                     }
@@ -988,7 +1231,7 @@ static int cu_pump(struct iot *t, struct conn *c)
                 }
                 e->topic_id = info.id;
             }
-            struct cu_ctx x = {.t = t, .c = c, .e = e};
+            struct cu_ctx x = {.t = t, .c = c, .e = e, .topic = e->topic};
             struct store_read_result res;
             uint64_t from = e->cons ? cons_next_seq(e->cons) : e->next_seq;
             int rc = store_read(st, e->topic_id, from, room < CU_CHUNK_MSGS ? room : CU_CHUNK_MSGS,
@@ -999,7 +1242,7 @@ static int cu_pump(struct iot *t, struct conn *c)
             if (rc < 0) {
                 if (rc != -EAGAIN) {
                     log_error("client %llu %s: catch-up of %s: %s",
-                              (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                              (unsigned long long)c->client_id, c->peer, topic,
                               server_strerror(rc));
                     e->is_reading = 0;
                 }
@@ -1008,7 +1251,7 @@ static int cu_pump(struct iot *t, struct conn *c)
             if (res.n_corrupt) {
                 log_error("topic %s: %zu stored messages failed their CRC check (last: sequence "
                           "%llu); skipped, not delivered to client %llu",
-                          e->sub->pattern, res.n_corrupt, (unsigned long long)res.corrupt_seq,
+                          topic, res.n_corrupt, (unsigned long long)res.corrupt_seq,
                           (unsigned long long)c->client_id);
             }
             if (res.next_seq > e->next_seq) {
@@ -1018,7 +1261,8 @@ static int cu_pump(struct iot *t, struct conn *c)
                 e->is_reading = 0;
             }
         }
-        more |= e->is_started && e->is_reading && (e->cons == NULL || cons_room(e->cons) > 0);
+        more |= e->is_started && e->is_reading && !cu_is_root(e) &&
+                (e->cons == NULL || cons_room(e->cons) > 0);
     }
     if (c->n_wcu > 0 && c->state == ST_OPEN) {
         more |= wcu_pump(t, c);
@@ -1147,7 +1391,8 @@ static uint32_t wcu_filter(struct iot *t, struct conn *c, uint64_t *ids, struct 
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct trie_sub *sb = subs[i];
-        if (sb->group_len > 0 || !topic_has_wildcard(sb->pattern, sb->pattern_len)) {
+        if (sb->group_len > 0 || !topic_has_wildcard(sb->pattern, sb->pattern_len) ||
+            cu_find_key(c, sb->key) != NULL) { /* the last: a wildcard durable */
             subs[k] = sb;
             ids[k++] = ids[i];
             continue;
@@ -1242,7 +1487,9 @@ static uint32_t dur_topic_id(struct iot *t, struct catchup *e)
 {
     if (e->topic_id == 0) {
         struct store_topic_info info;
-        if (store_topic_info(t->srv->store, e->sub->pattern, e->sub->pattern_len, &info) == 0) {
+        size_t tlen;
+        const char *topic = cu_topic(e, &tlen);
+        if (store_topic_info(t->srv->store, topic, tlen, &info) == 0) {
             e->topic_id = info.id;
         }
     }
@@ -1286,11 +1533,13 @@ static void dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e,
 {
     char dlq[CONS_DLQ_TOPIC_MAX];
     size_t dlq_len = cons_dlq_topic(e->cons, dlq, sizeof(dlq));
+    size_t tlen;
+    const char *topic = cu_topic(e, &tlen);
     if (!may_publish(c, dlq, dlq_len)) {
         log_warn("client %llu %s: durable on %s: sequence %llu not acked after %u deliveries: "
                  "dropped, not dead-lettered (no right to publish to %s)",
-                 (unsigned long long)c->client_id, c->peer, e->sub->pattern,
-                 (unsigned long long)d->seq, d->n_deliv, dlq);
+                 (unsigned long long)c->client_id, c->peer, topic, (unsigned long long)d->seq,
+                 d->n_deliv, dlq);
         cons_forget(e->cons, d->seq);
         return;
     }
@@ -1313,8 +1562,8 @@ static void dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e,
         cons_unsend(e->cons, d->seq);
         return;
     }
-    log_info("durable on %s: sequence %llu not acked after %u deliveries: dead-lettered",
-             e->sub->pattern, (unsigned long long)d->seq, d->n_deliv);
+    log_info("durable on %s: sequence %llu not acked after %u deliveries: dead-lettered", topic,
+             (unsigned long long)d->seq, d->n_deliv);
 }
 
 /* Send again what passed its ack wait, dead-letter what reached
@@ -1350,8 +1599,12 @@ static void dur_scan_all(struct iot *t)
                     dur_dead_letter(t, c, e, &due[q]);
                     continue;
                 }
-                struct cu_ctx x = {
-                    .t = t, .c = c, .e = e, .want_seq = due[q].seq, .attempt = due[q].n_deliv};
+                struct cu_ctx x = {.t = t,
+                                   .c = c,
+                                   .e = e,
+                                   .want_seq = due[q].seq,
+                                   .attempt = due[q].n_deliv,
+                                   .topic = e->topic};
                 struct store_read_result res;
                 int rc = store_read(t->srv->store, e->topic_id, due[q].seq, 1, CU_CHUNK_BYTES,
                                     cu_on_msg, &x, &res);
@@ -1380,6 +1633,17 @@ static void dur_scan_all(struct iot *t)
 static void handle_ack(struct iot *t, struct conn *c, Ferry__Ack *m)
 {
     struct catchup *e = cu_find(c, m->sub_id);
+    if (e != NULL && cu_is_root(e)) {
+        /* A wildcard durable: sequences are per topic. */
+        size_t tlen = m->topic ? strlen(m->topic) : 0;
+        if (tlen == 0) {
+            send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                       "an Ack to a wildcard durable must name the message's topic (Ack.topic)",
+                       m->sub_id, FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
+            return;
+        }
+        e = wd_position(t, c, e->sub, m->topic, tlen, 0);
+    }
     if (e == NULL || e->cons == NULL) {
         return; /* a subscription without explicit acks */
     }
@@ -1778,11 +2042,8 @@ static void conn_kill(struct iot *t, struct conn *c)
     free(c->subs);
     c->subs = NULL;
     c->n_subs = 0;
-    for (uint32_t i = 0; i < c->n_cu; i++) {
-        if (c->cu[i].cons != NULL) {
-            cons_unbind(t->srv->consumers, c->cu[i].cons, ref_of(t, c), c->cu[i].sub->sub_id);
-        }
-    }
+    cu_unbind(t, c, UINT64_MAX);
+    cu_remove(c, UINT64_MAX);
     free(c->cu);
     c->cu = NULL;
     c->n_cu = c->cu_cap = 0;
@@ -2130,6 +2391,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         return;
     }
     int is_durable = m->durable_name[0] != '\0';
+    int is_wild = topic_has_wildcard(m->pattern, plen);
     if (is_durable) {
         const char *refusal = NULL;
         size_t nlen = strlen(m->durable_name);
@@ -2140,12 +2402,14 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         } else if (nlen > CONS_NAME_MAX ||
                    topic_validate(m->durable_name, nlen, 0, CONS_NAME_MAX, 1, &why)) {
             refusal = "durable name must be one token of printable characters, at most 200 bytes";
-        } else if (topic_has_wildcard(m->pattern, plen)) {
-            refusal = "a durable consumer needs a topic name without wildcards (one stored topic)";
-        } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
+        } else if (!is_wild && cfg_is_ephemeral(cfg, m->pattern, plen)) {
             refusal = "the topic is ephemeral (not stored): durable consumers need a stored topic";
         } else if (m->start > FERRY__START_POSITION__START_LAST) {
             refusal = "unknown start position";
+        } else if (is_wild && (m->start == FERRY__START_POSITION__START_SEQUENCE ||
+                               m->start == FERRY__START_POSITION__START_LAST)) {
+            refusal = "a wildcard durable starts at new messages, all, or a time (sequences "
+                      "are per topic)";
         }
         if (refusal) {
             send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT, refusal);
@@ -2177,7 +2441,19 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     uint64_t start_seq = 0;
     int has_start = m->start != FERRY__START_POSITION__START_NEW;
-    if (is_durable) {
+    if (is_durable && is_wild) {
+        /* A new wildcard durable's start_ns (its topics' positions start at
+         * their first message published from then on); one that exists
+         * keeps its own. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        start_seq = m->start == FERRY__START_POSITION__START_ALL ? 0
+                    : m->start == FERRY__START_POSITION__START_TIME
+                        ? (uint64_t)(m->start_time > 0 ? m->start_time : 0)
+                        : (uint64_t)now_ns;
+        has_start = 0;
+    } else if (is_durable) {
         /* Where a new durable starts; one that exists resumes instead. */
         int rc = cu_first_seq(t, m, plen, &start_seq);
         if (rc < 0) {
@@ -2300,21 +2576,27 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     stats_add(&t->stats.subs, 1);
     if (use_cu) {
         /* After the W_SUB_ADD in the same queue: the owner answers when the
-         * subscription is in its trie. */
+         * subscription is in its trie (a wildcard durable's: every worker). */
         uint32_t owner = topic_hash(m->pattern, plen) % t->srv->n_workers;
-        trie_sub_ref(s);
-        struct wmsg rm = {.kind = W_SUB_READY, .p = s};
-        if (wq_push(&t->wq[owner], rm) < 0) {
-            trie_sub_unref(s);
-            log_error("client %llu %s: out of memory: subscription %llu reads the store only",
-                      (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
+        for (uint32_t w = is_wild ? 0 : owner; w < (is_wild ? t->srv->n_workers : owner + 1); w++) {
+            trie_sub_ref(s);
+            struct wmsg rm = {.kind = W_SUB_READY, .p = s};
+            if (wq_push(&t->wq[w], rm) < 0) {
+                trie_sub_unref(s);
+                log_error("client %llu %s: out of memory: subscription %llu reads the store only",
+                          (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
+            }
         }
         struct catchup *e = &c->cu[c->n_cu++];
         memset(e, 0, sizeof(*e));
         e->sub = s;
-        e->next_seq = start_seq;
-        e->cons = cons;
-        if (cons != NULL) {
+        if (is_wild) {
+            e->root = cons; /* its positions come with the SubAck (cu_start) */
+        } else {
+            e->next_seq = start_seq;
+            e->cons = cons;
+        }
+        if (cons != NULL && !is_wild) {
             dur_list(t, c);
             t->next_dur_scan = 0; /* what the last holder left unacked is due */
         }
@@ -2354,10 +2636,7 @@ static int sub_remove_at(struct iot *t, struct conn *c, uint32_t i)
     if (post_sub_change(t, W_SUB_DEL, s) < 0) {
         return -ENOMEM;
     }
-    struct catchup *e = cu_find(c, s->sub_id);
-    if (e != NULL && e->cons != NULL) {
-        cons_unbind(t->srv->consumers, e->cons, ref_of(t, c), s->sub_id);
-    }
+    cu_unbind(t, c, s->sub_id);
     cu_remove(c, s->sub_id);
     wcu_remove_sub(c, s);
     /* c->subs stays sorted by key (deliver() searches it) */
@@ -2989,8 +3268,10 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
     /* The reply fits the client's frame limit, as for topics. */
     size_t budget = c->max_frame_len > 1024 ? c->max_frame_len - 1024 : 0;
     size_t used = 0, shown = 0;
+    Ferry__ConsumerInfo *root = NULL; /* the last wildcard durable listed */
     for (size_t i = 0; i < n; i++) {
-        size_t size = strlen(v[i].topic) + strlen(v[i].name) + strlen(v[i].group) + 160;
+        size_t size = strlen(v[i].topic) + strlen(v[i].name) + strlen(v[i].group) +
+                      strlen(v[i].pattern) + 160;
         if (shown == limit || used + size > budget) {
             break;
         }
@@ -3006,6 +3287,7 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
         ci->holders = v[i].n_holders;
         ci->queue_group = v[i].group;
         ci->is_loaded = v[i].is_loaded != 0;
+        ci->pattern = v[i].pattern;
         if (v[i].n_holders == 0) {
             ci->held_by = (char *)"";
         } else if (v[i].n_holders == 1) {
@@ -3017,7 +3299,20 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
                      v[i].n_holders - 1);
             ci->held_by = held[shown];
         }
-        admin_consumer_lag(t, ci);
+        if (v[i].is_root) {
+            ci->ack_floor = ci->next_seq = 0; /* the sums of its positions, below */
+            root = ci;
+        } else {
+            admin_consumer_lag(t, ci);
+        }
+        /* A wildcard durable's positions follow it (sorted by key). */
+        if (root != NULL && ci != root && strcmp(ci->pattern, root->topic) == 0 &&
+            strcmp(ci->name, root->name) == 0) {
+            root->pending += ci->pending;
+            root->redelivered += ci->redelivered;
+            root->lag_messages += ci->lag_messages;
+            root->lag_ms = ci->lag_ms > root->lag_ms ? ci->lag_ms : root->lag_ms;
+        }
         pv[shown] = ci;
         shown++;
     }
@@ -3092,7 +3387,8 @@ static void admin_detach(struct iot *t, const struct rmsg *m)
     uint64_t sub_id = m->u.ack.id;
     struct catchup *e = cu_find(c, sub_id);
     int i = find_sub(c, sub_id);
-    if (e == NULL || e->cons == NULL || cons_id(e->cons) != (uint32_t)m->u.ack.seq || i < 0) {
+    struct consumer *k = e == NULL ? NULL : cu_is_root(e) ? e->root : e->cons;
+    if (k == NULL || cons_id(k) != (uint32_t)m->u.ack.seq || i < 0) {
         return;
     }
     char text[352];
@@ -3505,7 +3801,13 @@ static void take_mail(struct iot *t)
             /* u.ack.id: the subscription's key (a reused sub_id must not
              * take an answer meant for its predecessor) */
             struct catchup *e = c && c->state == ST_OPEN ? cu_find_key(c, m->u.ack.id) : NULL;
-            if (e) {
+            if (e && cu_is_root(e)) {
+                /* A worker has the wildcard durable in its trie: what it
+                 * committed before is in the store (see struct catchup). */
+                if (e->is_started) {
+                    wd_sync(t, c, e->sub);
+                }
+            } else if (e) {
                 e->is_ready = 1;
                 e->ready_seq = m->u.ack.seq;
                 if (e->next_seq <= e->ready_seq) {

@@ -2746,11 +2746,12 @@ static int verify_index(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* The consumers table: the key must be "topic NUL name" with a topic the
- * store knows; the record itself belongs to consumer.c, so it is judged by
- * the caller's check (if any) against the topic's committed counters. A
- * durable on a topic never published (next_seq 1, nothing pending) is
- * legitimate: the check sees topic NULL and decides. */
+/* The consumers table: the key must be "topic NUL name", or "pattern NUL
+ * name [NUL topic]" (a wildcard durable and its positions); the record
+ * itself belongs to consumer.c, so it is judged by the caller's check (if
+ * any) against the committed counters of the key's last topic. A durable on
+ * a topic never published (next_seq 1, nothing pending) is legitimate: the
+ * check sees topic NULL and decides. */
 static int verify_consumers(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_dbi dbi_names,
                             store_consumer_check_cb check, void *ctx)
 {
@@ -2776,7 +2777,17 @@ static int verify_consumers(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_db
         }
         size_t tl = (size_t)(nul - key);
         int nl = (int)(k.mv_size - tl - 1);
+        /* A wildcard durable's position: its topic is the third part. */
+        const char *nul2 = memchr(nul + 1, '\0', (size_t)nl);
         MDB_val tk = {tl, (void *)key};
+        if (nul2 != NULL && memchr(key, '*', tl) == NULL && memchr(key, '>', tl) == NULL) {
+            nul2 = NULL; /* not a pattern: a plain durable's name (judged by check) */
+        }
+        if (nul2 != NULL) {
+            nl = (int)(nul2 - nul - 1);
+            tk.mv_size = k.mv_size - (size_t)(nul2 + 1 - key);
+            tk.mv_data = (void *)(nul2 + 1);
+        }
         MDB_val tv;
         struct vtopic *t = NULL;
         int grc = mdb_get(txn, dbi_names, &tk, &tv);
@@ -2797,7 +2808,8 @@ static int verify_consumers(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_db
         if (check != NULL &&
             check(ctx, key, k.mv_size, v.mv_data, v.mv_size, t ? &info : NULL, why, sizeof(why))) {
             vf->r->n_consumer_errors++;
-            vsay(vf, "consumer '%.*s' on '%.*s': %s", nl, nul + 1, (int)tl, key, why);
+            vsay(vf, "consumer '%.*s' on '%.*s': %s", nl, nul + 1, (int)tk.mv_size,
+                 (const char *)tk.mv_data, why);
         }
     }
     mdb_cursor_close(cur);

@@ -466,6 +466,9 @@ static const char consumers_help[] =
     "             the oldest message above the ack floor (0s when caught up)\n"
     "  HELD BY    the client holding it (id and address; with a queue group, how\n"
     "             many more members, and the group); '-' none\n"
+    "A wildcard durable is listed under its pattern, with no ack floor or next\n"
+    "sequence of its own and the sums of its topics' figures, followed by one\n"
+    "indented line per topic it has a position on.\n"
     "\n"
     "Options:\n"
     "  -j, --json     print a JSON array\n"
@@ -482,7 +485,8 @@ static const char consumer_help[] =
     "        unacked messages, from the broker's memory and its store. A new\n"
     "        subscription with that name starts afresh. A durable held by a\n"
     "        subscription is refused (exit 1) unless --force: then the holding\n"
-    "        subscriptions end with an error.\n"
+    "        subscriptions end with an error. For a wildcard durable TOPIC is its\n"
+    "        pattern, and its position on every topic goes with it.\n"
     "\n"
     "Options:\n"
     "  -f, --force  delete even while held, ending the holders' subscriptions\n"
@@ -490,7 +494,8 @@ static const char consumer_help[] =
     "\n"
     "Examples:\n"
     "  ferry consumer delete orders.eu.created billing\n"
-    "  ferry consumer delete --force orders.eu.created billing\n";
+    "  ferry consumer delete --force orders.eu.created billing\n"
+    "  ferry consumer delete 'orders.*.created' billing\n";
 
 static void consumer_json(struct cli_buf *b, const ferry_consumer_info *k)
 {
@@ -507,6 +512,10 @@ static void consumer_json(struct cli_buf *b, const ferry_consumer_info *k)
     cli_buf_json_str(b, k->held_by, strlen(k->held_by));
     cli_buf_adds(b, ",\"queue_group\":");
     cli_buf_json_str(b, k->queue_group, strlen(k->queue_group));
+    if (k->pattern[0]) {
+        cli_buf_adds(b, ",\"pattern\":");
+        cli_buf_json_str(b, k->pattern, strlen(k->pattern));
+    }
     cli_buf_addf(b, ",\"loaded\":%s}", k->is_loaded ? "true" : "false");
 }
 
@@ -556,7 +565,7 @@ int cmd_consumers(struct cli_opts *o, int argc, char **argv)
     } else {
         int wt = 5, wn = 4;
         for (size_t i = 0; i < n; i++) {
-            int l = (int)strlen(v[i].topic);
+            int l = (int)strlen(v[i].topic) + (v[i].pattern[0] ? 2 : 0);
             wt = l > wt ? l : wt;
             l = (int)strlen(v[i].name);
             wn = l > wn ? l : wn;
@@ -574,11 +583,19 @@ int cmd_consumers(struct cli_opts *o, int argc, char **argv)
             } else {
                 snprintf(held, sizeof(held), "%s", k->held_by);
             }
+            /* A wildcard durable: its own line (no ack floor, no next
+             * sequence: those are per topic), then its topics indented. */
+            char floor[24] = "-", next[24] = "-", topic[sizeof(k->topic) + 2];
+            int is_root = k->pattern[0] == '\0' && (strchr(k->topic, '*') || strchr(k->topic, '>'));
+            if (!is_root) {
+                snprintf(floor, sizeof(floor), "%" PRIu64, k->ack_floor);
+                snprintf(next, sizeof(next), "%" PRIu64, k->next_seq);
+            }
+            snprintf(topic, sizeof(topic), "%s%s", k->pattern[0] ? "  " : "", k->topic);
             cli_buf_addf(&b,
-                         "%-*s %-*s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64
-                         " %10" PRIu64 " %8s  %s\n",
-                         wt, k->topic, wn, k->name, k->ack_floor, k->next_seq, k->pending,
-                         k->redelivered, k->lag_messages, lag, held);
+                         "%-*s %-*s %10s %10s %8" PRIu64 " %8" PRIu64 " %10" PRIu64 " %8s  %s\n",
+                         wt, topic, wn, k->name, floor, next, k->pending, k->redelivered,
+                         k->lag_messages, lag, held);
         }
         if (n == 0) {
             cli_buf_adds(&b,

@@ -828,7 +828,10 @@ FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int ti
                                       uint64_t *purged_out);
 
 /* One durable consumer (ferry.proto ConsumerInfo). Strings NUL-terminated
- * (truncated to fit; topics are at most 255 bytes, durable names 200). */
+ * (truncated to fit; topics are at most 255 bytes, durable names 200). A
+ * wildcard durable comes as one entry whose topic is its pattern (its
+ * figures summed over its topics; ack_floor and next_seq 0), followed by
+ * one entry per topic it has a position on, whose pattern is set. */
 typedef struct ferry_consumer_info {
     char topic[256];
     char name[256];
@@ -843,6 +846,7 @@ typedef struct ferry_consumer_info {
     uint32_t holders;      /* subscriptions bound to it now */
     char queue_group[256]; /* the holders' queue group, "" when none */
     int is_loaded;         /* 1: in the broker's memory; 0: only in its store */
+    char pattern[256];     /* a wildcard durable's position: its pattern; else "" */
     uint64_t reserved[4];
 } ferry_consumer_info;
 
@@ -855,7 +859,8 @@ typedef struct ferry_consumer_info {
 FERRY_API int ferry_admin_consumers(ferry_client *c, const char *pattern, uint32_t limit,
                                     int timeout_ms, ferry_consumer_info **out, size_t *n_out);
 
-/* Delete the durable consumer name on topic: its position and unacked set
+/* Delete the durable consumer name on topic (a wildcard durable: on its
+ * pattern, with its position on every topic): its position and unacked set
  * go, from memory and from the store; a later subscription with that name
  * starts a new durable. While a subscription holds it: FERRY_EDURABLEINUSE,
  * unless force is non-zero: then each holding subscription ends (its

@@ -58,6 +58,7 @@ static void consumer_copy(ferry_consumer_info *dst, const Ferry__ConsumerInfo *s
     snprintf(dst->held_by, sizeof(dst->held_by), "%s", src->held_by);
     dst->holders = src->holders;
     snprintf(dst->queue_group, sizeof(dst->queue_group), "%s", src->queue_group);
+    snprintf(dst->pattern, sizeof(dst->pattern), "%s", src->pattern);
     dst->is_loaded = src->is_loaded != 0;
 }
 
@@ -315,8 +316,9 @@ FERRY_API int ferry_admin_consumers(ferry_client *c, const char *pattern, uint32
 FERRY_API int ferry_admin_consumer_delete(ferry_client *c, const char *topic, const char *name,
                                           int force, int timeout_ms)
 {
-    if (c == NULL || topic == NULL || name == NULL || !ferry__topic_valid(topic) ||
-        !ferry__str_valid(name, 200) || name[0] == '\0') {
+    /* topic: a topic, or a wildcard durable's pattern (the server checks) */
+    if (c == NULL || topic == NULL || name == NULL || !ferry__str_valid(topic, 255) ||
+        topic[0] == '\0' || !ferry__str_valid(name, 200) || name[0] == '\0') {
         return -EINVAL;
     }
     Ferry__ConsumerDeleteRequest dr = FERRY__CONSUMER_DELETE_REQUEST__INIT;

@@ -235,6 +235,11 @@ FERRY_API int ferry_msg_ack(const ferry_msg *m, enum ferry_ack_kind kind)
         a.sub_id = m->sub_id;
         a.sequence = m->sequence;
         a.kind = (Ferry__Ack__Kind)kind;
+        /* A wildcard subscription's sequences are per topic (a wildcard
+         * durable needs the topic; others ignore it). */
+        if (m->topic != NULL && (strchr(s->pattern, '*') || strchr(s->pattern, '>'))) {
+            a.topic = (char *)m->topic;
+        }
         f.body_case = FERRY__FRAME__BODY_ACK;
         f.ack = &a;
         rc = ferry__send_frame(c, &f);

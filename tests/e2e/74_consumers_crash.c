@@ -49,6 +49,10 @@
 
 #define CC_TOPIC "cc.t"
 #define CC_DURABLE "cc"
+/* What the durable subscribes to: CC_TOPIC, or in the wildcard round a
+ * pattern matching it (a wildcard durable's position on CC_TOPIC). Set by
+ * the test before its children are forked. */
+static const char *cc_pattern = CC_TOPIC;
 #define FLUSH_EVERY 20
 #define MAX_IN_FLIGHT 128
 #define KILL_DELAY_MAX_MS 400
@@ -284,7 +288,7 @@ static void cons_child(int ctl_fd, const char *log_path, int port)
         ferry_sub_options_set_ack_wait_ms(so, 600000);
         ferry_sub_options_set_max_deliver(so, 100000);
         ferry_sub *s = NULL;
-        int rc = ferry_subscribe(c, CC_TOPIC, so, NULL, NULL, 5000, &s);
+        int rc = ferry_subscribe(c, cc_pattern, so, NULL, NULL, 5000, &s);
         ferry_sub_options_destroy(so);
         if (rc != 0) {
             /* In use: the broker has not yet seen the killed consumer's
@@ -526,7 +530,7 @@ static void start_publisher(struct child *ch, int port, unsigned seed)
 enum { KILL_BROKER, KILL_CONSUMER, KILL_BOTH };
 static const char *const kill_names[] = {"broker", "consumer", "broker and consumer"};
 
-START_TEST(test_durable_consumer_crash_loop)
+static void crash_loop(void)
 {
     signal(SIGPIPE, SIG_IGN);
     int rounds = DEFAULT_ROUNDS;
@@ -688,7 +692,7 @@ START_TEST(test_durable_consumer_crash_loop)
     ck_assert_int_eq(ferry_sub_options_set_durable(so, CC_DURABLE), 0);
     ck_assert_int_eq(ferry_sub_options_set_ack_mode(so, FERRY_ACK_EXPLICIT), 0);
     ferry_sub *s = NULL;
-    int rc = ferry_subscribe(c, CC_TOPIC, so, NULL, NULL, S_WAIT, &s);
+    int rc = ferry_subscribe(c, cc_pattern, so, NULL, NULL, S_WAIT, &s);
     ferry_sub_options_destroy(so);
     ck_assert_msg(rc == 0, "durable subscribe: %s", ferry_strerror(rc));
     check_line(&k, "S test 0");
@@ -707,18 +711,19 @@ START_TEST(test_durable_consumer_crash_loop)
     s_close(c);
 
     fprintf(stderr,
-            "consumer crash loop: %d rounds in %lld ms (seed %u); kills: broker %d, consumer %d, "
+            "consumer crash loop (%s): %d rounds in %lld ms (seed %u); kills: broker %d, "
+            "consumer %d, "
             "both %d; published %llu, acked %llu, stored %llu; processed %llu lines, %llu "
             "sequences (%llu processed again), %llu redeliveries (attempt > 1); %llu sessions, "
             "%llu C marks, %llu sequences "
             "confirmed; %llu unconfirmed delivered again after the last kill\n",
-            rounds, (long long)t_loop, seed0, n_kills[KILL_BROKER], n_kills[KILL_CONSUMER],
-            n_kills[KILL_BOTH], (unsigned long long)k.n_sent, (unsigned long long)k.n_acked,
-            (unsigned long long)ti.last_seq, (unsigned long long)k.n_p,
-            (unsigned long long)k.n_distinct, (unsigned long long)(k.n_p - k.n_distinct),
-            (unsigned long long)k.n_redelivered, (unsigned long long)k.session,
-            (unsigned long long)k.n_c, (unsigned long long)k.n_confirmed,
-            (unsigned long long)n_final);
+            cc_pattern, rounds, (long long)t_loop, seed0, n_kills[KILL_BROKER],
+            n_kills[KILL_CONSUMER], n_kills[KILL_BOTH], (unsigned long long)k.n_sent,
+            (unsigned long long)k.n_acked, (unsigned long long)ti.last_seq,
+            (unsigned long long)k.n_p, (unsigned long long)k.n_distinct,
+            (unsigned long long)(k.n_p - k.n_distinct), (unsigned long long)k.n_redelivered,
+            (unsigned long long)k.session, (unsigned long long)k.n_c,
+            (unsigned long long)k.n_confirmed, (unsigned long long)n_final);
 
     char data_dir[256];
     snprintf(data_dir, sizeof(data_dir), "%s", d.data_dir);
@@ -733,6 +738,20 @@ START_TEST(test_durable_consumer_crash_loop)
     free(k.seq);
     free(k.unconfirmed);
 }
+
+START_TEST(test_durable_consumer_crash_loop)
+{
+    crash_loop();
+}
+END_TEST
+
+/* The same with a wildcard durable ("cc.*", whose position on cc.t is the
+ * one that must survive). */
+START_TEST(test_wildcard_durable_crash_loop)
+{
+    cc_pattern = "cc.*";
+    crash_loop();
+}
 END_TEST
 
 Suite *test_suite(void);
@@ -743,6 +762,10 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("consumer_crash_loop");
     tcase_set_timeout(tc, 290);
     tcase_add_test(tc, test_durable_consumer_crash_loop);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("wildcard_crash_loop");
+    tcase_set_timeout(tc, 290);
+    tcase_add_test(tc, test_wildcard_durable_crash_loop);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -250,6 +250,87 @@ START_TEST(test_cli_durable_kill9_after_every_sub)
 }
 END_TEST
 
+/*
+ * A wildcard durable through the CLI: 'ferry sub --durable billing
+ * "orders.*.created"' takes messages of two topics, the broker is killed
+ * -9, and the next sub with the same name prints exactly the rest (the
+ * topics' positions are kept apart: both have sequences 1..N), then
+ * `ferry consumers` lists the durable under its pattern with one indented
+ * line per topic.
+ */
+START_TEST(test_cli_wildcard_durable_kill9)
+{
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL, NULL), 0);
+    const char *topics[2] = {"orders.eu.created", "orders.us.created"};
+    for (int k = 0; k < 2; k++) {
+        char input[256];
+        size_t len = 0;
+        for (int i = 1; i <= 10; i++) {
+            len += (size_t)snprintf(input + len, sizeof(input) - len, "%c%d\n", "eu"[k], i);
+        }
+        struct run r;
+        cli_run(d.port, input, (const char *const[]){"pub", topics[k], "--ack", NULL}, &r);
+        ck_assert_msg(r.status == 0, "pub exited %d; stderr: %s", r.status, r.err);
+        run_free(&r);
+    }
+    /* Sequences collide across topics: e5 and u5 are both sequence 5. */
+    struct run r1;
+    cli_run(d.port, NULL,
+            (const char *const[]){"sub", "orders.*.created", "--durable", "billing", "--all",
+                                  "--count", "12", "--timeout", "30s", NULL},
+            &r1);
+    ck_assert_msg(r1.status == 0, "first sub exited %d; stderr: %s", r1.status, r1.err);
+    ck_assert_int_eq(ferryd_kill9(&d), 0);
+    ck_assert_int_eq(ferryd_restart(&d, NULL), 0);
+
+    struct run r2;
+    cli_run(d.port, NULL,
+            (const char *const[]){"sub", "orders.*.created", "--durable", "billing", "--count", "8",
+                                  "--timeout", "10s", NULL},
+            &r2);
+    ck_assert_msg(r2.status == 0, "second sub exited %d; stderr: %s", r2.status, r2.err);
+    /* Together: each of the 20 exactly once. */
+    char *all = malloc(r1.out_len + r2.out_len + 1);
+    ck_assert_ptr_nonnull(all);
+    memcpy(all, r1.out, r1.out_len);
+    memcpy(all + r1.out_len, r2.out, r2.out_len + 1);
+    int n_lines = 0;
+    for (const char *p = all; *p; p++) {
+        n_lines += *p == '\n';
+    }
+    ck_assert_msg(n_lines == 20, "20 lines expected; first: %s second: %s", r1.out, r2.out);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 1; i <= 10; i++) {
+            char line[16];
+            snprintf(line, sizeof(line), "\n%c%d\n", "eu"[k], i);
+            char *hay = malloc(strlen(all) + 2);
+            ck_assert_ptr_nonnull(hay);
+            hay[0] = '\n';
+            strcpy(hay + 1, all);
+            char *hit = strstr(hay, line);
+            ck_assert_msg(hit != NULL, "%c%d missing; first: %s second: %s", "eu"[k], i, r1.out,
+                          r2.out);
+            ck_assert_msg(strstr(hit + 1, line) == NULL, "%c%d twice", "eu"[k], i);
+            free(hay);
+        }
+    }
+    free(all);
+    run_free(&r1);
+    run_free(&r2);
+
+    struct run r;
+    cli_run(d.port, NULL, (const char *const[]){"consumers", NULL}, &r);
+    ck_assert_msg(r.status == 0, "consumers exited %d; stderr: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "\norders.*.created ") != NULL &&
+                      strstr(r.out, "\n  orders.eu.created ") != NULL &&
+                      strstr(r.out, "\n  orders.us.created ") != NULL,
+                  "listing: %s", r.out);
+    run_free(&r);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 Suite *test_suite(void)
@@ -262,6 +343,10 @@ Suite *test_suite(void)
     tc = tcase_create("cli_durable_kill9_repeat");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_cli_durable_kill9_after_every_sub);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cli_wildcard_durable_kill9");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_cli_wildcard_durable_kill9);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,7 +5,8 @@ if(NOT TARGET ferryd)
   return()
 endif()
 
-set(names 72_consumers_durable 73_consumers_retention 74_consumers_crash)
+set(names 72_consumers_durable 73_consumers_retention 74_consumers_crash
+  82_consumers_wildcard)
 # 75 runs the `ferry` tool, when it is built.
 if(FERRY_CLI_TARGET AND TARGET ${FERRY_CLI_TARGET})
   list(APPEND names 75_consumers_cli)
