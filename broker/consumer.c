@@ -268,11 +268,17 @@ int cons__key_split(const char *key, size_t key_len, struct cons_key *out)
         const char *nul2 = memchr(out->name, '\0', out->name_len);
         out->is_root = nul2 == NULL;
         if (nul2 != NULL) {
+            /* The topic follows the last NUL (a queue group's position:
+             * pattern NUL NUL mode group NUL topic, see cons_bind()). */
+            const char *last = key + key_len;
+            while (last[-1] != '\0') {
+                last--;
+            }
             out->pattern = key;
             out->pattern_len = first;
             out->name_len = (size_t)(nul2 - out->name);
-            out->topic = nul2 + 1;
-            out->topic_len = key_len - (size_t)(out->topic - key);
+            out->topic = last;
+            out->topic_len = key_len - (size_t)(last - key);
         }
     }
     return nul ? 0 : -1;
@@ -309,6 +315,7 @@ struct consumer *cons__new(const char *key, size_t key_len)
 void cons__free(struct consumer *k)
 {
     pthread_mutex_destroy(&k->lock);
+    free(k->left);
     free(k->p);
     free(k->holders);
     free(k->key);
@@ -319,7 +326,7 @@ void cons__free(struct consumer *k)
  * own, or its queue group's shared one (key: topic, NUL, NUL, mode, group,
  * which no durable's key can be), starting at first_seq. r->lock held. */
 static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t group_len,
-                    uint64_t first_seq, struct consumer **out)
+                    int is_root, uint64_t first_seq, struct consumer **out)
 {
     struct consumer *k = NULL;
     for (uint32_t i = 0; group_len > 0 && i < r->n_anon; i++) {
@@ -343,7 +350,14 @@ static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t 
     }
     k->is_anon = 1;
     k->reg = r;
-    k->next_seq = first_seq ? first_seq : 1;
+    k->next_seq = first_seq && !is_root ? first_seq : 1;
+    if (is_root) {
+        /* A queue group's root on a pattern (see cons_bind). */
+        k->is_root = 1;
+        k->pattern = NULL;
+        k->topic_len = strnlen(key, key_len);
+        k->start_ns = (int64_t)first_seq;
+    }
     if (group_len > 0) {
         r->anon[r->n_anon++] = k;
     }
@@ -398,9 +412,10 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     char key[STORE_CONSUMER_KEY_MAX + 1];
     int is_anon = name == NULL;
     size_t key_len = topic_len + 1 + (is_anon ? 2 + group_len : name_len);
+    int is_wild = topic_has_wildcard(topic, topic_len);
     if (topic_len == 0 || (!is_anon && (name_len == 0 || name_len > CONS_NAME_MAX)) ||
         key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group) ||
-        (is_anon && topic_has_wildcard(topic, topic_len))) {
+        (is_anon && is_wild && (o == NULL || !o->is_auto_ack || group_len == 0))) {
         return FERRY_EINVAL;
     }
     memcpy(key, topic, topic_len);
@@ -433,8 +448,8 @@ int cons_bind_member(struct cons_reg *r, struct consumer *root, const char *topi
     memcpy(key + root->key_len + 1, topic, topic_len);
     /* The root's group and options (set by its holders' binds): read under
      * the registry's lock in bind_key. */
-    return bind_key(r, key, key_len, 0, NULL, 0, NULL, first_seq, holder_ref, sub_id, who, root,
-                    out);
+    return bind_key(r, key, key_len, root->is_anon, NULL, 0, NULL, first_seq, holder_ref, sub_id,
+                    who, root, out);
 }
 
 int64_t cons_root_start_ns(struct consumer *root)
@@ -466,13 +481,18 @@ static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_
         memcpy(root_group, root->group, sizeof(root_group));
         group = root_group;
         group_len = strlen(root_group);
+        if (root->is_anon && group_len == 0) {
+            ret = FERRY_EINVAL; /* only a queue group's root has positions */
+            goto out_unlock;
+        }
         pthread_mutex_lock(&root->lock);
         root_o = root->o;
         pthread_mutex_unlock(&root->lock);
         o = &root_o;
     }
     if (is_anon) {
-        ret = anon_get(r, key, key_len, group_len, first_seq, &k);
+        int is_root = root == NULL && topic_has_wildcard(key, strnlen(key, key_len));
+        ret = anon_get(r, key, key_len, group_len, is_root, first_seq, &k);
         if (ret < 0) {
             goto out_unlock;
         }
@@ -618,13 +638,6 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
         res = CONS_CLAIM_SKIP;
     } else if (seq > k->next_seq && !allow_gap) {
         res = CONS_CLAIM_GAP;
-    } else if (k->o.is_auto_ack) {
-        /* Delivered is done: only the shared position moves. */
-        if (missed) {
-            *missed = seq - k->next_seq;
-        }
-        k->next_seq = seq + 1;
-        res = CONS_CLAIM_OK;
     } else if (k->n_live >= k->o.max_in_flight || pend_reserve(k, 1) < 0) {
         res = CONS_CLAIM_FULL;
     } else {
@@ -648,6 +661,48 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
     pthread_mutex_unlock(&k->lock);
     cons__wake(k->reg, need_wake);
     return res;
+}
+
+int cons_group_leave(struct consumer *k, uint64_t seq)
+{
+    int rc = 0;
+    pthread_mutex_lock(&k->lock);
+    if (k->n_left == CONS_GROUP_LEFT_MAX) {
+        rc = -ENOSPC;
+    } else if (k->n_left == k->left_cap) {
+        uint32_t cap = k->left_cap ? k->left_cap * 2 : 64;
+        uint64_t *v = realloc(k->left, cap * sizeof(*v));
+        if (v == NULL) {
+            rc = -ENOMEM;
+        } else {
+            k->left = v;
+            k->left_cap = cap;
+        }
+    }
+    if (rc == 0) {
+        /* Members on several IO threads leave in nearly increasing order:
+         * the insertion point is found from the end. */
+        uint32_t i = k->n_left;
+        while (i > 0 && k->left[i - 1] > seq) {
+            i--;
+        }
+        memmove(&k->left[i + 1], &k->left[i], (k->n_left - i) * sizeof(*k->left));
+        k->left[i] = seq;
+        k->n_left++;
+    }
+    pthread_mutex_unlock(&k->lock);
+    return rc;
+}
+
+size_t cons_group_take(struct consumer *k, uint64_t *seqs, size_t max)
+{
+    pthread_mutex_lock(&k->lock);
+    size_t n = k->n_left < max ? k->n_left : max;
+    memcpy(seqs, k->left, n * sizeof(*seqs));
+    memmove(k->left, k->left + n, (k->n_left - n) * sizeof(*k->left));
+    k->n_left -= (uint32_t)n;
+    pthread_mutex_unlock(&k->lock);
+    return n;
 }
 
 uint64_t cons_next_seq(struct consumer *k)

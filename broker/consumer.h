@@ -103,8 +103,8 @@ struct cons_opts {
     uint32_t max_in_flight;
     uint32_t ack_wait_ms;
     uint32_t max_deliver;
-    /* No acks: a claimed message is done at once. Only for name NULL (a
-     * queue group's shared position on a stored topic, see cons_bind). */
+    /* No acks: a queue group's set of left messages (name NULL, see
+     * cons_bind and cons_group_leave). */
     uint8_t is_auto_ack;
 };
 
@@ -126,9 +126,12 @@ void cons_reg_destroy(struct cons_reg *r);
  * that is never stored, shared by the members of queue group (if any) and
  * freed when its last holder unbinds (its unacked messages with it); after
  * max_deliver a message is dropped (logged), not dead-lettered.
- * With o->is_auto_ack (a queue group without acks): only the group's shared
- * position, so that each message goes to one member, live or read from the
- * store by a member that lagged.
+ * With o->is_auto_ack (a queue group without acks on a stored topic): the
+ * group's set of left messages (cons_group_leave), so that a member that
+ * lags leaves what it cannot take to the others, each message still going
+ * to one member. Such a group on a wildcard pattern binds a root (never
+ * stored) whose positions (cons_bind_member) are the group's sets per
+ * topic.
  * who (may be NULL): the holder as `ferry consumers` shows it ("client 12
  * 127.0.0.1:5555"; copied, cut at CONS_WHO_MAX - 1 bytes).
  * Returns 0 and *out, -EBUSY (held by another subscription outside this
@@ -205,6 +208,19 @@ uint64_t cons_next_deadline(struct consumer *k);
 void cons_forget(struct consumer *k, uint64_t seq);
 /* A redelivery that could not be sent: undo its count and make it due. */
 void cons_unsend(struct consumer *k, uint64_t seq);
+
+/*
+ * A queue group's shared set (o.is_auto_ack): a live message chosen for a
+ * member that cannot take it now (its connection lags) is left here, and
+ * whichever member has room takes it (cons_group_take) and reads it from
+ * the store. Returns 0, or -ENOSPC when CONS_MAX_IN_FLIGHT_CAP messages are
+ * left already (the member then takes it, bounded as ever), -ENOMEM.
+ */
+#define CONS_GROUP_LEFT_MAX CONS_MAX_IN_FLIGHT_CAP
+int cons_group_leave(struct consumer *k, uint64_t seq);
+/* Take up to max left messages, oldest first, into seqs[]; returns how
+ * many. One taken and not sent goes back with cons_group_leave(). */
+size_t cons_group_take(struct consumer *k, uint64_t *seqs, size_t max);
 
 /* Store writer: the dead letter of durable id's seq is in the batch about
  * to commit; the durable's state saved with that batch leaves seq out. */

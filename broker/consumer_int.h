@@ -61,6 +61,8 @@ struct consumer {
     struct pend *p;
     uint32_t head, n, cap; /* entries p[head .. n) are candidates */
     uint32_t n_live;       /* not done */
+    uint64_t *left;        /* a queue group's left messages (cons_group_leave), sorted */
+    uint32_t n_left, left_cap;
     struct cons_opts o;
     uint8_t is_dirty;
     uint8_t is_anon; /* immutable: a subscription's own acks, never stored */

@@ -144,8 +144,7 @@ struct conn {
  * one whose connection is more than half its outbound bound behind gets no
  * more live deliveries and reads the store instead, as DESIGN.md's
  * backpressure asks for persisted topics, until it has caught up again.
- * (Wildcard subscriptions on stored topics are disconnected when they
- * overflow, as on ephemeral topics.)
+ * (Wildcard subscriptions get positions only when they lag: struct wcu.)
  *
  * A durable consumer's subscription (consumer.h), or one with explicit acks
  * (whose consumer lives in memory only), is a catch-up subscription
@@ -169,6 +168,17 @@ struct conn {
  * subscription is in its trie: a message committed before the last answer
  * is in the store when that listing reads it, and any later one is routed
  * live, so no topic is missed at the seam.
+ *
+ * A queue group without acks on stored topics (is_group) has no position:
+ * the workers choose one member per message, as for any group. Its
+ * members share, per topic, the set of messages left by a member that
+ * could not take them (cons_group_leave: its connection lagged as above);
+ * each member with room takes from it in the durable scan (group_take) and
+ * reads those messages from the store. So a lagging member is never
+ * disconnected and the group still gets each message once. On one topic
+ * the entry's cons is that set; on a wildcard pattern it is built like a
+ * wildcard durable, with a root shared by the members (in memory only) and
+ * one entry per topic, made by the topic's first live message.
  */
 struct catchup {
     struct trie_sub *sub;  /* c->subs holds the reference; pattern = topic */
@@ -178,6 +188,7 @@ struct catchup {
     char *topic;           /* a wildcard durable's position: its topic (malloc'd,
                             * NUL-terminated); NULL: sub->pattern */
     uint32_t topic_len;
+    uint8_t is_group; /* a queue group's wildcard root or position (see below) */
     uint64_t next_seq;
     uint64_t ready_seq; /* L, valid with is_ready */
     uint32_t topic_id;  /* 0: not resolved yet (topic never stored) */
@@ -199,8 +210,8 @@ struct catchup {
  * wildcard subscriber of stored topics is never disconnected and loses
  * nothing; ephemeral topics still disconnect it at the bound. (A queue
  * group member cannot do this: the log holds its group's other messages. A
- * group on one stored topic shares a consumer position instead, see
- * handle_subscribe; one on a wildcard pattern is disconnected.)
+ * group leaves what a lagging member cannot take to the others instead: see
+ * struct catchup, is_group.)
  */
 struct wcu {
     struct trie_sub *sub; /* c->subs holds the reference */
@@ -871,8 +882,8 @@ static int wd_first_seq(struct iot *t, struct consumer *root, const char *topic,
 
 /*
  * The position entry of wildcard durable subscription s on topic: found,
- * or (is_create, after its SubAck) bound and added after s's other entries,
- * reading. NULL: none (s is not a wildcard durable, not started, or the
+ * or (is_create, after its SubAck) bound and added among s's other entries
+ * (in topic order), reading. NULL: none (s is not a wildcard durable, not started, or the
  * binding failed: logged). c->cu may move.
  */
 static struct catchup *wd_position(struct iot *t, struct conn *c, struct trie_sub *s,
@@ -882,18 +893,33 @@ static struct catchup *wd_position(struct iot *t, struct conn *c, struct trie_su
     if (i == c->n_cu || c->cu[i].sub != s || !cu_is_root(&c->cu[i])) {
         return NULL;
     }
-    uint32_t j = i + 1;
-    for (; j < c->n_cu && c->cu[j].sub == s; j++) {
-        if (c->cu[j].topic_len == len && memcmp(c->cu[j].topic, topic, len) == 0) {
-            return &c->cu[j];
+    /* Positions are sorted by topic (bytes, then length). */
+    uint32_t j = i + 1, hi = i + 1;
+    while (hi < c->n_cu && c->cu[hi].sub == s) {
+        hi++;
+    }
+    while (j < hi) {
+        uint32_t mid = j + (hi - j) / 2;
+        const struct catchup *e = &c->cu[mid];
+        int cmp = memcmp(e->topic, topic, e->topic_len < len ? e->topic_len : len);
+        if (cmp == 0) {
+            cmp = (e->topic_len > len) - (e->topic_len < len);
+        }
+        if (cmp == 0) {
+            return &c->cu[mid];
+        }
+        if (cmp < 0) {
+            j = mid + 1;
+        } else {
+            hi = mid;
         }
     }
     if (!is_create || !c->cu[i].is_started) {
         return NULL;
     }
     struct consumer *root = c->cu[i].root;
-    uint64_t first = 1;
-    int rc = wd_first_seq(t, root, topic, len, &first);
+    uint64_t first = 1; /* a queue group's has no position, only what is left */
+    int rc = c->cu[i].is_group ? 0 : wd_first_seq(t, root, topic, len, &first);
     if (rc == 0 && c->n_cu == c->cu_cap) {
         uint32_t cap = c->cu_cap * 2;
         struct catchup *v = realloc(c->cu, cap * sizeof(*v));
@@ -934,6 +960,7 @@ static struct catchup *wd_position(struct iot *t, struct conn *c, struct trie_su
     e->root = root;
     e->topic = name;
     e->topic_len = (uint32_t)len;
+    e->is_group = c->cu[i].is_group;
     e->is_started = 1;
     e->is_reading = 1;
     cu_list(t, c);
@@ -1014,10 +1041,12 @@ static void cu_start(struct iot *t, struct conn *c, uint64_t sub_id)
     struct catchup *e = cu_find(c, sub_id);
     if (e && cu_is_root(e)) {
         e->is_started = 1;
-        wd_sync(t, c, e->sub);
+        if (!e->is_group) {
+            wd_sync(t, c, e->sub);
+        }
     } else if (e) {
         e->is_started = 1;
-        e->is_reading = 1;
+        e->is_reading = !e->is_group; /* a group reads only what is left */
         cu_list(t, c);
     }
 }
@@ -1041,21 +1070,34 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
             continue;
         }
         if (cu_is_root(e)) {
-            /* A wildcard durable: the position on the message's topic (an
-             * ephemeral topic, without the sequence trailer, is not for it). */
+            /* A wildcard durable, or queue group: the position on the
+             * message's topic. An ephemeral topic (no sequence trailer) is
+             * not for a durable; a group gets it live, as it does a message
+             * it has no position for (out of memory: bounded as ever). */
             const char *topic;
             size_t tlen;
-            if (!body_topic(body, body_len, &topic, &tlen)) {
-                continue;
-            }
-            e = wd_position(t, c, e->sub, topic, tlen, 1);
-            if (e == NULL) {
+            int is_group = e->is_group;
+            if (!body_topic(body, body_len, &topic, &tlen) ||
+                (e = wd_position(t, c, e->sub, topic, tlen, 1)) == NULL) {
+                if (is_group) {
+                    ids[k++] = ids[i];
+                }
                 continue;
             }
         }
         /* Only stored topics have catch-up subscriptions: the body ends with
          * the sequence trailer. */
         uint64_t seq = pub_seq_get(body, body_len);
+        if (e->is_group) {
+            /* A queue group (see struct catchup): the workers chose this
+             * member; one that lags leaves the message to the group. */
+            if (e->is_started && (!is_lagging || cons_group_leave(e->cons, seq) < 0)) {
+                ids[k++] = ids[i];
+            } else if (e->is_started) {
+                t->next_dur_scan = 0; /* maybe another member here has room */
+            }
+            continue;
+        }
         if (e->cons != NULL) {
             if (!e->is_started) {
                 continue;
@@ -1206,7 +1248,7 @@ static int cu_pump(struct iot *t, struct conn *c)
         size_t tlen;
         const char *topic = cu_topic(e, &tlen);
         for (int k = 0; k < CU_CHUNKS_PER_ROUND && e->is_started && e->is_reading; k++) {
-            if (!cu_has_room(t, c) || cu_is_root(e)) {
+            if (!cu_has_room(t, c) || cu_is_root(e) || e->is_group) {
                 break;
             }
             uint32_t room = e->cons ? cons_room(e->cons) : CU_CHUNK_MSGS;
@@ -1261,7 +1303,7 @@ static int cu_pump(struct iot *t, struct conn *c)
                 e->is_reading = 0;
             }
         }
-        more |= e->is_started && e->is_reading && !cu_is_root(e) &&
+        more |= e->is_started && e->is_reading && !cu_is_root(e) && !e->is_group &&
                 (e->cons == NULL || cons_room(e->cons) > 0);
     }
     if (c->n_wcu > 0 && c->state == ST_OPEN) {
@@ -1566,6 +1608,35 @@ static void dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e,
              (unsigned long long)d->seq, d->n_deliv);
 }
 
+/* A queue group member with room takes what members that lagged left (see
+ * struct catchup), read from the store one by one. */
+static void group_take(struct iot *t, struct conn *c, struct catchup *e)
+{
+    uint64_t seqs[DUR_DUE_MAX];
+    size_t n = cons_group_take(e->cons, seqs, DUR_DUE_MAX);
+    for (size_t q = 0; q < n; q++) {
+        if (c->state != ST_OPEN || !cu_has_room(t, c)) {
+            if (cons_group_leave(e->cons, seqs[q]) < 0) {
+                log_warn("client %llu %s: queue group on %s: sequence %llu lost: %s",
+                         (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                         (unsigned long long)seqs[q], "no room left to keep it");
+            }
+            continue;
+        }
+        struct cu_ctx x = {
+            .t = t, .c = c, .e = e, .want_seq = seqs[q], .attempt = 1, .topic = e->topic};
+        struct store_read_result res;
+        int rc =
+            store_read(t->srv->store, e->topic_id, seqs[q], 1, CU_CHUNK_BYTES, cu_on_msg, &x, &res);
+        if (c->state == ST_OPEN && rc < 0 && cons_group_leave(e->cons, seqs[q]) < 0) {
+            log_warn("client %llu %s: queue group on %s: sequence %llu lost: %s",
+                     (unsigned long long)c->client_id, c->peer, e->sub->pattern,
+                     (unsigned long long)seqs[q], server_strerror(rc));
+        }
+        /* Read nothing (rc 0): it is no longer stored (retention). */
+    }
+}
+
 /* Send again what passed its ack wait, dead-letter what reached
  * max_deliver, and restart reading for durables that have room again. */
 static void dur_scan_all(struct iot *t)
@@ -1588,6 +1659,10 @@ static void dur_scan_all(struct iot *t)
                 continue;
             }
             struct consumer *k = e->cons;
+            if (e->is_group) {
+                group_take(t, c, e);
+                continue;
+            }
             struct cons_due due[DUR_DUE_MAX];
             size_t n = cons_take_due(k, t->now, due, DUR_DUE_MAX);
             for (size_t q = 0; q < n; q++) {
@@ -1633,6 +1708,9 @@ static void dur_scan_all(struct iot *t)
 static void handle_ack(struct iot *t, struct conn *c, Ferry__Ack *m)
 {
     struct catchup *e = cu_find(c, m->sub_id);
+    if (e != NULL && e->is_group) {
+        return; /* a queue group without acks */
+    }
     if (e != NULL && cu_is_root(e)) {
         /* A wildcard durable: sequences are per topic. */
         size_t tlen = m->topic ? strlen(m->topic) : 0;
@@ -2445,9 +2523,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         /* A new wildcard durable's start_ns (its topics' positions start at
          * their first message published from then on); one that exists
          * keeps its own. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        int64_t now_ns = now_realtime_ns();
         start_seq = m->start == FERRY__START_POSITION__START_ALL ? 0
                     : m->start == FERRY__START_POSITION__START_TIME
                         ? (uint64_t)(m->start_time > 0 ? m->start_time : 0)
@@ -2492,9 +2568,8 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         }
     }
     int use_cu = has_start || is_durable;
-    /* A queue group without acks on one stored topic shares a position, so
-     * that a member that lags reads the log like any other subscriber
-     * instead of being disconnected (see struct catchup). */
+    /* A queue group without acks on stored topics shares what its lagging
+     * members leave, so that none is disconnected (struct catchup). */
     int is_group_pos =
         !is_durable && !is_acked && glen > 0 && !has_start && t->srv->consumers != NULL;
     if (!use_cu && t->srv->store != NULL && (glen == 0 || is_acked || is_group_pos) &&
@@ -2508,6 +2583,10 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
             start_seq = rc == 0 ? info.last_seq + 1 : 1;
             use_cu = 1;
         }
+    } else if (!use_cu && is_group_pos && is_wild && t->srv->store != NULL) {
+        /* A queue group on a pattern: a shared set per topic (see struct
+         * catchup). */
+        use_cu = 1;
     }
     if (use_cu && c->n_cu == c->cu_cap) {
         uint32_t cap = c->cu_cap ? c->cu_cap * 2 : 1;
@@ -2557,9 +2636,9 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
     /* A durable's queue group members all get live copies; the durable's
      * claim gives each message to one of them (see struct catchup). */
-    /* A shared position keeps the worker's choice of member (load spread);
-     * a member that cannot take its message leaves it to the store, where
-     * the next member to read claims it. */
+    /* A group without acks keeps the workers' choice of member (load
+     * spread); a member that cannot take its message leaves it to the
+     * others (struct catchup, is_group). */
     int has_trie_group = cons == NULL || is_group_pos;
     struct trie_sub *s =
         trie_sub_create(ref_of(t, c), m->sub_id, m->pattern, plen,
@@ -2578,7 +2657,8 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         /* After the W_SUB_ADD in the same queue: the owner answers when the
          * subscription is in its trie (a wildcard durable's: every worker). */
         uint32_t owner = topic_hash(m->pattern, plen) % t->srv->n_workers;
-        for (uint32_t w = is_wild ? 0 : owner; w < (is_wild ? t->srv->n_workers : owner + 1); w++) {
+        uint32_t w_end = is_wild ? (is_group_pos ? 0 : t->srv->n_workers) : owner + 1;
+        for (uint32_t w = is_wild ? 0 : owner; w < w_end; w++) {
             trie_sub_ref(s);
             struct wmsg rm = {.kind = W_SUB_READY, .p = s};
             if (wq_push(&t->wq[w], rm) < 0) {
@@ -2591,10 +2671,12 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         memset(e, 0, sizeof(*e));
         e->sub = s;
         if (is_wild) {
-            e->root = cons; /* its positions come with the SubAck (cu_start) */
+            e->root = cons; /* a durable's positions come with the SubAck (cu_start) */
+            e->is_group = (uint8_t)is_group_pos;
         } else {
             e->next_seq = start_seq;
             e->cons = cons;
+            e->is_group = (uint8_t)is_group_pos;
         }
         if (cons != NULL && !is_wild) {
             dur_list(t, c);

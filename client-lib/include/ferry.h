@@ -651,7 +651,9 @@ FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start
  * redelivers what is not acked within the ack wait, also without a durable
  * (then for the life of the subscription, shared by its queue group); the
  * pattern must be one stored topic (a wildcard or an ephemeral topic makes
- * ferry_subscribe fail with FERRY_EINVAL). 0, -EINVAL. */
+ * ferry_subscribe fail with FERRY_EINVAL), unless the subscription is
+ * durable: a durable on a wildcard pattern keeps one position per matching
+ * stored topic (ferry_msg_ack() names the message's topic). 0, -EINVAL. */
 FERRY_API int ferry_sub_options_set_ack_mode(ferry_sub_options *o, enum ferry_ack_mode mode);
 
 /* With FERRY_ACK_EXPLICIT: deliveries sent but not yet acked at most

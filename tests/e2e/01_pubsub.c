@@ -139,7 +139,10 @@ START_TEST(test_queue_group_members_share_messages)
         ck_assert_msg(progressed, "group stalled at %d of %d", total, N);
     }
     for (int i = 0; i < M; i++) {
-        ck_assert_msg(count[i] > 0, "member %d got nothing", i);
+        /* The workers spread a group's messages over its members; none may
+         * take the others' share (a stored topic: each member also has
+         * the group's shared set, for what a lagging member leaves). */
+        ck_assert_msg(count[i] >= N / (4 * M), "member %d got %d of %d", i, count[i], N);
         ck_assert_int_eq(rawc_ping(&mem[i], 1, T_WAIT), 0); /* no extra delivery pending */
     }
     ck_assert_int_eq(total, N);

@@ -381,48 +381,67 @@ START_TEST(test_dead_letters_exactly_once_across_kill9)
 }
 END_TEST
 
+/* Which of topics[0..n) t is; fails the test if none. */
+static int topic_index(const char *const *topics, int n, const char *t)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(topics[i], t) == 0) {
+            return i;
+        }
+    }
+    ck_abort_msg("a message of topic %s", t);
+    return -1;
+}
+
 /*
- * A queue group member that stops reading, on a stored topic: it is never
- * disconnected, and the group as a whole gets every message exactly once
- * (what the stalled member could not take, another member, or itself once
- * it reads again, takes from the log).
+ * A queue group member that stops reading, on stored topics (one, or several
+ * under a wildcard pattern): it is never disconnected, and the group as a
+ * whole gets every message exactly once (what the stalled member could not
+ * take, another member, or itself once it reads again, takes from the log).
  */
-START_TEST(test_queue_group_member_lagging_catches_up_from_log)
+static void queue_group_lagging(const char *pattern, const char *const *topics, int n_topics)
 {
     struct rawc a; /* reads nothing until the publishing is done */
     ck_assert_int_eq(rawc_connect(&a, d.port, 600000), 0); /* silent for long: no keepalive close */
-    ck_assert_int_eq(rawc_subscribe(&a, 3, "qg.t", "g"), 0);
+    ck_assert_int_eq(rawc_subscribe(&a, 3, pattern, "g"), 0);
     ferry_client *b = s_client(&d, 0);
     ferry_sub_options *so;
     ck_assert_int_eq(ferry_sub_options_create(&so), 0);
     ck_assert_int_eq(ferry_sub_options_set_queue_group(so, "g"), 0);
     ck_assert_int_eq(ferry_sub_options_set_queue_max(so, 1u << 22), 0);
     ferry_sub *sb = NULL;
-    ck_assert_int_eq(ferry_subscribe(b, "qg.t", so, NULL, NULL, S_WAIT, &sb), 0);
+    ck_assert_int_eq(ferry_subscribe(b, pattern, so, NULL, NULL, S_WAIT, &sb), 0);
     ferry_sub_options_destroy(so);
 
     ferry_client *p = s_client(&d, 256);
-    enum { N = 30000, SIZE = 2048 };
+    enum { N = 30000, SIZE = 2048, TOPICS_MAX = 4 };
+    ck_assert_int_le(n_topics, TOPICS_MAX);
     static char payload[SIZE];
     memset(payload, 'q', sizeof(payload));
     for (int i = 0; i < N; i++) {
-        int rc = ferry_publish(p, "qg.t", payload, SIZE);
+        int rc = ferry_publish(p, topics[i % n_topics], payload, SIZE);
         ck_assert_msg(rc == 0, "publish: %s", ferry_strerror(rc));
     }
-    uint64_t last = s_pub(p, "qg.t", "end");
-    ck_assert_uint_ge(last, N + 1);
+    uint64_t last[TOPICS_MAX], total = 0;
+    for (int k = 0; k < n_topics; k++) {
+        last[k] = s_pub(p, topics[k], "end");
+        ck_assert_uint_ge(last[k], N / n_topics + 1);
+        total += last[k];
+    }
 
-    static uint8_t seen[N + 2];
+    static uint8_t seen[TOPICS_MAX][N + 2];
     memset(seen, 0, sizeof(seen));
     uint64_t n_seen = 0, from_a = 0;
     int64_t end = s_now_ms() + 3 * S_WAIT;
-    while (n_seen < last && s_now_ms() < end) {
+    while (n_seen < total && s_now_ms() < end) {
         ferry_msg *m;
         while (ferry_sub_next(sb, 0, &m) == 0) {
+            int k = topic_index(topics, n_topics, ferry_msg_topic(m));
             uint64_t q = ferry_msg_sequence(m);
-            ck_assert_uint_le(q, last);
-            ck_assert_msg(seen[q] == 0, "sequence %llu delivered twice", (unsigned long long)q);
-            seen[q] = 1;
+            ck_assert_uint_le(q, last[k]);
+            ck_assert_msg(seen[k][q] == 0, "%s sequence %llu delivered twice", topics[k],
+                          (unsigned long long)q);
+            seen[k][q] = 1;
             n_seen++;
             ferry_msg_destroy(m);
         }
@@ -434,21 +453,35 @@ START_TEST(test_queue_group_member_lagging_catches_up_from_log)
         ck_assert_msg(rc == 0, "member a: %d (disconnected?)", rc);
         ck_assert_msg(f->body_case == FERRY__FRAME__BODY_DELIVER, "member a got frame %d",
                       (int)f->body_case);
+        int k = topic_index(topics, n_topics, f->deliver->topic);
         uint64_t q = f->deliver->sequence;
-        ck_assert_uint_le(q, last);
-        ck_assert_msg(seen[q] == 0, "sequence %llu delivered twice", (unsigned long long)q);
-        seen[q] = 1;
+        ck_assert_uint_le(q, last[k]);
+        ck_assert_msg(seen[k][q] == 0, "%s sequence %llu delivered twice", topics[k],
+                      (unsigned long long)q);
+        seen[k][q] = 1;
         n_seen++;
         from_a++;
     }
-    ck_assert_msg(n_seen == last, "the group got %llu of %llu messages (%llu by the stalled one)",
-                  (unsigned long long)n_seen, (unsigned long long)last, (unsigned long long)from_a);
-    printf("queue group: %llu of %llu messages went to the stalled member\n",
-           (unsigned long long)from_a, (unsigned long long)last);
+    ck_assert_msg(n_seen == total, "the group got %llu of %llu messages (%llu by the stalled one)",
+                  (unsigned long long)n_seen, (unsigned long long)total,
+                  (unsigned long long)from_a);
+    printf("queue group on %s: %llu of %llu messages went to the stalled member\n", pattern,
+           (unsigned long long)from_a, (unsigned long long)total);
     ping_nothing_else(&a, 1); /* never disconnected, nothing more for it */
     rawc_close(&a);
     s_close(p);
     s_close(b);
+}
+
+START_TEST(test_queue_group_member_lagging_catches_up_from_log)
+{
+    queue_group_lagging("qg.t", (const char *const[]){"qg.t"}, 1);
+}
+END_TEST
+
+START_TEST(test_wildcard_queue_group_member_lagging_catches_up_from_log)
+{
+    queue_group_lagging("qgw.*.t", (const char *const[]){"qgw.a.t", "qgw.b.t", "qgw.c.t"}, 3);
 }
 END_TEST
 
@@ -522,6 +555,8 @@ Suite *test_suite(void)
     add(s, tcase_create("dlq_exactly_once"), test_dead_letters_exactly_once_across_kill9);
     add(s, tcase_create("queue_group_lagging"),
         test_queue_group_member_lagging_catches_up_from_log);
+    add(s, tcase_create("wildcard_queue_group_lagging"),
+        test_wildcard_queue_group_member_lagging_catches_up_from_log);
     add(s, tcase_create("flush_lost_acks"), test_flush_reports_acks_lost_with_connection);
     add(s, tcase_create("acks_refused"),
         test_acks_without_durable_refused_where_nothing_redelivers);

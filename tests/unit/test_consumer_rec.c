@@ -127,6 +127,39 @@ START_TEST(test_consumer_record_check_judges_key_and_topic_bounds)
 }
 END_TEST
 
+/* A wildcard durable's root (pattern NUL name: a 'W' record) and its
+ * positions (pattern NUL name NUL topic: a 'D' record, topic matching). */
+START_TEST(test_consumer_record_check_wildcard_keys)
+{
+    unsigned char root[12] = {'W', 1, 0, 0, 0x10, 0x27, 0, 0, 0, 0, 0, 0};
+    char why[200];
+    struct cons_rec r;
+    ck_assert_int_eq(cons_rec_decode(root, sizeof(root), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(r.is_root, 1);
+    ck_assert_int_eq(r.start_ns, 10000);
+    ck_assert_int_ne(cons_rec_decode(root, 11, &r, why, sizeof(why)), 0);
+    const char rk[] = "orders.*.created\0billing";
+    ck_assert_int_eq(cons_rec_check(NULL, rk, sizeof(rk) - 1, root, 12, NULL, why, sizeof(why)), 0);
+    unsigned char v[64];
+    size_t len = rec_build(v, 1, 6, 0, NULL, NULL);
+    /* a root's key with a position's record, and the other way round */
+    ck_assert_int_ne(cons_rec_check(NULL, rk, sizeof(rk) - 1, v, len, NULL, why, sizeof(why)), 0);
+    const char pk[] = "orders.*.created\0billing\0orders.eu.created";
+    struct store_topic_info t = {.id = 1, .first_seq = 1, .last_seq = 5, .n_msgs = 5};
+    ck_assert_int_eq(cons_rec_check(NULL, pk, sizeof(pk) - 1, v, len, &t, why, sizeof(why)), 0);
+    ck_assert_int_ne(cons_rec_check(NULL, pk, sizeof(pk) - 1, root, 12, &t, why, sizeof(why)), 0);
+    /* its position is checked against its own topic's counters */
+    len = rec_build(v, 1, 7, 0, NULL, NULL);
+    ck_assert_int_ne(cons_rec_check(NULL, pk, sizeof(pk) - 1, v, len, &t, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "beyond"));
+    /* a topic its pattern does not match */
+    len = rec_build(v, 1, 1, 0, NULL, NULL);
+    const char bad[] = "orders.*.created\0billing\0orders.eu.deleted";
+    ck_assert_int_ne(cons_rec_check(NULL, bad, sizeof(bad) - 1, v, len, NULL, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "match"));
+}
+END_TEST
+
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -193,6 +226,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("consumer_record_check_judges_key_and_topic_bounds");
     tcase_add_test(tc, test_consumer_record_check_judges_key_and_topic_bounds);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("consumer_record_check_wildcard_keys");
+    tcase_add_test(tc, test_consumer_record_check_wildcard_keys);
     suite_add_tcase(s, tc);
     tc = tcase_create("consumer_idle_durables_expire_held_ones_stay");
     tcase_add_test(tc, test_consumer_idle_durables_expire_held_ones_stay);
