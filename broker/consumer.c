@@ -698,9 +698,11 @@ size_t cons_group_take(struct consumer *k, uint64_t *seqs, size_t max)
 {
     pthread_mutex_lock(&k->lock);
     size_t n = k->n_left < max ? k->n_left : max;
-    memcpy(seqs, k->left, n * sizeof(*seqs));
-    memmove(k->left, k->left + n, (k->n_left - n) * sizeof(*k->left));
-    k->n_left -= (uint32_t)n;
+    if (n > 0) { /* k->left may be NULL: never pass it to memcpy then */
+        memcpy(seqs, k->left, n * sizeof(*seqs));
+        memmove(k->left, k->left + n, (k->n_left - n) * sizeof(*k->left));
+        k->n_left -= (uint32_t)n;
+    }
     pthread_mutex_unlock(&k->lock);
     return n;
 }
