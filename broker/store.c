@@ -1025,10 +1025,13 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         goto out_env_close;
     }
     /* MDB_NOTLS: read txns are not tied to a thread's TLS slot. Never
-     * MDB_WRITEMAP or MDB_MAPASYNC; MDB_NOSYNC only when asked. */
+     * MDB_WRITEMAP, MDB_MAPASYNC or MDB_NOSYNC: a power cut under NOSYNC
+     * can leave a meta page pointing at pages never written (a store that
+     * does not open). The weaker policies skip only the meta page's sync
+     * (see enum store_sync_mode). */
     unsigned env_flags = MDB_NOTLS;
     if (opts->sync_mode != STORE_SYNC_ALWAYS) {
-        env_flags |= MDB_NOSYNC;
+        env_flags |= MDB_NOMETASYNC;
     }
     rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
     if (rc != 0) {

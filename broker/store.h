@@ -130,13 +130,16 @@ enum store_sync_mode {
      * store_batch_commit() returns. The environment is opened without
      * MDB_NOSYNC, MDB_MAPASYNC and MDB_WRITEMAP. Survives power loss. */
     STORE_SYNC_ALWAYS = 0,
-    /* Commits are written to the OS (pwrite) but not synced; the caller
-     * calls store_sync() every interval. Survives kill -9 of the broker;
-     * an OS crash or power loss may lose the commits since the last sync
-     * (and, as LMDB documents for MDB_NOSYNC, may damage the last ones). */
+    /* Every commit syncs its data pages, then writes its meta page without
+     * syncing it (MDB_NOMETASYNC): LMDB's data-before-meta order holds, so
+     * a power cut never damages the store; it may lose the last commit
+     * (whose meta page the next commit's sync, or store_sync(), makes
+     * durable). The caller calls store_sync() every interval. Survives
+     * kill -9 of the broker. */
     STORE_SYNC_INTERVAL = 1,
-    /* Like INTERVAL without the periodic store_sync(): the OS writes back
-     * when it likes. */
+    /* Like INTERVAL without the periodic store_sync(): the last commit's
+     * meta page is durable with the next commit, or when the OS writes it
+     * back. */
     STORE_SYNC_NONE = 2,
 };
 
