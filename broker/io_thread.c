@@ -3492,6 +3492,7 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     Ferry__Stats st = FERRY__STATS__INIT;
+    uint64_t commit_hist[STORE_LAT_BUCKETS];
     r.id = m->id;
     if (c->auth != NULL && (c->who == NULL || !c->who->is_admin)) {
         acl_denied(t, c, "admin", "request", 7);
@@ -3523,6 +3524,15 @@ static void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
             st.store_bytes = ss.map_used;
             st.topics = ss.n_topics;
             st.crc_errors = ss.n_crc_errors;
+            st.store_commits = ss.n_commits;
+            st.store_messages = ss.n_appends;
+            size_t nb = STORE_LAT_BUCKETS;
+            while (nb > 0 && ss.commit_hist[nb - 1] == 0) {
+                nb--;
+            }
+            memcpy(commit_hist, ss.commit_hist, nb * sizeof(*commit_hist));
+            st.n_commit_latency_hist = nb;
+            st.commit_latency_hist = commit_hist;
         }
         r.stats = &st;
     } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST__NOT_SET) {

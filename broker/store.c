@@ -178,6 +178,8 @@ struct store {
     atomic_bool is_failed;
     _Atomic(const char *) fail_reason;
     atomic_uint_fast64_t n_commits;
+    atomic_uint_fast64_t commit_hist[STORE_LAT_BUCKETS]; /* atomic: the writer adds, any
+                                                          * thread reads (store_stats) */
     atomic_uint_fast64_t n_appends;
     atomic_uint_fast64_t n_crc_errors;
     atomic_uint_fast64_t n_map_grows;
@@ -485,6 +487,30 @@ static void wtxn_abort(struct store *s, MDB_txn *txn)
 }
 
 /* Commit; the txn handle is gone afterwards whatever the result. */
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Count us microseconds in a STORE_LAT_BUCKETS histogram (store.h). */
+static void lat_add(atomic_uint_fast64_t *hist, uint64_t us)
+{
+    int i = 0;
+    if (us >= 1) {
+        int e = 63 - __builtin_clzll(us); /* floor(log2(us)) */
+        /* the quarter within [2^e, 2^(e+1)): compare with 2^(e + q/4) */
+        double x = (double)us / (double)(1ull << e);
+        int q = x >= 1.6817928305 ? 3 : x >= 1.4142135624 ? 2 : x >= 1.1892071150 ? 1 : 0;
+        i = 4 * e + q;
+    }
+    if (i >= STORE_LAT_BUCKETS) {
+        i = STORE_LAT_BUCKETS - 1;
+    }
+    atomic_fetch_add(&hist[i], 1);
+}
+
 static int wtxn_commit(struct store *s, MDB_txn *txn)
 {
     int rc = mdb_txn_commit(txn);
@@ -1525,9 +1551,11 @@ int store_batch_commit(struct store_batch *b)
             rc = consumers_write(s, b->txn, b->cons, b->n_cons);
         }
         if (rc == 0) {
+            uint64_t t0 = mono_us();
             rc = wtxn_commit(s, b->txn);
             b->txn = NULL;
             if (rc == 0) {
+                lat_add(s->commit_hist, mono_us() - t0);
                 break;
             }
         }
@@ -2236,6 +2264,9 @@ void store_stats(struct store *s, struct store_stats *st)
 {
     memset(st, 0, sizeof(*st));
     st->n_commits = atomic_load(&s->n_commits);
+    for (int i = 0; i < STORE_LAT_BUCKETS; i++) {
+        st->commit_hist[i] = atomic_load(&s->commit_hist[i]);
+    }
     st->n_appends = atomic_load(&s->n_appends);
     st->n_crc_errors = atomic_load(&s->n_crc_errors);
     st->n_map_grows = atomic_load(&s->n_map_grows);

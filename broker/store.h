@@ -417,8 +417,17 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
  */
 int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint64_t *n_removed);
 
+/* Commit latency histogram: bucket i counts commits that took t
+ * microseconds with floor(4 * log2(t)) == i (t < 1 counts in 0; the last
+ * bucket takes the rest): quarter-octave buckets, each about 19% wide.
+ * Bucket i's upper bound is 2^((i + 1) / 4) us. */
+#define STORE_LAT_BUCKETS 128
+
 struct store_stats {
     uint64_t n_commits;       /* successful batch commits */
+    /* Time in mdb_txn_commit of each successful batch commit: writing its
+     * pages and, under sync always, both syncs. */
+    uint64_t commit_hist[STORE_LAT_BUCKETS];
     uint64_t n_appends;       /* messages committed */
     uint64_t n_crc_errors;    /* corrupt messages met by readers */
     uint64_t n_map_grows;     /* map resizes */

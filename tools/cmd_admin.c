@@ -231,6 +231,13 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
             st.msgs_out, st.bytes_in, st.bytes_out, st.slow_consumers, st.store_bytes, st.topics,
             st.protocol_errors, st.auth_failures, st.permission_denials, st.crc_errors);
         cli_buf_addf(&b,
+                     ",\"store_commits\":%" PRIu64 ",\"store_messages\":%" PRIu64
+                     ",\"commit_p50_us\":%.0f,\"commit_p99_us\":%.0f,\"commit_p999_us\":%.0f",
+                     st.store_commits, st.store_messages,
+                     ferry_stats_commit_percentile(st.commit_hist, 50),
+                     ferry_stats_commit_percentile(st.commit_hist, 99),
+                     ferry_stats_commit_percentile(st.commit_hist, 99.9));
+        cli_buf_addf(&b,
                      ",\"msgs_in_per_s\":%.1f,\"msgs_out_per_s\":%.1f,\"bytes_in_per_s\":%.1f"
                      ",\"bytes_out_per_s\":%.1f,\"rate_seconds\":%.3f}\n",
                      (double)d_mi / secs, (double)d_mo / secs, (double)d_bi / secs,
@@ -265,6 +272,15 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
                      st.subscriptions, st.msgs_in, r1, rate_kind, st.msgs_out, r2, rate_kind, bi,
                      r3, rate_kind, bo, r4, rate_kind, st.slow_consumers, st.topics, sb,
                      st.protocol_errors, st.auth_failures, st.permission_denials, st.crc_errors);
+        if (st.store_commits > 0) {
+            cli_buf_addf(&b,
+                         "store commits     %" PRIu64 " (%.1f msgs each; since start: p50 %.0f us, "
+                         "p99 %.0f us, p99.9 %.0f us)\n",
+                         st.store_commits, (double)st.store_messages / (double)st.store_commits,
+                         ferry_stats_commit_percentile(st.commit_hist, 50),
+                         ferry_stats_commit_percentile(st.commit_hist, 99),
+                         ferry_stats_commit_percentile(st.commit_hist, 99.9));
+        }
     }
     fwrite(b.data, 1, b.len, stdout);
     cli_buf_free(&b);

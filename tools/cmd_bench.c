@@ -462,12 +462,12 @@ static void sleep_ms(int ms)
 }
 
 /*
- * One admin request on a short-lived connection of its own: topic info, or
- * (purge) a purge. Returns the request's result; connection failures are
+ * One admin request on a short-lived connection of its own: the broker's
+ * counters (st != NULL), topic info, or (purge) a purge. Returns the request's result; connection failures are
  * returned too, quietly (the caller treats every failure as "unknown").
  */
 static int bench_topic_admin(struct cli_opts *o, const char *topic, bool purge,
-                             ferry_topic_info *info, uint64_t *purged)
+                             ferry_topic_info *info, uint64_t *purged, ferry_stats *st)
 {
     struct cli_conn_cfg cfg = {
         .name = "ferry bench", .reconnect_attempts = -1, .quiet_events = true, .silent = true};
@@ -476,11 +476,40 @@ static int bench_topic_admin(struct cli_opts *o, const char *topic, bool purge,
     if (rc < 0) {
         return rc;
     }
-    rc = purge ? ferry_admin_topic_purge(c, topic, 10000, purged)
-               : ferry_admin_topic_info(c, topic, 5000, info);
+    rc = st != NULL ? ferry_admin_stats(c, 5000, st)
+         : purge    ? ferry_admin_topic_purge(c, topic, 10000, purged)
+                    : ferry_admin_topic_info(c, topic, 5000, info);
     ferry_client_close(c, 1000);
     ferry_client_destroy(c);
     return rc;
+}
+
+/* The broker's counters (for its store figures); 0 or an error. */
+static int bench_stats(struct cli_opts *o, ferry_stats *st)
+{
+    return bench_topic_admin(o, NULL, false, NULL, NULL, st);
+}
+
+/* What the store did between two snapshots: commits, messages per commit
+ * and commit latency percentiles (us), from the difference of the
+ * histograms. Returns 0 when it committed nothing in between. */
+struct store_delta {
+    uint64_t commits, messages;
+    double p50, p99, p999;
+};
+
+static int store_delta(const ferry_stats *a, const ferry_stats *b, struct store_delta *d)
+{
+    uint64_t hist[FERRY_COMMIT_HIST_BUCKETS];
+    for (int i = 0; i < FERRY_COMMIT_HIST_BUCKETS; i++) {
+        hist[i] = b->commit_hist[i] - a->commit_hist[i];
+    }
+    d->commits = b->store_commits - a->store_commits;
+    d->messages = b->store_messages - a->store_messages;
+    d->p50 = ferry_stats_commit_percentile(hist, 50);
+    d->p99 = ferry_stats_commit_percentile(hist, 99);
+    d->p999 = ferry_stats_commit_percentile(hist, 99.9);
+    return d->commits > 0;
 }
 
 int cmd_bench(struct cli_opts *o, int argc, char **argv)
@@ -567,7 +596,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
     /* A topic that holds nothing yet is ours to empty again afterwards. */
     for (size_t k = 0; k < a.topics && !a.keep; k++) {
         ferry_topic_info t;
-        rc = bench_topic_admin(o, names[k], false, &t, NULL);
+        rc = bench_topic_admin(o, names[k], false, &t, NULL, NULL);
         purge_after[k] = rc == FERRY_ENOTOPIC || (rc == 0 && t.messages == 0 && !t.is_ephemeral);
     }
 
@@ -642,6 +671,10 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         fflush(stdout);
     }
 
+    /* The store's figures are the difference of two snapshots (anyone
+     * else's traffic meanwhile counts too; the note says so). */
+    ferry_stats st0, st1;
+    bool has_st = bench_stats(o, &st0) == 0;
     uint64_t t0 = cli_now_mono_ns();
     struct progress pr = {.t0 = t0, .total_target = total_target};
     for (size_t i = 0; i < a.subs; i++) {
@@ -802,7 +835,7 @@ stop:
         is_eph = seen_seq == 0;
     } else if (published > 0) {
         ferry_topic_info t;
-        if (bench_topic_admin(o, names[0], false, &t, NULL) == 0) {
+        if (bench_topic_admin(o, names[0], false, &t, NULL, NULL) == 0) {
             is_eph = t.is_ephemeral ? 1 : 0;
         }
     }
@@ -811,11 +844,14 @@ stop:
     bool did_purge = false;
     for (size_t k = 0; k < a.topics && is_eph != 1 && published > 0; k++) {
         uint64_t n = 0;
-        if (purge_after[k] && bench_topic_admin(o, names[k], true, NULL, &n) == 0) {
+        if (purge_after[k] && bench_topic_admin(o, names[k], true, NULL, &n, NULL) == 0) {
             did_purge = true;
             purged += n;
         }
     }
+
+    struct store_delta sd = {0};
+    bool has_sd = has_st && bench_stats(o, &st1) == 0 && store_delta(&st0, &st1, &sd);
 
     char shown[700]; /* the topic(s), for notes */
     if (a.topics == 1) {
@@ -854,6 +890,14 @@ stop:
         }
         if (did_purge) {
             cli_buf_addf(&b, ",\"purged\":%" PRIu64, purged);
+        }
+        if (has_sd) {
+            cli_buf_addf(&b,
+                         ",\"store\":{\"commits\":%" PRIu64 ",\"messages\":%" PRIu64
+                         ",\"msgs_per_commit\":%.1f,\"commit_p50_us\":%.0f"
+                         ",\"commit_p99_us\":%.0f,\"commit_p999_us\":%.0f}",
+                         sd.commits, sd.messages, (double)sd.messages / (double)sd.commits, sd.p50,
+                         sd.p99, sd.p999);
         }
         cli_buf_addf(&b, ",\"ok\":%s}\n", status == CLI_EXIT_OK ? "true" : "false");
     } else {
@@ -894,6 +938,13 @@ stop:
         } else if (a.subs && a.size < 8) {
             cli_buf_adds(&b, "latency   not measured: --size below 8 leaves no room for a "
                              "timestamp\n");
+        }
+        if (has_sd) {
+            cli_buf_addf(&b,
+                         "store     %12" PRIu64 " commits, %.1f msgs each; commit (write + sync) "
+                         "p50 %.0f us  p99 %.0f us  p99.9 %.0f us (the broker's, this run)\n",
+                         sd.commits, (double)sd.messages / (double)sd.commits, sd.p50, sd.p99,
+                         sd.p999);
         }
         if (did_purge && purged) {
             cli_buf_addf(&b,

@@ -769,6 +769,8 @@ FERRY_API void ferry_msg_destroy(ferry_msg *m);
 /* Administration (ferry.proto AdminRequest)                                */
 
 /* Server counters (ferry.proto Stats). Strings NUL-terminated, truncated. */
+#define FERRY_COMMIT_HIST_BUCKETS 128
+
 typedef struct ferry_stats {
     char server_id[64];
     char server_version[64];
@@ -787,8 +789,20 @@ typedef struct ferry_stats {
     uint64_t auth_failures;
     uint64_t permission_denials;
     uint64_t crc_errors;
+    uint64_t store_commits;  /* the store writer's group commits */
+    uint64_t store_messages; /* messages those commits stored */
+    /* Commit latency histogram (ferry.proto Stats.commit_latency_hist):
+     * bucket i counts commits of t us with floor(4 * log2(t)) == i; see
+     * ferry_stats_commit_percentile(). */
+    uint64_t commit_hist[FERRY_COMMIT_HIST_BUCKETS];
     uint64_t reserved[8];
 } ferry_stats;
+
+/* A percentile (0 < p <= 100, e.g. 99.9) of the commit latencies counted in
+ * hist (FERRY_COMMIT_HIST_BUCKETS buckets: a ferry_stats' commit_hist, or
+ * the bucket-wise difference of two), in microseconds: the upper bound of
+ * the bucket where it falls (within about 19%). 0 when hist is empty. */
+FERRY_API double ferry_stats_commit_percentile(const uint64_t *hist, double p);
 
 /* One topic (ferry.proto TopicInfo). name is NUL-terminated (topics are at
  * most 255 bytes). */

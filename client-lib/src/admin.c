@@ -99,6 +99,12 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
                 o->auth_failures = s->auth_failures;
                 o->permission_denials = s->permission_denials;
                 o->crc_errors = s->crc_errors;
+                o->store_commits = s->store_commits;
+                o->store_messages = s->store_messages;
+                for (size_t i = 0; i < s->n_commit_latency_hist && i < FERRY_COMMIT_HIST_BUCKETS;
+                     i++) {
+                    o->commit_hist[i] = s->commit_latency_hist[i];
+                }
             } else {
                 a->code = FERRY_EPROTOCOL;
             }
@@ -330,6 +336,38 @@ FERRY_API int ferry_admin_consumer_delete(ferry_client *c, const char *topic, co
     req.consumer_delete = &dr;
     struct ferry__admin a = {.kind = ADMIN_CONSUMER_DELETE};
     return admin_call(c, &req, &a, timeout_ms);
+}
+
+/* 2^(q / 4) for q >= 0, without libm. */
+static double quarter_pow2(int q)
+{
+    static const double frac[4] = {1.0, 1.1892071150027210, 1.4142135623730951, 1.6817928305074290};
+    double v = frac[q % 4];
+    for (int e = q / 4; e > 0; e--) {
+        v *= 2.0;
+    }
+    return v;
+}
+
+FERRY_API double ferry_stats_commit_percentile(const uint64_t *hist, double p)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < FERRY_COMMIT_HIST_BUCKETS; i++) {
+        total += hist[i];
+    }
+    if (total == 0 || p <= 0 || p > 100) {
+        return 0;
+    }
+    double want = (double)total * p / 100.0;
+    uint64_t seen = 0;
+    int i = 0;
+    for (; i < FERRY_COMMIT_HIST_BUCKETS - 1; i++) {
+        seen += hist[i];
+        if ((double)seen >= want) {
+            break;
+        }
+    }
+    return quarter_pow2(i + 1);
 }
 
 FERRY_API void ferry_free(void *p)

@@ -1590,8 +1590,39 @@ START_TEST(test_admin_stats)
     ferry_server_info info;
     ck_assert_int_eq(ferry_client_server_info(c, &info), 0);
     ck_assert_str_eq(st.server_id, info.server_id);
+    /* The store's commits: five acked publishes took one to five commits,
+     * each counted once in the latency histogram. */
+    if (st.topics > 0) {
+        ck_assert_uint_ge(st.store_messages, 5);
+        ck_assert_uint_ge(st.store_commits, 1);
+        ck_assert_uint_le(st.store_commits, st.store_messages);
+        uint64_t n = 0;
+        for (int i = 0; i < FERRY_COMMIT_HIST_BUCKETS; i++) {
+            n += st.commit_hist[i];
+        }
+        ck_assert_uint_eq(n, st.store_commits);
+        ck_assert(ferry_stats_commit_percentile(st.commit_hist, 50) >= 1.0);
+    }
     ck_assert_int_eq(ferry_client_close(c, WAIT_MS), 0);
     ferry_client_destroy(c);
+}
+END_TEST
+
+/* Percentiles of a commit latency histogram: the upper bound of the
+ * quarter-octave bucket where the rank falls. */
+START_TEST(test_stats_commit_percentile)
+{
+    uint64_t h[FERRY_COMMIT_HIST_BUCKETS] = {0};
+    ck_assert(ferry_stats_commit_percentile(h, 50) == 0);
+    h[40] = 98; /* 1024 us <= t < 1218 us */
+    h[60] = 2;  /* 32768 us <= t < 38968 us */
+    double p50 = ferry_stats_commit_percentile(h, 50);
+    ck_assert_msg(p50 > 1217 && p50 < 1218, "p50 %g", p50);
+    ck_assert(ferry_stats_commit_percentile(h, 98) == p50);
+    double p99 = ferry_stats_commit_percentile(h, 99);
+    ck_assert_msg(p99 > 38967 && p99 < 38968, "p99 %g", p99);
+    ck_assert(ferry_stats_commit_percentile(h, 0) == 0);
+    ck_assert(ferry_stats_commit_percentile(h, 101) == 0);
 }
 END_TEST
 
@@ -1778,6 +1809,8 @@ Suite *test_suite(void)
 {
     Suite *s = suite_create("client");
     TCase *t;
+    t = tc(s, tcase_create("stats_percentile"));
+    tcase_add_test(t, test_stats_commit_percentile);
     t = tc(s, tcase_create("args"));
     tcase_add_test(t, test_args_rejected_with_einval);
     t = tc(s, tcase_create("strerror"));

@@ -656,6 +656,17 @@ START_TEST(test_cli_bench_with_ack_window_counts_acks)
     ck_assert_int_eq((long)jnum(&r, "acked"), 3000);
     ck_assert_int_eq((long)jnum(&r, "failed"), 0);
     ck_assert_int_eq((long)jnum(&r, "received"), 3000);
+    /* The broker's store figures for the run: every acked message was in
+     * some commit, a commit holds at least one, the percentiles are in
+     * order. */
+    const struct jv *st = jget(&r, "store");
+    ck_assert(st && st->type == J_OBJ);
+    double commits = jnum(st, "commits"), msgs = jnum(st, "messages");
+    ck_assert_msg(msgs >= 3000 && commits >= 1 && commits <= msgs, "%g commits, %g messages",
+                  commits, msgs);
+    ck_assert(jnum(st, "msgs_per_commit") >= 1);
+    double p50 = jnum(st, "commit_p50_us"), p99 = jnum(st, "commit_p99_us");
+    ck_assert_msg(p50 >= 1 && p50 <= p99 && p99 <= jnum(st, "commit_p999_us"), "%g %g", p50, p99);
     jv_free(&r);
     proc_free(&p);
 }
