@@ -847,6 +847,11 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         goto out_abort;
     }
     rc = mdb_txn_commit(txn);
+    if (rc == 0 && s->sync_mode != STORE_SYNC_ALWAYS) {
+        /* MDB_NOMETASYNC left the new store's meta page unsynced: a power
+         * cut now would leave a data.mdb that is not an LMDB file. */
+        rc = mdb_env_sync(s->env, 1);
+    }
     if (rc != 0) {
         err_set(err, err_len, "%s: cannot commit: %s", dir, mdb_strerror(rc));
         return is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
