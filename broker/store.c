@@ -85,6 +85,7 @@
 
 #define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
 #define DEFAULT_MAP_MAX ((size_t)64 << 30)
+#define DEFAULT_MAP_GROW_STEP ((size_t)256 << 20)
 #define DEFAULT_MAX_READERS 126u
 
 #define PURGE_CHUNK 1024       /* deletions per purge transaction */
@@ -159,6 +160,7 @@ struct store {
     int lock_fd; /* our fd on data.mdb, flock'ed exclusively */
     enum store_sync_mode sync_mode;
     size_t map_max;
+    size_t map_grow_step; /* store_options.map_grow_step_max */
     size_t page_size;
 
     pthread_mutex_t wlock;     /* the writer path: batch, purge, sync */
@@ -541,10 +543,14 @@ static int map_grow(struct store *s)
     if (cur >= s->map_max) {
         return -1;
     }
-    size_t next = cur > s->map_max / 2 ? s->map_max : cur * 2;
-    if (next < cur + (1u << 20) && s->map_max > cur + (1u << 20)) {
-        next = cur + (1u << 20);
+    /* Double while small, then steps of map_grow_step: the disk blocks
+     * reserved ahead of the data stay bounded (map_reserve() reserves the
+     * whole map). */
+    size_t grow = cur < s->map_grow_step ? cur : s->map_grow_step;
+    if (grow < (1u << 20)) {
+        grow = 1u << 20;
     }
+    size_t next = s->map_max - cur < grow ? s->map_max : cur + grow;
     next = (next + s->page_size - 1) / s->page_size * s->page_size;
     if (next > s->map_max) {
         next = s->map_max;
@@ -659,6 +665,7 @@ void store_options_init(struct store_options *o)
     memset(o, 0, sizeof(*o));
     o->sync_mode = STORE_SYNC_ALWAYS;
     o->map_size_initial = DEFAULT_MAP_INITIAL;
+    o->map_grow_step_max = DEFAULT_MAP_GROW_STEP;
     o->map_size_max = DEFAULT_MAP_MAX;
     o->max_readers = DEFAULT_MAX_READERS;
     o->file_mode = 0600;
@@ -1006,6 +1013,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     s->lock_fd = -1;
     s->sync_mode = opts->sync_mode;
     s->map_max = opts->map_size_max;
+    s->map_grow_step = opts->map_grow_step_max ? opts->map_grow_step_max : DEFAULT_MAP_GROW_STEP;
     long ps = sysconf(_SC_PAGESIZE);
     s->page_size = ps > 0 ? (size_t)ps : 4096;
     pthread_mutex_init(&s->wlock, NULL);

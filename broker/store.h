@@ -149,6 +149,10 @@ struct store_options {
     size_t map_size_max;            /* bytes; default 64 GiB; >= initial */
     unsigned max_readers;           /* concurrent read txns; default 126 */
     unsigned file_mode;             /* for data.mdb/lock.mdb; default 0600 */
+    /* The map doubles while small, then grows by at most this many bytes
+     * (default 256 MiB). Each growth reserves disk blocks for the whole
+     * map, so this bounds the disk held ahead of the data. */
+    size_t map_grow_step_max;
 };
 
 /* Fill o with the defaults above. */

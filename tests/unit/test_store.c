@@ -1012,6 +1012,45 @@ START_TEST(test_store_map_grows_transparently)
 }
 END_TEST
 
+/* Past map_grow_step_max the map grows in steps of it, not by doubling:
+ * the disk reserved for the map stays within a step of the data. */
+START_TEST(test_store_map_grows_in_steps)
+{
+    struct store_options o;
+    store_options_init(&o);
+    o.map_size_initial = 1 << 20;
+    o.map_size_max = 256 << 20;
+    o.map_grow_step_max = 1 << 20;
+    struct store *s = open_store(&o);
+    char p[4000];
+    memset(p, 's', sizeof(p) - 1);
+    p[sizeof(p) - 1] = '\0';
+    for (int round = 0; round < 40; round++) {
+        struct store_batch *b;
+        ck_assert_int_eq(store_batch_begin(s, &b), 0);
+        for (int i = 0; i < 100; i++) {
+            struct store_msg_in m = msg_text(p, round);
+            ck_assert_int_eq(store_batch_append(b, "steps", 5, &m, NULL), 0);
+        }
+        ck_assert_int_eq(store_batch_commit(b), 0);
+    }
+    struct store_stats st;
+    store_stats(s, &st);
+    /* 16 MB of messages: doubling from 1 MiB would have reached 32 MiB. */
+    ck_assert_uint_ge(st.n_map_grows, 10);
+    ck_assert_msg(st.map_size <= st.map_used + (2u << 20), "map %zu for %zu used", st.map_size,
+                  st.map_used);
+    struct stat sb;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/data.mdb", g_dir);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_msg((size_t)sb.st_blocks * 512 <= st.map_size + (1u << 20),
+                  "%lld bytes on disk for a map of %zu", (long long)sb.st_blocks * 512,
+                  st.map_size);
+    store_close(s);
+}
+END_TEST
+
 /* Readers in another thread while the writer grows the map. */
 struct reader_arg {
     struct store *s;
@@ -1442,6 +1481,7 @@ Suite *test_suite(void)
     add_case(s, tcase_create("store_map_full_refuses_then_recovers"),
              test_store_map_full_refuses_then_recovers);
     add_case(s, tcase_create("store_map_grows_transparently"), test_store_map_grows_transparently);
+    add_case(s, tcase_create("store_map_grows_in_steps"), test_store_map_grows_in_steps);
     add_case(s, tcase_create("store_readers_run_during_map_growth"),
              test_store_readers_run_during_map_growth);
     add_case(s, tcase_create("store_failed_fsync_fail_stops"), test_store_failed_fsync_fail_stops);
