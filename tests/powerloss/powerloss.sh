@@ -21,7 +21,8 @@
 # torn 4096), FERRY_POWERLOSS_SYNC (ferryd's sync policy, default always),
 # FERRY_POWERLOSS_PER_ROUND=1 (long runs under sync always): a topic and
 # an ack log per round, checked strictly, and `ferryd --verify` after every
-# cut (instead of re-reading every earlier round each time),
+# FERRY_POWERLOSS_VERIFY_EVERY-th cut (default 1) and the last (instead of
+# re-reading every earlier round each time),
 # FERRY_POWERLOSS_KEEP=1 keeps the work directory.
 set -u
 ferryd=$1
@@ -147,7 +148,7 @@ for ((round = 1; round <= cuts; round++)); do
     n_lost=$((n_lost + ${lost:-0}))
     pl_kill "$ferryd_pid" >/dev/null
     ferryd_pid=
-    if [ -n "$per_round" ]; then
+    if [ -n "$per_round" ] && [ $((round % ${FERRY_POWERLOSS_VERIFY_EVERY:-1})) = 0 ]; then
         v=$("$ferryd" --verify "$M/data" 2>&1) || fail "after cut $round ($cut): ferryd --verify: $v"
     fi
 done
