@@ -882,9 +882,9 @@ static int wd_first_seq(struct iot *t, struct consumer *root, const char *topic,
 
 /*
  * The position entry of wildcard durable subscription s on topic: found,
- * or (is_create, after its SubAck) bound and added among s's other entries
- * (in topic order), reading. NULL: none (s is not a wildcard durable, not started, or the
- * binding failed: logged). c->cu may move.
+ * or (is_create, after its SubAck) bound and added among s's other
+ * entries (in topic order), reading. NULL: none (s is not a wildcard
+ * durable, not started, or the binding failed: logged). c->cu may move.
  */
 static struct catchup *wd_position(struct iot *t, struct conn *c, struct trie_sub *s,
                                    const char *topic, size_t len, int is_create)
@@ -894,10 +894,7 @@ static struct catchup *wd_position(struct iot *t, struct conn *c, struct trie_su
         return NULL;
     }
     /* Positions are sorted by topic (bytes, then length). */
-    uint32_t j = i + 1, hi = i + 1;
-    while (hi < c->n_cu && c->cu[hi].sub == s) {
-        hi++;
-    }
+    uint32_t j = i + 1, hi = cu_lower(c, s->key + 1); /* s's entries end there */
     while (j < hi) {
         uint32_t mid = j + (hi - j) / 2;
         const struct catchup *e = &c->cu[mid];
@@ -1090,11 +1087,14 @@ static uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t
         uint64_t seq = pub_seq_get(body, body_len);
         if (e->is_group) {
             /* A queue group (see struct catchup): the workers chose this
-             * member; one that lags leaves the message to the group. */
-            if (e->is_started && (!is_lagging || cons_group_leave(e->cons, seq) < 0)) {
+             * member; one that lags (or whose SubAck is not out yet) leaves
+             * the message to the group. */
+            if (e->is_started && !is_lagging) {
                 ids[k++] = ids[i];
+            } else if (cons_group_leave(e->cons, seq) == 0) {
+                t->next_dur_scan = 0; /* another member, or this one later, takes it */
             } else if (e->is_started) {
-                t->next_dur_scan = 0; /* maybe another member here has room */
+                ids[k++] = ids[i]; /* the group's set is full: live, bounded as ever */
             }
             continue;
         }
