@@ -166,6 +166,10 @@ static int run_check(const char *addr, const char *topic, const char *log, int i
         ferry_sub_options *so;
         ferry_sub_options_create(&so);
         ferry_sub_options_set_start(so, FERRY_START_ALL, 0);
+        /* Flow control: the broker sends at most 8192 unacked, so a topic
+         * larger than the client's queue is never cut short by it. */
+        ferry_sub_options_set_ack_mode(so, FERRY_ACK_EXPLICIT);
+        ferry_sub_options_set_max_in_flight(so, 8192);
         ferry_sub_options_set_queue_max(so, 1u << 20);
         ferry_sub *s;
         rc = ferry_subscribe(c, topic, so, NULL, NULL, WAIT_MS, &s);
@@ -201,7 +205,13 @@ static int run_check(const char *addr, const char *topic, const char *log, int i
                     bad++;
                 }
             }
+            ferry_msg_ack(m, FERRY_ACK);
             ferry_msg_destroy(m);
+        }
+        if (ferry_sub_dropped(s) != 0) {
+            fprintf(stderr, "the client dropped %" PRIu64 " messages: the check is void\n",
+                    ferry_sub_dropped(s));
+            bad++;
         }
     }
     size_t n_lost = 0;
