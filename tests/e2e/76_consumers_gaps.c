@@ -539,10 +539,7 @@ Suite *test_suite(void);
 
 static void add(Suite *s, TCase *t, const TTest *test)
 {
-    tcase_set_timeout(t, 120);
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test);
-    suite_add_tcase(s, t);
+    s_add_case(s, t, test, setup, teardown);
 }
 
 Suite *test_suite(void)

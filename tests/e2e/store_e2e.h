@@ -121,6 +121,17 @@ static inline void s_rm_rf(const char *dir)
     }
 }
 
+/* Add test as its own case t of suite s, with a 120 s timeout and the
+ * fixture (setup, teardown) run around it in the case's process. */
+static inline void s_add_case(Suite *s, TCase *t, const TTest *test, void (*setup)(void),
+                              void (*teardown)(void))
+{
+    tcase_set_timeout(t, 120);
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test);
+    suite_add_tcase(s, t);
+}
+
 /* Wait (bounded) for ferryd to exit on its own; returns its exit status, or
  * -ETIMEDOUT (then it is killed). Keeps the data dir. */
 static inline int s_wait_exit(struct ferryd_proc *d, int ms)

@@ -98,6 +98,21 @@ static struct store_msg_in msg_text(const char *payload, int64_t t)
     return m;
 }
 
+/* 40 batches of 100 copies of payload to topic (publish time: the
+ * batch's number). */
+static void put_40x100(struct store *s, const char *topic, const char *payload)
+{
+    for (int round = 0; round < 40; round++) {
+        struct store_batch *b;
+        ck_assert_int_eq(store_batch_begin(s, &b), 0);
+        for (int i = 0; i < 100; i++) {
+            struct store_msg_in m = msg_text(payload, round);
+            ck_assert_int_eq(store_batch_append(b, topic, strlen(topic), &m, NULL), 0);
+        }
+        ck_assert_int_eq(store_batch_commit(b), 0);
+    }
+}
+
 /* Append one text message in its own batch; returns the seq. */
 static uint64_t put1(struct store *s, const char *topic, const char *payload, int64_t t)
 {
@@ -1025,15 +1040,7 @@ START_TEST(test_store_map_grows_in_steps)
     char p[4000];
     memset(p, 's', sizeof(p) - 1);
     p[sizeof(p) - 1] = '\0';
-    for (int round = 0; round < 40; round++) {
-        struct store_batch *b;
-        ck_assert_int_eq(store_batch_begin(s, &b), 0);
-        for (int i = 0; i < 100; i++) {
-            struct store_msg_in m = msg_text(p, round);
-            ck_assert_int_eq(store_batch_append(b, "steps", 5, &m, NULL), 0);
-        }
-        ck_assert_int_eq(store_batch_commit(b), 0);
-    }
+    put_40x100(s, "steps", p);
     struct store_stats st;
     store_stats(s, &st);
     /* 16 MB of messages: doubling from 1 MiB would have reached 32 MiB. */
@@ -1102,15 +1109,7 @@ START_TEST(test_store_readers_run_during_map_growth)
     char p[2000];
     memset(p, 'c', sizeof(p) - 1);
     p[sizeof(p) - 1] = '\0';
-    for (int round = 0; round < 40; round++) {
-        struct store_batch *b;
-        ck_assert_int_eq(store_batch_begin(s, &b), 0);
-        for (int i = 0; i < 100; i++) {
-            struct store_msg_in m = msg_text(p, round);
-            ck_assert_int_eq(store_batch_append(b, "conc", 4, &m, NULL), 0);
-        }
-        ck_assert_int_eq(store_batch_commit(b), 0);
-    }
+    put_40x100(s, "conc", p);
     while (__atomic_load_n(&a.reads, __ATOMIC_RELAXED) < 2) {
         usleep(1000); /* on a loaded machine the readers may start late */
     }
