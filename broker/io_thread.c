@@ -2501,7 +2501,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         const char *refusal = NULL;
         if (t->srv->consumers == NULL || t->srv->store == NULL) {
             refusal = "explicit acks need the store";
-        } else if (topic_has_wildcard(m->pattern, plen)) {
+        } else if (is_wild) {
             refusal = "explicit acks without a durable need a topic name without wildcards (one "
                       "stored topic)";
         } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
@@ -2547,7 +2547,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
             refusal = "unknown start position";
         } else if (t->srv->store == NULL) {
             refusal = "start positions need the store";
-        } else if (topic_has_wildcard(m->pattern, plen)) {
+        } else if (is_wild) {
             refusal = "start positions need a topic name without wildcards (one stored topic)";
         } else if (glen > 0) {
             refusal = "start positions cannot be combined with a queue group";
@@ -2573,7 +2573,7 @@ static void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     int is_group_pos =
         !is_durable && !is_acked && glen > 0 && !has_start && t->srv->consumers != NULL;
     if (!use_cu && t->srv->store != NULL && (glen == 0 || is_acked || is_group_pos) &&
-        !topic_has_wildcard(m->pattern, plen) && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
+        !is_wild && !cfg_is_ephemeral(cfg, m->pattern, plen)) {
         /* New only, on one stored topic: it gets a position too, so that
          * when it lags it falls back to reading the store (see struct
          * catchup) instead of being disconnected. */

@@ -428,7 +428,7 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
 #define STORE_LAT_BUCKETS 128
 
 struct store_stats {
-    uint64_t n_commits;       /* successful batch commits */
+    uint64_t n_commits; /* successful batch commits */
     /* Time in mdb_txn_commit of each successful batch commit: writing its
      * pages and, under sync always, both syncs. */
     uint64_t commit_hist[STORE_LAT_BUCKETS];

@@ -463,8 +463,8 @@ static void sleep_ms(int ms)
 
 /*
  * One admin request on a short-lived connection of its own: the broker's
- * counters (st != NULL), topic info, or (purge) a purge. Returns the request's result; connection failures are
- * returned too, quietly (the caller treats every failure as "unknown").
+ * counters (st != NULL), topic info, or (purge) a purge. Returns the request's result; connection
+ * failures are returned too, quietly (the caller treats every failure as "unknown").
  */
 static int bench_topic_admin(struct cli_opts *o, const char *topic, bool purge,
                              ferry_topic_info *info, uint64_t *purged, ferry_stats *st)

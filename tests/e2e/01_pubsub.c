@@ -2,11 +2,11 @@
  * 01_pubsub.c - routing end to end: pub/sub, wildcards, queue groups,
  * unsubscribe, disconnect cleanup.
  */
+#include "e2e_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-#include "e2e_util.h"
 
 Suite *test_suite(void);
 
@@ -22,9 +22,9 @@ START_TEST(test_pubsub_delivers_in_order_with_ack)
     char msg[64];
     for (int i = 0; i < N; i++) {
         int n = snprintf(msg, sizeof(msg), "m%d", i);
-        ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i + 1, "orders.eu.created", msg,
-                                      (size_t)n, i == N - 1),
-                         0);
+        ck_assert_int_eq(
+            rawc_publish(&pub, (uint64_t)i + 1, "orders.eu.created", msg, (size_t)n, i == N - 1),
+            0);
     }
     Ferry__Frame *f;
     ck_assert_int_eq(rawc_recv_kind(&pub, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
@@ -62,8 +62,8 @@ START_TEST(test_wildcards_one_deliver_per_connection_with_all_ids)
     ck_assert_int_eq(rawc_subscribe(&sub, 4, "z", NULL), 0);
     const char *topics[] = {"a.b.c", "a.b", "x.b.c", "a", "a.b.c.d", "z"};
     /* expected id bitmasks */
-    const unsigned want[] = {(1u << 2) | (1u << 3), (1u << 1) | (1u << 2), 1u << 3, 0,
-                             1u << 2, 1u << 4};
+    const unsigned want[] = {
+        (1u << 2) | (1u << 3), (1u << 1) | (1u << 2), 1u << 3, 0, 1u << 2, 1u << 4};
     for (int i = 0; i < 6; i++) {
         ck_assert_int_eq(rawc_publish(&pub, (uint64_t)i, topics[i], "x", 1, 0), 0);
     }

@@ -183,7 +183,7 @@ static int run_check(const char *addr, const char *topic, const char *log, int i
             rc = ferry_sub_next(s, WAIT_MS, &m);
             if (rc != 0) {
                 fprintf(stderr, "reading sequence %" PRIu64 " of %" PRIu64 ": %s\n", q + 1, last,
-                            ferry_strerror(rc));
+                        ferry_strerror(rc));
                 bad++;
                 break;
             }
@@ -200,8 +200,8 @@ static int run_check(const char *addr, const char *topic, const char *log, int i
                 size_t wl = payload_of(v[k].id, want), len;
                 const void *p = ferry_msg_data(m, &len);
                 if (len != wl || memcmp(p, want, wl) != 0) {
-                    fprintf(stderr, "sequence %" PRIu64 ": not the payload of id %" PRIu64 "\n",
-                            q, v[k].id);
+                    fprintf(stderr, "sequence %" PRIu64 ": not the payload of id %" PRIu64 "\n", q,
+                            v[k].id);
                     bad++;
                 }
             }
@@ -220,13 +220,13 @@ static int run_check(const char *addr, const char *topic, const char *log, int i
             n_lost++; /* the last commit, lost by a weaker sync policy */
             continue;
         }
-        fprintf(stderr, "acked sequence %" PRIu64 " (id %" PRIu64 ") is missing (last %" PRIu64
-                        ")\n",
+        fprintf(stderr,
+                "acked sequence %" PRIu64 " (id %" PRIu64 ") is missing (last %" PRIu64 ")\n",
                 v[k].seq, v[k].id, last);
         bad++;
     }
-    printf("acked %zu, stored %" PRIu64 ", read %" PRIu64 ", lost tail %zu, problems %d\n", n,
-           last, n_read, n_lost, bad);
+    printf("acked %zu, stored %" PRIu64 ", read %" PRIu64 ", lost tail %zu, problems %d\n", n, last,
+           n_read, n_lost, bad);
     ferry_client_close(c, WAIT_MS);
     ferry_client_destroy(c);
     free(v);
