@@ -52,6 +52,7 @@
 #include "store.h"
 
 #include "crc32c.h"
+#include "store_wal.h"
 
 #include <dirent.h>
 #include <endian.h>
@@ -91,6 +92,13 @@
 #define PURGE_CHUNK 1024       /* deletions per purge transaction */
 #define LIST_CHUNK 256         /* topics per list transaction */
 #define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
+#define DEFAULT_WAL_HALF ((size_t)16 << 20) /* bytes per half of the log */
+#define LOG_HEAD 24u                        /* a batch record's fixed head (batch_log) */
+#define LOG_SLACK 65536u                    /* room kept in a record for topics and consumers */
+#define LOG_DELETE UINT32_MAX               /* value length of a consumer record deleted */
+#define CKPT_COMMITS 2048u                  /* a checkpoint starts after this many commits, */
+#define CKPT_MS 1000u                       /* or this long after the last one (with commits), */
+#define CKPT_WAL_PART 2u                    /* or when 1/this of the log's half is used */
 
 #define TIME_NONE INT64_MIN            /* topic_state.last_time: nothing indexed yet */
 #define TIDX_GRAIN_NS INT64_C(1000000) /* one time index entry per topic per ms */
@@ -147,6 +155,18 @@ struct store_batch {
     uint32_t saved_next_id;
     uint32_t saved_msg_max;
     uint32_t saved_tidx_max;
+    bool is_replay;      /* replaying the log: commit writes no record */
+    bool is_logged;      /* its record is in the log, generation logged_gen */
+    bool is_unlogged;    /* too large for the log: committed with a checkpoint */
+    bool is_space_freed; /* a full map made it checkpoint (batch_recover) */
+    uint64_t logged_gen;
+};
+
+/* The checkpoint thread's state (ck_mu). */
+enum ck_state {
+    CK_IDLE = 0,      /* nothing asked */
+    CK_REQUESTED = 1, /* ck_gen's checkpoint asked for, in progress */
+    CK_DONE = 2,      /* finished with ck_rc; the writer has not looked yet */
 };
 
 struct store {
@@ -175,6 +195,36 @@ struct store {
     uint32_t tidx_max_topic; /* highest topic id with an index entry */
     struct store_batch batch;
 
+    /*
+     * Write-ahead log and checkpoints (store_wal.h). Every LMDB commit is
+     * made without a sync (MDB_NOSYNC); a batch is durable once its log
+     * record is. A checkpoint makes LMDB's pages durable up to a snapshot,
+     * then records that snapshot's meta pages; recovery writes them back.
+     * Until the next checkpoint is durable, a read transaction (pin) keeps
+     * LMDB from reusing any page of the checkpointed snapshot, so that
+     * snapshot stays whole on disk whatever later commits write.
+     */
+    struct wal *wal;        /* the log; wlock (the writer path) */
+    uint64_t gen;           /* wlock: the log generation being written */
+    MDB_txn *pin;           /* wlock: on the last durable checkpoint's snapshot */
+    MDB_txn *pin_next;      /* wlock: on the snapshot of the one in progress */
+    uint32_t commits_since; /* wlock: commits since the last checkpoint began */
+    uint64_t ckpt_began_ms; /* wlock: when it began */
+    unsigned char *wal_buf; /* wlock: a batch record's head and consumer part */
+    size_t wal_buf_cap;     /* wlock */
+    pthread_t ck_thread;    /* makes checkpoints durable off the writer */
+    bool has_ck_thread;     /* written by open/close only */
+    pthread_mutex_t ck_mu;  /* guards ck_state, ck_stop, ck_gen, ck_rc */
+    pthread_cond_t ck_cv;   /* ck_state or ck_stop changed */
+    enum ck_state ck_state;
+    bool ck_stop;
+    uint64_t ck_gen;
+    int ck_rc;
+    unsigned char *ck_metas; /* the meta pages of ck_gen's snapshot: the writer
+                              * fills it while CK_IDLE, the thread reads it
+                              * while CK_REQUESTED (ck_mu hands it over) */
+    size_t ck_metas_len;
+
     /* atomic: read by any thread */
     _Atomic size_t map_size;
     atomic_bool is_failed;
@@ -188,6 +238,8 @@ struct store {
     atomic_uint_fast64_t n_batch_replays;
     atomic_uint_fast64_t n_full_errors;
     atomic_uint_fast64_t n_topics;
+    atomic_uint_fast64_t n_checkpoints;
+    uint64_t n_replayed;   /* log records replayed by open; written by open only */
     uint64_t n_open_reads; /* written by open only */
     int n_stale_readers;   /* written by open only */
 };
@@ -582,6 +634,140 @@ static int map_grow(struct store *s)
     return 0;
 }
 
+/* ---- checkpoints (store_wal.h; the writer path, wlock) ----------------- */
+
+static uint64_t mono_ms(void)
+{
+    return mono_us() / 1000u;
+}
+
+/* The checkpoint thread: make ck_gen's snapshot durable, then record it. */
+static void *ckpt_main(void *arg)
+{
+    struct store *s = arg;
+    pthread_mutex_lock(&s->ck_mu);
+    for (;;) {
+        while (!s->ck_stop && s->ck_state != CK_REQUESTED) {
+            pthread_cond_wait(&s->ck_cv, &s->ck_mu);
+        }
+        if (s->ck_state != CK_REQUESTED) {
+            break; /* asked to stop, nothing pending */
+        }
+        uint64_t gen = s->ck_gen;
+        pthread_mutex_unlock(&s->ck_mu);
+        /* Each page of the snapshot was written (pwrite) before its commit
+         * returned, so one fdatasync of data.mdb makes all of it durable
+         * (later commits' pages may come along: nothing points at them). */
+        int rc = fdatasync(s->lock_fd) == 0 ? 0 : errno;
+        if (rc == 0) {
+            int wrc = wal_ckpt_write(s->wal, gen, s->ck_metas, s->ck_metas_len);
+            rc = wrc < 0 ? -wrc : 0;
+        }
+        pthread_mutex_lock(&s->ck_mu);
+        s->ck_rc = rc;
+        s->ck_state = CK_DONE;
+        pthread_cond_broadcast(&s->ck_cv);
+    }
+    pthread_mutex_unlock(&s->ck_mu);
+    return NULL;
+}
+
+/* Take a finished checkpoint's result (waiting for one in progress if
+ * is_wait): the new snapshot's pin replaces the old one. Returns 0, 1 (one
+ * is still in progress), or FERRY_ESTORAGE (its sync failed: fail-stop). */
+static int ckpt_reap(struct store *s, bool is_wait)
+{
+    pthread_mutex_lock(&s->ck_mu);
+    while (is_wait && s->ck_state == CK_REQUESTED) {
+        pthread_cond_wait(&s->ck_cv, &s->ck_mu);
+    }
+    enum ck_state st = s->ck_state;
+    int rc = s->ck_rc;
+    if (st == CK_DONE) {
+        s->ck_state = CK_IDLE;
+    }
+    pthread_mutex_unlock(&s->ck_mu);
+    if (st != CK_DONE) {
+        return st == CK_IDLE ? 0 : 1;
+    }
+    if (rc != 0) {
+        if (s->pin_next != NULL) {
+            mdb_txn_abort(s->pin_next);
+            s->pin_next = NULL;
+        }
+        return store_fail(s, rc); /* never retry a failed sync */
+    }
+    if (s->pin != NULL) {
+        mdb_txn_abort(s->pin);
+    }
+    s->pin = s->pin_next;
+    s->pin_next = NULL;
+    atomic_fetch_add(&s->n_checkpoints, 1);
+    return 0;
+}
+
+/*
+ * Begin a checkpoint of the last committed snapshot (a write txn may be
+ * open: it is not part of it): copy its meta pages, pin it, start the next
+ * log generation, and let the checkpoint thread sync. Records of the new
+ * generation are replayed on top of this snapshot. Waits for a checkpoint
+ * still in progress first. Returns 0 or FERRY_ESTORAGE.
+ */
+static int ckpt_begin(struct store *s)
+{
+    int rc = ckpt_reap(s, true);
+    if (rc < 0) {
+        return rc;
+    }
+    ssize_t n = pread(s->lock_fd, s->ck_metas, s->ck_metas_len, 0);
+    if (n != (ssize_t)s->ck_metas_len) {
+        return store_fail(s, n < 0 ? errno : EIO);
+    }
+    MDB_txn *pin;
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &pin);
+    if (rc != 0) {
+        return store_fail(s, rc);
+    }
+    rc = wal_start(s->wal, s->gen + 1);
+    if (rc < 0) {
+        mdb_txn_abort(pin);
+        return store_fail(s, -rc);
+    }
+    s->gen++;
+    s->pin_next = pin;
+    s->commits_since = 0;
+    s->ckpt_began_ms = mono_ms();
+    pthread_mutex_lock(&s->ck_mu);
+    s->ck_gen = s->gen;
+    s->ck_state = CK_REQUESTED;
+    pthread_cond_signal(&s->ck_cv);
+    pthread_mutex_unlock(&s->ck_mu);
+    return 0;
+}
+
+/* A checkpoint, waited for: everything committed so far is durable. */
+static int ckpt_sync(struct store *s)
+{
+    int rc = ckpt_begin(s);
+    return rc < 0 ? rc : ckpt_reap(s, true);
+}
+
+/* After a commit: begin a checkpoint if one is due and none is running. */
+static int ckpt_maybe(struct store *s)
+{
+    s->commits_since++;
+    int rc = ckpt_reap(s, false);
+    if (rc != 0) {
+        return rc < 0 ? rc : 0;
+    }
+    if (s->commits_since >= CKPT_COMMITS ||
+        wal_used(s->wal) * CKPT_WAL_PART >= wal_max_payload(s->wal) ||
+        mono_ms() - s->ckpt_began_ms >= CKPT_MS) {
+        return ckpt_begin(s);
+    }
+    return 0;
+}
+
 /* ---- topic table (wlock) ----------------------------------------------- */
 
 static uint32_t name_hash(const char *p, size_t len)
@@ -854,9 +1040,10 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         goto out_abort;
     }
     rc = mdb_txn_commit(txn);
-    if (rc == 0 && s->sync_mode != STORE_SYNC_ALWAYS) {
-        /* MDB_NOMETASYNC left the new store's meta page unsynced: a power
-         * cut now would leave a data.mdb that is not an LMDB file. */
+    if (rc == 0) {
+        /* MDB_NOSYNC left the new store's pages unsynced: a power cut
+         * before the first checkpoint would leave a data.mdb that is not an
+         * LMDB file. */
         rc = mdb_env_sync(s->env, 1);
     }
     if (rc != 0) {
@@ -975,9 +1162,129 @@ static void store_free(struct store *s)
         free(s->htab);
     }
     free(s->batch.arena);
+    free(s->ck_metas);
+    free(s->wal_buf);
+    wal_close(s->wal);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->ck_mu);
+    pthread_cond_destroy(&s->ck_cv);
     free(s);
+}
+
+/* Stop the checkpoint thread (after its last checkpoint) and drop the pins. */
+static void ckpt_thread_stop(struct store *s)
+{
+    if (s->has_ck_thread) {
+        pthread_mutex_lock(&s->ck_mu);
+        s->ck_stop = true;
+        pthread_cond_broadcast(&s->ck_cv);
+        pthread_mutex_unlock(&s->ck_mu);
+        pthread_join(s->ck_thread, NULL);
+        s->has_ck_thread = false;
+    }
+    for (MDB_txn **p = &s->pin; p <= &s->pin_next; p++) {
+        if (*p != NULL) {
+            mdb_txn_abort(*p);
+            *p = NULL;
+        }
+    }
+}
+
+static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len);
+
+/*
+ * Recovery, before LMDB opens data.mdb: put back the meta pages of the last
+ * checkpoint, so LMDB starts from that snapshot (whose pages a pin kept
+ * intact) whatever later, unsynced commits left on disk. *has_ckpt is
+ * false for a new store, or one made before the log existed (it was
+ * written with synced commits and is whole as it is).
+ */
+static int ckpt_restore(struct store *s, const char *dir, bool *has_ckpt, uint64_t *gen, char *err,
+                        size_t err_len)
+{
+    unsigned char *metas = NULL;
+    size_t len = 0;
+    int rc = wal_ckpt_read(s->wal, gen, &metas, &len);
+    *has_ckpt = rc == 0;
+    if (rc == -ENOENT) {
+        return 0;
+    }
+    if (rc < 0) {
+        err_set(err, err_len, "%s/checkpoint: %s", dir, strerror(-rc));
+        return rc;
+    }
+    struct stat st;
+    if (fstat(s->lock_fd, &st) != 0 || (size_t)st.st_size < len) {
+        err_set(err, err_len, "%s: data.mdb is shorter than its checkpoint says (truncated?)", dir);
+        free(metas);
+        return FERRY_ESTORAGE;
+    }
+    const unsigned char *p = metas;
+    size_t left = len;
+    off_t at = 0;
+    while (left > 0) {
+        ssize_t n = pwrite(s->lock_fd, p, left, at);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -EIO;
+            break;
+        }
+        p += n;
+        left -= (size_t)n;
+        at += n;
+    }
+    free(metas);
+    if (rc == 0 && fdatasync(s->lock_fd) != 0) {
+        rc = -errno;
+    }
+    if (rc < 0) {
+        err_set(err, err_len, "%s/data.mdb: restoring the checkpoint: %s", dir, strerror(-rc));
+    }
+    return rc;
+}
+
+/* After LMDB is open and the topics are loaded: replay the log on top of
+ * the checkpoint, start the checkpoint thread, and checkpoint. */
+static int wal_recover(struct store *s, const char *dir, const struct store_options *opts,
+                       bool has_ckpt, uint64_t gen, char *err, size_t err_len)
+{
+    s->ck_metas_len = 2 * s->page_size;
+    s->ck_metas = malloc(s->ck_metas_len);
+    if (s->ck_metas == NULL) {
+        err_set(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = pthread_create(&s->ck_thread, NULL, ckpt_main, s);
+    if (rc != 0) {
+        err_set(err, err_len, "cannot start the checkpoint thread: %s", strerror(rc));
+        return -rc;
+    }
+    s->has_ck_thread = true;
+    s->gen = gen;
+    if (has_ckpt) {
+        rc = replay_log(s, gen, err, err_len);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    pthread_mutex_lock(&s->wlock);
+    rc = ckpt_sync(s);
+    pthread_mutex_unlock(&s->wlock);
+    if (rc == 0) {
+        size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
+        if (wal_max_payload(s->wal) < half - 4096) {
+            rc = wal_resize(s->wal, half);
+        }
+    }
+    if (rc != 0) {
+        err_set(err, err_len, "%s: the first checkpoint failed: %s", dir,
+                rc < 0 && rc != FERRY_ESTORAGE ? strerror(-rc) : "storage error");
+        return rc;
+    }
+    return 0;
 }
 
 int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
@@ -1023,6 +1330,8 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&s->map_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&s->ck_mu, NULL);
+    pthread_cond_init(&s->ck_cv, NULL);
     s->hcap = 64;
     s->htab = calloc(s->hcap, sizeof(*s->htab));
     if (s->htab == NULL) {
@@ -1047,13 +1356,23 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
                 strerror(-ret));
         goto out_close_fd;
     }
+    size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
+    ret = wal_open(dir, half, opts->file_mode, &s->wal, err, err_len);
+    bool has_ckpt = false;
+    uint64_t ck_gen = 0;
+    if (ret == 0) {
+        ret = ckpt_restore(s, dir, &has_ckpt, &ck_gen, err, err_len);
+    }
+    if (ret != 0) {
+        goto out_close_fd;
+    }
 
     int rc = mdb_env_create(&s->env);
     if (rc == 0) {
         rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS);
     }
     if (rc == 0) {
-        rc = mdb_env_set_maxreaders(s->env, opts->max_readers);
+        rc = mdb_env_set_maxreaders(s->env, opts->max_readers + 2); /* + the pins */
     }
     if (rc == 0) {
         rc = mdb_env_set_mapsize(s->env, opts->map_size_initial);
@@ -1063,15 +1382,12 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         ret = rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
         goto out_env_close;
     }
-    /* MDB_NOTLS: read txns are not tied to a thread's TLS slot. Never
-     * MDB_WRITEMAP, MDB_MAPASYNC or MDB_NOSYNC: a power cut under NOSYNC
-     * can leave a meta page pointing at pages never written (a store that
-     * does not open). The weaker policies skip only the meta page's sync
-     * (see enum store_sync_mode). */
-    unsigned env_flags = MDB_NOTLS;
-    if (opts->sync_mode != STORE_SYNC_ALWAYS) {
-        env_flags |= MDB_NOMETASYNC;
-    }
+    /* MDB_NOTLS: read txns are not tied to a thread's TLS slot (the pins
+     * are opened and closed by whichever thread writes). MDB_NOSYNC: LMDB
+     * never syncs; the log makes commits durable and checkpoints make
+     * LMDB's pages durable, and a power cut between checkpoints is undone
+     * by ckpt_restore() (which is what makes NOSYNC safe here). */
+    unsigned env_flags = MDB_NOTLS | MDB_NOSYNC;
     rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
     if (rc != 0) {
         if (rc == MDB_INVALID) {
@@ -1111,10 +1427,15 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     if (mdb_env_stat(s->env, &est) == 0 && est.ms_psize > 0) {
         s->page_size = est.ms_psize;
     }
+    ret = wal_recover(s, dir, opts, has_ckpt, ck_gen, err, err_len);
+    if (ret != 0) {
+        goto out_env_close;
+    }
     *out = s;
     return 0;
 
 out_env_close:
+    ckpt_thread_stop(s);
     if (s->env != NULL) {
         mdb_env_close(s->env);
     }
@@ -1130,9 +1451,14 @@ void store_close(struct store *s)
     if (s == NULL) {
         return;
     }
-    if (s->sync_mode != STORE_SYNC_ALWAYS && !atomic_load(&s->is_failed)) {
-        mdb_env_sync(s->env, 1);
+    pthread_mutex_lock(&s->wlock);
+    if (!atomic_load(&s->is_failed)) {
+        (void)ckpt_sync(s); /* the next open replays nothing */
+    } else {
+        (void)ckpt_reap(s, true);
     }
+    pthread_mutex_unlock(&s->wlock);
+    ckpt_thread_stop(s);
     mdb_env_close(s->env);
     close(s->lock_fd); /* releases the flock */
     store_free(s);
@@ -1204,6 +1530,12 @@ static int batch_recover(struct store_batch *b, int rc)
         b->txn = NULL;
     }
     bool grew = rc == MDB_MAP_FULL && map_grow(s) == 0;
+    if (rc == MDB_MAP_FULL && !grew && !b->is_space_freed) {
+        /* Pages freed since the last checkpoint are pinned for recovery:
+         * a checkpoint lets LMDB reuse them. Once per batch. */
+        b->is_space_freed = true;
+        grew = ckpt_sync(s) == 0;
+    }
     int rc2 = batch_redo(b);
     if (rc2 != 0) {
         if (is_full_error(rc2)) {
@@ -1244,6 +1576,10 @@ int store_batch_begin(struct store *s, struct store_batch **out)
     b->saved_next_id = s->next_topic_id;
     b->saved_msg_max = s->msg_max_topic;
     b->saved_tidx_max = s->tidx_max_topic;
+    b->is_replay = false;
+    b->is_logged = false;
+    b->is_unlogged = false;
+    b->is_space_freed = false;
     *out = b;
     return 0;
 }
@@ -1305,6 +1641,74 @@ static void value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t
     put_le32(v, crc32c(crc32c(0, kb, MSG_KEY_LEN), v + 4, r->val_len - 4));
 }
 
+/* A message's index time: its publish time, never below the topic's last
+ * (so index times stay non-decreasing when the clock steps back). */
+static int64_t clamped_time(const struct topic_state *st, int64_t publish_time)
+{
+    int64_t when = publish_time == TIME_NONE ? TIME_NONE + 1 : publish_time;
+    if (st->last_time != TIME_NONE && when < st->last_time) {
+        when = st->last_time;
+    }
+    return when;
+}
+
+/* Put arena record r (just past the arena's used part) into the txn,
+ * growing the map and replaying the batch when LMDB asks for it. Returns 0
+ * or a ferry code (the record is then not part of the batch). */
+static int batch_put(struct store_batch *b, struct rec_hdr *r)
+{
+    struct store *s = b->s;
+    for (;;) {
+        int rc = b->txn != NULL ? rec_apply(b, r) : MDB_BAD_TXN;
+        if (rc == 0) {
+            return 0;
+        }
+        if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == ENOMEM || rc == MDB_BAD_TXN) {
+            int grew = batch_recover(b, rc);
+            if (grew < 0) {
+                return grew;
+            }
+            if (grew == 1) {
+                continue;
+            }
+            if (rc == MDB_MAP_FULL) {
+                atomic_fetch_add(&s->n_full_errors, 1);
+                return FERRY_ESTORAGEFULL;
+            }
+            return rc == MDB_TXN_FULL ? FERRY_ELIMIT : -ENOMEM;
+        }
+        /* Corruption, a duplicate key, EIO: the store cannot be trusted. */
+        b->broken_rc = store_fail(s, rc);
+        return b->broken_rc;
+    }
+}
+
+/* Record r (need bytes, now in the txn) joins the batch: count it in its
+ * topic's pending state. */
+static void batch_account(struct store_batch *b, struct store_topic *t, const struct rec_hdr *r,
+                          size_t need, int64_t when)
+{
+    struct store *s = b->s;
+    struct topic_state *st = &t->pend;
+    b->arena_len += need;
+    b->n_msgs++;
+    st->last_seq = r->seq;
+    st->n_msgs++;
+    st->n_bytes += r->val_len - VAL_HDR_LEN;
+    st->last_time = when;
+    if (t->id > s->msg_max_topic) {
+        s->msg_max_topic = t->id;
+    }
+    if ((r->flags & REC_TIDX) && t->id > s->tidx_max_topic) {
+        s->tidx_max_topic = t->id;
+    }
+    if (!t->is_dirty) {
+        t->is_dirty = true;
+        t->dnext = b->dirty;
+        b->dirty = t;
+    }
+}
+
 int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
                        const struct store_msg_in *m, struct store_append_result *res)
 {
@@ -1332,6 +1736,13 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         return FERRY_EINVAL;
     }
 
+    /* The batch's log record must fit in the log: a full batch commits
+     * (the caller appends again after), and only a single message larger
+     * than that goes alone, committed with a checkpoint. */
+    size_t need = rec_size((uint32_t)val_len);
+    if (b->n_msgs > 0 && LOG_HEAD + LOG_SLACK + b->arena_len + need > wal_max_payload(s->wal)) {
+        return FERRY_ELIMIT;
+    }
     uint32_t h = name_hash(topic, topic_len);
     struct store_topic *t = topic_find(s, topic, topic_len, h);
     bool is_created = false;
@@ -1346,17 +1757,13 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         t->is_new = true;
         is_created = true;
     }
-    size_t need = rec_size((uint32_t)val_len);
     int ret = arena_reserve(b, need);
     if (ret != 0) {
         goto out_drop;
     }
     struct topic_state *st = &t->pend;
     struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
-    int64_t when = m->publish_time == TIME_NONE ? TIME_NONE + 1 : m->publish_time;
-    if (st->last_time != TIME_NONE && when < st->last_time) {
-        when = st->last_time; /* keep index times non-decreasing per topic */
-    }
+    int64_t when = clamped_time(st, m->publish_time);
     bool has_tidx = st->last_time == TIME_NONE || time_bucket(when) > time_bucket(st->last_time);
     r->topic_id = t->id;
     r->val_len = (uint32_t)val_len;
@@ -1368,46 +1775,9 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
     }
     value_encode(r, m, (size_t)hlen);
-
-    for (;;) {
-        int rc = b->txn != NULL ? rec_apply(b, r) : MDB_BAD_TXN;
-        if (rc == 0) {
-            break;
-        }
-        if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == ENOMEM || rc == MDB_BAD_TXN) {
-            int grew = batch_recover(b, rc);
-            if (grew < 0) {
-                ret = grew;
-                goto out_drop;
-            }
-            if (grew == 1) {
-                continue;
-            }
-            if (rc == MDB_MAP_FULL) {
-                atomic_fetch_add(&s->n_full_errors, 1);
-                ret = FERRY_ESTORAGEFULL;
-            } else {
-                ret = rc == MDB_TXN_FULL ? FERRY_ELIMIT : -ENOMEM;
-            }
-            goto out_drop;
-        }
-        /* Corruption, a duplicate key, EIO: the store cannot be trusted. */
-        b->broken_rc = store_fail(s, rc);
-        ret = b->broken_rc;
+    ret = batch_put(b, r);
+    if (ret != 0) {
         goto out_drop;
-    }
-
-    b->arena_len += need;
-    b->n_msgs++;
-    st->last_seq = r->seq;
-    st->n_msgs++;
-    st->n_bytes += val_len - VAL_HDR_LEN;
-    st->last_time = when;
-    if (t->id > s->msg_max_topic) {
-        s->msg_max_topic = t->id;
-    }
-    if (has_tidx && t->id > s->tidx_max_topic) {
-        s->tidx_max_topic = t->id;
     }
     if (is_created) {
         /* The message is in the txn; a failed insert rolls it back with the
@@ -1419,11 +1789,7 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         }
         s->next_topic_id++;
     }
-    if (!t->is_dirty) {
-        t->is_dirty = true;
-        t->dnext = b->dirty;
-        b->dirty = t;
-    }
+    batch_account(b, t, r, need, when);
     if (res != NULL) {
         res->topic_id = t->id;
         res->seq = r->seq;
@@ -1435,6 +1801,217 @@ out_drop:
         free(t);
     }
     return ret;
+}
+
+/* ---- recovery: the log replayed ---------------------------------------- */
+
+struct replay {
+    struct store *s;
+    struct store_topic **by_id; /* topics by id, for the arena's records */
+    uint32_t cap;
+    struct store_kv *kv; /* one record's consumer records */
+    size_t kv_cap;
+    uint64_t n_msgs;
+};
+
+static int replay_index(struct replay *rp, struct store_topic *t)
+{
+    if (t->id >= rp->cap) {
+        uint32_t cap = rp->cap ? rp->cap : 64;
+        while (cap <= t->id) {
+            cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
+        }
+        struct store_topic **v = realloc(rp->by_id, (size_t)cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        memset(v + rp->cap, 0, (size_t)(cap - rp->cap) * sizeof(*v));
+        rp->by_id = v;
+        rp->cap = cap;
+    }
+    rp->by_id[t->id] = t;
+    return 0;
+}
+
+/* The topics a record created. Returns 0 or FERRY_ESTORAGE (malformed). */
+static int replay_topics(struct replay *rp, struct store_batch *b, const unsigned char **pp,
+                         const unsigned char *end, uint32_t n)
+{
+    struct store *s = rp->s;
+    const unsigned char *p = *pp;
+    for (uint32_t i = 0; i < n; i++) {
+        if (end - p < 6) {
+            return FERRY_ESTORAGE;
+        }
+        uint32_t id = get_le32(p);
+        uint16_t len = get_le16(p + 4);
+        const char *name = (const char *)p + 6;
+        if (len == 0 || len > STORE_TOPIC_MAX || end - p - 6 < len || id == UINT32_MAX) {
+            return FERRY_ESTORAGE;
+        }
+        uint32_t h = name_hash(name, len);
+        if (topic_find(s, name, len, h) != NULL) {
+            return FERRY_ESTORAGE;
+        }
+        struct store_topic *t = topic_alloc(name, len, h, id);
+        if (t == NULL || topic_insert(s, t) != 0 || replay_index(rp, t) != 0) {
+            free(t);
+            return -ENOMEM;
+        }
+        t->is_new = true;
+        t->is_dirty = true;
+        t->dnext = b->dirty;
+        b->dirty = t;
+        if (id >= s->next_topic_id) {
+            s->next_topic_id = id + 1;
+        }
+        p += 6 + len;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* The arena's messages, each at exactly its topic's next sequence. */
+static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned char *p, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        struct rec_hdr h;
+        if (len - off < sizeof(h)) {
+            return FERRY_ESTORAGE;
+        }
+        memcpy(&h, p + off, sizeof(h));
+        size_t need = rec_size(h.val_len);
+        struct store_topic *t = h.topic_id < rp->cap ? rp->by_id[h.topic_id] : NULL;
+        if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL ||
+            h.seq != t->pend.last_seq + 1) {
+            return FERRY_ESTORAGE;
+        }
+        int rc = arena_reserve(b, need);
+        if (rc != 0) {
+            return rc;
+        }
+        struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
+        memcpy(r, p + off, need);
+        r->flags &= ~(REC_APPEND_MSG | REC_APPEND_TIDX); /* hints; plain puts are safe */
+        int64_t when =
+            clamped_time(&t->pend, (int64_t)get_le64((const unsigned char *)(r + 1) + 8));
+        rc = batch_put(b, r);
+        if (rc != 0) {
+            return rc;
+        }
+        batch_account(b, t, r, need, when);
+        off += need;
+    }
+    return 0;
+}
+
+/* The consumer records, pointing into the record (valid until the commit). */
+static int replay_cons(struct replay *rp, struct store_batch *b, const unsigned char *p,
+                       const unsigned char *end, uint32_t n)
+{
+    if (n > rp->kv_cap) {
+        struct store_kv *v = realloc(rp->kv, (size_t)n * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        rp->kv = v;
+        rp->kv_cap = n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (end - p < 8) {
+            return FERRY_ESTORAGE;
+        }
+        uint32_t kl = get_le32(p);
+        uint32_t vl = get_le32(p + 4);
+        size_t vbytes = vl == LOG_DELETE ? 0 : vl;
+        if ((size_t)(end - p - 8) < (size_t)kl + vbytes) {
+            return FERRY_ESTORAGE;
+        }
+        struct store_kv *kv = &rp->kv[i];
+        kv->key = (const char *)p + 8;
+        kv->key_len = kl;
+        kv->value = vl == LOG_DELETE ? NULL : (const char *)p + 8 + kl;
+        kv->value_len = vbytes;
+        p += 8 + kl + vbytes;
+    }
+    if (p != end) {
+        return FERRY_ESTORAGE;
+    }
+    return store_batch_put_consumers(b, rp->kv, n) == 0 ? 0 : FERRY_ESTORAGE;
+}
+
+/* One WAL_BATCH record: redo its batch (committed without a record). */
+static int replay_batch(void *ctx, const unsigned char *p, size_t len)
+{
+    struct replay *rp = ctx;
+    if (len < LOG_HEAD) {
+        return FERRY_ESTORAGE;
+    }
+    uint32_t n_topics = get_le32(p);
+    uint32_t n_cons = get_le32(p + 4);
+    uint64_t arena_len = get_le64(p + 8);
+    uint64_t cons_len = get_le64(p + 16);
+    const unsigned char *end = p + len;
+    const unsigned char *q = p + LOG_HEAD;
+    struct store_batch *b;
+    int rc = store_batch_begin(rp->s, &b);
+    if (rc != 0) {
+        return rc;
+    }
+    b->is_replay = true;
+    rc = replay_topics(rp, b, &q, end, n_topics);
+    if (rc == 0 &&
+        (arena_len > (uint64_t)(end - q) || cons_len != (uint64_t)(end - q) - arena_len)) {
+        rc = FERRY_ESTORAGE;
+    }
+    if (rc == 0) {
+        rc = replay_msgs(rp, b, q, (size_t)arena_len);
+    }
+    if (rc == 0) {
+        rc = replay_cons(rp, b, q + arena_len, end, n_cons);
+    }
+    if (rc != 0) {
+        store_batch_abort(b);
+        return rc;
+    }
+    uint64_t n = b->n_msgs;
+    rc = store_batch_commit(b);
+    if (rc == 0) {
+        rp->n_msgs += n;
+    }
+    return rc;
+}
+
+/* Replay the log from generation gen onto the restored checkpoint. */
+static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len)
+{
+    struct replay rp = {.s = s};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->hcap; i++) {
+        for (struct store_topic *t = s->htab[i]; rc == 0 && t != NULL; t = t->hnext) {
+            rc = replay_index(&rp, t);
+        }
+    }
+    uint64_t n_records = 0;
+    uint64_t last_gen = gen;
+    if (rc == 0) {
+        rc = wal_replay(s->wal, gen, replay_batch, &rp, &n_records, &last_gen);
+    }
+    free(rp.by_id);
+    free(rp.kv);
+    s->n_replayed = n_records;
+    if (rc != 0) {
+        err_set(
+            err, err_len,
+            "the write-ahead log does not apply (record %" PRIu64 " of generation %" PRIu64 "): %s",
+            n_records, last_gen,
+            rc == FERRY_ESTORAGE ? "malformed or out of sequence" : strerror(rc < 0 ? -rc : rc));
+        return rc < 0 ? rc : FERRY_ESTORAGE;
+    }
+    /* The next generation is last_gen + 2: last_gen + 1 may hold records
+     * written after a lost WAL_END; they must never look current. */
+    s->gen = last_gen + 1;
+    return 0;
 }
 
 size_t store_batch_count(const struct store_batch *b)
@@ -1543,6 +2120,101 @@ int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs
     return rc;
 }
 
+/*
+ * The batch's log record: n_topics u32 | n_cons u32 | arena_len u64 |
+ * cons_len u64 | the topics it created { id u32, name_len u16, name } | its
+ * arena (rec_hdr + value each, as rec_apply() takes them) | its consumer
+ * records { key_len u32, value_len u32 (LOG_DELETE: delete), key, value }.
+ * Host byte order inside the arena, like LMDB's own files.
+ */
+static int wal_buf_reserve(struct store *s, size_t n)
+{
+    if (n <= s->wal_buf_cap) {
+        return 0;
+    }
+    unsigned char *p = realloc(s->wal_buf, n);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    s->wal_buf = p;
+    s->wal_buf_cap = n;
+    return 0;
+}
+
+/* Write the batch's record to the log (and sync it under sync always)
+ * before its LMDB commit. A record too large for the log marks the batch
+ * is_unlogged instead. Returns 0, -ENOMEM, or FERRY_ESTORAGE. */
+static int batch_log(struct store_batch *b)
+{
+    struct store *s = b->s;
+    size_t tl = 0;
+    uint32_t n_topics = 0;
+    for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
+        if (t->is_new) {
+            tl += 6 + (size_t)t->name_len;
+            n_topics++;
+        }
+    }
+    size_t cl = 0;
+    for (size_t i = 0; i < b->n_cons; i++) {
+        cl += 8 + b->cons[i].key_len + (b->cons[i].value ? b->cons[i].value_len : 0);
+    }
+    size_t head = LOG_HEAD + tl;
+    size_t total = head + b->arena_len + cl;
+    if (total > wal_max_payload(s->wal)) {
+        b->is_unlogged = true;
+        return 0;
+    }
+    if (!wal_fits(s->wal, total)) {
+        int rc = ckpt_begin(s); /* a fresh generation, in the other half */
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    if (wal_buf_reserve(s, head + cl) < 0) {
+        return -ENOMEM;
+    }
+    unsigned char *p = s->wal_buf;
+    put_le32(p, n_topics);
+    put_le32(p + 4, (uint32_t)b->n_cons);
+    put_le64(p + 8, b->arena_len);
+    put_le64(p + 16, cl);
+    p += LOG_HEAD;
+    for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
+        if (t->is_new) {
+            put_le32(p, t->id);
+            put_le16(p + 4, t->name_len);
+            memcpy(p + 6, t->name, t->name_len);
+            p += 6 + t->name_len;
+        }
+    }
+    for (size_t i = 0; i < b->n_cons; i++) {
+        const struct store_kv *kv = &b->cons[i];
+        put_le32(p, (uint32_t)kv->key_len);
+        put_le32(p + 4, kv->value ? (uint32_t)kv->value_len : LOG_DELETE);
+        memcpy(p + 8, kv->key, kv->key_len);
+        p += 8 + kv->key_len;
+        if (kv->value && kv->value_len) {
+            memcpy(p, kv->value, kv->value_len);
+            p += kv->value_len;
+        }
+    }
+    struct iovec v[3] = {{s->wal_buf, head}, {b->arena, b->arena_len}, {s->wal_buf + head, cl}};
+    int rc = wal_append(s->wal, WAL_BATCH, v, 3);
+    if (rc == 0 && s->sync_mode == STORE_SYNC_ALWAYS) {
+        rc = wal_sync(s->wal);
+        if (rc < 0) {
+            wal_void_last(s->wal); /* not acked: best not replayed either */
+        }
+    }
+    if (rc < 0) {
+        return store_fail(s, -rc); /* never retry a failed write or sync */
+    }
+    b->is_logged = true;
+    b->logged_gen = s->gen;
+    return 0;
+}
+
 int store_batch_commit(struct store_batch *b)
 {
     struct store *s = b->s;
@@ -1558,13 +2230,21 @@ int store_batch_commit(struct store_batch *b)
         batch_release(b);
         return 0;
     }
+    uint64_t t0 = mono_us();
     for (;;) {
         int rc = b->txn != NULL ? topic_records_put(b) : MDB_BAD_TXN;
         if (rc == 0) {
             rc = consumers_write(s, b->txn, b->cons, b->n_cons);
         }
+        if (rc == 0 && !b->is_replay && !b->is_unlogged &&
+            (!b->is_logged || b->logged_gen != s->gen)) {
+            int lrc = batch_log(b);
+            if (lrc < 0) {
+                ret = lrc;
+                goto out_rollback;
+            }
+        }
         if (rc == 0) {
-            uint64_t t0 = mono_us();
             rc = wtxn_commit(s, b->txn);
             b->txn = NULL;
             if (rc == 0) {
@@ -1619,13 +2299,26 @@ int store_batch_commit(struct store_batch *b)
     b->dirty = NULL;
     atomic_fetch_add(&s->n_commits, 1);
     atomic_fetch_add(&s->n_appends, b->n_msgs);
+    if (b->is_unlogged) {
+        /* Not in the log: durable once a checkpoint holds it. Readers may
+         * see it meanwhile (a few ms); only a batch larger than the log
+         * takes this way. */
+        ret = ckpt_sync(s);
+    } else if (!b->is_replay) {
+        (void)ckpt_maybe(s); /* a failure fail-stops; this batch is logged */
+    }
     batch_release(b);
-    return 0;
+    return ret;
 
 out_rollback:
     if (b->txn != NULL) {
         wtxn_abort(s, b->txn);
         b->txn = NULL;
+    }
+    if (b->is_logged && b->logged_gen == s->gen && !atomic_load(&s->is_failed)) {
+        /* Its record is in the log but the batch is not stored: a
+         * checkpoint ends that generation, so it is never replayed. */
+        (void)ckpt_sync(s);
     }
     batch_rollback(b);
     batch_release(b);
@@ -1652,9 +2345,9 @@ int store_sync(struct store *s)
     if (atomic_load(&s->is_failed)) {
         ret = FERRY_ESTORAGE;
     } else {
-        int rc = mdb_env_sync(s->env, 1);
+        int rc = wal_sync(s->wal);
         if (rc != 0) {
-            ret = store_fail(s, rc); /* never retry a failed fsync */
+            ret = store_fail(s, -rc); /* never retry a failed fsync */
         }
     }
     pthread_mutex_unlock(&s->wlock);
@@ -1777,6 +2470,7 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
         goto out_unlock;
     }
     uint64_t upto = t->cur.last_seq;
+    bool is_freed = false; /* a full map made this chunk checkpoint */
     /* Index first, so a partly purged topic never has index entries that
      * point below its first_seq; then messages, oldest first. */
     for (int phase = 0; phase < 2; phase++) {
@@ -1829,6 +2523,20 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
                 is_done = false;
                 continue;
             }
+            if (rc == MDB_MAP_FULL && !is_freed) {
+                /* What the purge freed so far is pinned for recovery: a
+                 * checkpoint lets LMDB reuse it. Once per chunk. */
+                is_freed = true;
+                ret = ckpt_sync(s);
+                if (ret != 0) {
+                    goto out_unlock;
+                }
+                is_done = false;
+                continue;
+            }
+            if (rc == 0) {
+                is_freed = false;
+            }
             if (rc != 0) {
                 if (is_full_error(rc)) {
                     ret = FERRY_ESTORAGEFULL;
@@ -1856,7 +2564,9 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
             goto out_unlock;
         }
     }
-    if (n_removed != NULL) {
+    /* Not in the log: the answer waits until a checkpoint holds it. */
+    ret = ckpt_sync(s);
+    if (n_removed != NULL && ret == 0) {
         *n_removed = removed;
     }
 out_unlock:
@@ -2393,40 +3103,14 @@ int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n)
     if (ret != 0) {
         return ret;
     }
-    pthread_mutex_lock(&s->wlock);
-    if (atomic_load(&s->is_failed)) {
-        ret = FERRY_ESTORAGE;
-        goto out_unlock;
+    /* A batch of consumer records only: logged and durable like any. */
+    struct store_batch *b;
+    ret = store_batch_begin(s, &b);
+    if (ret != 0) {
+        return ret;
     }
-    for (;;) {
-        MDB_txn *txn = NULL;
-        int rc = wtxn_begin(s, &txn);
-        int is_open = rc == 0;
-        if (rc == 0) {
-            rc = consumers_write(s, txn, recs, n);
-        }
-        if (rc == 0) {
-            rc = wtxn_commit(s, txn);
-        } else if (is_open) {
-            wtxn_abort(s, txn);
-        }
-        if (rc == MDB_MAP_FULL && map_grow(s) == 0) {
-            continue;
-        }
-        if (rc != 0) {
-            if (is_full_error(rc) || rc == MDB_MAP_FULL) {
-                ret = FERRY_ESTORAGEFULL;
-            } else if (rc == ENOMEM) {
-                ret = -ENOMEM;
-            } else {
-                ret = store_fail(s, rc);
-            }
-        }
-        break;
-    }
-out_unlock:
-    pthread_mutex_unlock(&s->wlock);
-    return ret;
+    store_batch_put_consumers(b, recs, n);
+    return store_batch_commit(b);
 }
 
 int store_consumer_get(struct store *s, const char *key, size_t key_len, void **value,
@@ -2886,6 +3570,16 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     if (ret != 0) {
         vsay(&vf, "%s", err);
         return ret;
+    }
+    /* With no broker on it, recover first, as a start would (the log
+     * replayed onto the last checkpoint): what is checked is what a broker
+     * would serve. Next to a live broker (-EBUSY) its snapshot is whole. */
+    struct store *st;
+    ret = store_open(dir, NULL, &st, err, sizeof(err));
+    if (ret == 0) {
+        store_close(st);
+    } else if (ret != -EBUSY) {
+        vsay(&vf, "recovery: %s", err);
     }
     MDB_env *env;
     MDB_txn *txn;

@@ -153,6 +153,11 @@ struct store_options {
      * (default 256 MiB). Each growth reserves disk blocks for the whole
      * map, so this bounds the disk held ahead of the data. */
     size_t map_grow_step_max;
+    /* Bytes per half of the write-ahead log (default 16 MiB; rounded up to
+     * a page). One batch's record must fit in a half: a larger batch is
+     * committed with a checkpoint instead (two syncs). An existing log
+     * smaller than this grows at open; it never shrinks. */
+    size_t wal_half_size;
 };
 
 /* Fill o with the defaults above. */
