@@ -3708,8 +3708,11 @@ static void conn_out_check(struct iot *t, struct conn *c)
  */
 static int sub_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
-    /* Frame's oneof field 5 (subscribe), length-delimited: tag byte 0x2a. */
-    if (c->last_stored_serial == 0 || len == 0 || body[0] != ((5 << 3) | 2)) {
+    /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
+     * delimited: tag byte 0x2a or 0x72. An admin request waits too, so that
+     * what a connection published is in the answers it asks for next. */
+    if (c->last_stored_serial == 0 || len == 0 ||
+        (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
         return 0;
     }
     /* Committed already (the usual case), or after asking for the writer's

@@ -99,6 +99,7 @@
 #define CKPT_COMMITS 2048u                  /* a checkpoint starts after this many commits, */
 #define CKPT_MS 1000u                       /* or this long after the last one (with commits), */
 #define CKPT_WAL_PART 2u                    /* or when 1/this of the log's half is used */
+#define CKPT_TRICKLE_MS 5L                  /* writeback of LMDB pages starts this often */
 
 #define TIME_NONE INT64_MIN            /* topic_state.last_time: nothing indexed yet */
 #define TIDX_GRAIN_NS INT64_C(1000000) /* one time index entry per topic per ms */
@@ -124,6 +125,7 @@ struct store_topic {
     uint32_t hash;
     bool is_new;             /* created by the open batch, not committed yet */
     bool is_dirty;           /* on the dirty list */
+    bool is_logged;          /* is_new, and its creation is in the log */
     struct topic_state cur;  /* committed */
     struct topic_state pend; /* including the open batch */
     uint16_t name_len;
@@ -150,13 +152,18 @@ struct store_batch {
     size_t arena_cap;
     size_t n_msgs;
     struct store_topic *dirty;
-    const struct store_kv *cons; /* store_batch_put_consumers(): caller's, until commit */
-    size_t n_cons;
+    unsigned char *cons_buf; /* consumer records put, in the log's format (batch_log) */
+    size_t cons_len, cons_cap;
+    uint32_t n_cons;
+    size_t log_off;         /* arena bytes in the log (this generation) */
+    size_t cons_logged;     /* cons_buf bytes in the log */
+    uint32_t n_cons_logged; /* records among them */
+    bool is_promised;       /* store_batch_log() ran: a failed commit fail-stops */
     uint32_t saved_next_id;
     uint32_t saved_msg_max;
     uint32_t saved_tidx_max;
     bool is_replay;      /* replaying the log: commit writes no record */
-    bool is_logged;      /* its record is in the log, generation logged_gen */
+    bool is_logged;      /* part of it is in the log, generation logged_gen */
     bool is_unlogged;    /* too large for the log: committed with a checkpoint */
     bool is_space_freed; /* a full map made it checkpoint (batch_recover) */
     uint64_t logged_gen;
@@ -648,7 +655,22 @@ static void *ckpt_main(void *arg)
     pthread_mutex_lock(&s->ck_mu);
     for (;;) {
         while (!s->ck_stop && s->ck_state != CK_REQUESTED) {
-            pthread_cond_wait(&s->ck_cv, &s->ck_mu);
+            /* Between checkpoints, start the writeback of LMDB's dirty pages
+             * every CKPT_TRICKLE_MS: the checkpoint's fdatasync then finds
+             * little to write, and the log's syncs never queue behind a
+             * second's worth of page writes. */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += CKPT_TRICKLE_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) == ETIMEDOUT) {
+                pthread_mutex_unlock(&s->ck_mu);
+                (void)sync_file_range(s->lock_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+                pthread_mutex_lock(&s->ck_mu);
+            }
         }
         if (s->ck_state != CK_REQUESTED) {
             break; /* asked to stop, nothing pending */
@@ -713,6 +735,8 @@ static int ckpt_reap(struct store *s, bool is_wait)
  * generation are replayed on top of this snapshot. Waits for a checkpoint
  * still in progress first. Returns 0 or FERRY_ESTORAGE.
  */
+static int batch_relog(struct store_batch *b);
+
 static int ckpt_begin(struct store *s)
 {
     int rc = ckpt_reap(s, true);
@@ -737,6 +761,12 @@ static int ckpt_begin(struct store *s)
     s->pin_next = pin;
     s->commits_since = 0;
     s->ckpt_began_ms = mono_ms();
+    if (s->batch.is_open) {
+        rc = batch_relog(&s->batch); /* before the checkpoint can be durable */
+        if (rc < 0) {
+            return rc;
+        }
+    }
     pthread_mutex_lock(&s->ck_mu);
     s->ck_gen = s->gen;
     s->ck_state = CK_REQUESTED;
@@ -1331,7 +1361,11 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     pthread_rwlock_init(&s->map_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->ck_mu, NULL);
-    pthread_cond_init(&s->ck_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->ck_cv, &ca);
+    pthread_condattr_destroy(&ca);
     s->hcap = 64;
     s->htab = calloc(s->hcap, sizeof(*s->htab));
     if (s->htab == NULL) {
@@ -1571,8 +1605,12 @@ int store_batch_begin(struct store *s, struct store_batch **out)
     b->arena_len = 0;
     b->n_msgs = 0;
     b->dirty = NULL;
-    b->cons = NULL;
+    b->cons_len = 0;
     b->n_cons = 0;
+    b->log_off = 0;
+    b->cons_logged = 0;
+    b->n_cons_logged = 0;
+    b->is_promised = false;
     b->saved_next_id = s->next_topic_id;
     b->saved_msg_max = s->msg_max_topic;
     b->saved_tidx_max = s->tidx_max_topic;
@@ -1809,8 +1847,6 @@ struct replay {
     struct store *s;
     struct store_topic **by_id; /* topics by id, for the arena's records */
     uint32_t cap;
-    struct store_kv *kv; /* one record's consumer records */
-    size_t kv_cap;
     uint64_t n_msgs;
 };
 
@@ -1850,8 +1886,13 @@ static int replay_topics(struct replay *rp, struct store_batch *b, const unsigne
             return FERRY_ESTORAGE;
         }
         uint32_t h = name_hash(name, len);
-        if (topic_find(s, name, len, h) != NULL) {
-            return FERRY_ESTORAGE;
+        struct store_topic *have = topic_find(s, name, len, h);
+        if (have != NULL) {
+            if (have->id != id) {
+                return FERRY_ESTORAGE;
+            }
+            p += 6 + len; /* logged again after a checkpoint (batch_relog) */
+            continue;
         }
         struct store_topic *t = topic_alloc(name, len, h, id);
         if (t == NULL || topic_insert(s, t) != 0 || replay_index(rp, t) != 0) {
@@ -1883,8 +1924,12 @@ static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned 
         size_t need = rec_size(h.val_len);
         struct store_topic *t = h.topic_id < rp->cap ? rp->by_id[h.topic_id] : NULL;
         if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL ||
-            h.seq != t->pend.last_seq + 1) {
+            h.seq > t->pend.last_seq + 1) {
             return FERRY_ESTORAGE;
+        }
+        if (h.seq <= t->pend.last_seq) {
+            off += need; /* logged again after a checkpoint (batch_relog) */
+            continue;
         }
         int rc = arena_reserve(b, need);
         if (rc != 0) {
@@ -1905,39 +1950,21 @@ static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned 
     return 0;
 }
 
-/* The consumer records, pointing into the record (valid until the commit). */
-static int replay_cons(struct replay *rp, struct store_batch *b, const unsigned char *p,
-                       const unsigned char *end, uint32_t n)
+/* The consumer records (consumers_write() checks them at the commit). */
+static int replay_cons(struct store_batch *b, const unsigned char *p, size_t len, uint32_t n)
 {
-    if (n > rp->kv_cap) {
-        struct store_kv *v = realloc(rp->kv, (size_t)n * sizeof(*v));
+    if (len > b->cons_cap) {
+        unsigned char *v = realloc(b->cons_buf, len);
         if (v == NULL) {
             return -ENOMEM;
         }
-        rp->kv = v;
-        rp->kv_cap = n;
+        b->cons_buf = v;
+        b->cons_cap = len;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        if (end - p < 8) {
-            return FERRY_ESTORAGE;
-        }
-        uint32_t kl = get_le32(p);
-        uint32_t vl = get_le32(p + 4);
-        size_t vbytes = vl == LOG_DELETE ? 0 : vl;
-        if ((size_t)(end - p - 8) < (size_t)kl + vbytes) {
-            return FERRY_ESTORAGE;
-        }
-        struct store_kv *kv = &rp->kv[i];
-        kv->key = (const char *)p + 8;
-        kv->key_len = kl;
-        kv->value = vl == LOG_DELETE ? NULL : (const char *)p + 8 + kl;
-        kv->value_len = vbytes;
-        p += 8 + kl + vbytes;
-    }
-    if (p != end) {
-        return FERRY_ESTORAGE;
-    }
-    return store_batch_put_consumers(b, rp->kv, n) == 0 ? 0 : FERRY_ESTORAGE;
+    memcpy(b->cons_buf, p, len);
+    b->cons_len = len;
+    b->n_cons = n;
+    return 0;
 }
 
 /* One WAL_BATCH record: redo its batch (committed without a record). */
@@ -1968,7 +1995,7 @@ static int replay_batch(void *ctx, const unsigned char *p, size_t len)
         rc = replay_msgs(rp, b, q, (size_t)arena_len);
     }
     if (rc == 0) {
-        rc = replay_cons(rp, b, q + arena_len, end, n_cons);
+        rc = replay_cons(b, q + arena_len, (size_t)cons_len, n_cons);
     }
     if (rc != 0) {
         store_batch_abort(b);
@@ -1998,7 +2025,6 @@ static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len)
         rc = wal_replay(s->wal, gen, replay_batch, &rp, &n_records, &last_gen);
     }
     free(rp.by_id);
-    free(rp.kv);
     s->n_replayed = n_records;
     if (rc != 0) {
         err_set(
@@ -2051,8 +2077,13 @@ static void batch_release(struct store_batch *b)
         b->arena_cap = 0;
     }
     b->arena_len = 0;
-    b->cons = NULL;
+    b->cons_len = 0;
     b->n_cons = 0;
+    if (b->cons_cap > ARENA_KEEP) {
+        free(b->cons_buf);
+        b->cons_buf = NULL;
+        b->cons_cap = 0;
+    }
     b->is_open = false;
     pthread_mutex_unlock(&s->wlock);
 }
@@ -2080,19 +2111,31 @@ static int topic_records_put(struct store_batch *b)
     return 0;
 }
 
-/* Write (value) or delete (no value) consumer records in txn. */
-static int consumers_write(struct store *s, MDB_txn *txn, const struct store_kv *recs, size_t n)
+/* Write (value) or delete (LOG_DELETE) the consumer records of buf (the
+ * log's format: key_len u32, value_len u32, key, value) in txn, in order.
+ * Returns an MDB code, or MDB_CORRUPTED for a malformed buf. */
+static int consumers_write(struct store *s, MDB_txn *txn, const unsigned char *buf, size_t len)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        MDB_val k = {recs[i].key_len, (void *)recs[i].key};
-        if (recs[i].value == NULL) {
+    for (size_t off = 0; rc == 0 && off < len;) {
+        if (len - off < 8) {
+            return MDB_CORRUPTED;
+        }
+        uint32_t kl = get_le32(buf + off);
+        uint32_t vl = get_le32(buf + off + 4);
+        size_t vbytes = vl == LOG_DELETE ? 0 : vl;
+        if (kl == 0 || kl > STORE_CONSUMER_KEY_MAX || len - off - 8 < (size_t)kl + vbytes) {
+            return MDB_CORRUPTED;
+        }
+        MDB_val k = {kl, (void *)(buf + off + 8)};
+        if (vl == LOG_DELETE) {
             rc = mdb_del(txn, s->dbi_consumers, &k, NULL);
             rc = rc == MDB_NOTFOUND ? 0 : rc;
         } else {
-            MDB_val v = {recs[i].value_len, (void *)recs[i].value};
+            MDB_val v = {vl, (void *)(buf + off + 8 + kl)};
             rc = mdb_put(txn, s->dbi_consumers, &k, &v, 0);
         }
+        off += 8 + kl + vbytes;
     }
     return rc;
 }
@@ -2113,19 +2156,58 @@ static int consumer_keys_check(const struct store_kv *recs, size_t n)
 int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs, size_t n)
 {
     int rc = consumer_keys_check(recs, n);
-    if (rc == 0) {
-        b->cons = recs;
-        b->n_cons = n;
+    if (rc != 0) {
+        return rc;
     }
-    return rc;
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].value && recs[i].value_len >= LOG_DELETE) {
+            return FERRY_EINVAL;
+        }
+        need += 8 + recs[i].key_len + (recs[i].value ? recs[i].value_len : 0);
+    }
+    if (b->cons_len + need > b->cons_cap) {
+        size_t cap = b->cons_cap ? b->cons_cap : 4096;
+        while (cap < b->cons_len + need) {
+            cap *= 2;
+        }
+        unsigned char *p = realloc(b->cons_buf, cap);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->cons_buf = p;
+        b->cons_cap = cap;
+    }
+    unsigned char *p = b->cons_buf + b->cons_len;
+    for (size_t i = 0; i < n; i++) {
+        const struct store_kv *kv = &recs[i];
+        put_le32(p, (uint32_t)kv->key_len);
+        put_le32(p + 4, kv->value ? (uint32_t)kv->value_len : LOG_DELETE);
+        memcpy(p + 8, kv->key, kv->key_len);
+        p += 8 + kv->key_len;
+        if (kv->value && kv->value_len) {
+            memcpy(p, kv->value, kv->value_len);
+            p += kv->value_len;
+        }
+    }
+    b->cons_len += need;
+    b->n_cons += (uint32_t)n;
+    return 0;
 }
 
 /*
- * The batch's log record: n_topics u32 | n_cons u32 | arena_len u64 |
- * cons_len u64 | the topics it created { id u32, name_len u16, name } | its
- * arena (rec_hdr + value each, as rec_apply() takes them) | its consumer
- * records { key_len u32, value_len u32 (LOG_DELETE: delete), key, value }.
- * Host byte order inside the arena, like LMDB's own files.
+ * A batch's log records. A batch is logged in parts (store_batch_log(),
+ * then the rest at its commit); each record holds one part:
+ *   n_topics u32 | n_cons u32 | arena_len u64 | cons_len u64 |
+ *   the topics it creates { id u32, name_len u16, name } |
+ *   arena bytes (rec_hdr + value each, as rec_apply() takes them) |
+ *   consumer records (consumers_write()'s format).
+ * Host byte order inside the arena, like LMDB's own files. When a
+ * checkpoint starts while a batch is open, the part already logged is
+ * written again into the new generation (batch_relog()): the checkpoint's
+ * snapshot does not hold the open batch, and replay must find all of it.
+ * Replay skips what it already applied (a sequence at or below the
+ * topic's last, a topic that exists with the same id).
  */
 static int wal_buf_reserve(struct store *s, size_t n)
 {
@@ -2141,78 +2223,131 @@ static int wal_buf_reserve(struct store *s, size_t n)
     return 0;
 }
 
-/* Write the batch's record to the log (and sync it under sync always)
- * before its LMDB commit. A record too large for the log marks the batch
- * is_unlogged instead. Returns 0, -ENOMEM, or FERRY_ESTORAGE. */
-static int batch_log(struct store_batch *b)
+/* The record of arena [a0, a1) and cons_buf [c0, c1) (n_cons records),
+ * with the new topics whose is_logged equals is_relog. Written, not
+ * synced. Returns 0, or a negative errno (nothing usable written). */
+static int log_part(struct store_batch *b, size_t a0, size_t a1, size_t c0, size_t c1,
+                    uint32_t n_cons, bool is_relog)
 {
     struct store *s = b->s;
     size_t tl = 0;
     uint32_t n_topics = 0;
     for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
-        if (t->is_new) {
+        if (t->is_new && t->is_logged == is_relog) {
             tl += 6 + (size_t)t->name_len;
             n_topics++;
         }
     }
-    size_t cl = 0;
-    for (size_t i = 0; i < b->n_cons; i++) {
-        cl += 8 + b->cons[i].key_len + (b->cons[i].value ? b->cons[i].value_len : 0);
-    }
     size_t head = LOG_HEAD + tl;
-    size_t total = head + b->arena_len + cl;
-    if (total > wal_max_payload(s->wal)) {
-        b->is_unlogged = true;
-        return 0;
-    }
-    if (!wal_fits(s->wal, total)) {
-        int rc = ckpt_begin(s); /* a fresh generation, in the other half */
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    if (wal_buf_reserve(s, head + cl) < 0) {
+    if (wal_buf_reserve(s, head) < 0) {
         return -ENOMEM;
     }
     unsigned char *p = s->wal_buf;
     put_le32(p, n_topics);
-    put_le32(p + 4, (uint32_t)b->n_cons);
-    put_le64(p + 8, b->arena_len);
-    put_le64(p + 16, cl);
+    put_le32(p + 4, n_cons);
+    put_le64(p + 8, a1 - a0);
+    put_le64(p + 16, c1 - c0);
     p += LOG_HEAD;
     for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
-        if (t->is_new) {
+        if (t->is_new && t->is_logged == is_relog) {
             put_le32(p, t->id);
             put_le16(p + 4, t->name_len);
             memcpy(p + 6, t->name, t->name_len);
             p += 6 + t->name_len;
+            t->is_logged = true;
         }
     }
-    for (size_t i = 0; i < b->n_cons; i++) {
-        const struct store_kv *kv = &b->cons[i];
-        put_le32(p, (uint32_t)kv->key_len);
-        put_le32(p + 4, kv->value ? (uint32_t)kv->value_len : LOG_DELETE);
-        memcpy(p + 8, kv->key, kv->key_len);
-        p += 8 + kv->key_len;
-        if (kv->value && kv->value_len) {
-            memcpy(p, kv->value, kv->value_len);
-            p += kv->value_len;
-        }
+    struct iovec v[3] = {{s->wal_buf, head}, {b->arena + a0, a1 - a0}, {b->cons_buf + c0, c1 - c0}};
+    return wal_append(s->wal, WAL_BATCH, v, 3);
+}
+
+static int log_sync(struct store *s, bool is_forced)
+{
+    if (s->sync_mode != STORE_SYNC_ALWAYS && !is_forced) {
+        return 0;
     }
-    struct iovec v[3] = {{s->wal_buf, head}, {b->arena, b->arena_len}, {s->wal_buf + head, cl}};
-    int rc = wal_append(s->wal, WAL_BATCH, v, 3);
-    if (rc == 0 && s->sync_mode == STORE_SYNC_ALWAYS) {
-        rc = wal_sync(s->wal);
+    int rc = wal_sync(s->wal);
+    if (rc < 0) {
+        wal_void_last(s->wal); /* not acked: best not replayed either */
+    }
+    return rc;
+}
+
+/* A checkpoint started (new generation) while b is open: log again, and
+ * sync, what b had logged in the old one. 0 or FERRY_ESTORAGE. */
+static int batch_relog(struct store_batch *b)
+{
+    struct store *s = b->s;
+    if (!b->is_logged || b->logged_gen == s->gen) {
+        return 0;
+    }
+    int rc = log_part(b, 0, b->log_off, 0, b->cons_logged, b->n_cons_logged, true);
+    if (rc == 0) {
+        rc = log_sync(s, true);
+    }
+    if (rc < 0) {
+        return store_fail(s, -rc);
+    }
+    b->logged_gen = s->gen;
+    return 0;
+}
+
+/*
+ * Log what b holds beyond its last record (and sync it under sync always):
+ * from now on it is durable, whatever becomes of this process. A part too
+ * large for the log marks the batch is_unlogged instead (its commit then
+ * checkpoints). Returns 0 or FERRY_ESTORAGE (fail-stopped).
+ */
+static int batch_log(struct store_batch *b)
+{
+    struct store *s = b->s;
+    if (b->is_unlogged || (b->log_off == b->arena_len && b->cons_logged == b->cons_len)) {
+        return 0;
+    }
+    size_t total =
+        LOG_HEAD + LOG_SLACK + (b->arena_len - b->log_off) + (b->cons_len - b->cons_logged);
+    if (b->is_logged) {
+        total += b->log_off + b->cons_logged; /* a relog may have to precede it */
+    }
+    if (total > wal_max_payload(s->wal)) {
+        if (b->is_logged) {
+            return store_fail(s, EFBIG); /* cannot happen: appends keep batches below */
+        }
+        b->is_unlogged = true;
+        return 0;
+    }
+    if (!wal_fits(s->wal, total - LOG_SLACK)) {
+        int rc = ckpt_begin(s); /* a fresh generation, in the other half; relogs b */
         if (rc < 0) {
-            wal_void_last(s->wal); /* not acked: best not replayed either */
+            return rc;
         }
+    }
+    int rc = log_part(b, b->log_off, b->arena_len, b->cons_logged, b->cons_len,
+                      b->n_cons - b->n_cons_logged, false);
+    if (rc == 0) {
+        rc = log_sync(s, false);
     }
     if (rc < 0) {
         return store_fail(s, -rc); /* never retry a failed write or sync */
     }
+    b->log_off = b->arena_len;
+    b->cons_logged = b->cons_len;
+    b->n_cons_logged = b->n_cons;
     b->is_logged = true;
     b->logged_gen = s->gen;
     return 0;
+}
+
+int store_batch_log(struct store_batch *b)
+{
+    if (b->broken_rc != 0) {
+        return b->broken_rc;
+    }
+    int rc = batch_log(b);
+    if (rc == 0 && !b->is_unlogged) {
+        b->is_promised = true;
+    }
+    return rc != 0 ? rc : b->is_unlogged ? 1 : 0;
 }
 
 int store_batch_commit(struct store_batch *b)
@@ -2234,10 +2369,9 @@ int store_batch_commit(struct store_batch *b)
     for (;;) {
         int rc = b->txn != NULL ? topic_records_put(b) : MDB_BAD_TXN;
         if (rc == 0) {
-            rc = consumers_write(s, b->txn, b->cons, b->n_cons);
+            rc = consumers_write(s, b->txn, b->cons_buf, b->cons_len);
         }
-        if (rc == 0 && !b->is_replay && !b->is_unlogged &&
-            (!b->is_logged || b->logged_gen != s->gen)) {
+        if (rc == 0 && !b->is_replay) {
             int lrc = batch_log(b);
             if (lrc < 0) {
                 ret = lrc;
@@ -2266,7 +2400,11 @@ int store_batch_commit(struct store_batch *b)
             wtxn_abort(s, b->txn);
             b->txn = NULL;
         }
-        if (is_full_error(rc)) {
+        if (b->is_promised) {
+            /* Parts of it were acked as durable: they are in the log, and
+             * a restart replays them. Nothing else may be stored first. */
+            ret = atomic_load(&s->is_failed) ? FERRY_ESTORAGE : store_fail(s, rc);
+        } else if (is_full_error(rc)) {
             /* Disk full (from pwrite, or from fdatasync on filesystems
              * that allocate late). The meta page was not written, so the
              * pages of this txn are referenced by nothing; LMDB hands the
@@ -2292,6 +2430,7 @@ int store_batch_commit(struct store_batch *b)
             atomic_fetch_add(&s->n_topics, 1);
         }
         t->is_new = false;
+        t->is_logged = false;
         t->is_dirty = false;
         t->dnext = NULL;
         t = next;
@@ -2315,9 +2454,10 @@ out_rollback:
         wtxn_abort(s, b->txn);
         b->txn = NULL;
     }
-    if (b->is_logged && b->logged_gen == s->gen && !atomic_load(&s->is_failed)) {
-        /* Its record is in the log but the batch is not stored: a
-         * checkpoint ends that generation, so it is never replayed. */
+    if (b->is_logged && !b->is_promised && !atomic_load(&s->is_failed)) {
+        /* Its records are in the log but the batch is not stored: a
+         * checkpoint ends that generation, so they are never replayed. */
+        b->is_logged = false; /* nothing to log again into the next one */
         (void)ckpt_sync(s);
     }
     batch_rollback(b);

@@ -282,14 +282,25 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
 
 /*
  * Durable consumer records to write (value) or delete (value NULL) in the
- * batch's transaction, at its commit: they are stored exactly when its
- * messages are (a dead letter and the consumer state that lets it go).
- * recs stays the caller's and must live until store_batch_commit() or
- * store_batch_abort() returns; a second call replaces the first. A batch
- * with consumer records and no message still commits. Returns 0 or
- * FERRY_EINVAL (a key empty or above STORE_CONSUMER_KEY_MAX).
+ * batch, applied in order at its commit: they are stored exactly when its
+ * messages are (a dead letter and the consumer state that lets it go). The
+ * records are copied; a later call adds to the earlier ones (a later record
+ * of a key wins). A batch with consumer records and no message still
+ * commits. Returns 0, -ENOMEM, or FERRY_EINVAL (a key empty or above
+ * STORE_CONSUMER_KEY_MAX).
  */
 int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs, size_t n);
+
+/*
+ * Make everything appended and put so far durable without ending the batch:
+ * its part of the write-ahead log is written (and synced under sync
+ * always). After 0, those appends may be acknowledged: they are stored
+ * whatever happens next (a commit that then fails fail-stops the store, and
+ * the next open replays them). Readers do not see them before the commit.
+ * Returns 0, 1 (too large for the log: nothing promised, the commit will
+ * make it durable with a checkpoint), or FERRY_ESTORAGE (fail-stop).
+ */
+int store_batch_log(struct store_batch *b);
 
 /* Messages appended so far in this batch (successful appends only). */
 size_t store_batch_count(const struct store_batch *b);

@@ -2,11 +2,19 @@
  * writer.c - drain, append, commit, then ack and hand over.
  *
  * One round: take everything queued (up to WRITER_TAKE items), append every
- * stored publication of those batches to one store batch, commit, then post
- * the PubAcks (per IO thread, one mailbox operation each) and the committed
- * batches to the workers. The size of a commit is whatever queued while the
- * previous one was syncing, so one message alone is committed at once and a
- * busy broker pays one sync for thousands of messages.
+ * stored publication of those batches to the open store batch, log it (the
+ * store's write-ahead log: one sequential sync), then post the PubAcks (per
+ * IO thread, one mailbox operation each). The size of a group commit is
+ * whatever queued while the previous one was syncing, so one message alone
+ * is acked at once and a busy broker pays one sync for thousands.
+ *
+ * The store batch itself (an LMDB transaction, no sync) is committed when
+ * the mailbox is empty after a round, or COMMIT_EVERY_US after it began:
+ * only then can readers see its messages, so only then do they go to the
+ * workers for routing (a routed message is always readable from the store,
+ * which the catch-up seam relies on: io_thread.c). Under load one LMDB
+ * commit thus covers several group commits: LMDB copies about ten pages
+ * per commit, however small, and fewer commits write far less.
  *
  * Order: the writer appends in the order its mailbox delivers, which is each
  * IO thread's order of reading; a topic's sequence numbers follow that order,
@@ -28,12 +36,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WRITER_TAKE 64             /* mailbox items (batches of up to 64 KiB) per commit */
 #define CONS_RELEASE_GRACE_MS 2000 /* a durable nobody held this long leaves memory */
 #define CONS_RELEASE_EVERY_MS 500  /* how often the registry is looked over for them */
 #define MAX_HEADERS 64             /* as io_thread.c accepts */
+#define COMMIT_EVERY_US 300        /* a busy writer's LMDB commits at least this often */
 
 struct outbox {
     struct rmsg *m;
@@ -47,8 +57,11 @@ struct writer {
     struct mbox in; /* IO threads -> writer */
     /* Everything below: the writer thread only. */
     struct store_batch *b;     /* open store batch, or NULL */
-    struct pub_rec **appended; /* records appended to b, in order */
+    uint64_t b_began_us;       /* when b was opened (monotonic) */
+    struct pub_rec **appended; /* records appended to b and not answered yet, in order */
     uint32_t n_appended, appended_cap;
+    struct pub_batch **fwd; /* batches taken since b opened: routed once b commits */
+    uint32_t n_fwd, fwd_cap;
     struct outbox *out; /* per IO thread: acks */
     uint8_t *touched;   /* per worker: scratch for one batch */
     struct store_kv hdr[MAX_HEADERS];
@@ -63,6 +76,13 @@ struct writer {
     struct rmsg *held;      /* R_PONGs waiting for consumer state to be saved */
     uint32_t n_held, held_cap;
 };
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static int outbox_push(struct outbox *o, const struct rmsg *m)
 {
@@ -244,8 +264,8 @@ static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct sto
     return 0;
 }
 
-/* Commit the open batch; answer every record appended to it. */
 static int begin(struct writer *w);
+static void forward(struct writer *w, struct pub_batch *b);
 
 /* Note a failed save of durable consumer state once, and retry it soon. */
 static void cons_unsaved(struct writer *w, int rc)
@@ -256,14 +276,69 @@ static void cons_unsaved(struct writer *w, int rc)
     w->is_cons_unsaved = 1;
 }
 
+/* Answer every record appended and not answered yet: stored (rc 0, each
+ * with its sequence) or refused with rc. */
+static void answer_appended(struct writer *w, int rc)
+{
+    struct cons_reg *reg = w->srv->consumers;
+    for (uint32_t i = 0; i < w->n_appended; i++) {
+        struct pub_rec *r = w->appended[i];
+        if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && reg != NULL) {
+            cons_dlq_done(reg, CONN_REF_GEN(r->conn_ref), r->pub_id, rc == 0);
+        }
+        if (rc == 0) {
+            pub_seq_put((uint8_t *)r + r->body_off + r->body_len, r->seq);
+            answer(w, r, 0);
+        } else {
+            r->seq = 0;
+            answer(w, r, wire_code(rc));
+        }
+    }
+    if (rc != 0 && w->n_appended > 0) {
+        log_warn("store: a commit of %u messages was refused: %s", w->n_appended,
+                 server_strerror(rc));
+    }
+    w->n_appended = 0;
+}
+
+/* Commit the open store batch (LMDB), then hand its publications to the
+ * workers and tell the IO threads. What is not answered yet is answered
+ * with the commit's result. */
+static int commit_store(struct writer *w)
+{
+    struct server *s = w->srv;
+    int rc = 0;
+    if (w->b != NULL) {
+        rc = store_batch_commit(w->b);
+        w->b = NULL;
+        if (rc == FERRY_ESTORAGE) {
+            fail_stop(w, rc, "a commit");
+        }
+    }
+    answer_appended(w, rc);
+    for (uint32_t i = 0; i < w->n_fwd; i++) {
+        forward(w, w->fwd[i]);
+    }
+    w->n_fwd = 0;
+    /* Routed: a Subscribe waiting behind them may go on (io_thread.c,
+     * sub_must_wait). */
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        if (w->has_serial[i]) {
+            w->has_serial[i] = 0;
+            iot_committed(s->iots[i], w->serial[i]);
+        }
+    }
+    return rc;
+}
+
 /*
- * Commit the open batch together with the state of every durable consumer
- * changed since the last commit (consumer.h, PERSISTENCE): one transaction,
- * one sync. With no message but dirty consumers, a batch is opened for them.
- * A dead letter and the consumer state that lets its message go are in the
- * same transaction: both stored or neither.
+ * Group commit: put the state of every durable consumer changed since the
+ * last one (consumer.h, PERSISTENCE) into the open batch, make the batch
+ * durable (store_batch_log: one sync), and answer its publications. With no
+ * message but dirty consumers, a batch is opened for them. A batch too
+ * large for the log is committed here instead (commit_store).
  */
-static void commit(struct writer *w)
+static void group_commit(struct writer *w)
 {
     struct cons_reg *reg = w->srv->consumers;
     struct cons_save sv = {0};
@@ -286,13 +361,20 @@ static void commit(struct writer *w)
     if (w->b == NULL) {
         return;
     }
-    if (sv.n > 0) {
-        store_batch_put_consumers(w->b, sv.recs, sv.n);
+    int rc = sv.n > 0 ? store_batch_put_consumers(w->b, sv.recs, sv.n) : 0;
+    if (rc < 0) {
+        cons_reg_save_end(reg, &sv, rc);
+        cons_unsaved(w, rc);
+        sv.n = 0;
     }
-    int rc = store_batch_commit(w->b);
-    w->b = NULL;
+    rc = store_batch_log(w->b);
     if (rc == FERRY_ESTORAGE) {
-        fail_stop(w, rc, "a commit");
+        fail_stop(w, rc, "a write to the log");
+    }
+    if (rc == 1) {
+        rc = commit_store(w); /* too large for the log: a checkpointed commit */
+    } else {
+        answer_appended(w, 0);
     }
     if (sv.n > 0) {
         cons_reg_save_end(reg, &sv, rc);
@@ -302,24 +384,13 @@ static void commit(struct writer *w)
             w->is_cons_unsaved = 0;
         }
     }
-    if (rc < 0) {
-        log_warn("store: a commit of %u messages was refused: %s", w->n_appended,
-                 server_strerror(rc));
-    }
-    for (uint32_t i = 0; i < w->n_appended; i++) {
-        struct pub_rec *r = w->appended[i];
-        if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && reg != NULL) {
-            cons_dlq_done(reg, CONN_REF_GEN(r->conn_ref), r->pub_id, rc == 0);
-        }
-        if (rc == 0) {
-            pub_seq_put((uint8_t *)r + r->body_off + r->body_len, r->seq);
-            answer(w, r, 0);
-        } else {
-            r->seq = 0;
-            answer(w, r, wire_code(rc));
-        }
-    }
-    w->n_appended = 0;
+}
+
+/* Close the open batch: log what is new in it, then commit it. */
+static void commit(struct writer *w)
+{
+    group_commit(w);
+    commit_store(w);
 }
 
 static int begin(struct writer *w)
@@ -331,6 +402,7 @@ static int begin(struct writer *w)
     if (rc == FERRY_ESTORAGE) {
         fail_stop(w, rc, "the start of a batch");
     }
+    w->b_began_us = now_us();
     return rc;
 }
 
@@ -497,12 +569,27 @@ static void purge(struct writer *w, struct purge_req *q)
     free(q);
 }
 
+/* Room for one more batch in w->fwd: 1, or 0 when memory is short. */
+static int fwd_reserve(struct writer *w)
+{
+    if (w->n_fwd < w->fwd_cap) {
+        return 1;
+    }
+    uint32_t cap = w->fwd_cap ? w->fwd_cap * 2 : 64;
+    struct pub_batch **v = realloc(w->fwd, cap * sizeof(*v));
+    if (v == NULL) {
+        return 0;
+    }
+    w->fwd = v;
+    w->fwd_cap = cap;
+    return 1;
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     struct server *s = w->srv;
     static _Thread_local struct wmsg items[WRITER_TAKE];
-    struct pub_batch *done[WRITER_TAKE];
     int is_interval = s->cfg.sync_mode == STORE_SYNC_INTERVAL;
     int running = 1;
     w->next_sync = now_ms() + s->cfg.sync_interval_ms;
@@ -523,6 +610,7 @@ static void *writer_main(void *arg)
         }
         mbox_wait(&w->in, timeout);
         if (is_interval && now_ms() >= w->next_sync) {
+            commit(w); /* store_sync() takes the writer's lock: no batch open */
             int rc = store_sync(s->store);
             if (rc < 0) {
                 fail_stop(w, rc, "a periodic sync");
@@ -531,14 +619,14 @@ static void *writer_main(void *arg)
         }
         int was_refused = 0;
         uint32_t n = mbox_take(&w->in, items, WRITER_TAKE, &was_refused);
-        /* Durable consumer state is saved by every commit below (commit()),
-         * so an Ack handled before the publications just taken were posted
-         * is stored no later than they are, and before their PubAcks. */
-        uint32_t n_done = 0;
+        /* Durable consumer state is saved by every group commit below, so
+         * an Ack handled before the publications just taken were posted is
+         * stored no later than they are, and before their PubAcks. */
         for (uint32_t i = 0; i < n; i++) {
             struct wmsg *m = &items[i];
             if (m->kind == W_PUB_BATCH) {
                 struct pub_batch *b = m->p;
+                int is_kept = fwd_reserve(w);
                 for (uint32_t off = 0; off < b->len;) {
                     struct pub_rec *r = (struct pub_rec *)(b->data + off);
                     append_one(w, r);
@@ -548,7 +636,12 @@ static void *writer_main(void *arg)
                     }
                     off += r->rec_len;
                 }
-                done[n_done++] = b;
+                if (is_kept) {
+                    w->fwd[w->n_fwd++] = b;
+                } else {
+                    commit(w); /* out of memory: route it right after its commit */
+                    forward(w, b);
+                }
                 continue;
             }
             if (m->kind == W_BARRIER) {
@@ -563,26 +656,25 @@ static void *writer_main(void *arg)
                 running = 0;
             }
         }
-        commit(w);
+        group_commit(w);
         if (!w->is_cons_unsaved) {
             barrier_release(w);
         }
         flush_answers(w);
-        for (uint32_t i = 0; i < n_done; i++) {
-            forward(w, done[i]);
-        }
-        /* Routed: a Subscribe waiting behind them may go on (io_thread.c,
-         * sub_must_wait). */
-        for (uint32_t i = 0; i < s->n_iot; i++) {
-            if (w->has_serial[i]) {
-                w->has_serial[i] = 0;
-                iot_committed(s->iots[i], w->serial[i]);
-            }
+        /* Idle, or the batch has been open long enough: commit it, so that
+         * readers see it and the workers route it. */
+        if (w->b == NULL || mbox_len(&w->in) == 0 || !running ||
+            now_us() - w->b_began_us >= COMMIT_EVERY_US) {
+            commit_store(w);
+            flush_answers(w);
         }
         if (was_refused) {
             for (uint32_t i = 0; i < s->n_iot; i++) {
                 mbox_wake(iot_mbox(s->iots[i]));
             }
+        }
+        if (w->b != NULL) {
+            continue; /* the rest wants no batch open (it may take the store's lock) */
         }
         /* Durables nobody holds, whose state is stored, leave memory (this
          * thread is the only one that frees them: consumer.h, THREADS). */
@@ -648,6 +740,7 @@ void writer_destroy(struct writer *w)
     free(w->serial);
     free(w->has_serial);
     free(w->appended);
+    free(w->fwd);
     retention_destroy(w->ret);
     mbox_deinit(&w->in);
     free(w);
