@@ -213,9 +213,14 @@ static int open_store(struct server *s)
     }
     struct store_stats st;
     store_stats(s->store, &st);
-    log_info("store %s: %llu topics, map %zu of at most %zu bytes, sync %s, opened in %llu ms%s",
+    char replayed[64] = "";
+    if (st.n_replayed > 0) {
+        snprintf(replayed, sizeof(replayed), " (replayed %llu log records)",
+                 (unsigned long long)st.n_replayed);
+    }
+    log_info("store %s: %llu topics, map %zu of at most %zu bytes, sync %s, opened in %llu ms%s%s",
              s->cfg.data_dir, (unsigned long long)st.n_topics, st.map_size, st.map_size_max,
-             sync_name(&s->cfg), (unsigned long long)(now_ms() - t0),
+             sync_name(&s->cfg), (unsigned long long)(now_ms() - t0), replayed,
              st.n_stale_readers ? " (cleared stale reader slots)" : "");
     return 0;
 }

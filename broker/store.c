@@ -44,6 +44,16 @@
  * the newest one) use MDB_APPEND and fill pages completely; appends to other
  * topics are ordinary puts (O(log n), pages split in halves).
  *
+ * Durability (store_wal.h). LMDB runs with MDB_NOSYNC. A batch is durable
+ * when its log record is (store_batch_log(), or its commit); it becomes
+ * visible to readers at its LMDB commit. Checkpoints (a thread of their
+ * own) make LMDB's pages durable and record the snapshot's meta pages; a
+ * pinned read transaction keeps that snapshot's pages from reuse until the
+ * next checkpoint is durable. store_open() writes the meta pages back and
+ * replays the log: the only writes not in the log (trims, and purges, which
+ * wait for a checkpoint before they answer) may be undone by a power cut,
+ * and a trim is simply done again.
+ *
  * Map resize. mdb_env_set_mapsize() needs every transaction of the process
  * ended. map_lock (writer-preferring rwlock) is held shared by every
  * transaction for its whole life and exclusively only around that call,
@@ -625,7 +635,10 @@ static int map_grow(struct store *s)
         }
         next = cur + step;
     }
-    /* Exclusive: no transaction of this process may be open during this. */
+    /* Exclusive: no transaction of this process may be open during this.
+     * The checkpoint pins (s->pin, s->pin_next) are the exception: read
+     * transactions that never read, so the remap cannot hurt them; LMDB
+     * checks only for a write transaction, and they must go on pinning. */
     pthread_rwlock_wrlock(&s->map_lock);
     int rc = mdb_env_set_mapsize(s->env, next);
     MDB_envinfo info;
@@ -1192,6 +1205,7 @@ static void store_free(struct store *s)
         free(s->htab);
     }
     free(s->batch.arena);
+    free(s->batch.cons_buf);
     free(s->ck_metas);
     free(s->wal_buf);
     wal_close(s->wal);
@@ -1961,7 +1975,9 @@ static int replay_cons(struct store_batch *b, const unsigned char *p, size_t len
         b->cons_buf = v;
         b->cons_cap = len;
     }
-    memcpy(b->cons_buf, p, len);
+    if (len > 0) {
+        memcpy(b->cons_buf, p, len);
+    }
     b->cons_len = len;
     b->n_cons = n;
     return 0;
@@ -2257,8 +2273,15 @@ static int log_part(struct store_batch *b, size_t a0, size_t a1, size_t c0, size
             t->is_logged = true;
         }
     }
-    struct iovec v[3] = {{s->wal_buf, head}, {b->arena + a0, a1 - a0}, {b->cons_buf + c0, c1 - c0}};
-    return wal_append(s->wal, WAL_BATCH, v, 3);
+    struct iovec v[3] = {{s->wal_buf, head}};
+    int n = 1;
+    if (a1 > a0) {
+        v[n++] = (struct iovec){b->arena + a0, a1 - a0};
+    }
+    if (c1 > c0) {
+        v[n++] = (struct iovec){b->cons_buf + c0, c1 - c0};
+    }
+    return wal_append(s->wal, WAL_BATCH, v, n);
 }
 
 static int log_sync(struct store *s, bool is_forced)
@@ -3136,6 +3159,8 @@ void store_stats(struct store *s, struct store_stats *st)
     st->n_batch_replays = atomic_load(&s->n_batch_replays);
     st->n_full_errors = atomic_load(&s->n_full_errors);
     st->n_open_reads = s->n_open_reads;
+    st->n_replayed = s->n_replayed;
+    st->n_checkpoints = atomic_load(&s->n_checkpoints);
     st->n_topics = atomic_load(&s->n_topics);
     st->n_stale_readers = s->n_stale_readers;
     st->map_size = atomic_load(&s->map_size);

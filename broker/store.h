@@ -10,7 +10,10 @@
  *   lmdb.h, and every MDB_* code is translated here into ferry's codes.
  *
  * ON DISK (format version 1; see store.c for the byte layouts)
- *   data.mdb, lock.mdb    the LMDB environment
+ *   data.mdb, lock.mdb    the LMDB environment, written without syncs
+ *   wal, checkpoint       the write-ahead log that makes commits durable
+ *                         with one sequential sync, and the last
+ *                         checkpoint (store_wal.h says how)
  *   named databases:
  *     "meta"       "format" -> magic "FERRYSTO", format version, created time
  *     "topics"     topic id (u32 BE) -> counters: first/last seq, message and
@@ -61,21 +64,23 @@
  *     caches topic counters in memory). store_verify() takes no such lock and
  *     may run next to a live broker (it reads one consistent snapshot).
  *
- * INTEGRATION (suggested)
+ * INTEGRATION (what writer.c does)
  *   Store writer thread, the single writer path:
- *     loop: wait for publishes from the workers' queues (bounded: e.g. up to
- *       1024 messages, or 200 us after the first one arrived);
- *       store_batch_begin(); store_batch_append() each one (sequence numbers
- *       come from the store, not from the workers; a per-message error
- *       nacks just that publish); store_batch_commit();
- *       0: send every PubAck with its seq, then hand (topic id, seq, msg) to
- *          the topic's worker for live fan-out, in append order;
- *       FERRY_ESTORAGEFULL: nack the batch "storage full" and go on;
- *       FERRY_ESTORAGE: nack the batch, log store_stats().fail_reason, and
- *          exit non-zero (fail-stop).
+ *     loop: take what the IO threads queued; store_batch_begin() if no
+ *       batch is open; store_batch_append() each publish (sequence numbers
+ *       come from the store; a per-message error nacks just that publish);
+ *       store_batch_log(): one log record, one sync under
+ *       STORE_SYNC_ALWAYS; 0: send every PubAck with its seq;
+ *       when idle (or the batch is old enough): store_batch_commit(), then
+ *          hand (topic id, seq, msg) to the topic's worker for live
+ *          fan-out, in append order (readers see a batch from its commit);
+ *       FERRY_ESTORAGEFULL: nack what was not logged yet and go on;
+ *       FERRY_ESTORAGE: log store_stats().fail_reason, and exit non-zero
+ *          (fail-stop: a restart replays what was logged).
  *     Under STORE_SYNC_INTERVAL the same thread calls store_sync() from a
- *     timer. Under STORE_SYNC_ALWAYS a commit costs about two fsyncs
- *     whatever the batch size, which is what group commit buys.
+ *     timer, with no batch open. A group commit costs one sequential sync
+ *     whatever its size, which is what group commit buys; LMDB's own pages
+ *     are made durable by checkpoints, off the writer's path.
  *   Catch-up readers (any thread): store_topic_info() for the start
  *     position (store_topic_seq_last_n(), store_seek_time(), first_seq),
  *     then store_read() chunks; see store_read() for the seam to live.
@@ -126,20 +131,17 @@ struct store_batch;
 #define STORE_FORMAT_VERSION 1
 
 enum store_sync_mode {
-    /* Every commit is fsynced (two syncs: data, then meta page) before
-     * store_batch_commit() returns. The environment is opened without
-     * MDB_NOSYNC, MDB_MAPASYNC and MDB_WRITEMAP. Survives power loss. */
+    /* Every batch's record in the write-ahead log is fsynced before
+     * store_batch_log() or store_batch_commit() returns: one sequential
+     * sync per group commit. Survives power loss. */
     STORE_SYNC_ALWAYS = 0,
-    /* Every commit syncs its data pages, then writes its meta page without
-     * syncing it (MDB_NOMETASYNC): LMDB's data-before-meta order holds, so
-     * a power cut never damages the store; it may lose the last commit
-     * (whose meta page the next commit's sync, or store_sync(), makes
-     * durable). The caller calls store_sync() every interval. Survives
-     * kill -9 of the broker. */
+    /* Log records are written, not synced; the caller calls store_sync()
+     * (which fsyncs the log) every interval. A power cut may lose what
+     * was committed since the last store_sync(). */
     STORE_SYNC_INTERVAL = 1,
-    /* Like INTERVAL without the periodic store_sync(): the last commit's
-     * meta page is durable with the next commit, or when the OS writes it
-     * back. */
+    /* Like INTERVAL without store_sync(): a power cut may lose what was
+     * committed since the last checkpoint, as far as the OS had not
+     * written the log back. */
     STORE_SYNC_NONE = 2,
 };
 
@@ -454,6 +456,8 @@ struct store_stats {
     uint64_t n_batch_replays; /* batches replayed after MDB_MAP_FULL */
     uint64_t n_full_errors;   /* appends/commits refused as storage full */
     uint64_t n_open_reads;    /* LMDB records read by store_open() */
+    uint64_t n_replayed;      /* log records replayed by store_open() (after a crash) */
+    uint64_t n_checkpoints;   /* checkpoints made durable since open */
     uint64_t n_topics;        /* topics known (committed) */
     int n_stale_readers;      /* reader slots cleared at open */
     size_t map_size;          /* current map size */

@@ -323,7 +323,9 @@ int wal_append(struct wal *w, uint32_t kind, const struct iovec *iov, int iovcnt
     put32(h + 4, crc);
     v[0].iov_base = h;
     v[0].iov_len = HDR_LEN;
-    memcpy(v + 1, iov, (size_t)iovcnt * sizeof(*iov));
+    if (iovcnt > 0) {
+        memcpy(v + 1, iov, (size_t)iovcnt * sizeof(*iov));
+    }
     int n = iovcnt + 1;
     if (pad8(len) != len) {
         v[n].iov_base = (void *)zeros;
