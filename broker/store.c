@@ -2345,10 +2345,15 @@ static int batch_log(struct store_batch *b)
             return rc;
         }
     }
+    uint64_t t0 = mono_us();
     int rc = log_part(b, b->log_off, b->arena_len, b->cons_logged, b->cons_len,
                       b->n_cons - b->n_cons_logged, false);
     if (rc == 0) {
         rc = log_sync(s, false);
+    }
+    if (rc == 0) {
+        atomic_fetch_add(&s->n_commits, 1); /* a group commit: one record */
+        lat_add(s->commit_hist, mono_us() - t0);
     }
     if (rc < 0) {
         return store_fail(s, -rc); /* never retry a failed write or sync */
@@ -2405,7 +2410,6 @@ int store_batch_commit(struct store_batch *b)
             rc = wtxn_commit(s, b->txn);
             b->txn = NULL;
             if (rc == 0) {
-                lat_add(s->commit_hist, mono_us() - t0);
                 break;
             }
         }
@@ -2459,13 +2463,14 @@ int store_batch_commit(struct store_batch *b)
         t = next;
     }
     b->dirty = NULL;
-    atomic_fetch_add(&s->n_commits, 1);
     atomic_fetch_add(&s->n_appends, b->n_msgs);
     if (b->is_unlogged) {
         /* Not in the log: durable once a checkpoint holds it. Readers may
          * see it meanwhile (a few ms); only a batch larger than the log
          * takes this way. */
         ret = ckpt_sync(s);
+        atomic_fetch_add(&s->n_commits, 1);
+        lat_add(s->commit_hist, mono_us() - t0);
     } else if (!b->is_replay) {
         (void)ckpt_maybe(s); /* a failure fail-stops; this batch is logged */
     }

@@ -446,9 +446,10 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
 #define STORE_LAT_BUCKETS 128
 
 struct store_stats {
-    uint64_t n_commits; /* successful batch commits */
-    /* Time in mdb_txn_commit of each successful batch commit: writing its
-     * pages and, under sync always, both syncs. */
+    uint64_t n_commits; /* group commits: log records written (and batches
+                         * too large for the log, committed with a checkpoint) */
+    /* Time to write each group commit's log record and, under sync always,
+     * sync it: what a PubAck waits for in the store. */
     uint64_t commit_hist[STORE_LAT_BUCKETS];
     uint64_t n_appends;       /* messages committed */
     uint64_t n_crc_errors;    /* corrupt messages met by readers */
