@@ -62,6 +62,7 @@
 #include "store.h"
 
 #include "crc32c.h"
+#include "store_bytes.h"
 #include "store_wal.h"
 
 #include <dirent.h>
@@ -261,72 +262,7 @@ struct store {
     int n_stale_readers;   /* written by open only */
 };
 
-/* ---- byte helpers ------------------------------------------------------ */
-
-static void put_le16(unsigned char *p, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(p, &v, 2);
-}
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    v = htobe32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put_be64(unsigned char *p, uint64_t v)
-{
-    v = htobe64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint16_t get_le16(const unsigned char *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return le16toh(v);
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return be32toh(v);
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return be64toh(v);
-}
+/* ---- time keys --------------------------------------------------------- */
 
 static uint64_t time_bias(int64_t t)
 {

@@ -5,6 +5,7 @@
 #include "store_wal.h"
 
 #include "crc32c.h"
+#include "store_bytes.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -43,32 +44,6 @@ struct wal {
 static size_t pad8(size_t n)
 {
     return (n + 7u) & ~(size_t)7u;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
 }
 
 static void say(char *err, size_t err_len, const char *fmt, ...)
@@ -292,12 +267,12 @@ int wal_fits(const struct wal *w, size_t len)
 static void hdr_make(unsigned char h[HDR_LEN], uint64_t gen, uint32_t idx, uint32_t len,
                      uint32_t kind)
 {
-    put32(h, WAL_MAGIC);
-    put64(h + 8, gen);
-    put32(h + 16, idx);
-    put32(h + 20, len);
-    put32(h + 24, kind);
-    put32(h + 28, 0);
+    put_le32(h, WAL_MAGIC);
+    put_le64(h + 8, gen);
+    put_le32(h + 16, idx);
+    put_le32(h + 20, len);
+    put_le32(h + 24, kind);
+    put_le32(h + 28, 0);
 }
 
 int wal_append(struct wal *w, uint32_t kind, const struct iovec *iov, int iovcnt)
@@ -320,7 +295,7 @@ int wal_append(struct wal *w, uint32_t kind, const struct iovec *iov, int iovcnt
     for (int i = 0; i < iovcnt; i++) {
         crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
     }
-    put32(h + 4, crc);
+    put_le32(h + 4, crc);
     v[0].iov_base = h;
     v[0].iov_len = HDR_LEN;
     if (iovcnt > 0) {
@@ -398,10 +373,10 @@ int wal_ckpt_write(struct wal *w, uint64_t gen, const void *metas, size_t len)
         return -EINVAL;
     }
     unsigned char h[CKPT_HDR_LEN] = {0};
-    put32(h, CKPT_MAGIC);
-    put64(h + 8, gen);
-    put32(h + 16, (uint32_t)len);
-    put32(h + 4, crc32c(crc32c(0, h + 8, CKPT_HDR_LEN - 8), metas, len));
+    put_le32(h, CKPT_MAGIC);
+    put_le64(h + 8, gen);
+    put_le32(h + 16, (uint32_t)len);
+    put_le32(h + 4, crc32c(crc32c(0, h + 8, CKPT_HDR_LEN - 8), metas, len));
     struct iovec v[2] = {{h, CKPT_HDR_LEN}, {(void *)metas, len}};
     off_t at = (off_t)((gen % 2) * w->slot);
     ssize_t n = pwritev(w->ckpt_fd, v, 2, at);
@@ -423,8 +398,8 @@ static int ckpt_slot(struct wal *w, int i, uint64_t *gen, unsigned char **metas,
     if (rc < 0) {
         return rc == -ENODATA ? -ENOENT : rc;
     }
-    uint32_t n = get32(h + 16);
-    if (get32(h) != CKPT_MAGIC || n == 0 || n > CKPT_META_MAX) {
+    uint32_t n = get_le32(h + 16);
+    if (get_le32(h) != CKPT_MAGIC || n == 0 || n > CKPT_META_MAX) {
         return -ENOENT;
     }
     unsigned char *m = malloc(n);
@@ -432,12 +407,12 @@ static int ckpt_slot(struct wal *w, int i, uint64_t *gen, unsigned char **metas,
         return -ENOMEM;
     }
     rc = pread_all(w->ckpt_fd, m, n, at + CKPT_HDR_LEN);
-    if (rc < 0 || crc32c(crc32c(0, h + 8, CKPT_HDR_LEN - 8), m, n) != get32(h + 4) ||
-        get64(h + 8) % 2 != (uint64_t)i) {
+    if (rc < 0 || crc32c(crc32c(0, h + 8, CKPT_HDR_LEN - 8), m, n) != get_le32(h + 4) ||
+        get_le64(h + 8) % 2 != (uint64_t)i) {
         free(m);
         return rc < 0 && rc != -ENODATA ? rc : -ENOENT;
     }
-    *gen = get64(h + 8);
+    *gen = get_le64(h + 8);
     *metas = m;
     *len = n;
     return 0;
@@ -483,8 +458,8 @@ static int rec_read(struct wal *w, uint64_t gen, uint32_t idx, size_t off, unsig
     if (rc < 0) {
         return rc == -ENODATA ? 0 : rc;
     }
-    uint32_t n = get32(h + 20);
-    if (get32(h) != WAL_MAGIC || get64(h + 8) != gen || get32(h + 16) != idx ||
+    uint32_t n = get_le32(h + 20);
+    if (get_le32(h) != WAL_MAGIC || get_le64(h + 8) != gen || get_le32(h + 16) != idx ||
         off + HDR_LEN + pad8(n) > w->half) {
         return 0;
     }
@@ -500,10 +475,10 @@ static int rec_read(struct wal *w, uint64_t gen, uint32_t idx, size_t off, unsig
     if (rc < 0) {
         return rc == -ENODATA ? 0 : rc;
     }
-    if (crc32c(crc32c(0, h + 8, HDR_LEN - 8), *buf, n) != get32(h + 4)) {
+    if (crc32c(crc32c(0, h + 8, HDR_LEN - 8), *buf, n) != get_le32(h + 4)) {
         return 0; /* torn */
     }
-    *kind = get32(h + 24);
+    *kind = get_le32(h + 24);
     *len = n;
     return 1;
 }
