@@ -9,12 +9,14 @@
  * is acked at once and a busy broker pays one sync for thousands.
  *
  * The store batch itself (an LMDB transaction, no sync) is committed when
- * the mailbox is empty after a round, or COMMIT_EVERY_US after it began:
- * only then can readers see its messages, so only then do they go to the
- * workers for routing (a routed message is always readable from the store,
- * which the catch-up seam relies on: io_thread.c). Under load one LMDB
- * commit thus covers several group commits: LMDB copies about ten pages
- * per commit, however small, and fewer commits write far less.
+ * the mailbox is empty after a round (before that round's acks go out), or
+ * COMMIT_EVERY_US after it began: only then can readers see its messages,
+ * so only then do they go to the workers for routing (a routed message is
+ * always readable from the store, which the catch-up seam relies on:
+ * io_thread.c). Under load one LMDB commit thus covers several group
+ * commits (LMDB copies about ten pages per commit, however small), and a
+ * reader on another connection may see a message up to COMMIT_EVERY_US
+ * after its PubAck; idle, never after.
  *
  * Order: the writer appends in the order its mailbox delivers, which is each
  * IO thread's order of reading; a topic's sequence numbers follow that order,
@@ -660,11 +662,16 @@ static void *writer_main(void *arg)
         if (!w->is_cons_unsaved) {
             barrier_release(w);
         }
+        /* Idle: commit before the acks go out, so that whoever a PubAck
+         * reaches finds the message in the store, on any connection. Busy:
+         * the acks go first, and the batch is committed (readers see it, the
+         * workers route it) once it has been open COMMIT_EVERY_US. */
+        int is_idle = mbox_len(&w->in) == 0 || !running;
+        if (is_idle) {
+            commit_store(w);
+        }
         flush_answers(w);
-        /* Idle, or the batch has been open long enough: commit it, so that
-         * readers see it and the workers route it. */
-        if (w->b == NULL || mbox_len(&w->in) == 0 || !running ||
-            now_us() - w->b_began_us >= COMMIT_EVERY_US) {
+        if (!is_idle && (w->b == NULL || now_us() - w->b_began_us >= COMMIT_EVERY_US)) {
             commit_store(w);
             flush_answers(w);
         }
