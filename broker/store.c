@@ -1724,11 +1724,15 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         return FERRY_EINVAL;
     }
 
-    /* The batch's log record must fit in the log: a full batch commits
-     * (the caller appends again after), and only a single message larger
-     * than that goes alone, committed with a checkpoint. */
+    /* A batch stays below half a log's half, consumer records included:
+     * then what it logged, written again into a fresh generation when a
+     * checkpoint starts while it is open (batch_relog), still fits with
+     * the rest. A full batch commits (the caller appends again after); a
+     * single message larger than that goes alone (one larger than the
+     * whole log is committed with a checkpoint). */
     size_t need = rec_size((uint32_t)val_len);
-    if (b->n_msgs > 0 && LOG_HEAD + LOG_SLACK + b->arena_len + need > wal_max_payload(s->wal)) {
+    if (b->n_msgs > 0 &&
+        LOG_HEAD + LOG_SLACK + b->arena_len + b->cons_len + need > wal_max_payload(s->wal) / 2) {
         return FERRY_ELIMIT;
     }
     uint32_t h = name_hash(topic, topic_len);
@@ -2270,7 +2274,9 @@ static int batch_log(struct store_batch *b)
     }
     if (total > wal_max_payload(s->wal)) {
         if (b->is_logged) {
-            return store_fail(s, EFBIG); /* cannot happen: appends keep batches below */
+            /* Appends keep a batch below half the log; only consumer
+             * records of more than that in one batch get here. */
+            return store_fail(s, EFBIG);
         }
         b->is_unlogged = true;
         return 0;
