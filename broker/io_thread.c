@@ -3703,14 +3703,14 @@ static void conn_out_check(struct iot *t, struct conn *c)
  * subscription change, which goes to them directly. Once the writer has
  * handed those publications to the workers (iot_committed), the
  * subscription is added behind them, and a start position computed from
- * the store counts them. Returns 1 if c must wait (it is paused; the
- * writer's wake-up resumes it).
+ * the store counts them. An admin request waits the same way, so that its
+ * answer (a topic's last sequence, a topic list) includes them. Returns 1
+ * if c must wait (it is paused; the writer's wake-up resumes it).
  */
-static int sub_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
     /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
-     * delimited: tag byte 0x2a or 0x72. An admin request waits too, so that
-     * what a connection published is in the answers it asks for next. */
+     * delimited: tag byte 0x2a or 0x72. */
     if (c->last_stored_serial == 0 || len == 0 ||
         (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
         return 0;
@@ -3734,7 +3734,7 @@ static void process_frames(struct iot *t, struct conn *c)
         const uint8_t *body;
         size_t len;
         int rc = frame_dec_peek(&c->dec, &body, &len);
-        if (rc > 0 && c->state == ST_OPEN && sub_must_wait(t, c, body, len)) {
+        if (rc > 0 && c->state == ST_OPEN && read_must_wait(t, c, body, len)) {
             break;
         }
         if (rc > 0) {
@@ -3787,7 +3787,7 @@ static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t
             if (n - off - FRAME_HDR_LEN < len) {
                 break;
             }
-            if (c->state == ST_OPEN && sub_must_wait(t, c, buf + off + FRAME_HDR_LEN, len)) {
+            if (c->state == ST_OPEN && read_must_wait(t, c, buf + off + FRAME_HDR_LEN, len)) {
                 break; /* paused: the rest goes to the decoder */
             }
             handle_frame(t, c, buf + off + FRAME_HDR_LEN, len);

@@ -110,6 +110,7 @@
 #define CKPT_COMMITS 2048u                  /* a checkpoint starts after this many commits, */
 #define CKPT_MS 1000u                       /* or this long after the last one (with commits), */
 #define CKPT_WAL_PART 2u                    /* or when 1/this of the log's half is used */
+#define CKPT_IDLE_MS 50L /* the checkpoint thread's wake-up when nothing is committed */
 #define CKPT_TRICKLE_MS 5L                  /* writeback of LMDB pages starts this often */
 
 #define TIME_NONE INT64_MIN            /* topic_state.last_time: nothing indexed yet */
@@ -601,21 +602,27 @@ static uint64_t mono_ms(void)
 static void *ckpt_main(void *arg)
 {
     struct store *s = arg;
+    uint64_t seen = 0; /* n_appends at the last trickle */
     pthread_mutex_lock(&s->ck_mu);
     for (;;) {
         while (!s->ck_stop && s->ck_state != CK_REQUESTED) {
             /* Between checkpoints, start the writeback of LMDB's dirty pages
-             * every CKPT_TRICKLE_MS: the checkpoint's fdatasync then finds
-             * little to write, and the log's syncs never queue behind a
-             * second's worth of page writes. */
+             * every CKPT_TRICKLE_MS while messages are committed: the
+             * checkpoint's fdatasync then finds little to write, and the
+             * log's syncs never queue behind a second's worth of page
+             * writes. Idle, the thread wakes only every CKPT_IDLE_MS. */
+            uint64_t now = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
+            long wait_ms = now != seen ? CKPT_TRICKLE_MS : CKPT_IDLE_MS;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += CKPT_TRICKLE_MS * 1000000L;
+            ts.tv_nsec += wait_ms * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) == ETIMEDOUT) {
+            if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) == ETIMEDOUT &&
+                atomic_load_explicit(&s->n_appends, memory_order_relaxed) != seen) {
+                seen = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
                 pthread_mutex_unlock(&s->ck_mu);
                 (void)sync_file_range(s->lock_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
                 pthread_mutex_lock(&s->ck_mu);
@@ -1255,9 +1262,7 @@ static int wal_recover(struct store *s, const char *dir, const struct store_opti
     pthread_mutex_unlock(&s->wlock);
     if (rc == 0) {
         size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
-        if (wal_max_payload(s->wal) < half - 4096) {
-            rc = wal_resize(s->wal, half);
-        }
+        rc = wal_resize(s->wal, half); /* grows a smaller log, never shrinks one */
     }
     if (rc != 0) {
         err_set(err, err_len, "%s: the first checkpoint failed: %s", dir,

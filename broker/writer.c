@@ -323,7 +323,7 @@ static int commit_store(struct writer *w)
     }
     w->n_fwd = 0;
     /* Routed: a Subscribe waiting behind them may go on (io_thread.c,
-     * sub_must_wait). */
+     * read_must_wait). */
     for (uint32_t i = 0; i < s->n_iot; i++) {
         if (w->has_serial[i]) {
             w->has_serial[i] = 0;

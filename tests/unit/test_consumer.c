@@ -8,10 +8,10 @@
 #include "consumer.h"
 #include "ferry.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,23 +20,14 @@ Suite *test_suite(void);
 
 static char g_dir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    strcpy(g_dir, "/tmp/ferry-cons-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    tmpdir_make(g_dir, sizeof(g_dir), "ferry-cons");
 }
 
 static void teardown(void)
 {
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(g_dir);
 }
 
 static struct store *open_store(void)

@@ -5,11 +5,11 @@
  * mkdtemp directory, removed in teardown.
  */
 #include "store.h"
+#include "tmpdir.h"
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -61,24 +61,15 @@ ssize_t writev(int fd, const struct iovec *iov, int n)
     return (ssize_t)syscall(SYS_writev, fd, iov, n);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    strcpy(g_dir, "/tmp/ferry-store-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    tmpdir_make(g_dir, sizeof(g_dir), "ferry-store");
     g_err[0] = '\0';
 }
 
 static void teardown(void)
 {
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(g_dir);
 }
 
 static struct store *open_store(const struct store_options *o)

@@ -5,11 +5,11 @@
  */
 #include "store.h"
 #include "store_wal.h"
+#include "tmpdir.h"
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,24 +21,15 @@
 static char g_dir[64];
 static char g_err[512];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
-    strcpy(g_dir, "/tmp/ferry-wal-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    tmpdir_make(g_dir, sizeof(g_dir), "ferry-wal");
     g_err[0] = '\0';
 }
 
 static void teardown(void)
 {
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(g_dir);
 }
 
 static struct wal *wal_make(void)
@@ -88,6 +79,24 @@ static struct seen replay_from(struct wal *w, uint64_t gen, uint64_t *last_gen)
     return s;
 }
 
+/* Change the byte at off from the middle of the data dir's file name (the
+ * start of its second half or slot) from was to now. */
+static void damage(const char *name, off_t off, char was, char now)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    off_t at = st.st_size / 2 + off;
+    char c;
+    ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+    ck_assert_int_eq(c, was);
+    ck_assert_int_eq(pwrite(fd, &now, 1, at), 1);
+    close(fd);
+}
+
 /* Records come back in order; a generation closed with WAL_END leads on to
  * the next one, an open one ends the replay. */
 START_TEST(test_wal_generations_chain_through_their_end)
@@ -129,20 +138,7 @@ START_TEST(test_wal_torn_record_ends_replay)
     wal_close(w);
     /* Gen 7 is in half 1. Record 1 ("first") takes 32 + 8 bytes; flip a
      * byte of "second"'s payload. */
-    char path[128];
-    snprintf(path, sizeof(path), "%s/wal", g_dir);
-    int fd = open(path, O_RDWR);
-    ck_assert_int_ge(fd, 0);
-    struct stat st;
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    off_t half = st.st_size / 2;
-    off_t at = half + 40 + 32 + 2;
-    char c;
-    ck_assert_int_eq(pread(fd, &c, 1, at), 1);
-    ck_assert_int_eq(c, 'c');
-    c = 'X';
-    ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
-    close(fd);
+    damage("wal", 40 + 32 + 2, 'c', 'X');
     w = wal_make();
     struct seen s = replay_from(w, 7, NULL);
     ck_assert_str_eq(s.text, "first");
@@ -192,16 +188,8 @@ START_TEST(test_wal_checkpoint_slots)
     ck_assert_int_eq(memcmp(m, b, len), 0);
     free(m);
     wal_close(w);
-    /* Damage gen 5's slot (slot 1): gen 4 is read. */
-    char path[128];
-    snprintf(path, sizeof(path), "%s/checkpoint", g_dir);
-    int fd = open(path, O_RDWR);
-    ck_assert_int_ge(fd, 0);
-    struct stat st;
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    char c = 'Z';
-    ck_assert_int_eq(pwrite(fd, &c, 1, st.st_size / 2 + 100), 1);
-    close(fd);
+    /* Damage gen 5's slot (slot 1, a meta byte): gen 4 is read. */
+    damage("checkpoint", 100, 'B', 'Z');
     w = wal_make();
     ck_assert_int_eq(wal_ckpt_read(w, &gen, &m, &len), 0);
     ck_assert_uint_eq(gen, 4);
