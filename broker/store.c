@@ -602,7 +602,8 @@ static uint64_t mono_ms(void)
 static void *ckpt_main(void *arg)
 {
     struct store *s = arg;
-    uint64_t seen = 0; /* n_appends at the last trickle */
+    uint64_t seen = 0;    /* n_appends at the last trickle */
+    bool is_busy = false; /* the last wait saw commits */
     pthread_mutex_lock(&s->ck_mu);
     for (;;) {
         while (!s->ck_stop && s->ck_state != CK_REQUESTED) {
@@ -611,8 +612,7 @@ static void *ckpt_main(void *arg)
              * checkpoint's fdatasync then finds little to write, and the
              * log's syncs never queue behind a second's worth of page
              * writes. Idle, the thread wakes only every CKPT_IDLE_MS. */
-            uint64_t now = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
-            long wait_ms = now != seen ? CKPT_TRICKLE_MS : CKPT_IDLE_MS;
+            long wait_ms = is_busy ? CKPT_TRICKLE_MS : CKPT_IDLE_MS;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += wait_ms * 1000000L;
@@ -620,9 +620,13 @@ static void *ckpt_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) == ETIMEDOUT &&
-                atomic_load_explicit(&s->n_appends, memory_order_relaxed) != seen) {
-                seen = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
+            if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) != ETIMEDOUT) {
+                continue;
+            }
+            uint64_t now = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
+            is_busy = now != seen;
+            if (is_busy) {
+                seen = now;
                 pthread_mutex_unlock(&s->ck_mu);
                 (void)sync_file_range(s->lock_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
                 pthread_mutex_lock(&s->ck_mu);
