@@ -33,6 +33,7 @@
 #include "writer.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,28 @@ static int open_store(struct server *s)
     return 0;
 }
 
+/*
+ * LMDB copies every dirty page of a transaction into malloc'd memory and
+ * frees it at the commit (a 16 KiB message: one 20 KiB block). With glibc's
+ * defaults the writer's arena gives that memory back to the kernel after
+ * every commit once a large block has gone through it, and takes it again,
+ * page fault by page fault, in the next one: after a run of small messages,
+ * 16 KiB stored publishing fell from 213 to 85 MB/s, with the writer's time
+ * in page faults, madvise and sysmalloc. Keeping up to TRIM_KEEP of free
+ * memory per arena, and serving blocks below MMAP_FROM from the heap (a
+ * frame is at most 1 MiB by default), holds it at 230+ MB/s either way.
+ */
+#define MALLOC_TRIM_KEEP (32u << 20)
+#define MALLOC_MMAP_FROM (4u << 20)
+
+static void tune_malloc(void)
+{
+    if (mallopt(M_TRIM_THRESHOLD, (int)MALLOC_TRIM_KEEP) != 1 ||
+        mallopt(M_MMAP_THRESHOLD, (int)MALLOC_MMAP_FROM) != 1) {
+        log_warn("mallopt failed: the allocator keeps its defaults");
+    }
+}
+
 int main(int argc, char **argv)
 {
     static struct server srv; /* large, and shared with every thread */
@@ -261,6 +284,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread */
     raise_nofile();
+    tune_malloc();
 
     if ((rc = mkdir_p(s->cfg.data_dir)) < 0) {
         log_error("data directory %s: %s", s->cfg.data_dir, strerror(-rc));
