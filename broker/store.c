@@ -615,7 +615,8 @@ static void *ckpt_main(void *arg)
             long wait_ms = is_busy ? CKPT_TRICKLE_MS : CKPT_IDLE_MS;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += wait_ms * 1000000L;
+            ts.tv_sec += wait_ms / 1000;
+            ts.tv_nsec += wait_ms % 1000 * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
