@@ -1,0 +1,804 @@
+/*
+ * conn.c - one client connection: output, flush, reading, frames, closing.
+ *
+ * Output of a connection lives in two places. Deliveries of the current
+ * round are staged by reference (deliver.c) and written with writev at the
+ * end of the round (conn_flush); whatever the socket does not take is
+ * copied into the connection's own buffer, so shared batches are never
+ * pinned by a slow reader. That buffer is bounded by max_outbound_bytes:
+ * past it the connection is a slow consumer and is closed. Replies go to
+ * the buffer directly, after any staged deliveries (order kept). Input is
+ * read into the thread's buffer and handled frame by frame in place
+ * (iot_handle_frame); a partial frame goes to the connection's decoder.
+ */
+#include "io_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- small helpers ------------------------------------------------------ */
+
+int conn_list_push(struct ptrvec *p, struct conn *c)
+{
+    if (p->n == p->cap) {
+        uint32_t cap = p->cap ? p->cap * 2 : 64;
+        struct conn **v = realloc(p->v, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = c;
+    return 0;
+}
+
+/* Room for n entries in all. */
+static int ptrvec_reserve(struct ptrvec *p, uint32_t n)
+{
+    if (p->cap >= n) {
+        return 0;
+    }
+    uint32_t cap = p->cap ? p->cap : 64;
+    while (cap < n) {
+        cap *= 2;
+    }
+    struct conn **v = realloc(p->v, cap * sizeof(*v));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    p->v = v;
+    p->cap = cap;
+    return 0;
+}
+
+/* Out of memory with part of c's output lost or half written: the stream
+ * cannot go on. Logged here; the caller stops using c's output. */
+void conn_lost_output(struct iot *t, struct conn *c, const char *what)
+{
+    log_error("client %llu %s: out of memory: %s; closing the connection",
+              (unsigned long long)c->client_id, c->peer, what);
+    conn_kill(t, c);
+}
+
+uint64_t conn_ref_of(const struct iot *t, const struct conn *c)
+{
+    return CONN_REF(t->index, c->slot, c->gen);
+}
+
+struct conn *conn_by_ref(struct iot *t, uint64_t ref)
+{
+    uint32_t slot = CONN_REF_SLOT(ref);
+    if (slot >= t->n_slots || t->gens[slot] != CONN_REF_GEN(ref)) {
+        return NULL;
+    }
+    struct conn *c = t->slots[slot];
+    return c && c->state != ST_DEAD ? c : NULL;
+}
+
+void conn_set_events(struct iot *t, struct conn *c, uint32_t events)
+{
+    if (c->events == events || c->state == ST_DEAD) {
+        return;
+    }
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
+        c->events = events;
+    }
+}
+
+void conn_read_stop(struct iot *t, struct conn *c)
+{
+    conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+}
+
+void conn_read_start(struct iot *t, struct conn *c)
+{
+    conn_set_events(t, c, c->events | EPOLLIN);
+}
+
+int conn_is_write_waiting(const struct conn *c)
+{
+    return (c->events & EPOLLOUT) != 0;
+}
+
+void conn_mark_dirty(struct iot *t, struct conn *c)
+{
+    if (!c->is_dirty) {
+        if (conn_list_push(&t->dirty, c) == 0) {
+            c->is_dirty = 1;
+        }
+    }
+}
+
+/* Cannot fail: conn_add() reserved a place in the heap for every connection. */
+void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when)
+{
+    int rc = theap_set(&t->timers, &c->timer_pos, when, c);
+    assert(rc == 0);
+    (void)rc;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+size_t conn_out_pending(const struct conn *c)
+{
+    return c->out_len - c->out_off;
+}
+
+/* Room for n more bytes at c->out + c->out_len. */
+int conn_out_reserve(struct conn *c, size_t n)
+{
+    if (c->out_cap - c->out_len >= n) {
+        return 0;
+    }
+    size_t live = conn_out_pending(c);
+    if (c->out_off > 0) {
+        memmove(c->out, c->out + c->out_off, live);
+        c->out_off = 0;
+        c->out_len = live;
+        if (c->out_cap - live >= n) {
+            return 0;
+        }
+    }
+    size_t cap = c->out_cap ? c->out_cap : 1024;
+    while (cap - live < n) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(c->out, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    c->out = p;
+    c->out_cap = cap;
+    return 0;
+}
+
+void conn_out_append(struct conn *c, const void *p, size_t n)
+{
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+}
+
+static void out_release(struct conn *c)
+{
+    free(c->out);
+    c->out = NULL;
+    c->out_off = c->out_len = c->out_cap = 0;
+}
+
+void conn_heavy_update(struct iot *t, struct conn *c)
+{
+    uint8_t h = c->state == ST_OPEN && conn_out_pending(c) > t->srv->cfg.max_outbound / 2;
+    if (h != c->is_heavy) {
+        c->is_heavy = h;
+        if (h) {
+            t->n_heavy++;
+        } else {
+            t->n_heavy--;
+        }
+    }
+}
+
+static void stage_release(struct iot *t, struct conn *c)
+{
+    for (int32_t i = c->stage_head; i >= 0; i = t->stage[i].next) {
+        pub_batch_unref(t->stage[i].batch);
+        t->stage[i].batch = NULL;
+    }
+    c->stage_head = c->stage_tail = -1;
+    c->stage_bytes = 0;
+}
+
+/* Copy the staged deliveries into the connection's buffer (they must keep
+ * their place before a reply queued now). */
+static void unstage(struct iot *t, struct conn *c)
+{
+    for (int32_t i = c->stage_head; i >= 0; i = t->stage[i].next) {
+        struct stage *s = &t->stage[i];
+        if (c->state != ST_DEAD && conn_out_reserve(c, s->pfx_len + (size_t)s->body_len) == 0) {
+            conn_out_append(c, t->pfx + s->pfx_off, s->pfx_len);
+            conn_out_append(c, s->batch->data + s->body_off, s->body_len);
+        } else if (c->state != ST_DEAD) {
+            conn_lost_output(t, c, "a delivery could not be queued");
+        }
+        pub_batch_unref(s->batch);
+        s->batch = NULL;
+    }
+    c->stage_head = c->stage_tail = -1;
+    c->stage_bytes = 0;
+}
+
+/* Queue one frame (a reply) on c. */
+void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->stage_head >= 0) {
+        unstage(t, c);
+    }
+    size_t n = codec_frame_size(f);
+    size_t len;
+    if (conn_out_reserve(c, n) < 0 || codec_frame_encode(f, c->out + c->out_len, n, &len) < 0) {
+        log_error("client %llu %s: cannot queue a %s reply, closing",
+                  (unsigned long long)c->client_id, c->peer, codec_frame_name(f));
+        conn_kill(t, c);
+        return;
+    }
+    c->out_len += len;
+    stats_add(&t->stats.frames_out, 1);
+    conn_mark_dirty(t, c);
+}
+
+/* Queue one frame encoded elsewhere (header included). */
+void conn_send_raw(struct iot *t, struct conn *c, const uint8_t *p, size_t n)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->stage_head >= 0) {
+        unstage(t, c);
+    }
+    if (conn_out_reserve(c, n) < 0) {
+        log_error("client %llu %s: cannot queue a reply, closing", (unsigned long long)c->client_id,
+                  c->peer);
+        conn_kill(t, c);
+        return;
+    }
+    conn_out_append(c, p, n);
+    stats_add(&t->stats.frames_out, 1);
+    conn_mark_dirty(t, c);
+}
+
+void conn_send_error(struct iot *t, struct conn *c, int wire_code, const char *text,
+                     uint64_t ref_id, Ferry__Error__RefKind kind, int is_fatal)
+{
+    Ferry__Error e = FERRY__ERROR__INIT;
+    e.code = (Ferry__ErrorCode)wire_code;
+    e.text = (char *)text;
+    e.ref_id = ref_id;
+    e.ref_kind = kind;
+    e.is_fatal = is_fatal ? 1 : 0;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ERROR;
+    f.error = &e;
+    conn_send(t, c, &f);
+}
+
+/* Stop reading c, flush what is queued (bounded by CLOSE_LINGER_MS), close. */
+void conn_close_after_flush(struct iot *t, struct conn *c)
+{
+    if (c->state >= ST_CLOSING) {
+        return;
+    }
+    /* A lingering close (as nginx does): keep reading and discarding until
+     * our output is out and the peer has seen our FIN, so that closing with
+     * unread input does not reset the connection and lose the Error frame. */
+    c->state = ST_CLOSING;
+    conn_heavy_update(t, c);
+    conn_set_events(t, c, c->events | EPOLLIN);
+    conn_timer_arm(t, c, t->now + CLOSE_LINGER_MS);
+    conn_mark_dirty(t, c);
+}
+
+/* A fatal error: Error frame, then close. */
+void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *text)
+{
+    if (c->state >= ST_CLOSING) {
+        return;
+    }
+    if (wire_code != FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT &&
+        wire_code != FERRY__ERROR_CODE__ERROR_SHUTTING_DOWN &&
+        wire_code != FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER &&
+        wire_code != FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED &&
+        wire_code != FERRY__ERROR_CODE__ERROR_AUTH_FAILED &&
+        wire_code != FERRY__ERROR_CODE__ERROR_SERVER_BUSY) {
+        stats_add(&t->stats.protocol_errors, 1);
+    }
+    log_info("client %llu %s: closing: %s", (unsigned long long)c->client_id, c->peer, text);
+    conn_send_error(t, c, wire_code, text, 0, FERRY__ERROR__REF_KIND__REF_NONE, 1);
+    conn_close_after_flush(t, c);
+}
+
+void conn_slow_consumer(struct iot *t, struct conn *c)
+{
+    if (c->state >= ST_CLOSING) {
+        return;
+    }
+    stats_add(&t->stats.slow_consumers, 1);
+    if (!c->is_slow_logged) {
+        c->is_slow_logged = 1;
+        log_warn("client %llu %s: slow consumer: more than %llu bytes queued, disconnecting",
+                 (unsigned long long)c->client_id, c->peer,
+                 (unsigned long long)t->srv->cfg.max_outbound);
+    }
+    conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER,
+              "slow consumer: outbound buffer overflowed");
+}
+
+/* Write what c has: its buffer, then its staged deliveries. */
+void conn_flush(struct iot *t, struct conn *c)
+{
+    if (c->state == ST_DEAD) {
+        stage_release(t, c);
+        return;
+    }
+    /* A backlogged connection waits for EPOLLOUT; until then, just move
+     * the staged deliveries behind its backlog. */
+    int is_writable = c->is_writable;
+    c->is_writable = 0;
+    if ((c->events & EPOLLOUT) && conn_out_pending(c) > 0 && !is_writable) {
+        unstage(t, c);
+    } else {
+        int32_t next = c->stage_head;
+        int done = 0;
+        while (!done) {
+            int n_iov = 0;
+            size_t total = 0;
+            if (conn_out_pending(c) > 0) {
+                t->iov[n_iov].iov_base = c->out + c->out_off;
+                t->iov[n_iov++].iov_len = conn_out_pending(c);
+                total += conn_out_pending(c);
+            }
+            int32_t first = next;
+            while (next >= 0 && n_iov + 2 <= IOV_MAX) {
+                struct stage *s = &t->stage[next];
+                t->iov[n_iov].iov_base = t->pfx + s->pfx_off;
+                t->iov[n_iov++].iov_len = s->pfx_len;
+                t->iov[n_iov].iov_base = s->batch->data + s->body_off;
+                t->iov[n_iov++].iov_len = s->body_len;
+                total += s->pfx_len + (size_t)s->body_len;
+                next = s->next;
+            }
+            if (n_iov == 0) {
+                break;
+            }
+            ssize_t w = writev(c->fd, t->iov, n_iov);
+            if (w < 0) {
+                if (errno == EINTR) {
+                    next = first;
+                    continue;
+                }
+                if (errno != EAGAIN) {
+                    log_debug("client %llu %s: write: %s", (unsigned long long)c->client_id,
+                              c->peer, strerror(errno));
+                    stage_release(t, c);
+                    conn_kill(t, c);
+                    return;
+                }
+                w = 0;
+            }
+            stats_add(&t->stats.bytes_out, (uint64_t)w);
+            size_t left = (size_t)w;
+            /* Consume the buffer part. */
+            size_t from_out = left < conn_out_pending(c) ? left : conn_out_pending(c);
+            c->out_off += from_out;
+            left -= from_out;
+            /* Consume staged parts; copy the unwritten rest of the batch. */
+            int32_t i = first;
+            int is_torn = 0;
+            for (; i != next; i = t->stage[i].next) {
+                struct stage *s = &t->stage[i];
+                size_t flen = s->pfx_len + (size_t)s->body_len;
+                if (left >= flen) {
+                    left -= flen;
+                } else if (conn_out_reserve(c, flen - left) == 0) {
+                    if (left < s->pfx_len) {
+                        conn_out_append(c, t->pfx + s->pfx_off + left, s->pfx_len - left);
+                        conn_out_append(c, s->batch->data + s->body_off, s->body_len);
+                    } else {
+                        size_t skip = left - s->pfx_len;
+                        conn_out_append(c, s->batch->data + s->body_off + skip, s->body_len - skip);
+                    }
+                    left = 0;
+                } else {
+                    is_torn = 1; /* half a frame is on the wire */
+                    left = 0;
+                }
+                pub_batch_unref(s->batch);
+                s->batch = NULL;
+            }
+            /* What was written is released: a write error on the next
+             * round must release only from here on. */
+            c->stage_head = next;
+            if (is_torn) {
+                stage_release(t, c);
+                conn_lost_output(t, c, "the rest of a partly written delivery could not be kept");
+                return;
+            }
+            if ((size_t)w < total) {
+                /* Socket full: keep the rest privately and wait, up to the
+                 * connection's bound. (Detach the list first: a slow
+                 * consumer's Error goes through conn_send.) */
+                c->stage_head = c->stage_tail = -1;
+                c->stage_bytes = 0;
+                for (; next >= 0; next = t->stage[next].next) {
+                    struct stage *s = &t->stage[next];
+                    size_t flen = s->pfx_len + (size_t)s->body_len;
+                    if (conn_out_pending(c) + flen > t->srv->cfg.max_outbound) {
+                        conn_slow_consumer(t, c);
+                    } else if (c->state == ST_OPEN && conn_out_reserve(c, flen) == 0) {
+                        conn_out_append(c, t->pfx + s->pfx_off, s->pfx_len);
+                        conn_out_append(c, s->batch->data + s->body_off, s->body_len);
+                    } else if (c->state == ST_OPEN) {
+                        conn_lost_output(t, c, "a delivery could not be queued");
+                    }
+                    pub_batch_unref(s->batch);
+                    s->batch = NULL;
+                }
+                done = 1;
+            } else if (next < 0) {
+                done = 1;
+            }
+        }
+        c->stage_head = c->stage_tail = -1;
+        c->stage_bytes = 0;
+    }
+    if (c->is_out_paused && conn_out_pending(c) <= t->srv->cfg.max_outbound / 4 &&
+        c->state == ST_OPEN && conn_list_push(&t->paused, c) == 0) {
+        c->is_out_paused = 0; /* iot_resume_paused() reads it again (still is_paused) */
+    }
+    if (conn_out_pending(c) == 0) {
+        out_release(c);
+        if (c->state == ST_CLOSING && !c->is_wr_shut) {
+            c->is_wr_shut = 1;
+            shutdown(c->fd, SHUT_WR);
+        }
+        if (c->state == ST_CLOSING && atomic_load(&t->srv->phase) == PHASE_CLOSE) {
+            conn_kill(t, c); /* stopping: do not wait for the peer's FIN */
+            return;
+        }
+        conn_heavy_update(t, c);
+        conn_set_events(t, c, c->events & ~(uint32_t)EPOLLOUT);
+        return;
+    }
+    if (conn_out_pending(c) > t->srv->cfg.max_outbound && c->state != ST_CLOSING) {
+        conn_slow_consumer(t, c);
+    }
+    conn_heavy_update(t, c);
+    conn_set_events(t, c, c->events | EPOLLOUT);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+void conn_add(struct iot *t, int fd)
+{
+    /* Every list a connection can be on, and the timer heap, have room for
+     * each live connection and each one killed this round: conn_kill(),
+     * conn_mark_dirty(), conn_pause(), cu_list() and conn_timer_arm() cannot fail for
+     * memory later (a kill that could not list its connection freed it
+     * under its callers). */
+    uint32_t need = t->n_slots - t->n_free + t->dead.n + 1;
+    if (ptrvec_reserve(&t->dead, need) < 0 || ptrvec_reserve(&t->dirty, need) < 0 ||
+        ptrvec_reserve(&t->paused, need) < 0 || ptrvec_reserve(&t->cu_conns, need) < 0 ||
+        ptrvec_reserve(&t->dur_conns, need) < 0 || theap_reserve(&t->timers, need) < 0) {
+        goto out_close;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    uint32_t slot;
+    if (c == NULL) {
+        goto out_close;
+    }
+    if (t->n_free > 0) {
+        slot = t->free_slots[--t->n_free];
+    } else {
+        if ((t->n_slots & (t->n_slots - 1)) == 0) { /* grow at powers of two */
+            uint32_t cap = t->n_slots ? t->n_slots * 2 : 64;
+            struct conn **s = realloc(t->slots, cap * sizeof(*s));
+            if (s) {
+                t->slots = s;
+            }
+            uint32_t *g = realloc(t->gens, cap * sizeof(*g));
+            if (g) {
+                t->gens = g;
+            }
+            uint32_t *f = realloc(t->free_slots, cap * sizeof(*f));
+            if (f) {
+                t->free_slots = f;
+            }
+            if (!s || !g || !f) {
+                goto out_free;
+            }
+        }
+        if (t->n_slots >= 0xffffffu) {
+            goto out_free;
+        }
+        slot = t->n_slots++;
+        t->gens[slot] = 0;
+    }
+    c->fd = fd;
+    c->slot = slot;
+    c->gen = ++t->gens[slot];
+    c->state = ST_AWAIT_CONNECT;
+    c->timer_pos = TIMER_NONE;
+    c->stage_head = c->stage_tail = -1;
+    c->stage_bytes = 0;
+    c->last_rx_ms = t->now;
+    c->client_id = atomic_fetch_add(&t->srv->next_client_id, 1);
+    frame_dec_init(&c->dec, PRE_CONNECT_MAX);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        t->free_slots[t->n_free++] = slot;
+        goto out_free;
+    }
+    c->events = EPOLLIN;
+    t->slots[slot] = c;
+    conn_timer_arm(t, c, t->now + t->srv->cfg.connect_timeout_ms);
+    stats_add(&t->stats.conns, 1);
+    stats_add(&t->stats.conns_total, 1);
+    log_debug("client %llu %s: accepted", (unsigned long long)c->client_id, c->peer);
+    return;
+
+out_free:
+    free(c);
+out_close:
+    log_error("IO thread %u: out of memory, connection refused", t->index);
+    close(fd);
+    atomic_fetch_sub(&t->srv->conns_now, 1);
+}
+
+/* Close now (no flush). The memory is freed at the end of the round. */
+void conn_kill(struct iot *t, struct conn *c)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    c->state = ST_DEAD;
+    conn_heavy_update(t, c);
+    epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    theap_remove(&t->timers, &c->timer_pos);
+    for (uint32_t i = 0; i < c->n_subs; i++) {
+        if (iot_post_sub_change(t, W_SUB_DEL, c->subs[i]) < 0) {
+            log_error("IO thread %u: out of memory removing a subscription", t->index);
+        }
+        trie_sub_unref(c->subs[i]);
+    }
+    stats_sub(&t->stats.subs, c->n_subs);
+    free(c->subs);
+    c->subs = NULL;
+    c->n_subs = 0;
+    cu_unbind(t, c, UINT64_MAX);
+    cu_remove(c, UINT64_MAX);
+    free(c->cu);
+    c->cu = NULL;
+    c->n_cu = c->cu_cap = 0;
+    cu_wild_remove_sub(c, NULL);
+    auth_table_unref(c->auth);
+    c->auth = NULL;
+    c->who = NULL;
+    frame_dec_deinit(&c->dec);
+    out_release(c);
+    t->slots[c->slot] = NULL;
+    t->free_slots[t->n_free++] = c->slot;
+    stats_sub(&t->stats.conns, 1);
+    atomic_fetch_sub(&t->srv->conns_now, 1);
+    log_debug("client %llu %s: closed", (unsigned long long)c->client_id, c->peer);
+    if (conn_list_push(&t->dead, c) < 0 && !c->is_dirty && !c->is_paused) {
+        free(c); /* not referenced from any list of this round */
+    }
+}
+
+void conn_pause(struct iot *t, struct conn *c)
+{
+    if (c->is_paused) {
+        return;
+    }
+    if (conn_list_push(&t->paused, c) < 0) {
+        return; /* cannot remember it: keep reading rather than stall it */
+    }
+    c->is_paused = 1;
+    conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+}
+
+/* A refusal by an ACL: counted and logged here; the caller answers. A client
+ * that keeps trying what it may not do must not flood the log: the first 10
+ * refusals of a connection are logged, then every 1000th. */
+void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char *name,
+                     size_t name_len)
+{
+    stats_add(&t->stats.permission_denials, 1);
+    c->n_denied++;
+    if (c->n_denied <= 10 || c->n_denied % 1000 == 0) {
+        log_info("client %llu %s: permission denied: %s %s %.*s (%u on this connection)",
+                 (unsigned long long)c->client_id, c->peer, c->who ? c->who->name : "(no rights)",
+                 what, (int)(name_len > 256 ? 256 : name_len), name, c->n_denied);
+    }
+}
+
+int conn_may_publish(const struct conn *c, const char *topic, size_t len)
+{
+    return c->auth == NULL || (c->who && acl_may_publish(&c->who->pub, topic, len));
+}
+
+int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len)
+{
+    return c->auth == NULL || (c->who && acl_may_subscribe(&c->who->sub, pattern, len));
+}
+
+/* Requests make replies: a client that pipelines requests (admin lists,
+ * say) without reading the answers is not read any further while its
+ * pending output is over half its bound; conn_flush() resumes it when the
+ * output has drained (through t->paused and iot_resume_paused()). */
+static void conn_out_check(struct iot *t, struct conn *c)
+{
+    if (c->state != ST_OPEN || c->is_paused ||
+        conn_out_pending(c) <= t->srv->cfg.max_outbound / 2) {
+        return;
+    }
+    c->is_paused = 1;
+    c->is_out_paused = 1;
+    conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+}
+
+/*
+ * A Subscribe waits until every stored publication its connection sent
+ * before it is committed and routed: a Publish followed by a Subscribe
+ * (START_NEW) on one connection must not reach the new subscription, but a
+ * stored publication reaches the workers through the writer, later than a
+ * subscription change, which goes to them directly. Once the writer has
+ * handed those publications to the workers (iot_committed), the
+ * subscription is added behind them, and a start position computed from
+ * the store counts them. An admin request waits the same way, so that its
+ * answer (a topic's last sequence, a topic list) includes them. Returns 1
+ * if c must wait (it is paused; the writer's wake-up resumes it).
+ */
+static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
+    /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
+     * delimited: tag byte 0x2a or 0x72. */
+    if (c->last_stored_serial == 0 || len == 0 ||
+        (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
+        return 0;
+    }
+    /* Committed already (the usual case), or after asking for the writer's
+     * wake-up: looked at again, in case the commit came in between. */
+    for (int asked = 0; asked < 2; asked++) {
+        if (serial_reached(atomic_load(&t->committed_serial), c->last_stored_serial)) {
+            c->last_stored_serial = 0;
+            return 0;
+        }
+        atomic_store(&t->is_commit_wanted, 1);
+    }
+    conn_pause(t, c);
+    return c->is_paused;
+}
+
+void conn_process_frames(struct iot *t, struct conn *c)
+{
+    while (c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending) {
+        const uint8_t *body;
+        size_t len;
+        int rc = frame_dec_peek(&c->dec, &body, &len);
+        if (rc > 0 && c->state == ST_OPEN && read_must_wait(t, c, body, len)) {
+            break;
+        }
+        if (rc > 0) {
+            rc = frame_dec_next(&c->dec, &body, &len);
+        }
+        if (rc == 0) {
+            break;
+        }
+        if (rc < 0) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_FRAME_TOO_LARGE,
+                      c->state == ST_AWAIT_CONNECT
+                          ? "frame length 0 or above 4 KiB before Connect"
+                          : "frame length 0 or above the negotiated maximum");
+            return;
+        }
+        iot_handle_frame(t, c, body, len);
+        conn_out_check(t, c);
+    }
+}
+
+/* CLOSING: discard input until the peer closes (or the linger timer). */
+static void conn_drain_input(struct iot *t, struct conn *c)
+{
+    uint8_t sink[4096];
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t r = read(c->fd, sink, sizeof(sink));
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            conn_kill(t, c);
+            return;
+        }
+        if (r < 0) {
+            return;
+        }
+        stats_add(&t->stats.bytes_in, (uint64_t)r);
+    }
+}
+
+/* Frames complete in buf[0..n) are handled in place; what remains (a partial
+ * frame, or everything after a pause) goes to the connection's decoder. */
+static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t n)
+{
+    size_t off = 0;
+    if (frame_dec_pending(&c->dec) == 0) {
+        while (n - off >= FRAME_HDR_LEN && c->state <= ST_OPEN && !c->is_paused &&
+               !c->is_auth_pending) {
+            uint32_t len = frame_hdr_get(buf + off);
+            if (len == 0 || len > c->dec.max_len) {
+                break; /* the decoder reports it, below */
+            }
+            if (n - off - FRAME_HDR_LEN < len) {
+                break;
+            }
+            if (c->state == ST_OPEN && read_must_wait(t, c, buf + off + FRAME_HDR_LEN, len)) {
+                break; /* paused: the rest goes to the decoder */
+            }
+            iot_handle_frame(t, c, buf + off + FRAME_HDR_LEN, len);
+            off += FRAME_HDR_LEN + (size_t)len;
+            conn_out_check(t, c);
+        }
+    }
+    if (off < n && c->state <= ST_OPEN) {
+        if (frame_dec_feed(&c->dec, buf + off, n - off) == -ENOMEM) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+            return;
+        }
+        conn_process_frames(t, c);
+    }
+}
+
+/* Reads go into one per-thread buffer, so a busy connection gets many frames
+ * per read(2) while an idle one holds no buffer at all. */
+void conn_on_readable(struct iot *t, struct conn *c)
+{
+    if (c->state == ST_CLOSING) {
+        conn_drain_input(t, c);
+        return;
+    }
+    for (int i = 0;
+         i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending; i++) {
+        ssize_t r = read(c->fd, t->rbuf, READ_BUF);
+        if (r == 0) {
+            log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id, c->peer);
+            conn_kill(t, c);
+            return;
+        }
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN) {
+                log_debug("client %llu %s: read: %s", (unsigned long long)c->client_id, c->peer,
+                          strerror(errno));
+                conn_kill(t, c);
+            }
+            break;
+        }
+        stats_add(&t->stats.bytes_in, (uint64_t)r);
+        c->last_rx_ms = t->now;
+        take_bytes(t, c, t->rbuf, (size_t)r);
+        if ((size_t)r < READ_BUF) {
+            break;
+        }
+    }
+    if (c->state != ST_DEAD) {
+        frame_dec_release_idle(&c->dec);
+    }
+}

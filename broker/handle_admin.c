@@ -1,0 +1,534 @@
+/*
+ * handle_admin.c - AdminRequest: topics, topic info, purge, consumers.
+ */
+#include "io_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADMIN_TOPICS_DEFAULT 1000u
+#define ADMIN_TOPICS_MAX 10000u
+
+static void admin_reply_send(struct iot *t, struct conn *c, Ferry__AdminReply *r)
+{
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
+    f.admin_reply = r;
+    if (codec_frame_size(&f) - FRAME_HDR_LEN > c->max_frame_len) {
+        /* never a frame above the negotiated limit */
+        Ferry__AdminReply e = FERRY__ADMIN_REPLY__INIT;
+        e.id = r->id;
+        e.code = FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED;
+        e.text = (char *)"reply larger than the negotiated max_frame_len";
+        f.admin_reply = &e;
+    }
+    conn_send(t, c, &f);
+}
+
+struct topic_list {
+    const char *pattern;
+    size_t pattern_len;
+    uint32_t limit;
+    size_t budget, used; /* encoded bytes: the reply must fit max_frame_len */
+    int is_truncated;    /* more topics match than the reply holds */
+    Ferry__TopicInfo *v;
+    Ferry__TopicInfo **pv;
+    uint32_t n, cap;
+    int is_nomem;
+};
+
+static void topic_info_fill(Ferry__TopicInfo *ti, char *name, const struct store_topic_info *in)
+{
+    ferry__topic_info__init(ti);
+    ti->name = name;
+    ti->messages = in->n_msgs;
+    ti->bytes = in->n_bytes;
+    ti->first_seq = in->n_msgs ? in->first_seq : 0;
+    ti->last_seq = in->last_seq;
+}
+
+/* Inside a store read: copy what we keep. */
+static int topic_list_cb(void *ctx, const char *name, size_t name_len,
+                         const struct store_topic_info *info)
+{
+    struct topic_list *l = ctx;
+    if (l->pattern_len && !topic_match(l->pattern, l->pattern_len, name, name_len)) {
+        return 0;
+    }
+    /* a TopicInfo: the name and six varints, with tags and lengths */
+    size_t size = name_len + 80;
+    if (l->n == l->limit || l->used + size > l->budget) {
+        l->is_truncated = 1;
+        return 1;
+    }
+    l->used += size;
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 64;
+        Ferry__TopicInfo *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL) {
+            l->is_nomem = 1;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    char *copy = malloc(name_len + 1);
+    if (copy == NULL) {
+        l->is_nomem = 1;
+        return 1;
+    }
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    topic_info_fill(&l->v[l->n++], copy, info);
+    return 0;
+}
+
+/* TopicListRequest: a bounded list (limit), read in short transactions. */
+static void admin_topics(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = m->id;
+    const char *pat = m->topics->pattern;
+    size_t plen = strlen(pat);
+    const char *why;
+    if (plen && topic_validate(pat, plen, 1, t->srv->cfg.max_topic_len, t->srv->cfg.max_topic_depth,
+                               &why)) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_PATTERN;
+        r.text = (char *)why;
+        admin_reply_send(t, c, &r);
+        return;
+    }
+    /* The literal tokens before the first wildcard narrow the scan. */
+    size_t prefix = 0;
+    for (size_t i = 0; i <= plen; i++) {
+        if (i == plen || pat[i] == '.') {
+            size_t tok = prefix;
+            if (i - tok == 1 && (pat[tok] == '*' || pat[tok] == '>')) {
+                break;
+            }
+            prefix = i < plen ? i + 1 : i;
+        }
+    }
+    uint32_t limit = m->topics->limit ? m->topics->limit : ADMIN_TOPICS_DEFAULT;
+    if (limit > ADMIN_TOPICS_MAX) {
+        limit = ADMIN_TOPICS_MAX;
+    }
+    /* The reply fits the client's frame limit (room kept for the rest of
+     * AdminReply); a list cut short says so in its text. */
+    struct topic_list l = {.pattern = pat, .pattern_len = plen, .limit = limit};
+    l.budget = c->max_frame_len > 1024 ? c->max_frame_len - 1024 : 0;
+    char text[200];
+    int rc = store_topic_list(t->srv->store, pat, prefix, topic_list_cb, &l);
+    if (rc < 0 || l.is_nomem) {
+        r.code = rc == -EAGAIN || l.is_nomem ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                             : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)(l.is_nomem ? "out of memory" : server_strerror(rc));
+    } else if (l.n) {
+        l.pv = malloc(l.n * sizeof(*l.pv));
+        if (l.pv == NULL) {
+            r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+            r.text = (char *)"out of memory";
+        } else {
+            for (uint32_t i = 0; i < l.n; i++) {
+                l.pv[i] = &l.v[i];
+            }
+            r.n_topics = l.n;
+            r.topics = l.pv;
+        }
+    }
+    if (r.code == FERRY__ERROR_CODE__ERROR_NONE && l.is_truncated) {
+        snprintf(text, sizeof(text),
+                 "truncated: more topics match; %u shown (limit %u, server default %u, "
+                 "at most %u, and the negotiated max_frame_len %u)",
+                 l.n, limit, ADMIN_TOPICS_DEFAULT, ADMIN_TOPICS_MAX, c->max_frame_len);
+        r.text = text;
+    }
+    admin_reply_send(t, c, &r);
+    for (uint32_t i = 0; i < l.n; i++) {
+        free(l.v[i].name);
+    }
+    free(l.v);
+    free(l.pv);
+}
+
+static void admin_topic_info(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__TopicInfo ti;
+    r.id = m->id;
+    const char *name = m->topic_info->topic;
+    size_t len = strlen(name);
+    struct store_topic_info in;
+    const char *why;
+    int rc = store_topic_info(t->srv->store, name, len, &in);
+    int is_ephemeral = rc == FERRY_ENOTOPIC && len &&
+                       !topic_validate(name, len, 0, t->srv->cfg.max_topic_len,
+                                       t->srv->cfg.max_topic_depth, &why) &&
+                       cfg_is_ephemeral(&t->srv->cfg, name, len);
+    if (rc == 0 || is_ephemeral) {
+        /* The subscriptions are in the workers' tries, which only their
+         * workers read: the topic's owner counts them and answers. */
+        struct topic_info_req *q = malloc(sizeof(*q) + len + 1);
+        if (q != NULL) {
+            memset(q, 0, sizeof(*q));
+            q->conn_ref = conn_ref_of(t, c);
+            q->admin_id = m->id;
+            if (rc == 0) {
+                topic_info_fill(&ti, (char *)name, &in);
+                q->messages = ti.messages;
+                q->bytes = ti.bytes;
+                q->first_seq = ti.first_seq;
+                q->last_seq = ti.last_seq;
+            }
+            q->is_ephemeral = is_ephemeral;
+            q->topic_len = len;
+            memcpy(q->topic, name, len + 1);
+            /* Queued like a publication: a worker that is behind delays
+             * the answer and stops reading this connection (backpressure)
+             * rather than failing the request. */
+            uint32_t owner = topic_hash(name, len) % t->srv->n_workers;
+            struct wmsg w = {.kind = W_TOPIC_INFO, .p = q};
+            if (iot_wq_push(&t->wq[owner], w) == 0) {
+                if (t->wq[owner].n >= WQ_PAUSE) {
+                    conn_pause(t, c);
+                }
+                return; /* the worker answers */
+            }
+            free(q);
+        }
+        r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+        r.text = (char *)"out of memory; retry";
+    } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_TOPIC;
+        r.text = (char *)"no such stored topic";
+    } else {
+        r.code = rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                               : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)server_strerror(rc);
+    }
+    admin_reply_send(t, c, &r);
+}
+
+/* A purge writes (in many small commits): the writer runs it and answers. */
+static int admin_purge(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    const char *name = m->topic_purge->topic;
+    size_t len = strlen(name);
+    struct purge_req *q = malloc(sizeof(*q) + len + 1);
+    if (q == NULL) {
+        return -ENOMEM;
+    }
+    q->conn_ref = conn_ref_of(t, c);
+    q->admin_id = m->id;
+    q->topic_len = len;
+    memcpy(q->topic, name, len + 1);
+    struct wmsg w = {.kind = W_PURGE, .p = q};
+    if (mbox_try_post(writer_mbox(t->srv->writer), &w, 1) != 1) {
+        free(q);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+#define ADMIN_CONSUMERS_DEFAULT 1000u
+#define ADMIN_CONSUMERS_MAX 10000u
+
+struct admin_match {
+    const char *pattern;
+    size_t pattern_len;
+};
+
+static int admin_consumer_match(void *ctx, const char *topic, size_t len)
+{
+    const struct admin_match *am = ctx;
+    return am->pattern_len == 0 || topic_match(am->pattern, am->pattern_len, topic, len);
+}
+
+static enum store_read_verdict admin_first_time_cb(void *ctx, const struct store_msg *m)
+{
+    *(int64_t *)ctx = m->publish_time;
+    return STORE_READ_STOP;
+}
+
+/* The lag figures of one durable: messages above its ack floor, and how
+ * long ago the oldest of them was published (0 when caught up). */
+static void admin_consumer_lag(struct iot *t, Ferry__ConsumerInfo *ci)
+{
+    struct store_topic_info in;
+    if (store_topic_info(t->srv->store, ci->topic, strlen(ci->topic), &in) != 0 ||
+        in.last_seq <= ci->ack_floor) {
+        return;
+    }
+    ci->lag_messages = in.last_seq - ci->ack_floor;
+    int64_t when = INT64_MIN;
+    struct store_read_result res;
+    if (store_read(t->srv->store, in.id, ci->ack_floor + 1, 1, SIZE_MAX, admin_first_time_cb, &when,
+                   &res) == 0 &&
+        when != INT64_MIN && t->now_ns > when) {
+        ci->lag_ms = (uint64_t)(t->now_ns - when) / 1000000u;
+    }
+}
+
+/* ConsumerListRequest: durables in memory and only in the store. */
+static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = m->id;
+    struct admin_match am = {m->consumers->pattern, strlen(m->consumers->pattern)};
+    const char *why;
+    if (am.pattern_len && topic_validate(am.pattern, am.pattern_len, 1, t->srv->cfg.max_topic_len,
+                                         t->srv->cfg.max_topic_depth, &why)) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_PATTERN;
+        r.text = (char *)why;
+        admin_reply_send(t, c, &r);
+        return;
+    }
+    uint32_t limit = m->consumers->limit ? m->consumers->limit : ADMIN_CONSUMERS_DEFAULT;
+    if (limit > ADMIN_CONSUMERS_MAX) {
+        limit = ADMIN_CONSUMERS_MAX;
+    }
+    struct cons_info *v = NULL;
+    size_t n = 0;
+    int rc = cons_reg_list(t->srv->consumers, admin_consumer_match, &am, &v, &n);
+    Ferry__ConsumerInfo *cv = NULL;
+    Ferry__ConsumerInfo **pv = NULL;
+    char(*held)[CONS_WHO_MAX + 32] = NULL; /* "<who> and N more" */
+    char text[200];
+    if (rc == 0 && n > 0) {
+        cv = calloc(n, sizeof(*cv));
+        pv = calloc(n, sizeof(*pv));
+        held = calloc(n, sizeof(*held));
+        if (cv == NULL || pv == NULL || held == NULL) {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc != 0) {
+        r.code = rc == -ENOMEM || rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                                : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)server_strerror(rc);
+        n = 0;
+    }
+    /* The reply fits the client's frame limit, as for topics. */
+    size_t budget = c->max_frame_len > 1024 ? c->max_frame_len - 1024 : 0;
+    size_t used = 0, shown = 0;
+    Ferry__ConsumerInfo *root = NULL; /* the last wildcard durable listed */
+    for (size_t i = 0; i < n; i++) {
+        size_t size = strlen(v[i].topic) + strlen(v[i].name) + strlen(v[i].group) +
+                      strlen(v[i].pattern) + 160;
+        if (shown == limit || used + size > budget) {
+            break;
+        }
+        used += size;
+        Ferry__ConsumerInfo *ci = &cv[shown];
+        ferry__consumer_info__init(ci);
+        ci->topic = v[i].topic;
+        ci->name = v[i].name;
+        ci->ack_floor = v[i].ack_floor;
+        ci->next_seq = v[i].next_seq;
+        ci->pending = v[i].n_pending;
+        ci->redelivered = v[i].n_redelivered;
+        ci->holders = v[i].n_holders;
+        ci->queue_group = v[i].group;
+        ci->is_loaded = v[i].is_loaded != 0;
+        ci->pattern = v[i].pattern;
+        if (v[i].n_holders == 0) {
+            ci->held_by = (char *)"";
+        } else if (v[i].n_holders == 1) {
+            snprintf(held[shown], sizeof(held[shown]), "%s", v[i].held_by);
+            ci->held_by = held[shown];
+        } else {
+            /* the group's name is in queue_group */
+            snprintf(held[shown], sizeof(held[shown]), "%s and %u more", v[i].held_by,
+                     v[i].n_holders - 1);
+            ci->held_by = held[shown];
+        }
+        if (v[i].is_root) {
+            ci->ack_floor = ci->next_seq = 0; /* the sums of its positions, below */
+            root = ci;
+        } else {
+            admin_consumer_lag(t, ci);
+        }
+        /* A wildcard durable's positions follow it (sorted by key). */
+        if (root != NULL && ci != root && strcmp(ci->pattern, root->topic) == 0 &&
+            strcmp(ci->name, root->name) == 0) {
+            root->pending += ci->pending;
+            root->redelivered += ci->redelivered;
+            root->lag_messages += ci->lag_messages;
+            root->lag_ms = ci->lag_ms > root->lag_ms ? ci->lag_ms : root->lag_ms;
+        }
+        pv[shown] = ci;
+        shown++;
+    }
+    if (rc == 0 && shown < n) {
+        snprintf(text, sizeof(text),
+                 "truncated: %zu durables match; %zu shown (limit %u, server default %u, at most "
+                 "%u, and the negotiated max_frame_len %u)",
+                 n, shown, limit, ADMIN_CONSUMERS_DEFAULT, ADMIN_CONSUMERS_MAX, c->max_frame_len);
+        r.text = text;
+    }
+    r.n_consumers = shown;
+    r.consumers = pv;
+    admin_reply_send(t, c, &r);
+    free(held);
+    free(pv);
+    free(cv);
+    free(v);
+}
+
+/* ConsumerDeleteRequest. A forced delete's holders may live on any IO
+ * thread: each is told through its thread's mailbox (handle_admin_detach). */
+static void admin_consumer_delete(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    r.id = m->id;
+    const Ferry__ConsumerDeleteRequest *q = m->consumer_delete;
+    struct cons_detach *hv = NULL;
+    uint32_t nh = 0;
+    int rc = cons_reg_delete(t->srv->consumers, q->topic, strlen(q->topic), q->name,
+                             strlen(q->name), q->force, &hv, &nh);
+    char text[400];
+    if (rc == -EBUSY) {
+        snprintf(text, sizeof(text),
+                 "durable %.200s on %.100s is held by a subscription (delete it with force)",
+                 q->name, q->topic);
+        r.code = FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE;
+        r.text = text;
+    } else if (rc == FERRY_ENOTOPIC || rc == FERRY_EINVAL) {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_CONSUMER;
+        r.text = (char *)"no such durable consumer";
+    } else if (rc != 0) {
+        r.code = rc == -ENOMEM || rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
+                                                : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
+        r.text = (char *)server_strerror(rc);
+    } else {
+        log_info("client %llu %s: deleted durable %s on %s%s", (unsigned long long)c->client_id,
+                 c->peer, q->name, q->topic, nh ? " (force: holders detached)" : "");
+    }
+    for (uint32_t i = 0; i < nh; i++) {
+        struct rmsg d = {.kind = R_DETACH, .conn_ref = hv[i].holder_ref};
+        d.u.ack.id = hv[i].sub_id;
+        d.u.ack.seq = hv[i].id;
+        uint32_t k = CONN_REF_IOT(hv[i].holder_ref);
+        if (k >= t->srv->n_iot || mbox_post(iot_mbox(t->srv->iots[k]), &d, 1) < 0) {
+            log_warn("durable %s on %s: could not tell subscription %llu that it was deleted",
+                     q->name, q->topic, (unsigned long long)hv[i].sub_id);
+        }
+    }
+    free(hv);
+    admin_reply_send(t, c, &r);
+}
+
+/* R_DETACH: the durable this subscription held was deleted with force. The
+ * sub_id may have been reused since: only a subscription still bound to
+ * that durable ends. */
+void handle_admin_detach(struct iot *t, const struct rmsg *m)
+{
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    if (c == NULL || c->state != ST_OPEN) {
+        return;
+    }
+    uint64_t sub_id = m->u.ack.id;
+    struct catchup *e = cu_find(c, sub_id);
+    int i = handle_subscribe_find(c, sub_id);
+    struct consumer *k = e == NULL ? NULL : cu_is_root(e) ? e->root : e->cons;
+    if (k == NULL || cons_id(k) != (uint32_t)m->u.ack.seq || i < 0) {
+        return;
+    }
+    char text[352];
+    snprintf(text, sizeof(text),
+             "subscription %llu: its durable consumer on %.*s was deleted by an administrator",
+             (unsigned long long)sub_id,
+             (int)(c->subs[i]->pattern_len > 256 ? 256 : c->subs[i]->pattern_len),
+             c->subs[i]->pattern);
+    if (handle_subscribe_remove_at(t, c, (uint32_t)i) < 0) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL,
+                  "out of memory removing a subscription whose durable was deleted");
+        return;
+    }
+    conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_CONSUMER_DELETED, text, sub_id,
+                    FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
+}
+
+void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__Stats st = FERRY__STATS__INIT;
+    uint64_t commit_hist[STORE_LAT_BUCKETS];
+    r.id = m->id;
+    if (c->auth != NULL && (c->who == NULL || !c->who->is_admin)) {
+        conn_acl_denied(t, c, "admin", "request", 7);
+        r.code = FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED;
+        r.text = (char *)"permission denied: admin requests need `allow NAME admin`";
+        admin_reply_send(t, c, &r);
+        return;
+    }
+    if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_STATS) {
+        struct stats_snapshot s;
+        server_stats(t->srv, &s);
+        st.server_id = t->srv->server_id;
+        st.server_version = (char *)FERRY_VERSION;
+        st.uptime_ms = (uint64_t)(now_realtime_ns() / 1000000) - t->srv->start_ms;
+        st.connections = s.conns;
+        st.connections_total = s.conns_total;
+        st.subscriptions = s.subs;
+        st.msgs_in = s.msgs_in;
+        st.msgs_out = s.msgs_out;
+        st.bytes_in = s.bytes_in;
+        st.bytes_out = s.bytes_out;
+        st.slow_consumers = s.slow_consumers;
+        st.protocol_errors = s.protocol_errors;
+        st.auth_failures = s.auth_failures;
+        st.permission_denials = s.permission_denials;
+        if (t->srv->store) {
+            struct store_stats ss;
+            store_stats(t->srv->store, &ss);
+            st.store_bytes = ss.map_used;
+            st.topics = ss.n_topics;
+            st.crc_errors = ss.n_crc_errors;
+            st.store_commits = ss.n_commits;
+            st.store_messages = ss.n_appends;
+            size_t nb = STORE_LAT_BUCKETS;
+            while (nb > 0 && ss.commit_hist[nb - 1] == 0) {
+                nb--;
+            }
+            memcpy(commit_hist, ss.commit_hist, nb * sizeof(*commit_hist));
+            st.n_commit_latency_hist = nb;
+            st.commit_latency_hist = commit_hist;
+        }
+        r.stats = &st;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST__NOT_SET) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT;
+        r.text = (char *)"empty admin request";
+    } else if (t->srv->store == NULL) {
+        r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;
+        r.text = (char *)"topic administration needs the store";
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPICS) {
+        admin_topics(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO) {
+        admin_topic_info(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_PURGE) {
+        if (admin_purge(t, c, m) == 0) {
+            return; /* the writer answers */
+        }
+        r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+        r.text = (char *)"the store writer is busy; retry";
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_CONSUMERS &&
+               t->srv->consumers != NULL) {
+        admin_consumers(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_CONSUMER_DELETE &&
+               t->srv->consumers != NULL) {
+        admin_consumer_delete(t, c, m);
+        return;
+    } else {
+        r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE;
+        r.text = (char *)"unknown admin request";
+    }
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REPLY;
+    f.admin_reply = &r;
+    conn_send(t, c, &f);
+}

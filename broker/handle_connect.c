@@ -1,0 +1,190 @@
+/*
+ * handle_connect.c - Connect (version, credentials through the auth pool,
+ * negotiation) and Ping.
+ */
+#include "io_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- frame handlers ----------------------------------------------------- */
+
+/* Connect accepted (credentials checked, if any): negotiate, say Connected. */
+static void connect_accept(struct iot *t, struct conn *c, uint32_t req_ka, uint32_t req_max_frame)
+{
+    const struct cfg *cfg = &t->srv->cfg;
+    uint32_t ka = req_ka ? req_ka : cfg->keepalive_ms;
+    if (ka < cfg->keepalive_min_ms) {
+        ka = cfg->keepalive_min_ms;
+    }
+    if (ka > cfg->keepalive_max_ms) {
+        ka = cfg->keepalive_max_ms;
+    }
+    /* The minimum of both, exactly, as ferry.proto says. (Our replies other
+     * than Deliver and AdminReply are far below any sensible limit.) */
+    uint32_t max_frame = cfg->max_frame_len;
+    if (req_max_frame && req_max_frame < max_frame) {
+        max_frame = req_max_frame;
+    }
+    c->max_frame_len = max_frame;
+    c->keepalive_ms = ka;
+    c->state = ST_OPEN;
+    frame_dec_set_max(&c->dec, max_frame);
+    conn_timer_arm(t, c, c->last_rx_ms + (uint64_t)ka * 3 / 2);
+
+    Ferry__Connected r = FERRY__CONNECTED__INIT;
+    r.protocol_version = PROTOCOL_VERSION;
+    r.server_version = (char *)FERRY_VERSION;
+    r.server_id = t->srv->server_id;
+    r.max_frame_len = max_frame;
+    r.keepalive_ms = ka;
+    /* What a PubAck of a stored topic promises. (Without a store, only in
+     * unit tests, every topic is ephemeral: no promise beyond "routed".) */
+    if (t->srv->store == NULL) {
+        r.sync_policy = FERRY__SYNC_POLICY__SYNC_NONE;
+    } else {
+        r.sync_policy = (Ferry__SyncPolicy)cfg->sync_mode;
+        if (cfg->sync_mode == STORE_SYNC_INTERVAL) {
+            r.sync_interval_ms = cfg->sync_interval_ms;
+        }
+    }
+    r.client_id = c->client_id;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_CONNECTED;
+    f.connected = &r;
+    conn_send(t, c, &f);
+    log_debug("client %llu %s: connected as %s, keepalive %u ms", (unsigned long long)c->client_id,
+              c->peer, c->who ? c->who->name : "anonymous", ka);
+}
+
+/* Wrong, missing or unknown credentials. The Error goes out when the timer
+ * fires: later for each recent failure from the same address, so guessing
+ * passwords is slow. Input stays unread meanwhile. */
+static void auth_refuse(struct iot *t, struct conn *c)
+{
+    char host[sizeof(c->peer)];
+    snprintf(host, sizeof(host), "%s", c->peer);
+    char *colon = strrchr(host, ':');
+    if (colon) {
+        *colon = '\0'; /* failures count per address, whatever the port */
+    }
+    uint32_t delay = auth_delay_fail(&t->srv->auth_delay, host, t->now);
+    stats_add(&t->stats.auth_failures, 1);
+    log_warn("client %llu %s: authentication failed (answered in %u ms)",
+             (unsigned long long)c->client_id, c->peer, delay);
+    c->is_auth_pending = 1;
+    c->is_auth_failed = 1;
+    conn_timer_arm(t, c, t->now + delay);
+}
+
+void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
+{
+    if (m->protocol_version != PROTOCOL_VERSION) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
+                  "unsupported protocol version (this server speaks 1)");
+        return;
+    }
+    if (t->srv->auth_pool == NULL) {
+        connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
+        return;
+    }
+    /* The hash is checked on the auth pool; until it answers (R_AUTH) this
+     * connection reads nothing more. The Connect deadline still runs. */
+    c->keepalive_ms = m->keepalive_ms;
+    c->req_max_frame = m->max_frame_len;
+    c->is_auth_pending = 1;
+    conn_read_stop(t, c);
+    int rc = FERRY_EAUTH;
+    if (m->token[0] != '\0' || m->username[0] != '\0') {
+        struct auth_table *at = auth_holder_get(&t->srv->auth);
+        rc = at ? auth_pool_submit(t->srv->auth_pool, conn_ref_of(t, c), at, m->username,
+                                   m->password, m->token)
+                : FERRY_EAUTH;
+        auth_table_unref(at);
+    }
+    explicit_bzero(m->password, strlen(m->password));
+    explicit_bzero(m->token, strlen(m->token));
+    if (rc == -EAGAIN || rc == -ENOMEM) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY,
+                  "too many logins in progress; retry later");
+    } else if (rc != 0) {
+        auth_refuse(t, c); /* no credentials at all */
+    }
+}
+
+/* The auth pool's answer to handle_connect. */
+void handle_auth_answer(struct iot *t, struct rmsg *m)
+{
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    struct auth_table *cur = NULL;
+    const struct auth_principal *who = NULL;
+    if (c == NULL || c->state != ST_AWAIT_CONNECT || !c->is_auth_pending || c->is_auth_failed) {
+        goto out; /* closed, or timed out meanwhile */
+    }
+    if (m->n_ids == 0) {
+        /* A reload may have come in between: take the rights from the
+         * current table, where the name may be gone. */
+        cur = auth_holder_get(&t->srv->auth);
+        who = cur ? auth_principal_find(cur, m->u.auth.who->name) : NULL;
+    }
+    if (who == NULL) {
+        auth_refuse(t, c);
+        goto out;
+    }
+    c->auth = cur;
+    c->who = who;
+    cur = NULL;
+    c->is_auth_pending = 0;
+    c->last_rx_ms = t->now; /* not read while the pool checked: a new interval */
+    connect_accept(t, c, c->keepalive_ms, c->req_max_frame);
+    conn_read_start(t, c);
+    conn_process_frames(t, c); /* whatever came after Connect */
+out:
+    auth_table_unref(cur);
+    auth_table_unref(m->u.auth.t);
+}
+
+void handle_pong_send(struct iot *t, struct conn *c, uint64_t nonce)
+{
+    Ferry__Pong p = FERRY__PONG__INIT;
+    p.nonce = nonce;
+    Ferry__Frame r = FERRY__FRAME__INIT;
+    r.body_case = FERRY__FRAME__BODY_PONG;
+    r.pong = &p;
+    conn_send(t, c, &r);
+}
+
+/*
+ * The Ack confirmation rule (proto/README.md): a Pong confirms every Ack the
+ * connection sent before its Ping. Acks change durable state in memory at
+ * once; the store writer commits it in its next round. So a Ping that
+ * follows Acks to durables goes through the writer's queue (W_BARRIER) and
+ * its Pong comes back (R_PONG) only after a commit that includes them. A
+ * Ping with no such Ack before it (keepalive) is answered at once, unless
+ * an earlier one is still with the writer: Pongs keep the Pings' order (a
+ * client counts a later nonce as the answer to every earlier Ping).
+ */
+void handle_ping(struct iot *t, struct conn *c, uint64_t nonce)
+{
+    if ((!c->has_dur_acks && c->n_barriers == 0) || t->srv->writer == NULL) {
+        handle_pong_send(t, c, nonce);
+        return;
+    }
+    uint32_t w = t->srv->n_workers;
+    struct barrier *b = malloc(sizeof(*b));
+    if (b != NULL) {
+        b->conn_ref = conn_ref_of(t, c);
+        b->nonce = nonce;
+        iot_wq_seal(t, w);
+        struct wmsg m = {.kind = W_BARRIER, .p = b};
+        if (iot_wq_push(&t->wq[w], m) == 0) {
+            c->has_dur_acks = 0;
+            c->n_barriers++;
+            return;
+        }
+        free(b);
+    }
+    /* A Pong now would confirm what may not be stored: no answer at all. */
+    conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+}

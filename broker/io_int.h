@@ -1,0 +1,449 @@
+/*
+ * io_int.h - what the IO thread's files share (private to broker/).
+ *
+ * The IO reactor is one module in several files, one concern each:
+ *   io_thread.c   slots, the mailbox, rounds, the loop, life cycle (iot_)
+ *   conn.c        a connection: output buffers, flush, read, frames, close (conn_)
+ *   deliver.c     routed messages staged to their subscribers (deliver_)
+ *   catchup.c     positions on stored topics: catch-up, durables (cu_)
+ *   handle_*.c    one file per client message (handle_)
+ * Every structure here belongs to one IO thread and is touched by it only,
+ * unless its comment says otherwise.
+ */
+#ifndef FERRY_IO_INT_H
+#define FERRY_IO_INT_H
+
+#include "acl.h"
+#include "auth.h"
+#include "codec.h"
+#include "consumer.h"
+#include "ferry.h"
+#include "io_thread.h"
+#include "log.h"
+#include "store.h"
+#include "timer_heap.h"
+#include "topic.h"
+#include "trie.h"
+#include "worker.h"
+#include "writer.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "0.0.0"
+#endif
+
+#define IOT_MBOX_CAP 4096u
+#define IOT_TAKE 1024u
+#define IOT_EVENTS 256
+#define READ_BUF 65536u
+#define READS_PER_EVENT 4
+#define BATCH_CAP 65536u
+#define WQ_PAUSE 8u           /* unposted items to one worker that pause publishers */
+#define PRE_CONNECT_MAX 4096u /* frame limit before Connect (ferry.proto) */
+#define CLOSE_LINGER_MS 2000u /* bound on flushing a connection we close */
+#define MAX_HEADERS 64
+#define STALL_MAX_MS 200u /* per episode of lagging subscribers, see struct iot */
+#define DUR_SCAN_MS 20u   /* durable consumers: redelivery deadlines checked this often */
+#define DUR_DUE_MAX 64u   /* redeliveries per durable subscription per scan */
+#define PROTOCOL_VERSION 1
+
+enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
+
+struct conn {
+    int fd;
+    uint32_t slot;
+    uint32_t gen;
+    uint8_t state;         /* enum conn_state */
+    uint8_t is_dirty;      /* in t->dirty this round */
+    uint8_t is_paused;     /* not read: a worker queue is full, or is_out_paused */
+    uint8_t is_out_paused; /* not read: its replies fill half its outbound bound */
+    uint8_t is_slow_logged;
+    uint8_t is_heavy;        /* counted in t->n_heavy: over half its outbound bound */
+    uint8_t is_writable;     /* EPOLLOUT reported this round */
+    uint8_t is_wr_shut;      /* CLOSING: our FIN is sent, waiting for the peer's */
+    uint8_t is_auth_pending; /* Connect is with the auth pool: input is not read */
+    uint8_t is_auth_failed;  /* refused: the timer sends the Error (failure delay) */
+    uint32_t events;         /* epoll mask registered now */
+    uint32_t keepalive_ms;
+    uint32_t timer_pos; /* in t->timers */
+    int32_t stage_head; /* this round's staged deliveries, or -1 */
+    int32_t stage_tail;
+    uint32_t stage_bytes; /* bytes staged this round (not in out yet) */
+    struct frame_dec dec;
+    uint8_t *out;                     /* replies and unwritten deliveries; NULL when drained */
+    size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
+    struct trie_sub **subs;           /* sorted by key (keys grow: Subscribe appends) */
+    uint32_t n_subs, subs_cap;
+    uint64_t unacked_key; /* the subscription whose SubAck is held (deferred), 0: none */
+    struct catchup *cu;   /* subscriptions with a start position, sorted by key */
+    struct wcu *wcu;      /* wildcard subscriptions reading the store (see struct wcu) */
+    uint32_t n_wcu, wcu_cap;
+    uint32_t n_wd_fail; /* wildcard durable positions that could not be bound (logged: 10) */
+    uint32_t n_cu, cu_cap;
+    uint8_t is_cu_listed;        /* in t->cu_conns */
+    uint8_t is_dur_listed;       /* in t->dur_conns */
+    uint8_t has_dur_acks;        /* Acks to durables since the last Ping went through the writer */
+    uint32_t n_barriers;         /* its Pings in the writer's hands (Pongs keep their order) */
+    uint32_t last_stored_serial; /* pub_rec.serial of its last stored publish; 0: none */
+    uint64_t last_rx_ms;
+    uint64_t client_id;
+    uint32_t req_max_frame;  /* Connect's max_frame_len, while auth is pending */
+    uint32_t max_frame_len;  /* negotiated (Connected): no frame we send is larger */
+    uint32_t n_too_large;    /* Deliver frames refused as larger: only the first few logged */
+    uint32_t n_denied;       /* ACL refusals: only the first few are logged */
+    struct auth_table *auth; /* one reference; NULL: anonymous server, all allowed */
+    const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
+    char peer[48];
+};
+
+/*
+ * Catch-up. A subscription with a start position (all, sequence, time, last
+ * N) names one stored topic. It is put in the workers' tries at once, like
+ * any other, and additionally keeps next_seq: the next sequence its
+ * subscriber gets. Messages come from two sources:
+ *   - the store, read here in bounded chunks (short read transactions) while
+ *     the connection's output has room, from next_seq on;
+ *   - live deliveries from the topic's worker, which carry their sequence:
+ *     one equal to next_seq is delivered (and next_seq moves on), one below
+ *     is a duplicate of what the store gave and is dropped, and one above
+ *     means the store has messages we have not read: it is dropped and
+ *     reading resumes. A live message is committed before it is routed, so
+ *     whatever is dropped is in the store.
+ * The seam: once the owning worker has the subscription in its trie, every
+ * message committed later is routed live to it. The worker says so
+ * (R_SUB_READY) with the topic's last committed sequence L at that moment;
+ * if next_seq <= L we read the store up to its end. From then on live
+ * delivery brings every later message, in order, so the subscriber sees
+ * each sequence exactly once, with no gap at the seam, whatever publishers
+ * do meanwhile. Nothing is delivered before the SubAck is out (is_started).
+ *
+ * Every subscription to one stored topic (no wildcard, no queue group) has
+ * such a position, new-only ones too (next_seq = last + 1 at Subscribe):
+ * one whose connection is more than half its outbound bound behind gets no
+ * more live deliveries and reads the store instead, as DESIGN.md's
+ * backpressure asks for persisted topics, until it has caught up again.
+ * (Wildcard subscriptions get positions only when they lag: struct wcu.)
+ *
+ * A durable consumer's subscription (consumer.h), or one with explicit acks
+ * (whose consumer lives in memory only), is a catch-up subscription
+ * whose position is the durable's shared next_seq rather than next_seq here:
+ * a message is delivered to it only if cons_claim() hands it over (it is the
+ * durable's next one, and max_in_flight leaves room), live or from the
+ * store alike. Members of a queue group sharing a durable each get the live
+ * copies (their trie entries carry no group) and the claim gives every
+ * message to one of them. A full durable stops reading; an Ack on the
+ * connection, or the periodic scan of t->dur_conns (which also redelivers
+ * what passed its ack wait and dead-letters what reached max_deliver),
+ * starts it again.
+ *
+ * A wildcard durable (consumer.h, WILDCARD DURABLES) has a root entry
+ * (root set, topic NULL: it reads nothing and takes no message) and, right
+ * after it in c->cu (same key), one entry per stored topic it has met, with
+ * that topic and its position's binding in cons: each is a durable's
+ * catch-up as above. Positions are added when a live message of a new
+ * topic arrives (cu_wd_position), and by cu_wd_sync, which lists the matching
+ * stored topics after the SubAck and again as each worker answers that the
+ * subscription is in its trie: a message committed before the last answer
+ * is in the store when that listing reads it, and any later one is routed
+ * live, so no topic is missed at the seam.
+ *
+ * A queue group without acks on stored topics (is_group) has no position:
+ * the workers choose one member per message, as for any group. Its
+ * members share, per topic, the set of messages left by a member that
+ * could not take them (cons_group_leave: its connection lagged as above);
+ * each member with room takes from it in the durable scan (group_take) and
+ * reads those messages from the store. So a lagging member is never
+ * disconnected and the group still gets each message once. On one topic
+ * the entry's cons is that set; on a wildcard pattern it is built like a
+ * wildcard durable, with a root shared by the members (in memory only) and
+ * one entry per topic, made by the topic's first live message.
+ */
+struct catchup {
+    struct trie_sub *sub;  /* c->subs holds the reference; pattern = topic */
+    struct consumer *cons; /* a durable consumer's binding, else NULL (see below) */
+    struct consumer *root; /* a wildcard durable's root binding (in its root entry
+                            * and its positions), else NULL */
+    char *topic;           /* a wildcard durable's position: its topic (malloc'd,
+                            * NUL-terminated); NULL: sub->pattern */
+    uint32_t topic_len;
+    uint8_t is_group; /* a queue group's wildcard root or position (see below) */
+    uint64_t next_seq;
+    uint64_t ready_seq; /* L, valid with is_ready */
+    uint32_t topic_id;  /* 0: not resolved yet (topic never stored) */
+    uint8_t is_started; /* the SubAck is out */
+    uint8_t is_ready;   /* R_SUB_READY arrived */
+    uint8_t is_reading; /* the store may hold messages from next_seq on */
+};
+
+/*
+ * A wildcard subscription (no queue group) has no position of its own: it
+ * gets live deliveries only. When its connection lags (as for struct
+ * catchup: more than half its outbound bound queued), a live message of a
+ * stored topic is not queued: the subscription gets a position on that
+ * topic at that message's sequence and reads the topic's log from there,
+ * exactly like a catch-up subscription, live messages being dropped while
+ * it reads (they are stored). Once it has read to the end and a live
+ * message arrives with exactly its next sequence, it is back at the seam:
+ * that message is delivered and the position forgotten. So a lagging
+ * wildcard subscriber of stored topics is never disconnected and loses
+ * nothing; ephemeral topics still disconnect it at the bound. (A queue
+ * group member cannot do this: the log holds its group's other messages. A
+ * group leaves what a lagging member cannot take to the others instead: see
+ * struct catchup, is_group.)
+ */
+struct wcu {
+    struct trie_sub *sub; /* c->subs holds the reference */
+    char *topic;          /* malloc'd, NUL-terminated */
+    uint32_t topic_len;
+    uint32_t topic_id; /* 0: not resolved yet */
+    uint64_t next_seq;
+    uint8_t is_reading;
+};
+
+#define CU_CHUNK_MSGS 256u     /* messages per store read */
+#define CU_CHUNK_BYTES 262144u /* about this many bytes per store read */
+#define CU_CHUNKS_PER_ROUND 4  /* per connection, then others get a turn */
+
+struct stage {
+    struct pub_batch *batch; /* one reference */
+    uint32_t body_off, body_len;
+    uint32_t pfx_off; /* in t->pfx */
+    uint32_t pfx_len; /* up to CODEC_DELIVER_PREFIX_MAX(n_subs) */
+    int32_t next;
+};
+
+/* Items for one worker (or, at index n_workers, the store writer) that its
+ * mailbox has not accepted yet, and the batch being filled. */
+struct wq {
+    struct wmsg *m;
+    uint32_t n, cap;
+    struct pub_batch *cur;
+};
+
+/* A SubAck held back until the subscription has reached every worker's
+ * queue (see handle_subscribe). */
+struct deferred_ack {
+    uint64_t conn_ref;
+    uint64_t sub_id;
+};
+
+struct ptrvec {
+    struct conn **v;
+    uint32_t n, cap;
+};
+
+struct iot {
+    struct stats stats; /* this thread's counters */
+    struct server *srv; /* shared, read-only */
+    uint32_t index;
+    pthread_t thread;
+    int is_started;
+    atomic_int is_drained; /* atomic: this thread writes, main reads */
+    /* atomic: the writer sets it (iot_committed), this thread reads: the
+     * serial of our last stored publication committed and routed */
+    atomic_uint committed_serial;
+    atomic_int is_commit_wanted; /* atomic: a Subscribe waits for committed_serial */
+    struct mbox in;              /* acceptor and workers -> this thread */
+    /* Everything below: this IO thread only. */
+    int ep;
+    struct conn **slots; /* by slot; NULL = free */
+    uint32_t *gens;      /* generation of each slot */
+    uint32_t n_slots;
+    uint32_t *free_slots;
+    uint32_t n_free;
+    struct theap timers;
+    struct codec_arena arena;
+    struct wq *wq; /* by worker */
+    uint8_t *pfx;  /* this round's Deliver prefixes */
+    size_t pfx_len, pfx_cap;
+    struct stage *stage;
+    uint32_t n_stage, stage_cap;
+    struct ptrvec dirty, paused, dead;
+    struct deferred_ack *deferred; /* SubAcks waiting for a worker queue */
+    uint32_t n_deferred, deferred_cap;
+    struct ptrvec cu_conns;  /* connections with catch-up subscriptions reading */
+    struct ptrvec dur_conns; /* connections holding durable consumers */
+    uint64_t next_dur_scan;  /* monotonic ms */
+    Ferry__Header *cu_hdr;   /* scratch for encoding stored messages */
+    Ferry__Header **cu_hdrp;
+    char *cu_text; /* NUL-terminated copies of header strings */
+    size_t cu_text_cap;
+    struct iovec *iov;
+    uint8_t *rbuf; /* READ_BUF bytes: every read lands here first */
+    uint64_t now;
+    int64_t now_ns;
+    int has_more_mail;
+    /* Stalls: while a subscriber of this thread is over half its outbound
+     * bound, we stop taking deliveries for a while (at most STALL_MAX_MS per
+     * episode). The mailbox fills, the workers wait, their queues fill and
+     * publishers stop being read: a subscriber that lags for a moment slows
+     * the publishers down instead of being cut off. One that stays behind
+     * past the stall budget reaches its bound and is disconnected. */
+    uint32_t n_heavy;
+    uint64_t stall_since;    /* start of this episode, 0 when none */
+    int is_stall_spent;      /* this episode used its budget */
+    int is_mail_muted;       /* mailbox eventfd removed from the epoll set */
+    unsigned auth_gen;       /* the auth table generation our connections use */
+    uint64_t next_sub_key;   /* the last trie_sub.key handed out */
+    uint32_t pub_serial;     /* the last pub_rec.serial handed out */
+    struct trie_sub **dsubs; /* deliver_routed() scratch: cfg.max_subs entries */
+};
+
+/* A Publish, wherever it was decoded from. Pointers are valid for the call. */
+struct pub_in {
+    uint64_t id;
+    const char *topic;
+    size_t topic_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    const uint8_t *key;
+    size_t key_len;
+    size_t n_headers;
+    Ferry__Header **headers; /* only from the full decoder */
+    int want_ack;
+};
+
+/* ---- conn.c ------------------------------------------------------------ */
+
+/* An ACL refusal: counted and logged (the first few); the caller answers. */
+void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char *name,
+                     size_t name_len);
+/* c's one timer (keepalive, Connect deadline, close linger) fires at when (ms). */
+void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when);
+/* A new socket from the acceptor: a slot, the epoll set, the Connect deadline. */
+void conn_add(struct iot *t, int fd);
+/* The connection a CONN_REF names, if it is still this one (slot + generation). */
+struct conn *conn_by_ref(struct iot *t, uint64_t ref);
+/* Stop reading, flush what is queued (bounded by CLOSE_LINGER_MS), close. */
+void conn_close_after_flush(struct iot *t, struct conn *c);
+/* Send a fatal Error, then close after the flush. */
+void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *text);
+/* Write staged deliveries and queued output with one writev; keep what is left. */
+void conn_flush(struct iot *t, struct conn *c);
+/* Close at once; freed at the end of the round (never inside a callback). */
+void conn_kill(struct iot *t, struct conn *c);
+void conn_lost_output(struct iot *t, struct conn *c, const char *what);
+/* Read what the socket has (READS_PER_EVENT reads at most) and handle its frames. */
+void conn_on_readable(struct iot *t, struct conn *c);
+/* Stop reading c until iot_resume_paused() finds the reason gone. */
+void conn_pause(struct iot *t, struct conn *c);
+/* Queue a frame after anything staged or queued for c (order kept). */
+void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f);
+void conn_send_raw(struct iot *t, struct conn *c, const uint8_t *p, size_t n);
+void conn_heavy_update(struct iot *t, struct conn *c);
+void conn_mark_dirty(struct iot *t, struct conn *c);
+int conn_may_publish(const struct conn *c, const char *topic, size_t len);
+int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len);
+void conn_out_append(struct conn *c, const void *p, size_t n);
+size_t conn_out_pending(const struct conn *c);
+int conn_out_reserve(struct conn *c, size_t n);
+/* Handle the complete frames in c's decoder until one pauses it. */
+void conn_process_frames(struct iot *t, struct conn *c);
+/* Append c to a list of connections (0, or -ENOMEM). */
+int conn_list_push(struct ptrvec *p, struct conn *c);
+/* The CONN_REF other threads use to name c (server.h). */
+uint64_t conn_ref_of(const struct iot *t, const struct conn *c);
+void conn_send_error(struct iot *t, struct conn *c, int wire_code, const char *text,
+                     uint64_t ref_id, Ferry__Error__RefKind kind, int is_fatal);
+void conn_set_events(struct iot *t, struct conn *c, uint32_t events);
+/* Stop or start reading c (Connect with the auth pool, and its answer). */
+void conn_read_stop(struct iot *t, struct conn *c);
+void conn_read_start(struct iot *t, struct conn *c);
+/* c has output the socket did not take, and waits to be writable. */
+int conn_is_write_waiting(const struct conn *c);
+/* c is past max_outbound_bytes: an Error, then closed. */
+void conn_slow_consumer(struct iot *t, struct conn *c);
+
+/* ---- catchup.c --------------------------------------------------------- */
+
+/* Live delivery against c's positions: keeps in ids those that take it now. */
+uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t n, const uint8_t *body,
+                   uint32_t body_len);
+struct catchup *cu_find(struct conn *c, uint64_t sub_id);
+struct catchup *cu_find_key(struct conn *c, uint64_t key);
+int cu_has_work(const struct iot *t);
+int cu_is_root(const struct catchup *e);
+void cu_list(struct iot *t, struct conn *c);
+/* Read the store for every listed connection with room (bounded per round). */
+void cu_pump_all(struct iot *t);
+void cu_remove(struct conn *c, uint64_t sub_id);
+/* The SubAck of sub_id is out: start its position (read the store, bind). */
+void cu_start(struct iot *t, struct conn *c, uint64_t sub_id);
+void cu_unbind(struct iot *t, struct conn *c, uint64_t sub_id);
+void cu_dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e, const struct cons_due *d);
+void cu_dur_list(struct iot *t, struct conn *c);
+/* Durable consumers: redeliver what passed its ack wait, dead-letter, take. */
+void cu_dur_scan_all(struct iot *t);
+/* Live delivery to lagging wildcard subscriptions (struct wcu). */
+uint32_t cu_wild_filter(struct iot *t, struct conn *c, uint64_t *ids, struct trie_sub **subs,
+                        uint32_t n, const uint8_t *body, uint32_t body_len);
+void cu_wild_remove_sub(struct conn *c, const struct trie_sub *sub);
+struct catchup *cu_wd_position(struct iot *t, struct conn *c, struct trie_sub *s, const char *topic,
+                               size_t len, int is_create);
+void cu_wd_sync(struct iot *t, struct conn *c, struct trie_sub *s);
+
+/* ---- handle_ack.c ------------------------------------------------------ */
+
+void handle_ack(struct iot *t, struct conn *c, Ferry__Ack *m);
+
+/* ---- deliver.c --------------------------------------------------------- */
+
+/* A routed message from a worker: filtered, then staged for each connection. */
+void deliver_routed(struct iot *t, struct rmsg *m);
+/* A Deliver over c's negotiated frame size: the subscriptions get an Error (1). */
+int deliver_too_large(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n, uint64_t seq,
+                      size_t frame_len);
+
+/* ---- io_thread.c ------------------------------------------------------- */
+
+/* One frame of an open (or connecting) connection, by its type. */
+void iot_handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len);
+uint32_t iot_n_queues(const struct iot *t);
+/* A trie change (W_SUB_ADD, W_SUB_DEL) for every worker, in each queue's order. */
+int iot_post_sub_change(struct iot *t, uint32_t kind, struct trie_sub *s);
+void iot_resume_paused(struct iot *t);
+/* Post what is queued for worker w (or the writer at n_workers) if it has room. */
+void iot_wq_flush(struct iot *t, uint32_t w);
+int iot_wq_push(struct wq *q, struct wmsg m);
+int iot_wq_reserve(struct wq *q);
+/* Close the batch being filled for worker w, so that the next item starts one. */
+void iot_wq_seal(struct iot *t, uint32_t w);
+
+/* ---- handle_connect.c -------------------------------------------------- */
+
+/* The auth pool's answer to a Connect. */
+void handle_auth_answer(struct iot *t, struct rmsg *m);
+void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m);
+void handle_ping(struct iot *t, struct conn *c, uint64_t nonce);
+/* The Pong of a Ping whose Acks the writer has stored (barrier released). */
+void handle_pong_send(struct iot *t, struct conn *c, uint64_t nonce);
+
+/* ---- handle_subscribe.c ------------------------------------------------ */
+
+int handle_subscribe_find(const struct conn *c, uint64_t sub_id);
+void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m);
+void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe *m);
+/* SubAcks held for a full worker queue: sent once the change is queued. */
+void handle_subscribe_send_deferred(struct iot *t);
+/* Remove c->subs[i]: the workers, its position, its durable binding. */
+int handle_subscribe_remove_at(struct iot *t, struct conn *c, uint32_t i);
+
+/* ---- handle_publish.c -------------------------------------------------- */
+
+/* A checked publication: to its topic's worker, or to the writer if stored. */
+void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *p);
+void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m);
+/* A plain Publish read without a full decode; 0 if it needs the decoder. */
+int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size_t len);
+
+/* ---- handle_admin.c ---------------------------------------------------- */
+
+/* A durable deleted by an admin: its subscriptions here are ended. */
+void handle_admin_detach(struct iot *t, const struct rmsg *m);
+void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m);
+
+#endif
