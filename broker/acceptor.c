@@ -1,5 +1,5 @@
 /*
- * acceptor.c - accept4 loop with its own epoll.
+ * acceptor.c - accept4 loop with its own reactor set (reactor.h).
  *
  * Out of file descriptors (EMFILE/ENFILE), a listener stays readable and a
  * naive loop spins. We keep one spare descriptor: give it up, accept the
@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "io_thread.h"
 #include "log.h"
+#include "reactor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,20 +22,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 struct acceptor {
     struct server *srv;
-    int lfd; /* listening socket */
-    int ep;
+    int lfd;           /* listening socket */
+    struct rx *rx;     /* the listener and stop_fd (acceptor thread, once started) */
     int stop_fd;       /* eventfd: acc_stop() wakes the thread */
     int spare_fd;      /* acceptor thread only: see the file comment */
     uint32_t next;     /* acceptor thread only: round robin */
     uint64_t n_emfile; /* acceptor thread only: refused in this shortage */
-    int is_paused;     /* acceptor thread only: listener out of the epoll set */
+    int is_paused;     /* acceptor thread only: listener not watched */
     pthread_t thread;
     int is_started;
 };
@@ -46,7 +46,7 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
         return -ENOMEM;
     }
     a->srv = s;
-    a->lfd = a->ep = a->stop_fd = a->spare_fd = -1;
+    a->lfd = a->stop_fd = a->spare_fd = -1;
 
     char service[16];
     snprintf(service, sizeof(service), "%d", s->cfg.listen_port);
@@ -89,15 +89,17 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
         free(a);
         return rc;
     }
-    a->ep = epoll_create1(EPOLL_CLOEXEC);
     a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = a->lfd};
-    struct epoll_event sev = {.events = EPOLLIN, .data.fd = a->stop_fd};
-    if (a->ep < 0 || a->stop_fd < 0 || epoll_ctl(a->ep, EPOLL_CTL_ADD, a->lfd, &ev) < 0 ||
-        epoll_ctl(a->ep, EPOLL_CTL_ADD, a->stop_fd, &sev) < 0) {
-        rc = -errno;
-        log_error("acceptor: %s", strerror(errno));
+    rc = a->stop_fd < 0 ? -errno : rx_open(&a->rx);
+    if (rc == 0) {
+        rc = rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lfd);
+    }
+    if (rc == 0) {
+        rc = rx_watch(a->rx, a->stop_fd, 1, RX_READ, &a->stop_fd);
+    }
+    if (rc < 0) {
+        log_error("acceptor: %s", strerror(-rc));
         acc_close(a);
         return rc;
     }
@@ -125,13 +127,13 @@ static void refuse(int fd)
     close(fd);
 }
 
-/* Pause accepting for ACC_PAUSE_MS (level-triggered epoll would report the
+/* Pause accepting for ACC_PAUSE_MS (a level-triggered reactor would report the
  * listener again at once), and resume: acceptor thread only. */
 #define ACC_PAUSE_MS 100
 
 static void acc_pause(struct acceptor *a)
 {
-    if (!a->is_paused && epoll_ctl(a->ep, EPOLL_CTL_DEL, a->lfd, NULL) == 0) {
+    if (!a->is_paused && rx_unwatch(a->rx, a->lfd) == 0) {
         a->is_paused = 1;
     }
 }
@@ -141,8 +143,7 @@ static void acc_resume(struct acceptor *a)
     if (a->spare_fd < 0) {
         a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = a->lfd};
-    if (epoll_ctl(a->ep, EPOLL_CTL_ADD, a->lfd, &ev) == 0) {
+    if (rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lfd) == 0) {
         a->is_paused = 0;
     }
 }
@@ -212,14 +213,14 @@ static void *acc_main(void *arg)
 {
     struct acceptor *a = arg;
     for (;;) {
-        struct epoll_event evs[4];
-        int n = epoll_wait(a->ep, evs, 4, a->is_paused ? ACC_PAUSE_MS : -1);
+        struct rx_event evs[4];
+        int n = rx_wait(a->rx, evs, 4, a->is_paused ? ACC_PAUSE_MS : -1);
         if (n == 0 && a->is_paused) {
             acc_resume(a);
             continue;
         }
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.fd == a->stop_fd) {
+            if (evs[i].data == &a->stop_fd) {
                 return NULL;
             }
             accept_all(a);
@@ -258,9 +259,7 @@ void acc_close(struct acceptor *a)
         return;
     }
     acc_stop(a);
-    if (a->ep >= 0) {
-        close(a->ep);
-    }
+    rx_close(a->rx);
     if (a->stop_fd >= 0) {
         close(a->stop_fd);
     }

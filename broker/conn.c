@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -87,25 +86,24 @@ void conn_set_events(struct iot *t, struct conn *c, uint32_t events)
     if (c->events == events || c->state == ST_DEAD) {
         return;
     }
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
+    if (rx_watch(t->rx, c->fd, 0, events, c) == 0) {
         c->events = events;
     }
 }
 
 void conn_read_stop(struct iot *t, struct conn *c)
 {
-    conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+    conn_set_events(t, c, c->events & ~(uint32_t)RX_READ);
 }
 
 void conn_read_start(struct iot *t, struct conn *c)
 {
-    conn_set_events(t, c, c->events | EPOLLIN);
+    conn_set_events(t, c, c->events | RX_READ);
 }
 
 int conn_is_write_waiting(const struct conn *c)
 {
-    return (c->events & EPOLLOUT) != 0;
+    return (c->events & RX_WRITE) != 0;
 }
 
 void conn_mark_dirty(struct iot *t, struct conn *c)
@@ -283,7 +281,7 @@ void conn_close_after_flush(struct iot *t, struct conn *c)
      * unread input does not reset the connection and lose the Error frame. */
     c->state = ST_CLOSING;
     conn_heavy_update(t, c);
-    conn_set_events(t, c, c->events | EPOLLIN);
+    conn_set_events(t, c, c->events | RX_READ);
     conn_timer_arm(t, c, t->now + CLOSE_LINGER_MS);
     conn_mark_dirty(t, c);
 }
@@ -330,11 +328,11 @@ void conn_flush(struct iot *t, struct conn *c)
         stage_release(t, c);
         return;
     }
-    /* A backlogged connection waits for EPOLLOUT; until then, just move
+    /* A backlogged connection waits for RX_WRITE; until then, just move
      * the staged deliveries behind its backlog. */
     int is_writable = c->is_writable;
     c->is_writable = 0;
-    if ((c->events & EPOLLOUT) && conn_out_pending(c) > 0 && !is_writable) {
+    if ((c->events & RX_WRITE) && conn_out_pending(c) > 0 && !is_writable) {
         unstage(t, c);
     } else {
         int32_t next = c->stage_head;
@@ -456,14 +454,14 @@ void conn_flush(struct iot *t, struct conn *c)
             return;
         }
         conn_heavy_update(t, c);
-        conn_set_events(t, c, c->events & ~(uint32_t)EPOLLOUT);
+        conn_set_events(t, c, c->events & ~(uint32_t)RX_WRITE);
         return;
     }
     if (conn_out_pending(c) > t->srv->cfg.max_outbound && c->state != ST_CLOSING) {
         conn_slow_consumer(t, c);
     }
     conn_heavy_update(t, c);
-    conn_set_events(t, c, c->events | EPOLLOUT);
+    conn_set_events(t, c, c->events | RX_WRITE);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -539,12 +537,11 @@ void conn_add(struct iot *t, int fd)
         }
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (rx_watch(t->rx, fd, 1, RX_READ, c) < 0) {
         t->free_slots[t->n_free++] = slot;
         goto out_free;
     }
-    c->events = EPOLLIN;
+    c->events = RX_READ;
     t->slots[slot] = c;
     conn_timer_arm(t, c, t->now + t->srv->cfg.connect_timeout_ms);
     stats_add(&t->stats.conns, 1);
@@ -568,7 +565,7 @@ void conn_kill(struct iot *t, struct conn *c)
     }
     c->state = ST_DEAD;
     conn_heavy_update(t, c);
-    epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    (void)rx_unwatch(t->rx, c->fd);
     close(c->fd);
     c->fd = -1;
     theap_remove(&t->timers, &c->timer_pos);
@@ -612,7 +609,7 @@ void conn_pause(struct iot *t, struct conn *c)
         return; /* cannot remember it: keep reading rather than stall it */
     }
     c->is_paused = 1;
-    conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+    conn_set_events(t, c, c->events & ~(uint32_t)RX_READ);
 }
 
 /* A refusal by an ACL: counted and logged here; the caller answers. A client
@@ -652,7 +649,7 @@ static void conn_out_check(struct iot *t, struct conn *c)
     }
     c->is_paused = 1;
     c->is_out_paused = 1;
-    conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+    conn_set_events(t, c, c->events & ~(uint32_t)RX_READ);
 }
 
 /*

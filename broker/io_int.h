@@ -20,6 +20,7 @@
 #include "ferry.h"
 #include "io_thread.h"
 #include "log.h"
+#include "reactor.h"
 #include "store.h"
 #include "timer_heap.h"
 #include "topic.h"
@@ -63,11 +64,11 @@ struct conn {
     uint8_t is_out_paused; /* not read: its replies fill half its outbound bound */
     uint8_t is_slow_logged;
     uint8_t is_heavy;        /* counted in t->n_heavy: over half its outbound bound */
-    uint8_t is_writable;     /* EPOLLOUT reported this round */
+    uint8_t is_writable;     /* RX_WRITE reported this round */
     uint8_t is_wr_shut;      /* CLOSING: our FIN is sent, waiting for the peer's */
     uint8_t is_auth_pending; /* Connect is with the auth pool: input is not read */
     uint8_t is_auth_failed;  /* refused: the timer sends the Error (failure delay) */
-    uint32_t events;         /* epoll mask registered now */
+    uint32_t events;         /* RX_* watched now */
     uint32_t keepalive_ms;
     uint32_t timer_pos; /* in t->timers */
     int32_t stage_head; /* this round's staged deliveries, or -1 */
@@ -249,7 +250,7 @@ struct iot {
     atomic_int is_commit_wanted; /* atomic: a Subscribe waits for committed_serial */
     struct mbox in;              /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
-    int ep;
+    struct rx *rx;       /* this thread's descriptors (reactor.h) */
     struct conn **slots; /* by slot; NULL = free */
     uint32_t *gens;      /* generation of each slot */
     uint32_t n_slots;
@@ -286,7 +287,7 @@ struct iot {
     uint32_t n_heavy;
     uint64_t stall_since;    /* start of this episode, 0 when none */
     int is_stall_spent;      /* this episode used its budget */
-    int is_mail_muted;       /* mailbox eventfd removed from the epoll set */
+    int is_mail_muted;       /* mailbox eventfd not watched (stalled) */
     unsigned auth_gen;       /* the auth table generation our connections use */
     uint64_t next_sub_key;   /* the last trie_sub.key handed out */
     uint32_t pub_serial;     /* the last pub_rec.serial handed out */
@@ -314,7 +315,7 @@ void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char
                      size_t name_len);
 /* c's one timer (keepalive, Connect deadline, close linger) fires at when (ms). */
 void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when);
-/* A new socket from the acceptor: a slot, the epoll set, the Connect deadline. */
+/* A new socket from the acceptor: a slot, the reactor set, the Connect deadline. */
 void conn_add(struct iot *t, int fd);
 /* The connection a CONN_REF names, if it is still this one (slot + generation). */
 struct conn *conn_by_ref(struct iot *t, uint64_t ref);

@@ -1,8 +1,8 @@
 /*
- * io_thread.c - one epoll loop per thread: slots, mail, rounds, life cycle.
+ * io_thread.c - one event loop per thread: slots, mail, rounds, life cycle.
  *
  * A round of the loop:
- *   1. epoll_wait (timeout: the next timer, or 0 while work is left over);
+ *   1. rx_wait (reactor.h; timeout: the next timer, or 0 while work is left over);
  *   2. read ready sockets, many frames per read; handle each frame;
  *   3. take the mailbox: new connections, deliveries, PubAcks;
  *   4. resume publishers that were paused because a worker was full;
@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -394,7 +393,7 @@ void iot_resume_paused(struct iot *t)
         }
         conn_process_frames(t, c);
         if (!c->is_paused && c->state <= ST_OPEN) {
-            conn_set_events(t, c, c->events | EPOLLIN);
+            conn_set_events(t, c, c->events | RX_READ);
         }
     }
 }
@@ -417,7 +416,7 @@ static void fire_timers(struct iot *t)
             break;
         case ST_OPEN: {
             uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
-            if (c->is_paused || !(c->events & EPOLLIN)) {
+            if (c->is_paused || !(c->events & RX_READ)) {
                 /* We are not reading it (backpressure, a held SubAck,
                  * draining): its silence is ours. It gets a whole interval
                  * from when reading resumes. */
@@ -528,16 +527,15 @@ static void mute_mail(struct iot *t, int mute)
     if (mute == t->is_mail_muted) {
         return;
     }
-    struct epoll_event ev = {.events = mute ? 0 : EPOLLIN, .data.ptr = NULL};
-    if (epoll_ctl(t->ep, EPOLL_CTL_MOD, mbox_fd(&t->in), &ev) == 0) {
+    if (rx_watch(t->rx, mbox_fd(&t->in), 0, mute ? 0 : RX_READ, NULL) == 0) {
         t->is_mail_muted = mute;
     }
 }
 
-static int epoll_timeout(struct iot *t)
+static int loop_timeout(struct iot *t)
 {
     if (t->is_mail_muted) {
-        /* Stalled: wake for EPOLLOUT of the laggards, or the budget's end. */
+        /* Stalled: wake for RX_WRITE of the laggards, or the budget's end. */
         uint64_t spent = now_ms() - t->stall_since;
         int timeout = spent >= STALL_MAX_MS ? 0 : (int)(STALL_MAX_MS - spent);
         const struct theap_ent *e = theap_peek(&t->timers);
@@ -590,7 +588,7 @@ static int enter_phase(struct iot *t, int phase, int seen)
             continue;
         }
         if (phase >= PHASE_DRAIN) {
-            conn_set_events(t, c, c->events & ~(uint32_t)EPOLLIN);
+            conn_set_events(t, c, c->events & ~(uint32_t)RX_READ);
         }
         if (phase == PHASE_CLOSE) {
             if (c->state == ST_OPEN) {
@@ -606,17 +604,17 @@ static int enter_phase(struct iot *t, int phase, int seen)
 static void *iot_main(void *arg)
 {
     struct iot *t = arg;
-    struct epoll_event evs[IOT_EVENTS];
+    struct rx_event evs[IOT_EVENTS];
     int seen_phase = PHASE_RUN;
     uint64_t close_deadline = 0;
     for (;;) {
-        int n = epoll_wait(t->ep, evs, IOT_EVENTS, epoll_timeout(t));
+        int n = rx_wait(t->rx, evs, IOT_EVENTS, loop_timeout(t));
         t->now = now_ms();
         t->now_ns = now_realtime_ns();
         int phase = atomic_load(&t->srv->phase);
         int has_mail = t->has_more_mail;
         for (int i = 0; i < n; i++) {
-            struct conn *c = evs[i].data.ptr;
+            struct conn *c = evs[i].data;
             if (c == NULL) {
                 has_mail = 1;
                 continue;
@@ -624,14 +622,14 @@ static void *iot_main(void *arg)
             if (c->state == ST_DEAD) {
                 continue;
             }
-            if (evs[i].events & (EPOLLOUT | EPOLLERR)) {
+            if (evs[i].events & (RX_WRITE | RX_ERROR)) {
                 c->is_writable = 1;
                 conn_mark_dirty(t, c);
             }
-            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                if ((c->events & EPOLLIN) && (!c->is_paused || c->state == ST_CLOSING)) {
+            if (evs[i].events & (RX_READ | RX_ERROR)) {
+                if ((c->events & RX_READ) && (!c->is_paused || c->state == ST_CLOSING)) {
                     conn_on_readable(t, c);
-                } else if (evs[i].events & (EPOLLHUP | EPOLLERR) && !(evs[i].events & EPOLLOUT)) {
+                } else if ((evs[i].events & RX_ERROR) && !(evs[i].events & RX_WRITE)) {
                     conn_kill(t, c);
                 }
             }
@@ -702,7 +700,6 @@ struct iot *iot_create(struct server *s, uint32_t index)
     memset(t, 0, sizeof(*t));
     t->srv = s;
     t->index = index;
-    t->ep = -1;
     theap_init(&t->timers);
     codec_arena_init(&t->arena);
     t->wq = calloc(s->n_workers + 1, sizeof(*t->wq));
@@ -718,18 +715,16 @@ struct iot *iot_create(struct server *s, uint32_t index)
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
         goto out_free;
     }
-    t->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (t->ep < 0) {
+    if (rx_open(&t->rx) < 0) {
         goto out_mbox;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (epoll_ctl(t->ep, EPOLL_CTL_ADD, mbox_fd(&t->in), &ev) < 0) {
-        goto out_ep;
+    if (rx_watch(t->rx, mbox_fd(&t->in), 1, RX_READ, NULL) < 0) {
+        goto out_rx;
     }
     return t;
 
-out_ep:
-    close(t->ep);
+out_rx:
+    rx_close(t->rx);
 out_mbox:
     mbox_deinit(&t->in);
 out_free:
@@ -817,7 +812,7 @@ void iot_destroy(struct iot *t)
     free(t->cu_text);
     theap_deinit(&t->timers);
     codec_arena_deinit(&t->arena);
-    close(t->ep);
+    rx_close(t->rx);
     mbox_deinit(&t->in);
     free(t);
 }
