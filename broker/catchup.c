@@ -436,7 +436,7 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
     d.missed = missed;
     size_t pos = 0, used = 0;
     struct store_kv kv;
-    while (d.n_headers < MAX_HEADERS && store_msg_header_next(m, &pos, &kv)) {
+    while (d.n_headers < CODEC_MAX_HEADERS && store_msg_header_next(m, &pos, &kv)) {
         Ferry__Header *h = &t->cu_hdr[d.n_headers];
         ferry__header__init(h);
         h->key = t->cu_text + used;

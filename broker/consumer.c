@@ -723,14 +723,6 @@ uint32_t cons_room(struct consumer *k)
     return v;
 }
 
-uint32_t cons_n_pending(struct consumer *k)
-{
-    pthread_mutex_lock(&k->lock);
-    uint32_t v = k->n_live;
-    pthread_mutex_unlock(&k->lock);
-    return v;
-}
-
 int cons_ack(struct consumer *k, uint64_t seq, int kind)
 {
     int hit = 0, need_wake = 0;
@@ -786,20 +778,6 @@ size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, siz
     pthread_mutex_unlock(&k->lock);
     cons__wake(k->reg, need_wake);
     return n;
-}
-
-uint64_t cons_next_deadline(struct consumer *k)
-{
-    uint64_t d = UINT64_MAX;
-    pthread_mutex_lock(&k->lock);
-    for (uint32_t i = k->head; i < k->n; i++) {
-        struct pend *p = &k->p[i];
-        if (!p->is_done && !p->is_dlq && p->deadline < d) {
-            d = p->deadline;
-        }
-    }
-    pthread_mutex_unlock(&k->lock);
-    return d;
 }
 
 void cons_forget(struct consumer *k, uint64_t seq)

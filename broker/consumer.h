@@ -183,8 +183,6 @@ enum cons_claim cons_claim(struct consumer *k, uint64_t seq, int allow_gap, uint
 /* next_seq, and how many more may be in flight now. */
 uint64_t cons_next_seq(struct consumer *k);
 uint32_t cons_room(struct consumer *k);
-/* Pending messages (delivered, not acked). */
-uint32_t cons_n_pending(struct consumer *k);
 
 /* An Ack of kind 0 (ACK), 1 (NAK: due now) or 2 (TERM). Returns 1 if seq
  * was pending, else 0 (an Ack for something not pending is ignored). */
@@ -201,9 +199,6 @@ struct cons_due {
     uint8_t is_dlq;
 };
 size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, size_t max);
-/* The earliest deadline of a pending message not held for dead-lettering,
- * or UINT64_MAX. */
-uint64_t cons_next_deadline(struct consumer *k);
 /* Forget seq (it is no longer in the store). */
 void cons_forget(struct consumer *k, uint64_t seq);
 /* A redelivery that could not be sent: undo its count and make it due. */

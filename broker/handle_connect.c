@@ -34,7 +34,7 @@ static void connect_accept(struct iot *t, struct conn *c, uint32_t req_ka, uint3
     conn_timer_arm(t, c, c->last_rx_ms + (uint64_t)ka * 3 / 2);
 
     Ferry__Connected r = FERRY__CONNECTED__INIT;
-    r.protocol_version = PROTOCOL_VERSION;
+    r.protocol_version = CODEC_PROTOCOL_VERSION;
     r.server_version = (char *)FERRY_VERSION;
     r.server_id = t->srv->server_id;
     r.max_frame_len = max_frame;
@@ -80,7 +80,7 @@ static void auth_refuse(struct iot *t, struct conn *c)
 
 void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
 {
-    if (m->protocol_version != PROTOCOL_VERSION) {
+    if (m->protocol_version != CODEC_PROTOCOL_VERSION) {
         conn_fail(t, c, FERRY__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
                   "unsupported protocol version (this server speaks 1)");
         return;

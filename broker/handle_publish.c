@@ -87,7 +87,7 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                         FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
-    if (p->n_headers > MAX_HEADERS) {
+    if (p->n_headers > CODEC_MAX_HEADERS) {
         conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED, "more than 64 headers",
                         p->id, FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;

@@ -705,8 +705,8 @@ struct iot *iot_create(struct server *s, uint32_t index)
     t->wq = calloc(s->n_workers + 1, sizeof(*t->wq));
     t->iov = calloc(IOV_MAX, sizeof(*t->iov));
     t->rbuf = malloc(READ_BUF);
-    t->cu_hdr = calloc(MAX_HEADERS, sizeof(*t->cu_hdr));
-    t->cu_hdrp = calloc(MAX_HEADERS, sizeof(*t->cu_hdrp));
+    t->cu_hdr = calloc(CODEC_MAX_HEADERS, sizeof(*t->cu_hdr));
+    t->cu_hdrp = calloc(CODEC_MAX_HEADERS, sizeof(*t->cu_hdrp));
     t->dsubs = calloc(s->cfg.max_subs ? s->cfg.max_subs : 1, sizeof(*t->dsubs));
     if (t->wq == NULL || t->iov == NULL || t->rbuf == NULL || t->cu_hdr == NULL ||
         t->cu_hdrp == NULL || t->dsubs == NULL) {

@@ -39,8 +39,9 @@
  *     that thread. A second store_batch_begin() blocks until the open batch
  *     ends, so a thread holding a batch must not call begin, purge or sync
  *     (self-deadlock). Intended use: one "store writer" thread that drains
- *     the workers' publish queues, appends up to N messages or T microseconds
- *     worth, commits, then posts acks and deliveries back (group commit).
+ *     what the IO threads queued, appends it, logs it (store_batch_log: one
+ *     sync), posts the acks, and commits the batch when idle or after a few
+ *     hundred microseconds (INTEGRATION below).
  *   - Readers: store_read(), store_seek_time(), store_topic_info(),
  *     store_topic_info_by_id(), store_topic_list(), store_stats() may be
  *     called from any thread, concurrently with each other and with the

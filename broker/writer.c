@@ -44,7 +44,6 @@
 #define WRITER_TAKE 64             /* mailbox items (batches of up to 64 KiB) per commit */
 #define CONS_RELEASE_GRACE_MS 2000 /* a durable nobody held this long leaves memory */
 #define CONS_RELEASE_EVERY_MS 500  /* how often the registry is looked over for them */
-#define MAX_HEADERS 64             /* as io_thread.c accepts */
 #define COMMIT_EVERY_US 300        /* a busy writer's LMDB commits at least this often */
 
 struct outbox {
@@ -66,7 +65,7 @@ struct writer {
     uint32_t n_fwd, fwd_cap;
     struct outbox *out; /* per IO thread: acks */
     uint8_t *touched;   /* per worker: scratch for one batch */
-    struct store_kv hdr[MAX_HEADERS];
+    struct store_kv hdr[CODEC_MAX_HEADERS];
     uint64_t next_sync;     /* monotonic ms; sync interval only */
     struct retention *ret;  /* NULL: no retention rules */
     int ret_wait;           /* ms until retention wants to run, -1: never */
@@ -235,7 +234,7 @@ static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct sto
             m->key_len = (size_t)v;
             break;
         case 6: {
-            if (m->n_headers == MAX_HEADERS) {
+            if (m->n_headers == CODEC_MAX_HEADERS) {
                 return -1;
             }
             struct store_kv *kv = &w->hdr[m->n_headers++];

@@ -28,6 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most headers one message may carry: ferry.proto, Publish.headers (and
+ * FERRY_MAX_HEADERS in ferry.h, which must agree). */
+#define CODEC_MAX_HEADERS 64u
+
+/* Connect.protocol_version of this wire format (client and broker). */
+#define CODEC_PROTOCOL_VERSION 1u
+
 /* Arena budget for decoding a body of n bytes: 8x + 16 KiB. Ordinary frames
  * need about 1x (payload bytes are copied) plus their structs; 64 one-letter
  * headers, the most a Publish may carry, need about 6 KiB. Frames packed with

@@ -17,8 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define PUB_MAX_HEADERS 64
-
 static const char pub_help[] =
     "Usage: ferry pub [OPTIONS] TOPIC [MESSAGE]\n"
     "\n"
@@ -57,8 +55,8 @@ struct pub_args {
     const char *key;
     const char *file;
     uint64_t timeout_ns;
-    ferry_header headers[PUB_MAX_HEADERS];
-    char *header_bufs[PUB_MAX_HEADERS];
+    ferry_header headers[FERRY_MAX_HEADERS];
+    char *header_bufs[FERRY_MAX_HEADERS];
     size_t n_headers;
 };
 
@@ -89,8 +87,8 @@ static int pub_opt(int opt, const char *arg, void *ctx)
             return cli_usage(a->cmd, "--header needs KEY=VALUE with a non-empty KEY, not '%s'",
                              arg);
         }
-        if (a->n_headers == PUB_MAX_HEADERS) {
-            return cli_usage(a->cmd, "at most %d headers", PUB_MAX_HEADERS);
+        if (a->n_headers == FERRY_MAX_HEADERS) {
+            return cli_usage(a->cmd, "at most %d headers", FERRY_MAX_HEADERS);
         }
         char *kv = strdup(arg);
         if (!kv) {

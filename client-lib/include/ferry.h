@@ -111,6 +111,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most headers one message may carry (ferry.proto, Publish.headers). */
+#define FERRY_MAX_HEADERS 64
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -525,7 +528,7 @@ typedef struct ferry_header {
 /* A message to publish. Every pointer is borrowed for the duration of the
  * publish call only; the library copies what it needs. topic: a concrete
  * topic name (no wildcards). payload may be NULL when payload_len is 0; so
- * may key and headers. At most 64 headers. */
+ * may key and headers. At most FERRY_MAX_HEADERS headers. */
 typedef struct ferry_pub {
     const char *topic;
     const void *payload;

@@ -41,7 +41,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FERRY__PROTOCOL_VERSION 1
 #define FERRY__READ_CHUNK (64u * 1024u)
 #define FERRY__READ_BUDGET (1024u * 1024u) /* bytes read per work round */
 #define FERRY__DEFAULT_KA_MS 30000u
@@ -479,7 +478,7 @@ static int send_connect(ferry_client *c)
 {
     Ferry__Connect m = FERRY__CONNECT__INIT;
     Ferry__Frame f = FERRY__FRAME__INIT;
-    m.protocol_version = FERRY__PROTOCOL_VERSION;
+    m.protocol_version = CODEC_PROTOCOL_VERSION;
     m.client_name = c->opts.name != NULL ? c->opts.name : "libferry";
     m.token = c->opts.token != NULL ? c->opts.token : "";
     m.username = c->opts.user != NULL ? c->opts.user : "";

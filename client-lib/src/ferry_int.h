@@ -29,7 +29,8 @@
 
 #define FERRY__DEFAULT_PORT 7373
 #define FERRY__MAX_SERVERS 32
-#define FERRY__MAX_HEADERS 64
+#define FERRY__MAX_HEADERS FERRY_MAX_HEADERS
+_Static_assert(FERRY_MAX_HEADERS == CODEC_MAX_HEADERS, "ferry.h and codec.h disagree");
 #define FERRY__ERRTEXT_CAP 256
 
 struct ferry__server {
