@@ -91,7 +91,7 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
     }
     a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    rc = a->stop_fd < 0 ? -errno : rx_open(&a->rx);
+    rc = a->stop_fd < 0 ? -errno : rx_open(&a->rx, (enum rx_backend)s->cfg.io_backend);
     if (rc == 0) {
         rc = rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lfd);
     }

@@ -21,6 +21,7 @@ enum kind {
     K_LISTEN,
     K_LEVEL,
     K_SYNC,
+    K_BACKEND,
     K_EPHEMERAL,
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
@@ -41,6 +42,7 @@ static const struct key keys[] = {
     {"auth_file", K_STR, F(auth_file), sizeof(((struct cfg *)0)->auth_file), 0, 0},
     {"io_threads", K_INT, F(io_threads), 0, 0, 256},
     {"workers", K_INT, F(workers), 0, 0, 256},
+    {"io_backend", K_BACKEND, F(io_backend), 0, 0, 0},
     {"log_level", K_LEVEL, F(log_level), 0, 0, 0},
     {"max_connections", K_U32, F(max_connections), 0, 1, 10000000},
     {"max_subscriptions", K_U32, F(max_subs), 0, 1, 10000000},
@@ -306,6 +308,12 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
             return parse_listen(c, value);
         case K_SYNC:
             return parse_sync(c, value);
+        case K_BACKEND:
+            if (strcmp(value, "epoll") != 0 && strcmp(value, "uring") != 0) {
+                return -EINVAL;
+            }
+            *(int *)field = value[0] == 'u'; /* RX_URING : RX_EPOLL */
+            return 0;
         case K_EPHEMERAL:
             return add_ephemeral(c, value);
         case K_RETENTION:
@@ -494,7 +502,8 @@ int cfg_parse_args(struct cfg *c, int argc, char **argv, int *out_help, char *er
 const char *cfg_usage(void)
 {
     return "usage: ferryd [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
-           "              [--io-threads N] [--workers N] [--log-level LEVEL] [--KEY VALUE ...]\n"
+           "              [--io-threads N] [--workers N] [--io-backend epoll|uring]\n"
+           "              [--log-level LEVEL] [--KEY VALUE ...]\n"
            "       ferryd --verify DIR\n"
            "\n"
            "ferry's publish/subscribe broker.\n"
@@ -504,6 +513,9 @@ const char *cfg_usage(void)
            "  --data-dir DIR       data directory, created if missing (default ./ferry-data)\n"
            "  --io-threads N       IO reactor threads (default: one per core)\n"
            "  --workers N          routing worker threads (default: one per core)\n"
+           "  --io-backend epoll|uring  how the reactors wait for sockets (default epoll);\n"
+           "                       uring: through io_uring, where the kernel allows it\n"
+           "                       (else epoll, said in the log)\n"
            "  --log-level LEVEL    error, warn, info (default) or debug; SIGHUP re-reads it\n"
            "                       from the config file\n"
            "  --auth-file FILE     users, tokens and their rights (`user NAME HASH`,\n"

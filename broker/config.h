@@ -45,6 +45,7 @@ struct cfg {
     uint32_t connect_timeout_ms; /* Connect must arrive within this */
     uint32_t worker_queue;       /* publish batches queued per worker */
     uint32_t shutdown_ms;        /* bound on the graceful stop */
+    int io_backend;              /* enum rx_backend (reactor.h): 0 epoll, 1 uring */
     char config_file[512];       /* "" if none */
     char auth_file[512];         /* "" if none: anonymous access (auth.h) */
     /* The store. */

@@ -715,7 +715,7 @@ struct iot *iot_create(struct server *s, uint32_t index)
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
         goto out_free;
     }
-    if (rx_open(&t->rx) < 0) {
+    if (rx_open(&t->rx, (enum rx_backend)s->cfg.io_backend) < 0) {
         goto out_mbox;
     }
     if (rx_watch(t->rx, mbox_fd(&t->in), 1, RX_READ, NULL) < 0) {

@@ -27,6 +27,7 @@
 #include "consumer.h"
 #include "io_thread.h"
 #include "log.h"
+#include "reactor.h"
 #include "server.h"
 #include "store.h"
 #include "worker.h"
@@ -248,6 +249,26 @@ static void tune_malloc(void)
     }
 }
 
+/* The reactors' backend: io_uring if asked for and the kernel allows it
+ * (a set is opened to find out), else epoll, with a log line saying why. */
+static void choose_io_backend(struct cfg *cfg)
+{
+    if (cfg->io_backend != RX_URING) {
+        return;
+    }
+    struct rx *r;
+    int rc = rx_open(&r, RX_URING);
+    if (rc < 0) {
+        log_warn("io_backend uring: %s; using epoll",
+                 rc == -ENOSYS
+                     ? "io_uring is not available (not built in, or refused by the kernel)"
+                     : strerror(-rc));
+        cfg->io_backend = RX_EPOLL;
+        return;
+    }
+    rx_close(r);
+}
+
 int main(int argc, char **argv)
 {
     static struct server srv; /* large, and shared with every thread */
@@ -285,6 +306,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread */
     raise_nofile();
     tune_malloc();
+    choose_io_backend(&s->cfg);
 
     if ((rc = mkdir_p(s->cfg.data_dir)) < 0) {
         log_error("data directory %s: %s", s->cfg.data_dir, strerror(-rc));
@@ -401,10 +423,11 @@ int main(int argc, char **argv)
         log_error("cannot start the acceptor: %s", strerror(-rc));
         return 1;
     }
-    log_info("ferryd %s (server id %s) on %s:%d, %u IO threads, %u workers, data dir %s, "
+    log_info("ferryd %s (server id %s) on %s:%d, %u IO threads (%s), %u workers, data dir %s, "
              "sync %s, %u ephemeral patterns",
-             FERRY_VERSION, s->server_id, s->cfg.listen_host, port, s->n_iot, s->n_workers,
-             s->cfg.data_dir, sync_name(&s->cfg), s->cfg.n_ephemeral);
+             FERRY_VERSION, s->server_id, s->cfg.listen_host, port, s->n_iot,
+             rx_backend_name((enum rx_backend)s->cfg.io_backend), s->n_workers, s->cfg.data_dir,
+             sync_name(&s->cfg), s->cfg.n_ephemeral);
     printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
     fflush(stdout);
 

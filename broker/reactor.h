@@ -3,11 +3,14 @@
  *
  * The IO threads and the acceptor wait on a struct rx: they say which of
  * their descriptors they want to read or write (rx_watch), then rx_wait()
- * reports the ready ones with the pointer each was watched with. One
- * backend file implements it (reactor_epoll.c; the only file that includes
- * <sys/epoll.h>), chosen at build time, as redis's ae.c chooses ae_epoll.c.
- * Readiness is level-triggered: a descriptor stays reported while it is
- * readable (or writable) and watched for it.
+ * reports the ready ones with the pointer each was watched with. A backend
+ * file implements it, chosen when the set is opened (reactor.c dispatches):
+ *   RX_EPOLL  reactor_epoll.c, the only file that includes <sys/epoll.h>;
+ *   RX_URING  reactor_uring.c, readiness through an io_uring (one-shot
+ *             poll requests, re-armed before each wait), where liburing was
+ *             found at build time and the kernel allows io_uring.
+ * Readiness is level-triggered in both: a descriptor stays reported while
+ * it is readable (or writable) and watched for it.
  *
  * Threads: a struct rx belongs to the thread that waits on it; every call
  * below is made by that thread (the mailbox's eventfd is how other threads
@@ -24,13 +27,18 @@
 
 struct rx;
 
+enum rx_backend { RX_EPOLL = 0, RX_URING = 1 };
+
 struct rx_event {
     void *data;      /* as given to rx_watch */
     uint32_t events; /* RX_* that happened */
 };
 
-/* Make a descriptor set: 0, or -errno (*out untouched). */
-int rx_open(struct rx **out);
+/* Make a descriptor set on backend b: 0, or -errno (*out untouched);
+ * -ENOSYS: b was not built in, or the kernel refuses it (io_uring off). */
+int rx_open(struct rx **out, enum rx_backend b);
+/* "epoll" or "uring". */
+const char *rx_backend_name(enum rx_backend b);
 /* Close the set. The descriptors themselves are the caller's. NULL: nothing. */
 void rx_close(struct rx *r);
 

@@ -5,7 +5,7 @@
  * the set, then translates each into an rx_event; the translation is a few
  * bit tests per event, against a system call per round.
  */
-#include "reactor.h"
+#include "reactor_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -14,14 +14,17 @@
 
 #define RX_EPOLL_MAX 256
 
-struct rx {
+struct rx_epoll {
+    struct rx base;
     int ep;
     struct epoll_event evs[RX_EPOLL_MAX];
 };
 
-int rx_open(struct rx **out)
+static const struct rx_ops epoll_ops;
+
+int rx_epoll_open(struct rx **out)
 {
-    struct rx *r = malloc(sizeof(*r));
+    struct rx_epoll *r = malloc(sizeof(*r));
     if (r == NULL) {
         return -ENOMEM;
     }
@@ -31,21 +34,21 @@ int rx_open(struct rx **out)
         free(r);
         return -err;
     }
-    *out = r;
+    r->base.ops = &epoll_ops;
+    *out = &r->base;
     return 0;
 }
 
-void rx_close(struct rx *r)
+static void epoll_close(struct rx *base)
 {
-    if (r == NULL) {
-        return;
-    }
+    struct rx_epoll *r = (struct rx_epoll *)base;
     close(r->ep);
     free(r);
 }
 
-int rx_watch(struct rx *r, int fd, int is_new, uint32_t events, void *data)
+static int epoll_watch(struct rx *base, int fd, int is_new, uint32_t events, void *data)
 {
+    struct rx_epoll *r = (struct rx_epoll *)base;
     struct epoll_event ev = {.events = 0, .data.ptr = data};
     if (events & RX_READ) {
         ev.events |= EPOLLIN;
@@ -59,16 +62,18 @@ int rx_watch(struct rx *r, int fd, int is_new, uint32_t events, void *data)
     return 0;
 }
 
-int rx_unwatch(struct rx *r, int fd)
+static int epoll_unwatch(struct rx *base, int fd)
 {
+    struct rx_epoll *r = (struct rx_epoll *)base;
     if (epoll_ctl(r->ep, EPOLL_CTL_DEL, fd, NULL) < 0) {
         return -errno;
     }
     return 0;
 }
 
-int rx_wait(struct rx *r, struct rx_event *evs, int max, int timeout_ms)
+static int epoll_wait_ready(struct rx *base, struct rx_event *evs, int max, int timeout_ms)
 {
+    struct rx_epoll *r = (struct rx_epoll *)base;
     if (max > RX_EPOLL_MAX) {
         max = RX_EPOLL_MAX;
     }
@@ -84,3 +89,10 @@ int rx_wait(struct rx *r, struct rx_event *evs, int max, int timeout_ms)
     }
     return n;
 }
+
+static const struct rx_ops epoll_ops = {
+    .watch = epoll_watch,
+    .unwatch = epoll_unwatch,
+    .wait = epoll_wait_ready,
+    .close = epoll_close,
+};

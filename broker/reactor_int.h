@@ -1,0 +1,29 @@
+/*
+ * reactor_int.h - what reactor.c asks of a backend (private to reactor*.c).
+ *
+ * A backend's set starts with struct rx, whose ops it points at its own
+ * functions; reactor.c calls through them. The contract of each operation
+ * is the public function's of the same name in reactor.h.
+ */
+#ifndef FERRY_REACTOR_INT_H
+#define FERRY_REACTOR_INT_H
+
+#include "reactor.h"
+
+struct rx_ops {
+    int (*watch)(struct rx *r, int fd, int is_new, uint32_t events, void *data);
+    int (*unwatch)(struct rx *r, int fd);
+    int (*wait)(struct rx *r, struct rx_event *evs, int max, int timeout_ms);
+    void (*close)(struct rx *r);
+};
+
+struct rx {
+    const struct rx_ops *ops;
+};
+
+int rx_epoll_open(struct rx **out);
+#ifdef FERRY_HAVE_URING
+int rx_uring_open(struct rx **out);
+#endif
+
+#endif
