@@ -63,6 +63,7 @@
 
 #include "crc32c.h"
 #include "store_bytes.h"
+#include "store_int.h"
 #include "store_wal.h"
 
 #include <dirent.h>
@@ -83,16 +84,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_MAGIC "FERRYSTO"
-#define STORE_MAGIC_LEN 8
-#define STORE_META_KEY "format"
-#define STORE_META_LEN 28
-#define STORE_MAXDBS 8
-
-#define MSG_KEY_LEN 12
-#define VAL_HDR_LEN 28
 #define VAL_VERSION 1
-#define TOPIC_REC_HDR 48
 #define TOPIC_REC_VERSION 1
 
 #define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
@@ -103,195 +95,19 @@
 #define PURGE_CHUNK 1024       /* deletions per purge transaction */
 #define LIST_CHUNK 256         /* topics per list transaction */
 #define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
-#define DEFAULT_WAL_HALF ((size_t)16 << 20) /* bytes per half of the log */
-#define LOG_HEAD 24u                        /* a batch record's fixed head (batch_log) */
-#define LOG_SLACK 65536u                    /* room kept in a record for topics and consumers */
-#define LOG_DELETE UINT32_MAX               /* value length of a consumer record deleted */
-#define CKPT_COMMITS 2048u                  /* a checkpoint starts after this many commits, */
-#define CKPT_MS 1000u                       /* or this long after the last one (with commits), */
-#define CKPT_WAL_PART 2u                    /* or when 1/this of the log's half is used */
-#define CKPT_IDLE_MS 50L /* the checkpoint thread's wake-up when nothing is committed */
-#define CKPT_TRICKLE_MS 5L                  /* writeback of LMDB pages starts this often */
-
-#define TIME_NONE INT64_MIN            /* topic_state.last_time: nothing indexed yet */
-#define TIDX_GRAIN_NS INT64_C(1000000) /* one time index entry per topic per ms */
-
-/* Arena record flags. */
-#define REC_APPEND_MSG 0x1u
-#define REC_TIDX 0x2u
-#define REC_APPEND_TIDX 0x4u
-
-struct topic_state {
-    uint64_t first_seq;
-    uint64_t last_seq;
-    uint64_t n_msgs;
-    uint64_t n_bytes;
-    int64_t last_time;
-};
-
-/* In-memory topic; the table and everything in it is guarded by s->wlock. */
-struct store_topic {
-    struct store_topic *hnext; /* hash chain */
-    struct store_topic *dnext; /* the open batch's dirty list */
-    uint32_t id;
-    uint32_t hash;
-    bool is_new;             /* created by the open batch, not committed yet */
-    bool is_dirty;           /* on the dirty list */
-    bool is_logged;          /* is_new, and its creation is in the log */
-    struct topic_state cur;  /* committed */
-    struct topic_state pend; /* including the open batch */
-    uint16_t name_len;
-    char name[];
-};
-
-/* One append in the arena, followed by the encoded value padded to 8. */
-struct rec_hdr {
-    uint32_t topic_id;
-    uint32_t val_len;
-    uint64_t seq;
-    uint64_t tkey; /* biased index time */
-    uint32_t flags;
-    uint32_t pad;
-};
-
-struct store_batch {
-    struct store *s;
-    MDB_txn *txn; /* NULL between a failure and the replay */
-    bool is_open;
-    int broken_rc; /* non-zero: the batch is lost, commit returns this */
-    unsigned char *arena;
-    size_t arena_len;
-    size_t arena_cap;
-    size_t n_msgs;
-    struct store_topic *dirty;
-    unsigned char *cons_buf; /* consumer records put, in the log's format (batch_log) */
-    size_t cons_len, cons_cap;
-    uint32_t n_cons;
-    size_t log_off;         /* arena bytes in the log (this generation) */
-    size_t cons_logged;     /* cons_buf bytes in the log */
-    uint32_t n_cons_logged; /* records among them */
-    bool is_promised;       /* store_batch_log() ran: a failed commit fail-stops */
-    uint32_t saved_next_id;
-    uint32_t saved_msg_max;
-    uint32_t saved_tidx_max;
-    bool is_replay;      /* replaying the log: commit writes no record */
-    bool is_logged;      /* part of it is in the log, generation logged_gen */
-    bool is_unlogged;    /* too large for the log: committed with a checkpoint */
-    bool is_space_freed; /* a full map made it checkpoint (batch_recover) */
-    uint64_t logged_gen;
-};
-
-/* The checkpoint thread's state (ck_mu). */
-enum ck_state {
-    CK_IDLE = 0,      /* nothing asked */
-    CK_REQUESTED = 1, /* ck_gen's checkpoint asked for, in progress */
-    CK_DONE = 2,      /* finished with ck_rc; the writer has not looked yet */
-};
-
-struct store {
-    MDB_env *env;
-    MDB_dbi dbi_meta;
-    MDB_dbi dbi_topics;
-    MDB_dbi dbi_names;
-    MDB_dbi dbi_msgs;
-    MDB_dbi dbi_tidx;
-    MDB_dbi dbi_consumers;
-    int lock_fd; /* our fd on data.mdb, flock'ed exclusively */
-    enum store_sync_mode sync_mode;
-    size_t map_max;
-    size_t map_grow_step; /* store_options.map_grow_step_max */
-    size_t page_size;
-
-    pthread_mutex_t wlock;     /* the writer path: batch, purge, sync */
-    pthread_rwlock_t map_lock; /* shared: any txn; exclusive: set_mapsize */
-
-    /* guarded by wlock */
-    struct store_topic **htab;
-    size_t hcap;
-    size_t hcount;
-    uint32_t next_topic_id;
-    uint32_t msg_max_topic;  /* highest topic id with a message, 0: none */
-    uint32_t tidx_max_topic; /* highest topic id with an index entry */
-    struct store_batch batch;
-
-    /*
-     * Write-ahead log and checkpoints (store_wal.h). Every LMDB commit is
-     * made without a sync (MDB_NOSYNC); a batch is durable once its log
-     * record is. A checkpoint makes LMDB's pages durable up to a snapshot,
-     * then records that snapshot's meta pages; recovery writes them back.
-     * Until the next checkpoint is durable, a read transaction (pin) keeps
-     * LMDB from reusing any page of the checkpointed snapshot, so that
-     * snapshot stays whole on disk whatever later commits write.
-     */
-    struct wal *wal;        /* the log; wlock (the writer path) */
-    uint64_t gen;           /* wlock: the log generation being written */
-    MDB_txn *pin;           /* wlock: on the last durable checkpoint's snapshot */
-    MDB_txn *pin_next;      /* wlock: on the snapshot of the one in progress */
-    uint32_t commits_since; /* wlock: commits since the last checkpoint began */
-    uint64_t ckpt_began_ms; /* wlock: when it began */
-    unsigned char *wal_buf; /* wlock: a batch record's head and consumer part */
-    size_t wal_buf_cap;     /* wlock */
-    pthread_t ck_thread;    /* makes checkpoints durable off the writer */
-    bool has_ck_thread;     /* written by open/close only */
-    pthread_mutex_t ck_mu;  /* guards ck_state, ck_stop, ck_gen, ck_rc */
-    pthread_cond_t ck_cv;   /* ck_state or ck_stop changed */
-    enum ck_state ck_state;
-    bool ck_stop;
-    uint64_t ck_gen;
-    int ck_rc;
-    unsigned char *ck_metas; /* the meta pages of ck_gen's snapshot: the writer
-                              * fills it while CK_IDLE, the thread reads it
-                              * while CK_REQUESTED (ck_mu hands it over) */
-    size_t ck_metas_len;
-
-    /* atomic: read by any thread */
-    _Atomic size_t map_size;
-    atomic_bool is_failed;
-    _Atomic(const char *) fail_reason;
-    atomic_uint_fast64_t n_commits;
-    atomic_uint_fast64_t commit_hist[STORE_LAT_BUCKETS]; /* atomic: the writer adds, any
-                                                          * thread reads (store_stats) */
-    atomic_uint_fast64_t n_appends;
-    atomic_uint_fast64_t n_crc_errors;
-    atomic_uint_fast64_t n_map_grows;
-    atomic_uint_fast64_t n_batch_replays;
-    atomic_uint_fast64_t n_full_errors;
-    atomic_uint_fast64_t n_topics;
-    atomic_uint_fast64_t n_checkpoints;
-    uint64_t n_replayed;   /* log records replayed by open; written by open only */
-    uint64_t n_open_reads; /* written by open only */
-    int n_stale_readers;   /* written by open only */
-};
-
-/* ---- time keys --------------------------------------------------------- */
-
-static uint64_t time_bias(int64_t t)
-{
-    return (uint64_t)t ^ (UINT64_C(1) << 63);
-}
-
-static int64_t time_unbias(uint64_t u)
-{
-    return (int64_t)(u ^ (UINT64_C(1) << 63));
-}
-
-/* floor(t / TIDX_GRAIN_NS); t > INT64_MIN. */
-static int64_t time_bucket(int64_t t)
-{
-    return t >= 0 ? t / TIDX_GRAIN_NS : -((-t + TIDX_GRAIN_NS - 1) / TIDX_GRAIN_NS);
-}
-
-static void msg_key_make(unsigned char k[MSG_KEY_LEN], uint32_t topic_id, uint64_t seq)
-{
-    put_be32(k, topic_id);
-    put_be64(k + 4, seq);
-}
+#define LOG_SLACK 65536u       /* room kept in a record for topics and consumers */
+#define LOG_DELETE UINT32_MAX  /* value length of a consumer record deleted */
+#define CKPT_COMMITS 2048u     /* a checkpoint starts after this many commits, */
+#define CKPT_MS 1000u          /* or this long after the last one (with commits), */
+#define CKPT_WAL_PART 2u       /* or when 1/this of the log's half is used */
+#define CKPT_IDLE_MS 50L       /* the checkpoint thread's wake-up when nothing is committed */
+#define CKPT_TRICKLE_MS 5L     /* writeback of LMDB pages starts this often */
 
 /* ---- value codec ------------------------------------------------------- */
 
 /* Decode and check a stored message. Returns 0, -1 on a CRC mismatch, -2 on
  * a layout error. m is filled only on success. */
-static int msg_decode(const MDB_val *key, const MDB_val *val, struct store_msg *m)
+int store__msg_decode(const MDB_val *key, const MDB_val *val, struct store_msg *m)
 {
     const unsigned char *v = val->mv_data;
     if (key->mv_size != MSG_KEY_LEN || val->mv_size < VAL_HDR_LEN) {
@@ -359,7 +175,7 @@ int store_msg_header_next(const struct store_msg *m, size_t *pos, struct store_k
     return 1;
 }
 
-static void topic_rec_encode(unsigned char *out, uint32_t id, const struct topic_state *st,
+void store__topic_rec_encode(unsigned char *out, uint32_t id, const struct topic_state *st,
                              const char *name, size_t name_len)
 {
     unsigned char key[4];
@@ -377,7 +193,7 @@ static void topic_rec_encode(unsigned char *out, uint32_t id, const struct topic
 }
 
 /* Returns 0 and fills st/name (name points into val), -1 CRC, -2 layout. */
-static int topic_rec_decode(const MDB_val *key, const MDB_val *val, uint32_t *id,
+int store__topic_rec_decode(const MDB_val *key, const MDB_val *val, uint32_t *id,
                             struct topic_state *st, const char **name, size_t *name_len)
 {
     const unsigned char *v = val->mv_data;
@@ -404,7 +220,7 @@ static int topic_rec_decode(const MDB_val *key, const MDB_val *val, uint32_t *id
     return 0;
 }
 
-static void meta_encode(unsigned char out[STORE_META_LEN], int64_t created)
+void store__meta_encode(unsigned char out[STORE_META_LEN], int64_t created)
 {
     memcpy(out, STORE_MAGIC, STORE_MAGIC_LEN);
     put_le32(out + 8, STORE_FORMAT_VERSION);
@@ -415,10 +231,7 @@ static void meta_encode(unsigned char out[STORE_META_LEN], int64_t created)
 
 /* ---- errors ------------------------------------------------------------ */
 
-static void err_set(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void err_set(char *err, size_t err_len, const char *fmt, ...)
+void store__err_set(char *err, size_t err_len, const char *fmt, ...)
 {
     if (err == NULL || err_len == 0) {
         return;
@@ -430,7 +243,7 @@ static void err_set(char *err, size_t err_len, const char *fmt, ...)
 }
 
 /* Enter fail-stop. Every later write returns FERRY_ESTORAGE. */
-static int store_fail(struct store *s, int mdb_rc)
+int store__fail(struct store *s, int mdb_rc)
 {
     const char *expected = NULL;
     atomic_compare_exchange_strong(&s->fail_reason, &expected, mdb_strerror(mdb_rc));
@@ -439,7 +252,7 @@ static int store_fail(struct store *s, int mdb_rc)
 }
 
 /* Translate an LMDB/system code from a read path. Never fail-stops. */
-static int xlate_read(int rc)
+int store__xlate_read(int rc)
 {
     switch (rc) {
     case 0:
@@ -453,32 +266,32 @@ static int xlate_read(int rc)
     }
 }
 
-static bool is_full_error(int rc)
+bool store__is_full_error(int rc)
 {
     return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;
 }
 
 /* ---- transactions ------------------------------------------------------ */
 
-static int rtxn_begin(struct store *s, MDB_txn **txn)
+int store__rtxn_begin(struct store *s, MDB_txn **txn)
 {
     pthread_rwlock_rdlock(&s->map_lock);
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
     if (rc != 0) {
         pthread_rwlock_unlock(&s->map_lock);
-        return xlate_read(rc);
+        return store__xlate_read(rc);
     }
     return 0;
 }
 
-static void rtxn_end(struct store *s, MDB_txn *txn)
+void store__rtxn_end(struct store *s, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->map_lock);
 }
 
 /* Begin a write txn (caller holds wlock). Returns an MDB/errno code. */
-static int wtxn_begin(struct store *s, MDB_txn **txn)
+int store__wtxn_begin(struct store *s, MDB_txn **txn)
 {
     pthread_rwlock_rdlock(&s->map_lock);
     int rc = mdb_txn_begin(s->env, NULL, 0, txn);
@@ -488,14 +301,14 @@ static int wtxn_begin(struct store *s, MDB_txn **txn)
     return rc;
 }
 
-static void wtxn_abort(struct store *s, MDB_txn *txn)
+void store__wtxn_abort(struct store *s, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->map_lock);
 }
 
 /* Commit; the txn handle is gone afterwards whatever the result. */
-static uint64_t mono_us(void)
+uint64_t store__mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -519,7 +332,7 @@ static void lat_add(atomic_uint_fast64_t *hist, uint64_t us)
     atomic_fetch_add(&hist[i], 1);
 }
 
-static int wtxn_commit(struct store *s, MDB_txn *txn)
+int store__wtxn_commit(struct store *s, MDB_txn *txn)
 {
     int rc = mdb_txn_commit(txn);
     pthread_rwlock_unlock(&s->map_lock);
@@ -534,7 +347,7 @@ static int wtxn_commit(struct store *s, MDB_txn *txn)
  * front, a full disk shows up here instead, as "cannot grow": storage full.
  * Returns 0, or -errno (ENOSPC, EDQUOT). File systems without fallocate
  * (EOPNOTSUPP) count as success: there we rely on ENOSPC alone. */
-static int map_reserve(struct store *s, size_t size)
+int store__map_reserve(struct store *s, size_t size)
 {
     if (fallocate(s->lock_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) == 0) {
         return 0;
@@ -543,14 +356,14 @@ static int map_reserve(struct store *s, size_t size)
     return e == EOPNOTSUPP || e == ENOSYS ? 0 : -e;
 }
 
-static int map_grow(struct store *s)
+int store__map_grow(struct store *s)
 {
     size_t cur = atomic_load(&s->map_size);
     if (cur >= s->map_max) {
         return -1;
     }
     /* Double while small, then steps of map_grow_step: the disk blocks
-     * reserved ahead of the data stay bounded (map_reserve() reserves the
+     * reserved ahead of the data stay bounded (store__map_reserve() reserves the
      * whole map). */
     size_t grow = cur < s->map_grow_step ? cur : s->map_grow_step;
     if (grow < (1u << 20)) {
@@ -565,7 +378,7 @@ static int map_grow(struct store *s)
         return -1;
     }
     /* On a nearly full disk, grow by what still fits (down to 256 KiB). */
-    while (map_reserve(s, next) < 0) {
+    while (store__map_reserve(s, next) < 0) {
         size_t step = (next - cur) / 2 / s->page_size * s->page_size;
         if (step < (256u << 10)) {
             return -1; /* the disk cannot hold a larger map now: storage full */
@@ -595,7 +408,7 @@ static int map_grow(struct store *s)
 
 static uint64_t mono_ms(void)
 {
-    return mono_us() / 1000u;
+    return store__mono_us() / 1000u;
 }
 
 /* The checkpoint thread: make ck_gen's snapshot durable, then record it. */
@@ -658,7 +471,7 @@ static void *ckpt_main(void *arg)
 /* Take a finished checkpoint's result (waiting for one in progress if
  * is_wait): the new snapshot's pin replaces the old one. Returns 0, 1 (one
  * is still in progress), or FERRY_ESTORAGE (its sync failed: fail-stop). */
-static int ckpt_reap(struct store *s, bool is_wait)
+int store__ckpt_reap(struct store *s, bool is_wait)
 {
     pthread_mutex_lock(&s->ck_mu);
     while (is_wait && s->ck_state == CK_REQUESTED) {
@@ -678,7 +491,7 @@ static int ckpt_reap(struct store *s, bool is_wait)
             mdb_txn_abort(s->pin_next);
             s->pin_next = NULL;
         }
-        return store_fail(s, rc); /* never retry a failed sync */
+        return store__fail(s, rc); /* never retry a failed sync */
     }
     if (s->pin != NULL) {
         mdb_txn_abort(s->pin);
@@ -696,34 +509,32 @@ static int ckpt_reap(struct store *s, bool is_wait)
  * generation are replayed on top of this snapshot. Waits for a checkpoint
  * still in progress first. Returns 0 or FERRY_ESTORAGE.
  */
-static int batch_relog(struct store_batch *b);
-
-static int ckpt_begin(struct store *s)
+int store__ckpt_begin(struct store *s)
 {
-    int rc = ckpt_reap(s, true);
+    int rc = store__ckpt_reap(s, true);
     if (rc < 0) {
         return rc;
     }
     ssize_t n = pread(s->lock_fd, s->ck_metas, s->ck_metas_len, 0);
     if (n != (ssize_t)s->ck_metas_len) {
-        return store_fail(s, n < 0 ? errno : EIO);
+        return store__fail(s, n < 0 ? errno : EIO);
     }
     MDB_txn *pin;
     rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &pin);
     if (rc != 0) {
-        return store_fail(s, rc);
+        return store__fail(s, rc);
     }
     rc = wal_start(s->wal, s->gen + 1);
     if (rc < 0) {
         mdb_txn_abort(pin);
-        return store_fail(s, -rc);
+        return store__fail(s, -rc);
     }
     s->gen++;
     s->pin_next = pin;
     s->commits_since = 0;
     s->ckpt_began_ms = mono_ms();
     if (s->batch.is_open) {
-        rc = batch_relog(&s->batch); /* before the checkpoint can be durable */
+        rc = store__batch_relog(&s->batch); /* before the checkpoint can be durable */
         if (rc < 0) {
             return rc;
         }
@@ -737,31 +548,31 @@ static int ckpt_begin(struct store *s)
 }
 
 /* A checkpoint, waited for: everything committed so far is durable. */
-static int ckpt_sync(struct store *s)
+int store__ckpt_sync(struct store *s)
 {
-    int rc = ckpt_begin(s);
-    return rc < 0 ? rc : ckpt_reap(s, true);
+    int rc = store__ckpt_begin(s);
+    return rc < 0 ? rc : store__ckpt_reap(s, true);
 }
 
 /* After a commit: begin a checkpoint if one is due and none is running. */
-static int ckpt_maybe(struct store *s)
+int store__ckpt_maybe(struct store *s)
 {
     s->commits_since++;
-    int rc = ckpt_reap(s, false);
+    int rc = store__ckpt_reap(s, false);
     if (rc != 0) {
         return rc < 0 ? rc : 0;
     }
     if (s->commits_since >= CKPT_COMMITS ||
         wal_used(s->wal) * CKPT_WAL_PART >= wal_max_payload(s->wal) ||
         mono_ms() - s->ckpt_began_ms >= CKPT_MS) {
-        return ckpt_begin(s);
+        return store__ckpt_begin(s);
     }
     return 0;
 }
 
 /* ---- topic table (wlock) ----------------------------------------------- */
 
-static uint32_t name_hash(const char *p, size_t len)
+uint32_t store__name_hash(const char *p, size_t len)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < len; i++) {
@@ -771,7 +582,7 @@ static uint32_t name_hash(const char *p, size_t len)
     return h;
 }
 
-static struct store_topic *topic_find(struct store *s, const char *name, size_t len, uint32_t h)
+struct store_topic *store__topic_find(struct store *s, const char *name, size_t len, uint32_t h)
 {
     for (struct store_topic *t = s->htab[h & (s->hcap - 1)]; t != NULL; t = t->hnext) {
         if (t->hash == h && t->name_len == len && memcmp(t->name, name, len) == 0) {
@@ -781,7 +592,7 @@ static struct store_topic *topic_find(struct store *s, const char *name, size_t 
     return NULL;
 }
 
-static int topic_insert(struct store *s, struct store_topic *t)
+int store__topic_insert(struct store *s, struct store_topic *t)
 {
     if (s->hcount + 1 > s->hcap) {
         size_t ncap = s->hcap * 2;
@@ -809,7 +620,7 @@ static int topic_insert(struct store *s, struct store_topic *t)
     return 0;
 }
 
-static void topic_unlink(struct store *s, struct store_topic *t)
+void store__topic_unlink(struct store *s, struct store_topic *t)
 {
     struct store_topic **pp = &s->htab[t->hash & (s->hcap - 1)];
     while (*pp != t) {
@@ -819,7 +630,7 @@ static void topic_unlink(struct store *s, struct store_topic *t)
     s->hcount--;
 }
 
-static struct store_topic *topic_alloc(const char *name, size_t len, uint32_t h, uint32_t id)
+struct store_topic *store__topic_alloc(const char *name, size_t len, uint32_t h, uint32_t id)
 {
     struct store_topic *t = calloc(1, sizeof(*t) + len + 1);
     if (t == NULL) {
@@ -857,25 +668,25 @@ static int64_t now_ns(void)
 
 /* Look at dir before LMDB touches it. Refuses a data.mdb that is not an
  * LMDB file, and a non-empty directory that has no data.mdb. */
-static int dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+int store__dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
                         size_t err_len)
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
         int e = errno;
         if (e != ENOENT || !may_create) {
-            err_set(err, err_len, "%s: %s", dir, strerror(e));
+            store__err_set(err, err_len, "%s: %s", dir, strerror(e));
             return -e;
         }
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
             e = errno;
-            err_set(err, err_len, "%s: cannot create: %s", dir, strerror(e));
+            store__err_set(err, err_len, "%s: cannot create: %s", dir, strerror(e));
             return -e;
         }
         return 0;
     }
     if (!S_ISDIR(st.st_mode)) {
-        err_set(err, err_len, "%s: not a directory", dir);
+        store__err_set(err, err_len, "%s: not a directory", dir);
         return -ENOTDIR;
     }
     int fd = open(data_path, O_RDONLY | O_CLOEXEC);
@@ -886,7 +697,7 @@ static int dir_precheck(const char *dir, const char *data_path, bool may_create,
         int e = errno;
         close(fd);
         if (n < 0) {
-            err_set(err, err_len, "%s: %s", data_path, strerror(e));
+            store__err_set(err, err_len, "%s: %s", data_path, strerror(e));
             return -e;
         }
         if (n == 0) {
@@ -895,27 +706,27 @@ static int dir_precheck(const char *dir, const char *data_path, bool may_create,
         uint32_t magic;
         memcpy(&magic, hdr + 16, 4);
         if (n < (ssize_t)sizeof(hdr) || magic != 0xBEEFC0DEu) {
-            err_set(err, err_len,
-                    "%s: not an LMDB file (foreign or corrupt data directory); refusing to "
-                    "use it",
-                    data_path);
+            store__err_set(err, err_len,
+                           "%s: not an LMDB file (foreign or corrupt data directory); refusing to "
+                           "use it",
+                           data_path);
             return FERRY_ESTORAGE;
         }
         return 0;
     }
     if (errno != ENOENT) {
         int e = errno;
-        err_set(err, err_len, "%s: %s", data_path, strerror(e));
+        store__err_set(err, err_len, "%s: %s", data_path, strerror(e));
         return -e;
     }
     if (!may_create) {
-        err_set(err, err_len, "%s: no ferry store here (no data.mdb)", dir);
+        store__err_set(err, err_len, "%s: no ferry store here (no data.mdb)", dir);
         return -ENOENT;
     }
     DIR *d = opendir(dir);
     if (d == NULL) {
         int e = errno;
-        err_set(err, err_len, "%s: %s", dir, strerror(e));
+        store__err_set(err, err_len, "%s: %s", dir, strerror(e));
         return -e;
     }
     struct dirent *de;
@@ -925,10 +736,11 @@ static int dir_precheck(const char *dir, const char *data_path, bool may_create,
             strcmp(de->d_name, "lost+found") == 0) {
             continue;
         }
-        err_set(err, err_len,
-                "%s: directory is not empty (has '%s') and holds no ferry store; refusing to "
-                "create one there",
-                dir, de->d_name);
+        store__err_set(
+            err, err_len,
+            "%s: directory is not empty (has '%s') and holds no ferry store; refusing to "
+            "create one there",
+            dir, de->d_name);
         rc = FERRY_ESTORAGE;
         break;
     }
@@ -942,7 +754,7 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc != 0) {
-        err_set(err, err_len, "%s: cannot begin transaction: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: cannot begin transaction: %s", dir, mdb_strerror(rc));
         return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
     }
     int ret = FERRY_ESTORAGE;
@@ -956,37 +768,37 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
             rc = mdb_stat(txn, main_dbi, &ms);
         }
         if (rc != 0) {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             goto out_abort;
         }
         if (ms.ms_entries != 0) {
-            err_set(err, err_len,
-                    "%s: an LMDB environment not created by ferry (no format record); "
-                    "refusing to use it",
-                    dir);
+            store__err_set(err, err_len,
+                           "%s: an LMDB environment not created by ferry (no format record); "
+                           "refusing to use it",
+                           dir);
             goto out_abort;
         }
         is_new = true;
         rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta);
     }
     if (rc == MDB_INCOMPATIBLE) {
-        err_set(err, err_len, "%s: an LMDB environment not created by ferry; refusing to use it",
-                dir);
+        store__err_set(err, err_len,
+                       "%s: an LMDB environment not created by ferry; refusing to use it", dir);
         goto out_abort;
     }
     if (rc != 0) {
-        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
     if (is_new) {
         unsigned char meta[STORE_META_LEN];
-        meta_encode(meta, now_ns());
+        store__meta_encode(meta, now_ns());
         MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
         MDB_val v = {sizeof(meta), meta};
         rc = mdb_put(txn, s->dbi_meta, &k, &v, 0);
         if (rc != 0) {
-            err_set(err, err_len, "%s: cannot initialise: %s", dir, mdb_strerror(rc));
-            ret = is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
+            store__err_set(err, err_len, "%s: cannot initialise: %s", dir, mdb_strerror(rc));
+            ret = store__is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
             goto out_abort;
         }
     } else {
@@ -997,19 +809,20 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         const unsigned char *m = v.mv_data;
         if (rc != 0 || v.mv_size != STORE_META_LEN ||
             memcmp(m, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
-            err_set(err, err_len,
-                    "%s: not a ferry store (format record missing or wrong magic); refusing "
-                    "to use it",
-                    dir);
+            store__err_set(err, err_len,
+                           "%s: not a ferry store (format record missing or wrong magic); refusing "
+                           "to use it",
+                           dir);
             goto out_abort;
         }
         if (crc32c(0, m, 24) != get_le32(m + 24)) {
-            err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
+            store__err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
             goto out_abort;
         }
         if (get_le32(m + 8) != STORE_FORMAT_VERSION) {
-            err_set(err, err_len, "%s: store format version %u, this ferryd reads version %u only",
-                    dir, (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
+            store__err_set(err, err_len,
+                           "%s: store format version %u, this ferryd reads version %u only", dir,
+                           (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
             goto out_abort;
         }
     }
@@ -1019,15 +832,15 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
     for (size_t i = 0; i < 4; i++) {
         rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
         if (rc != 0) {
-            err_set(err, err_len, "%s: database '%s': %s (corrupt store?)", dir, names[i],
-                    mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: database '%s': %s (corrupt store?)", dir, names[i],
+                           mdb_strerror(rc));
             goto out_abort;
         }
     }
     /* Reserved for durable consumers; created by any version-1 opener. */
     rc = mdb_dbi_open(txn, "consumers", MDB_CREATE, &s->dbi_consumers);
     if (rc != 0) {
-        err_set(err, err_len, "%s: database 'consumers': %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: database 'consumers': %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
     rc = mdb_txn_commit(txn);
@@ -1038,8 +851,8 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         rc = mdb_env_sync(s->env, 1);
     }
     if (rc != 0) {
-        err_set(err, err_len, "%s: cannot commit: %s", dir, mdb_strerror(rc));
-        return is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
+        store__err_set(err, err_len, "%s: cannot commit: %s", dir, mdb_strerror(rc));
+        return store__is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
     }
     return 0;
 
@@ -1057,13 +870,13 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
     MDB_val v;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {
-        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
-        return xlate_read(rc);
+        store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        return store__xlate_read(rc);
     }
     int ret = FERRY_ESTORAGE;
     rc = mdb_cursor_open(txn, s->dbi_topics, &cur);
     if (rc != 0) {
-        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
     uint32_t max_id = 0;
@@ -1074,24 +887,25 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
         const char *name;
         size_t name_len;
         s->n_open_reads++;
-        if (topic_rec_decode(&k, &v, &id, &st, &name, &name_len) != 0) {
-            err_set(err, err_len, "%s: topic record %u is corrupt; run ferryd --verify for details",
-                    dir, k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
+        if (store__topic_rec_decode(&k, &v, &id, &st, &name, &name_len) != 0) {
+            store__err_set(err, err_len,
+                           "%s: topic record %u is corrupt; run ferryd --verify for details", dir,
+                           k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
             goto out_close;
         }
-        uint32_t h = name_hash(name, name_len);
-        struct store_topic *t = topic_alloc(name, name_len, h, id);
+        uint32_t h = store__name_hash(name, name_len);
+        struct store_topic *t = store__topic_alloc(name, name_len, h, id);
         if (t == NULL) {
             ret = -ENOMEM;
-            err_set(err, err_len, "%s: out of memory", dir);
+            store__err_set(err, err_len, "%s: out of memory", dir);
             goto out_close;
         }
         t->cur = st;
         t->pend = st;
-        if (topic_insert(s, t) != 0) {
+        if (store__topic_insert(s, t) != 0) {
             free(t);
             ret = -ENOMEM;
-            err_set(err, err_len, "%s: out of memory", dir);
+            store__err_set(err, err_len, "%s: out of memory", dir);
             goto out_close;
         }
         if (id > max_id) {
@@ -1099,7 +913,7 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
         }
     }
     if (rc != MDB_NOTFOUND) {
-        err_set(err, err_len, "%s: reading topics: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: reading topics: %s", dir, mdb_strerror(rc));
         goto out_close;
     }
     mdb_cursor_close(cur);
@@ -1112,19 +926,19 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
     for (int i = 0; i < 2; i++) {
         rc = mdb_cursor_open(txn, last_dbis[i], &cur);
         if (rc != 0) {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             goto out_abort;
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
         if (rc == 0) {
             s->n_open_reads++;
             if (k.mv_size != MSG_KEY_LEN) {
-                err_set(err, err_len, "%s: malformed key; run ferryd --verify", dir);
+                store__err_set(err, err_len, "%s: malformed key; run ferryd --verify", dir);
                 goto out_close;
             }
             *last_out[i] = get_be32(k.mv_data);
         } else if (rc != MDB_NOTFOUND) {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             goto out_close;
         }
         mdb_cursor_close(cur);
@@ -1165,7 +979,7 @@ static void store_free(struct store *s)
 }
 
 /* Stop the checkpoint thread (after its last checkpoint) and drop the pins. */
-static void ckpt_thread_stop(struct store *s)
+void store__ckpt_thread_stop(struct store *s)
 {
     if (s->has_ck_thread) {
         pthread_mutex_lock(&s->ck_mu);
@@ -1192,7 +1006,7 @@ static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len);
  * false for a new store, or one made before the log existed (it was
  * written with synced commits and is whole as it is).
  */
-static int ckpt_restore(struct store *s, const char *dir, bool *has_ckpt, uint64_t *gen, char *err,
+int store__ckpt_restore(struct store *s, const char *dir, bool *has_ckpt, uint64_t *gen, char *err,
                         size_t err_len)
 {
     unsigned char *metas = NULL;
@@ -1203,12 +1017,13 @@ static int ckpt_restore(struct store *s, const char *dir, bool *has_ckpt, uint64
         return 0;
     }
     if (rc < 0) {
-        err_set(err, err_len, "%s/checkpoint: %s", dir, strerror(-rc));
+        store__err_set(err, err_len, "%s/checkpoint: %s", dir, strerror(-rc));
         return rc;
     }
     struct stat st;
     if (fstat(s->lock_fd, &st) != 0 || (size_t)st.st_size < len) {
-        err_set(err, err_len, "%s: data.mdb is shorter than its checkpoint says (truncated?)", dir);
+        store__err_set(err, err_len,
+                       "%s: data.mdb is shorter than its checkpoint says (truncated?)", dir);
         free(metas);
         return FERRY_ESTORAGE;
     }
@@ -1233,25 +1048,26 @@ static int ckpt_restore(struct store *s, const char *dir, bool *has_ckpt, uint64
         rc = -errno;
     }
     if (rc < 0) {
-        err_set(err, err_len, "%s/data.mdb: restoring the checkpoint: %s", dir, strerror(-rc));
+        store__err_set(err, err_len, "%s/data.mdb: restoring the checkpoint: %s", dir,
+                       strerror(-rc));
     }
     return rc;
 }
 
 /* After LMDB is open and the topics are loaded: replay the log on top of
  * the checkpoint, start the checkpoint thread, and checkpoint. */
-static int wal_recover(struct store *s, const char *dir, const struct store_options *opts,
+int store__wal_recover(struct store *s, const char *dir, const struct store_options *opts,
                        bool has_ckpt, uint64_t gen, char *err, size_t err_len)
 {
     s->ck_metas_len = 2 * s->page_size;
     s->ck_metas = malloc(s->ck_metas_len);
     if (s->ck_metas == NULL) {
-        err_set(err, err_len, "out of memory");
+        store__err_set(err, err_len, "out of memory");
         return -ENOMEM;
     }
     int rc = pthread_create(&s->ck_thread, NULL, ckpt_main, s);
     if (rc != 0) {
-        err_set(err, err_len, "cannot start the checkpoint thread: %s", strerror(rc));
+        store__err_set(err, err_len, "cannot start the checkpoint thread: %s", strerror(rc));
         return -rc;
     }
     s->has_ck_thread = true;
@@ -1263,15 +1079,15 @@ static int wal_recover(struct store *s, const char *dir, const struct store_opti
         }
     }
     pthread_mutex_lock(&s->wlock);
-    rc = ckpt_sync(s);
+    rc = store__ckpt_sync(s);
     pthread_mutex_unlock(&s->wlock);
     if (rc == 0) {
         size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
         rc = wal_resize(s->wal, half); /* grows a smaller log, never shrinks one */
     }
     if (rc != 0) {
-        err_set(err, err_len, "%s: the first checkpoint failed: %s", dir,
-                rc < 0 && rc != FERRY_ESTORAGE ? strerror(-rc) : "storage error");
+        store__err_set(err, err_len, "%s: the first checkpoint failed: %s", dir,
+                       rc < 0 && rc != FERRY_ESTORAGE ? strerror(-rc) : "storage error");
         return rc;
     }
     return 0;
@@ -1289,22 +1105,22 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         opts->map_size_max < opts->map_size_initial || opts->max_readers == 0 ||
         (opts->sync_mode != STORE_SYNC_ALWAYS && opts->sync_mode != STORE_SYNC_INTERVAL &&
          opts->sync_mode != STORE_SYNC_NONE)) {
-        err_set(err, err_len, "invalid store options");
+        store__err_set(err, err_len, "invalid store options");
         return FERRY_EINVAL;
     }
     char data_path[PATH_MAX];
     if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        err_set(err, err_len, "%s: path too long", dir);
+        store__err_set(err, err_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
-    int ret = dir_precheck(dir, data_path, true, err, err_len);
+    int ret = store__dir_precheck(dir, data_path, true, err, err_len);
     if (ret != 0) {
         return ret;
     }
 
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        err_set(err, err_len, "out of memory");
+        store__err_set(err, err_len, "out of memory");
         return -ENOMEM;
     }
     s->lock_fd = -1;
@@ -1329,7 +1145,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     s->hcap = 64;
     s->htab = calloc(s->hcap, sizeof(*s->htab));
     if (s->htab == NULL) {
-        err_set(err, err_len, "out of memory");
+        store__err_set(err, err_len, "out of memory");
         ret = -ENOMEM;
         goto out_free;
     }
@@ -1341,13 +1157,13 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     s->lock_fd = open(data_path, O_RDWR | O_CREAT | O_CLOEXEC, opts->file_mode);
     if (s->lock_fd < 0) {
         ret = -errno;
-        err_set(err, err_len, "%s: %s", data_path, strerror(-ret));
+        store__err_set(err, err_len, "%s: %s", data_path, strerror(-ret));
         goto out_free;
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        err_set(err, err_len, "%s: data directory is in use by another ferryd (%s)", dir,
-                strerror(-ret));
+        store__err_set(err, err_len, "%s: data directory is in use by another ferryd (%s)", dir,
+                       strerror(-ret));
         goto out_close_fd;
     }
     size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
@@ -1355,7 +1171,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     bool has_ckpt = false;
     uint64_t ck_gen = 0;
     if (ret == 0) {
-        ret = ckpt_restore(s, dir, &has_ckpt, &ck_gen, err, err_len);
+        ret = store__ckpt_restore(s, dir, &has_ckpt, &ck_gen, err, err_len);
     }
     if (ret != 0) {
         goto out_close_fd;
@@ -1372,7 +1188,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         rc = mdb_env_set_mapsize(s->env, opts->map_size_initial);
     }
     if (rc != 0) {
-        err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
+        store__err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
         ret = rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
         goto out_env_close;
     }
@@ -1380,21 +1196,22 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
      * are opened and closed by whichever thread writes). MDB_NOSYNC: LMDB
      * never syncs; the log makes commits durable and checkpoints make
      * LMDB's pages durable, and a power cut between checkpoints is undone
-     * by ckpt_restore() (which is what makes NOSYNC safe here). */
+     * by store__ckpt_restore() (which is what makes NOSYNC safe here). */
     unsigned env_flags = MDB_NOTLS | MDB_NOSYNC;
     rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
     if (rc != 0) {
         if (rc == MDB_INVALID) {
-            err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)", dir);
+            store__err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)",
+                           dir);
             ret = FERRY_ESTORAGE;
         } else if (rc == MDB_VERSION_MISMATCH) {
-            err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
+            store__err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
             ret = FERRY_ESTORAGE;
         } else if (rc > 0) {
-            err_set(err, err_len, "%s: %s", dir, strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, strerror(rc));
             ret = -rc;
         } else {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             ret = FERRY_ESTORAGE;
         }
         goto out_env_close;
@@ -1415,13 +1232,13 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     mdb_env_info(s->env, &info);
     /* Best effort: on a disk too full for the whole map, the first growth
      * reports storage full; writes inside the file's blocks still work. */
-    (void)map_reserve(s, info.me_mapsize);
+    (void)store__map_reserve(s, info.me_mapsize);
     atomic_store(&s->map_size, info.me_mapsize);
     MDB_stat est;
     if (mdb_env_stat(s->env, &est) == 0 && est.ms_psize > 0) {
         s->page_size = est.ms_psize;
     }
-    ret = wal_recover(s, dir, opts, has_ckpt, ck_gen, err, err_len);
+    ret = store__wal_recover(s, dir, opts, has_ckpt, ck_gen, err, err_len);
     if (ret != 0) {
         goto out_env_close;
     }
@@ -1429,7 +1246,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     return 0;
 
 out_env_close:
-    ckpt_thread_stop(s);
+    store__ckpt_thread_stop(s);
     if (s->env != NULL) {
         mdb_env_close(s->env);
     }
@@ -1447,12 +1264,12 @@ void store_close(struct store *s)
     }
     pthread_mutex_lock(&s->wlock);
     if (!atomic_load(&s->is_failed)) {
-        (void)ckpt_sync(s); /* the next open replays nothing */
+        (void)store__ckpt_sync(s); /* the next open replays nothing */
     } else {
-        (void)ckpt_reap(s, true);
+        (void)store__ckpt_reap(s, true);
     }
     pthread_mutex_unlock(&s->wlock);
-    ckpt_thread_stop(s);
+    store__ckpt_thread_stop(s);
     mdb_env_close(s->env);
     close(s->lock_fd); /* releases the flock */
     store_free(s);
@@ -1460,17 +1277,12 @@ void store_close(struct store *s)
 
 /* ---- writer path ------------------------------------------------------- */
 
-static size_t rec_size(uint32_t val_len)
-{
-    return sizeof(struct rec_hdr) + (((size_t)val_len + 7u) & ~(size_t)7u);
-}
-
 /* Put one arena record into the batch's txn. Returns an MDB/errno code. */
 static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
 {
     struct store *s = b->s;
     unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, r->topic_id, r->seq);
+    store__msg_key_make(kb, r->topic_id, r->seq);
     MDB_val k = {MSG_KEY_LEN, kb};
     MDB_val v = {r->val_len, (void *)(r + 1)};
     /* NOOVERWRITE: a duplicate (topic, seq) would be our bug; never hide it. */
@@ -1493,7 +1305,7 @@ static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
 /* Begin a fresh txn and replay every record of the arena into it. */
 static int batch_redo(struct store_batch *b)
 {
-    int rc = wtxn_begin(b->s, &b->txn);
+    int rc = store__wtxn_begin(b->s, &b->txn);
     if (rc != 0) {
         b->txn = NULL;
         return rc;
@@ -1503,11 +1315,11 @@ static int batch_redo(struct store_batch *b)
         const struct rec_hdr *r = (const struct rec_hdr *)(b->arena + off);
         rc = rec_apply(b, r);
         if (rc != 0) {
-            wtxn_abort(b->s, b->txn);
+            store__wtxn_abort(b->s, b->txn);
             b->txn = NULL;
             return rc;
         }
-        off += rec_size(r->val_len);
+        off += store__rec_size(r->val_len);
     }
     return 0;
 }
@@ -1520,24 +1332,24 @@ static int batch_recover(struct store_batch *b, int rc)
 {
     struct store *s = b->s;
     if (b->txn != NULL) {
-        wtxn_abort(s, b->txn);
+        store__wtxn_abort(s, b->txn);
         b->txn = NULL;
     }
-    bool grew = rc == MDB_MAP_FULL && map_grow(s) == 0;
+    bool grew = rc == MDB_MAP_FULL && store__map_grow(s) == 0;
     if (rc == MDB_MAP_FULL && !grew && !b->is_space_freed) {
         /* Pages freed since the last checkpoint are pinned for recovery:
          * a checkpoint lets LMDB reuse them. Once per batch. */
         b->is_space_freed = true;
-        grew = ckpt_sync(s) == 0;
+        grew = store__ckpt_sync(s) == 0;
     }
     int rc2 = batch_redo(b);
     if (rc2 != 0) {
-        if (is_full_error(rc2)) {
+        if (store__is_full_error(rc2)) {
             b->broken_rc = FERRY_ESTORAGEFULL;
         } else if (rc2 == ENOMEM) {
             b->broken_rc = -ENOMEM;
         } else {
-            b->broken_rc = store_fail(s, rc2);
+            b->broken_rc = store__fail(s, rc2);
         }
         return b->broken_rc;
     }
@@ -1555,10 +1367,10 @@ int store_batch_begin(struct store *s, struct store_batch **out)
         pthread_mutex_unlock(&s->wlock);
         return FERRY_ESTORAGE;
     }
-    int rc = wtxn_begin(s, &b->txn);
+    int rc = store__wtxn_begin(s, &b->txn);
     if (rc != 0) {
         pthread_mutex_unlock(&s->wlock);
-        return rc == ENOMEM ? -ENOMEM : store_fail(s, rc);
+        return rc == ENOMEM ? -ENOMEM : store__fail(s, rc);
     }
     b->is_open = true;
     b->broken_rc = 0;
@@ -1582,7 +1394,7 @@ int store_batch_begin(struct store *s, struct store_batch **out)
     return 0;
 }
 
-static int arena_reserve(struct store_batch *b, size_t need)
+int store__arena_reserve(struct store_batch *b, size_t need)
 {
     if (b->arena_cap - b->arena_len >= need) {
         return 0;
@@ -1604,7 +1416,7 @@ static int arena_reserve(struct store_batch *b, size_t need)
 }
 
 /* Encode m after r in the arena (r's fields already set). */
-static void value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t hlen)
+void store__value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t hlen)
 {
     unsigned char *v = (unsigned char *)(r + 1);
     v[4] = VAL_VERSION;
@@ -1635,13 +1447,13 @@ static void value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t
         memcpy(p, m->payload, m->payload_len);
     }
     unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, r->topic_id, r->seq);
+    store__msg_key_make(kb, r->topic_id, r->seq);
     put_le32(v, crc32c(crc32c(0, kb, MSG_KEY_LEN), v + 4, r->val_len - 4));
 }
 
 /* A message's index time: its publish time, never below the topic's last
  * (so index times stay non-decreasing when the clock steps back). */
-static int64_t clamped_time(const struct topic_state *st, int64_t publish_time)
+int64_t store__clamped_time(const struct topic_state *st, int64_t publish_time)
 {
     int64_t when = publish_time == TIME_NONE ? TIME_NONE + 1 : publish_time;
     if (st->last_time != TIME_NONE && when < st->last_time) {
@@ -1653,7 +1465,7 @@ static int64_t clamped_time(const struct topic_state *st, int64_t publish_time)
 /* Put arena record r (just past the arena's used part) into the txn,
  * growing the map and replaying the batch when LMDB asks for it. Returns 0
  * or a ferry code (the record is then not part of the batch). */
-static int batch_put(struct store_batch *b, struct rec_hdr *r)
+int store__batch_put(struct store_batch *b, struct rec_hdr *r)
 {
     struct store *s = b->s;
     for (;;) {
@@ -1676,14 +1488,14 @@ static int batch_put(struct store_batch *b, struct rec_hdr *r)
             return rc == MDB_TXN_FULL ? FERRY_ELIMIT : -ENOMEM;
         }
         /* Corruption, a duplicate key, EIO: the store cannot be trusted. */
-        b->broken_rc = store_fail(s, rc);
+        b->broken_rc = store__fail(s, rc);
         return b->broken_rc;
     }
 }
 
 /* Record r (need bytes, now in the txn) joins the batch: count it in its
  * topic's pending state. */
-static void batch_account(struct store_batch *b, struct store_topic *t, const struct rec_hdr *r,
+void store__batch_account(struct store_batch *b, struct store_topic *t, const struct rec_hdr *r,
                           size_t need, int64_t when)
 {
     struct store *s = b->s;
@@ -1736,62 +1548,63 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
 
     /* A batch stays below half a log's half, consumer records included:
      * then what it logged, written again into a fresh generation when a
-     * checkpoint starts while it is open (batch_relog), still fits with
+     * checkpoint starts while it is open (store__batch_relog), still fits with
      * the rest. A full batch commits (the caller appends again after); a
      * single message larger than that goes alone (one larger than the
      * whole log is committed with a checkpoint). */
-    size_t need = rec_size((uint32_t)val_len);
+    size_t need = store__rec_size((uint32_t)val_len);
     if (b->n_msgs > 0 &&
         LOG_HEAD + LOG_SLACK + b->arena_len + b->cons_len + need > wal_max_payload(s->wal) / 2) {
         return FERRY_ELIMIT;
     }
-    uint32_t h = name_hash(topic, topic_len);
-    struct store_topic *t = topic_find(s, topic, topic_len, h);
+    uint32_t h = store__name_hash(topic, topic_len);
+    struct store_topic *t = store__topic_find(s, topic, topic_len, h);
     bool is_created = false;
     if (t == NULL) {
         if (s->next_topic_id == UINT32_MAX) {
             return FERRY_ELIMIT;
         }
-        t = topic_alloc(topic, topic_len, h, s->next_topic_id);
+        t = store__topic_alloc(topic, topic_len, h, s->next_topic_id);
         if (t == NULL) {
             return -ENOMEM;
         }
         t->is_new = true;
         is_created = true;
     }
-    int ret = arena_reserve(b, need);
+    int ret = store__arena_reserve(b, need);
     if (ret != 0) {
         goto out_drop;
     }
     struct topic_state *st = &t->pend;
     struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
-    int64_t when = clamped_time(st, m->publish_time);
-    bool has_tidx = st->last_time == TIME_NONE || time_bucket(when) > time_bucket(st->last_time);
+    int64_t when = store__clamped_time(st, m->publish_time);
+    bool has_tidx =
+        st->last_time == TIME_NONE || store__time_bucket(when) > store__time_bucket(st->last_time);
     r->topic_id = t->id;
     r->val_len = (uint32_t)val_len;
     r->seq = st->last_seq + 1;
-    r->tkey = time_bias(time_bucket(when));
+    r->tkey = store__time_bias(store__time_bucket(when));
     r->pad = 0;
     r->flags = t->id >= s->msg_max_topic ? REC_APPEND_MSG : 0;
     if (has_tidx) {
         r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
     }
-    value_encode(r, m, (size_t)hlen);
-    ret = batch_put(b, r);
+    store__value_encode(r, m, (size_t)hlen);
+    ret = store__batch_put(b, r);
     if (ret != 0) {
         goto out_drop;
     }
     if (is_created) {
         /* The message is in the txn; a failed insert rolls it back with the
          * batch, which is the only consistent thing to do. */
-        if (topic_insert(s, t) != 0) {
+        if (store__topic_insert(s, t) != 0) {
             free(t);
             b->broken_rc = -ENOMEM;
             return -ENOMEM;
         }
         s->next_topic_id++;
     }
-    batch_account(b, t, r, need, when);
+    store__batch_account(b, t, r, need, when);
     if (res != NULL) {
         res->topic_id = t->id;
         res->seq = r->seq;
@@ -1849,17 +1662,17 @@ static int replay_topics(struct replay *rp, struct store_batch *b, const unsigne
         if (len == 0 || len > STORE_TOPIC_MAX || end - p - 6 < len || id == UINT32_MAX) {
             return FERRY_ESTORAGE;
         }
-        uint32_t h = name_hash(name, len);
-        struct store_topic *have = topic_find(s, name, len, h);
+        uint32_t h = store__name_hash(name, len);
+        struct store_topic *have = store__topic_find(s, name, len, h);
         if (have != NULL) {
             if (have->id != id) {
                 return FERRY_ESTORAGE;
             }
-            p += 6 + len; /* logged again after a checkpoint (batch_relog) */
+            p += 6 + len; /* logged again after a checkpoint (store__batch_relog) */
             continue;
         }
-        struct store_topic *t = topic_alloc(name, len, h, id);
-        if (t == NULL || topic_insert(s, t) != 0 || replay_index(rp, t) != 0) {
+        struct store_topic *t = store__topic_alloc(name, len, h, id);
+        if (t == NULL || store__topic_insert(s, t) != 0 || replay_index(rp, t) != 0) {
             free(t);
             return -ENOMEM;
         }
@@ -1885,17 +1698,17 @@ static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned 
             return FERRY_ESTORAGE;
         }
         memcpy(&h, p + off, sizeof(h));
-        size_t need = rec_size(h.val_len);
+        size_t need = store__rec_size(h.val_len);
         struct store_topic *t = h.topic_id < rp->cap ? rp->by_id[h.topic_id] : NULL;
         if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL ||
             h.seq > t->pend.last_seq + 1) {
             return FERRY_ESTORAGE;
         }
         if (h.seq <= t->pend.last_seq) {
-            off += need; /* logged again after a checkpoint (batch_relog) */
+            off += need; /* logged again after a checkpoint (store__batch_relog) */
             continue;
         }
-        int rc = arena_reserve(b, need);
+        int rc = store__arena_reserve(b, need);
         if (rc != 0) {
             return rc;
         }
@@ -1903,12 +1716,12 @@ static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned 
         memcpy(r, p + off, need);
         r->flags &= ~(REC_APPEND_MSG | REC_APPEND_TIDX); /* hints; plain puts are safe */
         int64_t when =
-            clamped_time(&t->pend, (int64_t)get_le64((const unsigned char *)(r + 1) + 8));
-        rc = batch_put(b, r);
+            store__clamped_time(&t->pend, (int64_t)get_le64((const unsigned char *)(r + 1) + 8));
+        rc = store__batch_put(b, r);
         if (rc != 0) {
             return rc;
         }
-        batch_account(b, t, r, need, when);
+        store__batch_account(b, t, r, need, when);
         off += need;
     }
     return 0;
@@ -1993,7 +1806,7 @@ static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len)
     free(rp.by_id);
     s->n_replayed = n_records;
     if (rc != 0) {
-        err_set(
+        store__err_set(
             err, err_len,
             "the write-ahead log does not apply (record %" PRIu64 " of generation %" PRIu64 "): %s",
             n_records, last_gen,
@@ -2019,7 +1832,7 @@ static void batch_rollback(struct store_batch *b)
     while (t != NULL) {
         struct store_topic *next = t->dnext;
         if (t->is_new) {
-            topic_unlink(s, t);
+            store__topic_unlink(s, t);
             free(t);
         } else {
             t->pend = t->cur;
@@ -2061,7 +1874,7 @@ static int topic_records_put(struct store_batch *b)
     for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
         unsigned char kb[4];
         put_be32(kb, t->id);
-        topic_rec_encode(buf, t->id, &t->pend, t->name, t->name_len);
+        store__topic_rec_encode(buf, t->id, &t->pend, t->name, t->name_len);
         MDB_val k = {4, kb};
         MDB_val v = {TOPIC_REC_HDR + (size_t)t->name_len, buf};
         int rc = mdb_put(b->txn, s->dbi_topics, &k, &v, 0);
@@ -2170,7 +1983,7 @@ int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs
  *   consumer records (consumers_write()'s format).
  * Host byte order inside the arena, like LMDB's own files. When a
  * checkpoint starts while a batch is open, the part already logged is
- * written again into the new generation (batch_relog()): the checkpoint's
+ * written again into the new generation (store__batch_relog()): the checkpoint's
  * snapshot does not hold the open batch, and replay must find all of it.
  * Replay skips what it already applied (a sequence at or below the
  * topic's last, a topic that exists with the same id).
@@ -2248,7 +2061,7 @@ static int log_sync(struct store *s, bool is_forced)
 
 /* A checkpoint started (new generation) while b is open: log again, and
  * sync, what b had logged in the old one. 0 or FERRY_ESTORAGE. */
-static int batch_relog(struct store_batch *b)
+int store__batch_relog(struct store_batch *b)
 {
     struct store *s = b->s;
     if (!b->is_logged || b->logged_gen == s->gen) {
@@ -2259,7 +2072,7 @@ static int batch_relog(struct store_batch *b)
         rc = log_sync(s, true);
     }
     if (rc < 0) {
-        return store_fail(s, -rc);
+        return store__fail(s, -rc);
     }
     b->logged_gen = s->gen;
     return 0;
@@ -2286,18 +2099,18 @@ static int batch_log(struct store_batch *b)
         if (b->is_logged) {
             /* Appends keep a batch below half the log; only consumer
              * records of more than that in one batch get here. */
-            return store_fail(s, EFBIG);
+            return store__fail(s, EFBIG);
         }
         b->is_unlogged = true;
         return 0;
     }
     if (!wal_fits(s->wal, total - LOG_SLACK)) {
-        int rc = ckpt_begin(s); /* a fresh generation, in the other half; relogs b */
+        int rc = store__ckpt_begin(s); /* a fresh generation, in the other half; relogs b */
         if (rc < 0) {
             return rc;
         }
     }
-    uint64_t t0 = mono_us();
+    uint64_t t0 = store__mono_us();
     int rc = log_part(b, b->log_off, b->arena_len, b->cons_logged, b->cons_len,
                       b->n_cons - b->n_cons_logged, false);
     if (rc == 0) {
@@ -2305,10 +2118,10 @@ static int batch_log(struct store_batch *b)
     }
     if (rc == 0) {
         atomic_fetch_add(&s->n_commits, 1); /* a group commit: one record */
-        lat_add(s->commit_hist, mono_us() - t0);
+        lat_add(s->commit_hist, store__mono_us() - t0);
     }
     if (rc < 0) {
-        return store_fail(s, -rc); /* never retry a failed write or sync */
+        return store__fail(s, -rc); /* never retry a failed write or sync */
     }
     b->log_off = b->arena_len;
     b->cons_logged = b->cons_len;
@@ -2339,13 +2152,13 @@ int store_batch_commit(struct store_batch *b)
     }
     if (b->n_msgs == 0 && b->n_cons == 0) {
         if (b->txn != NULL) {
-            wtxn_abort(s, b->txn);
+            store__wtxn_abort(s, b->txn);
             b->txn = NULL;
         }
         batch_release(b);
         return 0;
     }
-    uint64_t t0 = mono_us();
+    uint64_t t0 = store__mono_us();
     for (;;) {
         int rc = b->txn != NULL ? topic_records_put(b) : MDB_BAD_TXN;
         if (rc == 0) {
@@ -2359,7 +2172,7 @@ int store_batch_commit(struct store_batch *b)
             }
         }
         if (rc == 0) {
-            rc = wtxn_commit(s, b->txn);
+            rc = store__wtxn_commit(s, b->txn);
             b->txn = NULL;
             if (rc == 0) {
                 break;
@@ -2376,14 +2189,14 @@ int store_batch_commit(struct store_batch *b)
             }
         }
         if (b->txn != NULL) {
-            wtxn_abort(s, b->txn);
+            store__wtxn_abort(s, b->txn);
             b->txn = NULL;
         }
         if (b->is_promised) {
             /* Parts of it were acked as durable: they are in the log, and
              * a restart replays them. Nothing else may be stored first. */
-            ret = atomic_load(&s->is_failed) ? FERRY_ESTORAGE : store_fail(s, rc);
-        } else if (is_full_error(rc)) {
+            ret = atomic_load(&s->is_failed) ? FERRY_ESTORAGE : store__fail(s, rc);
+        } else if (store__is_full_error(rc)) {
             /* Disk full (from pwrite, or from fdatasync on filesystems
              * that allocate late). The meta page was not written, so the
              * pages of this txn are referenced by nothing; LMDB hands the
@@ -2398,7 +2211,7 @@ int store_batch_commit(struct store_batch *b)
         } else if (rc == MDB_TXN_FULL) {
             ret = FERRY_ELIMIT;
         } else {
-            ret = store_fail(s, rc); /* EIO, failed fsync, panic: fail-stop */
+            ret = store__fail(s, rc); /* EIO, failed fsync, panic: fail-stop */
         }
         goto out_rollback;
     }
@@ -2420,25 +2233,25 @@ int store_batch_commit(struct store_batch *b)
         /* Not in the log: durable once a checkpoint holds it. Readers may
          * see it meanwhile (a few ms); only a batch larger than the log
          * takes this way. */
-        ret = ckpt_sync(s);
+        ret = store__ckpt_sync(s);
         atomic_fetch_add(&s->n_commits, 1);
-        lat_add(s->commit_hist, mono_us() - t0);
+        lat_add(s->commit_hist, store__mono_us() - t0);
     } else if (!b->is_replay) {
-        (void)ckpt_maybe(s); /* a failure fail-stops; this batch is logged */
+        (void)store__ckpt_maybe(s); /* a failure fail-stops; this batch is logged */
     }
     batch_release(b);
     return ret;
 
 out_rollback:
     if (b->txn != NULL) {
-        wtxn_abort(s, b->txn);
+        store__wtxn_abort(s, b->txn);
         b->txn = NULL;
     }
     if (b->is_logged && !b->is_promised && !atomic_load(&s->is_failed)) {
         /* Its records are in the log but the batch is not stored: a
          * checkpoint ends that generation, so they are never replayed. */
         b->is_logged = false; /* nothing to log again into the next one */
-        (void)ckpt_sync(s);
+        (void)store__ckpt_sync(s);
     }
     batch_rollback(b);
     batch_release(b);
@@ -2448,7 +2261,7 @@ out_rollback:
 void store_batch_abort(struct store_batch *b)
 {
     if (b->txn != NULL) {
-        wtxn_abort(b->s, b->txn);
+        store__wtxn_abort(b->s, b->txn);
         b->txn = NULL;
     }
     batch_rollback(b);
@@ -2467,7 +2280,7 @@ int store_sync(struct store *s)
     } else {
         int rc = wal_sync(s->wal);
         if (rc != 0) {
-            ret = store_fail(s, -rc); /* never retry a failed fsync */
+            ret = store__fail(s, -rc); /* never retry a failed fsync */
         }
     }
     pthread_mutex_unlock(&s->wlock);
@@ -2489,7 +2302,7 @@ static int purge_chunk(struct store *s, MDB_txn *txn, MDB_dbi dbi, bool is_index
     }
     (void)s;
     unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, id, 0);
+    store__msg_key_make(kb, id, 0);
     MDB_val k = {MSG_KEY_LEN, kb};
     MDB_val v;
     *is_done = false;
@@ -2545,7 +2358,7 @@ static int topic_rec_put_txn(struct store *s, MDB_txn *txn, struct store_topic *
     unsigned char buf[TOPIC_REC_HDR + STORE_TOPIC_MAX];
     unsigned char kb[4];
     put_be32(kb, t->id);
-    topic_rec_encode(buf, t->id, st, t->name, t->name_len);
+    store__topic_rec_encode(buf, t->id, st, t->name, t->name_len);
     MDB_val k = {4, kb};
     MDB_val v = {TOPIC_REC_HDR + (size_t)t->name_len, buf};
     return mdb_put(txn, s->dbi_topics, &k, &v, 0);
@@ -2584,7 +2397,8 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
         ret = FERRY_ESTORAGE;
         goto out_unlock;
     }
-    struct store_topic *t = topic_find(s, topic, topic_len, name_hash(topic, topic_len));
+    struct store_topic *t =
+        store__topic_find(s, topic, topic_len, store__name_hash(topic, topic_len));
     if (t == NULL) {
         ret = FERRY_ENOTOPIC;
         goto out_unlock;
@@ -2600,7 +2414,7 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
             MDB_txn *txn;
             uint64_t n = 0;
             uint64_t bytes = 0;
-            int rc = wtxn_begin(s, &txn);
+            int rc = store__wtxn_begin(s, &txn);
             if (rc == 0) {
                 rc = purge_chunk(s, txn, is_index ? s->dbi_tidx : s->dbi_msgs, is_index, t->id,
                                  upto, &n, &bytes, &is_done);
@@ -2621,17 +2435,17 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
                         rc = last_topic_of(s, txn, is_index ? s->dbi_tidx : s->dbi_msgs, &last);
                     }
                     if (rc == 0) {
-                        rc = wtxn_commit(s, txn);
+                        rc = store__wtxn_commit(s, txn);
                         if (rc == 0) {
                             *which = last;
                         }
                     } else {
-                        wtxn_abort(s, txn);
+                        store__wtxn_abort(s, txn);
                     }
                 } else if (rc == 0) {
-                    rc = wtxn_commit(s, txn);
+                    rc = store__wtxn_commit(s, txn);
                 } else {
-                    wtxn_abort(s, txn);
+                    store__wtxn_abort(s, txn);
                 }
                 if (rc == 0 && !is_index) {
                     t->cur = st;
@@ -2639,7 +2453,7 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
                     removed += n;
                 }
             }
-            if (rc == MDB_MAP_FULL && map_grow(s) == 0) {
+            if (rc == MDB_MAP_FULL && store__map_grow(s) == 0) {
                 is_done = false;
                 continue;
             }
@@ -2647,7 +2461,7 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
                 /* What the purge freed so far is pinned for recovery: a
                  * checkpoint lets LMDB reuse it. Once per chunk. */
                 is_freed = true;
-                ret = ckpt_sync(s);
+                ret = store__ckpt_sync(s);
                 if (ret != 0) {
                     goto out_unlock;
                 }
@@ -2658,12 +2472,12 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
                 is_freed = false;
             }
             if (rc != 0) {
-                if (is_full_error(rc)) {
+                if (store__is_full_error(rc)) {
                     ret = FERRY_ESTORAGEFULL;
                 } else if (rc == ENOMEM) {
                     ret = -ENOMEM;
                 } else {
-                    ret = store_fail(s, rc);
+                    ret = store__fail(s, rc);
                 }
                 goto out_unlock;
             }
@@ -2674,18 +2488,18 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
          * reader may still see T - 1): one more small commit, so that the
          * very next batch can use the space this purge freed. */
         MDB_txn *txn;
-        int rc = wtxn_begin(s, &txn);
+        int rc = store__wtxn_begin(s, &txn);
         if (rc == 0) {
             rc = topic_rec_put_txn(s, txn, t, &t->cur);
-            rc = rc == 0 ? wtxn_commit(s, txn) : (wtxn_abort(s, txn), rc);
+            rc = rc == 0 ? store__wtxn_commit(s, txn) : (store__wtxn_abort(s, txn), rc);
         }
-        if (rc != 0 && !is_full_error(rc) && rc != ENOMEM && rc != MDB_MAP_FULL) {
-            ret = store_fail(s, rc);
+        if (rc != 0 && !store__is_full_error(rc) && rc != ENOMEM && rc != MDB_MAP_FULL) {
+            ret = store__fail(s, rc);
             goto out_unlock;
         }
     }
     /* Not in the log: the answer waits until a checkpoint holds it. */
-    ret = ckpt_sync(s);
+    ret = store__ckpt_sync(s);
     if (n_removed != NULL && ret == 0) {
         *n_removed = removed;
     }
@@ -2711,7 +2525,7 @@ static int topic_get_by_id(struct store *s, MDB_txn *txn, uint32_t id, struct to
     uint32_t rid;
     const char *name;
     size_t name_len;
-    if (topic_rec_decode(&k, &v, &rid, st, &name, &name_len) != 0) {
+    if (store__topic_rec_decode(&k, &v, &rid, st, &name, &name_len) != 0) {
         return -2;
     }
     if (name_buf != NULL) {
@@ -2721,7 +2535,7 @@ static int topic_get_by_id(struct store *s, MDB_txn *txn, uint32_t id, struct to
     return 0;
 }
 
-static void info_fill(struct store_topic_info *info, uint32_t id, const struct topic_state *st)
+void store__info_fill(struct store_topic_info *info, uint32_t id, const struct topic_state *st)
 {
     info->id = id;
     info->first_seq = st->first_seq;
@@ -2739,7 +2553,7 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
     }
     MDB_txn *txn;
     MDB_cursor *cur;
-    int ret = rtxn_begin(s, &txn);
+    int ret = store__rtxn_begin(s, &txn);
     if (ret != 0) {
         return ret;
     }
@@ -2749,23 +2563,23 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
     if (rc == MDB_NOTFOUND) {
         r.next_seq = from_seq ? from_seq : 1;
         r.is_end = true;
-        rtxn_end(s, txn);
+        store__rtxn_end(s, txn);
         *res = r;
         return 0;
     }
     if (rc != 0) {
-        ret = rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+        ret = rc == -2 ? FERRY_ESTORAGE : store__xlate_read(rc);
         goto out_end;
     }
     r.last_seq = st.last_seq;
     rc = mdb_cursor_open(txn, s->dbi_msgs, &cur);
     if (rc != 0) {
-        ret = xlate_read(rc);
+        ret = store__xlate_read(rc);
         goto out_end;
     }
     uint64_t next = from_seq ? from_seq : 1;
     unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, topic_id, next);
+    store__msg_key_make(kb, topic_id, next);
     MDB_val k = {MSG_KEY_LEN, kb};
     MDB_val v;
     size_t n_seen = 0;
@@ -2780,11 +2594,11 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
             break;
         }
         if (rc != 0) {
-            ret = xlate_read(rc);
+            ret = store__xlate_read(rc);
             goto out_close;
         }
         struct store_msg m;
-        if (msg_decode(&k, &v, &m) != 0) {
+        if (store__msg_decode(&k, &v, &m) != 0) {
             r.n_corrupt++;
             r.corrupt_seq = get_be64((const unsigned char *)k.mv_data + 4);
             atomic_fetch_add(&s->n_crc_errors, 1);
@@ -2815,7 +2629,7 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
 out_close:
     mdb_cursor_close(cur);
 out_end:
-    rtxn_end(s, txn);
+    store__rtxn_end(s, txn);
     return ret;
 }
 
@@ -2831,7 +2645,7 @@ static int seek_scan(struct store *s, MDB_txn *txn, uint32_t topic_id, uint64_t 
         return rc;
     }
     unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, topic_id, from);
+    store__msg_key_make(kb, topic_id, from);
     MDB_val k = {MSG_KEY_LEN, kb};
     MDB_val v;
     int64_t run_max = INT64_MIN;
@@ -2842,7 +2656,7 @@ static int seek_scan(struct store *s, MDB_txn *txn, uint32_t topic_id, uint64_t 
             rc = MDB_NOTFOUND;
             break;
         }
-        if (msg_decode(&k, &v, &m) != 0) {
+        if (store__msg_decode(&k, &v, &m) != 0) {
             continue; /* a corrupt one is reported by the read that meets it */
         }
         if (m.publish_time > run_max) {
@@ -2861,19 +2675,21 @@ int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_
 {
     MDB_txn *txn;
     MDB_cursor *cur;
-    int ret = rtxn_begin(s, &txn);
+    int ret = store__rtxn_begin(s, &txn);
     if (ret != 0) {
         return ret;
     }
     struct topic_state st;
     int rc = topic_get_by_id(s, txn, topic_id, &st, NULL);
     if (rc != 0) {
-        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC
+              : rc == -2         ? FERRY_ESTORAGE
+                                 : store__xlate_read(rc);
         goto out_end;
     }
     rc = mdb_cursor_open(txn, s->dbi_tidx, &cur);
     if (rc != 0) {
-        ret = xlate_read(rc);
+        ret = store__xlate_read(rc);
         goto out_end;
     }
     /* The index holds, per topic and per TIDX_GRAIN_NS bucket of clamped
@@ -2881,10 +2697,10 @@ int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_
      * time_ns's bucket answers directly if it is a later bucket; if it is
      * time_ns's own bucket, scan that bucket's messages. */
     int64_t want = time_ns == INT64_MIN ? INT64_MIN + 1 : time_ns;
-    int64_t bucket = time_bucket(want);
+    int64_t bucket = store__time_bucket(want);
     unsigned char kb[MSG_KEY_LEN];
     put_be32(kb, topic_id);
-    put_be64(kb + 4, time_bias(bucket));
+    put_be64(kb + 4, store__time_bias(bucket));
     MDB_val k = {MSG_KEY_LEN, kb};
     MDB_val v;
     uint64_t found = st.last_seq + 1;
@@ -2894,21 +2710,21 @@ int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_
         if (first < st.first_seq) {
             first = st.first_seq;
         }
-        if (time_unbias(get_be64((const unsigned char *)k.mv_data + 4)) > bucket) {
+        if (store__time_unbias(get_be64((const unsigned char *)k.mv_data + 4)) > bucket) {
             found = first;
         } else {
             rc = seek_scan(s, txn, topic_id, first, want, &found);
         }
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
-        ret = xlate_read(rc);
+        ret = store__xlate_read(rc);
         goto out_close;
     }
     *seq = found;
 out_close:
     mdb_cursor_close(cur);
 out_end:
-    rtxn_end(s, txn);
+    store__rtxn_end(s, txn);
     return ret;
 }
 
@@ -2928,7 +2744,7 @@ int store_topic_info(struct store *s, const char *topic, size_t topic_len,
         return FERRY_EINVAL;
     }
     MDB_txn *txn;
-    int ret = rtxn_begin(s, &txn);
+    int ret = store__rtxn_begin(s, &txn);
     if (ret != 0) {
         return ret;
     }
@@ -2945,11 +2761,13 @@ int store_topic_info(struct store *s, const char *topic, size_t topic_len,
         rc = topic_get_by_id(s, txn, id, &st, NULL);
     }
     if (rc == 0) {
-        info_fill(info, id, &st);
+        store__info_fill(info, id, &st);
     } else {
-        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC
+              : rc == -2         ? FERRY_ESTORAGE
+                                 : store__xlate_read(rc);
     }
-    rtxn_end(s, txn);
+    store__rtxn_end(s, txn);
     return ret;
 }
 
@@ -2960,18 +2778,20 @@ int store_topic_info_by_id(struct store *s, uint32_t id, struct store_topic_info
         return FERRY_EINVAL;
     }
     MDB_txn *txn;
-    int ret = rtxn_begin(s, &txn);
+    int ret = store__rtxn_begin(s, &txn);
     if (ret != 0) {
         return ret;
     }
     struct topic_state st;
     int rc = topic_get_by_id(s, txn, id, &st, name_buf);
     if (rc == 0) {
-        info_fill(info, id, &st);
+        store__info_fill(info, id, &st);
     } else {
-        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
+        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC
+              : rc == -2         ? FERRY_ESTORAGE
+                                 : store__xlate_read(rc);
     }
-    rtxn_end(s, txn);
+    store__rtxn_end(s, txn);
     return ret;
 }
 
@@ -3002,14 +2822,14 @@ static int prefix_scan(struct store *s, MDB_dbi dbi, const char *prefix, size_t 
     for (;;) {
         MDB_txn *txn;
         MDB_cursor *cur;
-        int ret = rtxn_begin(s, &txn);
+        int ret = store__rtxn_begin(s, &txn);
         if (ret != 0) {
             return ret;
         }
         int rc = mdb_cursor_open(txn, dbi, &cur);
         if (rc != 0) {
-            rtxn_end(s, txn);
-            return xlate_read(rc);
+            store__rtxn_end(s, txn);
+            return store__xlate_read(rc);
         }
         MDB_val k = {0, NULL};
         MDB_val v;
@@ -3036,7 +2856,7 @@ static int prefix_scan(struct store *s, MDB_dbi dbi, const char *prefix, size_t 
             int step = visit(s, txn, &k, &v, ctx);
             if (step < 0) {
                 mdb_cursor_close(cur);
-                rtxn_end(s, txn);
+                store__rtxn_end(s, txn);
                 return step;
             }
             if (step == SCAN_SKIPPED) {
@@ -3059,11 +2879,11 @@ static int prefix_scan(struct store *s, MDB_dbi dbi, const char *prefix, size_t 
             is_done = true;
         } else if (rc != 0) {
             mdb_cursor_close(cur);
-            rtxn_end(s, txn);
-            return xlate_read(rc);
+            store__rtxn_end(s, txn);
+            return store__xlate_read(rc);
         }
         mdb_cursor_close(cur);
-        rtxn_end(s, txn);
+        store__rtxn_end(s, txn);
         if (is_done) {
             return count;
         }
@@ -3086,10 +2906,10 @@ static int topic_list_visit(struct store *s, MDB_txn *txn, const MDB_val *k, con
     uint32_t id = v->mv_size == 4 ? get_be32(v->mv_data) : 0;
     int grc = topic_get_by_id(s, txn, id, &st, NULL);
     if (grc != 0) {
-        return grc == -2 || grc == MDB_NOTFOUND ? FERRY_ESTORAGE : xlate_read(grc);
+        return grc == -2 || grc == MDB_NOTFOUND ? FERRY_ESTORAGE : store__xlate_read(grc);
     }
     struct store_topic_info info;
-    info_fill(&info, id, &st);
+    store__info_fill(&info, id, &st);
     return x->cb(x->ctx, k->mv_data, k->mv_size, &info) != 0 ? SCAN_TAKEN_STOP : SCAN_TAKEN;
 }
 
@@ -3152,7 +2972,8 @@ int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint6
         ret = FERRY_ESTORAGE;
         goto out_unlock;
     }
-    struct store_topic *t = topic_find(s, topic, topic_len, name_hash(topic, topic_len));
+    struct store_topic *t =
+        store__topic_find(s, topic, topic_len, store__name_hash(topic, topic_len));
     if (t == NULL) {
         ret = FERRY_ENOTOPIC;
         goto out_unlock;
@@ -3166,7 +2987,7 @@ int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint6
         goto out_done;
     }
     MDB_txn *txn;
-    int rc = wtxn_begin(s, &txn);
+    int rc = store__wtxn_begin(s, &txn);
     if (rc == 0) {
         /* Index entries first: none may point below first_seq. */
         rc = purge_chunk(s, txn, s->dbi_tidx, true, t->id, upto, &n_idx, &bytes, &idx_done);
@@ -3183,22 +3004,22 @@ int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint6
             rc = topic_rec_put_txn(s, txn, t, &st);
         }
         if (rc == 0) {
-            rc = wtxn_commit(s, txn);
+            rc = store__wtxn_commit(s, txn);
             if (rc == 0 && n > 0) {
                 t->cur = st;
                 t->pend = st;
             }
         } else {
-            wtxn_abort(s, txn);
+            store__wtxn_abort(s, txn);
         }
     }
     if (rc != 0) {
-        if (is_full_error(rc) || rc == MDB_MAP_FULL) {
+        if (store__is_full_error(rc) || rc == MDB_MAP_FULL) {
             ret = FERRY_ESTORAGEFULL;
         } else if (rc == ENOMEM) {
             ret = -ENOMEM;
         } else {
-            ret = store_fail(s, rc);
+            ret = store__fail(s, rc);
         }
         goto out_unlock;
     }
@@ -3243,7 +3064,7 @@ int store_consumer_get(struct store *s, const char *key, size_t key_len, void **
         return FERRY_EINVAL;
     }
     MDB_txn *txn;
-    int ret = rtxn_begin(s, &txn);
+    int ret = store__rtxn_begin(s, &txn);
     if (ret != 0) {
         return ret;
     }
@@ -3253,7 +3074,7 @@ int store_consumer_get(struct store *s, const char *key, size_t key_len, void **
     if (rc == MDB_NOTFOUND) {
         ret = FERRY_ENOTOPIC;
     } else if (rc != 0) {
-        ret = xlate_read(rc);
+        ret = store__xlate_read(rc);
     } else {
         void *p = malloc(v.mv_size ? v.mv_size : 1);
         if (p == NULL) {
@@ -3264,7 +3085,7 @@ int store_consumer_get(struct store *s, const char *key, size_t key_len, void **
             *value_len = v.mv_size;
         }
     }
-    rtxn_end(s, txn);
+    store__rtxn_end(s, txn);
     return ret;
 }
 
@@ -3386,7 +3207,7 @@ static int verify_topics(struct verify *vf, MDB_txn *txn, MDB_dbi dbi_topics, MD
         struct vtopic *t = &vf->topics[vf->n_topics];
         const char *name;
         size_t name_len;
-        int d = topic_rec_decode(&k, &v, &t->id, &t->st, &name, &name_len);
+        int d = store__topic_rec_decode(&k, &v, &t->id, &t->st, &name, &name_len);
         if (k.mv_size != 4) {
             vf->r->n_order_errors++;
             vsay(vf, "topics: malformed key of %zu bytes", k.mv_size);
@@ -3501,7 +3322,7 @@ static int verify_msgs(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
             continue;
         }
         struct store_msg m;
-        int d = msg_decode(&k, &v, &m);
+        int d = store__msg_decode(&k, &v, &m);
         if (d != 0) {
             if (d == -1) {
                 vf->r->n_crc_errors++;
@@ -3655,7 +3476,7 @@ static int verify_consumers(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_db
         }
         struct store_topic_info info;
         if (t != NULL) {
-            info_fill(&info, t->id, &t->st);
+            store__info_fill(&info, t->id, &t->st);
         }
         char why[200] = "";
         if (check != NULL &&
@@ -3688,7 +3509,7 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
         return -ENAMETOOLONG;
     }
-    int ret = dir_precheck(dir, data_path, false, err, sizeof(err));
+    int ret = store__dir_precheck(dir, data_path, false, err, sizeof(err));
     if (ret != 0) {
         vsay(&vf, "%s", err);
         return ret;
