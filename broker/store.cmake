@@ -2,6 +2,7 @@
 # broker/CMakeLists.txt; ferryd links ferry_store.
 add_library(ferry_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_ckpt.c
   ${CMAKE_CURRENT_LIST_DIR}/store_codec.c
   ${CMAKE_CURRENT_LIST_DIR}/store_read.c
   ${CMAKE_CURRENT_LIST_DIR}/store_verify.c
