@@ -8,6 +8,7 @@ add_library(ferry_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store_read.c
   ${CMAKE_CURRENT_LIST_DIR}/store_verify.c
   ${CMAKE_CURRENT_LIST_DIR}/store_wal.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_write.c
   ${CMAKE_CURRENT_LIST_DIR}/crc32c.c)
 target_include_directories(ferry_store PUBLIC
   ${CMAKE_CURRENT_LIST_DIR} ${PROJECT_SOURCE_DIR}/client-lib/include)
