@@ -535,6 +535,94 @@ static void store_free(struct store *s)
     free(s);
 }
 
+/* A store for opts: its locks made, an empty topic table, nothing opened
+ * yet (lock_fd -1). NULL when out of memory. */
+static struct store *store_alloc(const struct store_options *opts)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->lock_fd = -1;
+    s->sync_mode = opts->sync_mode;
+    s->map_max = opts->map_size_max;
+    s->map_grow_step = opts->map_grow_step_max ? opts->map_grow_step_max : DEFAULT_MAP_GROW_STEP;
+    long ps = sysconf(_SC_PAGESIZE);
+    s->page_size = ps > 0 ? (size_t)ps : 4096;
+    pthread_mutex_init(&s->wlock, NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* Writer preference: a resize must not starve behind a stream of readers. */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->map_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&s->ck_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->ck_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    s->hcap = 64;
+    s->htab = calloc(s->hcap, sizeof(*s->htab));
+    if (s->htab == NULL) {
+        store_free(s);
+        return NULL;
+    }
+    s->batch.s = s;
+    return s;
+}
+
+/* Create LMDB's environment (s->env: the caller closes it, also on failure)
+ * and open dir with it. Returns 0, or a ferry code or -errno with err
+ * filled. */
+static int env_open(struct store *s, const char *dir, const struct store_options *opts, char *err,
+                    size_t err_len)
+{
+    int ret;
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0) {
+        rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS);
+    }
+    if (rc == 0) {
+        rc = mdb_env_set_maxreaders(s->env, opts->max_readers + 2); /* + the pins */
+    }
+    if (rc == 0) {
+        rc = mdb_env_set_mapsize(s->env, opts->map_size_initial);
+    }
+    if (rc != 0) {
+        store__err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
+        return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
+    }
+    /* MDB_NOTLS: read txns are not tied to a thread's TLS slot (the pins
+     * are opened and closed by whichever thread writes). MDB_NOSYNC: LMDB
+     * never syncs; the log makes commits durable and checkpoints make
+     * LMDB's pages durable, and a power cut between checkpoints is undone
+     * by store__ckpt_restore() (which is what makes NOSYNC safe here). */
+    unsigned env_flags = MDB_NOTLS | MDB_NOSYNC;
+    rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
+    if (rc != 0) {
+        if (rc == MDB_INVALID) {
+            store__err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)",
+                           dir);
+            ret = FERRY_ESTORAGE;
+        } else if (rc == MDB_VERSION_MISMATCH) {
+            store__err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
+            ret = FERRY_ESTORAGE;
+        } else if (rc > 0) {
+            store__err_set(err, err_len, "%s: %s", dir, strerror(rc));
+            ret = -rc;
+        } else {
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            ret = FERRY_ESTORAGE;
+        }
+        return ret;
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    s->n_stale_readers = dead;
+    return 0;
+}
+
 int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
                size_t err_len)
 {
@@ -560,38 +648,11 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         return ret;
     }
 
-    struct store *s = calloc(1, sizeof(*s));
+    struct store *s = store_alloc(opts);
     if (s == NULL) {
         store__err_set(err, err_len, "out of memory");
         return -ENOMEM;
     }
-    s->lock_fd = -1;
-    s->sync_mode = opts->sync_mode;
-    s->map_max = opts->map_size_max;
-    s->map_grow_step = opts->map_grow_step_max ? opts->map_grow_step_max : DEFAULT_MAP_GROW_STEP;
-    long ps = sysconf(_SC_PAGESIZE);
-    s->page_size = ps > 0 ? (size_t)ps : 4096;
-    pthread_mutex_init(&s->wlock, NULL);
-    pthread_rwlockattr_t ra;
-    pthread_rwlockattr_init(&ra);
-    /* Writer preference: a resize must not starve behind a stream of readers. */
-    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&s->map_lock, &ra);
-    pthread_rwlockattr_destroy(&ra);
-    pthread_mutex_init(&s->ck_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->ck_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    s->hcap = 64;
-    s->htab = calloc(s->hcap, sizeof(*s->htab));
-    if (s->htab == NULL) {
-        store__err_set(err, err_len, "out of memory");
-        ret = -ENOMEM;
-        goto out_free;
-    }
-    s->batch.s = s;
 
     /* Our own fd on data.mdb carries the flock. It is a different file from
      * lock.mdb, whose fcntl locks LMDB uses, so closing it never disturbs
@@ -619,48 +680,10 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         goto out_close_fd;
     }
 
-    int rc = mdb_env_create(&s->env);
-    if (rc == 0) {
-        rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS);
-    }
-    if (rc == 0) {
-        rc = mdb_env_set_maxreaders(s->env, opts->max_readers + 2); /* + the pins */
-    }
-    if (rc == 0) {
-        rc = mdb_env_set_mapsize(s->env, opts->map_size_initial);
-    }
-    if (rc != 0) {
-        store__err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
-        ret = rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
+    ret = env_open(s, dir, opts, err, err_len);
+    if (ret != 0) {
         goto out_env_close;
     }
-    /* MDB_NOTLS: read txns are not tied to a thread's TLS slot (the pins
-     * are opened and closed by whichever thread writes). MDB_NOSYNC: LMDB
-     * never syncs; the log makes commits durable and checkpoints make
-     * LMDB's pages durable, and a power cut between checkpoints is undone
-     * by store__ckpt_restore() (which is what makes NOSYNC safe here). */
-    unsigned env_flags = MDB_NOTLS | MDB_NOSYNC;
-    rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
-    if (rc != 0) {
-        if (rc == MDB_INVALID) {
-            store__err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)",
-                           dir);
-            ret = FERRY_ESTORAGE;
-        } else if (rc == MDB_VERSION_MISMATCH) {
-            store__err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
-            ret = FERRY_ESTORAGE;
-        } else if (rc > 0) {
-            store__err_set(err, err_len, "%s: %s", dir, strerror(rc));
-            ret = -rc;
-        } else {
-            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
-            ret = FERRY_ESTORAGE;
-        }
-        goto out_env_close;
-    }
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-    s->n_stale_readers = dead;
 
     ret = open_dbs(s, dir, err, err_len);
     if (ret != 0) {
