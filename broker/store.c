@@ -1,78 +1,24 @@
 /*
- * store.c - ferry's LMDB message store. The contract is in store.h; this
- * comment explains how it is kept.
- *
- * Records. Keys are big-endian so that LMDB's byte order is numeric order;
- * values are little-endian fixed-width fields.
- *
- *   msgs   key   (topic id u32 BE, seq u64 BE)                      12 bytes
- *          value 0  crc32c u32   over key[0,12) ++ value[4, len)
- *                4  version u8 (1)    5 flags u8 (0)    6 n_headers u16
- *                8  publish_time i64
- *                16 headers_len u32   20 key_len u32   24 payload_len u32
- *                28 headers: n_headers x { klen u32, vlen u32, k, v }
- *                   then key bytes, then payload bytes
- *          Seeding the CRC with the record's key also catches a value that
- *          ended up under the wrong key.
- *   tidx   key   (topic id u32 BE, bucket u64 BE): bucket = floor(clamped
- *                publish time / 1 ms), biased by 2^63 so negative times sort
- *                first; value: the first seq u64 BE of that bucket. Sparse
- *                (at most one entry per topic per ms, not one per message):
- *                a seek finds the bucket, then scans that bucket's messages.
- *                Clamped time: the running maximum of the topic's publish
- *                times, so the index stays ordered if the clock steps back.
- *   topics key   topic id u32 BE
- *          value 0 crc32c u32 over key ++ value[4, len)  4 version u16
- *                6 name_len u16  8 first_seq  16 last_seq  24 n_msgs
- *                32 n_bytes  40 last_time i64  48 name
- *   names  key   name bytes; value topic id u32 BE
- *   meta   "format" -> "FERRYSTO" u32 version u32 flags i64 created u32 crc
- *
- * Writer. One batch object per store, guarded by wlock from begin to
- * commit/abort. Each append is encoded once into the batch's arena (a
- * grow-only buffer kept across batches), then put into LMDB from there. The
- * arena is the batch's redo log: when LMDB says MDB_MAP_FULL, the write
- * transaction is dead (LMDB marks it failed), so we abort it, grow the map
- * with no transaction open, begin a new transaction and replay the arena.
- * Per-topic counters live in memory in two copies: `cur` (committed) and
- * `pend` (with the open batch); commit copies pend to cur, abort the other
- * way, so sequences of a failed batch are handed out again.
- *
- * MDB_APPEND: LMDB accepts it only for a key greater than every key in the
- * database. (topic, seq) keys of the topic with the highest id that has
- * messages satisfy that, so appends to that topic (a single hot topic, or
- * the newest one) use MDB_APPEND and fill pages completely; appends to other
- * topics are ordinary puts (O(log n), pages split in halves).
- *
- * Durability (store_wal.h). LMDB runs with MDB_NOSYNC. A batch is durable
- * when its log record is (store_batch_log(), or its commit); it becomes
- * visible to readers at its LMDB commit. Checkpoints (a thread of their
- * own) make LMDB's pages durable and record the snapshot's meta pages; a
- * pinned read transaction keeps that snapshot's pages from reuse until the
- * next checkpoint is durable. store_open() writes the meta pages back and
- * replays the log: the only writes not in the log (trims, and purges, which
- * wait for a checkpoint before they answer) may be undone by a power cut,
- * and a trim is simply done again.
- *
- * Map resize. mdb_env_set_mapsize() needs every transaction of the process
- * ended. map_lock (writer-preferring rwlock) is held shared by every
- * transaction for its whole life and exclusively only around that call,
- * which the writer makes after aborting its own transaction.
+ * store.c - ferry's LMDB message store. The contract is in store.h; the
+ * files that keep it share store_int.h, which lists them. This one opens and
+ * closes the store (the directory checked and locked, LMDB's environment,
+ * the topic table loaded, recovery started), and holds what every other
+ * file uses: errors and fail-stop, transactions under map_lock, and the
+ * in-memory topic table. The records' byte layouts are described in
+ * store_codec.c, which encodes and decodes them; the writer path, map growth
+ * and MDB_APPEND in store_write.c; durability (the log, checkpoints,
+ * recovery) in store_ckpt.c.
  */
 #include "store.h"
 
 #include "crc32c.h"
-#include "store_bytes.h"
+#include "store_int.h"
 #include "store_wal.h"
 
 #include <dirent.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <linux/falloc.h>
-#include <lmdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -83,342 +29,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_MAGIC "FERRYSTO"
-#define STORE_MAGIC_LEN 8
-#define STORE_META_KEY "format"
-#define STORE_META_LEN 28
-#define STORE_MAXDBS 8
-
-#define MSG_KEY_LEN 12
-#define VAL_HDR_LEN 28
-#define VAL_VERSION 1
-#define TOPIC_REC_HDR 48
-#define TOPIC_REC_VERSION 1
-
 #define DEFAULT_MAP_INITIAL ((size_t)64 << 20)
 #define DEFAULT_MAP_MAX ((size_t)64 << 30)
 #define DEFAULT_MAP_GROW_STEP ((size_t)256 << 20)
 #define DEFAULT_MAX_READERS 126u
 
-#define PURGE_CHUNK 1024       /* deletions per purge transaction */
-#define LIST_CHUNK 256         /* topics per list transaction */
-#define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
-#define DEFAULT_WAL_HALF ((size_t)16 << 20) /* bytes per half of the log */
-#define LOG_HEAD 24u                        /* a batch record's fixed head (batch_log) */
-#define LOG_SLACK 65536u                    /* room kept in a record for topics and consumers */
-#define LOG_DELETE UINT32_MAX               /* value length of a consumer record deleted */
-#define CKPT_COMMITS 2048u                  /* a checkpoint starts after this many commits, */
-#define CKPT_MS 1000u                       /* or this long after the last one (with commits), */
-#define CKPT_WAL_PART 2u                    /* or when 1/this of the log's half is used */
-#define CKPT_IDLE_MS 50L /* the checkpoint thread's wake-up when nothing is committed */
-#define CKPT_TRICKLE_MS 5L                  /* writeback of LMDB pages starts this often */
-
-#define TIME_NONE INT64_MIN            /* topic_state.last_time: nothing indexed yet */
-#define TIDX_GRAIN_NS INT64_C(1000000) /* one time index entry per topic per ms */
-
-/* Arena record flags. */
-#define REC_APPEND_MSG 0x1u
-#define REC_TIDX 0x2u
-#define REC_APPEND_TIDX 0x4u
-
-struct topic_state {
-    uint64_t first_seq;
-    uint64_t last_seq;
-    uint64_t n_msgs;
-    uint64_t n_bytes;
-    int64_t last_time;
-};
-
-/* In-memory topic; the table and everything in it is guarded by s->wlock. */
-struct store_topic {
-    struct store_topic *hnext; /* hash chain */
-    struct store_topic *dnext; /* the open batch's dirty list */
-    uint32_t id;
-    uint32_t hash;
-    bool is_new;             /* created by the open batch, not committed yet */
-    bool is_dirty;           /* on the dirty list */
-    bool is_logged;          /* is_new, and its creation is in the log */
-    struct topic_state cur;  /* committed */
-    struct topic_state pend; /* including the open batch */
-    uint16_t name_len;
-    char name[];
-};
-
-/* One append in the arena, followed by the encoded value padded to 8. */
-struct rec_hdr {
-    uint32_t topic_id;
-    uint32_t val_len;
-    uint64_t seq;
-    uint64_t tkey; /* biased index time */
-    uint32_t flags;
-    uint32_t pad;
-};
-
-struct store_batch {
-    struct store *s;
-    MDB_txn *txn; /* NULL between a failure and the replay */
-    bool is_open;
-    int broken_rc; /* non-zero: the batch is lost, commit returns this */
-    unsigned char *arena;
-    size_t arena_len;
-    size_t arena_cap;
-    size_t n_msgs;
-    struct store_topic *dirty;
-    unsigned char *cons_buf; /* consumer records put, in the log's format (batch_log) */
-    size_t cons_len, cons_cap;
-    uint32_t n_cons;
-    size_t log_off;         /* arena bytes in the log (this generation) */
-    size_t cons_logged;     /* cons_buf bytes in the log */
-    uint32_t n_cons_logged; /* records among them */
-    bool is_promised;       /* store_batch_log() ran: a failed commit fail-stops */
-    uint32_t saved_next_id;
-    uint32_t saved_msg_max;
-    uint32_t saved_tidx_max;
-    bool is_replay;      /* replaying the log: commit writes no record */
-    bool is_logged;      /* part of it is in the log, generation logged_gen */
-    bool is_unlogged;    /* too large for the log: committed with a checkpoint */
-    bool is_space_freed; /* a full map made it checkpoint (batch_recover) */
-    uint64_t logged_gen;
-};
-
-/* The checkpoint thread's state (ck_mu). */
-enum ck_state {
-    CK_IDLE = 0,      /* nothing asked */
-    CK_REQUESTED = 1, /* ck_gen's checkpoint asked for, in progress */
-    CK_DONE = 2,      /* finished with ck_rc; the writer has not looked yet */
-};
-
-struct store {
-    MDB_env *env;
-    MDB_dbi dbi_meta;
-    MDB_dbi dbi_topics;
-    MDB_dbi dbi_names;
-    MDB_dbi dbi_msgs;
-    MDB_dbi dbi_tidx;
-    MDB_dbi dbi_consumers;
-    int lock_fd; /* our fd on data.mdb, flock'ed exclusively */
-    enum store_sync_mode sync_mode;
-    size_t map_max;
-    size_t map_grow_step; /* store_options.map_grow_step_max */
-    size_t page_size;
-
-    pthread_mutex_t wlock;     /* the writer path: batch, purge, sync */
-    pthread_rwlock_t map_lock; /* shared: any txn; exclusive: set_mapsize */
-
-    /* guarded by wlock */
-    struct store_topic **htab;
-    size_t hcap;
-    size_t hcount;
-    uint32_t next_topic_id;
-    uint32_t msg_max_topic;  /* highest topic id with a message, 0: none */
-    uint32_t tidx_max_topic; /* highest topic id with an index entry */
-    struct store_batch batch;
-
-    /*
-     * Write-ahead log and checkpoints (store_wal.h). Every LMDB commit is
-     * made without a sync (MDB_NOSYNC); a batch is durable once its log
-     * record is. A checkpoint makes LMDB's pages durable up to a snapshot,
-     * then records that snapshot's meta pages; recovery writes them back.
-     * Until the next checkpoint is durable, a read transaction (pin) keeps
-     * LMDB from reusing any page of the checkpointed snapshot, so that
-     * snapshot stays whole on disk whatever later commits write.
-     */
-    struct wal *wal;        /* the log; wlock (the writer path) */
-    uint64_t gen;           /* wlock: the log generation being written */
-    MDB_txn *pin;           /* wlock: on the last durable checkpoint's snapshot */
-    MDB_txn *pin_next;      /* wlock: on the snapshot of the one in progress */
-    uint32_t commits_since; /* wlock: commits since the last checkpoint began */
-    uint64_t ckpt_began_ms; /* wlock: when it began */
-    unsigned char *wal_buf; /* wlock: a batch record's head and consumer part */
-    size_t wal_buf_cap;     /* wlock */
-    pthread_t ck_thread;    /* makes checkpoints durable off the writer */
-    bool has_ck_thread;     /* written by open/close only */
-    pthread_mutex_t ck_mu;  /* guards ck_state, ck_stop, ck_gen, ck_rc */
-    pthread_cond_t ck_cv;   /* ck_state or ck_stop changed */
-    enum ck_state ck_state;
-    bool ck_stop;
-    uint64_t ck_gen;
-    int ck_rc;
-    unsigned char *ck_metas; /* the meta pages of ck_gen's snapshot: the writer
-                              * fills it while CK_IDLE, the thread reads it
-                              * while CK_REQUESTED (ck_mu hands it over) */
-    size_t ck_metas_len;
-
-    /* atomic: read by any thread */
-    _Atomic size_t map_size;
-    atomic_bool is_failed;
-    _Atomic(const char *) fail_reason;
-    atomic_uint_fast64_t n_commits;
-    atomic_uint_fast64_t commit_hist[STORE_LAT_BUCKETS]; /* atomic: the writer adds, any
-                                                          * thread reads (store_stats) */
-    atomic_uint_fast64_t n_appends;
-    atomic_uint_fast64_t n_crc_errors;
-    atomic_uint_fast64_t n_map_grows;
-    atomic_uint_fast64_t n_batch_replays;
-    atomic_uint_fast64_t n_full_errors;
-    atomic_uint_fast64_t n_topics;
-    atomic_uint_fast64_t n_checkpoints;
-    uint64_t n_replayed;   /* log records replayed by open; written by open only */
-    uint64_t n_open_reads; /* written by open only */
-    int n_stale_readers;   /* written by open only */
-};
-
-/* ---- time keys --------------------------------------------------------- */
-
-static uint64_t time_bias(int64_t t)
-{
-    return (uint64_t)t ^ (UINT64_C(1) << 63);
-}
-
-static int64_t time_unbias(uint64_t u)
-{
-    return (int64_t)(u ^ (UINT64_C(1) << 63));
-}
-
-/* floor(t / TIDX_GRAIN_NS); t > INT64_MIN. */
-static int64_t time_bucket(int64_t t)
-{
-    return t >= 0 ? t / TIDX_GRAIN_NS : -((-t + TIDX_GRAIN_NS - 1) / TIDX_GRAIN_NS);
-}
-
-static void msg_key_make(unsigned char k[MSG_KEY_LEN], uint32_t topic_id, uint64_t seq)
-{
-    put_be32(k, topic_id);
-    put_be64(k + 4, seq);
-}
-
-/* ---- value codec ------------------------------------------------------- */
-
-/* Decode and check a stored message. Returns 0, -1 on a CRC mismatch, -2 on
- * a layout error. m is filled only on success. */
-static int msg_decode(const MDB_val *key, const MDB_val *val, struct store_msg *m)
-{
-    const unsigned char *v = val->mv_data;
-    if (key->mv_size != MSG_KEY_LEN || val->mv_size < VAL_HDR_LEN) {
-        return -2;
-    }
-    uint32_t crc = crc32c(0, key->mv_data, MSG_KEY_LEN);
-    crc = crc32c(crc, v + 4, val->mv_size - 4);
-    if (crc != get_le32(v)) {
-        return -1;
-    }
-    if (v[4] != VAL_VERSION) {
-        return -2;
-    }
-    size_t n_headers = get_le16(v + 6);
-    uint64_t hlen = get_le32(v + 16);
-    uint64_t klen = get_le32(v + 20);
-    uint64_t plen = get_le32(v + 24);
-    if (VAL_HDR_LEN + hlen + klen + plen != val->mv_size) {
-        return -2;
-    }
-    /* Walk the header block: it must hold exactly n_headers entries. */
-    const unsigned char *h = v + VAL_HDR_LEN;
-    uint64_t pos = 0;
-    for (size_t i = 0; i < n_headers; i++) {
-        if (hlen - pos < 8) {
-            return -2;
-        }
-        uint64_t kl = get_le32(h + pos);
-        uint64_t vl = get_le32(h + pos + 4);
-        if (hlen - pos - 8 < kl + vl) {
-            return -2;
-        }
-        pos += 8 + kl + vl;
-    }
-    if (pos != hlen) {
-        return -2;
-    }
-    const unsigned char *k = key->mv_data;
-    m->topic_id = get_be32(k);
-    m->seq = get_be64(k + 4);
-    m->publish_time = (int64_t)get_le64(v + 8);
-    m->n_headers = n_headers;
-    m->headers_raw = h;
-    m->headers_raw_len = (size_t)hlen;
-    m->key = klen ? h + hlen : NULL;
-    m->key_len = (size_t)klen;
-    m->payload = v + VAL_HDR_LEN + hlen + klen;
-    m->payload_len = (size_t)plen;
-    return 0;
-}
-
-int store_msg_header_next(const struct store_msg *m, size_t *pos, struct store_kv *kv)
-{
-    const unsigned char *h = m->headers_raw;
-    if (*pos + 8 > m->headers_raw_len) {
-        return 0;
-    }
-    size_t kl = get_le32(h + *pos);
-    size_t vl = get_le32(h + *pos + 4);
-    kv->key = (const char *)h + *pos + 8;
-    kv->key_len = kl;
-    kv->value = (const char *)h + *pos + 8 + kl;
-    kv->value_len = vl;
-    *pos += 8 + kl + vl;
-    return 1;
-}
-
-static void topic_rec_encode(unsigned char *out, uint32_t id, const struct topic_state *st,
-                             const char *name, size_t name_len)
-{
-    unsigned char key[4];
-    put_be32(key, id);
-    put_le16(out + 4, TOPIC_REC_VERSION);
-    put_le16(out + 6, (uint16_t)name_len);
-    put_le64(out + 8, st->first_seq);
-    put_le64(out + 16, st->last_seq);
-    put_le64(out + 24, st->n_msgs);
-    put_le64(out + 32, st->n_bytes);
-    put_le64(out + 40, (uint64_t)st->last_time);
-    memcpy(out + TOPIC_REC_HDR, name, name_len);
-    uint32_t crc = crc32c(crc32c(0, key, 4), out + 4, TOPIC_REC_HDR - 4 + name_len);
-    put_le32(out, crc);
-}
-
-/* Returns 0 and fills st/name (name points into val), -1 CRC, -2 layout. */
-static int topic_rec_decode(const MDB_val *key, const MDB_val *val, uint32_t *id,
-                            struct topic_state *st, const char **name, size_t *name_len)
-{
-    const unsigned char *v = val->mv_data;
-    if (key->mv_size != 4 || val->mv_size < TOPIC_REC_HDR) {
-        return -2;
-    }
-    uint32_t crc = crc32c(crc32c(0, key->mv_data, 4), v + 4, val->mv_size - 4);
-    if (crc != get_le32(v)) {
-        return -1;
-    }
-    size_t nl = get_le16(v + 6);
-    if (get_le16(v + 4) != TOPIC_REC_VERSION || TOPIC_REC_HDR + nl != val->mv_size || nl == 0 ||
-        nl > STORE_TOPIC_MAX) {
-        return -2;
-    }
-    *id = get_be32(key->mv_data);
-    st->first_seq = get_le64(v + 8);
-    st->last_seq = get_le64(v + 16);
-    st->n_msgs = get_le64(v + 24);
-    st->n_bytes = get_le64(v + 32);
-    st->last_time = (int64_t)get_le64(v + 40);
-    *name = (const char *)v + TOPIC_REC_HDR;
-    *name_len = nl;
-    return 0;
-}
-
-static void meta_encode(unsigned char out[STORE_META_LEN], int64_t created)
-{
-    memcpy(out, STORE_MAGIC, STORE_MAGIC_LEN);
-    put_le32(out + 8, STORE_FORMAT_VERSION);
-    put_le32(out + 12, 0);
-    put_le64(out + 16, (uint64_t)created);
-    put_le32(out + 24, crc32c(0, out, 24));
-}
-
 /* ---- errors ------------------------------------------------------------ */
 
-static void err_set(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void err_set(char *err, size_t err_len, const char *fmt, ...)
+void store__err_set(char *err, size_t err_len, const char *fmt, ...)
 {
     if (err == NULL || err_len == 0) {
         return;
@@ -430,7 +48,7 @@ static void err_set(char *err, size_t err_len, const char *fmt, ...)
 }
 
 /* Enter fail-stop. Every later write returns FERRY_ESTORAGE. */
-static int store_fail(struct store *s, int mdb_rc)
+int store__fail(struct store *s, int mdb_rc)
 {
     const char *expected = NULL;
     atomic_compare_exchange_strong(&s->fail_reason, &expected, mdb_strerror(mdb_rc));
@@ -439,7 +57,7 @@ static int store_fail(struct store *s, int mdb_rc)
 }
 
 /* Translate an LMDB/system code from a read path. Never fail-stops. */
-static int xlate_read(int rc)
+int store__xlate_read(int rc)
 {
     switch (rc) {
     case 0:
@@ -453,32 +71,32 @@ static int xlate_read(int rc)
     }
 }
 
-static bool is_full_error(int rc)
+bool store__is_full_error(int rc)
 {
     return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;
 }
 
 /* ---- transactions ------------------------------------------------------ */
 
-static int rtxn_begin(struct store *s, MDB_txn **txn)
+int store__rtxn_begin(struct store *s, MDB_txn **txn)
 {
     pthread_rwlock_rdlock(&s->map_lock);
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
     if (rc != 0) {
         pthread_rwlock_unlock(&s->map_lock);
-        return xlate_read(rc);
+        return store__xlate_read(rc);
     }
     return 0;
 }
 
-static void rtxn_end(struct store *s, MDB_txn *txn)
+void store__rtxn_end(struct store *s, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->map_lock);
 }
 
 /* Begin a write txn (caller holds wlock). Returns an MDB/errno code. */
-static int wtxn_begin(struct store *s, MDB_txn **txn)
+int store__wtxn_begin(struct store *s, MDB_txn **txn)
 {
     pthread_rwlock_rdlock(&s->map_lock);
     int rc = mdb_txn_begin(s->env, NULL, 0, txn);
@@ -488,280 +106,30 @@ static int wtxn_begin(struct store *s, MDB_txn **txn)
     return rc;
 }
 
-static void wtxn_abort(struct store *s, MDB_txn *txn)
+void store__wtxn_abort(struct store *s, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->map_lock);
 }
 
-/* Commit; the txn handle is gone afterwards whatever the result. */
-static uint64_t mono_us(void)
+uint64_t store__mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Count us microseconds in a STORE_LAT_BUCKETS histogram (store.h). */
-static void lat_add(atomic_uint_fast64_t *hist, uint64_t us)
-{
-    int i = 0;
-    if (us >= 1) {
-        int e = 63 - __builtin_clzll(us); /* floor(log2(us)) */
-        /* the quarter within [2^e, 2^(e+1)): compare with 2^(e + q/4) */
-        double x = (double)us / (double)(1ull << e);
-        int q = x >= 1.6817928305 ? 3 : x >= 1.4142135624 ? 2 : x >= 1.1892071150 ? 1 : 0;
-        i = 4 * e + q;
-    }
-    if (i >= STORE_LAT_BUCKETS) {
-        i = STORE_LAT_BUCKETS - 1;
-    }
-    atomic_fetch_add(&hist[i], 1);
-}
-
-static int wtxn_commit(struct store *s, MDB_txn *txn)
+/* Commit; the txn handle is gone afterwards whatever the result. */
+int store__wtxn_commit(struct store *s, MDB_txn *txn)
 {
     int rc = mdb_txn_commit(txn);
     pthread_rwlock_unlock(&s->map_lock);
     return rc;
 }
 
-/* Grow the map (writer, wlock held, no txn of ours open). 0 if it grew. */
-/* Reserve disk blocks for the whole map (beyond the file's end, without
- * changing its size). LMDB writes dirty pages with pwrite; on a full disk a
- * write that lands partly is reported by LMDB as EIO, which we must treat as
- * fail-stop, although nothing was lost. With the map's blocks reserved up
- * front, a full disk shows up here instead, as "cannot grow": storage full.
- * Returns 0, or -errno (ENOSPC, EDQUOT). File systems without fallocate
- * (EOPNOTSUPP) count as success: there we rely on ENOSPC alone. */
-static int map_reserve(struct store *s, size_t size)
-{
-    if (fallocate(s->lock_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) == 0) {
-        return 0;
-    }
-    int e = errno;
-    return e == EOPNOTSUPP || e == ENOSYS ? 0 : -e;
-}
-
-static int map_grow(struct store *s)
-{
-    size_t cur = atomic_load(&s->map_size);
-    if (cur >= s->map_max) {
-        return -1;
-    }
-    /* Double while small, then steps of map_grow_step: the disk blocks
-     * reserved ahead of the data stay bounded (map_reserve() reserves the
-     * whole map). */
-    size_t grow = cur < s->map_grow_step ? cur : s->map_grow_step;
-    if (grow < (1u << 20)) {
-        grow = 1u << 20;
-    }
-    size_t next = s->map_max - cur < grow ? s->map_max : cur + grow;
-    next = (next + s->page_size - 1) / s->page_size * s->page_size;
-    if (next > s->map_max) {
-        next = s->map_max;
-    }
-    if (next <= cur) {
-        return -1;
-    }
-    /* On a nearly full disk, grow by what still fits (down to 256 KiB). */
-    while (map_reserve(s, next) < 0) {
-        size_t step = (next - cur) / 2 / s->page_size * s->page_size;
-        if (step < (256u << 10)) {
-            return -1; /* the disk cannot hold a larger map now: storage full */
-        }
-        next = cur + step;
-    }
-    /* Exclusive: no transaction of this process may be open during this.
-     * The checkpoint pins (s->pin, s->pin_next) are the exception: read
-     * transactions that never read, so the remap cannot hurt them; LMDB
-     * checks only for a write transaction, and they must go on pinning. */
-    pthread_rwlock_wrlock(&s->map_lock);
-    int rc = mdb_env_set_mapsize(s->env, next);
-    MDB_envinfo info;
-    if (rc == 0) {
-        mdb_env_info(s->env, &info);
-    }
-    pthread_rwlock_unlock(&s->map_lock);
-    if (rc != 0) {
-        return -1;
-    }
-    atomic_store(&s->map_size, info.me_mapsize);
-    atomic_fetch_add(&s->n_map_grows, 1);
-    return 0;
-}
-
-/* ---- checkpoints (store_wal.h; the writer path, wlock) ----------------- */
-
-static uint64_t mono_ms(void)
-{
-    return mono_us() / 1000u;
-}
-
-/* The checkpoint thread: make ck_gen's snapshot durable, then record it. */
-static void *ckpt_main(void *arg)
-{
-    struct store *s = arg;
-    uint64_t seen = 0;    /* n_appends at the last trickle */
-    bool is_busy = false; /* the last wait saw commits */
-    pthread_mutex_lock(&s->ck_mu);
-    for (;;) {
-        while (!s->ck_stop && s->ck_state != CK_REQUESTED) {
-            /* Between checkpoints, start the writeback of LMDB's dirty pages
-             * every CKPT_TRICKLE_MS while messages are committed: the
-             * checkpoint's fdatasync then finds little to write, and the
-             * log's syncs never queue behind a second's worth of page
-             * writes. Idle, the thread wakes only every CKPT_IDLE_MS. */
-            long wait_ms = is_busy ? CKPT_TRICKLE_MS : CKPT_IDLE_MS;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += wait_ms / 1000;
-            ts.tv_nsec += wait_ms % 1000 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) != ETIMEDOUT) {
-                continue;
-            }
-            uint64_t now = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
-            is_busy = now != seen;
-            if (is_busy) {
-                seen = now;
-                pthread_mutex_unlock(&s->ck_mu);
-                (void)sync_file_range(s->lock_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-                pthread_mutex_lock(&s->ck_mu);
-            }
-        }
-        if (s->ck_state != CK_REQUESTED) {
-            break; /* asked to stop, nothing pending */
-        }
-        uint64_t gen = s->ck_gen;
-        pthread_mutex_unlock(&s->ck_mu);
-        /* Each page of the snapshot was written (pwrite) before its commit
-         * returned, so one fdatasync of data.mdb makes all of it durable
-         * (later commits' pages may come along: nothing points at them). */
-        int rc = fdatasync(s->lock_fd) == 0 ? 0 : errno;
-        if (rc == 0) {
-            int wrc = wal_ckpt_write(s->wal, gen, s->ck_metas, s->ck_metas_len);
-            rc = wrc < 0 ? -wrc : 0;
-        }
-        pthread_mutex_lock(&s->ck_mu);
-        s->ck_rc = rc;
-        s->ck_state = CK_DONE;
-        pthread_cond_broadcast(&s->ck_cv);
-    }
-    pthread_mutex_unlock(&s->ck_mu);
-    return NULL;
-}
-
-/* Take a finished checkpoint's result (waiting for one in progress if
- * is_wait): the new snapshot's pin replaces the old one. Returns 0, 1 (one
- * is still in progress), or FERRY_ESTORAGE (its sync failed: fail-stop). */
-static int ckpt_reap(struct store *s, bool is_wait)
-{
-    pthread_mutex_lock(&s->ck_mu);
-    while (is_wait && s->ck_state == CK_REQUESTED) {
-        pthread_cond_wait(&s->ck_cv, &s->ck_mu);
-    }
-    enum ck_state st = s->ck_state;
-    int rc = s->ck_rc;
-    if (st == CK_DONE) {
-        s->ck_state = CK_IDLE;
-    }
-    pthread_mutex_unlock(&s->ck_mu);
-    if (st != CK_DONE) {
-        return st == CK_IDLE ? 0 : 1;
-    }
-    if (rc != 0) {
-        if (s->pin_next != NULL) {
-            mdb_txn_abort(s->pin_next);
-            s->pin_next = NULL;
-        }
-        return store_fail(s, rc); /* never retry a failed sync */
-    }
-    if (s->pin != NULL) {
-        mdb_txn_abort(s->pin);
-    }
-    s->pin = s->pin_next;
-    s->pin_next = NULL;
-    atomic_fetch_add(&s->n_checkpoints, 1);
-    return 0;
-}
-
-/*
- * Begin a checkpoint of the last committed snapshot (a write txn may be
- * open: it is not part of it): copy its meta pages, pin it, start the next
- * log generation, and let the checkpoint thread sync. Records of the new
- * generation are replayed on top of this snapshot. Waits for a checkpoint
- * still in progress first. Returns 0 or FERRY_ESTORAGE.
- */
-static int batch_relog(struct store_batch *b);
-
-static int ckpt_begin(struct store *s)
-{
-    int rc = ckpt_reap(s, true);
-    if (rc < 0) {
-        return rc;
-    }
-    ssize_t n = pread(s->lock_fd, s->ck_metas, s->ck_metas_len, 0);
-    if (n != (ssize_t)s->ck_metas_len) {
-        return store_fail(s, n < 0 ? errno : EIO);
-    }
-    MDB_txn *pin;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &pin);
-    if (rc != 0) {
-        return store_fail(s, rc);
-    }
-    rc = wal_start(s->wal, s->gen + 1);
-    if (rc < 0) {
-        mdb_txn_abort(pin);
-        return store_fail(s, -rc);
-    }
-    s->gen++;
-    s->pin_next = pin;
-    s->commits_since = 0;
-    s->ckpt_began_ms = mono_ms();
-    if (s->batch.is_open) {
-        rc = batch_relog(&s->batch); /* before the checkpoint can be durable */
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    pthread_mutex_lock(&s->ck_mu);
-    s->ck_gen = s->gen;
-    s->ck_state = CK_REQUESTED;
-    pthread_cond_signal(&s->ck_cv);
-    pthread_mutex_unlock(&s->ck_mu);
-    return 0;
-}
-
-/* A checkpoint, waited for: everything committed so far is durable. */
-static int ckpt_sync(struct store *s)
-{
-    int rc = ckpt_begin(s);
-    return rc < 0 ? rc : ckpt_reap(s, true);
-}
-
-/* After a commit: begin a checkpoint if one is due and none is running. */
-static int ckpt_maybe(struct store *s)
-{
-    s->commits_since++;
-    int rc = ckpt_reap(s, false);
-    if (rc != 0) {
-        return rc < 0 ? rc : 0;
-    }
-    if (s->commits_since >= CKPT_COMMITS ||
-        wal_used(s->wal) * CKPT_WAL_PART >= wal_max_payload(s->wal) ||
-        mono_ms() - s->ckpt_began_ms >= CKPT_MS) {
-        return ckpt_begin(s);
-    }
-    return 0;
-}
-
 /* ---- topic table (wlock) ----------------------------------------------- */
 
-static uint32_t name_hash(const char *p, size_t len)
+uint32_t store__name_hash(const char *p, size_t len)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < len; i++) {
@@ -771,7 +139,7 @@ static uint32_t name_hash(const char *p, size_t len)
     return h;
 }
 
-static struct store_topic *topic_find(struct store *s, const char *name, size_t len, uint32_t h)
+struct store_topic *store__topic_find(struct store *s, const char *name, size_t len, uint32_t h)
 {
     for (struct store_topic *t = s->htab[h & (s->hcap - 1)]; t != NULL; t = t->hnext) {
         if (t->hash == h && t->name_len == len && memcmp(t->name, name, len) == 0) {
@@ -781,7 +149,7 @@ static struct store_topic *topic_find(struct store *s, const char *name, size_t 
     return NULL;
 }
 
-static int topic_insert(struct store *s, struct store_topic *t)
+int store__topic_insert(struct store *s, struct store_topic *t)
 {
     if (s->hcount + 1 > s->hcap) {
         size_t ncap = s->hcap * 2;
@@ -809,7 +177,7 @@ static int topic_insert(struct store *s, struct store_topic *t)
     return 0;
 }
 
-static void topic_unlink(struct store *s, struct store_topic *t)
+void store__topic_unlink(struct store *s, struct store_topic *t)
 {
     struct store_topic **pp = &s->htab[t->hash & (s->hcap - 1)];
     while (*pp != t) {
@@ -819,7 +187,7 @@ static void topic_unlink(struct store *s, struct store_topic *t)
     s->hcount--;
 }
 
-static struct store_topic *topic_alloc(const char *name, size_t len, uint32_t h, uint32_t id)
+struct store_topic *store__topic_alloc(const char *name, size_t len, uint32_t h, uint32_t id)
 {
     struct store_topic *t = calloc(1, sizeof(*t) + len + 1);
     if (t == NULL) {
@@ -857,25 +225,25 @@ static int64_t now_ns(void)
 
 /* Look at dir before LMDB touches it. Refuses a data.mdb that is not an
  * LMDB file, and a non-empty directory that has no data.mdb. */
-static int dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+int store__dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
                         size_t err_len)
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
         int e = errno;
         if (e != ENOENT || !may_create) {
-            err_set(err, err_len, "%s: %s", dir, strerror(e));
+            store__err_set(err, err_len, "%s: %s", dir, strerror(e));
             return -e;
         }
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
             e = errno;
-            err_set(err, err_len, "%s: cannot create: %s", dir, strerror(e));
+            store__err_set(err, err_len, "%s: cannot create: %s", dir, strerror(e));
             return -e;
         }
         return 0;
     }
     if (!S_ISDIR(st.st_mode)) {
-        err_set(err, err_len, "%s: not a directory", dir);
+        store__err_set(err, err_len, "%s: not a directory", dir);
         return -ENOTDIR;
     }
     int fd = open(data_path, O_RDONLY | O_CLOEXEC);
@@ -886,7 +254,7 @@ static int dir_precheck(const char *dir, const char *data_path, bool may_create,
         int e = errno;
         close(fd);
         if (n < 0) {
-            err_set(err, err_len, "%s: %s", data_path, strerror(e));
+            store__err_set(err, err_len, "%s: %s", data_path, strerror(e));
             return -e;
         }
         if (n == 0) {
@@ -895,27 +263,27 @@ static int dir_precheck(const char *dir, const char *data_path, bool may_create,
         uint32_t magic;
         memcpy(&magic, hdr + 16, 4);
         if (n < (ssize_t)sizeof(hdr) || magic != 0xBEEFC0DEu) {
-            err_set(err, err_len,
-                    "%s: not an LMDB file (foreign or corrupt data directory); refusing to "
-                    "use it",
-                    data_path);
+            store__err_set(err, err_len,
+                           "%s: not an LMDB file (foreign or corrupt data directory); refusing to "
+                           "use it",
+                           data_path);
             return FERRY_ESTORAGE;
         }
         return 0;
     }
     if (errno != ENOENT) {
         int e = errno;
-        err_set(err, err_len, "%s: %s", data_path, strerror(e));
+        store__err_set(err, err_len, "%s: %s", data_path, strerror(e));
         return -e;
     }
     if (!may_create) {
-        err_set(err, err_len, "%s: no ferry store here (no data.mdb)", dir);
+        store__err_set(err, err_len, "%s: no ferry store here (no data.mdb)", dir);
         return -ENOENT;
     }
     DIR *d = opendir(dir);
     if (d == NULL) {
         int e = errno;
-        err_set(err, err_len, "%s: %s", dir, strerror(e));
+        store__err_set(err, err_len, "%s: %s", dir, strerror(e));
         return -e;
     }
     struct dirent *de;
@@ -925,10 +293,11 @@ static int dir_precheck(const char *dir, const char *data_path, bool may_create,
             strcmp(de->d_name, "lost+found") == 0) {
             continue;
         }
-        err_set(err, err_len,
-                "%s: directory is not empty (has '%s') and holds no ferry store; refusing to "
-                "create one there",
-                dir, de->d_name);
+        store__err_set(
+            err, err_len,
+            "%s: directory is not empty (has '%s') and holds no ferry store; refusing to "
+            "create one there",
+            dir, de->d_name);
         rc = FERRY_ESTORAGE;
         break;
     }
@@ -942,7 +311,7 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc != 0) {
-        err_set(err, err_len, "%s: cannot begin transaction: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: cannot begin transaction: %s", dir, mdb_strerror(rc));
         return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
     }
     int ret = FERRY_ESTORAGE;
@@ -956,37 +325,37 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
             rc = mdb_stat(txn, main_dbi, &ms);
         }
         if (rc != 0) {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             goto out_abort;
         }
         if (ms.ms_entries != 0) {
-            err_set(err, err_len,
-                    "%s: an LMDB environment not created by ferry (no format record); "
-                    "refusing to use it",
-                    dir);
+            store__err_set(err, err_len,
+                           "%s: an LMDB environment not created by ferry (no format record); "
+                           "refusing to use it",
+                           dir);
             goto out_abort;
         }
         is_new = true;
         rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta);
     }
     if (rc == MDB_INCOMPATIBLE) {
-        err_set(err, err_len, "%s: an LMDB environment not created by ferry; refusing to use it",
-                dir);
+        store__err_set(err, err_len,
+                       "%s: an LMDB environment not created by ferry; refusing to use it", dir);
         goto out_abort;
     }
     if (rc != 0) {
-        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
     if (is_new) {
         unsigned char meta[STORE_META_LEN];
-        meta_encode(meta, now_ns());
+        store__meta_encode(meta, now_ns());
         MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
         MDB_val v = {sizeof(meta), meta};
         rc = mdb_put(txn, s->dbi_meta, &k, &v, 0);
         if (rc != 0) {
-            err_set(err, err_len, "%s: cannot initialise: %s", dir, mdb_strerror(rc));
-            ret = is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
+            store__err_set(err, err_len, "%s: cannot initialise: %s", dir, mdb_strerror(rc));
+            ret = store__is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
             goto out_abort;
         }
     } else {
@@ -997,19 +366,20 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         const unsigned char *m = v.mv_data;
         if (rc != 0 || v.mv_size != STORE_META_LEN ||
             memcmp(m, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
-            err_set(err, err_len,
-                    "%s: not a ferry store (format record missing or wrong magic); refusing "
-                    "to use it",
-                    dir);
+            store__err_set(err, err_len,
+                           "%s: not a ferry store (format record missing or wrong magic); refusing "
+                           "to use it",
+                           dir);
             goto out_abort;
         }
         if (crc32c(0, m, 24) != get_le32(m + 24)) {
-            err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
+            store__err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
             goto out_abort;
         }
         if (get_le32(m + 8) != STORE_FORMAT_VERSION) {
-            err_set(err, err_len, "%s: store format version %u, this ferryd reads version %u only",
-                    dir, (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
+            store__err_set(err, err_len,
+                           "%s: store format version %u, this ferryd reads version %u only", dir,
+                           (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
             goto out_abort;
         }
     }
@@ -1019,15 +389,15 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
     for (size_t i = 0; i < 4; i++) {
         rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
         if (rc != 0) {
-            err_set(err, err_len, "%s: database '%s': %s (corrupt store?)", dir, names[i],
-                    mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: database '%s': %s (corrupt store?)", dir, names[i],
+                           mdb_strerror(rc));
             goto out_abort;
         }
     }
     /* Reserved for durable consumers; created by any version-1 opener. */
     rc = mdb_dbi_open(txn, "consumers", MDB_CREATE, &s->dbi_consumers);
     if (rc != 0) {
-        err_set(err, err_len, "%s: database 'consumers': %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: database 'consumers': %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
     rc = mdb_txn_commit(txn);
@@ -1038,8 +408,8 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         rc = mdb_env_sync(s->env, 1);
     }
     if (rc != 0) {
-        err_set(err, err_len, "%s: cannot commit: %s", dir, mdb_strerror(rc));
-        return is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
+        store__err_set(err, err_len, "%s: cannot commit: %s", dir, mdb_strerror(rc));
+        return store__is_full_error(rc) ? FERRY_ESTORAGEFULL : FERRY_ESTORAGE;
     }
     return 0;
 
@@ -1057,13 +427,13 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
     MDB_val v;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {
-        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
-        return xlate_read(rc);
+        store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        return store__xlate_read(rc);
     }
     int ret = FERRY_ESTORAGE;
     rc = mdb_cursor_open(txn, s->dbi_topics, &cur);
     if (rc != 0) {
-        err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
     uint32_t max_id = 0;
@@ -1074,24 +444,25 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
         const char *name;
         size_t name_len;
         s->n_open_reads++;
-        if (topic_rec_decode(&k, &v, &id, &st, &name, &name_len) != 0) {
-            err_set(err, err_len, "%s: topic record %u is corrupt; run ferryd --verify for details",
-                    dir, k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
+        if (store__topic_rec_decode(&k, &v, &id, &st, &name, &name_len) != 0) {
+            store__err_set(err, err_len,
+                           "%s: topic record %u is corrupt; run ferryd --verify for details", dir,
+                           k.mv_size == 4 ? (unsigned)get_be32(k.mv_data) : 0u);
             goto out_close;
         }
-        uint32_t h = name_hash(name, name_len);
-        struct store_topic *t = topic_alloc(name, name_len, h, id);
+        uint32_t h = store__name_hash(name, name_len);
+        struct store_topic *t = store__topic_alloc(name, name_len, h, id);
         if (t == NULL) {
             ret = -ENOMEM;
-            err_set(err, err_len, "%s: out of memory", dir);
+            store__err_set(err, err_len, "%s: out of memory", dir);
             goto out_close;
         }
         t->cur = st;
         t->pend = st;
-        if (topic_insert(s, t) != 0) {
+        if (store__topic_insert(s, t) != 0) {
             free(t);
             ret = -ENOMEM;
-            err_set(err, err_len, "%s: out of memory", dir);
+            store__err_set(err, err_len, "%s: out of memory", dir);
             goto out_close;
         }
         if (id > max_id) {
@@ -1099,7 +470,7 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
         }
     }
     if (rc != MDB_NOTFOUND) {
-        err_set(err, err_len, "%s: reading topics: %s", dir, mdb_strerror(rc));
+        store__err_set(err, err_len, "%s: reading topics: %s", dir, mdb_strerror(rc));
         goto out_close;
     }
     mdb_cursor_close(cur);
@@ -1112,19 +483,19 @@ static int load_topics(struct store *s, const char *dir, char *err, size_t err_l
     for (int i = 0; i < 2; i++) {
         rc = mdb_cursor_open(txn, last_dbis[i], &cur);
         if (rc != 0) {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             goto out_abort;
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
         if (rc == 0) {
             s->n_open_reads++;
             if (k.mv_size != MSG_KEY_LEN) {
-                err_set(err, err_len, "%s: malformed key; run ferryd --verify", dir);
+                store__err_set(err, err_len, "%s: malformed key; run ferryd --verify", dir);
                 goto out_close;
             }
             *last_out[i] = get_be32(k.mv_data);
         } else if (rc != MDB_NOTFOUND) {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             goto out_close;
         }
         mdb_cursor_close(cur);
@@ -1164,148 +535,13 @@ static void store_free(struct store *s)
     free(s);
 }
 
-/* Stop the checkpoint thread (after its last checkpoint) and drop the pins. */
-static void ckpt_thread_stop(struct store *s)
+/* A store for opts: its locks made, an empty topic table, nothing opened
+ * yet (lock_fd -1). NULL when out of memory. */
+static struct store *store_alloc(const struct store_options *opts)
 {
-    if (s->has_ck_thread) {
-        pthread_mutex_lock(&s->ck_mu);
-        s->ck_stop = true;
-        pthread_cond_broadcast(&s->ck_cv);
-        pthread_mutex_unlock(&s->ck_mu);
-        pthread_join(s->ck_thread, NULL);
-        s->has_ck_thread = false;
-    }
-    for (MDB_txn **p = &s->pin; p <= &s->pin_next; p++) {
-        if (*p != NULL) {
-            mdb_txn_abort(*p);
-            *p = NULL;
-        }
-    }
-}
-
-static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len);
-
-/*
- * Recovery, before LMDB opens data.mdb: put back the meta pages of the last
- * checkpoint, so LMDB starts from that snapshot (whose pages a pin kept
- * intact) whatever later, unsynced commits left on disk. *has_ckpt is
- * false for a new store, or one made before the log existed (it was
- * written with synced commits and is whole as it is).
- */
-static int ckpt_restore(struct store *s, const char *dir, bool *has_ckpt, uint64_t *gen, char *err,
-                        size_t err_len)
-{
-    unsigned char *metas = NULL;
-    size_t len = 0;
-    int rc = wal_ckpt_read(s->wal, gen, &metas, &len);
-    *has_ckpt = rc == 0;
-    if (rc == -ENOENT) {
-        return 0;
-    }
-    if (rc < 0) {
-        err_set(err, err_len, "%s/checkpoint: %s", dir, strerror(-rc));
-        return rc;
-    }
-    struct stat st;
-    if (fstat(s->lock_fd, &st) != 0 || (size_t)st.st_size < len) {
-        err_set(err, err_len, "%s: data.mdb is shorter than its checkpoint says (truncated?)", dir);
-        free(metas);
-        return FERRY_ESTORAGE;
-    }
-    const unsigned char *p = metas;
-    size_t left = len;
-    off_t at = 0;
-    while (left > 0) {
-        ssize_t n = pwrite(s->lock_fd, p, left, at);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            rc = n < 0 ? -errno : -EIO;
-            break;
-        }
-        p += n;
-        left -= (size_t)n;
-        at += n;
-    }
-    free(metas);
-    if (rc == 0 && fdatasync(s->lock_fd) != 0) {
-        rc = -errno;
-    }
-    if (rc < 0) {
-        err_set(err, err_len, "%s/data.mdb: restoring the checkpoint: %s", dir, strerror(-rc));
-    }
-    return rc;
-}
-
-/* After LMDB is open and the topics are loaded: replay the log on top of
- * the checkpoint, start the checkpoint thread, and checkpoint. */
-static int wal_recover(struct store *s, const char *dir, const struct store_options *opts,
-                       bool has_ckpt, uint64_t gen, char *err, size_t err_len)
-{
-    s->ck_metas_len = 2 * s->page_size;
-    s->ck_metas = malloc(s->ck_metas_len);
-    if (s->ck_metas == NULL) {
-        err_set(err, err_len, "out of memory");
-        return -ENOMEM;
-    }
-    int rc = pthread_create(&s->ck_thread, NULL, ckpt_main, s);
-    if (rc != 0) {
-        err_set(err, err_len, "cannot start the checkpoint thread: %s", strerror(rc));
-        return -rc;
-    }
-    s->has_ck_thread = true;
-    s->gen = gen;
-    if (has_ckpt) {
-        rc = replay_log(s, gen, err, err_len);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    pthread_mutex_lock(&s->wlock);
-    rc = ckpt_sync(s);
-    pthread_mutex_unlock(&s->wlock);
-    if (rc == 0) {
-        size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
-        rc = wal_resize(s->wal, half); /* grows a smaller log, never shrinks one */
-    }
-    if (rc != 0) {
-        err_set(err, err_len, "%s: the first checkpoint failed: %s", dir,
-                rc < 0 && rc != FERRY_ESTORAGE ? strerror(-rc) : "storage error");
-        return rc;
-    }
-    return 0;
-}
-
-int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
-               size_t err_len)
-{
-    struct store_options defaults;
-    if (opts == NULL) {
-        store_options_init(&defaults);
-        opts = &defaults;
-    }
-    if (dir == NULL || out == NULL || opts->map_size_initial == 0 ||
-        opts->map_size_max < opts->map_size_initial || opts->max_readers == 0 ||
-        (opts->sync_mode != STORE_SYNC_ALWAYS && opts->sync_mode != STORE_SYNC_INTERVAL &&
-         opts->sync_mode != STORE_SYNC_NONE)) {
-        err_set(err, err_len, "invalid store options");
-        return FERRY_EINVAL;
-    }
-    char data_path[PATH_MAX];
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        err_set(err, err_len, "%s: path too long", dir);
-        return -ENAMETOOLONG;
-    }
-    int ret = dir_precheck(dir, data_path, true, err, err_len);
-    if (ret != 0) {
-        return ret;
-    }
-
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        err_set(err, err_len, "out of memory");
-        return -ENOMEM;
+        return NULL;
     }
     s->lock_fd = -1;
     s->sync_mode = opts->sync_mode;
@@ -1329,38 +565,20 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     s->hcap = 64;
     s->htab = calloc(s->hcap, sizeof(*s->htab));
     if (s->htab == NULL) {
-        err_set(err, err_len, "out of memory");
-        ret = -ENOMEM;
-        goto out_free;
+        store_free(s);
+        return NULL;
     }
     s->batch.s = s;
+    return s;
+}
 
-    /* Our own fd on data.mdb carries the flock. It is a different file from
-     * lock.mdb, whose fcntl locks LMDB uses, so closing it never disturbs
-     * LMDB's locks. */
-    s->lock_fd = open(data_path, O_RDWR | O_CREAT | O_CLOEXEC, opts->file_mode);
-    if (s->lock_fd < 0) {
-        ret = -errno;
-        err_set(err, err_len, "%s: %s", data_path, strerror(-ret));
-        goto out_free;
-    }
-    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        err_set(err, err_len, "%s: data directory is in use by another ferryd (%s)", dir,
-                strerror(-ret));
-        goto out_close_fd;
-    }
-    size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
-    ret = wal_open(dir, half, opts->file_mode, &s->wal, err, err_len);
-    bool has_ckpt = false;
-    uint64_t ck_gen = 0;
-    if (ret == 0) {
-        ret = ckpt_restore(s, dir, &has_ckpt, &ck_gen, err, err_len);
-    }
-    if (ret != 0) {
-        goto out_close_fd;
-    }
-
+/* Create LMDB's environment (s->env: the caller closes it, also on failure)
+ * and open dir with it. Returns 0, or a ferry code or -errno with err
+ * filled. */
+static int env_open(struct store *s, const char *dir, const struct store_options *opts, char *err,
+                    size_t err_len)
+{
+    int ret;
     int rc = mdb_env_create(&s->env);
     if (rc == 0) {
         rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS);
@@ -1372,36 +590,100 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         rc = mdb_env_set_mapsize(s->env, opts->map_size_initial);
     }
     if (rc != 0) {
-        err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
-        ret = rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
-        goto out_env_close;
+        store__err_set(err, err_len, "lmdb: %s", mdb_strerror(rc));
+        return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
     }
     /* MDB_NOTLS: read txns are not tied to a thread's TLS slot (the pins
      * are opened and closed by whichever thread writes). MDB_NOSYNC: LMDB
      * never syncs; the log makes commits durable and checkpoints make
      * LMDB's pages durable, and a power cut between checkpoints is undone
-     * by ckpt_restore() (which is what makes NOSYNC safe here). */
+     * by store__ckpt_restore() (which is what makes NOSYNC safe here). */
     unsigned env_flags = MDB_NOTLS | MDB_NOSYNC;
     rc = mdb_env_open(s->env, dir, env_flags, (mdb_mode_t)opts->file_mode);
     if (rc != 0) {
         if (rc == MDB_INVALID) {
-            err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)", dir);
+            store__err_set(err, err_len, "%s: data.mdb is not an LMDB file (foreign or corrupt)",
+                           dir);
             ret = FERRY_ESTORAGE;
         } else if (rc == MDB_VERSION_MISMATCH) {
-            err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
+            store__err_set(err, err_len, "%s: written by an incompatible LMDB version", dir);
             ret = FERRY_ESTORAGE;
         } else if (rc > 0) {
-            err_set(err, err_len, "%s: %s", dir, strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, strerror(rc));
             ret = -rc;
         } else {
-            err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
+            store__err_set(err, err_len, "%s: %s", dir, mdb_strerror(rc));
             ret = FERRY_ESTORAGE;
         }
-        goto out_env_close;
+        return ret;
     }
     int dead = 0;
     mdb_reader_check(s->env, &dead);
     s->n_stale_readers = dead;
+    return 0;
+}
+
+int store_open(const char *dir, const struct store_options *opts, struct store **out, char *err,
+               size_t err_len)
+{
+    struct store_options defaults;
+    if (opts == NULL) {
+        store_options_init(&defaults);
+        opts = &defaults;
+    }
+    if (dir == NULL || out == NULL || opts->map_size_initial == 0 ||
+        opts->map_size_max < opts->map_size_initial || opts->max_readers == 0 ||
+        (opts->sync_mode != STORE_SYNC_ALWAYS && opts->sync_mode != STORE_SYNC_INTERVAL &&
+         opts->sync_mode != STORE_SYNC_NONE)) {
+        store__err_set(err, err_len, "invalid store options");
+        return FERRY_EINVAL;
+    }
+    char data_path[PATH_MAX];
+    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
+        store__err_set(err, err_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    int ret = store__dir_precheck(dir, data_path, true, err, err_len);
+    if (ret != 0) {
+        return ret;
+    }
+
+    struct store *s = store_alloc(opts);
+    if (s == NULL) {
+        store__err_set(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+
+    /* Our own fd on data.mdb carries the flock. It is a different file from
+     * lock.mdb, whose fcntl locks LMDB uses, so closing it never disturbs
+     * LMDB's locks. */
+    s->lock_fd = open(data_path, O_RDWR | O_CREAT | O_CLOEXEC, opts->file_mode);
+    if (s->lock_fd < 0) {
+        ret = -errno;
+        store__err_set(err, err_len, "%s: %s", data_path, strerror(-ret));
+        goto out_free;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        store__err_set(err, err_len, "%s: data directory is in use by another ferryd (%s)", dir,
+                       strerror(-ret));
+        goto out_close_fd;
+    }
+    size_t half = opts->wal_half_size ? opts->wal_half_size : DEFAULT_WAL_HALF;
+    ret = wal_open(dir, half, opts->file_mode, &s->wal, err, err_len);
+    bool has_ckpt = false;
+    uint64_t ck_gen = 0;
+    if (ret == 0) {
+        ret = store__ckpt_restore(s, dir, &has_ckpt, &ck_gen, err, err_len);
+    }
+    if (ret != 0) {
+        goto out_close_fd;
+    }
+
+    ret = env_open(s, dir, opts, err, err_len);
+    if (ret != 0) {
+        goto out_env_close;
+    }
 
     ret = open_dbs(s, dir, err, err_len);
     if (ret != 0) {
@@ -1415,13 +697,13 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     mdb_env_info(s->env, &info);
     /* Best effort: on a disk too full for the whole map, the first growth
      * reports storage full; writes inside the file's blocks still work. */
-    (void)map_reserve(s, info.me_mapsize);
+    (void)store__map_reserve(s, info.me_mapsize);
     atomic_store(&s->map_size, info.me_mapsize);
     MDB_stat est;
     if (mdb_env_stat(s->env, &est) == 0 && est.ms_psize > 0) {
         s->page_size = est.ms_psize;
     }
-    ret = wal_recover(s, dir, opts, has_ckpt, ck_gen, err, err_len);
+    ret = store__wal_recover(s, dir, opts, has_ckpt, ck_gen, err, err_len);
     if (ret != 0) {
         goto out_env_close;
     }
@@ -1429,7 +711,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     return 0;
 
 out_env_close:
-    ckpt_thread_stop(s);
+    store__ckpt_thread_stop(s);
     if (s->env != NULL) {
         mdb_env_close(s->env);
     }
@@ -1447,1660 +729,15 @@ void store_close(struct store *s)
     }
     pthread_mutex_lock(&s->wlock);
     if (!atomic_load(&s->is_failed)) {
-        (void)ckpt_sync(s); /* the next open replays nothing */
+        (void)store__ckpt_sync(s); /* the next open replays nothing */
     } else {
-        (void)ckpt_reap(s, true);
+        (void)store__ckpt_reap(s, true);
     }
     pthread_mutex_unlock(&s->wlock);
-    ckpt_thread_stop(s);
+    store__ckpt_thread_stop(s);
     mdb_env_close(s->env);
     close(s->lock_fd); /* releases the flock */
     store_free(s);
-}
-
-/* ---- writer path ------------------------------------------------------- */
-
-static size_t rec_size(uint32_t val_len)
-{
-    return sizeof(struct rec_hdr) + (((size_t)val_len + 7u) & ~(size_t)7u);
-}
-
-/* Put one arena record into the batch's txn. Returns an MDB/errno code. */
-static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
-{
-    struct store *s = b->s;
-    unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, r->topic_id, r->seq);
-    MDB_val k = {MSG_KEY_LEN, kb};
-    MDB_val v = {r->val_len, (void *)(r + 1)};
-    /* NOOVERWRITE: a duplicate (topic, seq) would be our bug; never hide it. */
-    int rc = mdb_put(b->txn, s->dbi_msgs, &k, &v,
-                     (r->flags & REC_APPEND_MSG) ? MDB_APPEND : MDB_NOOVERWRITE);
-    if (rc != 0 || !(r->flags & REC_TIDX)) {
-        return rc;
-    }
-    unsigned char tk[MSG_KEY_LEN];
-    unsigned char tv[8];
-    put_be32(tk, r->topic_id);
-    put_be64(tk + 4, r->tkey);
-    put_be64(tv, r->seq);
-    MDB_val ik = {MSG_KEY_LEN, tk};
-    MDB_val iv = {8, tv};
-    return mdb_put(b->txn, s->dbi_tidx, &ik, &iv,
-                   (r->flags & REC_APPEND_TIDX) ? MDB_APPEND : MDB_NOOVERWRITE);
-}
-
-/* Begin a fresh txn and replay every record of the arena into it. */
-static int batch_redo(struct store_batch *b)
-{
-    int rc = wtxn_begin(b->s, &b->txn);
-    if (rc != 0) {
-        b->txn = NULL;
-        return rc;
-    }
-    atomic_fetch_add(&b->s->n_batch_replays, 1);
-    for (size_t off = 0; off < b->arena_len;) {
-        const struct rec_hdr *r = (const struct rec_hdr *)(b->arena + off);
-        rc = rec_apply(b, r);
-        if (rc != 0) {
-            wtxn_abort(b->s, b->txn);
-            b->txn = NULL;
-            return rc;
-        }
-        off += rec_size(r->val_len);
-    }
-    return 0;
-}
-
-/* The txn failed with rc (LMDB marked it unusable). Abort it, grow the map
- * if rc is MDB_MAP_FULL and growth is allowed, and rebuild the txn from the
- * arena. Returns 1 if the map grew, 0 if not, or a negative ferry code with
- * the batch now broken. */
-static int batch_recover(struct store_batch *b, int rc)
-{
-    struct store *s = b->s;
-    if (b->txn != NULL) {
-        wtxn_abort(s, b->txn);
-        b->txn = NULL;
-    }
-    bool grew = rc == MDB_MAP_FULL && map_grow(s) == 0;
-    if (rc == MDB_MAP_FULL && !grew && !b->is_space_freed) {
-        /* Pages freed since the last checkpoint are pinned for recovery:
-         * a checkpoint lets LMDB reuse them. Once per batch. */
-        b->is_space_freed = true;
-        grew = ckpt_sync(s) == 0;
-    }
-    int rc2 = batch_redo(b);
-    if (rc2 != 0) {
-        if (is_full_error(rc2)) {
-            b->broken_rc = FERRY_ESTORAGEFULL;
-        } else if (rc2 == ENOMEM) {
-            b->broken_rc = -ENOMEM;
-        } else {
-            b->broken_rc = store_fail(s, rc2);
-        }
-        return b->broken_rc;
-    }
-    return grew ? 1 : 0;
-}
-
-int store_batch_begin(struct store *s, struct store_batch **out)
-{
-    if (atomic_load(&s->is_failed)) {
-        return FERRY_ESTORAGE;
-    }
-    pthread_mutex_lock(&s->wlock);
-    struct store_batch *b = &s->batch;
-    if (atomic_load(&s->is_failed)) {
-        pthread_mutex_unlock(&s->wlock);
-        return FERRY_ESTORAGE;
-    }
-    int rc = wtxn_begin(s, &b->txn);
-    if (rc != 0) {
-        pthread_mutex_unlock(&s->wlock);
-        return rc == ENOMEM ? -ENOMEM : store_fail(s, rc);
-    }
-    b->is_open = true;
-    b->broken_rc = 0;
-    b->arena_len = 0;
-    b->n_msgs = 0;
-    b->dirty = NULL;
-    b->cons_len = 0;
-    b->n_cons = 0;
-    b->log_off = 0;
-    b->cons_logged = 0;
-    b->n_cons_logged = 0;
-    b->is_promised = false;
-    b->saved_next_id = s->next_topic_id;
-    b->saved_msg_max = s->msg_max_topic;
-    b->saved_tidx_max = s->tidx_max_topic;
-    b->is_replay = false;
-    b->is_logged = false;
-    b->is_unlogged = false;
-    b->is_space_freed = false;
-    *out = b;
-    return 0;
-}
-
-static int arena_reserve(struct store_batch *b, size_t need)
-{
-    if (b->arena_cap - b->arena_len >= need) {
-        return 0;
-    }
-    size_t cap = b->arena_cap ? b->arena_cap : 64u << 10;
-    while (cap - b->arena_len < need) {
-        if (cap > SIZE_MAX / 2) {
-            return -ENOMEM;
-        }
-        cap *= 2;
-    }
-    unsigned char *p = realloc(b->arena, cap);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    b->arena = p;
-    b->arena_cap = cap;
-    return 0;
-}
-
-/* Encode m after r in the arena (r's fields already set). */
-static void value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t hlen)
-{
-    unsigned char *v = (unsigned char *)(r + 1);
-    v[4] = VAL_VERSION;
-    v[5] = 0;
-    put_le16(v + 6, (uint16_t)m->n_headers);
-    put_le64(v + 8, (uint64_t)m->publish_time);
-    put_le32(v + 16, (uint32_t)hlen);
-    put_le32(v + 20, (uint32_t)m->key_len);
-    put_le32(v + 24, (uint32_t)m->payload_len);
-    unsigned char *p = v + VAL_HDR_LEN;
-    for (size_t i = 0; i < m->n_headers; i++) {
-        const struct store_kv *h = &m->headers[i];
-        put_le32(p, (uint32_t)h->key_len);
-        put_le32(p + 4, (uint32_t)h->value_len);
-        if (h->key_len) {
-            memcpy(p + 8, h->key, h->key_len);
-        }
-        if (h->value_len) {
-            memcpy(p + 8 + h->key_len, h->value, h->value_len);
-        }
-        p += 8 + h->key_len + h->value_len;
-    }
-    if (m->key_len) {
-        memcpy(p, m->key, m->key_len);
-        p += m->key_len;
-    }
-    if (m->payload_len) {
-        memcpy(p, m->payload, m->payload_len);
-    }
-    unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, r->topic_id, r->seq);
-    put_le32(v, crc32c(crc32c(0, kb, MSG_KEY_LEN), v + 4, r->val_len - 4));
-}
-
-/* A message's index time: its publish time, never below the topic's last
- * (so index times stay non-decreasing when the clock steps back). */
-static int64_t clamped_time(const struct topic_state *st, int64_t publish_time)
-{
-    int64_t when = publish_time == TIME_NONE ? TIME_NONE + 1 : publish_time;
-    if (st->last_time != TIME_NONE && when < st->last_time) {
-        when = st->last_time;
-    }
-    return when;
-}
-
-/* Put arena record r (just past the arena's used part) into the txn,
- * growing the map and replaying the batch when LMDB asks for it. Returns 0
- * or a ferry code (the record is then not part of the batch). */
-static int batch_put(struct store_batch *b, struct rec_hdr *r)
-{
-    struct store *s = b->s;
-    for (;;) {
-        int rc = b->txn != NULL ? rec_apply(b, r) : MDB_BAD_TXN;
-        if (rc == 0) {
-            return 0;
-        }
-        if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == ENOMEM || rc == MDB_BAD_TXN) {
-            int grew = batch_recover(b, rc);
-            if (grew < 0) {
-                return grew;
-            }
-            if (grew == 1) {
-                continue;
-            }
-            if (rc == MDB_MAP_FULL) {
-                atomic_fetch_add(&s->n_full_errors, 1);
-                return FERRY_ESTORAGEFULL;
-            }
-            return rc == MDB_TXN_FULL ? FERRY_ELIMIT : -ENOMEM;
-        }
-        /* Corruption, a duplicate key, EIO: the store cannot be trusted. */
-        b->broken_rc = store_fail(s, rc);
-        return b->broken_rc;
-    }
-}
-
-/* Record r (need bytes, now in the txn) joins the batch: count it in its
- * topic's pending state. */
-static void batch_account(struct store_batch *b, struct store_topic *t, const struct rec_hdr *r,
-                          size_t need, int64_t when)
-{
-    struct store *s = b->s;
-    struct topic_state *st = &t->pend;
-    b->arena_len += need;
-    b->n_msgs++;
-    st->last_seq = r->seq;
-    st->n_msgs++;
-    st->n_bytes += r->val_len - VAL_HDR_LEN;
-    st->last_time = when;
-    if (t->id > s->msg_max_topic) {
-        s->msg_max_topic = t->id;
-    }
-    if ((r->flags & REC_TIDX) && t->id > s->tidx_max_topic) {
-        s->tidx_max_topic = t->id;
-    }
-    if (!t->is_dirty) {
-        t->is_dirty = true;
-        t->dnext = b->dirty;
-        b->dirty = t;
-    }
-}
-
-int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
-                       const struct store_msg_in *m, struct store_append_result *res)
-{
-    struct store *s = b->s;
-    if (b->broken_rc != 0) {
-        return b->broken_rc;
-    }
-    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX || m == NULL ||
-        m->n_headers > UINT16_MAX || (m->n_headers && m->headers == NULL) ||
-        (m->payload_len && m->payload == NULL) || (m->key_len && m->key == NULL)) {
-        return FERRY_EINVAL;
-    }
-    uint64_t hlen = 0;
-    for (size_t i = 0; i < m->n_headers; i++) {
-        const struct store_kv *h = &m->headers[i];
-        if (h->key_len > UINT32_MAX || h->value_len > UINT32_MAX ||
-            (h->key_len && h->key == NULL) || (h->value_len && h->value == NULL)) {
-            return FERRY_EINVAL;
-        }
-        hlen += 8 + (uint64_t)h->key_len + h->value_len;
-    }
-    uint64_t val_len = VAL_HDR_LEN + hlen + (uint64_t)m->key_len + m->payload_len;
-    if (hlen > UINT32_MAX || m->key_len > UINT32_MAX || m->payload_len > UINT32_MAX ||
-        val_len > UINT32_MAX - 8) {
-        return FERRY_EINVAL;
-    }
-
-    /* A batch stays below half a log's half, consumer records included:
-     * then what it logged, written again into a fresh generation when a
-     * checkpoint starts while it is open (batch_relog), still fits with
-     * the rest. A full batch commits (the caller appends again after); a
-     * single message larger than that goes alone (one larger than the
-     * whole log is committed with a checkpoint). */
-    size_t need = rec_size((uint32_t)val_len);
-    if (b->n_msgs > 0 &&
-        LOG_HEAD + LOG_SLACK + b->arena_len + b->cons_len + need > wal_max_payload(s->wal) / 2) {
-        return FERRY_ELIMIT;
-    }
-    uint32_t h = name_hash(topic, topic_len);
-    struct store_topic *t = topic_find(s, topic, topic_len, h);
-    bool is_created = false;
-    if (t == NULL) {
-        if (s->next_topic_id == UINT32_MAX) {
-            return FERRY_ELIMIT;
-        }
-        t = topic_alloc(topic, topic_len, h, s->next_topic_id);
-        if (t == NULL) {
-            return -ENOMEM;
-        }
-        t->is_new = true;
-        is_created = true;
-    }
-    int ret = arena_reserve(b, need);
-    if (ret != 0) {
-        goto out_drop;
-    }
-    struct topic_state *st = &t->pend;
-    struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
-    int64_t when = clamped_time(st, m->publish_time);
-    bool has_tidx = st->last_time == TIME_NONE || time_bucket(when) > time_bucket(st->last_time);
-    r->topic_id = t->id;
-    r->val_len = (uint32_t)val_len;
-    r->seq = st->last_seq + 1;
-    r->tkey = time_bias(time_bucket(when));
-    r->pad = 0;
-    r->flags = t->id >= s->msg_max_topic ? REC_APPEND_MSG : 0;
-    if (has_tidx) {
-        r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
-    }
-    value_encode(r, m, (size_t)hlen);
-    ret = batch_put(b, r);
-    if (ret != 0) {
-        goto out_drop;
-    }
-    if (is_created) {
-        /* The message is in the txn; a failed insert rolls it back with the
-         * batch, which is the only consistent thing to do. */
-        if (topic_insert(s, t) != 0) {
-            free(t);
-            b->broken_rc = -ENOMEM;
-            return -ENOMEM;
-        }
-        s->next_topic_id++;
-    }
-    batch_account(b, t, r, need, when);
-    if (res != NULL) {
-        res->topic_id = t->id;
-        res->seq = r->seq;
-    }
-    return 0;
-
-out_drop:
-    if (is_created) {
-        free(t);
-    }
-    return ret;
-}
-
-/* ---- recovery: the log replayed ---------------------------------------- */
-
-struct replay {
-    struct store *s;
-    struct store_topic **by_id; /* topics by id, for the arena's records */
-    uint32_t cap;
-    uint64_t n_msgs;
-};
-
-static int replay_index(struct replay *rp, struct store_topic *t)
-{
-    if (t->id >= rp->cap) {
-        uint32_t cap = rp->cap ? rp->cap : 64;
-        while (cap <= t->id) {
-            cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
-        }
-        struct store_topic **v = realloc(rp->by_id, (size_t)cap * sizeof(*v));
-        if (v == NULL) {
-            return -ENOMEM;
-        }
-        memset(v + rp->cap, 0, (size_t)(cap - rp->cap) * sizeof(*v));
-        rp->by_id = v;
-        rp->cap = cap;
-    }
-    rp->by_id[t->id] = t;
-    return 0;
-}
-
-/* The topics a record created. Returns 0 or FERRY_ESTORAGE (malformed). */
-static int replay_topics(struct replay *rp, struct store_batch *b, const unsigned char **pp,
-                         const unsigned char *end, uint32_t n)
-{
-    struct store *s = rp->s;
-    const unsigned char *p = *pp;
-    for (uint32_t i = 0; i < n; i++) {
-        if (end - p < 6) {
-            return FERRY_ESTORAGE;
-        }
-        uint32_t id = get_le32(p);
-        uint16_t len = get_le16(p + 4);
-        const char *name = (const char *)p + 6;
-        if (len == 0 || len > STORE_TOPIC_MAX || end - p - 6 < len || id == UINT32_MAX) {
-            return FERRY_ESTORAGE;
-        }
-        uint32_t h = name_hash(name, len);
-        struct store_topic *have = topic_find(s, name, len, h);
-        if (have != NULL) {
-            if (have->id != id) {
-                return FERRY_ESTORAGE;
-            }
-            p += 6 + len; /* logged again after a checkpoint (batch_relog) */
-            continue;
-        }
-        struct store_topic *t = topic_alloc(name, len, h, id);
-        if (t == NULL || topic_insert(s, t) != 0 || replay_index(rp, t) != 0) {
-            free(t);
-            return -ENOMEM;
-        }
-        t->is_new = true;
-        t->is_dirty = true;
-        t->dnext = b->dirty;
-        b->dirty = t;
-        if (id >= s->next_topic_id) {
-            s->next_topic_id = id + 1;
-        }
-        p += 6 + len;
-    }
-    *pp = p;
-    return 0;
-}
-
-/* The arena's messages, each at exactly its topic's next sequence. */
-static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned char *p, size_t len)
-{
-    for (size_t off = 0; off < len;) {
-        struct rec_hdr h;
-        if (len - off < sizeof(h)) {
-            return FERRY_ESTORAGE;
-        }
-        memcpy(&h, p + off, sizeof(h));
-        size_t need = rec_size(h.val_len);
-        struct store_topic *t = h.topic_id < rp->cap ? rp->by_id[h.topic_id] : NULL;
-        if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL ||
-            h.seq > t->pend.last_seq + 1) {
-            return FERRY_ESTORAGE;
-        }
-        if (h.seq <= t->pend.last_seq) {
-            off += need; /* logged again after a checkpoint (batch_relog) */
-            continue;
-        }
-        int rc = arena_reserve(b, need);
-        if (rc != 0) {
-            return rc;
-        }
-        struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
-        memcpy(r, p + off, need);
-        r->flags &= ~(REC_APPEND_MSG | REC_APPEND_TIDX); /* hints; plain puts are safe */
-        int64_t when =
-            clamped_time(&t->pend, (int64_t)get_le64((const unsigned char *)(r + 1) + 8));
-        rc = batch_put(b, r);
-        if (rc != 0) {
-            return rc;
-        }
-        batch_account(b, t, r, need, when);
-        off += need;
-    }
-    return 0;
-}
-
-/* The consumer records (consumers_write() checks them at the commit). */
-static int replay_cons(struct store_batch *b, const unsigned char *p, size_t len, uint32_t n)
-{
-    if (len > b->cons_cap) {
-        unsigned char *v = realloc(b->cons_buf, len);
-        if (v == NULL) {
-            return -ENOMEM;
-        }
-        b->cons_buf = v;
-        b->cons_cap = len;
-    }
-    if (len > 0) {
-        memcpy(b->cons_buf, p, len);
-    }
-    b->cons_len = len;
-    b->n_cons = n;
-    return 0;
-}
-
-/* One WAL_BATCH record: redo its batch (committed without a record). */
-static int replay_batch(void *ctx, const unsigned char *p, size_t len)
-{
-    struct replay *rp = ctx;
-    if (len < LOG_HEAD) {
-        return FERRY_ESTORAGE;
-    }
-    uint32_t n_topics = get_le32(p);
-    uint32_t n_cons = get_le32(p + 4);
-    uint64_t arena_len = get_le64(p + 8);
-    uint64_t cons_len = get_le64(p + 16);
-    const unsigned char *end = p + len;
-    const unsigned char *q = p + LOG_HEAD;
-    struct store_batch *b;
-    int rc = store_batch_begin(rp->s, &b);
-    if (rc != 0) {
-        return rc;
-    }
-    b->is_replay = true;
-    rc = replay_topics(rp, b, &q, end, n_topics);
-    if (rc == 0 &&
-        (arena_len > (uint64_t)(end - q) || cons_len != (uint64_t)(end - q) - arena_len)) {
-        rc = FERRY_ESTORAGE;
-    }
-    if (rc == 0) {
-        rc = replay_msgs(rp, b, q, (size_t)arena_len);
-    }
-    if (rc == 0) {
-        rc = replay_cons(b, q + arena_len, (size_t)cons_len, n_cons);
-    }
-    if (rc != 0) {
-        store_batch_abort(b);
-        return rc;
-    }
-    uint64_t n = b->n_msgs;
-    rc = store_batch_commit(b);
-    if (rc == 0) {
-        rp->n_msgs += n;
-    }
-    return rc;
-}
-
-/* Replay the log from generation gen onto the restored checkpoint. */
-static int replay_log(struct store *s, uint64_t gen, char *err, size_t err_len)
-{
-    struct replay rp = {.s = s};
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < s->hcap; i++) {
-        for (struct store_topic *t = s->htab[i]; rc == 0 && t != NULL; t = t->hnext) {
-            rc = replay_index(&rp, t);
-        }
-    }
-    uint64_t n_records = 0;
-    uint64_t last_gen = gen;
-    if (rc == 0) {
-        rc = wal_replay(s->wal, gen, replay_batch, &rp, &n_records, &last_gen);
-    }
-    free(rp.by_id);
-    s->n_replayed = n_records;
-    if (rc != 0) {
-        err_set(
-            err, err_len,
-            "the write-ahead log does not apply (record %" PRIu64 " of generation %" PRIu64 "): %s",
-            n_records, last_gen,
-            rc == FERRY_ESTORAGE ? "malformed or out of sequence" : strerror(rc < 0 ? -rc : rc));
-        return rc < 0 ? rc : FERRY_ESTORAGE;
-    }
-    /* The next generation is last_gen + 2: last_gen + 1 may hold records
-     * written after a lost WAL_END; they must never look current. */
-    s->gen = last_gen + 1;
-    return 0;
-}
-
-size_t store_batch_count(const struct store_batch *b)
-{
-    return b->n_msgs;
-}
-
-/* Undo the batch's effect on the in-memory state. */
-static void batch_rollback(struct store_batch *b)
-{
-    struct store *s = b->s;
-    struct store_topic *t = b->dirty;
-    while (t != NULL) {
-        struct store_topic *next = t->dnext;
-        if (t->is_new) {
-            topic_unlink(s, t);
-            free(t);
-        } else {
-            t->pend = t->cur;
-            t->is_dirty = false;
-            t->dnext = NULL;
-        }
-        t = next;
-    }
-    b->dirty = NULL;
-    s->next_topic_id = b->saved_next_id;
-    s->msg_max_topic = b->saved_msg_max;
-    s->tidx_max_topic = b->saved_tidx_max;
-}
-
-static void batch_release(struct store_batch *b)
-{
-    struct store *s = b->s;
-    if (b->arena_cap > ARENA_KEEP) {
-        free(b->arena);
-        b->arena = NULL;
-        b->arena_cap = 0;
-    }
-    b->arena_len = 0;
-    b->cons_len = 0;
-    b->n_cons = 0;
-    if (b->cons_cap > ARENA_KEEP) {
-        free(b->cons_buf);
-        b->cons_buf = NULL;
-        b->cons_cap = 0;
-    }
-    b->is_open = false;
-    pthread_mutex_unlock(&s->wlock);
-}
-
-static int topic_records_put(struct store_batch *b)
-{
-    struct store *s = b->s;
-    unsigned char buf[TOPIC_REC_HDR + STORE_TOPIC_MAX];
-    for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
-        unsigned char kb[4];
-        put_be32(kb, t->id);
-        topic_rec_encode(buf, t->id, &t->pend, t->name, t->name_len);
-        MDB_val k = {4, kb};
-        MDB_val v = {TOPIC_REC_HDR + (size_t)t->name_len, buf};
-        int rc = mdb_put(b->txn, s->dbi_topics, &k, &v, 0);
-        if (rc == 0 && t->is_new) {
-            MDB_val nk = {t->name_len, t->name};
-            MDB_val nv = {4, kb};
-            rc = mdb_put(b->txn, s->dbi_names, &nk, &nv, MDB_NOOVERWRITE);
-        }
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    return 0;
-}
-
-/* Write (value) or delete (LOG_DELETE) the consumer records of buf (the
- * log's format: key_len u32, value_len u32, key, value) in txn, in order.
- * Returns an MDB code, or MDB_CORRUPTED for a malformed buf. */
-static int consumers_write(struct store *s, MDB_txn *txn, const unsigned char *buf, size_t len)
-{
-    int rc = 0;
-    for (size_t off = 0; rc == 0 && off < len;) {
-        if (len - off < 8) {
-            return MDB_CORRUPTED;
-        }
-        uint32_t kl = get_le32(buf + off);
-        uint32_t vl = get_le32(buf + off + 4);
-        size_t vbytes = vl == LOG_DELETE ? 0 : vl;
-        if (kl == 0 || kl > STORE_CONSUMER_KEY_MAX || len - off - 8 < (size_t)kl + vbytes) {
-            return MDB_CORRUPTED;
-        }
-        MDB_val k = {kl, (void *)(buf + off + 8)};
-        if (vl == LOG_DELETE) {
-            rc = mdb_del(txn, s->dbi_consumers, &k, NULL);
-            rc = rc == MDB_NOTFOUND ? 0 : rc;
-        } else {
-            MDB_val v = {vl, (void *)(buf + off + 8 + kl)};
-            rc = mdb_put(txn, s->dbi_consumers, &k, &v, 0);
-        }
-        off += 8 + kl + vbytes;
-    }
-    return rc;
-}
-
-static int consumer_keys_check(const struct store_kv *recs, size_t n)
-{
-    if (n > 0 && recs == NULL) {
-        return FERRY_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].key_len == 0 || recs[i].key_len > STORE_CONSUMER_KEY_MAX) {
-            return FERRY_EINVAL;
-        }
-    }
-    return 0;
-}
-
-int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs, size_t n)
-{
-    int rc = consumer_keys_check(recs, n);
-    if (rc != 0) {
-        return rc;
-    }
-    size_t need = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].value && recs[i].value_len >= LOG_DELETE) {
-            return FERRY_EINVAL;
-        }
-        need += 8 + recs[i].key_len + (recs[i].value ? recs[i].value_len : 0);
-    }
-    if (b->cons_len + need > b->cons_cap) {
-        size_t cap = b->cons_cap ? b->cons_cap : 4096;
-        while (cap < b->cons_len + need) {
-            cap *= 2;
-        }
-        unsigned char *p = realloc(b->cons_buf, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        b->cons_buf = p;
-        b->cons_cap = cap;
-    }
-    unsigned char *p = b->cons_buf + b->cons_len;
-    for (size_t i = 0; i < n; i++) {
-        const struct store_kv *kv = &recs[i];
-        put_le32(p, (uint32_t)kv->key_len);
-        put_le32(p + 4, kv->value ? (uint32_t)kv->value_len : LOG_DELETE);
-        memcpy(p + 8, kv->key, kv->key_len);
-        p += 8 + kv->key_len;
-        if (kv->value && kv->value_len) {
-            memcpy(p, kv->value, kv->value_len);
-            p += kv->value_len;
-        }
-    }
-    b->cons_len += need;
-    b->n_cons += (uint32_t)n;
-    return 0;
-}
-
-/*
- * A batch's log records. A batch is logged in parts (store_batch_log(),
- * then the rest at its commit); each record holds one part:
- *   n_topics u32 | n_cons u32 | arena_len u64 | cons_len u64 |
- *   the topics it creates { id u32, name_len u16, name } |
- *   arena bytes (rec_hdr + value each, as rec_apply() takes them) |
- *   consumer records (consumers_write()'s format).
- * Host byte order inside the arena, like LMDB's own files. When a
- * checkpoint starts while a batch is open, the part already logged is
- * written again into the new generation (batch_relog()): the checkpoint's
- * snapshot does not hold the open batch, and replay must find all of it.
- * Replay skips what it already applied (a sequence at or below the
- * topic's last, a topic that exists with the same id).
- */
-static int wal_buf_reserve(struct store *s, size_t n)
-{
-    if (n <= s->wal_buf_cap) {
-        return 0;
-    }
-    unsigned char *p = realloc(s->wal_buf, n);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    s->wal_buf = p;
-    s->wal_buf_cap = n;
-    return 0;
-}
-
-/* The record of arena [a0, a1) and cons_buf [c0, c1) (n_cons records),
- * with the new topics whose is_logged equals is_relog. Written, not
- * synced. Returns 0, or a negative errno (nothing usable written). */
-static int log_part(struct store_batch *b, size_t a0, size_t a1, size_t c0, size_t c1,
-                    uint32_t n_cons, bool is_relog)
-{
-    struct store *s = b->s;
-    size_t tl = 0;
-    uint32_t n_topics = 0;
-    for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
-        if (t->is_new && t->is_logged == is_relog) {
-            tl += 6 + (size_t)t->name_len;
-            n_topics++;
-        }
-    }
-    size_t head = LOG_HEAD + tl;
-    if (wal_buf_reserve(s, head) < 0) {
-        return -ENOMEM;
-    }
-    unsigned char *p = s->wal_buf;
-    put_le32(p, n_topics);
-    put_le32(p + 4, n_cons);
-    put_le64(p + 8, a1 - a0);
-    put_le64(p + 16, c1 - c0);
-    p += LOG_HEAD;
-    for (struct store_topic *t = b->dirty; t != NULL; t = t->dnext) {
-        if (t->is_new && t->is_logged == is_relog) {
-            put_le32(p, t->id);
-            put_le16(p + 4, t->name_len);
-            memcpy(p + 6, t->name, t->name_len);
-            p += 6 + t->name_len;
-            t->is_logged = true;
-        }
-    }
-    struct iovec v[3] = {{s->wal_buf, head}};
-    int n = 1;
-    if (a1 > a0) {
-        v[n++] = (struct iovec){b->arena + a0, a1 - a0};
-    }
-    if (c1 > c0) {
-        v[n++] = (struct iovec){b->cons_buf + c0, c1 - c0};
-    }
-    return wal_append(s->wal, WAL_BATCH, v, n);
-}
-
-static int log_sync(struct store *s, bool is_forced)
-{
-    if (s->sync_mode != STORE_SYNC_ALWAYS && !is_forced) {
-        return 0;
-    }
-    int rc = wal_sync(s->wal);
-    if (rc < 0) {
-        wal_void_last(s->wal); /* not acked: best not replayed either */
-    }
-    return rc;
-}
-
-/* A checkpoint started (new generation) while b is open: log again, and
- * sync, what b had logged in the old one. 0 or FERRY_ESTORAGE. */
-static int batch_relog(struct store_batch *b)
-{
-    struct store *s = b->s;
-    if (!b->is_logged || b->logged_gen == s->gen) {
-        return 0;
-    }
-    int rc = log_part(b, 0, b->log_off, 0, b->cons_logged, b->n_cons_logged, true);
-    if (rc == 0) {
-        rc = log_sync(s, true);
-    }
-    if (rc < 0) {
-        return store_fail(s, -rc);
-    }
-    b->logged_gen = s->gen;
-    return 0;
-}
-
-/*
- * Log what b holds beyond its last record (and sync it under sync always):
- * from now on it is durable, whatever becomes of this process. A part too
- * large for the log marks the batch is_unlogged instead (its commit then
- * checkpoints). Returns 0 or FERRY_ESTORAGE (fail-stopped).
- */
-static int batch_log(struct store_batch *b)
-{
-    struct store *s = b->s;
-    if (b->is_unlogged || (b->log_off == b->arena_len && b->cons_logged == b->cons_len)) {
-        return 0;
-    }
-    size_t total =
-        LOG_HEAD + LOG_SLACK + (b->arena_len - b->log_off) + (b->cons_len - b->cons_logged);
-    if (b->is_logged) {
-        total += b->log_off + b->cons_logged; /* a relog may have to precede it */
-    }
-    if (total > wal_max_payload(s->wal)) {
-        if (b->is_logged) {
-            /* Appends keep a batch below half the log; only consumer
-             * records of more than that in one batch get here. */
-            return store_fail(s, EFBIG);
-        }
-        b->is_unlogged = true;
-        return 0;
-    }
-    if (!wal_fits(s->wal, total - LOG_SLACK)) {
-        int rc = ckpt_begin(s); /* a fresh generation, in the other half; relogs b */
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    uint64_t t0 = mono_us();
-    int rc = log_part(b, b->log_off, b->arena_len, b->cons_logged, b->cons_len,
-                      b->n_cons - b->n_cons_logged, false);
-    if (rc == 0) {
-        rc = log_sync(s, false);
-    }
-    if (rc == 0) {
-        atomic_fetch_add(&s->n_commits, 1); /* a group commit: one record */
-        lat_add(s->commit_hist, mono_us() - t0);
-    }
-    if (rc < 0) {
-        return store_fail(s, -rc); /* never retry a failed write or sync */
-    }
-    b->log_off = b->arena_len;
-    b->cons_logged = b->cons_len;
-    b->n_cons_logged = b->n_cons;
-    b->is_logged = true;
-    b->logged_gen = s->gen;
-    return 0;
-}
-
-int store_batch_log(struct store_batch *b)
-{
-    if (b->broken_rc != 0) {
-        return b->broken_rc;
-    }
-    int rc = batch_log(b);
-    if (rc == 0 && !b->is_unlogged) {
-        b->is_promised = true;
-    }
-    return rc != 0 ? rc : b->is_unlogged ? 1 : 0;
-}
-
-int store_batch_commit(struct store_batch *b)
-{
-    struct store *s = b->s;
-    int ret = b->broken_rc;
-    if (ret != 0) {
-        goto out_rollback;
-    }
-    if (b->n_msgs == 0 && b->n_cons == 0) {
-        if (b->txn != NULL) {
-            wtxn_abort(s, b->txn);
-            b->txn = NULL;
-        }
-        batch_release(b);
-        return 0;
-    }
-    uint64_t t0 = mono_us();
-    for (;;) {
-        int rc = b->txn != NULL ? topic_records_put(b) : MDB_BAD_TXN;
-        if (rc == 0) {
-            rc = consumers_write(s, b->txn, b->cons_buf, b->cons_len);
-        }
-        if (rc == 0 && !b->is_replay) {
-            int lrc = batch_log(b);
-            if (lrc < 0) {
-                ret = lrc;
-                goto out_rollback;
-            }
-        }
-        if (rc == 0) {
-            rc = wtxn_commit(s, b->txn);
-            b->txn = NULL;
-            if (rc == 0) {
-                break;
-            }
-        }
-        if (rc == MDB_MAP_FULL || rc == MDB_BAD_TXN) {
-            int grew = batch_recover(b, rc);
-            if (grew == 1) {
-                continue;
-            }
-            if (grew < 0) {
-                ret = grew;
-                goto out_rollback;
-            }
-        }
-        if (b->txn != NULL) {
-            wtxn_abort(s, b->txn);
-            b->txn = NULL;
-        }
-        if (b->is_promised) {
-            /* Parts of it were acked as durable: they are in the log, and
-             * a restart replays them. Nothing else may be stored first. */
-            ret = atomic_load(&s->is_failed) ? FERRY_ESTORAGE : store_fail(s, rc);
-        } else if (is_full_error(rc)) {
-            /* Disk full (from pwrite, or from fdatasync on filesystems
-             * that allocate late). The meta page was not written, so the
-             * pages of this txn are referenced by nothing; LMDB hands the
-             * same pages out again and rewrites them before any meta page
-             * points to them. So, unlike EIO, it is safe to go on. If the
-             * meta write itself failed, LMDB refuses further txns
-             * (MDB_PANIC) and the next begin fail-stops us. */
-            atomic_fetch_add(&s->n_full_errors, 1);
-            ret = FERRY_ESTORAGEFULL;
-        } else if (rc == ENOMEM) {
-            ret = -ENOMEM;
-        } else if (rc == MDB_TXN_FULL) {
-            ret = FERRY_ELIMIT;
-        } else {
-            ret = store_fail(s, rc); /* EIO, failed fsync, panic: fail-stop */
-        }
-        goto out_rollback;
-    }
-    for (struct store_topic *t = b->dirty; t != NULL;) {
-        struct store_topic *next = t->dnext;
-        t->cur = t->pend;
-        if (t->is_new) {
-            atomic_fetch_add(&s->n_topics, 1);
-        }
-        t->is_new = false;
-        t->is_logged = false;
-        t->is_dirty = false;
-        t->dnext = NULL;
-        t = next;
-    }
-    b->dirty = NULL;
-    atomic_fetch_add(&s->n_appends, b->n_msgs);
-    if (b->is_unlogged) {
-        /* Not in the log: durable once a checkpoint holds it. Readers may
-         * see it meanwhile (a few ms); only a batch larger than the log
-         * takes this way. */
-        ret = ckpt_sync(s);
-        atomic_fetch_add(&s->n_commits, 1);
-        lat_add(s->commit_hist, mono_us() - t0);
-    } else if (!b->is_replay) {
-        (void)ckpt_maybe(s); /* a failure fail-stops; this batch is logged */
-    }
-    batch_release(b);
-    return ret;
-
-out_rollback:
-    if (b->txn != NULL) {
-        wtxn_abort(s, b->txn);
-        b->txn = NULL;
-    }
-    if (b->is_logged && !b->is_promised && !atomic_load(&s->is_failed)) {
-        /* Its records are in the log but the batch is not stored: a
-         * checkpoint ends that generation, so they are never replayed. */
-        b->is_logged = false; /* nothing to log again into the next one */
-        (void)ckpt_sync(s);
-    }
-    batch_rollback(b);
-    batch_release(b);
-    return ret;
-}
-
-void store_batch_abort(struct store_batch *b)
-{
-    if (b->txn != NULL) {
-        wtxn_abort(b->s, b->txn);
-        b->txn = NULL;
-    }
-    batch_rollback(b);
-    batch_release(b);
-}
-
-int store_sync(struct store *s)
-{
-    if (s->sync_mode == STORE_SYNC_ALWAYS) {
-        return 0;
-    }
-    pthread_mutex_lock(&s->wlock);
-    int ret = 0;
-    if (atomic_load(&s->is_failed)) {
-        ret = FERRY_ESTORAGE;
-    } else {
-        int rc = wal_sync(s->wal);
-        if (rc != 0) {
-            ret = store_fail(s, -rc); /* never retry a failed fsync */
-        }
-    }
-    pthread_mutex_unlock(&s->wlock);
-    return ret;
-}
-
-/* ---- purge ------------------------------------------------------------- */
-
-/* Delete up to PURGE_CHUNK entries of topic t from dbi, those whose seq is
- * <= upto (for msgs the key's seq, for tidx the value). Returns an MDB code;
- * *n and *bytes count what went. */
-static int purge_chunk(struct store *s, MDB_txn *txn, MDB_dbi dbi, bool is_index, uint32_t id,
-                       uint64_t upto, uint64_t *n, uint64_t *bytes, bool *is_done)
-{
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, dbi, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    (void)s;
-    unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, id, 0);
-    MDB_val k = {MSG_KEY_LEN, kb};
-    MDB_val v;
-    *is_done = false;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (size_t i = 0; i < PURGE_CHUNK; i++) {
-        if (rc == MDB_NOTFOUND) {
-            *is_done = true;
-            rc = 0;
-            break;
-        }
-        if (rc != 0) {
-            break;
-        }
-        if (k.mv_size != MSG_KEY_LEN || get_be32(k.mv_data) != id) {
-            *is_done = true;
-            break;
-        }
-        uint64_t seq = is_index ? (v.mv_size == 8 ? get_be64(v.mv_data) : 0)
-                                : get_be64((const unsigned char *)k.mv_data + 4);
-        if (seq > upto) {
-            *is_done = true;
-            break;
-        }
-        if (!is_index) {
-            *bytes += v.mv_size >= VAL_HDR_LEN ? v.mv_size - VAL_HDR_LEN : 0;
-        }
-        memcpy(kb, k.mv_data, MSG_KEY_LEN); /* k points into the page */
-        rc = mdb_cursor_del(cur, 0);
-        if (rc != 0) {
-            break;
-        }
-        (*n)++;
-        /* Re-seek rather than trust the cursor after a delete: when the
-         * last entry of a page or of the database goes, LMDB leaves it
-         * unpositioned. The deleted key is just below the next one. */
-        k.mv_size = MSG_KEY_LEN;
-        k.mv_data = kb;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    }
-    if (rc == MDB_NOTFOUND) {
-        /* The chunk ended on the database's last entry: the seek after the
-         * final delete found nothing, which means done, not failure. */
-        *is_done = true;
-        rc = 0;
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-static int topic_rec_put_txn(struct store *s, MDB_txn *txn, struct store_topic *t,
-                             const struct topic_state *st)
-{
-    unsigned char buf[TOPIC_REC_HDR + STORE_TOPIC_MAX];
-    unsigned char kb[4];
-    put_be32(kb, t->id);
-    topic_rec_encode(buf, t->id, st, t->name, t->name_len);
-    MDB_val k = {4, kb};
-    MDB_val v = {TOPIC_REC_HDR + (size_t)t->name_len, buf};
-    return mdb_put(txn, s->dbi_topics, &k, &v, 0);
-}
-
-static int last_topic_of(struct store *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *id)
-{
-    MDB_cursor *cur;
-    MDB_val k;
-    MDB_val v;
-    int rc = mdb_cursor_open(txn, dbi, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    (void)s;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == MSG_KEY_LEN) {
-        *id = get_be32(k.mv_data);
-    } else if (rc == MDB_NOTFOUND) {
-        *id = 0;
-        rc = 0;
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint64_t *n_removed)
-{
-    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX) {
-        return FERRY_EINVAL;
-    }
-    pthread_mutex_lock(&s->wlock);
-    int ret = 0;
-    uint64_t removed = 0;
-    if (atomic_load(&s->is_failed)) {
-        ret = FERRY_ESTORAGE;
-        goto out_unlock;
-    }
-    struct store_topic *t = topic_find(s, topic, topic_len, name_hash(topic, topic_len));
-    if (t == NULL) {
-        ret = FERRY_ENOTOPIC;
-        goto out_unlock;
-    }
-    uint64_t upto = t->cur.last_seq;
-    bool is_freed = false; /* a full map made this chunk checkpoint */
-    /* Index first, so a partly purged topic never has index entries that
-     * point below its first_seq; then messages, oldest first. */
-    for (int phase = 0; phase < 2; phase++) {
-        bool is_index = phase == 0;
-        bool is_done = false;
-        while (!is_done) {
-            MDB_txn *txn;
-            uint64_t n = 0;
-            uint64_t bytes = 0;
-            int rc = wtxn_begin(s, &txn);
-            if (rc == 0) {
-                rc = purge_chunk(s, txn, is_index ? s->dbi_tidx : s->dbi_msgs, is_index, t->id,
-                                 upto, &n, &bytes, &is_done);
-                struct topic_state st = t->cur;
-                if (rc == 0 && !is_index) {
-                    st.n_msgs -= n <= st.n_msgs ? n : st.n_msgs;
-                    st.n_bytes -= bytes <= st.n_bytes ? bytes : st.n_bytes;
-                    st.first_seq = st.n_msgs == 0 ? st.last_seq + 1 : st.first_seq + n;
-                    if (is_done && st.n_msgs == 0) {
-                        st.last_time = TIME_NONE;
-                    }
-                    rc = topic_rec_put_txn(s, txn, t, &st);
-                }
-                if (rc == 0 && is_done) {
-                    uint32_t *which = is_index ? &s->tidx_max_topic : &s->msg_max_topic;
-                    uint32_t last = *which;
-                    if (last == t->id) {
-                        rc = last_topic_of(s, txn, is_index ? s->dbi_tidx : s->dbi_msgs, &last);
-                    }
-                    if (rc == 0) {
-                        rc = wtxn_commit(s, txn);
-                        if (rc == 0) {
-                            *which = last;
-                        }
-                    } else {
-                        wtxn_abort(s, txn);
-                    }
-                } else if (rc == 0) {
-                    rc = wtxn_commit(s, txn);
-                } else {
-                    wtxn_abort(s, txn);
-                }
-                if (rc == 0 && !is_index) {
-                    t->cur = st;
-                    t->pend = st;
-                    removed += n;
-                }
-            }
-            if (rc == MDB_MAP_FULL && map_grow(s) == 0) {
-                is_done = false;
-                continue;
-            }
-            if (rc == MDB_MAP_FULL && !is_freed) {
-                /* What the purge freed so far is pinned for recovery: a
-                 * checkpoint lets LMDB reuse it. Once per chunk. */
-                is_freed = true;
-                ret = ckpt_sync(s);
-                if (ret != 0) {
-                    goto out_unlock;
-                }
-                is_done = false;
-                continue;
-            }
-            if (rc == 0) {
-                is_freed = false;
-            }
-            if (rc != 0) {
-                if (is_full_error(rc)) {
-                    ret = FERRY_ESTORAGEFULL;
-                } else if (rc == ENOMEM) {
-                    ret = -ENOMEM;
-                } else {
-                    ret = store_fail(s, rc);
-                }
-                goto out_unlock;
-            }
-        }
-    }
-    if (removed > 0) {
-        /* LMDB reuses pages freed by transaction T only from T + 2 on (a
-         * reader may still see T - 1): one more small commit, so that the
-         * very next batch can use the space this purge freed. */
-        MDB_txn *txn;
-        int rc = wtxn_begin(s, &txn);
-        if (rc == 0) {
-            rc = topic_rec_put_txn(s, txn, t, &t->cur);
-            rc = rc == 0 ? wtxn_commit(s, txn) : (wtxn_abort(s, txn), rc);
-        }
-        if (rc != 0 && !is_full_error(rc) && rc != ENOMEM && rc != MDB_MAP_FULL) {
-            ret = store_fail(s, rc);
-            goto out_unlock;
-        }
-    }
-    /* Not in the log: the answer waits until a checkpoint holds it. */
-    ret = ckpt_sync(s);
-    if (n_removed != NULL && ret == 0) {
-        *n_removed = removed;
-    }
-out_unlock:
-    pthread_mutex_unlock(&s->wlock);
-    return ret;
-}
-
-/* ---- readers ----------------------------------------------------------- */
-
-/* Committed topic record by id inside txn. 0, MDB_NOTFOUND, or -2 corrupt. */
-static int topic_get_by_id(struct store *s, MDB_txn *txn, uint32_t id, struct topic_state *st,
-                           char *name_buf)
-{
-    unsigned char kb[4];
-    put_be32(kb, id);
-    MDB_val k = {4, kb};
-    MDB_val v;
-    int rc = mdb_get(txn, s->dbi_topics, &k, &v);
-    if (rc != 0) {
-        return rc;
-    }
-    uint32_t rid;
-    const char *name;
-    size_t name_len;
-    if (topic_rec_decode(&k, &v, &rid, st, &name, &name_len) != 0) {
-        return -2;
-    }
-    if (name_buf != NULL) {
-        memcpy(name_buf, name, name_len);
-        name_buf[name_len] = '\0';
-    }
-    return 0;
-}
-
-static void info_fill(struct store_topic_info *info, uint32_t id, const struct topic_state *st)
-{
-    info->id = id;
-    info->first_seq = st->first_seq;
-    info->last_seq = st->last_seq;
-    info->n_msgs = st->n_msgs;
-    info->n_bytes = st->n_bytes;
-    info->last_time = st->last_time;
-}
-
-int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max_msgs,
-               size_t max_bytes, store_read_cb cb, void *ctx, struct store_read_result *res)
-{
-    if (max_msgs == 0 || cb == NULL || res == NULL) {
-        return FERRY_EINVAL;
-    }
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int ret = rtxn_begin(s, &txn);
-    if (ret != 0) {
-        return ret;
-    }
-    struct store_read_result r = {0};
-    struct topic_state st;
-    int rc = topic_get_by_id(s, txn, topic_id, &st, NULL);
-    if (rc == MDB_NOTFOUND) {
-        r.next_seq = from_seq ? from_seq : 1;
-        r.is_end = true;
-        rtxn_end(s, txn);
-        *res = r;
-        return 0;
-    }
-    if (rc != 0) {
-        ret = rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
-        goto out_end;
-    }
-    r.last_seq = st.last_seq;
-    rc = mdb_cursor_open(txn, s->dbi_msgs, &cur);
-    if (rc != 0) {
-        ret = xlate_read(rc);
-        goto out_end;
-    }
-    uint64_t next = from_seq ? from_seq : 1;
-    unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, topic_id, next);
-    MDB_val k = {MSG_KEY_LEN, kb};
-    MDB_val v;
-    size_t n_seen = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (rc == MDB_NOTFOUND ||
-            (rc == 0 && (k.mv_size != MSG_KEY_LEN || get_be32(k.mv_data) != topic_id))) {
-            r.is_end = true;
-            if (next <= r.last_seq) {
-                next = r.last_seq + 1; /* the rest was purged or skipped */
-            }
-            break;
-        }
-        if (rc != 0) {
-            ret = xlate_read(rc);
-            goto out_close;
-        }
-        struct store_msg m;
-        if (msg_decode(&k, &v, &m) != 0) {
-            r.n_corrupt++;
-            r.corrupt_seq = get_be64((const unsigned char *)k.mv_data + 4);
-            atomic_fetch_add(&s->n_crc_errors, 1);
-            next = r.corrupt_seq + 1;
-        } else {
-            size_t len = m.payload_len + m.key_len + m.headers_raw_len;
-            if (r.n_msgs > 0 && r.n_bytes + len > max_bytes) {
-                break;
-            }
-            enum store_read_verdict verdict = cb(ctx, &m);
-            if (verdict == STORE_READ_REFUSE) {
-                next = m.seq;
-                break;
-            }
-            next = m.seq + 1;
-            r.n_msgs++;
-            r.n_bytes += len;
-            if (verdict == STORE_READ_STOP) {
-                break;
-            }
-        }
-        if (++n_seen >= max_msgs || r.n_bytes >= max_bytes) {
-            break;
-        }
-    }
-    r.next_seq = next;
-    *res = r;
-out_close:
-    mdb_cursor_close(cur);
-out_end:
-    rtxn_end(s, txn);
-    return ret;
-}
-
-/* First seq >= from whose running maximum of publish times (that is, its
- * clamped time, when from starts a time bucket) is >= time_ns; or *seq =
- * last + 1. Bounded by the messages of one bucket. */
-static int seek_scan(struct store *s, MDB_txn *txn, uint32_t topic_id, uint64_t from,
-                     int64_t time_ns, uint64_t *seq)
-{
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, s->dbi_msgs, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    unsigned char kb[MSG_KEY_LEN];
-    msg_key_make(kb, topic_id, from);
-    MDB_val k = {MSG_KEY_LEN, kb};
-    MDB_val v;
-    int64_t run_max = INT64_MIN;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct store_msg m;
-        if (k.mv_size != MSG_KEY_LEN || get_be32(k.mv_data) != topic_id) {
-            rc = MDB_NOTFOUND;
-            break;
-        }
-        if (msg_decode(&k, &v, &m) != 0) {
-            continue; /* a corrupt one is reported by the read that meets it */
-        }
-        if (m.publish_time > run_max) {
-            run_max = m.publish_time;
-        }
-        if (run_max >= time_ns) {
-            *seq = m.seq;
-            break;
-        }
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-int store_seek_time(struct store *s, uint32_t topic_id, int64_t time_ns, uint64_t *seq)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int ret = rtxn_begin(s, &txn);
-    if (ret != 0) {
-        return ret;
-    }
-    struct topic_state st;
-    int rc = topic_get_by_id(s, txn, topic_id, &st, NULL);
-    if (rc != 0) {
-        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
-        goto out_end;
-    }
-    rc = mdb_cursor_open(txn, s->dbi_tidx, &cur);
-    if (rc != 0) {
-        ret = xlate_read(rc);
-        goto out_end;
-    }
-    /* The index holds, per topic and per TIDX_GRAIN_NS bucket of clamped
-     * time, the first seq of the bucket. The first entry at or after
-     * time_ns's bucket answers directly if it is a later bucket; if it is
-     * time_ns's own bucket, scan that bucket's messages. */
-    int64_t want = time_ns == INT64_MIN ? INT64_MIN + 1 : time_ns;
-    int64_t bucket = time_bucket(want);
-    unsigned char kb[MSG_KEY_LEN];
-    put_be32(kb, topic_id);
-    put_be64(kb + 4, time_bias(bucket));
-    MDB_val k = {MSG_KEY_LEN, kb};
-    MDB_val v;
-    uint64_t found = st.last_seq + 1;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && k.mv_size == MSG_KEY_LEN && get_be32(k.mv_data) == topic_id && v.mv_size == 8) {
-        uint64_t first = get_be64(v.mv_data);
-        if (first < st.first_seq) {
-            first = st.first_seq;
-        }
-        if (time_unbias(get_be64((const unsigned char *)k.mv_data + 4)) > bucket) {
-            found = first;
-        } else {
-            rc = seek_scan(s, txn, topic_id, first, want, &found);
-        }
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        ret = xlate_read(rc);
-        goto out_close;
-    }
-    *seq = found;
-out_close:
-    mdb_cursor_close(cur);
-out_end:
-    rtxn_end(s, txn);
-    return ret;
-}
-
-uint64_t store_topic_seq_last_n(const struct store_topic_info *info, uint64_t n)
-{
-    if (n == 0 || n > info->last_seq) {
-        return n == 0 ? info->last_seq + 1 : info->first_seq;
-    }
-    uint64_t from = info->last_seq - n + 1;
-    return from < info->first_seq ? info->first_seq : from;
-}
-
-int store_topic_info(struct store *s, const char *topic, size_t topic_len,
-                     struct store_topic_info *info)
-{
-    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX || info == NULL) {
-        return FERRY_EINVAL;
-    }
-    MDB_txn *txn;
-    int ret = rtxn_begin(s, &txn);
-    if (ret != 0) {
-        return ret;
-    }
-    MDB_val k = {topic_len, (void *)topic};
-    MDB_val v;
-    int rc = mdb_get(txn, s->dbi_names, &k, &v);
-    if (rc == 0 && v.mv_size != 4) {
-        rc = -2;
-    }
-    struct topic_state st;
-    uint32_t id = 0;
-    if (rc == 0) {
-        id = get_be32(v.mv_data);
-        rc = topic_get_by_id(s, txn, id, &st, NULL);
-    }
-    if (rc == 0) {
-        info_fill(info, id, &st);
-    } else {
-        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
-    }
-    rtxn_end(s, txn);
-    return ret;
-}
-
-int store_topic_info_by_id(struct store *s, uint32_t id, struct store_topic_info *info,
-                           char *name_buf)
-{
-    if (info == NULL) {
-        return FERRY_EINVAL;
-    }
-    MDB_txn *txn;
-    int ret = rtxn_begin(s, &txn);
-    if (ret != 0) {
-        return ret;
-    }
-    struct topic_state st;
-    int rc = topic_get_by_id(s, txn, id, &st, name_buf);
-    if (rc == 0) {
-        info_fill(info, id, &st);
-    } else {
-        ret = rc == MDB_NOTFOUND ? FERRY_ENOTOPIC : rc == -2 ? FERRY_ESTORAGE : xlate_read(rc);
-    }
-    rtxn_end(s, txn);
-    return ret;
-}
-
-/*
- * The keys of dbi that start with prefix, in order, in chunks of LIST_CHUNK
- * records, each chunk in its own short read transaction (a long reader
- * would keep LMDB from reusing pages), resuming after the last key taken.
- * visit() says what became of each record (enum scan_step) or returns a
- * negative error, which ends the scan. Returns how many were taken, or the
- * error.
- */
-enum scan_step {
-    SCAN_TAKEN = 0,  /* counted; go on */
-    SCAN_TAKEN_STOP, /* counted; the caller wants no more */
-    SCAN_SKIPPED,    /* not counted; go on */
-    SCAN_END,        /* not counted; no more */
-};
-typedef int (*scan_visit)(struct store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-                          void *ctx);
-
-static int prefix_scan(struct store *s, MDB_dbi dbi, const char *prefix, size_t prefix_len,
-                       scan_visit visit, void *ctx)
-{
-    char resume[STORE_CONSUMER_KEY_MAX]; /* no visit() takes a longer key */
-    size_t resume_len = 0;
-    bool has_resume = false;
-    int count = 0;
-    for (;;) {
-        MDB_txn *txn;
-        MDB_cursor *cur;
-        int ret = rtxn_begin(s, &txn);
-        if (ret != 0) {
-            return ret;
-        }
-        int rc = mdb_cursor_open(txn, dbi, &cur);
-        if (rc != 0) {
-            rtxn_end(s, txn);
-            return xlate_read(rc);
-        }
-        MDB_val k = {0, NULL};
-        MDB_val v;
-        if (has_resume) {
-            k.mv_size = resume_len;
-            k.mv_data = resume;
-        } else if (prefix_len) {
-            k.mv_size = prefix_len;
-            k.mv_data = (void *)prefix;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, (has_resume || prefix_len) ? MDB_SET_RANGE : MDB_FIRST);
-        if (rc == 0 && has_resume && k.mv_size == resume_len &&
-            memcmp(k.mv_data, resume, resume_len) == 0) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        int n = 0;
-        bool is_done = false;
-        for (; rc == 0 && n < LIST_CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
-            if (k.mv_size < prefix_len ||
-                (prefix_len && memcmp(k.mv_data, prefix, prefix_len) != 0)) {
-                is_done = true;
-                break;
-            }
-            int step = visit(s, txn, &k, &v, ctx);
-            if (step < 0) {
-                mdb_cursor_close(cur);
-                rtxn_end(s, txn);
-                return step;
-            }
-            if (step == SCAN_SKIPPED) {
-                continue;
-            }
-            if (step == SCAN_END) {
-                is_done = true;
-                break;
-            }
-            count++;
-            memcpy(resume, k.mv_data, k.mv_size);
-            resume_len = k.mv_size;
-            has_resume = true;
-            if (step == SCAN_TAKEN_STOP) {
-                is_done = true;
-                break;
-            }
-        }
-        if (rc == MDB_NOTFOUND) {
-            is_done = true;
-        } else if (rc != 0) {
-            mdb_cursor_close(cur);
-            rtxn_end(s, txn);
-            return xlate_read(rc);
-        }
-        mdb_cursor_close(cur);
-        rtxn_end(s, txn);
-        if (is_done) {
-            return count;
-        }
-    }
-}
-
-struct topic_list_ctx {
-    store_topic_cb cb;
-    void *ctx;
-};
-
-static int topic_list_visit(struct store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-                            void *ctx)
-{
-    struct topic_list_ctx *x = ctx;
-    if (k->mv_size > STORE_TOPIC_MAX) {
-        return SCAN_END;
-    }
-    struct topic_state st;
-    uint32_t id = v->mv_size == 4 ? get_be32(v->mv_data) : 0;
-    int grc = topic_get_by_id(s, txn, id, &st, NULL);
-    if (grc != 0) {
-        return grc == -2 || grc == MDB_NOTFOUND ? FERRY_ESTORAGE : xlate_read(grc);
-    }
-    struct store_topic_info info;
-    info_fill(&info, id, &st);
-    return x->cb(x->ctx, k->mv_data, k->mv_size, &info) != 0 ? SCAN_TAKEN_STOP : SCAN_TAKEN;
-}
-
-int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, store_topic_cb cb,
-                     void *ctx)
-{
-    if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_TOPIC_MAX) {
-        return FERRY_EINVAL;
-    }
-    struct topic_list_ctx x = {cb, ctx};
-    return prefix_scan(s, s->dbi_names, prefix, prefix_len, topic_list_visit, &x);
 }
 
 void store_stats(struct store *s, struct store_stats *st)
@@ -3134,662 +771,4 @@ void store_stats(struct store *s, struct store_stats *st)
 int store_is_failed(const struct store *s)
 {
     return atomic_load(&((struct store *)s)->is_failed) ? 1 : 0;
-}
-
-/* ---- retention ---------------------------------------------------------- */
-
-int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint64_t upto,
-                     uint64_t *n_removed, bool *is_done)
-{
-    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX) {
-        return FERRY_EINVAL;
-    }
-    pthread_mutex_lock(&s->wlock);
-    int ret = 0;
-    uint64_t n = 0, n_idx = 0, bytes = 0;
-    bool idx_done = false, msg_done = true;
-    if (atomic_load(&s->is_failed)) {
-        ret = FERRY_ESTORAGE;
-        goto out_unlock;
-    }
-    struct store_topic *t = topic_find(s, topic, topic_len, name_hash(topic, topic_len));
-    if (t == NULL) {
-        ret = FERRY_ENOTOPIC;
-        goto out_unlock;
-    }
-    /* The newest message always stays: the topic is never emptied here, so
-     * the bookkeeping of the highest topic with messages is untouched. */
-    if (t->cur.last_seq == 0 || upto >= t->cur.last_seq) {
-        upto = t->cur.last_seq ? t->cur.last_seq - 1 : 0;
-    }
-    if (upto < t->cur.first_seq) {
-        goto out_done;
-    }
-    MDB_txn *txn;
-    int rc = wtxn_begin(s, &txn);
-    if (rc == 0) {
-        /* Index entries first: none may point below first_seq. */
-        rc = purge_chunk(s, txn, s->dbi_tidx, true, t->id, upto, &n_idx, &bytes, &idx_done);
-        msg_done = false;
-        if (rc == 0) {
-            bytes = 0;
-            rc = purge_chunk(s, txn, s->dbi_msgs, false, t->id, upto, &n, &bytes, &msg_done);
-        }
-        struct topic_state st = t->cur;
-        if (rc == 0 && n > 0) {
-            st.n_msgs -= n <= st.n_msgs ? n : st.n_msgs;
-            st.n_bytes -= bytes <= st.n_bytes ? bytes : st.n_bytes;
-            st.first_seq += n;
-            rc = topic_rec_put_txn(s, txn, t, &st);
-        }
-        if (rc == 0) {
-            rc = wtxn_commit(s, txn);
-            if (rc == 0 && n > 0) {
-                t->cur = st;
-                t->pend = st;
-            }
-        } else {
-            wtxn_abort(s, txn);
-        }
-    }
-    if (rc != 0) {
-        if (is_full_error(rc) || rc == MDB_MAP_FULL) {
-            ret = FERRY_ESTORAGEFULL;
-        } else if (rc == ENOMEM) {
-            ret = -ENOMEM;
-        } else {
-            ret = store_fail(s, rc);
-        }
-        goto out_unlock;
-    }
-out_done:
-    if (n_removed != NULL) {
-        *n_removed = n;
-    }
-    if (is_done != NULL) {
-        *is_done = msg_done && (idx_done || n_idx < PURGE_CHUNK);
-    }
-out_unlock:
-    pthread_mutex_unlock(&s->wlock);
-    return ret;
-}
-
-/* ---- durable consumer state ------------------------------------------- */
-
-int store_consumers_put(struct store *s, const struct store_kv *recs, size_t n)
-{
-    if (n == 0) {
-        return 0;
-    }
-    int ret = consumer_keys_check(recs, n);
-    if (ret != 0) {
-        return ret;
-    }
-    /* A batch of consumer records only: logged and durable like any. */
-    struct store_batch *b;
-    ret = store_batch_begin(s, &b);
-    if (ret != 0) {
-        return ret;
-    }
-    store_batch_put_consumers(b, recs, n);
-    return store_batch_commit(b);
-}
-
-int store_consumer_get(struct store *s, const char *key, size_t key_len, void **value,
-                       size_t *value_len)
-{
-    if (key == NULL || key_len == 0 || key_len > STORE_CONSUMER_KEY_MAX || value == NULL ||
-        value_len == NULL) {
-        return FERRY_EINVAL;
-    }
-    MDB_txn *txn;
-    int ret = rtxn_begin(s, &txn);
-    if (ret != 0) {
-        return ret;
-    }
-    MDB_val k = {key_len, (void *)key};
-    MDB_val v;
-    int rc = mdb_get(txn, s->dbi_consumers, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        ret = FERRY_ENOTOPIC;
-    } else if (rc != 0) {
-        ret = xlate_read(rc);
-    } else {
-        void *p = malloc(v.mv_size ? v.mv_size : 1);
-        if (p == NULL) {
-            ret = -ENOMEM;
-        } else {
-            memcpy(p, v.mv_data, v.mv_size);
-            *value = p;
-            *value_len = v.mv_size;
-        }
-    }
-    rtxn_end(s, txn);
-    return ret;
-}
-
-struct consumers_ctx {
-    store_consumer_cb cb;
-    void *ctx;
-};
-
-static int consumers_visit(struct store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-                           void *ctx)
-{
-    (void)s;
-    (void)txn;
-    struct consumers_ctx *x = ctx;
-    if (k->mv_size > STORE_CONSUMER_KEY_MAX) {
-        return SCAN_SKIPPED; /* never written by store_consumers_put(); --verify names it */
-    }
-    return x->cb(x->ctx, k->mv_data, k->mv_size, v->mv_data, v->mv_size) != 0 ? SCAN_TAKEN_STOP
-                                                                              : SCAN_TAKEN;
-}
-
-int store_consumers_foreach(struct store *s, const char *prefix, size_t prefix_len,
-                            store_consumer_cb cb, void *ctx)
-{
-    if (cb == NULL || (prefix_len && prefix == NULL) || prefix_len > STORE_CONSUMER_KEY_MAX) {
-        return FERRY_EINVAL;
-    }
-    struct consumers_ctx x = {cb, ctx};
-    return prefix_scan(s, s->dbi_consumers, prefix, prefix_len, consumers_visit, &x);
-}
-
-/* ---- verify ------------------------------------------------------------ */
-
-struct vtopic {
-    uint32_t id;
-    bool is_ok;    /* record decoded */
-    bool has_name; /* names DB points here */
-    struct topic_state st;
-    char name[STORE_TOPIC_MAX + 1];
-    /* seen while walking msgs */
-    uint64_t n_msgs;
-    uint64_t n_bytes;
-    uint64_t first;
-    uint64_t last;
-    /* seen while walking tidx */
-    uint64_t last_index_seq;
-};
-
-struct verify {
-    FILE *report;
-    const char *dir;
-    struct store_verify_result *r;
-    struct vtopic *topics;
-    size_t n_topics;
-    size_t n_said; /* lines written; findings past VERIFY_MAX_LINES are counted only */
-};
-
-#define VERIFY_MAX_LINES 1000
-
-static void vsay(struct verify *vf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void vsay(struct verify *vf, const char *fmt, ...)
-{
-    if (vf->report == NULL) {
-        return;
-    }
-    if (vf->n_said++ >= VERIFY_MAX_LINES) {
-        if (vf->n_said == VERIFY_MAX_LINES + 1) {
-            fprintf(vf->report, "verify %s: further findings are counted, not listed\n", vf->dir);
-        }
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(vf->report, "verify %s: ", vf->dir);
-    vfprintf(vf->report, fmt, ap);
-    fputc('\n', vf->report);
-    va_end(ap);
-}
-
-static struct vtopic *vtopic_find(struct verify *vf, uint32_t id)
-{
-    size_t lo = 0;
-    size_t hi = vf->n_topics;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (vf->topics[mid].id == id) {
-            return &vf->topics[mid];
-        }
-        if (vf->topics[mid].id < id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return NULL;
-}
-
-static int verify_topics(struct verify *vf, MDB_txn *txn, MDB_dbi dbi_topics, MDB_dbi dbi_names)
-{
-    MDB_stat ms;
-    MDB_cursor *cur;
-    MDB_val k;
-    MDB_val v;
-    int rc = mdb_stat(txn, dbi_topics, &ms);
-    if (rc != 0) {
-        return rc;
-    }
-    vf->topics = calloc(ms.ms_entries ? ms.ms_entries : 1, sizeof(*vf->topics));
-    if (vf->topics == NULL) {
-        return ENOMEM;
-    }
-    rc = mdb_cursor_open(txn, dbi_topics, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && vf->n_topics < ms.ms_entries;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct vtopic *t = &vf->topics[vf->n_topics];
-        const char *name;
-        size_t name_len;
-        int d = topic_rec_decode(&k, &v, &t->id, &t->st, &name, &name_len);
-        if (k.mv_size != 4) {
-            vf->r->n_order_errors++;
-            vsay(vf, "topics: malformed key of %zu bytes", k.mv_size);
-            continue;
-        }
-        t->id = get_be32(k.mv_data);
-        if (d != 0) {
-            if (d == -1) {
-                vf->r->n_crc_errors++;
-            } else {
-                vf->r->n_layout_errors++;
-            }
-            vsay(vf, "topic id %u: record %s", (unsigned)t->id,
-                 d == -1 ? "fails its CRC" : "is malformed");
-        } else {
-            t->is_ok = true;
-            memcpy(t->name, name, name_len);
-            if (t->st.n_msgs != 0 && t->st.last_seq - t->st.first_seq + 1 != t->st.n_msgs) {
-                vf->r->n_meta_mismatch++;
-                vsay(vf, "topic '%s': first %" PRIu64 " last %" PRIu64 " but %" PRIu64 " messages",
-                     t->name, t->st.first_seq, t->st.last_seq, t->st.n_msgs);
-            }
-        }
-        vf->n_topics++;
-    }
-    mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        return rc;
-    }
-    vf->r->n_topics = vf->n_topics;
-
-    rc = mdb_cursor_open(txn, dbi_names, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        int nl = k.mv_size > STORE_TOPIC_MAX ? STORE_TOPIC_MAX : (int)k.mv_size;
-        struct vtopic *t = v.mv_size == 4 ? vtopic_find(vf, get_be32(v.mv_data)) : NULL;
-        if (t == NULL) {
-            vf->r->n_orphans++;
-            vsay(vf, "name '%.*s' points to no topic record", nl, (const char *)k.mv_data);
-            continue;
-        }
-        if (t->is_ok &&
-            (strlen(t->name) != k.mv_size || memcmp(t->name, k.mv_data, k.mv_size) != 0)) {
-            vf->r->n_meta_mismatch++;
-            vsay(vf, "name '%.*s' points to topic id %u named '%s'", nl, (const char *)k.mv_data,
-                 (unsigned)t->id, t->name);
-        }
-        t->has_name = true;
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) {
-        return rc;
-    }
-    for (size_t i = 0; i < vf->n_topics; i++) {
-        if (!vf->topics[i].has_name) {
-            vf->r->n_meta_mismatch++;
-            vsay(vf, "topic id %u has no name entry", (unsigned)vf->topics[i].id);
-        }
-    }
-    return 0;
-}
-
-static void verify_gap(struct verify *vf, struct vtopic *t, uint64_t from, uint64_t to)
-{
-    vf->r->n_gaps++;
-    vsay(vf, "topic '%s': sequences %" PRIu64 "..%" PRIu64 " missing", t->name, from, to);
-}
-
-static int verify_msgs(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
-{
-    MDB_cursor *cur;
-    MDB_val k;
-    MDB_val v;
-    int rc = mdb_cursor_open(txn, dbi, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    unsigned char prev[MSG_KEY_LEN];
-    bool has_prev = false;
-    struct vtopic *t = NULL;
-    uint32_t orphan_id = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != MSG_KEY_LEN) {
-            vf->r->n_order_errors++;
-            vsay(vf, "msgs: malformed key of %zu bytes", k.mv_size);
-            continue;
-        }
-        if (has_prev && memcmp(prev, k.mv_data, MSG_KEY_LEN) >= 0) {
-            vf->r->n_order_errors++;
-            vsay(vf, "msgs: key out of order after topic %u seq %" PRIu64, get_be32(prev),
-                 get_be64(prev + 4));
-        }
-        memcpy(prev, k.mv_data, MSG_KEY_LEN);
-        has_prev = true;
-        uint32_t id = get_be32(k.mv_data);
-        uint64_t seq = get_be64(prev + 4);
-        vf->r->n_msgs++;
-        vf->r->n_bytes += v.mv_size;
-        if (t == NULL || t->id != id) {
-            t = vtopic_find(vf, id);
-        }
-        if (t == NULL) {
-            vf->r->n_orphans++;
-            if (id != orphan_id) {
-                vsay(vf, "msgs: messages of unknown topic id %u", (unsigned)id);
-                orphan_id = id;
-            }
-            continue;
-        }
-        struct store_msg m;
-        int d = msg_decode(&k, &v, &m);
-        if (d != 0) {
-            if (d == -1) {
-                vf->r->n_crc_errors++;
-            } else {
-                vf->r->n_layout_errors++;
-            }
-            vsay(vf, "topic '%s' seq %" PRIu64 ": %s", t->name, seq,
-                 d == -1 ? "CRC mismatch (corrupt message)" : "malformed value");
-        }
-        if (t->n_msgs == 0) {
-            t->first = seq;
-            if (t->is_ok && seq > t->st.first_seq) {
-                verify_gap(vf, t, t->st.first_seq, seq - 1);
-            }
-        } else if (seq != t->last + 1 && seq > t->last) {
-            verify_gap(vf, t, t->last + 1, seq - 1);
-        }
-        if (t->is_ok && (seq < t->st.first_seq || seq > t->st.last_seq)) {
-            vf->r->n_meta_mismatch++;
-            vsay(vf, "topic '%s' seq %" PRIu64 ": outside first..last %" PRIu64 "..%" PRIu64,
-                 t->name, seq, t->st.first_seq, t->st.last_seq);
-        }
-        t->last = seq;
-        t->n_msgs++;
-        t->n_bytes += v.mv_size >= VAL_HDR_LEN ? v.mv_size - VAL_HDR_LEN : 0;
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) {
-        return rc;
-    }
-    for (size_t i = 0; i < vf->n_topics; i++) {
-        t = &vf->topics[i];
-        if (!t->is_ok) {
-            continue;
-        }
-        if (t->n_msgs == 0 && t->st.n_msgs != 0) {
-            verify_gap(vf, t, t->st.first_seq, t->st.last_seq);
-        } else if (t->n_msgs != 0 && t->last < t->st.last_seq) {
-            verify_gap(vf, t, t->last + 1, t->st.last_seq);
-        }
-        if (t->n_msgs != t->st.n_msgs || t->n_bytes != t->st.n_bytes) {
-            vf->r->n_meta_mismatch++;
-            vsay(vf,
-                 "topic '%s': record says %" PRIu64 " messages / %" PRIu64 " bytes, found %" PRIu64
-                 " / %" PRIu64,
-                 t->name, t->st.n_msgs, t->st.n_bytes, t->n_msgs, t->n_bytes);
-        }
-        if (t->st.n_msgs == 0 && t->st.first_seq != t->st.last_seq + 1) {
-            vf->r->n_meta_mismatch++;
-            vsay(vf, "topic '%s': empty but first_seq %" PRIu64 " != last_seq + 1", t->name,
-                 t->st.first_seq);
-        }
-    }
-    return 0;
-}
-
-static int verify_index(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
-{
-    MDB_cursor *cur;
-    MDB_val k;
-    MDB_val v;
-    int rc = mdb_cursor_open(txn, dbi, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        vf->r->n_index++;
-        if (k.mv_size != MSG_KEY_LEN || v.mv_size != 8) {
-            vf->r->n_index_errors++;
-            vsay(vf, "tidx: malformed entry");
-            continue;
-        }
-        uint32_t id = get_be32(k.mv_data);
-        uint64_t seq = get_be64(v.mv_data);
-        struct vtopic *t = vtopic_find(vf, id);
-        if (t == NULL) {
-            vf->r->n_orphans++;
-            vsay(vf, "tidx: entry of unknown topic id %u", (unsigned)id);
-            continue;
-        }
-        if (t->is_ok && (seq < t->st.first_seq || seq > t->st.last_seq)) {
-            vf->r->n_index_errors++;
-            vsay(vf,
-                 "topic '%s': time index points to seq %" PRIu64 " outside %" PRIu64 "..%" PRIu64,
-                 t->name, seq, t->st.first_seq, t->st.last_seq);
-        }
-        if (seq <= t->last_index_seq) {
-            vf->r->n_index_errors++;
-            vsay(vf, "topic '%s': time index not increasing at seq %" PRIu64, t->name, seq);
-        }
-        t->last_index_seq = seq;
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-/* The consumers table: the key must be "topic NUL name", or "pattern NUL
- * name [NUL topic]" (a wildcard durable and its positions); the record
- * itself belongs to consumer.c, so it is judged by the caller's check (if
- * any) against the committed counters of the key's last topic. A durable on
- * a topic never published (next_seq 1, nothing pending) is legitimate: the
- * check sees topic NULL and decides. */
-static int verify_consumers(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_dbi dbi_names,
-                            store_consumer_check_cb check, void *ctx)
-{
-    MDB_cursor *cur;
-    MDB_val k;
-    MDB_val v;
-    int rc = mdb_cursor_open(txn, dbi, &cur);
-    if (rc != 0) {
-        return rc;
-    }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        vf->r->n_consumers++;
-        const char *key = k.mv_data;
-        int kl = k.mv_size > STORE_CONSUMER_KEY_MAX ? STORE_CONSUMER_KEY_MAX : (int)k.mv_size;
-        const char *nul = memchr(key, '\0', k.mv_size);
-        if (k.mv_size > STORE_CONSUMER_KEY_MAX || nul == NULL || nul == key ||
-            (size_t)(nul - key) > STORE_TOPIC_MAX) {
-            vf->r->n_consumer_errors++;
-            vsay(vf, "consumer key '%.*s' (%zu bytes): not a topic name, NUL, durable name", kl,
-                 key, k.mv_size);
-            continue;
-        }
-        size_t tl = (size_t)(nul - key);
-        int nl = (int)(k.mv_size - tl - 1);
-        /* A wildcard durable's position: its topic is the third part. */
-        const char *nul2 = memchr(nul + 1, '\0', (size_t)nl);
-        MDB_val tk = {tl, (void *)key};
-        if (nul2 != NULL && memchr(key, '*', tl) == NULL && memchr(key, '>', tl) == NULL) {
-            nul2 = NULL; /* not a pattern: a plain durable's name (judged by check) */
-        }
-        if (nul2 != NULL) {
-            nl = (int)(nul2 - nul - 1);
-            tk.mv_size = k.mv_size - (size_t)(nul2 + 1 - key);
-            tk.mv_data = (void *)(nul2 + 1);
-        }
-        MDB_val tv;
-        struct vtopic *t = NULL;
-        int grc = mdb_get(txn, dbi_names, &tk, &tv);
-        if (grc == 0 && tv.mv_size == 4) {
-            t = vtopic_find(vf, get_be32(tv.mv_data));
-        } else if (grc != MDB_NOTFOUND && grc != 0) {
-            mdb_cursor_close(cur);
-            return grc;
-        }
-        if (t != NULL && !t->is_ok) {
-            continue; /* its topic record is corrupt: reported already */
-        }
-        struct store_topic_info info;
-        if (t != NULL) {
-            info_fill(&info, t->id, &t->st);
-        }
-        char why[200] = "";
-        if (check != NULL &&
-            check(ctx, key, k.mv_size, v.mv_data, v.mv_size, t ? &info : NULL, why, sizeof(why))) {
-            vf->r->n_consumer_errors++;
-            vsay(vf, "consumer '%.*s' on '%.*s': %s", nl, nul + 1, (int)tk.mv_size,
-                 (const char *)tk.mv_data, why);
-        }
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-int store_verify(const char *dir, FILE *report, struct store_verify_result *res)
-{
-    return store_verify_ex(dir, report, NULL, NULL, res);
-}
-
-int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check, void *ctx,
-                    struct store_verify_result *res)
-{
-    struct store_verify_result r;
-    memset(&r, 0, sizeof(r));
-    struct verify vf = {.report = report, .dir = dir, .r = &r};
-    char data_path[PATH_MAX];
-    char err[512] = "";
-    if (dir == NULL) {
-        return FERRY_EINVAL;
-    }
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        return -ENAMETOOLONG;
-    }
-    int ret = dir_precheck(dir, data_path, false, err, sizeof(err));
-    if (ret != 0) {
-        vsay(&vf, "%s", err);
-        return ret;
-    }
-    /* With no broker on it, recover first, as a start would (the log
-     * replayed onto the last checkpoint): what is checked is what a broker
-     * would serve. Next to a live broker (-EBUSY) its snapshot is whole. */
-    struct store *st;
-    ret = store_open(dir, NULL, &st, err, sizeof(err));
-    if (ret == 0) {
-        store_close(st);
-    } else if (ret != -EBUSY) {
-        vsay(&vf, "recovery: %s", err);
-    }
-    MDB_env *env;
-    MDB_txn *txn;
-    int rc = mdb_env_create(&env);
-    if (rc != 0) {
-        vsay(&vf, "lmdb: %s", mdb_strerror(rc));
-        return rc == ENOMEM ? -ENOMEM : FERRY_ESTORAGE;
-    }
-    mdb_env_set_maxdbs(env, STORE_MAXDBS);
-    rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600);
-    if (rc != 0) {
-        vsay(&vf, "cannot open the LMDB environment: %s", mdb_strerror(rc));
-        ret = rc > 0 ? -rc : FERRY_ESTORAGE;
-        goto out_env;
-    }
-    rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0) {
-        vsay(&vf, "cannot begin a read transaction: %s", mdb_strerror(rc));
-        ret = FERRY_ESTORAGE;
-        goto out_env;
-    }
-    MDB_dbi dbi_meta, dbi_topics, dbi_names, dbi_msgs, dbi_tidx;
-    static const char *const names[] = {"meta", "topics", "names", "msgs", "tidx"};
-    MDB_dbi *dbis[] = {&dbi_meta, &dbi_topics, &dbi_names, &dbi_msgs, &dbi_tidx};
-    for (size_t i = 0; i < 5; i++) {
-        rc = mdb_dbi_open(txn, names[i], 0, dbis[i]);
-        if (rc != 0) {
-            vsay(&vf, "database '%s': %s (not a ferry store, or corrupt)", names[i],
-                 mdb_strerror(rc));
-            ret = FERRY_ESTORAGE;
-            goto out_txn;
-        }
-    }
-    MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
-    MDB_val v;
-    rc = mdb_get(txn, dbi_meta, &k, &v);
-    if (rc != 0 || v.mv_size != STORE_META_LEN ||
-        memcmp(v.mv_data, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
-        vsay(&vf, "format record missing or wrong magic: not a ferry store");
-        ret = FERRY_ESTORAGE;
-        goto out_txn;
-    }
-    if (crc32c(0, v.mv_data, 24) != get_le32((const unsigned char *)v.mv_data + 24) ||
-        get_le32((const unsigned char *)v.mv_data + 8) != STORE_FORMAT_VERSION) {
-        vsay(&vf, "format record corrupt or of another version");
-        ret = FERRY_ESTORAGE;
-        goto out_txn;
-    }
-    rc = verify_topics(&vf, txn, dbi_topics, dbi_names);
-    if (rc == 0) {
-        rc = verify_msgs(&vf, txn, dbi_msgs);
-    }
-    if (rc == 0) {
-        rc = verify_index(&vf, txn, dbi_tidx);
-    }
-    if (rc == 0) {
-        /* Stores made before durable consumers may lack the table. */
-        MDB_dbi dbi_consumers;
-        int crc = mdb_dbi_open(txn, "consumers", 0, &dbi_consumers);
-        if (crc == 0) {
-            rc = verify_consumers(&vf, txn, dbi_consumers, dbi_names, check, ctx);
-        } else if (crc != MDB_NOTFOUND) {
-            rc = crc;
-        }
-    }
-    if (rc != 0) {
-        vsay(&vf, "walk stopped: %s", mdb_strerror(rc));
-        r.n_order_errors++;
-    }
-    vf.n_said = 0; /* the summary is always written */
-    r.n_problems = r.n_crc_errors + r.n_layout_errors + r.n_order_errors + r.n_gaps + r.n_orphans +
-                   r.n_meta_mismatch + r.n_index_errors + r.n_consumer_errors;
-    vsay(&vf,
-         "%" PRIu64 " topics, %" PRIu64 " messages, %" PRIu64 " bytes, %" PRIu64
-         " index entries, %" PRIu64 " consumers; %" PRIu64 " problems (%" PRIu64 " crc, %" PRIu64
-         " layout, %" PRIu64 " order, %" PRIu64 " gaps, %" PRIu64 " orphans, %" PRIu64
-         " counters, %" PRIu64 " index, %" PRIu64 " consumers)",
-         r.n_topics, r.n_msgs, r.n_bytes, r.n_index, r.n_consumers, r.n_problems, r.n_crc_errors,
-         r.n_layout_errors, r.n_order_errors, r.n_gaps, r.n_orphans, r.n_meta_mismatch,
-         r.n_index_errors, r.n_consumer_errors);
-    ret = r.n_problems == 0 ? 0 : FERRY_ESTORAGE;
-    if (res != NULL) {
-        *res = r;
-    }
-out_txn:
-    mdb_txn_abort(txn);
-out_env:
-    mdb_env_close(env);
-    free(vf.topics);
-    return ret;
 }

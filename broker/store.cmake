@@ -2,7 +2,13 @@
 # broker/CMakeLists.txt; ferryd links ferry_store.
 add_library(ferry_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_ckpt.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_codec.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_purge.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_read.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_verify.c
   ${CMAKE_CURRENT_LIST_DIR}/store_wal.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_write.c
   ${CMAKE_CURRENT_LIST_DIR}/crc32c.c)
 target_include_directories(ferry_store PUBLIC
   ${CMAKE_CURRENT_LIST_DIR} ${PROJECT_SOURCE_DIR}/client-lib/include)

@@ -6,10 +6,11 @@
  *   Each topic has a 32-bit id and numbers its messages 1, 2, 3, ... with no
  *   gaps, continuing across restarts. A message is stored once, under the key
  *   (topic id, sequence), with a CRC32C that is checked on every read. This
- *   file is the contract; store.c is the only file in ferry that includes
- *   lmdb.h, and every MDB_* code is translated here into ferry's codes.
+ *   file is the contract; the store's own files (broker/store*.c, through
+ *   their private store_int.h) are the only ones in ferry that include
+ *   lmdb.h, and every MDB_* code is translated there into ferry's codes.
  *
- * ON DISK (format version 1; see store.c for the byte layouts)
+ * ON DISK (format version 1; see store_codec.c for the byte layouts)
  *   data.mdb, lock.mdb    the LMDB environment, written without syncs
  *   wal, checkpoint       the write-ahead log that makes commits durable
  *                         with one sequential sync, and the last

@@ -1,6 +1,6 @@
 /*
  * store_bytes.h - fixed-width integers in and out of byte buffers, for the
- * store's on-disk records (store.c, store_wal.c): little-endian fields,
+ * store's on-disk records (store*.c): little-endian fields,
  * big-endian keys (so that LMDB's byte order is numeric order).
  */
 #ifndef FERRY_STORE_BYTES_H

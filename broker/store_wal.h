@@ -1,7 +1,8 @@
 /*
  * store_wal.h - the store's write-ahead log and checkpoint record.
  *
- * Private to the store (store.c is the only user); nothing here knows LMDB.
+ * Private to the store (store_write.c, store_ckpt.c and store.c use it);
+ * nothing here knows LMDB.
  *
  * WHY
  *   An LMDB commit that survives a power cut costs two syncs in two places
@@ -30,7 +31,7 @@
  *   as a record. WAL_END closes a generation: replay goes on with the next
  *   one only past it.
  *
- * RECOVERY (store.c)
+ * RECOVERY (store_ckpt.c)
  *   Write the checkpoint's meta pages back into data.mdb (LMDB then sees the
  *   checkpointed snapshot, whose pages a pinned read transaction kept from
  *   being reused), open LMDB, replay every record of the checkpoint's
@@ -48,7 +49,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define WAL_BATCH 1u /* a store batch (store.c encodes it) */
+#define WAL_BATCH 1u /* a store batch (store_write.c encodes it) */
 #define WAL_END 2u   /* the generation ends here */
 
 struct wal;
