@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +30,20 @@
 struct acceptor {
     struct server *srv;
     int lfd;           /* listening socket */
-    struct rx *rx;     /* the listener and stop_fd (acceptor thread, once started) */
-    int stop_fd;       /* eventfd: acc_stop() wakes the thread */
-    int spare_fd;      /* acceptor thread only: see the file comment */
-    uint32_t next;     /* acceptor thread only: round robin */
-    uint64_t n_emfile; /* acceptor thread only: refused in this shortage */
-    int is_paused;     /* acceptor thread only: listener not watched */
+    /* The fields below: the thread that accepts (the acceptor thread, or
+     * the host IO thread when embedded) only, unless said otherwise. */
+    struct rx *rx;      /* the set lfd is watched in: own_rx, or the host's */
+    struct rx *own_rx;  /* the acceptor thread's set: lfd and stop_fd */
+    void *tag;          /* lfd's pointer in rx */
+    int stop_fd;        /* eventfd: acc_stop() wakes the thread */
+    int spare_fd;       /* see the file comment */
+    uint32_t next;      /* round robin */
+    uint64_t n_emfile;  /* refused in this shortage */
+    int is_paused;      /* listener not watched */
+    uint64_t paused_at; /* monotonic ms of acc_pause (embedded: acc_tick resumes) */
+    int is_embedded;    /* set by main before the host starts, then read-only */
+    /* atomic: main asks an embedded acceptor's host to close the listener */
+    atomic_int is_stop_wanted;
     pthread_t thread;
     int is_started;
 };
@@ -91,9 +100,11 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
     }
     a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    rc = a->stop_fd < 0 ? -errno : rx_open(&a->rx, (enum rx_backend)s->cfg.io_backend);
+    rc = a->stop_fd < 0 ? -errno : rx_open(&a->own_rx, (enum rx_backend)s->cfg.io_backend);
+    a->rx = a->own_rx;
+    a->tag = &a->lfd;
     if (rc == 0) {
-        rc = rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lfd);
+        rc = rx_watch(a->rx, a->lfd, 1, RX_READ, a->tag);
     }
     if (rc == 0) {
         rc = rx_watch(a->rx, a->stop_fd, 1, RX_READ, &a->stop_fd);
@@ -135,6 +146,7 @@ static void acc_pause(struct acceptor *a)
 {
     if (!a->is_paused && rx_unwatch(a->rx, a->lfd) == 0) {
         a->is_paused = 1;
+        a->paused_at = now_ms();
     }
 }
 
@@ -143,7 +155,7 @@ static void acc_resume(struct acceptor *a)
     if (a->spare_fd < 0) {
         a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    if (rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lfd) == 0) {
+    if (rx_watch(a->rx, a->lfd, 1, RX_READ, a->tag) == 0) {
         a->is_paused = 0;
     }
 }
@@ -240,6 +252,12 @@ int acc_start(struct acceptor *a)
 
 void acc_stop(struct acceptor *a)
 {
+    if (a->is_embedded) {
+        /* The host closes the listener in its own loop (acc_tick). */
+        atomic_store(&a->is_stop_wanted, 1);
+        mbox_wake(iot_mbox(a->srv->iots[0]));
+        return;
+    }
     if (a->is_started) {
         uint64_t one = 1;
         ssize_t w = write(a->stop_fd, &one, sizeof(one));
@@ -253,13 +271,56 @@ void acc_stop(struct acceptor *a)
     }
 }
 
+void acc_embed(struct acceptor *a)
+{
+    a->is_embedded = 1;
+}
+
+int acc_attach(struct acceptor *a, struct rx *rx, void *tag)
+{
+    (void)rx_unwatch(a->own_rx, a->lfd);
+    a->rx = rx;
+    a->tag = tag;
+    return rx_watch(rx, a->lfd, 1, RX_READ, tag);
+}
+
+void acc_on_ready(struct acceptor *a)
+{
+    accept_all(a);
+}
+
+int acc_tick(struct acceptor *a, uint64_t now)
+{
+    if (atomic_load(&a->is_stop_wanted) && a->lfd >= 0) {
+        if (!a->is_paused) {
+            (void)rx_unwatch(a->rx, a->lfd);
+        }
+        close(a->lfd);
+        a->lfd = -1;
+        return -1;
+    }
+    if (!a->is_paused) {
+        return -1;
+    }
+    if (now >= a->paused_at + ACC_PAUSE_MS) {
+        acc_resume(a);
+        return a->is_paused ? ACC_PAUSE_MS : -1;
+    }
+    return (int)(a->paused_at + ACC_PAUSE_MS - now);
+}
+
 void acc_close(struct acceptor *a)
 {
     if (a == NULL) {
         return;
     }
-    acc_stop(a);
-    rx_close(a->rx);
+    if (!a->is_embedded) {
+        acc_stop(a);
+    } else if (a->lfd >= 0) {
+        close(a->lfd); /* the host has exited (main joined it) */
+        a->lfd = -1;
+    }
+    rx_close(a->own_rx);
     if (a->stop_fd >= 0) {
         close(a->stop_fd);
     }

@@ -9,6 +9,7 @@
 #ifndef FERRY_ACCEPTOR_H
 #define FERRY_ACCEPTOR_H
 
+#include "reactor.h"
 #include "server.h"
 
 struct acceptor;
@@ -18,8 +19,27 @@ struct acceptor;
  * logged). */
 int acc_open(struct server *s, struct acceptor **out, int *port);
 int acc_start(struct acceptor *a);
-/* Stop accepting: close the listener and join the thread. */
+/* Stop accepting: close the listener and join the thread (embedded: ask the
+ * host IO thread to close it; acc_tick). Main thread. */
 void acc_stop(struct acceptor *a);
 void acc_close(struct acceptor *a);
+
+/*
+ * Embedded (--reactor single-pool and single): no acceptor thread; the one
+ * IO thread watches the listener in its own set and accepts in its loop.
+ * The new sockets still reach it through its mailbox (a non-blocking post,
+ * so a full mailbox refuses the connection instead of stalling the loop).
+ * All of these are called by that IO thread only, except acc_stop().
+ */
+/* Main, before the IO threads start: this acceptor will be embedded. */
+void acc_embed(struct acceptor *a);
+/* Watch the listener in rx, reported with tag (instead of acc_start()). */
+int acc_attach(struct acceptor *a, struct rx *rx, void *tag);
+/* The listener was reported ready: accept what is waiting. */
+void acc_on_ready(struct acceptor *a);
+/* Once a round: close the listener if acc_stop() asked, resume accepting
+ * after a pause (descriptors ran out). Returns the ms until it wants to be
+ * called again, or -1 for "whenever". */
+int acc_tick(struct acceptor *a, uint64_t now_ms);
 
 #endif

@@ -22,6 +22,7 @@ enum kind {
     K_LEVEL,
     K_SYNC,
     K_BACKEND,
+    K_REACTOR,
     K_EPHEMERAL,
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
@@ -43,6 +44,7 @@ static const struct key keys[] = {
     {"io_threads", K_INT, F(io_threads), 0, 0, 256},
     {"workers", K_INT, F(workers), 0, 0, 256},
     {"io_backend", K_BACKEND, F(io_backend), 0, 0, 0},
+    {"reactor", K_REACTOR, F(reactor_mode), 0, 0, 0},
     {"log_level", K_LEVEL, F(log_level), 0, 0, 0},
     {"max_connections", K_U32, F(max_connections), 0, 1, 10000000},
     {"max_subscriptions", K_U32, F(max_subs), 0, 1, 10000000},
@@ -308,6 +310,17 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
             return parse_listen(c, value);
         case K_SYNC:
             return parse_sync(c, value);
+        case K_REACTOR:
+            if (strcmp(value, "multi") == 0) {
+                *(int *)field = REACTOR_MULTI;
+            } else if (strcmp(value, "single-pool") == 0) {
+                *(int *)field = REACTOR_SINGLE_POOL;
+            } else if (strcmp(value, "single") == 0) {
+                *(int *)field = REACTOR_SINGLE;
+            } else {
+                return -EINVAL;
+            }
+            return 0;
         case K_BACKEND:
             if (strcmp(value, "epoll") != 0 && strcmp(value, "uring") != 0) {
                 return -EINVAL;
@@ -502,7 +515,7 @@ int cfg_parse_args(struct cfg *c, int argc, char **argv, int *out_help, char *er
 const char *cfg_usage(void)
 {
     return "usage: ferryd [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
-           "              [--io-threads N] [--workers N] [--io-backend epoll|uring]\n"
+           "              [--io-threads N] [--workers N] [--reactor MODE] [--io-backend B]\n"
            "              [--log-level LEVEL] [--KEY VALUE ...]\n"
            "       ferryd --verify DIR\n"
            "\n"
@@ -513,6 +526,11 @@ const char *cfg_usage(void)
            "  --data-dir DIR       data directory, created if missing (default ./ferry-data)\n"
            "  --io-threads N       IO reactor threads (default: one per core)\n"
            "  --workers N          routing worker threads (default: one per core)\n"
+           "  --reactor multi|single-pool|single  the threads: multi (default): an acceptor,\n"
+           "                       --io-threads reactors and --workers routing threads;\n"
+           "                       single-pool: one reactor that also accepts, and the\n"
+           "                       workers; single: one thread accepts, reads and routes.\n"
+           "                       The store writer is its own thread in all three\n"
            "  --io-backend epoll|uring  how the reactors wait for sockets (default epoll);\n"
            "                       uring: through io_uring, where the kernel allows it\n"
            "                       (else epoll, said in the log)\n"

@@ -26,6 +26,13 @@ struct cfg_retention {
     uint64_t max_age_ms;
 };
 
+/* How the broker's threads are laid out (--reactor). */
+enum reactor_mode {
+    REACTOR_MULTI = 0,   /* acceptor thread + N IO threads + N workers (default) */
+    REACTOR_SINGLE_POOL, /* one IO thread that also accepts, + the workers */
+    REACTOR_SINGLE,      /* one thread: accept, IO and routing */
+};
+
 struct cfg {
     char listen_host[64];      /* numeric IPv4 address or hostname; default 0.0.0.0 */
     int listen_port;           /* 0: any free port (reported on stdout) */
@@ -46,6 +53,7 @@ struct cfg {
     uint32_t worker_queue;       /* publish batches queued per worker */
     uint32_t shutdown_ms;        /* bound on the graceful stop */
     int io_backend;              /* enum rx_backend (reactor.h): 0 epoll, 1 uring */
+    int reactor_mode;            /* enum reactor_mode */
     char config_file[512];       /* "" if none */
     char auth_file[512];         /* "" if none: anonymous access (auth.h) */
     /* The store. */

@@ -13,6 +13,7 @@
 #ifndef FERRY_IO_INT_H
 #define FERRY_IO_INT_H
 
+#include "acceptor.h"
 #include "acl.h"
 #include "auth.h"
 #include "codec.h"
@@ -46,9 +47,9 @@
 #define WQ_PAUSE 8u           /* unposted items to one worker that pause publishers */
 #define PRE_CONNECT_MAX 4096u /* frame limit before Connect (ferry.proto) */
 #define CLOSE_LINGER_MS 2000u /* bound on flushing a connection we close */
-#define STALL_MAX_MS 200u /* per episode of lagging subscribers, see struct iot */
-#define DUR_SCAN_MS 20u   /* durable consumers: redelivery deadlines checked this often */
-#define DUR_DUE_MAX 64u   /* redeliveries per durable subscription per scan */
+#define STALL_MAX_MS 200u     /* per episode of lagging subscribers, see struct iot */
+#define DUR_SCAN_MS 20u       /* durable consumers: redelivery deadlines checked this often */
+#define DUR_DUE_MAX 64u       /* redeliveries per durable subscription per scan */
 
 enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
 
@@ -248,7 +249,13 @@ struct iot {
     atomic_int is_commit_wanted; /* atomic: a Subscribe waits for committed_serial */
     struct mbox in;              /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
-    struct rx *rx;       /* this thread's descriptors (reactor.h) */
+    struct rx *rx; /* this thread's descriptors (reactor.h) */
+    /* --reactor single-pool and single (thread 0): the acceptor runs in this
+     * loop (acc_attach); single: so does worker 0 (worker_run_inline). */
+    struct acceptor *acc;
+    struct worker *inline_worker;
+    int has_more_route;  /* the inline worker's mailbox may hold more */
+    int acc_wait;        /* ms until acc_tick wants to run again, or -1 */
     struct conn **slots; /* by slot; NULL = free */
     uint32_t *gens;      /* generation of each slot */
     uint32_t n_slots;

@@ -222,6 +222,11 @@ static void take_mail(struct iot *t)
     static _Thread_local struct rmsg mail[IOT_TAKE];
     uint32_t n = mbox_take(&t->in, mail, IOT_TAKE, NULL);
     t->has_more_mail = n == IOT_TAKE;
+    iot_mail_handle(t, mail, n);
+}
+
+void iot_mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
+{
     for (uint32_t i = 0; i < n; i++) {
         struct rmsg *m = &mail[i];
         switch (m->kind) {
@@ -529,6 +534,10 @@ static void mute_mail(struct iot *t, int mute)
     }
     if (rx_watch(t->rx, mbox_fd(&t->in), 0, mute ? 0 : RX_READ, NULL) == 0) {
         t->is_mail_muted = mute;
+        if (t->inline_worker != NULL) { /* its deliveries stall too */
+            (void)rx_watch(t->rx, worker_fd(t->inline_worker), 0, mute ? 0 : RX_READ,
+                           &t->inline_worker);
+        }
     }
 }
 
@@ -546,7 +555,7 @@ static int loop_timeout(struct iot *t)
         }
         return timeout;
     }
-    if (t->has_more_mail) {
+    if (t->has_more_mail || t->has_more_route) {
         return 0;
     }
     if (atomic_load(&t->srv->phase) == PHASE_RUN && cu_has_work(t)) {
@@ -569,6 +578,9 @@ static int loop_timeout(struct iot *t)
     }
     if (t->paused.n > 0 && (timeout < 0 || timeout > 1)) {
         timeout = 1; /* iot_resume_paused() runs before the flush that may list one */
+    }
+    if (t->acc_wait >= 0 && (timeout < 0 || timeout > t->acc_wait)) {
+        timeout = t->acc_wait; /* the embedded acceptor resumes after a pause */
     }
     if (atomic_load(&t->srv->phase) == PHASE_CLOSE && timeout < 0) {
         timeout = 50;
@@ -601,22 +613,58 @@ static int enter_phase(struct iot *t, int phase, int seen)
     return phase;
 }
 
+/* --reactor single-pool and single: thread 0 also runs the acceptor, and
+ * (single) worker 0, in this loop. */
+static int embed_start(struct iot *t)
+{
+    struct server *s = t->srv;
+    t->acc_wait = -1;
+    if (t->index != 0 || s->cfg.reactor_mode == REACTOR_MULTI) {
+        return 0;
+    }
+    t->acc = s->acc;
+    if (acc_attach(t->acc, t->rx, &t->acc) < 0) {
+        log_error("IO thread %u: cannot watch the listening socket", t->index);
+        t->acc = NULL;
+    }
+    if (s->cfg.reactor_mode == REACTOR_SINGLE) {
+        t->inline_worker = s->workers[0];
+        if (rx_watch(t->rx, worker_fd(t->inline_worker), 1, RX_READ, &t->inline_worker) < 0) {
+            log_error("IO thread %u: cannot watch the routing queue", t->index);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void *iot_main(void *arg)
 {
     struct iot *t = arg;
     struct rx_event evs[IOT_EVENTS];
     int seen_phase = PHASE_RUN;
     uint64_t close_deadline = 0;
+    if (embed_start(t) < 0) {
+        return NULL;
+    }
     for (;;) {
         int n = rx_wait(t->rx, evs, IOT_EVENTS, loop_timeout(t));
         t->now = now_ms();
         t->now_ns = now_realtime_ns();
         int phase = atomic_load(&t->srv->phase);
         int has_mail = t->has_more_mail;
+        int has_route = t->has_more_route;
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data;
             if (c == NULL) {
                 has_mail = 1;
+                continue;
+            }
+            if (evs[i].data == &t->acc) {
+                acc_on_ready(t->acc);
+                continue;
+            }
+            if (evs[i].data == &t->inline_worker) {
+                has_route = 1;
                 continue;
             }
             if (c->state == ST_DEAD) {
@@ -644,6 +692,9 @@ static void *iot_main(void *arg)
             if (has_mail) {
                 take_mail(t);
             }
+            if (has_route) {
+                t->has_more_route = worker_run_inline(t->inline_worker, t);
+            }
             if (t->srv->auth_pool && auth_holder_gen(&t->srv->auth) != t->auth_gen) {
                 auth_reload(t);
             }
@@ -652,6 +703,8 @@ static void *iot_main(void *arg)
                  * posted before saying goodbye. */
                 while (t->has_more_mail) {
                     take_mail(t);
+                }
+                while (t->inline_worker != NULL && worker_run_inline(t->inline_worker, t)) {
                 }
             }
         }
@@ -664,6 +717,9 @@ static void *iot_main(void *arg)
             cu_pump_all(t);
             cu_dur_scan_all(t);
             wq_flush_all(t); /* dead letters */
+        }
+        if (t->acc != NULL) {
+            t->acc_wait = acc_tick(t->acc, t->now);
         }
         seen_phase = enter_phase(t, phase, seen_phase);
         if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {

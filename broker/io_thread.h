@@ -34,6 +34,10 @@ struct stats *iot_stats(struct iot *t);
  * Wakes the thread if a Subscribe waits for it. Writer thread. */
 void iot_committed(struct iot *t, uint32_t serial);
 
+/* Handle n items as if taken from t's mailbox (the inline worker of
+ * --reactor single: worker_run_inline). IO thread t only. */
+void iot_mail_handle(struct iot *t, struct rmsg *mail, uint32_t n);
+
 /* PHASE_DRAIN: true once this thread has stopped reading and handed every
  * queued publication to the workers. Any thread. */
 int iot_is_drained(struct iot *t);

@@ -249,6 +249,13 @@ static void tune_malloc(void)
     }
 }
 
+static const char *reactor_name(int mode)
+{
+    return mode == REACTOR_SINGLE        ? "single"
+           : mode == REACTOR_SINGLE_POOL ? "single-pool"
+                                         : "multi";
+}
+
 /* The reactors' backend: io_uring if asked for and the kernel allows it
  * (a set is opened to find out), else epoll, with a log line saying why. */
 static void choose_io_backend(struct cfg *cfg)
@@ -318,6 +325,12 @@ int main(int argc, char **argv)
     }
     s->n_iot = (uint32_t)(s->cfg.io_threads > 0 ? s->cfg.io_threads : ncpu);
     s->n_workers = (uint32_t)(s->cfg.workers > 0 ? s->cfg.workers : ncpu);
+    if (s->cfg.reactor_mode != REACTOR_MULTI) {
+        s->n_iot = 1; /* one reactor, which accepts too */
+    }
+    if (s->cfg.reactor_mode == REACTOR_SINGLE) {
+        s->n_workers = 1; /* routed inline by that reactor */
+    }
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         uint64_t t = (uint64_t)now_realtime_ns() ^ (uint64_t)getpid();
@@ -392,7 +405,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    for (uint32_t i = 0; i < s->n_workers; i++) {
+    for (uint32_t i = 0; i < s->n_workers && s->cfg.reactor_mode != REACTOR_SINGLE; i++) {
         if ((rc = worker_start(s->workers[i])) < 0) {
             log_error("cannot start worker %u: %s", i, strerror(-rc));
             return 1;
@@ -401,6 +414,15 @@ int main(int argc, char **argv)
     if ((rc = writer_start(s->writer)) < 0) {
         log_error("cannot start the store writer: %s", strerror(-rc));
         return 1;
+    }
+    /* The listener exists before the IO threads start: with --reactor
+     * single-pool or single, IO thread 0 watches it itself. */
+    int port = 0;
+    if ((rc = acc_open(s, &s->acc, &port)) < 0) {
+        return 1;
+    }
+    if (s->cfg.reactor_mode != REACTOR_MULTI) {
+        acc_embed(s->acc);
     }
     for (uint32_t i = 0; i < s->n_iot; i++) {
         if ((rc = iot_start(s->iots[i])) < 0) {
@@ -415,18 +437,16 @@ int main(int argc, char **argv)
         log_error("cannot start the consumer_max_idle reaper: %s", server_strerror(rc));
         return 1;
     }
-    int port = 0;
-    if ((rc = acc_open(s, &s->acc, &port)) < 0) {
-        return 1;
-    }
-    if ((rc = acc_start(s->acc)) < 0) {
+    if (s->cfg.reactor_mode == REACTOR_MULTI && (rc = acc_start(s->acc)) < 0) {
         log_error("cannot start the acceptor: %s", strerror(-rc));
         return 1;
     }
-    log_info("ferryd %s (server id %s) on %s:%d, %u IO threads (%s), %u workers, data dir %s, "
-             "sync %s, %u ephemeral patterns",
-             FERRY_VERSION, s->server_id, s->cfg.listen_host, port, s->n_iot,
-             rx_backend_name((enum rx_backend)s->cfg.io_backend), s->n_workers, s->cfg.data_dir,
+    log_info("ferryd %s (server id %s) on %s:%d, reactor %s: %u IO threads (%s), %u workers%s, "
+             "data dir %s, sync %s, %u ephemeral patterns",
+             FERRY_VERSION, s->server_id, s->cfg.listen_host, port,
+             reactor_name(s->cfg.reactor_mode), s->n_iot,
+             rx_backend_name((enum rx_backend)s->cfg.io_backend), s->n_workers,
+             s->cfg.reactor_mode == REACTOR_SINGLE ? " (inline)" : "", s->cfg.data_dir,
              sync_name(&s->cfg), s->cfg.n_ephemeral);
     printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
     fflush(stdout);

@@ -3,13 +3,12 @@
  */
 #include "server.h"
 
-#include <string.h>
-#include <time.h>
-
 #include "ferry.h"
-
 #include "io_thread.h"
 #include "worker.h"
+
+#include <string.h>
+#include <time.h>
 
 uint64_t now_ms(void)
 {

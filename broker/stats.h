@@ -13,23 +13,23 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define STATS_FIELDS(X)                                                                           \
-    X(conns)          /* gauge: connections open on this IO thread */                           \
-    X(conns_total)    /* connections accepted */                                                \
-    X(subs)           /* gauge: subscriptions open */                                           \
-    X(msgs_in)        /* Publish frames accepted */                                             \
-    X(msgs_out)       /* Deliver frames queued for sending */                                   \
-    X(frames_in)                                                                                \
-    X(frames_out)                                                                               \
-    X(bytes_in)                                                                                 \
-    X(bytes_out)                                                                                \
-    X(slow_consumers)                                                                           \
-    X(protocol_errors)                                                                          \
-    X(routed)         /* publications routed by workers */                                      \
-    X(deliveries)     /* per-connection deliveries produced by workers */                     \
-    X(auth_failures)  /* Connects refused: wrong, missing or unknown credentials */             \
-    X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */ \
-    X(deliver_too_large) /* Deliver frames not sent: above the connection's max_frame_len */
+#define STATS_FIELDS(X)                                                                            \
+    X(conns)       /* gauge: connections open on this IO thread */                                 \
+    X(conns_total) /* connections accepted */                                                      \
+    X(subs)        /* gauge: subscriptions open */                                                 \
+    X(msgs_in)     /* Publish frames accepted */                                                   \
+    X(msgs_out)    /* Deliver frames queued for sending */                                         \
+    X(frames_in)                                                                                   \
+    X(frames_out)                                                                                  \
+    X(bytes_in)                                                                                    \
+    X(bytes_out)                                                                                   \
+    X(slow_consumers)                                                                              \
+    X(protocol_errors)                                                                             \
+    X(routed)             /* publications routed by workers */                                     \
+    X(deliveries)         /* per-connection deliveries produced by workers */                      \
+    X(auth_failures)      /* Connects refused: wrong, missing or unknown credentials */            \
+    X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */         \
+    X(deliver_too_large)  /* Deliver frames not sent: above the connection's max_frame_len */
 
 struct stats {
 #define STATS_DECL(name) _Atomic uint64_t name;

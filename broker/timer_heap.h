@@ -13,8 +13,8 @@
 #define TIMER_NONE UINT32_MAX
 
 struct theap_ent {
-    uint64_t when;  /* deadline, ms on the caller's clock */
-    uint32_t *pos;  /* kept equal to this entry's index */
+    uint64_t when; /* deadline, ms on the caller's clock */
+    uint32_t *pos; /* kept equal to this entry's index */
     void *data;
 };
 

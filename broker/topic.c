@@ -3,12 +3,12 @@
  */
 #include "topic.h"
 
-#include <string.h>
-
 #include "ferry.h"
 
-int topic_validate(const char *s, size_t len, int is_pattern, uint32_t max_len,
-                   uint32_t max_depth, const char **why)
+#include <string.h>
+
+int topic_validate(const char *s, size_t len, int is_pattern, uint32_t max_len, uint32_t max_depth,
+                   const char **why)
 {
     int bad = is_pattern ? FERRY_EINVALIDPATTERN : FERRY_EINVALIDTOPIC;
     if (len == 0) {

@@ -14,8 +14,8 @@
 
 /* Check s[0..len). is_pattern selects the pattern rules. Returns 0, or
  * FERRY_EINVALIDTOPIC / FERRY_EINVALIDPATTERN with *why (static text) set. */
-int topic_validate(const char *s, size_t len, int is_pattern, uint32_t max_len,
-                   uint32_t max_depth, const char **why);
+int topic_validate(const char *s, size_t len, int is_pattern, uint32_t max_len, uint32_t max_depth,
+                   const char **why);
 
 /* FNV-1a of the topic: picks the worker that owns it. */
 uint32_t topic_hash(const char *s, size_t len);

@@ -65,7 +65,9 @@ struct worker *worker_create(struct server *s, uint32_t index)
     w->index = index;
     trie_init(&w->trie);
     w->out = calloc(s->n_iot, sizeof(*w->out));
-    if (w->out == NULL || mbox_init(&w->in, sizeof(struct wmsg), s->cfg.worker_queue, 0) < 0) {
+    /* An eventfd only when an IO thread runs this worker in its loop. */
+    int use_fd = s->cfg.reactor_mode == REACTOR_SINGLE;
+    if (w->out == NULL || mbox_init(&w->in, sizeof(struct wmsg), s->cfg.worker_queue, use_fd) < 0) {
         free(w->out);
         free(w);
         return NULL;
@@ -296,75 +298,104 @@ static void topic_info(struct worker *w, struct topic_info_req *q)
     free(q);
 }
 
-static void flush_out(struct worker *w)
+/* Hand each IO thread its results: one mailbox post per thread, or, for
+ * the IO thread running this worker inline (local), at once. */
+static void flush_out(struct worker *w, struct iot *local)
 {
     for (uint32_t i = 0; i < w->srv->n_iot; i++) {
         struct outbox *o = &w->out[i];
-        if (o->n) {
+        if (o->n == 0) {
+            continue;
+        }
+        if (local != NULL && w->srv->iots[i] == local) {
+            iot_mail_handle(local, o->m, o->n);
+        } else if (mbox_post(iot_mbox(w->srv->iots[i]), o->m, o->n) < 0) {
             /* Blocking is safe: IO threads never wait for workers. */
-            if (mbox_post(iot_mbox(w->srv->iots[i]), o->m, o->n) < 0) {
-                log_error("worker %u: IO thread %u closed its mailbox", w->index, i);
+            log_error("worker %u: IO thread %u closed its mailbox", w->index, i);
+        }
+        o->n = 0;
+    }
+}
+
+/* One round: take up to WORKER_TAKE items, handle them, hand over the
+ * results (flush_out). Returns 0 once W_STOP was taken; *is_full: as many
+ * items as allowed were taken (more may be queued). */
+static int worker_round(struct worker *w, struct iot *local, int *is_full)
+{
+    struct wmsg batch[WORKER_TAKE];
+    int running = 1;
+    int was_refused = 0;
+    uint32_t n = mbox_take(&w->in, batch, WORKER_TAKE, &was_refused);
+    *is_full = n == WORKER_TAKE;
+    for (uint32_t i = 0; i < n; i++) {
+        struct wmsg *m = &batch[i];
+        switch (m->kind) {
+        case W_SUB_ADD: {
+            struct trie_sub *s = m->p;
+            if (trie_add(&w->trie, s) < 0) {
+                log_error("worker %u: cannot index subscription %llu (%s): out of memory", w->index,
+                          (unsigned long long)s->sub_id, s->pattern);
             }
-            o->n = 0;
+            trie_sub_unref(s);
+            break;
+        }
+        case W_SUB_DEL: {
+            struct trie_sub *s = m->p;
+            trie_remove(&w->trie, s);
+            trie_sub_unref(s);
+            break;
+        }
+        case W_PUB_BATCH:
+            route_batch(w, m->p);
+            break;
+        case W_STORED:
+            route_stored(w, m->p);
+            break;
+        case W_SUB_READY:
+            sub_ready(w, m->p);
+            trie_sub_unref(m->p);
+            break;
+        case W_TOPIC_INFO:
+            topic_info(w, m->p);
+            break;
+        case W_STOP:
+            running = 0;
+            break;
+        default:
+            break;
         }
     }
+    flush_out(w, local);
+    if (was_refused) {
+        /* Some IO thread stopped reading publishers because we were full:
+         * there is room now. */
+        for (uint32_t i = 0; i < w->srv->n_iot; i++) {
+            mbox_wake(iot_mbox(w->srv->iots[i]));
+        }
+    }
+    return running;
+}
+
+int worker_run_inline(struct worker *w, struct iot *t)
+{
+    int is_full = 0;
+    (void)worker_round(w, t, &is_full);
+    return is_full;
+}
+
+int worker_fd(struct worker *w)
+{
+    return mbox_fd(&w->in);
 }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    struct wmsg batch[WORKER_TAKE];
     int running = 1;
     while (running) {
         mbox_wait(&w->in, -1);
-        int was_refused = 0;
-        uint32_t n = mbox_take(&w->in, batch, WORKER_TAKE, &was_refused);
-        for (uint32_t i = 0; i < n; i++) {
-            struct wmsg *m = &batch[i];
-            switch (m->kind) {
-            case W_SUB_ADD: {
-                struct trie_sub *s = m->p;
-                if (trie_add(&w->trie, s) < 0) {
-                    log_error("worker %u: cannot index subscription %llu (%s): out of memory",
-                              w->index, (unsigned long long)s->sub_id, s->pattern);
-                }
-                trie_sub_unref(s);
-                break;
-            }
-            case W_SUB_DEL: {
-                struct trie_sub *s = m->p;
-                trie_remove(&w->trie, s);
-                trie_sub_unref(s);
-                break;
-            }
-            case W_PUB_BATCH:
-                route_batch(w, m->p);
-                break;
-            case W_STORED:
-                route_stored(w, m->p);
-                break;
-            case W_SUB_READY:
-                sub_ready(w, m->p);
-                trie_sub_unref(m->p);
-                break;
-            case W_TOPIC_INFO:
-                topic_info(w, m->p);
-                break;
-            case W_STOP:
-                running = 0;
-                break;
-            default:
-                break;
-            }
-        }
-        flush_out(w);
-        if (was_refused) {
-            /* Some IO thread stopped reading publishers because we were
-             * full: there is room now. */
-            for (uint32_t i = 0; i < w->srv->n_iot; i++) {
-                mbox_wake(iot_mbox(w->srv->iots[i]));
-            }
-        }
+        int is_full;
+        running = worker_round(w, NULL, &is_full);
     }
     return NULL;
 }

@@ -29,4 +29,15 @@ void worker_destroy(struct worker *w);
 struct mbox *worker_mbox(struct worker *w);
 struct stats *worker_stats(struct worker *w);
 
+/*
+ * --reactor single: no worker thread; the one IO thread t runs the worker
+ * in its loop, watching worker_fd() (the mailbox's eventfd). One round:
+ * take what is queued (a bounded amount), route it, and hand t its
+ * results at once (iot_mail_handle), not through t's mailbox. Returns 1 if
+ * more may be queued (call again soon). IO thread t only.
+ */
+struct iot;
+int worker_run_inline(struct worker *w, struct iot *t);
+int worker_fd(struct worker *w);
+
 #endif

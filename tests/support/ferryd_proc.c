@@ -65,11 +65,17 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     argv[n++] = "127.0.0.1:0";
     argv[n++] = "--data-dir";
     argv[n++] = p->data_dir;
-    /* FERRY_TEST_IO_BACKEND=uring runs the suites on the io_uring reactors. */
+    /* FERRY_TEST_IO_BACKEND=uring runs the suites on the io_uring reactors,
+     * FERRY_TEST_REACTOR=single|single-pool on those thread layouts. */
     const char *backend = getenv("FERRY_TEST_IO_BACKEND");
     if (backend != NULL && *backend != '\0') {
         argv[n++] = "--io-backend";
         argv[n++] = backend;
+    }
+    const char *reactor = getenv("FERRY_TEST_REACTOR");
+    if (reactor != NULL && *reactor != '\0') {
+        argv[n++] = "--reactor";
+        argv[n++] = reactor;
     }
     for (int i = 0; extra_args && extra_args[i] && n < 62; i++) {
         argv[n++] = extra_args[i];
