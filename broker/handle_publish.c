@@ -3,42 +3,23 @@
  * and queued to the topic's worker or to the store writer.
  */
 #include "io_int.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* Deliver body without headers, written directly (same bytes protobuf-c
  * would produce): topic=2, publish_time=4, payload=5, key=7, attempt=8. */
 static size_t deliver_body_size(const struct pub_in *p, int64_t now_ns)
 {
-    size_t n = 1 + varint_len(p->topic_len) + p->topic_len;
-    n += 1 + varint_len((uint64_t)now_ns);
+    size_t n = 1 + wire_varint_len(p->topic_len) + p->topic_len;
+    n += 1 + wire_varint_len((uint64_t)now_ns);
     if (p->payload_len) {
-        n += 1 + varint_len(p->payload_len) + p->payload_len;
+        n += 1 + wire_varint_len(p->payload_len) + p->payload_len;
     }
     if (p->key_len) {
-        n += 1 + varint_len(p->key_len) + p->key_len;
+        n += 1 + wire_varint_len(p->key_len) + p->key_len;
     }
     return n + 2;
 }
@@ -46,20 +27,20 @@ static size_t deliver_body_size(const struct pub_in *p, int64_t now_ns)
 static void deliver_body_put(uint8_t *o, const struct pub_in *p, int64_t now_ns)
 {
     *o++ = (2 << 3) | 2;
-    o = varint_put(o, p->topic_len);
+    o = wire_varint_put(o, p->topic_len);
     memcpy(o, p->topic, p->topic_len);
     o += p->topic_len;
     *o++ = (4 << 3) | 0;
-    o = varint_put(o, (uint64_t)now_ns);
+    o = wire_varint_put(o, (uint64_t)now_ns);
     if (p->payload_len) {
         *o++ = (5 << 3) | 2;
-        o = varint_put(o, p->payload_len);
+        o = wire_varint_put(o, p->payload_len);
         memcpy(o, p->payload, p->payload_len);
         o += p->payload_len;
     }
     if (p->key_len) {
         *o++ = (7 << 3) | 2;
-        o = varint_put(o, p->key_len);
+        o = wire_varint_put(o, p->key_len);
         memcpy(o, p->key, p->key_len);
         o += p->key_len;
     }
@@ -209,28 +190,6 @@ void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
     handle_publish_enqueue(t, c, &p);
 }
 
-static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-    const uint8_t *p = *pp;
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (p == end) {
-            return 0;
-        }
-        uint8_t b = *p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            if (shift == 63 && b > 1) {
-                return 0;
-            }
-            *pp = p;
-            *v = x;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* The hot path: a frame holding only a Publish without headers is read in
  * place, without protobuf-c and without the arena. Anything unusual (other
  * or unknown fields, headers, bad strings, odd encodings) returns 0 and the
@@ -240,7 +199,7 @@ int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
 {
     const uint8_t *p = body, *end = body + len;
     uint64_t v;
-    if (p == end || *p++ != ((3 << 3) | 2) || !get_varint(&p, end, &v) ||
+    if (p == end || *p++ != ((3 << 3) | 2) || wire_varint_get(&p, end, &v) < 0 ||
         v != (uint64_t)(end - p)) {
         return 0;
     }
@@ -250,12 +209,12 @@ int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
         uint8_t key = *p++;
         switch (key) {
         case (1 << 3) | 0:
-            if (!get_varint(&p, end, &in.id)) {
+            if (wire_varint_get(&p, end, &in.id) < 0) {
                 return 0;
             }
             break;
         case (6 << 3) | 0:
-            if (!get_varint(&p, end, &v)) {
+            if (wire_varint_get(&p, end, &v) < 0) {
                 return 0;
             }
             in.want_ack = v != 0;
@@ -263,7 +222,7 @@ int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
         case (2 << 3) | 2:
         case (3 << 3) | 2:
         case (5 << 3) | 2:
-            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
+            if (wire_varint_get(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
                 return 0;
             }
             if (key == ((2 << 3) | 2)) {

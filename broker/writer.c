@@ -32,6 +32,7 @@
 #include "log.h"
 #include "retention.h"
 #include "store.h"
+#include "wire.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -181,22 +182,6 @@ static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
     }
 }
 
-static int varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-    const uint8_t *p = *pp;
-    uint64_t x = 0;
-    for (int shift = 0; shift < 70 && p < end; shift += 7) {
-        uint8_t b = *p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *pp = p;
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* The message in a stored record's Deliver body (encoded by an IO thread:
  * topic 2, sequence 3, publish_time 4, payload 5, headers 6, key 7,
  * attempt 8). Pointers point into the body. */
@@ -207,11 +192,11 @@ static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct sto
     m->headers = w->hdr;
     while (p < end) {
         uint64_t key, v;
-        if (varint(&p, end, &key) < 0) {
+        if (wire_varint_get(&p, end, &key) < 0) {
             return -1;
         }
         if ((key & 7) == 0) {
-            if (varint(&p, end, &v) < 0) {
+            if (wire_varint_get(&p, end, &v) < 0) {
                 return -1;
             }
             if ((key >> 3) == 4) {
@@ -219,7 +204,7 @@ static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct sto
             }
             continue;
         }
-        if ((key & 7) != 2 || varint(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
+        if ((key & 7) != 2 || wire_varint_get(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
             return -1;
         }
         const uint8_t *f = p;
@@ -243,8 +228,8 @@ static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct sto
             const uint8_t *h = f, *hend = f + v;
             while (h < hend) {
                 uint64_t hk, hl;
-                if (varint(&h, hend, &hk) < 0 || (hk & 7) != 2 || varint(&h, hend, &hl) < 0 ||
-                    hl > (uint64_t)(hend - h)) {
+                if (wire_varint_get(&h, hend, &hk) < 0 || (hk & 7) != 2 ||
+                    wire_varint_get(&h, hend, &hl) < 0 || hl > (uint64_t)(hend - h)) {
                     return -1;
                 }
                 if ((hk >> 3) == 1) {

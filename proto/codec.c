@@ -15,6 +15,7 @@
 #include "codec.h"
 
 #include "ferry.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <stdalign.h>
@@ -174,23 +175,6 @@ int codec_utf8_valid(const uint8_t *s, size_t len)
 /* Deeper than any message of ferry.proto nests; a bound in case it changes. */
 #define WALK_MAX_DEPTH 8
 
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (*p >= end) {
-            return -1;
-        }
-        uint8_t b = *(*p)++;
-        r |= (uint64_t)(b & 0x7F) << shift;
-        if (!(b & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Check every string field of an encoded message, recursing into known
  * sub-messages. Returns 0 if all strings are clean. */
 static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
@@ -202,7 +186,7 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
     const uint8_t *end = p + len;
     while (p < end) {
         uint64_t key;
-        if (read_varint(&p, end, &key) < 0) {
+        if (wire_varint_get(&p, end, &key) < 0) {
             return -1;
         }
         /* Field number 0 is invalid protobuf, yet protobuf-c 1.4.1 accepts
@@ -215,7 +199,7 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
         uint64_t v;
         switch (key & 7) {
         case 0: /* varint */
-            if (read_varint(&p, end, &v) < 0) {
+            if (wire_varint_get(&p, end, &v) < 0) {
                 return -1;
             }
             break;
@@ -232,7 +216,7 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
             p += 4;
             break;
         case 2: { /* length-delimited */
-            if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
+            if (wire_varint_get(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
                 return -1;
             }
             uint64_t tag = key >> 3;
@@ -336,27 +320,6 @@ size_t codec_deliver_body_encode(const Ferry__Deliver *d, uint8_t *out)
     return ferry__deliver__pack(d, out);
 }
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static size_t varint_put(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
 /* Field keys: (field number << 3) | wire type 2 (length-delimited). */
 #define KEY_FRAME_DELIVER ((7u << 3) | 2u)
 #define KEY_DELIVER_SUB_IDS ((1u << 3) | 2u)
@@ -365,22 +328,22 @@ size_t codec_deliver_prefix(uint8_t *out, const uint64_t *sub_ids, size_t n, siz
 {
     size_t ids_len = 0;
     for (size_t i = 0; i < n; i++) {
-        ids_len += varint_size(sub_ids[i]);
+        ids_len += wire_varint_len(sub_ids[i]);
     }
-    size_t ids_field = n ? 1 + varint_size(ids_len) + ids_len : 0;
+    size_t ids_field = n ? 1 + wire_varint_len(ids_len) + ids_len : 0;
     size_t deliver_len = ids_field + body_len;
-    size_t frame_len = 1 + varint_size(deliver_len) + deliver_len;
+    size_t frame_len = 1 + wire_varint_len(deliver_len) + deliver_len;
 
     size_t k = 0;
     frame_hdr_put(out, (uint32_t)frame_len);
     k += FRAME_HDR_LEN;
     out[k++] = KEY_FRAME_DELIVER;
-    k += varint_put(out + k, deliver_len);
+    k = (size_t)(wire_varint_put(out + k, deliver_len) - out);
     if (n) {
         out[k++] = KEY_DELIVER_SUB_IDS;
-        k += varint_put(out + k, ids_len);
+        k = (size_t)(wire_varint_put(out + k, ids_len) - out);
         for (size_t i = 0; i < n; i++) {
-            k += varint_put(out + k, sub_ids[i]);
+            k = (size_t)(wire_varint_put(out + k, sub_ids[i]) - out);
         }
     }
     return k;

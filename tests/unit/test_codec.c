@@ -1,11 +1,50 @@
 /* Unit tests for proto/codec.c: protobuf-c behind a budget and string checks. */
 #include "codec.h"
 #include "ferry.h"
+#include "wire.h"
 
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+START_TEST(test_wire_varints_round_trip_and_refuse_overlong)
+{
+    static const uint64_t vals[] = {
+        0, 1, 127, 128, 300, 16383, 16384, (1ull << 32) - 1, 1ull << 63, UINT64_MAX};
+    static const size_t lens[] = {1, 1, 1, 2, 2, 2, 3, 5, 10, 10};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        uint8_t buf[WIRE_VARINT_MAX + 1];
+        ck_assert_uint_eq(wire_varint_len(vals[i]), lens[i]);
+        uint8_t *end = wire_varint_put(buf, vals[i]);
+        ck_assert_uint_eq((size_t)(end - buf), lens[i]);
+        const uint8_t *p = buf;
+        uint64_t v = 42;
+        ck_assert_int_eq(wire_varint_get(&p, end, &v), 0);
+        ck_assert_uint_eq(v, vals[i]);
+        ck_assert_ptr_eq(p, end);
+        /* Cut short by one byte: refused, nothing moved. */
+        p = buf;
+        v = 42;
+        ck_assert_int_eq(wire_varint_get(&p, end - 1, &v), -1);
+        ck_assert_ptr_eq(p, buf);
+        ck_assert_uint_eq(v, 42);
+    }
+    /* Eleven bytes, and a 10th byte carrying more than bit 63: refused. */
+    const uint8_t eleven[11] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01};
+    const uint8_t over[10] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02};
+    const uint8_t *p = eleven;
+    uint64_t v;
+    ck_assert_int_eq(wire_varint_get(&p, eleven + sizeof(eleven), &v), -1);
+    p = over;
+    ck_assert_int_eq(wire_varint_get(&p, over + sizeof(over), &v), -1);
+    /* A non-minimal encoding is still the same number (protobuf accepts it). */
+    const uint8_t padded[3] = {0x85, 0x80, 0x00};
+    p = padded;
+    ck_assert_int_eq(wire_varint_get(&p, padded + 3, &v), 0);
+    ck_assert_uint_eq(v, 5);
+}
+END_TEST
 
 Suite *test_suite(void);
 
@@ -497,6 +536,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_codec_encode_refuses_small_buffer);
     tcase_add_test(tc, test_codec_error_table_matches_wire_codes);
     tcase_add_test(tc, test_codec_arena_keeps_small_chunk_between_frames);
+    tcase_add_test(tc, test_wire_varints_round_trip_and_refuse_overlong);
     suite_add_tcase(s, tc);
     TCase *bad = tcase_create("hostile");
     tcase_add_checked_fixture(bad, setup, teardown);

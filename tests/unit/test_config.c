@@ -136,6 +136,31 @@ START_TEST(test_cfg_consumer_max_idle_is_a_duration_default_off)
 }
 END_TEST
 
+START_TEST(test_cfg_reactor_and_io_backend)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_int_eq(c.reactor_mode, REACTOR_MULTI);
+    ck_assert_int_eq(c.io_backend, 0); /* epoll */
+    ck_assert_int_eq(cfg_set(&c, "reactor", "single"), 0);
+    ck_assert_int_eq(c.reactor_mode, REACTOR_SINGLE);
+    ck_assert_int_eq(cfg_set(&c, "reactor", "single-pool"), 0);
+    ck_assert_int_eq(c.reactor_mode, REACTOR_SINGLE_POOL);
+    ck_assert_int_eq(cfg_set(&c, "reactor", "multi"), 0);
+    ck_assert_int_eq(c.reactor_mode, REACTOR_MULTI);
+    ck_assert_int_eq(cfg_set(&c, "reactor", "dual"), -EINVAL);
+    ck_assert_int_eq(c.reactor_mode, REACTOR_MULTI);
+    ck_assert_int_eq(cfg_set(&c, "io-backend", "uring"), 0);
+    ck_assert_int_eq(c.io_backend, 1);
+    ck_assert_int_eq(cfg_set(&c, "io_backend", "kqueue"), -EINVAL);
+    ck_assert_int_eq(c.io_backend, 1);
+    ck_assert_int_eq(cfg_set(&c, "io_backend", "epoll"), 0);
+    ck_assert_int_eq(c.io_backend, 0);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--reactor multi|single-pool|single"));
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--io-backend epoll|uring"));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -145,6 +170,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_errors_name_the_line);
     tcase_add_test(tc, test_cfg_help_and_version);
     tcase_add_test(tc, test_cfg_consumer_max_idle_is_a_duration_default_off);
+    tcase_add_test(tc, test_cfg_reactor_and_io_backend);
     suite_add_tcase(s, tc);
     return s;
 }
