@@ -276,6 +276,142 @@ static void choose_io_backend(struct cfg *cfg)
     rx_close(r);
 }
 
+/* The auth file, if any: load it, start the password-check threads, and
+ * warn about loose file modes or an open listener. -1 (logged) if it
+ * cannot be used. */
+static int setup_auth(struct server *s, long ncpu)
+{
+    char err[600];
+    auth_holder_init(&s->auth);
+    if (s->cfg.auth_file[0] != '\0') {
+        struct auth_table *at;
+        if (auth_table_load(s->cfg.auth_file, &at, err, sizeof(err)) < 0) {
+            log_error("auth file: %s", err);
+            return -1;
+        }
+        auth_holder_set(&s->auth, at);
+        if (auth_delay_init(&s->auth_delay, AUTH_DELAY_SLOTS) < 0) {
+            log_error("out of memory");
+            return -1;
+        }
+        uint32_t n_auth = ncpu > 4 ? 4 : (uint32_t)ncpu;
+        if ((s->auth_pool = auth_pool_create(n_auth, 256, iot_auth_done, s)) == NULL) {
+            log_error("cannot start the auth threads: %s", strerror(errno));
+            return -1;
+        }
+        log_info("auth file %s: %u users, %u tokens; everything not allowed is denied",
+                 s->cfg.auth_file, at->n_users, at->n_tokens);
+        struct stat ast;
+        if (stat(s->cfg.auth_file, &ast) == 0 && (ast.st_mode & (S_IWGRP | S_IWOTH | S_IROTH))) {
+            /* writable: anyone could grant themselves rights; readable: the
+             * hashes can be attacked offline */
+            log_warn("auth file %s is %s by other users (mode %03o); chmod 600 it",
+                     s->cfg.auth_file,
+                     (ast.st_mode & (S_IWGRP | S_IWOTH)) ? "writable" : "readable",
+                     (unsigned)(ast.st_mode & 0777));
+        }
+    } else if (!is_loopback(s->cfg.listen_host)) {
+        log_warn("no auth file: anyone who can reach %s may publish, subscribe and administer "
+                 "(set auth_file / --auth-file)",
+                 s->cfg.listen_host);
+    }
+    return 0;
+}
+
+/* Create the workers and IO threads, start them, the writer, and open the
+ * listener (started later, in main, once everything else runs). Logs what
+ * failed; -1 then. */
+static int start_threads(struct server *s, int *port)
+{
+    int rc;
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        if ((s->workers[i] = worker_create(s, i)) == NULL) {
+            log_error("cannot create worker %u", i);
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        if ((s->iots[i] = iot_create(s, i)) == NULL) {
+            log_error("cannot create IO thread %u", i);
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < s->n_workers && s->cfg.reactor_mode != REACTOR_SINGLE; i++) {
+        if ((rc = worker_start(s->workers[i])) < 0) {
+            log_error("cannot start worker %u: %s", i, strerror(-rc));
+            return -1;
+        }
+    }
+    if ((rc = writer_start(s->writer)) < 0) {
+        log_error("cannot start the store writer: %s", strerror(-rc));
+        return -1;
+    }
+    /* The listener exists before the IO threads start: with --reactor
+     * single-pool or single, IO thread 0 watches it itself. */
+    if ((rc = acc_open(s, &s->acc, port)) < 0) {
+        return -1;
+    }
+    if (s->cfg.reactor_mode != REACTOR_MULTI) {
+        acc_embed(s->acc);
+    }
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        if ((rc = iot_start(s->iots[i])) < 0) {
+            log_error("cannot start IO thread %u: %s", i, strerror(-rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The graceful stop, in order: stop accepting, drain the IO threads' input,
+ * let the writer commit and ack what is queued, stop routing, say goodbye
+ * to the clients, then free everything. */
+static void stop_all(struct server *s, struct cons_reaper *reaper)
+{
+    int rc;
+    uint64_t deadline = now_ms() + s->cfg.shutdown_ms;
+    acc_stop(s->acc);
+    cons_reaper_stop(reaper); /* before the last flush of the registry */
+    set_phase(s, PHASE_DRAIN);
+    if (wait_drained(s, deadline) < 0) {
+        log_warn("shutdown: IO threads did not drain in time; queued publications may be lost");
+    }
+    writer_stop(s->writer); /* commits and acks what is queued */
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        worker_stop(s->workers[i]);
+    }
+    set_phase(s, PHASE_CLOSE);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        iot_join(s->iots[i]);
+    }
+    /* The auth threads may be waiting to post to an IO thread's mailbox:
+     * closing those releases them, and their answers are dropped. */
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        mbox_close(iot_mbox(s->iots[i]));
+    }
+    auth_pool_destroy(s->auth_pool);
+    acc_close(s->acc);
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        iot_destroy(s->iots[i]);
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        worker_destroy(s->workers[i]);
+    }
+    writer_destroy(s->writer);
+    /* Acks taken by the IO threads after the writer stopped. */
+    if ((rc = cons_reg_flush(s->consumers)) < 0) {
+        log_warn("shutdown: durable consumer state not saved: %s", server_strerror(rc));
+    }
+    cons_reg_destroy(s->consumers);
+    store_close(s->store); /* every thread that reads it has exited */
+    if (s->auth_pool) {
+        auth_delay_deinit(&s->auth_delay);
+    }
+    auth_holder_deinit(&s->auth);
+    free(s->iots);
+    free(s->workers);
+}
+
 int main(int argc, char **argv)
 {
     static struct server srv; /* large, and shared with every thread */
@@ -342,38 +478,8 @@ int main(int argc, char **argv)
     s->start_ms = (uint64_t)(now_realtime_ns() / 1000000);
     atomic_init(&s->next_client_id, 1);
 
-    auth_holder_init(&s->auth);
-    if (s->cfg.auth_file[0] != '\0') {
-        struct auth_table *at;
-        if (auth_table_load(s->cfg.auth_file, &at, err, sizeof(err)) < 0) {
-            log_error("auth file: %s", err);
-            return 1;
-        }
-        auth_holder_set(&s->auth, at);
-        if (auth_delay_init(&s->auth_delay, AUTH_DELAY_SLOTS) < 0) {
-            log_error("out of memory");
-            return 1;
-        }
-        uint32_t n_auth = ncpu > 4 ? 4 : (uint32_t)ncpu;
-        if ((s->auth_pool = auth_pool_create(n_auth, 256, iot_auth_done, s)) == NULL) {
-            log_error("cannot start the auth threads: %s", strerror(errno));
-            return 1;
-        }
-        log_info("auth file %s: %u users, %u tokens; everything not allowed is denied",
-                 s->cfg.auth_file, at->n_users, at->n_tokens);
-        struct stat ast;
-        if (stat(s->cfg.auth_file, &ast) == 0 && (ast.st_mode & (S_IWGRP | S_IWOTH | S_IROTH))) {
-            /* writable: anyone could grant themselves rights; readable: the
-             * hashes can be attacked offline */
-            log_warn("auth file %s is %s by other users (mode %03o); chmod 600 it",
-                     s->cfg.auth_file,
-                     (ast.st_mode & (S_IWGRP | S_IWOTH)) ? "writable" : "readable",
-                     (unsigned)(ast.st_mode & 0777));
-        }
-    } else if (!is_loopback(s->cfg.listen_host)) {
-        log_warn("no auth file: anyone who can reach %s may publish, subscribe and administer "
-                 "(set auth_file / --auth-file)",
-                 s->cfg.listen_host);
+    if (setup_auth(s, ncpu) < 0) {
+        return 1;
     }
 
     s->iots = calloc(s->n_iot, sizeof(*s->iots));
@@ -393,42 +499,9 @@ int main(int argc, char **argv)
         log_error("out of memory");
         return 1;
     }
-    for (uint32_t i = 0; i < s->n_workers; i++) {
-        if ((s->workers[i] = worker_create(s, i)) == NULL) {
-            log_error("cannot create worker %u", i);
-            return 1;
-        }
-    }
-    for (uint32_t i = 0; i < s->n_iot; i++) {
-        if ((s->iots[i] = iot_create(s, i)) == NULL) {
-            log_error("cannot create IO thread %u", i);
-            return 1;
-        }
-    }
-    for (uint32_t i = 0; i < s->n_workers && s->cfg.reactor_mode != REACTOR_SINGLE; i++) {
-        if ((rc = worker_start(s->workers[i])) < 0) {
-            log_error("cannot start worker %u: %s", i, strerror(-rc));
-            return 1;
-        }
-    }
-    if ((rc = writer_start(s->writer)) < 0) {
-        log_error("cannot start the store writer: %s", strerror(-rc));
-        return 1;
-    }
-    /* The listener exists before the IO threads start: with --reactor
-     * single-pool or single, IO thread 0 watches it itself. */
     int port = 0;
-    if ((rc = acc_open(s, &s->acc, &port)) < 0) {
+    if (start_threads(s, &port) < 0) {
         return 1;
-    }
-    if (s->cfg.reactor_mode != REACTOR_MULTI) {
-        acc_embed(s->acc);
-    }
-    for (uint32_t i = 0; i < s->n_iot; i++) {
-        if ((rc = iot_start(s->iots[i])) < 0) {
-            log_error("cannot start IO thread %u: %s", i, strerror(-rc));
-            return 1;
-        }
     }
     /* Durables nobody held for consumer_max_idle are removed (consumer.h). */
     struct cons_reaper *reaper = NULL;
@@ -464,47 +537,7 @@ int main(int argc, char **argv)
         }
     }
 
-    uint64_t deadline = now_ms() + s->cfg.shutdown_ms;
-    acc_stop(s->acc);
-    cons_reaper_stop(reaper); /* before the last flush of the registry */
-    set_phase(s, PHASE_DRAIN);
-    if (wait_drained(s, deadline) < 0) {
-        log_warn("shutdown: IO threads did not drain in time; queued publications may be lost");
-    }
-    writer_stop(s->writer); /* commits and acks what is queued */
-    for (uint32_t i = 0; i < s->n_workers; i++) {
-        worker_stop(s->workers[i]);
-    }
-    set_phase(s, PHASE_CLOSE);
-    for (uint32_t i = 0; i < s->n_iot; i++) {
-        iot_join(s->iots[i]);
-    }
-    /* The auth threads may be waiting to post to an IO thread's mailbox:
-     * closing those releases them, and their answers are dropped. */
-    for (uint32_t i = 0; i < s->n_iot; i++) {
-        mbox_close(iot_mbox(s->iots[i]));
-    }
-    auth_pool_destroy(s->auth_pool);
-    acc_close(s->acc);
-    for (uint32_t i = 0; i < s->n_iot; i++) {
-        iot_destroy(s->iots[i]);
-    }
-    for (uint32_t i = 0; i < s->n_workers; i++) {
-        worker_destroy(s->workers[i]);
-    }
-    writer_destroy(s->writer);
-    /* Acks taken by the IO threads after the writer stopped. */
-    if ((rc = cons_reg_flush(s->consumers)) < 0) {
-        log_warn("shutdown: durable consumer state not saved: %s", server_strerror(rc));
-    }
-    cons_reg_destroy(s->consumers);
-    store_close(s->store); /* every thread that reads it has exited */
-    if (s->auth_pool) {
-        auth_delay_deinit(&s->auth_delay);
-    }
-    auth_holder_deinit(&s->auth);
-    free(s->iots);
-    free(s->workers);
+    stop_all(s, reaper);
     log_info("stopped");
     return 0;
 }
