@@ -922,8 +922,7 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
     d.headers = hp;
     d.attempt = 1;
     size_t body_len = codec_deliver_body_size(&d) + PUB_SEQ_TRAILER;
-    size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
-    size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;
+    size_t rec_len = pub_rec_len(tlen, body_len);
     struct pub_batch *b = malloc(sizeof(*b) + rec_len);
     if (b == NULL) {
         free(text);
@@ -934,19 +933,11 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
     b->cap = (uint32_t)rec_len;
     b->n_recs = 1;
     struct pub_rec *r = (struct pub_rec *)b->data;
-    memset(r, 0, sizeof(*r));
-    r->conn_ref = CONN_REF(iot_index, CONS_DLQ_SLOT, k->id);
-    r->pub_id = m->seq;
-    r->rec_len = (uint32_t)rec_len;
-    r->body_off = (uint32_t)body_off;
-    r->body_len = (uint32_t)body_len;
-    r->worker = topic_hash(topic, tlen) % n_workers;
-    r->topic_len = (uint16_t)tlen;
-    r->want_ack = 1;
-    r->is_stored = 1;
-    memcpy(r + 1, topic, tlen);
-    codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
-    pub_seq_put((uint8_t *)r + body_off + body_len, 0);
+    pub_rec_init(r, CONN_REF(iot_index, CONS_DLQ_SLOT, k->id), m->seq, topic, tlen, body_len,
+                 topic_hash(topic, tlen) % n_workers, 1, 1);
+    uint8_t *body = (uint8_t *)r + r->body_off;
+    codec_deliver_body_encode(&d, body);
+    pub_seq_put(body + body_len, 0);
     free(text);
     return b;
 }

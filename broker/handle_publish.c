@@ -110,8 +110,7 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                         FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
-    size_t body_off = (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
-    size_t rec_len = (body_off + body_len + 7) & ~(size_t)7;
+    size_t rec_len = pub_rec_len(tlen, body_len);
 
     uint32_t owner = topic_hash(p->topic, tlen) % t->srv->n_workers;
     uint32_t w = is_stored ? t->srv->n_workers : owner;
@@ -138,17 +137,9 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
     }
     struct pub_batch *b = q->cur;
     struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
-    r->conn_ref = conn_ref_of(t, c);
-    r->pub_id = p->id;
-    r->rec_len = (uint32_t)rec_len;
-    r->body_off = (uint32_t)body_off;
-    r->body_len = (uint32_t)body_len;
-    r->topic_len = (uint16_t)tlen;
-    r->want_ack = p->want_ack ? 1 : 0;
-    r->is_stored = (uint8_t)is_stored;
-    r->worker = owner;
-    r->seq = 0;
-    r->serial = 0;
+    pub_rec_init(r, conn_ref_of(t, c), p->id, p->topic, tlen, body_len, owner, p->want_ack,
+                 is_stored);
+    uint8_t *body = (uint8_t *)r + r->body_off;
     if (is_stored) {
         if (++t->pub_serial == 0) {
             t->pub_serial = 1; /* 0 means "none" */
@@ -156,14 +147,13 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
         r->serial = t->pub_serial;
         c->last_stored_serial = r->serial;
     }
-    memcpy(r + 1, p->topic, tlen);
     if (p->n_headers) {
-        codec_deliver_body_encode(&d, (uint8_t *)r + body_off);
+        codec_deliver_body_encode(&d, body);
     } else {
-        deliver_body_put((uint8_t *)r + body_off, p, t->now_ns);
+        deliver_body_put(body, p, t->now_ns);
     }
     if (is_stored) {
-        pub_seq_put((uint8_t *)r + body_off + body_len, 0);
+        pub_seq_put(body + body_len, 0);
     }
     b->len += (uint32_t)rec_len;
     b->n_recs++;

@@ -24,6 +24,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 struct auth_table;
 struct auth_principal;
@@ -74,6 +75,42 @@ struct pub_rec {
     uint32_t serial;   /* stored: the publishing IO thread's count (wraps, never 0);
                         * 0: not from a connection (dead letters) */
 };
+
+/* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
+static inline size_t pub_rec_body_off(size_t tlen)
+{
+    return (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
+}
+
+/* Bytes of a whole record (8-aligned); body_len counts the trailer of a
+ * stored one (PUB_SEQ_TRAILER). */
+static inline size_t pub_rec_len(size_t tlen, size_t body_len)
+{
+    return (pub_rec_body_off(tlen) + body_len + 7) & ~(size_t)7;
+}
+
+/* Lay out a record at r (pub_rec_len bytes): its fields, seq and serial 0,
+ * and the topic. The caller then writes the Deliver body at
+ * (uint8_t *)r + r->body_off and, if stored, ends it with
+ * pub_seq_put(body end, 0). The one place both builders (the IO threads'
+ * publications, the durables' dead letters) share. */
+static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t pub_id,
+                                const char *topic, size_t tlen, size_t body_len, uint32_t worker,
+                                int want_ack, int is_stored)
+{
+    r->conn_ref = conn_ref;
+    r->pub_id = pub_id;
+    r->seq = 0;
+    r->rec_len = (uint32_t)pub_rec_len(tlen, body_len);
+    r->body_off = (uint32_t)pub_rec_body_off(tlen);
+    r->body_len = (uint32_t)body_len;
+    r->worker = worker;
+    r->topic_len = (uint16_t)tlen;
+    r->want_ack = want_ack ? 1 : 0;
+    r->is_stored = is_stored ? 1 : 0;
+    r->serial = 0;
+    memcpy(r + 1, topic, tlen);
+}
 
 /* Serials compare modulo 2^32: is a at or after b? */
 static inline int serial_reached(uint32_t a, uint32_t b)
