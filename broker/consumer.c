@@ -1033,8 +1033,8 @@ int cons_reg_save_begin(struct cons_reg *r, struct cons_save *sv)
         pthread_mutex_unlock(&k->lock);
     }
     free(ks);
-    if (rc != 0) {
-        cons_reg_save_end(r, sv, rc);
+    if (rc != 0 || sv->n == 0) {
+        cons_reg_save_end(r, sv, rc); /* nothing taken: nothing for the caller to end */
     }
     return rc;
 }

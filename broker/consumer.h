@@ -240,8 +240,9 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
 /* Store writer: the records of every dirty durable (marked clean), to be
  * stored with store_batch_put_consumers() in the writer's batch, then
  * cons_reg_save_end() with the commit's result (0: stored; else they are
- * dirty again). sv->n may be 0. Returns 0, or -ENOMEM (nothing taken, the
- * registry stays dirty; sv needs no end). */
+ * dirty again). Returns 0, or -ENOMEM (nothing taken, the registry stays
+ * dirty). When it fails or sv->n is 0, sv holds nothing and needs no end
+ * (ending it anyway is harmless). */
 struct cons_save {
     struct store_kv *recs;
     struct consumer **taken;
