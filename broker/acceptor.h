@@ -29,11 +29,12 @@ void acc_close(struct acceptor *a);
  * IO thread watches the listener in its own set and accepts in its loop.
  * The new sockets still reach it through its mailbox (a non-blocking post,
  * so a full mailbox refuses the connection instead of stalling the loop).
- * All of these are called by that IO thread only, except acc_stop().
+ * acc_embed() and acc_attach() are called by main before that IO thread
+ * starts; the others by that IO thread only, except acc_stop().
  */
-/* Main, before the IO threads start: this acceptor will be embedded. */
 void acc_embed(struct acceptor *a);
-/* Watch the listener in rx, reported with tag (instead of acc_start()). */
+/* Watch the listener in rx (the host IO thread's set), reported with tag
+ * (instead of acc_start()). 0, or -errno. */
 int acc_attach(struct acceptor *a, struct rx *rx, void *tag);
 /* The listener was reported ready: accept what is waiting. */
 void acc_on_ready(struct acceptor *a);

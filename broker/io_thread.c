@@ -613,39 +613,12 @@ static int enter_phase(struct iot *t, int phase, int seen)
     return phase;
 }
 
-/* --reactor single-pool and single: thread 0 also runs the acceptor, and
- * (single) worker 0, in this loop. */
-static int embed_start(struct iot *t)
-{
-    struct server *s = t->srv;
-    t->acc_wait = -1;
-    if (t->index != 0 || s->cfg.reactor_mode == REACTOR_MULTI) {
-        return 0;
-    }
-    t->acc = s->acc;
-    if (acc_attach(t->acc, t->rx, &t->acc) < 0) {
-        log_error("IO thread %u: cannot watch the listening socket", t->index);
-        t->acc = NULL;
-    }
-    if (s->cfg.reactor_mode == REACTOR_SINGLE) {
-        t->inline_worker = s->workers[0];
-        if (rx_watch(t->rx, worker_fd(t->inline_worker), 1, RX_READ, &t->inline_worker) < 0) {
-            log_error("IO thread %u: cannot watch the routing queue", t->index);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static void *iot_main(void *arg)
 {
     struct iot *t = arg;
     struct rx_event evs[IOT_EVENTS];
     int seen_phase = PHASE_RUN;
     uint64_t close_deadline = 0;
-    if (embed_start(t) < 0) {
-        return NULL;
-    }
     for (;;) {
         int n = rx_wait(t->rx, evs, IOT_EVENTS, loop_timeout(t));
         t->now = now_ms();
@@ -771,6 +744,7 @@ struct iot *iot_create(struct server *s, uint32_t index)
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
         goto out_free;
     }
+    t->acc_wait = -1;
     if (rx_open(&t->rx, (enum rx_backend)s->cfg.io_backend) < 0) {
         goto out_mbox;
     }
@@ -792,6 +766,20 @@ out_free:
     free(t->dsubs);
     free(t);
     return NULL;
+}
+
+int iot_embed(struct iot *t, struct acceptor *acc, struct worker *inline_worker)
+{
+    if (acc != NULL && acc_attach(acc, t->rx, &t->acc) < 0) {
+        return -1;
+    }
+    t->acc = acc;
+    if (inline_worker != NULL &&
+        rx_watch(t->rx, worker_fd(inline_worker), 1, RX_READ, &t->inline_worker) < 0) {
+        return -1;
+    }
+    t->inline_worker = inline_worker;
+    return 0;
 }
 
 int iot_start(struct iot *t)

@@ -15,6 +15,12 @@
 struct iot;
 
 struct iot *iot_create(struct server *s, uint32_t index);
+/* --reactor single-pool and single, before iot_start(): this thread also
+ * runs the listener's acceptor (acc, may be NULL) and, with single, worker
+ * inline_worker's routing (may be NULL) in its loop. 0, or -1. Main. */
+struct acceptor;
+struct worker;
+int iot_embed(struct iot *t, struct acceptor *acc, struct worker *inline_worker);
 int iot_start(struct iot *t);
 /* Wait for the thread to exit (it exits in PHASE_CLOSE once its connections
  * are flushed and closed, or the shutdown bound passed). */

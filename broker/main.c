@@ -353,6 +353,12 @@ static int start_threads(struct server *s, int *port)
     }
     if (s->cfg.reactor_mode != REACTOR_MULTI) {
         acc_embed(s->acc);
+        struct worker *inline_worker = s->cfg.reactor_mode == REACTOR_SINGLE ? s->workers[0] : NULL;
+        if (iot_embed(s->iots[0], s->acc, inline_worker) < 0) {
+            log_error("cannot run the acceptor%s in the IO thread",
+                      inline_worker ? " and the router" : "");
+            return -1;
+        }
     }
     for (uint32_t i = 0; i < s->n_iot; i++) {
         if ((rc = iot_start(s->iots[i])) < 0) {
