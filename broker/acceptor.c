@@ -29,7 +29,7 @@
 
 struct acceptor {
     struct server *srv;
-    int lfd;           /* listening socket */
+    int lfd; /* listening socket */
     /* The fields below: the thread that accepts (the acceptor thread, or
      * the host IO thread when embedded) only, unless said otherwise. */
     struct rx *rx;      /* the set lfd is watched in: own_rx, or the host's */
