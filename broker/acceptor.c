@@ -19,34 +19,35 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 struct acceptor {
     struct server *srv;
-    int lfd; /* listening socket */
+    int lfd; /* listening socket, or -1 once closed */
     /* The fields below: the thread that accepts (the acceptor thread, or
      * the host IO thread when embedded) only, unless said otherwise. */
-    struct rx *rx;      /* the set lfd is watched in: own_rx, or the host's */
-    struct rx *own_rx;  /* the acceptor thread's set: lfd and stop_fd */
-    void *tag;          /* lfd's pointer in rx */
-    int stop_fd;        /* eventfd: acc_stop() wakes the thread */
-    int spare_fd;       /* see the file comment */
-    uint32_t next;      /* round robin */
-    uint64_t n_emfile;  /* refused in this shortage */
-    int is_paused;      /* listener not watched */
-    uint64_t paused_at; /* monotonic ms of acc_pause (embedded: acc_tick resumes) */
-    int is_embedded;    /* set by main before the host starts, then read-only */
-    /* atomic: main asks an embedded acceptor's host to close the listener */
-    atomic_int is_stop_wanted;
+    struct rx *rx;           /* the set lfd is watched in: own_rx, or the host's */
+    struct rx *own_rx;       /* the acceptor thread's set */
+    struct rx_io lio;        /* lfd's watcher: accept_ready */
+    struct rx_timer resume;  /* ends a pause: acc_resume */
+    struct rx_async stop;    /* acc_stop() wakes the accepting thread: close_listener */
+    int spare_fd;            /* see the file comment */
+    uint32_t next;           /* round robin */
+    uint64_t n_emfile;       /* refused in this shortage */
+    int is_paused;           /* listener not watched */
+    int is_embedded;         /* set by main before the host starts, then read-only */
     pthread_t thread;
     int is_started;
 };
+
+static void accept_ready(struct rx *r, struct rx_io *io, uint32_t events);
+static void acc_resume(struct rx *r, struct rx_timer *tm);
 
 int acc_open(struct server *s, struct acceptor **out, int *port)
 {
@@ -55,7 +56,9 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
         return -ENOMEM;
     }
     a->srv = s;
-    a->lfd = a->stop_fd = a->spare_fd = -1;
+    a->lfd = a->spare_fd = -1;
+    a->lio.cb = accept_ready;
+    rx_timer_init(&a->resume, acc_resume);
 
     char service[16];
     snprintf(service, sizeof(service), "%d", s->cfg.listen_port);
@@ -98,16 +101,11 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
         free(a);
         return rc;
     }
-    a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    rc = a->stop_fd < 0 ? -errno : rx_open(&a->own_rx, (enum rx_backend)s->cfg.io_backend);
+    rc = rx_open(&a->own_rx, (enum rx_backend)s->cfg.io_backend);
     a->rx = a->own_rx;
-    a->tag = &a->lfd;
     if (rc == 0) {
-        rc = rx_watch(a->rx, a->lfd, 1, RX_READ, a->tag);
-    }
-    if (rc == 0) {
-        rc = rx_watch(a->rx, a->stop_fd, 1, RX_READ, &a->stop_fd);
+        rc = rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lio);
     }
     if (rc < 0) {
         log_error("acceptor: %s", strerror(-rc));
@@ -139,24 +137,44 @@ static void refuse(int fd)
 }
 
 /* Pause accepting for ACC_PAUSE_MS (a level-triggered reactor would report the
- * listener again at once), and resume: acceptor thread only. */
+ * listener again at once), then resume: the accepting thread only. */
 #define ACC_PAUSE_MS 100
 
 static void acc_pause(struct acceptor *a)
 {
     if (!a->is_paused && rx_unwatch(a->rx, a->lfd) == 0) {
         a->is_paused = 1;
-        a->paused_at = now_ms();
+        (void)rx_timer_set(a->rx, &a->resume, rx_now(a->rx) + ACC_PAUSE_MS);
     }
 }
 
-static void acc_resume(struct acceptor *a)
+static void acc_resume(struct rx *r, struct rx_timer *tm)
 {
+    struct acceptor *a = (struct acceptor *)((char *)tm - offsetof(struct acceptor, resume));
     if (a->spare_fd < 0) {
         a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    if (rx_watch(a->rx, a->lfd, 1, RX_READ, a->tag) == 0) {
+    if (rx_watch(r, a->lfd, 1, RX_READ, &a->lio) == 0) {
         a->is_paused = 0;
+    } else {
+        (void)rx_timer_set(r, tm, rx_now(r) + ACC_PAUSE_MS);
+    }
+}
+
+/* The stop wake-up: close the listener; on its own thread, end the loop. */
+static void close_listener(struct rx *r, struct rx_async *as)
+{
+    struct acceptor *a = (struct acceptor *)((char *)as - offsetof(struct acceptor, stop));
+    if (a->lfd >= 0) {
+        if (!a->is_paused) {
+            (void)rx_unwatch(r, a->lfd);
+        }
+        rx_timer_stop(r, &a->resume);
+        close(a->lfd);
+        a->lfd = -1;
+    }
+    if (!a->is_embedded) {
+        rx_stop(r);
     }
 }
 
@@ -221,28 +239,30 @@ static void accept_all(struct acceptor *a)
     }
 }
 
+static void accept_ready(struct rx *r, struct rx_io *io, uint32_t events)
+{
+    (void)r;
+    (void)events;
+    accept_all((struct acceptor *)((char *)io - offsetof(struct acceptor, lio)));
+}
+
 static void *acc_main(void *arg)
 {
     struct acceptor *a = arg;
-    for (;;) {
-        struct rx_event evs[4];
-        int n = rx_wait(a->rx, evs, 4, a->is_paused ? ACC_PAUSE_MS : -1);
-        if (n == 0 && a->is_paused) {
-            acc_resume(a);
-            continue;
-        }
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data == &a->stop_fd) {
-                return NULL;
-            }
-            accept_all(a);
-        }
+    int rc = rx_run(a->rx);
+    if (rc < 0) {
+        log_error("acceptor: %s", strerror(-rc));
     }
+    return NULL;
 }
 
 int acc_start(struct acceptor *a)
 {
-    int rc = pthread_create(&a->thread, NULL, acc_main, a);
+    int rc = rx_async_init(a->own_rx, &a->stop, close_listener);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = pthread_create(&a->thread, NULL, acc_main, a);
     if (rc != 0) {
         return -rc;
     }
@@ -253,60 +273,27 @@ int acc_start(struct acceptor *a)
 void acc_stop(struct acceptor *a)
 {
     if (a->is_embedded) {
-        /* The host closes the listener in its own loop (acc_tick). */
-        atomic_store(&a->is_stop_wanted, 1);
-        mbox_wake(iot_mbox(a->srv->iots[0]));
+        rx_async_send(&a->stop); /* the host closes the listener in its loop */
         return;
     }
     if (a->is_started) {
-        uint64_t one = 1;
-        ssize_t w = write(a->stop_fd, &one, sizeof(one));
-        (void)w;
+        rx_async_send(&a->stop);
         pthread_join(a->thread, NULL);
         a->is_started = 0;
     }
-    if (a->lfd >= 0) {
+    if (a->lfd >= 0) { /* never started */
         close(a->lfd);
         a->lfd = -1;
     }
 }
 
-void acc_embed(struct acceptor *a)
+int acc_embed(struct acceptor *a, struct rx *rx)
 {
     a->is_embedded = 1;
-}
-
-int acc_attach(struct acceptor *a, struct rx *rx, void *tag)
-{
     (void)rx_unwatch(a->own_rx, a->lfd);
     a->rx = rx;
-    a->tag = tag;
-    return rx_watch(rx, a->lfd, 1, RX_READ, tag);
-}
-
-void acc_on_ready(struct acceptor *a)
-{
-    accept_all(a);
-}
-
-int acc_tick(struct acceptor *a, uint64_t now)
-{
-    if (atomic_load(&a->is_stop_wanted) && a->lfd >= 0) {
-        if (!a->is_paused) {
-            (void)rx_unwatch(a->rx, a->lfd);
-        }
-        close(a->lfd);
-        a->lfd = -1;
-        return -1;
-    }
-    if (!a->is_paused) {
-        return -1;
-    }
-    if (now >= a->paused_at + ACC_PAUSE_MS) {
-        acc_resume(a);
-        return a->is_paused ? ACC_PAUSE_MS : -1;
-    }
-    return (int)(a->paused_at + ACC_PAUSE_MS - now);
+    int rc = rx_async_init(rx, &a->stop, close_listener);
+    return rc < 0 ? rc : rx_watch(rx, a->lfd, 1, RX_READ, &a->lio);
 }
 
 void acc_close(struct acceptor *a)
@@ -321,9 +308,6 @@ void acc_close(struct acceptor *a)
         a->lfd = -1;
     }
     rx_close(a->own_rx);
-    if (a->stop_fd >= 0) {
-        close(a->stop_fd);
-    }
     if (a->spare_fd >= 0) {
         close(a->spare_fd);
     }

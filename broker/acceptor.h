@@ -20,7 +20,7 @@ struct acceptor;
 int acc_open(struct server *s, struct acceptor **out, int *port);
 int acc_start(struct acceptor *a);
 /* Stop accepting: close the listener and join the thread (embedded: ask the
- * host IO thread to close it; acc_tick). Main thread. */
+ * host IO thread to close it, through an rx_async). Main thread. */
 void acc_stop(struct acceptor *a);
 void acc_close(struct acceptor *a);
 
@@ -29,18 +29,11 @@ void acc_close(struct acceptor *a);
  * IO thread watches the listener in its own set and accepts in its loop.
  * The new sockets still reach it through its mailbox (a non-blocking post,
  * so a full mailbox refuses the connection instead of stalling the loop).
- * acc_embed() and acc_attach() are called by main before that IO thread
- * starts; the others by that IO thread only, except acc_stop().
+ * acc_embed() is called by main before that IO thread starts.
  */
-void acc_embed(struct acceptor *a);
-/* Watch the listener in rx (the host IO thread's set), reported with tag
- * (instead of acc_start()). 0, or -errno. */
-int acc_attach(struct acceptor *a, struct rx *rx, void *tag);
-/* The listener was reported ready: accept what is waiting. */
-void acc_on_ready(struct acceptor *a);
-/* Once a round: close the listener if acc_stop() asked, resume accepting
- * after a pause (descriptors ran out). Returns the ms until it wants to be
- * called again, or -1 for "whenever". */
-int acc_tick(struct acceptor *a, uint64_t now_ms);
+/* Watch the listener in rx, the host IO thread's set (instead of
+ * acc_start()); its loop (rx_run) then accepts, resumes after a pause, and
+ * closes the listener when acc_stop() asks. 0, or -errno. */
+int acc_embed(struct acceptor *a, struct rx *rx);
 
 #endif

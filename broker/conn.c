@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ void conn_set_events(struct iot *t, struct conn *c, uint32_t events)
     if (c->events == events || c->state == ST_DEAD) {
         return;
     }
-    if (rx_watch(t->rx, c->fd, 0, events, c) == 0) {
+    if (rx_watch(t->rx, c->fd, 0, events, &c->io) == 0) {
         c->events = events;
     }
 }
@@ -118,7 +119,7 @@ void conn_mark_dirty(struct iot *t, struct conn *c)
 /* Cannot fail: conn_add() reserved a place in the heap for every connection. */
 void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when)
 {
-    int rc = theap_set(&t->timers, &c->timer_pos, when, c);
+    int rc = rx_timer_set(t->rx, &c->timer, when);
     assert(rc == 0);
     (void)rc;
 }
@@ -476,7 +477,7 @@ void conn_add(struct iot *t, int fd)
     uint32_t need = t->n_slots - t->n_free + t->dead.n + 1;
     if (ptrvec_reserve(&t->dead, need) < 0 || ptrvec_reserve(&t->dirty, need) < 0 ||
         ptrvec_reserve(&t->paused, need) < 0 || ptrvec_reserve(&t->cu_conns, need) < 0 ||
-        ptrvec_reserve(&t->dur_conns, need) < 0 || theap_reserve(&t->timers, need) < 0) {
+        ptrvec_reserve(&t->dur_conns, need) < 0 || rx_timer_reserve(t->rx, need) < 0) {
         goto out_close;
     }
     struct conn *c = calloc(1, sizeof(*c));
@@ -515,7 +516,8 @@ void conn_add(struct iot *t, int fd)
     c->slot = slot;
     c->gen = ++t->gens[slot];
     c->state = ST_AWAIT_CONNECT;
-    c->timer_pos = TIMER_NONE;
+    c->io.cb = conn_on_io;
+    rx_timer_init(&c->timer, conn_on_timer);
     c->stage_head = c->stage_tail = -1;
     c->stage_bytes = 0;
     c->last_rx_ms = t->now;
@@ -537,7 +539,7 @@ void conn_add(struct iot *t, int fd)
         }
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-    if (rx_watch(t->rx, fd, 1, RX_READ, c) < 0) {
+    if (rx_watch(t->rx, fd, 1, RX_READ, &c->io) < 0) {
         t->free_slots[t->n_free++] = slot;
         goto out_free;
     }
@@ -568,7 +570,7 @@ void conn_kill(struct iot *t, struct conn *c)
     (void)rx_unwatch(t->rx, c->fd);
     close(c->fd);
     c->fd = -1;
-    theap_remove(&t->timers, &c->timer_pos);
+    rx_timer_stop(t->rx, &c->timer);
     for (uint32_t i = 0; i < c->n_subs; i++) {
         if (iot_post_sub_change(t, W_SUB_DEL, c->subs[i]) < 0) {
             log_error("IO thread %u: out of memory removing a subscription", t->index);
@@ -797,5 +799,66 @@ void conn_on_readable(struct iot *t, struct conn *c)
     }
     if (c->state != ST_DEAD) {
         frame_dec_release_idle(&c->dec);
+    }
+}
+
+/* ---- events and timers (rx_run's callbacks) ------------------------------ */
+
+void conn_on_io(struct rx *r, struct rx_io *io, uint32_t events)
+{
+    struct iot *t = rx_arg(r);
+    struct conn *c = (struct conn *)((char *)io - offsetof(struct conn, io));
+    if (c->state == ST_DEAD) {
+        return; /* killed earlier in this round; freed at its end */
+    }
+    if (events & (RX_WRITE | RX_ERROR)) {
+        c->is_writable = 1;
+        conn_mark_dirty(t, c);
+    }
+    if (events & (RX_READ | RX_ERROR)) {
+        if ((c->events & RX_READ) && (!c->is_paused || c->state == ST_CLOSING)) {
+            conn_on_readable(t, c);
+        } else if ((events & RX_ERROR) && !(events & RX_WRITE)) {
+            conn_kill(t, c);
+        }
+    }
+}
+
+/* The one timer of a connection: what it means depends on the state. */
+void conn_on_timer(struct rx *r, struct rx_timer *tm)
+{
+    struct iot *t = rx_arg(r);
+    struct conn *c = (struct conn *)((char *)tm - offsetof(struct conn, timer));
+    switch (c->state) {
+    case ST_AWAIT_CONNECT:
+        if (c->is_auth_failed) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_FAILED, "authentication failed");
+        } else {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT,
+                      c->is_auth_pending ? "credentials not checked in time (server busy)"
+                                         : "Connect did not arrive in time");
+        }
+        break;
+    case ST_OPEN: {
+        uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
+        if (c->is_paused || !(c->events & RX_READ)) {
+            /* We are not reading it (backpressure, a held SubAck,
+             * draining): its silence is ours. It gets a whole interval
+             * from when reading resumes. */
+            c->last_rx_ms = t->now;
+        }
+        if (t->now - c->last_rx_ms >= limit) {
+            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT,
+                      "nothing received within 1.5 x keepalive");
+        } else {
+            conn_timer_arm(t, c, c->last_rx_ms + limit);
+        }
+        break;
+    }
+    case ST_CLOSING:
+        conn_kill(t, c);
+        break;
+    default:
+        break;
     }
 }

@@ -23,7 +23,6 @@
 #include "log.h"
 #include "reactor.h"
 #include "store.h"
-#include "timer_heap.h"
 #include "topic.h"
 #include "trie.h"
 #include "worker.h"
@@ -69,7 +68,8 @@ struct conn {
     uint8_t is_auth_failed;  /* refused: the timer sends the Error (failure delay) */
     uint32_t events;         /* RX_* watched now */
     uint32_t keepalive_ms;
-    uint32_t timer_pos; /* in t->timers */
+    struct rx_io io;       /* fd's watcher in t->rx: conn_on_io */
+    struct rx_timer timer; /* Connect deadline, keepalive, close linger: conn_on_timer */
     int32_t stage_head; /* this round's staged deliveries, or -1 */
     int32_t stage_tail;
     uint32_t stage_bytes; /* bytes staged this round (not in out yet) */
@@ -251,17 +251,22 @@ struct iot {
     /* Everything below: this IO thread only. */
     struct rx *rx; /* this thread's descriptors (reactor.h) */
     /* --reactor single-pool and single (thread 0): the acceptor runs in this
-     * loop (acc_attach); single: so does worker 0 (worker_run_inline). */
-    struct acceptor *acc;
+     * loop (acc_embed); single: so does worker 0 (worker_run_inline). */
     struct worker *inline_worker;
     int has_more_route;  /* the inline worker's mailbox may hold more */
-    int acc_wait;        /* ms until acc_tick wants to run again, or -1 */
+    struct rx_io mail_io;  /* the mailbox's eventfd */
+    struct rx_io route_io; /* the inline worker's mailbox's eventfd */
+    /* This round (set by the after-sleep hook, read by the before-sleep one) */
+    int round_phase;       /* srv->phase at its start */
+    int round_mail;        /* the mailbox may hold mail */
+    int round_route;       /* the inline worker's mailbox may hold mail */
+    int seen_phase;        /* the last phase entered (enter_phase) */
+    uint64_t close_deadline; /* PHASE_CLOSE: give up on goodbyes at, ms; 0: unset */
     struct conn **slots; /* by slot; NULL = free */
     uint32_t *gens;      /* generation of each slot */
     uint32_t n_slots;
     uint32_t *free_slots;
     uint32_t n_free;
-    struct theap timers;
     struct codec_arena arena;
     struct wq *wq; /* by worker */
     uint8_t *pfx;  /* this round's Deliver prefixes */
@@ -335,6 +340,9 @@ void conn_kill(struct iot *t, struct conn *c);
 void conn_lost_output(struct iot *t, struct conn *c, const char *what);
 /* Read what the socket has (READS_PER_EVENT reads at most) and handle its frames. */
 void conn_on_readable(struct iot *t, struct conn *c);
+/* rx_run's callbacks for a connection's descriptor and its timer. */
+void conn_on_io(struct rx *r, struct rx_io *io, uint32_t events);
+void conn_on_timer(struct rx *r, struct rx_timer *tm);
 /* Stop reading c until iot_resume_paused() finds the reason gone. */
 void conn_pause(struct iot *t, struct conn *c);
 /* Queue a frame after anything staged or queued for c (order kept). */

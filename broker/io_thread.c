@@ -1,16 +1,19 @@
 /*
  * io_thread.c - one event loop per thread: slots, mail, rounds, life cycle.
  *
- * A round of the loop:
- *   1. rx_wait (reactor.h; timeout: the next timer, or 0 while work is left over);
- *   2. read ready sockets, many frames per read; handle each frame;
- *   3. take the mailbox: new connections, deliveries, PubAcks;
- *   4. resume publishers that were paused because a worker was full;
- *   5. hand this round's publications to the workers (one post per worker);
- *   6. write every connection with output: one writev carries its queued
- *      replies and all its deliveries of the round;
- *   7. fire due timers (keepalive, Connect deadline, close deadline);
- *   8. free connections closed during the round (never inside a callback).
+ * The loop is rx_run (reactor.h); a round of it, for an IO thread:
+ *   1. rx_wait (timeout: the next timer, or 0 while work is left over);
+ *   2. after_sleep: read the clocks and the server's phase;
+ *   3. each ready socket's callback (conn_on_io): read it, many frames per
+ *      read, and handle each frame; the mailbox's only notes that mail came;
+ *   4. due timers (conn_on_timer: keepalive, Connect deadline, close linger);
+ *   5. before_sleep: take the mailbox (new connections, deliveries,
+ *      PubAcks); resume publishers that were paused because a worker was
+ *      full; hand the round's publications to the workers (one post per
+ *      worker); pump catch-ups; write every connection with output (one
+ *      writev carries its queued replies and all its deliveries of the
+ *      round); free connections closed during the round (never inside a
+ *      callback).
  *
  * Output of a connection lives in two places. Deliveries of the current
  * round are staged by reference (a per-connection prefix with its sub ids,
@@ -403,59 +406,8 @@ void iot_resume_paused(struct iot *t)
     }
 }
 
-static void fire_timers(struct iot *t)
-{
-    const struct theap_ent *e;
-    while ((e = theap_peek(&t->timers)) != NULL && e->when <= t->now) {
-        struct conn *c = e->data;
-        theap_remove(&t->timers, &c->timer_pos);
-        switch (c->state) {
-        case ST_AWAIT_CONNECT:
-            if (c->is_auth_failed) {
-                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_FAILED, "authentication failed");
-            } else {
-                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT,
-                          c->is_auth_pending ? "credentials not checked in time (server busy)"
-                                             : "Connect did not arrive in time");
-            }
-            break;
-        case ST_OPEN: {
-            uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
-            if (c->is_paused || !(c->events & RX_READ)) {
-                /* We are not reading it (backpressure, a held SubAck,
-                 * draining): its silence is ours. It gets a whole interval
-                 * from when reading resumes. */
-                c->last_rx_ms = t->now;
-            }
-            if (t->now - c->last_rx_ms >= limit) {
-                conn_fail(t, c, FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT,
-                          "nothing received within 1.5 x keepalive");
-            } else {
-                conn_timer_arm(t, c, c->last_rx_ms + limit);
-            }
-            break;
-        }
-        case ST_CLOSING:
-            conn_kill(t, c);
-            break;
-        default:
-            break;
-        }
-    }
-}
-
 static void end_round(struct iot *t)
 {
-    for (uint32_t i = 0; i < t->dirty.n; i++) {
-        struct conn *c = t->dirty.v[i];
-        c->is_dirty = 0;
-        conn_flush(t, c);
-    }
-    t->dirty.n = 0;
-    t->n_stage = 0;
-    t->pfx_len = 0;
-    fire_timers(t);
-    /* Timers may have queued Errors: flush those too. */
     for (uint32_t i = 0; i < t->dirty.n; i++) {
         struct conn *c = t->dirty.v[i];
         c->is_dirty = 0;
@@ -532,11 +484,11 @@ static void mute_mail(struct iot *t, int mute)
     if (mute == t->is_mail_muted) {
         return;
     }
-    if (rx_watch(t->rx, mbox_fd(&t->in), 0, mute ? 0 : RX_READ, NULL) == 0) {
+    if (rx_watch(t->rx, mbox_fd(&t->in), 0, mute ? 0 : RX_READ, &t->mail_io) == 0) {
         t->is_mail_muted = mute;
         if (t->inline_worker != NULL) { /* its deliveries stall too */
             (void)rx_watch(t->rx, worker_fd(t->inline_worker), 0, mute ? 0 : RX_READ,
-                           &t->inline_worker);
+                           &t->route_io);
         }
     }
 }
@@ -546,14 +498,7 @@ static int loop_timeout(struct iot *t)
     if (t->is_mail_muted) {
         /* Stalled: wake for RX_WRITE of the laggards, or the budget's end. */
         uint64_t spent = now_ms() - t->stall_since;
-        int timeout = spent >= STALL_MAX_MS ? 0 : (int)(STALL_MAX_MS - spent);
-        const struct theap_ent *e = theap_peek(&t->timers);
-        if (e) {
-            uint64_t now = now_ms();
-            int d = e->when <= now ? 0 : (int)(e->when - now > INT_MAX ? INT_MAX : e->when - now);
-            timeout = d < timeout ? d : timeout;
-        }
-        return timeout;
+        return spent >= STALL_MAX_MS ? 0 : (int)(STALL_MAX_MS - spent);
     }
     if (t->has_more_mail || t->has_more_route) {
         return 0;
@@ -565,22 +510,11 @@ static int loop_timeout(struct iot *t)
     if (pending_to_workers(t)) {
         timeout = 1; /* a worker was full; it wakes us, this is a backstop */
     }
-    const struct theap_ent *e = theap_peek(&t->timers);
-    if (e) {
-        uint64_t now = now_ms();
-        int d = e->when <= now ? 0 : (int)(e->when - now > INT_MAX ? INT_MAX : e->when - now);
-        if (timeout < 0 || d < timeout) {
-            timeout = d;
-        }
-    }
     if (t->dur_conns.n > 0 && (timeout < 0 || timeout > (int)DUR_SCAN_MS)) {
         timeout = DUR_SCAN_MS; /* redelivery deadlines */
     }
     if (t->paused.n > 0 && (timeout < 0 || timeout > 1)) {
         timeout = 1; /* iot_resume_paused() runs before the flush that may list one */
-    }
-    if (t->acc_wait >= 0 && (timeout < 0 || timeout > t->acc_wait)) {
-        timeout = t->acc_wait; /* the embedded acceptor resumes after a pause */
     }
     if (atomic_load(&t->srv->phase) == PHASE_CLOSE && timeout < 0) {
         timeout = 50;
@@ -613,101 +547,100 @@ static int enter_phase(struct iot *t, int phase, int seen)
     return phase;
 }
 
+/* The round's start: the clocks and the phase it runs in. */
+static void after_sleep(struct rx *r, void *arg)
+{
+    struct iot *t = arg;
+    t->now = rx_now(r);
+    t->now_ns = now_realtime_ns();
+    t->round_phase = atomic_load(&t->srv->phase);
+    t->round_mail = t->has_more_mail;
+    t->round_route = t->has_more_route;
+}
+
+static void on_mail(struct rx *r, struct rx_io *io, uint32_t events)
+{
+    (void)io;
+    (void)events;
+    ((struct iot *)rx_arg(r))->round_mail = 1;
+}
+
+static void on_route(struct rx *r, struct rx_io *io, uint32_t events)
+{
+    (void)io;
+    (void)events;
+    ((struct iot *)rx_arg(r))->round_route = 1;
+}
+
+/* The round's deferred work, after its reads and timers: mail, routing,
+ * hand-offs, catch-up, then every write and every free; then how long the
+ * loop may sleep. */
+static int before_sleep(struct rx *r, void *arg)
+{
+    struct iot *t = arg;
+    int phase = t->round_phase;
+    if (should_stall(t, phase)) {
+        mute_mail(t, 1);
+    } else {
+        if (t->is_mail_muted) {
+            mute_mail(t, 0);
+            t->round_mail = 1; /* whatever queued meanwhile */
+        }
+        if (t->round_mail) {
+            take_mail(t);
+        }
+        if (t->round_route) {
+            t->has_more_route = worker_run_inline(t->inline_worker, t);
+        }
+        if (t->srv->auth_pool && auth_holder_gen(&t->srv->auth) != t->auth_gen) {
+            auth_reload(t);
+        }
+        if (phase == PHASE_CLOSE && t->seen_phase != PHASE_CLOSE) {
+            /* The writer and workers have stopped: take every PubAck they
+             * posted before saying goodbye. */
+            while (t->has_more_mail) {
+                take_mail(t);
+            }
+            while (t->inline_worker != NULL && worker_run_inline(t->inline_worker, t)) {
+            }
+        }
+    }
+    t->round_mail = t->round_route = 0;
+    wq_flush_all(t);
+    handle_subscribe_send_deferred(t);
+    if (phase == PHASE_RUN) {
+        iot_resume_paused(t);
+        wq_flush_all(t);
+        handle_subscribe_send_deferred(t);
+        cu_pump_all(t);
+        cu_dur_scan_all(t);
+        wq_flush_all(t); /* dead letters */
+    }
+    t->seen_phase = enter_phase(t, phase, t->seen_phase);
+    if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {
+        atomic_store(&t->is_drained, 1);
+    }
+    end_round(t);
+    if (phase == PHASE_CLOSE) {
+        if (t->close_deadline == 0) {
+            t->close_deadline = t->now + t->srv->cfg.shutdown_ms;
+        }
+        uint64_t open = atomic_load_explicit(&t->stats.conns, memory_order_relaxed);
+        if (open == 0 || t->now >= t->close_deadline) {
+            rx_stop(r);
+            return 0;
+        }
+    }
+    return loop_timeout(t);
+}
+
 static void *iot_main(void *arg)
 {
     struct iot *t = arg;
-    struct rx_event evs[IOT_EVENTS];
-    int seen_phase = PHASE_RUN;
-    uint64_t close_deadline = 0;
-    for (;;) {
-        int n = rx_wait(t->rx, evs, IOT_EVENTS, loop_timeout(t));
-        t->now = now_ms();
-        t->now_ns = now_realtime_ns();
-        int phase = atomic_load(&t->srv->phase);
-        int has_mail = t->has_more_mail;
-        int has_route = t->has_more_route;
-        for (int i = 0; i < n; i++) {
-            struct conn *c = evs[i].data;
-            if (c == NULL) {
-                has_mail = 1;
-                continue;
-            }
-            if (evs[i].data == &t->acc) {
-                acc_on_ready(t->acc);
-                continue;
-            }
-            if (evs[i].data == &t->inline_worker) {
-                has_route = 1;
-                continue;
-            }
-            if (c->state == ST_DEAD) {
-                continue;
-            }
-            if (evs[i].events & (RX_WRITE | RX_ERROR)) {
-                c->is_writable = 1;
-                conn_mark_dirty(t, c);
-            }
-            if (evs[i].events & (RX_READ | RX_ERROR)) {
-                if ((c->events & RX_READ) && (!c->is_paused || c->state == ST_CLOSING)) {
-                    conn_on_readable(t, c);
-                } else if ((evs[i].events & RX_ERROR) && !(evs[i].events & RX_WRITE)) {
-                    conn_kill(t, c);
-                }
-            }
-        }
-        if (should_stall(t, phase)) {
-            mute_mail(t, 1);
-        } else {
-            if (t->is_mail_muted) {
-                mute_mail(t, 0);
-                has_mail = 1; /* whatever queued meanwhile */
-            }
-            if (has_mail) {
-                take_mail(t);
-            }
-            if (has_route) {
-                t->has_more_route = worker_run_inline(t->inline_worker, t);
-            }
-            if (t->srv->auth_pool && auth_holder_gen(&t->srv->auth) != t->auth_gen) {
-                auth_reload(t);
-            }
-            if (phase == PHASE_CLOSE && seen_phase != PHASE_CLOSE) {
-                /* The writer and workers have stopped: take every PubAck they
-                 * posted before saying goodbye. */
-                while (t->has_more_mail) {
-                    take_mail(t);
-                }
-                while (t->inline_worker != NULL && worker_run_inline(t->inline_worker, t)) {
-                }
-            }
-        }
-        wq_flush_all(t);
-        handle_subscribe_send_deferred(t);
-        if (phase == PHASE_RUN) {
-            iot_resume_paused(t);
-            wq_flush_all(t);
-            handle_subscribe_send_deferred(t);
-            cu_pump_all(t);
-            cu_dur_scan_all(t);
-            wq_flush_all(t); /* dead letters */
-        }
-        if (t->acc != NULL) {
-            t->acc_wait = acc_tick(t->acc, t->now);
-        }
-        seen_phase = enter_phase(t, phase, seen_phase);
-        if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {
-            atomic_store(&t->is_drained, 1);
-        }
-        end_round(t);
-        if (phase == PHASE_CLOSE) {
-            if (close_deadline == 0) {
-                close_deadline = t->now + t->srv->cfg.shutdown_ms;
-            }
-            uint64_t open = atomic_load_explicit(&t->stats.conns, memory_order_relaxed);
-            if (open == 0 || t->now >= close_deadline) {
-                break;
-            }
-        }
+    rx_set_hooks(t->rx, before_sleep, after_sleep, t);
+    int rc = rx_run(t->rx);
+    if (rc < 0) {
+        log_error("IO thread %u: %s", t->index, strerror(-rc));
     }
     for (uint32_t i = 0; i < t->n_slots; i++) {
         if (t->slots[i]) {
@@ -729,7 +662,6 @@ struct iot *iot_create(struct server *s, uint32_t index)
     memset(t, 0, sizeof(*t));
     t->srv = s;
     t->index = index;
-    theap_init(&t->timers);
     codec_arena_init(&t->arena);
     t->wq = calloc(s->n_workers + 1, sizeof(*t->wq));
     t->iov = calloc(IOV_MAX, sizeof(*t->iov));
@@ -744,11 +676,13 @@ struct iot *iot_create(struct server *s, uint32_t index)
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
         goto out_free;
     }
-    t->acc_wait = -1;
+    t->mail_io.cb = on_mail;
+    t->route_io.cb = on_route;
+    t->now = now_ms();
     if (rx_open(&t->rx, (enum rx_backend)s->cfg.io_backend) < 0) {
         goto out_mbox;
     }
-    if (rx_watch(t->rx, mbox_fd(&t->in), 1, RX_READ, NULL) < 0) {
+    if (rx_watch(t->rx, mbox_fd(&t->in), 1, RX_READ, &t->mail_io) < 0) {
         goto out_rx;
     }
     return t;
@@ -770,12 +704,11 @@ out_free:
 
 int iot_embed(struct iot *t, struct acceptor *acc, struct worker *inline_worker)
 {
-    if (acc != NULL && acc_attach(acc, t->rx, &t->acc) < 0) {
+    if (acc != NULL && acc_embed(acc, t->rx) < 0) {
         return -1;
     }
-    t->acc = acc;
     if (inline_worker != NULL &&
-        rx_watch(t->rx, worker_fd(inline_worker), 1, RX_READ, &t->inline_worker) < 0) {
+        rx_watch(t->rx, worker_fd(inline_worker), 1, RX_READ, &t->route_io) < 0) {
         return -1;
     }
     t->inline_worker = inline_worker;
@@ -854,7 +787,6 @@ void iot_destroy(struct iot *t)
     free(t->cu_hdrp);
     free(t->dsubs);
     free(t->cu_text);
-    theap_deinit(&t->timers);
     codec_arena_deinit(&t->arena);
     rx_close(t->rx);
     mbox_deinit(&t->in);

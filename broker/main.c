@@ -352,7 +352,6 @@ static int start_threads(struct server *s, int *port)
         return -1;
     }
     if (s->cfg.reactor_mode != REACTOR_MULTI) {
-        acc_embed(s->acc);
         struct worker *inline_worker = s->cfg.reactor_mode == REACTOR_SINGLE ? s->workers[0] : NULL;
         if (iot_embed(s->iots[0], s->acc, inline_worker) < 0) {
             log_error("cannot run the acceptor%s in the IO thread",

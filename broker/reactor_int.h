@@ -9,6 +9,7 @@
 #define FERRY_REACTOR_INT_H
 
 #include "reactor.h"
+#include "timer_heap.h"
 
 struct rx_ops {
     int (*watch)(struct rx *r, int fd, int is_new, uint32_t events, void *data);
@@ -17,8 +18,18 @@ struct rx_ops {
     void (*close)(struct rx *r);
 };
 
+/* The backend's set starts with this. ops is the backend's; the rest is
+ * reactor.c's loop, set up by rx_open after the backend made the set. */
 struct rx {
     const struct rx_ops *ops;
+    struct theap timers;       /* struct rx_timer, by deadline */
+    struct rx_async *asyncs;   /* registered wake-ups */
+    int wake_fd;               /* eventfd of rx_async_send, or -1 until the first */
+    int is_stopped;            /* rx_stop was called */
+    uint64_t now;              /* rx_now */
+    rx_hook_fn *before_sleep;
+    void (*after_sleep)(struct rx *, void *);
+    void *hook_arg;
 };
 
 int rx_epoll_open(struct rx **out);
