@@ -9,7 +9,6 @@
 #include "acceptor.h"
 
 #include "codec.h"
-#include "io_thread.h"
 #include "log.h"
 #include "reactor.h"
 
@@ -19,8 +18,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,16 +31,16 @@ struct acceptor {
     int lfd; /* listening socket, or -1 once closed */
     /* The fields below: the thread that accepts (the acceptor thread, or
      * the host IO thread when embedded) only, unless said otherwise. */
-    struct rx *rx;           /* the set lfd is watched in: own_rx, or the host's */
-    struct rx *own_rx;       /* the acceptor thread's set */
-    struct rx_io lio;        /* lfd's watcher: accept_ready */
-    struct rx_timer resume;  /* ends a pause: acc_resume */
-    struct rx_async stop;    /* acc_stop() wakes the accepting thread: close_listener */
-    int spare_fd;            /* see the file comment */
-    uint32_t next;           /* round robin */
-    uint64_t n_emfile;       /* refused in this shortage */
-    int is_paused;           /* listener not watched */
-    int is_embedded;         /* set by main before the host starts, then read-only */
+    struct rx *rx;          /* the set lfd is watched in: own_rx, or the host's */
+    struct rx *own_rx;      /* the acceptor thread's set */
+    struct rx_io lio;       /* lfd's watcher: accept_ready */
+    struct rx_timer resume; /* ends a pause: acc_resume */
+    struct rx_async stop;   /* acc_stop() wakes the accepting thread: close_listener */
+    int spare_fd;           /* see the file comment */
+    uint32_t next;          /* round robin */
+    uint64_t n_emfile;      /* refused in this shortage */
+    int is_paused;          /* listener not watched */
+    int is_embedded;        /* set by main before the host starts, then read-only */
     pthread_t thread;
     int is_started;
 };
@@ -231,7 +230,7 @@ static void accept_all(struct acceptor *a)
         struct rmsg m = {.kind = R_NEW_CONN};
         m.u.fd = fd;
         uint32_t k = a->next++ % s->n_iot;
-        if (mbox_try_post(iot_mbox(s->iots[k]), &m, 1) != 1) {
+        if (mbox_try_post(s->iot_in[k], &m, 1) != 1) {
             log_warn("IO thread %u is full: connection refused", k);
             atomic_fetch_sub(&s->conns_now, 1);
             close(fd);

@@ -412,48 +412,29 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
             return STORE_READ_REFUSE;
         }
     }
-    size_t text_need = m->headers_raw_len + 2 * m->n_headers;
-    if (text_need > t->cu_text_cap) {
-        char *p = realloc(t->cu_text, text_need);
-        if (p == NULL) {
-            return STORE_READ_REFUSE;
-        }
-        t->cu_text = p;
-        t->cu_text_cap = text_need;
-    }
-    Ferry__Deliver d = FERRY__DELIVER__INIT;
     uint64_t sub_id = x->e->sub->sub_id;
-    d.n_sub_ids = 1;
-    d.sub_ids = &sub_id;
-    d.topic = (char *)(x->topic ? x->topic : x->e->sub->pattern);
-    d.sequence = m->seq;
-    d.publish_time = m->publish_time;
-    d.payload.data = (uint8_t *)m->payload;
-    d.payload.len = m->payload_len;
-    d.key.data = (uint8_t *)m->key;
-    d.key.len = m->key_len;
-    d.attempt = x->attempt > 0 ? x->attempt : 1;
-    d.missed = missed;
-    size_t pos = 0, used = 0;
+    size_t nh = 0, pos = 0;
     struct store_kv kv;
-    while (d.n_headers < CODEC_MAX_HEADERS && store_msg_header_next(m, &pos, &kv)) {
-        Ferry__Header *h = &t->cu_hdr[d.n_headers];
-        ferry__header__init(h);
-        h->key = t->cu_text + used;
-        memcpy(h->key, kv.key, kv.key_len);
-        h->key[kv.key_len] = '\0';
-        used += kv.key_len + 1;
-        h->value = t->cu_text + used;
-        memcpy(h->value, kv.value, kv.value_len);
-        h->value[kv.value_len] = '\0';
-        used += kv.value_len + 1;
-        t->cu_hdrp[d.n_headers++] = h;
+    while (nh < CODEC_MAX_HEADERS && store_msg_header_next(m, &pos, &kv)) {
+        t->cu_hdr[nh++] = (struct codec_hdr){kv.key, kv.key_len, kv.value, kv.value_len};
     }
-    d.headers = d.n_headers ? t->cu_hdrp : NULL;
-    Ferry__Frame f = FERRY__FRAME__INIT;
-    f.body_case = FERRY__FRAME__BODY_DELIVER;
-    f.deliver = &d;
-    size_t frame_len = codec_frame_size(&f) - FRAME_HDR_LEN;
+    const char *topic = x->topic ? x->topic : x->e->sub->pattern;
+    struct codec_deliver d = {.topic = topic,
+                              .topic_len = strlen(topic),
+                              .sequence = m->seq,
+                              .publish_time = m->publish_time,
+                              .payload = m->payload,
+                              .payload_len = m->payload_len,
+                              .headers = t->cu_hdr,
+                              .n_headers = nh,
+                              .key = m->key,
+                              .key_len = m->key_len,
+                              .attempt = x->attempt > 0 ? x->attempt : 1,
+                              .missed = missed};
+    size_t body_len = codec_deliver_body_len(&d);
+    uint8_t pfx[CODEC_DELIVER_PREFIX_MAX(1)];
+    size_t pl = codec_deliver_prefix(pfx, &sub_id, 1, body_len);
+    size_t frame_len = pl - FRAME_HDR_LEN + body_len;
     if (deliver_too_large(t, c, &sub_id, 1, m->seq, frame_len)) {
         if (c->state != ST_OPEN) {
             return STORE_READ_REFUSE;
@@ -462,7 +443,7 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
         x->n++;
         return STORE_READ_CONTINUE;
     }
-    conn_send(t, c, &f);
+    conn_send_deliver(t, c, pfx, pl, &d, body_len);
     if (c->state == ST_DEAD) {
         return STORE_READ_REFUSE;
     }

@@ -236,6 +236,27 @@ void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
     conn_mark_dirty(t, c);
 }
 
+void conn_send_deliver(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
+                       const struct codec_deliver *d, size_t body_len)
+{
+    if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->stage_head >= 0) {
+        unstage(t, c);
+    }
+    if (conn_out_reserve(c, pl + body_len) < 0) {
+        log_error("client %llu %s: cannot queue a delivery, closing",
+                  (unsigned long long)c->client_id, c->peer);
+        conn_kill(t, c);
+        return;
+    }
+    conn_out_append(c, pfx, pl);
+    c->out_len += codec_deliver_body_put(d, c->out + c->out_len, NULL);
+    stats_add(&t->stats.frames_out, 1);
+    conn_mark_dirty(t, c);
+}
+
 /* Queue one frame encoded elsewhere (header included). */
 void conn_send_raw(struct iot *t, struct conn *c, const uint8_t *p, size_t n)
 {
@@ -660,7 +681,7 @@ static void conn_out_check(struct iot *t, struct conn *c)
  * (START_NEW) on one connection must not reach the new subscription, but a
  * stored publication reaches the workers through the writer, later than a
  * subscription change, which goes to them directly. Once the writer has
- * handed those publications to the workers (iot_committed), the
+ * handed those publications to the workers (server_committed), the
  * subscription is added behind them, and a start position computed from
  * the store counts them. An admin request waits the same way, so that its
  * answer (a topic's last sequence, a topic list) includes them. Returns 1
@@ -677,11 +698,11 @@ static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, si
     /* Committed already (the usual case), or after asking for the writer's
      * wake-up: looked at again, in case the commit came in between. */
     for (int asked = 0; asked < 2; asked++) {
-        if (serial_reached(atomic_load(&t->committed_serial), c->last_stored_serial)) {
+        if (serial_reached(atomic_load(&t->commit->serial), c->last_stored_serial)) {
             c->last_stored_serial = 0;
             return 0;
         }
-        atomic_store(&t->is_commit_wanted, 1);
+        atomic_store(&t->commit->is_wanted, 1);
     }
     conn_pause(t, c);
     return c->is_paused;

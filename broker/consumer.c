@@ -875,70 +875,43 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
     enum { KEEP = 60, EXTRA = 4 };
     char topic[CONS_DLQ_TOPIC_MAX];
     size_t tlen = cons_dlq_topic(k, topic, sizeof(topic));
-    Ferry__Header hdr[KEEP + EXTRA];
-    Ferry__Header *hp[KEEP + EXTRA];
+    struct codec_hdr hdr[KEEP + EXTRA];
     char seqbuf[24], cntbuf[16];
     snprintf(seqbuf, sizeof(seqbuf), "%llu", (unsigned long long)m->seq);
     snprintf(cntbuf, sizeof(cntbuf), "%u", n_deliv);
-    /* NUL-terminated copies of the original headers (protobuf-c strings). */
-    size_t text_len = m->headers_raw_len + 2 * m->n_headers + 1;
-    char *text = malloc(text_len);
-    if (text == NULL) {
-        return NULL;
-    }
-    size_t nh = 0, used = 0, pos = 0;
+    size_t nh = 0, pos = 0;
     struct store_kv kv;
     while (nh < KEEP && store_msg_header_next(m, &pos, &kv)) {
-        ferry__header__init(&hdr[nh]);
-        hdr[nh].key = text + used;
-        memcpy(text + used, kv.key, kv.key_len);
-        text[used + kv.key_len] = '\0';
-        used += kv.key_len + 1;
-        hdr[nh].value = text + used;
-        memcpy(text + used, kv.value, kv.value_len);
-        text[used + kv.value_len] = '\0';
-        used += kv.value_len + 1;
-        hp[nh] = &hdr[nh];
-        nh++;
+        hdr[nh++] = (struct codec_hdr){kv.key, kv.key_len, kv.value, kv.value_len};
     }
     const char *ek[EXTRA] = {CONS_DLQ_HDR_TOPIC, CONS_DLQ_HDR_SEQ, CONS_DLQ_HDR_COUNT,
                              CONS_DLQ_HDR_DURABLE};
     const char *ev[EXTRA] = {k->topic, seqbuf, cntbuf, k->name};
     for (int i = 0; i < EXTRA; i++) {
-        ferry__header__init(&hdr[nh]);
-        hdr[nh].key = (char *)ek[i];
-        hdr[nh].value = (char *)ev[i];
-        hp[nh] = &hdr[nh];
-        nh++;
+        hdr[nh++] = (struct codec_hdr){ek[i], strlen(ek[i]), ev[i], strlen(ev[i])};
     }
-    Ferry__Deliver d = FERRY__DELIVER__INIT;
-    d.topic = topic;
-    d.publish_time = now_ns;
-    d.payload.data = (uint8_t *)m->payload;
-    d.payload.len = m->payload_len;
-    d.key.data = (uint8_t *)m->key;
-    d.key.len = m->key_len;
-    d.n_headers = nh;
-    d.headers = hp;
-    d.attempt = 1;
-    size_t body_len = codec_deliver_body_size(&d) + PUB_SEQ_TRAILER;
+    struct codec_deliver d = {.topic = topic,
+                              .topic_len = tlen,
+                              .publish_time = now_ns,
+                              .payload = m->payload,
+                              .payload_len = m->payload_len,
+                              .headers = hdr,
+                              .n_headers = nh,
+                              .key = m->key,
+                              .key_len = m->key_len,
+                              .attempt = 1};
+    size_t body_len = pub_rec_body_len(&d, 1);
     size_t rec_len = pub_rec_len(tlen, body_len);
     struct pub_batch *b = malloc(sizeof(*b) + rec_len);
     if (b == NULL) {
-        free(text);
         return NULL;
     }
     atomic_init(&b->refs, 1);
     b->len = (uint32_t)rec_len;
     b->cap = (uint32_t)rec_len;
     b->n_recs = 1;
-    struct pub_rec *r = (struct pub_rec *)b->data;
-    pub_rec_init(r, CONN_REF(iot_index, CONS_DLQ_SLOT, k->id), m->seq, topic, tlen, body_len,
-                 topic_hash(topic, tlen) % n_workers, 1, 1);
-    uint8_t *body = (uint8_t *)r + r->body_off;
-    codec_deliver_body_encode(&d, body);
-    pub_seq_put(body + body_len, 0);
-    free(text);
+    pub_rec_init((struct pub_rec *)b->data, CONN_REF(iot_index, CONS_DLQ_SLOT, k->id), m->seq, &d,
+                 body_len, topic_hash(topic, tlen) % n_workers, 1, 1);
     return b;
 }
 

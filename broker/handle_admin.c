@@ -224,7 +224,7 @@ static int admin_purge(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     q->topic_len = len;
     memcpy(q->topic, name, len + 1);
     struct wmsg w = {.kind = W_PURGE, .p = q};
-    if (mbox_try_post(writer_mbox(t->srv->writer), &w, 1) != 1) {
+    if (mbox_try_post(t->srv->writer_in, &w, 1) != 1) {
         free(q);
         return -EAGAIN;
     }
@@ -410,7 +410,7 @@ static void admin_consumer_delete(struct iot *t, struct conn *c, Ferry__AdminReq
         d.u.ack.id = hv[i].sub_id;
         d.u.ack.seq = hv[i].id;
         uint32_t k = CONN_REF_IOT(hv[i].holder_ref);
-        if (k >= t->srv->n_iot || mbox_post(iot_mbox(t->srv->iots[k]), &d, 1) < 0) {
+        if (k >= t->srv->n_iot || mbox_post(t->srv->iot_in[k], &d, 1) < 0) {
             log_warn("durable %s on %s: could not tell subscription %llu that it was deleted",
                      q->name, q->topic, (unsigned long long)hv[i].sub_id);
         }

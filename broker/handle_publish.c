@@ -9,45 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Deliver body without headers, written directly (same bytes protobuf-c
- * would produce): topic=2, publish_time=4, payload=5, key=7, attempt=8. */
-static size_t deliver_body_size(const struct pub_in *p, int64_t now_ns)
-{
-    size_t n = 1 + wire_varint_len(p->topic_len) + p->topic_len;
-    n += 1 + wire_varint_len((uint64_t)now_ns);
-    if (p->payload_len) {
-        n += 1 + wire_varint_len(p->payload_len) + p->payload_len;
-    }
-    if (p->key_len) {
-        n += 1 + wire_varint_len(p->key_len) + p->key_len;
-    }
-    return n + 2;
-}
-
-static void deliver_body_put(uint8_t *o, const struct pub_in *p, int64_t now_ns)
-{
-    *o++ = (2 << 3) | 2;
-    o = wire_varint_put(o, p->topic_len);
-    memcpy(o, p->topic, p->topic_len);
-    o += p->topic_len;
-    *o++ = (4 << 3) | 0;
-    o = wire_varint_put(o, (uint64_t)now_ns);
-    if (p->payload_len) {
-        *o++ = (5 << 3) | 2;
-        o = wire_varint_put(o, p->payload_len);
-        memcpy(o, p->payload, p->payload_len);
-        o += p->payload_len;
-    }
-    if (p->key_len) {
-        *o++ = (7 << 3) | 2;
-        o = wire_varint_put(o, p->key_len);
-        memcpy(o, p->key, p->key_len);
-        o += p->key_len;
-    }
-    *o++ = (8 << 3) | 0;
-    *o = 1;
-}
-
 void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *p)
 {
     const struct cfg *cfg = &t->srv->cfg;
@@ -77,25 +38,29 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
      * tests, the server has no store). A stored record's body carries a
      * sequence trailer the writer fills in after its commit. */
     int is_stored = t->srv->store != NULL && !cfg_is_ephemeral(cfg, p->topic, tlen);
-    Ferry__Deliver d = FERRY__DELIVER__INIT;
-    size_t body_len;
-    if (p->n_headers) {
-        d.topic = (char *)p->topic; /* NUL-terminated: from the full decoder */
-        d.publish_time = t->now_ns;
-        d.payload.data = (uint8_t *)p->payload;
-        d.payload.len = p->payload_len;
-        d.n_headers = p->n_headers;
-        d.headers = p->headers;
-        d.key.data = (uint8_t *)p->key;
-        d.key.len = p->key_len;
-        d.attempt = 1;
-        body_len = codec_deliver_body_size(&d);
-    } else {
-        body_len = deliver_body_size(p, t->now_ns);
+    if (is_stored && tlen > STORE_TOPIC_MAX) {
+        conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC,
+                        "topic too long to be stored (at most " STORE_TOPIC_MAX_TEXT
+                        " bytes); longer topics must be ephemeral (config: ephemeral PATTERN)",
+                        p->id, FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
     }
-    if (is_stored) {
-        body_len += PUB_SEQ_TRAILER;
+    struct codec_hdr hv[CODEC_MAX_HEADERS];
+    for (size_t i = 0; i < p->n_headers; i++) {
+        hv[i] = (struct codec_hdr){p->headers[i]->key, strlen(p->headers[i]->key),
+                                   p->headers[i]->value, strlen(p->headers[i]->value)};
     }
+    struct codec_deliver d = {.topic = p->topic,
+                              .topic_len = tlen,
+                              .publish_time = t->now_ns,
+                              .payload = p->payload,
+                              .payload_len = p->payload_len,
+                              .headers = hv,
+                              .n_headers = p->n_headers,
+                              .key = p->key,
+                              .key_len = p->key_len,
+                              .attempt = 1};
+    size_t body_len = pub_rec_body_len(&d, is_stored);
     /* The Deliver (publish time, attempt, sequence and a sub id added) is
      * larger than the Publish: one that would not fit the server's frame
      * limit for a subscriber with one matching subscription is refused
@@ -137,23 +102,13 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
     }
     struct pub_batch *b = q->cur;
     struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
-    pub_rec_init(r, conn_ref_of(t, c), p->id, p->topic, tlen, body_len, owner, p->want_ack,
-                 is_stored);
-    uint8_t *body = (uint8_t *)r + r->body_off;
+    pub_rec_init(r, conn_ref_of(t, c), p->id, &d, body_len, owner, p->want_ack, is_stored);
     if (is_stored) {
         if (++t->pub_serial == 0) {
             t->pub_serial = 1; /* 0 means "none" */
         }
         r->serial = t->pub_serial;
         c->last_stored_serial = r->serial;
-    }
-    if (p->n_headers) {
-        codec_deliver_body_encode(&d, body);
-    } else {
-        deliver_body_put(body, p, t->now_ns);
-    }
-    if (is_stored) {
-        pub_seq_put(body + body_len, 0);
     }
     b->len += (uint32_t)rec_len;
     b->n_recs++;

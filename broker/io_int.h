@@ -243,24 +243,22 @@ struct iot {
     pthread_t thread;
     int is_started;
     atomic_int is_drained; /* atomic: this thread writes, main reads */
-    /* atomic: the writer sets it (iot_committed), this thread reads: the
-     * serial of our last stored publication committed and routed */
-    atomic_uint committed_serial;
-    atomic_int is_commit_wanted; /* atomic: a Subscribe waits for committed_serial */
+    struct commit_mark *commit;  /* &srv->commit[index]: the writer's word to us */
     struct mbox in;              /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
     struct rx *rx; /* this thread's descriptors (reactor.h) */
     /* --reactor single-pool and single (thread 0): the acceptor runs in this
      * loop (acc_embed); single: so does worker 0 (worker_run_inline). */
     struct worker *inline_worker;
+    struct rsink local;  /* its results for us (mail_handle), at once */
     int has_more_route;  /* the inline worker's mailbox may hold more */
     struct rx_io mail_io;  /* the mailbox's eventfd */
     struct rx_io route_io; /* the inline worker's mailbox's eventfd */
     /* This round (set by the after-sleep hook, read by the before-sleep one) */
-    int round_phase;       /* srv->phase at its start */
-    int round_mail;        /* the mailbox may hold mail */
-    int round_route;       /* the inline worker's mailbox may hold mail */
-    int seen_phase;        /* the last phase entered (enter_phase) */
+    int round_phase;         /* srv->phase at its start */
+    int round_mail;          /* the mailbox may hold mail */
+    int round_route;         /* the inline worker's mailbox may hold mail */
+    int seen_phase;          /* the last phase entered (enter_phase) */
     uint64_t close_deadline; /* PHASE_CLOSE: give up on goodbyes at, ms; 0: unset */
     struct conn **slots; /* by slot; NULL = free */
     uint32_t *gens;      /* generation of each slot */
@@ -279,10 +277,7 @@ struct iot {
     struct ptrvec cu_conns;  /* connections with catch-up subscriptions reading */
     struct ptrvec dur_conns; /* connections holding durable consumers */
     uint64_t next_dur_scan;  /* monotonic ms */
-    Ferry__Header *cu_hdr;   /* scratch for encoding stored messages */
-    Ferry__Header **cu_hdrp;
-    char *cu_text; /* NUL-terminated copies of header strings */
-    size_t cu_text_cap;
+    struct codec_hdr *cu_hdr; /* CODEC_MAX_HEADERS: a stored message's headers */
     struct iovec *iov;
     uint8_t *rbuf; /* READ_BUF bytes: every read lands here first */
     uint64_t now;
@@ -347,6 +342,11 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm);
 void conn_pause(struct iot *t, struct conn *c);
 /* Queue a frame after anything staged or queued for c (order kept). */
 void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f);
+/* Queue a Deliver frame: its prefix (codec_deliver_prefix, pl bytes), then
+ * the body of d (body_len bytes, codec_deliver_body_len), written straight
+ * into c's buffer. */
+void conn_send_deliver(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
+                       const struct codec_deliver *d, size_t body_len);
 void conn_send_raw(struct iot *t, struct conn *c, const uint8_t *p, size_t n);
 void conn_heavy_update(struct iot *t, struct conn *c);
 void conn_mark_dirty(struct iot *t, struct conn *c);

@@ -46,7 +46,7 @@ static const char *pub_err_text(uint32_t code)
         return "storage full: the store reached its maximum size or the disk is full; "
                "retry later";
     case FERRY__ERROR_CODE__ERROR_INVALID_TOPIC:
-        return "topic cannot be stored (longer than 255 bytes)";
+        return "topic cannot be stored (longer than " STORE_TOPIC_MAX_TEXT " bytes)";
     case FERRY__ERROR_CODE__ERROR_SERVER_BUSY:
         return "out of memory; retry later";
     case FERRY__ERROR_CODE__ERROR_INTERNAL:
@@ -97,7 +97,7 @@ uint32_t iot_n_queues(const struct iot *t)
 
 static struct mbox *wq_mbox(struct iot *t, uint32_t w)
 {
-    return w < t->srv->n_workers ? worker_mbox(t->srv->workers[w]) : writer_mbox(t->srv->writer);
+    return w < t->srv->n_workers ? t->srv->worker_in[w] : t->srv->writer_in;
 }
 
 void iot_wq_flush(struct iot *t, uint32_t w)
@@ -220,15 +220,24 @@ void iot_handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t
 
 /* ---- the loop ----------------------------------------------------------- */
 
+static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n);
+
 static void take_mail(struct iot *t)
 {
     static _Thread_local struct rmsg mail[IOT_TAKE];
     uint32_t n = mbox_take(&t->in, mail, IOT_TAKE, NULL);
     t->has_more_mail = n == IOT_TAKE;
-    iot_mail_handle(t, mail, n);
+    mail_handle(t, mail, n);
 }
 
-void iot_mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
+/* The inline router's sink (struct rsink): its mail for us, at once. */
+static void take_local(void *arg, struct rmsg *mail, uint32_t n)
+{
+    mail_handle(arg, mail, n);
+}
+
+/* Handle n items taken from the mailbox, or given by the inline router. */
+static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         struct rmsg *m = &mail[i];
@@ -375,7 +384,7 @@ void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
     m.u.auth.t = at;
     m.u.auth.who = who;
     uint32_t k = CONN_REF_IOT(conn_ref);
-    if (k >= s->n_iot || mbox_post(iot_mbox(s->iots[k]), &m, 1) < 0) {
+    if (k >= s->n_iot || mbox_post(s->iot_in[k], &m, 1) < 0) {
         auth_table_unref(at);
     }
 }
@@ -487,8 +496,7 @@ static void mute_mail(struct iot *t, int mute)
     if (rx_watch(t->rx, mbox_fd(&t->in), 0, mute ? 0 : RX_READ, &t->mail_io) == 0) {
         t->is_mail_muted = mute;
         if (t->inline_worker != NULL) { /* its deliveries stall too */
-            (void)rx_watch(t->rx, worker_fd(t->inline_worker), 0, mute ? 0 : RX_READ,
-                           &t->route_io);
+            (void)rx_watch(t->rx, worker_fd(t->inline_worker), 0, mute ? 0 : RX_READ, &t->route_io);
         }
     }
 }
@@ -590,7 +598,7 @@ static int before_sleep(struct rx *r, void *arg)
             take_mail(t);
         }
         if (t->round_route) {
-            t->has_more_route = worker_run_inline(t->inline_worker, t);
+            t->has_more_route = worker_run_inline(t->inline_worker, &t->local);
         }
         if (t->srv->auth_pool && auth_holder_gen(&t->srv->auth) != t->auth_gen) {
             auth_reload(t);
@@ -601,7 +609,7 @@ static int before_sleep(struct rx *r, void *arg)
             while (t->has_more_mail) {
                 take_mail(t);
             }
-            while (t->inline_worker != NULL && worker_run_inline(t->inline_worker, t)) {
+            while (t->inline_worker != NULL && worker_run_inline(t->inline_worker, &t->local)) {
             }
         }
     }
@@ -667,15 +675,18 @@ struct iot *iot_create(struct server *s, uint32_t index)
     t->iov = calloc(IOV_MAX, sizeof(*t->iov));
     t->rbuf = malloc(READ_BUF);
     t->cu_hdr = calloc(CODEC_MAX_HEADERS, sizeof(*t->cu_hdr));
-    t->cu_hdrp = calloc(CODEC_MAX_HEADERS, sizeof(*t->cu_hdrp));
     t->dsubs = calloc(s->cfg.max_subs ? s->cfg.max_subs : 1, sizeof(*t->dsubs));
     if (t->wq == NULL || t->iov == NULL || t->rbuf == NULL || t->cu_hdr == NULL ||
-        t->cu_hdrp == NULL || t->dsubs == NULL) {
+        t->dsubs == NULL) {
         goto out_free;
     }
     if (mbox_init(&t->in, sizeof(struct rmsg), IOT_MBOX_CAP, 1) < 0) {
         goto out_free;
     }
+    s->iot_in[index] = &t->in;
+    s->iot_stats[index] = &t->stats;
+    t->commit = &s->commit[index];
+    t->local = (struct rsink){.iot = index, .fn = take_local, .arg = t};
     t->mail_io.cb = on_mail;
     t->route_io.cb = on_route;
     t->now = now_ms();
@@ -696,7 +707,6 @@ out_free:
     free(t->iov);
     free(t->rbuf);
     free(t->cu_hdr);
-    free(t->cu_hdrp);
     free(t->dsubs);
     free(t);
     return NULL;
@@ -784,31 +794,11 @@ void iot_destroy(struct iot *t)
     free(t->cu_conns.v);
     free(t->dur_conns.v);
     free(t->cu_hdr);
-    free(t->cu_hdrp);
     free(t->dsubs);
-    free(t->cu_text);
     codec_arena_deinit(&t->arena);
     rx_close(t->rx);
     mbox_deinit(&t->in);
     free(t);
-}
-
-struct mbox *iot_mbox(struct iot *t)
-{
-    return &t->in;
-}
-
-struct stats *iot_stats(struct iot *t)
-{
-    return &t->stats;
-}
-
-void iot_committed(struct iot *t, uint32_t serial)
-{
-    atomic_store(&t->committed_serial, serial);
-    if (atomic_exchange(&t->is_commit_wanted, 0)) {
-        mbox_wake(&t->in);
-    }
 }
 
 int iot_is_drained(struct iot *t)

@@ -3,8 +3,9 @@
  *
  * An IO thread owns its connections outright: their sockets, buffers,
  * subscriptions and timers. Other threads reach it only through its mailbox
- * (iot_mbox(): new connections from the acceptor, deliveries and acks from
- * the workers), whose eventfd sits in the thread's epoll set.
+ * (server.iot_in[index]: new connections from the acceptor, deliveries and
+ * acks from the workers and the writer), whose eventfd its reactor watches,
+ * and the writer's commit mark (server.commit[index]).
  */
 #ifndef FERRY_IO_THREAD_H
 #define FERRY_IO_THREAD_H
@@ -27,22 +28,10 @@ int iot_start(struct iot *t);
 void iot_join(struct iot *t);
 void iot_destroy(struct iot *t);
 
-struct mbox *iot_mbox(struct iot *t);
-
 /* The auth pool's answer (auth_done_fn; ctx is the server): posts R_AUTH to
  * the IO thread owning conn_ref, waiting for room. Auth pool threads. */
 void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
                    const struct auth_principal *who);
-struct stats *iot_stats(struct iot *t);
-
-/* The store writer: every stored publication of this IO thread up to serial
- * (pub_rec.serial) is committed (or refused) and handed to the workers.
- * Wakes the thread if a Subscribe waits for it. Writer thread. */
-void iot_committed(struct iot *t, uint32_t serial);
-
-/* Handle n items as if taken from t's mailbox (the inline worker of
- * --reactor single: worker_run_inline). IO thread t only. */
-void iot_mail_handle(struct iot *t, struct rmsg *mail, uint32_t n);
 
 /* PHASE_DRAIN: true once this thread has stopped reading and handed every
  * queued publication to the workers. Any thread. */

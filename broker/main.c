@@ -97,7 +97,7 @@ static void reload_auth(struct server *s)
     }
     auth_holder_set(&s->auth, t);
     for (uint32_t i = 0; i < s->n_iot; i++) {
-        mbox_wake(iot_mbox(s->iots[i]));
+        mbox_wake(s->iot_in[i]);
     }
     log_info("SIGHUP: reloaded %s (users, tokens and rights)", s->cfg.auth_file);
 }
@@ -150,7 +150,7 @@ static void set_phase(struct server *s, int phase)
 {
     atomic_store(&s->phase, phase);
     for (uint32_t i = 0; i < s->n_iot; i++) {
-        mbox_wake(iot_mbox(s->iots[i]));
+        mbox_wake(s->iot_in[i]);
     }
 }
 
@@ -184,7 +184,7 @@ static const char *sync_name(const struct cfg *c)
 static void wake_writer(void *ctx)
 {
     struct server *s = ctx;
-    mbox_wake(writer_mbox(s->writer));
+    mbox_wake(s->writer_in);
 }
 
 static int open_store(struct server *s)
@@ -212,6 +212,11 @@ static int open_store(struct server *s)
             log_error("another ferryd uses %s", s->cfg.data_dir);
         }
         return rc;
+    }
+    if (s->cfg.max_topic_len > STORE_TOPIC_MAX) {
+        log_warn("max_topic_len %u: topics longer than %d bytes cannot be stored; publishes to "
+                 "them are refused unless they match an `ephemeral` pattern",
+                 s->cfg.max_topic_len, STORE_TOPIC_MAX);
     }
     struct store_stats st;
     store_stats(s->store, &st);
@@ -392,7 +397,7 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     /* The auth threads may be waiting to post to an IO thread's mailbox:
      * closing those releases them, and their answers are dropped. */
     for (uint32_t i = 0; i < s->n_iot; i++) {
-        mbox_close(iot_mbox(s->iots[i]));
+        mbox_close(s->iot_in[i]);
     }
     auth_pool_destroy(s->auth_pool);
     acc_close(s->acc);
@@ -413,8 +418,7 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
         auth_delay_deinit(&s->auth_delay);
     }
     auth_holder_deinit(&s->auth);
-    free(s->iots);
-    free(s->workers);
+    server_tables_free(s);
 }
 
 int main(int argc, char **argv)
@@ -487,9 +491,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    s->iots = calloc(s->n_iot, sizeof(*s->iots));
-    s->workers = calloc(s->n_workers, sizeof(*s->workers));
-    if (s->iots == NULL || s->workers == NULL) {
+    if (server_tables_alloc(s) < 0) {
         log_error("out of memory");
         return 1;
     }

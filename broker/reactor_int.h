@@ -22,11 +22,11 @@ struct rx_ops {
  * reactor.c's loop, set up by rx_open after the backend made the set. */
 struct rx {
     const struct rx_ops *ops;
-    struct theap timers;       /* struct rx_timer, by deadline */
-    struct rx_async *asyncs;   /* registered wake-ups */
-    int wake_fd;               /* eventfd of rx_async_send, or -1 until the first */
-    int is_stopped;            /* rx_stop was called */
-    uint64_t now;              /* rx_now */
+    struct theap timers;     /* struct rx_timer, by deadline */
+    struct rx_async *asyncs; /* registered wake-ups */
+    int wake_fd;             /* eventfd of rx_async_send, or -1 until the first */
+    int is_stopped;          /* rx_stop was called */
+    uint64_t now;            /* rx_now */
     rx_hook_fn *before_sleep;
     void (*after_sleep)(struct rx *, void *);
     void *hook_arg;

@@ -13,7 +13,6 @@
 #include "router.h"
 
 #include "codec.h"
-#include "io_thread.h"
 #include "log.h"
 #include "store.h"
 
@@ -309,16 +308,16 @@ int router_handle(struct router *rt, struct wmsg *m)
 
 /* Hand each IO thread its results: one mailbox post per thread, or, for
  * the IO thread running this worker inline (local), at once. */
-void router_flush(struct router *rt, struct iot *local)
+void router_flush(struct router *rt, const struct rsink *local)
 {
     for (uint32_t i = 0; i < rt->srv->n_iot; i++) {
         struct router_outbox *o = &rt->out[i];
         if (o->n == 0) {
             continue;
         }
-        if (local != NULL && rt->srv->iots[i] == local) {
-            iot_mail_handle(local, o->m, o->n);
-        } else if (mbox_post(iot_mbox(rt->srv->iots[i]), o->m, o->n) < 0) {
+        if (local != NULL && local->iot == i) {
+            local->fn(local->arg, o->m, o->n);
+        } else if (mbox_post(rt->srv->iot_in[i], o->m, o->n) < 0) {
             /* Blocking is safe: IO threads never wait for workers. */
             log_error("worker %u: IO thread %u closed its mailbox", rt->index, i);
         }

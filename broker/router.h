@@ -17,7 +17,6 @@
 #include "server.h"
 #include "trie.h"
 
-struct iot;
 struct router_hit;
 struct router_outbox;
 
@@ -40,9 +39,9 @@ void router_deinit(struct router *rt);
  * Returns 1 for W_STOP, else 0. Results wait for router_flush(). */
 int router_handle(struct router *rt, struct wmsg *m);
 
-/* Hand every IO thread what was collected for it: local (may be NULL) gets
- * it at once (iot_mail_handle), the others through their mailboxes (a
+/* Hand every IO thread what was collected for it: the one of local (may be
+ * NULL) at once, through local->fn; the others through their mailboxes (a
  * blocking post: IO threads never wait for routers). */
-void router_flush(struct router *rt, struct iot *local);
+void router_flush(struct router *rt, const struct rsink *local);
 
 #endif

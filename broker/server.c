@@ -4,9 +4,9 @@
 #include "server.h"
 
 #include "ferry.h"
-#include "io_thread.h"
-#include "worker.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,15 +24,66 @@ int64_t now_realtime_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int server_tables_alloc(struct server *s)
+{
+    s->iots = calloc(s->n_iot, sizeof(*s->iots));
+    s->workers = calloc(s->n_workers, sizeof(*s->workers));
+    s->iot_in = calloc(s->n_iot, sizeof(*s->iot_in));
+    s->iot_stats = calloc(s->n_iot, sizeof(*s->iot_stats));
+    s->worker_in = calloc(s->n_workers, sizeof(*s->worker_in));
+    s->worker_stats = calloc(s->n_workers, sizeof(*s->worker_stats));
+    s->commit = aligned_alloc(64, s->n_iot * sizeof(*s->commit));
+    if (s->commit != NULL) {
+        memset(s->commit, 0, s->n_iot * sizeof(*s->commit)); /* serials 0, nothing wanted */
+    }
+    if (s->iots == NULL || s->workers == NULL || s->iot_in == NULL || s->iot_stats == NULL ||
+        s->worker_in == NULL || s->worker_stats == NULL || s->commit == NULL) {
+        server_tables_free(s);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void server_tables_free(struct server *s)
+{
+    free(s->iots);
+    free(s->workers);
+    free(s->iot_in);
+    free(s->iot_stats);
+    free(s->worker_in);
+    free(s->worker_stats);
+    free(s->commit);
+    s->iots = NULL;
+    s->workers = NULL;
+    s->iot_in = s->worker_in = NULL;
+    s->iot_stats = s->worker_stats = NULL;
+    s->commit = NULL;
+}
+
 void server_stats(struct server *s, struct stats_snapshot *out)
 {
     memset(out, 0, sizeof(*out));
     stats_sum(out, &s->acc_stats);
     for (uint32_t i = 0; i < s->n_iot; i++) {
-        stats_sum(out, iot_stats(s->iots[i]));
+        stats_sum(out, s->iot_stats[i]);
     }
     for (uint32_t i = 0; i < s->n_workers; i++) {
-        stats_sum(out, worker_stats(s->workers[i]));
+        stats_sum(out, s->worker_stats[i]);
+    }
+}
+
+void server_committed(struct server *s, uint32_t k, uint32_t serial)
+{
+    atomic_store(&s->commit[k].serial, serial);
+    if (atomic_exchange(&s->commit[k].is_wanted, 0)) {
+        mbox_wake(s->iot_in[k]);
+    }
+}
+
+void server_wake_iots(struct server *s)
+{
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        mbox_wake(s->iot_in[i]);
     }
 }
 

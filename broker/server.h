@@ -1,30 +1,20 @@
 /*
- * server.h - what the threads of one ferryd share, and the messages they pass.
- *
- *   acceptor --R_NEW_CONN--> IO thread k      (IO thread's mailbox)
- *   IO thread --W_SUB_ADD/W_SUB_DEL--> every worker   (worker mailboxes)
- *   IO thread --W_PUB_BATCH--> worker hash(topic) % W      (ephemeral topics)
- *   IO thread --W_PUB_BATCH--> store writer                 (stored topics)
- *   writer: append + group commit, then
- *     --R_PUBACK/R_PUBERR--> publisher's IO thread, and
- *     --W_STORED--> worker hash(topic) % W, which routes in sequence order
- *   worker --R_DELIVER/R_PUBACK--> IO thread owning the connection
- *
- * A connection is named across threads by a conn ref: IO thread index, slot
- * and generation packed in 64 bits. Only the owning IO thread turns a ref into
- * a struct conn, and a ref to a closed connection simply finds nothing, so a
- * delivery racing with a close is dropped, never dangling.
+ * server.h - what the threads of one ferryd share: settings, the tables
+ * through which they reach each other (their mailboxes, counters and the
+ * writer's commit marks), the phase, clocks, error texts. The messages they
+ * pass are in messages.h.
  */
 #ifndef FERRY_SERVER_H
 #define FERRY_SERVER_H
 
 #include "auth.h"
 #include "config.h"
+#include "mailbox.h"
+#include "messages.h"
 #include "stats.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
-#include <string.h>
 
 struct auth_table;
 struct auth_principal;
@@ -36,224 +26,44 @@ struct store;
 struct writer;
 struct cons_reg;
 
-#define CONN_REF(iot, slot, gen) (((uint64_t)(iot) << 56) | ((uint64_t)(slot) << 32) | (gen))
-#define CONN_REF_IOT(ref) ((uint32_t)((ref) >> 56))
-#define CONN_REF_SLOT(ref) ((uint32_t)((ref) >> 32) & 0xffffffu)
-#define CONN_REF_GEN(ref) ((uint32_t)(ref))
-
-/* Publications travel from an IO thread to a worker in batches: one block of
- * records, reference counted because deliveries point into it until the IO
- * threads have written (or copied) them. Immutable once posted. */
-struct pub_batch {
-    atomic_uint refs; /* atomic: the worker and the IO threads holding deliveries */
-    uint32_t len;     /* bytes of records */
-    uint32_t cap;
-    uint32_t n_recs;
-    _Alignas(8) unsigned char data[];
-};
-
-/* One publication inside a batch; followed by topic bytes, then (8-aligned
- * from the record start + body_off) the encoded Deliver body without sub_ids.
- *
- * A batch holds either ephemeral records only (IO thread -> worker, routed at
- * once) or stored records only (IO thread -> store writer -> workers). The
- * Deliver body of a stored record ends with its sequence field written as a
- * 10-byte varint (PUB_SEQ_TRAILER bytes with the tag), 0 until the writer's
- * commit assigns it: the writer patches it in place (pub_seq_put) while it
- * alone holds the batch, before any worker or IO thread sees the record. */
-struct pub_rec {
-    uint64_t conn_ref; /* the publisher */
-    uint64_t pub_id;
-    uint64_t seq;      /* stored: set by the writer after commit; 0: refused */
-    uint32_t rec_len;  /* whole record, 8-aligned */
-    uint32_t body_off; /* from the record start */
-    uint32_t body_len;
-    uint32_t worker; /* hash(topic) % n_workers: routes it */
-    uint16_t topic_len;
-    uint8_t want_ack;
-    uint8_t is_stored; /* the body ends with the sequence trailer */
-    uint32_t serial;   /* stored: the publishing IO thread's count (wraps, never 0);
-                        * 0: not from a connection (dead letters) */
-};
-
-/* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
-static inline size_t pub_rec_body_off(size_t tlen)
-{
-    return (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
-}
-
-/* Bytes of a whole record (8-aligned); body_len counts the trailer of a
- * stored one (PUB_SEQ_TRAILER). */
-static inline size_t pub_rec_len(size_t tlen, size_t body_len)
-{
-    return (pub_rec_body_off(tlen) + body_len + 7) & ~(size_t)7;
-}
-
-/* Lay out a record at r (pub_rec_len bytes): its fields, seq and serial 0,
- * and the topic. The caller then writes the Deliver body at
- * (uint8_t *)r + r->body_off and, if stored, ends it with
- * pub_seq_put(body end, 0). The one place both builders (the IO threads'
- * publications, the durables' dead letters) share. */
-static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t pub_id,
-                                const char *topic, size_t tlen, size_t body_len, uint32_t worker,
-                                int want_ack, int is_stored)
-{
-    r->conn_ref = conn_ref;
-    r->pub_id = pub_id;
-    r->seq = 0;
-    r->rec_len = (uint32_t)pub_rec_len(tlen, body_len);
-    r->body_off = (uint32_t)pub_rec_body_off(tlen);
-    r->body_len = (uint32_t)body_len;
-    r->worker = worker;
-    r->topic_len = (uint16_t)tlen;
-    r->want_ack = want_ack ? 1 : 0;
-    r->is_stored = is_stored ? 1 : 0;
-    r->serial = 0;
-    memcpy(r + 1, topic, tlen);
-}
-
-/* Serials compare modulo 2^32: is a at or after b? */
-static inline int serial_reached(uint32_t a, uint32_t b)
-{
-    return (int32_t)(a - b) >= 0;
-}
-
-#define PUB_SEQ_TRAILER 11 /* tag (field 3, varint) + 10-byte varint */
-
-/* Write the tag and sequence into the trailer at the end of a stored
- * record's body (body_end points just past the body). */
-static inline void pub_seq_put(unsigned char *body_end, uint64_t seq)
-{
-    unsigned char *p = body_end - PUB_SEQ_TRAILER;
-    *p++ = (3 << 3) | 0;
-    for (int i = 0; i < 9; i++) {
-        *p++ = (unsigned char)((seq & 0x7f) | 0x80);
-        seq >>= 7;
-    }
-    *p = (unsigned char)(seq & 1);
-}
-
-/* Read the sequence of a stored record's body back. */
-static inline uint64_t pub_seq_get(const unsigned char *body, uint32_t body_len)
-{
-    const unsigned char *p = body + body_len - 10;
-    uint64_t v = (uint64_t)(p[9] & 1) << 63;
-    for (int i = 0; i < 9; i++) {
-        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-    }
-    return v;
-}
-
-void pub_batch_unref(struct pub_batch *b);
-
-enum wmsg_kind {
-    W_SUB_ADD = 1, /* IO thread -> every worker: p = struct trie_sub (a reference) */
-    W_SUB_DEL,     /* likewise */
-    W_PUB_BATCH,   /* IO thread -> worker (ephemeral) or -> writer (stored) */
-    W_STOP,
-    W_STORED,     /* writer -> worker: p = committed pub_batch (a reference);
-                   * route its records with rec->worker == this worker */
-    W_SUB_READY,  /* IO thread -> the worker owning a catch-up subscription's
-                   * topic, after its W_SUB_ADD: p = struct trie_sub (a
-                   * reference); answered with R_SUB_READY */
-    W_PURGE,      /* IO thread -> writer: p = struct purge_req (malloc'd) */
-    W_BARRIER,    /* IO thread -> writer: p = struct barrier (malloc'd); answered
-                   * with R_PONG once the durable consumer state changed before
-                   * it was posted is committed (the Ack confirmation rule) */
-    W_TOPIC_INFO, /* IO thread -> the worker owning a topic: p = struct
-                   * topic_info_req (malloc'd); answered with R_RAW */
-};
-
-struct wmsg {
-    uint32_t kind;
-    uint32_t pad;
-    void *p; /* see enum wmsg_kind */
-};
-
-/* W_BARRIER: a Ping that follows Acks to durables on its connection. */
-struct barrier {
-    uint64_t conn_ref;
-    uint64_t nonce;
-};
-
-/* W_PURGE: an admin TopicPurgeRequest, run on the writer (it can take long). */
-struct purge_req {
-    uint64_t conn_ref;
-    uint64_t admin_id;
-    size_t topic_len;
-    char topic[]; /* NUL-terminated */
-};
-
-/* W_TOPIC_INFO: an admin TopicInfoRequest. The IO thread fills in what the
- * store knows; the worker that owns the topic counts the subscriptions
- * matching it in its trie (the worker's own data: no other thread reads
- * it), and sends the whole AdminReply (ferry.proto TopicInfo) to conn_ref
- * as R_RAW. The worker frees the request. */
-struct topic_info_req {
-    uint64_t conn_ref;
-    uint64_t admin_id;
-    uint64_t messages, bytes, first_seq, last_seq; /* as in TopicInfo */
-    int is_ephemeral;
-    size_t topic_len;
-    char topic[]; /* NUL-terminated */
-};
-
-enum rmsg_kind {
-    R_NEW_CONN = 1,
-    R_DELIVER,
-    R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code */
-    R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
-    R_SUB_READY, /* u.ack: sub id, and the topic's last committed sequence
-                  * when the owning worker registered the subscription */
-    R_RAW,       /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
-    R_AUTH,      /* auth pool -> IO thread: a credential check's result; n_ids:
-                  * 0 accepted, else refused; u.auth.t: one reference */
-    R_PONG,      /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
-    R_DETACH,    /* an admin deleted a durable (force): end subscription
-                  * u.ack.id if it still holds durable u.ack.seq (cons_id) */
-};
-
-#define RMSG_INLINE_IDS 2
-
-/* A message to an IO thread. R_DELIVER holds one reference on batch. */
-struct rmsg {
-    uint32_t kind;
-    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
-    uint64_t conn_ref; /* every kind but R_NEW_CONN */
-    struct pub_batch *batch;
-    uint32_t body_off; /* R_DELIVER: body within batch->data */
-    uint32_t body_len;
-    union {
-        /* R_DELIVER: the subscriptions' trie_sub.key (not their reusable
-         * sub_ids), ascending; the IO thread maps them to sub_ids */
-        uint64_t ids[RMSG_INLINE_IDS]; /* n_ids <= RMSG_INLINE_IDS */
-        uint64_t *ext_ids;             /* else: malloc'd, freed by the IO thread */
-        uint64_t pub_id;               /* R_PUBACK (the same as ack.id) */
-        struct {
-            uint64_t id;
-            uint64_t seq;
-        } ack; /* R_PUBACK, R_PUBERR, R_SUB_READY, R_PONG */
-        struct {
-            uint8_t *buf;
-            size_t len;
-        } raw;  /* R_RAW */
-        int fd; /* R_NEW_CONN */
-        struct {
-            struct auth_table *t;
-            const struct auth_principal *who; /* in t; NULL when refused */
-        } auth;                               /* R_AUTH */
-    } u;
-};
-
 enum server_phase { PHASE_RUN = 0, PHASE_DRAIN, PHASE_CLOSE };
+
+/* Mail for one IO thread handled at once by the thread that produced it
+ * (the router run inline by --reactor single's IO thread), instead of
+ * posted to that IO thread's mailbox. */
+struct rsink {
+    uint32_t iot; /* the IO thread whose mail fn takes */
+    void (*fn)(void *arg, struct rmsg *m, uint32_t n);
+    void *arg;
+};
+
+/* The store writer's word to IO thread k (server.commit[k]): every stored
+ * publication of k up to serial (pub_rec.serial) is committed (or refused)
+ * and handed to the workers. A Subscribe that must not overtake them waits
+ * for it (conn.c). One cache line each: written by the writer only. */
+struct commit_mark {
+    _Alignas(64) atomic_uint serial; /* atomic: the writer writes, IO thread k reads */
+    atomic_int is_wanted; /* atomic: IO thread k sets it; the writer clears it and wakes k */
+};
 
 struct server {
     struct cfg cfg;             /* immutable after start, except log level */
     uint32_t n_iot, n_workers;  /* immutable */
-    struct iot **iots;          /* immutable array */
-    struct worker **workers;    /* immutable array */
+    /* Where the threads post to each other, and their counters: each
+     * thread's create fills its entries (its own mailbox and stats); then
+     * immutable. The threads reach each other only through these, never
+     * through each other's modules. */
+    struct mbox **iot_in;        /* [n_iot] */
+    struct mbox **worker_in;     /* [n_workers] */
+    struct mbox *writer_in;      /* the store writer's */
+    struct stats **iot_stats;    /* [n_iot] */
+    struct stats **worker_stats; /* [n_workers] */
+    struct commit_mark *commit;  /* [n_iot] */
+    /* The threads themselves: main only (creates, starts, joins). */
+    struct iot **iots;
+    struct worker **workers;
+    struct writer *writer;
     struct store *store;        /* immutable while threads run; thread-safe API */
-    struct writer *writer;      /* the store writer thread */
     struct cons_reg *consumers; /* durable consumers (NULL without a store); thread-safe */
     struct acceptor *acc;
     struct stats acc_stats;       /* acceptor's counters */
@@ -274,7 +84,21 @@ int64_t now_realtime_ns(void);
 /* Text of an error code: FERRY_E* (from ferry.h's table) or -errno. */
 const char *server_strerror(int rc);
 
+/* Make the tables of n_iot IO threads and n_workers workers (the threads
+ * fill them when created): 0, or -ENOMEM. server_tables_free: main, after
+ * the threads are destroyed. */
+int server_tables_alloc(struct server *s);
+void server_tables_free(struct server *s);
+
 /* Sum every thread's counters (any thread). */
 void server_stats(struct server *s, struct stats_snapshot *out);
+
+/* The writer: IO thread k's stored publications up to serial are committed
+ * and routed (struct commit_mark); wakes k if it waits for that. */
+void server_committed(struct server *s, uint32_t k, uint32_t serial);
+
+/* Wake every IO thread (a worker or the writer has room again; the phase
+ * changed). Any thread. */
+void server_wake_iots(struct server *s);
 
 #endif

@@ -129,7 +129,13 @@ extern "C" {
 struct store;
 struct store_batch;
 
-#define STORE_TOPIC_MAX 255 /* bytes in a topic name */
+/* Bytes in a stored topic's name. It is an LMDB key (at most 511 bytes) and
+ * part of the durable consumers' keys; longer topics (max_topic_len allows
+ * up to 4096) can only be ephemeral. */
+#define STORE_TOPIC_MAX 255
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+#define STORE_TOPIC_MAX_TEXT STORE_STR(STORE_TOPIC_MAX) /* the same, for messages */
 #define STORE_FORMAT_VERSION 1
 
 enum store_sync_mode {

@@ -8,7 +8,6 @@
  */
 #include "worker.h"
 
-#include "io_thread.h"
 #include "log.h"
 #include "router.h"
 
@@ -58,23 +57,15 @@ struct worker *worker_create(struct server *s, uint32_t index)
         free(w);
         return NULL;
     }
+    s->worker_in[index] = &w->in;
+    s->worker_stats[index] = &w->stats;
     return w;
-}
-
-struct mbox *worker_mbox(struct worker *w)
-{
-    return &w->in;
-}
-
-struct stats *worker_stats(struct worker *w)
-{
-    return &w->stats;
 }
 
 /* One round: take up to WORKER_TAKE items, handle them, hand over the
  * results (flush_out). Returns 0 once W_STOP was taken; *is_full: as many
  * items as allowed were taken (more may be queued). */
-static int worker_round(struct worker *w, struct iot *local, int *is_full)
+static int worker_round(struct worker *w, const struct rsink *local, int *is_full)
 {
     struct wmsg batch[WORKER_TAKE];
     int running = 1;
@@ -90,17 +81,15 @@ static int worker_round(struct worker *w, struct iot *local, int *is_full)
     if (was_refused) {
         /* Some IO thread stopped reading publishers because we were full:
          * there is room now. */
-        for (uint32_t i = 0; i < w->srv->n_iot; i++) {
-            mbox_wake(iot_mbox(w->srv->iots[i]));
-        }
+        server_wake_iots(w->srv);
     }
     return running;
 }
 
-int worker_run_inline(struct worker *w, struct iot *t)
+int worker_run_inline(struct worker *w, const struct rsink *local)
 {
     int is_full = 0;
-    (void)worker_round(w, t, &is_full);
+    (void)worker_round(w, local, &is_full);
     return is_full;
 }
 

@@ -25,19 +25,17 @@ int worker_start(struct worker *w);
 void worker_stop(struct worker *w);
 void worker_destroy(struct worker *w);
 
-/* The worker's inbound queue (IO threads post with mbox_try_post). */
-struct mbox *worker_mbox(struct worker *w);
-struct stats *worker_stats(struct worker *w);
+/* The worker's inbound queue is server.worker_in[index] (IO threads post
+ * with mbox_try_post), its counters server.worker_stats[index]. */
 
 /*
- * --reactor single: no worker thread; the one IO thread t runs the worker
- * in its loop, watching worker_fd() (the mailbox's eventfd). One round:
- * take what is queued (a bounded amount), route it, and hand t its
- * results at once (iot_mail_handle), not through t's mailbox. Returns 1 if
- * more may be queued (call again soon). IO thread t only.
+ * --reactor single: no worker thread; the one IO thread runs the worker in
+ * its loop, watching worker_fd() (the mailbox's eventfd). One round: take
+ * what is queued (a bounded amount), route it, and hand the running IO
+ * thread its results at once (through local), not through its mailbox.
+ * Returns 1 if more may be queued (call again soon). That IO thread only.
  */
-struct iot;
-int worker_run_inline(struct worker *w, struct iot *t);
+int worker_run_inline(struct worker *w, const struct rsink *local);
 int worker_fd(struct worker *w);
 
 #endif

@@ -28,12 +28,9 @@
 #include "codec.h"
 #include "consumer.h"
 #include "ferry.h"
-#include "io_thread.h"
 #include "log.h"
 #include "retention.h"
 #include "store.h"
-#include "wire.h"
-#include "worker.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -128,12 +125,8 @@ struct writer *writer_create(struct server *s)
         free(w);
         return NULL;
     }
+    s->writer_in = &w->in;
     return w;
-}
-
-struct mbox *writer_mbox(struct writer *w)
-{
-    return &w->in;
 }
 
 /* The store failed: log why and stop the process before anything of the
@@ -182,72 +175,29 @@ static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
     }
 }
 
-/* The message in a stored record's Deliver body (encoded by an IO thread:
- * topic 2, sequence 3, publish_time 4, payload 5, headers 6, key 7,
- * attempt 8). Pointers point into the body. */
-static int body_parse(struct writer *w, const uint8_t *p, size_t len, struct store_msg_in *m)
+/* The message of a stored record, from the spans its builder recorded
+ * (pub_rec_init): pointers into the body; only the headers are read, into
+ * w->hdr. */
+static int rec_message(struct writer *w, const struct pub_rec *r, struct store_msg_in *m)
 {
-    const uint8_t *end = p + len;
+    const uint8_t *body = (const uint8_t *)r + r->body_off;
     memset(m, 0, sizeof(*m));
+    m->publish_time = r->publish_time;
+    m->payload = body + r->sp.payload_off;
+    m->payload_len = r->sp.payload_len;
+    m->key = body + r->sp.key_off;
+    m->key_len = r->sp.key_len;
     m->headers = w->hdr;
-    while (p < end) {
-        uint64_t key, v;
-        if (wire_varint_get(&p, end, &key) < 0) {
+    const uint8_t *h = body + r->sp.hdr_off, *end = h + r->sp.hdr_len;
+    struct codec_hdr kv;
+    int rc;
+    while ((rc = codec_header_next(&h, end, &kv)) == 1) {
+        if (m->n_headers == CODEC_MAX_HEADERS) {
             return -1;
         }
-        if ((key & 7) == 0) {
-            if (wire_varint_get(&p, end, &v) < 0) {
-                return -1;
-            }
-            if ((key >> 3) == 4) {
-                m->publish_time = (int64_t)v;
-            }
-            continue;
-        }
-        if ((key & 7) != 2 || wire_varint_get(&p, end, &v) < 0 || v > (uint64_t)(end - p)) {
-            return -1;
-        }
-        const uint8_t *f = p;
-        p += v;
-        switch (key >> 3) {
-        case 5:
-            m->payload = f;
-            m->payload_len = (size_t)v;
-            break;
-        case 7:
-            m->key = f;
-            m->key_len = (size_t)v;
-            break;
-        case 6: {
-            if (m->n_headers == CODEC_MAX_HEADERS) {
-                return -1;
-            }
-            struct store_kv *kv = &w->hdr[m->n_headers++];
-            memset(kv, 0, sizeof(*kv));
-            kv->key = kv->value = "";
-            const uint8_t *h = f, *hend = f + v;
-            while (h < hend) {
-                uint64_t hk, hl;
-                if (wire_varint_get(&h, hend, &hk) < 0 || (hk & 7) != 2 ||
-                    wire_varint_get(&h, hend, &hl) < 0 || hl > (uint64_t)(hend - h)) {
-                    return -1;
-                }
-                if ((hk >> 3) == 1) {
-                    kv->key = (const char *)h;
-                    kv->key_len = (size_t)hl;
-                } else if ((hk >> 3) == 2) {
-                    kv->value = (const char *)h;
-                    kv->value_len = (size_t)hl;
-                }
-                h += hl;
-            }
-            break;
-        }
-        default:
-            break; /* topic */
-        }
+        w->hdr[m->n_headers++] = (struct store_kv){kv.key, kv.key_len, kv.value, kv.value_len};
     }
-    return 0;
+    return rc;
 }
 
 static int begin(struct writer *w);
@@ -311,7 +261,7 @@ static int commit_store(struct writer *w)
     for (uint32_t i = 0; i < s->n_iot; i++) {
         if (w->has_serial[i]) {
             w->has_serial[i] = 0;
-            iot_committed(s->iots[i], w->serial[i]);
+            server_committed(s, i, w->serial[i]);
         }
     }
     return rc;
@@ -397,7 +347,7 @@ static void append_one(struct writer *w, struct pub_rec *r)
     struct store_msg_in m;
     const char *topic = (const char *)(r + 1);
     r->seq = 0;
-    if (body_parse(w, (const uint8_t *)r + r->body_off, r->body_len, &m) < 0) {
+    if (rec_message(w, r, &m) < 0) {
         log_error("store writer: publish %llu has a malformed body (a bug); refused",
                   (unsigned long long)r->pub_id);
         answer(w, r, FERRY__ERROR_CODE__ERROR_INTERNAL);
@@ -461,7 +411,7 @@ static void forward(struct writer *w, struct pub_batch *b)
                 w->touched[i] = 0;
                 struct wmsg m = {.kind = W_STORED, .p = b};
                 /* Blocking is safe: workers never wait for the writer. */
-                if (mbox_post(worker_mbox(s->workers[i]), &m, 1) < 0) {
+                if (mbox_post(s->worker_in[i], &m, 1) < 0) {
                     pub_batch_unref(b);
                 }
             }
@@ -513,7 +463,7 @@ static void flush_answers(struct writer *w)
     for (uint32_t i = 0; i < w->srv->n_iot; i++) {
         struct outbox *o = &w->out[i];
         if (o->n) {
-            if (mbox_post(iot_mbox(w->srv->iots[i]), o->m, o->n) < 0) {
+            if (mbox_post(w->srv->iot_in[i], o->m, o->n) < 0) {
                 log_error("store writer: IO thread %u closed its mailbox", i);
             }
             o->n = 0;
@@ -660,9 +610,7 @@ static void *writer_main(void *arg)
             flush_answers(w);
         }
         if (was_refused) {
-            for (uint32_t i = 0; i < s->n_iot; i++) {
-                mbox_wake(iot_mbox(s->iots[i]));
-            }
+            server_wake_iots(s);
         }
         if (w->b != NULL) {
             continue; /* the rest wants no batch open (it may take the store's lock) */

@@ -37,7 +37,7 @@ int writer_start(struct writer *w);
 void writer_stop(struct writer *w);
 void writer_destroy(struct writer *w);
 
-/* The writer's inbound queue (IO threads post with mbox_try_post). */
-struct mbox *writer_mbox(struct writer *w);
+/* The writer's inbound queue is server.writer_in (IO threads post with
+ * mbox_try_post), set by writer_create. */
 
 #endif

@@ -310,14 +310,128 @@ int codec_frame_encode_alloc(const Ferry__Frame *f, uint8_t **out, size_t *out_l
 
 /* ---- Deliver fan-out --------------------------------------------------- */
 
-size_t codec_deliver_body_size(const Ferry__Deliver *d)
+/* Deliver field keys: (number << 3) | wire type (0 varint, 2 bytes). */
+#define DK_TOPIC ((2u << 3) | 2u)
+#define DK_SEQUENCE ((3u << 3) | 0u)
+#define DK_TIME ((4u << 3) | 0u)
+#define DK_PAYLOAD ((5u << 3) | 2u)
+#define DK_HEADER ((6u << 3) | 2u)
+#define DK_KEY ((7u << 3) | 2u)
+#define DK_ATTEMPT ((8u << 3) | 0u)
+#define DK_MISSED ((9u << 3) | 0u)
+#define HK_KEY ((1u << 3) | 2u)
+#define HK_VALUE ((2u << 3) | 2u)
+
+/* A length-delimited field of n bytes, key included; 0 when n is 0 (empty
+ * strings and bytes are left out, as protobuf-c does for proto3). */
+static size_t bytes_field_len(size_t n)
 {
-    return ferry__deliver__get_packed_size(d);
+    return n ? 1 + wire_varint_len(n) + n : 0;
 }
 
-size_t codec_deliver_body_encode(const Ferry__Deliver *d, uint8_t *out)
+static size_t header_len(const struct codec_hdr *h)
 {
-    return ferry__deliver__pack(d, out);
+    return bytes_field_len(h->key_len) + bytes_field_len(h->value_len);
+}
+
+size_t codec_deliver_body_len(const struct codec_deliver *d)
+{
+    size_t n = bytes_field_len(d->topic_len);
+    n += d->sequence ? 1 + wire_varint_len(d->sequence) : 0;
+    n += d->publish_time ? 1 + wire_varint_len((uint64_t)d->publish_time) : 0;
+    n += bytes_field_len(d->payload_len);
+    for (size_t i = 0; i < d->n_headers; i++) {
+        size_t h = header_len(&d->headers[i]);
+        n += 1 + wire_varint_len(h) + h; /* an empty Header is still sent */
+    }
+    n += bytes_field_len(d->key_len);
+    n += d->attempt ? 1 + wire_varint_len(d->attempt) : 0;
+    n += d->missed ? 1 + wire_varint_len(d->missed) : 0;
+    return n;
+}
+
+static uint8_t *put_bytes(uint8_t *o, uint8_t key, const void *p, size_t n)
+{
+    if (n) {
+        *o++ = key;
+        o = wire_varint_put(o, n);
+        memcpy(o, p, n);
+        o += n;
+    }
+    return o;
+}
+
+static uint8_t *put_varint_field(uint8_t *o, uint8_t key, uint64_t v)
+{
+    if (v) {
+        *o++ = key;
+        o = wire_varint_put(o, v);
+    }
+    return o;
+}
+
+size_t codec_deliver_body_put(const struct codec_deliver *d, uint8_t *out,
+                              struct codec_deliver_spans *sp)
+{
+    uint8_t *o = put_bytes(out, DK_TOPIC, d->topic, d->topic_len);
+    o = put_varint_field(o, DK_SEQUENCE, d->sequence);
+    o = put_varint_field(o, DK_TIME, (uint64_t)d->publish_time);
+    o = put_bytes(o, DK_PAYLOAD, d->payload, d->payload_len);
+    uint8_t *payload_end = o;
+    for (size_t i = 0; i < d->n_headers; i++) {
+        const struct codec_hdr *h = &d->headers[i];
+        *o++ = DK_HEADER;
+        o = wire_varint_put(o, header_len(h));
+        o = put_bytes(o, HK_KEY, h->key, h->key_len);
+        o = put_bytes(o, HK_VALUE, h->value, h->value_len);
+    }
+    uint8_t *hdr_end = o;
+    o = put_bytes(o, DK_KEY, d->key, d->key_len);
+    uint8_t *key_end = o;
+    o = put_varint_field(o, DK_ATTEMPT, d->attempt);
+    o = put_varint_field(o, DK_MISSED, d->missed);
+    if (sp != NULL) {
+        sp->payload_len = (uint32_t)d->payload_len;
+        sp->payload_off = (uint32_t)(payload_end - out) - sp->payload_len;
+        sp->hdr_off = (uint32_t)(payload_end - out);
+        sp->hdr_len = (uint32_t)(hdr_end - payload_end);
+        sp->key_len = (uint32_t)d->key_len;
+        sp->key_off = (uint32_t)(key_end - out) - sp->key_len;
+    }
+    return (size_t)(o - out);
+}
+
+int codec_header_next(const uint8_t **p, const uint8_t *end, struct codec_hdr *h)
+{
+    const uint8_t *q = *p;
+    uint64_t k, n;
+    if (q == end) {
+        return 0;
+    }
+    if (wire_varint_get(&q, end, &k) < 0 || k != DK_HEADER || wire_varint_get(&q, end, &n) < 0 ||
+        n > (uint64_t)(end - q)) {
+        return -1;
+    }
+    const uint8_t *hend = q + n;
+    h->key = h->value = "";
+    h->key_len = h->value_len = 0;
+    while (q < hend) {
+        uint64_t hk, hl;
+        if (wire_varint_get(&q, hend, &hk) < 0 || (hk & 7) != 2 ||
+            wire_varint_get(&q, hend, &hl) < 0 || hl > (uint64_t)(hend - q)) {
+            return -1;
+        }
+        if (hk == HK_KEY) {
+            h->key = (const char *)q;
+            h->key_len = (size_t)hl;
+        } else if (hk == HK_VALUE) {
+            h->value = (const char *)q;
+            h->value_len = (size_t)hl;
+        }
+        q += hl;
+    }
+    *p = hend;
+    return 1;
 }
 
 /* Field keys: (field number << 3) | wire type 2 (length-delimited). */

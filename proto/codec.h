@@ -84,10 +84,53 @@ int codec_frame_encode(const Ferry__Frame *f, uint8_t *out, size_t cap, size_t *
 /* Encode a frame into a new malloc'd buffer (header + body). */
 int codec_frame_encode_alloc(const Ferry__Frame *f, uint8_t **out, size_t *out_len);
 
-/* Deliver fan-out, part 1: size of the shared body of `d` (d->n_sub_ids must
- * be 0) and its encoding into out (exactly codec_deliver_body_size() bytes). */
-size_t codec_deliver_body_size(const Ferry__Deliver *d);
-size_t codec_deliver_body_encode(const Ferry__Deliver *d, uint8_t *out);
+/*
+ * Deliver fan-out, part 1: the shared body, every Deliver field but sub_ids,
+ * written straight from pointers and lengths (no protobuf-c structs, no
+ * NUL-terminated copies). The bytes are what protobuf-c would pack for the
+ * same Deliver: fields in number order, zero values and empty strings
+ * left out. Every Deliver body the broker sends comes from here: fresh
+ * publications, dead letters, and messages read back from the store.
+ */
+struct codec_hdr {
+    const char *key; /* not NUL-terminated */
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+struct codec_deliver {
+    const char *topic;
+    size_t topic_len;
+    uint64_t sequence; /* 0: left out (ephemeral, or filled in later) */
+    int64_t publish_time;
+    const void *payload;
+    size_t payload_len;
+    const struct codec_hdr *headers;
+    size_t n_headers;
+    const void *key;
+    size_t key_len;
+    uint32_t attempt;
+    uint64_t missed;
+};
+
+/* Where a body's fields lie, as offsets from its start: what the store
+ * writer takes instead of parsing the body again. The headers are one run
+ * of Header fields (read them with codec_header_next). */
+struct codec_deliver_spans {
+    uint32_t payload_off, payload_len;
+    uint32_t hdr_off, hdr_len;
+    uint32_t key_off, key_len;
+};
+
+size_t codec_deliver_body_len(const struct codec_deliver *d);
+/* Write the body (exactly codec_deliver_body_len bytes) at out; fills sp
+ * unless NULL. Returns the length. */
+size_t codec_deliver_body_put(const struct codec_deliver *d, uint8_t *out,
+                              struct codec_deliver_spans *sp);
+/* Read the next Header of a run of them (*p advances; end: the run's end):
+ * 1 and h filled, 0 at the end, -1 if the bytes are not Header fields. */
+int codec_header_next(const uint8_t **p, const uint8_t *end, struct codec_hdr *h);
 
 /* Deliver fan-out, part 2: write the prefix that turns a shared body of
  * body_len bytes into a complete frame for a connection whose subscriptions

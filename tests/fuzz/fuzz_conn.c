@@ -101,9 +101,7 @@ static void server_start(struct server *s, int with_auth)
         s->auth_delay.max_ms = 0;
         s->auth_pool = auth_pool_create(1, 64, iot_auth_done, s);
     }
-    s->iots = calloc(1, sizeof(*s->iots));
-    s->workers = calloc(1, sizeof(*s->workers));
-    if (s->iots == NULL || s->workers == NULL || (with_auth && s->auth_pool == NULL)) {
+    if (server_tables_alloc(s) < 0 || (with_auth && s->auth_pool == NULL)) {
         abort();
     }
     s->workers[0] = worker_create(s, 0);
@@ -167,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     atomic_fetch_add(&s->conns_now, 1);
     struct rmsg m = {.kind = R_NEW_CONN};
     m.u.fd = sv[0];
-    if (mbox_post(iot_mbox(s->iots[0]), &m, 1) != 0) {
+    if (mbox_post(s->iot_in[0], &m, 1) != 0) {
         abort();
     }
     /* the stream: the Connect prefix, then the input */

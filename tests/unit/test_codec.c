@@ -449,15 +449,15 @@ END_TEST
 
 START_TEST(test_codec_deliver_prefix_plus_shared_body_is_a_frame)
 {
-    Ferry__Deliver d = FERRY__DELIVER__INIT;
-    d.topic = "orders.eu";
-    d.sequence = 77;
-    d.publish_time = 1700000000000000000ll;
-    d.payload.data = (uint8_t *)"payload";
-    d.payload.len = 7;
-    size_t blen = codec_deliver_body_size(&d);
+    struct codec_deliver d = {.topic = "orders.eu",
+                              .topic_len = 9,
+                              .sequence = 77,
+                              .publish_time = 1700000000000000000ll,
+                              .payload = "payload",
+                              .payload_len = 7};
+    size_t blen = codec_deliver_body_len(&d);
     uint8_t *shared = malloc(blen);
-    ck_assert_uint_eq(codec_deliver_body_encode(&d, shared), blen);
+    ck_assert_uint_eq(codec_deliver_body_put(&d, shared, NULL), blen);
 
     uint64_t ids[][3] = {{5, 0, 0}, {1, 200, 1ull << 40}};
     size_t nids[] = {1, 3};
@@ -486,6 +486,90 @@ START_TEST(test_codec_deliver_prefix_plus_shared_body_is_a_frame)
         frame_dec_deinit(&fd);
     }
     free(shared);
+}
+END_TEST
+
+/* The hand-written Deliver body is byte for byte what protobuf-c packs, for
+ * every combination of present and absent fields, and its spans point at
+ * the payload, the run of headers and the key. */
+START_TEST(test_codec_deliver_body_matches_protobuf_c)
+{
+    static const struct codec_hdr want_hdrs[] = {
+        {"trace", 5, "abc", 3}, {"", 0, "only-value", 10}, {"only-key", 8, "", 0}, {"", 0, "", 0}};
+    uint8_t big[300];
+    memset(big, 'x', sizeof(big));
+    for (int mask = 0; mask < 128; mask++) {
+        struct codec_deliver in = {.topic = "a.b", .topic_len = 3};
+        Ferry__Deliver d = FERRY__DELIVER__INIT;
+        d.topic = "a.b";
+        Ferry__Header ph[4], *pp[4];
+        if (mask & 1) {
+            in.sequence = d.sequence = 1ull << 40;
+        }
+        if (mask & 2) {
+            in.publish_time = d.publish_time = 1700000000123456789ll;
+        }
+        if (mask & 4) { /* a payload whose length takes two varint bytes */
+            in.payload = big;
+            in.payload_len = d.payload.len = sizeof(big);
+            d.payload.data = big;
+        }
+        if (mask & 8) {
+            in.headers = want_hdrs;
+            in.n_headers = d.n_headers = 4;
+            for (int i = 0; i < 4; i++) {
+                ferry__header__init(&ph[i]);
+                ph[i].key = (char *)want_hdrs[i].key;
+                ph[i].value = (char *)want_hdrs[i].value;
+                pp[i] = &ph[i];
+            }
+            d.headers = pp;
+        }
+        if (mask & 16) {
+            in.key = "k-1";
+            in.key_len = d.key.len = 3;
+            d.key.data = (uint8_t *)"k-1";
+        }
+        if (mask & 32) {
+            in.attempt = d.attempt = 3;
+        }
+        if (mask & 64) {
+            in.missed = d.missed = 9;
+        }
+        size_t want = ferry__deliver__get_packed_size(&d);
+        ck_assert_uint_eq(codec_deliver_body_len(&in), want);
+        uint8_t a[1024], b[1024];
+        ferry__deliver__pack(&d, a);
+        struct codec_deliver_spans sp;
+        ck_assert_uint_eq(codec_deliver_body_put(&in, b, &sp), want);
+        ck_assert_mem_eq(a, b, want);
+        ck_assert_uint_eq(sp.payload_len, in.payload_len);
+        ck_assert_uint_eq(sp.key_len, in.key_len);
+        if (in.payload_len) {
+            ck_assert_mem_eq(b + sp.payload_off, big, sizeof(big));
+        }
+        if (in.key_len) {
+            ck_assert_mem_eq(b + sp.key_off, "k-1", 3);
+        }
+        const uint8_t *h = b + sp.hdr_off, *hend = h + sp.hdr_len;
+        struct codec_hdr got;
+        for (size_t i = 0; i < in.n_headers; i++) {
+            ck_assert_int_eq(codec_header_next(&h, hend, &got), 1);
+            ck_assert_uint_eq(got.key_len, want_hdrs[i].key_len);
+            ck_assert_uint_eq(got.value_len, want_hdrs[i].value_len);
+            ck_assert_mem_eq(got.key, want_hdrs[i].key, got.key_len);
+            ck_assert_mem_eq(got.value, want_hdrs[i].value, got.value_len);
+        }
+        ck_assert_int_eq(codec_header_next(&h, hend, &got), 0);
+    }
+    /* Not a run of headers: another field, a length past the end. */
+    const uint8_t other[] = {(5 << 3) | 2, 1, 'x'};
+    const uint8_t *p = other;
+    struct codec_hdr got;
+    ck_assert_int_eq(codec_header_next(&p, other + sizeof(other), &got), -1);
+    const uint8_t cut[] = {(6 << 3) | 2, 5, (1 << 3) | 2, 1};
+    p = cut;
+    ck_assert_int_eq(codec_header_next(&p, cut + sizeof(cut), &got), -1);
 }
 END_TEST
 
@@ -533,6 +617,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_codec_round_trip_every_message);
     tcase_add_test(tc, test_codec_unknown_fields_are_ignored);
     tcase_add_test(tc, test_codec_deliver_prefix_plus_shared_body_is_a_frame);
+    tcase_add_test(tc, test_codec_deliver_body_matches_protobuf_c);
     tcase_add_test(tc, test_codec_encode_refuses_small_buffer);
     tcase_add_test(tc, test_codec_error_table_matches_wire_codes);
     tcase_add_test(tc, test_codec_arena_keeps_small_chunk_between_frames);

@@ -40,8 +40,7 @@ static void setup_with(uint32_t worker_queue, int is_stalled)
     srv.n_workers = 1;
     strcpy(srv.server_id, "unit");
     atomic_init(&srv.next_client_id, 1);
-    srv.iots = calloc(1, sizeof(*srv.iots));
-    srv.workers = calloc(1, sizeof(*srv.workers));
+    ck_assert_int_eq(server_tables_alloc(&srv), 0);
     srv.workers[0] = worker_create(&srv, 0);
     srv.iots[0] = iot_create(&srv, 0);
     ck_assert_ptr_nonnull(srv.workers[0]);
@@ -65,19 +64,18 @@ static void setup_stalled(void)
 static void teardown(void)
 {
     atomic_store(&srv.phase, PHASE_DRAIN);
-    mbox_wake(iot_mbox(srv.iots[0]));
+    mbox_wake(srv.iot_in[0]);
     while (!iot_is_drained(srv.iots[0])) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
     worker_stop(srv.workers[0]);
     atomic_store(&srv.phase, PHASE_CLOSE);
-    mbox_wake(iot_mbox(srv.iots[0]));
+    mbox_wake(srv.iot_in[0]);
     iot_join(srv.iots[0]);
     iot_destroy(srv.iots[0]);
     worker_destroy(srv.workers[0]);
-    free(srv.iots);
-    free(srv.workers);
+    server_tables_free(&srv);
 }
 
 /* Hand one end of a socketpair to the IO thread; c gets the other end. */
@@ -89,7 +87,7 @@ static void conn_open(struct rawc *c)
     atomic_fetch_add(&srv.conns_now, 1);
     struct rmsg m = {.kind = R_NEW_CONN};
     m.u.fd = sv[0];
-    ck_assert_uint_eq(mbox_try_post(iot_mbox(srv.iots[0]), &m, 1), 1);
+    ck_assert_uint_eq(mbox_try_post(srv.iot_in[0], &m, 1), 1);
     memset(c, 0, sizeof(*c));
     c->fd = sv[1];
     frame_dec_init(&c->dec, FRAME_MAX_LEN_CEILING);

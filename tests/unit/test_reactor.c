@@ -6,9 +6,9 @@
 
 #include <check.h>
 #include <errno.h>
-#include <sched.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -245,7 +245,7 @@ START_TEST(test_rx_timers_fire_once_in_deadline_order)
     ck_assert_int_eq(rx_timer_set(r, &l.tm[2], t0 + 20), 0);
     ck_assert_int_eq(rx_timer_set(r, &l.tm[3], t0 + 60), 0);
     ck_assert_int_eq(rx_timer_set(r, &l.tm[1], t0 + 30), 0); /* moved */
-    rx_timer_stop(r, &l.tm[2]);                               /* never fires */
+    rx_timer_stop(r, &l.tm[2]);                              /* never fires */
     ck_assert(rx_timer_is_set(&l.tm[1]) && !rx_timer_is_set(&l.tm[2]));
     ck_assert_int_eq(rx_run(r), 0);
     ck_assert_int_eq(l.n_fired, 3);

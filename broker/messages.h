@@ -1,0 +1,255 @@
+/*
+ * messages.h - the messages ferryd's threads pass through their mailboxes.
+ *
+ *   acceptor --R_NEW_CONN--> IO thread k      (IO thread's mailbox)
+ *   IO thread --W_SUB_ADD/W_SUB_DEL--> every worker   (worker mailboxes)
+ *   IO thread --W_PUB_BATCH--> worker hash(topic) % W      (ephemeral topics)
+ *   IO thread --W_PUB_BATCH--> store writer                 (stored topics)
+ *   writer: append + group commit, then
+ *     --R_PUBACK/R_PUBERR--> publisher's IO thread, and
+ *     --W_STORED--> worker hash(topic) % W, which routes in sequence order
+ *   worker --R_DELIVER/R_PUBACK--> IO thread owning the connection
+ *
+ * A connection is named across threads by a conn ref: IO thread index, slot
+ * and generation packed in 64 bits. Only the owning IO thread turns a ref into
+ * a struct conn, and a ref to a closed connection simply finds nothing, so a
+ * delivery racing with a close is dropped, never dangling.
+ */
+#ifndef FERRY_MESSAGES_H
+#define FERRY_MESSAGES_H
+
+#include "codec.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+struct auth_table;
+struct auth_principal;
+
+#define CONN_REF(iot, slot, gen) (((uint64_t)(iot) << 56) | ((uint64_t)(slot) << 32) | (gen))
+#define CONN_REF_IOT(ref) ((uint32_t)((ref) >> 56))
+#define CONN_REF_SLOT(ref) ((uint32_t)((ref) >> 32) & 0xffffffu)
+#define CONN_REF_GEN(ref) ((uint32_t)(ref))
+
+/* Publications travel from an IO thread to a worker in batches: one block of
+ * records, reference counted because deliveries point into it until the IO
+ * threads have written (or copied) them. Immutable once posted. */
+struct pub_batch {
+    atomic_uint refs; /* atomic: the worker and the IO threads holding deliveries */
+    uint32_t len;     /* bytes of records */
+    uint32_t cap;
+    uint32_t n_recs;
+    _Alignas(8) unsigned char data[];
+};
+
+/* One publication inside a batch; followed by topic bytes, then (8-aligned
+ * from the record start + body_off) the encoded Deliver body without sub_ids.
+ *
+ * A batch holds either ephemeral records only (IO thread -> worker, routed at
+ * once) or stored records only (IO thread -> store writer -> workers). The
+ * Deliver body of a stored record ends with its sequence field written as a
+ * 10-byte varint (PUB_SEQ_TRAILER bytes with the tag), 0 until the writer's
+ * commit assigns it: the writer patches it in place (pub_seq_put) while it
+ * alone holds the batch, before any worker or IO thread sees the record. */
+struct pub_rec {
+    uint64_t conn_ref; /* the publisher */
+    uint64_t pub_id;
+    uint64_t seq;      /* stored: set by the writer after commit; 0: refused */
+    uint32_t rec_len;  /* whole record, 8-aligned */
+    uint32_t body_off; /* from the record start */
+    uint32_t body_len;
+    uint32_t worker; /* hash(topic) % n_workers: routes it */
+    uint16_t topic_len;
+    uint8_t want_ack;
+    uint8_t is_stored;             /* the body ends with the sequence trailer */
+    uint32_t serial;               /* stored: the publishing IO thread's count (wraps, never 0);
+                                    * 0: not from a connection (dead letters) */
+    int64_t publish_time;          /* as in the body */
+    struct codec_deliver_spans sp; /* the body's fields: what the writer stores */
+};
+
+/* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
+static inline size_t pub_rec_body_off(size_t tlen)
+{
+    return (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
+}
+
+/* Bytes of a whole record (8-aligned); body_len counts the trailer of a
+ * stored one (PUB_SEQ_TRAILER). */
+static inline size_t pub_rec_len(size_t tlen, size_t body_len)
+{
+    return (pub_rec_body_off(tlen) + body_len + 7) & ~(size_t)7;
+}
+
+/* Serials compare modulo 2^32: is a at or after b? */
+static inline int serial_reached(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) >= 0;
+}
+
+#define PUB_SEQ_TRAILER 11 /* tag (field 3, varint) + 10-byte varint */
+
+/* Write the tag and sequence into the trailer at the end of a stored
+ * record's body (body_end points just past the body). */
+static inline void pub_seq_put(unsigned char *body_end, uint64_t seq)
+{
+    unsigned char *p = body_end - PUB_SEQ_TRAILER;
+    *p++ = (3 << 3) | 0;
+    for (int i = 0; i < 9; i++) {
+        *p++ = (unsigned char)((seq & 0x7f) | 0x80);
+        seq >>= 7;
+    }
+    *p = (unsigned char)(seq & 1);
+}
+
+/* Read the sequence of a stored record's body back. */
+static inline uint64_t pub_seq_get(const unsigned char *body, uint32_t body_len)
+{
+    const unsigned char *p = body + body_len - 10;
+    uint64_t v = (uint64_t)(p[9] & 1) << 63;
+    for (int i = 0; i < 9; i++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    }
+    return v;
+}
+
+/* Bytes of a record's body for d: with the sequence trailer if stored. */
+static inline size_t pub_rec_body_len(const struct codec_deliver *d, int is_stored)
+{
+    return codec_deliver_body_len(d) + (is_stored ? PUB_SEQ_TRAILER : 0);
+}
+
+/* Build a record at r (pub_rec_len(d->topic_len, body_len) bytes, body_len
+ * from pub_rec_body_len): its fields (seq and serial 0), the topic, the
+ * Deliver body of d with its spans, and a stored one's sequence trailer
+ * (0 until the writer's commit). The one builder of both kinds of record:
+ * the IO threads' publications and the durables' dead letters. */
+static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t pub_id,
+                                const struct codec_deliver *d, size_t body_len, uint32_t worker,
+                                int want_ack, int is_stored)
+{
+    size_t tlen = d->topic_len;
+    r->conn_ref = conn_ref;
+    r->pub_id = pub_id;
+    r->seq = 0;
+    r->rec_len = (uint32_t)pub_rec_len(tlen, body_len);
+    r->body_off = (uint32_t)pub_rec_body_off(tlen);
+    r->body_len = (uint32_t)body_len;
+    r->worker = worker;
+    r->topic_len = (uint16_t)tlen;
+    r->want_ack = want_ack ? 1 : 0;
+    r->is_stored = is_stored ? 1 : 0;
+    r->serial = 0;
+    r->publish_time = d->publish_time;
+    memcpy(r + 1, d->topic, tlen);
+    unsigned char *body = (unsigned char *)r + r->body_off;
+    codec_deliver_body_put(d, body, &r->sp);
+    if (is_stored) {
+        pub_seq_put(body + body_len, 0);
+    }
+}
+
+void pub_batch_unref(struct pub_batch *b);
+
+enum wmsg_kind {
+    W_SUB_ADD = 1, /* IO thread -> every worker: p = struct trie_sub (a reference) */
+    W_SUB_DEL,     /* likewise */
+    W_PUB_BATCH,   /* IO thread -> worker (ephemeral) or -> writer (stored) */
+    W_STOP,
+    W_STORED,     /* writer -> worker: p = committed pub_batch (a reference);
+                   * route its records with rec->worker == this worker */
+    W_SUB_READY,  /* IO thread -> the worker owning a catch-up subscription's
+                   * topic, after its W_SUB_ADD: p = struct trie_sub (a
+                   * reference); answered with R_SUB_READY */
+    W_PURGE,      /* IO thread -> writer: p = struct purge_req (malloc'd) */
+    W_BARRIER,    /* IO thread -> writer: p = struct barrier (malloc'd); answered
+                   * with R_PONG once the durable consumer state changed before
+                   * it was posted is committed (the Ack confirmation rule) */
+    W_TOPIC_INFO, /* IO thread -> the worker owning a topic: p = struct
+                   * topic_info_req (malloc'd); answered with R_RAW */
+};
+
+struct wmsg {
+    uint32_t kind;
+    uint32_t pad;
+    void *p; /* see enum wmsg_kind */
+};
+
+/* W_BARRIER: a Ping that follows Acks to durables on its connection. */
+struct barrier {
+    uint64_t conn_ref;
+    uint64_t nonce;
+};
+
+/* W_PURGE: an admin TopicPurgeRequest, run on the writer (it can take long). */
+struct purge_req {
+    uint64_t conn_ref;
+    uint64_t admin_id;
+    size_t topic_len;
+    char topic[]; /* NUL-terminated */
+};
+
+/* W_TOPIC_INFO: an admin TopicInfoRequest. The IO thread fills in what the
+ * store knows; the worker that owns the topic counts the subscriptions
+ * matching it in its trie (the worker's own data: no other thread reads
+ * it), and sends the whole AdminReply (ferry.proto TopicInfo) to conn_ref
+ * as R_RAW. The worker frees the request. */
+struct topic_info_req {
+    uint64_t conn_ref;
+    uint64_t admin_id;
+    uint64_t messages, bytes, first_seq, last_seq; /* as in TopicInfo */
+    int is_ephemeral;
+    size_t topic_len;
+    char topic[]; /* NUL-terminated */
+};
+
+enum rmsg_kind {
+    R_NEW_CONN = 1,
+    R_DELIVER,
+    R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code */
+    R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
+    R_SUB_READY, /* u.ack: sub id, and the topic's last committed sequence
+                  * when the owning worker registered the subscription */
+    R_RAW,       /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
+    R_AUTH,      /* auth pool -> IO thread: a credential check's result; n_ids:
+                  * 0 accepted, else refused; u.auth.t: one reference */
+    R_PONG,      /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
+    R_DETACH,    /* an admin deleted a durable (force): end subscription
+                  * u.ack.id if it still holds durable u.ack.seq (cons_id) */
+};
+
+#define RMSG_INLINE_IDS 2
+
+/* A message to an IO thread. R_DELIVER holds one reference on batch. */
+struct rmsg {
+    uint32_t kind;
+    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
+    uint64_t conn_ref; /* every kind but R_NEW_CONN */
+    struct pub_batch *batch;
+    uint32_t body_off; /* R_DELIVER: body within batch->data */
+    uint32_t body_len;
+    union {
+        /* R_DELIVER: the subscriptions' trie_sub.key (not their reusable
+         * sub_ids), ascending; the IO thread maps them to sub_ids */
+        uint64_t ids[RMSG_INLINE_IDS]; /* n_ids <= RMSG_INLINE_IDS */
+        uint64_t *ext_ids;             /* else: malloc'd, freed by the IO thread */
+        uint64_t pub_id;               /* R_PUBACK (the same as ack.id) */
+        struct {
+            uint64_t id;
+            uint64_t seq;
+        } ack; /* R_PUBACK, R_PUBERR, R_SUB_READY, R_PONG */
+        struct {
+            uint8_t *buf;
+            size_t len;
+        } raw;  /* R_RAW */
+        int fd; /* R_NEW_CONN */
+        struct {
+            struct auth_table *t;
+            const struct auth_principal *who; /* in t; NULL when refused */
+        } auth;                               /* R_AUTH */
+    } u;
+};
+
+#endif
