@@ -114,6 +114,12 @@
 /* The most headers one message may carry (ferry.proto, Publish.headers). */
 #define FERRY_MAX_HEADERS 64
 
+/* The longest topic or pattern the library sends, in bytes: the ceiling of
+ * the server's max_topic_len. The server's own setting (255 by default) is
+ * the limit that holds, and a stored topic is at most 255 bytes; the
+ * server refuses longer ones with FERRY_EINVALIDTOPIC and says why. */
+#define FERRY_MAX_TOPIC_LEN 4096
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -837,7 +843,8 @@ FERRY_API int ferry_admin_stats(ferry_client *c, int timeout_ms, ferry_stats *ou
 FERRY_API int ferry_admin_topics(ferry_client *c, const char *pattern, uint32_t limit,
                                  int timeout_ms, ferry_topic_info **out, size_t *n_out);
 
-/* One topic's info into *out. */
+/* One topic's info into *out. -EINVAL also for a topic longer than 255 bytes
+ * (the longest a store holds; name has room for no more). */
 FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int timeout_ms,
                                      ferry_topic_info *out);
 

@@ -261,7 +261,9 @@ FERRY_API int ferry_admin_topics(ferry_client *c, const char *pattern, uint32_t 
 FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int timeout_ms,
                                      ferry_topic_info *out)
 {
-    if (c == NULL || topic == NULL || out == NULL || !ferry__topic_valid(topic)) {
+    /* ferry_topic_info.name holds 255 bytes: the longest stored topic. */
+    if (c == NULL || topic == NULL || out == NULL || !ferry__topic_valid(topic) ||
+        strlen(topic) >= sizeof(out->name)) {
         return -EINVAL;
     }
     Ferry__TopicInfoRequest tr = FERRY__TOPIC_INFO_REQUEST__INIT;

@@ -23,11 +23,12 @@ int ferry__str_valid(const char *s, size_t max)
 }
 
 /* A concrete topic: non-empty dot-separated tokens, no wildcards, no
- * whitespace, at most 255 bytes. The server checks its own limits too. */
+ * whitespace, at most FERRY_MAX_TOPIC_LEN bytes. The server checks its own
+ * limits too. */
 int ferry__topic_valid(const char *topic)
 {
     size_t n = strlen(topic);
-    if (n == 0 || n > 255 || !codec_utf8_valid((const uint8_t *)topic, n)) {
+    if (n == 0 || n > FERRY_MAX_TOPIC_LEN || !codec_utf8_valid((const uint8_t *)topic, n)) {
         return 0;
     }
     size_t tok = 0;

@@ -554,7 +554,7 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
                               ferry_msg_cb cb, void *userdata, int timeout_ms, ferry_sub **out)
 {
     if (c == NULL || pattern == NULL || out == NULL || timeout_ms < 0 || pattern[0] == '\0' ||
-        !ferry__str_valid(pattern, 255)) {
+        !ferry__str_valid(pattern, FERRY_MAX_TOPIC_LEN)) {
         return -EINVAL;
     }
     if (opts != NULL && opts->durable != NULL && opts->ack_mode != FERRY_ACK_EXPLICIT) {

@@ -278,6 +278,64 @@ START_TEST(test_lagging_subscriber_falls_back_to_the_store)
 }
 END_TEST
 
+/* A stored message comes back from the store with its key and headers (the
+ * catch-up encoder writes the same Deliver body as the live path), and a
+ * topic too long for the store is refused with the limit named, while an
+ * ephemeral one of that length is routed. */
+START_TEST(test_catchup_keeps_key_and_headers_and_long_topics_are_explained)
+{
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL,
+                                  (const char *const[]){"--max-topic-len", "1000", "--ephemeral",
+                                                        "eph.>", NULL}),
+                     0);
+    ferry_client *c = s_client(&d, 0);
+    const ferry_header hs[] = {{"trace", "t-1"}, {"empty", ""}};
+    ferry_pub m = {.topic = "kh.a",
+                   .payload = "body",
+                   .payload_len = 4,
+                   .key = "k9",
+                   .key_len = 2,
+                   .headers = hs,
+                   .n_headers = 2};
+    uint64_t seq = 0;
+    ck_assert_int_eq(ferry_publish_sync(c, &m, S_WAIT, &seq), 0);
+    ck_assert_uint_eq(seq, 1);
+    ferry_sub *s = s_sub(c, "kh.a", FERRY_START_ALL, 0);
+    ferry_msg *got;
+    ck_assert_int_eq(ferry_sub_next(s, S_WAIT, &got), 0);
+    ck_assert_uint_eq(ferry_msg_sequence(got), 1);
+    size_t len;
+    const void *p = ferry_msg_key(got, &len);
+    ck_assert_uint_eq(len, 2);
+    ck_assert_mem_eq(p, "k9", 2);
+    p = ferry_msg_data(got, &len);
+    ck_assert_uint_eq(len, 4);
+    ck_assert_mem_eq(p, "body", 4);
+    ck_assert_uint_eq(ferry_msg_n_headers(got), 2);
+    ck_assert_str_eq(ferry_msg_header(got, "trace"), "t-1");
+    ck_assert_str_eq(ferry_msg_header(got, "empty"), "");
+    ferry_msg_destroy(got);
+
+    char topic[400];
+    memset(topic, 'x', sizeof(topic) - 1);
+    topic[sizeof(topic) - 1] = '\0';
+    ferry_pub lm = {.topic = topic, .payload = "x", .payload_len = 1};
+    ck_assert_int_eq(ferry_publish_sync(c, &lm, S_WAIT, &seq), FERRY_EINVALIDTOPIC);
+    char err[512];
+    ferry_client_last_error(c, err, sizeof(err));
+    ck_assert_msg(strstr(err, "at most 255 bytes") != NULL, "error text: %s", err);
+    memcpy(topic, "eph.", 4);
+    ferry_sub *es = s_sub(c, topic, FERRY_START_NEW, 0);
+    ck_assert_int_eq(ferry_publish_sync(c, &lm, S_WAIT, &seq), 0);
+    ck_assert_int_eq(ferry_sub_next(es, S_WAIT, &got), 0);
+    ck_assert_str_eq(ferry_msg_topic(got), topic);
+    ferry_msg_destroy(got);
+    s_close(c);
+    ferryd_stop(&d);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 Suite *test_suite(void)
@@ -298,6 +356,10 @@ Suite *test_suite(void)
     tc = tcase_create("large_catchup");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_large_catchup_respects_outbound_bound);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("key_headers_long_topics");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_catchup_keeps_key_and_headers_and_long_topics_are_explained);
     suite_add_tcase(s, tc);
     return s;
 }
