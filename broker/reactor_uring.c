@@ -217,7 +217,9 @@ static int arm_queued(struct rx_uring *r)
         s->is_armed = 1;
         s->is_queued = 0;
     }
-    memmove(r->arm, r->arm + i, (r->n_arm - i) * sizeof(*r->arm));
+    if (i < r->n_arm) { /* (r->arm is NULL while nothing was ever queued) */
+        memmove(r->arm, r->arm + i, (r->n_arm - i) * sizeof(*r->arm));
+    }
     r->n_arm -= i;
     return 0;
 }
