@@ -642,14 +642,16 @@ static int body_topic(const uint8_t *body, uint32_t len, const char **topic, siz
 uint32_t cu_wild_filter(struct iot *t, struct conn *c, uint64_t *ids, struct trie_sub **subs,
                         uint32_t n, const uint8_t *body, uint32_t body_len)
 {
+    /* Nothing to filter, the usual case: decided before the body is read
+     * (its last bytes are often not in this core's cache yet). */
+    int is_lagging = conn_out_pending(c) + c->stage_bytes > t->srv->cfg.max_outbound / 2;
+    if (!is_lagging && c->n_wcu == 0) {
+        return n;
+    }
     const char *topic;
     size_t tlen;
     if (t->srv->store == NULL || !body_topic(body, body_len, &topic, &tlen)) {
         return n; /* an ephemeral topic */
-    }
-    int is_lagging = conn_out_pending(c) + c->stage_bytes > t->srv->cfg.max_outbound / 2;
-    if (!is_lagging && c->n_wcu == 0) {
-        return n;
     }
     uint64_t seq = pub_seq_get(body, body_len);
     uint32_t k = 0;
