@@ -39,6 +39,7 @@ struct acceptor {
     int spare_fd;           /* see the file comment */
     uint32_t next;          /* round robin */
     uint64_t n_emfile;      /* refused in this shortage */
+    uint64_t n_unauth_refused; /* refused by the login gate's bounds */
     int is_paused;          /* listener not watched */
     int is_embedded;        /* set by main before the host starts, then read-only */
     pthread_t thread;
@@ -115,12 +116,12 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
     return 0;
 }
 
-/* Refuse a connection over max_connections with a fatal Error. */
-static void refuse(int fd)
+/* Refuse a connection over a limit with a fatal Error saying which. */
+static void refuse(int fd, const char *why)
 {
     Ferry__Error e = FERRY__ERROR__INIT;
     e.code = FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED;
-    e.text = (char *)"too many connections";
+    e.text = (char *)why;
     e.is_fatal = 1;
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_ERROR;
@@ -181,7 +182,9 @@ static void accept_all(struct acceptor *a)
 {
     struct server *s = a->srv;
     for (int i = 0; i < 256; i++) {
-        int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(a->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -223,15 +226,28 @@ static void accept_all(struct acceptor *a)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (atomic_load(&s->conns_now) >= s->cfg.max_connections) {
             log_warn("refusing a connection: max_connections (%u) reached", s->cfg.max_connections);
-            refuse(fd);
+            refuse(fd, "too many connections");
+            continue;
+        }
+        uint8_t key[16];
+        login_addr_key((struct sockaddr *)&ss, key);
+        if (login_unauth_enter(&s->login, key, now_ms()) < 0) {
+            if (a->n_unauth_refused++ % 1000 == 0) { /* an attack would flood the log */
+                log_warn("refusing a connection: too many connections not logged in yet "
+                         "(max_unauthenticated %u, %u per address); %llu refused so far",
+                         s->login.lim.max_unauth, s->login.lim.max_unauth_per_addr,
+                         (unsigned long long)a->n_unauth_refused);
+            }
+            refuse(fd, "too many connections waiting to log in; retry later");
             continue;
         }
         atomic_fetch_add(&s->conns_now, 1);
-        struct rmsg m = {.kind = R_NEW_CONN};
+        struct rmsg m = {.kind = R_NEW_CONN, .n_ids = 1};
         m.u.fd = fd;
         uint32_t k = a->next++ % s->n_iot;
         if (mbox_try_post(s->iot_in[k], &m, 1) != 1) {
             log_warn("IO thread %u is full: connection refused", k);
+            login_unauth_leave(&s->login, key, now_ms());
             atomic_fetch_sub(&s->conns_now, 1);
             close(fd);
         }

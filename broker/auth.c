@@ -524,66 +524,14 @@ void auth_holder_set(struct auth_holder *h, struct auth_table *t)
     auth_table_unref(old);
 }
 
-/* ---- failure delays ----------------------------------------------------- */
-
-int auth_delay_init(struct auth_delay *d, uint32_t cap)
-{
-    d->ents = calloc(cap ? cap : 1, sizeof(*d->ents));
-    if (d->ents == NULL) {
-        return -ENOMEM;
-    }
-    d->n = 0;
-    d->cap = cap ? cap : 1;
-    d->base_ms = AUTH_DELAY_BASE_MS;
-    d->max_ms = AUTH_DELAY_MAX_MS;
-    pthread_mutex_init(&d->lock, NULL);
-    return 0;
-}
-
-void auth_delay_deinit(struct auth_delay *d)
-{
-    free(d->ents);
-    d->ents = NULL;
-    pthread_mutex_destroy(&d->lock);
-}
-
-uint32_t auth_delay_fail(struct auth_delay *d, const char *addr, uint64_t now_ms)
-{
-    pthread_mutex_lock(&d->lock);
-    struct auth_delay_ent *e = NULL, *oldest = NULL;
-    for (uint32_t i = 0; i < d->n; i++) {
-        if (strcmp(d->ents[i].addr, addr) == 0) {
-            e = &d->ents[i];
-            break;
-        }
-        if (oldest == NULL || d->ents[i].last_ms < oldest->last_ms) {
-            oldest = &d->ents[i];
-        }
-    }
-    if (e == NULL) {
-        e = d->n < d->cap ? &d->ents[d->n++] : oldest;
-        snprintf(e->addr, sizeof(e->addr), "%s", addr);
-        e->fails = 0;
-    } else if (now_ms - e->last_ms > AUTH_DELAY_FORGET_MS) {
-        e->fails = 0;
-    }
-    e->last_ms = now_ms;
-    uint32_t shift = e->fails < 16 ? e->fails : 16;
-    if (e->fails < UINT32_MAX) {
-        e->fails++;
-    }
-    uint64_t delay = (uint64_t)d->base_ms << shift;
-    uint32_t max = d->max_ms;
-    pthread_mutex_unlock(&d->lock);
-    return delay > max ? max : (uint32_t)delay;
-}
-
 /* ---- the pool ----------------------------------------------------------- */
 
 struct auth_req {
     uint64_t conn_ref;
     struct auth_table *t;
     char *username, *password, *token;
+    const atomic_int *cancel; /* the submitter's; NULL: never cancelled */
+    void *tag;
 };
 
 struct auth_pool {
@@ -607,13 +555,15 @@ static void req_finish(struct auth_pool *p, struct auth_req *r, int do_check)
 {
     const struct auth_principal *who = NULL;
     int rc = FERRY_EAUTH;
-    if (do_check) {
+    if (r->cancel != NULL && atomic_load(r->cancel)) {
+        rc = -ECANCELED;
+    } else if (do_check) {
         rc = auth_check(r->t, r->username, r->password, r->token, &who);
     }
     wipe_free(r->username);
     wipe_free(r->password);
     wipe_free(r->token);
-    p->done(p->ctx, r->conn_ref, rc, r->t, rc == 0 ? who : NULL);
+    p->done(p->ctx, r->conn_ref, rc, r->t, rc == 0 ? who : NULL, r->tag);
     free(r);
 }
 
@@ -703,13 +653,16 @@ static char *dup_or_null(const char *s)
 }
 
 int auth_pool_submit(struct auth_pool *p, uint64_t conn_ref, struct auth_table *t,
-                     const char *username, const char *password, const char *token)
+                     const char *username, const char *password, const char *token,
+                     const atomic_int *cancel, void *tag)
 {
     struct auth_req *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         return -ENOMEM;
     }
     r->conn_ref = conn_ref;
+    r->cancel = cancel;
+    r->tag = tag;
     r->username = dup_or_null(username);
     r->password = dup_or_null(password);
     r->token = dup_or_null(token);

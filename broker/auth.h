@@ -27,9 +27,7 @@
  * time whether the user exists or not (an unknown name is checked against a
  * dummy hash of the same method) and compare hashes in constant time.
  *
- * Failures are remembered per source address (struct auth_delay, a bounded
- * table) so that the answer to the next failure from the same address comes
- * later and later.
+ * Who may try a check, and when, is the login gate's business (login.h).
  */
 #ifndef FERRY_AUTH_H
 #define FERRY_AUTH_H
@@ -107,41 +105,18 @@ static inline unsigned auth_holder_gen(struct auth_holder *h)
     return atomic_load_explicit(&h->gen, memory_order_acquire);
 }
 
-/* Failures per source address. Any thread (one lock). */
-#define AUTH_DELAY_SLOTS 1024u
-#define AUTH_DELAY_BASE_MS 200u /* the first failure's delay */
-#define AUTH_DELAY_MAX_MS 5000u
-#define AUTH_DELAY_FORGET_MS 600000u /* a quiet address starts over */
-
-struct auth_delay_ent {
-    char addr[48];
-    uint32_t fails;
-    uint64_t last_ms;
-};
-
-struct auth_delay {
-    pthread_mutex_t lock;
-    struct auth_delay_ent *ents; /* guarded by lock */
-    uint32_t n, cap;
-    uint32_t base_ms, max_ms; /* AUTH_DELAY_BASE_MS/MAX_MS by init; tests may lower */
-};
-
-int auth_delay_init(struct auth_delay *d, uint32_t cap);
-void auth_delay_deinit(struct auth_delay *d);
-/* Record a failure from addr at now_ms; returns how long to wait before
- * answering it: AUTH_DELAY_BASE_MS doubled per earlier recent failure, at
- * most AUTH_DELAY_MAX_MS. When the table is full the address that failed
- * longest ago is forgotten. */
-uint32_t auth_delay_fail(struct auth_delay *d, const char *addr, uint64_t now_ms);
-
 /*
  * The auth pool: threads that run auth_check. A request is copied in (the
  * secrets are wiped when done); done() runs on a pool thread with the
  * result and must not block for long (it posts to an IO thread's mailbox).
+ * Every submitted request gets exactly one done(), also when the pool is
+ * destroyed first. A request whose *cancel is set by the time a pool thread
+ * takes it is not checked: done() gets -ECANCELED (its connection closed;
+ * hashing for it would only serve whoever jams the pool).
  */
 struct auth_req;
 typedef void (*auth_done_fn)(void *ctx, uint64_t conn_ref, int rc, struct auth_table *t,
-                             const struct auth_principal *p);
+                             const struct auth_principal *p, void *tag);
 
 struct auth_pool;
 
@@ -155,8 +130,11 @@ void auth_pool_destroy(struct auth_pool *p);
 
 /* Queue a check of the credentials against t (the request takes a reference
  * on t, which done() receives and must release with auth_table_unref).
- * Returns 0, -EAGAIN when the queue is full, or -ENOMEM. Any thread. */
+ * cancel (may be NULL) must stay valid until done(); tag is given back to
+ * done(). Returns 0, -EAGAIN when the queue is full, or -ENOMEM. Any
+ * thread. */
 int auth_pool_submit(struct auth_pool *p, uint64_t conn_ref, struct auth_table *t,
-                     const char *username, const char *password, const char *token);
+                     const char *username, const char *password, const char *token,
+                     const atomic_int *cancel, void *tag);
 
 #endif

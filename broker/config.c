@@ -56,6 +56,9 @@ static const struct key keys[] = {
     {"keepalive_min_ms", K_U32, F(keepalive_min_ms), 0, 1, 86400000},
     {"keepalive_max_ms", K_U32, F(keepalive_max_ms), 0, 1, 86400000},
     {"connect_timeout_ms", K_U32, F(connect_timeout_ms), 0, 1, 86400000},
+    {"max_unauthenticated", K_U32, F(max_unauth), 0, 0, 10000000},
+    {"login_delay_ms", K_U32, F(login_delay_ms), 0, 1, 60000},
+    {"login_delay_max_ms", K_U32, F(login_delay_max_ms), 0, 1, 3600000},
     {"worker_queue", K_U32, F(worker_queue), 0, 2, 1 << 24},
     {"shutdown_ms", K_U32, F(shutdown_ms), 0, 1, 3600000},
     {"sync", K_SYNC, 0, 0, 0, 0},
@@ -86,6 +89,8 @@ void cfg_defaults(struct cfg *c)
     c->keepalive_min_ms = 100;
     c->keepalive_max_ms = 600000;
     c->connect_timeout_ms = 10000;
+    c->login_delay_ms = 200;
+    c->login_delay_max_ms = 5000;
     c->worker_queue = 64; /* batches of up to 64 KiB: a few MiB per worker */
     c->shutdown_ms = 5000;
     c->sync_mode = 0; /* always */
@@ -548,6 +553,15 @@ const char *cfg_usage(void)
            "                            disconnected as a slow consumer)\n"
            "  keepalive_ms 30000   keepalive_min_ms 100   keepalive_max_ms 600000\n"
            "  connect_timeout_ms 10000   worker_queue 64 (publication batches)   shutdown_ms 5000\n"
+           "  max_unauthenticated N    connections not logged in yet, in all (default\n"
+           "                           max_connections / 8, at least 4); one address may\n"
+           "                           hold half of them. Past half, new ones get a quarter\n"
+           "                           of connect_timeout_ms (at least 1 s) to log in\n"
+           "  login_delay_ms 200   login_delay_max_ms 5000   after 3 recent failed logins\n"
+           "                           from an address (or for a user name), its next check\n"
+           "                           waits login_delay_ms, doubling per failure up to the\n"
+           "                           max; a wait over 1 s is refused at once with the time\n"
+           "                           to retry. One check at a time per address\n"
            "\n"
            "Once listening, ferryd prints exactly one line to stdout and flushes it:\n"
            "  ferryd: listening on HOST:PORT\n"

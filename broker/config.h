@@ -50,6 +50,9 @@ struct cfg {
     uint32_t keepalive_min_ms; /* clamp range */
     uint32_t keepalive_max_ms;
     uint32_t connect_timeout_ms; /* Connect must arrive within this */
+    uint32_t max_unauth;         /* connections not logged in yet; 0: max_connections / 8 */
+    uint32_t login_delay_ms;     /* login.h: the first wait after repeated failures */
+    uint32_t login_delay_max_ms; /* login.h: waits double up to this */
     uint32_t worker_queue;       /* publish batches queued per worker */
     uint32_t shutdown_ms;        /* bound on the graceful stop */
     int io_backend;              /* enum rx_backend (reactor.h): 0 epoll, 1 uring */

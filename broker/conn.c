@@ -488,8 +488,16 @@ void conn_flush(struct iot *t, struct conn *c)
 
 /* ---- connections -------------------------------------------------------- */
 
-void conn_add(struct iot *t, int fd)
+void conn_add(struct iot *t, int fd, int is_counted)
 {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    uint8_t key[16] = {0};
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        login_addr_key((struct sockaddr *)&ss, key);
+    } else {
+        ss.ss_family = AF_UNSPEC;
+    }
     /* Every list a connection can be on, and the timer heap, have room for
      * each live connection and each one killed this round: conn_kill(),
      * conn_mark_dirty(), conn_pause(), cu_list() and conn_timer_arm() cannot fail for
@@ -544,20 +552,18 @@ void conn_add(struct iot *t, int fd)
     c->last_rx_ms = t->now;
     c->client_id = atomic_fetch_add(&t->srv->next_client_id, 1);
     frame_dec_init(&c->dec, PRE_CONNECT_MAX);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
+    memcpy(c->addr, key, sizeof(c->addr));
+    c->is_unauth_counted = is_counted ? 1 : 0;
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-            port = ntohs(a->sin6_port);
-        }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     if (rx_watch(t->rx, fd, 1, RX_READ, &c->io) < 0) {
@@ -566,7 +572,15 @@ void conn_add(struct iot *t, int fd)
     }
     c->events = RX_READ;
     t->slots[slot] = c;
-    conn_timer_arm(t, c, t->now + t->srv->cfg.connect_timeout_ms);
+    /* Under pressure (half the pre-login bound taken) a new connection gets
+     * a quarter of the time to log in, at least a second. */
+    uint64_t limit = t->srv->cfg.connect_timeout_ms;
+    const struct login_limits *lim = &t->srv->login.lim;
+    if (is_counted && limit > 1000 && login_unauth_count(&t->srv->login) > lim->max_unauth / 2) {
+        limit = limit / 4 > 1000 ? limit / 4 : 1000;
+    }
+    c->connect_deadline = t->now + limit;
+    conn_timer_arm(t, c, c->connect_deadline);
     stats_add(&t->stats.conns, 1);
     stats_add(&t->stats.conns_total, 1);
     log_debug("client %llu %s: accepted", (unsigned long long)c->client_id, c->peer);
@@ -577,7 +591,18 @@ out_free:
 out_close:
     log_error("IO thread %u: out of memory, connection refused", t->index);
     close(fd);
+    if (is_counted) {
+        login_unauth_leave(&t->srv->login, key, t->now);
+    }
     atomic_fetch_sub(&t->srv->conns_now, 1);
+}
+
+void conn_unauth_leave(struct iot *t, struct conn *c)
+{
+    if (c->is_unauth_counted) {
+        c->is_unauth_counted = 0;
+        login_unauth_leave(&t->srv->login, c->addr, t->now);
+    }
 }
 
 /* Close now (no flush). The memory is freed at the end of the round. */
@@ -588,6 +613,10 @@ void conn_kill(struct iot *t, struct conn *c)
     }
     c->state = ST_DEAD;
     conn_heavy_update(t, c);
+    conn_unauth_leave(t, c);
+    if (c->turn != NULL) {
+        handle_login_abandon(t, c);
+    }
     (void)rx_unwatch(t->rx, c->fd);
     close(c->fd);
     c->fd = -1;
@@ -852,8 +881,8 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm)
     struct conn *c = (struct conn *)((char *)tm - offsetof(struct conn, timer));
     switch (c->state) {
     case ST_AWAIT_CONNECT:
-        if (c->is_auth_failed) {
-            conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_FAILED, "authentication failed");
+        if (c->turn != NULL && !c->turn->is_submitted && t->now < c->connect_deadline) {
+            handle_login_step(t, c); /* the login gate's wait is over */
         } else {
             conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT,
                       c->is_auth_pending ? "credentials not checked in time (server busy)"

@@ -58,24 +58,140 @@ static void connect_accept(struct iot *t, struct conn *c, uint32_t req_ka, uint3
               c->peer, c->who ? c->who->name : "anonymous", ka);
 }
 
-/* Wrong, missing or unknown credentials. The Error goes out when the timer
- * fires: later for each recent failure from the same address, so guessing
- * passwords is slow. Input stays unread meanwhile. */
-static void auth_refuse(struct iot *t, struct conn *c)
+/* ---- logins (login.h: the gate; auth.h: the pool) ---------------------- */
+
+static void wipe_free(char *s)
 {
-    char host[sizeof(c->peer)];
-    snprintf(host, sizeof(host), "%s", c->peer);
-    char *colon = strrchr(host, ':');
-    if (colon) {
-        *colon = '\0'; /* failures count per address, whatever the port */
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
     }
-    uint32_t delay = auth_delay_fail(&t->srv->auth_delay, host, t->now);
+}
+
+void handle_login_turn_free(struct login_turn *turn)
+{
+    if (turn != NULL) {
+        wipe_free(turn->username);
+        wipe_free(turn->password);
+        wipe_free(turn->token);
+        free(turn);
+    }
+}
+
+static char *dup_nonempty(const char *s, int *failed)
+{
+    if (s == NULL || *s == '\0') {
+        return NULL;
+    }
+    char *d = strdup(s);
+    *failed |= d == NULL;
+    return d;
+}
+
+static struct login_turn *turn_new(const struct conn *c, const Ferry__Connect *m)
+{
+    struct login_turn *turn = calloc(1, sizeof(*turn));
+    if (turn == NULL) {
+        return NULL;
+    }
+    atomic_init(&turn->is_cancelled, 0);
+    memcpy(turn->addr, c->addr, sizeof(turn->addr));
+    /* The name the gate counts: the user's, or a token's "NAME:". */
+    const char *name = m->token[0] != '\0' ? m->token : m->username;
+    size_t n = strcspn(name, m->token[0] != '\0' ? ":" : "");
+    if (n <= AUTH_NAME_MAX) {
+        memcpy(turn->name, name, n);
+    }
+    int failed = 0;
+    turn->username = dup_nonempty(m->username, &failed);
+    turn->password = dup_nonempty(m->password, &failed);
+    turn->token = dup_nonempty(m->token, &failed);
+    if (failed) {
+        handle_login_turn_free(turn);
+        return NULL;
+    }
+    return turn;
+}
+
+/* Refused: the Error goes out at once (any wait came before the check). */
+static void login_refuse(struct iot *t, struct conn *c, const char *why)
+{
     stats_add(&t->stats.auth_failures, 1);
-    log_warn("client %llu %s: authentication failed (answered in %u ms)",
-             (unsigned long long)c->client_id, c->peer, delay);
-    c->is_auth_pending = 1;
-    c->is_auth_failed = 1;
-    conn_timer_arm(t, c, t->now + delay);
+    log_warn("client %llu %s: authentication failed%s%s", (unsigned long long)c->client_id, c->peer,
+             why ? ": " : "", why ? why : "");
+    conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_FAILED, why ? why : "authentication failed");
+}
+
+/* Hand the login to the auth pool; its answer comes as R_AUTH. */
+static void login_submit(struct iot *t, struct conn *c)
+{
+    struct login_turn *turn = c->turn;
+    struct auth_table *at = auth_holder_get(&t->srv->auth);
+    int rc = at ? auth_pool_submit(t->srv->auth_pool, conn_ref_of(t, c), at, turn->username,
+                                   turn->password, turn->token, &turn->is_cancelled, turn)
+                : FERRY_EAUTH;
+    auth_table_unref(at);
+    if (rc == 0) {
+        turn->is_submitted = 1;
+        wipe_free(turn->username); /* the pool has its own copies */
+        wipe_free(turn->password);
+        wipe_free(turn->token);
+        turn->username = turn->password = turn->token = NULL;
+        return;
+    }
+    login_end(&t->srv->login, turn->addr, turn->name, 0, 0, t->now);
+    c->turn = NULL;
+    handle_login_turn_free(turn);
+    if (rc == -EAGAIN || rc == -ENOMEM) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY,
+                  "too many logins in progress; retry later");
+    } else {
+        login_refuse(t, c, NULL); /* the auth file was removed meanwhile */
+    }
+}
+
+/* Ask the gate whether this login's check may run: now, later (the timer
+ * comes back here or submits), or not at all. */
+void handle_login_step(struct iot *t, struct conn *c)
+{
+    struct login_turn *turn = c->turn;
+    if (turn->has_turn) {
+        login_submit(t, c); /* its wait is over */
+        return;
+    }
+    uint64_t at = 0;
+    enum login_verdict v = login_begin(&t->srv->login, turn->addr, turn->name, t->now, &at);
+    if (v == LOGIN_REFUSE) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "too many failed logins from this address or for this user; retry in %llu ms",
+                 (unsigned long long)(at - t->now));
+        c->turn = NULL;
+        handle_login_turn_free(turn);
+        login_refuse(t, c, why);
+        return;
+    }
+    turn->has_turn = v == LOGIN_RUN || v == LOGIN_AT;
+    if (v == LOGIN_RUN) {
+        login_submit(t, c);
+    } else {
+        /* Wait for the gate, but never past the Connect deadline. */
+        conn_timer_arm(t, c, at < c->connect_deadline ? at : c->connect_deadline);
+    }
+}
+
+void handle_login_abandon(struct iot *t, struct conn *c)
+{
+    struct login_turn *turn = c->turn;
+    c->turn = NULL;
+    if (turn->is_submitted) {
+        atomic_store(&turn->is_cancelled, 1); /* the answer frees it */
+        return;
+    }
+    if (turn->has_turn) {
+        login_end(&t->srv->login, turn->addr, turn->name, 0, 0, t->now);
+    }
+    handle_login_turn_free(turn);
 }
 
 void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
@@ -86,40 +202,41 @@ void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
         return;
     }
     if (t->srv->auth_pool == NULL) {
+        conn_unauth_leave(t, c);
         connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
         return;
     }
-    /* The hash is checked on the auth pool; until it answers (R_AUTH) this
-     * connection reads nothing more. The Connect deadline still runs. */
+    /* Until the login is decided this connection reads nothing more. The
+     * Connect deadline still runs. */
     c->keepalive_ms = m->keepalive_ms;
     c->req_max_frame = m->max_frame_len;
     c->is_auth_pending = 1;
     conn_read_stop(t, c);
-    int rc = FERRY_EAUTH;
-    if (m->token[0] != '\0' || m->username[0] != '\0') {
-        struct auth_table *at = auth_holder_get(&t->srv->auth);
-        rc = at ? auth_pool_submit(t->srv->auth_pool, conn_ref_of(t, c), at, m->username,
-                                   m->password, m->token)
-                : FERRY_EAUTH;
-        auth_table_unref(at);
+    if (m->token[0] == '\0' && m->username[0] == '\0') {
+        login_refuse(t, c, NULL); /* the same answer as a wrong password */
+    } else if ((c->turn = turn_new(c, m)) == NULL) {
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory");
+    } else {
+        handle_login_step(t, c);
     }
     explicit_bzero(m->password, strlen(m->password));
     explicit_bzero(m->token, strlen(m->token));
-    if (rc == -EAGAIN || rc == -ENOMEM) {
-        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY,
-                  "too many logins in progress; retry later");
-    } else if (rc != 0) {
-        auth_refuse(t, c); /* no credentials at all */
-    }
 }
 
-/* The auth pool's answer to handle_connect. */
+/* The auth pool's answer to login_submit. */
 void handle_auth_answer(struct iot *t, struct rmsg *m)
 {
+    struct login_turn *turn = m->u.auth.turn;
+    login_end(&t->srv->login, turn->addr, turn->name, m->n_ids != 2, m->n_ids == 0, t->now);
     struct conn *c = conn_by_ref(t, m->conn_ref);
     struct auth_table *cur = NULL;
     const struct auth_principal *who = NULL;
-    if (c == NULL || c->state != ST_AWAIT_CONNECT || !c->is_auth_pending || c->is_auth_failed) {
+    if (c != NULL && c->turn == turn) {
+        c->turn = NULL;
+    } else {
+        c = NULL; /* closed meanwhile: it let go of the turn */
+    }
+    if (c == NULL || c->state != ST_AWAIT_CONNECT) {
         goto out; /* closed, or timed out meanwhile */
     }
     if (m->n_ids == 0) {
@@ -129,7 +246,7 @@ void handle_auth_answer(struct iot *t, struct rmsg *m)
         who = cur ? auth_principal_find(cur, m->u.auth.who->name) : NULL;
     }
     if (who == NULL) {
-        auth_refuse(t, c);
+        login_refuse(t, c, NULL);
         goto out;
     }
     c->auth = cur;
@@ -137,10 +254,12 @@ void handle_auth_answer(struct iot *t, struct rmsg *m)
     cur = NULL;
     c->is_auth_pending = 0;
     c->last_rx_ms = t->now; /* not read while the pool checked: a new interval */
+    conn_unauth_leave(t, c);
     connect_accept(t, c, c->keepalive_ms, c->req_max_frame);
     conn_read_start(t, c);
     conn_process_frames(t, c); /* whatever came after Connect */
 out:
+    handle_login_turn_free(turn);
     auth_table_unref(cur);
     auth_table_unref(m->u.auth.t);
 }

@@ -21,6 +21,7 @@
 #include "ferry.h"
 #include "io_thread.h"
 #include "log.h"
+#include "login.h"
 #include "reactor.h"
 #include "store.h"
 #include "topic.h"
@@ -64,8 +65,12 @@ struct conn {
     uint8_t is_heavy;        /* counted in t->n_heavy: over half its outbound bound */
     uint8_t is_writable;     /* RX_WRITE reported this round */
     uint8_t is_wr_shut;      /* CLOSING: our FIN is sent, waiting for the peer's */
-    uint8_t is_auth_pending; /* Connect is with the auth pool: input is not read */
-    uint8_t is_auth_failed;  /* refused: the timer sends the Error (failure delay) */
+    uint8_t is_auth_pending; /* Connect waits for the login gate or the auth pool:
+                              * input is not read */
+    uint8_t is_unauth_counted; /* counted by the login gate as not logged in yet */
+    uint8_t addr[16];          /* the peer's address, the login gate's key */
+    uint64_t connect_deadline; /* ms: Connect and its check must be done by then */
+    struct login_turn *turn;   /* the login in progress (handle_connect.c), or NULL */
     uint32_t events;         /* RX_* watched now */
     uint32_t keepalive_ms;
     struct rx_io io;       /* fd's watcher in t->rx: conn_on_io */
@@ -300,6 +305,22 @@ struct iot {
 };
 
 /* A Publish, wherever it was decoded from. Pointers are valid for the call. */
+/* A login through the gate and the auth pool (handle_connect.c). Made by
+ * handle_connect; until submitted it holds copies of the credentials (wiped
+ * when freed). Once submitted, the pool's answer (R_AUTH) frees it, whether
+ * the connection still exists or not: a connection that closes first only
+ * sets is_cancelled and forgets it. */
+struct login_turn {
+    /* atomic: the IO thread sets it when the connection closes; an auth
+     * pool thread reads it before checking */
+    atomic_int is_cancelled;
+    uint8_t addr[16];
+    char name[AUTH_NAME_MAX + 1]; /* user or token name: the gate counts it */
+    char *username, *password, *token;
+    uint8_t has_turn;     /* the gate gave this login its address's turn */
+    uint8_t is_submitted; /* with the auth pool */
+};
+
 struct pub_in {
     uint64_t id;
     const char *topic;
@@ -321,7 +342,9 @@ void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char
 /* c's one timer (keepalive, Connect deadline, close linger) fires at when (ms). */
 void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when);
 /* A new socket from the acceptor: a slot, the reactor set, the Connect deadline. */
-void conn_add(struct iot *t, int fd);
+/* A new connection (R_NEW_CONN); is_counted: the acceptor counted it as
+ * not logged in (login_unauth_enter). */
+void conn_add(struct iot *t, int fd, int is_counted);
 /* The connection a CONN_REF names, if it is still this one (slot + generation). */
 struct conn *conn_by_ref(struct iot *t, uint64_t ref);
 /* Stop reading, flush what is queued (bounded by CLOSE_LINGER_MS), close. */
@@ -337,6 +360,9 @@ void conn_lost_output(struct iot *t, struct conn *c, const char *what);
 void conn_on_readable(struct iot *t, struct conn *c);
 /* rx_run's callbacks for a connection's descriptor and its timer. */
 void conn_on_io(struct rx *r, struct rx_io *io, uint32_t events);
+/* The connection logged in, or closed: it no longer counts as waiting for
+ * its login (login_unauth_leave). */
+void conn_unauth_leave(struct iot *t, struct conn *c);
 void conn_on_timer(struct rx *r, struct rx_timer *tm);
 /* Stop reading c until iot_resume_paused() finds the reason gone. */
 void conn_pause(struct iot *t, struct conn *c);
@@ -431,6 +457,11 @@ void iot_wq_seal(struct iot *t, uint32_t w);
 
 /* The auth pool's answer to a Connect. */
 void handle_auth_answer(struct iot *t, struct rmsg *m);
+/* The timer of a connection whose login waits for the gate: try again. */
+void handle_login_step(struct iot *t, struct conn *c);
+/* A connection with a login in progress closes (conn_kill). */
+void handle_login_abandon(struct iot *t, struct conn *c);
+void handle_login_turn_free(struct login_turn *turn);
 void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m);
 void handle_ping(struct iot *t, struct conn *c, uint64_t nonce);
 /* The Pong of a Ping whose Acks the writer has stored (barrier released). */

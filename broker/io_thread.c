@@ -243,7 +243,7 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
         struct rmsg *m = &mail[i];
         switch (m->kind) {
         case R_NEW_CONN:
-            conn_add(t, m->u.fd);
+            conn_add(t, m->u.fd, m->n_ids == 1);
             break;
         case R_DELIVER:
             deliver_routed(t, m);
@@ -377,15 +377,18 @@ static void auth_reload(struct iot *t)
 }
 
 void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
-                   const struct auth_principal *who)
+                   const struct auth_principal *who, void *tag)
 {
     struct server *s = ctx;
-    struct rmsg m = {.kind = R_AUTH, .conn_ref = conn_ref, .n_ids = rc == 0 ? 0 : 1};
+    struct rmsg m = {.kind = R_AUTH, .conn_ref = conn_ref};
+    m.n_ids = rc == 0 ? 0 : rc == -ECANCELED ? 2 : 1;
     m.u.auth.t = at;
     m.u.auth.who = who;
+    m.u.auth.turn = tag;
     uint32_t k = CONN_REF_IOT(conn_ref);
     if (k >= s->n_iot || mbox_post(s->iot_in[k], &m, 1) < 0) {
         auth_table_unref(at);
+        handle_login_turn_free(tag); /* shutting down: nobody waits for it */
     }
 }
 
@@ -761,6 +764,7 @@ void iot_destroy(struct iot *t)
             free(m.u.raw.buf);
         } else if (m.kind == R_AUTH) {
             auth_table_unref(m.u.auth.t);
+            handle_login_turn_free(m.u.auth.turn);
         }
     }
     for (uint32_t w = 0; w < iot_n_queues(t); w++) {

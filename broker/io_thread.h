@@ -31,7 +31,7 @@ void iot_destroy(struct iot *t);
 /* The auth pool's answer (auth_done_fn; ctx is the server): posts R_AUTH to
  * the IO thread owning conn_ref, waiting for room. Auth pool threads. */
 void iot_auth_done(void *ctx, uint64_t conn_ref, int rc, struct auth_table *at,
-                   const struct auth_principal *who);
+                   const struct auth_principal *who, void *tag);
 
 /* PHASE_DRAIN: true once this thread has stopped reading and handed every
  * queued publication to the workers. Any thread. */

@@ -295,10 +295,6 @@ static int setup_auth(struct server *s, long ncpu)
             return -1;
         }
         auth_holder_set(&s->auth, at);
-        if (auth_delay_init(&s->auth_delay, AUTH_DELAY_SLOTS) < 0) {
-            log_error("out of memory");
-            return -1;
-        }
         uint32_t n_auth = ncpu > 4 ? 4 : (uint32_t)ncpu;
         if ((s->auth_pool = auth_pool_create(n_auth, 256, iot_auth_done, s)) == NULL) {
             log_error("cannot start the auth threads: %s", strerror(errno));
@@ -414,9 +410,7 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     }
     cons_reg_destroy(s->consumers);
     store_close(s->store); /* every thread that reads it has exited */
-    if (s->auth_pool) {
-        auth_delay_deinit(&s->auth_delay);
-    }
+    login_gate_deinit(&s->login);
     auth_holder_deinit(&s->auth);
     server_tables_free(s);
 }
@@ -491,7 +485,14 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    if (server_tables_alloc(s) < 0) {
+    struct login_limits lim = {.max_unauth = s->cfg.max_unauth,
+                               .delay_ms = s->cfg.login_delay_ms,
+                               .delay_max_ms = s->cfg.login_delay_max_ms};
+    if (lim.max_unauth == 0) {
+        lim.max_unauth = s->cfg.max_connections / 8 > 4 ? s->cfg.max_connections / 8 : 4;
+    }
+    lim.max_unauth_per_addr = lim.max_unauth / 2 > 1 ? lim.max_unauth / 2 : 1;
+    if (server_tables_alloc(s) < 0 || login_gate_init(&s->login, &lim, 4096) < 0) {
         log_error("out of memory");
         return 1;
     }

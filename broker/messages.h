@@ -27,6 +27,7 @@
 
 struct auth_table;
 struct auth_principal;
+struct login_turn;
 
 #define CONN_REF(iot, slot, gen) (((uint64_t)(iot) << 56) | ((uint64_t)(slot) << 32) | (gen))
 #define CONN_REF_IOT(ref) ((uint32_t)((ref) >> 56))
@@ -206,7 +207,7 @@ struct topic_info_req {
 };
 
 enum rmsg_kind {
-    R_NEW_CONN = 1,
+    R_NEW_CONN = 1, /* u.fd; n_ids 1: the acceptor counted it (login_unauth_enter) */
     R_DELIVER,
     R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code */
     R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
@@ -214,7 +215,8 @@ enum rmsg_kind {
                   * when the owning worker registered the subscription */
     R_RAW,       /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
     R_AUTH,      /* auth pool -> IO thread: a credential check's result; n_ids:
-                  * 0 accepted, else refused; u.auth.t: one reference */
+                  * 0 accepted, 1 refused, 2 not checked (the connection had
+                  * closed); u.auth.t: one reference */
     R_PONG,      /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
     R_DETACH,    /* an admin deleted a durable (force): end subscription
                   * u.ack.id if it still holds durable u.ack.seq (cons_id) */
@@ -248,6 +250,7 @@ struct rmsg {
         struct {
             struct auth_table *t;
             const struct auth_principal *who; /* in t; NULL when refused */
+            struct login_turn *turn;          /* the request's (handle_connect.c) */
         } auth;                               /* R_AUTH */
     } u;
 };

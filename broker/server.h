@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "login.h"
 #include "mailbox.h"
 #include "messages.h"
 #include "stats.h"
@@ -69,7 +70,7 @@ struct server {
     struct stats acc_stats;       /* acceptor's counters */
     struct auth_holder auth;      /* the auth file's table (NULL: anonymous); thread-safe */
     struct auth_pool *auth_pool;  /* credential checks, off the IO threads; NULL: no auth */
-    struct auth_delay auth_delay; /* failures per source address; thread-safe */
+    struct login_gate login;      /* who may try a login, and when (login.h); thread-safe */
     atomic_int phase;             /* enum server_phase; main thread writes */
     atomic_uint conns_now;        /* atomic: acceptor adds, IO threads subtract */
     atomic_ullong next_client_id;

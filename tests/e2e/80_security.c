@@ -1,7 +1,7 @@
 /*
  * 80_security.c - authentication and authorization end to end, over the
  * wire: wrong password and unknown user get the same refusal, tokens, the
- * failure delay growing per address, ACLs on publish and subscribe with
+ * login gate against guessing, jamming and idle sockets, ACLs on publish and subscribe with
  * wildcard edge cases (live and replay), the admin right, and SIGHUP
  * reloading the auth file (a subscription no longer allowed is removed).
  */
@@ -233,40 +233,206 @@ START_TEST(test_login_wrong_password_unknown_user_token)
 }
 END_TEST
 
-START_TEST(test_failure_delay_grows_per_address)
+/* Open a connection from the current src_host and send a Connect with a
+ * wrong password for user, without waiting for the answer. */
+static void connect_nowait(struct rawc *c, int port, const char *user, const char *pw)
+{
+    ck_assert_int_eq(open_conn(c, port), 0);
+    Ferry__Connect m = FERRY__CONNECT__INIT;
+    m.protocol_version = 1;
+    m.username = (char *)user;
+    m.password = (char *)pw;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_CONNECT;
+    f.connect = &m;
+    ck_assert_int_eq(rawc_send(c, &f), 0);
+}
+
+/* A login attempt from the current src_host: its wire result, and how long
+ * the answer took (ms) in *took. */
+static int timed_login(int port, const char *user, const char *pw, long long *took, char *text,
+                       size_t text_len)
+{
+    struct rawc c;
+    long long t0 = ms_now();
+    int rc = login(&c, port, user, pw, NULL, text, text_len, NULL);
+    *took = ms_now() - t0;
+    rawc_close(&c);
+    return rc;
+}
+
+/* Guessing is slowed where it hurts the guesser: after the free failures,
+ * an address's next check waits before it runs, so even the right password
+ * is answered only after the wait (the landed main answered a success at
+ * once and only delayed failures). Another address is not slowed. */
+START_TEST(test_guessing_waits_before_the_check)
 {
     struct ferryd_proc d;
-    start(&d);
-    struct rawc c;
-    long long took[4];
-    for (int i = 0; i < 4; i++) {
-        long long t0 = ms_now();
-        ck_assert_int_eq(login(&c, d.port, "alice", "wrong", NULL, NULL, 0, NULL),
+    START(&d, "--auth-file", auth_path, "--login-delay-ms", "300", "--login-delay-max-ms", "600",
+          NULL);
+    src_host = 2;
+    long long took;
+    for (int i = 0; i < 4; i++) { /* three free, the fourth sets the first wait */
+        ck_assert_int_eq(timed_login(d.port, "alice", "wrong", &took, NULL, 0),
                          FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
-        took[i] = ms_now() - t0;
+    }
+    ck_assert_int_eq(timed_login(d.port, "alice", "secret", &took, NULL, 0), 0);
+    ck_assert_msg(took >= 250, "the right password after 4 failures answered in %lld ms", took);
+    /* The success does not clear the address: its next failure counts on. */
+    ck_assert_int_eq(timed_login(d.port, "alice", "wrong", &took, NULL, 0),
+                     FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+    ck_assert_int_eq(timed_login(d.port, "ops", "wrong", &took, NULL, 0),
+                     FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+    ck_assert_msg(took >= 500, "the 6th failure's check waited only %lld ms", took);
+    /* Another address, and the real alice, are not held back. */
+    src_host = 3;
+    ck_assert_int_eq(timed_login(d.port, "alice", "secret", &took, NULL, 0), 0);
+    ck_assert_msg(took < 250, "a clean address waited %lld ms", took);
+    src_host = 0;
+    STOP(&d);
+}
+END_TEST
+
+/* Past a wait of a second, a login is refused at once with the time to
+ * retry, not held until the client times out; and parallel guesses from
+ * one address are taken one at a time. */
+START_TEST(test_over_budget_is_refused_at_once_with_the_retry_time)
+{
+    struct ferryd_proc d;
+    START(&d, "--auth-file", auth_path, "--login-delay-ms", "400", NULL);
+    src_host = 4;
+    long long took;
+    char text[256] = "";
+    int refused_at = -1;
+    for (int i = 0; i < 10 && refused_at < 0; i++) {
+        timed_login(d.port, "alice", "wrong", &took, text, sizeof(text));
+        if (strstr(text, "retry in") != NULL) {
+            refused_at = i;
+        }
+    }
+    /* 4 free, then waits of 400 and 800 ms; the next would be 1.6 s */
+    ck_assert_msg(refused_at == 6, "refused with a retry time at attempt %d", refused_at);
+    ck_assert_msg(took < 1000, "the refusal took %lld ms", took);
+    ck_assert_msg(strstr(text, "too many failed logins") != NULL, "text: %s", text);
+    /* Five at once from that address: none is checked before its turn, so
+     * the last answer comes only after the others' waits. */
+    src_host = 5;
+    struct rawc c[5];
+    long long t0 = ms_now();
+    for (int i = 0; i < 5; i++) {
+        connect_nowait(&c[i], d.port, "ops", "wrong");
+    }
+    for (int i = 0; i < 5; i++) {
+        Ferry__Frame *f;
+        ck_assert_int_eq(rawc_recv(&c[i], T_WAIT, &f), 0);
+        ck_assert_int_eq(f->body_case, FERRY__FRAME__BODY_ERROR);
+        ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
+        rawc_close(&c[i]);
+    }
+    /* 4 free (one at a time), then the fifth waits 400 ms */
+    ck_assert_msg(ms_now() - t0 >= 350, "5 parallel guesses answered in %lld ms", ms_now() - t0);
+    src_host = 0;
+    STOP(&d);
+}
+END_TEST
+
+/* CPU seconds ferryd has used (utime + stime from /proc). */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    unsigned long ut = 0, st = 0;
+    /* after ") ": state and 10 more fields, then utime and stime */
+    ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
+                     2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A realistic hash (yescrypt at its default cost, tens of ms) for "slow". */
+static const char *slow_rule(void)
+{
+    static char rule[256];
+    if (rule[0] == '\0') {
+        char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+        ck_assert_ptr_nonnull(crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)));
+        struct crypt_data cd;
+        memset(&cd, 0, sizeof(cd));
+        const char *h = crypt_rn("slowpw", setting, &cd, sizeof(cd));
+        ck_assert_ptr_nonnull(h);
+        snprintf(rule, sizeof(rule), "user slow %s\n", h);
+    }
+    return rule;
+}
+
+/* 300 Connects with a wrong password, closed at once, must not keep the
+ * password checker busy: the landed main hashed every one of them (and
+ * refused real logins with SERVER_BUSY meanwhile). */
+START_TEST(test_closed_logins_cannot_jam_the_checker)
+{
+    char rules[512];
+    snprintf(rules, sizeof(rules), "%s%s", alice_default, slow_rule());
+    write_auth(rules);
+    struct ferryd_proc d;
+    start(&d);
+    double cpu0 = cpu_seconds(d.pid);
+    src_host = 6;
+    for (int i = 0; i < 300; i++) {
+        struct rawc c;
+        connect_nowait(&c, d.port, "slow", "wrong");
         rawc_close(&c);
     }
-    /* 200, 400, 800, 1600 ms by design; compare far-apart pairs so that a
-     * slow machine's noise cannot reorder them */
-    ck_assert_msg(took[2] > took[0], "delays %lld %lld %lld %lld", took[0], took[1], took[2],
-                  took[3]);
-    ck_assert_msg(took[3] > took[1], "delays %lld %lld %lld %lld", took[0], took[1], took[2],
-                  took[3]);
-    ck_assert_int_ge(took[3], 1600);
-    /* another address starts small */
-    src_host = 9;
-    long long t1 = ms_now();
-    ck_assert_int_eq(login(&c, d.port, "alice", "wrong", NULL, NULL, 0, NULL),
-                     FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
-    ck_assert_int_lt(ms_now() - t1, took[3]);
-    rawc_close(&c);
     src_host = 0;
-    /* a correct login is not delayed by the failures before it */
-    long long t0 = ms_now();
+    long long took;
+    ck_assert_int_eq(timed_login(d.port, "ops", "opspw", &took, NULL, 0), 0);
+    ck_assert_msg(took < 2000, "a real login during the jam took %lld ms", took);
+    /* Give whatever was queued time to run, then count the work done: a
+     * few yescrypt checks, not 300 (about 15 CPU-seconds here). */
+    struct rawc c;
     login_ok(&c, d.port, "alice", "secret");
-    long long ok_ms = ms_now() - t0;
-    ck_assert_msg(ok_ms < took[3], "login took %lld ms", ok_ms);
     rawc_close(&c);
+    double spent = cpu_seconds(d.pid) - cpu0;
+    ck_assert_msg(spent < 3.0, "ferryd spent %.1f CPU-s on closed logins", spent);
+    STOP(&d);
+}
+END_TEST
+
+/* Idle sockets from one address take at most half of the pre-login bound
+ * (max_connections 64: 8 in all, 4 per address); the landed main let 64 of
+ * them lock everyone out until their Connect deadline. */
+START_TEST(test_idle_sockets_cannot_take_every_slot)
+{
+    struct ferryd_proc d;
+    START(&d, "--auth-file", auth_path, "--max-connections", "64", NULL);
+    src_host = 7;
+    struct rawc idle[64];
+    int n_open = 0, n_refused = 0;
+    for (int i = 0; i < 64; i++) {
+        ck_assert_int_eq(open_conn(&idle[i], d.port), 0);
+        n_open++;
+    }
+    /* Beyond 4, each is refused with an Error saying why, and closed. */
+    for (int i = 0; i < n_open; i++) {
+        Ferry__Frame *f;
+        if (rawc_recv(&idle[i], 300, &f) == 0 && f->body_case == FERRY__FRAME__BODY_ERROR &&
+            f->error->code == FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED) {
+            n_refused++;
+        }
+    }
+    ck_assert_int_eq(n_refused, 60);
+    src_host = 0;
+    long long took;
+    ck_assert_int_eq(timed_login(d.port, "alice", "secret", &took, NULL, 0), 0);
+    ck_assert_msg(took < 1000, "a real login took %lld ms", took);
+    for (int i = 0; i < n_open; i++) {
+        rawc_close(&idle[i]);
+    }
     STOP(&d);
 }
 END_TEST
@@ -797,9 +963,22 @@ Suite *test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_login_wrong_password_unknown_user_token);
     suite_add_tcase(s, tc);
-    tc = tcase_create("failure_delay");
+    tc = tcase_create("login_waits");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_failure_delay_grows_per_address);
+    tcase_add_test(tc, test_guessing_waits_before_the_check);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("login_refused_at_once");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_over_budget_is_refused_at_once_with_the_retry_time);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("login_jam");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_closed_logins_cannot_jam_the_checker);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("login_slots");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_idle_sockets_cannot_take_every_slot);
     suite_add_tcase(s, tc);
     tc = tcase_create("acl_publish");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -229,6 +229,26 @@ START_TEST(test_cli_acl)
 }
 END_TEST
 
+/* Repeated failures from one address are answered with the refusal, and
+ * past the budget with the time to retry; never with "timed out" (on the
+ * landed main the sixth failure's answer came after libferry's 5 s connect
+ * timeout). */
+START_TEST(test_cli_repeated_failures_say_why)
+{
+    struct run r;
+    int saw_retry = 0;
+    for (int i = 0; i < 9; i++) {
+        RUN(&r, NULL, NULL, "-s", server, "--user", "alice", "--password", "wrong", "pub",
+            "orders.eu.x", "hi");
+        ck_assert_int_eq(r.status, 1);
+        ck_assert_msg(strstr(r.err, "timed out") == NULL, "attempt %d: %s", i, r.err);
+        ck_assert_msg(strstr(r.err, "authentication failed") != NULL, "attempt %d: %s", i, r.err);
+        saw_retry |= strstr(r.err, "retry in") != NULL;
+    }
+    ck_assert_msg(saw_retry, "no refusal named the time to retry: %s", r.err);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("security_cli");
@@ -236,6 +256,11 @@ Suite *test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_cli_login);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cli_failures_say_why");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cli_repeated_failures_say_why);
     suite_add_tcase(s, tc);
     tc = tcase_create("cli_acl");
     tcase_add_checked_fixture(tc, setup, teardown);
