@@ -140,6 +140,7 @@ int conn_out_reserve(struct conn *c, size_t n)
     size_t live = conn_out_pending(c);
     if (c->out_off > 0) {
         memmove(c->out, c->out + c->out_off, live);
+        c->out_frame -= c->out_off;
         c->out_off = 0;
         c->out_len = live;
         if (c->out_cap - live >= n) {
@@ -169,7 +170,7 @@ static void out_release(struct conn *c)
 {
     free(c->out);
     c->out = NULL;
-    c->out_off = c->out_len = c->out_cap = 0;
+    c->out_off = c->out_len = c->out_cap = c->out_frame = 0;
 }
 
 void conn_heavy_update(struct iot *t, struct conn *c)
@@ -212,6 +213,75 @@ static void unstage(struct iot *t, struct conn *c)
     }
     c->stage_head = c->stage_tail = -1;
     c->stage_bytes = 0;
+}
+
+/* One frame at out[off] for sub_id (conn_drop_deliveries): 0 untouched,
+ * 1 rewritten without it (shorter), 2 removed. *flen: its length, then its
+ * new length. */
+static int drop_from_frame(struct conn *c, size_t off, size_t *flen, uint64_t sub_id, uint64_t *ids,
+                           size_t max_ids)
+{
+    size_t n;
+    const uint8_t *body;
+    size_t body_len;
+    if (!codec_deliver_split(c->out + off, *flen, ids, max_ids, &n, &body, &body_len)) {
+        return 0;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] != sub_id) {
+            ids[k++] = ids[i];
+        }
+    }
+    if (k == n) {
+        return 0;
+    }
+    size_t old = *flen;
+    size_t body_off = (size_t)(body - c->out);
+    if (k == 0) {
+        memmove(c->out + off, c->out + off + old, c->out_len - off - old);
+        c->out_len -= old;
+        *flen = 0;
+        return 2;
+    }
+    /* Fewer ids: the new prefix is no longer than the old one. */
+    uint8_t pfx[CODEC_DELIVER_PREFIX_MAX(1) + 16];
+    uint8_t *p = k <= 1 ? pfx : malloc(CODEC_DELIVER_PREFIX_MAX(k));
+    if (p == NULL) {
+        return 0; /* out of memory: it stays; the client ignores an unknown id */
+    }
+    size_t pl = codec_deliver_prefix(p, ids, k, body_len);
+    memmove(c->out + off + pl, c->out + body_off, c->out_len - body_off);
+    memcpy(c->out + off, p, pl);
+    c->out_len -= (body_off - off) - pl;
+    *flen = pl + body_len;
+    if (p != pfx) {
+        free(p);
+    }
+    return 1;
+}
+
+uint32_t conn_drop_deliveries(struct iot *t, struct conn *c, uint64_t sub_id)
+{
+    if (c->stage_head >= 0) {
+        unstage(t, c); /* staged deliveries become whole frames in the buffer */
+    }
+    size_t max_ids = t->srv->cfg.max_subs ? t->srv->cfg.max_subs : 1;
+    uint64_t *ids = malloc(max_ids * sizeof(*ids));
+    if (ids == NULL) {
+        return 0;
+    }
+    uint32_t dropped = 0;
+    for (size_t off = c->out_frame; off < c->out_len;) {
+        size_t flen = FRAME_HDR_LEN + frame_hdr_get(c->out + off);
+        if (drop_from_frame(c, off, &flen, sub_id, ids, max_ids) == 2) {
+            dropped++;
+        }
+        off += flen;
+    }
+    free(ids);
+    conn_heavy_update(t, c);
+    return dropped;
 }
 
 /* Queue one frame (a reply) on c. */
@@ -401,6 +471,9 @@ void conn_flush(struct iot *t, struct conn *c)
             size_t from_out = left < conn_out_pending(c) ? left : conn_out_pending(c);
             c->out_off += from_out;
             left -= from_out;
+            while (c->out_frame < c->out_off) { /* past the frames begun */
+                c->out_frame += FRAME_HDR_LEN + frame_hdr_get(c->out + c->out_frame);
+            }
             /* Consume staged parts; copy the unwritten rest of the batch. */
             int32_t i = first;
             int is_torn = 0;
@@ -410,6 +483,9 @@ void conn_flush(struct iot *t, struct conn *c)
                 if (left >= flen) {
                     left -= flen;
                 } else if (conn_out_reserve(c, flen - left) == 0) {
+                    if (left > 0) { /* begun: the buffer was all written before it */
+                        c->out_frame = c->out_len + (flen - left);
+                    }
                     if (left < s->pfx_len) {
                         conn_out_append(c, t->pfx + s->pfx_off + left, s->pfx_len - left);
                         conn_out_append(c, s->batch->data + s->body_off, s->body_len);

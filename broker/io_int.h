@@ -81,6 +81,10 @@ struct conn {
     struct frame_dec dec;
     uint8_t *out;                     /* replies and unwritten deliveries; NULL when drained */
     size_t out_off, out_len, out_cap; /* pending bytes: out[out_off .. out_len) */
+    /* The first frame boundary at or after out_off: out[out_frame ..
+     * out_len) are whole frames, none of them begun on the wire (before
+     * it: the rest of a frame partly written). */
+    size_t out_frame;
     struct trie_sub **subs;           /* sorted by key (keys grow: Subscribe appends) */
     uint32_t n_subs, subs_cap;
     uint64_t unacked_key; /* the subscription whose SubAck is held (deferred), 0: none */
@@ -368,6 +372,10 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm);
 void conn_pause(struct iot *t, struct conn *c);
 /* Queue a frame after anything staged or queued for c (order kept). */
 void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f);
+/* Take subscription sub_id out of every delivery queued on c and not begun
+ * on the wire (staged or buffered): a delivery for it alone is dropped.
+ * Returns how many deliveries were dropped. */
+uint32_t conn_drop_deliveries(struct iot *t, struct conn *c, uint64_t sub_id);
 /* Queue a Deliver frame: its prefix (codec_deliver_prefix, pl bytes), then
  * the body of d (body_len bytes, codec_deliver_body_len), written straight
  * into c's buffer. */

@@ -331,8 +331,8 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
 
 /* The auth file was reloaded: every connection takes the new table and
  * loses the subscriptions its rights no longer cover (an Error with the sub
- * id tells it). Its publishes and admin requests are checked against the new
- * rights from now on. */
+ * id tells it, and no delivery of them follows it). Its publishes and admin requests are checked
+ * against the new rights from now on. */
 static void auth_reload(struct iot *t)
 {
     t->auth_gen = auth_holder_gen(&t->srv->auth);
@@ -368,6 +368,13 @@ static void auth_reload(struct iot *t)
                 conn_fail(t, c, FERRY__ERROR_CODE__ERROR_INTERNAL,
                           "out of memory removing a subscription the rights no longer allow");
                 break;
+            }
+            /* Nothing of it may arrive after the Error: what is queued and
+             * not begun on the wire goes too. */
+            uint32_t n = conn_drop_deliveries(t, c, id);
+            if (n > 0) {
+                log_info("client %llu %s: %u queued deliveries dropped with the subscription",
+                         (unsigned long long)c->client_id, c->peer, n);
             }
             conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text, id,
                             FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);

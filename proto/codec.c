@@ -463,6 +463,34 @@ size_t codec_deliver_prefix(uint8_t *out, const uint64_t *sub_ids, size_t n, siz
     return k;
 }
 
+int codec_deliver_split(const uint8_t *frame, size_t len, uint64_t *ids, size_t max_ids,
+                        size_t *n_ids, const uint8_t **body, size_t *body_len)
+{
+    const uint8_t *p = frame + FRAME_HDR_LEN, *end = frame + len;
+    uint64_t dl, il;
+    if (len < FRAME_HDR_LEN + 2 || *p++ != KEY_FRAME_DELIVER || wire_varint_get(&p, end, &dl) < 0 ||
+        dl != (uint64_t)(end - p)) {
+        return 0;
+    }
+    *n_ids = 0;
+    if (p < end && *p == KEY_DELIVER_SUB_IDS) {
+        p++;
+        if (wire_varint_get(&p, end, &il) < 0 || il > (uint64_t)(end - p)) {
+            return 0;
+        }
+        const uint8_t *iend = p + il;
+        while (p < iend) {
+            if (*n_ids == max_ids || wire_varint_get(&p, iend, &ids[*n_ids]) < 0) {
+                return 0;
+            }
+            (*n_ids)++;
+        }
+    }
+    *body = p;
+    *body_len = (size_t)(end - p);
+    return 1;
+}
+
 const char *codec_frame_name(const Ferry__Frame *f)
 {
     const ProtobufCFieldDescriptor *fd =

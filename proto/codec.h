@@ -144,6 +144,13 @@ int codec_utf8_valid(const uint8_t *s, size_t len);
 
 /* Name of a frame's body type for logs ("publish", "connect", ...), or
  * "empty". */
+/* The reverse of codec_deliver_prefix: if frame (len bytes, header
+ * included) is a Deliver whose sub_ids come first, as the prefix writes
+ * them, fill ids (at most max_ids; *n_ids of them), point *body at the rest
+ * and return 1; else 0 (another frame, or more ids than max_ids). */
+int codec_deliver_split(const uint8_t *frame, size_t len, uint64_t *ids, size_t max_ids,
+                        size_t *n_ids, const uint8_t **body, size_t *body_len);
+
 const char *codec_frame_name(const Ferry__Frame *f);
 
 #endif /* FERRY_CODEC_H */

@@ -778,6 +778,75 @@ END_TEST
 /* Reloads racing with logins, subscriptions and publishes: every answer is
  * one of the two right ones, and the broker stays consistent (it stops
  * cleanly; sanitizer builds check the threads). */
+/* A reload that revokes a subscription also takes its deliveries out of
+ * the connection's queue: after the Error naming it, nothing arrives for it
+ * (the landed main sent its whole backlog after the Error). A delivery for
+ * it and a subscription that stays keeps the other. */
+START_TEST(test_reload_drops_queued_deliveries_of_a_revoked_subscription)
+{
+    write_auth("allow alice subscribe orders.us.*\n");
+    struct ferryd_proc d;
+    START(&d, "--auth-file", auth_path, "--max-outbound-bytes", "256m", "--ephemeral", "orders.>",
+          NULL);
+    struct rawc c, ops, probe;
+    login_ok(&c, d.port, "alice", "secret");
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "orders.us.*", NULL), 0); /* to be revoked */
+    ck_assert_int_eq(rawc_subscribe(&c, 2, "orders.us.a", NULL), 0); /* stays */
+    /* A backlog far beyond the socket buffers, while alice reads nothing. */
+    login_ok(&ops, d.port, "ops", "opspw");
+    char payload[100];
+    memset(payload, 'p', sizeof(payload));
+    for (int i = 0; i < 50000; i++) {
+        ck_assert_int_eq(rawc_publish(&ops, 10 + (uint64_t)i, i % 2 ? "orders.us.a" : "orders.us.b",
+                                      payload, sizeof(payload), 0),
+                         0);
+    }
+    ck_assert_int_eq(publish_acked(&ops, 1, "orders.us.a"), 0);
+    write_auth("allow alice subscribe orders.us.a\n");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    /* The reload is asynchronous: wait until a new login sees it. */
+    long long deadline = ms_now() + T_WAIT;
+    int code;
+    do {
+        login_ok(&probe, d.port, "alice", "secret");
+        code = rawc_subscribe(&probe, 1, "orders.us.b", NULL);
+        rawc_close(&probe);
+    } while (code == 0 && ms_now() < deadline);
+    ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(publish_acked(&ops, 2, "orders.us.a"), 0); /* the end marker */
+    /* What was still queued when the rights changed is gone (orders.us.b)
+     * or rewritten for subscription 2 alone (orders.us.a); only what the
+     * socket buffers held by then still names subscription 1. */
+    int seen_error = 0, seen_end = 0, n_sub1 = 0, n_only2 = 0;
+    while (!seen_error || !seen_end) {
+        Ferry__Frame *f;
+        ck_assert_int_eq(rawc_recv(&c, T_WAIT, &f), 0);
+        if (f->body_case == FERRY__FRAME__BODY_ERROR) {
+            ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+            ck_assert_uint_eq(f->error->ref_id, 1);
+            seen_error = 1;
+            continue;
+        }
+        ck_assert_int_eq(f->body_case, FERRY__FRAME__BODY_DELIVER);
+        Ferry__Deliver *m = f->deliver;
+        int names_1 = 0;
+        for (size_t i = 0; i < m->n_sub_ids; i++) {
+            names_1 |= m->sub_ids[i] == 1;
+        }
+        ck_assert_msg(!(seen_error && names_1), "a delivery for the revoked subscription after "
+                                                "the Error");
+        n_sub1 += names_1;
+        n_only2 += !names_1 && m->n_sub_ids == 1 && !seen_error;
+        seen_end |= m->payload.len == 1; /* the end marker ("x") */
+    }
+    ck_assert_msg(n_sub1 < 30000, "%d of 50000 deliveries named the revoked subscription", n_sub1);
+    ck_assert_msg(n_only2 > 1000, "%d queued deliveries rewritten for subscription 2", n_only2);
+    rawc_close(&ops);
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
 START_TEST(test_reload_races_with_logins)
 {
     struct ferryd_proc d;
@@ -1011,6 +1080,11 @@ Suite *test_suite(void)
     tc = tcase_create("churn_deep_patterns");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_churn_and_deep_patterns_bounded);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reload_drops_queued");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_reload_drops_queued_deliveries_of_a_revoked_subscription);
     suite_add_tcase(s, tc);
     tc = tcase_create("reload_races");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -573,6 +573,38 @@ START_TEST(test_codec_deliver_body_matches_protobuf_c)
 }
 END_TEST
 
+/* codec_deliver_split reads back what codec_deliver_prefix wrote, and
+ * says no to anything else. */
+START_TEST(test_codec_deliver_split_reverses_the_prefix)
+{
+    struct codec_deliver d = {.topic = "t.x", .topic_len = 3, .payload = "pp", .payload_len = 2};
+    uint8_t body[64];
+    size_t blen = codec_deliver_body_put(&d, body, NULL);
+    uint64_t in[3] = {7, 300, 1ull << 50}, out[3];
+    uint8_t frame[256];
+    size_t pl = codec_deliver_prefix(frame, in, 3, blen);
+    memcpy(frame + pl, body, blen);
+    size_t n = 0, bl = 0;
+    const uint8_t *b = NULL;
+    ck_assert_int_eq(codec_deliver_split(frame, pl + blen, out, 3, &n, &b, &bl), 1);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_mem_eq(out, in, sizeof(in));
+    ck_assert_ptr_eq(b, frame + pl);
+    ck_assert_uint_eq(bl, blen);
+    /* more ids than room, a cut frame, another frame kind */
+    ck_assert_int_eq(codec_deliver_split(frame, pl + blen, out, 2, &n, &b, &bl), 0);
+    ck_assert_int_eq(codec_deliver_split(frame, pl + blen - 1, out, 3, &n, &b, &bl), 0);
+    Ferry__Ping ping = FERRY__PING__INIT;
+    ping.nonce = 5;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_PING;
+    f.ping = &ping;
+    size_t flen;
+    ck_assert_int_eq(codec_frame_encode(&f, frame, sizeof(frame), &flen), 0);
+    ck_assert_int_eq(codec_deliver_split(frame, flen, out, 3, &n, &b, &bl), 0);
+}
+END_TEST
+
 START_TEST(test_codec_error_table_matches_wire_codes)
 {
     /* Every wire ErrorCode but NONE has a FERRY_E* code -(1000 + N), and the
@@ -618,6 +650,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_codec_unknown_fields_are_ignored);
     tcase_add_test(tc, test_codec_deliver_prefix_plus_shared_body_is_a_frame);
     tcase_add_test(tc, test_codec_deliver_body_matches_protobuf_c);
+    tcase_add_test(tc, test_codec_deliver_split_reverses_the_prefix);
     tcase_add_test(tc, test_codec_encode_refuses_small_buffer);
     tcase_add_test(tc, test_codec_error_table_matches_wire_codes);
     tcase_add_test(tc, test_codec_arena_keeps_small_chunk_between_frames);
