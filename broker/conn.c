@@ -215,50 +215,47 @@ static void unstage(struct iot *t, struct conn *c)
     c->stage_bytes = 0;
 }
 
-/* One frame at out[off] for sub_id (conn_drop_deliveries): 0 untouched,
- * 1 rewritten without it (shorter), 2 removed. *flen: its length, then its
- * new length. */
-static int drop_from_frame(struct conn *c, size_t off, size_t *flen, uint64_t sub_id, uint64_t *ids,
-                           size_t max_ids)
+/* Copy the frame at out[r] (flen bytes) to out[w] (w <= r), without
+ * sub_id if it is a Deliver naming it; a Deliver for sub_id alone is not
+ * copied. Returns the bytes written at w; *dropped counts the frames left
+ * out. ids: scratch for max_ids ids. */
+static size_t frame_without(struct conn *c, size_t w, size_t r, size_t flen, uint64_t sub_id,
+                            uint64_t *ids, size_t max_ids, uint32_t *dropped)
 {
-    size_t n;
+    size_t n = 0, k = 0, body_len;
     const uint8_t *body;
-    size_t body_len;
-    if (!codec_deliver_split(c->out + off, *flen, ids, max_ids, &n, &body, &body_len)) {
-        return 0;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] != sub_id) {
-            ids[k++] = ids[i];
+    if (codec_deliver_split(c->out + r, flen, ids, max_ids, &n, &body, &body_len)) {
+        for (size_t i = 0; i < n; i++) {
+            if (ids[i] != sub_id) {
+                ids[k++] = ids[i];
+            }
         }
     }
-    if (k == n) {
+    if (k == n) { /* not a Deliver, or not for sub_id: as it is */
+        memmove(c->out + w, c->out + r, flen);
+        return flen;
+    }
+    if (k == 0) {
+        (*dropped)++;
         return 0;
     }
-    size_t old = *flen;
-    size_t body_off = (size_t)(body - c->out);
-    if (k == 0) {
-        memmove(c->out + off, c->out + off + old, c->out_len - off - old);
-        c->out_len -= old;
-        *flen = 0;
-        return 2;
-    }
-    /* Fewer ids: the new prefix is no longer than the old one. */
-    uint8_t pfx[CODEC_DELIVER_PREFIX_MAX(1) + 16];
-    uint8_t *p = k <= 1 ? pfx : malloc(CODEC_DELIVER_PREFIX_MAX(k));
+    /* Fewer ids: the new prefix is no longer than the old one, so writing
+     * it at w never overtakes the body, which still starts at r + the old
+     * prefix's length. */
+    uint8_t small[CODEC_DELIVER_PREFIX_MAX(1)];
+    uint8_t *p = k <= 1 ? small : malloc(CODEC_DELIVER_PREFIX_MAX(k));
     if (p == NULL) {
-        return 0; /* out of memory: it stays; the client ignores an unknown id */
+        memmove(c->out + w, c->out + r, flen); /* out of memory: it stays as it is */
+        return flen;
     }
+    size_t body_off = (size_t)(body - c->out);
     size_t pl = codec_deliver_prefix(p, ids, k, body_len);
-    memmove(c->out + off + pl, c->out + body_off, c->out_len - body_off);
-    memcpy(c->out + off, p, pl);
-    c->out_len -= (body_off - off) - pl;
-    *flen = pl + body_len;
-    if (p != pfx) {
+    memcpy(c->out + w, p, pl);
+    memmove(c->out + w + pl, c->out + body_off, body_len);
+    if (p != small) {
         free(p);
     }
-    return 1;
+    return pl + body_len;
 }
 
 uint32_t conn_drop_deliveries(struct iot *t, struct conn *c, uint64_t sub_id)
@@ -271,14 +268,15 @@ uint32_t conn_drop_deliveries(struct iot *t, struct conn *c, uint64_t sub_id)
     if (ids == NULL) {
         return 0;
     }
+    /* One pass: frames are read at r and written back, compacted, at w. */
     uint32_t dropped = 0;
-    for (size_t off = c->out_frame; off < c->out_len;) {
-        size_t flen = FRAME_HDR_LEN + frame_hdr_get(c->out + off);
-        if (drop_from_frame(c, off, &flen, sub_id, ids, max_ids) == 2) {
-            dropped++;
-        }
-        off += flen;
+    size_t w = c->out_frame;
+    for (size_t r = c->out_frame; r < c->out_len;) {
+        size_t flen = FRAME_HDR_LEN + frame_hdr_get(c->out + r);
+        w += frame_without(c, w, r, flen, sub_id, ids, max_ids, &dropped);
+        r += flen;
     }
+    c->out_len = w;
     free(ids);
     conn_heavy_update(t, c);
     return dropped;
