@@ -419,7 +419,10 @@ START_TEST(test_stalled_durable_bounded_memory_catches_up)
 {
     ferry_client *p = s_client(&d, 256);
     ferry_client *c = s_client(&d, 0);
-    struct dopts o = {.max_in_flight = 256};
+    /* The reader reads nothing until 100 MB went through: under a sanitizer
+     * on a loaded machine that can take longer than the default ack wait,
+     * and a redelivery is not what this test is about. */
+    struct dopts o = {.max_in_flight = 256, .ack_wait_ms = 600000};
     ferry_sub *s = dsub(c, "dur.slow", "ds", &o);
     long rss0 = rss_anon_kb(&d);
     enum { N = 50000, SIZE = 2048 };
