@@ -34,6 +34,8 @@ static void table_free(struct auth_table *t)
         free(t->princ[i].name);
         acl_list_deinit(&t->princ[i].pub);
         acl_list_deinit(&t->princ[i].sub);
+        acl_list_deinit(&t->princ[i].consume);
+        acl_list_deinit(&t->princ[i].group);
     }
     free(t->princ);
     for (uint32_t i = 0; i < t->n_users; i++) {
@@ -469,14 +471,19 @@ static int add_allow(struct parse *ps, char **f, int nf, unsigned line)
     int is_admin = strcmp(f[2], "admin") == 0;
     int is_pub = strcmp(f[2], "publish") == 0;
     int is_sub = strcmp(f[2], "subscribe") == 0;
-    if (!is_admin && !is_pub && !is_sub) {
+    int is_consume = strcmp(f[2], "consume") == 0;
+    int is_group = strcmp(f[2], "group") == 0;
+    if (!is_admin && !is_pub && !is_sub && !is_consume && !is_group) {
         return perr(ps, line, -EINVAL,
-                    "unknown right \"%s\" (publish PATTERN, subscribe PATTERN or admin)", f[2]);
+                    "unknown right \"%s\" (publish PATTERN, subscribe PATTERN, consume PATTERN, "
+                    "group NAME or admin)",
+                    f[2]);
     }
     if (is_admin ? nf != 3 : nf != 4) {
         return perr(ps, line, -EINVAL,
                     is_admin ? "usage: allow NAME admin"
-                             : "usage: allow NAME publish|subscribe PATTERN");
+                             : "usage: allow NAME publish|subscribe|consume PATTERN, or allow "
+                               "NAME group GROUP");
     }
     int pi = princ_get(ps, f[1], line);
     if (pi < 0) {
@@ -489,10 +496,14 @@ static int add_allow(struct parse *ps, char **f, int nf, unsigned line)
     }
     const char *why = NULL;
     size_t plen = strlen(f[3]);
-    if (topic_validate(f[3], plen, 1, AUTH_PATTERN_MAX, TRIE_MAX_DEPTH, &why) != 0) {
-        return perr(ps, line, -EINVAL, "bad pattern \"%s\": %s", f[3], why ? why : "invalid");
+    /* a group rule names one queue group, or "*" (or ">"): every group */
+    if (topic_validate(f[3], plen, 1, AUTH_PATTERN_MAX, is_group ? 1 : TRIE_MAX_DEPTH, &why) != 0) {
+        return perr(ps, line, -EINVAL, "bad %s \"%s\": %s",
+                    is_group ? "queue group (one token, or *)" : "pattern", f[3],
+                    why ? why : "invalid");
     }
-    if (acl_list_add(is_pub ? &p->pub : &p->sub, f[3], plen) < 0) {
+    struct acl_list *l = is_pub ? &p->pub : is_sub ? &p->sub : is_consume ? &p->consume : &p->group;
+    if (acl_list_add(l, f[3], plen) < 0) {
         return perr(ps, line, -ENOMEM, "out of memory");
     }
     return 0;
@@ -525,8 +536,8 @@ static int parse_line(struct parse *ps, char *s, unsigned line)
     if (strcmp(f[0], "allow") == 0) {
         if (nf < 3) {
             return perr(ps, line, -EINVAL,
-                        "usage: allow NAME publish|subscribe PATTERN, or "
-                        "allow NAME admin");
+                        "usage: allow NAME publish|subscribe|consume PATTERN, "
+                        "allow NAME group GROUP, or allow NAME admin");
         }
         return add_allow(ps, f, nf, line);
     }

@@ -9,7 +9,24 @@
  *                                      "NAME:SECRET", HASH is SECRET's hash
  *     allow NAME publish PATTERN       may publish to topics PATTERN matches
  *     allow NAME subscribe PATTERN     may subscribe to PATTERN or narrower
- *     allow NAME admin                 may send admin requests
+ *     allow NAME consume PATTERN       may take over any user's durable
+ *                                      consumer on PATTERN or narrower
+ *     allow NAME group GROUP           may join queue group GROUP ("*":
+ *                                      any) whoever created it
+ *     allow NAME admin                 may send admin requests (and, as
+ *                                      consume > and group *, take over
+ *                                      any durable or queue group)
+ *
+ * Owned consumers. A durable consumer belongs to the user who created it
+ * (stored with it, so across restarts); attaching to it, and so acking,
+ * NAKing or TERMing its messages, needs that user, a consume rule covering
+ * the durable's topic (a wildcard durable: its pattern), or admin. A queue
+ * group belongs, while it has members, to the user of its first member;
+ * joining it needs that user, a group rule naming it, or admin. Every
+ * subscription still needs its subscribe right. A durable stored before
+ * owners existed, or made while ferryd ran without an auth file, belongs
+ * to nobody: only consume rules and admins may attach to it. Without an
+ * auth file nothing of this is checked.
  *
  * HASH is a crypt(3) hash as in /etc/shadow: yescrypt ($y$), bcrypt ($2b$,
  * $2a$, $2y$) or SHA-512 crypt ($6$); `ferry passwd` prints one. Every
@@ -63,6 +80,8 @@ struct auth_principal {
     char *name;
     struct acl_list pub;
     struct acl_list sub;
+    struct acl_list consume; /* durables of other users (see Owned consumers) */
+    struct acl_list group;   /* queue groups of other users: one-token patterns */
     uint8_t is_admin;
 };
 

@@ -217,6 +217,23 @@ static int sub_check(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t 
 }
 
 /*
+ * Who binds a durable (consumer.h, OWNERS): NULL on a server without an
+ * auth file (nothing is checked), else c's user, who may take any durable
+ * on pattern as an admin or with a consume rule covering it.
+ */
+static const struct cons_user *sub_cons_user(const struct conn *c, const char *pattern, size_t plen,
+                                             struct cons_user *u)
+{
+    if (c->auth == NULL) {
+        return NULL;
+    }
+    u->name = c->who ? c->who->name : "";
+    u->may_any = (uint8_t)(c->who && (c->who->is_admin ||
+                                      acl_may_subscribe(&c->who->consume, pattern, plen)));
+    return u;
+}
+
+/*
  * The start position of a new subscription: *start_seq, and *has_start when
  * a catch-up position is wanted. A wildcard durable's start_seq is a time
  * (ns); a durable's is where it starts if it does not exist yet. Refusals
@@ -380,9 +397,20 @@ void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
                               (uint8_t)is_group_pos};
         char who[CONS_WHO_MAX];
         snprintf(who, sizeof(who), "client %llu %s", (unsigned long long)c->client_id, c->peer);
+        struct cons_user ub;
+        const struct cons_user *u = sub_cons_user(c, m->pattern, plen, &ub);
         int rc = cons_bind(t->srv->consumers, m->pattern, plen, is_durable ? m->durable_name : NULL,
                            strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
-                           conn_ref_of(t, c), m->sub_id, who, &cons);
+                           conn_ref_of(t, c), m->sub_id, who, u, &cons);
+        if (rc == FERRY_EPERM) {
+            char text[320];
+            snprintf(text, sizeof(text),
+                     "permission denied: durable %.100s on %.150s belongs to another user",
+                     m->durable_name, m->pattern);
+            conn_acl_denied(t, c, "attach to the durable of another user on", m->pattern, plen);
+            send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text);
+            return;
+        }
         if (rc == -EBUSY) {
             char text[320];
             snprintf(text, sizeof(text),

@@ -55,7 +55,7 @@ static struct consumer *dbind(struct cons_reg *r, const char *topic, const struc
                               uint64_t holder)
 {
     struct consumer *k = NULL;
-    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, NULL, &k);
+    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, NULL, NULL, &k);
     ck_assert_int_eq(rc, 0);
     return k;
 }
@@ -209,7 +209,7 @@ START_TEST(test_cons_without_durable_not_stored)
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
     struct cons_opts o = {.max_in_flight = 2, .ack_wait_ms = 10, .max_deliver = 2};
     struct consumer *k = NULL;
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, NULL, &k), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, NULL, NULL, &k), 0);
     ck_assert_int_eq(cons_claim(k, 1, 0, 0, NULL), CONS_CLAIM_OK);
     ck_assert_int_eq(cons_claim(k, 2, 0, 0, NULL), CONS_CLAIM_OK);
     ck_assert_int_eq(cons_claim(k, 3, 0, 0, NULL), CONS_CLAIM_FULL);
@@ -276,7 +276,8 @@ START_TEST(test_cons_wildcard_root_and_positions)
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
     struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 1000, .max_deliver = 5};
     struct consumer *root = NULL, *a = NULL, *b = NULL;
-    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 12345, 7, 1, NULL, &root), 0);
+    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 12345, 7, 1, NULL, NULL, &root),
+                     0);
     ck_assert_int_eq(cons_root_start_ns(root), 12345);
     ck_assert_int_eq(cons_bind_member(r, root, "w.a.x", 5, 1, 7, 1, NULL, &a), 0);
     ck_assert_int_eq(cons_bind_member(r, root, "w.b.x", 5, 2, 7, 1, NULL, &b), 0);
@@ -289,14 +290,15 @@ START_TEST(test_cons_wildcard_root_and_positions)
     ck_assert_int_eq(cons_ack(b, 1, 0), 0); /* b never had 1: it started at 2 */
     /* Another subscription cannot hold the root. */
     struct consumer *other = NULL;
-    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 1, 8, 1, NULL, &other), -EBUSY);
+    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 1, 8, 1, NULL, NULL, &other),
+                     -EBUSY);
     save(r, s);
     cons_reg_destroy(r);
     store_close(s);
 
     s = open_store();
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
-    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 99, 9, 1, NULL, &root), 0);
+    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 99, 9, 1, NULL, NULL, &root), 0);
     ck_assert_int_eq(cons_root_start_ns(root), 12345); /* kept, not the new start */
     ck_assert_int_eq(cons_bind_member(r, root, "w.a.x", 5, 1, 9, 1, NULL, &a), 0);
     ck_assert_int_eq(cons_bind_member(r, root, "w.b.x", 5, 1, 9, 1, NULL, &b), 0);
@@ -333,8 +335,8 @@ START_TEST(test_cons_group_left_messages)
     ck_assert_int_eq(cons_reg_create(NULL, NULL, NULL, &r), 0);
     struct cons_opts o = {.is_auto_ack = 1};
     struct consumer *k1 = NULL, *k2 = NULL;
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 7, 1, NULL, &k1), 0);
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 8, 1, NULL, &k2), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 7, 1, NULL, NULL, &k1), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 8, 1, NULL, NULL, &k2), 0);
     ck_assert_ptr_eq(k1, k2);
     ck_assert_int_eq(cons_group_leave(k1, 9), 0);
     ck_assert_int_eq(cons_group_leave(k1, 4), 0);
@@ -352,13 +354,14 @@ START_TEST(test_cons_group_left_messages)
     ck_assert_int_eq(cons_group_leave(k1, 0), -ENOSPC);
     /* A wildcard group: a root in memory whose positions are the sets. */
     struct consumer *root = NULL, *p = NULL;
-    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "g", 1, &o, 0, 7, 2, NULL, &root), 0);
+    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "g", 1, &o, 0, 7, 2, NULL, NULL, &root), 0);
     ck_assert_int_eq(cons_bind_member(r, root, "a.b", 3, 1, 7, 2, NULL, &p), 0);
     ck_assert_ptr_ne(p, k1);
     ck_assert_int_eq(cons_group_leave(p, 5), 0);
     /* Without a group, a pattern takes no anonymous consumer. */
     struct consumer *x = NULL;
-    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "", 0, &o, 0, 7, 3, NULL, &x), FERRY_EINVAL);
+    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "", 0, &o, 0, 7, 3, NULL, NULL, &x),
+                     FERRY_EINVAL);
     cons_unbind(r, p, 7, 2);
     cons_unbind(r, root, 7, 2);
     cons_unbind(r, k1, 7, 1);
