@@ -647,6 +647,10 @@ FERRY_API int ferry_sub_options_set_queue_group(ferry_sub_options *o, const char
 
 /* Durable name: the server keeps the acked position under this name across
  * reconnects and restarts (requires FERRY_ACK_EXPLICIT, which this sets).
+ * On a server with an auth file the durable belongs to the user who
+ * created it: another user's ferry_subscribe() to it fails with FERRY_EPERM
+ * unless an `allow USER consume PATTERN` rule covers it or the user is an
+ * admin. Dead letters go to "$DLQ.<topic>.<name>".
  * NULL or "": not durable (default). Copied. 0, -EINVAL, -ENOMEM. */
 FERRY_API int ferry_sub_options_set_durable(ferry_sub_options *o, const char *name);
 

@@ -6,6 +6,7 @@
  * 72-byte password plus a suffix does not log in; `ferry passwd` refuses
  * an empty password and a bcrypt one over 72 bytes.
  */
+#include "cli_spawn.h"
 #include "e2e_util.h"
 
 #include <crypt.h>
@@ -20,8 +21,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "cli_spawn.h"
 
 #ifndef FERRY_CLI_PATH
 #error "FERRY_CLI_PATH must name the ferry binary"
