@@ -27,6 +27,7 @@
 #include "consumer.h"
 #include "io_thread.h"
 #include "log.h"
+#include "qgroup.h"
 #include "reactor.h"
 #include "server.h"
 #include "store.h"
@@ -307,6 +308,10 @@ static int setup_auth(struct server *s, long ncpu)
             return -1;
         }
         auth_holder_set(&s->auth, at);
+        if ((s->qgroups = qgroup_reg_create()) == NULL) {
+            log_error("out of memory");
+            return -1;
+        }
         if (auth_delay_init(&s->auth_delay, AUTH_DELAY_SLOTS) < 0) {
             log_error("out of memory");
             return -1;
@@ -422,6 +427,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
         auth_delay_deinit(&s->auth_delay);
     }
     auth_holder_deinit(&s->auth);
+    qgroup_reg_destroy(s->qgroups);
+    s->qgroups = NULL;
     server_tables_free(s);
 }
 

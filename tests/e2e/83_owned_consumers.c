@@ -5,7 +5,8 @@
  * owner is stored and survives a restart; dead letters go to
  * $DLQ.<topic>.<durable>, so two durables of one name never share one and
  * nobody writes into another's by naming a durable after it; and they are
- * published with the owner's rights, whoever holds the durable.
+ * published with the owner's rights, whoever holds the durable. Queue
+ * groups belong to their first member's user while they have members.
  */
 #include "e2e_util.h"
 
@@ -34,7 +35,8 @@ static char *hash_of(const char *pw)
 
 /* alice, bob: may read orders.> and dead-letter into $DLQ.orders.>;
  * carol: may read orders.> and take over anyone's durable there (consume),
- * but not dead-letter; ops: everything, admin. Passwords: the names. */
+ * and join anyone's queue group g1, but not dead-letter; ops: everything,
+ * admin. Passwords: the names. */
 static void setup(void)
 {
     snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-owned-XXXXXX");
@@ -54,6 +56,7 @@ static void setup(void)
           "allow bob publish $DLQ.orders.>\n"
           "allow carol subscribe orders.>\n"
           "allow carol consume orders.>\n"
+          "allow carol group g1\n"
           "allow ops publish >\n"
           "allow ops subscribe >\n"
           "allow ops admin\n",
@@ -350,6 +353,50 @@ START_TEST(test_dead_letters_use_the_owners_rights)
 }
 END_TEST
 
+/* The attack on queue groups: bob joins alice's group and takes a share of
+ * her messages. Refused now, unless a group rule or admin allows it; the
+ * group is forgotten with its last member. */
+START_TEST(test_queue_group_belongs_to_its_creator)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc a, b, c, ops;
+    login(&a, d.port, "alice");
+    ck_assert_int_eq(rawc_subscribe(&a, 1, "orders.q", "g1"), 0);
+    login(&b, d.port, "bob");
+    ck_assert_int_eq(rawc_subscribe(&b, 1, "orders.q", "g1"),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    /* his own group, or the same name on another pattern, are his */
+    ck_assert_int_eq(rawc_subscribe(&b, 2, "orders.q", "g2"), 0);
+    ck_assert_int_eq(rawc_subscribe(&b, 3, "orders.*", "g1"), 0);
+    login(&c, d.port, "carol"); /* allow carol group g1 */
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "orders.q", "g1"), 0);
+    login(&ops, d.port, "ops"); /* admin */
+    ck_assert_int_eq(rawc_subscribe(&ops, 1, "orders.q", "g1"), 0);
+    /* alice's own second subscription joins */
+    ck_assert_int_eq(rawc_subscribe(&a, 2, "orders.q", "g1"), 0);
+    /* an unsubscribe and a close each leave; while ops is in, it is alice's */
+    ck_assert_int_eq(rawc_unsubscribe(&a, 2), 0);
+    rawc_close(&a);
+    rawc_close(&c);
+    ck_assert_int_eq(rawc_subscribe(&b, 4, "orders.q", "g1"),
+                     FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(rawc_unsubscribe(&ops, 1), 0);
+    /* nobody in it: bob may create it (once the broker saw alice's and
+     * carol's connections close) */
+    long long deadline = ms_now() + T_WAIT;
+    uint64_t id = 10;
+    int code;
+    while ((code = rawc_subscribe(&b, id++, "orders.q", "g1")) != 0 && ms_now() < deadline) {
+        ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    }
+    ck_assert_int_eq(code, 0);
+    rawc_close(&b);
+    rawc_close(&ops);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("owned_consumers");
@@ -365,6 +412,10 @@ Suite *test_suite(void)
     tc = tcase_create("dlq_names");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_dead_letters_named_by_topic_and_durable);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("queue_group_owner");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_queue_group_belongs_to_its_creator);
     suite_add_tcase(s, tc);
     tc = tcase_create("dlq_owner_rights");
     tcase_add_checked_fixture(tc, setup, teardown);
