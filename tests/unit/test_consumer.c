@@ -370,6 +370,109 @@ START_TEST(test_cons_group_left_messages)
 }
 END_TEST
 
+/* Bind durable name on topic as user u (NULL: no auth file); returns
+ * cons_bind's code. */
+static int ubind(struct cons_reg *r, const char *topic, const char *name, uint64_t holder,
+                 const struct cons_user *u, struct consumer **k)
+{
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 1000, .max_deliver = 5};
+    return cons_bind(r, topic, strlen(topic), name, strlen(name), "", 0, &o, 1, holder, 1, NULL, u,
+                     k);
+}
+
+/* The record stored under topic NUL name, decoded. */
+static struct cons_rec stored_rec(struct store *s, const char *topic, const char *name,
+                                  uint8_t *version)
+{
+    char key[64];
+    size_t tl = strlen(topic), nl = strlen(name);
+    memcpy(key, topic, tl + 1);
+    memcpy(key + tl + 1, name, nl);
+    void *v = NULL;
+    size_t vlen = 0;
+    ck_assert_int_eq(store_consumer_get(s, key, tl + 1 + nl, &v, &vlen), 0);
+    struct cons_rec rec;
+    char why[200] = "";
+    ck_assert_msg(cons_rec_decode(v, vlen, &rec, why, sizeof(why)) == 0, "%s", why);
+    *version = ((unsigned char *)v)[1];
+    free(v);
+    return rec;
+}
+
+/* A durable belongs to its creator: stored with it (a version 2 record),
+ * checked at every bind; others bind it only with may_any. One made
+ * without an auth file is stored as version 1 and belongs to nobody. */
+START_TEST(test_cons_owner_stored_and_checked)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 2);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    const struct cons_user alice = {"alice", 0}, bob = {"bob", 0}, carol = {"carol", 1};
+    struct consumer *k = NULL, *x = NULL;
+    ck_assert_int_eq(ubind(r, "t", "d", 7, &alice, &k), 0);
+    ck_assert_str_eq(cons_owner(k), "alice");
+    ck_assert_int_eq(ubind(r, "t", "d", 8, &bob, &x), FERRY_EPERM);
+    ck_assert_int_eq(ubind(r, "t", "d", 9, &carol, &x), -EBUSY); /* allowed, but held */
+    char dlq[CONS_DLQ_TOPIC_MAX];
+    ck_assert_uint_eq(cons_dlq_topic(k, dlq, sizeof(dlq)), strlen("$DLQ.t.d"));
+    ck_assert_str_eq(dlq, "$DLQ.t.d");
+    cons_unbind(r, k, 7, 1);
+    ck_assert_int_eq(ubind(r, "t", "d", 9, &carol, &x), 0);
+    ck_assert_str_eq(cons_owner(x), "alice"); /* carol holds it, alice owns it */
+    cons_unbind(r, x, 9, 1);
+    /* made without an auth file: nobody's */
+    ck_assert_int_eq(ubind(r, "t", "anon", 7, NULL, &k), 0);
+    ck_assert_ptr_null(cons_owner(k));
+    cons_unbind(r, k, 7, 1);
+    save(r, s);
+    cons_reg_destroy(r);
+    store_close(s);
+
+    s = open_store();
+    uint8_t version;
+    struct cons_rec rec = stored_rec(s, "t", "d", &version);
+    ck_assert_uint_eq(version, 2);
+    ck_assert_str_eq(rec.owner, "alice");
+    rec = stored_rec(s, "t", "anon", &version);
+    ck_assert_uint_eq(version, 1); /* what servers before owners read */
+    ck_assert_str_eq(rec.owner, "");
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    ck_assert_int_eq(ubind(r, "t", "d", 8, &bob, &x), FERRY_EPERM);
+    ck_assert_int_eq(ubind(r, "t", "d", 7, &alice, &k), 0);
+    cons_unbind(r, k, 7, 1);
+    ck_assert_int_eq(ubind(r, "t", "anon", 7, &alice, &k), FERRY_EPERM);
+    ck_assert_int_eq(ubind(r, "t", "anon", 9, &carol, &k), 0);
+    ck_assert_ptr_null(cons_owner(k));
+    cons_unbind(r, k, 9, 1);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
+/* A wildcard durable's root is its creator's, and so are its positions;
+ * their dead letters are named by the position's topic. */
+START_TEST(test_cons_wildcard_owner_and_dlq_topic)
+{
+    struct store *s = open_store();
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    const struct cons_user alice = {"alice", 0}, bob = {"bob", 0};
+    struct consumer *root = NULL, *x = NULL, *p = NULL;
+    ck_assert_int_eq(ubind(r, "w.*.x", "d", 7, &alice, &root), 0);
+    ck_assert_int_eq(ubind(r, "w.*.x", "d", 8, &bob, &x), FERRY_EPERM);
+    ck_assert_int_eq(cons_bind_member(r, root, "w.a.x", 5, 1, 7, 1, NULL, &p), 0);
+    ck_assert_str_eq(cons_owner(p), "alice");
+    char dlq[CONS_DLQ_TOPIC_MAX];
+    cons_dlq_topic(p, dlq, sizeof(dlq));
+    ck_assert_str_eq(dlq, "$DLQ.w.a.x.d");
+    cons_unbind(r, p, 7, 1);
+    cons_unbind(r, root, 7, 1);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
 static void add(Suite *s, TCase *tc, const TTest *t)
 {
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -387,5 +490,7 @@ Suite *test_suite(void)
     add(s, tcase_create("idle_release"), test_cons_idle_released_and_reloaded);
     add(s, tcase_create("wildcard"), test_cons_wildcard_root_and_positions);
     add(s, tcase_create("group_left"), test_cons_group_left_messages);
+    add(s, tcase_create("owner"), test_cons_owner_stored_and_checked);
+    add(s, tcase_create("wildcard_owner"), test_cons_wildcard_owner_and_dlq_topic);
     return s;
 }
