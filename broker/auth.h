@@ -25,8 +25,10 @@
  * joining it needs that user, a group rule naming it, or admin. Every
  * subscription still needs its subscribe right. A durable stored before
  * owners existed, or made while ferryd ran without an auth file, belongs
- * to nobody: only consume rules and admins may attach to it. Without an
- * auth file nothing of this is checked.
+ * to nobody: only consume rules and admins may attach to it. A reload that
+ * takes away the right a holder attached by ends that subscription (an
+ * Error names it), as for subscribe rights; members of a queue group are
+ * not checked again. Without an auth file nothing of this is checked.
  *
  * HASH is a crypt(3) hash as in /etc/shadow: yescrypt ($y$), bcrypt ($2b$,
  * $2a$, $2y$) or SHA-512 crypt ($6$); `ferry passwd` prints one. Every

@@ -596,7 +596,7 @@ static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_
     }
     /* OWNERS: checked before anything of k changes (its options, its
      * group, its deadlines), so a refused binder leaves no trace. */
-    if (u != NULL && !u->may_any && (k->owner == NULL || strcmp(k->owner, u->name) != 0)) {
+    if (!cons_may_bind(k, u)) {
         ret = FERRY_EPERM;
         goto out_unlock;
     }
@@ -682,6 +682,12 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
 int cons_is_private(struct consumer *k)
 {
     return k->is_anon && k->group[0] == '\0'; /* group: set at bind, never changed */
+}
+
+int cons_may_bind(const struct consumer *k, const struct cons_user *u)
+{
+    /* is_anon and owner are immutable */
+    return u == NULL || k->is_anon || u->may_any || (k->owner && strcmp(k->owner, u->name) == 0);
 }
 
 const char *cons_owner(const struct consumer *k)

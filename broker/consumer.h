@@ -196,6 +196,9 @@ int cons_is_private(struct consumer *k);
 uint32_t cons_id(const struct consumer *k);
 /* Its owner (OWNERS), or NULL: nobody. Valid while k is bound. */
 const char *cons_owner(const struct consumer *k);
+/* May u bind k (OWNERS)? 1 for u NULL (no auth file) and for a consumer
+ * that is no durable (a subscription's own acks). Any thread. */
+int cons_may_bind(const struct consumer *k, const struct cons_user *u);
 
 enum cons_claim {
     CONS_CLAIM_OK = 0, /* yours: deliver it (it is pending now) */

@@ -520,6 +520,23 @@ void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
     }
 }
 
+int handle_subscribe_may_keep(const struct conn *c, const struct trie_sub *sb)
+{
+    if (!conn_may_subscribe(c, sb->pattern, sb->pattern_len)) {
+        return 0;
+    }
+    struct cons_user ub;
+    const struct cons_user *u = sub_cons_user(c, sb->pattern, sb->pattern_len, &ub);
+    for (uint32_t i = 0; u != NULL && i < c->n_cu; i++) {
+        const struct catchup *e = &c->cu[i];
+        struct consumer *k = e->root ? e->root : e->cons;
+        if (e->sub == sb && k != NULL && !cons_may_bind(k, u)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Remove c->subs[i] from the workers and the connection. Returns 0 or
  * -ENOMEM (nothing changed). */
 int handle_subscribe_remove_at(struct iot *t, struct conn *c, uint32_t i)

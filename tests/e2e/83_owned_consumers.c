@@ -11,6 +11,7 @@
 #include "e2e_util.h"
 
 #include <crypt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -37,32 +38,45 @@ static char *hash_of(const char *pw)
  * carol: may read orders.> and take over anyone's durable there (consume),
  * and join anyone's queue group g1, but not dead-letter; ops: everything,
  * admin. Passwords: the names. */
-static void setup(void)
+static const char carol_default[] = "allow carol consume orders.>\n"
+                                    "allow carol group g1\n";
+
+/* The file, with carol's extra rights carol_rules; written atomically. */
+static void write_auth(const char *carol_rules)
 {
-    snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-owned-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(auth_dir));
-    snprintf(auth_path, sizeof(auth_path), "%s/auth", auth_dir);
-    FILE *f = fopen(auth_path, "w");
-    ck_assert_ptr_nonnull(f);
+    static char *hashes[4];
     static const char *const users[] = {"alice", "bob", "carol", "ops"};
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", auth_path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
     for (size_t i = 0; i < 4; i++) {
-        char *h = hash_of(users[i]);
-        fprintf(f, "user %s %s\n", users[i], h);
-        free(h);
+        if (hashes[i] == NULL) {
+            hashes[i] = hash_of(users[i]);
+        }
+        fprintf(f, "user %s %s\n", users[i], hashes[i]);
     }
     fputs("allow alice subscribe orders.>\n"
           "allow alice publish $DLQ.orders.>\n"
           "allow bob subscribe orders.>\n"
           "allow bob publish $DLQ.orders.>\n"
           "allow carol subscribe orders.>\n"
-          "allow carol consume orders.>\n"
-          "allow carol group g1\n"
           "allow ops publish >\n"
           "allow ops subscribe >\n"
           "allow ops admin\n",
           f);
+    fputs(carol_rules, f);
     ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(chmod(auth_path, 0600), 0);
+    ck_assert_int_eq(chmod(tmp, 0600), 0);
+    ck_assert_int_eq(rename(tmp, auth_path), 0);
+}
+
+static void setup(void)
+{
+    snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-owned-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(auth_dir));
+    snprintf(auth_path, sizeof(auth_path), "%s/auth", auth_dir);
+    write_auth(carol_default);
 }
 
 static void teardown(void)
@@ -397,6 +411,32 @@ START_TEST(test_queue_group_belongs_to_its_creator)
 }
 END_TEST
 
+/* A reload that takes carol's consume right away detaches her from
+ * alice's durable (an Error names her subscription); her own stays. */
+START_TEST(test_reload_revokes_consume_right)
+{
+    struct ferryd_proc d;
+    start(&d);
+    struct rawc c;
+    ck_assert_int_eq(attach(&c, d.port, "alice", "orders.r", "rv"), 0);
+    ck_assert_int_eq(rawc_ping(&c, 1, T_WAIT), 0);
+    rawc_close(&c);
+    ck_assert_int_eq(attach(&c, d.port, "carol", "orders.r", "rv"), 0);
+    ck_assert_int_eq(dsub(&c, 2, "orders.r", "carols", 0), 0);
+    write_auth("");
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_ERROR, &f, NULL), 0);
+    ck_assert_int_eq(f->error->code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
+    ck_assert_int_eq(f->error->ref_kind, FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION);
+    ck_assert_uint_eq(f->error->ref_id, 1);
+    ck_assert_int_eq(f->error->is_fatal, 0);
+    ck_assert_int_eq(rawc_unsubscribe(&c, 2), 0); /* still there */
+    rawc_close(&c);
+    STOP(&d);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("owned_consumers");
@@ -416,6 +456,10 @@ Suite *test_suite(void)
     tc = tcase_create("queue_group_owner");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_queue_group_belongs_to_its_creator);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reload_revokes");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_reload_revokes_consume_right);
     suite_add_tcase(s, tc);
     tc = tcase_create("dlq_owner_rights");
     tcase_add_checked_fixture(tc, setup, teardown);
