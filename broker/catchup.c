@@ -804,7 +804,8 @@ static int dlq_may_publish(const struct conn *c, struct consumer *k, const char 
  * only where the owner may publish (ACL publish right on
  * $DLQ.<topic>.<durable>; every user on a server without an auth file). A
  * durable owned by nobody (made before owners existed) uses its holder's
- * rights. Otherwise, or when the name passes max_topic_len, the message is
+ * rights. Otherwise, or when the name passes max_topic_len or
+ * max_topic_depth (it has two tokens more than the topic), the message is
  * dropped, and the log says so.
  */
 void cu_dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e, const struct cons_due *d)
@@ -813,11 +814,14 @@ void cu_dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e, const 
     size_t dlq_len = cons_dlq_topic(e->cons, dlq, sizeof(dlq));
     size_t tlen;
     const char *topic = cu_topic(e, &tlen);
-    const char *why =
-        dlq_len == 0 || dlq_len > t->srv->cfg.max_topic_len || dlq_len > STORE_TOPIC_MAX
-            ? "its name would pass max_topic_len"
-        : !dlq_may_publish(c, e->cons, dlq, dlq_len) ? "the durable's owner may not publish there"
-                                                     : NULL;
+    const struct cfg *cfg = &t->srv->cfg;
+    const char *why = NULL;
+    if (dlq_len == 0 || dlq_len > STORE_TOPIC_MAX ||
+        topic_validate(dlq, dlq_len, 0, cfg->max_topic_len, cfg->max_topic_depth, &why) != 0) {
+        why = "its name would pass max_topic_len or max_topic_depth";
+    } else if (!dlq_may_publish(c, e->cons, dlq, dlq_len)) {
+        why = "the durable's owner may not publish there";
+    }
     if (why) {
         log_warn("client %llu %s: durable on %s: sequence %llu not acked after %u deliveries: "
                  "dropped, not dead-lettered to %s (%s)",
