@@ -234,7 +234,7 @@ END_TEST
 
 START_TEST(test_bcrypt_refuses_72_bytes_plus_suffix)
 {
-    char pw[80];
+    char pw[96];
     memset(pw, 'k', 72);
     pw[72] = '\0';
     char *h = hash_with(pw, "$2b$", 4), *line = NULL;
