@@ -9,11 +9,41 @@
  *                                      "NAME:SECRET", HASH is SECRET's hash
  *     allow NAME publish PATTERN       may publish to topics PATTERN matches
  *     allow NAME subscribe PATTERN     may subscribe to PATTERN or narrower
- *     allow NAME admin                 may send admin requests
+ *     allow NAME consume PATTERN       may take over any user's durable
+ *                                      consumer on PATTERN or narrower
+ *     allow NAME group GROUP           may join queue group GROUP ("*":
+ *                                      any) whoever created it
+ *     allow NAME admin                 may send admin requests (and, as
+ *                                      consume > and group *, take over
+ *                                      any durable or queue group)
+ *
+ * Owned consumers. A durable consumer belongs to the user who created it
+ * (stored with it, so across restarts); attaching to it, and so acking,
+ * NAKing or TERMing its messages, needs that user, a consume rule covering
+ * the durable's topic (a wildcard durable: its pattern), or admin. A queue
+ * group belongs, while it has members, to the user of its first member;
+ * joining it needs that user, a group rule naming it, or admin. Every
+ * subscription still needs its subscribe right. A durable stored before
+ * owners existed, or made while ferryd ran without an auth file, belongs
+ * to nobody: only consume rules and admins may attach to it. A reload that
+ * takes away the right a holder attached by ends that subscription (an
+ * Error names it), as for subscribe rights; members of a queue group are
+ * not checked again. Without an auth file nothing of this is checked.
  *
  * HASH is a crypt(3) hash as in /etc/shadow: yescrypt ($y$), bcrypt ($2b$,
- * $2a$, $2y$) or SHA-512 crypt ($6$); `ferry passwd` prints one. Legacy and
- * unknown methods are refused at load. A NAME is 1..64 printable bytes
+ * $2a$, $2y$) or SHA-512 crypt ($6$); `ferry passwd` prints one. Every
+ * other method ($gy$, $7$, $5$, $1$, DES ...) is refused at load, and so is
+ * a hash that is malformed or cut short (a salt without its hash, a hash of
+ * the wrong length or alphabet): such a user could never log in, and the
+ * file is refused rather than half loaded. A bcrypt user's password is at
+ * most AUTH_BCRYPT_PASS_MAX (72) bytes: bcrypt ignores the rest, so a longer
+ * one is refused at login (and by `ferry passwd`).
+ *
+ * The file's mode is checked at every load (start and SIGHUP): a file that
+ * every user may write is refused (at start ferryd does not start; on
+ * SIGHUP it keeps the current table), as anyone could grant themselves
+ * rights; a file that the group may write or every user may read loads
+ * with a warning (the hashes could be attacked offline). A NAME is 1..64 printable bytes
  * without spaces or ':'; a user and a token may share a NAME, and then share
  * its allow rules. An allow rule must name a declared user or token. With an
  * auth file every identity is denied whatever no allow rule grants.
@@ -24,8 +54,10 @@
  *
  * Credential checks (auth_check) are slow on purpose (a crypt(3) hash) and
  * run on the auth pool's threads, never on an IO thread. They take the same
- * time whether the user exists or not (an unknown name is checked against a
- * dummy hash of the same method) and compare hashes in constant time.
+ * time whether the user exists or not: an unknown name is checked against a
+ * dummy hash made with the settings (method and cost) of the credential
+ * whose check costs the median of all the file's users and tokens
+ * (auth_hash_cost), and hashes are compared in constant time.
  *
  * Who may try a check, and when, is the login gate's business (login.h).
  */
@@ -41,12 +73,15 @@
 #include <stdint.h>
 
 #define AUTH_NAME_MAX 64
+#define AUTH_BCRYPT_PASS_MAX 72 /* bytes bcrypt reads of a password */
 
 /* What one identity (a user or token name) may do. Immutable. */
 struct auth_principal {
     char *name;
     struct acl_list pub;
     struct acl_list sub;
+    struct acl_list consume; /* durables of other users (see Owned consumers) */
+    struct acl_list group;   /* queue groups of other users: one-token patterns */
     uint8_t is_admin;
 };
 
@@ -61,17 +96,27 @@ struct auth_table {
     uint32_t n_users;
     struct auth_cred *tokens;
     uint32_t n_tokens;
-    char *dummy_hash; /* checked when the name is unknown */
+    char *dummy_hash;   /* checked when the name is unknown */
+    uint32_t file_mode; /* the file's mode bits (auth_table_load); 0 when parsed */
 };
 
 /* Read and check an auth file. Returns 0 with *out holding one reference,
- * or a negative error (-errno for IO, -EINVAL for a bad rule) with err
- * holding "PATH:LINE: what is wrong". */
+ * or a negative error (-errno for IO, -EINVAL for a bad rule, -EPERM for a
+ * file every user may write) with err holding "PATH:LINE: what is wrong". */
 int auth_table_load(const char *path, struct auth_table **out, char *err, size_t err_len);
 
 /* Parse from memory (name is used in messages). As auth_table_load. */
 int auth_table_parse(const char *text, size_t len, const char *name, struct auth_table **out,
                      char *err, size_t err_len);
+
+/* What checking a password against crypt(3) hash h costs, as an estimate in
+ * nanoseconds from its method and parameters (no hashing: pure); 0 for a
+ * method auth.h does not list. Used to choose the dummy hash. */
+uint64_t auth_hash_cost(const char *h);
+
+/* A warning about t's file mode (group-writable, or readable by every
+ * user), or NULL when there is none. */
+const char *auth_table_mode_warning(const struct auth_table *t);
 
 void auth_table_ref(struct auth_table *t);
 void auth_table_unref(struct auth_table *t);

@@ -780,15 +780,33 @@ static enum store_read_verdict dlq_on_msg(void *ctx, const struct store_msg *m)
     return STORE_READ_STOP;
 }
 
+/* May the dead letters of durable k, held by c, go to dlq? The owner's
+ * publish right decides, in the auth table c uses (see below). */
+static int dlq_may_publish(const struct conn *c, struct consumer *k, const char *dlq,
+                           size_t dlq_len)
+{
+    const char *owner = cons_owner(k);
+    if (c->auth == NULL || owner == NULL) {
+        return conn_may_publish(c, dlq, dlq_len);
+    }
+    const struct auth_principal *p = auth_principal_find(c->auth, owner);
+    return p != NULL && acl_may_publish(&p->pub, dlq, dlq_len);
+}
+
 /*
- * A message that reached max_deliver: publish it to $DLQ.<durable> through
- * the store writer. The durable holds it until the commit, which stores the
- * dead letter and the durable's state without it in one transaction
- * (writer.c, commit): exactly one dead letter, whatever crashes.
- * The rule for $DLQ.*: a dead letter is published for the user holding the
- * durable, so only where that user may publish (ACL publish right on
- * $DLQ.<name>; every user on a server without an auth file). Otherwise the
- * message is dropped, and the log says so.
+ * A message that reached max_deliver: publish it to $DLQ.<topic>.<durable>
+ * (cons_dlq_topic) through the store writer. The durable holds it until the
+ * commit, which stores the dead letter and the durable's state without it
+ * in one transaction (writer.c, commit): exactly one dead letter, whatever
+ * crashes.
+ * The rule for $DLQ.*: a dead letter is published by the broker with the
+ * rights of the durable's owner (consumer.h, OWNERS), whoever holds it now:
+ * only where the owner may publish (ACL publish right on
+ * $DLQ.<topic>.<durable>; every user on a server without an auth file). A
+ * durable owned by nobody (made before owners existed) uses its holder's
+ * rights. Otherwise, or when the name passes max_topic_len or
+ * max_topic_depth (it has two tokens more than the topic), the message is
+ * dropped, and the log says so.
  */
 void cu_dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e, const struct cons_due *d)
 {
@@ -796,11 +814,19 @@ void cu_dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e, const 
     size_t dlq_len = cons_dlq_topic(e->cons, dlq, sizeof(dlq));
     size_t tlen;
     const char *topic = cu_topic(e, &tlen);
-    if (!conn_may_publish(c, dlq, dlq_len)) {
+    const struct cfg *cfg = &t->srv->cfg;
+    const char *why = NULL;
+    if (dlq_len == 0 || dlq_len > STORE_TOPIC_MAX ||
+        topic_validate(dlq, dlq_len, 0, cfg->max_topic_len, cfg->max_topic_depth, &why) != 0) {
+        why = "its name would pass max_topic_len or max_topic_depth";
+    } else if (!dlq_may_publish(c, e->cons, dlq, dlq_len)) {
+        why = "the durable's owner may not publish there";
+    }
+    if (why) {
         log_warn("client %llu %s: durable on %s: sequence %llu not acked after %u deliveries: "
-                 "dropped, not dead-lettered (no right to publish to %s)",
+                 "dropped, not dead-lettered to %s (%s)",
                  (unsigned long long)c->client_id, c->peer, topic, (unsigned long long)d->seq,
-                 d->n_deliv, dlq);
+                 d->n_deliv, dlq, why);
         cons_forget(e->cons, d->seq);
         return;
     }

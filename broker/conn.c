@@ -12,6 +12,7 @@
  * (iot_handle_frame); a partial frame goes to the connection's decoder.
  */
 #include "io_int.h"
+#include "qgroup.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -702,6 +703,9 @@ void conn_kill(struct iot *t, struct conn *c)
         trie_sub_unref(c->subs[i]);
     }
     stats_sub(&t->stats.subs, c->n_subs);
+    if (t->srv->qgroups != NULL && c->n_subs > 0) {
+        qgroup_leave_all(t->srv->qgroups, conn_ref_of(t, c));
+    }
     free(c->subs);
     c->subs = NULL;
     c->n_subs = 0;

@@ -10,10 +10,14 @@
  *
  * Stored records (little-endian), in the store's consumers table:
  *   a durable, and each position of a wildcard durable:
- *     u8 'D', u8 version 1, u16 0, u64 next_seq, u32 n,
- *     n x (u64 seq, u32 n_deliv)
+ *     u8 'D', u8 version, u16 owner_len, u64 next_seq, u32 n,
+ *     owner_len bytes: the owner's name, n x (u64 seq, u32 n_deliv)
  *   a wildcard durable's root:
- *     u8 'W', u8 version 1, u16 0, i64 start_ns
+ *     u8 'W', u8 version, u16 owner_len, i64 start_ns,
+ *     owner_len bytes: the owner's name
+ *   Version 1: owner_len 0, owned by nobody (written for durables without
+ *   an owner, so that a server without an auth file writes what versions
+ *   before owners read). Version 2: owner_len 1..CONS_OWNER_MAX.
  * Keys: consumer_int.h, struct consumer.
  */
 #include "consumer.h"
@@ -180,22 +184,56 @@ static void pend_done(struct consumer *k, uint32_t i)
     }
 }
 
+int cons__rec_owner(const unsigned char *v, size_t len, const char **owner, size_t *owner_len,
+                    size_t *body, char *why, size_t why_len)
+{
+    size_t hdr = v[0] == 'W' ? REC_ROOT : REC_HDR;
+    size_t olen = len >= 4 ? (size_t)v[2] | (size_t)v[3] << 8 : 0;
+    if (len < hdr) {
+        snprintf(why, why_len, "record of %zu bytes, shorter than its header", len);
+        return -1;
+    }
+    if (v[1] == 1 ? olen != 0 : olen == 0 || olen > CONS_OWNER_MAX || len - hdr < olen) {
+        snprintf(why, why_len, "owner of %zu bytes in a version %u record of %zu bytes", olen, v[1],
+                 len);
+        return -1;
+    }
+    for (size_t i = 0; i < olen; i++) {
+        unsigned char ch = v[hdr + i];
+        if (ch <= 0x20 || ch == 0x7f || ch == ':') {
+            snprintf(why, why_len, "owner's name has a space, ':' or a control character");
+            return -1;
+        }
+    }
+    *owner = olen ? (const char *)v + hdr : NULL;
+    *owner_len = olen;
+    *body = hdr + olen;
+    return 0;
+}
+
 static int state_decode(struct consumer *k, const unsigned char *v, size_t len)
 {
+    const char *owner;
+    size_t olen, body;
+    char why[128];
+    if (len < 2 || v[0] != (k->is_root ? 'W' : 'D') || (v[1] != 1 && v[1] != 2) ||
+        cons__rec_owner(v, len, &owner, &olen, &body, why, sizeof(why)) < 0) {
+        return FERRY_ESTORAGE;
+    }
+    if (owner != NULL && k->owner == NULL && (k->owner = strndup(owner, olen)) == NULL) {
+        return -ENOMEM;
+    }
     if (k->is_root) {
-        if (len != REC_ROOT || v[0] != 'W' || v[1] != 1) {
+        if (len != body) {
             return FERRY_ESTORAGE;
         }
         k->start_ns = (int64_t)cons__le64_get(v + 4);
         k->next_seq = 1;
         return 0;
     }
-    if (len < REC_HDR || v[0] != 'D' || v[1] != 1) {
-        return FERRY_ESTORAGE;
-    }
     uint64_t next = cons__le64_get(v + 4);
     uint32_t n = cons__le32_get(v + 12);
-    if ((len - REC_HDR) / REC_ENT != n || (len - REC_HDR) % REC_ENT != 0) {
+    if ((len - body) / REC_ENT != n || (len - body) % REC_ENT != 0) {
         return FERRY_ESTORAGE;
     }
     if (pend_reserve(k, n) < 0) {
@@ -203,7 +241,7 @@ static int state_decode(struct consumer *k, const unsigned char *v, size_t len)
     }
     uint64_t prev = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *e = v + REC_HDR + (size_t)i * REC_ENT;
+        const unsigned char *e = v + body + (size_t)i * REC_ENT;
         uint64_t seq = cons__le64_get(e);
         if (seq <= prev || seq >= next) {
             return FERRY_ESTORAGE;
@@ -318,6 +356,7 @@ void cons__free(struct consumer *k)
     free(k->left);
     free(k->p);
     free(k->holders);
+    free(k->owner);
     free(k->key);
     free(k);
 }
@@ -367,12 +406,19 @@ static int anon_get(struct cons_reg *r, const char *key, size_t key_len, size_t 
 
 /* A durable's state from the store (unless is_fresh), or a new one
  * starting at first_seq (a root: start_ns first_seq) (dirty: its start is
- * saved). No lock held. */
+ * saved). owner: a new durable's owner (a position's: its root's owner,
+ * which it keeps whatever it has stored). No lock held. */
 static int cons_load(struct cons_reg *r, const char *key, size_t key_len, uint64_t first_seq,
-                     int is_fresh, struct consumer **out)
+                     int is_fresh, const char *owner, struct consumer **out)
 {
     struct consumer *k = cons__new(key, key_len);
     if (k == NULL) {
+        return -ENOMEM;
+    }
+    /* A position's owner is its root's, whatever its record says; a
+     * stored durable's is its record's; a new one's is owner. */
+    if (owner != NULL && k->pattern != NULL && (k->owner = strdup(owner)) == NULL) {
+        cons__free(k);
         return -ENOMEM;
     }
     void *v = NULL;
@@ -386,6 +432,10 @@ static int cons_load(struct cons_reg *r, const char *key, size_t key_len, uint64
             log_error("durable %s on %s: stored state is corrupt", k->name, k->topic);
         }
     } else if (rc == FERRY_ENOTOPIC) {
+        if (owner != NULL && k->owner == NULL && (k->owner = strdup(owner)) == NULL) {
+            cons__free(k);
+            return -ENOMEM;
+        }
         k->next_seq = k->is_root || first_seq == 0 ? 1 : first_seq;
         k->start_ns = k->is_root ? (int64_t)first_seq : 0;
         k->is_dirty = 1;
@@ -402,12 +452,12 @@ static int cons_load(struct cons_reg *r, const char *key, size_t key_len, uint64
 static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_anon,
                     const char *group, size_t group_len, const struct cons_opts *o,
                     uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
-                    struct consumer *root, struct consumer **out);
+                    const struct cons_user *u, struct consumer *root, struct consumer **out);
 
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
               uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
-              struct consumer **out)
+              const struct cons_user *u, struct consumer **out)
 {
     char key[STORE_CONSUMER_KEY_MAX + 1];
     int is_anon = name == NULL;
@@ -415,6 +465,7 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
     int is_wild = topic_has_wildcard(topic, topic_len);
     if (topic_len == 0 || (!is_anon && (name_len == 0 || name_len > CONS_NAME_MAX)) ||
         key_len > STORE_CONSUMER_KEY_MAX || group_len >= sizeof(((struct consumer *)0)->group) ||
+        (u != NULL && (u->name == NULL || strlen(u->name) - 1 >= CONS_OWNER_MAX)) ||
         (is_anon && is_wild && (o == NULL || !o->is_auto_ack || group_len == 0))) {
         return FERRY_EINVAL;
     }
@@ -430,7 +481,7 @@ int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const cha
         memcpy(key + topic_len + 1, name, name_len);
     }
     return bind_key(r, key, key_len, is_anon, group, group_len, o, first_seq, holder_ref, sub_id,
-                    who, NULL, out);
+                    who, is_anon ? NULL : u, NULL, out);
 }
 
 int cons_bind_member(struct cons_reg *r, struct consumer *root, const char *topic, size_t topic_len,
@@ -449,7 +500,7 @@ int cons_bind_member(struct cons_reg *r, struct consumer *root, const char *topi
     /* The root's group and options (set by its holders' binds): read under
      * the registry's lock in bind_key. */
     return bind_key(r, key, key_len, root->is_anon, NULL, 0, NULL, first_seq, holder_ref, sub_id,
-                    who, root, out);
+                    who, NULL, root, out);
 }
 
 int64_t cons_root_start_ns(struct consumer *root)
@@ -461,11 +512,13 @@ int64_t cons_root_start_ns(struct consumer *root)
 }
 
 /* cons_bind() and cons_bind_member() (root != NULL: its group and options
- * instead of group and o; refused once it is deleted). */
+ * instead of group and o, its owner instead of u's; refused once it is
+ * deleted). u NULL: no owner checked (no auth file, anonymous consumers,
+ * positions). */
 static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_anon,
                     const char *group, size_t group_len, const struct cons_opts *o,
                     uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
-                    struct consumer *root, struct consumer **out)
+                    const struct cons_user *u, struct consumer *root, struct consumer **out)
 {
     int need_wake = 0;
     int ret = 0;
@@ -509,7 +562,9 @@ static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_
         int is_fresh = cons__reg_has_deleted(r, key, key_len);
         pthread_mutex_unlock(&r->lock);
         struct consumer *nk = NULL;
-        int rc = cons_load(r, key, key_len, first_seq, is_fresh, &nk);
+        /* root->owner is immutable: read without its lock */
+        const char *owner = root ? root->owner : u ? u->name : NULL;
+        int rc = cons_load(r, key, key_len, first_seq, is_fresh, owner, &nk);
         pthread_mutex_lock(&r->lock);
         if (rc != 0) {
             ret = rc;
@@ -538,6 +593,12 @@ static int bind_key(struct cons_reg *r, const char *key, size_t key_len, int is_
                 need_wake = atomic_exchange(&r->is_dirty, 1) == 0;
             }
         }
+    }
+    /* OWNERS: checked before anything of k changes (its options, its
+     * group, its deadlines), so a refused binder leaves no trace. */
+    if (!cons_may_bind(k, u)) {
+        ret = FERRY_EPERM;
+        goto out_unlock;
     }
     if (k->n_holders > 0 &&
         (group_len == 0 || strlen(k->group) != group_len || memcmp(k->group, group, group_len))) {
@@ -621,6 +682,17 @@ void cons_unbind(struct cons_reg *r, struct consumer *k, uint64_t holder_ref, ui
 int cons_is_private(struct consumer *k)
 {
     return k->is_anon && k->group[0] == '\0'; /* group: set at bind, never changed */
+}
+
+int cons_may_bind(const struct consumer *k, const struct cons_user *u)
+{
+    /* is_anon and owner are immutable */
+    return u == NULL || k->is_anon || u->may_any || (k->owner && strcmp(k->owner, u->name) == 0);
+}
+
+const char *cons_owner(const struct consumer *k)
+{
+    return k->owner; /* immutable */
 }
 
 uint32_t cons_id(const struct consumer *k)
@@ -865,14 +937,15 @@ void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
 
 size_t cons_dlq_topic(const struct consumer *k, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s%.*s", CONS_DLQ_PREFIX, (int)k->name_len, k->name);
+    int n = snprintf(buf, cap, "%s%.*s.%.*s", CONS_DLQ_PREFIX, (int)k->topic_len, k->topic,
+                     (int)k->name_len, k->name);
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
 struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, uint32_t n_deliv,
                                  uint32_t iot_index, uint32_t n_workers, int64_t now_ns)
 {
-    enum { KEEP = 60, EXTRA = 4 };
+    enum { KEEP = 60, EXTRA = 5 };
     char topic[CONS_DLQ_TOPIC_MAX];
     size_t tlen = cons_dlq_topic(k, topic, sizeof(topic));
     struct codec_hdr hdr[KEEP + EXTRA];
@@ -885,10 +958,13 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
         hdr[nh++] = (struct codec_hdr){kv.key, kv.key_len, kv.value, kv.value_len};
     }
     const char *ek[EXTRA] = {CONS_DLQ_HDR_TOPIC, CONS_DLQ_HDR_SEQ, CONS_DLQ_HDR_COUNT,
-                             CONS_DLQ_HDR_DURABLE};
-    const char *ev[EXTRA] = {k->topic, seqbuf, cntbuf, k->name};
-    for (int i = 0; i < EXTRA; i++) {
-        hdr[nh++] = (struct codec_hdr){ek[i], strlen(ek[i]), ev[i], strlen(ev[i])};
+                             CONS_DLQ_HDR_DURABLE, CONS_DLQ_HDR_PATTERN};
+    /* k->topic and k->name point into k->key, NUL-terminated there; the
+     * name is followed by the position's topic, hence its length */
+    const char *ev[EXTRA] = {k->topic, seqbuf, cntbuf, k->name, k->pattern};
+    size_t evl[EXTRA] = {k->topic_len, strlen(seqbuf), strlen(cntbuf), k->name_len, k->pattern_len};
+    for (int i = 0; i < EXTRA && ev[i] != NULL; i++) {
+        hdr[nh++] = (struct codec_hdr){ek[i], strlen(ek[i]), ev[i], evl[i]};
     }
     struct codec_deliver d = {.topic = topic,
                               .topic_len = tlen,
@@ -920,14 +996,17 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
  * or neither (a dead letter exactly once, whatever crashes). */
 static unsigned char *state_encode(struct consumer *k, size_t *len)
 {
+    size_t olen = k->owner ? strlen(k->owner) : 0; /* <= CONS_OWNER_MAX (cons_bind) */
     if (k->is_root) {
-        unsigned char *v = malloc(REC_ROOT);
+        unsigned char *v = malloc(REC_ROOT + olen);
         if (v != NULL) {
             v[0] = 'W';
-            v[1] = 1;
-            v[2] = v[3] = 0;
+            v[1] = olen ? 2 : 1;
+            v[2] = (unsigned char)olen;
+            v[3] = (unsigned char)(olen >> 8);
             le64_put(v + 4, (uint64_t)k->start_ns);
-            *len = REC_ROOT;
+            memcpy(v + REC_ROOT, k->owner ? k->owner : "", olen);
+            *len = REC_ROOT + olen;
         }
         return v;
     }
@@ -935,25 +1014,28 @@ static unsigned char *state_encode(struct consumer *k, size_t *len)
     for (uint32_t i = k->head; i < k->n; i++) {
         n += !k->p[i].is_done && !k->p[i].is_committing;
     }
-    unsigned char *v = malloc(REC_HDR + n * REC_ENT);
+    size_t body = REC_HDR + olen;
+    unsigned char *v = malloc(body + n * REC_ENT);
     if (v == NULL) {
         return NULL;
     }
     v[0] = 'D';
-    v[1] = 1;
-    v[2] = v[3] = 0;
+    v[1] = olen ? 2 : 1;
+    v[2] = (unsigned char)olen;
+    v[3] = (unsigned char)(olen >> 8);
     le64_put(v + 4, k->next_seq);
     le32_put(v + 12, (uint32_t)n);
+    memcpy(v + REC_HDR, k->owner ? k->owner : "", olen);
     size_t j = 0;
     for (uint32_t i = k->head; i < k->n; i++) {
         if (!k->p[i].is_done && !k->p[i].is_committing) {
-            unsigned char *e = v + REC_HDR + j * REC_ENT;
+            unsigned char *e = v + body + j * REC_ENT;
             le64_put(e, k->p[i].seq);
             le32_put(e + 8, k->p[i].n_deliv);
             j++;
         }
     }
-    *len = REC_HDR + n * REC_ENT;
+    *len = body + n * REC_ENT;
     return v;
 }
 

@@ -50,6 +50,20 @@
  *   state committed last is loaded: messages acked after it are delivered
  *   again (at least once) with their delivery counts, never lost.
  *
+ * OWNERS
+ *   On a server with an auth file a durable (and a wildcard durable's root)
+ *   belongs to the user who created it: cons_bind() records the binder's
+ *   name (struct cons_user) in a new durable, stores it in the durable's
+ *   record, and refuses (FERRY_EPERM) a binder who is not the owner unless
+ *   the caller says the binder may take any durable it covers (admin, or
+ *   an `allow USER consume PATTERN` rule: auth.h). A wildcard durable's
+ *   positions belong to its root's owner. Acks, NAKs and TERMs name the
+ *   acker's own subscription, so refusing the binding refuses them too.
+ *   A record stored before owners existed (version 1), or a durable made
+ *   on a server without an auth file, is owned by nobody: only admins and
+ *   `consume` rules may bind it once an auth file is in use. Without an
+ *   auth file (cons_user NULL) nothing is checked, as before.
+ *
  * WITHOUT A DURABLE
  *   A subscription with explicit acks and no durable name binds a consumer
  *   that is never stored (is_anon): its own, or its queue group's (found
@@ -91,12 +105,22 @@ struct consumer;
 #define CONS_DLQ_HDR_SEQ "ferry-dlq-sequence"
 #define CONS_DLQ_HDR_COUNT "ferry-dlq-deliveries"
 #define CONS_DLQ_HDR_DURABLE "ferry-dlq-durable"
+#define CONS_DLQ_HDR_PATTERN "ferry-dlq-pattern" /* a wildcard durable's */
 #define CONS_DLQ_PREFIX "$DLQ."
+#define CONS_OWNER_MAX 64 /* bytes of an owner's name (AUTH_NAME_MAX) */
 
 /* The conn ref slot that marks a dead-letter publish's PubAck (no
  * connection has this slot): the generation field carries the durable's id
  * and the publish id its sequence. */
 #define CONS_DLQ_SLOT 0xffffffu
+
+/* Who binds (OWNERS): name, the binder's user name (1..CONS_OWNER_MAX
+ * bytes); may_any: the binder may bind any durable it covers (an admin, or
+ * a `consume` rule covering it). */
+struct cons_user {
+    const char *name;
+    uint8_t may_any;
+};
 
 /* Per-subscription options; 0 fields take the defaults above. */
 struct cons_opts {
@@ -134,14 +158,18 @@ void cons_reg_destroy(struct cons_reg *r);
  * topic.
  * who (may be NULL): the holder as `ferry consumers` shows it ("client 12
  * 127.0.0.1:5555"; copied, cut at CONS_WHO_MAX - 1 bytes).
+ * u (may be NULL: no auth file, nothing checked): the binding user, who
+ * owns a durable it creates and may bind another's only with u->may_any
+ * (OWNERS; ignored for name NULL).
  * Returns 0 and *out, -EBUSY (held by another subscription outside this
- * queue group), -ENOMEM, FERRY_ESTORAGE (the stored record is corrupt, or
- * the store failed), -EAGAIN (reader slots full).
+ * queue group), FERRY_EPERM (owned by another user), -ENOMEM,
+ * FERRY_ESTORAGE (the stored record is corrupt, or the store failed),
+ * -EAGAIN (reader slots full).
  */
 int cons_bind(struct cons_reg *r, const char *topic, size_t topic_len, const char *name,
               size_t name_len, const char *group, size_t group_len, const struct cons_opts *o,
               uint64_t first_seq, uint64_t holder_ref, uint64_t sub_id, const char *who,
-              struct consumer **out);
+              const struct cons_user *u, struct consumer **out);
 /*
  * Bind the same holder to root's position on topic (no wildcards; see
  * WILDCARD DURABLES), loading it or creating it at first_seq. The root's
@@ -166,6 +194,11 @@ int cons_is_private(struct consumer *k);
 
 /* The durable's id (for CONS_DLQ_SLOT refs) and its name. */
 uint32_t cons_id(const struct consumer *k);
+/* Its owner (OWNERS), or NULL: nobody. Valid while k is bound. */
+const char *cons_owner(const struct consumer *k);
+/* May u bind k (OWNERS)? 1 for u NULL (no auth file) and for a consumer
+ * that is no durable (a subscription's own acks). Any thread. */
+int cons_may_bind(const struct consumer *k, const struct cons_user *u);
 
 enum cons_claim {
     CONS_CLAIM_OK = 0, /* yours: deliver it (it is pending now) */
@@ -224,16 +257,22 @@ void cons_dlq_committing(struct cons_reg *r, uint32_t id, uint64_t seq);
  * (then it is retried). */
 void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok);
 
-/* The durable's dead-letter topic, "$DLQ.<name>", NUL-terminated in buf
- * (cap bytes; CONS_DLQ_TOPIC_MAX always fits). Returns its length. */
-#define CONS_DLQ_TOPIC_MAX (sizeof(CONS_DLQ_PREFIX) + CONS_NAME_MAX)
+/* The durable's dead-letter topic, "$DLQ.<topic>.<name>" (a wildcard
+ * durable's position: its topic, not its pattern), NUL-terminated in buf
+ * (cap bytes; CONS_DLQ_TOPIC_MAX always fits). Returns its length.
+ * A durable name is one token, so the last token is the name and the
+ * tokens between "$DLQ" and it are the topic: durables of one name on two
+ * topics, or of two names, never share one. (A wildcard durable and a
+ * durable of the same name whose topic the pattern matches do share it;
+ * both are the owners' durables: ferry-dlq-pattern tells them apart.) */
+#define CONS_DLQ_TOPIC_MAX (sizeof(CONS_DLQ_PREFIX) + STORE_TOPIC_MAX + 1 + CONS_NAME_MAX)
 size_t cons_dlq_topic(const struct consumer *k, char *buf, size_t cap);
 
 /* A one-record publication batch for the writer: m's payload, key and
- * headers published to $DLQ.<name>, with the CONS_DLQ_HDR_* headers
- * (original topic, sequence, delivery count, durable name); at most 60 of the
- * original headers are kept. conn_ref is CONN_REF(iot, CONS_DLQ_SLOT, id),
- * pub_id the sequence, want_ack set. Returns NULL on -ENOMEM. */
+ * headers published to cons_dlq_topic(), with the CONS_DLQ_HDR_* headers
+ * (original topic, sequence, delivery count, durable name, and a wildcard
+ * durable's pattern); at most 60 of the original headers are kept. conn_ref is CONN_REF(iot,
+ * CONS_DLQ_SLOT, id), pub_id the sequence, want_ack set. Returns NULL on -ENOMEM. */
 struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, uint32_t n_deliv,
                                  uint32_t iot_index, uint32_t n_workers, int64_t now_ns);
 
@@ -272,6 +311,7 @@ int cons_reg_flush(struct cons_reg *r);
 /* A stored record, decoded. */
 struct cons_rec {
     int is_root;            /* a wildcard durable's root: only start_ns */
+    char owner[CONS_OWNER_MAX + 1]; /* "" when owned by nobody (version 1) */
     int64_t start_ns;       /* a root's (see WILDCARD DURABLES) */
     uint64_t next_seq;      /* >= 1 */
     uint32_t n_pending;     /* delivered, not acked */

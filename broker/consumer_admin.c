@@ -25,17 +25,23 @@ int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *w
         snprintf(why, why_len, "not a consumer record (%zu bytes, bad magic)", len);
         return FERRY_ESTORAGE;
     }
-    if (v[1] != 1) {
+    if (v[1] != 1 && v[1] != 2) {
         snprintf(why, why_len, "record version %u is not known here", v[1]);
         return FERRY_ESTORAGE;
     }
+    const char *owner;
+    size_t olen, body;
+    if (cons__rec_owner(v, len, &owner, &olen, &body, why, why_len) < 0) {
+        return FERRY_ESTORAGE;
+    }
     if (v[0] == 'W') {
-        if (len != REC_ROOT) {
-            snprintf(why, why_len, "wildcard durable record of %zu bytes, not %d", len, REC_ROOT);
+        if (len != body) {
+            snprintf(why, why_len, "wildcard durable record of %zu bytes, not %zu", len, body);
             return FERRY_ESTORAGE;
         }
         struct cons_rec r = {
             .is_root = 1, .start_ns = (int64_t)cons__le64_get(v + 4), .next_seq = 1};
+        memcpy(r.owner, owner ? owner : "", olen);
         if (r.start_ns < 0) {
             snprintf(why, why_len, "wildcard durable starts before 1970 (%lld)",
                      (long long)r.start_ns);
@@ -45,7 +51,8 @@ int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *w
         return 0;
     }
     struct cons_rec r = {.next_seq = cons__le64_get(v + 4), .n_pending = cons__le32_get(v + 12)};
-    if ((len - REC_HDR) % REC_ENT != 0 || (len - REC_HDR) / REC_ENT != r.n_pending) {
+    memcpy(r.owner, owner ? owner : "", olen);
+    if ((len - body) % REC_ENT != 0 || (len - body) / REC_ENT != r.n_pending) {
         snprintf(why, why_len, "record of %zu bytes does not hold the %u entries it counts", len,
                  r.n_pending);
         return FERRY_ESTORAGE;
@@ -56,7 +63,7 @@ int cons_rec_decode(const void *value, size_t len, struct cons_rec *out, char *w
     }
     uint64_t prev = 0;
     for (uint32_t i = 0; i < r.n_pending; i++) {
-        const unsigned char *e = v + REC_HDR + (size_t)i * REC_ENT;
+        const unsigned char *e = v + body + (size_t)i * REC_ENT;
         uint64_t seq = cons__le64_get(e);
         uint32_t n_deliv = cons__le32_get(e + 8);
         if (seq <= prev || seq >= r.next_seq) {

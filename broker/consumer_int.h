@@ -49,6 +49,10 @@ struct consumer {
     const char *pattern; /* into key: a wildcard durable's position; else NULL */
     size_t pattern_len;
     uint8_t is_root; /* immutable: a wildcard durable's root (no messages of its own) */
+    /* immutable: the user who owns it (see OWNERS in consumer.h); NULL:
+     * nobody (made without an auth file, or stored by a version before
+     * owners). A position's is its root's. */
+    char *owner;
     /* guarded by the registry's lock */
     struct holder *holders;
     uint32_t n_holders, holders_cap;
@@ -115,6 +119,13 @@ void cons__free(struct consumer *k);
 void cons__wake(struct cons_reg *r, int need);
 /* CLOCK_MONOTONIC in ms. */
 uint64_t cons__mono_ms(void);
+/* The layout of a stored record v (len bytes, its magic and version
+ * checked by the caller: 'D' or 'W', version 1 or 2): its owner (NULL and 0
+ * for version 1) and where its body starts (a durable's first pending
+ * entry; a root's end). Returns 0, or -1 (why says what is wrong) when the
+ * owner's length does not fit or the owner is no valid user name. Pure. */
+int cons__rec_owner(const unsigned char *v, size_t len, const char **owner, size_t *owner_len,
+                    size_t *body, char *why, size_t why_len);
 /* Little-endian fields of the stored record. */
 uint32_t cons__le32_get(const unsigned char *p);
 uint64_t cons__le64_get(const unsigned char *p);

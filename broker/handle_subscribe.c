@@ -3,6 +3,7 @@
  * durable binding, the trie change posted to every worker, the SubAck.
  */
 #include "io_int.h"
+#include "qgroup.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -217,6 +218,23 @@ static int sub_check(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t 
 }
 
 /*
+ * Who binds a durable (consumer.h, OWNERS): NULL on a server without an
+ * auth file (nothing is checked), else c's user, who may take any durable
+ * on pattern as an admin or with a consume rule covering it.
+ */
+static const struct cons_user *sub_cons_user(const struct conn *c, const char *pattern, size_t plen,
+                                             struct cons_user *u)
+{
+    if (c->auth == NULL) {
+        return NULL;
+    }
+    u->name = c->who ? c->who->name : "";
+    u->may_any = (uint8_t)(c->who && (c->who->is_admin ||
+                                      acl_may_subscribe(&c->who->consume, pattern, plen)));
+    return u;
+}
+
+/*
  * The start position of a new subscription: *start_seq, and *has_start when
  * a catch-up position is wanted. A wildcard durable's start_seq is a time
  * (ns); a durable's is where it starts if it does not exist yet. Refusals
@@ -318,21 +336,19 @@ static void sub_add_position(struct iot *t, struct conn *c, Ferry__Subscribe *m,
     }
 }
 
-void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
+/* handle_subscribe() once the Subscribe was checked: 0 when the
+ * subscription was added (its SubAck sent or held), -1 when it was
+ * refused (answered). */
+static int sub_add(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t plen, size_t glen)
 {
     const struct cfg *cfg = &t->srv->cfg;
-    size_t plen = strlen(m->pattern);
-    size_t glen = strlen(m->queue_group);
-    if (sub_check(t, c, m, plen, glen) < 0) {
-        return;
-    }
     int is_durable = m->durable_name[0] != '\0';
     int is_wild = topic_has_wildcard(m->pattern, plen);
     int is_acked = !is_durable && m->ack_mode == FERRY__ACK_MODE__ACK_EXPLICIT;
     uint64_t start_seq;
     int has_start;
     if (sub_start_seq(t, c, m, plen, glen, &start_seq, &has_start) < 0) {
-        return;
+        return -1;
     }
     int use_cu = has_start || is_durable;
     /* A queue group without acks on stored topics shares what its lagging
@@ -380,9 +396,20 @@ void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
                               (uint8_t)is_group_pos};
         char who[CONS_WHO_MAX];
         snprintf(who, sizeof(who), "client %llu %s", (unsigned long long)c->client_id, c->peer);
+        struct cons_user ub;
+        const struct cons_user *u = sub_cons_user(c, m->pattern, plen, &ub);
         int rc = cons_bind(t->srv->consumers, m->pattern, plen, is_durable ? m->durable_name : NULL,
                            strlen(m->durable_name), m->queue_group, glen, &o, start_seq,
-                           conn_ref_of(t, c), m->sub_id, who, &cons);
+                           conn_ref_of(t, c), m->sub_id, who, u, &cons);
+        if (rc == FERRY_EPERM) {
+            char text[320];
+            snprintf(text, sizeof(text),
+                     "permission denied: durable %.100s on %.150s belongs to another user",
+                     m->durable_name, m->pattern);
+            conn_acl_denied(t, c, "attach to the durable of another user on", m->pattern, plen);
+            send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text);
+            return -1;
+        }
         if (rc == -EBUSY) {
             char text[320];
             snprintf(text, sizeof(text),
@@ -390,7 +417,7 @@ void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
                      "queue group may share it)",
                      m->durable_name, m->pattern);
             send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE, text);
-            return;
+            return -1;
         }
         if (rc < 0) {
             send_suback(t, c, m->sub_id,
@@ -398,7 +425,7 @@ void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
                         : rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
                                         : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED,
                         server_strerror(rc));
-            return;
+            return -1;
         }
     }
     /* A durable's queue group members all get live copies; the durable's
@@ -436,11 +463,11 @@ void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
         log_debug("client %llu %s: SubAck %llu held: a worker queue is full",
                   (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
         conn_pause(t, c);
-        return;
+        return 0;
     }
     send_suback_ok(t, c, m->sub_id);
     cu_start(t, c, m->sub_id);
-    return;
+    return 0;
 
 out_unbind:
     if (cons != NULL) {
@@ -448,6 +475,66 @@ out_unbind:
     }
 out_nomem:
     send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+    return -1;
+}
+
+/* A queue group without a durable belongs to its first member's user
+ * (qgroup.h); joining another's needs a group rule or admin. Returns 0
+ * (joined, or nothing to check), or -1 (refused and answered). */
+static int sub_group_join(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t plen,
+                          size_t glen)
+{
+    if (t->srv->qgroups == NULL || c->auth == NULL || glen == 0 || m->durable_name[0] != '\0') {
+        return 0;
+    }
+    const char *user = c->who ? c->who->name : "";
+    int may_any =
+        c->who && (c->who->is_admin || acl_may_publish(&c->who->group, m->queue_group, glen));
+    int rc = qgroup_join(t->srv->qgroups, conn_ref_of(t, c), m->sub_id, m->pattern, plen,
+                         m->queue_group, glen, user, may_any);
+    if (rc == 0) {
+        return 0;
+    }
+    if (rc == FERRY_EPERM) {
+        char text[320];
+        snprintf(text, sizeof(text),
+                 "permission denied: queue group %.100s on %.150s belongs to another user",
+                 m->queue_group, m->pattern);
+        conn_acl_denied(t, c, "join the queue group of another user on", m->pattern, plen);
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text);
+    } else {
+        send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INTERNAL, server_strerror(rc));
+    }
+    return -1;
+}
+
+void handle_subscribe(struct iot *t, struct conn *c, Ferry__Subscribe *m)
+{
+    size_t plen = strlen(m->pattern);
+    size_t glen = strlen(m->queue_group);
+    if (sub_check(t, c, m, plen, glen) < 0 || sub_group_join(t, c, m, plen, glen) < 0) {
+        return;
+    }
+    if (sub_add(t, c, m, plen, glen) < 0 && t->srv->qgroups != NULL) {
+        qgroup_leave(t->srv->qgroups, conn_ref_of(t, c), m->sub_id);
+    }
+}
+
+int handle_subscribe_may_keep(const struct conn *c, const struct trie_sub *sb)
+{
+    if (!conn_may_subscribe(c, sb->pattern, sb->pattern_len)) {
+        return 0;
+    }
+    struct cons_user ub;
+    const struct cons_user *u = sub_cons_user(c, sb->pattern, sb->pattern_len, &ub);
+    for (uint32_t i = 0; u != NULL && i < c->n_cu; i++) {
+        const struct catchup *e = &c->cu[i];
+        struct consumer *k = e->root ? e->root : e->cons;
+        if (e->sub == sb && k != NULL && !cons_may_bind(k, u)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* Remove c->subs[i] from the workers and the connection. Returns 0 or
@@ -457,6 +544,9 @@ int handle_subscribe_remove_at(struct iot *t, struct conn *c, uint32_t i)
     struct trie_sub *s = c->subs[i];
     if (iot_post_sub_change(t, W_SUB_DEL, s) < 0) {
         return -ENOMEM;
+    }
+    if (t->srv->qgroups != NULL) {
+        qgroup_leave(t->srv->qgroups, conn_ref_of(t, c), s->sub_id);
     }
     cu_unbind(t, c, s->sub_id);
     cu_remove(c, s->sub_id);

@@ -484,6 +484,10 @@ void handle_unsubscribe(struct iot *t, struct conn *c, Ferry__Unsubscribe *m);
 void handle_subscribe_send_deferred(struct iot *t);
 /* Remove c->subs[i]: the workers, its position, its durable binding. */
 int handle_subscribe_remove_at(struct iot *t, struct conn *c, uint32_t i);
+/* After a reload: may c keep subscription sb? Its subscribe right, and for
+ * a durable another user owns, its consume right or admin (consumer.h,
+ * OWNERS). Queue groups are not checked again. */
+int handle_subscribe_may_keep(const struct conn *c, const struct trie_sub *sb);
 
 /* ---- handle_publish.c -------------------------------------------------- */
 

@@ -356,7 +356,7 @@ static void auth_reload(struct iot *t)
         c->who = who;
         for (uint32_t i = c->n_subs; i-- > 0;) {
             struct trie_sub *sb = c->subs[i];
-            if (conn_may_subscribe(c, sb->pattern, sb->pattern_len)) {
+            if (handle_subscribe_may_keep(c, sb)) {
                 continue;
             }
             char text[352];

@@ -27,6 +27,7 @@
 #include "consumer.h"
 #include "io_thread.h"
 #include "log.h"
+#include "qgroup.h"
 #include "reactor.h"
 #include "server.h"
 #include "store.h"
@@ -81,6 +82,17 @@ static void raise_nofile(void)
     }
 }
 
+/* Loose modes that still load (a world-writable file is refused by
+ * auth_table_load itself, at start and on SIGHUP alike). */
+static void warn_auth_mode(struct server *s, const struct auth_table *t)
+{
+    const char *why = auth_table_mode_warning(t);
+    if (why) {
+        log_warn("auth file %s is %s (mode %03o); chmod 600 it", s->cfg.auth_file, why,
+                 (unsigned)(t->file_mode & 0777));
+    }
+}
+
 /* Re-read the auth file and swap the new table in; every IO thread moves
  * its connections to it (and drops subscriptions no longer allowed). A bad
  * file keeps the current table. */
@@ -95,6 +107,7 @@ static void reload_auth(struct server *s)
         log_error("SIGHUP: %s; keeping the current users and rights", err);
         return;
     }
+    warn_auth_mode(s, t);
     auth_holder_set(&s->auth, t);
     for (uint32_t i = 0; i < s->n_iot; i++) {
         mbox_wake(s->iot_in[i]);
@@ -295,6 +308,10 @@ static int setup_auth(struct server *s, long ncpu)
             return -1;
         }
         auth_holder_set(&s->auth, at);
+        if ((s->qgroups = qgroup_reg_create()) == NULL) {
+            log_error("out of memory");
+            return -1;
+        }
         uint32_t n_auth = ncpu > 4 ? 4 : (uint32_t)ncpu;
         if ((s->auth_pool = auth_pool_create(n_auth, 256, iot_auth_done, s)) == NULL) {
             log_error("cannot start the auth threads: %s", strerror(errno));
@@ -302,15 +319,7 @@ static int setup_auth(struct server *s, long ncpu)
         }
         log_info("auth file %s: %u users, %u tokens; everything not allowed is denied",
                  s->cfg.auth_file, at->n_users, at->n_tokens);
-        struct stat ast;
-        if (stat(s->cfg.auth_file, &ast) == 0 && (ast.st_mode & (S_IWGRP | S_IWOTH | S_IROTH))) {
-            /* writable: anyone could grant themselves rights; readable: the
-             * hashes can be attacked offline */
-            log_warn("auth file %s is %s by other users (mode %03o); chmod 600 it",
-                     s->cfg.auth_file,
-                     (ast.st_mode & (S_IWGRP | S_IWOTH)) ? "writable" : "readable",
-                     (unsigned)(ast.st_mode & 0777));
-        }
+        warn_auth_mode(s, at);
     } else if (!is_loopback(s->cfg.listen_host)) {
         log_warn("no auth file: anyone who can reach %s may publish, subscribe and administer "
                  "(set auth_file / --auth-file)",
@@ -412,6 +421,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     store_close(s->store); /* every thread that reads it has exited */
     login_gate_deinit(&s->login);
     auth_holder_deinit(&s->auth);
+    qgroup_reg_destroy(s->qgroups);
+    s->qgroups = NULL;
     server_tables_free(s);
 }
 

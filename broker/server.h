@@ -26,6 +26,7 @@ struct acceptor;
 struct store;
 struct writer;
 struct cons_reg;
+struct qgroup_reg;
 
 enum server_phase { PHASE_RUN = 0, PHASE_DRAIN, PHASE_CLOSE };
 
@@ -66,6 +67,7 @@ struct server {
     struct writer *writer;
     struct store *store;        /* immutable while threads run; thread-safe API */
     struct cons_reg *consumers; /* durable consumers (NULL without a store); thread-safe */
+    struct qgroup_reg *qgroups; /* queue groups' owners (NULL without an auth file); thread-safe */
     struct acceptor *acc;
     struct stats acc_stats;       /* acceptor's counters */
     struct auth_holder auth;      /* the auth file's table (NULL: anonymous); thread-safe */

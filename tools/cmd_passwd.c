@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define PASS_MAX 1024
+#define PASS_BCRYPT_MAX 72 /* ferryd's AUTH_BCRYPT_PASS_MAX */
 
 static const char passwd_help[] =
     "Usage: ferry passwd [OPTIONS]\n"
@@ -31,7 +32,8 @@ static const char passwd_help[] =
     "clients pass (--token NAME:SECRET, or $FERRY_TOKEN) on standard error.\n"
     "\n"
     "Options:\n"
-    "  -m, --method M   yescrypt (default) or sha512\n"
+    "  -m, --method M   yescrypt (default), bcrypt or sha512 (bcrypt reads at\n"
+    "                   most 72 bytes of a password: longer ones are refused)\n"
     "  -t, --token NAME make a bearer token named NAME\n"
     "\n"
     "Examples:\n"
@@ -52,8 +54,10 @@ static int passwd_opt(int opt, const char *arg, void *ctx)
             a->prefix = "$y$";
         } else if (strcmp(arg, "sha512") == 0) {
             a->prefix = "$6$";
+        } else if (strcmp(arg, "bcrypt") == 0) {
+            a->prefix = "$2b$";
         } else {
-            return cli_usage("passwd", "unknown method '%s' (yescrypt or sha512)", arg);
+            return cli_usage("passwd", "unknown method '%s' (yescrypt, bcrypt or sha512)", arg);
         }
         return -1;
     case 't':
@@ -211,6 +215,18 @@ int cmd_passwd(struct cli_opts *o, int argc, char **argv)
         if (a.token_name) {
             cli_err("passwd: no random bytes: %s", strerror(errno));
         }
+        return CLI_EXIT_ERROR;
+    }
+    /* An empty password is no password; bcrypt ignores what follows its
+     * 72nd byte, so ferryd refuses longer ones at login: refuse them here. */
+    const char *bad = pw[0] == '\0' ? "empty password refused"
+                      : strcmp(a.prefix, "$2b$") == 0 && strlen(pw) > PASS_BCRYPT_MAX
+                          ? "password longer than 72 bytes, which bcrypt cannot check "
+                            "(use yescrypt, or a shorter password)"
+                          : NULL;
+    if (bad) {
+        explicit_bzero(pw, sizeof(pw));
+        cli_err("passwd: %s", bad);
         return CLI_EXIT_ERROR;
     }
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];

@@ -642,11 +642,19 @@ FERRY_API int ferry_sub_options_create(ferry_sub_options **out);
 FERRY_API void ferry_sub_options_destroy(ferry_sub_options *o); /* NULL ok */
 
 /* Queue group: subscriptions with the same group on the same pattern share
- * the messages. NULL or "": none (default). Copied. 0, -EINVAL, -ENOMEM. */
+ * the messages. On a server with an auth file a group belongs, while it has
+ * members, to its first member's user: another user's ferry_subscribe()
+ * joining it fails with FERRY_EPERM unless an `allow USER group NAME` rule
+ * names it or the user is an admin.
+ * NULL or "": none (default). Copied. 0, -EINVAL, -ENOMEM. */
 FERRY_API int ferry_sub_options_set_queue_group(ferry_sub_options *o, const char *group);
 
 /* Durable name: the server keeps the acked position under this name across
  * reconnects and restarts (requires FERRY_ACK_EXPLICIT, which this sets).
+ * On a server with an auth file the durable belongs to the user who
+ * created it: another user's ferry_subscribe() to it fails with FERRY_EPERM
+ * unless an `allow USER consume PATTERN` rule covers it or the user is an
+ * admin. Dead letters go to "$DLQ.<topic>.<name>".
  * NULL or "": not durable (default). Copied. 0, -EINVAL, -ENOMEM. */
 FERRY_API int ferry_sub_options_set_durable(ferry_sub_options *o, const char *name);
 

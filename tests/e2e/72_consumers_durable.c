@@ -230,7 +230,7 @@ START_TEST(test_redelivery_attempts_then_dead_letter)
 {
     ferry_client *c = s_client(&d, 0);
     /* The dead-letter topic is an ordinary stored topic. */
-    ferry_sub *dlq = s_sub(c, "$DLQ.dr", FERRY_START_NEW, 0);
+    ferry_sub *dlq = s_sub(c, "$DLQ.dur.r.dr", FERRY_START_NEW, 0);
     struct dopts o = {.ack_wait_ms = 200, .max_deliver = 3};
     ferry_sub *s = dsub(c, "dur.r", "dr", &o);
     ferry_pub p = {.topic = "dur.r", .payload = "poison", .payload_len = 6};
@@ -250,7 +250,7 @@ START_TEST(test_redelivery_attempts_then_dead_letter)
     const char *data = ferry_msg_data(m, &len);
     ck_assert_uint_eq(len, 6);
     ck_assert_int_eq(memcmp(data, "poison", 6), 0);
-    ck_assert_str_eq(ferry_msg_topic(m), "$DLQ.dr");
+    ck_assert_str_eq(ferry_msg_topic(m), "$DLQ.dur.r.dr");
     ck_assert_ptr_nonnull(ferry_msg_header(m, "trace"));
     ck_assert_str_eq(ferry_msg_header(m, "trace"), "t-1");
     ck_assert_str_eq(ferry_msg_header(m, "ferry-dlq-topic"), "dur.r");
@@ -274,7 +274,7 @@ END_TEST
 START_TEST(test_nak_redelivers_now_term_drops)
 {
     ferry_client *c = s_client(&d, 0);
-    ferry_sub *dlq = s_sub(c, "$DLQ.dn", FERRY_START_NEW, 0);
+    ferry_sub *dlq = s_sub(c, "$DLQ.dur.n.dn", FERRY_START_NEW, 0);
     /* A long ack wait: only the NAK can bring it back quickly. */
     struct dopts o = {.ack_wait_ms = 60000, .max_deliver = 2};
     ferry_sub *s = dsub(c, "dur.n", "dn", &o);

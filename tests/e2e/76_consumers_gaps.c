@@ -339,7 +339,7 @@ START_TEST(test_dead_letters_exactly_once_across_kill9)
             ferry_topic_info ti = {0};
             int64_t end = s_now_ms() + S_WAIT;
             while (s_now_ms() < end) {
-                rc = ferry_admin_topic_info(k, "$DLQ.dx", S_WAIT, &ti);
+                rc = ferry_admin_topic_info(k, "$DLQ.dlx.t.dx", S_WAIT, &ti);
                 if (rc == 0 && ti.last_seq >= N) {
                     break;
                 }
@@ -360,7 +360,7 @@ START_TEST(test_dead_letters_exactly_once_across_kill9)
     }
     /* Read the dead-letter topic from the start: each sequence once. */
     c = s_client(&d, 0);
-    ferry_sub *all = s_sub(c, "$DLQ.dx", FERRY_START_ALL, 0);
+    ferry_sub *all = s_sub(c, "$DLQ.dlx.t.dx", FERRY_START_ALL, 0);
     int seen[N + 1] = {0};
     for (int i = 0; i < N; i++) {
         ferry_msg *m = next(all);
@@ -375,7 +375,7 @@ START_TEST(test_dead_letters_exactly_once_across_kill9)
     }
     s_no_more(all, 300);
     ferry_topic_info ti;
-    ck_assert_int_eq(ferry_admin_topic_info(c, "$DLQ.dx", S_WAIT, &ti), 0);
+    ck_assert_int_eq(ferry_admin_topic_info(c, "$DLQ.dlx.t.dx", S_WAIT, &ti), 0);
     ck_assert_uint_eq(ti.last_seq, N);
     s_close(c);
 }

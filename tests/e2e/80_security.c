@@ -984,30 +984,30 @@ static uint64_t next_seq_of(struct rawc *c)
 
 /* Dead letters are published for the durable's holder, so only where that
  * user may publish: without the right the message is dropped (the durable
- * goes on, nothing lands in $DLQ.<name>); with it, it is dead-lettered. */
+ * goes on, nothing lands in $DLQ.<topic>.<name>); with it, it is dead-lettered. */
 START_TEST(test_dead_letter_needs_publish_right)
 {
     struct ferryd_proc d;
     start(&d);
     struct rawc c, ops;
     login_ok(&ops, d.port, "ops", "opspw");
-    ck_assert_int_eq(rawc_subscribe(&ops, 1, "$DLQ.dq", NULL), 0);
+    ck_assert_int_eq(rawc_subscribe(&ops, 1, "$DLQ.orders.eu.x.dq", NULL), 0);
     login_ok(&c, d.port, "alice", "secret");
     ck_assert_int_eq(durable_sub_dlq(&c, 1, "orders.eu.x", "dq"), 0);
     ck_assert_int_eq(publish_acked(&ops, 1, "orders.eu.x"), 0);
     ck_assert_int_eq(publish_acked(&ops, 2, "orders.eu.x"), 0);
     /* 1 comes, is not acked, and after its ack wait is dropped (alice may
-     * not publish to $DLQ.dq): then 2 comes (one in flight at a time). */
+     * not publish to $DLQ.orders.eu.x.dq): then 2 comes (one in flight at a time). */
     ck_assert_uint_eq(next_seq_of(&c), 1);
     ck_assert_uint_eq(next_seq_of(&c), 2);
-    /* now alice may: 2 is dead-lettered into $DLQ.dq, where ops gets it */
+    /* now alice may: 2 is dead-lettered into $DLQ.orders.eu.x.dq, where ops gets it */
     write_auth("allow alice publish orders.eu.*\n"
                "allow alice subscribe orders.eu.*\n"
-               "allow alice publish $DLQ.dq\n");
+               "allow alice publish $DLQ.orders.eu.x.dq\n");
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
     Ferry__Frame *f;
     ck_assert_int_eq(rawc_recv_kind(&ops, T_WAIT, FERRY__FRAME__BODY_DELIVER, &f, NULL), 0);
-    ck_assert_str_eq(f->deliver->topic, "$DLQ.dq");
+    ck_assert_str_eq(f->deliver->topic, "$DLQ.orders.eu.x.dq");
     int n_seq = 0;
     for (size_t i = 0; i < f->deliver->n_headers; i++) {
         if (strcmp(f->deliver->headers[i]->key, "ferry-dlq-sequence") == 0) {

@@ -55,7 +55,7 @@ static struct consumer *dbind(struct cons_reg *r, const char *topic, const struc
                               uint64_t holder)
 {
     struct consumer *k = NULL;
-    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, NULL, &k);
+    int rc = cons_bind(r, topic, strlen(topic), "d", 1, "", 0, o, 1, holder, 1, NULL, NULL, &k);
     ck_assert_int_eq(rc, 0);
     return k;
 }
@@ -209,7 +209,7 @@ START_TEST(test_cons_without_durable_not_stored)
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
     struct cons_opts o = {.max_in_flight = 2, .ack_wait_ms = 10, .max_deliver = 2};
     struct consumer *k = NULL;
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, NULL, &k), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "", 0, &o, 1, 7, 1, NULL, NULL, &k), 0);
     ck_assert_int_eq(cons_claim(k, 1, 0, 0, NULL), CONS_CLAIM_OK);
     ck_assert_int_eq(cons_claim(k, 2, 0, 0, NULL), CONS_CLAIM_OK);
     ck_assert_int_eq(cons_claim(k, 3, 0, 0, NULL), CONS_CLAIM_FULL);
@@ -276,7 +276,8 @@ START_TEST(test_cons_wildcard_root_and_positions)
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
     struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 1000, .max_deliver = 5};
     struct consumer *root = NULL, *a = NULL, *b = NULL;
-    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 12345, 7, 1, NULL, &root), 0);
+    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 12345, 7, 1, NULL, NULL, &root),
+                     0);
     ck_assert_int_eq(cons_root_start_ns(root), 12345);
     ck_assert_int_eq(cons_bind_member(r, root, "w.a.x", 5, 1, 7, 1, NULL, &a), 0);
     ck_assert_int_eq(cons_bind_member(r, root, "w.b.x", 5, 2, 7, 1, NULL, &b), 0);
@@ -289,14 +290,15 @@ START_TEST(test_cons_wildcard_root_and_positions)
     ck_assert_int_eq(cons_ack(b, 1, 0), 0); /* b never had 1: it started at 2 */
     /* Another subscription cannot hold the root. */
     struct consumer *other = NULL;
-    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 1, 8, 1, NULL, &other), -EBUSY);
+    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 1, 8, 1, NULL, NULL, &other),
+                     -EBUSY);
     save(r, s);
     cons_reg_destroy(r);
     store_close(s);
 
     s = open_store();
     ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
-    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 99, 9, 1, NULL, &root), 0);
+    ck_assert_int_eq(cons_bind(r, "w.*.x", 5, "d", 1, "", 0, &o, 99, 9, 1, NULL, NULL, &root), 0);
     ck_assert_int_eq(cons_root_start_ns(root), 12345); /* kept, not the new start */
     ck_assert_int_eq(cons_bind_member(r, root, "w.a.x", 5, 1, 9, 1, NULL, &a), 0);
     ck_assert_int_eq(cons_bind_member(r, root, "w.b.x", 5, 1, 9, 1, NULL, &b), 0);
@@ -333,8 +335,8 @@ START_TEST(test_cons_group_left_messages)
     ck_assert_int_eq(cons_reg_create(NULL, NULL, NULL, &r), 0);
     struct cons_opts o = {.is_auto_ack = 1};
     struct consumer *k1 = NULL, *k2 = NULL;
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 7, 1, NULL, &k1), 0);
-    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 8, 1, NULL, &k2), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 7, 1, NULL, NULL, &k1), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, NULL, 0, "g", 1, &o, 1, 8, 1, NULL, NULL, &k2), 0);
     ck_assert_ptr_eq(k1, k2);
     ck_assert_int_eq(cons_group_leave(k1, 9), 0);
     ck_assert_int_eq(cons_group_leave(k1, 4), 0);
@@ -352,18 +354,122 @@ START_TEST(test_cons_group_left_messages)
     ck_assert_int_eq(cons_group_leave(k1, 0), -ENOSPC);
     /* A wildcard group: a root in memory whose positions are the sets. */
     struct consumer *root = NULL, *p = NULL;
-    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "g", 1, &o, 0, 7, 2, NULL, &root), 0);
+    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "g", 1, &o, 0, 7, 2, NULL, NULL, &root), 0);
     ck_assert_int_eq(cons_bind_member(r, root, "a.b", 3, 1, 7, 2, NULL, &p), 0);
     ck_assert_ptr_ne(p, k1);
     ck_assert_int_eq(cons_group_leave(p, 5), 0);
     /* Without a group, a pattern takes no anonymous consumer. */
     struct consumer *x = NULL;
-    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "", 0, &o, 0, 7, 3, NULL, &x), FERRY_EINVAL);
+    ck_assert_int_eq(cons_bind(r, "a.*", 3, NULL, 0, "", 0, &o, 0, 7, 3, NULL, NULL, &x),
+                     FERRY_EINVAL);
     cons_unbind(r, p, 7, 2);
     cons_unbind(r, root, 7, 2);
     cons_unbind(r, k1, 7, 1);
     cons_unbind(r, k2, 8, 1); /* the last holder: freed (LeakSanitizer checks) */
     cons_reg_destroy(r);
+}
+END_TEST
+
+/* Bind durable name on topic as user u (NULL: no auth file); returns
+ * cons_bind's code. */
+static int ubind(struct cons_reg *r, const char *topic, const char *name, uint64_t holder,
+                 const struct cons_user *u, struct consumer **k)
+{
+    struct cons_opts o = {.max_in_flight = 10, .ack_wait_ms = 1000, .max_deliver = 5};
+    return cons_bind(r, topic, strlen(topic), name, strlen(name), "", 0, &o, 1, holder, 1, NULL, u,
+                     k);
+}
+
+/* The record stored under topic NUL name, decoded. */
+static struct cons_rec stored_rec(struct store *s, const char *topic, const char *name,
+                                  uint8_t *version)
+{
+    char key[64];
+    size_t tl = strlen(topic), nl = strlen(name);
+    memcpy(key, topic, tl + 1);
+    memcpy(key + tl + 1, name, nl);
+    void *v = NULL;
+    size_t vlen = 0;
+    ck_assert_int_eq(store_consumer_get(s, key, tl + 1 + nl, &v, &vlen), 0);
+    struct cons_rec rec;
+    char why[200] = "";
+    ck_assert_msg(cons_rec_decode(v, vlen, &rec, why, sizeof(why)) == 0, "%s", why);
+    *version = ((unsigned char *)v)[1];
+    free(v);
+    return rec;
+}
+
+/* A durable belongs to its creator: stored with it (a version 2 record),
+ * checked at every bind; others bind it only with may_any. One made
+ * without an auth file is stored as version 1 and belongs to nobody. */
+START_TEST(test_cons_owner_stored_and_checked)
+{
+    struct store *s = open_store();
+    put_n(s, "t", 2);
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    const struct cons_user alice = {"alice", 0}, bob = {"bob", 0}, carol = {"carol", 1};
+    struct consumer *k = NULL, *x = NULL;
+    ck_assert_int_eq(ubind(r, "t", "d", 7, &alice, &k), 0);
+    ck_assert_str_eq(cons_owner(k), "alice");
+    ck_assert_int_eq(ubind(r, "t", "d", 8, &bob, &x), FERRY_EPERM);
+    ck_assert_int_eq(ubind(r, "t", "d", 9, &carol, &x), -EBUSY); /* allowed, but held */
+    char dlq[CONS_DLQ_TOPIC_MAX];
+    ck_assert_uint_eq(cons_dlq_topic(k, dlq, sizeof(dlq)), strlen("$DLQ.t.d"));
+    ck_assert_str_eq(dlq, "$DLQ.t.d");
+    cons_unbind(r, k, 7, 1);
+    ck_assert_int_eq(ubind(r, "t", "d", 9, &carol, &x), 0);
+    ck_assert_str_eq(cons_owner(x), "alice"); /* carol holds it, alice owns it */
+    cons_unbind(r, x, 9, 1);
+    /* made without an auth file: nobody's */
+    ck_assert_int_eq(ubind(r, "t", "anon", 7, NULL, &k), 0);
+    ck_assert_ptr_null(cons_owner(k));
+    cons_unbind(r, k, 7, 1);
+    save(r, s);
+    cons_reg_destroy(r);
+    store_close(s);
+
+    s = open_store();
+    uint8_t version;
+    struct cons_rec rec = stored_rec(s, "t", "d", &version);
+    ck_assert_uint_eq(version, 2);
+    ck_assert_str_eq(rec.owner, "alice");
+    rec = stored_rec(s, "t", "anon", &version);
+    ck_assert_uint_eq(version, 1); /* what servers before owners read */
+    ck_assert_str_eq(rec.owner, "");
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    ck_assert_int_eq(ubind(r, "t", "d", 8, &bob, &x), FERRY_EPERM);
+    ck_assert_int_eq(ubind(r, "t", "d", 7, &alice, &k), 0);
+    cons_unbind(r, k, 7, 1);
+    ck_assert_int_eq(ubind(r, "t", "anon", 7, &alice, &k), FERRY_EPERM);
+    ck_assert_int_eq(ubind(r, "t", "anon", 9, &carol, &k), 0);
+    ck_assert_ptr_null(cons_owner(k));
+    cons_unbind(r, k, 9, 1);
+    cons_reg_destroy(r);
+    store_close(s);
+}
+END_TEST
+
+/* A wildcard durable's root is its creator's, and so are its positions;
+ * their dead letters are named by the position's topic. */
+START_TEST(test_cons_wildcard_owner_and_dlq_topic)
+{
+    struct store *s = open_store();
+    struct cons_reg *r;
+    ck_assert_int_eq(cons_reg_create(s, NULL, NULL, &r), 0);
+    const struct cons_user alice = {"alice", 0}, bob = {"bob", 0};
+    struct consumer *root = NULL, *x = NULL, *p = NULL;
+    ck_assert_int_eq(ubind(r, "w.*.x", "d", 7, &alice, &root), 0);
+    ck_assert_int_eq(ubind(r, "w.*.x", "d", 8, &bob, &x), FERRY_EPERM);
+    ck_assert_int_eq(cons_bind_member(r, root, "w.a.x", 5, 1, 7, 1, NULL, &p), 0);
+    ck_assert_str_eq(cons_owner(p), "alice");
+    char dlq[CONS_DLQ_TOPIC_MAX];
+    cons_dlq_topic(p, dlq, sizeof(dlq));
+    ck_assert_str_eq(dlq, "$DLQ.w.a.x.d");
+    cons_unbind(r, p, 7, 1);
+    cons_unbind(r, root, 7, 1);
+    cons_reg_destroy(r);
+    store_close(s);
 }
 END_TEST
 
@@ -384,5 +490,7 @@ Suite *test_suite(void)
     add(s, tcase_create("idle_release"), test_cons_idle_released_and_reloaded);
     add(s, tcase_create("wildcard"), test_cons_wildcard_root_and_positions);
     add(s, tcase_create("group_left"), test_cons_group_left_messages);
+    add(s, tcase_create("owner"), test_cons_owner_stored_and_checked);
+    add(s, tcase_create("wildcard_owner"), test_cons_wildcard_owner_and_dlq_topic);
     return s;
 }

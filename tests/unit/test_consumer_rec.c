@@ -183,8 +183,8 @@ START_TEST(test_consumer_idle_durables_expire_held_ones_stay)
     ck_assert_int_eq(cons_reg_create(NULL, NULL, NULL, &r), 0);
     struct consumer *idle, *held;
     uint64_t t0 = mono_ms();
-    ck_assert_int_eq(cons_bind(r, "t", 1, "idle", 4, "", 0, NULL, 1, 7, 1, NULL, &idle), 0);
-    ck_assert_int_eq(cons_bind(r, "t", 1, "held", 4, "", 0, NULL, 1, 7, 2, NULL, &held), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, "idle", 4, "", 0, NULL, 1, 7, 1, NULL, NULL, &idle), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, "held", 4, "", 0, NULL, 1, 7, 2, NULL, NULL, &held), 0);
     cons_unbind(r, idle, 7, 1);
     uint64_t t1 = mono_ms();
     ck_assert_uint_eq(n_listed(r), 2);
@@ -207,7 +207,7 @@ START_TEST(test_consumer_idle_durables_expire_held_ones_stay)
     ck_assert_int_eq(cons_reg_expire(r, 1000, t2 + 1, t0), 0);
     ck_assert_int_eq(cons_reg_expire(r, 1000, t2 + 1000, t0), 1);
     ck_assert_uint_eq(n_listed(r), 0);
-    ck_assert_int_eq(cons_bind(r, "t", 1, "idle", 4, "", 0, NULL, 5, 7, 3, NULL, &idle), 0);
+    ck_assert_int_eq(cons_bind(r, "t", 1, "idle", 4, "", 0, NULL, 5, 7, 3, NULL, NULL, &idle), 0);
     ck_assert_uint_eq(cons_next_seq(idle), 5);
     cons_reg_destroy(r);
 }
