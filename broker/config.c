@@ -26,6 +26,9 @@ enum kind {
     K_EPHEMERAL,
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
+    K_TLS_LISTEN,
+    K_TLS_CLIENT,
+    K_TLS_IDENTITY,
 };
 
 struct key {
@@ -66,6 +69,12 @@ static const struct key keys[] = {
     {"consumer_max_idle", K_DURATION, F(consumer_max_idle_ms), 0, 0, 0},
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
+    {"tls_listen", K_TLS_LISTEN, 0, 0, 0, 0},
+    {"tls_cert", K_STR, F(tls_cert), sizeof(((struct cfg *)0)->tls_cert), 0, 0},
+    {"tls_key", K_STR, F(tls_key), sizeof(((struct cfg *)0)->tls_key), 0, 0},
+    {"tls_ca", K_STR, F(tls_ca), sizeof(((struct cfg *)0)->tls_ca), 0, 0},
+    {"tls_client_cert", K_TLS_CLIENT, F(tls_client_cert), 0, 0, 0},
+    {"tls_identity", K_TLS_IDENTITY, F(tls_identity), 0, 0, 0},
 };
 #undef F
 
@@ -93,6 +102,8 @@ void cfg_defaults(struct cfg *c)
     c->max_store_size = (uint64_t)64 << 30;
     c->initial_store_size = (uint64_t)64 << 20;
     c->retention_interval_ms = 1000;
+    strcpy(c->tls_listen_host, "0.0.0.0");
+    c->tls_listen_port = -1;
 }
 
 /* "always", "none", "interval" or "interval MS". */
@@ -265,26 +276,31 @@ const struct cfg_retention *cfg_retention_find(const struct cfg *c, const char *
     return NULL;
 }
 
-static int parse_listen(struct cfg *c, const char *v)
+/* "HOST:PORT", ":PORT", "PORT", or "off" (port -1: no such listener). */
+static int parse_listen(char *host, size_t host_cap, int *out_port, const char *v)
 {
     const char *colon = strrchr(v, ':');
     uint64_t port;
+    if (strcmp(v, "off") == 0) {
+        *out_port = -1;
+        return 0;
+    }
     if (colon == NULL) { /* just a port */
         if (parse_u64(v, 0, 65535, &port) < 0) {
             return -EINVAL;
         }
-        c->listen_port = (int)port;
+        *out_port = (int)port;
         return 0;
     }
     size_t hl = (size_t)(colon - v);
-    if (hl >= sizeof(c->listen_host) || parse_u64(colon + 1, 0, 65535, &port) < 0) {
+    if (hl >= host_cap || parse_u64(colon + 1, 0, 65535, &port) < 0) {
         return -EINVAL;
     }
     if (hl > 0) {
-        memcpy(c->listen_host, v, hl);
-        c->listen_host[hl] = '\0';
+        memcpy(host, v, hl);
+        host[hl] = '\0';
     }
-    c->listen_port = (int)port;
+    *out_port = (int)port;
     return 0;
 }
 
@@ -307,7 +323,32 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
         uint64_t v;
         switch (k->kind) {
         case K_LISTEN:
-            return parse_listen(c, value);
+            return parse_listen(c->listen_host, sizeof(c->listen_host), &c->listen_port, value);
+        case K_TLS_LISTEN:
+            return parse_listen(c->tls_listen_host, sizeof(c->tls_listen_host), &c->tls_listen_port,
+                                value);
+        case K_TLS_CLIENT:
+            if (strcmp(value, "off") == 0) {
+                *(int *)field = 0; /* TLS_CLIENT_OFF */
+            } else if (strcmp(value, "optional") == 0) {
+                *(int *)field = 1; /* TLS_CLIENT_OPTIONAL */
+            } else if (strcmp(value, "required") == 0) {
+                *(int *)field = 2; /* TLS_CLIENT_REQUIRED */
+            } else {
+                return -EINVAL;
+            }
+            return 0;
+        case K_TLS_IDENTITY:
+            if (strcmp(value, "off") == 0) {
+                *(int *)field = 0; /* TLS_ID_OFF */
+            } else if (strcmp(value, "cn") == 0) {
+                *(int *)field = 1; /* TLS_ID_CN */
+            } else if (strcmp(value, "san-email") == 0) {
+                *(int *)field = 2; /* TLS_ID_SAN_EMAIL */
+            } else {
+                return -EINVAL;
+            }
+            return 0;
         case K_SYNC:
             return parse_sync(c, value);
         case K_REACTOR:

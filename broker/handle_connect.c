@@ -78,6 +78,36 @@ static void auth_refuse(struct iot *t, struct conn *c)
     conn_timer_arm(t, c, t->now + delay);
 }
 
+/* A Connect without credentials on a TLS connection whose verified client
+ * certificate names a user (tls_identity cn or san-email): that user, with
+ * the auth file's rights for the name, and no password. 1 if handled (in or
+ * refused); 0: no identity, the usual path decides. */
+static int connect_by_certificate(struct iot *t, struct conn *c, Ferry__Connect *m)
+{
+    const char *name = tls_conn_identity(c->tls, (enum tls_identity)t->srv->cfg.tls_identity);
+    if (name == NULL) {
+        return 0;
+    }
+    struct auth_table *at = auth_holder_get(&t->srv->auth);
+    const struct auth_principal *who = at ? auth_principal_find(at, name) : NULL;
+    if (who == NULL) {
+        auth_table_unref(at);
+        log_warn("client %llu %s: certificate identity \"%.64s\" has no rights in the auth file",
+                 (unsigned long long)c->client_id, c->peer, name);
+        c->keepalive_ms = m->keepalive_ms;
+        c->req_max_frame = m->max_frame_len;
+        conn_read_stop(t, c);
+        auth_refuse(t, c);
+        return 1;
+    }
+    c->auth = at;
+    c->who = who;
+    log_info("client %llu %s: authenticated by its certificate as %s",
+             (unsigned long long)c->client_id, c->peer, who->name);
+    connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
+    return 1;
+}
+
 void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
 {
     if (m->protocol_version != CODEC_PROTOCOL_VERSION) {
@@ -87,6 +117,10 @@ void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
     }
     if (t->srv->auth_pool == NULL) {
         connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
+        return;
+    }
+    if (c->tls && m->token[0] == '\0' && m->username[0] == '\0' &&
+        connect_by_certificate(t, c, m)) {
         return;
     }
     /* The hash is checked on the auth pool; until it answers (R_AUTH) this

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "reactor.h"
 #include "store.h"
+#include "tls.h"
 #include "topic.h"
 #include "trie.h"
 #include "worker.h"
@@ -42,6 +43,7 @@
 #define IOT_EVENTS 256
 #define READ_BUF 65536u
 #define READS_PER_EVENT 4
+#define TLS_READS_PER_EVENT 16 /* a TLS read returns one record (16 KiB at most) */
 #define BATCH_CAP 65536u
 #define WQ_PAUSE 8u           /* unposted items to one worker that pause publishers */
 #define PRE_CONNECT_MAX 4096u /* frame limit before Connect (ferry.proto) */
@@ -54,6 +56,7 @@ enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
 
 struct conn {
     int fd;
+    struct tls_conn *tls; /* TLS session (tls.h), or NULL: plain TCP (the hot path) */
     uint32_t slot;
     uint32_t gen;
     uint8_t state;         /* enum conn_state */
@@ -66,6 +69,7 @@ struct conn {
     uint8_t is_wr_shut;      /* CLOSING: our FIN is sent, waiting for the peer's */
     uint8_t is_auth_pending; /* Connect is with the auth pool: input is not read */
     uint8_t is_auth_failed;  /* refused: the timer sends the Error (failure delay) */
+    uint8_t tls_hs;          /* TLS handshake: 0 done (or plain), 1 under way, 2 not begun */
     uint32_t events;         /* RX_* watched now */
     uint32_t keepalive_ms;
     struct rx_io io;       /* fd's watcher in t->rx: conn_on_io */
@@ -320,8 +324,9 @@ void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char
                      size_t name_len);
 /* c's one timer (keepalive, Connect deadline, close linger) fires at when (ms). */
 void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when);
-/* A new socket from the acceptor: a slot, the reactor set, the Connect deadline. */
-void conn_add(struct iot *t, int fd);
+/* A new socket from the acceptor: a slot, the reactor set, the Connect deadline;
+ * is_tls: from the TLS listener (the handshake comes first). */
+void conn_add(struct iot *t, int fd, int is_tls);
 /* The connection a CONN_REF names, if it is still this one (slot + generation). */
 struct conn *conn_by_ref(struct iot *t, uint64_t ref);
 /* Stop reading, flush what is queued (bounded by CLOSE_LINGER_MS), close. */

@@ -225,7 +225,8 @@ enum rmsg_kind {
 /* A message to an IO thread. R_DELIVER holds one reference on batch. */
 struct rmsg {
     uint32_t kind;
-    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
+    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code;
+                        * R_NEW_CONN: 1 if it came from the TLS listener */
     uint64_t conn_ref; /* every kind but R_NEW_CONN */
     struct pub_batch *batch;
     uint32_t body_off; /* R_DELIVER: body within batch->data */
