@@ -24,6 +24,7 @@
 #define START_TIMEOUT_MS 20000
 #define STOP_TIMEOUT_MS 10000
 #define READY_PREFIX "ferryd: listening on 127.0.0.1:"
+#define TLS_PREFIX "ferryd: listening for TLS on 127.0.0.1:" /* printed before READY */
 
 static long long now_ms(void)
 {
@@ -103,6 +104,7 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     close(fds[1]);
     p->pid = pid;
     p->port = 0;
+    p->tls_port = 0;
 
     /* Read stdout until the ready line, bounded by the timeout. */
     char line[512];
@@ -136,6 +138,10 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
         if (nl) {
             *nl = '\0';
             char *at = strstr(line, READY_PREFIX);
+            char *tls_at = strstr(line, TLS_PREFIX);
+            if (tls_at) {
+                p->tls_port = atoi(tls_at + strlen(TLS_PREFIX));
+            }
             if (at) {
                 p->port = atoi(at + strlen(READY_PREFIX));
                 rc = p->port > 0 ? 0 : -EPROTO;
