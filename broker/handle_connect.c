@@ -90,9 +90,9 @@ static int connect_by_certificate(struct iot *t, struct conn *c, Ferry__Connect 
     }
     struct auth_table *at = auth_holder_get(&t->srv->auth);
     const struct auth_principal *who = at ? auth_principal_find(at, name) : NULL;
-    if (who == NULL) {
+    if (who == NULL || !who->is_cert) {
         auth_table_unref(at);
-        log_warn("client %llu %s: certificate identity \"%.64s\" has no rights in the auth file",
+        log_warn("client %llu %s: certificate identity \"%.64s\" is no `cert` of the auth file",
                  (unsigned long long)c->client_id, c->peer, name);
         c->keepalive_ms = m->keepalive_ms;
         c->req_max_frame = m->max_frame_len;
