@@ -134,8 +134,11 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
         }
         len += (size_t)r;
         line[len] = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) {
+        /* Every complete line read so far (the TLS line and the ready line
+         * may come in one read). */
+        int is_ready = 0;
+        char *nl;
+        while (!is_ready && (nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
             char *at = strstr(line, READY_PREFIX);
             char *tls_at = strstr(line, TLS_PREFIX);
@@ -145,13 +148,18 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
             if (at) {
                 p->port = atoi(at + strlen(READY_PREFIX));
                 rc = p->port > 0 ? 0 : -EPROTO;
+                is_ready = 1;
                 break;
             }
             /* Some other line: drop it. */
             size_t rest = len - (size_t)(nl + 1 - line);
-            memmove(line, nl + 1, rest);
+            memmove(line, nl + 1, rest + 1);
             len = rest;
-        } else if (len == sizeof(line) - 1) {
+        }
+        if (is_ready) {
+            break;
+        }
+        if (len == sizeof(line) - 1) {
             len = 0;
         }
     }
