@@ -53,6 +53,7 @@ static const char *path(const char *name)
 
 static void setup(void)
 {
+    unsetenv("FERRY_TEST_TLS"); /* these tests choose their listeners themselves */
     ck_assert_int_eq(tls_certs_make(&certs), 0);
     /* The broker's own copies: the reload test overwrites them. */
     ck_assert_int_eq(tls_certs_copy(&certs, "server.pem", "live.pem"), 0);

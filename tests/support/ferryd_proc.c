@@ -3,6 +3,10 @@
  */
 #include "ferryd_proc.h"
 
+#ifdef FERRY_TEST_HAVE_TLS
+#include "tls_certs.h"
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -57,6 +61,42 @@ static int reap(pid_t pid, int *status, int block)
     }
 }
 
+#ifdef FERRY_TEST_HAVE_TLS
+static struct tls_certs test_certs; /* FERRY_TEST_TLS: made once per process */
+static char test_cert[256], test_key[256];
+
+static void test_certs_remove(void)
+{
+    tls_certs_remove(&test_certs);
+}
+
+int ferryd_test_tls(void)
+{
+    const char *e = getenv("FERRY_TEST_TLS");
+    return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
+}
+
+/* The certificate and key ferryd gets with FERRY_TEST_TLS; 0 or -1. */
+static int test_certs_get(void)
+{
+    if (test_certs.dir[0] != '\0') {
+        return 0;
+    }
+    if (tls_certs_make(&test_certs) < 0) {
+        return -1;
+    }
+    atexit(test_certs_remove);
+    tls_certs_path(&test_certs, "server.pem", test_cert, sizeof(test_cert));
+    tls_certs_path(&test_certs, "server.key", test_key, sizeof(test_key));
+    return 0;
+}
+#else
+int ferryd_test_tls(void)
+{
+    return 0;
+}
+#endif
+
 static int spawn(struct ferryd_proc *p, const char *const *extra_args)
 {
     const char *argv[64];
@@ -64,6 +104,20 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     argv[n++] = FERRYD_PATH;
     argv[n++] = "--listen";
     argv[n++] = "127.0.0.1:0";
+#ifdef FERRY_TEST_HAVE_TLS
+    /* FERRY_TEST_TLS=1: the suites talk to the TLS listener. */
+    if (ferryd_test_tls()) {
+        if (test_certs_get() < 0) {
+            return -EIO;
+        }
+        argv[n++] = "--tls-listen";
+        argv[n++] = "127.0.0.1:0";
+        argv[n++] = "--tls-cert";
+        argv[n++] = test_cert;
+        argv[n++] = "--tls-key";
+        argv[n++] = test_key;
+    }
+#endif
     argv[n++] = "--data-dir";
     argv[n++] = p->data_dir;
     /* FERRY_TEST_IO_BACKEND=uring runs the suites on the io_uring reactors,
@@ -166,6 +220,10 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     /* Keep nothing of ferryd's stdout: once it is ready it only writes logs
      * to stderr. Closing our end is harmless (it never writes again). */
     close(fds[0]);
+    if (rc == 0 && ferryd_test_tls()) {
+        p->port = p->tls_port > 0 ? p->tls_port : 0; /* the suites speak TLS */
+        rc = p->port > 0 ? 0 : -EPROTO;
+    }
     if (rc < 0) {
         kill(pid, SIGKILL);
         int st;
@@ -212,7 +270,7 @@ int ferryd_restart_same_port(struct ferryd_proc *p, const char *const *extra_arg
 {
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", p->port);
-    const char *args[32] = {"--listen", listen};
+    const char *args[32] = {ferryd_test_tls() ? "--tls-listen" : "--listen", listen};
     size_t n = 2;
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
         if (n + 1 >= sizeof(args) / sizeof(args[0])) {
