@@ -427,6 +427,23 @@ START_TEST(test_tls_wrong_ca_reports_a_certificate_error)
 }
 END_TEST
 
+/* `listen off`: TLS only. Without any listener ferryd refuses to start. */
+START_TEST(test_tls_only_with_listen_off)
+{
+    START_TLS("--listen", "off");
+    ck_assert_int_eq(broker.port, 0);
+    ferry_client *c = must_open(NULL);
+    ck_assert_int_eq(pub_sync(c, "only.tls", "x", 1, NULL), 0);
+    ferry_client_destroy(c);
+    ck_assert_int_eq(ferryd_stop(&broker), 0);
+    const char *const none[] = {"--listen", "off", NULL};
+    ck_assert_int_eq(ferryd_start(&broker, NULL, none), -ECHILD);
+    /* A TLS listener without a certificate: refused at start too. */
+    const char *const nocert[] = {"--tls-listen", "127.0.0.1:0", NULL};
+    ck_assert_int_eq(ferryd_start(&broker, NULL, nocert), -ECHILD);
+}
+END_TEST
+
 /* ---- SIGHUP -------------------------------------------------------------- */
 
 /* Connect with TLS trusting ca until it works, up to WAIT_MS: 0 or the
@@ -588,6 +605,7 @@ Suite *test_suite(void)
              test_tls_plain_client_on_tls_port_is_closed);
     add_case(s, tcase_create("tls_wrong_ca"), test_tls_wrong_ca_reports_a_certificate_error);
     add_case(s, tcase_create("tls_sighup_reload"), test_tls_sighup_reloads_the_certificate);
+    add_case(s, tcase_create("tls_only"), test_tls_only_with_listen_off);
 #ifdef FERRY_CLI_PATH
     add_case(s, tcase_create("tls_cli"), test_tls_cli_pub_sub);
 #endif

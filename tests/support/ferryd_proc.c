@@ -136,6 +136,13 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
         argv[n++] = extra_args[i];
     }
     argv[n] = NULL;
+    /* `--listen off` (the last --listen wins): only the TLS line will come. */
+    int is_plain_off = 0;
+    for (int i = 1; i + 1 < n; i++) {
+        if (strcmp(argv[i], "--listen") == 0) {
+            is_plain_off = strcmp(argv[i + 1], "off") == 0;
+        }
+    }
 
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
@@ -198,6 +205,11 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
             char *tls_at = strstr(line, TLS_PREFIX);
             if (tls_at) {
                 p->tls_port = atoi(tls_at + strlen(TLS_PREFIX));
+                if (is_plain_off) {
+                    rc = p->tls_port > 0 ? 0 : -EPROTO; /* the only listener */
+                    is_ready = 1;
+                    break;
+                }
             }
             if (at) {
                 p->port = atoi(at + strlen(READY_PREFIX));
