@@ -921,6 +921,13 @@ static void conn_tls_step(struct iot *t, struct conn *c)
     }
     c->tls_hs = 0;
     conn_set_events(t, c, RX_READ);
+    /* The handshake's public-key work may have taken a while this round:
+     * what arrives now (the Connect) is stamped with the clock's time, not
+     * the round's start, so its keepalive interval is not cut short. */
+    uint64_t now = now_ms();
+    if (now > t->now) {
+        t->now = now;
+    }
     log_debug("client %llu %s: TLS handshake done", (unsigned long long)c->client_id, c->peer);
     conn_on_readable(t, c); /* the Connect may have come with the last handshake record */
 }
