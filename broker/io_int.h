@@ -4,6 +4,7 @@
  * The IO reactor is one module in several files, one concern each:
  *   io_thread.c   slots, the mailbox, rounds, the loop, life cycle (iot_)
  *   conn.c        a connection: output buffers, flush, read, frames, close (conn_)
+ *   conn_tls.c    a TLS connection's handshake (conn_)
  *   deliver.c     routed messages staged to their subscribers (deliver_)
  *   catchup.c     positions on stored topics: catch-up, durables (cu_)
  *   handle_*.c    one file per client message (handle_)
@@ -340,6 +341,9 @@ void conn_kill(struct iot *t, struct conn *c);
 void conn_lost_output(struct iot *t, struct conn *c, const char *what);
 /* Read what the socket has (READS_PER_EVENT reads at most) and handle its frames. */
 void conn_on_readable(struct iot *t, struct conn *c);
+/* One step of a TLS connection's handshake (conn_tls.c): is it TLS at all,
+ * then as far as the socket allows; done: reading starts. */
+void conn_tls_step(struct iot *t, struct conn *c);
 /* rx_run's callbacks for a connection's descriptor and its timer. */
 void conn_on_io(struct rx *r, struct rx_io *io, uint32_t events);
 void conn_on_timer(struct rx *r, struct rx_timer *tm);
