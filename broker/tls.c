@@ -82,6 +82,9 @@ static SSL_CTX *ctx_build(const struct cfg *cfg, char *err, size_t err_len)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_num_tickets(ctx, 0); /* no resumption: nothing written after the handshake */
+    /* TLS 1.2 renegotiation: costly for us, cheap for a client to ask, and
+     * it would make a write wait for a read. Refused. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
         snprintf(what, sizeof(what), "tls_cert %s", cfg->tls_cert);
