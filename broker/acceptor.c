@@ -26,21 +26,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* One listening socket: the plain one, or the TLS one. */
+struct acc_listener {
+    int fd;             /* listening socket, or -1 (none, or closed) */
+    int is_tls;         /* its connections speak TLS (R_NEW_CONN says so) */
+    struct rx_io io;    /* fd's watcher: accept_ready */
+    struct acceptor *a; /* back pointer */
+};
+
+#define ACC_MAX_LISTENERS 2 /* [0] plain, [1] TLS */
+
 struct acceptor {
     struct server *srv;
-    int lfd; /* listening socket, or -1 once closed */
+    struct acc_listener l[ACC_MAX_LISTENERS];
     /* The fields below: the thread that accepts (the acceptor thread, or
      * the host IO thread when embedded) only, unless said otherwise. */
-    struct rx *rx;          /* the set lfd is watched in: own_rx, or the host's */
+    struct rx *rx;          /* the set the listeners are watched in: own_rx, or the host's */
     struct rx *own_rx;      /* the acceptor thread's set */
-    struct rx_io lio;       /* lfd's watcher: accept_ready */
     struct rx_timer resume; /* ends a pause: acc_resume */
     struct rx_async stop;   /* acc_stop() wakes the accepting thread: close_listener */
     int spare_fd;           /* see the file comment */
     uint32_t next;          /* round robin */
     uint64_t n_emfile;      /* refused in this shortage */
     uint64_t n_unauth_refused; /* refused by the login gate's bounds */
-    int is_paused;          /* listener not watched */
+    int is_paused;          /* listeners not watched */
     int is_embedded;        /* set by main before the host starts, then read-only */
     pthread_t thread;
     int is_started;
@@ -49,27 +58,18 @@ struct acceptor {
 static void accept_ready(struct rx *r, struct rx_io *io, uint32_t events);
 static void acc_resume(struct rx *r, struct rx_timer *tm);
 
-int acc_open(struct server *s, struct acceptor **out, int *port)
+/* Bind and listen on host:port_in; the bound port in *port. 0 or -errno. */
+static int listen_on(const char *host, int port_in, int *fd_out, int *port)
 {
-    struct acceptor *a = calloc(1, sizeof(*a));
-    if (a == NULL) {
-        return -ENOMEM;
-    }
-    a->srv = s;
-    a->lfd = a->spare_fd = -1;
-    a->lio.cb = accept_ready;
-    rx_timer_init(&a->resume, acc_resume);
-
     char service[16];
-    snprintf(service, sizeof(service), "%d", s->cfg.listen_port);
+    snprintf(service, sizeof(service), "%d", port_in);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int grc = getaddrinfo(s->cfg.listen_host, service, &hints, &res);
+    int grc = getaddrinfo(host, service, &hints, &res);
     if (grc != 0) {
-        log_error("listen %s:%d: %s", s->cfg.listen_host, s->cfg.listen_port, gai_strerror(grc));
-        free(a);
+        log_error("listen %s:%d: %s", host, port_in, gai_strerror(grc));
         return -EINVAL;
     }
     int rc = -EADDRNOTAVAIL;
@@ -91,13 +91,75 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
         getsockname(fd, (struct sockaddr *)&ss, &sl);
         *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port);
-        a->lfd = fd;
+        *fd_out = fd;
         rc = 0;
         break;
     }
     freeaddrinfo(res);
     if (rc < 0) {
-        log_error("listen %s:%d: %s", s->cfg.listen_host, s->cfg.listen_port, strerror(-rc));
+        log_error("listen %s:%d: %s", host, port_in, strerror(-rc));
+    }
+    return rc;
+}
+
+/* Watch every open listener in r. 0, or -errno. */
+static int watch_all(struct acceptor *a, struct rx *r)
+{
+    for (int i = 0; i < ACC_MAX_LISTENERS; i++) {
+        if (a->l[i].fd >= 0) {
+            int rc = rx_watch(r, a->l[i].fd, 1, RX_READ, &a->l[i].io);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static void unwatch_all(struct acceptor *a, struct rx *r)
+{
+    for (int i = 0; i < ACC_MAX_LISTENERS; i++) {
+        if (a->l[i].fd >= 0) {
+            (void)rx_unwatch(r, a->l[i].fd);
+        }
+    }
+}
+
+static void close_all(struct acceptor *a)
+{
+    for (int i = 0; i < ACC_MAX_LISTENERS; i++) {
+        if (a->l[i].fd >= 0) {
+            close(a->l[i].fd);
+            a->l[i].fd = -1;
+        }
+    }
+}
+
+int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port)
+{
+    struct acceptor *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return -ENOMEM;
+    }
+    a->srv = s;
+    a->spare_fd = -1;
+    for (int i = 0; i < ACC_MAX_LISTENERS; i++) {
+        a->l[i].fd = -1;
+        a->l[i].is_tls = i == 1;
+        a->l[i].io.cb = accept_ready;
+        a->l[i].a = a;
+    }
+    rx_timer_init(&a->resume, acc_resume);
+    *port = *tls_port = -1;
+    int rc = 0;
+    if (s->cfg.listen_port >= 0) {
+        rc = listen_on(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, port);
+    }
+    if (rc == 0 && s->cfg.tls_listen_port >= 0) {
+        rc = listen_on(s->cfg.tls_listen_host, s->cfg.tls_listen_port, &a->l[1].fd, tls_port);
+    }
+    if (rc < 0) {
+        close_all(a);
         free(a);
         return rc;
     }
@@ -105,7 +167,7 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
     rc = rx_open(&a->own_rx, (enum rx_backend)s->cfg.io_backend);
     a->rx = a->own_rx;
     if (rc == 0) {
-        rc = rx_watch(a->rx, a->lfd, 1, RX_READ, &a->lio);
+        rc = watch_all(a, a->rx);
     }
     if (rc < 0) {
         log_error("acceptor: %s", strerror(-rc));
@@ -117,7 +179,7 @@ int acc_open(struct server *s, struct acceptor **out, int *port)
 }
 
 /* Refuse a connection over a limit with a fatal Error saying which. */
-static void refuse(int fd, const char *why)
+static void refuse_plain(int fd, const char *why)
 {
     Ferry__Error e = FERRY__ERROR__INIT;
     e.code = FERRY__ERROR_CODE__ERROR_LIMIT_EXCEEDED;
@@ -136,13 +198,25 @@ static void refuse(int fd, const char *why)
     close(fd);
 }
 
+/* As refuse_plain; on the TLS listener just close (a plain Error frame
+ * means nothing to a TLS client). */
+static void refuse(const struct acc_listener *l, int fd, const char *why)
+{
+    if (l->is_tls) {
+        close(fd);
+    } else {
+        refuse_plain(fd, why);
+    }
+}
+
 /* Pause accepting for ACC_PAUSE_MS (a level-triggered reactor would report the
  * listener again at once), then resume: the accepting thread only. */
 #define ACC_PAUSE_MS 100
 
 static void acc_pause(struct acceptor *a)
 {
-    if (!a->is_paused && rx_unwatch(a->rx, a->lfd) == 0) {
+    if (!a->is_paused) {
+        unwatch_all(a, a->rx);
         a->is_paused = 1;
         (void)rx_timer_set(a->rx, &a->resume, rx_now(a->rx) + ACC_PAUSE_MS);
     }
@@ -154,37 +228,36 @@ static void acc_resume(struct rx *r, struct rx_timer *tm)
     if (a->spare_fd < 0) {
         a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    if (rx_watch(r, a->lfd, 1, RX_READ, &a->lio) == 0) {
+    if (watch_all(a, r) == 0) {
         a->is_paused = 0;
     } else {
+        unwatch_all(a, r);
         (void)rx_timer_set(r, tm, rx_now(r) + ACC_PAUSE_MS);
     }
 }
 
-/* The stop wake-up: close the listener; on its own thread, end the loop. */
+/* The stop wake-up: close the listeners; on its own thread, end the loop. */
 static void close_listener(struct rx *r, struct rx_async *as)
 {
     struct acceptor *a = (struct acceptor *)((char *)as - offsetof(struct acceptor, stop));
-    if (a->lfd >= 0) {
-        if (!a->is_paused) {
-            (void)rx_unwatch(r, a->lfd);
-        }
-        rx_timer_stop(r, &a->resume);
-        close(a->lfd);
-        a->lfd = -1;
+    if (!a->is_paused) {
+        unwatch_all(a, r);
     }
+    rx_timer_stop(r, &a->resume);
+    close_all(a);
     if (!a->is_embedded) {
         rx_stop(r);
     }
 }
 
-static void accept_all(struct acceptor *a)
+static void accept_all(struct acc_listener *l)
 {
+    struct acceptor *a = l->a;
     struct server *s = a->srv;
-    for (int i = 0; i < 256; i++) {
+    for (int i = 0; i < 256 && l->fd >= 0; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd = accept4(a->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -205,7 +278,7 @@ static void accept_all(struct acceptor *a)
                              strerror(errno));
                 }
                 close(a->spare_fd);
-                fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+                fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd >= 0) {
                     close(fd);
                 }
@@ -226,7 +299,7 @@ static void accept_all(struct acceptor *a)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (atomic_load(&s->conns_now) >= s->cfg.max_connections) {
             log_warn("refusing a connection: max_connections (%u) reached", s->cfg.max_connections);
-            refuse(fd, "too many connections");
+            refuse(l, fd, "too many connections");
             continue;
         }
         uint8_t key[16];
@@ -238,12 +311,13 @@ static void accept_all(struct acceptor *a)
                          s->login.lim.max_unauth, s->login.lim.max_unauth_per_addr,
                          (unsigned long long)a->n_unauth_refused);
             }
-            refuse(fd, "too many connections waiting to log in; retry later");
+            refuse(l, fd, "too many connections waiting to log in; retry later");
             continue;
         }
         atomic_fetch_add(&s->conns_now, 1);
-        struct rmsg m = {.kind = R_NEW_CONN, .n_ids = 1};
+        struct rmsg m = {.kind = R_NEW_CONN};
         m.u.fd = fd;
+        m.n_ids = R_NEW_CONN_COUNTED | (l->is_tls ? R_NEW_CONN_TLS : 0u);
         uint32_t k = a->next++ % s->n_iot;
         if (mbox_try_post(s->iot_in[k], &m, 1) != 1) {
             log_warn("IO thread %u is full: connection refused", k);
@@ -258,7 +332,7 @@ static void accept_ready(struct rx *r, struct rx_io *io, uint32_t events)
 {
     (void)r;
     (void)events;
-    accept_all((struct acceptor *)((char *)io - offsetof(struct acceptor, lio)));
+    accept_all((struct acc_listener *)((char *)io - offsetof(struct acc_listener, io)));
 }
 
 static void *acc_main(void *arg)
@@ -296,19 +370,16 @@ void acc_stop(struct acceptor *a)
         pthread_join(a->thread, NULL);
         a->is_started = 0;
     }
-    if (a->lfd >= 0) { /* never started */
-        close(a->lfd);
-        a->lfd = -1;
-    }
+    close_all(a); /* never started: still open */
 }
 
 int acc_embed(struct acceptor *a, struct rx *rx)
 {
     a->is_embedded = 1;
-    (void)rx_unwatch(a->own_rx, a->lfd);
+    unwatch_all(a, a->own_rx);
     a->rx = rx;
     int rc = rx_async_init(rx, &a->stop, close_listener);
-    return rc < 0 ? rc : rx_watch(rx, a->lfd, 1, RX_READ, &a->lio);
+    return rc < 0 ? rc : watch_all(a, rx);
 }
 
 void acc_close(struct acceptor *a)
@@ -318,9 +389,8 @@ void acc_close(struct acceptor *a)
     }
     if (!a->is_embedded) {
         acc_stop(a);
-    } else if (a->lfd >= 0) {
-        close(a->lfd); /* the host has exited (main joined it) */
-        a->lfd = -1;
+    } else {
+        close_all(a); /* the host has exited (main joined it) */
     }
     rx_close(a->own_rx);
     if (a->spare_fd >= 0) {

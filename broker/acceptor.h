@@ -1,7 +1,7 @@
 /*
  * acceptor.h - the listening socket and its thread (prefix acc_).
  *
- * The acceptor owns the listening socket and nothing else: it accepts, sets
+ * The acceptor owns the listening sockets (plain, and TLS) and nothing else: it accepts, sets
  * TCP_NODELAY, enforces max_connections, and hands each socket to an IO
  * thread (round robin) through that thread's mailbox. It never reads client
  * data.
@@ -14,10 +14,12 @@
 
 struct acceptor;
 
-/* Bind and listen on s->cfg.listen_host:listen_port. On success *out is the
- * acceptor and *port the bound port. Returns 0 or -errno (the message is
- * logged). */
-int acc_open(struct server *s, struct acceptor **out, int *port);
+/* Bind and listen on s->cfg.listen_host:listen_port (unless the port is -1,
+ * `listen off`) and on tls_listen_host:tls_listen_port (unless -1): the
+ * connections of the second speak TLS (R_NEW_CONN's n_ids is 1). On success
+ * *out is the acceptor and *port, *tls_port the bound ports (-1: none).
+ * Returns 0 or -errno (the message is logged). */
+int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port);
 int acc_start(struct acceptor *a);
 /* Stop accepting: close the listener and join the thread (embedded: ask the
  * host IO thread to close it, through an rx_async). Main thread. */

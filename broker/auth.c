@@ -533,6 +533,18 @@ static int parse_line(struct parse *ps, char *s, unsigned line)
         }
         return add_cred(ps, f[0][0] == 't', f, line);
     }
+    if (strcmp(f[0], "cert") == 0) {
+        /* A user who logs in by a TLS client certificate (tls_identity). */
+        if (nf != 2 || !name_ok(f[1])) {
+            return perr(ps, line, -EINVAL, "usage: cert NAME");
+        }
+        int pi = princ_get(ps, f[1], line);
+        if (pi < 0) {
+            return perr(ps, line, -ENOMEM, "out of memory");
+        }
+        ps->t->princ[pi].is_cert = 1;
+        return 0;
+    }
     if (strcmp(f[0], "allow") == 0) {
         if (nf < 3) {
             return perr(ps, line, -EINVAL,
@@ -541,7 +553,7 @@ static int parse_line(struct parse *ps, char *s, unsigned line)
         }
         return add_allow(ps, f, nf, line);
     }
-    return perr(ps, line, -EINVAL, "unknown rule \"%s\" (user, token or allow)", f[0]);
+    return perr(ps, line, -EINVAL, "unknown rule \"%s\" (user, token, cert or allow)", f[0]);
 }
 
 int auth_table_parse(const char *text, size_t len, const char *name, struct auth_table **out,
@@ -578,10 +590,10 @@ int auth_table_parse(const char *text, size_t len, const char *name, struct auth
         }
         p = nl + 1;
     }
-    /* Every allow rule must name a user or token: a typo otherwise grants
-     * nothing, silently. */
+    /* Every allow rule must name a user, token or cert: a typo otherwise
+     * grants nothing, silently. */
     for (uint32_t i = 0; i < ps.t->n_princ; i++) {
-        int found = 0;
+        int found = ps.t->princ[i].is_cert;
         for (uint32_t j = 0; j < ps.t->n_users && !found; j++) {
             found = ps.t->users[j].princ == i;
         }
@@ -590,7 +602,7 @@ int auth_table_parse(const char *text, size_t len, const char *name, struct auth
         }
         if (!found) {
             rc = perr(&ps, ps.allow_lines[i], -EINVAL,
-                      "allow names \"%s\", which is no user or token", ps.t->princ[i].name);
+                      "allow names \"%s\", which is no user, token or cert", ps.t->princ[i].name);
             goto out;
         }
     }

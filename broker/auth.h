@@ -7,6 +7,9 @@
  *     user NAME HASH                   password login; HASH from crypt(3)
  *     token NAME HASH                  bearer token; the client sends
  *                                      "NAME:SECRET", HASH is SECRET's hash
+ *     cert NAME                        logs in by a TLS client certificate
+ *                                      that names NAME (tls_identity cn or
+ *                                      san-email), with no password
  *     allow NAME publish PATTERN       may publish to topics PATTERN matches
  *     allow NAME subscribe PATTERN     may subscribe to PATTERN or narrower
  *     allow NAME consume PATTERN       may take over any user's durable
@@ -45,7 +48,10 @@
  * rights; a file that the group may write or every user may read loads
  * with a warning (the hashes could be attacked offline). A NAME is 1..64 printable bytes
  * without spaces or ':'; a user and a token may share a NAME, and then share
- * its allow rules. An allow rule must name a declared user or token. With an
+ * its allow rules (so may a cert). An allow rule must name a declared user,
+ * token or cert. A certificate's name logs in only if a cert line declares
+ * it: a password user is never reached by a certificate of the same name
+ * unless the file says so. With an
  * auth file every identity is denied whatever no allow rule grants.
  *
  * A loaded file is an immutable table, reference counted: a reload builds a
@@ -83,6 +89,7 @@ struct auth_principal {
     struct acl_list consume; /* durables of other users (see Owned consumers) */
     struct acl_list group;   /* queue groups of other users: one-token patterns */
     uint8_t is_admin;
+    uint8_t is_cert; /* a `cert NAME` line: may log in by a client certificate */
 };
 
 struct auth_cred;

@@ -26,6 +26,9 @@ enum kind {
     K_EPHEMERAL,
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
+    K_TLS_LISTEN,
+    K_TLS_CLIENT,
+    K_TLS_IDENTITY,
 };
 
 struct key {
@@ -69,6 +72,12 @@ static const struct key keys[] = {
     {"consumer_max_idle", K_DURATION, F(consumer_max_idle_ms), 0, 0, 0},
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
+    {"tls_listen", K_TLS_LISTEN, 0, 0, 0, 0},
+    {"tls_cert", K_STR, F(tls_cert), sizeof(((struct cfg *)0)->tls_cert), 0, 0},
+    {"tls_key", K_STR, F(tls_key), sizeof(((struct cfg *)0)->tls_key), 0, 0},
+    {"tls_ca", K_STR, F(tls_ca), sizeof(((struct cfg *)0)->tls_ca), 0, 0},
+    {"tls_client_cert", K_TLS_CLIENT, F(tls_client_cert), 0, 0, 0},
+    {"tls_identity", K_TLS_IDENTITY, F(tls_identity), 0, 0, 0},
 };
 #undef F
 
@@ -98,6 +107,8 @@ void cfg_defaults(struct cfg *c)
     c->max_store_size = (uint64_t)64 << 30;
     c->initial_store_size = (uint64_t)64 << 20;
     c->retention_interval_ms = 1000;
+    strcpy(c->tls_listen_host, "0.0.0.0");
+    c->tls_listen_port = -1;
 }
 
 /* "always", "none", "interval" or "interval MS". */
@@ -270,26 +281,31 @@ const struct cfg_retention *cfg_retention_find(const struct cfg *c, const char *
     return NULL;
 }
 
-static int parse_listen(struct cfg *c, const char *v)
+/* "HOST:PORT", ":PORT", "PORT", or "off" (port -1: no such listener). */
+static int parse_listen(char *host, size_t host_cap, int *out_port, const char *v)
 {
     const char *colon = strrchr(v, ':');
     uint64_t port;
+    if (strcmp(v, "off") == 0) {
+        *out_port = -1;
+        return 0;
+    }
     if (colon == NULL) { /* just a port */
         if (parse_u64(v, 0, 65535, &port) < 0) {
             return -EINVAL;
         }
-        c->listen_port = (int)port;
+        *out_port = (int)port;
         return 0;
     }
     size_t hl = (size_t)(colon - v);
-    if (hl >= sizeof(c->listen_host) || parse_u64(colon + 1, 0, 65535, &port) < 0) {
+    if (hl >= host_cap || parse_u64(colon + 1, 0, 65535, &port) < 0) {
         return -EINVAL;
     }
     if (hl > 0) {
-        memcpy(c->listen_host, v, hl);
-        c->listen_host[hl] = '\0';
+        memcpy(host, v, hl);
+        host[hl] = '\0';
     }
-    c->listen_port = (int)port;
+    *out_port = (int)port;
     return 0;
 }
 
@@ -312,7 +328,32 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
         uint64_t v;
         switch (k->kind) {
         case K_LISTEN:
-            return parse_listen(c, value);
+            return parse_listen(c->listen_host, sizeof(c->listen_host), &c->listen_port, value);
+        case K_TLS_LISTEN:
+            return parse_listen(c->tls_listen_host, sizeof(c->tls_listen_host), &c->tls_listen_port,
+                                value);
+        case K_TLS_CLIENT:
+            if (strcmp(value, "off") == 0) {
+                *(int *)field = 0; /* TLS_CLIENT_OFF */
+            } else if (strcmp(value, "optional") == 0) {
+                *(int *)field = 1; /* TLS_CLIENT_OPTIONAL */
+            } else if (strcmp(value, "required") == 0) {
+                *(int *)field = 2; /* TLS_CLIENT_REQUIRED */
+            } else {
+                return -EINVAL;
+            }
+            return 0;
+        case K_TLS_IDENTITY:
+            if (strcmp(value, "off") == 0) {
+                *(int *)field = 0; /* TLS_ID_OFF */
+            } else if (strcmp(value, "cn") == 0) {
+                *(int *)field = 1; /* TLS_ID_CN */
+            } else if (strcmp(value, "san-email") == 0) {
+                *(int *)field = 2; /* TLS_ID_SAN_EMAIL */
+            } else {
+                return -EINVAL;
+            }
+            return 0;
         case K_SYNC:
             return parse_sync(c, value);
         case K_REACTOR:
@@ -527,7 +568,8 @@ const char *cfg_usage(void)
            "ferry's publish/subscribe broker.\n"
            "\n"
            "  --config FILE        read \"key value\" lines (# comments); flags override it\n"
-           "  --listen HOST:PORT   listen address (default 0.0.0.0:7373; port 0 = any free port)\n"
+           "  --listen HOST:PORT   listen address (default 0.0.0.0:7373; port 0 = any free port;\n"
+           "                       off: no plain listener, TLS only)\n"
            "  --data-dir DIR       data directory, created if missing (default ./ferry-data)\n"
            "  --io-threads N       IO reactor threads (default: one per core)\n"
            "  --workers N          routing worker threads (default: one per core)\n"
@@ -542,9 +584,24 @@ const char *cfg_usage(void)
            "  --log-level LEVEL    error, warn, info (default) or debug; SIGHUP re-reads it\n"
            "                       from the config file\n"
            "  --auth-file FILE     users, tokens and their rights (`user NAME HASH`,\n"
-           "                       `token NAME HASH`, `allow NAME publish|subscribe PATTERN`,\n"
+           "                       `token NAME HASH`, `cert NAME` (a TLS client certificate\n"
+           "                       login), `allow NAME publish|subscribe PATTERN`,\n"
            "                       `allow NAME admin`; hashes from `ferry passwd`); without\n"
            "                       one anyone may connect and do anything. SIGHUP re-reads it\n"
+           "\n"
+           "TLS (OpenSSL; TLS 1.2 or later):\n"
+           "  --tls-listen HOST:PORT  a TLS listener beside the plain one (port 0 = any\n"
+           "                       free port); needs --tls-cert and --tls-key\n"
+           "  --tls-cert FILE      the server's certificate chain (PEM)\n"
+           "  --tls-key FILE       its private key (PEM)\n"
+           "  --tls-ca FILE        CA(s) (PEM) that sign client certificates\n"
+           "  --tls-client-cert off|optional|required  ask clients for a certificate\n"
+           "                       (default off; optional and required need --tls-ca)\n"
+           "  --tls-identity cn|san-email|off  a verified client certificate's subject CN\n"
+           "                       (or first SAN email) is the user, with no password, if\n"
+           "                       the auth file has `cert NAME` for it (default off)\n"
+           "                       SIGHUP re-reads the certificate, key and CA files; a\n"
+           "                       file that does not load keeps the current ones\n"
            "\n"
            "Other keys (file or --key VALUE; sizes accept k/m/g):\n"
            "  max_connections 100000   max_subscriptions 4096 (per connection)\n"
@@ -563,11 +620,12 @@ const char *cfg_usage(void)
            "                           max; a wait over 1 s is refused at once with the time\n"
            "                           to retry. One check at a time per address\n"
            "\n"
-           "Once listening, ferryd prints exactly one line to stdout and flushes it:\n"
-           "  ferryd: listening on HOST:PORT\n"
-           "(the bound port, useful with port 0). Logs go to stderr.\n"
-           "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level\n"
-           "and the auth file.\n"
+           "Once listening, ferryd prints one line per listener to stdout and flushes:\n"
+           "  ferryd: listening for TLS on HOST:PORT   (with --tls-listen; first)\n"
+           "  ferryd: listening on HOST:PORT           (unless --listen off)\n"
+           "(the bound ports, useful with port 0). Logs go to stderr.\n"
+           "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level,\n"
+           "the auth file and the TLS certificate.\n"
            "\n"
            "Store (topics are persisted in LMDB in the data directory):\n"
            "  --sync always|none|interval[:MS]  in a file: sync always | sync none |\n"

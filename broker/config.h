@@ -35,7 +35,7 @@ enum reactor_mode {
 
 struct cfg {
     char listen_host[64];      /* numeric IPv4 address or hostname; default 0.0.0.0 */
-    int listen_port;           /* 0: any free port (reported on stdout) */
+    int listen_port;           /* 0: any free port (reported on stdout); -1: `listen off` */
     char data_dir[512];        /* created if missing */
     int io_threads;            /* 0: one per core */
     int workers;               /* 0: one per core */
@@ -70,6 +70,14 @@ struct cfg {
     struct cfg_retention retention[CFG_MAX_RETENTION];
     uint32_t retention_interval_ms; /* how often topics are checked against them */
     uint64_t consumer_max_idle_ms;  /* durables unheld this long are removed; 0: never */
+    /* TLS (broker/tls.h). */
+    char tls_listen_host[64]; /* the TLS listener's address */
+    int tls_listen_port;      /* -1: no TLS listener (default); 0: any free port */
+    char tls_cert[512];       /* PEM certificate chain; "" if none */
+    char tls_key[512];        /* PEM private key */
+    char tls_ca[512];         /* PEM CA(s) that sign client certificates */
+    int tls_client_cert;      /* enum tls_client_cert: off, optional, required */
+    int tls_identity;         /* enum tls_identity: off, cn, san-email */
 };
 
 /* The first rule whose pattern matches topic[0..len), or NULL. */

@@ -25,6 +25,38 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* The socket's bytes, through TLS if the connection has it (errno set as
+ * read(2) and writev(2) do, so that one path serves both). */
+static ssize_t sock_read(struct conn *c, void *buf, size_t n)
+{
+    if (c->tls == NULL) {
+        return read(c->fd, buf, n);
+    }
+    ssize_t r = tls_conn_read(c->tls, buf, n);
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+static ssize_t sock_writev(struct conn *c, const struct iovec *iov, int n_iov)
+{
+    if (c->tls == NULL) {
+        return writev(c->fd, iov, n_iov);
+    }
+    ssize_t w = tls_conn_writev(c->tls, iov, n_iov);
+    if (w < 0) {
+        errno = (int)-w;
+        return -1;
+    }
+    if (w == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return w;
+}
+
 int conn_list_push(struct ptrvec *p, struct conn *c)
 {
     if (p->n == p->cap) {
@@ -419,6 +451,13 @@ void conn_flush(struct iot *t, struct conn *c)
         stage_release(t, c);
         return;
     }
+    if (c->tls_hs) {
+        /* Output before the TLS handshake finished (a goodbye at shutdown):
+         * there is no session to send it in. */
+        stage_release(t, c);
+        conn_kill(t, c);
+        return;
+    }
     /* A backlogged connection waits for RX_WRITE; until then, just move
      * the staged deliveries behind its backlog. */
     int is_writable = c->is_writable;
@@ -449,7 +488,7 @@ void conn_flush(struct iot *t, struct conn *c)
             if (n_iov == 0) {
                 break;
             }
-            ssize_t w = writev(c->fd, t->iov, n_iov);
+            ssize_t w = sock_writev(c, t->iov, n_iov);
             if (w < 0) {
                 if (errno == EINTR) {
                     next = first;
@@ -457,7 +496,7 @@ void conn_flush(struct iot *t, struct conn *c)
                 }
                 if (errno != EAGAIN) {
                     log_debug("client %llu %s: write: %s", (unsigned long long)c->client_id,
-                              c->peer, strerror(errno));
+                              c->peer, c->tls ? tls_conn_error(c->tls) : strerror(errno));
                     stage_release(t, c);
                     conn_kill(t, c);
                     return;
@@ -544,6 +583,9 @@ void conn_flush(struct iot *t, struct conn *c)
         out_release(c);
         if (c->state == ST_CLOSING && !c->is_wr_shut) {
             c->is_wr_shut = 1;
+            if (c->tls) {
+                tls_conn_shutdown(c->tls); /* close_notify, best effort */
+            }
             shutdown(c->fd, SHUT_WR);
         }
         if (c->state == ST_CLOSING && atomic_load(&t->srv->phase) == PHASE_CLOSE) {
@@ -563,8 +605,9 @@ void conn_flush(struct iot *t, struct conn *c)
 
 /* ---- connections -------------------------------------------------------- */
 
-void conn_add(struct iot *t, int fd, int is_counted)
+void conn_add(struct iot *t, int fd, uint32_t flags)
 {
+    int is_counted = (flags & R_NEW_CONN_COUNTED) != 0;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     uint8_t key[16] = {0};
@@ -588,6 +631,13 @@ void conn_add(struct iot *t, int fd, int is_counted)
     uint32_t slot;
     if (c == NULL) {
         goto out_close;
+    }
+    if (flags & R_NEW_CONN_TLS) {
+        if (tls_conn_create(&t->srv->tls, fd, &c->tls) < 0) {
+            free(c);
+            goto out_close;
+        }
+        c->tls_hs = 2;
     }
     if (t->n_free > 0) {
         slot = t->free_slots[--t->n_free];
@@ -662,6 +712,7 @@ void conn_add(struct iot *t, int fd, int is_counted)
     return;
 
 out_free:
+    tls_conn_destroy(c->tls);
     free(c);
 out_close:
     log_error("IO thread %u: out of memory, connection refused", t->index);
@@ -693,6 +744,9 @@ void conn_kill(struct iot *t, struct conn *c)
         handle_login_abandon(t, c);
     }
     (void)rx_unwatch(t->rx, c->fd);
+    tls_conn_destroy(c->tls);
+    c->tls = NULL;
+    c->tls_hs = 0;
     close(c->fd);
     c->fd = -1;
     rx_timer_stop(t->rx, &c->timer);
@@ -899,9 +953,10 @@ void conn_on_readable(struct iot *t, struct conn *c)
         conn_drain_input(t, c);
         return;
     }
-    for (int i = 0;
-         i < READS_PER_EVENT && c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending; i++) {
-        ssize_t r = read(c->fd, t->rbuf, READ_BUF);
+    int n_reads = c->tls ? TLS_READS_PER_EVENT : READS_PER_EVENT;
+    for (int i = 0; i < n_reads && c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending;
+         i++) {
+        ssize_t r = sock_read(c, t->rbuf, READ_BUF);
         if (r == 0) {
             log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id, c->peer);
             conn_kill(t, c);
@@ -913,15 +968,17 @@ void conn_on_readable(struct iot *t, struct conn *c)
             }
             if (errno != EAGAIN) {
                 log_debug("client %llu %s: read: %s", (unsigned long long)c->client_id, c->peer,
-                          strerror(errno));
+                          c->tls ? tls_conn_error(c->tls) : strerror(errno));
                 conn_kill(t, c);
+            } else if (c->tls && (tls_conn_wants(c->tls) & TLS_WANT_WRITE)) {
+                conn_set_events(t, c, c->events | RX_WRITE); /* the session must write first */
             }
             break;
         }
         stats_add(&t->stats.bytes_in, (uint64_t)r);
         c->last_rx_ms = t->now;
         take_bytes(t, c, t->rbuf, (size_t)r);
-        if ((size_t)r < READ_BUF) {
+        if ((size_t)r < READ_BUF && c->tls == NULL) {
             break;
         }
     }
@@ -939,9 +996,16 @@ void conn_on_io(struct rx *r, struct rx_io *io, uint32_t events)
     if (c->state == ST_DEAD) {
         return; /* killed earlier in this round; freed at its end */
     }
+    if (c->tls_hs) {
+        conn_tls_step(t, c);
+        return;
+    }
     if (events & (RX_WRITE | RX_ERROR)) {
         c->is_writable = 1;
         conn_mark_dirty(t, c);
+    }
+    if (c->tls && (events & RX_WRITE) && !(events & RX_READ)) {
+        events |= RX_READ; /* a TLS read may have waited for the socket to take a write */
     }
     if (events & (RX_READ | RX_ERROR)) {
         if ((c->events & RX_READ) && (!c->is_paused || c->state == ST_CLOSING)) {
@@ -959,7 +1023,11 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm)
     struct conn *c = (struct conn *)((char *)tm - offsetof(struct conn, timer));
     switch (c->state) {
     case ST_AWAIT_CONNECT:
-        if (c->turn != NULL && !c->turn->is_submitted && t->now < c->connect_deadline) {
+        if (c->tls_hs) {
+            log_info("client %llu %s: TLS handshake not finished in time; closing",
+                     (unsigned long long)c->client_id, c->peer);
+            conn_kill(t, c);
+        } else if (c->turn != NULL && !c->turn->is_submitted && t->now < c->connect_deadline) {
             handle_login_step(t, c); /* the login gate's wait is over */
         } else {
             conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_TIMEOUT,

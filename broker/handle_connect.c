@@ -194,6 +194,37 @@ void handle_login_abandon(struct iot *t, struct conn *c)
     handle_login_turn_free(turn);
 }
 
+/* A Connect without credentials on a TLS connection whose verified client
+ * certificate names a user (tls_identity cn or san-email): that user, with
+ * the auth file's rights for the name, and no password. 1 if handled (in or
+ * refused); 0: no identity, the usual path decides. */
+static int connect_by_certificate(struct iot *t, struct conn *c, Ferry__Connect *m)
+{
+    const char *name = tls_conn_identity(c->tls, (enum tls_identity)t->srv->cfg.tls_identity);
+    if (name == NULL) {
+        return 0;
+    }
+    struct auth_table *at = auth_holder_get(&t->srv->auth);
+    const struct auth_principal *who = at ? auth_principal_find(at, name) : NULL;
+    if (who == NULL || !who->is_cert) {
+        auth_table_unref(at);
+        log_warn("client %llu %s: certificate identity \"%.64s\" is no `cert` of the auth file",
+                 (unsigned long long)c->client_id, c->peer, name);
+        c->keepalive_ms = m->keepalive_ms;
+        c->req_max_frame = m->max_frame_len;
+        conn_read_stop(t, c);
+        login_refuse(t, c, NULL);
+        return 1;
+    }
+    c->auth = at;
+    c->who = who;
+    conn_unauth_leave(t, c);
+    log_info("client %llu %s: authenticated by its certificate as %s",
+             (unsigned long long)c->client_id, c->peer, who->name);
+    connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
+    return 1;
+}
+
 void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
 {
     if (m->protocol_version != CODEC_PROTOCOL_VERSION) {
@@ -204,6 +235,10 @@ void handle_connect(struct iot *t, struct conn *c, Ferry__Connect *m)
     if (t->srv->auth_pool == NULL) {
         conn_unauth_leave(t, c);
         connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
+        return;
+    }
+    if (c->tls && m->token[0] == '\0' && m->username[0] == '\0' &&
+        connect_by_certificate(t, c, m)) {
         return;
     }
     /* Until the login is decided this connection reads nothing more. The

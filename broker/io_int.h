@@ -4,6 +4,7 @@
  * The IO reactor is one module in several files, one concern each:
  *   io_thread.c   slots, the mailbox, rounds, the loop, life cycle (iot_)
  *   conn.c        a connection: output buffers, flush, read, frames, close (conn_)
+ *   conn_tls.c    a TLS connection's handshake (conn_)
  *   deliver.c     routed messages staged to their subscribers (deliver_)
  *   catchup.c     positions on stored topics: catch-up, durables (cu_)
  *   handle_*.c    one file per client message (handle_)
@@ -24,6 +25,7 @@
 #include "login.h"
 #include "reactor.h"
 #include "store.h"
+#include "tls.h"
 #include "topic.h"
 #include "trie.h"
 #include "worker.h"
@@ -43,6 +45,7 @@
 #define IOT_EVENTS 256
 #define READ_BUF 65536u
 #define READS_PER_EVENT 4
+#define TLS_READS_PER_EVENT 16 /* a TLS read returns one record (16 KiB at most) */
 #define BATCH_CAP 65536u
 #define WQ_PAUSE 8u           /* unposted items to one worker that pause publishers */
 #define PRE_CONNECT_MAX 4096u /* frame limit before Connect (ferry.proto) */
@@ -55,6 +58,7 @@ enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
 
 struct conn {
     int fd;
+    struct tls_conn *tls; /* TLS session (tls.h), or NULL: plain TCP (the hot path) */
     uint32_t slot;
     uint32_t gen;
     uint8_t state;         /* enum conn_state */
@@ -68,6 +72,7 @@ struct conn {
     uint8_t is_auth_pending; /* Connect waits for the login gate or the auth pool:
                               * input is not read */
     uint8_t is_unauth_counted; /* counted by the login gate as not logged in yet */
+    uint8_t tls_hs;            /* TLS handshake: 0 done (or plain), 1 under way, 2 not begun */
     uint8_t addr[16];          /* the peer's address, the login gate's key */
     uint64_t connect_deadline; /* ms: Connect and its check must be done by then */
     struct login_turn *turn;   /* the login in progress (handle_connect.c), or NULL */
@@ -345,10 +350,11 @@ void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char
                      size_t name_len);
 /* c's one timer (keepalive, Connect deadline, close linger) fires at when (ms). */
 void conn_timer_arm(struct iot *t, struct conn *c, uint64_t when);
-/* A new socket from the acceptor: a slot, the reactor set, the Connect deadline. */
-/* A new connection (R_NEW_CONN); is_counted: the acceptor counted it as
- * not logged in (login_unauth_enter). */
-void conn_add(struct iot *t, int fd, int is_counted);
+/* A new socket from the acceptor (R_NEW_CONN): a slot, the reactor set,
+ * the Connect deadline. flags: R_NEW_CONN_COUNTED (the acceptor counted it
+ * as not logged in: login_unauth_enter), R_NEW_CONN_TLS (from the TLS
+ * listener: the handshake comes first). */
+void conn_add(struct iot *t, int fd, uint32_t flags);
 /* The connection a CONN_REF names, if it is still this one (slot + generation). */
 struct conn *conn_by_ref(struct iot *t, uint64_t ref);
 /* Stop reading, flush what is queued (bounded by CLOSE_LINGER_MS), close. */
@@ -362,6 +368,9 @@ void conn_kill(struct iot *t, struct conn *c);
 void conn_lost_output(struct iot *t, struct conn *c, const char *what);
 /* Read what the socket has (READS_PER_EVENT reads at most) and handle its frames. */
 void conn_on_readable(struct iot *t, struct conn *c);
+/* One step of a TLS connection's handshake (conn_tls.c): is it TLS at all,
+ * then as far as the socket allows; done: reading starts. */
+void conn_tls_step(struct iot *t, struct conn *c);
 /* rx_run's callbacks for a connection's descriptor and its timer. */
 void conn_on_io(struct rx *r, struct rx_io *io, uint32_t events);
 /* The connection logged in, or closed: it no longer counts as waiting for

@@ -243,7 +243,7 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
         struct rmsg *m = &mail[i];
         switch (m->kind) {
         case R_NEW_CONN:
-            conn_add(t, m->u.fd, m->n_ids == 1);
+            conn_add(t, m->u.fd, m->n_ids);
             break;
         case R_DELIVER:
             deliver_routed(t, m);

@@ -122,9 +122,12 @@ static int is_loopback(const char *host)
            strcmp(host, "localhost") == 0;
 }
 
+static void reload_tls(struct server *s);
+
 static void reload(struct server *s)
 {
     reload_auth(s);
+    reload_tls(s);
     if (s->cfg.config_file[0] == '\0') {
         log_info("SIGHUP: no config file to reload");
         return;
@@ -328,10 +331,70 @@ static int setup_auth(struct server *s, long ncpu)
     return 0;
 }
 
+/* TLS: check the tls_* settings and load the certificate. -1 (logged) if
+ * they cannot be used: a TLS listener without certificate, tls_* keys in a
+ * build without OpenSSL, no listener at all. */
+static int setup_tls(struct server *s)
+{
+    const struct cfg *c = &s->cfg;
+    char err[800];
+    int has_keys = c->tls_cert[0] || c->tls_key[0] || c->tls_ca[0] || c->tls_client_cert ||
+                   c->tls_identity || c->tls_listen_port >= 0;
+    if (c->listen_port < 0 && c->tls_listen_port < 0) {
+        log_error("listen off and no tls_listen: nothing to listen on");
+        return -1;
+    }
+    if (!has_keys) {
+        return 0;
+    }
+    if (!tls_available()) {
+        log_error("tls_* settings given, but this ferryd was built without OpenSSL "
+                  "(install libssl-dev and rebuild): no TLS");
+        return -1;
+    }
+    if (c->tls_listen_port < 0) {
+        log_warn("tls_cert/tls_key given but no tls_listen: TLS is not used");
+        return 0;
+    }
+    if (tls_holder_open(&s->tls, c, err, sizeof(err)) < 0) {
+        log_error("TLS: %s", err);
+        tls_holder_close(&s->tls);
+        return -1;
+    }
+    s->has_tls = 1;
+    if (c->tls_identity != TLS_ID_OFF && c->tls_client_cert == TLS_CLIENT_OFF) {
+        log_warn("tls_identity is set but tls_client_cert is off: no certificate is asked for");
+    }
+    log_info("TLS: certificate %s%s%s, client certificates %s, identity %s", c->tls_cert,
+             c->tls_ca[0] ? ", client CA " : "", c->tls_ca,
+             c->tls_client_cert == TLS_CLIENT_REQUIRED   ? "required"
+             : c->tls_client_cert == TLS_CLIENT_OPTIONAL ? "optional"
+                                                         : "off",
+             c->tls_identity == TLS_ID_CN          ? "subject CN"
+             : c->tls_identity == TLS_ID_SAN_EMAIL ? "SAN email"
+                                                   : "off");
+    return 0;
+}
+
+/* SIGHUP: the certificate, key and CA files again; a failure keeps the
+ * current ones. */
+static void reload_tls(struct server *s)
+{
+    if (!s->has_tls) {
+        return;
+    }
+    char err[800];
+    if (tls_holder_reload(&s->tls, &s->cfg, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: TLS: %s; keeping the current certificate", err);
+        return;
+    }
+    log_info("SIGHUP: reloaded the TLS certificate %s (new connections use it)", s->cfg.tls_cert);
+}
+
 /* Create the workers and IO threads, start them, the writer, and open the
  * listener (started later, in main, once everything else runs). Logs what
  * failed; -1 then. */
-static int start_threads(struct server *s, int *port)
+static int start_threads(struct server *s, int *port, int *tls_port)
 {
     int rc;
     for (uint32_t i = 0; i < s->n_workers; i++) {
@@ -358,7 +421,7 @@ static int start_threads(struct server *s, int *port)
     }
     /* The listener exists before the IO threads start: with --reactor
      * single-pool or single, IO thread 0 watches it itself. */
-    if ((rc = acc_open(s, &s->acc, port)) < 0) {
+    if ((rc = acc_open(s, &s->acc, port, tls_port)) < 0) {
         return -1;
     }
     if (s->cfg.reactor_mode != REACTOR_MULTI) {
@@ -423,6 +486,9 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     auth_holder_deinit(&s->auth);
     qgroup_reg_destroy(s->qgroups);
     s->qgroups = NULL;
+    if (s->has_tls) {
+        tls_holder_close(&s->tls);
+    }
     server_tables_free(s);
 }
 
@@ -492,7 +558,7 @@ int main(int argc, char **argv)
     s->start_ms = (uint64_t)(now_realtime_ns() / 1000000);
     atomic_init(&s->next_client_id, 1);
 
-    if (setup_auth(s, ncpu) < 0) {
+    if (setup_auth(s, ncpu) < 0 || setup_tls(s) < 0) {
         return 1;
     }
 
@@ -519,7 +585,8 @@ int main(int argc, char **argv)
         return 1;
     }
     int port = 0;
-    if (start_threads(s, &port) < 0) {
+    int tls_port = -1;
+    if (start_threads(s, &port, &tls_port) < 0) {
         return 1;
     }
     /* Durables nobody held for consumer_max_idle are removed (consumer.h). */
@@ -533,14 +600,28 @@ int main(int argc, char **argv)
         log_error("cannot start the acceptor: %s", strerror(-rc));
         return 1;
     }
-    log_info("ferryd %s (server id %s) on %s:%d, reactor %s: %u IO threads (%s), %u workers%s, "
+    char where[200];
+    if (port >= 0 && tls_port >= 0) {
+        snprintf(where, sizeof(where), "%.64s:%d and %.64s:%d (TLS)", s->cfg.listen_host, port,
+                 s->cfg.tls_listen_host, tls_port);
+    } else if (port >= 0) {
+        snprintf(where, sizeof(where), "%.64s:%d", s->cfg.listen_host, port);
+    } else {
+        snprintf(where, sizeof(where), "%.64s:%d (TLS only)", s->cfg.tls_listen_host, tls_port);
+    }
+    log_info("ferryd %s (server id %s) on %s, reactor %s: %u IO threads (%s), %u workers%s, "
              "data dir %s, sync %s, %u ephemeral patterns",
-             FERRY_VERSION, s->server_id, s->cfg.listen_host, port,
-             reactor_name(s->cfg.reactor_mode), s->n_iot,
+             FERRY_VERSION, s->server_id, where, reactor_name(s->cfg.reactor_mode), s->n_iot,
              rx_backend_name((enum rx_backend)s->cfg.io_backend), s->n_workers,
              s->cfg.reactor_mode == REACTOR_SINGLE ? " (inline)" : "", s->cfg.data_dir,
              sync_name(&s->cfg), s->cfg.n_ephemeral);
-    printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
+    /* The TLS line first: whoever waits for the plain line has both. */
+    if (tls_port >= 0) {
+        printf("ferryd: listening for TLS on %s:%d\n", s->cfg.tls_listen_host, tls_port);
+    }
+    if (port >= 0) {
+        printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
+    }
     fflush(stdout);
 
     for (;;) {

@@ -207,7 +207,7 @@ struct topic_info_req {
 };
 
 enum rmsg_kind {
-    R_NEW_CONN = 1, /* u.fd; n_ids 1: the acceptor counted it (login_unauth_enter) */
+    R_NEW_CONN = 1, /* u.fd; n_ids: R_NEW_CONN_* flags */
     R_DELIVER,
     R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code */
     R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
@@ -224,10 +224,14 @@ enum rmsg_kind {
 
 #define RMSG_INLINE_IDS 2
 
+#define R_NEW_CONN_COUNTED 1u /* the acceptor counted it as not logged in (login.h) */
+#define R_NEW_CONN_TLS 2u     /* from the TLS listener: the handshake comes first */
+
 /* A message to an IO thread. R_DELIVER holds one reference on batch. */
 struct rmsg {
     uint32_t kind;
-    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code */
+    uint32_t n_ids;    /* R_DELIVER: matching subscriptions; R_PUBACK/R_PUBERR: wire code;
+                        * R_NEW_CONN: R_NEW_CONN_* flags */
     uint64_t conn_ref; /* every kind but R_NEW_CONN */
     struct pub_batch *batch;
     uint32_t body_off; /* R_DELIVER: body within batch->data */

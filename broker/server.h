@@ -13,6 +13,7 @@
 #include "mailbox.h"
 #include "messages.h"
 #include "stats.h"
+#include "tls.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -73,6 +74,8 @@ struct server {
     struct auth_holder auth;      /* the auth file's table (NULL: anonymous); thread-safe */
     struct auth_pool *auth_pool;  /* credential checks, off the IO threads; NULL: no auth */
     struct login_gate login;      /* who may try a login, and when (login.h); thread-safe */
+    struct tls_holder tls;        /* the TLS context (tls.h); thread-safe; used if has_tls */
+    int has_tls;                  /* a TLS listener exists; set by main before the threads */
     atomic_int phase;             /* enum server_phase; main thread writes */
     atomic_uint conns_now;        /* atomic: acceptor adds, IO threads subtract */
     atomic_ullong next_client_id;

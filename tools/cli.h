@@ -21,6 +21,10 @@ struct cli_opts {
     const char *user;     /* --user */
     const char *password; /* --password, else $FERRY_PASSWORD */
     const char *token;    /* --token, else $FERRY_TOKEN */
+    bool use_tls;         /* --tls (or a --tls-* file): TLS to every server */
+    const char *tls_ca;   /* --tls-ca FILE: CA of the broker's certificate */
+    const char *tls_cert; /* --tls-cert FILE: client certificate */
+    const char *tls_key;  /* --tls-key FILE: its key */
 };
 
 /* getopt_long values of the common options; subcommands use their own
@@ -30,6 +34,10 @@ enum {
     CLI_OPT_USER,
     CLI_OPT_PASSWORD,
     CLI_OPT_TOKEN,
+    CLI_OPT_TLS,
+    CLI_OPT_TLS_CA,
+    CLI_OPT_TLS_CERT,
+    CLI_OPT_TLS_KEY,
 };
 
 /* The common entries of a struct option array (no terminator). */
@@ -37,8 +45,12 @@ enum {
     {"server", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},                    \
         {"user", required_argument, NULL, CLI_OPT_USER},                                           \
         {"password", required_argument, NULL, CLI_OPT_PASSWORD},                                   \
+        {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"tls", no_argument, NULL, CLI_OPT_TLS},                                                   \
+        {"tls-ca", required_argument, NULL, CLI_OPT_TLS_CA},                                       \
+        {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},                                   \
     {                                                                                              \
-        "token", required_argument, NULL, CLI_OPT_TOKEN                                            \
+        "tls-key", required_argument, NULL, CLI_OPT_TLS_KEY                                        \
     }
 
 /* The common short options, for the getopt string. */

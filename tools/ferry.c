@@ -55,11 +55,19 @@ static const char main_help[] =
 const char cli_common_help[] =
     "Common options (every command):\n"
     "  -s, --server HOST:PORT  broker address (default: $FERRY_SERVER, else " CLI_DEFAULT_SERVER
-    ")\n"
+    ");\n"
+    "                          tls://HOST:PORT speaks TLS to it\n"
     "      --user NAME         user name for password authentication\n"
     "      --password PASS     password (default: $FERRY_PASSWORD, which unlike\n"
     "                          this option is not shown to other users by ps)\n"
     "      --token TOKEN       bearer token (default: $FERRY_TOKEN)\n"
+    "      --tls               TLS to the broker (its certificate is verified, and its\n"
+    "                          name: the HOST of -s); implied by tls:// and --tls-*\n"
+    "      --tls-ca FILE       CA (PEM) of the broker's certificate (default: the\n"
+    "                          system's CAs)\n"
+    "      --tls-cert FILE     client certificate (PEM), for a broker that asks for\n"
+    "                          one (it may also name the user: no password)\n"
+    "      --tls-key FILE      the client certificate's key (PEM)\n"
     "  -h, --help              show help and exit\n"
     "\n"
     "Exit status: 0 success; 1 failure (the broker refused, connection lost,\n"
@@ -92,6 +100,21 @@ int cli_common_opt(struct cli_opts *o, int c, const char *arg)
         return 1;
     case CLI_OPT_TOKEN:
         o->token = arg;
+        return 1;
+    case CLI_OPT_TLS:
+        o->use_tls = true;
+        return 1;
+    case CLI_OPT_TLS_CA:
+        o->tls_ca = arg;
+        o->use_tls = true;
+        return 1;
+    case CLI_OPT_TLS_CERT:
+        o->tls_cert = arg;
+        o->use_tls = true;
+        return 1;
+    case CLI_OPT_TLS_KEY:
+        o->tls_key = arg;
+        o->use_tls = true;
         return 1;
     default:
         return 0;
@@ -254,6 +277,19 @@ int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client
         goto out_options;
     }
     ferry_options_set_name(fo, cfg->name);
+    if (o->use_tls) {
+        if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+            CONNECT_ERR(cli_err("--tls-cert and --tls-key go together"));
+            rc = -EINVAL;
+            goto out_options;
+        }
+        rc = ferry_options_set_tls(fo, o->tls_ca, o->tls_cert, o->tls_key, 1);
+        if (rc < 0) {
+            CONNECT_ERR(cli_err("TLS: %s", rc == -ENOTSUP ? "this ferry was built without OpenSSL"
+                                                          : ferry_strerror(rc)));
+            goto out_options;
+        }
+    }
     if (o->token) {
         rc = ferry_options_set_token(fo, o->token);
     } else if (o->user) {

@@ -189,7 +189,8 @@ extern "C" {
     XX(ENOTREADY, -1101, "not connected to a server")                                              \
     XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
     XX(EQUEUEFULL, -1103, "subscription queue full: message dropped")                              \
-    XX(ERECONNECTFAILED, -1104, "gave up reconnecting")
+    XX(ERECONNECTFAILED, -1104, "gave up reconnecting")                                            \
+    XX(ETLS, -1105, "TLS failed (handshake or certificate)")
 
 enum ferry_errno {
 #define FERRY__ERRNO_ENUM(name, value, text) FERRY_##name = (value),
@@ -314,11 +315,30 @@ FERRY_API void ferry_options_destroy(ferry_options *o);
 
 /* Servers to connect to: "host:port[,host:port...]" (host a name, an IPv4
  * address, or an IPv6 address in brackets "[::1]:7373"; port defaults to
- * 7373 when ":port" is left out). Tried in order on connect and reconnect.
+ * 7373 when ":port" is left out). "tls://host:port" speaks TLS to that
+ * server (see ferry_options_set_tls; without it, the system's CAs verify the
+ * server and its name is checked). Tried in order on connect and reconnect.
  * Default "127.0.0.1:7373". The string is copied.
  * Returns 0, -EINVAL (NULL, empty list, bad port, more than 32 servers),
  * -ENOMEM. */
 FERRY_API int ferry_options_set_servers(ferry_options *o, const char *servers);
+
+/* TLS to every server (a tls:// prefix turns it on for one server only).
+ * ca_file: PEM file of the CA(s) that the server's certificate must chain
+ * to (NULL: the system's CAs). cert_file and key_file: a client certificate
+ * and its key, PEM (both NULL: none); a server with tls_identity set takes
+ * the certificate's name as the user, with no password. verify_name: 1
+ * (recommended) checks the server's certificate against the host name or
+ * IP address of the server string; 0 checks only that it chains to the CA.
+ * The certificate is always verified. Files are read at the first TLS
+ * connect of each client; a file that cannot be used, or a certificate that
+ * does not verify, fails the connect with FERRY_ETLS, and
+ * ferry_client_last_error() says why (e.g. "certificate verify failed").
+ * TLS 1.2 or later. Copied. Returns 0, -EINVAL (cert without key or the
+ * other way round, empty names), -ENOTSUP (libferry built without
+ * OpenSSL), -ENOMEM. */
+FERRY_API int ferry_options_set_tls(ferry_options *o, const char *ca_file, const char *cert_file,
+                                    const char *key_file, int verify_name);
 
 /* Client name sent in Connect (logs and stats on the server), at most 128
  * bytes of UTF-8. Default "libferry". Copied. Returns 0, -EINVAL, -ENOMEM. */

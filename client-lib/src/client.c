@@ -199,28 +199,71 @@ int ferry__send_ping(ferry_client *c)
 static void conn_lost(ferry_client *c, int code, const char *text);
 static void conn_attempt_failed(ferry_client *c, int code);
 
+/* The socket's bytes, through TLS when the connection has it: >= 0 as
+ * send/recv, or -errno / FERRY_ETLS with the text in c->err_text. */
+static ssize_t sock_send(ferry_client *c, const void *p, size_t n)
+{
+    if (c->tls != NULL) {
+        char why[FERRY__ERRTEXT_CAP];
+        ssize_t w = ferry__tls_write(c->tls, p, n, why, sizeof(why));
+        if (w < 0 && w != -EAGAIN) {
+            ferry__seterr(c, (int)w, "to %s: %s", server_name(c), why);
+        }
+        return w;
+    }
+    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+        int err = errno == EWOULDBLOCK ? EAGAIN : errno;
+        if (err != EAGAIN && err != EINTR) {
+            ferry__seterr(c, -err, "send to %s: %s", server_name(c), strerror(err));
+        }
+        return -err;
+    }
+    return w;
+}
+
+static ssize_t sock_recv(ferry_client *c, void *p, size_t n)
+{
+    if (c->tls != NULL) {
+        char why[FERRY__ERRTEXT_CAP];
+        ssize_t r = ferry__tls_read(c->tls, p, n, why, sizeof(why));
+        if (r < 0 && r != -EAGAIN) {
+            ferry__seterr(c, (int)r, "from %s: %s", server_name(c), why);
+        }
+        return r;
+    }
+    ssize_t r = recv(c->fd, p, n, MSG_DONTWAIT);
+    if (r < 0) {
+        int err = errno == EWOULDBLOCK ? EAGAIN : errno;
+        if (err != EAGAIN && err != EINTR) {
+            ferry__seterr(c, -err, "read from %s: %s", server_name(c), strerror(err));
+        }
+        return -err;
+    }
+    return r;
+}
+
 /* Write what is queued, until done or EAGAIN. Returns 0, or the socket's
  * error after it has been handled (connection lost). */
 static int conn_write(ferry_client *c)
 {
     struct ferry__outbuf *o = &c->out;
     while (c->fd >= 0 && c->phase >= FERRY__PH_HANDSHAKE && o->off < o->len) {
-        ssize_t n = send(c->fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = sock_send(c, o->data + o->off, o->len - o->off);
         if (n < 0) {
-            int err = errno;
-            if (err == EINTR) {
+            int err = (int)n;
+            if (err == -EINTR) {
                 continue;
             }
-            if (err == EAGAIN || err == EWOULDBLOCK) {
+            if (err == -EAGAIN) {
                 return 0;
             }
-            ferry__seterr(c, -err, "send to %s: %s", server_name(c), strerror(err));
             if (c->phase == FERRY__PH_UP) {
-                conn_lost(c, -err, c->err_text);
+                conn_lost(c, err, c->err_text);
             } else {
-                conn_attempt_failed(c, -err);
+                conn_attempt_failed(c, err);
             }
-            return -err;
+            return err;
         }
         o->off += (size_t)n;
         c->last_send = ferry__now_ms();
@@ -374,6 +417,8 @@ static void conn_free_addrs(ferry_client *c)
 static void conn_close_socket(ferry_client *c)
 {
     c->n_sockets_closed++;
+    ferry__tls_close(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -509,6 +554,50 @@ static void conn_handshake_start(ferry_client *c)
     conn_write(c);
 }
 
+/* One step of the TLS handshake; once done, the ferry handshake. */
+static void conn_tls_step(ferry_client *c)
+{
+    char why[FERRY__ERRTEXT_CAP];
+    int rc = ferry__tls_handshake(c->tls, why, sizeof(why));
+    if (rc == 1) {
+        return;
+    }
+    if (rc < 0) {
+        FERRY__FAIL(c, FERRY_LOG_WARN, rc, "connect %s: %s", server_name(c), why);
+        conn_attempt_failed(c, rc);
+        return;
+    }
+    conn_handshake_start(c);
+}
+
+/* TCP is up: TLS first if this server speaks it, then Connect. */
+static void conn_tcp_up(ferry_client *c)
+{
+    const struct ferry__server *s = &c->opts.servers[c->server_idx];
+    if (!s->is_tls && !c->opts.use_tls) {
+        conn_handshake_start(c);
+        return;
+    }
+    char why[FERRY__ERRTEXT_CAP];
+    int rc = 0;
+    if (c->tls_ctx == NULL) {
+        rc = ferry__tls_ctx_open(&c->opts, &c->tls_ctx, why, sizeof(why));
+    }
+    if (rc == 0) {
+        rc = ferry__tls_open(c->tls_ctx, c->fd, s->host, c->opts.tls_verify_name, &c->tls, why,
+                             sizeof(why));
+    }
+    if (rc != 0) {
+        FERRY__FAIL(c, FERRY_LOG_ERROR, rc, "connect %s: %s", s->display, why);
+        conn_attempt_failed(c, rc);
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->phase = FERRY__PH_TLS;
+    conn_tls_step(c);
+}
+
 /* Connect to the next address of the current attempt. Returns 0 when a
  * connect is under way (or done), else the last error (addresses used up;
  * the caller fails the attempt). */
@@ -527,7 +616,7 @@ static int conn_try_next(ferry_client *c)
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             c->fd = fd;
             conn_free_addrs(c);
-            conn_handshake_start(c);
+            conn_tcp_up(c);
             return 0;
         }
         if (errno == EINPROGRESS) {
@@ -612,7 +701,7 @@ static void conn_check_tcp(ferry_client *c)
         return;
     }
     conn_free_addrs(c);
-    conn_handshake_start(c);
+    conn_tcp_up(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -788,16 +877,15 @@ static void conn_read(ferry_client *c)
             FERRY__FAIL(c, FERRY_LOG_ERROR, rc, "from %s: %s", server_name(c), ferry_strerror(rc));
             goto fail;
         }
-        ssize_t got = recv(fd, p, n, MSG_DONTWAIT);
+        ssize_t got = sock_recv(c, p, n);
         if (got < 0) {
-            if (errno == EINTR) {
+            if (got == -EINTR) {
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (got == -EAGAIN) {
                 return;
             }
-            rc = -errno;
-            FERRY__FAIL(c, FERRY_LOG_WARN, rc, "read from %s: %s", server_name(c), strerror(-rc));
+            ferry__log(c, FERRY_LOG_WARN, "%s", c->err_text);
             goto fail;
         }
         if (got == 0) {
@@ -858,6 +946,9 @@ static void work(ferry_client *c)
     if (c->fd >= 0 && c->phase == FERRY__PH_TCP) {
         conn_check_tcp(c);
     }
+    if (c->fd >= 0 && c->phase == FERRY__PH_TLS) {
+        conn_tls_step(c);
+    }
     if (c->fd >= 0 && c->phase >= FERRY__PH_HANDSHAKE) {
         conn_read(c);
     }
@@ -906,6 +997,9 @@ static int64_t next_timer(ferry_client *c)
     if (c->fd >= 0 && c->phase != FERRY__PH_UP) {
         FERRY__MIN_T(c->phase_deadline);
     }
+    if (c->tls != NULL && ferry__tls_pending(c->tls)) {
+        FERRY__MIN_T(ferry__now_ms()); /* decrypted bytes wait: no poll will say so */
+    }
     if (c->fd >= 0 && c->phase == FERRY__PH_UP) {
         FERRY__MIN_T(c->last_send + c->ka_ms / 2);
         FERRY__MIN_T(c->last_recv + 2 * (int64_t)c->ka_ms + 1);
@@ -926,7 +1020,11 @@ static int poll_events(ferry_client *c)
     if (c->phase == FERRY__PH_TCP) {
         return POLLIN | POLLOUT; /* writable = connected; errors show either way */
     }
-    return POLLIN | (c->out.off < c->out.len ? POLLOUT : 0);
+    int tls_ev = c->tls != NULL ? ferry__tls_events(c->tls) : 0;
+    if (c->phase == FERRY__PH_TLS) {
+        return tls_ev ? tls_ev : POLLIN;
+    }
+    return POLLIN | tls_ev | (c->out.off < c->out.len ? POLLOUT : 0);
 }
 
 /* One round of the driver: sleep in poll() (lock released) until the socket
@@ -1336,6 +1434,7 @@ FERRY_API void ferry_client_destroy(ferry_client *c)
     frame_dec_deinit(&c->dec);
     codec_arena_deinit(&c->arena);
     free(c->out.data);
+    ferry__tls_ctx_close(c->tls_ctx);
     close(c->wake_fd);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);

@@ -36,7 +36,8 @@ _Static_assert(FERRY_MAX_HEADERS == CODEC_MAX_HEADERS, "ferry.h and codec.h disa
 struct ferry__server {
     char *host;    /* without brackets */
     char *port;    /* decimal string */
-    char *display; /* "host:port" as given */
+    char *display; /* "host:port" as given (with "tls://" if given) */
+    int is_tls;    /* "tls://host:port" */
 };
 
 /* ferry_options: plain data, copied into each client. */
@@ -63,6 +64,12 @@ struct ferry_options {
     enum ferry_log_level log_level;
     ferry_event_cb event_cb;
     void *event_ud;
+    /* TLS (ferry_options_set_tls): every server, or those given as tls:// */
+    int use_tls;         /* ferry_options_set_tls was called */
+    char *tls_ca;        /* PEM CA file; NULL: the system's CAs */
+    char *tls_cert;      /* PEM client certificate; NULL: none */
+    char *tls_key;       /* PEM key of tls_cert */
+    int tls_verify_name; /* check the server's name against its certificate */
 };
 
 struct ferry_sub_options {
@@ -201,9 +208,35 @@ struct ferry__cbitem {
 enum ferry__phase {
     FERRY__PH_NONE = 0,  /* no socket */
     FERRY__PH_TCP,       /* connect(2) in progress */
+    FERRY__PH_TLS,       /* TLS handshake in progress */
     FERRY__PH_HANDSHAKE, /* Connect sent, waiting for Connected */
     FERRY__PH_UP,        /* Connected */
 };
+
+/* ---- tls.c: TLS sessions (the only file that includes OpenSSL) ---------- */
+
+struct ferry__tls;
+/* A client TLS context from o's files. 0, or FERRY_ETLS with text in err. */
+int ferry__tls_ctx_open(const struct ferry_options *o, void **out, char *err, size_t err_len);
+void ferry__tls_ctx_close(void *ctx);
+/* A session on fd for host (SNI, and the name checked if verify_name).
+ * 0, or FERRY_ETLS / -ENOMEM with text in err. */
+int ferry__tls_open(void *ctx, int fd, const char *host, int verify_name, struct ferry__tls **out,
+                    char *err, size_t err_len);
+void ferry__tls_close(struct ferry__tls *t);
+/* 0 done, 1 not yet (ferry__tls_events says what it waits for), or
+ * FERRY_ETLS with text in err (a certificate's error named). */
+int ferry__tls_handshake(struct ferry__tls *t, char *err, size_t err_len);
+/* >0 bytes, 0 closed by the peer, -EAGAIN, or a negative code with text in err. */
+ssize_t ferry__tls_read(struct ferry__tls *t, void *buf, size_t n, char *err, size_t err_len);
+ssize_t ferry__tls_write(struct ferry__tls *t, const void *buf, size_t n, char *err,
+                         size_t err_len);
+/* POLLIN / POLLOUT that the last unfinished call waits for. */
+int ferry__tls_events(const struct ferry__tls *t);
+/* Decrypted bytes buffered in the session (readable without the socket). */
+int ferry__tls_pending(const struct ferry__tls *t);
+/* 1 if libferry was built with OpenSSL. */
+int ferry__tls_available(void);
 
 struct ferry__outbuf {
     uint8_t *data;
@@ -236,6 +269,8 @@ struct ferry_client {
     int64_t next_attempt_at; /* ms monotonic; when fd < 0 and (re)connecting */
 
     int fd;                     /* socket, -1 when none */
+    struct ferry__tls *tls;     /* the socket's TLS session, NULL: plain (or none yet) */
+    void *tls_ctx;              /* SSL_CTX *, made at the first TLS attempt; NULL */
     uint64_t n_sockets_closed;  /* increments whenever an attempt is dropped */
     struct addrinfo *addrs;     /* the current attempt's resolved addresses */
     struct addrinfo *addr_next; /* next one to try if this one fails */

@@ -35,7 +35,7 @@ static void servers_free(struct ferry_options *o)
     o->n_servers = 0;
 }
 
-/* Parse one "host[:port]" or "[v6]:port" of len bytes into s. */
+/* Parse one "[tls://]host[:port]" or "[tls://][v6]:port" of len bytes into s. */
 static int server_parse(struct ferry__server *s, const char *p, size_t len)
 {
     while (len > 0 && (*p == ' ' || *p == '\t')) {
@@ -44,6 +44,17 @@ static int server_parse(struct ferry__server *s, const char *p, size_t len)
     }
     while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
         len--;
+    }
+    const char *given = p;
+    size_t given_len = len;
+    int is_tls = 0;
+    if (len >= 6 && strncmp(p, "tls://", 6) == 0) {
+        is_tls = 1;
+        p += 6;
+        len -= 6;
+    } else if (len >= 6 && strncmp(p, "tcp://", 6) == 0) {
+        p += 6;
+        len -= 6;
     }
     if (len == 0) {
         return -EINVAL;
@@ -103,7 +114,8 @@ static int server_parse(struct ferry__server *s, const char *p, size_t len)
     }
     s->host = strndup(host, host_len);
     s->port = strdup(portbuf);
-    s->display = strndup(p, len);
+    s->display = strndup(given, given_len);
+    s->is_tls = is_tls;
     if (s->host == NULL || s->port == NULL || s->display == NULL) {
         free(s->host);
         free(s->port);
@@ -179,6 +191,7 @@ void ferry__options_defaults(struct ferry_options *o)
     o->reconnect_jitter_pct = 20;
     o->resend_unacked = 1;
     o->log_level = FERRY_LOG_INFO;
+    o->tls_verify_name = 1;
 }
 
 void ferry__options_deinit(struct ferry_options *o)
@@ -188,6 +201,9 @@ void ferry__options_deinit(struct ferry_options *o)
     free(o->token);
     free(o->user);
     free(o->password);
+    free(o->tls_ca);
+    free(o->tls_cert);
+    free(o->tls_key);
     memset(o, 0, sizeof(*o));
 }
 
@@ -197,12 +213,14 @@ int ferry__options_copy(struct ferry_options *dst, const struct ferry_options *s
     memset(dst->servers, 0, sizeof(dst->servers));
     dst->n_servers = 0;
     dst->name = dst->token = dst->user = dst->password = NULL;
+    dst->tls_ca = dst->tls_cert = dst->tls_key = NULL;
     int rc = 0;
     for (size_t i = 0; i < src->n_servers && rc == 0; i++) {
         struct ferry__server *d = &dst->servers[i];
         d->host = strdup(src->servers[i].host);
         d->port = strdup(src->servers[i].port);
         d->display = strdup(src->servers[i].display);
+        d->is_tls = src->servers[i].is_tls;
         dst->n_servers++;
         if (d->host == NULL || d->port == NULL || d->display == NULL) {
             rc = -ENOMEM;
@@ -219,6 +237,15 @@ int ferry__options_copy(struct ferry_options *dst, const struct ferry_options *s
     }
     if (rc == 0) {
         rc = dup_str(&dst->password, src->password);
+    }
+    if (rc == 0) {
+        rc = dup_str(&dst->tls_ca, src->tls_ca);
+    }
+    if (rc == 0) {
+        rc = dup_str(&dst->tls_cert, src->tls_cert);
+    }
+    if (rc == 0) {
+        rc = dup_str(&dst->tls_key, src->tls_key);
     }
     if (rc == 0 && dst->n_servers == 0) {
         rc = ferry_options_set_servers(dst, "127.0.0.1:7373");
@@ -250,6 +277,38 @@ FERRY_API void ferry_options_destroy(ferry_options *o)
     }
     ferry__options_deinit(o);
     free(o);
+}
+
+FERRY_API int ferry_options_set_tls(ferry_options *o, const char *ca_file, const char *cert_file,
+                                    const char *key_file, int verify_name)
+{
+    if (o == NULL || (cert_file == NULL) != (key_file == NULL) ||
+        (ca_file != NULL && ca_file[0] == '\0') || (cert_file != NULL && cert_file[0] == '\0') ||
+        (key_file != NULL && key_file[0] == '\0')) {
+        return -EINVAL;
+    }
+    if (!ferry__tls_available()) {
+        return -ENOTSUP;
+    }
+    char *ca = NULL;
+    char *cert = NULL;
+    char *key = NULL;
+    if (dup_str(&ca, ca_file) != 0 || dup_str(&cert, cert_file) != 0 ||
+        dup_str(&key, key_file) != 0) {
+        free(ca);
+        free(cert);
+        free(key);
+        return -ENOMEM;
+    }
+    free(o->tls_ca);
+    free(o->tls_cert);
+    free(o->tls_key);
+    o->tls_ca = ca;
+    o->tls_cert = cert;
+    o->tls_key = key;
+    o->use_tls = 1;
+    o->tls_verify_name = verify_name != 0;
+    return 0;
 }
 
 FERRY_API int ferry_options_set_name(ferry_options *o, const char *name)

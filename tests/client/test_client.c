@@ -384,6 +384,15 @@ START_TEST(test_args_rejected_with_einval)
     ck_assert_int_eq(ferry_options_set_servers(o, "::1:7373"), -EINVAL);
     ck_assert_int_eq(ferry_options_set_servers(o, "a:1,,b:2"), -EINVAL);
     ck_assert_int_eq(ferry_options_set_servers(o, "a:1, b:2,[::1]:3,c"), 0);
+    ck_assert_int_eq(ferry_options_set_servers(o, "tls://"), -EINVAL);
+    ck_assert_int_eq(ferry_options_set_servers(o, "tls://a:0"), -EINVAL);
+    ck_assert_int_eq(ferry_options_set_servers(o, "tls://a:1,tls://[::1]:3,tcp://b:2"), 0);
+    ck_assert_int_eq(ferry_options_set_tls(NULL, NULL, NULL, NULL, 1), -EINVAL);
+    ck_assert_int_eq(ferry_options_set_tls(o, NULL, "cert.pem", NULL, 1), -EINVAL);
+    ck_assert_int_eq(ferry_options_set_tls(o, NULL, NULL, "key.pem", 1), -EINVAL);
+    ck_assert_int_eq(ferry_options_set_tls(o, "", NULL, NULL, 1), -EINVAL);
+    int tls_rc = ferry_options_set_tls(o, "ca.pem", "cert.pem", "key.pem", 1);
+    ck_assert(tls_rc == 0 || tls_rc == -ENOTSUP); /* -ENOTSUP: built without OpenSSL */
     ck_assert_int_eq(ferry_options_set_name(o, "bad\xff"), -EINVAL);
     ck_assert_int_eq(ferry_options_set_connect_timeout_ms(o, 0), -EINVAL);
     ck_assert_int_eq(ferry_options_set_max_inflight(o, 0), -EINVAL);

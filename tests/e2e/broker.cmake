@@ -14,6 +14,13 @@ add_library(ferry_test_support STATIC
 target_include_directories(ferry_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR}/../support)
 target_compile_definitions(ferry_test_support PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
 target_link_libraries(ferry_test_support PUBLIC ferry_proto PRIVATE ferry_warnings)
+# FERRY_TEST_TLS=1 runs the suites over TLS (ferryd_proc.h); tls_certs makes
+# the certificates for that and for e2e/84_tls.c.
+if(FERRY_OPENSSL_FOUND)
+  target_sources(ferry_test_support PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../support/tls_certs.c)
+  target_compile_definitions(ferry_test_support PRIVATE FERRY_TEST_HAVE_TLS)
+  target_link_libraries(ferry_test_support PUBLIC OpenSSL::SSL OpenSSL::Crypto)
+endif()
 add_dependencies(ferry_test_support ferryd)
 
 # One Check program per area; every tcase is a ctest entry (label e2e).

@@ -3,6 +3,10 @@
  */
 #include "ferryd_proc.h"
 
+#ifdef FERRY_TEST_HAVE_TLS
+#include "tls_certs.h"
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -24,6 +28,7 @@
 #define START_TIMEOUT_MS 20000
 #define STOP_TIMEOUT_MS 10000
 #define READY_PREFIX "ferryd: listening on 127.0.0.1:"
+#define TLS_PREFIX "ferryd: listening for TLS on 127.0.0.1:" /* printed before READY */
 
 static long long now_ms(void)
 {
@@ -56,6 +61,42 @@ static int reap(pid_t pid, int *status, int block)
     }
 }
 
+#ifdef FERRY_TEST_HAVE_TLS
+static struct tls_certs test_certs; /* FERRY_TEST_TLS: made once per process */
+static char test_cert[256], test_key[256];
+
+static void test_certs_remove(void)
+{
+    tls_certs_remove(&test_certs);
+}
+
+int ferryd_test_tls(void)
+{
+    const char *e = getenv("FERRY_TEST_TLS");
+    return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
+}
+
+/* The certificate and key ferryd gets with FERRY_TEST_TLS; 0 or -1. */
+static int test_certs_get(void)
+{
+    if (test_certs.dir[0] != '\0') {
+        return 0;
+    }
+    if (tls_certs_make(&test_certs) < 0) {
+        return -1;
+    }
+    atexit(test_certs_remove);
+    tls_certs_path(&test_certs, "server.pem", test_cert, sizeof(test_cert));
+    tls_certs_path(&test_certs, "server.key", test_key, sizeof(test_key));
+    return 0;
+}
+#else
+int ferryd_test_tls(void)
+{
+    return 0;
+}
+#endif
+
 static int spawn(struct ferryd_proc *p, const char *const *extra_args)
 {
     const char *argv[64];
@@ -63,6 +104,20 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     argv[n++] = FERRYD_PATH;
     argv[n++] = "--listen";
     argv[n++] = "127.0.0.1:0";
+#ifdef FERRY_TEST_HAVE_TLS
+    /* FERRY_TEST_TLS=1: the suites talk to the TLS listener. */
+    if (ferryd_test_tls()) {
+        if (test_certs_get() < 0) {
+            return -EIO;
+        }
+        argv[n++] = "--tls-listen";
+        argv[n++] = "127.0.0.1:0";
+        argv[n++] = "--tls-cert";
+        argv[n++] = test_cert;
+        argv[n++] = "--tls-key";
+        argv[n++] = test_key;
+    }
+#endif
     argv[n++] = "--data-dir";
     argv[n++] = p->data_dir;
     /* FERRY_TEST_IO_BACKEND=uring runs the suites on the io_uring reactors,
@@ -81,6 +136,13 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
         argv[n++] = extra_args[i];
     }
     argv[n] = NULL;
+    /* `--listen off` (the last --listen wins): only the TLS line will come. */
+    int is_plain_off = 0;
+    for (int i = 1; i + 1 < n; i++) {
+        if (strcmp(argv[i], "--listen") == 0) {
+            is_plain_off = strcmp(argv[i + 1], "off") == 0;
+        }
+    }
 
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
@@ -103,6 +165,7 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     close(fds[1]);
     p->pid = pid;
     p->port = 0;
+    p->tls_port = 0;
 
     /* Read stdout until the ready line, bounded by the timeout. */
     char line[512];
@@ -132,26 +195,47 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
         }
         len += (size_t)r;
         line[len] = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) {
+        /* Every complete line read so far (the TLS line and the ready line
+         * may come in one read). */
+        int is_ready = 0;
+        char *nl;
+        while (!is_ready && (nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
             char *at = strstr(line, READY_PREFIX);
+            char *tls_at = strstr(line, TLS_PREFIX);
+            if (tls_at) {
+                p->tls_port = atoi(tls_at + strlen(TLS_PREFIX));
+                if (is_plain_off) {
+                    rc = p->tls_port > 0 ? 0 : -EPROTO; /* the only listener */
+                    is_ready = 1;
+                    break;
+                }
+            }
             if (at) {
                 p->port = atoi(at + strlen(READY_PREFIX));
                 rc = p->port > 0 ? 0 : -EPROTO;
+                is_ready = 1;
                 break;
             }
             /* Some other line: drop it. */
             size_t rest = len - (size_t)(nl + 1 - line);
-            memmove(line, nl + 1, rest);
+            memmove(line, nl + 1, rest + 1);
             len = rest;
-        } else if (len == sizeof(line) - 1) {
+        }
+        if (is_ready) {
+            break;
+        }
+        if (len == sizeof(line) - 1) {
             len = 0;
         }
     }
     /* Keep nothing of ferryd's stdout: once it is ready it only writes logs
      * to stderr. Closing our end is harmless (it never writes again). */
     close(fds[0]);
+    if (rc == 0 && ferryd_test_tls()) {
+        p->port = p->tls_port > 0 ? p->tls_port : 0; /* the suites speak TLS */
+        rc = p->port > 0 ? 0 : -EPROTO;
+    }
     if (rc < 0) {
         kill(pid, SIGKILL);
         int st;
@@ -198,7 +282,7 @@ int ferryd_restart_same_port(struct ferryd_proc *p, const char *const *extra_arg
 {
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", p->port);
-    const char *args[32] = {"--listen", listen};
+    const char *args[32] = {ferryd_test_tls() ? "--tls-listen" : "--listen", listen};
     size_t n = 2;
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
         if (n + 1 >= sizeof(args) / sizeof(args[0])) {

@@ -7,6 +7,11 @@
  * (never for a fixed time). ferryd's stderr (its log) is left connected to the
  * test's stderr, so ctest --output-on-failure shows it.
  *
+ * FERRY_TEST_TLS=1 (in a build with OpenSSL) runs the suites over TLS: ferryd
+ * gets a TLS listener with a throwaway certificate (tls_certs.h, made once
+ * per test process and removed at its exit), port is that listener's, and
+ * rawclient speaks TLS to it (ferryd_test_tls() says whether this is on).
+ *
  * Not thread-safe: one test thread drives one struct ferryd_proc.
  */
 #ifndef FERRY_TEST_FERRYD_PROC_H
@@ -16,7 +21,8 @@
 
 struct ferryd_proc {
     pid_t pid;          /* ferryd's pid, 0 when not running */
-    int port;           /* the TCP port it listens on */
+    int port;           /* the TCP port it listens on; 0 with `--listen off` */
+    int tls_port;       /* its TLS port (--tls-listen), 0 when none */
     char data_dir[256]; /* its --data-dir */
     int owns_dir;       /* 1: made by ferryd_start, removed by ferryd_stop */
 };
@@ -46,6 +52,9 @@ int ferryd_restart(struct ferryd_proc *p, const char *const *extra_args);
  * as for ferryd_start. Retries while the port lingers. Returns 0,
  * -EADDRINUSE (it came up elsewhere), or as ferryd_start. */
 int ferryd_restart_same_port(struct ferryd_proc *p, const char *const *extra_args);
+
+/* 1 if FERRY_TEST_TLS asks for TLS (and this build has it), else 0. */
+int ferryd_test_tls(void);
 
 /* VmRSS of the running ferryd in KiB, from /proc/PID/status; -errno on error. */
 long ferryd_rss_kb(const struct ferryd_proc *p);

@@ -4,6 +4,7 @@
 #include "rawclient.h"
 
 #include "ferry.h"
+#include "ferryd_proc.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,6 +15,94 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef FERRY_TEST_HAVE_TLS
+#include <openssl/ssl.h>
+
+/* FERRY_TEST_TLS: a blocking TLS session on c->fd. 0 or -EPROTO. */
+static int tls_start(struct rawc *c)
+{
+    static SSL_CTX *ctx; /* one per test process, kept until it exits */
+    if (ctx == NULL && (ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+        return -EPROTO;
+    }
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1 || SSL_connect(ssl) != 1) {
+        SSL_free(ssl);
+        return -EPROTO;
+    }
+    c->ssl = ssl;
+    return 0;
+}
+
+static ssize_t sock_write(struct rawc *c, const void *p, size_t n)
+{
+    if (c->ssl == NULL) {
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    }
+    size_t done = 0;
+    if (SSL_write_ex(c->ssl, p, n, &done) != 1) {
+        errno = EPIPE;
+        return -1;
+    }
+    return (ssize_t)done;
+}
+
+static ssize_t sock_read(struct rawc *c, void *p, size_t n)
+{
+    if (c->ssl == NULL) {
+        return read(c->fd, p, n);
+    }
+    size_t got = 0;
+    if (SSL_read_ex(c->ssl, p, n, &got) == 1) {
+        return (ssize_t)got;
+    }
+    int e = SSL_get_error(c->ssl, 0);
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return 0;
+    }
+    errno = ECONNRESET;
+    return -1;
+}
+
+static int sock_pending(const struct rawc *c)
+{
+    return c->ssl != NULL && SSL_pending(c->ssl) > 0;
+}
+
+static void tls_end(struct rawc *c)
+{
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+}
+#else
+static int tls_start(struct rawc *c)
+{
+    (void)c;
+    return -EPROTO;
+}
+
+static ssize_t sock_write(struct rawc *c, const void *p, size_t n)
+{
+    return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t sock_read(struct rawc *c, void *p, size_t n)
+{
+    return read(c->fd, p, n);
+}
+
+static int sock_pending(const struct rawc *c)
+{
+    (void)c;
+    return 0;
+}
+
+static void tls_end(struct rawc *c)
+{
+    (void)c;
+}
+#endif
 
 static long long ms_now(void)
 {
@@ -41,11 +130,17 @@ int rawc_open(struct rawc *c, int port)
         c->fd = -1;
         return rc;
     }
+    if (ferryd_test_tls() && tls_start(c) < 0) {
+        close(c->fd);
+        c->fd = -1;
+        return -EPROTO;
+    }
     return 0;
 }
 
 void rawc_close(struct rawc *c)
 {
+    tls_end(c);
     if (c->fd >= 0) {
         close(c->fd);
     }
@@ -58,7 +153,7 @@ int rawc_send_raw(struct rawc *c, const void *buf, size_t n)
 {
     const char *p = buf;
     while (n > 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = sock_write(c, p, n);
         if (w < 0) {
             if (errno == EINTR) {
                 continue;
@@ -109,7 +204,7 @@ int rawc_recv(struct rawc *c, int timeout_ms, Ferry__Frame **out)
             return -ETIMEDOUT;
         }
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)left);
+        int pr = sock_pending(c) ? 1 : poll(&pfd, 1, (int)left);
         if (pr < 0 && errno == EINTR) {
             continue;
         }
@@ -122,7 +217,7 @@ int rawc_recv(struct rawc *c, int timeout_ms, Ferry__Frame **out)
         if (rc < 0) {
             return rc;
         }
-        ssize_t r = read(c->fd, p, room);
+        ssize_t r = sock_read(c, p, room);
         if (r == 0) {
             return FERRY_ECLOSED;
         }

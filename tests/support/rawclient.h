@@ -15,11 +15,14 @@
 
 struct rawc {
     int fd;
+    void *ssl; /* SSL * when FERRY_TEST_TLS (ferryd_proc.h) is on, else NULL */
     struct frame_dec dec;
     struct codec_arena arena;
 };
 
-/* TCP connect to 127.0.0.1:port (blocking socket, TCP_NODELAY). */
+/* TCP connect to 127.0.0.1:port (blocking socket, TCP_NODELAY); with
+ * FERRY_TEST_TLS, a TLS handshake too (the certificate is not checked: the
+ * suites test the broker, 84_tls.c tests the certificates). */
 int rawc_open(struct rawc *c, int port);
 void rawc_close(struct rawc *c);
 

@@ -107,9 +107,37 @@ START_TEST(test_auth_parse_errors_name_the_line)
     parse_bad(s, "auth:2: usage: allow NAME admin");
     free(s);
     ck_assert_int_ge(asprintf(&s, "user bob %s\n\nallow bobby subscribe x\n", h), 0);
-    parse_bad(s, "auth:3: allow names \"bobby\", which is no user or token");
+    parse_bad(s, "auth:3: allow names \"bobby\", which is no user, token or cert");
     free(s);
     free(h);
+}
+END_TEST
+
+START_TEST(test_auth_cert_declares_a_certificate_login)
+{
+    struct auth_table *t = parse_ok("cert alice\n"
+                                    "cert carol@example.com\n"
+                                    "allow alice publish x.>\n");
+    const struct auth_principal *a = auth_principal_find(t, "alice");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->is_cert, 1);
+    ck_assert_int_eq(a->pub.n_pats, 1);
+    const struct auth_principal *c = auth_principal_find(t, "carol@example.com");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(c->is_cert, 1);
+    auth_table_unref(t);
+    /* A password user is no certificate login unless a cert line says so. */
+    char *h = hash_of("x", "$6$", 1000);
+    char *s;
+    ck_assert_int_ge(asprintf(&s, "user bob %s\nallow bob publish x\n", h), 0);
+    t = parse_ok(s);
+    ck_assert_int_eq(auth_principal_find(t, "bob")->is_cert, 0);
+    auth_table_unref(t);
+    free(s);
+    free(h);
+    parse_bad("cert\n", "auth:1: usage: cert NAME");
+    parse_bad("cert a b\n", "auth:1: usage: cert NAME");
+    parse_bad("cert a:b\n", "auth:1: usage: cert NAME");
 }
 END_TEST
 
@@ -262,6 +290,7 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("auth");
     tcase_add_test(tc, test_auth_parse_rules_and_rights);
     tcase_add_test(tc, test_auth_parse_errors_name_the_line);
+    tcase_add_test(tc, test_auth_cert_declares_a_certificate_login);
     tcase_add_test(tc, test_auth_check_password_token_and_unknown_user_alike);
     tcase_add_test(tc, test_auth_check_yescrypt_and_bcrypt);
     tcase_add_test(tc, test_auth_holder_swaps_and_counts_generations);

@@ -161,6 +161,51 @@ START_TEST(test_cfg_reactor_and_io_backend)
 }
 END_TEST
 
+START_TEST(test_cfg_tls_keys_and_listen_off)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_int_eq(c.tls_listen_port, -1); /* no TLS listener by default */
+    ck_assert_int_eq(c.tls_client_cert, 0);
+    ck_assert_int_eq(c.tls_identity, 0);
+    char *path = write_file("tls_listen 127.0.0.1:7374\n"
+                            "tls_cert /etc/ferry/server.pem\n"
+                            "tls_key /etc/ferry/server.key\n"
+                            "tls_ca /etc/ferry/ca.pem\n"
+                            "tls_client_cert optional\n"
+                            "tls_identity san-email\n"
+                            "listen off\n");
+    char err[256];
+    ck_assert_int_eq(cfg_load_file(&c, path, err, sizeof(err)), 0);
+    unlink(path);
+    ck_assert_str_eq(c.tls_listen_host, "127.0.0.1");
+    ck_assert_int_eq(c.tls_listen_port, 7374);
+    ck_assert_str_eq(c.tls_cert, "/etc/ferry/server.pem");
+    ck_assert_str_eq(c.tls_key, "/etc/ferry/server.key");
+    ck_assert_str_eq(c.tls_ca, "/etc/ferry/ca.pem");
+    ck_assert_int_eq(c.tls_client_cert, 1);
+    ck_assert_int_eq(c.tls_identity, 2);
+    ck_assert_int_eq(c.listen_port, -1);
+    /* Flags, with dashes. */
+    char *argv[] = {"ferryd",   "--tls-client-cert",
+                    "required", "--tls-identity",
+                    "cn",       "--tls-listen",
+                    ":0",       "--listen",
+                    "7373",     NULL};
+    int help = 0;
+    ck_assert_int_eq(cfg_parse_args(&c, 9, argv, &help, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.tls_client_cert, 2);
+    ck_assert_int_eq(c.tls_identity, 1);
+    ck_assert_int_eq(c.tls_listen_port, 0);
+    ck_assert_int_eq(c.listen_port, 7373);
+    ck_assert_int_eq(cfg_set(&c, "tls_client_cert", "maybe"), -EINVAL);
+    ck_assert_int_eq(cfg_set(&c, "tls_identity", "dn"), -EINVAL);
+    ck_assert_int_eq(cfg_set(&c, "tls_listen", "host:99999"), -EINVAL);
+    ck_assert_int_eq(c.tls_client_cert, 2);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--tls-listen HOST:PORT"));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -171,6 +216,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_help_and_version);
     tcase_add_test(tc, test_cfg_consumer_max_idle_is_a_duration_default_off);
     tcase_add_test(tc, test_cfg_reactor_and_io_backend);
+    tcase_add_test(tc, test_cfg_tls_keys_and_listen_off);
     suite_add_tcase(s, tc);
     return s;
 }
