@@ -41,16 +41,16 @@ struct acceptor {
     struct acc_listener l[ACC_MAX_LISTENERS];
     /* The fields below: the thread that accepts (the acceptor thread, or
      * the host IO thread when embedded) only, unless said otherwise. */
-    struct rx *rx;          /* the set the listeners are watched in: own_rx, or the host's */
-    struct rx *own_rx;      /* the acceptor thread's set */
-    struct rx_timer resume; /* ends a pause: acc_resume */
-    struct rx_async stop;   /* acc_stop() wakes the accepting thread: close_listener */
-    int spare_fd;           /* see the file comment */
-    uint32_t next;          /* round robin */
-    uint64_t n_emfile;      /* refused in this shortage */
+    struct rx *rx;             /* the set the listeners are watched in: own_rx, or the host's */
+    struct rx *own_rx;         /* the acceptor thread's set */
+    struct rx_timer resume;    /* ends a pause: acc_resume */
+    struct rx_async stop;      /* acc_stop() wakes the accepting thread: close_listener */
+    int spare_fd;              /* see the file comment */
+    uint32_t next;             /* round robin */
+    uint64_t n_emfile;         /* refused in this shortage */
     uint64_t n_unauth_refused; /* refused by the login gate's bounds */
-    int is_paused;          /* listeners not watched */
-    int is_embedded;        /* set by main before the host starts, then read-only */
+    int is_paused;             /* listeners not watched */
+    int is_embedded;           /* set by main before the host starts, then read-only */
     pthread_t thread;
     int is_started;
 };

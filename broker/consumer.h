@@ -310,13 +310,13 @@ int cons_reg_flush(struct cons_reg *r);
 
 /* A stored record, decoded. */
 struct cons_rec {
-    int is_root;            /* a wildcard durable's root: only start_ns */
+    int is_root;                    /* a wildcard durable's root: only start_ns */
     char owner[CONS_OWNER_MAX + 1]; /* "" when owned by nobody (version 1) */
-    int64_t start_ns;       /* a root's (see WILDCARD DURABLES) */
-    uint64_t next_seq;      /* >= 1 */
-    uint32_t n_pending;     /* delivered, not acked */
-    uint64_t first_pending; /* oldest pending sequence; 0 when none */
-    uint32_t n_redelivered; /* pending entries delivered more than once */
+    int64_t start_ns;               /* a root's (see WILDCARD DURABLES) */
+    uint64_t next_seq;              /* >= 1 */
+    uint32_t n_pending;             /* delivered, not acked */
+    uint64_t first_pending;         /* oldest pending sequence; 0 when none */
+    uint32_t n_redelivered;         /* pending entries delivered more than once */
 };
 
 /* Decode and check one "consumers" record: magic, version, length agreeing

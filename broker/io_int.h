@@ -264,8 +264,8 @@ struct iot {
     /* --reactor single-pool and single (thread 0): the acceptor runs in this
      * loop (acc_embed); single: so does worker 0 (worker_run_inline). */
     struct worker *inline_worker;
-    struct rsink local;  /* its results for us (mail_handle), at once */
-    int has_more_route;  /* the inline worker's mailbox may hold more */
+    struct rsink local;    /* its results for us (mail_handle), at once */
+    int has_more_route;    /* the inline worker's mailbox may hold more */
     struct rx_io mail_io;  /* the mailbox's eventfd */
     struct rx_io route_io; /* the inline worker's mailbox's eventfd */
     /* This round (set by the after-sleep hook, read by the before-sleep one) */

@@ -50,8 +50,8 @@ struct commit_mark {
 };
 
 struct server {
-    struct cfg cfg;             /* immutable after start, except log level */
-    uint32_t n_iot, n_workers;  /* immutable */
+    struct cfg cfg;            /* immutable after start, except log level */
+    uint32_t n_iot, n_workers; /* immutable */
     /* Where the threads post to each other, and their counters: each
      * thread's create fills its entries (its own mailbox and stats); then
      * immutable. The threads reach each other only through these, never
@@ -70,14 +70,14 @@ struct server {
     struct cons_reg *consumers; /* durable consumers (NULL without a store); thread-safe */
     struct qgroup_reg *qgroups; /* queue groups' owners (NULL without an auth file); thread-safe */
     struct acceptor *acc;
-    struct stats acc_stats;       /* acceptor's counters */
-    struct auth_holder auth;      /* the auth file's table (NULL: anonymous); thread-safe */
-    struct auth_pool *auth_pool;  /* credential checks, off the IO threads; NULL: no auth */
-    struct login_gate login;      /* who may try a login, and when (login.h); thread-safe */
-    struct tls_holder tls;        /* the TLS context (tls.h); thread-safe; used if has_tls */
-    int has_tls;                  /* a TLS listener exists; set by main before the threads */
-    atomic_int phase;             /* enum server_phase; main thread writes */
-    atomic_uint conns_now;        /* atomic: acceptor adds, IO threads subtract */
+    struct stats acc_stats;      /* acceptor's counters */
+    struct auth_holder auth;     /* the auth file's table (NULL: anonymous); thread-safe */
+    struct auth_pool *auth_pool; /* credential checks, off the IO threads; NULL: no auth */
+    struct login_gate login;     /* who may try a login, and when (login.h); thread-safe */
+    struct tls_holder tls;       /* the TLS context (tls.h); thread-safe; used if has_tls */
+    int has_tls;                 /* a TLS listener exists; set by main before the threads */
+    atomic_int phase;            /* enum server_phase; main thread writes */
+    atomic_uint conns_now;       /* atomic: acceptor adds, IO threads subtract */
     atomic_ullong next_client_id;
     uint64_t start_ms;  /* CLOCK_REALTIME ms at start */
     char server_id[40]; /* immutable */

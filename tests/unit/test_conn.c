@@ -6,6 +6,12 @@
  * states (awaiting Connect, open, closing) are exercised without TCP or a
  * ferryd process.
  */
+#include "ferry.h"
+#include "io_thread.h"
+#include "rawclient.h"
+#include "server.h"
+#include "worker.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,12 +20,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ferry.h"
-#include "io_thread.h"
-#include "rawclient.h"
-#include "server.h"
-#include "worker.h"
 
 Suite *test_suite(void);
 
