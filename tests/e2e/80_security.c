@@ -5,10 +5,10 @@
  * wildcard edge cases (live and replay), the admin right, and SIGHUP
  * reloading the auth file (a subscription no longer allowed is removed).
  */
+#include "auth_e2e.h"
 #include "e2e_util.h"
 
 #include <arpa/inet.h>
-#include <crypt.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,20 +21,7 @@
 
 Suite *test_suite(void);
 
-static char auth_dir[64];
-static char auth_path[128];
-
-/* A cheap SHA-512 crypt hash (1000 rounds): tests stay fast. */
-static char *hash_of(const char *pw)
-{
-    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-    ck_assert_ptr_nonnull(crypt_gensalt_rn("$6$", 1000, NULL, 0, setting, sizeof(setting)));
-    struct crypt_data cd;
-    memset(&cd, 0, sizeof(cd));
-    const char *h = crypt_rn(pw, setting, &cd, sizeof(cd));
-    ck_assert_ptr_nonnull(h);
-    return strdup(h);
-}
+static struct e2e_auth_dir ad;
 
 /* alice: password "secret"; ops: password "opspw" (publish and subscribe
  * everything, admin); token ci:tok (subscribe metrics.>). extra: more
@@ -43,12 +30,12 @@ static void write_auth(const char *alice_rules)
 {
     static char *h_alice, *h_ops, *h_ci;
     if (h_alice == NULL) {
-        h_alice = hash_of("secret");
-        h_ops = hash_of("opspw");
-        h_ci = hash_of("tok");
+        h_alice = e2e_hash("secret", "$6$", 1000);
+        h_ops = e2e_hash("opspw", "$6$", 1000);
+        h_ci = e2e_hash("tok", "$6$", 1000);
     }
     char tmp[160];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", auth_path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ad.path);
     FILE *f = fopen(tmp, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f,
@@ -63,7 +50,7 @@ static void write_auth(const char *alice_rules)
             "%s",
             h_alice, h_ops, h_ci, alice_rules);
     ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(rename(tmp, auth_path), 0);
+    ck_assert_int_eq(rename(tmp, ad.path), 0);
 }
 
 static const char alice_default[] = "allow alice publish orders.eu.*\n"
@@ -72,28 +59,18 @@ static const char alice_default[] = "allow alice publish orders.eu.*\n"
 
 static void setup(void)
 {
-    snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-auth-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(auth_dir));
-    snprintf(auth_path, sizeof(auth_path), "%s/auth", auth_dir);
+    e2e_auth_dir_make(&ad, "auth");
     write_auth(alice_default);
 }
 
 static void teardown(void)
 {
-    unlink(auth_path);
-    rmdir(auth_dir);
+    e2e_auth_dir_remove(&ad);
 }
 
 static void start(struct ferryd_proc *d)
 {
-    START(d, "--auth-file", auth_path, NULL);
-}
-
-static long long ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    START(d, "--auth-file", ad.path, NULL);
 }
 
 /* Failures are delayed per source address: tests that fail many logins on
@@ -254,9 +231,9 @@ static int timed_login(int port, const char *user, const char *pw, long long *to
                        size_t text_len)
 {
     struct rawc c;
-    long long t0 = ms_now();
+    long long t0 = e2e_ms_now();
     int rc = login(&c, port, user, pw, NULL, text, text_len, NULL);
-    *took = ms_now() - t0;
+    *took = e2e_ms_now() - t0;
     rawc_close(&c);
     return rc;
 }
@@ -268,7 +245,7 @@ static int timed_login(int port, const char *user, const char *pw, long long *to
 START_TEST(test_guessing_waits_before_the_check)
 {
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, "--login-delay-ms", "300", "--login-delay-max-ms", "600",
+    START(&d, "--auth-file", ad.path, "--login-delay-ms", "300", "--login-delay-max-ms", "600",
           NULL);
     src_host = 2;
     long long took;
@@ -299,7 +276,7 @@ END_TEST
 START_TEST(test_over_budget_is_refused_at_once_with_the_retry_time)
 {
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, "--login-delay-ms", "400", NULL);
+    START(&d, "--auth-file", ad.path, "--login-delay-ms", "400", NULL);
     src_host = 4;
     long long took;
     char text[256] = "";
@@ -318,7 +295,7 @@ START_TEST(test_over_budget_is_refused_at_once_with_the_retry_time)
      * the last answer comes only after the others' waits. */
     src_host = 5;
     struct rawc c[5];
-    long long t0 = ms_now();
+    long long t0 = e2e_ms_now();
     for (int i = 0; i < 5; i++) {
         connect_nowait(&c[i], d.port, "ops", "wrong");
     }
@@ -330,7 +307,7 @@ START_TEST(test_over_budget_is_refused_at_once_with_the_retry_time)
         rawc_close(&c[i]);
     }
     /* 4 free (one at a time), then the fifth waits 400 ms */
-    ck_assert_msg(ms_now() - t0 >= 350, "5 parallel guesses answered in %lld ms", ms_now() - t0);
+    ck_assert_msg(e2e_ms_now() - t0 >= 350, "5 parallel guesses answered in %lld ms", e2e_ms_now() - t0);
     src_host = 0;
     STOP(&d);
 }
@@ -360,13 +337,9 @@ static const char *slow_rule(void)
 {
     static char rule[256];
     if (rule[0] == '\0') {
-        char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-        ck_assert_ptr_nonnull(crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)));
-        struct crypt_data cd;
-        memset(&cd, 0, sizeof(cd));
-        const char *h = crypt_rn("slowpw", setting, &cd, sizeof(cd));
-        ck_assert_ptr_nonnull(h);
+        char *h = e2e_hash("slowpw", "$y$", 0);
         snprintf(rule, sizeof(rule), "user slow %s\n", h);
+        free(h);
     }
     return rule;
 }
@@ -409,7 +382,7 @@ END_TEST
 START_TEST(test_idle_sockets_cannot_take_every_slot)
 {
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, "--max-connections", "64", NULL);
+    START(&d, "--auth-file", ad.path, "--max-connections", "64", NULL);
     src_host = 7;
     struct rawc idle[64];
     int n_open = 0, n_refused = 0;
@@ -595,7 +568,7 @@ START_TEST(test_reload_shrinks_rights_and_removes_subscriptions)
     ck_assert_int_eq(rawc_subscribe(&c, 2, "orders.us.*", NULL), 0);
     ck_assert_int_eq(publish_acked(&c, 1, "orders.us.a"), 0);
     /* a bad file is refused and the rights stay */
-    FILE *bad = fopen(auth_path, "w");
+    FILE *bad = fopen(ad.path, "w");
     ck_assert_ptr_nonnull(bad);
     fputs("user broken\n", bad);
     fclose(bad);
@@ -626,20 +599,20 @@ START_TEST(test_reload_shrinks_rights_and_removes_subscriptions)
     rawc_close(&ops);
     rawc_close(&c);
     /* a user removed from the file can no longer log in */
-    FILE *g = fopen(auth_path, "w");
+    FILE *g = fopen(ad.path, "w");
     ck_assert_ptr_nonnull(g);
-    char *h = hash_of("opspw");
+    char *h = e2e_hash("opspw", "$6$", 1000);
     fprintf(g, "user ops %s\nallow ops admin\n", h);
     fclose(g);
     free(h);
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
     /* the reload is asynchronous: poll until alice is refused */
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     int code;
     do {
         code = login(&c, d.port, "alice", "secret", NULL, NULL, 0, NULL);
         rawc_close(&c);
-    } while (code == 0 && ms_now() < deadline);
+    } while (code == 0 && e2e_ms_now() < deadline);
     ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
     STOP(&d);
 }
@@ -648,7 +621,7 @@ END_TEST
 START_TEST(test_before_connect_small_frames_and_timeout)
 {
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, "--connect-timeout-ms", "500", NULL);
+    START(&d, "--auth-file", ad.path, "--connect-timeout-ms", "500", NULL);
     struct rawc c;
     /* nothing sent: the auth timeout closes the connection */
     ck_assert_int_eq(rawc_open(&c, d.port), 0);
@@ -786,7 +759,7 @@ START_TEST(test_reload_drops_queued_deliveries_of_a_revoked_subscription)
 {
     write_auth("allow alice subscribe orders.us.*\n");
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, "--max-outbound-bytes", "256m", "--ephemeral", "orders.>",
+    START(&d, "--auth-file", ad.path, "--max-outbound-bytes", "256m", "--ephemeral", "orders.>",
           NULL);
     struct rawc c, ops, probe;
     login_ok(&c, d.port, "alice", "secret");
@@ -805,13 +778,13 @@ START_TEST(test_reload_drops_queued_deliveries_of_a_revoked_subscription)
     write_auth("allow alice subscribe orders.us.a\n");
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
     /* The reload is asynchronous: wait until a new login sees it. */
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     int code;
     do {
         login_ok(&probe, d.port, "alice", "secret");
         code = rawc_subscribe(&probe, 1, "orders.us.b", NULL);
         rawc_close(&probe);
-    } while (code == 0 && ms_now() < deadline);
+    } while (code == 0 && e2e_ms_now() < deadline);
     ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     ck_assert_int_eq(publish_acked(&ops, 2, "orders.us.a"), 0); /* the end marker */
     /* What was still queued when the rights changed is gone (orders.us.b)
@@ -908,7 +881,7 @@ START_TEST(test_durable_backlog_checked)
     /* the right goes away: the backlog is not delivered after reconnect */
     write_auth("allow alice subscribe logs.>\n");
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     int code;
     do {
         /* (DURABLE_IN_USE: the broker has not yet seen the previous
@@ -916,19 +889,19 @@ START_TEST(test_durable_backlog_checked)
         login_ok(&c, d.port, "alice", "secret");
         code = durable_sub(&c, 3, "orders.eu.x", "d2");
         rawc_close(&c);
-    } while ((code == 0 || code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE) && ms_now() < deadline);
+    } while ((code == 0 || code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE) && e2e_ms_now() < deadline);
     ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     /* and while attached, a reload that shrinks the rights detaches it */
     write_auth(alice_default);
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-    deadline = ms_now() + T_WAIT;
+    deadline = e2e_ms_now() + T_WAIT;
     do {
         login_ok(&c, d.port, "alice", "secret");
         code = durable_sub(&c, 4, "orders.eu.x", "d2");
         if (code != 0) {
             rawc_close(&c);
         }
-    } while (code != 0 && ms_now() < deadline);
+    } while (code != 0 && e2e_ms_now() < deadline);
     ck_assert_int_eq(code, 0);
     write_auth("allow alice subscribe logs.>\n");
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);

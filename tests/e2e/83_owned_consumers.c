@@ -8,9 +8,9 @@
  * published with the owner's rights, whoever holds the durable. Queue
  * groups belong to their first member's user while they have members.
  */
+#include "auth_e2e.h"
 #include "e2e_util.h"
 
-#include <crypt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,19 +20,7 @@
 
 Suite *test_suite(void);
 
-static char auth_dir[64];
-static char auth_path[128];
-
-static char *hash_of(const char *pw)
-{
-    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-    ck_assert_ptr_nonnull(crypt_gensalt_rn("$6$", 1000, NULL, 0, setting, sizeof(setting)));
-    struct crypt_data cd;
-    memset(&cd, 0, sizeof(cd));
-    const char *h = crypt_rn(pw, setting, &cd, sizeof(cd));
-    ck_assert_ptr_nonnull(h);
-    return strdup(h);
-}
+static struct e2e_auth_dir ad;
 
 /* alice, bob: may read orders.> and dead-letter into $DLQ.orders.>;
  * carol: may read orders.> and take over anyone's durable there (consume),
@@ -47,12 +35,12 @@ static void write_auth(const char *carol_rules)
     static char *hashes[4];
     static const char *const users[] = {"alice", "bob", "carol", "ops"};
     char tmp[160];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", auth_path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ad.path);
     FILE *f = fopen(tmp, "w");
     ck_assert_ptr_nonnull(f);
     for (size_t i = 0; i < 4; i++) {
         if (hashes[i] == NULL) {
-            hashes[i] = hash_of(users[i]);
+            hashes[i] = e2e_hash(users[i], "$6$", 1000);
         }
         fprintf(f, "user %s %s\n", users[i], hashes[i]);
     }
@@ -68,33 +56,23 @@ static void write_auth(const char *carol_rules)
     fputs(carol_rules, f);
     ck_assert_int_eq(fclose(f), 0);
     ck_assert_int_eq(chmod(tmp, 0600), 0);
-    ck_assert_int_eq(rename(tmp, auth_path), 0);
+    ck_assert_int_eq(rename(tmp, ad.path), 0);
 }
 
 static void setup(void)
 {
-    snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-owned-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(auth_dir));
-    snprintf(auth_path, sizeof(auth_path), "%s/auth", auth_dir);
+    e2e_auth_dir_make(&ad, "owned");
     write_auth(carol_default);
 }
 
 static void teardown(void)
 {
-    unlink(auth_path);
-    rmdir(auth_dir);
+    e2e_auth_dir_remove(&ad);
 }
 
 static void start(struct ferryd_proc *d)
 {
-    START(d, "--auth-file", auth_path, NULL);
-}
-
-static long long ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    START(d, "--auth-file", ad.path, NULL);
 }
 
 /* Log in as user (password: the name) or fail. */
@@ -147,12 +125,12 @@ static int dsub(struct rawc *c, uint64_t id, const char *topic, const char *name
  * (DURABLE_IN_USE). c stays open when the code is 0. */
 static int attach(struct rawc *c, int port, const char *user, const char *topic, const char *name)
 {
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     int code;
     for (;;) {
         login(c, port, user);
         code = dsub(c, 1, topic, name, 0);
-        if (code != FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE || ms_now() > deadline) {
+        if (code != FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE || e2e_ms_now() > deadline) {
             break;
         }
         rawc_close(c);
@@ -265,7 +243,7 @@ START_TEST(test_owner_survives_restart)
     rawc_close(&c);
     d.owns_dir = 0; /* keep the data for the restart */
     STOP(&d);
-    const char *const args[] = {"--auth-file", auth_path, NULL};
+    const char *const args[] = {"--auth-file", ad.path, NULL};
     ck_assert_int_eq(ferryd_restart(&d, args), 0);
     d.owns_dir = 1;
     ck_assert_int_eq(attach(&c, d.port, "bob", "orders.y", "keep"),
@@ -345,7 +323,7 @@ START_TEST(test_dead_letters_use_the_owners_rights)
     ck_assert_int_eq(dsub(&a, 1, "orders.z", "dz", 1), 0);
     ck_assert_int_eq(rawc_ping(&a, 1, T_WAIT), 0);
     rawc_close(&a);
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     int code;
     do {
         login(&c, d.port, "carol");
@@ -353,7 +331,7 @@ START_TEST(test_dead_letters_use_the_owners_rights)
         if (code != 0) {
             rawc_close(&c);
         }
-    } while (code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE && ms_now() < deadline);
+    } while (code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE && e2e_ms_now() < deadline);
     ck_assert_int_eq(code, 0);
     publish(&ops, 2, "orders.z");
     ck_assert_uint_eq(recv_deliver(&c)->sequence, 1);
@@ -398,10 +376,10 @@ START_TEST(test_queue_group_belongs_to_its_creator)
     ck_assert_int_eq(rawc_unsubscribe(&ops, 1), 0);
     /* nobody in it: bob may create it (once the broker saw alice's and
      * carol's connections close) */
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     uint64_t id = 10;
     int code;
-    while ((code = rawc_subscribe(&b, id++, "orders.q", "g1")) != 0 && ms_now() < deadline) {
+    while ((code = rawc_subscribe(&b, id++, "orders.q", "g1")) != 0 && e2e_ms_now() < deadline) {
         ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     }
     ck_assert_int_eq(code, 0);

@@ -7,6 +7,7 @@
  * an empty password and a bcrypt one over 72 bytes.
  */
 #include "cli_spawn.h"
+#include "auth_e2e.h"
 #include "e2e_util.h"
 
 #include <crypt.h>
@@ -28,20 +29,7 @@
 
 Suite *test_suite(void);
 
-static char auth_dir[64];
-static char auth_path[128];
-
-static char *hash_with(const char *pw, const char *prefix, unsigned long cost)
-{
-    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-    ck_assert_ptr_nonnull(crypt_gensalt_rn(prefix, cost, NULL, 0, setting, sizeof(setting)));
-    struct crypt_data cd;
-    memset(&cd, 0, sizeof(cd));
-    const char *h = crypt_rn(pw, setting, &cd, sizeof(cd));
-    ck_assert_ptr_nonnull(h);
-    ck_assert(h[0] != '*');
-    return strdup(h);
-}
+static struct e2e_auth_dir ad;
 
 /* alice (password "alice", SHA-512 crypt), then extra; mode 0600; written
  * atomically (rename). */
@@ -49,37 +37,27 @@ static void write_auth(const char *extra, mode_t mode)
 {
     static char *h_alice;
     if (h_alice == NULL) {
-        h_alice = hash_with("alice", "$6$", 1000);
+        h_alice = e2e_hash("alice", "$6$", 1000);
     }
     char tmp[160];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", auth_path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ad.path);
     FILE *f = fopen(tmp, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f, "user alice %s\nallow alice subscribe a.>\n%s", h_alice, extra);
     ck_assert_int_eq(fclose(f), 0);
     ck_assert_int_eq(chmod(tmp, mode), 0);
-    ck_assert_int_eq(rename(tmp, auth_path), 0);
+    ck_assert_int_eq(rename(tmp, ad.path), 0);
 }
 
 static void setup(void)
 {
-    snprintf(auth_dir, sizeof(auth_dir), "/tmp/ferry-authf-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(auth_dir));
-    snprintf(auth_path, sizeof(auth_path), "%s/auth", auth_dir);
+    e2e_auth_dir_make(&ad, "authf");
     write_auth("", 0600);
 }
 
 static void teardown(void)
 {
-    unlink(auth_path);
-    rmdir(auth_dir);
-}
-
-static long long ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    e2e_auth_dir_remove(&ad);
 }
 
 /* Log in; returns 0 (Connected) or the Error's code. */
@@ -107,7 +85,7 @@ static int login(int port, const char *user, const char *pw)
 static void start_refused(void)
 {
     struct ferryd_proc d;
-    const char *const args[] = {"--auth-file", auth_path, NULL};
+    const char *const args[] = {"--auth-file", ad.path, NULL};
     int rc = ferryd_start(&d, NULL, args);
     if (rc == 0) {
         ferryd_stop(&d);
@@ -121,12 +99,12 @@ static void sighup_read(pid_t pid)
 {
     int fd = inotify_init1(IN_CLOEXEC);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_ge(inotify_add_watch(fd, auth_dir, IN_CLOSE_NOWRITE), 0);
+    ck_assert_int_ge(inotify_add_watch(fd, ad.dir, IN_CLOSE_NOWRITE), 0);
     ck_assert_int_eq(kill(pid, SIGHUP), 0);
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)(deadline - ms_now());
+        int left = (int)(deadline - e2e_ms_now());
         ck_assert_msg(left > 0 && poll(&p, 1, left) == 1, "ferryd did not read the auth file");
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
         ssize_t n = read(fd, buf, sizeof(buf));
@@ -146,9 +124,9 @@ static void sighup_read(pid_t pid)
  * moment after it is read); fail after T_WAIT. */
 static void login_eventually(int port, const char *user, const char *pw)
 {
-    long long deadline = ms_now() + T_WAIT;
+    long long deadline = e2e_ms_now() + T_WAIT;
     int code;
-    while ((code = login(port, user, pw)) != 0 && ms_now() < deadline) {
+    while ((code = login(port, user, pw)) != 0 && e2e_ms_now() < deadline) {
     }
     ck_assert_int_eq(code, 0);
 }
@@ -157,8 +135,8 @@ static void login_eventually(int port, const char *user, const char *pw)
  * an unlisted method, or one cut short. */
 static char *bad_lines(void)
 {
-    char *gy = hash_with("eve", "$gy$", 0), *s7 = hash_with("eve", "$7$", 0);
-    char *y = hash_with("eve", "$y$", 0);
+    char *gy = e2e_hash("eve", "$gy$", 0), *s7 = e2e_hash("eve", "$7$", 0);
+    char *y = e2e_hash("eve", "$y$", 0);
     *strrchr(y, '$') = '\0'; /* the yescrypt salt, without the hash */
     static const char *const names[] = {"gy", "scrypt", "sha", "ysalt"};
     const char *hashes[] = {gy, s7, "$6$", y};
@@ -193,7 +171,7 @@ START_TEST(test_start_refuses_unlisted_and_truncated_hashes)
     /* the good file starts */
     write_auth("", 0600);
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, NULL);
+    START(&d, "--auth-file", ad.path, NULL);
     ck_assert_int_eq(login(d.port, "alice", "alice"), 0);
     STOP(&d);
 }
@@ -202,8 +180,8 @@ END_TEST
 START_TEST(test_reload_refuses_bad_files_and_keeps_the_users)
 {
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, NULL);
-    char *h_eve = hash_with("eve", "$6$", 1000), *extra = NULL;
+    START(&d, "--auth-file", ad.path, NULL);
+    char *h_eve = e2e_hash("eve", "$6$", 1000), *extra = NULL;
     char *all = bad_lines();
     /* eve would be added by each bad file: she never gets in, and alice
      * (in every file) stays */
@@ -237,11 +215,11 @@ START_TEST(test_bcrypt_refuses_72_bytes_plus_suffix)
     char pw[96];
     memset(pw, 'k', 72);
     pw[72] = '\0';
-    char *h = hash_with(pw, "$2b$", 4), *line = NULL;
+    char *h = e2e_hash(pw, "$2b$", 4), *line = NULL;
     ck_assert_int_ge(asprintf(&line, "user bob %s\n", h), 0);
     write_auth(line, 0600);
     struct ferryd_proc d;
-    START(&d, "--auth-file", auth_path, NULL);
+    START(&d, "--auth-file", ad.path, NULL);
     ck_assert_int_eq(login(d.port, "bob", pw), 0);
     strcat(pw, "anything");
     ck_assert_int_eq(login(d.port, "bob", pw), FERRY__ERROR_CODE__ERROR_AUTH_FAILED);
