@@ -1,6 +1,7 @@
 /*
- * client.c - the client's life: create, connect, the IO engine (socket,
- * frames, timers, reconnect), the two ways to drive it, callbacks, close.
+ * client.c - the client's IO engine (socket, frames, timers, reconnect),
+ * the two ways to drive it, and callbacks. The public calls that create,
+ * connect, flush and close a client are in client_api.c.
  *
  * THE ENGINE. ferry__work() is the whole of the client's IO: given the lock,
  * it advances the connection state machine (start an attempt when the
@@ -245,7 +246,7 @@ static ssize_t sock_recv(ferry_client *c, void *p, size_t n)
 
 /* Write what is queued, until done or EAGAIN. Returns 0, or the socket's
  * error after it has been handled (connection lost). */
-static int conn_write(ferry_client *c)
+int ferry__conn_write(ferry_client *c)
 {
     struct ferry__outbuf *o = &c->out;
     while (c->fd >= 0 && c->phase >= FERRY__PH_HANDSHAKE && o->off < o->len) {
@@ -295,7 +296,7 @@ void ferry__kick(ferry_client *c)
     /* Event-loop mode: we are on the loop's thread and may write now, which
      * saves a loop iteration per publish. */
     if (c->fd >= 0 && c->phase == FERRY__PH_UP) {
-        conn_write(c);
+        ferry__conn_write(c);
     }
 }
 
@@ -346,7 +347,7 @@ void ferry__event(ferry_client *c, enum ferry_event_type type, int code, const c
 
 /* Run queued callbacks, with c->mu released during each. Only the
  * dispatcher thread gets here, so callbacks never overlap. */
-static void dispatch(ferry_client *c)
+void ferry__dispatch(ferry_client *c)
 {
     if (c->cb_running) {
         return; /* a callback of ours is on the stack: it finishes first */
@@ -389,7 +390,7 @@ static void dispatch(ferry_client *c)
     }
 }
 
-static void cbq_free(ferry_client *c)
+void ferry__cbq_free(ferry_client *c)
 {
     struct ferry__cbitem *it;
     while ((it = c->cb_head) != NULL) {
@@ -414,7 +415,7 @@ static void conn_free_addrs(ferry_client *c)
     c->addrs = c->addr_next = NULL;
 }
 
-static void conn_close_socket(ferry_client *c)
+void ferry__conn_close_socket(ferry_client *c)
 {
     c->n_sockets_closed++;
     ferry__tls_close(c->tls);
@@ -449,7 +450,7 @@ static int64_t backoff_ms(ferry_client *c, uint32_t attempt)
 static void give_up(ferry_client *c, int code)
 {
     c->state = FERRY_STATE_CLOSED;
-    conn_close_socket(c);
+    ferry__conn_close_socket(c);
     ferry__pubs_fail_all(c, FERRY_EDISCONNECTED);
     ferry__admin_fail_all(c, FERRY_EDISCONNECTED);
     ferry__subs_close_all(c);
@@ -461,7 +462,7 @@ static void give_up(ferry_client *c, int code)
 /* One attempt (TCP connect or handshake) failed with code. */
 static void conn_attempt_failed(ferry_client *c, int code)
 {
-    conn_close_socket(c);
+    ferry__conn_close_socket(c);
     int64_t now = ferry__now_ms();
     if (c->state == FERRY_STATE_CONNECTING) {
         c->n_tries++;
@@ -496,7 +497,7 @@ static void conn_lost(ferry_client *c, int code, const char *text)
 {
     char why[FERRY__ERRTEXT_CAP];
     snprintf(why, sizeof(why), "%s", text != NULL ? text : ferry_strerror(code));
-    conn_close_socket(c);
+    ferry__conn_close_socket(c);
     ferry__log(c, FERRY_LOG_WARN, "connection to %s lost: %s", server_name(c), why);
     ferry__event(c, FERRY_EVENT_DISCONNECTED, code, why, 0, FERRY_REF_NONE, 0);
     ferry__admin_fail_all(c, FERRY_EDISCONNECTED);
@@ -551,7 +552,7 @@ static void conn_handshake_start(ferry_client *c)
         return;
     }
     c->last_recv = ferry__now_ms();
-    conn_write(c);
+    ferry__conn_write(c);
 }
 
 /* One step of the TLS handshake; once done, the ferry handshake. */
@@ -936,7 +937,7 @@ fail : {
 /* The engine                                                               */
 
 /* Do every piece of due work. Lock held; never blocks; no user code. */
-static void work(ferry_client *c)
+void ferry__work(ferry_client *c)
 {
     int64_t now = ferry__now_ms();
     int connecting = c->state == FERRY_STATE_CONNECTING || c->state == FERRY_STATE_RECONNECTING;
@@ -975,12 +976,12 @@ static void work(ferry_client *c)
     }
     ferry__pubs_timers(c, now);
     if (c->fd >= 0 && c->out.off < c->out.len) {
-        conn_write(c);
+        ferry__conn_write(c);
     }
 }
 
 /* When the engine next needs to run, ms monotonic, or -1. */
-static int64_t next_timer(ferry_client *c)
+int64_t ferry__next_timer(ferry_client *c)
 {
     int64_t t = -1;
 #define FERRY__MIN_T(x)                                                                            \
@@ -1012,7 +1013,7 @@ static int64_t next_timer(ferry_client *c)
     return t;
 }
 
-static int poll_events(ferry_client *c)
+int ferry__poll_events(ferry_client *c)
 {
     if (c->fd < 0) {
         return 0;
@@ -1037,7 +1038,7 @@ static void io_round(ferry_client *c, int64_t deadline)
     int fd = c->fd;
     if (fd >= 0) {
         pfd[n].fd = fd;
-        pfd[n].events = (short)poll_events(c);
+        pfd[n].events = (short)ferry__poll_events(c);
         pfd[n].revents = 0;
         n++;
     }
@@ -1049,7 +1050,7 @@ static void io_round(ferry_client *c, int64_t deadline)
         pfd[n].revents = 0;
         n++;
     }
-    int64_t t = next_timer(c);
+    int64_t t = ferry__next_timer(c);
     if (deadline >= 0 && (t < 0 || deadline < t)) {
         t = deadline;
     }
@@ -1074,13 +1075,13 @@ static void io_round(ferry_client *c, int64_t deadline)
         (void)r;
     }
     if (c->state != FERRY_STATE_CLOSED && !c->stop_thread) {
-        work(c);
+        ferry__work(c);
     }
     pthread_cond_broadcast(&c->cond);
-    dispatch(c);
+    ferry__dispatch(c);
 }
 
-static void *io_thread_main(void *arg)
+void *ferry__io_thread_main(void *arg)
 {
     ferry_client *c = arg;
     pthread_mutex_lock(&c->mu);
@@ -1106,447 +1107,4 @@ int ferry__wait(ferry_client *c, int64_t deadline)
     }
     io_round(c, deadline);
     return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Public API: life of a client                                             */
-
-FERRY_API int ferry_client_create(const ferry_options *o, ferry_client **out)
-{
-    if (out == NULL) {
-        return -EINVAL;
-    }
-    ferry_client *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return -ENOMEM;
-    }
-    int rc;
-    struct ferry_options defaults;
-    if (o == NULL) {
-        ferry__options_defaults(&defaults);
-        o = &defaults;
-    }
-    rc = ferry__options_copy(&c->opts, o);
-    if (rc != 0) {
-        goto out_free;
-    }
-    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (c->wake_fd < 0) {
-        rc = -errno;
-        goto out_opts;
-    }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    rc = -pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
-        goto out_wake;
-    }
-    rc = -pthread_mutex_init(&c->mu, NULL);
-    if (rc != 0) {
-        goto out_cond;
-    }
-    rc = ferry__pubs_init(c);
-    if (rc != 0) {
-        goto out_mutex;
-    }
-    c->fd = -1;
-    c->state = FERRY_STATE_IDLE;
-    c->max_frame_len = FRAME_MAX_LEN_DEFAULT;
-    c->next_pub_id = 1;
-    c->next_sub_id = 1;
-    c->next_admin_id = 1;
-    codec_arena_init(&c->arena);
-    frame_dec_init(&c->dec, FRAME_MAX_LEN_DEFAULT);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c ^
-             ((uint64_t)getpid() << 40);
-    if (c->rng == 0) {
-        c->rng = 0x9e3779b97f4a7c15ull;
-    }
-    *out = c;
-    return 0;
-
-out_mutex:
-    pthread_mutex_destroy(&c->mu);
-out_cond:
-    pthread_cond_destroy(&c->cond);
-out_wake:
-    close(c->wake_fd);
-out_opts:
-    ferry__options_deinit(&c->opts);
-out_free:
-    free(c);
-    return rc;
-}
-
-FERRY_API int ferry_client_start_thread(ferry_client *c)
-{
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int rc = 0;
-    if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
-        rc = FERRY_ECLOSED;
-    } else if (c->has_thread || c->state != FERRY_STATE_IDLE) {
-        rc = -EALREADY;
-    } else {
-        c->has_thread = 1;
-        c->stop_thread = 0;
-        rc = -pthread_create(&c->io_thread, NULL, io_thread_main, c);
-        if (rc != 0) {
-            c->has_thread = 0;
-            ferry__seterr(c, rc, "cannot start the IO thread: %s", strerror(-rc));
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-FERRY_API int ferry_client_connect(ferry_client *c, int timeout_ms)
-{
-    if (c == NULL || timeout_ms < 0) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int rc;
-    if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
-        rc = FERRY_ECLOSED;
-        goto out_unlock;
-    }
-    if (c->state != FERRY_STATE_IDLE) {
-        rc = -EALREADY;
-        goto out_unlock;
-    }
-    if (timeout_ms > 0 && ferry__in_callback(c)) {
-        rc = -EDEADLK;
-        goto out_unlock;
-    }
-    c->state = FERRY_STATE_CONNECTING;
-    c->n_tries = 0;
-    c->server_idx = 0;
-    c->connect_result = 0;
-    c->next_attempt_at = ferry__now_ms();
-    c->connect_async = timeout_ms == 0;
-    if (timeout_ms == 0) {
-        if (c->has_thread) {
-            ferry__kick(c);
-        } else {
-            work(c);
-        }
-        rc = c->state == FERRY_STATE_CONNECTED ? 0
-             : c->state == FERRY_STATE_IDLE    ? c->connect_result
-                                               : -EINPROGRESS;
-        goto out_unlock;
-    }
-    ferry__kick(c);
-    int64_t deadline = ferry__deadline(timeout_ms);
-    while (c->state == FERRY_STATE_CONNECTING) {
-        if (ferry__now_ms() >= deadline) {
-            conn_close_socket(c);
-            c->state = FERRY_STATE_IDLE;
-            ferry__seterr(c, -ETIMEDOUT, "connect: no server answered within %d ms", timeout_ms);
-            ferry__pubs_fail_all(c, -ETIMEDOUT);
-            rc = -ETIMEDOUT;
-            goto out_unlock;
-        }
-        ferry__wait(c, deadline);
-    }
-    if (c->state == FERRY_STATE_CONNECTED) {
-        rc = 0;
-    } else if (c->state == FERRY_STATE_IDLE) {
-        rc = c->connect_result != 0 ? c->connect_result : -ECONNREFUSED;
-    } else if (c->state == FERRY_STATE_CLOSED) {
-        rc = FERRY_ECLOSED;
-    } else {
-        rc = 0; /* connected and already lost again: reconnecting */
-    }
-out_unlock:
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-/* Wait until every publish made so far is answered and a Ping sent after
- * them came back. Lock held. */
-int ferry__flush_locked(ferry_client *c, int64_t deadline)
-{
-    /* With no time to wait, report only whether every acked publish is
-     * done: a Ping round trip cannot complete within 0 ms. */
-    int wait_pong = deadline < 0 || deadline > ferry__now_ms();
-    uint64_t last_id = c->next_pub_id - 1;
-    uint64_t gen = 0;
-    uint64_t nonce = 0;
-    uint64_t acks_at_ping = 0;
-    int lost_acks = 0;
-    uint64_t cb_target = 0; /* n_pub_cb_queued + 1 once answered, else 0 */
-    for (;;) {
-        if (c->state == FERRY_STATE_CLOSED) {
-            return FERRY_ECLOSED;
-        }
-        int pubs_done = c->pubs_head == NULL || c->pubs_head->id > last_id;
-        if (pubs_done && c->state == FERRY_STATE_IDLE) {
-            return 0;
-        }
-        if (wait_pong && c->state == FERRY_STATE_CONNECTED && c->phase == FERRY__PH_UP &&
-            gen != c->conn_gen) {
-            int rc = ferry__send_ping(c);
-            if (rc != 0) {
-                return rc;
-            }
-            gen = c->conn_gen;
-            nonce = c->ping_nonce;
-            acks_at_ping = c->n_acks_sent;
-            ferry__kick(c);
-        }
-        int answered = gen == c->conn_gen && c->pong_seen >= nonce && gen != 0;
-        if (answered) {
-            /* The Ack confirmation rule (proto/README.md): this Pong confirms
-             * the Acks sent on this connection before its Ping - not those
-             * of a connection lost meanwhile. */
-            if (c->n_acks_sent == acks_at_ping) {
-                c->ack_gen = 0;
-            }
-            if (c->has_lost_acks) {
-                c->has_lost_acks = 0;
-                lost_acks = 1;
-            }
-        }
-        if (pubs_done && (answered || !wait_pong)) {
-            /* Answered; now wait for their callbacks to have run. */
-            if (cb_target == 0) {
-                cb_target = c->n_pub_cb_queued + 1;
-            }
-            if (c->n_pub_cb_done + 1 >= cb_target) {
-                return lost_acks ? FERRY_EDISCONNECTED : 0;
-            }
-        }
-        if (deadline >= 0 && ferry__now_ms() >= deadline) {
-            return -ETIMEDOUT;
-        }
-        ferry__wait(c, deadline);
-    }
-}
-
-FERRY_API int ferry_flush(ferry_client *c, int timeout_ms)
-{
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int rc;
-    if (c->state == FERRY_STATE_CLOSED) {
-        rc = FERRY_ECLOSED;
-    } else if (ferry__in_callback(c)) {
-        rc = -EDEADLK;
-    } else {
-        rc = ferry__flush_locked(c, ferry__deadline(timeout_ms));
-        if (rc == -ETIMEDOUT) {
-            ferry__seterr(c, rc, "flush: not everything was acknowledged within %d ms", timeout_ms);
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms)
-{
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    if (c->state == FERRY_STATE_CLOSED && !c->has_thread) {
-        pthread_mutex_unlock(&c->mu);
-        return FERRY_ECLOSED;
-    }
-    if (c->is_closing) {
-        pthread_mutex_unlock(&c->mu);
-        return FERRY_ECLOSED;
-    }
-    if (ferry__in_callback(c)) {
-        pthread_mutex_unlock(&c->mu);
-        return -EDEADLK;
-    }
-    int was_closed = c->state == FERRY_STATE_CLOSED;
-    c->is_closing = 1;
-    int rc = 0;
-    if (!was_closed && c->state != FERRY_STATE_IDLE) {
-        rc = ferry__flush_locked(c, ferry__deadline(timeout_ms));
-        if (rc == FERRY_ECLOSED) {
-            /* The connection was lost for good meanwhile (reconnect off or
-             * given up): the waiting publishes failed. */
-            rc = FERRY_EDISCONNECTED;
-        }
-    }
-    if (c->has_thread) {
-        c->stop_thread = 1;
-        uint64_t one = 1;
-        ssize_t w = write(c->wake_fd, &one, sizeof(one));
-        (void)w;
-        pthread_mutex_unlock(&c->mu);
-        pthread_join(c->io_thread, NULL);
-        pthread_mutex_lock(&c->mu);
-        c->has_thread = 0;
-    }
-    /* From here on, this thread is the only driver and the dispatcher. */
-    if (c->fd >= 0 && c->phase == FERRY__PH_UP) {
-        Ferry__Disconnect d = FERRY__DISCONNECT__INIT;
-        Ferry__Frame f = FERRY__FRAME__INIT;
-        d.text = "client closed";
-        f.body_case = FERRY__FRAME__BODY_DISCONNECT;
-        f.disconnect = &d;
-        if (ferry__send_frame(c, &f) == 0) {
-            conn_write(c); /* best effort: the socket is non-blocking */
-        }
-        shutdown(c->fd, SHUT_WR);
-    }
-    conn_close_socket(c);
-    if (c->state != FERRY_STATE_CLOSED) { /* not already given up meanwhile */
-        c->state = FERRY_STATE_CLOSED;
-        ferry__pubs_fail_all(c, FERRY_ECLOSED);
-        ferry__admin_fail_all(c, FERRY_ECLOSED);
-        ferry__subs_close_all(c);
-        ferry__event(c, FERRY_EVENT_CLOSED, FERRY_ECLOSED, "client closed", 0, FERRY_REF_NONE, 0);
-    }
-    pthread_cond_broadcast(&c->cond);
-    dispatch(c);
-    if (rc != 0) {
-        ferry__seterr(c, rc, "close: %s", ferry_strerror(rc));
-    }
-    pthread_mutex_unlock(&c->mu);
-    return was_closed ? FERRY_ECLOSED : rc;
-}
-
-FERRY_API void ferry_client_destroy(ferry_client *c)
-{
-    if (c == NULL) {
-        return;
-    }
-    ferry_client_close(c, 0);
-    pthread_mutex_lock(&c->mu);
-    cbq_free(c);
-    ferry__subs_close_all(c);
-    ferry__subs_free_handles(c);
-    pthread_mutex_unlock(&c->mu);
-    ferry__pubs_deinit(c);
-    frame_dec_deinit(&c->dec);
-    codec_arena_deinit(&c->arena);
-    free(c->out.data);
-    ferry__tls_ctx_close(c->tls_ctx);
-    close(c->wake_fd);
-    pthread_cond_destroy(&c->cond);
-    pthread_mutex_destroy(&c->mu);
-    ferry__options_deinit(&c->opts);
-    free(c);
-}
-
-FERRY_API enum ferry_state ferry_client_state(ferry_client *c)
-{
-    if (c == NULL) {
-        return FERRY_STATE_CLOSED;
-    }
-    pthread_mutex_lock(&c->mu);
-    enum ferry_state s = c->state;
-    pthread_mutex_unlock(&c->mu);
-    return s;
-}
-
-FERRY_API int ferry_client_last_error(ferry_client *c, char *buf, size_t cap)
-{
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int code = c->err_code;
-    if (buf != NULL && cap > 0) {
-        snprintf(buf, cap, "%s", c->err_text);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return code;
-}
-
-FERRY_API int ferry_client_server_info(ferry_client *c, ferry_server_info *out)
-{
-    if (c == NULL || out == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int rc = FERRY_ENOTREADY;
-    if (c->has_info) {
-        *out = c->info;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Public API: event-loop mode                                              */
-
-FERRY_API int ferry_client_fd(ferry_client *c)
-{
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int fd = c->has_thread ? -EINVAL : c->fd;
-    pthread_mutex_unlock(&c->mu);
-    return fd;
-}
-
-FERRY_API int ferry_client_events(ferry_client *c)
-{
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int ev = c->has_thread ? -EINVAL : poll_events(c);
-    pthread_mutex_unlock(&c->mu);
-    return ev;
-}
-
-FERRY_API int ferry_client_timeout_ms(ferry_client *c)
-{
-    if (c == NULL) {
-        return -1;
-    }
-    pthread_mutex_lock(&c->mu);
-    int rc = -1;
-    if (c->cb_head != NULL) {
-        rc = 0;
-    } else {
-        int64_t t = next_timer(c);
-        if (t >= 0) {
-            int64_t d = t - ferry__now_ms();
-            rc = d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-FERRY_API int ferry_client_process(ferry_client *c, int revents)
-{
-    (void)revents; /* we ask the socket itself: spurious calls are harmless */
-    if (c == NULL) {
-        return -EINVAL;
-    }
-    pthread_mutex_lock(&c->mu);
-    int rc = 0;
-    if (c->has_thread) {
-        rc = -EINVAL;
-    } else if (ferry__in_callback(c)) {
-        rc = -EDEADLK;
-    } else {
-        if (c->state != FERRY_STATE_CLOSED) {
-            work(c);
-        }
-        pthread_cond_broadcast(&c->cond);
-        dispatch(c);
-        rc = c->state == FERRY_STATE_CLOSED ? FERRY_ECLOSED : 0;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
 }

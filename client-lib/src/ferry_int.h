@@ -334,6 +334,21 @@ void ferry__event(ferry_client *c, enum ferry_event_type type, int code, const c
                   uint64_t ref_id, enum ferry_ref_kind ref_kind, int is_fatal);
 void ferry__cb_push(ferry_client *c, struct ferry__cbitem *it);
 int ferry__send_ping(ferry_client *c);
+/* The engine, for client_api.c: all due IO and timers (lock held, never
+ * blocks, no user code); run the queued callbacks (lock released around
+ * each); drop the queued ones; write what is queued; close the socket; the
+ * next timer's deadline (ms, -1: none); the poll events the socket waits
+ * for; the IO thread's body. */
+void ferry__work(ferry_client *c);
+void ferry__dispatch(ferry_client *c);
+void ferry__cbq_free(ferry_client *c);
+int ferry__conn_write(ferry_client *c);
+void ferry__conn_close_socket(ferry_client *c);
+int64_t ferry__next_timer(ferry_client *c);
+int ferry__poll_events(ferry_client *c);
+void *ferry__io_thread_main(void *arg);
+
+/* client_api.c */
 int ferry__flush_locked(ferry_client *c, int64_t deadline);
 
 /* pub.c */
