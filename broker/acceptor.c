@@ -58,8 +58,7 @@ struct acceptor {
 static void accept_ready(struct rx *r, struct rx_io *io, uint32_t events);
 static void acc_resume(struct rx *r, struct rx_timer *tm);
 
-/* Bind and listen on host:port_in; the bound port in *port. 0 or -errno. */
-static int listen_on(const char *host, int port_in, int *fd_out, int *port)
+int acc_listen_socket(const char *host, int port_in, int *fd_out, int *port)
 {
     char service[16];
     snprintf(service, sizeof(service), "%d", port_in);
@@ -153,10 +152,11 @@ int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port)
     *port = *tls_port = -1;
     int rc = 0;
     if (s->cfg.listen_port >= 0) {
-        rc = listen_on(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, port);
+        rc = acc_listen_socket(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, port);
     }
     if (rc == 0 && s->cfg.tls_listen_port >= 0) {
-        rc = listen_on(s->cfg.tls_listen_host, s->cfg.tls_listen_port, &a->l[1].fd, tls_port);
+        rc = acc_listen_socket(s->cfg.tls_listen_host, s->cfg.tls_listen_port, &a->l[1].fd,
+                               tls_port);
     }
     if (rc < 0) {
         close_all(a);

@@ -20,6 +20,10 @@ struct acceptor;
  * *out is the acceptor and *port, *tls_port the bound ports (-1: none).
  * Returns 0 or -errno (the message is logged). */
 int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port);
+/* A non-blocking listening socket on host:port_in (port 0: any free one),
+ * its bound port in *port. 0 or -errno (the message is logged). Also the
+ * metrics listener's (metrics.c). */
+int acc_listen_socket(const char *host, int port_in, int *fd_out, int *port);
 int acc_start(struct acceptor *a);
 /* Stop accepting: close the listener and join the thread (embedded: ask the
  * host IO thread to close it, through an rx_async). Main thread. */

@@ -27,6 +27,7 @@ enum kind {
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
     K_TLS_LISTEN,
+    K_METRICS_LISTEN,
     K_TLS_CLIENT,
     K_TLS_IDENTITY,
 };
@@ -73,6 +74,8 @@ static const struct key keys[] = {
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
     {"tls_listen", K_TLS_LISTEN, 0, 0, 0, 0},
+    {"metrics_listen", K_METRICS_LISTEN, 0, 0, 0, 0},
+    {"metrics_max_topics", K_U32, F(metrics_max_topics), 0, 1, 1000000},
     {"tls_cert", K_STR, F(tls_cert), sizeof(((struct cfg *)0)->tls_cert), 0, 0},
     {"tls_key", K_STR, F(tls_key), sizeof(((struct cfg *)0)->tls_key), 0, 0},
     {"tls_ca", K_STR, F(tls_ca), sizeof(((struct cfg *)0)->tls_ca), 0, 0},
@@ -109,6 +112,9 @@ void cfg_defaults(struct cfg *c)
     c->retention_interval_ms = 1000;
     strcpy(c->tls_listen_host, "0.0.0.0");
     c->tls_listen_port = -1;
+    strcpy(c->metrics_host, "127.0.0.1");
+    c->metrics_port = -1;
+    c->metrics_max_topics = 1000;
 }
 
 /* "always", "none", "interval" or "interval MS". */
@@ -332,6 +338,8 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
         case K_TLS_LISTEN:
             return parse_listen(c->tls_listen_host, sizeof(c->tls_listen_host), &c->tls_listen_port,
                                 value);
+        case K_METRICS_LISTEN:
+            return parse_listen(c->metrics_host, sizeof(c->metrics_host), &c->metrics_port, value);
         case K_TLS_CLIENT:
             if (strcmp(value, "off") == 0) {
                 *(int *)field = 0; /* TLS_CLIENT_OFF */
@@ -603,6 +611,14 @@ const char *cfg_usage(void)
            "                       SIGHUP re-reads the certificate, key and CA files; a\n"
            "                       file that does not load keeps the current ones\n"
            "\n"
+           "Operations:\n"
+           "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics), /healthz\n"
+           "                       and /readyz over HTTP on its own thread (default off;\n"
+           "                       PORT alone: 127.0.0.1:PORT; port 0 = any free port)\n"
+           "  --metrics-max-topics N  topics (and durables) with their own label in the\n"
+           "                       metrics (default 1000); the rest are summed under\n"
+           "                       topic=\"_other\"\n"
+           "\n"
            "Other keys (file or --key VALUE; sizes accept k/m/g):\n"
            "  max_connections 100000   max_subscriptions 4096 (per connection)\n"
            "  max_frame_len 1114112    max_topic_len 255   max_topic_depth 16\n"
@@ -621,7 +637,8 @@ const char *cfg_usage(void)
            "                           to retry. One check at a time per address\n"
            "\n"
            "Once listening, ferryd prints one line per listener to stdout and flushes:\n"
-           "  ferryd: listening for TLS on HOST:PORT   (with --tls-listen; first)\n"
+           "  ferryd: metrics on HOST:PORT             (with --metrics-listen; first)\n"
+           "  ferryd: listening for TLS on HOST:PORT   (with --tls-listen; before the next)\n"
            "  ferryd: listening on HOST:PORT           (unless --listen off)\n"
            "(the bound ports, useful with port 0). Logs go to stderr.\n"
            "Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the log level,\n"

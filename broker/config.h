@@ -70,6 +70,10 @@ struct cfg {
     struct cfg_retention retention[CFG_MAX_RETENTION];
     uint32_t retention_interval_ms; /* how often topics are checked against them */
     uint64_t consumer_max_idle_ms;  /* durables unheld this long are removed; 0: never */
+    /* Metrics (broker/metrics.h). */
+    char metrics_host[64];       /* the HTTP listener's address; default 127.0.0.1 */
+    int metrics_port;            /* -1: no metrics listener (default); 0: any free port */
+    uint32_t metrics_max_topics; /* topics (and durables) with their own labels */
     /* TLS (broker/tls.h). */
     char tls_listen_host[64]; /* the TLS listener's address */
     int tls_listen_port;      /* -1: no TLS listener (default); 0: any free port */

@@ -387,6 +387,9 @@ void conn_send_error(struct iot *t, struct conn *c, int wire_code, const char *t
     e.ref_id = ref_id;
     e.ref_kind = kind;
     e.is_fatal = is_fatal ? 1 : 0;
+    if (kind == FERRY__ERROR__REF_KIND__REF_PUBLISH) {
+        stats_pub_refused(&t->stats, wire_code);
+    }
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_ERROR;
     f.error = &e;

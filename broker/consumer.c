@@ -840,6 +840,7 @@ size_t cons_take_due(struct consumer *k, uint64_t now, struct cons_due *out, siz
             out[n].n_deliv = p->n_deliv;
         } else {
             p->n_deliv++;
+            k->n_redeliveries += p->n_deliv > 1;
             p->deadline = now + k->o.ack_wait_ms;
             out[n].is_dlq = 0;
             out[n].n_deliv = p->n_deliv;
@@ -919,6 +920,7 @@ void cons_dlq_done(struct cons_reg *r, uint32_t id, uint64_t seq, int ok)
     if (i >= 0 && k->p[i].is_dlq) {
         if (ok) {
             pend_done(k, (uint32_t)i);
+            k->n_dead_letters++;
         } else {
             k->p[i].is_dlq = 0; /* retried (dead-lettered again) after ack_wait */
             k->p[i].is_committing = 0;

@@ -351,6 +351,8 @@ struct cons_info {
     uint32_t n_pending;         /* delivered, not acked */
     uint32_t n_redelivered;     /* pending entries delivered more than once */
     uint32_t n_holders;         /* subscriptions bound to it now */
+    uint64_t n_redeliveries;    /* is_loaded: messages handed out again since loaded */
+    uint64_t n_dead_letters;    /* is_loaded: messages dead-lettered since loaded */
     int is_loaded;              /* in memory (bound since start); else read from the store */
     int is_deleted;             /* cons_reg_list()'s own use: never set in what it returns */
     uint64_t idle_since_ms;     /* is_loaded and unheld: monotonic ms since when; else 0 */
@@ -364,6 +366,13 @@ struct cons_info {
  * -ENOMEM, -EAGAIN, FERRY_ESTORAGE. Any thread. */
 int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic, size_t len),
                   void *ctx, struct cons_info **out, size_t *n_out);
+
+/* The lag of a durable whose ack floor on topic is ack_floor: *msgs above
+ * it, and *ms since the oldest of them was published (now_ns: the
+ * realtime clock). Both stay as they are when it is caught up or the topic
+ * cannot be read. Reads the store; any thread. */
+void cons_lag(struct store *st, const char *topic, uint64_t ack_floor, int64_t now_ns,
+              uint64_t *msgs, uint64_t *ms);
 
 /* A holder that cons_reg_delete() detached: its subscription must end. */
 struct cons_detach {

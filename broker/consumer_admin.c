@@ -276,6 +276,8 @@ int cons_reg_list(struct cons_reg *r, int (*match)(void *ctx, const char *topic,
         pthread_mutex_lock(&k->lock);
         ci->next_seq = k->next_seq;
         ci->n_pending = k->n_live;
+        ci->n_redeliveries = k->n_redeliveries;
+        ci->n_dead_letters = k->n_dead_letters;
         ci->ack_floor = k->next_seq - 1;
         int is_first = 1;
         for (uint32_t j = k->head; j < k->n; j++) {
@@ -680,4 +682,26 @@ void cons_reaper_stop(struct cons_reaper *rp)
     pthread_cond_destroy(&rp->cond);
     pthread_mutex_destroy(&rp->lock);
     free(rp);
+}
+
+static enum store_read_verdict first_time_cb(void *ctx, const struct store_msg *m)
+{
+    *(int64_t *)ctx = m->publish_time;
+    return STORE_READ_STOP;
+}
+
+void cons_lag(struct store *st, const char *topic, uint64_t ack_floor, int64_t now_ns,
+              uint64_t *msgs, uint64_t *ms)
+{
+    struct store_topic_info in;
+    if (store_topic_info(st, topic, strlen(topic), &in) != 0 || in.last_seq <= ack_floor) {
+        return;
+    }
+    *msgs = in.last_seq - ack_floor;
+    int64_t when = INT64_MIN;
+    struct store_read_result res;
+    if (store_read(st, in.id, ack_floor + 1, 1, SIZE_MAX, first_time_cb, &when, &res) == 0 &&
+        when != INT64_MIN && now_ns > when) {
+        *ms = (uint64_t)(now_ns - when) / 1000000u;
+    }
 }

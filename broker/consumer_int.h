@@ -68,6 +68,8 @@ struct consumer {
     uint64_t *left;        /* a queue group's left messages (cons_group_leave), sorted */
     uint32_t n_left, left_cap;
     struct cons_opts o;
+    uint64_t n_redeliveries; /* messages handed out again since loaded (metrics) */
+    uint64_t n_dead_letters; /* messages dead-lettered since loaded (metrics) */
     uint8_t is_dirty;
     uint8_t is_anon; /* immutable: a subscription's own acks, never stored */
     /* Deleted by an administrator (cons_reg_delete()): invisible to

@@ -245,31 +245,6 @@ static int admin_consumer_match(void *ctx, const char *topic, size_t len)
     return am->pattern_len == 0 || topic_match(am->pattern, am->pattern_len, topic, len);
 }
 
-static enum store_read_verdict admin_first_time_cb(void *ctx, const struct store_msg *m)
-{
-    *(int64_t *)ctx = m->publish_time;
-    return STORE_READ_STOP;
-}
-
-/* The lag figures of one durable: messages above its ack floor, and how
- * long ago the oldest of them was published (0 when caught up). */
-static void admin_consumer_lag(struct iot *t, Ferry__ConsumerInfo *ci)
-{
-    struct store_topic_info in;
-    if (store_topic_info(t->srv->store, ci->topic, strlen(ci->topic), &in) != 0 ||
-        in.last_seq <= ci->ack_floor) {
-        return;
-    }
-    ci->lag_messages = in.last_seq - ci->ack_floor;
-    int64_t when = INT64_MIN;
-    struct store_read_result res;
-    if (store_read(t->srv->store, in.id, ci->ack_floor + 1, 1, SIZE_MAX, admin_first_time_cb, &when,
-                   &res) == 0 &&
-        when != INT64_MIN && t->now_ns > when) {
-        ci->lag_ms = (uint64_t)(t->now_ns - when) / 1000000u;
-    }
-}
-
 /* ConsumerListRequest: durables in memory and only in the store. */
 static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
@@ -332,6 +307,8 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
         ci->queue_group = v[i].group;
         ci->is_loaded = v[i].is_loaded != 0;
         ci->pattern = v[i].pattern;
+        ci->redeliveries = v[i].n_redeliveries;
+        ci->dead_letters = v[i].n_dead_letters;
         if (v[i].n_holders == 0) {
             ci->held_by = (char *)"";
         } else if (v[i].n_holders == 1) {
@@ -347,13 +324,16 @@ static void admin_consumers(struct iot *t, struct conn *c, Ferry__AdminRequest *
             ci->ack_floor = ci->next_seq = 0; /* the sums of its positions, below */
             root = ci;
         } else {
-            admin_consumer_lag(t, ci);
+            cons_lag(t->srv->store, ci->topic, ci->ack_floor, t->now_ns, &ci->lag_messages,
+                     &ci->lag_ms);
         }
         /* A wildcard durable's positions follow it (sorted by key). */
         if (root != NULL && ci != root && strcmp(ci->pattern, root->topic) == 0 &&
             strcmp(ci->name, root->name) == 0) {
             root->pending += ci->pending;
             root->redelivered += ci->redelivered;
+            root->redeliveries += ci->redeliveries;
+            root->dead_letters += ci->dead_letters;
             root->lag_messages += ci->lag_messages;
             root->lag_ms = ci->lag_ms > root->lag_ms ? ci->lag_ms : root->lag_ms;
         }
@@ -450,11 +430,23 @@ void handle_admin_detach(struct iot *t, const struct rmsg *m)
                     FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
 }
 
+/* Copy the n counters of in to out without their trailing zeros; returns
+ * how many are left. */
+static size_t trimmed(uint64_t *out, const uint64_t *in, size_t n)
+{
+    while (n > 0 && in[n - 1] == 0) {
+        n--;
+    }
+    memcpy(out, in, n * sizeof(*out));
+    return n;
+}
+
 void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     Ferry__Stats st = FERRY__STATS__INIT;
-    uint64_t commit_hist[STORE_LAT_BUCKETS];
+    uint64_t commit_hist[STORE_LAT_BUCKETS], sync_hist[STORE_LAT_BUCKETS];
+    uint64_t msgs_hist[STORE_MSGS_BUCKETS], refused[STATS_CODES];
     r.id = m->id;
     if (c->auth != NULL && (c->who == NULL || !c->who->is_admin)) {
         conn_acl_denied(t, c, "admin", "request", 7);
@@ -480,6 +472,8 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
         st.protocol_errors = s.protocol_errors;
         st.auth_failures = s.auth_failures;
         st.permission_denials = s.permission_denials;
+        st.n_publish_refused = trimmed(refused, s.pub_refused, STATS_CODES);
+        st.publish_refused = refused;
         if (t->srv->store) {
             struct store_stats ss;
             store_stats(t->srv->store, &ss);
@@ -488,13 +482,18 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
             st.crc_errors = ss.n_crc_errors;
             st.store_commits = ss.n_commits;
             st.store_messages = ss.n_appends;
-            size_t nb = STORE_LAT_BUCKETS;
-            while (nb > 0 && ss.commit_hist[nb - 1] == 0) {
-                nb--;
+            st.store_syncs = 0;
+            for (int i = 0; i < STORE_LAT_BUCKETS; i++) {
+                st.store_syncs += ss.sync_hist[i];
             }
-            memcpy(commit_hist, ss.commit_hist, nb * sizeof(*commit_hist));
-            st.n_commit_latency_hist = nb;
+            st.store_map_size = ss.map_size;
+            st.store_map_size_max = ss.map_size_max;
+            st.n_commit_latency_hist = trimmed(commit_hist, ss.commit_hist, STORE_LAT_BUCKETS);
             st.commit_latency_hist = commit_hist;
+            st.n_sync_latency_hist = trimmed(sync_hist, ss.sync_hist, STORE_LAT_BUCKETS);
+            st.sync_latency_hist = sync_hist;
+            st.n_commit_messages_hist = trimmed(msgs_hist, ss.commit_msgs_hist, STORE_MSGS_BUCKETS);
+            st.commit_messages_hist = msgs_hist;
         }
         r.stats = &st;
     } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST__NOT_SET) {

@@ -265,6 +265,9 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
                 a.sequence = m->u.ack.seq; /* 0 on an ephemeral topic */
                 a.code = (Ferry__ErrorCode)m->n_ids;
                 a.text = (char *)(m->n_ids ? pub_err_text(m->n_ids) : "");
+                if (m->n_ids != 0) {
+                    stats_pub_refused(&t->stats, (int)m->n_ids);
+                }
                 Ferry__Frame f = FERRY__FRAME__INIT;
                 f.body_case = FERRY__FRAME__BODY_PUB_ACK;
                 f.pub_ack = &a;

@@ -27,6 +27,7 @@
 #include "consumer.h"
 #include "io_thread.h"
 #include "log.h"
+#include "metrics.h"
 #include "qgroup.h"
 #include "reactor.h"
 #include "server.h"
@@ -462,6 +463,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     for (uint32_t i = 0; i < s->n_iot; i++) {
         iot_join(s->iots[i]);
     }
+    metrics_stop(s->metrics); /* it reads the threads' counters and the store */
+    s->metrics = NULL;
     /* The auth threads may be waiting to post to an IO thread's mailbox:
      * closing those releases them, and their answers are dropped. */
     for (uint32_t i = 0; i < s->n_iot; i++) {
@@ -600,6 +603,10 @@ int main(int argc, char **argv)
         log_error("cannot start the acceptor: %s", strerror(-rc));
         return 1;
     }
+    int metrics_port = -1;
+    if (s->cfg.metrics_port >= 0 && metrics_start(s, &s->metrics, &metrics_port) < 0) {
+        return 1;
+    }
     char where[200];
     if (port >= 0 && tls_port >= 0) {
         snprintf(where, sizeof(where), "%.64s:%d and %.64s:%d (TLS)", s->cfg.listen_host, port,
@@ -615,7 +622,10 @@ int main(int argc, char **argv)
              rx_backend_name((enum rx_backend)s->cfg.io_backend), s->n_workers,
              s->cfg.reactor_mode == REACTOR_SINGLE ? " (inline)" : "", s->cfg.data_dir,
              sync_name(&s->cfg), s->cfg.n_ephemeral);
-    /* The TLS line first: whoever waits for the plain line has both. */
+    /* The plain line last: whoever waits for it has all of them. */
+    if (metrics_port >= 0) {
+        printf("ferryd: metrics on %s:%d\n", s->cfg.metrics_host, metrics_port);
+    }
     if (tls_port >= 0) {
         printf("ferryd: listening for TLS on %s:%d\n", s->cfg.tls_listen_host, tls_port);
     }
@@ -623,6 +633,7 @@ int main(int argc, char **argv)
         printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
     }
     fflush(stdout);
+    atomic_store(&s->is_ready, 1);
 
     for (;;) {
         siginfo_t si;
@@ -633,6 +644,7 @@ int main(int argc, char **argv)
         }
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            atomic_store(&s->is_ready, 0);
             break;
         }
     }

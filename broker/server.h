@@ -24,6 +24,7 @@ struct auth_pool;
 struct iot;
 struct worker;
 struct acceptor;
+struct metrics;
 struct store;
 struct writer;
 struct cons_reg;
@@ -70,6 +71,7 @@ struct server {
     struct cons_reg *consumers; /* durable consumers (NULL without a store); thread-safe */
     struct qgroup_reg *qgroups; /* queue groups' owners (NULL without an auth file); thread-safe */
     struct acceptor *acc;
+    struct metrics *metrics;     /* the HTTP endpoint (NULL: off); main only */
     struct stats acc_stats;      /* acceptor's counters */
     struct auth_holder auth;     /* the auth file's table (NULL: anonymous); thread-safe */
     struct auth_pool *auth_pool; /* credential checks, off the IO threads; NULL: no auth */
@@ -77,6 +79,8 @@ struct server {
     struct tls_holder tls;       /* the TLS context (tls.h); thread-safe; used if has_tls */
     int has_tls;                 /* a TLS listener exists; set by main before the threads */
     atomic_int phase;            /* enum server_phase; main thread writes */
+    atomic_int is_ready;         /* atomic: main sets it once listening, clears it on
+                                  * SIGTERM; the metrics thread reads it (/readyz) */
     atomic_uint conns_now;       /* atomic: acceptor adds, IO threads subtract */
     atomic_ullong next_client_id;
     uint64_t start_ms;  /* CLOCK_REALTIME ms at start */

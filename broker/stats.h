@@ -31,10 +31,15 @@
     X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */         \
     X(deliver_too_large)  /* Deliver frames not sent: above the connection's max_frame_len */
 
+/* Publishes refused, by the ErrorCode of the answer (codes at or above
+ * STATS_CODES count in the last slot). */
+#define STATS_CODES 32
+
 struct stats {
 #define STATS_DECL(name) _Atomic uint64_t name;
     STATS_FIELDS(STATS_DECL)
 #undef STATS_DECL
+    _Atomic uint64_t pub_refused[STATS_CODES];
 } __attribute__((aligned(64)));
 
 /* Owner thread only. */
@@ -50,11 +55,18 @@ static inline void stats_sub(_Atomic uint64_t *c, uint64_t v)
                           memory_order_relaxed);
 }
 
+/* Owner thread only: a publish was refused with code. */
+static inline void stats_pub_refused(struct stats *st, int code)
+{
+    stats_add(&st->pub_refused[code >= 0 && code < STATS_CODES ? code : STATS_CODES - 1], 1);
+}
+
 /* Any thread: out += each of in[0..n). out is a plain snapshot. */
 struct stats_snapshot {
 #define STATS_PLAIN(name) uint64_t name;
     STATS_FIELDS(STATS_PLAIN)
 #undef STATS_PLAIN
+    uint64_t pub_refused[STATS_CODES];
 };
 
 static inline void stats_sum(struct stats_snapshot *out, struct stats *in)
@@ -62,6 +74,9 @@ static inline void stats_sum(struct stats_snapshot *out, struct stats *in)
 #define STATS_ADD(name) out->name += atomic_load_explicit(&in->name, memory_order_relaxed);
     STATS_FIELDS(STATS_ADD)
 #undef STATS_ADD
+    for (int i = 0; i < STATS_CODES; i++) {
+        out->pub_refused[i] += atomic_load_explicit(&in->pub_refused[i], memory_order_relaxed);
+    }
 }
 
 #endif

@@ -744,7 +744,13 @@ void store_stats(struct store *s, struct store_stats *st)
 {
     memset(st, 0, sizeof(*st));
     st->n_commits = atomic_load(&s->n_commits);
+    st->commit_us = atomic_load(&s->commit_us);
+    st->sync_us = atomic_load(&s->sync_us);
+    for (int i = 0; i < STORE_MSGS_BUCKETS; i++) {
+        st->commit_msgs_hist[i] = atomic_load(&s->commit_msgs_hist[i]);
+    }
     for (int i = 0; i < STORE_LAT_BUCKETS; i++) {
+        st->sync_hist[i] = atomic_load(&s->sync_hist[i]);
         st->commit_hist[i] = atomic_load(&s->commit_hist[i]);
     }
     st->n_appends = atomic_load(&s->n_appends);

@@ -452,6 +452,10 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
  * bucket takes the rest): quarter-octave buckets, each about 19% wide.
  * Bucket i's upper bound is 2^((i + 1) / 4) us. */
 #define STORE_LAT_BUCKETS 128
+/* Messages per group commit: bucket 0 counts commits of no message (only
+ * consumer records), bucket i > 0 commits of n with floor(log2(n)) == i - 1:
+ * bucket i's upper bound is 2^i - 1 messages; the last takes the rest. */
+#define STORE_MSGS_BUCKETS 24
 
 struct store_stats {
     uint64_t n_commits; /* group commits: log records written (and batches
@@ -459,6 +463,11 @@ struct store_stats {
     /* Time to write each group commit's log record and, under sync always,
      * sync it: what a PubAck waits for in the store. */
     uint64_t commit_hist[STORE_LAT_BUCKETS];
+    /* Time of each sync of the log (fdatasync), in the same buckets; under
+     * sync always one per group commit, under interval one per interval. */
+    uint64_t sync_hist[STORE_LAT_BUCKETS];
+    uint64_t commit_msgs_hist[STORE_MSGS_BUCKETS]; /* messages per group commit */
+    uint64_t commit_us, sync_us; /* the microseconds counted in commit_hist, sync_hist */
     uint64_t n_appends;       /* messages committed */
     uint64_t n_crc_errors;    /* corrupt messages met by readers */
     uint64_t n_map_grows;     /* map resizes */

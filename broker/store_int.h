@@ -94,6 +94,7 @@ struct store_batch {
     unsigned char *cons_buf; /* consumer records put, in the log's format (batch_log) */
     size_t cons_len, cons_cap;
     uint32_t n_cons;
+    size_t n_msgs_logged;   /* messages among them (the commit-size histogram) */
     size_t log_off;         /* arena bytes in the log (this generation) */
     size_t cons_logged;     /* cons_buf bytes in the log */
     uint32_t n_cons_logged; /* records among them */
@@ -178,6 +179,9 @@ struct store {
     atomic_uint_fast64_t n_commits;
     atomic_uint_fast64_t commit_hist[STORE_LAT_BUCKETS]; /* atomic: the writer adds, any
                                                           * thread reads (store_stats) */
+    atomic_uint_fast64_t sync_hist[STORE_LAT_BUCKETS];   /* atomic: as commit_hist */
+    atomic_uint_fast64_t commit_us, sync_us;             /* atomic: as commit_hist; their sums */
+    atomic_uint_fast64_t commit_msgs_hist[STORE_MSGS_BUCKETS]; /* atomic: as commit_hist */
     atomic_uint_fast64_t n_appends;
     atomic_uint_fast64_t n_crc_errors;
     atomic_uint_fast64_t n_map_grows;

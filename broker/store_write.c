@@ -57,6 +57,37 @@ static void lat_add(atomic_uint_fast64_t *hist, uint64_t us)
     atomic_fetch_add(&hist[i], 1);
 }
 
+/* Count a group commit that started at t0 (store__mono_us) in s->commit_hist. */
+static void commit_timed(struct store *s, uint64_t t0)
+{
+    uint64_t us = store__mono_us() - t0;
+    lat_add(s->commit_hist, us);
+    atomic_fetch_add(&s->commit_us, us);
+}
+
+/* Count a group commit of n messages in s->commit_msgs_hist (store.h). */
+static void msgs_add(struct store *s, size_t n)
+{
+    int i = n == 0 ? 0 : 64 - __builtin_clzll((unsigned long long)n);
+    if (i >= STORE_MSGS_BUCKETS) {
+        i = STORE_MSGS_BUCKETS - 1;
+    }
+    atomic_fetch_add(&s->commit_msgs_hist[i], 1);
+}
+
+/* fdatasync the log, timed into s->sync_hist. 0 or -errno. */
+static int wal_sync_timed(struct store *s)
+{
+    uint64_t t0 = store__mono_us();
+    int rc = wal_sync(s->wal);
+    if (rc == 0) {
+        uint64_t us = store__mono_us() - t0;
+        lat_add(s->sync_hist, us);
+        atomic_fetch_add(&s->sync_us, us);
+    }
+    return rc;
+}
+
 /* ---- map growth -------------------------------------------------------- */
 
 /* Reserve disk blocks for the whole map (beyond the file's end, without
@@ -225,6 +256,7 @@ int store_batch_begin(struct store *s, struct store_batch **out)
     b->broken_rc = 0;
     b->arena_len = 0;
     b->n_msgs = 0;
+    b->n_msgs_logged = 0;
     b->dirty = NULL;
     b->cons_len = 0;
     b->n_cons = 0;
@@ -653,7 +685,7 @@ static int log_sync(struct store *s, bool is_forced)
     if (s->sync_mode != STORE_SYNC_ALWAYS && !is_forced) {
         return 0;
     }
-    int rc = wal_sync(s->wal);
+    int rc = wal_sync_timed(s);
     if (rc < 0) {
         wal_void_last(s->wal); /* not acked: best not replayed either */
     }
@@ -719,7 +751,9 @@ static int batch_log(struct store_batch *b)
     }
     if (rc == 0) {
         atomic_fetch_add(&s->n_commits, 1); /* a group commit: one record */
-        lat_add(s->commit_hist, store__mono_us() - t0);
+        commit_timed(s, t0);
+        msgs_add(s, b->n_msgs - b->n_msgs_logged);
+        b->n_msgs_logged = b->n_msgs;
     }
     if (rc < 0) {
         return store__fail(s, -rc); /* never retry a failed write or sync */
@@ -836,7 +870,8 @@ int store_batch_commit(struct store_batch *b)
          * takes this way. */
         ret = store__ckpt_sync(s);
         atomic_fetch_add(&s->n_commits, 1);
-        lat_add(s->commit_hist, store__mono_us() - t0);
+        commit_timed(s, t0);
+        msgs_add(s, b->n_msgs);
     } else if (!b->is_replay) {
         (void)store__ckpt_maybe(s); /* a failure fail-stops; this batch is logged */
     }
@@ -879,7 +914,7 @@ int store_sync(struct store *s)
     if (atomic_load(&s->is_failed)) {
         ret = FERRY_ESTORAGE;
     } else {
-        int rc = wal_sync(s->wal);
+        int rc = wal_sync_timed(s);
         if (rc != 0) {
             ret = store__fail(s, -rc); /* never retry a failed fsync */
         }

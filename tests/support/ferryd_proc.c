@@ -29,6 +29,7 @@
 #define STOP_TIMEOUT_MS 10000
 #define READY_PREFIX "ferryd: listening on 127.0.0.1:"
 #define TLS_PREFIX "ferryd: listening for TLS on 127.0.0.1:" /* printed before READY */
+#define METRICS_PREFIX "ferryd: metrics on 127.0.0.1:"       /* printed before both */
 
 static long long now_ms(void)
 {
@@ -166,6 +167,7 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     p->pid = pid;
     p->port = 0;
     p->tls_port = 0;
+    p->metrics_port = 0;
 
     /* Read stdout until the ready line, bounded by the timeout. */
     char line[512];
@@ -203,6 +205,10 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
             *nl = '\0';
             char *at = strstr(line, READY_PREFIX);
             char *tls_at = strstr(line, TLS_PREFIX);
+            char *metrics_at = strstr(line, METRICS_PREFIX);
+            if (metrics_at) {
+                p->metrics_port = atoi(metrics_at + strlen(METRICS_PREFIX));
+            }
             if (tls_at) {
                 p->tls_port = atoi(tls_at + strlen(TLS_PREFIX));
                 if (is_plain_off) {
