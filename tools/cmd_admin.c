@@ -238,6 +238,26 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
                      ferry_stats_commit_percentile(st.commit_hist, 99),
                      ferry_stats_commit_percentile(st.commit_hist, 99.9));
         cli_buf_addf(&b,
+                     ",\"store_syncs\":%" PRIu64 ",\"sync_p50_us\":%.0f,\"sync_p99_us\":%.0f"
+                     ",\"sync_p999_us\":%.0f,\"store_map_size\":%" PRIu64
+                     ",\"store_map_size_max\":%" PRIu64 ",\"publish_refused\":[",
+                     st.store_syncs, ferry_stats_commit_percentile(st.sync_hist, 50),
+                     ferry_stats_commit_percentile(st.sync_hist, 99),
+                     ferry_stats_commit_percentile(st.sync_hist, 99.9), st.store_map_size,
+                     st.store_map_size_max);
+        const char *sep = "";
+        for (int i = 1; i < FERRY_REFUSED_CODES; i++) {
+            if (st.publish_refused[i] == 0) {
+                continue;
+            }
+            cli_buf_addf(&b, "%s{\"code\":%d,\"error\":", sep, -1000 - i);
+            const char *text = ferry_strerror(-1000 - i);
+            cli_buf_json_str(&b, text, strlen(text));
+            cli_buf_addf(&b, ",\"count\":%" PRIu64 "}", st.publish_refused[i]);
+            sep = ",";
+        }
+        cli_buf_adds(&b, "]");
+        cli_buf_addf(&b,
                      ",\"msgs_in_per_s\":%.1f,\"msgs_out_per_s\":%.1f,\"bytes_in_per_s\":%.1f"
                      ",\"bytes_out_per_s\":%.1f,\"rate_seconds\":%.3f}\n",
                      (double)d_mi / secs, (double)d_mo / secs, (double)d_bi / secs,
@@ -280,6 +300,14 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
                          ferry_stats_commit_percentile(st.commit_hist, 50),
                          ferry_stats_commit_percentile(st.commit_hist, 99),
                          ferry_stats_commit_percentile(st.commit_hist, 99.9));
+        }
+        if (st.store_syncs > 0) {
+            cli_buf_addf(&b,
+                         "store syncs       %" PRIu64 " (since start: p50 %.0f us, p99 %.0f us, "
+                         "p99.9 %.0f us)\n",
+                         st.store_syncs, ferry_stats_commit_percentile(st.sync_hist, 50),
+                         ferry_stats_commit_percentile(st.sync_hist, 99),
+                         ferry_stats_commit_percentile(st.sync_hist, 99.9));
         }
     }
     fwrite(b.data, 1, b.len, stdout);
@@ -522,9 +550,10 @@ static void consumer_json(struct cli_buf *b, const ferry_consumer_info *k)
     cli_buf_addf(b,
                  ",\"ack_floor\":%" PRIu64 ",\"next_seq\":%" PRIu64 ",\"pending\":%" PRIu64
                  ",\"redelivered\":%" PRIu64 ",\"lag_messages\":%" PRIu64 ",\"lag_ms\":%" PRIu64
+                 ",\"redeliveries\":%" PRIu64 ",\"dead_letters\":%" PRIu64
                  ",\"holders\":%u,\"held_by\":",
                  k->ack_floor, k->next_seq, k->pending, k->redelivered, k->lag_messages, k->lag_ms,
-                 k->holders);
+                 k->redeliveries, k->dead_letters, k->holders);
     cli_buf_json_str(b, k->held_by, strlen(k->held_by));
     cli_buf_adds(b, ",\"queue_group\":");
     cli_buf_json_str(b, k->queue_group, strlen(k->queue_group));

@@ -490,25 +490,31 @@ static int bench_stats(struct cli_opts *o, ferry_stats *st)
     return bench_topic_admin(o, NULL, false, NULL, NULL, st);
 }
 
-/* What the store did between two snapshots: commits, messages per commit
- * and commit latency percentiles (us), from the difference of the
+/* What the store did between two snapshots: commits, messages per commit,
+ * commit and sync latency percentiles (us), from the difference of the
  * histograms. Returns 0 when it committed nothing in between. */
 struct store_delta {
-    uint64_t commits, messages;
+    uint64_t commits, messages, syncs;
     double p50, p99, p999;
+    double sync_p50, sync_p99, sync_p999;
 };
 
 static int store_delta(const ferry_stats *a, const ferry_stats *b, struct store_delta *d)
 {
-    uint64_t hist[FERRY_COMMIT_HIST_BUCKETS];
+    uint64_t hist[FERRY_COMMIT_HIST_BUCKETS], sync[FERRY_COMMIT_HIST_BUCKETS];
     for (int i = 0; i < FERRY_COMMIT_HIST_BUCKETS; i++) {
         hist[i] = b->commit_hist[i] - a->commit_hist[i];
+        sync[i] = b->sync_hist[i] - a->sync_hist[i];
     }
     d->commits = b->store_commits - a->store_commits;
     d->messages = b->store_messages - a->store_messages;
+    d->syncs = b->store_syncs - a->store_syncs;
     d->p50 = ferry_stats_commit_percentile(hist, 50);
     d->p99 = ferry_stats_commit_percentile(hist, 99);
     d->p999 = ferry_stats_commit_percentile(hist, 99.9);
+    d->sync_p50 = ferry_stats_commit_percentile(sync, 50);
+    d->sync_p99 = ferry_stats_commit_percentile(sync, 99);
+    d->sync_p999 = ferry_stats_commit_percentile(sync, 99.9);
     return d->commits > 0;
 }
 
@@ -895,9 +901,10 @@ stop:
             cli_buf_addf(&b,
                          ",\"store\":{\"commits\":%" PRIu64 ",\"messages\":%" PRIu64
                          ",\"msgs_per_commit\":%.1f,\"commit_p50_us\":%.0f"
-                         ",\"commit_p99_us\":%.0f,\"commit_p999_us\":%.0f}",
+                         ",\"commit_p99_us\":%.0f,\"commit_p999_us\":%.0f,\"syncs\":%" PRIu64
+                         ",\"sync_p50_us\":%.0f,\"sync_p99_us\":%.0f,\"sync_p999_us\":%.0f}",
                          sd.commits, sd.messages, (double)sd.messages / (double)sd.commits, sd.p50,
-                         sd.p99, sd.p999);
+                         sd.p99, sd.p999, sd.syncs, sd.sync_p50, sd.sync_p99, sd.sync_p999);
         }
         cli_buf_addf(&b, ",\"ok\":%s}\n", status == CLI_EXIT_OK ? "true" : "false");
     } else {
@@ -945,6 +952,12 @@ stop:
                          "p50 %.0f us  p99 %.0f us  p99.9 %.0f us (the broker's, this run)\n",
                          sd.commits, (double)sd.messages / (double)sd.commits, sd.p50, sd.p99,
                          sd.p999);
+            if (sd.syncs > 0) {
+                cli_buf_addf(&b,
+                             "sync      %12" PRIu64 " syncs of the log; fdatasync p50 %.0f us  "
+                             "p99 %.0f us  p99.9 %.0f us\n",
+                             sd.syncs, sd.sync_p50, sd.sync_p99, sd.sync_p999);
+            }
         }
         if (did_purge && purged) {
             cli_buf_addf(&b,

@@ -807,6 +807,8 @@ FERRY_API void ferry_msg_destroy(ferry_msg *m);
 
 /* Server counters (ferry.proto Stats). Strings NUL-terminated, truncated. */
 #define FERRY_COMMIT_HIST_BUCKETS 128
+#define FERRY_COMMIT_MSGS_BUCKETS 24
+#define FERRY_REFUSED_CODES 32
 
 typedef struct ferry_stats {
     char server_id[64];
@@ -832,6 +834,17 @@ typedef struct ferry_stats {
      * bucket i counts commits of t us with floor(4 * log2(t)) == i; see
      * ferry_stats_commit_percentile(). */
     uint64_t commit_hist[FERRY_COMMIT_HIST_BUCKETS];
+    uint64_t store_syncs;        /* syncs (fdatasync) of the store's log */
+    uint64_t store_map_size;     /* bytes of the store's map now */
+    uint64_t store_map_size_max; /* the most it may grow to */
+    /* Each sync's latency, in commit_hist's buckets. */
+    uint64_t sync_hist[FERRY_COMMIT_HIST_BUCKETS];
+    /* Messages per group commit: bucket 0 counts commits of none, bucket
+     * i > 0 commits of n with floor(log2(n)) == i - 1. */
+    uint64_t commit_msgs_hist[FERRY_COMMIT_MSGS_BUCKETS];
+    /* Publishes refused, by error code: publish_refused[i] counts answers
+     * with the wire code i (ferry.proto ErrorCode; FERRY_E* is -1000 - i). */
+    uint64_t publish_refused[FERRY_REFUSED_CODES];
     uint64_t reserved[8];
 } ferry_stats;
 
@@ -901,7 +914,9 @@ typedef struct ferry_consumer_info {
     char queue_group[256]; /* the holders' queue group, "" when none */
     int is_loaded;         /* 1: in the broker's memory; 0: only in its store */
     char pattern[256];     /* a wildcard durable's position: its pattern; else "" */
-    uint64_t reserved[4];
+    uint64_t redeliveries; /* messages handed out again since it was loaded */
+    uint64_t dead_letters; /* messages dead-lettered since it was loaded */
+    uint64_t reserved[2];
 } ferry_consumer_info;
 
 /* Durable consumers on topics matching pattern (NULL or "": all), at most

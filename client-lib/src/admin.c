@@ -60,6 +60,15 @@ static void consumer_copy(ferry_consumer_info *dst, const Ferry__ConsumerInfo *s
     snprintf(dst->queue_group, sizeof(dst->queue_group), "%s", src->queue_group);
     snprintf(dst->pattern, sizeof(dst->pattern), "%s", src->pattern);
     dst->is_loaded = src->is_loaded != 0;
+    dst->redeliveries = src->redeliveries;
+    dst->dead_letters = src->dead_letters;
+}
+
+/* dst (cap counters) = the n of src, zero-filled; what does not fit is dropped. */
+static void copy_counts(uint64_t *dst, size_t cap, const uint64_t *src, size_t n)
+{
+    memset(dst, 0, cap * sizeof(*dst));
+    memcpy(dst, src, (n < cap ? n : cap) * sizeof(*dst));
 }
 
 void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
@@ -101,10 +110,17 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
                 o->crc_errors = s->crc_errors;
                 o->store_commits = s->store_commits;
                 o->store_messages = s->store_messages;
-                for (size_t i = 0; i < s->n_commit_latency_hist && i < FERRY_COMMIT_HIST_BUCKETS;
-                     i++) {
-                    o->commit_hist[i] = s->commit_latency_hist[i];
-                }
+                o->store_syncs = s->store_syncs;
+                o->store_map_size = s->store_map_size;
+                o->store_map_size_max = s->store_map_size_max;
+                copy_counts(o->commit_hist, FERRY_COMMIT_HIST_BUCKETS, s->commit_latency_hist,
+                            s->n_commit_latency_hist);
+                copy_counts(o->sync_hist, FERRY_COMMIT_HIST_BUCKETS, s->sync_latency_hist,
+                            s->n_sync_latency_hist);
+                copy_counts(o->commit_msgs_hist, FERRY_COMMIT_MSGS_BUCKETS,
+                            s->commit_messages_hist, s->n_commit_messages_hist);
+                copy_counts(o->publish_refused, FERRY_REFUSED_CODES, s->publish_refused,
+                            s->n_publish_refused);
             } else {
                 a->code = FERRY_EPROTOCOL;
             }
