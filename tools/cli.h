@@ -104,6 +104,10 @@ struct cli_conn_cfg {
 #define CLI_CONNECT_TIMEOUT_MS 10000
 int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client **out);
 
+/* Connect for one admin request or a few (no IO thread, no reconnect,
+ * quiet), named name. As cli_connect. */
+int cli_admin_connect(struct cli_opts *o, const char *name, ferry_client **c);
+
 /* Asynchronous errors the event callback saw (Error frames, a full
  * subscription queue, reconnecting given up): each was printed to stderr
  * when it happened. Atomic counter. */
@@ -140,5 +144,6 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv);
 int cmd_consumers(struct cli_opts *o, int argc, char **argv);
 int cmd_consumer(struct cli_opts *o, int argc, char **argv);
 int cmd_passwd(struct cli_opts *o, int argc, char **argv);
+int cmd_top(struct cli_opts *o, int argc, char **argv);
 
 #endif /* FERRY_TOOLS_CLI_H */

@@ -4,6 +4,7 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -655,5 +656,39 @@ void cli_fmt_duration_ns(char *out, size_t cap, uint64_t ns)
         snprintf(out, cap, "%.2fms", (double)ns / 1e6);
     } else {
         snprintf(out, cap, "%.2fs", (double)ns / 1e9);
+    }
+}
+
+/* "1d 2h 3m 4s" from milliseconds. */
+void cli_fmt_uptime(char *out, size_t cap, uint64_t ms)
+{
+    uint64_t s = ms / 1000;
+    uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60;
+    s %= 60;
+    if (d) {
+        snprintf(out, cap, "%" PRIu64 "d %" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", d, h, m, s);
+    } else if (h) {
+        snprintf(out, cap, "%" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", h, m, s);
+    } else if (m) {
+        snprintf(out, cap, "%" PRIu64 "m %" PRIu64 "s", m, s);
+    } else {
+        snprintf(out, cap, "%" PRIu64 ".%03" PRIu64 "s", s, ms % 1000);
+    }
+}
+
+/* "12.3 MiB" */
+void cli_fmt_bytes(char *out, size_t cap, uint64_t n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) {
+        snprintf(out, cap, "%" PRIu64 " B", n);
+    } else {
+        snprintf(out, cap, "%.1f %s", v, units[u]);
     }
 }

@@ -98,6 +98,10 @@ int cli_split_hostport(const char *s, char *host_out, size_t host_cap, uint16_t 
 
 /* Human-readable rate and size: "1.23M", "456k", "12.3 MB"... into out. */
 void cli_fmt_count(char *out, size_t cap, double v);
+/* "1d 2h 3m 4s" (or "4.567s" under a minute) from milliseconds. */
+void cli_fmt_uptime(char *out, size_t cap, uint64_t ms);
+/* "123 B", "12.3 MiB". */
+void cli_fmt_bytes(char *out, size_t cap, uint64_t n);
 void cli_fmt_duration_ns(char *out, size_t cap, uint64_t ns);
 
 #endif /* FERRY_TOOLS_CLI_UTIL_H */

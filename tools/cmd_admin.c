@@ -100,52 +100,6 @@ static int admin_opt(int opt, const char *arg, void *ctx)
     }
 }
 
-static int admin_connect(struct cli_opts *o, const char *name, ferry_client **c)
-{
-    static struct cli_conn_cfg cfg = {
-        .thread_mode = false,
-        .reconnect_attempts = -1,
-        .quiet_events = true,
-    };
-    cfg.name = name;
-    cli_opts_finish(o);
-    return cli_connect(o, &cfg, c);
-}
-
-/* "1d 2h 3m 4s" from milliseconds. */
-static void fmt_uptime(char *out, size_t cap, uint64_t ms)
-{
-    uint64_t s = ms / 1000;
-    uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60;
-    s %= 60;
-    if (d) {
-        snprintf(out, cap, "%" PRIu64 "d %" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", d, h, m, s);
-    } else if (h) {
-        snprintf(out, cap, "%" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", h, m, s);
-    } else if (m) {
-        snprintf(out, cap, "%" PRIu64 "m %" PRIu64 "s", m, s);
-    } else {
-        snprintf(out, cap, "%" PRIu64 ".%03" PRIu64 "s", s, ms % 1000);
-    }
-}
-
-/* "12.3 MiB" */
-static void fmt_bytes(char *out, size_t cap, uint64_t n)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)n;
-    size_t u = 0;
-    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0) {
-        snprintf(out, cap, "%" PRIu64 " B", n);
-    } else {
-        snprintf(out, cap, "%.1f %s", v, units[u]);
-    }
-}
-
 int cmd_stats(struct cli_opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -164,7 +118,7 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
         return cli_usage(o->cmd, "unexpected argument '%s'", argv[first]);
     }
     ferry_client *c;
-    if (admin_connect(o, "ferry stats", &c) < 0) {
+    if (cli_admin_connect(o, "ferry stats", &c) < 0) {
         return CLI_EXIT_ERROR;
     }
     ferry_stats st, st0 = {0};
@@ -264,14 +218,14 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
                      (double)d_bo / secs, secs);
     } else {
         char up[64], bi[32], bo[32], sb[32], r1[32], r2[32], r3[32], r4[32];
-        fmt_uptime(up, sizeof(up), st.uptime_ms);
-        fmt_bytes(bi, sizeof(bi), st.bytes_in);
-        fmt_bytes(bo, sizeof(bo), st.bytes_out);
-        fmt_bytes(sb, sizeof(sb), st.store_bytes);
+        cli_fmt_uptime(up, sizeof(up), st.uptime_ms);
+        cli_fmt_bytes(bi, sizeof(bi), st.bytes_in);
+        cli_fmt_bytes(bo, sizeof(bo), st.bytes_out);
+        cli_fmt_bytes(sb, sizeof(sb), st.store_bytes);
         cli_fmt_count(r1, sizeof(r1), (double)d_mi / secs);
         cli_fmt_count(r2, sizeof(r2), (double)d_mo / secs);
-        fmt_bytes(r3, sizeof(r3), (uint64_t)((double)d_bi / secs));
-        fmt_bytes(r4, sizeof(r4), (uint64_t)((double)d_bo / secs));
+        cli_fmt_bytes(r3, sizeof(r3), (uint64_t)((double)d_bi / secs));
+        cli_fmt_bytes(r4, sizeof(r4), (uint64_t)((double)d_bo / secs));
         cli_buf_addf(&b,
                      "server            ferryd %s (id %s)\n"
                      "uptime            %s\n"
@@ -364,7 +318,7 @@ int cmd_topics(struct cli_opts *o, int argc, char **argv)
         return rc;
     }
     ferry_client *c;
-    if (admin_connect(o, "ferry topics", &c) < 0) {
+    if (cli_admin_connect(o, "ferry topics", &c) < 0) {
         return CLI_EXIT_ERROR;
     }
     ferry_topic_info *topics = NULL;
@@ -446,7 +400,7 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
     }
     const char *topic = argv[first];
     ferry_client *c;
-    if (admin_connect(o, is_info ? "ferry topic info" : "ferry topic purge", &c) < 0) {
+    if (cli_admin_connect(o, is_info ? "ferry topic info" : "ferry topic purge", &c) < 0) {
         return CLI_EXIT_ERROR;
     }
     struct cli_buf b = {0};
@@ -459,7 +413,7 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
                 cli_buf_add(&b, "\n", 1);
             } else {
                 char by[32];
-                fmt_bytes(by, sizeof(by), t.bytes);
+                cli_fmt_bytes(by, sizeof(by), t.bytes);
                 cli_buf_addf(&b,
                              "topic        %s%s\n"
                              "messages     %" PRIu64 "\n"
@@ -570,7 +524,7 @@ static void fmt_lag(char *out, size_t cap, uint64_t ms)
     if (ms < 60000) {
         snprintf(out, cap, "%" PRIu64 ".%01" PRIu64 "s", ms / 1000, ms % 1000 / 100);
     } else {
-        fmt_uptime(out, cap, ms);
+        cli_fmt_uptime(out, cap, ms);
     }
 }
 
@@ -583,7 +537,7 @@ int cmd_consumers(struct cli_opts *o, int argc, char **argv)
         return rc;
     }
     ferry_client *c;
-    if (admin_connect(o, "ferry consumers", &c) < 0) {
+    if (cli_admin_connect(o, "ferry consumers", &c) < 0) {
         return CLI_EXIT_ERROR;
     }
     ferry_consumer_info *v = NULL;
@@ -700,7 +654,7 @@ int cmd_consumer(struct cli_opts *o, int argc, char **argv)
     }
     const char *topic = argv[first], *name = argv[first + 1];
     ferry_client *c;
-    if (admin_connect(o, "ferry consumer delete", &c) < 0) {
+    if (cli_admin_connect(o, "ferry consumer delete", &c) < 0) {
         return CLI_EXIT_ERROR;
     }
     rc = ferry_admin_consumer_delete(c, topic, name, force, ADMIN_TIMEOUT_MS);

@@ -34,6 +34,7 @@ static const char main_help[] =
     "  sub PATTERN           subscribe and print messages as they arrive\n"
     "  bench                 measure throughput and end-to-end latency\n"
     "  stats                 show the broker's counters\n"
+    "  top                   a live view: rates, connections, busiest topics, lagging durables\n"
     "  topics [PATTERN]      list topics: messages, bytes, first and last sequence\n"
     "  topic info TOPIC      show one topic\n"
     "  topic purge TOPIC     remove every stored message of a topic\n"
@@ -388,6 +389,18 @@ int cli_close(ferry_client *c, int timeout_ms, bool print_error)
     return rc;
 }
 
+int cli_admin_connect(struct cli_opts *o, const char *name, ferry_client **c)
+{
+    static struct cli_conn_cfg cfg = {
+        .thread_mode = false,
+        .reconnect_attempts = -1,
+        .quiet_events = true,
+    };
+    cfg.name = name;
+    cli_opts_finish(o);
+    return cli_connect(o, &cfg, c);
+}
+
 static void on_signal(int sig)
 {
     cli_interrupted = sig;
@@ -422,6 +435,7 @@ static const struct command commands[] = {
     {"consumers", cmd_consumers},
     {"consumer", cmd_consumer},
     {"passwd", cmd_passwd},
+    {"top", cmd_top},
 };
 
 static const struct command *find_command(const char *name)

@@ -331,6 +331,46 @@ START_TEST(test_cli_wildcard_durable_kill9)
 }
 END_TEST
 
+/* `ferry top --once`: one frame, whose figures are the broker's: the
+ * topic with its count and last sequence, the durable that read 100 of
+ * 1000 with its lag, and the header lines. */
+START_TEST(test_cli_top_once)
+{
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL, NULL), 0);
+    publish_1_to_1000(d.port);
+    struct run r;
+    cli_run(d.port, NULL,
+            (const char *const[]){"sub", "c.t", "--durable", "lagger", "--ack", "--from-seq", "1",
+                                  "--count", "100", "--timeout", "30s", NULL},
+            &r);
+    ck_assert_msg(r.status == 0, "sub exited %d; stderr: %s", r.status, r.err);
+    run_free(&r);
+    cli_run(d.port, NULL, (const char *const[]){"top", "--once", "--interval", "200ms", NULL}, &r);
+    ck_assert_msg(r.status == 0, "top exited %d; stderr: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "ferry top - ferryd ") != NULL, "no header: %s", r.out);
+    ck_assert_msg(strstr(r.out, "\033[") == NULL, "--once redraws the screen: %s", r.out);
+    char want[128];
+    snprintf(want, sizeof(want), "%-40s %10s %12d %10s %12d\n", "c.t", "0", 1000, "2.8 KiB", 1000);
+    ck_assert_msg(strstr(r.out, want) != NULL, "no topic line \"%s\" in:\n%s", want, r.out);
+    ck_assert_msg(strstr(r.out, "lagger") != NULL && strstr(r.out, "       900 ") != NULL,
+                  "no durable with lag 900 in:\n%s", r.out);
+    run_free(&r);
+    /* a pattern that matches nothing shows nothing */
+    cli_run(d.port, NULL,
+            (const char *const[]){"top", "--once", "--interval", "100ms", "none.>", NULL}, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strstr(r.out, "(no stored topics)") && strstr(r.out, "(no durable consumers)"),
+                  "pattern none.> listed: %s", r.out);
+    run_free(&r);
+    /* a bad interval is a usage error */
+    cli_run(d.port, NULL, (const char *const[]){"top", "--interval", "1h", NULL}, &r);
+    ck_assert_int_eq(r.status, 2);
+    run_free(&r);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 Suite *test_suite(void);
 
 Suite *test_suite(void)
@@ -347,6 +387,10 @@ Suite *test_suite(void)
     tc = tcase_create("cli_wildcard_durable_kill9");
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_cli_wildcard_durable_kill9);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cli_top_once");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cli_top_once);
     suite_add_tcase(s, tc);
     return s;
 }
