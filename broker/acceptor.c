@@ -5,6 +5,10 @@
  * naive loop spins. We keep one spare descriptor: give it up, accept the
  * pending connection, close it at once (the client sees a close rather than a
  * hang), and take the spare back.
+ *
+ * When every IO thread's mailbox is full (they are busy), the accepted
+ * connection is held and accepting pauses until it could be handed over:
+ * new clients wait in the kernel's backlog instead of being refused.
  */
 #include "acceptor.h"
 
@@ -49,6 +53,10 @@ struct acceptor {
     uint32_t next;             /* round robin */
     uint64_t n_emfile;         /* refused in this shortage */
     uint64_t n_unauth_refused; /* refused by the login gate's bounds */
+    struct rmsg held;          /* R_NEW_CONN no IO thread had room for (is_held) */
+    uint8_t held_key[16];      /* its address's key (login_addr_key) */
+    int is_held;
+    uint64_t n_held;           /* connections held so far (logged once per 1000) */
     int is_paused;             /* listeners not watched */
     int is_embedded;           /* set by main before the host starts, then read-only */
     pthread_t thread;
@@ -209,22 +217,55 @@ static void refuse(const struct acc_listener *l, int fd, const char *why)
     }
 }
 
-/* Pause accepting for ACC_PAUSE_MS (a level-triggered reactor would report the
+/* Pause accepting for ms (a level-triggered reactor would report the
  * listener again at once), then resume: the accepting thread only. */
-#define ACC_PAUSE_MS 100
+#define ACC_PAUSE_MS 100 /* out of descriptors */
+#define ACC_HOLD_MS 2    /* a held connection tries the IO threads again */
 
-static void acc_pause(struct acceptor *a)
+static void acc_pause(struct acceptor *a, uint64_t ms)
 {
     if (!a->is_paused) {
         unwatch_all(a, a->rx);
         a->is_paused = 1;
-        (void)rx_timer_set(a->rx, &a->resume, rx_now(a->rx) + ACC_PAUSE_MS);
+        (void)rx_timer_set(a->rx, &a->resume, rx_now(a->rx) + ms);
+    }
+}
+
+/* Hand m (R_NEW_CONN) to an IO thread with room, starting with the next in
+ * turn. 0, or -1 when every mailbox is full. */
+static int post_conn(struct acceptor *a, struct rmsg *m)
+{
+    struct server *s = a->srv;
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        uint32_t k = a->next++ % s->n_iot;
+        if (mbox_try_post(s->iot_in[k], m, 1) == 1) {
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Let go of the held connection: closed, uncounted. */
+static void drop_held(struct acceptor *a)
+{
+    if (a->is_held) {
+        login_unauth_leave(&a->srv->login, a->held_key, now_ms());
+        atomic_fetch_sub(&a->srv->conns_now, 1);
+        close(a->held.u.fd);
+        a->is_held = 0;
     }
 }
 
 static void acc_resume(struct rx *r, struct rx_timer *tm)
 {
     struct acceptor *a = (struct acceptor *)((char *)tm - offsetof(struct acceptor, resume));
+    if (a->is_held) {
+        if (post_conn(a, &a->held) < 0) {
+            (void)rx_timer_set(r, tm, rx_now(r) + ACC_HOLD_MS);
+            return; /* still busy: the backlog keeps the others waiting */
+        }
+        a->is_held = 0;
+    }
     if (a->spare_fd < 0) {
         a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -244,6 +285,7 @@ static void close_listener(struct rx *r, struct rx_async *as)
         unwatch_all(a, r);
     }
     rx_timer_stop(r, &a->resume);
+    drop_held(a);
     close_all(a);
     if (!a->is_embedded) {
         rx_stop(r);
@@ -269,7 +311,7 @@ static void accept_all(struct acc_listener *l)
                     log_warn("accept: %s and no spare descriptor: pausing accepts",
                              strerror(errno));
                 }
-                acc_pause(a);
+                acc_pause(a, ACC_PAUSE_MS);
                 return;
             }
             if (errno == EMFILE || errno == ENFILE) {
@@ -318,12 +360,18 @@ static void accept_all(struct acc_listener *l)
         struct rmsg m = {.kind = R_NEW_CONN};
         m.u.fd = fd;
         m.n_ids = R_NEW_CONN_COUNTED | (l->is_tls ? R_NEW_CONN_TLS : 0u);
-        uint32_t k = a->next++ % s->n_iot;
-        if (mbox_try_post(s->iot_in[k], &m, 1) != 1) {
-            log_warn("IO thread %u is full: connection refused", k);
-            login_unauth_leave(&s->login, key, now_ms());
-            atomic_fetch_sub(&s->conns_now, 1);
-            close(fd);
+        if (post_conn(a, &m) < 0) {
+            /* Every IO thread is busy: hold it, and the rest in the backlog. */
+            if (a->n_held++ % 1000 == 0) {
+                log_info("the IO threads' mailboxes are full: accepting pauses until they "
+                         "take the next connection (%llu such pauses so far)",
+                         (unsigned long long)a->n_held);
+            }
+            a->held = m;
+            memcpy(a->held_key, key, sizeof(a->held_key));
+            a->is_held = 1;
+            acc_pause(a, ACC_HOLD_MS);
+            return;
         }
     }
 }
