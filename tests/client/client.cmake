@@ -3,13 +3,15 @@ if(NOT TARGET ferryd)
   return()
 endif()
 
-ferry_check_test(test_client LABEL client TIMEOUT 180
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_client.c
-  LIBS ferry_shared ferry_test_support Threads::Threads)
+foreach(name test_client test_client_reconnect test_client_store)
+  ferry_check_test(${name} LABEL client TIMEOUT 180
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c ${CMAKE_CURRENT_LIST_DIR}/client_test.c
+    LIBS ferry_shared ferry_test_support Threads::Threads)
+endforeach()
 # needs_store exits 77 (skipped, with its reason on stdout) while the broker
 # has no store: it acks with sequence 0. needs_durables likewise while the
 # broker refuses durable consumers (they come after the store).
-set_tests_properties(test_client.needs_store test_client.needs_durables
+set_tests_properties(test_client_store.needs_store test_client_store.needs_durables
   PROPERTIES SKIP_RETURN_CODE 77)
 
 # Install libferry into a temporary prefix and build an out-of-tree program
