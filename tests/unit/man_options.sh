@@ -78,33 +78,37 @@ need_binaries() {
     fi
 }
 
+# Each option of the list $1 fails with the message $4 (%s: the option)
+# unless the list named $3 excuses it for ferryd: then a line "$2: ...".
+excuse_or_fail() {
+    local o why
+    for o in $1; do
+        if why=$(listed "$3" "ferryd $o"); then
+            echo "$2: ferryd $o: $why"
+        else
+            fail "$(printf "$4" "$o")"
+        fi
+    done
+}
+
 check_ferryd() {
-    local page=$man/ferryd.8.scd help defs o why
+    local page=$man/ferryd.8.scd help defs e o
     help=$("$ferryd" --help | help_opts)
     defs=$(scd_defs <"$page")
-    for o in $(minus "$help" "$defs"); do
-        why=$(listed help_only "ferryd $o") && {
-            echo "ok: ferryd $o is not in ferryd.8: $why"
-            continue
-        }
-        fail "ferryd --help prints $o, ferryd.8.scd does not define it"
-    done
-    for o in $(minus "$defs" "$help"); do
-        why=$(listed pending_opts "ferryd $o") && {
-            echo "pending: ferryd $o: $why"
-            continue
-        }
-        fail "ferryd.8.scd defines $o, ferryd --help does not print it"
-    done
-    for e in "${pending_opts[@]}" "${help_only[@]}"; do
+    excuse_or_fail "$(minus "$help" "$defs")" "not in ferryd.8" help_only \
+        "ferryd --help prints %s, ferryd.8.scd does not define it"
+    excuse_or_fail "$(minus "$defs" "$help")" pending pending_opts \
+        "ferryd.8.scd defines %s, ferryd --help does not print it"
+    # An excuse that no longer applies fails: the lists stay true.
+    for e in "${pending_opts[@]}"; do
         o=${e%%:*}
-        o=${o#ferryd }
-        if listed pending_opts "ferryd $o" >/dev/null && grep -qx -- "$o" <<<"$help"; then
-            fail "ferryd --help prints $o now: remove it from pending_opts in $0"
-        fi
-        if listed help_only "ferryd $o" >/dev/null && ! grep -qx -- "$o" <<<"$help"; then
-            fail "ferryd --help no longer prints $o: remove it from help_only in $0"
-        fi
+        grep -qx -- "${o#ferryd }" <<<"$help" &&
+            fail "ferryd --help prints ${o#ferryd } now: remove it from pending_opts in $0"
+    done
+    for e in "${help_only[@]}"; do
+        o=${e%%:*}
+        grep -qx -- "${o#ferryd }" <<<"$help" ||
+            fail "ferryd --help no longer prints ${o#ferryd }: remove it from help_only in $0"
     done
 }
 
