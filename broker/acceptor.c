@@ -386,6 +386,7 @@ static void accept_ready(struct rx *r, struct rx_io *io, uint32_t events)
 static void *acc_main(void *arg)
 {
     struct acceptor *a = arg;
+    log_thread_name_set("acceptor");
     int rc = rx_run(a->rx);
     if (rc < 0) {
         log_error("acceptor: %s", strerror(-rc));

@@ -4,6 +4,7 @@
 #include "auth.h"
 
 #include "ferry.h"
+#include "log.h"
 #include "topic.h"
 #include "trie.h"
 
@@ -856,6 +857,7 @@ static void req_finish(struct auth_pool *p, struct auth_req *r, int do_check)
 static void *pool_main(void *arg)
 {
     struct auth_pool *p = arg;
+    log_thread_name_set("auth");
     for (;;) {
         struct auth_req *r;
         if (mbox_take(&p->q, &r, 1, NULL) == 1) {

@@ -183,10 +183,10 @@ struct catchup *cu_wd_position(struct iot *t, struct conn *c, struct trie_sub *s
     if (rc < 0) {
         free(name);
         if (c->n_wd_fail++ < 10) {
-            log_warn("client %llu %s: wildcard durable %s: no position on %.*s: %s",
-                     (unsigned long long)c->client_id, c->peer, s->pattern, (int)len, topic,
-                     rc == FERRY_EINVAL ? "pattern, name and topic pass 511 bytes"
-                                        : server_strerror(rc));
+            log_client_warn(c->client_id, c->peer, "wildcard durable %s: no position on %.*s: %s",
+                            s->pattern, (int)len, topic,
+                            rc == FERRY_EINVAL ? "pattern, name and topic pass 511 bytes"
+                                               : server_strerror(rc));
         }
         return NULL;
     }
@@ -261,8 +261,8 @@ void cu_wd_sync(struct iot *t, struct conn *c, struct trie_sub *s)
     }
     int rc = store_topic_list(t->srv->store, s->pattern, prefix, wd_topics_cb, &l);
     if (rc < 0) {
-        log_warn("client %llu %s: wildcard durable %s: cannot list its topics: %s",
-                 (unsigned long long)c->client_id, c->peer, s->pattern, server_strerror(rc));
+        log_client_warn(c->client_id, c->peer, "wildcard durable %s: cannot list its topics: %s",
+                        s->pattern, server_strerror(rc));
     }
     for (size_t i = 0; i < l.n; i++) {
         struct catchup *e = cu_wd_position(t, c, s, l.v[i], strlen(l.v[i]), 1);
@@ -359,11 +359,12 @@ uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t n, con
             ids[k++] = ids[i];
         } else if (e->is_started && seq >= e->next_seq) {
             if (!e->is_reading && is_lagging) {
-                log_debug("client %llu %s: subscription %llu lags at sequence %llu of %s: "
-                          "reading the store",
-                          (unsigned long long)c->client_id, c->peer,
-                          (unsigned long long)e->sub->sub_id, (unsigned long long)e->next_seq,
-                          e->sub->pattern); /* not a wildcard durable's (e->cons is NULL) */
+                log_client_debug(c->client_id, c->peer,
+                                 "subscription %llu lags at sequence %llu of %s: "
+                                 "reading the store",
+                                 (unsigned long long)e->sub->sub_id,
+                                 (unsigned long long)e->next_seq,
+                                 e->sub->pattern); /* not a wildcard durable's (e->cons is NULL) */
             }
             e->is_reading = 1; /* the store has next_seq .. seq */
             cu_list(t, c);
@@ -458,8 +459,7 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
 static void cu_read_failed(const struct conn *c, struct catchup *e, const char *topic, int rc)
 {
     if (rc != -EAGAIN) {
-        log_error("client %llu %s: catch-up of %s: %s", (unsigned long long)c->client_id, c->peer,
-                  topic, server_strerror(rc));
+        log_client_error(c->client_id, c->peer, "catch-up of %s: %s", topic, server_strerror(rc));
         e->is_reading = 0;
     }
 }
@@ -669,10 +669,11 @@ uint32_t cu_wild_filter(struct iot *t, struct conn *c, uint64_t *ids, struct tri
                 subs[k] = sb;
                 ids[k++] = ids[i];
             } else if (wcu_add(c, sb, topic, tlen, seq) != NULL) {
-                log_debug("client %llu %s: subscription %llu lags at sequence %llu of %.*s: "
-                          "reading the store",
-                          (unsigned long long)c->client_id, c->peer, (unsigned long long)sb->sub_id,
-                          (unsigned long long)seq, (int)tlen, topic);
+                log_client_debug(c->client_id, c->peer,
+                                 "subscription %llu lags at sequence %llu of %.*s: "
+                                 "reading the store",
+                                 (unsigned long long)sb->sub_id, (unsigned long long)seq, (int)tlen,
+                                 topic);
                 cu_list(t, c);
             } else {
                 subs[k] = sb; /* out of memory: live, bounded as ever */
@@ -823,10 +824,10 @@ void cu_dur_dead_letter(struct iot *t, struct conn *c, struct catchup *e, const 
         why = "the durable's owner may not publish there";
     }
     if (why) {
-        log_warn("client %llu %s: durable on %s: sequence %llu not acked after %u deliveries: "
-                 "dropped, not dead-lettered to %s (%s)",
-                 (unsigned long long)c->client_id, c->peer, topic, (unsigned long long)d->seq,
-                 d->n_deliv, dlq, why);
+        log_client_warn(c->client_id, c->peer,
+                        "durable on %s: sequence %llu not acked after %u deliveries: "
+                        "dropped, not dead-lettered to %s (%s)",
+                        topic, (unsigned long long)d->seq, d->n_deliv, dlq, why);
         cons_forget(e->cons, d->seq);
         return;
     }
@@ -862,9 +863,9 @@ static void group_take(struct iot *t, struct conn *c, struct catchup *e)
     for (size_t q = 0; q < n; q++) {
         if (c->state != ST_OPEN || !cu_has_room(t, c)) {
             if (cons_group_leave(e->cons, seqs[q]) < 0) {
-                log_warn("client %llu %s: queue group on %s: sequence %llu lost: %s",
-                         (unsigned long long)c->client_id, c->peer, e->sub->pattern,
-                         (unsigned long long)seqs[q], "no room left to keep it");
+                log_client_warn(c->client_id, c->peer, "queue group on %s: sequence %llu lost: %s",
+                                e->sub->pattern, (unsigned long long)seqs[q],
+                                "no room left to keep it");
             }
             continue;
         }
@@ -874,9 +875,8 @@ static void group_take(struct iot *t, struct conn *c, struct catchup *e)
         int rc =
             store_read(t->srv->store, e->topic_id, seqs[q], 1, CU_CHUNK_BYTES, cu_on_msg, &x, &res);
         if (c->state == ST_OPEN && rc < 0 && cons_group_leave(e->cons, seqs[q]) < 0) {
-            log_warn("client %llu %s: queue group on %s: sequence %llu lost: %s",
-                     (unsigned long long)c->client_id, c->peer, e->sub->pattern,
-                     (unsigned long long)seqs[q], server_strerror(rc));
+            log_client_warn(c->client_id, c->peer, "queue group on %s: sequence %llu lost: %s",
+                            e->sub->pattern, (unsigned long long)seqs[q], server_strerror(rc));
         }
         /* Read nothing (rc 0): it is no longer stored (retention). */
     }

@@ -20,6 +20,7 @@ enum kind {
     K_STR,
     K_LISTEN,
     K_LEVEL,
+    K_LOG_FORMAT,
     K_SYNC,
     K_BACKEND,
     K_REACTOR,
@@ -50,6 +51,7 @@ static const struct key keys[] = {
     {"io_backend", K_BACKEND, F(io_backend), 0, 0, 0},
     {"reactor", K_REACTOR, F(reactor_mode), 0, 0, 0},
     {"log_level", K_LEVEL, F(log_level), 0, 0, 0},
+    {"log_format", K_LOG_FORMAT, F(log_format), 0, 0, 0},
     {"max_connections", K_U32, F(max_connections), 0, 1, 10000000},
     {"max_subscriptions", K_U32, F(max_subs), 0, 1, 10000000},
     {"max_frame_len", K_U32, F(max_frame_len), 0, 4096, FRAME_MAX_LEN_CEILING},
@@ -405,6 +407,14 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
             *(int *)field = lv;
             return 0;
         }
+        case K_LOG_FORMAT: {
+            int f = log_format_parse(value);
+            if (f < 0) {
+                return -EINVAL;
+            }
+            *(int *)field = f;
+            return 0;
+        }
         case K_INT:
             if (parse_u64(value, k->min, k->max, &v) < 0) {
                 return -EINVAL;
@@ -570,7 +580,7 @@ const char *cfg_usage(void)
 {
     return "usage: ferryd [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
            "              [--io-threads N] [--workers N] [--reactor MODE] [--io-backend B]\n"
-           "              [--log-level LEVEL] [--KEY VALUE ...]\n"
+           "              [--log-level LEVEL] [--log-format text|json] [--KEY VALUE ...]\n"
            "       ferryd --verify DIR\n"
            "\n"
            "ferry's publish/subscribe broker.\n"
@@ -591,6 +601,10 @@ const char *cfg_usage(void)
            "                       (else epoll, said in the log)\n"
            "  --log-level LEVEL    error, warn, info (default) or debug; SIGHUP re-reads it\n"
            "                       from the config file\n"
+           "  --log-format text|json  text (default): \"TIME ferryd[PID] LEVEL message\";\n"
+           "                       json: one JSON object per line with time, level, pid,\n"
+           "                       thread, msg, and client and peer for a connection's\n"
+           "                       events. Read at start only (SIGHUP keeps the format)\n"
            "  --auth-file FILE     users, tokens and their rights (`user NAME HASH`,\n"
            "                       `token NAME HASH`, `cert NAME` (a TLS client certificate\n"
            "                       login), `allow NAME publish|subscribe PATTERN`,\n"

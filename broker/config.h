@@ -40,6 +40,7 @@ struct cfg {
     int io_threads;            /* 0: one per core */
     int workers;               /* 0: one per core */
     int log_level;             /* enum log_level */
+    int log_format;            /* enum log_format: set at start only */
     uint32_t max_connections;  /* beyond: Error LIMIT_EXCEEDED + close */
     uint32_t max_subs;         /* per connection */
     uint32_t max_frame_len;    /* after Connect */

@@ -95,8 +95,7 @@ static int ptrvec_reserve(struct ptrvec *p, uint32_t n)
  * cannot go on. Logged here; the caller stops using c's output. */
 void conn_lost_output(struct iot *t, struct conn *c, const char *what)
 {
-    log_error("client %llu %s: out of memory: %s; closing the connection",
-              (unsigned long long)c->client_id, c->peer, what);
+    log_client_error(c->client_id, c->peer, "out of memory: %s; closing the connection", what);
     conn_kill(t, c);
 }
 
@@ -327,8 +326,8 @@ void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
     size_t n = codec_frame_size(f);
     size_t len;
     if (conn_out_reserve(c, n) < 0 || codec_frame_encode(f, c->out + c->out_len, n, &len) < 0) {
-        log_error("client %llu %s: cannot queue a %s reply, closing",
-                  (unsigned long long)c->client_id, c->peer, codec_frame_name(f));
+        log_client_error(c->client_id, c->peer, "cannot queue a %s reply, closing",
+                         codec_frame_name(f));
         conn_kill(t, c);
         return;
     }
@@ -347,8 +346,7 @@ void conn_send_deliver(struct iot *t, struct conn *c, const uint8_t *pfx, size_t
         unstage(t, c);
     }
     if (conn_out_reserve(c, pl + body_len) < 0) {
-        log_error("client %llu %s: cannot queue a delivery, closing",
-                  (unsigned long long)c->client_id, c->peer);
+        log_client_error(c->client_id, c->peer, "cannot queue a delivery, closing");
         conn_kill(t, c);
         return;
     }
@@ -368,8 +366,7 @@ void conn_send_raw(struct iot *t, struct conn *c, const uint8_t *p, size_t n)
         unstage(t, c);
     }
     if (conn_out_reserve(c, n) < 0) {
-        log_error("client %llu %s: cannot queue a reply, closing", (unsigned long long)c->client_id,
-                  c->peer);
+        log_client_error(c->client_id, c->peer, "cannot queue a reply, closing");
         conn_kill(t, c);
         return;
     }
@@ -426,7 +423,7 @@ void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *text)
         wire_code != FERRY__ERROR_CODE__ERROR_SERVER_BUSY) {
         stats_add(&t->stats.protocol_errors, 1);
     }
-    log_info("client %llu %s: closing: %s", (unsigned long long)c->client_id, c->peer, text);
+    log_client_info(c->client_id, c->peer, "closing: %s", text);
     conn_send_error(t, c, wire_code, text, 0, FERRY__ERROR__REF_KIND__REF_NONE, 1);
     conn_close_after_flush(t, c);
 }
@@ -439,9 +436,9 @@ void conn_slow_consumer(struct iot *t, struct conn *c)
     stats_add(&t->stats.slow_consumers, 1);
     if (!c->is_slow_logged) {
         c->is_slow_logged = 1;
-        log_warn("client %llu %s: slow consumer: more than %llu bytes queued, disconnecting",
-                 (unsigned long long)c->client_id, c->peer,
-                 (unsigned long long)t->srv->cfg.max_outbound);
+        log_client_warn(c->client_id, c->peer,
+                        "slow consumer: more than %llu bytes queued, disconnecting",
+                        (unsigned long long)t->srv->cfg.max_outbound);
     }
     conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER,
               "slow consumer: outbound buffer overflowed");
@@ -498,8 +495,8 @@ void conn_flush(struct iot *t, struct conn *c)
                     continue;
                 }
                 if (errno != EAGAIN) {
-                    log_debug("client %llu %s: write: %s", (unsigned long long)c->client_id,
-                              c->peer, c->tls ? tls_conn_error(c->tls) : strerror(errno));
+                    log_client_debug(c->client_id, c->peer, "write: %s",
+                                     c->tls ? tls_conn_error(c->tls) : strerror(errno));
                     stage_release(t, c);
                     conn_kill(t, c);
                     return;
@@ -711,7 +708,7 @@ void conn_add(struct iot *t, int fd, uint32_t flags)
     conn_timer_arm(t, c, c->connect_deadline);
     stats_add(&t->stats.conns, 1);
     stats_add(&t->stats.conns_total, 1);
-    log_debug("client %llu %s: accepted", (unsigned long long)c->client_id, c->peer);
+    log_client_debug(c->client_id, c->peer, "accepted");
     return;
 
 out_free:
@@ -781,7 +778,7 @@ void conn_kill(struct iot *t, struct conn *c)
     t->free_slots[t->n_free++] = c->slot;
     stats_sub(&t->stats.conns, 1);
     atomic_fetch_sub(&t->srv->conns_now, 1);
-    log_debug("client %llu %s: closed", (unsigned long long)c->client_id, c->peer);
+    log_client_debug(c->client_id, c->peer, "closed");
     if (conn_list_push(&t->dead, c) < 0 && !c->is_dirty && !c->is_paused) {
         free(c); /* not referenced from any list of this round */
     }
@@ -808,9 +805,10 @@ void conn_acl_denied(struct iot *t, struct conn *c, const char *what, const char
     stats_add(&t->stats.permission_denials, 1);
     c->n_denied++;
     if (c->n_denied <= 10 || c->n_denied % 1000 == 0) {
-        log_info("client %llu %s: permission denied: %s %s %.*s (%u on this connection)",
-                 (unsigned long long)c->client_id, c->peer, c->who ? c->who->name : "(no rights)",
-                 what, (int)(name_len > 256 ? 256 : name_len), name, c->n_denied);
+        log_client_info(c->client_id, c->peer,
+                        "permission denied: %s %s %.*s (%u on this connection)",
+                        c->who ? c->who->name : "(no rights)", what,
+                        (int)(name_len > 256 ? 256 : name_len), name, c->n_denied);
     }
 }
 
@@ -961,7 +959,7 @@ void conn_on_readable(struct iot *t, struct conn *c)
          i++) {
         ssize_t r = sock_read(c, t->rbuf, READ_BUF);
         if (r == 0) {
-            log_debug("client %llu %s: end of stream", (unsigned long long)c->client_id, c->peer);
+            log_client_debug(c->client_id, c->peer, "end of stream");
             conn_kill(t, c);
             return;
         }
@@ -970,8 +968,8 @@ void conn_on_readable(struct iot *t, struct conn *c)
                 continue;
             }
             if (errno != EAGAIN) {
-                log_debug("client %llu %s: read: %s", (unsigned long long)c->client_id, c->peer,
-                          c->tls ? tls_conn_error(c->tls) : strerror(errno));
+                log_client_debug(c->client_id, c->peer, "read: %s",
+                                 c->tls ? tls_conn_error(c->tls) : strerror(errno));
                 conn_kill(t, c);
             } else if (c->tls && (tls_conn_wants(c->tls) & TLS_WANT_WRITE)) {
                 conn_set_events(t, c, c->events | RX_WRITE); /* the session must write first */
@@ -1027,8 +1025,7 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm)
     switch (c->state) {
     case ST_AWAIT_CONNECT:
         if (c->tls_hs) {
-            log_info("client %llu %s: TLS handshake not finished in time; closing",
-                     (unsigned long long)c->client_id, c->peer);
+            log_client_info(c->client_id, c->peer, "TLS handshake not finished in time; closing");
             conn_kill(t, c);
         } else if (c->turn != NULL && !c->turn->is_submitted && t->now < c->connect_deadline) {
             handle_login_step(t, c); /* the login gate's wait is over */

@@ -37,8 +37,7 @@ void conn_tls_step(struct iot *t, struct conn *c)
     }
     int rc = tls_conn_handshake(c->tls);
     if (rc < 0) {
-        log_info("client %llu %s: %s; closing", (unsigned long long)c->client_id, c->peer,
-                 tls_conn_error(c->tls));
+        log_client_info(c->client_id, c->peer, "%s; closing", tls_conn_error(c->tls));
         stats_add(&t->stats.protocol_errors, 1);
         conn_kill(t, c);
         return;
@@ -57,6 +56,6 @@ void conn_tls_step(struct iot *t, struct conn *c)
     if (now > t->now) {
         t->now = now;
     }
-    log_debug("client %llu %s: TLS handshake done", (unsigned long long)c->client_id, c->peer);
+    log_client_debug(c->client_id, c->peer, "TLS handshake done");
     conn_on_readable(t, c); /* the Connect may have come with the last handshake record */
 }

@@ -614,6 +614,7 @@ struct cons_reaper {
 static void *reaper_main(void *arg)
 {
     struct cons_reaper *rp = arg;
+    log_thread_name_set("reaper");
     /* A quarter of the limit, within 10 ms .. 1 s: a durable goes at most
      * that much later than its limit. */
     uint64_t step = rp->max_idle_ms / 4;

@@ -23,10 +23,10 @@ int deliver_too_large(struct iot *t, struct conn *c, const uint64_t *ids, uint32
     stats_add(&t->stats.deliver_too_large, 1);
     c->n_too_large++;
     if (c->n_too_large <= 10 || c->n_too_large % 1000 == 0) {
-        log_warn("client %llu %s: Deliver of %zu bytes (sequence %llu) exceeds the negotiated "
-                 "max_frame_len %u: not sent (%u on this connection)",
-                 (unsigned long long)c->client_id, c->peer, frame_len, (unsigned long long)seq,
-                 c->max_frame_len, c->n_too_large);
+        log_client_warn(c->client_id, c->peer,
+                        "Deliver of %zu bytes (sequence %llu) exceeds the negotiated "
+                        "max_frame_len %u: not sent (%u on this connection)",
+                        frame_len, (unsigned long long)seq, c->max_frame_len, c->n_too_large);
     }
     char text[160];
     snprintf(text, sizeof(text),

@@ -382,8 +382,8 @@ static void admin_consumer_delete(struct iot *t, struct conn *c, Ferry__AdminReq
                                                 : FERRY__ERROR_CODE__ERROR_STORAGE_FAILED;
         r.text = (char *)server_strerror(rc);
     } else {
-        log_info("client %llu %s: deleted durable %s on %s%s", (unsigned long long)c->client_id,
-                 c->peer, q->name, q->topic, nh ? " (force: holders detached)" : "");
+        log_client_info(c->client_id, c->peer, "deleted durable %s on %s%s", q->name, q->topic,
+                        nh ? " (force: holders detached)" : "");
     }
     for (uint32_t i = 0; i < nh; i++) {
         struct rmsg d = {.kind = R_DETACH, .conn_ref = hv[i].holder_ref};

@@ -54,8 +54,8 @@ static void connect_accept(struct iot *t, struct conn *c, uint32_t req_ka, uint3
     f.body_case = FERRY__FRAME__BODY_CONNECTED;
     f.connected = &r;
     conn_send(t, c, &f);
-    log_debug("client %llu %s: connected as %s, keepalive %u ms", (unsigned long long)c->client_id,
-              c->peer, c->who ? c->who->name : "anonymous", ka);
+    log_client_debug(c->client_id, c->peer, "connected as %s, keepalive %u ms",
+                     c->who ? c->who->name : "anonymous", ka);
 }
 
 /* ---- logins (login.h: the gate; auth.h: the pool) ---------------------- */
@@ -117,8 +117,8 @@ static struct login_turn *turn_new(const struct conn *c, const Ferry__Connect *m
 static void login_refuse(struct iot *t, struct conn *c, const char *why)
 {
     stats_add(&t->stats.auth_failures, 1);
-    log_warn("client %llu %s: authentication failed%s%s", (unsigned long long)c->client_id, c->peer,
-             why ? ": " : "", why ? why : "");
+    log_client_warn(c->client_id, c->peer, "authentication failed%s%s", why ? ": " : "",
+                    why ? why : "");
     conn_fail(t, c, FERRY__ERROR_CODE__ERROR_AUTH_FAILED, why ? why : "authentication failed");
 }
 
@@ -208,8 +208,8 @@ static int connect_by_certificate(struct iot *t, struct conn *c, Ferry__Connect 
     const struct auth_principal *who = at ? auth_principal_find(at, name) : NULL;
     if (who == NULL || !who->is_cert) {
         auth_table_unref(at);
-        log_warn("client %llu %s: certificate identity \"%.64s\" is no `cert` of the auth file",
-                 (unsigned long long)c->client_id, c->peer, name);
+        log_client_warn(c->client_id, c->peer,
+                        "certificate identity \"%.64s\" is no `cert` of the auth file", name);
         c->keepalive_ms = m->keepalive_ms;
         c->req_max_frame = m->max_frame_len;
         conn_read_stop(t, c);
@@ -219,8 +219,7 @@ static int connect_by_certificate(struct iot *t, struct conn *c, Ferry__Connect 
     c->auth = at;
     c->who = who;
     conn_unauth_leave(t, c);
-    log_info("client %llu %s: authenticated by its certificate as %s",
-             (unsigned long long)c->client_id, c->peer, who->name);
+    log_client_info(c->client_id, c->peer, "authenticated by its certificate as %s", who->name);
     connect_accept(t, c, m->keepalive_ms, m->max_frame_len);
     return 1;
 }

@@ -315,8 +315,9 @@ static void sub_add_position(struct iot *t, struct conn *c, Ferry__Subscribe *m,
         struct wmsg rm = {.kind = W_SUB_READY, .p = s};
         if (iot_wq_push(&t->wq[w], rm) < 0) {
             trie_sub_unref(s);
-            log_error("client %llu %s: out of memory: subscription %llu reads the store only",
-                      (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
+            log_client_error(c->client_id, c->peer,
+                             "out of memory: subscription %llu reads the store only",
+                             (unsigned long long)m->sub_id);
         }
     }
     struct catchup *e = &c->cu[c->n_cu++];
@@ -460,8 +461,8 @@ static int sub_add(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t pl
     }
     if (wq_backlog(t) && defer_suback(t, c, m->sub_id) == 0) {
         c->unacked_key = s->key; /* deliver_routed() holds nothing for it until then */
-        log_debug("client %llu %s: SubAck %llu held: a worker queue is full",
-                  (unsigned long long)c->client_id, c->peer, (unsigned long long)m->sub_id);
+        log_client_debug(c->client_id, c->peer, "SubAck %llu held: a worker queue is full",
+                         (unsigned long long)m->sub_id);
         conn_pause(t, c);
         return 0;
     }

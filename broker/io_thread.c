@@ -203,7 +203,7 @@ void iot_handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t
         handle_admin(t, c, f->admin_request);
         break;
     case FERRY__FRAME__BODY_DISCONNECT:
-        log_debug("client %llu %s: disconnect", (unsigned long long)c->client_id, c->peer);
+        log_client_debug(c->client_id, c->peer, "disconnect");
         conn_close_after_flush(t, c);
         break;
     case FERRY__FRAME__BODY_CONNECT:
@@ -350,8 +350,8 @@ static void auth_reload(struct iot *t)
         }
         const struct auth_principal *who = c->who ? auth_principal_find(cur, c->who->name) : NULL;
         if (c->who && who == NULL) {
-            log_warn("client %llu %s: %s is no longer in the auth file: no rights left",
-                     (unsigned long long)c->client_id, c->peer, c->who->name);
+            log_client_warn(c->client_id, c->peer,
+                            "%s is no longer in the auth file: no rights left", c->who->name);
         }
         auth_table_ref(cur);
         auth_table_unref(c->auth);
@@ -376,8 +376,8 @@ static void auth_reload(struct iot *t)
              * not begun on the wire goes too. */
             uint32_t n = conn_drop_deliveries(t, c, id);
             if (n > 0) {
-                log_info("client %llu %s: %u queued deliveries dropped with the subscription",
-                         (unsigned long long)c->client_id, c->peer, n);
+                log_client_info(c->client_id, c->peer,
+                                "%u queued deliveries dropped with the subscription", n);
             }
             conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text, id,
                             FERRY__ERROR__REF_KIND__REF_SUBSCRIPTION, 0);
@@ -658,6 +658,9 @@ static int before_sleep(struct rx *r, void *arg)
 static void *iot_main(void *arg)
 {
     struct iot *t = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "io%u", t->index);
+    log_thread_name_set(name);
     rx_set_hooks(t->rx, before_sleep, after_sleep, t);
     int rc = rx_run(t->rx);
     if (rc < 0) {

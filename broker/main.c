@@ -137,12 +137,19 @@ static void reload(struct server *s)
     char err[256];
     cfg_defaults(&c);
     c.log_level = s->cfg.log_level;
+    c.log_format = s->cfg.log_format;
     if (cfg_load_file(&c, s->cfg.config_file, err, sizeof(err)) < 0) {
         log_error("SIGHUP: %s; keeping the current settings", err);
         return;
     }
     log_level_set((enum log_level)c.log_level);
     log_info("SIGHUP: reloaded %s (log level)", s->cfg.config_file);
+    if (c.log_format != s->cfg.log_format) {
+        log_warn("SIGHUP: log_format %s in %s is read at start only: the log stays %s until "
+                 "ferryd restarts",
+                 c.log_format == LOG_FORMAT_JSON ? "json" : "text", s->cfg.config_file,
+                 s->cfg.log_format == LOG_FORMAT_JSON ? "json" : "text");
+    }
 }
 
 static int wait_drained(struct server *s, uint64_t deadline)
@@ -523,6 +530,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_level_set((enum log_level)s->cfg.log_level);
+    log_format_set((enum log_format)s->cfg.log_format); /* before any thread starts */
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -466,6 +466,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return answer_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n");
 }
 
+/* Runs on libmicrohttpd's thread as each connection starts: names that
+ * thread "metrics" for the log before anything of the connection is logged
+ * (one prctl per connection; scrapes are rare). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)socket_ctx;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        log_thread_name_set("metrics");
+    }
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -492,10 +506,12 @@ int metrics_start(struct server *s, struct metrics **out, int *port)
     m->s = s;
     /* One thread of its own; a few connections at a time (scrapers and
      * probes), each given 10 s. */
+    /* The logger first: libmicrohttpd warns (on its own logger) otherwise. */
     m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
-                            NULL, NULL, on_request, m, MHD_OPTION_LISTEN_SOCKET, fd,
-                            MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                            NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 16u,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_NOTIFY_CONNECTION,
+                            on_connection, NULL, MHD_OPTION_END);
     if (m->d == NULL) {
         log_error("metrics: cannot start the HTTP server on %s:%d", s->cfg.metrics_host, *port);
         close(fd);

@@ -43,6 +43,10 @@ static uint64_t mono_ms(void)
 static void *ckpt_main(void *arg)
 {
     struct store *s = arg;
+    /* Its name in ps -L and top -H, and in ferryd's log (log.c reads the
+     * kernel's name of a thread the broker did not name: the store does
+     * not log itself). Failure is harmless. */
+    pthread_setname_np(pthread_self(), "ckpt");
     uint64_t seen = 0;    /* n_appends at the last trickle */
     bool is_busy = false; /* the last wait saw commits */
     pthread_mutex_lock(&s->ck_mu);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,9 @@ int worker_fd(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "worker%u", w->index);
+    log_thread_name_set(name);
     int running = 1;
     while (running) {
         mbox_wait(&w->in, -1);

@@ -526,6 +526,7 @@ static void *writer_main(void *arg)
     struct writer *w = arg;
     struct server *s = w->srv;
     static _Thread_local struct wmsg items[WRITER_TAKE];
+    log_thread_name_set("writer");
     int is_interval = s->cfg.sync_mode == STORE_SYNC_INTERVAL;
     int running = 1;
     w->next_sync = now_ms() + s->cfg.sync_interval_ms;

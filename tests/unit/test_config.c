@@ -206,6 +206,21 @@ START_TEST(test_cfg_tls_keys_and_listen_off)
 }
 END_TEST
 
+START_TEST(test_cfg_log_format_text_by_default_or_json)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_int_eq(c.log_format, LOG_FORMAT_TEXT);
+    ck_assert_int_eq(cfg_set(&c, "log-format", "json"), 0);
+    ck_assert_int_eq(c.log_format, LOG_FORMAT_JSON);
+    ck_assert_int_eq(cfg_set(&c, "log_format", "xml"), -EINVAL);
+    ck_assert_int_eq(c.log_format, LOG_FORMAT_JSON);
+    ck_assert_int_eq(cfg_set(&c, "log_format", "text"), 0);
+    ck_assert_int_eq(c.log_format, LOG_FORMAT_TEXT);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--log-format text|json"));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -217,6 +232,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_consumer_max_idle_is_a_duration_default_off);
     tcase_add_test(tc, test_cfg_reactor_and_io_backend);
     tcase_add_test(tc, test_cfg_tls_keys_and_listen_off);
+    tcase_add_test(tc, test_cfg_log_format_text_by_default_or_json);
     suite_add_tcase(s, tc);
     return s;
 }
