@@ -2,9 +2,9 @@
  * main.c - ferryd: start-up and shutdown order, signals.
  *
  * Start: config, log level, file descriptor limit, data directory, workers,
- * IO threads, then the listener (printing the ready line). The main thread
- * then only waits for signals (blocked in every thread, taken with
- * sigwaitinfo here).
+ * IO threads, then the listener (printing the ready line, then telling
+ * systemd: service.h). The main thread then only waits for signals (blocked
+ * in every thread, taken here; meanwhile it feeds systemd's watchdog).
  *
  * The store is opened before any thread starts (nothing is replayed: LMDB is
  * the index, so start-up time does not grow with the stored messages). A
@@ -31,6 +31,7 @@
 #include "qgroup.h"
 #include "reactor.h"
 #include "server.h"
+#include "service.h"
 #include "store.h"
 #include "worker.h"
 #include "writer.h"
@@ -642,15 +643,20 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
     atomic_store(&s->is_ready, 1);
+    char status[240];
+    snprintf(status, sizeof(status), "listening on %s", where);
+    svc_ready(status); /* systemd (Type=notify): started */
 
     for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&sigs, &si);
+        int sig = svc_sigwait(&sigs); /* and the systemd watchdog, if asked for */
         if (sig == SIGHUP) {
+            svc_reloading();
             reload(s);
+            svc_ready(status);
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
+            svc_stopping();
             log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             atomic_store(&s->is_ready, 0);
             break;

@@ -25,5 +25,5 @@ target_compile_definitions(ferry PRIVATE FERRY_CLI_VERSION="${PROJECT_VERSION}")
 find_library(FERRY_CLI_LIBCRYPT crypt REQUIRED)
 target_link_libraries(ferry PRIVATE ferry_cli_util ferry_static Threads::Threads
   ${FERRY_CLI_LIBCRYPT} ferry_warnings)
-install(TARGETS ferry RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS ferry RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT ferry)
 set(FERRY_CLI_TARGET ferry CACHE INTERNAL "target of the ferry CLI")

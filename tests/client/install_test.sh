@@ -1,10 +1,11 @@
 #!/bin/sh
 # install_test.sh BUILD_DIR FERRYD CC SRC_DIR
 #
-# Install libferry (component libferry) into a temporary prefix, then build
-# an out-of-tree program three ways - `cc ... $(pkg-config --cflags --libs
-# ferry)`, statically against libferry.a with `pkg-config --static`, and
-# with CMake's find_package(ferry) - and run each against a real ferryd.
+# Install libferry (components libferry and libferry_dev) into a temporary
+# prefix, then build an out-of-tree program three ways - `cc ...
+# $(pkg-config --cflags --libs ferry)`, statically against libferry.a with
+# `pkg-config --static`, and with CMake's find_package(ferry) - and run each
+# against a real ferryd.
 set -eu
 build=$1 ferryd=$2 cc=$3 src=$4
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferry-install.XXXXXX")
@@ -15,7 +16,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cmake --install "$build" --prefix "$tmp/prefix" --component libferry >/dev/null
+for component in libferry libferry_dev; do
+    cmake --install "$build" --prefix "$tmp/prefix" --component $component >/dev/null
+done
 libdir=$(ls -d "$tmp/prefix"/lib*/pkgconfig | head -n 1)
 libdir=${libdir%/pkgconfig}
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
