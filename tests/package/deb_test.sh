@@ -59,8 +59,11 @@ for f in "$ferry" "$lib" "$dev"; do
 done
 # The manuals, where this build makes them (man/, scdoc).
 for page in $(cd "$build" && find . -name 'ferryd.8' -o -name 'ferry.1' -o -name 'ferryd.conf.5'); do
-    has "$ferry" "/usr/share/man/man[0-9]/$(basename "$page")(\.gz)?"
+    has "$ferry" "/usr/share/man/man[0-9]/$(basename "$page")\.gz"
 done
+if [ -f "$build/man/libferry.3" ]; then
+    has "$dev" "/usr/share/man/man3/libferry\.3\.gz"
+fi
 depends "$ferry" 'adduser'
 depends "$ferry" 'libc6 \(>= '
 depends "$ferry" 'liblmdb0'

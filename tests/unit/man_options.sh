@@ -37,7 +37,6 @@ pending_opts=(
     "ferryd --json: issue 15 item 5 (ferryd --inspect DIR --json)"
 )
 pending_cmds=(
-    "top: issue 15 item 2 (ferry top [--once])"
     "backup: issue 15 item 5 (ferry backup OUT_DIR)"
 )
 
