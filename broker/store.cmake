@@ -4,6 +4,7 @@ add_library(ferry_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
   ${CMAKE_CURRENT_LIST_DIR}/store_ckpt.c
   ${CMAKE_CURRENT_LIST_DIR}/store_codec.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_offline.c
   ${CMAKE_CURRENT_LIST_DIR}/store_purge.c
   ${CMAKE_CURRENT_LIST_DIR}/store_read.c
   ${CMAKE_CURRENT_LIST_DIR}/store_verify.c
