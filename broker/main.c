@@ -20,11 +20,13 @@
  *      SHUTTING_DOWN, flush, close;
  *   5. close the store; exit 0.
  *
- * `ferryd --verify DIR` checks a store offline and exits 0 (clean) or 1.
+ * `ferryd --verify DIR` checks a store offline and exits 0 (clean) or 1;
+ * `ferryd --inspect DIR ...` prints what it holds (inspect.h).
  */
 #include "acceptor.h"
 #include "config.h"
 #include "consumer.h"
+#include "inspect.h"
 #include "io_thread.h"
 #include "log.h"
 #include "metrics.h"
@@ -510,6 +512,9 @@ int main(int argc, char **argv)
             return 2;
         }
         return verify(dir);
+    }
+    if (argc >= 2 && strcmp(argv[1], "--inspect") == 0) {
+        return inspect_main(argc - 1, argv + 1);
     }
 
     cfg_defaults(&s->cfg);
