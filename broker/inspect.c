@@ -93,20 +93,32 @@ static void out_maybe_flush(struct inspect *in)
 
 /* ---- collecting (store callbacks: copy, nothing else) ------------------ */
 
+/* v (n of *cap elements of size bytes used) with room for one more: v
+ * itself, a larger copy, or NULL (out of memory: in->is_nomem). */
+static void *room(struct inspect *in, void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap) {
+        return v;
+    }
+    size_t c = *cap ? 2 * *cap : 16;
+    void *bigger = realloc(v, c * size);
+    if (bigger == NULL) {
+        in->is_nomem = 1;
+        return NULL;
+    }
+    *cap = c;
+    return bigger;
+}
+
 static int topic_cb(void *ctx, const char *name, size_t name_len,
                     const struct store_topic_info *info)
 {
     struct inspect *in = ctx;
-    if (in->n_topics == in->topics_cap) {
-        size_t cap = in->topics_cap ? 2 * in->topics_cap : 64;
-        struct itopic *v = realloc(in->topics, cap * sizeof(*v));
-        if (v == NULL) {
-            in->is_nomem = 1;
-            return 1;
-        }
-        in->topics = v;
-        in->topics_cap = cap;
+    struct itopic *v = room(in, in->topics, in->n_topics, &in->topics_cap, sizeof(*v));
+    if (v == NULL) {
+        return 1;
     }
+    in->topics = v;
     struct itopic *t = &in->topics[in->n_topics++];
     memcpy(t->name, name, name_len);
     t->name[name_len] = '\0';
@@ -118,16 +130,11 @@ static int durable_cb(void *ctx, const char *key, size_t key_len, const void *va
                       size_t value_len)
 {
     struct inspect *in = ctx;
-    if (in->n_durs == in->durs_cap) {
-        size_t cap = in->durs_cap ? 2 * in->durs_cap : 16;
-        struct idurable *v = realloc(in->durs, cap * sizeof(*v));
-        if (v == NULL) {
-            in->is_nomem = 1;
-            return 1;
-        }
-        in->durs = v;
-        in->durs_cap = cap;
+    struct idurable *v = room(in, in->durs, in->n_durs, &in->durs_cap, sizeof(*v));
+    if (v == NULL) {
+        return 1;
     }
+    in->durs = v;
     struct idurable *d = &in->durs[in->n_durs];
     char why[160];
     if (cons_info_from_record(key, key_len, value, value_len, &d->ci, &d->rec, why, sizeof(why)) !=

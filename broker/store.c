@@ -247,9 +247,13 @@ static int64_t now_ns(void)
 
 /* Look at dir before LMDB touches it. Refuses a data.mdb that is not an
  * LMDB file, and a non-empty directory that has no data.mdb. */
-int store__dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+int store__dir_precheck(const char *dir, bool may_create, char data_path[PATH_MAX], char *err,
                         size_t err_len)
 {
+    if ((size_t)snprintf(data_path, PATH_MAX, "%s/data.mdb", dir) >= PATH_MAX) {
+        store__err_set(err, err_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
     struct stat st;
     if (stat(dir, &st) != 0) {
         int e = errno;
@@ -664,11 +668,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         return FERRY_EINVAL;
     }
     char data_path[PATH_MAX];
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        store__err_set(err, err_len, "%s: path too long", dir);
-        return -ENAMETOOLONG;
-    }
-    int ret = store__dir_precheck(dir, data_path, true, err, err_len);
+    int ret = store__dir_precheck(dir, true, data_path, err, err_len);
     if (ret != 0) {
         return ret;
     }

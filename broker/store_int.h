@@ -22,6 +22,7 @@
 #include "store.h"
 #include "store_bytes.h"
 
+#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -294,9 +295,10 @@ struct store_topic *store__topic_alloc(const char *name, size_t len, uint32_t h,
 /* Check the meta record that mdb_get() returned get_rc for: 0, or
  * FERRY_ESTORAGE with err saying why ("not a ferry store" ...). */
 int store__meta_verify(const char *dir, int get_rc, const MDB_val *v, char *err, size_t err_len);
-/* Look at dir before LMDB touches it (store_open(), store_verify()): 0, or
- * a ferry code or -errno with err filled. No store needed. */
-int store__dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+/* Look at dir before LMDB touches it (store_open(), store_verify(), the
+ * offline opens): its data.mdb's path into data_path; 0, or a ferry code or
+ * -errno (-ENAMETOOLONG: the path) with err filled. No store needed. */
+int store__dir_precheck(const char *dir, bool may_create, char data_path[PATH_MAX], char *err,
                         size_t err_len);
 
 /* ---- store_write.c: the writer path (wlock held) ----------------------- */

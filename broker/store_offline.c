@@ -26,11 +26,7 @@ int store_recover(const char *dir, uint64_t *n_replayed, char *err, size_t err_l
     if (dir == NULL) {
         return FERRY_EINVAL;
     }
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        store__err_set(err, err_len, "%s: path too long", dir);
-        return -ENAMETOOLONG;
-    }
-    int rc = store__dir_precheck(dir, data_path, false, err, err_len);
+    int rc = store__dir_precheck(dir, false, data_path, err, err_len);
     if (rc != 0) {
         return rc;
     }
@@ -91,11 +87,7 @@ int store_open_readonly(const char *dir, struct store **out, char *err, size_t e
     if (dir == NULL || out == NULL) {
         return FERRY_EINVAL;
     }
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        store__err_set(err, err_len, "%s: path too long", dir);
-        return -ENAMETOOLONG;
-    }
-    int ret = store__dir_precheck(dir, data_path, false, err, err_len);
+    int ret = store__dir_precheck(dir, false, data_path, err, err_len);
     if (ret != 0) {
         return ret;
     }

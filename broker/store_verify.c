@@ -401,10 +401,7 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     if (dir == NULL) {
         return FERRY_EINVAL;
     }
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        return -ENAMETOOLONG;
-    }
-    int ret = store__dir_precheck(dir, data_path, false, err, sizeof(err));
+    int ret = store__dir_precheck(dir, false, data_path, err, sizeof(err));
     if (ret != 0) {
         vsay(&vf, "%s", err);
         return ret;
