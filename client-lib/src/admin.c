@@ -60,7 +60,9 @@ static void consumer_copy(ferry_consumer_info *dst, const Ferry__ConsumerInfo *s
 static void copy_counts(uint64_t *dst, size_t cap, const uint64_t *src, size_t n)
 {
     memset(dst, 0, cap * sizeof(*dst));
-    memcpy(dst, src, (n < cap ? n : cap) * sizeof(*dst));
+    if (n > 0) { /* an empty repeated field decodes to NULL: memcpy must not see it */
+        memcpy(dst, src, (n < cap ? n : cap) * sizeof(*dst));
+    }
 }
 
 void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
