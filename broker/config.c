@@ -582,6 +582,7 @@ const char *cfg_usage(void)
            "              [--io-threads N] [--workers N] [--reactor MODE] [--io-backend B]\n"
            "              [--log-level LEVEL] [--log-format text|json] [--KEY VALUE ...]\n"
            "       ferryd --verify DIR\n"
+           "       ferryd --inspect DIR [--topic TOPIC [--from-seq N] [--count K]] [--json]\n"
            "\n"
            "ferry's publish/subscribe broker.\n"
            "\n"
@@ -692,6 +693,11 @@ const char *cfg_usage(void)
            "                       since (a restart restarts every durable's clock)\n"
            "  --verify DIR         check a store offline (CRCs, sequences, counters, index);\n"
            "                       prints a report, exits 0 if clean, 1 if not\n"
+           "  --inspect DIR        print a store's topics (counts, sequence ranges) and\n"
+           "                       durables (positions), offline or beside a running\n"
+           "                       ferryd; --topic TOPIC [--from-seq N] [--count K] prints\n"
+           "                       messages too; --json for one JSON document\n"
+           "                       (ferryd --inspect --help says more)\n"
            "SIGTERM commits and acknowledges what is queued, then closes the store. A\n"
            "failed write or fsync (EIO) stops ferryd at once with status 1 (fail-stop).\n";
 }

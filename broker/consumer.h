@@ -358,6 +358,16 @@ struct cons_info {
     uint64_t idle_since_ms;     /* is_loaded and unheld: monotonic ms since when; else 0 */
 };
 
+/* A stored record and its key as one durable, the way cons_reg_list()
+ * reports a durable that is only in the store (ferryd --inspect too): the
+ * key's parts (topic, name, pattern, is_root, key) and the record's figures
+ * (next_seq, ack_floor, n_pending, n_redelivered) into out, the rest of out
+ * zero; the decoded record into rec (may be NULL: its owner, a root's
+ * start). Pure. Returns 0, or FERRY_ESTORAGE (a key without NUL, or a
+ * record cons_rec_decode() refuses) with a one-line reason in why. */
+int cons_info_from_record(const char *key, size_t key_len, const void *value, size_t value_len,
+                          struct cons_info *out, struct cons_rec *rec, char *why, size_t why_len);
+
 /* The durables whose topic passes match (a pure function: it is called
  * under the registry's lock and inside a store read), both those in
  * memory and those only in the store, sorted by topic then name. A

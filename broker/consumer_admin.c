@@ -224,20 +224,38 @@ static int list_store_cb(void *ctx, const char *key, size_t key_len, const void 
             hi = mid;
         }
     }
-    struct cons_rec rec;
-    char why[160];
-    if (cons_rec_decode(value, value_len, &rec, why, sizeof(why)) != 0) {
-        return 0; /* corrupt: ferryd --verify names it */
-    }
     struct cons_info *ci = info_push(iv);
     if (ci == NULL) {
         return 1;
     }
-    info_key(ci, key, key_len);
-    ci->next_seq = rec.next_seq;
-    ci->n_pending = rec.n_pending;
-    ci->n_redelivered = rec.n_redelivered;
-    ci->ack_floor = rec.first_pending ? rec.first_pending - 1 : rec.next_seq - 1;
+    char why[160];
+    if (cons_info_from_record(key, key_len, value, value_len, ci, NULL, why, sizeof(why)) != 0) {
+        iv->n--; /* corrupt: ferryd --verify names it */
+    }
+    return 0;
+}
+
+int cons_info_from_record(const char *key, size_t key_len, const void *value, size_t value_len,
+                          struct cons_info *out, struct cons_rec *rec, char *why, size_t why_len)
+{
+    struct cons_rec r;
+    struct cons_key kp;
+    if (cons__key_split(key, key_len, &kp) != 0) {
+        snprintf(why, why_len, "key has no NUL between topic and name");
+        return FERRY_ESTORAGE;
+    }
+    if (cons_rec_decode(value, value_len, &r, why, why_len) != 0) {
+        return FERRY_ESTORAGE;
+    }
+    memset(out, 0, sizeof(*out));
+    info_key(out, key, key_len);
+    out->next_seq = r.next_seq;
+    out->n_pending = r.n_pending;
+    out->n_redelivered = r.n_redelivered;
+    out->ack_floor = r.first_pending ? r.first_pending - 1 : r.next_seq - 1;
+    if (rec != NULL) {
+        *rec = r;
+    }
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /*
- * handle_admin.c - AdminRequest: topics, topic info, purge, consumers.
+ * handle_admin.c - AdminRequest: topics, topic info, purge, consumers (a
+ * backup: handle_backup.c).
  */
 #include "io_int.h"
 
@@ -521,6 +522,9 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_CONSUMER_DELETE &&
                t->srv->consumers != NULL) {
         admin_consumer_delete(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_BACKUP) {
+        handle_backup_request(t, c, m);
         return;
     } else {
         r.code = FERRY__ERROR_CODE__ERROR_UNKNOWN_MESSAGE;

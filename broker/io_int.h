@@ -311,6 +311,11 @@ struct iot {
     uint64_t next_sub_key;   /* the last trie_sub.key handed out */
     uint32_t pub_serial;     /* the last pub_rec.serial handed out */
     struct trie_sub **dsubs; /* deliver_routed() scratch: cfg.max_subs entries */
+    /* A hot backup's chunks queued on one of our connections and not yet
+     * credited back to the backup thread (handle_backup.c). */
+    uint64_t backup_ref;  /* that connection */
+    uint32_t backup_gen;  /* that backup's number (backup.h) */
+    uint32_t backup_owed; /* chunks owed; 0: none */
 };
 
 /* A Publish, wherever it was decoded from. Pointers are valid for the call. */
@@ -505,6 +510,16 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
 void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m);
 /* A plain Publish read without a full decode; 0 if it needs the decoder. */
 int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size_t len);
+
+/* ---- handle_backup.c --------------------------------------------------- */
+
+/* AdminRequest.backup (the admin right checked): claim the backup slot and
+ * hand the start to the writer, or answer with the refusal. */
+void handle_backup_request(struct iot *t, struct conn *c, Ferry__AdminRequest *m);
+/* R_BACKUP: a frame of the backup thread for one of our connections. */
+void handle_backup_frame(struct iot *t, const struct rmsg *m);
+/* After a round's writes: credit back what the connection has written. */
+void handle_backup_pump(struct iot *t);
 
 /* ---- handle_admin.c ---------------------------------------------------- */
 

@@ -326,6 +326,9 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
         case R_DETACH:
             handle_admin_detach(t, m);
             break;
+        case R_BACKUP:
+            handle_backup_frame(t, m);
+            break;
         default:
             break;
         }
@@ -642,6 +645,7 @@ static int before_sleep(struct rx *r, void *arg)
         atomic_store(&t->is_drained, 1);
     }
     end_round(t);
+    handle_backup_pump(t); /* after the writes, and the closed freed */
     if (phase == PHASE_CLOSE) {
         if (t->close_deadline == 0) {
             t->close_deadline = t->now + t->srv->cfg.shutdown_ms;
@@ -773,7 +777,7 @@ void iot_destroy(struct iot *t)
                 free(m.u.ext_ids);
             }
             pub_batch_unref(m.batch);
-        } else if (m.kind == R_RAW) {
+        } else if (m.kind == R_RAW || m.kind == R_BACKUP) {
             free(m.u.raw.buf);
         } else if (m.kind == R_AUTH) {
             auth_table_unref(m.u.auth.t);

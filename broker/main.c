@@ -20,11 +20,16 @@
  *      SHUTTING_DOWN, flush, close;
  *   5. close the store; exit 0.
  *
- * `ferryd --verify DIR` checks a store offline and exits 0 (clean) or 1.
+ * `ferryd --verify DIR` checks a store offline and exits 0 (clean) or 1;
+ * `ferryd --inspect DIR ...` prints what it holds (inspect.h). `ferryd
+ * --backup-child DIR` is ferryd's own: the process a hot backup copies the
+ * store with (backup.h), not for users.
  */
 #include "acceptor.h"
+#include "backup.h"
 #include "config.h"
 #include "consumer.h"
+#include "inspect.h"
 #include "io_thread.h"
 #include "log.h"
 #include "metrics.h"
@@ -458,6 +463,7 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     int rc;
     uint64_t deadline = now_ms() + s->cfg.shutdown_ms;
     acc_stop(s->acc);
+    backup_stop(s->backup);   /* its client is told while the IO threads run */
     cons_reaper_stop(reaper); /* before the last flush of the registry */
     set_phase(s, PHASE_DRAIN);
     if (wait_drained(s, deadline) < 0) {
@@ -487,6 +493,7 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
         worker_destroy(s->workers[i]);
     }
     writer_destroy(s->writer);
+    backup_destroy(s->backup);
     /* Acks taken by the IO threads after the writer stopped. */
     if ((rc = cons_reg_flush(s->consumers)) < 0) {
         log_warn("shutdown: durable consumer state not saved: %s", server_strerror(rc));
@@ -518,6 +525,12 @@ int main(int argc, char **argv)
             return 2;
         }
         return verify(dir);
+    }
+    if (argc >= 2 && strcmp(argv[1], "--inspect") == 0) {
+        return inspect_main(argc - 1, argv + 1);
+    }
+    if (argc == 3 && strcmp(argv[1], "--backup-child") == 0) {
+        return backup_child_main(argv[2]);
     }
 
     cfg_defaults(&s->cfg);
@@ -592,7 +605,8 @@ int main(int argc, char **argv)
         log_error("cannot create the store writer");
         return 1;
     }
-    if (cons_reg_create(s->store, wake_writer, s, &s->consumers) < 0) {
+    if ((s->backup = backup_create(s)) == NULL ||
+        cons_reg_create(s->store, wake_writer, s, &s->consumers) < 0) {
         log_error("out of memory");
         return 1;
     }

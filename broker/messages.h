@@ -170,6 +170,8 @@ enum wmsg_kind {
                    * it was posted is committed (the Ack confirmation rule) */
     W_TOPIC_INFO, /* IO thread -> the worker owning a topic: p = struct
                    * topic_info_req (malloc'd); answered with R_RAW */
+    W_BACKUP,     /* IO thread -> writer: p = the server's struct backup
+                   * (backup.h, claimed); the writer commits, then starts it */
 };
 
 struct wmsg {
@@ -220,6 +222,9 @@ enum rmsg_kind {
     R_PONG,      /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
     R_DETACH,    /* an admin deleted a durable (force): end subscription
                   * u.ack.id if it still holds durable u.ack.seq (cons_id) */
+    R_BACKUP,    /* backup thread -> IO thread: u.raw as R_RAW (an AdminReply of a
+                  * backup); body_off: the backup's number (backup.h); n_ids:
+                  * 1 on its last frame (no credit owed), else 0 */
 };
 
 #define RMSG_INLINE_IDS 2

@@ -25,6 +25,7 @@ struct iot;
 struct worker;
 struct acceptor;
 struct metrics;
+struct backup;
 struct store;
 struct writer;
 struct cons_reg;
@@ -72,6 +73,7 @@ struct server {
     struct qgroup_reg *qgroups; /* queue groups' owners (NULL without an auth file); thread-safe */
     struct acceptor *acc;
     struct metrics *metrics;     /* the HTTP endpoint (NULL: off); main only */
+    struct backup *backup;       /* the hot backup slot (NULL without a store); thread-safe */
     struct stats acc_stats;      /* acceptor's counters */
     struct auth_holder auth;     /* the auth file's table (NULL: anonymous); thread-safe */
     struct auth_pool *auth_pool; /* credential checks, off the IO threads; NULL: no auth */

@@ -11,7 +11,6 @@
  */
 #include "store.h"
 
-#include "crc32c.h"
 #include "store_int.h"
 #include "store_wal.h"
 
@@ -80,13 +79,36 @@ bool store__is_full_error(int rc)
 
 int store__rtxn_begin(struct store *s, MDB_txn **txn)
 {
-    pthread_rwlock_rdlock(&s->map_lock);
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-    if (rc != 0) {
+    for (int attempt = 0;; attempt++) {
+        pthread_rwlock_rdlock(&s->map_lock);
+        int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+        if (rc == 0) {
+            return 0;
+        }
         pthread_rwlock_unlock(&s->map_lock);
-        return store__xlate_read(rc);
+        if (rc != MDB_MAP_RESIZED || attempt > 0) {
+            return store__xlate_read(rc);
+        }
+        rc = store__map_adopt(s);
+        if (rc != 0) {
+            return store__xlate_read(rc);
+        }
     }
-    return 0;
+}
+
+/* Another process grew the map past ours (a read-only store next to a live
+ * broker: the broker's own store never sees this): adopt its size, with no
+ * transaction of ours open (map_lock exclusively). An MDB/errno code. */
+int store__map_adopt(struct store *s)
+{
+    pthread_rwlock_wrlock(&s->map_lock);
+    int rc = mdb_env_set_mapsize(s->env, 0);
+    MDB_envinfo info;
+    if (rc == 0 && mdb_env_info(s->env, &info) == 0) {
+        atomic_store(&s->map_size, info.me_mapsize);
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    return rc;
 }
 
 void store__rtxn_end(struct store *s, MDB_txn *txn)
@@ -225,9 +247,13 @@ static int64_t now_ns(void)
 
 /* Look at dir before LMDB touches it. Refuses a data.mdb that is not an
  * LMDB file, and a non-empty directory that has no data.mdb. */
-int store__dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+int store__dir_precheck(const char *dir, bool may_create, char data_path[PATH_MAX], char *err,
                         size_t err_len)
 {
+    if ((size_t)snprintf(data_path, PATH_MAX, "%s/data.mdb", dir) >= PATH_MAX) {
+        store__err_set(err, err_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
     struct stat st;
     if (stat(dir, &st) != 0) {
         int e = errno;
@@ -305,6 +331,25 @@ int store__dir_precheck(const char *dir, const char *data_path, bool may_create,
     return rc;
 }
 
+int store__meta_verify(const char *dir, int get_rc, const MDB_val *v, char *err, size_t err_len)
+{
+    int rc = get_rc == 0 ? store__meta_check(v) : -1;
+    if (rc == -1) {
+        store__err_set(err, err_len,
+                       "%s: not a ferry store (format record missing or wrong magic); refusing "
+                       "to use it",
+                       dir);
+    } else if (rc == -2) {
+        store__err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
+    } else if (rc == -3) {
+        store__err_set(err, err_len,
+                       "%s: store format version %u, this ferryd reads version %u only", dir,
+                       (unsigned)get_le32((const unsigned char *)v->mv_data + 8),
+                       (unsigned)STORE_FORMAT_VERSION);
+    }
+    return rc == 0 ? 0 : FERRY_ESTORAGE;
+}
+
 /* Open or create the databases and check the meta record (write txn). */
 static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
 {
@@ -363,23 +408,7 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         MDB_val v;
         rc = mdb_get(txn, s->dbi_meta, &k, &v);
         s->n_open_reads++;
-        const unsigned char *m = v.mv_data;
-        if (rc != 0 || v.mv_size != STORE_META_LEN ||
-            memcmp(m, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
-            store__err_set(err, err_len,
-                           "%s: not a ferry store (format record missing or wrong magic); refusing "
-                           "to use it",
-                           dir);
-            goto out_abort;
-        }
-        if (crc32c(0, m, 24) != get_le32(m + 24)) {
-            store__err_set(err, err_len, "%s: ferry format record is corrupt (CRC mismatch)", dir);
-            goto out_abort;
-        }
-        if (get_le32(m + 8) != STORE_FORMAT_VERSION) {
-            store__err_set(err, err_len,
-                           "%s: store format version %u, this ferryd reads version %u only", dir,
-                           (unsigned)get_le32(m + 8), (unsigned)STORE_FORMAT_VERSION);
+        if (store__meta_verify(dir, rc, &v, err, err_len) != 0) {
             goto out_abort;
         }
     }
@@ -510,7 +539,7 @@ out_abort:
     return ret;
 }
 
-static void store_free(struct store *s)
+void store__free(struct store *s)
 {
     if (s->htab != NULL) {
         for (size_t i = 0; i < s->hcap; i++) {
@@ -537,7 +566,7 @@ static void store_free(struct store *s)
 
 /* A store for opts: its locks made, an empty topic table, nothing opened
  * yet (lock_fd -1). NULL when out of memory. */
-static struct store *store_alloc(const struct store_options *opts)
+struct store *store__alloc(const struct store_options *opts)
 {
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -565,7 +594,7 @@ static struct store *store_alloc(const struct store_options *opts)
     s->hcap = 64;
     s->htab = calloc(s->hcap, sizeof(*s->htab));
     if (s->htab == NULL) {
-        store_free(s);
+        store__free(s);
         return NULL;
     }
     s->batch.s = s;
@@ -639,16 +668,12 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         return FERRY_EINVAL;
     }
     char data_path[PATH_MAX];
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        store__err_set(err, err_len, "%s: path too long", dir);
-        return -ENAMETOOLONG;
-    }
-    int ret = store__dir_precheck(dir, data_path, true, err, err_len);
+    int ret = store__dir_precheck(dir, true, data_path, err, err_len);
     if (ret != 0) {
         return ret;
     }
 
-    struct store *s = store_alloc(opts);
+    struct store *s = store__alloc(opts);
     if (s == NULL) {
         store__err_set(err, err_len, "out of memory");
         return -ENOMEM;
@@ -718,13 +743,18 @@ out_env_close:
 out_close_fd:
     close(s->lock_fd);
 out_free:
-    store_free(s);
+    store__free(s);
     return ret;
 }
 
 void store_close(struct store *s)
 {
     if (s == NULL) {
+        return;
+    }
+    if (s->is_readonly) {
+        mdb_env_close(s->env); /* no writer, no log, no flock */
+        store__free(s);
         return;
     }
     pthread_mutex_lock(&s->wlock);
@@ -737,7 +767,13 @@ void store_close(struct store *s)
     store__ckpt_thread_stop(s);
     mdb_env_close(s->env);
     close(s->lock_fd); /* releases the flock */
-    store_free(s);
+    store__free(s);
+}
+
+int store_readers_check(struct store *s)
+{
+    int dead = 0;
+    return mdb_reader_check(s->env, &dead) == 0 ? dead : 0;
 }
 
 void store_stats(struct store *s, struct store_stats *st)

@@ -4,12 +4,12 @@ add_library(ferry_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
   ${CMAKE_CURRENT_LIST_DIR}/store_ckpt.c
   ${CMAKE_CURRENT_LIST_DIR}/store_codec.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_offline.c
   ${CMAKE_CURRENT_LIST_DIR}/store_purge.c
   ${CMAKE_CURRENT_LIST_DIR}/store_read.c
   ${CMAKE_CURRENT_LIST_DIR}/store_verify.c
   ${CMAKE_CURRENT_LIST_DIR}/store_wal.c
-  ${CMAKE_CURRENT_LIST_DIR}/store_write.c
-  ${CMAKE_CURRENT_LIST_DIR}/crc32c.c)
+  ${CMAKE_CURRENT_LIST_DIR}/store_write.c)
 target_include_directories(ferry_store PUBLIC
   ${CMAKE_CURRENT_LIST_DIR} ${PROJECT_SOURCE_DIR}/client-lib/include)
-target_link_libraries(ferry_store PUBLIC PkgConfig::LMDB Threads::Threads PRIVATE ferry_warnings)
+target_link_libraries(ferry_store PUBLIC ferry_crc PkgConfig::LMDB Threads::Threads PRIVATE ferry_warnings)

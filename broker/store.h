@@ -486,6 +486,11 @@ struct store_stats {
     const char *fail_reason; /* static text of the failure, NULL if none */
 };
 
+/* Clear the reader slots of processes that died (mdb_reader_check): one
+ * killed while reading (a backup's copying process) keeps its snapshot's
+ * pages from reuse until then. Returns how many were cleared. Any thread. */
+int store_readers_check(struct store *s);
+
 /* Snapshot of counters; any thread. */
 void store_stats(struct store *s, struct store_stats *st);
 
@@ -553,6 +558,55 @@ typedef int (*store_consumer_cb)(void *ctx, const char *key, size_t key_len, con
  * to cb, or FERRY_EINVAL, -EAGAIN, FERRY_ESTORAGE. Thread: any. */
 int store_consumers_foreach(struct store *s, const char *prefix, size_t prefix_len,
                             store_consumer_cb cb, void *ctx);
+
+/*
+ * Offline access (store_offline.c): what ferryd --verify and --inspect, and
+ * the copying process of a hot backup, use.
+ *
+ * store_recover(): if no broker holds dir, bring its store to the state a
+ * start would (the last checkpoint put back, the write-ahead log replayed
+ * onto it, a new checkpoint) and close it; *n_replayed (may be NULL)
+ * receives the log records replayed: acknowledged batches that were not in
+ * data.mdb yet (0 after a clean shutdown). dir must hold a store already
+ * (nothing is created). Returns 0, -EBUSY (a live broker holds dir; its
+ * committed snapshot is whole and there is nothing to do), -ENOENT (no
+ * store there), or what store_open() returns; err says why.
+ *
+ * store_open_readonly(): open dir's store in a read-only LMDB environment
+ * of this process: no lock on the directory, no log, no writer, nothing
+ * recovered. It may run next to the live broker that owns dir (each reader
+ * call then sees the broker's last committed snapshot when the call
+ * begins; messages acknowledged in the last few hundred microseconds may
+ * not be committed yet, see writer.h) or on a store no broker runs, after
+ * store_recover() (without it, a store left by a crash is read as its last
+ * LMDB commits left it, without what only the log holds, and after a power
+ * cut that snapshot may be torn). The readers work on it (store_read,
+ * store_seek_time, store_topic_*, store_consumer_get,
+ * store_consumers_foreach, store_stats); every write path returns
+ * FERRY_ESTORAGE (the store counts as fail-stopped, store_is_failed() is 1).
+ * Close it with store_close(). Returns 0 and *out, -ENOENT (no data.mdb),
+ * FERRY_ESTORAGE (not a ferry store, corrupt, another format), -errno; err
+ * says why.
+ *
+ * store_copy(): write a compacted copy of a read-only store to fd: one
+ * snapshot, taken as the call begins, as a complete data.mdb (LMDB's
+ * mdb_env_copyfd2() with MDB_CP_COMPACT: free pages left out, written
+ * sequentially, so fd may be a pipe). A directory holding only that file
+ * is a store: store_open() makes the log anew, and nothing is lost (the
+ * copy holds whole committed transactions only). The snapshot is pinned
+ * (the broker cannot reuse its pages, data.mdb may grow meanwhile) until
+ * the copy ends, which takes as long as fd takes the bytes. Read-only
+ * stores only: inside the broker's process a reader that long would hold
+ * off a map resize, and with it the writer, until the copy ends. Returns
+ * 0, FERRY_EINVAL (not read-only, fd < 0), -EPIPE (fd's reader went away),
+ * -errno (fd's other write errors), FERRY_ESTORAGE; err says why.
+ *
+ * Thread: any; not concurrently with other calls on the same store (each
+ * opens its own environment).
+ */
+int store_recover(const char *dir, uint64_t *n_replayed, char *err, size_t err_len);
+int store_open_readonly(const char *dir, struct store **out, char *err, size_t err_len);
+int store_copy(struct store *s, int fd, char *err, size_t err_len);
 
 struct store_verify_result {
     uint64_t n_topics;

@@ -163,6 +163,18 @@ void store__meta_encode(unsigned char out[STORE_META_LEN], int64_t created)
     put_le32(out + 24, crc32c(0, out, 24));
 }
 
+int store__meta_check(const MDB_val *v)
+{
+    const unsigned char *m = v->mv_data;
+    if (v->mv_size != STORE_META_LEN || memcmp(m, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
+        return -1;
+    }
+    if (crc32c(0, m, 24) != get_le32(m + 24)) {
+        return -2;
+    }
+    return get_le32(m + 8) == STORE_FORMAT_VERSION ? 0 : -3;
+}
+
 /* Encode m after r in the arena (r's fields already set). */
 void store__value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t hlen)
 {

@@ -12,6 +12,8 @@
  *   store_read.c    readers: messages, time seeks, topics, consumer records
  *   store_ckpt.c    checkpoints and their thread; recovery (the log replayed)
  *   store_verify.c  ferryd --verify
+ *   store_offline.c recovery on demand, read-only opens, compacted copies
+ *                   (ferryd --inspect, backups)
  *   store_wal.c     the write-ahead log's files (store_wal.h)
  */
 #ifndef FERRY_STORE_INT_H
@@ -20,6 +22,7 @@
 #include "store.h"
 #include "store_bytes.h"
 
+#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -124,7 +127,8 @@ struct store {
     MDB_dbi dbi_msgs;
     MDB_dbi dbi_tidx;
     MDB_dbi dbi_consumers;
-    int lock_fd; /* our fd on data.mdb, flock'ed exclusively */
+    int lock_fd;      /* our fd on data.mdb, flock'ed exclusively; -1 when read-only */
+    bool is_readonly; /* store_open_readonly(): readers only (written by open only) */
     enum store_sync_mode sync_mode;
     size_t map_max;
     size_t map_grow_step; /* store_options.map_grow_step_max */
@@ -242,6 +246,10 @@ int store__topic_rec_decode(const MDB_val *key, const MDB_val *val, uint32_t *id
                             struct topic_state *st, const char **name, size_t *name_len);
 /* The meta "format" record of a store created at `created` (ns). */
 void store__meta_encode(unsigned char out[STORE_META_LEN], int64_t created);
+/* Check a meta "format" record: 0 (ours, this format), -1 not ferry's (no
+ * such record, wrong length or magic), -2 CRC mismatch, -3 another format
+ * version. Pure. */
+int store__meta_check(const MDB_val *v);
 
 /* ---- store.c: errors, transactions, topic table, open ------------------ */
 
@@ -256,6 +264,13 @@ int store__xlate_read(int rc);
 bool store__is_full_error(int rc);
 /* Begin a read txn, map_lock held shared: 0 or a ferry code. Any thread. */
 int store__rtxn_begin(struct store *s, MDB_txn **txn);
+/* Adopt the map size another process grew the file to (MDB_MAP_RESIZED),
+ * no txn of ours open (takes map_lock exclusively): an MDB/errno code. */
+int store__map_adopt(struct store *s);
+/* A store's memory and locks, nothing opened (lock_fd -1); NULL: no memory.
+ * store__free() undoes it (and closes the log, if any). Open/close only. */
+struct store *store__alloc(const struct store_options *opts);
+void store__free(struct store *s);
 /* End a read txn and release map_lock. The thread that began it. */
 void store__rtxn_end(struct store *s, MDB_txn *txn);
 /* Begin a write txn, map_lock held shared: an MDB/errno code. Writer (wlock). */
@@ -277,9 +292,13 @@ int store__topic_insert(struct store *s, struct store_topic *t);
 void store__topic_unlink(struct store *s, struct store_topic *t);
 /* A new, empty in-memory topic (not in the table), or NULL. Pure. */
 struct store_topic *store__topic_alloc(const char *name, size_t len, uint32_t h, uint32_t id);
-/* Look at dir before LMDB touches it (store_open(), store_verify()): 0, or
- * a ferry code or -errno with err filled. No store needed. */
-int store__dir_precheck(const char *dir, const char *data_path, bool may_create, char *err,
+/* Check the meta record that mdb_get() returned get_rc for: 0, or
+ * FERRY_ESTORAGE with err saying why ("not a ferry store" ...). */
+int store__meta_verify(const char *dir, int get_rc, const MDB_val *v, char *err, size_t err_len);
+/* Look at dir before LMDB touches it (store_open(), store_verify(), the
+ * offline opens): its data.mdb's path into data_path; 0, or a ferry code or
+ * -errno (-ENAMETOOLONG: the path) with err filled. No store needed. */
+int store__dir_precheck(const char *dir, bool may_create, char data_path[PATH_MAX], char *err,
                         size_t err_len);
 
 /* ---- store_write.c: the writer path (wlock held) ----------------------- */

@@ -4,7 +4,6 @@
  * recovers it as a start would; then it walks one snapshot in a read-only
  * LMDB environment of its own, so it may run next to a live broker.
  */
-#include "crc32c.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -402,10 +401,7 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     if (dir == NULL) {
         return FERRY_EINVAL;
     }
-    if ((size_t)snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >= sizeof(data_path)) {
-        return -ENAMETOOLONG;
-    }
-    int ret = store__dir_precheck(dir, data_path, false, err, sizeof(err));
+    int ret = store__dir_precheck(dir, false, data_path, err, sizeof(err));
     if (ret != 0) {
         vsay(&vf, "%s", err);
         return ret;
@@ -413,11 +409,8 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     /* With no broker on it, recover first, as a start would (the log
      * replayed onto the last checkpoint): what is checked is what a broker
      * would serve. Next to a live broker (-EBUSY) its snapshot is whole. */
-    struct store *st;
-    ret = store_open(dir, NULL, &st, err, sizeof(err));
-    if (ret == 0) {
-        store_close(st);
-    } else if (ret != -EBUSY) {
+    ret = store_recover(dir, NULL, err, sizeof(err));
+    if (ret != 0 && ret != -EBUSY) {
         vsay(&vf, "recovery: %s", err);
     }
     MDB_env *env;
@@ -455,15 +448,11 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     MDB_val k = {sizeof(STORE_META_KEY) - 1, STORE_META_KEY};
     MDB_val v;
     rc = mdb_get(txn, dbi_meta, &k, &v);
-    if (rc != 0 || v.mv_size != STORE_META_LEN ||
-        memcmp(v.mv_data, STORE_MAGIC, STORE_MAGIC_LEN) != 0) {
-        vsay(&vf, "format record missing or wrong magic: not a ferry store");
-        ret = FERRY_ESTORAGE;
-        goto out_txn;
-    }
-    if (crc32c(0, v.mv_data, 24) != get_le32((const unsigned char *)v.mv_data + 24) ||
-        get_le32((const unsigned char *)v.mv_data + 8) != STORE_FORMAT_VERSION) {
-        vsay(&vf, "format record corrupt or of another version");
+    int mc = rc == 0 ? store__meta_check(&v) : -1;
+    if (mc != 0) {
+        vsay(&vf, "%s",
+             mc == -1 ? "format record missing or wrong magic: not a ferry store"
+                      : "format record corrupt or of another version");
         ret = FERRY_ESTORAGE;
         goto out_txn;
     }

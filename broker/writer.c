@@ -25,6 +25,7 @@
  */
 #include "writer.h"
 
+#include "backup.h"
 #include "codec.h"
 #include "consumer.h"
 #include "ferry.h"
@@ -585,10 +586,14 @@ static void *writer_main(void *arg)
                 barrier_hold(w, m->p);
                 continue;
             }
-            /* A purge or the stop: everything before it is committed first. */
+            /* A purge, a backup or the stop: everything before it is
+             * committed first (a backup's snapshot must hold every message
+             * acked before it: backup.h). */
             commit(w);
             if (m->kind == W_PURGE) {
                 purge(w, m->p);
+            } else if (m->kind == W_BACKUP) {
+                backup_begin(m->p);
             } else if (m->kind == W_STOP) {
                 running = 0;
             }

@@ -18,7 +18,8 @@
  * acknowledged data silently).
  *
  * Under `sync interval` the writer also calls store_sync() every interval.
- * Topic purges (admin) run here too, since they write.
+ * Topic purges (admin) run here too, since they write; a hot backup
+ * (backup.h) starts here, after the commit of everything queued before it.
  */
 #ifndef FERRY_WRITER_H
 #define FERRY_WRITER_H

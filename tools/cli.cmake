@@ -18,6 +18,7 @@ add_executable(ferry
   ${CMAKE_CURRENT_LIST_DIR}/cmd_sub.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_bench.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_admin.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_backup.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_passwd.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_top.c)
 target_compile_definitions(ferry PRIVATE FERRY_CLI_VERSION="${PROJECT_VERSION}")

@@ -144,6 +144,7 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv);
 int cmd_consumers(struct cli_opts *o, int argc, char **argv);
 int cmd_consumer(struct cli_opts *o, int argc, char **argv);
 int cmd_passwd(struct cli_opts *o, int argc, char **argv);
+int cmd_backup(struct cli_opts *o, int argc, char **argv);
 int cmd_top(struct cli_opts *o, int argc, char **argv);
 
 #endif /* FERRY_TOOLS_CLI_H */

@@ -440,6 +440,56 @@ void cli_buf_json_str(struct cli_buf *b, const void *p, size_t n)
     cli_buf_add(b, "\"", 1);
 }
 
+void cli_buf_json_bytes(struct cli_buf *b, const char *name, const char *enc_name, const void *p,
+                        size_t n)
+{
+    cli_buf_addf(b, ",\"%s\":", name);
+    if (cli_utf8_valid(p, n)) {
+        cli_buf_json_str(b, p, n);
+    } else {
+        cli_buf_add(b, "\"", 1);
+        cli_buf_base64(b, p, n);
+        cli_buf_addf(b, "\",\"%s\":\"base64\"", enc_name);
+    }
+}
+
+void cli_buf_quoted(struct cli_buf *b, const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    cli_buf_reserve(b, n + 2);
+    b->data[b->len++] = '"';
+    size_t run = 0; /* start of the pending unescaped run */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        size_t len = c >= 0x80 ? utf8_seq_len(s + i, n - i) : 1;
+        /* U+0080..U+009F are controls too (C1): escaped like C0 */
+        if (c >= 0x80 && len > 0 && !(c == 0xc2 && s[i + 1] < 0xa0)) {
+            i += len - 1; /* copied with the run */
+            continue;
+        }
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            continue;
+        }
+        cli_buf_add(b, s + run, i - run);
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            cli_buf_add(b, esc, 2);
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            cli_buf_add(b, c == '\n' ? "\\n" : c == '\r' ? "\\r" : "\\t", 2);
+        } else {
+            for (size_t k = 0; k < (len > 0 ? len : 1); k++) {
+                char esc[4] = {'\\', 'x', hex[s[i + k] >> 4], hex[s[i + k] & 15]};
+                cli_buf_add(b, esc, 4);
+            }
+            i += (len > 0 ? len : 1) - 1;
+        }
+        run = i + 1;
+    }
+    cli_buf_add(b, s + run, n - run);
+    cli_buf_add(b, "\"", 1);
+}
+
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -76,6 +76,18 @@ void cli_buf_free(struct cli_buf *b);
  * result is always valid JSON; use base64 for bytes that must survive). */
 void cli_buf_json_str(struct cli_buf *b, const void *p, size_t n);
 
+/* Append `,"name":` and p[0..n) as a JSON value: a string when it is valid
+ * UTF-8 (cli_utf8_valid), else its base64 followed by the member
+ * `"enc_name":"base64"` (the form of `ferry sub --json`'s key and payload). */
+void cli_buf_json_bytes(struct cli_buf *b, const char *name, const char *enc_name, const void *p,
+                        size_t n);
+
+/* Append p[0..n) as a double-quoted C-style literal for a terminal: printable
+ * ASCII and well-formed UTF-8 (other than control characters) as they are,
+ * \" \\ \n \r \t escaped, every other byte (controls, DEL, bytes not
+ * part of well-formed UTF-8) as \xNN. */
+void cli_buf_quoted(struct cli_buf *b, const void *p, size_t n);
+
 /* Append base64 (RFC 4648, with padding) of p[0..n). */
 void cli_buf_base64(struct cli_buf *b, const void *p, size_t n);
 

@@ -180,21 +180,6 @@ static int sub_opt(int opt, const char *arg, void *ctx)
     }
 }
 
-/* Append s[0..n) as a JSON value: text when valid UTF-8, else base64 and
- * an encoding member named enc_name. */
-static void json_bytes(struct cli_buf *b, const char *name, const char *enc_name, const void *p,
-                       size_t n)
-{
-    cli_buf_addf(b, ",\"%s\":", name);
-    if (cli_utf8_valid(p, n)) {
-        cli_buf_json_str(b, p, n);
-    } else {
-        cli_buf_add(b, "\"", 1);
-        cli_buf_base64(b, p, n);
-        cli_buf_addf(b, "\",\"%s\":\"base64\"", enc_name);
-    }
-}
-
 static void format_json(struct cli_buf *b, const ferry_msg *m)
 {
     const char *topic = ferry_msg_topic(m);
@@ -226,11 +211,11 @@ static void format_json(struct cli_buf *b, const ferry_msg *m)
     size_t key_len;
     const void *key = ferry_msg_key(m, &key_len);
     if (key_len) {
-        json_bytes(b, "key", "key_encoding", key, key_len);
+        cli_buf_json_bytes(b, "key", "key_encoding", key, key_len);
     }
     size_t len;
     const void *data = ferry_msg_data(m, &len);
-    json_bytes(b, "payload", "encoding", data, len);
+    cli_buf_json_bytes(b, "payload", "encoding", data, len);
     cli_buf_add(b, "}\n", 2);
 }
 

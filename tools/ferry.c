@@ -1,7 +1,7 @@
 /*
  * ferry.c - the `ferry` command-line tool: main(), the common options and
  * dispatch to one file per subcommand (cmd_pub.c, cmd_sub.c, cmd_bench.c,
- * cmd_admin.c).
+ * cmd_admin.c, cmd_backup.c).
  *
  * The tool speaks to the broker only through libferry's public API
  * (ferry.h): it is the library's first user.
@@ -40,6 +40,7 @@ static const char main_help[] =
     "  topic purge TOPIC     remove every stored message of a topic\n"
     "  consumers [PATTERN]   list durable consumers: ack floor, pending, lag, holders\n"
     "  consumer delete TOPIC NAME  delete a durable consumer (--force: even while held)\n"
+    "  backup DIR            copy the broker's store into DIR while it serves\n"
     "  passwd                hash a password (or make a token) for ferryd's auth file\n"
     "  help [COMMAND]        show this help, or a command's help\n"
     "\n"
@@ -435,6 +436,7 @@ static const struct command commands[] = {
     {"consumers", cmd_consumers},
     {"consumer", cmd_consumer},
     {"passwd", cmd_passwd},
+    {"backup", cmd_backup},
     {"top", cmd_top},
 };
 

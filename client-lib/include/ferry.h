@@ -190,7 +190,8 @@ extern "C" {
     XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
     XX(EQUEUEFULL, -1103, "subscription queue full: message dropped")                              \
     XX(ERECONNECTFAILED, -1104, "gave up reconnecting")                                            \
-    XX(ETLS, -1105, "TLS failed (handshake or certificate)")
+    XX(ETLS, -1105, "TLS failed (handshake or certificate)")                                       \
+    XX(ECHECKSUM, -1106, "checksum mismatch: data damaged on the way or on disk")
 
 enum ferry_errno {
 #define FERRY__ERRNO_ENUM(name, value, text) FERRY_##name = (value),
@@ -937,6 +938,69 @@ FERRY_API int ferry_admin_consumers(ferry_client *c, const char *pattern, uint32
  * durable. */
 FERRY_API int ferry_admin_consumer_delete(ferry_client *c, const char *topic, const char *name,
                                           int force, int timeout_ms);
+
+/*
+ * Hot backup.
+ *
+ * ferry_admin_backup() asks the server for a copy of its store, made while
+ * it goes on serving, and hands the copy to cb piece by piece, in order:
+ * the bytes of one file, `data.mdb` (result->file), which alone makes a
+ * store directory (start ferryd with --data-dir on a directory holding only
+ * it). The server first commits everything it acknowledged before it read
+ * the request: every publish whose PubAck the caller (or any client) saw
+ * before this call is in the copy, and so is every durable consumer
+ * position confirmed by then (ferry_flush). The copy is compacted (free
+ * pages left out) and usually smaller than the server's file.
+ *
+ * cb(c, offset, data, len, userdata) receives each piece (offset: where it
+ * goes in the file, every earlier byte came before it; data valid during
+ * the call only) and returns 0 to go on; a non-zero return stops the
+ * backup: the call then returns that value if it is negative, else
+ * -ECANCELED. cb runs like every callback (see THREADING MODEL): on the IO
+ * thread in thread mode (while it runs the client reads nothing more, so a
+ * slow disk slows the server's sending down, never the other way round),
+ * inside this call in event-loop mode. No cb runs after this call returns.
+ *
+ * The call waits until the copy is complete: timeout_ms (> 0) bounds the
+ * wait for each answer of the server (the first one, and each next piece),
+ * not the whole backup, which takes as long as the store is large. At the
+ * end the library checks the size and the CRC-32C of what it handed to cb
+ * against the server's, and fills *result (may be NULL).
+ *
+ * Requires the admin right on a server with an auth file. One backup runs
+ * at a time per server. If the call fails, what cb received is not a
+ * usable copy. A backup stopped early (cb, timeout) goes on in the server
+ * until it is done or the connection closes: close the client to stop it.
+ *
+ * Returns 0; FERRY_EPERM; FERRY_EBUSY (another backup is running, or the
+ * server is too busy to start one now: retry); FERRY_ESTORAGE (the server
+ * could not copy its store); FERRY_ESHUTDOWN; FERRY_ECHECKSUM (what arrived
+ * is not what the server sent); FERRY_EPROTOCOL (answers out of order);
+ * FERRY_EUNKNOWNMSG (a server without backups); -ETIMEDOUT;
+ * FERRY_EDISCONNECTED; FERRY_ENOTREADY; FERRY_ECLOSED; -EDEADLK; -EINVAL;
+ * -ENOMEM; or cb's error. Blocking; same thread rules as
+ * ferry_publish_sync.
+ */
+typedef int (*ferry_backup_cb)(ferry_client *c, uint64_t offset, const void *data, size_t len,
+                               void *userdata);
+
+typedef struct ferry_backup_result {
+    char file[64];         /* the file's name in a store directory: "data.mdb" */
+    uint64_t size;         /* bytes handed to cb, the file's length */
+    uint32_t crc32c;       /* their CRC-32C (ferry_crc32c), as the server computed it */
+    int64_t snapshot_time; /* ns since the epoch: every publish acknowledged before
+                              it is in the copy */
+    uint64_t reserved[4];
+} ferry_backup_result;
+
+FERRY_API int ferry_admin_backup(ferry_client *c, ferry_backup_cb cb, void *userdata,
+                                 int timeout_ms, ferry_backup_result *result);
+
+/* CRC-32C (Castagnoli, as iSCSI and ext4 use) of data[0..len) continuing
+ * from crc (0 to start): ferry_crc32c(ferry_crc32c(0, a, n), b, m) is the
+ * CRC of a followed by b. The checksum of backups (ferry_backup_result).
+ * Pure; any thread. */
+FERRY_API uint32_t ferry_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* Free memory the library handed to the caller (ferry_admin_topics,
  * ferry_admin_consumers). NULL ok. Any thread. */

@@ -1,6 +1,7 @@
 /*
  * admin.c - AdminRequest / AdminReply: stats, topic list, topic info, purge,
- * durable consumer list and delete.
+ * durable consumer list and delete (a backup, answered by many replies:
+ * backup.c).
  *
  * Each call is synchronous: the request record lives on the caller's stack
  * in c->admins (guarded by c->mu) until the reply, a lost connection, close,
@@ -13,16 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    ADMIN_STATS = 1,
-    ADMIN_TOPICS = 2,
-    ADMIN_TOPIC_INFO = 3,
-    ADMIN_PURGE = 4,
-    ADMIN_CONSUMERS = 5,
-    ADMIN_CONSUMER_DELETE = 6,
-};
-
-static void admin_unlink(ferry_client *c, struct ferry__admin *a)
+void ferry__admin_unlink(ferry_client *c, struct ferry__admin *a)
 {
     for (struct ferry__admin **pp = &c->admins; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == a) {
@@ -82,13 +74,17 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
     if (a == NULL) {
         return; /* its caller timed out */
     }
-    admin_unlink(c, a);
+    if (a->kind == FERRY__ADMIN_BACKUP) {
+        ferry__backup_on_reply(c, a, r); /* many replies */
+        return;
+    }
+    ferry__admin_unlink(c, a);
     a->is_done = 1;
     a->code = r->code == FERRY__ERROR_CODE__ERROR_NONE ? 0 : FERRY_ERR_FROM_WIRE(r->code);
     snprintf(a->text, sizeof(a->text), "%s", r->text);
     if (a->code == 0) {
         switch (a->kind) {
-        case ADMIN_STATS:
+        case FERRY__ADMIN_STATS:
             if (r->stats != NULL) {
                 const Ferry__Stats *s = r->stats;
                 ferry_stats *o = a->stats;
@@ -127,8 +123,8 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
                 a->code = FERRY_EPROTOCOL;
             }
             break;
-        case ADMIN_TOPICS:
-        case ADMIN_TOPIC_INFO:
+        case FERRY__ADMIN_TOPICS:
+        case FERRY__ADMIN_TOPIC_INFO:
             if (r->n_topics > 0) {
                 a->topics = calloc(r->n_topics, sizeof(*a->topics));
                 if (a->topics == NULL) {
@@ -139,14 +135,14 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
                     topic_copy(&a->topics[i], r->topics[i]);
                 }
                 a->n_topics = r->n_topics;
-            } else if (a->kind == ADMIN_TOPIC_INFO) {
+            } else if (a->kind == FERRY__ADMIN_TOPIC_INFO) {
                 a->code = FERRY_ENOTOPIC;
             }
             break;
-        case ADMIN_PURGE:
+        case FERRY__ADMIN_PURGE:
             a->purged = r->purged;
             break;
-        case ADMIN_CONSUMERS:
+        case FERRY__ADMIN_CONSUMERS:
             if (r->n_consumers > 0) {
                 a->consumers = calloc(r->n_consumers, sizeof(*a->consumers));
                 if (a->consumers == NULL) {
@@ -178,6 +174,31 @@ void ferry__admin_fail_all(ferry_client *c, int code)
     pthread_cond_broadcast(&c->cond);
 }
 
+int ferry__admin_send(ferry_client *c, Ferry__AdminRequest *req, struct ferry__admin *a)
+{
+    if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
+        return FERRY_ECLOSED;
+    }
+    if (ferry__in_callback(c)) {
+        return -EDEADLK;
+    }
+    if (c->phase != FERRY__PH_UP) {
+        return FERRY_ENOTREADY;
+    }
+    a->id = req->id = c->next_admin_id++;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+    f.admin_request = req;
+    int rc = ferry__send_frame(c, &f);
+    if (rc != 0) {
+        return rc;
+    }
+    a->next = c->admins;
+    c->admins = a;
+    ferry__kick(c);
+    return 0;
+}
+
 /* Send req (a filled AdminRequest without id) and wait for the answer into
  * a. Returns a->code, or a local error. */
 static int admin_call(ferry_client *c, Ferry__AdminRequest *req, struct ferry__admin *a,
@@ -187,34 +208,14 @@ static int admin_call(ferry_client *c, Ferry__AdminRequest *req, struct ferry__a
         return -EINVAL;
     }
     pthread_mutex_lock(&c->mu);
-    int rc;
-    if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
-        rc = FERRY_ECLOSED;
-        goto out_unlock;
-    }
-    if (ferry__in_callback(c)) {
-        rc = -EDEADLK;
-        goto out_unlock;
-    }
-    if (c->phase != FERRY__PH_UP) {
-        rc = FERRY_ENOTREADY;
-        goto out_unlock;
-    }
-    a->id = req->id = c->next_admin_id++;
-    Ferry__Frame f = FERRY__FRAME__INIT;
-    f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
-    f.admin_request = req;
-    rc = ferry__send_frame(c, &f);
+    int rc = ferry__admin_send(c, req, a);
     if (rc != 0) {
         goto out_unlock;
     }
-    a->next = c->admins;
-    c->admins = a;
-    ferry__kick(c);
     int64_t deadline = ferry__deadline(timeout_ms);
     while (!a->is_done) {
         if (ferry__now_ms() >= deadline) {
-            admin_unlink(c, a);
+            ferry__admin_unlink(c, a);
             rc = -ETIMEDOUT;
             ferry__seterr(c, rc, "admin request: no answer within %d ms", timeout_ms);
             goto out_unlock;
@@ -246,7 +247,7 @@ FERRY_API int ferry_admin_stats(ferry_client *c, int timeout_ms, ferry_stats *ou
     Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_STATS;
     req.stats = &sr;
-    struct ferry__admin a = {.kind = ADMIN_STATS, .stats = &tmp};
+    struct ferry__admin a = {.kind = FERRY__ADMIN_STATS, .stats = &tmp};
     int rc = admin_call(c, &req, &a, timeout_ms);
     if (rc == 0) {
         *out = tmp;
@@ -267,7 +268,7 @@ FERRY_API int ferry_admin_topics(ferry_client *c, const char *pattern, uint32_t 
     Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPICS;
     req.topics = &tr;
-    struct ferry__admin a = {.kind = ADMIN_TOPICS};
+    struct ferry__admin a = {.kind = FERRY__ADMIN_TOPICS};
     int rc = admin_call(c, &req, &a, timeout_ms);
     if (rc == 0) {
         *out = a.topics;
@@ -289,7 +290,7 @@ FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int tim
     Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO;
     req.topic_info = &tr;
-    struct ferry__admin a = {.kind = ADMIN_TOPIC_INFO};
+    struct ferry__admin a = {.kind = FERRY__ADMIN_TOPIC_INFO};
     int rc = admin_call(c, &req, &a, timeout_ms);
     if (rc == 0) {
         *out = a.topics[0];
@@ -309,7 +310,7 @@ FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int ti
     Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_PURGE;
     req.topic_purge = &tr;
-    struct ferry__admin a = {.kind = ADMIN_PURGE};
+    struct ferry__admin a = {.kind = FERRY__ADMIN_PURGE};
     int rc = admin_call(c, &req, &a, timeout_ms);
     if (rc == 0 && purged_out != NULL) {
         *purged_out = a.purged;
@@ -330,7 +331,7 @@ FERRY_API int ferry_admin_consumers(ferry_client *c, const char *pattern, uint32
     Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_CONSUMERS;
     req.consumers = &lr;
-    struct ferry__admin a = {.kind = ADMIN_CONSUMERS};
+    struct ferry__admin a = {.kind = FERRY__ADMIN_CONSUMERS};
     int rc = admin_call(c, &req, &a, timeout_ms);
     if (rc == 0) {
         *out = a.consumers;
@@ -354,7 +355,7 @@ FERRY_API int ferry_admin_consumer_delete(ferry_client *c, const char *topic, co
     Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_CONSUMER_DELETE;
     req.consumer_delete = &dr;
-    struct ferry__admin a = {.kind = ADMIN_CONSUMER_DELETE};
+    struct ferry__admin a = {.kind = FERRY__ADMIN_CONSUMER_DELETE};
     return admin_call(c, &req, &a, timeout_ms);
 }
 

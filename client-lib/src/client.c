@@ -383,6 +383,9 @@ void ferry__dispatch(ferry_client *c)
             c->opts.event_cb(c, &it->ev, c->opts.event_ud);
             pthread_mutex_lock(&c->mu);
             break;
+        case FERRY__CB_BACKUP:
+            ferry__backup_dispatch(c, it);
+            break;
         }
         c->cb_running = 0;
         free(it);

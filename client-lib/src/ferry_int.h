@@ -171,24 +171,44 @@ struct ferry__pub {
     int64_t deadline;              /* ack timeout, ms monotonic; 0 none */
 };
 
-/* A pending admin request; lives on its caller's stack. */
+/* What an admin request asks (struct ferry__admin.kind). */
+enum {
+    FERRY__ADMIN_STATS = 1,
+    FERRY__ADMIN_TOPICS = 2,
+    FERRY__ADMIN_TOPIC_INFO = 3,
+    FERRY__ADMIN_PURGE = 4,
+    FERRY__ADMIN_CONSUMERS = 5,
+    FERRY__ADMIN_CONSUMER_DELETE = 6,
+    FERRY__ADMIN_BACKUP = 7,
+};
+
+/* A pending admin request; lives on its caller's stack. Guarded by c->mu. */
 struct ferry__admin {
     struct ferry__admin *next;
     uint64_t id;
     int is_done;
     int code;
     char text[FERRY__ERRTEXT_CAP];
-    int kind; /* 1 stats, 2 topics, 3 topic info, 4 purge, 5 consumers, 6 consumer delete */
+    int kind; /* FERRY__ADMIN_* */
     ferry_stats *stats;
     ferry_topic_info *topics; /* malloc'd result (kind 2, 3) */
     size_t n_topics;
     uint64_t purged;
     ferry_consumer_info *consumers; /* malloc'd result (kind 5) */
     size_t n_consumers;
+    /* kind 7, a backup (backup.c): its chunks go to the callback queue */
+    ferry_backup_cb backup_cb;
+    void *backup_ud;
+    ferry_backup_result backup_res; /* filled by the last reply */
+    uint64_t backup_next;           /* offset the next chunk must have */
+    uint32_t backup_crc;            /* CRC-32C of the chunks received */
+    uint32_t n_backup_cbs;          /* chunk callbacks queued or running */
+    int backup_cb_rc;               /* a callback's non-zero return: the rest is dropped */
+    int64_t backup_last_ms;         /* when the last reply came (the timeout's start) */
 };
 
 /* Callback queue items. */
-enum ferry__cb_kind { FERRY__CB_PUB, FERRY__CB_MSG, FERRY__CB_EVENT };
+enum ferry__cb_kind { FERRY__CB_PUB, FERRY__CB_MSG, FERRY__CB_EVENT, FERRY__CB_BACKUP };
 
 struct ferry__cbitem {
     struct ferry__cbitem *next;
@@ -203,6 +223,10 @@ struct ferry__cbitem {
     struct ferry_msg *msg;
     /* FERRY__CB_EVENT */
     ferry_event ev; /* text and server point into the item's tail */
+    /* FERRY__CB_BACKUP: a chunk, in the item's tail */
+    struct ferry__admin *admin; /* its ferry_admin_backup() call */
+    uint64_t offset;
+    size_t len;
 };
 
 enum ferry__phase {
@@ -377,5 +401,17 @@ void ferry__subs_free_handles(ferry_client *c);
 /* admin.c */
 void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r);
 void ferry__admin_fail_all(ferry_client *c, int code);
+/* Take a out of c->admins (if there). */
+void ferry__admin_unlink(ferry_client *c, struct ferry__admin *a);
+/* Send req (its id set here) for a, and list a in c->admins. Lock held.
+ * 0, FERRY_ECLOSED, -EDEADLK (in a callback), FERRY_ENOTREADY, -ENOMEM. */
+int ferry__admin_send(ferry_client *c, Ferry__AdminRequest *req, struct ferry__admin *a);
+
+/* backup.c */
+/* An AdminReply of a's backup (lock held). */
+void ferry__backup_on_reply(ferry_client *c, struct ferry__admin *a, const Ferry__AdminReply *r);
+/* Run a FERRY__CB_BACKUP item (dispatcher thread; lock held, released
+ * around the user's callback). */
+void ferry__backup_dispatch(ferry_client *c, struct ferry__cbitem *it);
 
 #endif /* FERRY_INT_H */

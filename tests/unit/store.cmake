@@ -1,4 +1,4 @@
-# Unit tests of the store module (broker/store.c, broker/crc32c.c).
+# Unit tests of the store module (broker/store*.c) and of CRC-32C (proto/crc32c.c).
 ferry_check_test(test_crc32c LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_crc32c.c LIBS ferry_store)
 ferry_check_test(test_store LABEL unit TIMEOUT 300

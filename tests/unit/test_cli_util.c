@@ -108,6 +108,37 @@ START_TEST(test_cli_json_escapes_quotes_and_controls)
 }
 END_TEST
 
+START_TEST(test_cli_quoted_escapes_what_a_terminal_should_not_see)
+{
+    struct cli_buf b = {0};
+    /* printable ASCII and UTF-8 as is; quote, backslash, \n \r \t escaped */
+    const char in[] = "a \"b\"\\c\n\r\t\xc3\xa9";
+    cli_buf_quoted(&b, in, sizeof(in) - 1);
+    ck_assert_str_eq(b.data, "\"a \\\"b\\\"\\\\c\\n\\r\\t\xc3\xa9\"");
+    /* controls (C0, DEL, C1) and bytes that are not UTF-8 as \xNN */
+    b.len = 0;
+    cli_buf_quoted(&b, "\0\x01\x7f\xc2\x85\xff\xc3(", 8);
+    ck_assert_str_eq(b.data, "\"\\x00\\x01\\x7f\\xc2\\x85\\xff\\xc3(\"");
+    b.len = 0;
+    cli_buf_quoted(&b, "", 0);
+    ck_assert_str_eq(b.data, "\"\"");
+    cli_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_cli_json_bytes_text_or_base64)
+{
+    struct cli_buf b = {0};
+    cli_buf_adds(&b, "{\"x\":1");
+    cli_buf_json_bytes(&b, "payload", "encoding", "h\"i", 3);
+    cli_buf_json_bytes(&b, "key", "key_encoding", "\x00\xff", 2);
+    cli_buf_adds(&b, "}");
+    ck_assert_str_eq(b.data, "{\"x\":1,\"payload\":\"h\\\"i\",\"key\":\"AP8=\",\"key_encoding\":"
+                             "\"base64\"}");
+    cli_buf_free(&b);
+}
+END_TEST
+
 START_TEST(test_cli_base64_round_trips)
 {
     struct {
@@ -197,6 +228,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cli_parse_size_units);
     tcase_add_test(tc, test_cli_parse_time_forms);
     tcase_add_test(tc, test_cli_json_escapes_quotes_and_controls);
+    tcase_add_test(tc, test_cli_quoted_escapes_what_a_terminal_should_not_see);
+    tcase_add_test(tc, test_cli_json_bytes_text_or_base64);
     tcase_add_test(tc, test_cli_base64_round_trips);
     tcase_add_test(tc, test_cli_utf8_validation);
     tcase_add_test(tc, test_cli_split_hostport);

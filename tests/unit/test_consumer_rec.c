@@ -160,6 +160,53 @@ START_TEST(test_consumer_record_check_wildcard_keys)
 }
 END_TEST
 
+/* A stored durable as ferry consumers and ferryd --inspect show it. */
+START_TEST(test_consumer_info_from_record_keys_and_figures)
+{
+    unsigned char v[64];
+    uint64_t seqs[] = {4, 6};
+    uint32_t nd[] = {1, 3};
+    size_t len = rec_build(v, 1, 8, 2, seqs, nd);
+    struct cons_info ci;
+    struct cons_rec r;
+    char why[200];
+    const char k[] = "orders.eu\0billing";
+    ck_assert_int_eq(cons_info_from_record(k, sizeof(k) - 1, v, len, &ci, &r, why, sizeof(why)), 0);
+    ck_assert_str_eq(ci.topic, "orders.eu");
+    ck_assert_str_eq(ci.name, "billing");
+    ck_assert_str_eq(ci.pattern, "");
+    ck_assert_int_eq(ci.is_root, 0);
+    ck_assert_uint_eq(ci.next_seq, 8);
+    ck_assert_uint_eq(ci.ack_floor, 3);
+    ck_assert_uint_eq(ci.n_pending, 2);
+    ck_assert_uint_eq(ci.n_redelivered, 1);
+    ck_assert_str_eq(r.owner, "");
+    /* nothing pending: the floor is next_seq - 1 */
+    len = rec_build(v, 1, 8, 0, NULL, NULL);
+    ck_assert_int_eq(cons_info_from_record(k, sizeof(k) - 1, v, len, &ci, NULL, why, sizeof(why)),
+                     0);
+    ck_assert_uint_eq(ci.ack_floor, 7);
+    /* a wildcard durable's position, and its root */
+    const char pk[] = "orders.*\0wd\0orders.us";
+    ck_assert_int_eq(cons_info_from_record(pk, sizeof(pk) - 1, v, len, &ci, NULL, why, sizeof(why)),
+                     0);
+    ck_assert_str_eq(ci.topic, "orders.us");
+    ck_assert_str_eq(ci.name, "wd");
+    ck_assert_str_eq(ci.pattern, "orders.*");
+    unsigned char root[12] = {'W', 1, 0, 0, 0x10, 0x27, 0, 0, 0, 0, 0, 0};
+    const char rk[] = "orders.*\0wd";
+    ck_assert_int_eq(
+        cons_info_from_record(rk, sizeof(rk) - 1, root, sizeof(root), &ci, &r, why, sizeof(why)),
+        0);
+    ck_assert_int_eq(ci.is_root, 1);
+    ck_assert_int_eq(r.start_ns, 10000);
+    /* refused: a key without NUL, a damaged record */
+    ck_assert_int_ne(cons_info_from_record("orders.eu", 9, v, len, &ci, NULL, why, sizeof(why)), 0);
+    ck_assert_int_ne(
+        cons_info_from_record(k, sizeof(k) - 1, v, len - 1, &ci, NULL, why, sizeof(why)), 0);
+}
+END_TEST
+
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -229,6 +276,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("consumer_record_check_wildcard_keys");
     tcase_add_test(tc, test_consumer_record_check_wildcard_keys);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("consumer_info_from_record_keys_and_figures");
+    tcase_add_test(tc, test_consumer_info_from_record_keys_and_figures);
     suite_add_tcase(s, tc);
     tc = tcase_create("consumer_idle_durables_expire_held_ones_stay");
     tcase_add_test(tc, test_consumer_idle_durables_expire_held_ones_stay);
