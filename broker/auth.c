@@ -305,6 +305,12 @@ static const char *hash_method_ok(const char *h)
     if (why) {
         return why;
     }
+    if (auth_hash_cost(h) > AUTH_HASH_COST_MAX) {
+        /* A check this costly would stall logins, and loading the file
+         * (the dummy hash is made with the median credential's cost). */
+        return "hash parameters too costly (a check would take over 10 s): make one with "
+               "`ferry passwd`";
+    }
     int c = crypt_checksalt(h);
     if (c == CRYPT_SALT_INVALID) {
         return "malformed hash";
@@ -377,15 +383,28 @@ uint64_t auth_hash_cost(const char *h)
         }
         return rounds * 600u;
     }
-    /* yescrypt: flavor, log2(N), r; the rest (p, t, ...) is left out */
+    /* yescrypt: flavor, log2(N), r, then optionally a mask saying which of
+     * p, t, g (and a ROM, left out) follow: each multiplies the work. */
     const char *s = h + 3;
     int64_t flavor = yc_number(&s, 0);
     int64_t n_log2 = flavor < 0 ? -1 : yc_number(&s, 1);
     int64_t r = n_log2 < 0 ? -1 : yc_number(&s, 1);
-    if (r < 1 || n_log2 < 1 || n_log2 > 40 || r > (1 << 20)) {
-        return ((uint64_t)4096 * 32) * 900u; /* libxcrypt's default */
+    int64_t have = 0, p = 1, t = 0, g = 0;
+    if (r >= 1 && *s != '$' && *s != '\0') {
+        have = yc_number(&s, 1);
+        p = have >= 0 && (have & 1) ? yc_number(&s, 2) : 1;
+        t = have >= 0 && (have & 2) && p >= 0 ? yc_number(&s, 1) : 0;
+        g = have >= 0 && (have & 4) && t >= 0 ? yc_number(&s, 1) : 0;
     }
-    return ((uint64_t)1 << n_log2) * (uint64_t)r * 900u;
+    if (r < 1 || n_log2 < 1 || have < 0 || p < 1 || t < 0 || g < 0) {
+        return ((uint64_t)4096 * 32) * 900u; /* libxcrypt's default: crypt judges it */
+    }
+    if (n_log2 > 40 || r > (1 << 20) || p > (1 << 20) || t > 1000 || g > 20) {
+        return UINT64_MAX; /* far beyond any cap */
+    }
+    uint64_t cost = ((uint64_t)1 << n_log2) * (uint64_t)r * 900u;
+    uint64_t mult = (uint64_t)p * (uint64_t)(t + 1) << g;
+    return cost > UINT64_MAX / mult ? UINT64_MAX : cost * mult;
 }
 
 struct cost_ent {

@@ -120,6 +120,10 @@ int auth_table_parse(const char *text, size_t len, const char *name, struct auth
  * nanoseconds from its method and parameters (no hashing: pure); 0 for a
  * method auth.h does not list. Used to choose the dummy hash. */
 uint64_t auth_hash_cost(const char *h);
+/* The most a hash may cost (auth_hash_cost, ns): costlier ones are refused
+ * at load. 10 s: bcrypt up to cost 16, SHA-512 crypt up to about 16 M
+ * rounds, yescrypt up to N*r*p*(t+1)*2^g of about 11 M. */
+#define AUTH_HASH_COST_MAX 10000000000ull
 
 /* A warning about t's file mode (group-writable, or readable by every
  * user), or NULL when there is none. */

@@ -306,6 +306,29 @@ START_TEST(test_auth_file_mode_checked_at_every_load)
 }
 END_TEST
 
+/* Found by fuzz_auth: a yescrypt hash whose p, t parameters make one check
+ * take about 30 s and 6 GB loaded, and so did the whole file (the dummy
+ * hash is made at load with the median cost). Such costs are refused. */
+START_TEST(test_auth_file_refuses_hashes_too_costly_to_check)
+{
+    const char *costly = "$y$j9userT$zyU6dW1$HzyBE4MdxuAsL3x4HVsmtXPk2NjqpwC7DcCk1dEU6O5";
+    ck_assert_uint_gt(auth_hash_cost(costly), AUTH_HASH_COST_MAX);
+    ck_assert_uint_gt(auth_hash_cost(costly), 100 * auth_hash_cost("$y$j9T$a$b"));
+    user_refused(costly, "too costly");
+    user_refused("$2b$17$abcdefghijklmnopqrstuvabcdefghijklmnopqrstuvwxyz01234", "too costly");
+    user_refused(
+        "$6$rounds=20000000$salt$"
+        "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz01234567",
+        "too costly");
+    /* the costs `ferry passwd` makes load */
+    char *y = hash_of("pw", "$y$", 0), *b = hash_of("pw", "$2b$", 12);
+    user_loads(y);
+    user_loads(b);
+    free(y);
+    free(b);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("auth_file");
@@ -316,6 +339,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_auth_file_hash_cost_orders_methods_and_parameters);
     tcase_add_test(tc, test_auth_file_dummy_hash_has_the_median_cost);
     tcase_add_test(tc, test_auth_file_mode_checked_at_every_load);
+    tcase_add_test(tc, test_auth_file_refuses_hashes_too_costly_to_check);
     suite_add_tcase(s, tc);
     return s;
 }
