@@ -56,9 +56,9 @@ struct acceptor {
     struct rmsg held;          /* R_NEW_CONN no IO thread had room for (is_held) */
     uint8_t held_key[16];      /* its address's key (login_addr_key) */
     int is_held;
-    uint64_t n_held;           /* connections held so far (logged once per 1000) */
-    int is_paused;             /* listeners not watched */
-    int is_embedded;           /* set by main before the host starts, then read-only */
+    uint64_t n_held; /* connections held so far (logged once per 1000) */
+    int is_paused;   /* listeners not watched */
+    int is_embedded; /* set by main before the host starts, then read-only */
     pthread_t thread;
     int is_started;
 };

@@ -66,21 +66,21 @@ struct conn {
     uint8_t is_paused;     /* not read: a worker queue is full, or is_out_paused */
     uint8_t is_out_paused; /* not read: its replies fill half its outbound bound */
     uint8_t is_slow_logged;
-    uint8_t is_heavy;        /* counted in t->n_heavy: over half its outbound bound */
-    uint8_t is_writable;     /* RX_WRITE reported this round */
-    uint8_t is_wr_shut;      /* CLOSING: our FIN is sent, waiting for the peer's */
-    uint8_t is_auth_pending; /* Connect waits for the login gate or the auth pool:
-                              * input is not read */
+    uint8_t is_heavy;          /* counted in t->n_heavy: over half its outbound bound */
+    uint8_t is_writable;       /* RX_WRITE reported this round */
+    uint8_t is_wr_shut;        /* CLOSING: our FIN is sent, waiting for the peer's */
+    uint8_t is_auth_pending;   /* Connect waits for the login gate or the auth pool:
+                                * input is not read */
     uint8_t is_unauth_counted; /* counted by the login gate as not logged in yet */
     uint8_t tls_hs;            /* TLS handshake: 0 done (or plain), 1 under way, 2 not begun */
     uint8_t addr[16];          /* the peer's address, the login gate's key */
     uint64_t connect_deadline; /* ms: Connect and its check must be done by then */
     struct login_turn *turn;   /* the login in progress (handle_connect.c), or NULL */
-    uint32_t events;         /* RX_* watched now */
+    uint32_t events;           /* RX_* watched now */
     uint32_t keepalive_ms;
     struct rx_io io;       /* fd's watcher in t->rx: conn_on_io */
     struct rx_timer timer; /* Connect deadline, keepalive, close linger: conn_on_timer */
-    int32_t stage_head; /* this round's staged deliveries, or -1 */
+    int32_t stage_head;    /* this round's staged deliveries, or -1 */
     int32_t stage_tail;
     uint32_t stage_bytes; /* bytes staged this round (not in out yet) */
     struct frame_dec dec;
@@ -90,7 +90,7 @@ struct conn {
      * out_len) are whole frames, none of them begun on the wire (before
      * it: the rest of a frame partly written). */
     size_t out_frame;
-    struct trie_sub **subs;           /* sorted by key (keys grow: Subscribe appends) */
+    struct trie_sub **subs; /* sorted by key (keys grow: Subscribe appends) */
     uint32_t n_subs, subs_cap;
     uint64_t unacked_key; /* the subscription whose SubAck is held (deferred), 0: none */
     struct catchup *cu;   /* subscriptions with a start position, sorted by key */
@@ -256,9 +256,9 @@ struct iot {
     uint32_t index;
     pthread_t thread;
     int is_started;
-    atomic_int is_drained; /* atomic: this thread writes, main reads */
-    struct commit_mark *commit;  /* &srv->commit[index]: the writer's word to us */
-    struct mbox in;              /* acceptor and workers -> this thread */
+    atomic_int is_drained;      /* atomic: this thread writes, main reads */
+    struct commit_mark *commit; /* &srv->commit[index]: the writer's word to us */
+    struct mbox in;             /* acceptor and workers -> this thread */
     /* Everything below: this IO thread only. */
     struct rx *rx; /* this thread's descriptors (reactor.h) */
     /* --reactor single-pool and single (thread 0): the acceptor runs in this
@@ -274,8 +274,8 @@ struct iot {
     int round_route;         /* the inline worker's mailbox may hold mail */
     int seen_phase;          /* the last phase entered (enter_phase) */
     uint64_t close_deadline; /* PHASE_CLOSE: give up on goodbyes at, ms; 0: unset */
-    struct conn **slots; /* by slot; NULL = free */
-    uint32_t *gens;      /* generation of each slot */
+    struct conn **slots;     /* by slot; NULL = free */
+    uint32_t *gens;          /* generation of each slot */
     uint32_t n_slots;
     uint32_t *free_slots;
     uint32_t n_free;
@@ -288,9 +288,9 @@ struct iot {
     struct ptrvec dirty, paused, dead;
     struct deferred_ack *deferred; /* SubAcks waiting for a worker queue */
     uint32_t n_deferred, deferred_cap;
-    struct ptrvec cu_conns;  /* connections with catch-up subscriptions reading */
-    struct ptrvec dur_conns; /* connections holding durable consumers */
-    uint64_t next_dur_scan;  /* monotonic ms */
+    struct ptrvec cu_conns;   /* connections with catch-up subscriptions reading */
+    struct ptrvec dur_conns;  /* connections holding durable consumers */
+    uint64_t next_dur_scan;   /* monotonic ms */
     struct codec_hdr *cu_hdr; /* CODEC_MAX_HEADERS: a stored message's headers */
     struct iovec *iov;
     uint8_t *rbuf; /* READ_BUF bytes: every read lands here first */

@@ -468,19 +468,19 @@ struct store_stats {
     uint64_t sync_hist[STORE_LAT_BUCKETS];
     uint64_t commit_msgs_hist[STORE_MSGS_BUCKETS]; /* messages per group commit */
     uint64_t commit_us, sync_us; /* the microseconds counted in commit_hist, sync_hist */
-    uint64_t n_appends;       /* messages committed */
-    uint64_t n_crc_errors;    /* corrupt messages met by readers */
-    uint64_t n_map_grows;     /* map resizes */
-    uint64_t n_batch_replays; /* batches replayed after MDB_MAP_FULL */
-    uint64_t n_full_errors;   /* appends/commits refused as storage full */
-    uint64_t n_open_reads;    /* LMDB records read by store_open() */
-    uint64_t n_replayed;      /* log records replayed by store_open() (after a crash) */
-    uint64_t n_checkpoints;   /* checkpoints made durable since open */
-    uint64_t n_topics;        /* topics known (committed) */
-    int n_stale_readers;      /* reader slots cleared at open */
-    size_t map_size;          /* current map size */
-    size_t map_size_max;      /* configured maximum */
-    size_t map_used;          /* bytes of the map in use (last page) */
+    uint64_t n_appends;          /* messages committed */
+    uint64_t n_crc_errors;       /* corrupt messages met by readers */
+    uint64_t n_map_grows;        /* map resizes */
+    uint64_t n_batch_replays;    /* batches replayed after MDB_MAP_FULL */
+    uint64_t n_full_errors;      /* appends/commits refused as storage full */
+    uint64_t n_open_reads;       /* LMDB records read by store_open() */
+    uint64_t n_replayed;         /* log records replayed by store_open() (after a crash) */
+    uint64_t n_checkpoints;      /* checkpoints made durable since open */
+    uint64_t n_topics;           /* topics known (committed) */
+    int n_stale_readers;         /* reader slots cleared at open */
+    size_t map_size;             /* current map size */
+    size_t map_size_max;         /* configured maximum */
+    size_t map_used;             /* bytes of the map in use (last page) */
     enum store_sync_mode sync_mode;
     bool is_failed;          /* fail-stopped */
     const char *fail_reason; /* static text of the failure, NULL if none */

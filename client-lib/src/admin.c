@@ -115,8 +115,8 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
                             s->n_commit_latency_hist);
                 copy_counts(o->sync_hist, FERRY_COMMIT_HIST_BUCKETS, s->sync_latency_hist,
                             s->n_sync_latency_hist);
-                copy_counts(o->commit_msgs_hist, FERRY_COMMIT_MSGS_BUCKETS,
-                            s->commit_messages_hist, s->n_commit_messages_hist);
+                copy_counts(o->commit_msgs_hist, FERRY_COMMIT_MSGS_BUCKETS, s->commit_messages_hist,
+                            s->n_commit_messages_hist);
                 copy_counts(o->publish_refused, FERRY_REFUSED_CODES, s->publish_refused,
                             s->n_publish_refused);
             } else {

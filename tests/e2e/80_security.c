@@ -307,7 +307,8 @@ START_TEST(test_over_budget_is_refused_at_once_with_the_retry_time)
         rawc_close(&c[i]);
     }
     /* 4 free (one at a time), then the fifth waits 400 ms */
-    ck_assert_msg(e2e_ms_now() - t0 >= 350, "5 parallel guesses answered in %lld ms", e2e_ms_now() - t0);
+    ck_assert_msg(e2e_ms_now() - t0 >= 350, "5 parallel guesses answered in %lld ms",
+                  e2e_ms_now() - t0);
     src_host = 0;
     STOP(&d);
 }
@@ -889,7 +890,8 @@ START_TEST(test_durable_backlog_checked)
         login_ok(&c, d.port, "alice", "secret");
         code = durable_sub(&c, 3, "orders.eu.x", "d2");
         rawc_close(&c);
-    } while ((code == 0 || code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE) && e2e_ms_now() < deadline);
+    } while ((code == 0 || code == FERRY__ERROR_CODE__ERROR_DURABLE_IN_USE) &&
+             e2e_ms_now() < deadline);
     ck_assert_int_eq(code, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED);
     /* and while attached, a reload that shrinks the rights detaches it */
     write_auth(alice_default);
