@@ -187,8 +187,24 @@ static int post_reply(const struct job *j, Ferry__AdminReply *r, int is_last)
     return 0;
 }
 
+/* Free the slot of the job's backup if it still holds it. Done before its
+ * last reply is posted, so that a client which has that reply may start
+ * the next backup at once; the thread, still finishing, is joined by the
+ * next backup_begin() or by backup_stop(). */
+static void slot_free(const struct job *j)
+{
+    struct backup *b = j->b;
+    pthread_mutex_lock(&b->mu);
+    if (b->gen == j->gen && b->state == B_RUNNING) {
+        b->state = B_IDLE;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void post_error(const struct job *j, Ferry__ErrorCode code, const char *text)
 {
+    slot_free(j);
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     r.id = j->admin_id;
     r.code = code;
@@ -422,6 +438,7 @@ static void run(const struct job *j)
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
     r.id = j->admin_id;
     r.backup_done = &d;
+    slot_free(j);
     if (post_reply(j, &r, 1) < 0) {
         log_warn("backup for %s: its last reply could not be queued", j->who);
         return;
@@ -448,10 +465,7 @@ static void *backup_main(void *arg)
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), BACKUP_NICE);
     log_info("backup for %s: copying the store", j.who);
     run(&j);
-    pthread_mutex_lock(&b->mu);
-    b->state = B_IDLE;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
+    slot_free(&j); /* a cancelled backup posts nothing */
     return NULL;
 }
 
@@ -462,10 +476,15 @@ void backup_begin(struct backup *b)
         pthread_mutex_unlock(&b->mu); /* not ours to start (cannot happen) */
         return;
     }
-    /* The previous backup's thread has finished (the slot was free). */
+    /* The previous backup's thread has freed the slot: it has at most its
+     * last reply to post, and IO threads, which take that post, never wait
+     * for the writer, which runs this. */
     if (b->has_thread) {
-        pthread_join(b->thread, NULL);
+        pthread_t prev = b->thread;
         b->has_thread = 0;
+        pthread_mutex_unlock(&b->mu); /* its slot_free() takes mu */
+        pthread_join(prev, NULL);
+        pthread_mutex_lock(&b->mu); /* still B_CLAIMED: only this thread moves it on */
     }
     /* Every PubAck the writer sent so far is for a message now committed
      * (the writer acks from its own thread, and committed before this). */
