@@ -429,6 +429,13 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         store__err_set(err, err_len, "%s: database 'consumers': %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
+    /* Producer sequences of idempotent publishes (store_dedupe.c); created
+     * by the first opener that knows them. */
+    rc = mdb_dbi_open(txn, "dedupe", MDB_CREATE, &s->dbi_dedupe);
+    if (rc != 0) {
+        store__err_set(err, err_len, "%s: database 'dedupe': %s", dir, mdb_strerror(rc));
+        goto out_abort;
+    }
     rc = mdb_txn_commit(txn);
     if (rc == 0) {
         /* MDB_NOSYNC left the new store's pages unsynced: a power cut

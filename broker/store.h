@@ -29,6 +29,9 @@
  *                  name -> an opaque record owned by consumer.c (ack floor,
  *                  next sequence, delivered-but-unacked set). Written with
  *                  store_consumers_put() on the writer path.
+ *     "dedupe"     (producer id u64 BE, topic id u32 BE, producer seq u64 BE)
+ *                  -> topic seq u64 LE, publish time i64 LE: the producer
+ *                  sequences of idempotent publishes (store_dedupe.c)
  *   Start-up reads the meta record and the topics table only (plus the last
  *   key of two tables): its cost does not grow with the number of messages.
  *
@@ -216,6 +219,11 @@ struct store_msg_in {
     size_t key_len;
     const struct store_kv *headers; /* optional, n_headers entries */
     size_t n_headers;
+    /* Idempotent publishing (store_batch_dedupe_find): a producer id other
+     * than 0 records (producer_id, producer_seq) with the message, in the
+     * same commit. */
+    uint64_t producer_id;
+    uint64_t producer_seq;
 };
 
 /* A message read back. Every pointer points into the LMDB map and is valid
@@ -289,6 +297,35 @@ int store_batch_begin(struct store *s, struct store_batch **out);
  */
 int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
                        const struct store_msg_in *m, struct store_append_result *res);
+
+/*
+ * Idempotent publishing. A message appended with a producer id records its
+ * producer sequence with it ("dedupe" database, the same commit and log
+ * record as the message). Before appending a producer's message, the
+ * writer asks whether that sequence is stored on that topic already (what
+ * the open batch appended included):
+ *   0: not seen: append it.
+ *   1: seen: *seq is the topic sequence it was stored under, or 0 when it
+ *      is older than every sequence kept (see below) and so was seen
+ *      before but its sequence is forgotten.
+ *   or a ferry code (FERRY_ESTORAGE: fail-stop; FERRY_EINVAL).
+ * Kept, per producer and topic: the sequences within STORE_DEDUPE_SPAN of
+ * the producer's newest one there, and none older than what
+ * store_dedupe_expire() last removed. Producer sequences must grow.
+ * Thread: the batch's.
+ */
+#define STORE_DEDUPE_SPAN 65536u
+int store_batch_dedupe_find(struct store_batch *b, const char *topic, size_t topic_len,
+                            uint64_t producer, uint64_t pseq, uint64_t *seq);
+
+/*
+ * Forget producer sequences published before `before` (ns since the
+ * epoch): the dedupe window. Runs in bounded transactions on the writer
+ * path (no batch open on this thread); not in the log (a crash may bring
+ * some back until the next call). Returns 0 (*n_removed, may be NULL),
+ * FERRY_ESTORAGEFULL, -ENOMEM or FERRY_ESTORAGE.
+ */
+int store_dedupe_expire(struct store *s, int64_t before, uint64_t *n_removed);
 
 /*
  * Durable consumer records to write (value) or delete (value NULL) in the

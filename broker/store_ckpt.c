@@ -356,7 +356,7 @@ static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned 
             return FERRY_ESTORAGE;
         }
         memcpy(&h, p + off, sizeof(h));
-        size_t need = store__rec_size(h.val_len);
+        size_t need = store__rec_len(&h);
         struct store_topic *t = h.topic_id < rp->cap ? rp->by_id[h.topic_id] : NULL;
         if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL ||
             h.seq > t->pend.last_seq + 1) {

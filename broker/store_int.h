@@ -50,6 +50,8 @@
 #define REC_APPEND_MSG 0x1u
 #define REC_TIDX 0x2u
 #define REC_APPEND_TIDX 0x4u
+#define REC_DEDUPE 0x8u    /* a producer trailer follows the value (store_dedupe.c) */
+#define DEDUPE_TRAILER 16u /* producer id, producer sequence (u64 LE each) */
 
 struct topic_state {
     uint64_t first_seq;
@@ -127,6 +129,7 @@ struct store {
     MDB_dbi dbi_msgs;
     MDB_dbi dbi_tidx;
     MDB_dbi dbi_consumers;
+    MDB_dbi dbi_dedupe;
     int lock_fd;      /* our fd on data.mdb, flock'ed exclusively; -1 when read-only */
     bool is_readonly; /* store_open_readonly(): readers only (written by open only) */
     enum store_sync_mode sync_mode;
@@ -228,6 +231,20 @@ static inline size_t store__rec_size(uint32_t val_len)
 {
     return sizeof(struct rec_hdr) + (((size_t)val_len + 7u) & ~(size_t)7u);
 }
+
+/* Bytes of arena record r, with its producer trailer if it has one. */
+static inline size_t store__rec_len(const struct rec_hdr *r)
+{
+    return store__rec_size(r->val_len) + ((r->flags & REC_DEDUPE) ? DEDUPE_TRAILER : 0);
+}
+
+/* ---- store_dedupe.c: producer sequences (writer path) -------------------- */
+
+/* Write the producer trailer of r (REC_DEDUPE; its value encoded). Pure. */
+void store__dedupe_trailer_put(struct rec_hdr *r, uint64_t producer, uint64_t pseq);
+/* Put the dedupe entry of r (REC_DEDUPE) into b's txn, and drop its
+ * producer's entries that fell out of the span. An MDB code. Writer. */
+int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r);
 
 /* ---- store_codec.c: pure byte work, any thread ------------------------- */
 

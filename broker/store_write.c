@@ -168,6 +168,9 @@ static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
     /* NOOVERWRITE: a duplicate (topic, seq) would be our bug; never hide it. */
     int rc = mdb_put(b->txn, s->dbi_msgs, &k, &v,
                      (r->flags & REC_APPEND_MSG) ? MDB_APPEND : MDB_NOOVERWRITE);
+    if (rc == 0 && (r->flags & REC_DEDUPE)) {
+        rc = store__dedupe_apply(b, r);
+    }
     if (rc != 0 || !(r->flags & REC_TIDX)) {
         return rc;
     }
@@ -199,7 +202,7 @@ static int batch_redo(struct store_batch *b)
             b->txn = NULL;
             return rc;
         }
-        off += store__rec_size(r->val_len);
+        off += store__rec_len(r);
     }
     return 0;
 }
@@ -386,7 +389,7 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
      * the rest. A full batch commits (the caller appends again after); a
      * single message larger than that goes alone (one larger than the
      * whole log is committed with a checkpoint). */
-    size_t need = store__rec_size((uint32_t)val_len);
+    size_t need = store__rec_size((uint32_t)val_len) + (m->producer_id ? DEDUPE_TRAILER : 0);
     if (b->n_msgs > 0 &&
         LOG_HEAD + LOG_SLACK + b->arena_len + b->cons_len + need > wal_max_payload(s->wal) / 2) {
         return FERRY_ELIMIT;
@@ -424,6 +427,10 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
     }
     store__value_encode(r, m, (size_t)hlen);
+    if (m->producer_id != 0) {
+        r->flags |= REC_DEDUPE;
+        store__dedupe_trailer_put(r, m->producer_id, m->producer_seq);
+    }
     ret = store__batch_put(b, r);
     if (ret != 0) {
         goto out_drop;

@@ -1,0 +1,221 @@
+/*
+ * store_dedupe.c - idempotent publishing: which producer sequences a topic
+ * has stored, so that a producer's resend is answered, not stored again.
+ *
+ * The "dedupe" database maps (producer id u64 BE, topic id u32 BE, producer
+ * sequence u64 BE) -> (topic sequence u64 LE, publish time i64 LE). An
+ * entry is written by the same arena record as its message (REC_DEDUPE: a
+ * trailer after the value), so it is in the same LMDB commit, the same
+ * write-ahead log record and the same replay as the message: a message and
+ * its entry are stored together or not at all.
+ *
+ * What is kept, per producer and topic: the sequences within
+ * STORE_DEDUPE_SPAN of the producer's newest one there (older entries go
+ * as newer ones arrive), and, by store_dedupe_expire(), none older than
+ * the dedupe window. Producer sequences must grow (libferry uses its
+ * publish ids): a sequence below every one kept is taken as seen before.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#define KEY_LEN 20        /* producer, topic id, producer sequence */
+#define PREFIX_LEN 12     /* producer, topic id */
+#define VAL_LEN 16        /* topic sequence, publish time */
+#define EXPIRE_CHUNK 4096 /* deletions per expiry transaction */
+
+static void key_make(unsigned char k[KEY_LEN], uint64_t producer, uint32_t topic_id, uint64_t pseq)
+{
+    put_be64(k, producer);
+    put_be32(k + 8, topic_id);
+    put_be64(k + PREFIX_LEN, pseq);
+}
+
+void store__dedupe_trailer_put(struct rec_hdr *r, uint64_t producer, uint64_t pseq)
+{
+    unsigned char *p = (unsigned char *)r + store__rec_size(r->val_len);
+    put_le64(p, producer);
+    put_le64(p + 8, pseq);
+}
+
+/* Delete the entries of key k's producer and topic whose sequence is below
+ * `below`: they are at the start of its range. An MDB code. */
+static int evict_below(MDB_txn *txn, MDB_dbi dbi, const unsigned char k[KEY_LEN], uint64_t below)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    unsigned char kb[KEY_LEN];
+    memcpy(kb, k, PREFIX_LEN);
+    put_be64(kb + PREFIX_LEN, 0);
+    MDB_val key = {KEY_LEN, kb}, val;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    while (rc == 0 && key.mv_size == KEY_LEN && memcmp(key.mv_data, k, PREFIX_LEN) == 0 &&
+           get_be64((const unsigned char *)key.mv_data + PREFIX_LEN) < below) {
+        memcpy(kb, key.mv_data, KEY_LEN); /* key points into the page */
+        rc = mdb_cursor_del(cur, 0);
+        if (rc == 0) {
+            /* Re-seek: LMDB may leave the cursor unpositioned after a
+             * delete (store_purge.c). */
+            key = (MDB_val){KEY_LEN, kb};
+            rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r)
+{
+    struct store *s = b->s;
+    const unsigned char *p = (const unsigned char *)r + store__rec_size(r->val_len);
+    uint64_t producer = get_le64(p);
+    uint64_t pseq = get_le64(p + 8);
+    unsigned char kb[KEY_LEN], vb[VAL_LEN];
+    key_make(kb, producer, r->topic_id, pseq);
+    put_le64(vb, r->seq);
+    memcpy(vb + 8, (const unsigned char *)(r + 1) + 8, 8); /* the value's publish time */
+    MDB_val k = {KEY_LEN, kb}, v = {VAL_LEN, vb};
+    int rc = mdb_put(b->txn, s->dbi_dedupe, &k, &v, 0); /* a replay may put it again */
+    if (rc != 0 || pseq <= STORE_DEDUPE_SPAN) {
+        return rc;
+    }
+    return evict_below(b->txn, s->dbi_dedupe, kb, pseq - STORE_DEDUPE_SPAN);
+}
+
+int store_batch_dedupe_find(struct store_batch *b, const char *topic, size_t topic_len,
+                            uint64_t producer, uint64_t pseq, uint64_t *seq)
+{
+    struct store *s = b->s;
+    if (b->broken_rc != 0) {
+        return b->broken_rc;
+    }
+    if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX || producer == 0) {
+        return FERRY_EINVAL;
+    }
+    if (b->txn == NULL) {
+        return FERRY_ESTORAGE; /* cannot happen: a lost txn breaks the batch */
+    }
+    struct store_topic *t =
+        store__topic_find(s, topic, topic_len, store__name_hash(topic, topic_len));
+    if (t == NULL) {
+        return 0; /* nothing was ever stored there */
+    }
+    unsigned char kb[KEY_LEN];
+    key_make(kb, producer, t->id, pseq);
+    MDB_val k = {KEY_LEN, kb}, v;
+    int rc = mdb_get(b->txn, s->dbi_dedupe, &k, &v);
+    if (rc == 0 && v.mv_size == VAL_LEN) {
+        *seq = get_le64(v.mv_data);
+        return 1;
+    }
+    if (rc != MDB_NOTFOUND) {
+        return rc == 0 ? store__fail(s, MDB_CORRUPTED) : store__fail(s, rc);
+    }
+    /* Not kept: new, unless below every sequence kept for this producer
+     * on this topic (seen before and since forgotten). */
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(b->txn, s->dbi_dedupe, &cur);
+    if (rc != 0) {
+        return store__fail(s, rc);
+    }
+    key_make(kb, producer, t->id, 0);
+    k = (MDB_val){KEY_LEN, kb};
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    int is_old = rc == 0 && k.mv_size == KEY_LEN && memcmp(k.mv_data, kb, PREFIX_LEN) == 0 &&
+                 get_be64((const unsigned char *)k.mv_data + PREFIX_LEN) > pseq;
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return store__fail(s, rc);
+    }
+    if (is_old) {
+        *seq = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* One bounded pass: delete expired entries, walking producer-topic ranges
+ * from *k (a whole key; updated to where the next pass goes on). Within a
+ * range entries are in sequence order, which is publish order: the
+ * expired ones are its first ones. */
+static int expire_chunk(MDB_txn *txn, MDB_dbi dbi, int64_t before, unsigned char k[KEY_LEN],
+                        uint64_t *n, bool *is_done)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val key = {KEY_LEN, k}, val;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    size_t steps = 0;
+    while (rc == 0 && steps++ < EXPIRE_CHUNK) {
+        unsigned char cur_key[KEY_LEN];
+        if (key.mv_size != KEY_LEN || val.mv_size != VAL_LEN) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(cur_key, key.mv_data, KEY_LEN);
+        if ((int64_t)get_le64((const unsigned char *)val.mv_data + 8) < before) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc == 0) {
+                (*n)++;
+                memcpy(k, cur_key, KEY_LEN);
+                key = (MDB_val){KEY_LEN, k};
+                rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); /* re-seek */
+            }
+            continue;
+        }
+        /* A live entry: the rest of its range is newer. Skip to the next
+         * producer-topic range. */
+        memcpy(k, cur_key, PREFIX_LEN);
+        put_be64(k + PREFIX_LEN, UINT64_MAX);
+        key = (MDB_val){KEY_LEN, k};
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    }
+    if (rc == 0) {
+        memmove(k, key.mv_data, KEY_LEN); /* the next pass starts here */
+    }
+    *is_done = rc == MDB_NOTFOUND;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_dedupe_expire(struct store *s, int64_t before, uint64_t *n_removed)
+{
+    uint64_t n = 0;
+    unsigned char k[KEY_LEN];
+    memset(k, 0, sizeof(k));
+    bool is_done = false;
+    int ret = 0;
+    while (!is_done && ret == 0) {
+        /* One transaction per chunk: the writer mutex is given back between
+         * them, so publishes wait at most one chunk. */
+        pthread_mutex_lock(&s->wlock);
+        if (atomic_load(&s->is_failed)) {
+            ret = FERRY_ESTORAGE;
+        } else {
+            MDB_txn *txn;
+            int rc = store__wtxn_begin(s, &txn);
+            if (rc == 0) {
+                rc = expire_chunk(txn, s->dbi_dedupe, before, k, &n, &is_done);
+                rc = rc == 0 ? store__wtxn_commit(s, txn) : (store__wtxn_abort(s, txn), rc);
+            }
+            if (rc != 0) {
+                ret = store__is_full_error(rc) || rc == MDB_MAP_FULL ? FERRY_ESTORAGEFULL
+                      : rc == ENOMEM                                 ? -ENOMEM
+                                                                     : store__fail(s, rc);
+            }
+        }
+        pthread_mutex_unlock(&s->wlock);
+    }
+    if (n_removed != NULL) {
+        *n_removed = n;
+    }
+    return ret;
+}

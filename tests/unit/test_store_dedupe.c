@@ -1,0 +1,234 @@
+/*
+ * test_store_dedupe.c - producer sequences in the store (store_dedupe.c):
+ * found in the open batch and after its commit, kept through a crash that
+ * left only the log and through a map resize, per topic, within the span,
+ * and forgotten by expiry.
+ */
+#include "store.h"
+#include "tmpdir.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char g_dir[64];
+static char g_err[512];
+
+static void setup(void)
+{
+    tmpdir_make(g_dir, sizeof(g_dir), "ferry-dedupe");
+    g_err[0] = '\0';
+}
+
+static void teardown(void)
+{
+    tmpdir_remove(g_dir);
+}
+
+static struct store *open_store(const struct store_options *o)
+{
+    struct store *s;
+    ck_assert_msg(store_open(g_dir, o, &s, g_err, sizeof(g_err)) == 0, "%s", g_err);
+    return s;
+}
+
+/* Append producer p's sequence q to topic at time t; returns its seq. */
+static uint64_t put(struct store_batch *b, const char *topic, uint64_t p, uint64_t q, int64_t t)
+{
+    char text[32];
+    int len =
+        snprintf(text, sizeof(text), "p%llu.%llu", (unsigned long long)p, (unsigned long long)q);
+    struct store_msg_in m = {.publish_time = t,
+                             .payload = text,
+                             .payload_len = (size_t)len,
+                             .producer_id = p,
+                             .producer_seq = q};
+    struct store_append_result ar;
+    ck_assert_int_eq(store_batch_append(b, topic, strlen(topic), &m, &ar), 0);
+    return ar.seq;
+}
+
+/* store_batch_dedupe_find's answer; *seq set when 1. */
+static int find(struct store_batch *b, const char *topic, uint64_t p, uint64_t q, uint64_t *seq)
+{
+    *seq = UINT64_MAX;
+    return store_batch_dedupe_find(b, topic, strlen(topic), p, q, seq);
+}
+
+START_TEST(test_dedupe_found_in_the_batch_and_after_commit)
+{
+    struct store *s = open_store(NULL);
+    struct store_batch *b;
+    uint64_t seq;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.a", 7, 1, &seq), 0); /* no such topic yet */
+    ck_assert_uint_eq(put(b, "d.a", 7, 1, 1000), 1);
+    ck_assert_uint_eq(put(b, "d.a", 9, 1, 1001), 2); /* another producer */
+    ck_assert_uint_eq(put(b, "d.a", 7, 3, 1002), 3);
+    /* Seen in the open batch, with the sequence each got. */
+    ck_assert_int_eq(find(b, "d.a", 7, 1, &seq), 1);
+    ck_assert_uint_eq(seq, 1);
+    ck_assert_int_eq(find(b, "d.a", 9, 1, &seq), 1);
+    ck_assert_uint_eq(seq, 2);
+    ck_assert_int_eq(find(b, "d.a", 7, 3, &seq), 1);
+    ck_assert_uint_eq(seq, 3);
+    /* Not seen: a gap between kept ones, a newer one, another topic. */
+    ck_assert_int_eq(find(b, "d.a", 7, 2, &seq), 0);
+    ck_assert_int_eq(find(b, "d.a", 7, 4, &seq), 0);
+    ck_assert_int_eq(find(b, "d.a", 8, 1, &seq), 0);
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_uint_eq(put(b, "d.b", 7, 1, 1003), 1); /* the same sequence elsewhere */
+    ck_assert_int_eq(find(b, "d.a", 7, 3, &seq), 1);
+    ck_assert_uint_eq(seq, 3);
+    ck_assert_int_eq(find(b, "d.b", 7, 1, &seq), 1);
+    ck_assert_uint_eq(seq, 1);
+    /* Bad arguments. */
+    ck_assert_int_eq(store_batch_dedupe_find(b, "d.a", 3, 0, 1, &seq), FERRY_EINVAL);
+    ck_assert_int_eq(store_batch_dedupe_find(b, "", 0, 7, 1, &seq), FERRY_EINVAL);
+    store_batch_abort(b);
+    /* The abort took d.b's entry with its message. */
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.b", 7, 1, &seq), 0);
+    store_batch_abort(b);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_dedupe_span_forgets_old_sequences_as_seen)
+{
+    struct store *s = open_store(NULL);
+    struct store_batch *b;
+    uint64_t seq;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    put(b, "d.s", 5, 10, 1);
+    put(b, "d.s", 5, 20, 2);
+    /* Far ahead: 10 and 20 fall more than the span behind. */
+    put(b, "d.s", 5, 21 + STORE_DEDUPE_SPAN, 3);
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    /* Older than every kept one: seen, its sequence forgotten. */
+    ck_assert_int_eq(find(b, "d.s", 5, 10, &seq), 1);
+    ck_assert_uint_eq(seq, 0);
+    ck_assert_int_eq(find(b, "d.s", 5, 20, &seq), 1);
+    ck_assert_uint_eq(seq, 0);
+    /* The newest is kept exactly; one newer is new. */
+    ck_assert_int_eq(find(b, "d.s", 5, 21 + STORE_DEDUPE_SPAN, &seq), 1);
+    ck_assert_uint_eq(seq, 3);
+    ck_assert_int_eq(find(b, "d.s", 5, 22 + STORE_DEDUPE_SPAN, &seq), 0);
+    store_batch_abort(b);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_dedupe_expiry_forgets_a_producer)
+{
+    struct store *s = open_store(NULL);
+    struct store_batch *b;
+    uint64_t seq, n = 0;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    for (uint64_t q = 1; q <= 10; q++) {
+        put(b, "d.e", 1, q, (int64_t)q * 1000); /* producer 1: times 1000..10000 */
+    }
+    put(b, "d.e", 2, 1, 50000); /* producer 2: recent */
+    put(b, "d.f", 1, 11, 60000);
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    /* Everything of producer 1 on d.e up to time 5000 goes. */
+    ck_assert_int_eq(store_dedupe_expire(s, 5500, &n), 0);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.e", 1, 5, &seq), 1);
+    ck_assert_uint_eq(seq, 0); /* below what is kept: seen */
+    ck_assert_int_eq(find(b, "d.e", 1, 6, &seq), 1);
+    ck_assert_uint_eq(seq, 6);
+    store_batch_abort(b);
+    /* Then all of producer 1 on d.e; producer 2 and d.f stay. */
+    ck_assert_int_eq(store_dedupe_expire(s, 20000, &n), 0);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.e", 1, 10, &seq), 0); /* forgotten: new again */
+    ck_assert_int_eq(find(b, "d.e", 2, 1, &seq), 1);
+    ck_assert_uint_eq(seq, 11);
+    ck_assert_int_eq(find(b, "d.f", 1, 11, &seq), 1);
+    ck_assert_uint_eq(seq, 1);
+    store_batch_abort(b);
+    ck_assert_int_eq(store_dedupe_expire(s, INT64_MAX, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    store_close(s);
+}
+END_TEST
+
+/* Entries written by a batch that was only logged come back with their
+ * messages when the log is replayed; so do entries written while the map
+ * grew under the batch. */
+START_TEST(test_dedupe_survives_a_crash_and_a_map_resize)
+{
+    struct store_options o;
+    store_options_init(&o);
+    o.map_size_initial = 1 << 20; /* small: the batch below grows it */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *s;
+        struct store_batch *b;
+        if (store_open(g_dir, &o, &s, g_err, sizeof(g_err)) != 0 || store_batch_begin(s, &b) != 0) {
+            _exit(2);
+        }
+        static char big[2000];
+        for (uint64_t q = 1; q <= 2000; q++) {
+            struct store_msg_in m = {.publish_time = (int64_t)q,
+                                     .payload = big,
+                                     .payload_len = sizeof(big),
+                                     .producer_id = 3,
+                                     .producer_seq = q * 2};
+            if (store_batch_append(b, "d.c", 3, &m, NULL) != 0) {
+                _exit(3);
+            }
+        }
+        if (store_batch_log(b) != 0) {
+            _exit(4);
+        }
+        _exit(0); /* the crash: logged, never committed */
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    struct store *s = open_store(&o);
+    struct store_batch *b;
+    uint64_t seq;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.c", 3, 2, &seq), 1);
+    ck_assert_uint_eq(seq, 1);
+    ck_assert_int_eq(find(b, "d.c", 3, 4000, &seq), 1);
+    ck_assert_uint_eq(seq, 2000);
+    ck_assert_int_eq(find(b, "d.c", 3, 3999, &seq), 0);
+    store_batch_abort(b);
+    store_close(s);
+}
+END_TEST
+
+static void add_case(Suite *s, TCase *tc, const TTest *t)
+{
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, t);
+    suite_add_tcase(s, tc);
+}
+
+Suite *test_suite(void);
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("store_dedupe");
+    add_case(s, tcase_create("dedupe_found_in_the_batch_and_after_commit"),
+             test_dedupe_found_in_the_batch_and_after_commit);
+    add_case(s, tcase_create("dedupe_span_forgets_old_sequences_as_seen"),
+             test_dedupe_span_forgets_old_sequences_as_seen);
+    add_case(s, tcase_create("dedupe_expiry_forgets_a_producer"),
+             test_dedupe_expiry_forgets_a_producer);
+    add_case(s, tcase_create("dedupe_survives_a_crash_and_a_map_resize"),
+             test_dedupe_survives_a_crash_and_a_map_resize);
+    return s;
+}
