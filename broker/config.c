@@ -73,6 +73,7 @@ static const struct key keys[] = {
     {"retention", K_RETENTION, 0, 0, 0, 0},
     {"retention_interval_ms", K_U32, F(retention_interval_ms), 0, 10, 3600000},
     {"consumer_max_idle", K_DURATION, F(consumer_max_idle_ms), 0, 0, 0},
+    {"dedupe_window", K_DURATION, F(dedupe_window_ms), 0, 0, 0},
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
     {"tls_listen", K_TLS_LISTEN, 0, 0, 0, 0},
@@ -112,6 +113,7 @@ void cfg_defaults(struct cfg *c)
     c->max_store_size = (uint64_t)64 << 30;
     c->initial_store_size = (uint64_t)64 << 20;
     c->retention_interval_ms = 1000;
+    c->dedupe_window_ms = 120000;
     strcpy(c->tls_listen_host, "0.0.0.0");
     c->tls_listen_port = -1;
     strcpy(c->metrics_host, "127.0.0.1");
@@ -691,6 +693,9 @@ const char *cfg_usage(void)
            "                       logged. Idle time is counted in memory: since its last\n"
            "                       holder left, or since ferryd started for one not bound\n"
            "                       since (a restart restarts every durable's clock)\n"
+           "  --dedupe-window DURATION  how long a producer's sequences are remembered for\n"
+           "                       idempotent publishing (Publish.producer_id; default 2m;\n"
+           "                       off: only the last 65536 sequences per producer and topic)\n"
            "  --verify DIR         check a store offline (CRCs, sequences, counters, index);\n"
            "                       prints a report, exits 0 if clean, 1 if not\n"
            "  --inspect DIR        print a store's topics (counts, sequence ranges) and\n"

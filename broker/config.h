@@ -71,6 +71,7 @@ struct cfg {
     struct cfg_retention retention[CFG_MAX_RETENTION];
     uint32_t retention_interval_ms; /* how often topics are checked against them */
     uint64_t consumer_max_idle_ms;  /* durables unheld this long are removed; 0: never */
+    uint64_t dedupe_window_ms;      /* producer sequences kept this long; 0: by span only */
     /* Metrics (broker/metrics.h). */
     char metrics_host[64];       /* the HTTP listener's address; default 127.0.0.1 */
     int metrics_port;            /* -1: no metrics listener (default); 0: any free port */

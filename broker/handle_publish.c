@@ -104,6 +104,8 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
     struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
     pub_rec_init(r, conn_ref_of(t, c), p->id, &d, body_len, owner, p->want_ack, is_stored);
     if (is_stored) {
+        r->producer_id = p->producer_id;
+        r->producer_seq = p->producer_seq;
         if (++t->pub_serial == 0) {
             t->pub_serial = 1; /* 0 means "none" */
         }
@@ -131,6 +133,8 @@ void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
         .n_headers = m->n_headers,
         .headers = m->headers,
         .want_ack = m->want_ack,
+        .producer_id = m->producer_id,
+        .producer_seq = m->producer_seq,
     };
     handle_publish_enqueue(t, c, &p);
 }
@@ -163,6 +167,16 @@ int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
                 return 0;
             }
             in.want_ack = v != 0;
+            break;
+        case (7 << 3) | 0:
+            if (wire_varint_get(&p, end, &in.producer_id) < 0) {
+                return 0;
+            }
+            break;
+        case (8 << 3) | 0:
+            if (wire_varint_get(&p, end, &in.producer_seq) < 0) {
+                return 0;
+            }
             break;
         case (2 << 3) | 2:
         case (3 << 3) | 2:

@@ -346,6 +346,8 @@ struct pub_in {
     size_t n_headers;
     Ferry__Header **headers; /* only from the full decoder */
     int want_ack;
+    uint64_t producer_id; /* idempotent publishing; 0: none */
+    uint64_t producer_seq;
 };
 
 /* ---- conn.c ------------------------------------------------------------ */

@@ -263,10 +263,14 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
                 Ferry__PubAck a = FERRY__PUB_ACK__INIT;
                 a.id = m->u.ack.id;
                 a.sequence = m->u.ack.seq; /* 0 on an ephemeral topic */
-                a.code = (Ferry__ErrorCode)m->n_ids;
-                a.text = (char *)(m->n_ids ? pub_err_text(m->n_ids) : "");
-                if (m->n_ids != 0) {
-                    stats_pub_refused(&t->stats, (int)m->n_ids);
+                uint32_t code = m->n_ids & ~R_PUBACK_DUPLICATE;
+                a.code = (Ferry__ErrorCode)code;
+                a.text = (char *)(code ? pub_err_text(code) : "");
+                a.duplicate = (m->n_ids & R_PUBACK_DUPLICATE) != 0;
+                if (code != 0) {
+                    stats_pub_refused(&t->stats, (int)code);
+                } else if (a.duplicate) {
+                    stats_add(&t->stats.pub_duplicates, 1);
                 }
                 Ferry__Frame f = FERRY__FRAME__INIT;
                 f.body_case = FERRY__FRAME__BODY_PUB_ACK;

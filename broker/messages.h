@@ -69,6 +69,9 @@ struct pub_rec {
                                     * 0: not from a connection (dead letters) */
     int64_t publish_time;          /* as in the body */
     struct codec_deliver_spans sp; /* the body's fields: what the writer stores */
+    uint64_t producer_id;          /* stored: idempotent publishing (Publish.producer_id); 0 none */
+    uint64_t producer_seq;
+    uint8_t is_duplicate; /* writer: found stored already; seq is the first one's */
 };
 
 /* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
@@ -144,6 +147,9 @@ static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t p
     r->is_stored = is_stored ? 1 : 0;
     r->serial = 0;
     r->publish_time = d->publish_time;
+    r->producer_id = 0;
+    r->producer_seq = 0;
+    r->is_duplicate = 0;
     memcpy(r + 1, d->topic, tlen);
     unsigned char *body = (unsigned char *)r + r->body_off;
     codec_deliver_body_put(d, body, &r->sp);
@@ -211,7 +217,8 @@ struct topic_info_req {
 enum rmsg_kind {
     R_NEW_CONN = 1, /* u.fd; n_ids: R_NEW_CONN_* flags */
     R_DELIVER,
-    R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code */
+    R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code, with
+                  * R_PUBACK_DUPLICATE for a duplicate (stored before) */
     R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
     R_SUB_READY, /* u.ack: sub id, and the topic's last committed sequence
                   * when the owning worker registered the subscription */
@@ -228,6 +235,8 @@ enum rmsg_kind {
 };
 
 #define RMSG_INLINE_IDS 2
+
+#define R_PUBACK_DUPLICATE 0x10000u /* R_PUBACK n_ids: PubAck.duplicate */
 
 #define R_NEW_CONN_COUNTED 1u /* the acceptor counted it as not logged in (login.h) */
 #define R_NEW_CONN_TLS 2u     /* from the TLS listener: the handshake comes first */

@@ -140,6 +140,9 @@ static void server_part(struct text *t, struct server *s)
     one(t, "ferry_auth_failures_total", "counter", "Logins refused", st.auth_failures);
     one(t, "ferry_permission_denials_total", "counter",
         "Publishes, subscriptions and admin requests refused by an ACL", st.permission_denials);
+    one(t, "ferry_publish_duplicates_total", "counter",
+        "Idempotent publishes found stored already, answered and not stored again",
+        st.pub_duplicates);
     family(t, "ferry_publishes_refused_total", "counter",
            "Publishes refused, by the error code of the answer");
     const ProtobufCEnumDescriptor *codes = &ferry__error_code__descriptor;

@@ -29,7 +29,8 @@
     X(deliveries)         /* per-connection deliveries produced by workers */                      \
     X(auth_failures)      /* Connects refused: wrong, missing or unknown credentials */            \
     X(permission_denials) /* publishes, subscriptions, admin requests refused by an ACL */         \
-    X(deliver_too_large)  /* Deliver frames not sent: above the connection's max_frame_len */
+    X(deliver_too_large)  /* Deliver frames not sent: above the connection's max_frame_len */      \
+    X(pub_duplicates)     /* publishes answered as stored before (idempotent publishing) */
 
 /* Publishes refused, by the ErrorCode of the answer (codes at or above
  * STATS_CODES count in the last slot). */

@@ -320,12 +320,18 @@ int store_batch_dedupe_find(struct store_batch *b, const char *topic, size_t top
 
 /*
  * Forget producer sequences published before `before` (ns since the
- * epoch): the dedupe window. Runs in bounded transactions on the writer
- * path (no batch open on this thread); not in the log (a crash may bring
- * some back until the next call). Returns 0 (*n_removed, may be NULL),
- * FERRY_ESTORAGEFULL, -ENOMEM or FERRY_ESTORAGE.
+ * epoch): the dedupe window. One bounded transaction per call, from *pos
+ * (zeroed: from the start) on, which it advances; *is_done once a pass
+ * reached the end (*pos is then zeroed again). On the writer path, with no
+ * batch open on this thread; not in the log (a crash may bring some back
+ * until the next pass). Returns 0 (*n_removed, may be NULL), or
+ * FERRY_ESTORAGEFULL, -ENOMEM, FERRY_ESTORAGE.
  */
-int store_dedupe_expire(struct store *s, int64_t before, uint64_t *n_removed);
+struct store_dedupe_pos {
+    unsigned char key[20];
+};
+int store_dedupe_expire(struct store *s, int64_t before, struct store_dedupe_pos *pos,
+                        uint64_t *n_removed, bool *is_done);
 
 /*
  * Durable consumer records to write (value) or delete (value NULL) in the

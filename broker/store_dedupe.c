@@ -186,36 +186,42 @@ static int expire_chunk(MDB_txn *txn, MDB_dbi dbi, int64_t before, unsigned char
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int store_dedupe_expire(struct store *s, int64_t before, uint64_t *n_removed)
+int store_dedupe_expire(struct store *s, int64_t before, struct store_dedupe_pos *pos,
+                        uint64_t *n_removed, bool *is_done)
 {
+    _Static_assert(sizeof(pos->key) == KEY_LEN, "store.h and store_dedupe.c disagree");
     uint64_t n = 0;
-    unsigned char k[KEY_LEN];
-    memset(k, 0, sizeof(k));
-    bool is_done = false;
+    bool done = false;
     int ret = 0;
-    while (!is_done && ret == 0) {
-        /* One transaction per chunk: the writer mutex is given back between
-         * them, so publishes wait at most one chunk. */
-        pthread_mutex_lock(&s->wlock);
-        if (atomic_load(&s->is_failed)) {
-            ret = FERRY_ESTORAGE;
-        } else {
-            MDB_txn *txn;
-            int rc = store__wtxn_begin(s, &txn);
+    pthread_mutex_lock(&s->wlock);
+    if (atomic_load(&s->is_failed)) {
+        ret = FERRY_ESTORAGE;
+    } else {
+        MDB_txn *txn;
+        int rc = store__wtxn_begin(s, &txn);
+        if (rc == 0) {
+            rc = expire_chunk(txn, s->dbi_dedupe, before, pos->key, &n, &done);
             if (rc == 0) {
-                rc = expire_chunk(txn, s->dbi_dedupe, before, k, &n, &is_done);
-                rc = rc == 0 ? store__wtxn_commit(s, txn) : (store__wtxn_abort(s, txn), rc);
-            }
-            if (rc != 0) {
-                ret = store__is_full_error(rc) || rc == MDB_MAP_FULL ? FERRY_ESTORAGEFULL
-                      : rc == ENOMEM                                 ? -ENOMEM
-                                                                     : store__fail(s, rc);
+                rc = store__wtxn_commit(s, txn);
+            } else {
+                store__wtxn_abort(s, txn);
             }
         }
-        pthread_mutex_unlock(&s->wlock);
+        if (rc != 0) {
+            ret = store__is_full_error(rc) || rc == MDB_MAP_FULL ? FERRY_ESTORAGEFULL
+                  : rc == ENOMEM                                 ? -ENOMEM
+                                                                 : store__fail(s, rc);
+        }
     }
-    if (n_removed != NULL) {
-        *n_removed = n;
+    pthread_mutex_unlock(&s->wlock);
+    if (ret == 0) {
+        if (n_removed != NULL) {
+            *n_removed = n;
+        }
+        *is_done = done;
+        if (done) {
+            memset(pos->key, 0, sizeof(pos->key)); /* the next pass starts over */
+        }
     }
     return ret;
 }

@@ -44,6 +44,7 @@
 #define CONS_RELEASE_GRACE_MS 2000 /* a durable nobody held this long leaves memory */
 #define CONS_RELEASE_EVERY_MS 500  /* how often the registry is looked over for them */
 #define COMMIT_EVERY_US 300        /* a busy writer's LMDB commits at least this often */
+#define DEDUPE_EVERY_MIN_MS 1000   /* expiry passes over producer sequences: at most this often */
 
 struct outbox {
     struct rmsg *m;
@@ -75,6 +76,9 @@ struct writer {
     uint8_t *has_serial;    /* per IO thread: serial moved this round */
     struct rmsg *held;      /* R_PONGs waiting for consumer state to be saved */
     uint32_t n_held, held_cap;
+    uint64_t next_dedupe;               /* monotonic ms: the next expiry pass (dedupe_window) */
+    int is_dedupe_running;              /* a pass is under way: one chunk per round */
+    struct store_dedupe_pos dedupe_pos; /* where it goes on */
 };
 
 static uint64_t now_us(void)
@@ -166,7 +170,7 @@ static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
     struct rmsg m;
     memset(&m, 0, sizeof(m));
     m.kind = r->want_ack ? R_PUBACK : R_PUBERR;
-    m.n_ids = code;
+    m.n_ids = code | (code == 0 && r->is_duplicate ? R_PUBACK_DUPLICATE : 0);
     m.conn_ref = r->conn_ref;
     m.u.ack.id = r->pub_id;
     m.u.ack.seq = code ? 0 : r->seq;
@@ -223,7 +227,10 @@ static void answer_appended(struct writer *w, int rc)
         if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && reg != NULL) {
             cons_dlq_done(reg, CONN_REF_GEN(r->conn_ref), r->pub_id, rc == 0);
         }
-        if (rc == 0) {
+        if (rc == 0 && r->is_duplicate) {
+            answer(w, r, 0); /* with the first one's sequence, which is durable now */
+            r->seq = 0;      /* not routed */
+        } else if (rc == 0) {
             pub_seq_put((uint8_t *)r + r->body_off + r->body_len, r->seq);
             answer(w, r, 0);
         } else {
@@ -343,11 +350,37 @@ static int begin(struct writer *w)
     return rc;
 }
 
+/* Idempotent publishing: is r stored already? 1 (r marked a duplicate of
+ * the sequence found, queued to be answered with the others), 0 (append
+ * it), or -1 (answered with a refusal). The batch is open. */
+static int dedupe(struct writer *w, struct pub_rec *r)
+{
+    uint64_t seq = 0;
+    int rc = store_batch_dedupe_find(w->b, (const char *)(r + 1), r->topic_len, r->producer_id,
+                                     r->producer_seq, &seq);
+    if (rc == FERRY_ESTORAGE) {
+        fail_stop(w, rc, "a duplicate check");
+    }
+    if (rc < 0) {
+        answer(w, r, wire_code(rc));
+        return -1;
+    }
+    if (rc == 1) {
+        /* Answered after this round's log, like the messages appended
+         * before it, of which its first copy may be one. */
+        r->is_duplicate = 1;
+        r->seq = seq;
+        w->appended[w->n_appended++] = r;
+    }
+    return rc;
+}
+
 static void append_one(struct writer *w, struct pub_rec *r)
 {
     struct store_msg_in m;
     const char *topic = (const char *)(r + 1);
     r->seq = 0;
+    r->is_duplicate = 0;
     if (rec_message(w, r, &m) < 0) {
         log_error("store writer: publish %llu has a malformed body (a bug); refused",
                   (unsigned long long)r->pub_id);
@@ -369,6 +402,14 @@ static void append_one(struct writer *w, struct pub_rec *r)
         if (rc < 0) {
             answer(w, r, wire_code(rc));
             return;
+        }
+        if (r->producer_id != 0) {
+            rc = dedupe(w, r);
+            if (rc != 0) {
+                return;
+            }
+            m.producer_id = r->producer_id;
+            m.producer_seq = r->producer_seq;
         }
         struct store_append_result ar;
         rc = store_batch_append(w->b, topic, r->topic_len, &m, &ar);
@@ -522,6 +563,42 @@ static int fwd_reserve(struct writer *w)
     return 1;
 }
 
+/* The dedupe window: every quarter of it, a pass forgets the producer
+ * sequences published before it, one bounded transaction per round (between
+ * group commits, like retention). Returns ms until it wants to run, or -1. */
+static int dedupe_step(struct writer *w, int running)
+{
+    struct server *s = w->srv;
+    uint64_t window = s->cfg.dedupe_window_ms;
+    if (window == 0 || s->store == NULL || !running) {
+        return -1;
+    }
+    uint64_t now = now_ms();
+    if (!w->is_dedupe_running && now < w->next_dedupe) {
+        return (int)(w->next_dedupe - now);
+    }
+    int64_t before = now_realtime_ns() - (int64_t)(window * 1000000u);
+    uint64_t n = 0;
+    bool is_done = true;
+    int rc = store_dedupe_expire(s->store, before, &w->dedupe_pos, &n, &is_done);
+    if (rc == FERRY_ESTORAGE) {
+        fail_stop(w, rc, "an expiry of producer sequences");
+    }
+    if (rc < 0) {
+        log_warn("store: producer sequences not expired (next pass later): %s",
+                 server_strerror(rc));
+        memset(&w->dedupe_pos, 0, sizeof(w->dedupe_pos));
+        is_done = true;
+    }
+    w->is_dedupe_running = !is_done;
+    if (is_done) {
+        uint64_t every = window / 4 > DEDUPE_EVERY_MIN_MS ? window / 4 : DEDUPE_EVERY_MIN_MS;
+        w->next_dedupe = now + every;
+        return (int)every;
+    }
+    return 0;
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
@@ -531,6 +608,8 @@ static void *writer_main(void *arg)
     int is_interval = s->cfg.sync_mode == STORE_SYNC_INTERVAL;
     int running = 1;
     w->next_sync = now_ms() + s->cfg.sync_interval_ms;
+    w->next_dedupe = now_ms() + DEDUPE_EVERY_MIN_MS;
+    int dedupe_wait = dedupe_step(w, running);
     while (running) {
         int timeout = -1;
         if (is_interval) {
@@ -539,6 +618,9 @@ static void *writer_main(void *arg)
         }
         if (w->ret_wait >= 0 && (timeout < 0 || w->ret_wait < timeout)) {
             timeout = w->ret_wait;
+        }
+        if (dedupe_wait >= 0 && (timeout < 0 || dedupe_wait < timeout)) {
+            timeout = dedupe_wait;
         }
         if (w->is_cons_unsaved && (timeout < 0 || timeout > 100)) {
             timeout = 100; /* no wake-up comes for state that is dirty already */
@@ -638,6 +720,7 @@ static void *writer_main(void *arg)
                 fail_stop(w, err, "a retention trim");
             }
         }
+        dedupe_wait = dedupe_step(w, running);
     }
     return NULL;
 }

@@ -392,11 +392,22 @@ FERRY_API int ferry_options_set_reconnect(ferry_options *o, int enabled, uint32_
 
 /* What becomes of publishes still waiting for a PubAck when the connection
  * is lost: resend = 1 (default) re-sends them, in their original order,
- * after the reconnect (at-least-once: the server may have stored a message
- * whose ack was lost, so it may be stored twice); resend = 0 fails them
- * with FERRY_EDISCONNECTED (at-most-once). Fire-and-forget publishes are
- * never re-sent. Returns 0. */
+ * after the reconnect; resend = 0 fails them with FERRY_EDISCONNECTED
+ * (at-most-once). Re-sent publishes to stored topics are idempotent by
+ * default (ferry_options_set_idempotent): one whose PubAck was lost in
+ * the break is not stored twice. Fire-and-forget publishes are never
+ * re-sent. Returns 0. */
 FERRY_API int ferry_options_set_resend_unacked(ferry_options *o, int resend);
+
+/* Idempotent publishing (default on; used while resend is on): every
+ * publish that wants a PubAck carries this client's producer id (random,
+ * the same across its reconnects) and its publish id as the producer
+ * sequence, so that the server stores a re-sent one only if it did not
+ * store it before, and answers it with the first one's sequence
+ * otherwise (within the server's dedupe_window, default 2 minutes).
+ * Ephemeral topics ignore it. on = 0: at-least-once (a re-sent publish
+ * whose PubAck was lost is stored twice). Returns 0. */
+FERRY_API int ferry_options_set_idempotent(ferry_options *o, int on);
 
 /* Log callback (see ferry_log_cb) and the highest level passed to it
  * (default FERRY_LOG_INFO). cb NULL: no logging (default). Returns 0. */
@@ -631,6 +642,11 @@ FERRY_API int ferry_flush(ferry_client *c, int timeout_ms);
 
 /* Publishes waiting for their PubAck now. Any thread (a snapshot). */
 FERRY_API size_t ferry_client_inflight(ferry_client *c);
+
+/* Publishes the server answered as duplicates since the client was made:
+ * re-sent after a reconnect, stored before (ferry_options_set_idempotent).
+ * Any thread (a snapshot). */
+FERRY_API uint64_t ferry_client_duplicates(ferry_client *c);
 
 /* ------------------------------------------------------------------------ */
 /* Subscribing                                                              */

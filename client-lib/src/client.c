@@ -811,6 +811,9 @@ static void on_frame(ferry_client *c, const Ferry__Frame *f)
             ferry__seterr(c, code, "publish %llu: %s", (unsigned long long)a->id,
                           a->text[0] ? a->text : ferry_strerror(code));
         }
+        if (code == 0 && a->duplicate) {
+            c->n_duplicates++;
+        }
         ferry__pub_on_ack(c, a->id, code, a->sequence);
         break;
     }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,15 @@ FERRY_API int ferry_client_create(const ferry_options *o, ferry_client **out)
              ((uint64_t)getpid() << 40);
     if (c->rng == 0) {
         c->rng = 0x9e3779b97f4a7c15ull;
+    }
+    /* The producer id must differ between clients everywhere: from the
+     * kernel's generator, or else the time-seeded one stirred. */
+    if (getrandom(&c->producer_id, sizeof(c->producer_id), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(c->producer_id)) {
+        c->producer_id = c->rng * 0xd6e8feb86659fd93ull;
+    }
+    if (c->producer_id == 0) {
+        c->producer_id = 1;
     }
     *out = c;
     return 0;

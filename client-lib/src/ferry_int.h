@@ -59,6 +59,7 @@ struct ferry_options {
     uint32_t reconnect_max_ms;
     uint32_t reconnect_jitter_pct;
     int resend_unacked;
+    int idempotent; /* Publish.producer_id/producer_seq on acked publishes */
     ferry_log_cb log_cb;
     void *log_ud;
     enum ferry_log_level log_level;
@@ -316,7 +317,9 @@ struct ferry_client {
     ferry_server_info info;
     int has_info;
 
-    uint64_t next_pub_id;
+    uint64_t next_pub_id;  /* also the producer sequence (idempotent publishing) */
+    uint64_t producer_id;  /* random, non-zero; fixed for the client's life */
+    uint64_t n_duplicates; /* PubAcks marked duplicate */
     uint64_t next_sub_id;
     uint64_t next_admin_id;
 

@@ -190,6 +190,7 @@ void ferry__options_defaults(struct ferry_options *o)
     o->reconnect_max_ms = 5000;
     o->reconnect_jitter_pct = 20;
     o->resend_unacked = 1;
+    o->idempotent = 1;
     o->log_level = FERRY_LOG_INFO;
     o->tls_verify_name = 1;
 }
@@ -423,6 +424,15 @@ FERRY_API int ferry_options_set_resend_unacked(ferry_options *o, int resend)
         return -EINVAL;
     }
     o->resend_unacked = resend != 0;
+    return 0;
+}
+
+FERRY_API int ferry_options_set_idempotent(ferry_options *o, int on)
+{
+    if (o == NULL) {
+        return -EINVAL;
+    }
+    o->idempotent = on != 0;
     return 0;
 }
 

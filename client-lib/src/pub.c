@@ -196,6 +196,17 @@ int64_t ferry__pubs_next_deadline(ferry_client *c)
     return c->pubs_head != NULL ? c->pubs_head->deadline : 0;
 }
 
+FERRY_API uint64_t ferry_client_duplicates(ferry_client *c)
+{
+    if (c == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->n_duplicates;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 FERRY_API size_t ferry_client_inflight(ferry_client *c)
 {
     if (c == NULL) {
@@ -330,6 +341,10 @@ static int pub_enqueue(ferry_client *c, const ferry_pub *m, ferry_pub_cb cb, voi
     }
     pm.id = c->next_pub_id++;
     pm.want_ack = 1;
+    if (c->opts.resend_unacked && c->opts.idempotent) {
+        pm.producer_id = c->producer_id;
+        pm.producer_seq = pm.id; /* re-sent as encoded here: the same sequence */
+    }
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_PUBLISH;
     f.publish = &pm;

@@ -21,3 +21,10 @@ foreach(name 70_store_durability 71_store_catchup)
 endforeach()
 # Mounting a tmpfs needs root: without it the case exits 77 (skipped).
 set_tests_properties(e2e_70_store_durability.disk_full PROPERTIES SKIP_RETURN_CODE 77)
+
+# Idempotent publishing: duplicates answered, and the kill -9 loop.
+ferry_check_test(e2e_91_idempotent LABEL e2e TIMEOUT 300
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/91_idempotent.c
+  LIBS ferry_test_support ferry_shared Threads::Threads)
+target_compile_definitions(e2e_91_idempotent PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
+add_dependencies(e2e_91_idempotent ferryd)
