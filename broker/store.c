@@ -563,6 +563,7 @@ void store__free(struct store *s)
     free(s->batch.cons_buf);
     free(s->ck_metas);
     free(s->wal_buf);
+    free(s->dedupe_cache);
     wal_close(s->wal);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_mutex_destroy(&s->wlock);

@@ -14,23 +14,44 @@
  * as newer ones arrive), and, by store_dedupe_expire(), none older than
  * the dedupe window. Producer sequences must grow (libferry uses its
  * publish ids): a sequence below every one kept is taken as seen before.
+ *
+ * The common case, a producer's next sequence, costs one LMDB put: the
+ * writer's cache (struct dedupe_slot) knows it is above everything stored.
+ * Evictions run every EVICT_EVERY sequences, so up to that many more than
+ * the span may be kept.
  */
 #include "store_int.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KEY_LEN 20        /* producer, topic id, producer sequence */
 #define PREFIX_LEN 12     /* producer, topic id */
 #define VAL_LEN 16        /* topic sequence, publish time */
 #define EXPIRE_CHUNK 4096 /* deletions per expiry transaction */
+#define CACHE_SLOTS 4096  /* struct dedupe_slot entries (power of two) */
+#define EVICT_EVERY 1024  /* sequences between two evictions of a producer's oldest */
 
 static void key_make(unsigned char k[KEY_LEN], uint64_t producer, uint32_t topic_id, uint64_t pseq)
 {
     put_be64(k, producer);
     put_be32(k + 8, topic_id);
     put_be64(k + PREFIX_LEN, pseq);
+}
+
+/* The cache slot of (producer, topic): NULL without a cache (no memory). */
+static struct dedupe_slot *slot_of(struct store *s, uint64_t producer, uint32_t topic_id)
+{
+    if (s->dedupe_cache == NULL) {
+        s->dedupe_cache = calloc(CACHE_SLOTS, sizeof(*s->dedupe_cache));
+        if (s->dedupe_cache == NULL) {
+            return NULL;
+        }
+    }
+    uint64_t h = (producer ^ ((uint64_t)topic_id * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    return &s->dedupe_cache[(h >> 40) & (CACHE_SLOTS - 1)];
 }
 
 void store__dedupe_trailer_put(struct rec_hdr *r, uint64_t producer, uint64_t pseq)
@@ -81,8 +102,22 @@ int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r)
     memcpy(vb + 8, (const unsigned char *)(r + 1) + 8, 8); /* the value's publish time */
     MDB_val k = {KEY_LEN, kb}, v = {VAL_LEN, vb};
     int rc = mdb_put(b->txn, s->dbi_dedupe, &k, &v, 0); /* a replay may put it again */
-    if (rc != 0 || pseq <= STORE_DEDUPE_SPAN) {
+    if (rc != 0) {
         return rc;
+    }
+    struct dedupe_slot *sl = slot_of(s, producer, r->topic_id);
+    if (sl != NULL && (sl->producer != producer || sl->topic_id != r->topic_id)) {
+        *sl = (struct dedupe_slot){.producer = producer, .topic_id = r->topic_id};
+    }
+    if (sl != NULL && pseq > sl->last) {
+        sl->last = pseq;
+    }
+    if (pseq <= STORE_DEDUPE_SPAN ||
+        (sl != NULL && sl->evicted != 0 && pseq - sl->evicted < EVICT_EVERY)) {
+        return 0;
+    }
+    if (sl != NULL) {
+        sl->evicted = pseq;
     }
     return evict_below(b->txn, s->dbi_dedupe, kb, pseq - STORE_DEDUPE_SPAN);
 }
@@ -104,6 +139,10 @@ int store_batch_dedupe_find(struct store_batch *b, const char *topic, size_t top
         store__topic_find(s, topic, topic_len, store__name_hash(topic, topic_len));
     if (t == NULL) {
         return 0; /* nothing was ever stored there */
+    }
+    const struct dedupe_slot *sl = slot_of(s, producer, t->id);
+    if (sl != NULL && sl->producer == producer && sl->topic_id == t->id && pseq > sl->last) {
+        return 0; /* the producer's next one */
     }
     unsigned char kb[KEY_LEN];
     key_make(kb, producer, t->id, pseq);

@@ -130,6 +130,7 @@ struct store {
     MDB_dbi dbi_tidx;
     MDB_dbi dbi_consumers;
     MDB_dbi dbi_dedupe;
+    struct dedupe_slot *dedupe_cache; /* wlock: store_dedupe.c; NULL until used */
     int lock_fd;      /* our fd on data.mdb, flock'ed exclusively; -1 when read-only */
     bool is_readonly; /* store_open_readonly(): readers only (written by open only) */
     enum store_sync_mode sync_mode;
@@ -239,6 +240,17 @@ static inline size_t store__rec_len(const struct rec_hdr *r)
 }
 
 /* ---- store_dedupe.c: producer sequences (writer path) -------------------- */
+
+/* What the writer knows of a producer on a topic without asking LMDB: a
+ * direct-mapped cache (a collision replaces the slot). `last` is at least
+ * every sequence of it stored (appends that failed may have raised it:
+ * harmless, a lookup then asks LMDB). */
+struct dedupe_slot {
+    uint64_t producer; /* 0: empty */
+    uint32_t topic_id;
+    uint64_t last;    /* its highest sequence appended */
+    uint64_t evicted; /* the sequence at its last eviction */
+};
 
 /* Write the producer trailer of r (REC_DEDUPE; its value encoded). Pure. */
 void store__dedupe_trailer_put(struct rec_hdr *r, uint64_t producer, uint64_t pseq);

@@ -91,6 +91,7 @@ struct cli_conn_cfg {
     uint32_t max_inflight;   /* async publish window; 0: library default */
     uint32_t ack_timeout_ms; /* fail a publish unacked this long; 0: never */
     bool window_blocks;      /* ferry_publish_async waits for room (else -EAGAIN) */
+    bool not_idempotent;     /* acked publishes without producer id (default: with) */
     bool quiet_events;       /* do not print disconnect/reconnect notices */
     bool silent;             /* print nothing at all, not even connect errors */
     int was_connected;       /* atomic, set by the event callback: a failed

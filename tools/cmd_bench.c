@@ -74,6 +74,8 @@ static const char bench_help[] =
     "      --keep            keep the stored messages of the run; by default a\n"
     "                        topic that held no messages before the run is\n"
     "                        purged after it, so benchmarks do not fill the store\n"
+    "      --no-idempotent   acked publishes without a producer id and sequence\n"
+    "                        (libferry marks them by default; measures its cost)\n"
     "\n"
     "The exit status is 1 when a subscriber did not receive every message, or\n"
     "a publish failed.\n"
@@ -92,6 +94,7 @@ enum {
     OPT_EPHEMERAL,
     OPT_NO_PROGRESS,
     OPT_KEEP,
+    OPT_NO_IDEMPOTENT,
 };
 
 struct bench_args {
@@ -103,6 +106,7 @@ struct bench_args {
     bool json;
     bool no_progress;
     bool keep;
+    bool no_idempotent;
 };
 
 struct bench_pub {
@@ -212,6 +216,9 @@ static int bench_opt(int opt, const char *arg, void *ctx)
         return -1;
     case OPT_KEEP:
         a->keep = true;
+        return -1;
+    case OPT_NO_IDEMPOTENT:
+        a->no_idempotent = true;
         return -1;
     default:
         return cli_usage(a->cmd, "unexpected option");
@@ -536,6 +543,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         {"ephemeral", no_argument, NULL, OPT_EPHEMERAL},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"keep", no_argument, NULL, OPT_KEEP},
+        {"no-idempotent", no_argument, NULL, OPT_NO_IDEMPOTENT},
         {NULL, 0, NULL, 0},
     };
     struct bench_args a = {.cmd = o->cmd,
@@ -579,6 +587,7 @@ int cmd_bench(struct cli_opts *o, int argc, char **argv)
         .reconnect_attempts = -1,
         .max_inflight = a.ack_window ? (uint32_t)a.ack_window : 0,
         .window_blocks = true,
+        .not_idempotent = a.no_idempotent,
     };
     struct cli_conn_cfg sub_cfg = {
         .name = "ferry bench sub", .reconnect_attempts = -1, .quiet_events = true};

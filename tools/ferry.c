@@ -310,6 +310,7 @@ int cli_connect(const struct cli_opts *o, struct cli_conn_cfg *cfg, ferry_client
         ferry_options_set_max_inflight(fo, cfg->max_inflight);
     }
     ferry_options_set_window_blocks(fo, cfg->window_blocks ? 1 : 0);
+    ferry_options_set_idempotent(fo, cfg->not_idempotent ? 0 : 1);
     ferry_options_set_ack_timeout_ms(fo, cfg->ack_timeout_ms);
     /* cfg outlives the client: every command keeps it in its frame. */
     ferry_options_set_event_cb(fo, on_client_event, cfg);
