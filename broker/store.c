@@ -436,6 +436,13 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         store__err_set(err, err_len, "%s: database 'dedupe': %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
+    /* The index of last-value topics (store_lastval.c); created by the
+     * first opener that knows it. */
+    rc = mdb_dbi_open(txn, "lastval", MDB_CREATE, &s->dbi_lastval);
+    if (rc != 0) {
+        store__err_set(err, err_len, "%s: database 'lastval': %s", dir, mdb_strerror(rc));
+        goto out_abort;
+    }
     rc = mdb_txn_commit(txn);
     if (rc == 0) {
         /* MDB_NOSYNC left the new store's pages unsynced: a power cut

@@ -32,6 +32,10 @@
  *     "dedupe"     (producer id u64 BE, topic id u32 BE, producer seq u64 BE)
  *                  -> topic seq u64 LE, publish time i64 LE: the producer
  *                  sequences of idempotent publishes (store_dedupe.c)
+ *     "lastval"    (topic id u32 BE, 'k', message key) -> seq u64 BE, and
+ *                  (topic id u32 BE, 's', seq u64 BE) -> message key: the
+ *                  newest message of each key of last-value topics
+ *                  (store_lastval.c)
  *   Start-up reads the meta record and the topics table only (plus the last
  *   key of two tables): its cost does not grow with the number of messages.
  *
@@ -224,6 +228,11 @@ struct store_msg_in {
      * same commit. */
     uint64_t producer_id;
     uint64_t producer_seq;
+    /* A last-value topic's message (store_lastval_read): with a key, it
+     * becomes that key's current value, or, with an empty payload (a
+     * tombstone), removes the key; in the same commit. The key must then
+     * be at most STORE_LASTVAL_KEY_MAX bytes. */
+    bool is_last_value;
 };
 
 /* A message read back. Every pointer points into the LMDB map and is valid
@@ -287,7 +296,8 @@ int store_batch_begin(struct store *s, struct store_batch **out);
  * batch's own copy of its records, invisibly to the caller.
  *
  * Returns 0 and *res, or, leaving earlier appends of the batch intact:
- *   FERRY_EINVAL        topic empty or too long, a length over 4 GiB
+ *   FERRY_EINVAL        topic empty or too long, a length over 4 GiB, a
+ *                       last-value message's key over STORE_LASTVAL_KEY_MAX
  *   FERRY_ESTORAGEFULL  this message does not fit below map_size_max
  *   FERRY_ELIMIT        the batch is too large: commit, then append again
  *   -ENOMEM
@@ -434,6 +444,29 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
                size_t max_bytes, store_read_cb cb, void *ctx, struct store_read_result *res);
 
 /*
+ * Last-value topics. A message appended with is_last_value and a key is
+ * its key's current value until a newer one of that key (or a tombstone:
+ * the key with an empty payload) is appended; the index of current values
+ * is written in the same commit as the messages (store_lastval.c).
+ *
+ * store_lastval_read(): like store_read(), but only the messages that are
+ * the current value of their key, with from_seq <= seq <= upto_seq
+ * (UINT64_MAX: no bound), in sequence order. res->next_seq is where the
+ * next call goes on: once res->is_end, every current value up to upto_seq
+ * was passed (next_seq is then upto_seq + 1 when upto_seq is bounded).
+ * Each call is one short transaction: a key whose value changes between
+ * calls is passed as its value was at the call that reached it, or not at
+ * all if the change moved it behind the position (its new value has a
+ * higher seq: a caller that goes on with the messages after upto_seq sees
+ * it there). res->last_seq is upto_seq. Returns 0, FERRY_EINVAL (max_msgs
+ * 0, cb NULL), -EAGAIN, FERRY_ESTORAGE. Thread: any.
+ */
+#define STORE_LASTVAL_KEY_MAX 506
+int store_lastval_read(struct store *s, uint32_t topic_id, uint64_t from_seq, uint64_t upto_seq,
+                       size_t max_msgs, size_t max_bytes, store_read_cb cb, void *ctx,
+                       struct store_read_result *res);
+
+/*
  * First sequence whose publish time is >= time_ns, or last_seq + 1 when no
  * stored message is that recent (that is: start with new messages).
  * Times are taken as the running maximum per topic, so if the clock stepped
@@ -478,7 +511,8 @@ int store_topic_list(struct store *s, const char *prefix, size_t prefix_len, sto
                      void *ctx);
 
 /*
- * Remove every stored message of the topic (and its time index), keeping
+ * Remove every stored message of the topic (and its time and last-value
+ * indexes), keeping
  * its sequence counter: the next append gets last_seq + 1, and afterwards
  * first_seq = last_seq + 1. Runs on the writer path in transactions of a
  * bounded number of deletions, each committed per the sync policy, so it
@@ -577,8 +611,10 @@ int store_is_failed(const struct store *s);
  * Retention: remove the topic's oldest messages, those with seq <= upto, in
  * ONE write transaction of at most about a thousand deletions (call again
  * while *is_done is false). The newest message is never removed (upto is
- * capped at last_seq - 1). Time index entries pointing at removed messages
- * go too. Writer path (takes the writer mutex; not with an open batch).
+ * capped at last_seq - 1), nor one a last-value key's current value: upto
+ * is capped below the lowest seq of the topic's last-value index (the
+ * oldest current value holds back the trim). Time index entries pointing
+ * at removed messages go too. Writer path (takes the writer mutex; not with an open batch).
  * Returns 0, *n_removed and *is_done (either may be NULL), FERRY_ENOTOPIC,
  * FERRY_EINVAL, FERRY_ESTORAGEFULL, -ENOMEM, FERRY_ESTORAGE (fail-stop).
  */

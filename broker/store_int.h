@@ -52,6 +52,7 @@
 #define REC_APPEND_TIDX 0x4u
 #define REC_DEDUPE 0x8u    /* a producer trailer follows the value (store_dedupe.c) */
 #define DEDUPE_TRAILER 16u /* producer id, producer sequence (u64 LE each) */
+#define REC_LASTVAL 0x10u  /* index the message's key in "lastval" (store_lastval.c) */
 
 struct topic_state {
     uint64_t first_seq;
@@ -130,6 +131,7 @@ struct store {
     MDB_dbi dbi_tidx;
     MDB_dbi dbi_consumers;
     MDB_dbi dbi_dedupe;
+    MDB_dbi dbi_lastval;
     struct dedupe_slot *dedupe_cache; /* wlock: store_dedupe.c; NULL until used */
     int lock_fd;      /* our fd on data.mdb, flock'ed exclusively; -1 when read-only */
     bool is_readonly; /* store_open_readonly(): readers only (written by open only) */
@@ -237,6 +239,7 @@ static inline size_t store__rec_size(uint32_t val_len)
 static inline size_t store__rec_len(const struct rec_hdr *r)
 {
     return store__rec_size(r->val_len) + ((r->flags & REC_DEDUPE) ? DEDUPE_TRAILER : 0);
+    /* REC_LASTVAL adds nothing: the key is in the value. */
 }
 
 /* ---- store_dedupe.c: producer sequences (writer path) -------------------- */
@@ -257,6 +260,20 @@ void store__dedupe_trailer_put(struct rec_hdr *r, uint64_t producer, uint64_t ps
 /* Put the dedupe entry of r (REC_DEDUPE) into b's txn, and drop its
  * producer's entries that fell out of the span. An MDB code. Writer. */
 int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r);
+
+/* ---- store_lastval.c: last-value topics -------------------------------- */
+
+/* Index the key of r (REC_LASTVAL; its value encoded) in b's txn: its
+ * entry now names r->seq, or is gone if r's payload is empty (a
+ * tombstone). An MDB code. Writer. */
+int store__lastval_apply(struct store_batch *b, const struct rec_hdr *r);
+/* The lowest seq topic_id's index holds (UINT64_MAX: none), in txn. An
+ * MDB code. */
+int store__lastval_floor(struct store *s, MDB_txn *txn, uint32_t topic_id, uint64_t *seq);
+/* Delete up to max entries of topic_id's index in txn; *is_done once none
+ * is left. An MDB code. Writer. */
+int store__lastval_drop(struct store *s, MDB_txn *txn, uint32_t topic_id, size_t max,
+                        bool *is_done);
 
 /* ---- store_codec.c: pure byte work, any thread ------------------------- */
 

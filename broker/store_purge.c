@@ -129,8 +129,24 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
     }
     uint64_t upto = t->cur.last_seq;
     bool is_freed = false; /* a full map made this chunk checkpoint */
-    /* Index first, so a partly purged topic never has index entries that
-     * point below its first_seq; then messages, oldest first. */
+    /* The last-value index first, so that it never names a message that is
+     * gone (and holds no trim back afterwards). */
+    for (bool is_done = false; !is_done;) {
+        MDB_txn *txn;
+        int rc = store__wtxn_begin(s, &txn);
+        if (rc == 0) {
+            rc = store__lastval_drop(s, txn, t->id, PURGE_CHUNK, &is_done);
+            rc = rc == 0 ? store__wtxn_commit(s, txn) : (store__wtxn_abort(s, txn), rc);
+        }
+        if (rc != 0) {
+            ret = store__is_full_error(rc) || rc == MDB_MAP_FULL ? FERRY_ESTORAGEFULL
+                  : rc == ENOMEM                                 ? -ENOMEM
+                                                                 : store__fail(s, rc);
+            goto out_unlock;
+        }
+    }
+    /* The time index next, so a partly purged topic never has index entries
+     * that point below its first_seq; then messages, oldest first. */
     for (int phase = 0; phase < 2; phase++) {
         bool is_index = phase == 0;
         bool is_done = false;
@@ -264,6 +280,21 @@ int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint6
     }
     MDB_txn *txn;
     int rc = store__wtxn_begin(s, &txn);
+    uint64_t floor = UINT64_MAX;
+    if (rc == 0) {
+        /* A last-value key's current value stays: the trim ends below the
+         * oldest one (store_lastval.c). */
+        rc = store__lastval_floor(s, txn, t->id, &floor);
+        if (rc == 0 && floor <= upto) {
+            upto = floor - 1;
+        }
+        if (rc != 0 || upto < t->cur.first_seq) {
+            store__wtxn_abort(s, txn);
+            if (rc == 0) {
+                goto out_done;
+            }
+        }
+    }
     if (rc == 0) {
         /* Index entries first: none may point below first_seq. */
         rc = purge_chunk(s, txn, s->dbi_tidx, true, t->id, upto, &n_idx, &bytes, &idx_done);

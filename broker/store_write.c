@@ -171,6 +171,9 @@ static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
     if (rc == 0 && (r->flags & REC_DEDUPE)) {
         rc = store__dedupe_apply(b, r);
     }
+    if (rc == 0 && (r->flags & REC_LASTVAL)) {
+        rc = store__lastval_apply(b, r);
+    }
     if (rc != 0 || !(r->flags & REC_TIDX)) {
         return rc;
     }
@@ -365,7 +368,8 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
     }
     if (topic == NULL || topic_len == 0 || topic_len > STORE_TOPIC_MAX || m == NULL ||
         m->n_headers > UINT16_MAX || (m->n_headers && m->headers == NULL) ||
-        (m->payload_len && m->payload == NULL) || (m->key_len && m->key == NULL)) {
+        (m->payload_len && m->payload == NULL) || (m->key_len && m->key == NULL) ||
+        (m->is_last_value && m->key_len > STORE_LASTVAL_KEY_MAX)) {
         return FERRY_EINVAL;
     }
     uint64_t hlen = 0;
@@ -427,6 +431,9 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
     }
     store__value_encode(r, m, (size_t)hlen);
+    if (m->is_last_value && m->key_len > 0) {
+        r->flags |= REC_LASTVAL;
+    }
     if (m->producer_id != 0) {
         r->flags |= REC_DEDUPE;
         store__dedupe_trailer_put(r, m->producer_id, m->producer_seq);
