@@ -25,6 +25,7 @@ enum kind {
     K_BACKEND,
     K_REACTOR,
     K_EPHEMERAL,
+    K_LAST_VALUE,
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
     K_TLS_LISTEN,
@@ -70,6 +71,7 @@ static const struct key keys[] = {
     {"sync", K_SYNC, 0, 0, 0, 0},
     {"sync_interval_ms", K_U32, F(sync_interval_ms), 0, 1, 3600000},
     {"ephemeral", K_EPHEMERAL, 0, 0, 0, 0},
+    {"last_value", K_LAST_VALUE, 0, 0, 0, 0},
     {"retention", K_RETENTION, 0, 0, 0, 0},
     {"retention_interval_ms", K_U32, F(retention_interval_ms), 0, 10, 3600000},
     {"consumer_max_idle", K_DURATION, F(consumer_max_idle_ms), 0, 0, 0},
@@ -173,6 +175,33 @@ int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len)
 {
     for (uint32_t i = 0; i < c->n_ephemeral; i++) {
         if (topic_match(c->ephemeral[i], strlen(c->ephemeral[i]), topic, len)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int add_last_value(struct cfg *c, const char *v)
+{
+    size_t n = strlen(v);
+    const char *why;
+    if (n >= sizeof(c->last_value[0]) || c->n_last_value >= CFG_MAX_LAST_VALUE ||
+        topic_validate(v, n, 1, 255, 64, &why) != 0) {
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < c->n_last_value; i++) {
+        if (strcmp(c->last_value[i], v) == 0) {
+            return 0;
+        }
+    }
+    memcpy(c->last_value[c->n_last_value++], v, n + 1);
+    return 0;
+}
+
+int cfg_is_last_value(const struct cfg *c, const char *topic, size_t len)
+{
+    for (uint32_t i = 0; i < c->n_last_value; i++) {
+        if (topic_match(c->last_value[i], strlen(c->last_value[i]), topic, len)) {
             return 1;
         }
     }
@@ -387,6 +416,8 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
             return 0;
         case K_EPHEMERAL:
             return add_ephemeral(c, value);
+        case K_LAST_VALUE:
+            return add_last_value(c, value);
         case K_RETENTION:
             return add_retention(c, value);
         case K_DURATION:
@@ -675,6 +706,11 @@ const char *cfg_usage(void)
            "                       never damages the store. Connected tells clients which.\n"
            "  --ephemeral PATTERN  topics matching PATTERN are routed without storing\n"
            "                       (PubAck sequence 0); repeatable, in the file too\n"
+           "  --last-value PATTERN stored topics matching PATTERN keep, per message key, its\n"
+           "                       newest message: subscribers may start with the current\n"
+           "                       value of every key (ferry sub's last-per-key), retention\n"
+           "                       keeps them, and an empty payload deletes its key (a\n"
+           "                       tombstone); keys at most 506 bytes; repeatable\n"
            "  --max-store-size N   most the store may grow to (default 64g; k/m/g); past\n"
            "                       it publishes get ERROR_STORAGE_FULL until space is freed\n"
            "  --initial-store-size N  map size of a new store (default 64m)\n"

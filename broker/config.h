@@ -14,6 +14,7 @@
 
 #define CFG_DEFAULT_PORT 7373
 #define CFG_MAX_EPHEMERAL 64
+#define CFG_MAX_LAST_VALUE 64
 
 /* `retention PATTERN [max-msgs N] [max-bytes SIZE] [max-age DURATION]`:
  * stored topics matching PATTERN keep at most N messages, SIZE bytes, and
@@ -67,6 +68,8 @@ struct cfg {
     uint64_t initial_store_size; /* bytes: the map's size at creation */
     uint32_t n_ephemeral;        /* patterns of topics routed without storing */
     char ephemeral[CFG_MAX_EPHEMERAL][256];
+    uint32_t n_last_value; /* patterns of last-value topics (store_lastval.c) */
+    char last_value[CFG_MAX_LAST_VALUE][256];
     uint32_t n_retention; /* retention rules, in the order given */
     struct cfg_retention retention[CFG_MAX_RETENTION];
     uint32_t retention_interval_ms; /* how often topics are checked against them */
@@ -91,6 +94,9 @@ const struct cfg_retention *cfg_retention_find(const struct cfg *c, const char *
 
 /* Is topic[0..len) ephemeral (matches an `ephemeral` pattern)? */
 int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len);
+
+/* Is topic[0..len) a last-value topic (matches a `last_value` pattern)? */
+int cfg_is_last_value(const struct cfg *c, const char *topic, size_t len);
 
 void cfg_defaults(struct cfg *c);
 

@@ -45,6 +45,13 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                         p->id, FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
+    if (is_stored && p->key_len > STORE_LASTVAL_KEY_MAX && cfg_is_last_value(cfg, p->topic, tlen)) {
+        conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                        "key too long for a last-value topic (at most " STORE_STR(
+                            STORE_LASTVAL_KEY_MAX) " bytes)",
+                        p->id, FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
     struct codec_hdr hv[CODEC_MAX_HEADERS];
     for (size_t i = 0; i < p->n_headers; i++) {
         hv[i] = (struct codec_hdr){p->headers[i]->key, strlen(p->headers[i]->key),

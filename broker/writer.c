@@ -411,6 +411,10 @@ static void append_one(struct writer *w, struct pub_rec *r)
             m.producer_id = r->producer_id;
             m.producer_seq = r->producer_seq;
         }
+        /* A last-value topic's message updates its key's entry in the same
+         * commit (store_lastval.c). */
+        m.is_last_value =
+            w->srv->cfg.n_last_value > 0 && cfg_is_last_value(&w->srv->cfg, topic, r->topic_len);
         struct store_append_result ar;
         rc = store_batch_append(w->b, topic, r->topic_len, &m, &ar);
         if (rc == 0) {

@@ -136,6 +136,25 @@ START_TEST(test_cfg_consumer_max_idle_is_a_duration_default_off)
 }
 END_TEST
 
+START_TEST(test_cfg_last_value_patterns_repeat_and_match)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_uint_eq(c.n_last_value, 0);
+    ck_assert_int_eq(cfg_is_last_value(&c, "prices.eu", 9), 0);
+    ck_assert_int_eq(cfg_set(&c, "last_value", "prices.>"), 0);
+    ck_assert_int_eq(cfg_set(&c, "last-value", "state.*.now"), 0);
+    ck_assert_int_eq(cfg_set(&c, "last_value", "prices.>"), 0); /* once */
+    ck_assert_uint_eq(c.n_last_value, 2);
+    ck_assert_int_eq(cfg_set(&c, "last_value", "bad..pattern"), -EINVAL);
+    ck_assert_int_eq(cfg_is_last_value(&c, "prices.eu", 9), 1);
+    ck_assert_int_eq(cfg_is_last_value(&c, "state.a.now", 11), 1);
+    ck_assert_int_eq(cfg_is_last_value(&c, "state.a.b.now", 13), 0);
+    ck_assert_int_eq(cfg_is_last_value(&c, "prices", 6), 0);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--last-value PATTERN"));
+}
+END_TEST
+
 START_TEST(test_cfg_reactor_and_io_backend)
 {
     struct cfg c;
@@ -230,6 +249,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_errors_name_the_line);
     tcase_add_test(tc, test_cfg_help_and_version);
     tcase_add_test(tc, test_cfg_consumer_max_idle_is_a_duration_default_off);
+    tcase_add_test(tc, test_cfg_last_value_patterns_repeat_and_match);
     tcase_add_test(tc, test_cfg_reactor_and_io_backend);
     tcase_add_test(tc, test_cfg_tls_keys_and_listen_off);
     tcase_add_test(tc, test_cfg_log_format_text_by_default_or_json);
