@@ -354,7 +354,7 @@ uint32_t cu_filter(struct iot *t, struct conn *c, uint64_t *ids, uint32_t n, con
             }
             continue;
         }
-        if (e->is_started && seq == e->next_seq && !is_lagging) {
+        if (e->is_started && seq == e->next_seq && !is_lagging && !e->is_lastval) {
             e->next_seq++;
             ids[k++] = ids[i];
         } else if (e->is_started && seq >= e->next_seq) {
@@ -503,8 +503,12 @@ static int cu_pump(struct iot *t, struct conn *c)
             struct cu_ctx x = {.t = t, .c = c, .e = e, .topic = e->topic};
             struct store_read_result res;
             uint64_t from = e->cons ? cons_next_seq(e->cons) : e->next_seq;
-            int rc = store_read(st, e->topic_id, from, room < CU_CHUNK_MSGS ? room : CU_CHUNK_MSGS,
-                                CU_CHUNK_BYTES, cu_on_msg, &x, &res);
+            int rc =
+                e->is_lastval
+                    ? store_lastval_read(st, e->topic_id, from, e->lv_upto, CU_CHUNK_MSGS,
+                                         CU_CHUNK_BYTES, cu_on_msg, &x, &res)
+                    : store_read(st, e->topic_id, from, room < CU_CHUNK_MSGS ? room : CU_CHUNK_MSGS,
+                                 CU_CHUNK_BYTES, cu_on_msg, &x, &res);
             if (c->state != ST_OPEN) {
                 return 0; /* killed while queueing (c->cu is gone) */
             }
@@ -521,7 +525,12 @@ static int cu_pump(struct iot *t, struct conn *c)
             if (res.next_seq > e->next_seq) {
                 e->next_seq = res.next_seq;
             }
-            if (res.is_end) {
+            if (res.is_end && e->is_lastval) {
+                /* Every current value up to the snapshot is out: on with
+                 * the messages after it (live ones were dropped meanwhile). */
+                e->is_lastval = 0;
+                e->next_seq = e->lv_upto + 1;
+            } else if (res.is_end) {
                 e->is_reading = 0;
             }
         }

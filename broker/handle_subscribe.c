@@ -39,7 +39,9 @@ static void send_suback_ok(struct iot *t, struct conn *c, uint64_t sub_id)
     /* Where this subscription alone decides its position (not a durable,
      * not a queue group's shared one). */
     uint64_t next_seq = 0;
-    if (e != NULL && e->cons == NULL) {
+    if (e != NULL && e->is_lastval) {
+        next_seq = 0; /* current values first: not one sequence range */
+    } else if (e != NULL && e->cons == NULL) {
         next_seq = e->next_seq;
     } else if (e != NULL && cons_is_private(e->cons)) {
         next_seq = cons_next_seq(e->cons);
@@ -125,6 +127,9 @@ static int cu_first_seq(struct iot *t, const Ferry__Subscribe *m, size_t plen, u
         return 0;
     case FERRY__START_POSITION__START_TIME:
         return store_seek_time(t->srv->store, info.id, m->start_time, out);
+    case FERRY__START_POSITION__START_LAST_PER_KEY:
+        *out = 1; /* the current values' walk starts there (sub_add_position) */
+        return 0;
     default:
         *out = store_topic_seq_last_n(&info, m->start_last);
         return 0;
@@ -179,6 +184,8 @@ static int sub_check(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t 
             refusal = "durable name must be one token of printable characters, at most 200 bytes";
         } else if (!is_wild && cfg_is_ephemeral(cfg, m->pattern, plen)) {
             refusal = "the topic is ephemeral (not stored): durable consumers need a stored topic";
+        } else if (m->start == FERRY__START_POSITION__START_LAST_PER_KEY) {
+            refusal = "START_LAST_PER_KEY is for subscriptions without a durable name";
         } else if (m->start > FERRY__START_POSITION__START_LAST) {
             refusal = "unknown start position";
         } else if (is_wild && (m->start == FERRY__START_POSITION__START_SEQUENCE ||
@@ -203,6 +210,8 @@ static int sub_check(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t 
                       "stored topic)";
         } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
             refusal = "the topic is ephemeral (not stored): explicit acks need a stored topic";
+        } else if (m->start == FERRY__START_POSITION__START_LAST_PER_KEY) {
+            refusal = "START_LAST_PER_KEY cannot be combined with explicit acks";
         }
         if (refusal) {
             send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT, refusal);
@@ -237,11 +246,13 @@ static const struct cons_user *sub_cons_user(const struct conn *c, const char *p
 /*
  * The start position of a new subscription: *start_seq, and *has_start when
  * a catch-up position is wanted. A wildcard durable's start_seq is a time
- * (ns); a durable's is where it starts if it does not exist yet. Refusals
- * are answered here (-1).
+ * (ns); a durable's is where it starts if it does not exist yet. With
+ * START_LAST_PER_KEY, *lv_upto is the snapshot's last sequence (0: none).
+ * Refusals are answered here (-1).
  */
 static int sub_start_seq(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t plen,
-                         size_t glen, uint64_t *start_seq_out, int *has_start_out)
+                         size_t glen, uint64_t *start_seq_out, int *has_start_out,
+                         uint64_t *lv_upto_out)
 {
     const struct cfg *cfg = &t->srv->cfg;
     int is_durable = m->durable_name[0] != '\0';
@@ -266,7 +277,7 @@ static int sub_start_seq(struct iot *t, struct conn *c, Ferry__Subscribe *m, siz
     }
     if (has_start) {
         const char *refusal = NULL;
-        if (m->start > FERRY__START_POSITION__START_LAST) {
+        if (m->start > FERRY__START_POSITION__START_LAST_PER_KEY) {
             refusal = "unknown start position";
         } else if (t->srv->store == NULL) {
             refusal = "start positions need the store";
@@ -276,6 +287,10 @@ static int sub_start_seq(struct iot *t, struct conn *c, Ferry__Subscribe *m, siz
             refusal = "start positions cannot be combined with a queue group";
         } else if (cfg_is_ephemeral(cfg, m->pattern, plen)) {
             refusal = "the topic is ephemeral (not stored): only new messages can be delivered";
+        } else if (m->start == FERRY__START_POSITION__START_LAST_PER_KEY &&
+                   !cfg_is_last_value(cfg, m->pattern, plen)) {
+            refusal = "START_LAST_PER_KEY: the topic is not a last-value topic (config: "
+                      "last_value PATTERN)";
         }
         if (refusal) {
             send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT, refusal);
@@ -284,6 +299,18 @@ static int sub_start_seq(struct iot *t, struct conn *c, Ferry__Subscribe *m, siz
         is_first_wanted = 1;
     }
     int rc = is_first_wanted ? cu_first_seq(t, m, plen, &start_seq) : 0;
+    *lv_upto_out = 0;
+    if (rc == 0 && has_start && m->start == FERRY__START_POSITION__START_LAST_PER_KEY) {
+        /* The snapshot: current values up to the last sequence now, then
+         * everything after it (struct catchup, is_lastval). */
+        struct store_topic_info info;
+        rc = store_topic_info(t->srv->store, m->pattern, plen, &info);
+        if (rc == 0) {
+            *lv_upto_out = info.last_seq;
+        } else if (rc == FERRY_ENOTOPIC) {
+            rc = 0; /* nothing stored: everything from 1 on */
+        }
+    }
     if (rc < 0) {
         send_suback(t, c, m->sub_id,
                     rc == -EAGAIN ? FERRY__ERROR_CODE__ERROR_SERVER_BUSY
@@ -303,7 +330,7 @@ static int sub_start_seq(struct iot *t, struct conn *c, Ferry__Subscribe *m, siz
  */
 static void sub_add_position(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t plen,
                              struct trie_sub *s, struct consumer *cons, uint64_t start_seq,
-                             int is_group_pos)
+                             int is_group_pos, uint64_t lv_upto)
 {
     int is_wild = topic_has_wildcard(m->pattern, plen);
     /* After the W_SUB_ADD in the same queue: the owner answers when the
@@ -330,6 +357,8 @@ static void sub_add_position(struct iot *t, struct conn *c, Ferry__Subscribe *m,
         e->next_seq = start_seq;
         e->cons = cons;
         e->is_group = (uint8_t)is_group_pos;
+        e->is_lastval = lv_upto > 0;
+        e->lv_upto = lv_upto;
     }
     if (cons != NULL && !is_wild) {
         cu_dur_list(t, c);
@@ -346,9 +375,9 @@ static int sub_add(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t pl
     int is_durable = m->durable_name[0] != '\0';
     int is_wild = topic_has_wildcard(m->pattern, plen);
     int is_acked = !is_durable && m->ack_mode == FERRY__ACK_MODE__ACK_EXPLICIT;
-    uint64_t start_seq;
+    uint64_t start_seq, lv_upto;
     int has_start;
-    if (sub_start_seq(t, c, m, plen, glen, &start_seq, &has_start) < 0) {
+    if (sub_start_seq(t, c, m, plen, glen, &start_seq, &has_start, &lv_upto) < 0) {
         return -1;
     }
     int use_cu = has_start || is_durable;
@@ -449,7 +478,7 @@ static int sub_add(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t pl
     c->subs[c->n_subs++] = s;
     stats_add(&t->stats.subs, 1);
     if (use_cu) {
-        sub_add_position(t, c, m, plen, s, cons, start_seq, is_group_pos);
+        sub_add_position(t, c, m, plen, s, cons, start_seq, is_group_pos, lv_upto);
     }
     /* The SubAck promises that anything published after it is matched, by
      * whichever connection. Normally the change reaches the workers at the

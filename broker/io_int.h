@@ -191,6 +191,12 @@ struct catchup {
     uint8_t is_started; /* the SubAck is out */
     uint8_t is_ready;   /* R_SUB_READY arrived */
     uint8_t is_reading; /* the store may hold messages from next_seq on */
+    /* START_LAST_PER_KEY: while set, next_seq walks the topic's current
+     * values (store_lastval_read) up to lv_upto, the last sequence when the
+     * Subscribe was handled; live messages are all dropped meanwhile (they
+     * are stored). Then next_seq = lv_upto + 1 and it reads on like any. */
+    uint8_t is_lastval;
+    uint64_t lv_upto;
 };
 
 /*

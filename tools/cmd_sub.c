@@ -37,6 +37,11 @@ static const char sub_help[] =
     "                        RFC 3339 (2026-11-29T20:00:00Z), Unix seconds, or\n"
     "                        a duration meaning that long ago (10m)\n"
     "      --last N          start with the last N stored messages\n"
+    "      --last-per-key    a last-value topic (ferryd's last_value PATTERN):\n"
+    "                        start with the current value of every key (its\n"
+    "                        newest message, deleted keys left out), in sequence\n"
+    "                        order, then live messages; not with --durable,\n"
+    "                        --group or --ack\n"
     "      --durable NAME    durable consumer: the broker remembers the acked\n"
     "                        position under NAME (implies --ack); PATTERN is one\n"
     "                        stored topic, or a wildcard pattern: then it keeps\n"
@@ -68,6 +73,7 @@ static const char sub_help[] =
     "  ferry sub 'orders.>'\n"
     "  ferry sub --count 3 numbers | sort -n\n"
     "  ferry sub --json --last 10 orders.eu.created | jq .payload\n"
+    "  ferry sub --last-per-key prices.eu      # every key's current price, then live\n"
     "  ferry sub --durable billing --all orders.eu.created\n"
     "  ferry sub --durable billing 'orders.*.created'   # every region, one name\n"
     "  ferry sub --group workers jobs          # run several: each job goes to one\n";
@@ -77,6 +83,7 @@ enum {
     OPT_FROM_SEQ,
     OPT_FROM_TIME,
     OPT_LAST,
+    OPT_LAST_PER_KEY,
     OPT_DURABLE,
     OPT_ACK,
     OPT_MAX_IN_FLIGHT,
@@ -175,6 +182,10 @@ static int sub_opt(int opt, const char *arg, void *ctx)
         a->start = FERRY_START_LAST;
         a->start_arg = (int64_t)v;
         return -1;
+    case OPT_LAST_PER_KEY:
+        a->n_starts++;
+        a->start = FERRY_START_LAST_PER_KEY;
+        return -1;
     default:
         return cli_usage(a->cmd, "unexpected option");
     }
@@ -247,6 +258,7 @@ int cmd_sub(struct cli_opts *o, int argc, char **argv)
         {"from-seq", required_argument, NULL, OPT_FROM_SEQ},
         {"from-time", required_argument, NULL, OPT_FROM_TIME},
         {"last", required_argument, NULL, OPT_LAST},
+        {"last-per-key", no_argument, NULL, OPT_LAST_PER_KEY},
         {NULL, 0, NULL, 0},
     };
     struct sub_args a = {.cmd = o->cmd, .start = FERRY_START_NEW};
@@ -267,7 +279,8 @@ int cmd_sub(struct cli_opts *o, int argc, char **argv)
         return cli_usage(o->cmd, "too many arguments: one PATTERN at a time");
     }
     if (a.n_starts > 1) {
-        return cli_usage(o->cmd, "--all, --from-seq, --from-time and --last exclude each other");
+        return cli_usage(
+            o->cmd, "--all, --from-seq, --from-time, --last and --last-per-key exclude each other");
     }
     const char *pattern = argv[first];
     bool explicit_acks = a.ack || a.durable;

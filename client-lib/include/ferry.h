@@ -658,6 +658,13 @@ enum ferry_start {
     FERRY_START_SEQUENCE = 2, /* from a sequence number, inclusive */
     FERRY_START_TIME = 3,     /* from a time, ns since the epoch */
     FERRY_START_LAST = 4,     /* the last N stored messages, then live */
+    /* A last-value topic's (ferryd's last_value PATTERN) current value of
+     * every key, in sequence order, then live (tombstones included); see
+     * ferry.proto START_LAST_PER_KEY. Not with a durable, a queue group or
+     * FERRY_ACK_EXPLICIT. After a reconnect the subscription resumes after
+     * the last message it received, with every message from there (each
+     * key ends at its newest value). */
+    FERRY_START_LAST_PER_KEY = 5,
 };
 
 enum ferry_ack_mode {
@@ -697,7 +704,9 @@ FERRY_API int ferry_sub_options_set_durable(ferry_sub_options *o, const char *na
 
 /* Start position. arg: the sequence (FERRY_START_SEQUENCE, >= 1), the time
  * in ns since the epoch (FERRY_START_TIME), the count (FERRY_START_LAST,
- * >= 1); ignored otherwise. Default FERRY_START_NEW. 0, -EINVAL. */
+ * >= 1); ignored otherwise (FERRY_START_LAST_PER_KEY: on a topic that is
+ * not last-value, ferry_subscribe() fails with FERRY_EINVAL). Default
+ * FERRY_START_NEW. 0, -EINVAL. */
 FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start start,
                                           int64_t arg);
 

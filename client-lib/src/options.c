@@ -540,6 +540,7 @@ FERRY_API int ferry_sub_options_set_start(ferry_sub_options *o, enum ferry_start
     case FERRY_START_NEW:
     case FERRY_START_ALL:
     case FERRY_START_TIME:
+    case FERRY_START_LAST_PER_KEY:
         break;
     case FERRY_START_SEQUENCE:
     case FERRY_START_LAST:
