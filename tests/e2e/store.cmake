@@ -28,3 +28,14 @@ ferry_check_test(e2e_91_idempotent LABEL e2e TIMEOUT 300
   LIBS ferry_test_support ferry_shared Threads::Threads)
 target_compile_definitions(e2e_91_idempotent PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>")
 add_dependencies(e2e_91_idempotent ferryd)
+
+# Last-value topics: current values per key, then live; kill -9; retention;
+# refusals; `ferry sub --last-per-key` (the CLI run through cli_e2e.c).
+if(FERRY_CLI_TARGET AND TARGET ${FERRY_CLI_TARGET})
+  ferry_check_test(e2e_92_last_value LABEL e2e TIMEOUT 300
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/92_last_value.c ${CMAKE_CURRENT_LIST_DIR}/cli_e2e.c
+    LIBS ferry_test_support ferry_shared Threads::Threads)
+  target_compile_definitions(e2e_92_last_value PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>"
+    FERRY_CLI_PATH="$<TARGET_FILE:${FERRY_CLI_TARGET}>")
+  add_dependencies(e2e_92_last_value ferryd ${FERRY_CLI_TARGET})
+endif()
