@@ -583,6 +583,8 @@ int store_is_failed(const struct store *s);
  * value layout, topic known, per-topic sequences gapless from first_seq to
  * last_seq, message and byte counts equal to the topic record); every time
  * index entry (topic known, seq in range, non-decreasing seq in time order);
+ * every last-value index entry (its message stored, of its key, not a
+ * tombstone; its by-sequence twin present, and the other way round);
  * every consumer record's key (see store_verify_ex() for the records).
  * Each finding is one line on report (NULL: silent), followed by a summary.
  *
@@ -698,7 +700,7 @@ struct store_verify_result {
     uint64_t n_gaps;            /* missing sequence ranges inside a topic */
     uint64_t n_orphans;         /* messages or index entries of unknown topics */
     uint64_t n_meta_mismatch;   /* topic counters that disagree with the messages */
-    uint64_t n_index_errors;    /* bad time index entries */
+    uint64_t n_index_errors;    /* bad time or last-value index entries */
     uint64_t n_problems;        /* sum of the error counts above */
     uint64_t n_consumers;       /* durable consumer records */
     uint64_t n_consumer_errors; /* bad consumer keys, or records the check refused */

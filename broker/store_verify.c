@@ -315,6 +315,77 @@ static int verify_index(struct verify *vf, MDB_txn *txn, MDB_dbi dbi)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* The last-value index (store_lastval.c): every (topic, 'k', key) -> seq
+ * entry names a stored message of that topic with that key and a payload,
+ * and has its (topic, 's', seq) -> key twin; every twin has its entry.
+ * Problems count as index errors. */
+static int verify_lastval(struct verify *vf, MDB_txn *txn, MDB_dbi dbi, MDB_dbi dbi_msgs)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    unsigned char kb[5 + STORE_LASTVAL_KEY_MAX];
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kp = k.mv_data;
+        struct vtopic *t = k.mv_size > 5 ? vtopic_find(vf, get_be32(kp)) : NULL;
+        if (t == NULL) {
+            vf->r->n_orphans++;
+            vsay(vf, "lastval: entry of an unknown topic");
+            continue;
+        }
+        const char *why = NULL;
+        uint64_t seq = 0;
+        MDB_val twin_k, twin_v;
+        unsigned char mk[MSG_KEY_LEN];
+        if (kp[4] == 'k' && v.mv_size == 8 && k.mv_size - 5 <= STORE_LASTVAL_KEY_MAX) {
+            seq = get_be64(v.mv_data);
+            store__msg_key_make(mk, t->id, seq);
+            MDB_val msg_k = {MSG_KEY_LEN, mk}, msg_v;
+            struct store_msg m;
+            int grc = mdb_get(txn, dbi_msgs, &msg_k, &msg_v);
+            if (grc != 0 || store__msg_decode(&msg_k, &msg_v, &m) != 0) {
+                why = "names a message that is not stored (or is corrupt)";
+            } else if (m.key_len != k.mv_size - 5 || memcmp(m.key, kp + 5, m.key_len) != 0 ||
+                       m.payload_len == 0) {
+                why = "names a message of another key, or a tombstone";
+            } else {
+                memcpy(kb, kp, 4);
+                kb[4] = 's';
+                put_be64(kb + 5, seq);
+                twin_k = (MDB_val){13, kb};
+                grc = mdb_get(txn, dbi, &twin_k, &twin_v);
+                if (grc != 0 || twin_v.mv_size != k.mv_size - 5 ||
+                    memcmp(twin_v.mv_data, kp + 5, twin_v.mv_size) != 0) {
+                    why = "has no by-sequence entry";
+                }
+            }
+        } else if (kp[4] == 's' && k.mv_size == 13 && v.mv_size > 0 &&
+                   v.mv_size <= STORE_LASTVAL_KEY_MAX) {
+            seq = get_be64(kp + 5);
+            memcpy(kb, kp, 4);
+            kb[4] = 'k';
+            memcpy(kb + 5, v.mv_data, v.mv_size);
+            twin_k = (MDB_val){5 + v.mv_size, kb};
+            int grc = mdb_get(txn, dbi, &twin_k, &twin_v);
+            if (grc != 0 || twin_v.mv_size != 8 || get_be64(twin_v.mv_data) != seq) {
+                why = "by-sequence entry without its key's entry";
+            }
+        } else {
+            why = "malformed entry";
+        }
+        if (why != NULL) {
+            vf->r->n_index_errors++;
+            vsay(vf, "topic '%s': last-value index at seq %" PRIu64 ": %s", t->name, seq, why);
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* The consumers table: the key must be "topic NUL name", or "pattern NUL
  * name [NUL topic]" (a wildcard durable and its positions); the record
  * itself belongs to consumer.c, so it is judged by the caller's check (if
@@ -462,6 +533,16 @@ int store_verify_ex(const char *dir, FILE *report, store_consumer_check_cb check
     }
     if (rc == 0) {
         rc = verify_index(&vf, txn, dbi_tidx);
+    }
+    if (rc == 0) {
+        /* Stores made before last-value topics lack the index. */
+        MDB_dbi dbi_lastval;
+        int lrc = mdb_dbi_open(txn, "lastval", 0, &dbi_lastval);
+        if (lrc == 0) {
+            rc = verify_lastval(&vf, txn, dbi_lastval, dbi_msgs);
+        } else if (lrc != MDB_NOTFOUND) {
+            rc = lrc;
+        }
     }
     if (rc == 0) {
         /* Stores made before durable consumers may lack the table. */

@@ -97,6 +97,15 @@ static enum store_read_verdict on_seq(void *ctx, const struct store_msg *m)
     return STORE_READ_CONTINUE;
 }
 
+/* ferryd --verify finds nothing wrong, the last-value index included. */
+static void verify_clean(void)
+{
+    struct store_verify_result r;
+    int rc = store_verify(g_dir, stderr, &r);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(r.n_problems, 0);
+}
+
 static uint32_t topic_id(struct store *s, const char *topic)
 {
     struct store_topic_info info;
@@ -168,6 +177,7 @@ START_TEST(test_lastval_newest_per_key_and_tombstones)
     ck_assert_int_eq(strncmp(text, "3:k1=ONE 8:k2=TWO 9:xxx", 23), 0);
     ck_assert_int_eq((int)strlen(text), 23 + STORE_LASTVAL_KEY_MAX);
     store_close(s);
+    verify_clean();
 }
 END_TEST
 
@@ -263,6 +273,7 @@ START_TEST(test_lastval_holds_retention_back_and_goes_with_a_purge)
     ck_assert_int_eq(store_batch_commit(b), 0);
     ck_assert_str_eq(list(s, "lv.r", &g), "11:k3=i ");
     store_close(s);
+    verify_clean();
 }
 END_TEST
 
@@ -336,6 +347,7 @@ START_TEST(test_lastval_survives_a_crash_and_a_map_resize)
     ck_assert_uint_eq(seqs[3], 1998);
     ck_assert_uint_eq(seqs[5], 2000);
     store_close(s);
+    verify_clean();
 }
 END_TEST
 
