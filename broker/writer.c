@@ -412,9 +412,10 @@ static void append_one(struct writer *w, struct pub_rec *r)
             m.producer_seq = r->producer_seq;
         }
         /* A last-value topic's message updates its key's entry in the same
-         * commit (store_lastval.c). */
-        m.is_last_value =
-            w->srv->cfg.n_last_value > 0 && cfg_is_last_value(&w->srv->cfg, topic, r->topic_len);
+         * commit (store_lastval.c). A key too long for the index was
+         * refused at publish; one in a dead letter is stored unindexed. */
+        m.is_last_value = w->srv->cfg.n_last_value > 0 && m.key_len <= STORE_LASTVAL_KEY_MAX &&
+                          cfg_is_last_value(&w->srv->cfg, topic, r->topic_len);
         struct store_append_result ar;
         rc = store_batch_append(w->b, topic, r->topic_len, &m, &ar);
         if (rc == 0) {
