@@ -346,6 +346,8 @@ struct pub_in {
     size_t n_headers;
     Ferry__Header **headers; /* only from the full decoder */
     int want_ack;
+    const char *reply_to; /* Publish.reply_to; NULL or "": none (full decoder only) */
+    size_t reply_to_len;
 };
 
 /* ---- conn.c ------------------------------------------------------------ */
