@@ -844,7 +844,8 @@ FERRY_API void ferry_msg_destroy(ferry_msg *m);
  * without waiting for the timeout. On a stored topic the request is stored
  * like any message whether or not anyone listens: with no responder the
  * call times out. Only one answer is taken; later ones (several responders
- * without a queue group) are dropped.
+ * without a queue group) are dropped. The server's refusal of a request
+ * is returned here, not reported as a FERRY_EVENT_ERROR.
  *
  * Blocking; same thread rules as ferry_publish_sync (any thread in thread
  * mode; the loop thread in event-loop mode, where the call drives the IO

@@ -774,7 +774,9 @@ static void on_error_frame(ferry_client *c, const Ferry__Error *e)
     enum ferry_ref_kind kind = (enum ferry_ref_kind)e->ref_kind;
     if (kind == FERRY_REF_PUBLISH) {
         ferry__pub_on_ack(c, e->ref_id, code, 0);
-        ferry__req_on_pub_error(c, e->ref_id, code);
+        if (ferry__req_on_pub_error(c, e->ref_id, code)) {
+            return; /* ferry_request() returns it: no event */
+        }
     } else if (kind == FERRY_REF_SUBSCRIPTION) {
         ferry__sub_on_suback(c, e->ref_id, code, e->text, 0, 1);
     }

@@ -424,8 +424,9 @@ int ferry__publish_locked(ferry_client *c, const ferry_pub *m, uint64_t *id_out)
 /* request.c (lock held) */
 /* A delivery on the inbox: hand m (taken) to its request, or free it. */
 void ferry__req_on_reply(ferry_client *c, struct ferry_msg *m);
-/* An Error for publish id: the request it was, if any, fails with code. */
-void ferry__req_on_pub_error(ferry_client *c, uint64_t id, int code);
+/* An Error for publish id: the request it was, if any, fails with code.
+ * 1 if it was a waiting request's (its caller reports it), else 0. */
+int ferry__req_on_pub_error(ferry_client *c, uint64_t id, int code);
 /* Every waiting request fails with code (connection lost, client closed). */
 void ferry__reqs_fail_all(ferry_client *c, int code);
 

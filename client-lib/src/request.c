@@ -80,14 +80,15 @@ void ferry__req_on_reply(ferry_client *c, struct ferry_msg *m)
     free(m);
 }
 
-void ferry__req_on_pub_error(ferry_client *c, uint64_t id, int code)
+int ferry__req_on_pub_error(ferry_client *c, uint64_t id, int code)
 {
     for (struct ferry__req *r = c->reqs; r != NULL; r = r->next) {
         if (r->is_sent && r->pub_id == id && !r->is_done) {
             req_done(c, r, code, NULL);
-            return;
+            return 1;
         }
     }
+    return 0;
 }
 
 void ferry__reqs_fail_all(ferry_client *c, int code)
