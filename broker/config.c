@@ -173,6 +173,11 @@ static int add_ephemeral(struct cfg *c, const char *v)
 
 int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len)
 {
+    /* Inboxes of request/reply (ferry.proto, Publish.reply_to) are never
+     * stored: a reply is for one waiting requester, now or never. */
+    if (len >= CFG_INBOX_PREFIX_LEN && memcmp(topic, CFG_INBOX_PREFIX, CFG_INBOX_PREFIX_LEN) == 0) {
+        return 1;
+    }
     for (uint32_t i = 0; i < c->n_ephemeral; i++) {
         if (topic_match(c->ephemeral[i], strlen(c->ephemeral[i]), topic, len)) {
             return 1;

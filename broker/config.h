@@ -92,7 +92,12 @@ struct cfg {
 /* The first rule whose pattern matches topic[0..len), or NULL. */
 const struct cfg_retention *cfg_retention_find(const struct cfg *c, const char *topic, size_t len);
 
-/* Is topic[0..len) ephemeral (matches an `ephemeral` pattern)? */
+/* Topics under this prefix (request/reply inboxes) are always ephemeral. */
+#define CFG_INBOX_PREFIX "_INBOX."
+#define CFG_INBOX_PREFIX_LEN 7
+
+/* Is topic[0..len) ephemeral (matches an `ephemeral` pattern, or is an
+ * inbox: CFG_INBOX_PREFIX)? */
 int cfg_is_ephemeral(const struct cfg *c, const char *topic, size_t len);
 
 /* Is topic[0..len) a last-value topic (matches a `last_value` pattern)? */

@@ -20,6 +20,17 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                         FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
+    /* A request's reply topic is a concrete topic too; whether the
+     * publisher may subscribe to it, or a responder publish to it, is
+     * checked when they do. */
+    if (p->reply_to_len != 0 && topic_validate(p->reply_to, p->reply_to_len, 0, cfg->max_topic_len,
+                                               cfg->max_topic_depth, &why) != 0) {
+        char text[160];
+        snprintf(text, sizeof(text), "reply_to: %s", why);
+        conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_TOPIC, text, p->id,
+                        FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
     if (!conn_may_publish(c, p->topic, tlen)) {
         char text[320];
         snprintf(text, sizeof(text), "permission denied: publish %.*s",
@@ -66,7 +77,9 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                               .n_headers = p->n_headers,
                               .key = p->key,
                               .key_len = p->key_len,
-                              .attempt = 1};
+                              .attempt = 1,
+                              .reply_to = p->reply_to,
+                              .reply_to_len = p->reply_to_len};
     size_t body_len = pub_rec_body_len(&d, is_stored);
     /* The Deliver (publish time, attempt, sequence and a sub id added) is
      * larger than the Publish: one that would not fit the server's frame
@@ -142,15 +155,19 @@ void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
         .want_ack = m->want_ack,
         .producer_id = m->producer_id,
         .producer_seq = m->producer_seq,
+        .reply_to = m->reply_to,
+        .reply_to_len = m->reply_to != NULL ? strlen(m->reply_to) : 0,
     };
     handle_publish_enqueue(t, c, &p);
 }
 
 /* The hot path: a frame holding only a Publish without headers is read in
  * place, without protobuf-c and without the arena. Anything unusual (other
- * or unknown fields, headers, bad strings, odd encodings) returns 0 and the
- * frame goes through the full decoder, which accepts or rejects it exactly
- * as it would anyway. */
+ * or unknown fields, headers, a reply_to, bad strings, odd encodings)
+ * returns 0 and the frame goes through the full decoder, which accepts or
+ * rejects it exactly as it would anyway. (Requests wait for an answer that
+ * takes a round trip through a responder: the decoder's cost is noise
+ * there.) */
 int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
     const uint8_t *p = body, *end = body + len;
@@ -207,7 +224,7 @@ int handle_publish_fast(struct iot *t, struct conn *c, const uint8_t *body, size
             p += v;
             break;
         default:
-            return 0; /* headers, unknown fields, multi-byte keys */
+            return 0; /* headers, reply_to, unknown fields, multi-byte keys */
         }
     }
     if (!codec_utf8_valid((const uint8_t *)in.topic, in.topic_len)) {

@@ -354,6 +354,8 @@ struct pub_in {
     int want_ack;
     uint64_t producer_id; /* idempotent publishing; 0: none */
     uint64_t producer_seq;
+    const char *reply_to; /* Publish.reply_to; NULL or "": none (full decoder only) */
+    size_t reply_to_len;
 };
 
 /* ---- conn.c ------------------------------------------------------------ */

@@ -51,6 +51,8 @@ static const char *pub_err_text(uint32_t code)
         return "out of memory; retry later";
     case FERRY__ERROR_CODE__ERROR_INTERNAL:
         return "internal error";
+    case FERRY__ERROR_CODE__ERROR_NO_RESPONDERS:
+        return "no responders: nothing subscribes to the request's topic";
     default:
         return "the store failed; the message is not stored";
     }

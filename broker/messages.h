@@ -65,6 +65,8 @@ struct pub_rec {
     uint16_t topic_len;
     uint8_t want_ack;
     uint8_t is_stored;             /* the body ends with the sequence trailer */
+    uint8_t has_reply_to;          /* a request (Publish.reply_to): an ephemeral one
+                                    * nobody matches is answered ERROR_NO_RESPONDERS */
     uint32_t serial;               /* stored: the publishing IO thread's count (wraps, never 0);
                                     * 0: not from a connection (dead letters) */
     int64_t publish_time;          /* as in the body */
@@ -145,6 +147,7 @@ static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t p
     r->topic_len = (uint16_t)tlen;
     r->want_ack = want_ack ? 1 : 0;
     r->is_stored = is_stored ? 1 : 0;
+    r->has_reply_to = d->reply_to_len != 0;
     r->serial = 0;
     r->publish_time = d->publish_time;
     r->producer_id = 0;

@@ -99,7 +99,7 @@ static void route(struct router *rt, struct pub_batch *b, struct pub_rec *r)
 {
     const char *topic = (const char *)(r + 1);
     rt->n_hits = 0;
-    trie_match(&rt->trie, topic, r->topic_len, on_hit, rt);
+    int n_match = trie_match(&rt->trie, topic, r->topic_len, on_hit, rt);
     stats_add(&rt->stats->routed, 1);
     if (rt->n_hits > 1) {
         qsort(rt->hits, rt->n_hits, sizeof(*rt->hits), hit_cmp);
@@ -154,15 +154,24 @@ static void route(struct router *rt, struct pub_batch *b, struct pub_rec *r)
         stats_add(&rt->stats->deliveries, 1);
         i = j;
     }
-    if (r->want_ack && !r->is_stored) {
+    /* A request (reply_to) on an ephemeral topic that nobody subscribes
+     * to cannot be answered: say so now rather than let the requester wait
+     * for its timeout. n_match counts the matches even if on_hit ran out
+     * of memory. (A stored request is stored and acked: the store always
+     * takes it.) */
+    uint32_t code = r->has_reply_to && !r->is_stored && n_match <= 0
+                        ? (uint32_t)FERRY__ERROR_CODE__ERROR_NO_RESPONDERS
+                        : 0;
+    if ((r->want_ack || code != 0) && !r->is_stored) {
         /* Ephemeral topic: "routed" is the ack point. (A stored message was
          * acked by the writer after its commit.) */
         struct rmsg *m = out_slot(rt, CONN_REF_IOT(r->conn_ref));
         if (m) {
             memset(m, 0, sizeof(*m));
-            m->kind = R_PUBACK;
+            m->kind = r->want_ack ? R_PUBACK : R_PUBERR;
+            m->n_ids = code;
             m->conn_ref = r->conn_ref;
-            m->u.pub_id = r->pub_id;
+            m->u.ack.id = r->pub_id;
         } else {
             log_error("worker %u: out of memory, PubAck dropped", rt->index);
         }

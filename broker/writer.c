@@ -45,6 +45,7 @@
 #define CONS_RELEASE_EVERY_MS 500  /* how often the registry is looked over for them */
 #define COMMIT_EVERY_US 300        /* a busy writer's LMDB commits at least this often */
 #define DEDUPE_EVERY_MIN_MS 1000   /* expiry passes over producer sequences: at most this often */
+#define DEDUPE_EVERY_MAX_MS 3600000 /* and at least this often */
 
 struct outbox {
     struct rmsg *m;
@@ -598,6 +599,7 @@ static int dedupe_step(struct writer *w, int running)
     w->is_dedupe_running = !is_done;
     if (is_done) {
         uint64_t every = window / 4 > DEDUPE_EVERY_MIN_MS ? window / 4 : DEDUPE_EVERY_MIN_MS;
+        every = every < DEDUPE_EVERY_MAX_MS ? every : DEDUPE_EVERY_MAX_MS;
         w->next_dedupe = now + every;
         return (int)every;
     }

@@ -319,6 +319,7 @@ int codec_frame_encode_alloc(const Ferry__Frame *f, uint8_t **out, size_t *out_l
 #define DK_KEY ((7u << 3) | 2u)
 #define DK_ATTEMPT ((8u << 3) | 0u)
 #define DK_MISSED ((9u << 3) | 0u)
+#define DK_REPLY_TO ((10u << 3) | 2u)
 #define HK_KEY ((1u << 3) | 2u)
 #define HK_VALUE ((2u << 3) | 2u)
 
@@ -347,6 +348,7 @@ size_t codec_deliver_body_len(const struct codec_deliver *d)
     n += bytes_field_len(d->key_len);
     n += d->attempt ? 1 + wire_varint_len(d->attempt) : 0;
     n += d->missed ? 1 + wire_varint_len(d->missed) : 0;
+    n += bytes_field_len(d->reply_to_len);
     return n;
 }
 
@@ -390,6 +392,7 @@ size_t codec_deliver_body_put(const struct codec_deliver *d, uint8_t *out,
     uint8_t *key_end = o;
     o = put_varint_field(o, DK_ATTEMPT, d->attempt);
     o = put_varint_field(o, DK_MISSED, d->missed);
+    o = put_bytes(o, DK_REPLY_TO, d->reply_to, d->reply_to_len);
     if (sp != NULL) {
         sp->payload_len = (uint32_t)d->payload_len;
         sp->payload_off = (uint32_t)(payload_end - out) - sp->payload_len;

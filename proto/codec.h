@@ -112,6 +112,11 @@ struct codec_deliver {
     size_t key_len;
     uint32_t attempt;
     uint64_t missed;
+    /* Publish.reply_to, live deliveries only (never stored): not
+     * NUL-terminated; reply_to_len 0: none. Written last, after every
+     * field the spans describe. */
+    const char *reply_to;
+    size_t reply_to_len;
 };
 
 /* Where a body's fields lie, as offsets from its start: what the store

@@ -138,6 +138,8 @@ int cli_interrupt_status(void);
 /* Subcommands: argv[0] is the subcommand name. Return the exit status. */
 int cmd_pub(struct cli_opts *o, int argc, char **argv);
 int cmd_sub(struct cli_opts *o, int argc, char **argv);
+int cmd_request(struct cli_opts *o, int argc, char **argv);
+int cmd_reply(struct cli_opts *o, int argc, char **argv);
 int cmd_bench(struct cli_opts *o, int argc, char **argv);
 int cmd_stats(struct cli_opts *o, int argc, char **argv);
 int cmd_topics(struct cli_opts *o, int argc, char **argv);

@@ -1,7 +1,7 @@
 /*
  * ferry.c - the `ferry` command-line tool: main(), the common options and
  * dispatch to one file per subcommand (cmd_pub.c, cmd_sub.c, cmd_bench.c,
- * cmd_admin.c, cmd_backup.c).
+ * cmd_admin.c, cmd_backup.c, cmd_request.c).
  *
  * The tool speaks to the broker only through libferry's public API
  * (ferry.h): it is the library's first user.
@@ -32,6 +32,8 @@ static const char main_help[] =
     "Commands:\n"
     "  pub TOPIC [MESSAGE]   publish MESSAGE, or each line of standard input\n"
     "  sub PATTERN           subscribe and print messages as they arrive\n"
+    "  request TOPIC MSG     send a request and print the reply\n"
+    "  reply TOPIC CMD       answer requests: run CMD per request, reply with its output\n"
     "  bench                 measure throughput and end-to-end latency\n"
     "  stats                 show the broker's counters\n"
     "  top                   a live view: rates, connections, busiest topics, lagging durables\n"
@@ -51,6 +53,8 @@ static const char main_help[] =
     "  ferry sub 'orders.>' &                    # print everything under orders.\n"
     "  ferry pub orders.eu.created '{\"id\": 1}'   # publish one message\n"
     "  seq 1 5 | ferry pub --ack numbers         # five messages, each acknowledged\n"
+    "  ferry reply svc.upper 'tr a-z A-Z' &      # answer requests on svc.upper\n"
+    "  ferry request svc.upper hello             # prints HELLO\n"
     "  ferry bench --pubs 1 --subs 1 --count 1000000\n"
     "\n";
 
@@ -428,16 +432,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"pub", cmd_pub},
-    {"sub", cmd_sub},
-    {"bench", cmd_bench},
-    {"stats", cmd_stats},
-    {"topics", cmd_topics},
-    {"topic", cmd_topic},
-    {"consumers", cmd_consumers},
-    {"consumer", cmd_consumer},
-    {"passwd", cmd_passwd},
-    {"backup", cmd_backup},
+    {"pub", cmd_pub},           {"sub", cmd_sub},       {"request", cmd_request},
+    {"reply", cmd_reply},       {"bench", cmd_bench},   {"stats", cmd_stats},
+    {"topics", cmd_topics},     {"topic", cmd_topic},   {"consumers", cmd_consumers},
+    {"consumer", cmd_consumer}, {"passwd", cmd_passwd}, {"backup", cmd_backup},
     {"top", cmd_top},
 };
 

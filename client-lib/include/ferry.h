@@ -185,6 +185,7 @@ extern "C" {
     XX(EBUSY, -1023, "server busy")                                                                \
     XX(ENOCONSUMER, -1024, "unknown durable consumer")                                             \
     XX(ECONSUMERDELETED, -1025, "durable consumer deleted by an administrator")                    \
+    XX(ENORESPONDERS, -1026, "no responders: nothing subscribes to the request's topic")           \
     XX(ECLOSED, -1100, "client closed")                                                            \
     XX(ENOTREADY, -1101, "not connected to a server")                                              \
     XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
@@ -575,6 +576,13 @@ typedef struct ferry_pub {
     size_t key_len;
     const ferry_header *headers; /* optional */
     size_t n_headers;
+    /* optional: makes the message a request whose answer is to be published
+     * to this concrete topic (ferry.proto Publish.reply_to); subscribers see
+     * it as ferry_msg_reply_to() on live deliveries (it is not stored). On
+     * an ephemeral topic that nothing subscribes to, the publish fails with
+     * FERRY_ENORESPONDERS (async/sync: its status; fire-and-forget: a
+     * FERRY_EVENT_ERROR). ferry_request() does all of this for you. */
+    const char *reply_to;
 } ferry_pub;
 
 /* Bytes waiting to be written above which fire-and-forget publishes wait. */
@@ -805,6 +813,13 @@ FERRY_API uint32_t ferry_msg_attempt(const ferry_msg *m);
 FERRY_API uint64_t ferry_msg_missed(const ferry_msg *m);
 /* The id of the subscription it was delivered for. */
 FERRY_API uint64_t ferry_msg_sub_id(const ferry_msg *m);
+/* Where the publisher wants the answer to this message (a request): the
+ * topic to publish the reply to, e.g. with ferry_publish() or, keeping the
+ * request's headers or key, ferry_publish_msg(). "" when it is not a
+ * request, and on messages read back from the store (the server stores no
+ * reply_to: a subscription that starts in the past or catches up sees
+ * stored requests without it). Never NULL. */
+FERRY_API const char *ferry_msg_reply_to(const ferry_msg *m);
 /* Headers: their count; the i-th (0-based; returns 0, or -EINVAL when out
  * of range); the value for a key (NULL if absent). */
 FERRY_API size_t ferry_msg_n_headers(const ferry_msg *m);
@@ -827,6 +842,51 @@ FERRY_API int ferry_msg_copy(const ferry_msg *m, ferry_msg **out);
 /* Free a message from ferry_sub_next() or ferry_msg_copy() (NULL ok). Never
  * free the one a callback receives. */
 FERRY_API void ferry_msg_destroy(ferry_msg *m);
+
+/* ------------------------------------------------------------------------ */
+/* Request/reply                                                            */
+
+/*
+ * Send a request and wait for one answer: publish `len` bytes at `data` to
+ * `topic` (copied) with a reply topic, and wait up to timeout_ms (> 0) for
+ * the first message published to that reply topic. *reply receives it,
+ * owned by the caller (ferry_msg_destroy); its topic is the reply topic,
+ * its sequence 0.
+ *
+ * How: the first request of a client subscribes it to its inbox,
+ * "_INBOX.<random id>.>" (one per client, made once, waiting for the SubAck
+ * within the same timeout, and re-subscribed after a reconnect like every
+ * subscription); each request publishes with reply_to "_INBOX.<id>.<n>", a
+ * new n each time. A responder answers by publishing to
+ * ferry_msg_reply_to() of the request it got. The server never stores
+ * topics under "_INBOX." (always ephemeral). On a server with an auth file
+ * the requester needs the rights to publish to `topic` and to subscribe to
+ * "_INBOX.>" (or "_INBOX.<id>.>"); a responder the rights to subscribe to
+ * the topic and to publish to "_INBOX.>".
+ *
+ * No responders: when the topic is ephemeral and nothing subscribes to it,
+ * the server says so at once and the call returns FERRY_ENORESPONDERS
+ * without waiting for the timeout. On a stored topic the request is stored
+ * like any message whether or not anyone listens: with no responder the
+ * call times out. Only one answer is taken; later ones (several responders
+ * without a queue group) are dropped. The server's refusal of a request
+ * is returned here, not reported as a FERRY_EVENT_ERROR.
+ *
+ * Blocking; same thread rules as ferry_publish_sync (any thread in thread
+ * mode; the loop thread in event-loop mode, where the call drives the IO
+ * while it waits; never from a callback). Needs a connection now (while
+ * reconnecting it fails with FERRY_ENOTREADY rather than queue).
+ *
+ * Returns 0; FERRY_ENORESPONDERS; -ETIMEDOUT (no answer in time; one that
+ * arrives later is dropped); the inbox subscription's refusal (FERRY_EPERM
+ * without the right to subscribe to the inbox; ferry_client_last_error()
+ * names the inbox); the request's refusal (FERRY_EPERM, FERRY_EINVALIDTOPIC
+ * ...); FERRY_EDISCONNECTED (the connection was lost while waiting);
+ * FERRY_ENOTREADY; FERRY_ECLOSED; -EINVAL (NULL, timeout_ms <= 0, a bad
+ * topic); FERRY_EFRAMETOOLARGE; -EDEADLK (from a callback); -ENOMEM.
+ */
+FERRY_API int ferry_request(ferry_client *c, const char *topic, const void *data, size_t len,
+                            int timeout_ms, ferry_msg **reply);
 
 /* ------------------------------------------------------------------------ */
 /* Administration (ferry.proto AdminRequest)                                */

@@ -456,6 +456,7 @@ static void give_up(ferry_client *c, int code)
     ferry__conn_close_socket(c);
     ferry__pubs_fail_all(c, FERRY_EDISCONNECTED);
     ferry__admin_fail_all(c, FERRY_EDISCONNECTED);
+    ferry__reqs_fail_all(c, FERRY_EDISCONNECTED);
     ferry__subs_close_all(c);
     FERRY__FAIL(c, FERRY_LOG_ERROR, code, "gave up reconnecting after %u attempts: %s",
                 c->n_attempts, ferry_strerror(c->err_code ? c->err_code : code));
@@ -504,6 +505,7 @@ static void conn_lost(ferry_client *c, int code, const char *text)
     ferry__log(c, FERRY_LOG_WARN, "connection to %s lost: %s", server_name(c), why);
     ferry__event(c, FERRY_EVENT_DISCONNECTED, code, why, 0, FERRY_REF_NONE, 0);
     ferry__admin_fail_all(c, FERRY_EDISCONNECTED);
+    ferry__reqs_fail_all(c, FERRY_EDISCONNECTED);
     ferry__subs_on_lost(c);
     if (!c->opts.reconnect) {
         c->n_attempts = 0;
@@ -772,6 +774,9 @@ static void on_error_frame(ferry_client *c, const Ferry__Error *e)
     enum ferry_ref_kind kind = (enum ferry_ref_kind)e->ref_kind;
     if (kind == FERRY_REF_PUBLISH) {
         ferry__pub_on_ack(c, e->ref_id, code, 0);
+        if (ferry__req_on_pub_error(c, e->ref_id, code)) {
+            return; /* ferry_request() returns it: no event */
+        }
     } else if (kind == FERRY_REF_SUBSCRIPTION) {
         ferry__sub_on_suback(c, e->ref_id, code, e->text, 0, 1);
     }

@@ -323,6 +323,7 @@ FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms)
         c->state = FERRY_STATE_CLOSED;
         ferry__pubs_fail_all(c, FERRY_ECLOSED);
         ferry__admin_fail_all(c, FERRY_ECLOSED);
+        ferry__reqs_fail_all(c, FERRY_ECLOSED);
         ferry__subs_close_all(c);
         ferry__event(c, FERRY_EVENT_CLOSED, FERRY_ECLOSED, "client closed", 0, FERRY_REF_NONE, 0);
     }

@@ -108,6 +108,7 @@ struct ferry_msg {
     size_t key_len;
     ferry_header *headers;
     size_t n_headers;
+    const char *reply_to; /* Deliver.reply_to; "" when none */
 };
 
 struct ferry__msg_src {
@@ -120,6 +121,8 @@ struct ferry__msg_src {
     size_t n_headers;
     const char *const *hkeys; /* n_headers NUL-terminated keys */
     const char *const *hvals;
+    const char *reply_to; /* NULL or "": none */
+    size_t reply_to_len;
 };
 
 struct ferry_msg *ferry__msg_build(ferry_client *c, uint64_t sub_id, uint64_t seq, int64_t time,
@@ -151,6 +154,7 @@ struct ferry_sub {
     struct ferry_msg *q_head, *q_tail; /* queue of cb-less subscriptions */
     size_t q_len;
     uint64_t dropped;
+    int is_inbox; /* the client's request inbox: deliveries go to its requests */
 };
 
 /* A publish that asked for a PubAck and has none yet. Guarded by c->mu. */
@@ -341,6 +345,13 @@ struct ferry_client {
 
     uint64_t rng; /* xorshift state for jitter */
 
+    /* Request/reply (request.c). */
+    char inbox[40];              /* "_INBOX.<random id>"; "" until the first request */
+    struct ferry_sub *inbox_sub; /* subscription to inbox + ".>", NULL until made */
+    int is_inbox_making;         /* a request is subscribing the inbox now */
+    uint64_t next_req;           /* the n of the next reply topic inbox.<n> */
+    struct ferry__req *reqs;     /* requests waiting for their answer */
+
     int err_code;
     char err_text[FERRY__ERRTEXT_CAP];
 };
@@ -409,6 +420,18 @@ void ferry__admin_unlink(ferry_client *c, struct ferry__admin *a);
 /* Send req (its id set here) for a, and list a in c->admins. Lock held.
  * 0, FERRY_ECLOSED, -EDEADLK (in a callback), FERRY_ENOTREADY, -ENOMEM. */
 int ferry__admin_send(ferry_client *c, Ferry__AdminRequest *req, struct ferry__admin *a);
+
+/* pub.c: a fire-and-forget publish of m (lock held); *id_out its id. */
+int ferry__publish_locked(ferry_client *c, const ferry_pub *m, uint64_t *id_out);
+
+/* request.c (lock held) */
+/* A delivery on the inbox: hand m (taken) to its request, or free it. */
+void ferry__req_on_reply(ferry_client *c, struct ferry_msg *m);
+/* An Error for publish id: the request it was, if any, fails with code.
+ * 1 if it was a waiting request's (its caller reports it), else 0. */
+int ferry__req_on_pub_error(ferry_client *c, uint64_t id, int code);
+/* Every waiting request fails with code (connection lost, client closed). */
+void ferry__reqs_fail_all(ferry_client *c, int code);
 
 /* backup.c */
 /* An AdminReply of a's backup (lock held). */

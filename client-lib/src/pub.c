@@ -224,7 +224,8 @@ static int pub_prepare(const ferry_pub *m, Ferry__Publish *pm, Ferry__Header *hd
 {
     if (m == NULL || m->topic == NULL || (m->payload == NULL && m->payload_len > 0) ||
         (m->key == NULL && m->key_len > 0) || (m->headers == NULL && m->n_headers > 0) ||
-        m->n_headers > FERRY__MAX_HEADERS || !ferry__topic_valid(m->topic)) {
+        m->n_headers > FERRY__MAX_HEADERS || !ferry__topic_valid(m->topic) ||
+        (m->reply_to != NULL && m->reply_to[0] != '\0' && !ferry__topic_valid(m->reply_to))) {
         return -EINVAL;
     }
     for (size_t i = 0; i < m->n_headers; i++) {
@@ -245,15 +246,14 @@ static int pub_prepare(const ferry_pub *m, Ferry__Publish *pm, Ferry__Header *hd
     pm->key.len = m->key_len;
     pm->headers = m->n_headers > 0 ? hptrs : NULL;
     pm->n_headers = m->n_headers;
+    pm->reply_to = m->reply_to != NULL ? (char *)m->reply_to : "";
     return 0;
 }
 
-/* Fire-and-forget. */
-FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *id_out)
+/* Fire-and-forget (lock held; may wait for room in the outbound buffer,
+ * as ferry_publish_msg says). */
+int ferry__publish_locked(ferry_client *c, const ferry_pub *m, uint64_t *id_out)
 {
-    if (c == NULL) {
-        return -EINVAL;
-    }
     Ferry__Publish pm = FERRY__PUBLISH__INIT;
     Ferry__Header hdrs[FERRY__MAX_HEADERS];
     Ferry__Header *hptrs[FERRY__MAX_HEADERS];
@@ -264,22 +264,18 @@ FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *i
     Ferry__Frame f = FERRY__FRAME__INIT;
     f.body_case = FERRY__FRAME__BODY_PUBLISH;
     f.publish = &pm;
-    pthread_mutex_lock(&c->mu);
     for (;;) {
         if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
-            rc = FERRY_ECLOSED;
-            goto out_unlock;
+            return FERRY_ECLOSED;
         }
         if (c->state != FERRY_STATE_CONNECTED || c->phase != FERRY__PH_UP) {
-            rc = FERRY_ENOTREADY;
-            goto out_unlock;
+            return FERRY_ENOTREADY;
         }
         if (c->out.len - c->out.off <= FERRY_OUTBUF_HIGH) {
             break;
         }
         if (!c->opts.window_blocks || ferry__in_callback(c)) {
-            rc = -EAGAIN;
-            goto out_unlock;
+            return -EAGAIN;
         }
         ferry__wait(c, -1);
     }
@@ -287,14 +283,23 @@ FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *i
     pm.want_ack = 0;
     rc = ferry__send_frame(c, &f);
     if (rc != 0) {
-        goto out_unlock;
+        return rc;
     }
     if (id_out != NULL) {
         *id_out = pm.id;
     }
     ferry__kick(c);
-out_unlock:
-    if (rc != 0) {
+    return 0;
+}
+
+FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *id_out)
+{
+    if (c == NULL) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&c->mu);
+    int rc = ferry__publish_locked(c, m, id_out);
+    if (rc != 0 && rc != -EINVAL) {
         ferry__seterr(c, rc, "publish to %s: %s", m->topic, ferry_strerror(rc));
     }
     pthread_mutex_unlock(&c->mu);

@@ -24,7 +24,8 @@ struct ferry_msg *ferry__msg_build(ferry_client *c, uint64_t sub_id, uint64_t se
                                    const struct ferry__msg_src *src)
 {
     size_t size = sizeof(struct ferry_msg) + src->n_headers * sizeof(ferry_header);
-    size += src->topic_len + 1 + src->data_len + 1 + src->key_len + 1;
+    size_t rl = src->reply_to != NULL ? src->reply_to_len : 0;
+    size += src->topic_len + 1 + src->data_len + 1 + src->key_len + 1 + rl + 1;
     for (size_t i = 0; i < src->n_headers; i++) {
         size += strlen(src->hkeys[i]) + 1 + strlen(src->hvals[i]) + 1;
     }
@@ -61,6 +62,12 @@ struct ferry_msg *ferry__msg_build(ferry_client *c, uint64_t sub_id, uint64_t se
     m->key = (const uint8_t *)p;
     m->key_len = src->key_len;
     p += src->key_len + 1;
+    if (rl > 0) {
+        memcpy(p, src->reply_to, rl);
+    }
+    p[rl] = '\0';
+    m->reply_to = p;
+    p += rl + 1;
     for (size_t i = 0; i < src->n_headers; i++) {
         size_t kl = strlen(src->hkeys[i]) + 1;
         size_t vl = strlen(src->hvals[i]) + 1;
@@ -124,6 +131,11 @@ FERRY_API uint64_t ferry_msg_missed(const ferry_msg *m)
 FERRY_API uint64_t ferry_msg_sub_id(const ferry_msg *m)
 {
     return m != NULL ? m->sub_id : 0;
+}
+
+FERRY_API const char *ferry_msg_reply_to(const ferry_msg *m)
+{
+    return m != NULL ? m->reply_to : "";
 }
 
 FERRY_API size_t ferry_msg_n_headers(const ferry_msg *m)
@@ -192,6 +204,8 @@ FERRY_API int ferry_msg_copy(const ferry_msg *m, ferry_msg **out)
         .n_headers = m->n_headers,
         .hkeys = keys,
         .hvals = vals,
+        .reply_to = m->reply_to,
+        .reply_to_len = strlen(m->reply_to),
     };
     struct ferry_msg *n =
         ferry__msg_build(m->client, m->sub_id, m->sequence, m->time, m->attempt, m->missed, &src);
@@ -492,6 +506,8 @@ void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d)
         .n_headers = nh,
         .hkeys = hk,
         .hvals = hv,
+        .reply_to = d->reply_to,
+        .reply_to_len = d->reply_to != NULL ? strlen(d->reply_to) : 0,
     };
     for (size_t i = 0; i < d->n_sub_ids; i++) {
         struct ferry_sub *s = ferry__sub_find(c, d->sub_ids[i]);
@@ -501,6 +517,17 @@ void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d)
         s->has_received = 1;
         if (d->sequence > s->last_seq) {
             s->last_seq = d->sequence;
+        }
+        if (s->is_inbox) {
+            /* An answer: to the request waiting for it, not to a queue. */
+            struct ferry_msg *m = ferry__msg_build(c, s->id, d->sequence, d->publish_time,
+                                                   d->attempt, d->missed, &src);
+            if (m == NULL) {
+                ferry__log(c, FERRY_LOG_ERROR, "out of memory: reply on %s dropped", d->topic);
+            } else {
+                ferry__req_on_reply(c, m);
+            }
+            continue;
         }
         if (s->cb == NULL && s->q_len >= s->opts.queue_max) {
             s->dropped++;

@@ -98,6 +98,30 @@ START_TEST(test_resend_is_answered_with_the_first_sequence)
 }
 END_TEST
 
+/* Past dedupe_window the producer is forgotten: a re-send is stored anew.
+ * Until then each re-send is answered as the duplicate it is. */
+START_TEST(test_dedupe_window_forgets_the_producer)
+{
+    const char *const args[] = {"--dedupe-window", "1s", NULL};
+    ck_assert_int_eq(ferryd_start(&d, NULL, args), 0);
+    int dup;
+    ck_assert_uint_eq(raw_pub(91, 1, "w", &dup), 1);
+    ck_assert_int_eq(dup, 0);
+    int64_t end = s_now_ms() + S_WAIT;
+    uint64_t seq;
+    int n_dups = 0;
+    while ((seq = raw_pub(91, 1, "w", &dup)) == 1 && dup && s_now_ms() < end) {
+        n_dups++;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling pace */
+    }
+    ck_assert_uint_eq(seq, 2);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_gt(n_dups, 0); /* it was remembered for a while */
+    ck_assert_uint_eq(topic_messages("idem.raw"), 2);
+}
+END_TEST
+
 /* ---- the kill loop ------------------------------------------------------ */
 
 #define ROUNDS 20
@@ -231,6 +255,11 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_resend_is_answered_with_the_first_sequence);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("window_expires");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_dedupe_window_forgets_the_producer);
     suite_add_tcase(s, tc);
     tc = tcase_create("kill_loop");
     tcase_set_timeout(tc, 280);

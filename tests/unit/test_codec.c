@@ -498,7 +498,7 @@ START_TEST(test_codec_deliver_body_matches_protobuf_c)
         {"trace", 5, "abc", 3}, {"", 0, "only-value", 10}, {"only-key", 8, "", 0}, {"", 0, "", 0}};
     uint8_t big[300];
     memset(big, 'x', sizeof(big));
-    for (int mask = 0; mask < 128; mask++) {
+    for (int mask = 0; mask < 256; mask++) {
         struct codec_deliver in = {.topic = "a.b", .topic_len = 3};
         Ferry__Deliver d = FERRY__DELIVER__INIT;
         d.topic = "a.b";
@@ -535,6 +535,11 @@ START_TEST(test_codec_deliver_body_matches_protobuf_c)
         }
         if (mask & 64) {
             in.missed = d.missed = 9;
+        }
+        if (mask & 128) { /* reply_to: last, after every field the spans name */
+            in.reply_to = "_INBOX.abc.7";
+            in.reply_to_len = 12;
+            d.reply_to = "_INBOX.abc.7";
         }
         size_t want = ferry__deliver__get_packed_size(&d);
         ck_assert_uint_eq(codec_deliver_body_len(&in), want);
