@@ -34,7 +34,7 @@
 #define STORE_MAGIC_LEN 8
 #define STORE_META_KEY "format"
 #define STORE_META_LEN 28
-#define STORE_MAXDBS 8
+#define STORE_MAXDBS 16
 
 #define MSG_KEY_LEN 12
 #define VAL_HDR_LEN 28
@@ -238,8 +238,8 @@ static inline size_t store__rec_size(uint32_t val_len)
 /* Bytes of arena record r, with its producer trailer if it has one. */
 static inline size_t store__rec_len(const struct rec_hdr *r)
 {
-    return store__rec_size(r->val_len) + ((r->flags & REC_DEDUPE) ? DEDUPE_TRAILER : 0);
     /* REC_LASTVAL adds nothing: the key is in the value. */
+    return store__rec_size(r->val_len) + ((r->flags & REC_DEDUPE) ? DEDUPE_TRAILER : 0);
 }
 
 /* ---- store_dedupe.c: producer sequences (writer path) -------------------- */
