@@ -54,6 +54,19 @@ static struct dedupe_slot *slot_of(struct store *s, uint64_t producer, uint32_t 
     return &s->dedupe_cache[(h >> 40) & (CACHE_SLOTS - 1)];
 }
 
+/* Make k (its prefix) the smallest key of the next prefix: the prefix plus
+ * one, sequence 0. 0 if the prefix was the largest. */
+static int prefix_next(unsigned char k[KEY_LEN])
+{
+    put_be64(k + PREFIX_LEN, 0);
+    for (int i = PREFIX_LEN - 1; i >= 0; i--) {
+        if (++k[i] != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void store__dedupe_trailer_put(struct rec_hdr *r, uint64_t producer, uint64_t pseq)
 {
     unsigned char *p = (unsigned char *)r + store__rec_size(r->val_len);
@@ -90,6 +103,34 @@ static int evict_below(MDB_txn *txn, MDB_dbi dbi, const unsigned char k[KEY_LEN]
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* The highest sequence stored under k's prefix (0: none) into *top. An MDB
+ * code. */
+static int prefix_top(MDB_txn *txn, MDB_dbi dbi, const unsigned char k[KEY_LEN], uint64_t *top)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    unsigned char kb[KEY_LEN];
+    memcpy(kb, k, KEY_LEN);
+    MDB_val key = {KEY_LEN, kb}, val;
+    *top = 0;
+    if (!prefix_next(kb)) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_LAST); /* the largest prefix */
+    } else {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        rc = rc == 0              ? mdb_cursor_get(cur, &key, &val, MDB_PREV)
+             : rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &key, &val, MDB_LAST)
+                                  : rc;
+    }
+    if (rc == 0 && key.mv_size == KEY_LEN && memcmp(key.mv_data, k, PREFIX_LEN) == 0) {
+        *top = get_be64((const unsigned char *)key.mv_data + PREFIX_LEN);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r)
 {
     struct store *s = b->s;
@@ -107,7 +148,14 @@ int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r)
     }
     struct dedupe_slot *sl = slot_of(s, producer, r->topic_id);
     if (sl != NULL && (sl->producer != producer || sl->topic_id != r->topic_id)) {
-        *sl = (struct dedupe_slot){.producer = producer, .topic_id = r->topic_id};
+        /* Taken over: `last` must cover what is stored already, which may
+         * be above pseq (a re-sent one stored late, below later ones). */
+        uint64_t top = 0;
+        rc = prefix_top(b->txn, s->dbi_dedupe, kb, &top);
+        if (rc != 0) {
+            return rc;
+        }
+        *sl = (struct dedupe_slot){.producer = producer, .topic_id = r->topic_id, .last = top};
     }
     if (sl != NULL && pseq > sl->last) {
         sl->last = pseq;
@@ -211,9 +259,12 @@ static int expire_chunk(MDB_txn *txn, MDB_dbi dbi, int64_t before, unsigned char
             continue;
         }
         /* A live entry: the rest of its range is newer. Skip to the next
-         * producer-topic range. */
+         * producer-topic range: the first key above this prefix. */
         memcpy(k, cur_key, PREFIX_LEN);
-        put_be64(k + PREFIX_LEN, UINT64_MAX);
+        if (!prefix_next(k)) {
+            rc = MDB_NOTFOUND; /* the last prefix there can be */
+            break;
+        }
         key = (MDB_val){KEY_LEN, k};
         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
     }

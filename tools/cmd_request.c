@@ -220,6 +220,9 @@ static int run_command(const char *cmd, const void *in, size_t in_len, struct cl
     close(to_child[0]);
     close(from_child[1]);
     int wfd = to_child[1], rfd = from_child[0];
+    /* A write that blocked on a full pipe while the command blocks on its
+     * full stdout would wait forever: write only what fits. */
+    (void)fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
     size_t off = 0;
     if (in_len == 0) {
         close(wfd);

@@ -331,6 +331,37 @@ START_TEST(test_cli_reply_request)
 }
 END_TEST
 
+/* ferry reply with a request larger than a pipe holds, to a command that
+ * writes as it reads (cat): both pipes are served, nothing deadlocks. */
+START_TEST(test_cli_reply_large_request)
+{
+    struct proc r;
+    const char *const rargs[] = {"reply", "svc.big", "cat", "--count", "1", "--verbose", NULL};
+    proc_start(&r, rargs);
+    ck_assert_msg(proc_wait_for(&r, true, "subscribed to svc.big", WAIT_MS) == 0,
+                  "reply never subscribed: %s", r.err_buf ? r.err_buf : "");
+    size_t len = 300 * 1024;
+    char *big = malloc(len);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < len; i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    ferry_client *c = client_new(NULL, NULL, 1);
+    ferry_msg *m = NULL;
+    int rc = ferry_request(c, "svc.big", big, len, T_WAIT, &m);
+    ck_assert_msg(rc == 0, "request: %s", ferry_strerror(rc));
+    size_t n;
+    const void *p = ferry_msg_data(m, &n);
+    ck_assert_uint_eq(n, len);
+    ck_assert(memcmp(p, big, len) == 0);
+    ferry_msg_destroy(m);
+    ferry_client_destroy(c);
+    free(big);
+    ck_assert_int_eq(proc_wait(&r, WAIT_MS), 0);
+    proc_free(&r);
+}
+END_TEST
+
 /* The CLI's two failures: no responders (at once) and a time-out. */
 START_TEST(test_cli_no_responders_and_timeout)
 {
@@ -421,6 +452,7 @@ Suite *test_suite(void)
         1);
     add(s, tcase_create("wire_rules"), test_wire_rules, 1);
     add(s, tcase_create("cli_reply_request"), test_cli_reply_request, 1);
+    add(s, tcase_create("cli_reply_large_request"), test_cli_reply_large_request, 1);
     add(s, tcase_create("cli_no_responders_and_timeout"), test_cli_no_responders_and_timeout, 1);
     add(s, tcase_create("inbox_acl"), test_inbox_acl, 2);
     return s;

@@ -215,6 +215,9 @@ START_TEST(test_kill_loop_stores_every_message_once)
     fprintf(stderr, "kill loop: %d kills, %ld messages, %llu answered as duplicates\n", ROUNDS, n,
             (unsigned long long)dups);
     ck_assert_int_eq(atomic_load(&g_loop.n_failed), 0);
+    /* With 256 in flight, some kill lands between a commit and its acks
+     * (a run: 2,255 re-sends answered over 20 kills): the case this is for. */
+    ck_assert_uint_gt(dups, 0);
     ck_assert_int_eq(atomic_load(&g_loop.n_acked), n);
     s_close(g_loop.c);
 

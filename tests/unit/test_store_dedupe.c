@@ -181,6 +181,53 @@ START_TEST(test_dedupe_expiry_forgets_a_producer)
 }
 END_TEST
 
+/* A sequence re-sent late (refused the first time, so never stored) is
+ * stored below later ones; what the writer caches of the producer must
+ * still cover those later ones. */
+START_TEST(test_dedupe_late_resend_below_later_ones)
+{
+    struct store *s = open_store(NULL);
+    struct store_batch *b;
+    uint64_t seq;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_uint_eq(put(b, "d.l", 6, 5, 1), 1);
+    ck_assert_uint_eq(put(b, "d.l", 6, 7, 2), 2);
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    store_close(s);
+    s = open_store(NULL); /* nothing cached */
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.l", 6, 6, &seq), 0);
+    ck_assert_uint_eq(put(b, "d.l", 6, 6, 3), 3);
+    ck_assert_int_eq(find(b, "d.l", 6, 7, &seq), 1);
+    ck_assert_uint_eq(seq, 2);
+    ck_assert_int_eq(find(b, "d.l", 6, 8, &seq), 0);
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    store_close(s);
+}
+END_TEST
+
+/* A live entry at the largest sequence there is does not stall expiry:
+ * the pass moves on to the next producer and ends. */
+START_TEST(test_dedupe_expiry_passes_the_largest_sequence)
+{
+    struct store *s = open_store(NULL);
+    struct store_batch *b;
+    uint64_t seq;
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    put(b, "d.m", 1, UINT64_MAX, 5000); /* live at 1000 */
+    put(b, "d.m", 2, 1, 10);            /* expired at 1000 */
+    put(b, "d.m", UINT64_MAX, UINT64_MAX, 20);
+    ck_assert_int_eq(store_batch_commit(b), 0);
+    ck_assert_uint_eq(expire(s, 1000), 2);
+    ck_assert_int_eq(store_batch_begin(s, &b), 0);
+    ck_assert_int_eq(find(b, "d.m", 1, UINT64_MAX, &seq), 1);
+    ck_assert_uint_eq(seq, 1);
+    ck_assert_int_eq(find(b, "d.m", 2, 1, &seq), 0);
+    store_batch_abort(b);
+    store_close(s);
+}
+END_TEST
+
 /* Entries written by a batch that was only logged come back with their
  * messages when the log is replayed; so do entries written while the map
  * grew under the batch. */
@@ -248,6 +295,10 @@ Suite *test_suite(void)
              test_dedupe_span_forgets_old_sequences_as_seen);
     add_case(s, tcase_create("dedupe_expiry_forgets_a_producer"),
              test_dedupe_expiry_forgets_a_producer);
+    add_case(s, tcase_create("dedupe_late_resend_below_later_ones"),
+             test_dedupe_late_resend_below_later_ones);
+    add_case(s, tcase_create("dedupe_expiry_passes_the_largest_sequence"),
+             test_dedupe_expiry_passes_the_largest_sequence);
     add_case(s, tcase_create("dedupe_survives_a_crash_and_a_map_resize"),
              test_dedupe_survives_a_crash_and_a_map_resize);
     return s;
