@@ -145,6 +145,7 @@ struct ferry_sub {
     int is_closed;                     /* unsubscribed or client closed: no more callbacks */
     int is_sent;                       /* Subscribe written on the current connection */
     int has_suback;                    /* the server's answer to the first Subscribe came */
+    int is_acked;                      /* a SubAck came on the current connection */
     int suback_code;                   /* its code (0 ok) */
     int has_received;                  /* got at least one message (restart from "new") */
     uint64_t last_seq;                 /* highest Deliver.sequence received, 0: none */

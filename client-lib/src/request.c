@@ -147,12 +147,18 @@ static int inbox_ready(ferry_client *c, int64_t deadline)
             pthread_mutex_lock(&c->mu);
             continue;
         }
-        if (s != NULL) {
-            return 0; /* subscribed when it was made (re-sent after reconnects) */
+        if (s != NULL && s->is_acked) {
+            return 0; /* in place on this connection: a reply can reach it */
         }
         int64_t now = ferry__now_ms();
         if (now >= deadline) {
             return -ETIMEDOUT;
+        }
+        if (s != NULL) {
+            /* Re-sent after a reconnect and not answered yet: a reply
+             * routed before the server has it would be lost. */
+            ferry__wait(c, deadline);
+            continue;
         }
         if (c->is_inbox_making) {
             ferry__wait(c, deadline); /* another request is making it */

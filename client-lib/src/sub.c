@@ -407,6 +407,7 @@ static int send_subscribe(ferry_client *c, struct ferry_sub *s)
     int rc = ferry__send_frame(c, &f);
     if (rc == 0) {
         s->is_sent = 1;
+        s->is_acked = 0;
     }
     return rc;
 }
@@ -438,6 +439,7 @@ void ferry__subs_on_lost(ferry_client *c)
 {
     for (struct ferry_sub *s = c->subs; s != NULL; s = s->next) {
         s->is_sent = 0;
+        s->is_acked = 0;
     }
 }
 
@@ -462,6 +464,7 @@ void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *te
     if (code == 0 && next_seq > s->next_seq) {
         s->next_seq = next_seq;
     }
+    s->is_acked = code == 0;
     if (!s->has_suback) {
         s->has_suback = 1;
         s->suback_code = code;
