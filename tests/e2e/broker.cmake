@@ -25,6 +25,6 @@ add_dependencies(ferry_test_support ferryd)
 
 # One Check program per area; every tcase is a ctest entry (label e2e).
 foreach(name 01_pubsub 02_protocol 03_limits 04_resources 05_hardening)
-  ferry_check_test(e2e_${name} LABEL e2e TIMEOUT 120
+  ferry_check_test(e2e_${name} LABEL e2e TIMEOUT 300
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c LIBS ferry_test_support ferry_proto)
 endforeach()
