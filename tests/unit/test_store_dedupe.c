@@ -4,8 +4,7 @@
  * left only the log and through a map resize, per topic, within the span,
  * and forgotten by expiry.
  */
-#include "store.h"
-#include "tmpdir.h"
+#include "store_test.h"
 
 #include <check.h>
 #include <signal.h>
@@ -13,27 +12,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static char g_dir[64];
-static char g_err[512];
-
-static void setup(void)
-{
-    tmpdir_make(g_dir, sizeof(g_dir), "ferry-dedupe");
-    g_err[0] = '\0';
-}
-
-static void teardown(void)
-{
-    tmpdir_remove(g_dir);
-}
-
-static struct store *open_store(const struct store_options *o)
-{
-    struct store *s;
-    ck_assert_msg(store_open(g_dir, o, &s, g_err, sizeof(g_err)) == 0, "%s", g_err);
-    return s;
-}
 
 /* Append producer p's sequence q to topic at time t; returns its seq. */
 static uint64_t put(struct store_batch *b, const char *topic, uint64_t p, uint64_t q, int64_t t)
@@ -276,13 +254,6 @@ START_TEST(test_dedupe_survives_a_crash_and_a_map_resize)
     store_close(s);
 }
 END_TEST
-
-static void add_case(Suite *s, TCase *tc, const TTest *t)
-{
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, t);
-    suite_add_tcase(s, tc);
-}
 
 Suite *test_suite(void);
 

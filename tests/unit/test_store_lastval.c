@@ -6,8 +6,7 @@
  * a crash that left only the log and a map resize, holds retention back,
  * and goes with a purge.
  */
-#include "store.h"
-#include "tmpdir.h"
+#include "store_test.h"
 
 #include <check.h>
 #include <signal.h>
@@ -15,27 +14,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static char g_dir[64];
-static char g_err[512];
-
-static void setup(void)
-{
-    tmpdir_make(g_dir, sizeof(g_dir), "ferry-lastval");
-    g_err[0] = '\0';
-}
-
-static void teardown(void)
-{
-    tmpdir_remove(g_dir);
-}
-
-static struct store *open_store(const struct store_options *o)
-{
-    struct store *s;
-    ck_assert_msg(store_open(g_dir, o, &s, g_err, sizeof(g_err)) == 0, "%s", g_err);
-    return s;
-}
 
 /* Append key (NULL: none) = value ("" : a tombstone) to a last-value
  * topic (is_lv) ; returns its seq. */
@@ -104,13 +82,6 @@ static void verify_clean(void)
     int rc = store_verify(g_dir, stderr, &r);
     ck_assert_int_eq(rc, 0);
     ck_assert_uint_eq(r.n_problems, 0);
-}
-
-static uint32_t topic_id(struct store *s, const char *topic)
-{
-    struct store_topic_info info;
-    ck_assert_int_eq(store_topic_info(s, topic, strlen(topic), &info), 0);
-    return info.id;
 }
 
 /* The whole list, from seq 1 to the end, in one call. */
@@ -350,13 +321,6 @@ START_TEST(test_lastval_survives_a_crash_and_a_map_resize)
     verify_clean();
 }
 END_TEST
-
-static void add_case(Suite *s, TCase *tc, const TTest *t)
-{
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, t);
-    suite_add_tcase(s, tc);
-}
 
 Suite *test_suite(void);
 
