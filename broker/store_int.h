@@ -368,6 +368,12 @@ int store__batch_relog(struct store_batch *b);
 
 /* ---- store_read.c ------------------------------------------------------ */
 
+/* One decoded message of a read (store_read, store_lastval_read): handed
+ * to cb within the byte budget and counted in *r; *next is where the read
+ * goes on. 1: the read ends here. Inside the read's txn. */
+int store__read_one(struct store_read_result *r, const struct store_msg *m, size_t max_bytes,
+                    store_read_cb cb, void *ctx, uint64_t *next);
+
 /* The public view of a topic's counters. Pure. */
 void store__info_fill(struct store_topic_info *info, uint32_t id, const struct topic_state *st);
 

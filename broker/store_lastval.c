@@ -203,19 +203,7 @@ int store_lastval_read(struct store *s, uint32_t topic_id, uint64_t from_seq, ui
             atomic_fetch_add(&s->n_crc_errors, 1);
             next = seq + 1;
         } else {
-            size_t len = m.payload_len + m.key_len + m.headers_raw_len;
-            if (r.n_msgs > 0 && r.n_bytes + len > max_bytes) {
-                break;
-            }
-            enum store_read_verdict verdict = cb(ctx, &m);
-            if (verdict == STORE_READ_REFUSE) {
-                next = m.seq;
-                break;
-            }
-            next = m.seq + 1;
-            r.n_msgs++;
-            r.n_bytes += len;
-            if (verdict == STORE_READ_STOP) {
+            if (store__read_one(&r, &m, max_bytes, cb, ctx, &next)) {
                 break;
             }
         }

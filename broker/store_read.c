@@ -48,6 +48,24 @@ void store__info_fill(struct store_topic_info *info, uint32_t id, const struct t
     info->last_time = st->last_time;
 }
 
+int store__read_one(struct store_read_result *r, const struct store_msg *m, size_t max_bytes,
+                    store_read_cb cb, void *ctx, uint64_t *next)
+{
+    size_t len = m->payload_len + m->key_len + m->headers_raw_len;
+    if (r->n_msgs > 0 && r->n_bytes + len > max_bytes) {
+        return 1;
+    }
+    enum store_read_verdict verdict = cb(ctx, m);
+    if (verdict == STORE_READ_REFUSE) {
+        *next = m->seq;
+        return 1;
+    }
+    *next = m->seq + 1;
+    r->n_msgs++;
+    r->n_bytes += len;
+    return verdict == STORE_READ_STOP;
+}
+
 int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max_msgs,
                size_t max_bytes, store_read_cb cb, void *ctx, struct store_read_result *res)
 {
@@ -107,19 +125,7 @@ int store_read(struct store *s, uint32_t topic_id, uint64_t from_seq, size_t max
             atomic_fetch_add(&s->n_crc_errors, 1);
             next = r.corrupt_seq + 1;
         } else {
-            size_t len = m.payload_len + m.key_len + m.headers_raw_len;
-            if (r.n_msgs > 0 && r.n_bytes + len > max_bytes) {
-                break;
-            }
-            enum store_read_verdict verdict = cb(ctx, &m);
-            if (verdict == STORE_READ_REFUSE) {
-                next = m.seq;
-                break;
-            }
-            next = m.seq + 1;
-            r.n_msgs++;
-            r.n_bytes += len;
-            if (verdict == STORE_READ_STOP) {
+            if (store__read_one(&r, &m, max_bytes, cb, ctx, &next)) {
                 break;
             }
         }
