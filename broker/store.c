@@ -70,6 +70,17 @@ int store__xlate_read(int rc)
     }
 }
 
+int store__xlate_write(struct store *s, int rc)
+{
+    if (rc == 0) {
+        return 0;
+    }
+    if (store__is_full_error(rc)) {
+        return FERRY_ESTORAGEFULL;
+    }
+    return rc == ENOMEM ? -ENOMEM : store__fail(s, rc);
+}
+
 bool store__is_full_error(int rc)
 {
     return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;

@@ -297,11 +297,7 @@ int store_dedupe_expire(struct store *s, int64_t before, struct store_dedupe_pos
                 store__wtxn_abort(s, txn);
             }
         }
-        if (rc != 0) {
-            ret = store__is_full_error(rc) || rc == MDB_MAP_FULL ? FERRY_ESTORAGEFULL
-                  : rc == ENOMEM                                 ? -ENOMEM
-                                                                 : store__fail(s, rc);
-        }
+        ret = store__xlate_write(s, rc);
     }
     pthread_mutex_unlock(&s->wlock);
     if (ret == 0) {

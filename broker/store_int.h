@@ -306,6 +306,9 @@ void store__err_set(char *err, size_t err_len, const char *fmt, ...)
 int store__fail(struct store *s, int mdb_rc);
 /* A read path's LMDB/system code as a ferry code; never fail-stops. Any thread. */
 int store__xlate_read(int rc);
+/* A write path's LMDB/system code as a ferry code: storage full, -ENOMEM,
+ * or else a fail-stop (FERRY_ESTORAGE). Writer. */
+int store__xlate_write(struct store *s, int rc);
 /* Is rc "storage full" (map full, ENOSPC, EDQUOT)? Any thread. */
 bool store__is_full_error(int rc);
 /* Begin a read txn, map_lock held shared: 0 or a ferry code. Any thread. */

@@ -139,9 +139,7 @@ int store_topic_purge(struct store *s, const char *topic, size_t topic_len, uint
             rc = rc == 0 ? store__wtxn_commit(s, txn) : (store__wtxn_abort(s, txn), rc);
         }
         if (rc != 0) {
-            ret = store__is_full_error(rc) || rc == MDB_MAP_FULL ? FERRY_ESTORAGEFULL
-                  : rc == ENOMEM                                 ? -ENOMEM
-                                                                 : store__fail(s, rc);
+            ret = store__xlate_write(s, rc);
             goto out_unlock;
         }
     }
@@ -321,13 +319,7 @@ int store_topic_trim(struct store *s, const char *topic, size_t topic_len, uint6
         }
     }
     if (rc != 0) {
-        if (store__is_full_error(rc) || rc == MDB_MAP_FULL) {
-            ret = FERRY_ESTORAGEFULL;
-        } else if (rc == ENOMEM) {
-            ret = -ENOMEM;
-        } else {
-            ret = store__fail(s, rc);
-        }
+        ret = store__xlate_write(s, rc);
         goto out_unlock;
     }
 out_done:
