@@ -16,7 +16,7 @@
 /* Append producer p's sequence q to topic at time t; returns its seq. */
 static uint64_t put(struct store_batch *b, const char *topic, uint64_t p, uint64_t q, int64_t t)
 {
-    char text[32];
+    char text[48]; /* "p" and two 20-digit numbers */
     int len =
         snprintf(text, sizeof(text), "p%llu.%llu", (unsigned long long)p, (unsigned long long)q);
     struct store_msg_in m = {.publish_time = t,
