@@ -40,11 +40,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WRITER_TAKE 64             /* mailbox items (batches of up to 64 KiB) per commit */
-#define CONS_RELEASE_GRACE_MS 2000 /* a durable nobody held this long leaves memory */
-#define CONS_RELEASE_EVERY_MS 500  /* how often the registry is looked over for them */
-#define COMMIT_EVERY_US 300        /* a busy writer's LMDB commits at least this often */
-#define DEDUPE_EVERY_MIN_MS 1000   /* expiry passes over producer sequences: at most this often */
+#define WRITER_TAKE 64              /* mailbox items (batches of up to 64 KiB) per commit */
+#define CONS_RELEASE_GRACE_MS 2000  /* a durable nobody held this long leaves memory */
+#define CONS_RELEASE_EVERY_MS 500   /* how often the registry is looked over for them */
+#define COMMIT_EVERY_US 300         /* a busy writer's LMDB commits at least this often */
+#define DEDUPE_EVERY_MIN_MS 1000    /* expiry passes over producer sequences: at most this often */
 #define DEDUPE_EVERY_MAX_MS 3600000 /* and at least this often */
 
 struct outbox {

@@ -4,14 +4,14 @@
  * before Deliver, keepalive of connections the broker is not reading, bounded
  * replies.
  */
+#include "e2e_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "e2e_util.h"
 
 Suite *test_suite(void);
 
@@ -294,8 +294,8 @@ START_TEST(test_no_deliver_before_held_suback)
         push_nonblocking(flood.fd, chunk, chunk_len, &off);
         Ferry__Frame *r;
         ck_assert_int_eq(rawc_recv(&sub, T_WAIT, &r), 0);
-        ck_assert_msg(r->body_case == FERRY__FRAME__BODY_SUB_ACK,
-                      "round %d: %s before the SubAck", i, codec_frame_name(r));
+        ck_assert_msg(r->body_case == FERRY__FRAME__BODY_SUB_ACK, "round %d: %s before the SubAck",
+                      i, codec_frame_name(r));
         rawc_close(&sub);
     }
     rawc_close(&flood);
@@ -318,9 +318,8 @@ START_TEST(test_many_subs_one_topic_do_not_stall_io_thread)
     CONNECT(&by, d.port);
     enum { N_SUBS = 16384, N_MSGS = 200 };
     for (int i = 0; i < N_SUBS; i++) {
-        ck_assert_int_eq(rawc_subscribe_nowait(&sub, (uint64_t)i, i % 2 ? "many.*" : "many.t",
-                                               NULL),
-                         0);
+        ck_assert_int_eq(
+            rawc_subscribe_nowait(&sub, (uint64_t)i, i % 2 ? "many.*" : "many.t", NULL), 0);
         if (i % 1024 == 1023) {
             ck_assert_int_eq(rawc_ping(&sub, (uint64_t)i, T_WAIT), 0); /* SubAcks skipped */
         }

@@ -11,6 +11,8 @@
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char g_dir[64];
 static char g_err[512];
@@ -120,6 +122,34 @@ static inline size_t read_all(struct store *s, uint32_t id, uint64_t from, size_
         *last = r;
     }
     return chunks;
+}
+
+/* A writer that dies after its log write: a child opens the store with o,
+ * begins a batch, lets fill append to it (0, or the child fails), logs the
+ * batch and exits without committing or closing. Fails the test unless the
+ * child got that far. */
+static inline void crash_after_log(const struct store_options *o,
+                                   int (*fill)(struct store_batch *b))
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *s;
+        struct store_batch *b;
+        if (store_open(g_dir, o, &s, g_err, sizeof(g_err)) != 0 || store_batch_begin(s, &b) != 0) {
+            _exit(2);
+        }
+        if (fill(b) != 0) {
+            _exit(3);
+        }
+        if (store_batch_log(b) != 0) {
+            _exit(4);
+        }
+        _exit(0); /* the crash: logged, never committed */
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
 }
 
 static inline void add_case(Suite *s, TCase *tc, const TTest *test)

@@ -206,6 +206,24 @@ START_TEST(test_dedupe_expiry_passes_the_largest_sequence)
 }
 END_TEST
 
+/* The crashed writer's batch: 2,000 messages of producer 3, sequences
+ * 2, 4, ..., large enough to grow a 1 MiB map. */
+static int fill_dedupe(struct store_batch *b)
+{
+    static char big[2000];
+    for (uint64_t q = 1; q <= 2000; q++) {
+        struct store_msg_in m = {.publish_time = (int64_t)q,
+                                 .payload = big,
+                                 .payload_len = sizeof(big),
+                                 .producer_id = 3,
+                                 .producer_seq = q * 2};
+        if (store_batch_append(b, "d.c", 3, &m, NULL) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Entries written by a batch that was only logged come back with their
  * messages when the log is replayed; so do entries written while the map
  * grew under the batch. */
@@ -214,33 +232,7 @@ START_TEST(test_dedupe_survives_a_crash_and_a_map_resize)
     struct store_options o;
     store_options_init(&o);
     o.map_size_initial = 1 << 20; /* small: the batch below grows it */
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        struct store *s;
-        struct store_batch *b;
-        if (store_open(g_dir, &o, &s, g_err, sizeof(g_err)) != 0 || store_batch_begin(s, &b) != 0) {
-            _exit(2);
-        }
-        static char big[2000];
-        for (uint64_t q = 1; q <= 2000; q++) {
-            struct store_msg_in m = {.publish_time = (int64_t)q,
-                                     .payload = big,
-                                     .payload_len = sizeof(big),
-                                     .producer_id = 3,
-                                     .producer_seq = q * 2};
-            if (store_batch_append(b, "d.c", 3, &m, NULL) != 0) {
-                _exit(3);
-            }
-        }
-        if (store_batch_log(b) != 0) {
-            _exit(4);
-        }
-        _exit(0); /* the crash: logged, never committed */
-    }
-    int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    crash_after_log(&o, fill_dedupe);
     struct store *s = open_store(&o);
     struct store_batch *b;
     uint64_t seq;

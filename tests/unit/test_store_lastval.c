@@ -248,6 +248,31 @@ START_TEST(test_lastval_holds_retention_back_and_goes_with_a_purge)
 }
 END_TEST
 
+/* The crashed writer's batch: 2,000 large messages over keys k0..k6, k1's
+ * last one a tombstone. */
+static int fill_lastval(struct store_batch *b)
+{
+    static char big[2000];
+    for (int i = 0; i < 2000; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i % 7);
+        memset(big, 'a' + i % 7, sizeof(big));
+        struct store_msg_in m = {.publish_time = i,
+                                 .payload = big,
+                                 .payload_len = sizeof(big),
+                                 .key = key,
+                                 .key_len = strlen(key),
+                                 .is_last_value = true};
+        if (i == 1996) {
+            m.payload_len = 0; /* k1's tombstone (1996 % 7 == 1) */
+        }
+        if (store_batch_append(b, "lv.x", 4, &m, NULL) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Entries written by batches that were only logged come back with their
  * messages when the log is replayed, overwrites and tombstones included;
  * so do entries written while the map grew under the batch. */
@@ -256,40 +281,7 @@ START_TEST(test_lastval_survives_a_crash_and_a_map_resize)
     struct store_options o;
     store_options_init(&o);
     o.map_size_initial = 1 << 20; /* small: the batch below grows it */
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        struct store *s;
-        struct store_batch *b;
-        if (store_open(g_dir, &o, &s, g_err, sizeof(g_err)) != 0 || store_batch_begin(s, &b) != 0) {
-            _exit(2);
-        }
-        static char big[2000];
-        for (int i = 0; i < 2000; i++) {
-            char key[16];
-            snprintf(key, sizeof(key), "k%d", i % 7);
-            memset(big, 'a' + i % 7, sizeof(big));
-            struct store_msg_in m = {.publish_time = i,
-                                     .payload = big,
-                                     .payload_len = sizeof(big),
-                                     .key = key,
-                                     .key_len = strlen(key),
-                                     .is_last_value = true};
-            if (i == 1996) {
-                m.payload_len = 0; /* k1's tombstone (1996 % 7 == 1) */
-            }
-            if (store_batch_append(b, "lv.x", 4, &m, NULL) != 0) {
-                _exit(3);
-            }
-        }
-        if (store_batch_log(b) != 0) {
-            _exit(4);
-        }
-        _exit(0); /* the crash: logged, never committed */
-    }
-    int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    crash_after_log(&o, fill_lastval);
     struct store *s = open_store(&o);
     struct store_stats stats;
     store_stats(s, &stats);
