@@ -399,11 +399,25 @@ static enum store_read_verdict cu_on_msg(void *ctx, const struct store_msg *m)
         return STORE_READ_REFUSE;
     }
     uint64_t missed = 0;
+    int is_expired = store_msg_is_expired(m, t->now_ns);
     if (x->attempt > 0) {
-        if (m->seq != x->want_seq) {
-            x->is_gone = 1; /* removed from the store: the caller forgets it */
+        if (m->seq != x->want_seq || is_expired) {
+            x->is_gone = 1; /* removed from the store, or expired: the caller forgets it */
             return STORE_READ_REFUSE;
         }
+    } else if (is_expired) {
+        /* Never delivered (Publish.ttl_ms): a durable counts it as done. */
+        if (x->e->cons != NULL) {
+            enum cons_claim r = cons_claim(x->e->cons, m->seq, 1, t->now, &missed);
+            if (r == CONS_CLAIM_FULL || r == CONS_CLAIM_GAP) {
+                return STORE_READ_REFUSE;
+            }
+            if (r == CONS_CLAIM_OK) {
+                cons_forget(x->e->cons, m->seq);
+            }
+        }
+        x->e->next_seq = m->seq + 1;
+        return STORE_READ_CONTINUE;
     } else if (x->e->cons != NULL) {
         enum cons_claim r = cons_claim(x->e->cons, m->seq, 1, t->now, &missed);
         if (r == CONS_CLAIM_SKIP) {
@@ -782,8 +796,8 @@ struct dlq_ctx {
 static enum store_read_verdict dlq_on_msg(void *ctx, const struct store_msg *m)
 {
     struct dlq_ctx *x = ctx;
-    if (m->seq != x->want_seq) {
-        return STORE_READ_REFUSE;
+    if (m->seq != x->want_seq || store_msg_is_expired(m, x->t->now_ns)) {
+        return STORE_READ_REFUSE; /* gone, or expired: no dead letter, forgotten */
     }
     x->is_found = 1;
     x->b = cons_dlq_batch(x->k, m, x->n_deliv, x->t->index, x->t->srv->n_workers, x->t->now_ns);

@@ -63,6 +63,23 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                         p->id, FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
+    /* Delayed delivery: the store keeps the schedule, so only a stored
+     * topic can have one. A time not after now is now. */
+    int64_t deliver_at = p->deliver_at > t->now_ns ? p->deliver_at : 0;
+    if (deliver_at != 0 && !is_stored) {
+        conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                        "deliver_at needs a stored topic (this one is ephemeral)", p->id,
+                        FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
+    /* Expiry counts from when the message becomes deliverable. */
+    int64_t from = deliver_at ? deliver_at : t->now_ns;
+    int64_t expire_time = 0;
+    if (p->ttl_ms != 0) {
+        expire_time = p->ttl_ms >= (uint64_t)(INT64_MAX - from) / 1000000u
+                          ? INT64_MAX
+                          : from + (int64_t)p->ttl_ms * 1000000;
+    }
     struct codec_hdr hv[CODEC_MAX_HEADERS];
     for (size_t i = 0; i < p->n_headers; i++) {
         hv[i] = (struct codec_hdr){p->headers[i]->key, strlen(p->headers[i]->key),
@@ -123,6 +140,8 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
     struct pub_batch *b = q->cur;
     struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
     pub_rec_init(r, conn_ref_of(t, c), p->id, &d, body_len, owner, p->want_ack, is_stored);
+    r->expire_time = expire_time;
+    r->deliver_at = deliver_at;
     if (is_stored) {
         r->producer_id = p->producer_id;
         r->producer_seq = p->producer_seq;
@@ -157,6 +176,8 @@ void handle_publish(struct iot *t, struct conn *c, Ferry__Publish *m)
         .producer_seq = m->producer_seq,
         .reply_to = m->reply_to,
         .reply_to_len = m->reply_to != NULL ? strlen(m->reply_to) : 0,
+        .deliver_at = m->deliver_at,
+        .ttl_ms = m->ttl_ms,
     };
     handle_publish_enqueue(t, c, &p);
 }

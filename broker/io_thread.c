@@ -265,10 +265,11 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
                 Ferry__PubAck a = FERRY__PUB_ACK__INIT;
                 a.id = m->u.ack.id;
                 a.sequence = m->u.ack.seq; /* 0 on an ephemeral topic */
-                uint32_t code = m->n_ids & ~R_PUBACK_DUPLICATE;
+                uint32_t code = m->n_ids & ~(R_PUBACK_DUPLICATE | R_PUBACK_SCHEDULED);
                 a.code = (Ferry__ErrorCode)code;
                 a.text = (char *)(code ? pub_err_text(code) : "");
                 a.duplicate = (m->n_ids & R_PUBACK_DUPLICATE) != 0;
+                a.scheduled = (m->n_ids & R_PUBACK_SCHEDULED) != 0;
                 if (code != 0) {
                     stats_pub_refused(&t->stats, (int)code);
                 } else if (a.duplicate) {

@@ -74,6 +74,11 @@ struct pub_rec {
     uint64_t producer_id;          /* stored: idempotent publishing (Publish.producer_id); 0 none */
     uint64_t producer_seq;
     uint8_t is_duplicate; /* writer: found stored already; seq is the first one's */
+    uint8_t is_scheduled; /* writer: stored in the schedule (deliver_at), seq 0 */
+    int64_t expire_time;  /* ns since the epoch (Publish.ttl_ms); 0: never */
+    int64_t deliver_at;   /* stored: scheduled for then (Publish.deliver_at); 0: now */
+    int64_t sched_due;    /* writer: the schedule entry this record moves (due, id) */
+    uint64_t sched_id;    /* 0: none */
 };
 
 /* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
@@ -153,6 +158,11 @@ static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t p
     r->producer_id = 0;
     r->producer_seq = 0;
     r->is_duplicate = 0;
+    r->is_scheduled = 0;
+    r->expire_time = 0;
+    r->deliver_at = 0;
+    r->sched_due = 0;
+    r->sched_id = 0;
     memcpy(r + 1, d->topic, tlen);
     unsigned char *body = (unsigned char *)r + r->body_off;
     codec_deliver_body_put(d, body, &r->sp);
@@ -240,6 +250,7 @@ enum rmsg_kind {
 #define RMSG_INLINE_IDS 2
 
 #define R_PUBACK_DUPLICATE 0x10000u /* R_PUBACK n_ids: PubAck.duplicate */
+#define R_PUBACK_SCHEDULED 0x20000u /* R_PUBACK n_ids: PubAck.scheduled */
 
 #define R_NEW_CONN_COUNTED 1u /* the acceptor counted it as not logged in (login.h) */
 #define R_NEW_CONN_TLS 2u     /* from the TLS listener: the handshake comes first */

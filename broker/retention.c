@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BYTES_CHUNKS 16 /* store reads per topic and scan for a max-bytes rule */
+#define BYTES_CHUNKS 16   /* store reads per topic and scan for a max-bytes rule */
+#define EXPIRED_READ 1024 /* messages read per topic and scan for expired ones */
 
 struct trim_job {
     char topic[STORE_TOPIC_MAX + 1];
@@ -27,11 +28,15 @@ struct retention {
     size_t n_jobs, cap_jobs, next_job;
     uint64_t next_scan; /* monotonic ms */
     uint64_t n_removed; /* this scan's total, for the log */
+    /* Topic ids (+1; 0 is a free slot) with expiring messages: an open-
+     * addressing set, linear probing, at most half full. */
+    uint32_t *ttl_ids;
+    size_t ttl_cap, n_ttl;
 };
 
 struct retention *retention_create(struct server *s)
 {
-    if (s->store == NULL || s->cfg.n_retention == 0) {
+    if (s->store == NULL) {
         return NULL;
     }
     struct retention *r = calloc(1, sizeof(*r));
@@ -45,7 +50,59 @@ void retention_destroy(struct retention *r)
 {
     if (r != NULL) {
         free(r->jobs);
+        free(r->ttl_ids);
         free(r);
+    }
+}
+
+static size_t ttl_slot(const uint32_t *v, size_t cap, uint32_t key)
+{
+    size_t i = (key * 2654435761u) & (cap - 1);
+    while (v[i] != 0 && v[i] != key) {
+        i = (i + 1) & (cap - 1);
+    }
+    return i;
+}
+
+int retention_note_expiring(struct retention *r, uint32_t topic_id)
+{
+    uint32_t key = topic_id + 1;
+    if (key == 0) {
+        return 0;
+    }
+    if (r->ttl_cap != 0 && r->ttl_ids[ttl_slot(r->ttl_ids, r->ttl_cap, key)] == key) {
+        return 0;
+    }
+    if ((r->n_ttl + 1) * 2 > r->ttl_cap) {
+        size_t cap = r->ttl_cap ? r->ttl_cap * 2 : 64;
+        uint32_t *v = calloc(cap, sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < r->ttl_cap; i++) {
+            if (r->ttl_ids[i] != 0) {
+                v[ttl_slot(v, cap, r->ttl_ids[i])] = r->ttl_ids[i];
+            }
+        }
+        free(r->ttl_ids);
+        r->ttl_ids = v;
+        r->ttl_cap = cap;
+    }
+    r->ttl_ids[ttl_slot(r->ttl_ids, r->ttl_cap, key)] = key;
+    r->n_ttl++;
+    return 0;
+}
+
+/* Forget the set's slot i, keeping every other key findable. */
+static void ttl_remove_at(struct retention *r, size_t i)
+{
+    size_t cap = r->ttl_cap;
+    r->ttl_ids[i] = 0;
+    r->n_ttl--;
+    for (size_t j = (i + 1) & (cap - 1); r->ttl_ids[j] != 0; j = (j + 1) & (cap - 1)) {
+        uint32_t k = r->ttl_ids[j];
+        r->ttl_ids[j] = 0;
+        r->ttl_ids[ttl_slot(r->ttl_ids, cap, k)] = k;
     }
 }
 
@@ -141,16 +198,76 @@ static uint64_t trim_point(struct retention *r, const struct trim_job *j,
     return upto >= info.first_seq ? upto : 0;
 }
 
+struct expired_ctx {
+    int64_t now;
+    uint64_t upto;   /* the last expired one of the prefix */
+    int is_expiring; /* the first one read expires */
+};
+
+static enum store_read_verdict on_msg_expired(void *ctx, const struct store_msg *m)
+{
+    struct expired_ctx *x = ctx;
+    if (x->upto == 0 && m->expire_time != 0) {
+        x->is_expiring = 1;
+    }
+    if (!store_msg_is_expired(m, x->now)) {
+        return STORE_READ_STOP;
+    }
+    x->upto = m->seq;
+    return STORE_READ_CONTINUE;
+}
+
+/* Jobs for the expired prefixes of the noted topics; a topic whose oldest
+ * message does not expire leaves the set. */
+static int scan_expired(struct retention *r)
+{
+    struct store *st = r->srv->store;
+    for (size_t i = 0; i < r->ttl_cap;) {
+        uint32_t key = r->ttl_ids[i];
+        if (key == 0) {
+            i++;
+            continue;
+        }
+        struct store_topic_info info;
+        char name[STORE_TOPIC_MAX + 1];
+        int rc = store_topic_info_by_id(st, key - 1, &info, name);
+        struct expired_ctx x = {now_realtime_ns(), 0, 0};
+        if (rc == 0 && info.n_msgs > 1) {
+            struct store_read_result res;
+            rc = store_read(st, info.id, info.first_seq, EXPIRED_READ, 4u << 20, on_msg_expired,
+                            &x, &res);
+        }
+        if (rc == FERRY_ESTORAGE) {
+            return rc;
+        }
+        if (x.upto != 0 && x.upto >= info.last_seq) {
+            x.upto = info.last_seq - 1; /* the newest stays */
+        }
+        if (rc == 0 && x.upto >= info.first_seq &&
+            job_add(r, name, strnlen(name, STORE_TOPIC_MAX), x.upto) < 0) {
+            return -ENOMEM;
+        }
+        if (rc == FERRY_ENOTOPIC || (rc == 0 && !x.is_expiring && x.upto == 0)) {
+            ttl_remove_at(r, i); /* slot i now holds another key, or 0 */
+            continue;
+        }
+        i++;
+    }
+    return 0;
+}
+
 static int scan(struct retention *r)
 {
     r->n_jobs = r->next_job = 0;
-    struct scan_ctx x = {r, 0};
-    int n = store_topic_list(r->srv->store, NULL, 0, on_topic, &x);
-    if (n < 0) {
-        return n;
-    }
-    if (x.rc < 0) {
-        return x.rc;
+    if (r->srv->cfg.n_retention > 0) {
+        struct scan_ctx x = {r, 0};
+        int n = store_topic_list(r->srv->store, NULL, 0, on_topic, &x);
+        if (n < 0) {
+            return n;
+        }
+        if (x.rc < 0) {
+            return x.rc;
+        }
     }
     /* Keep the jobs with something to remove. */
     size_t k = 0;
@@ -163,7 +280,7 @@ static int scan(struct retention *r)
         }
     }
     r->n_jobs = k;
-    return 0;
+    return r->n_ttl > 0 ? scan_expired(r) : 0;
 }
 
 int retention_step(struct retention *r, uint64_t now_ms, int *err)

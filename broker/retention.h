@@ -10,6 +10,14 @@
  * (store_topic_trim(): one transaction of about a thousand deletions), so
  * publications queued meanwhile are committed between chunks: trimming
  * never holds up publishers for longer than one such transaction.
+ *
+ * Expired messages (Publish.ttl_ms) at the head of a topic are removed the
+ * same way, rules or not: the writer notes each topic it appends an
+ * expiring message to (retention_note_expiring), and a scan reads such a
+ * topic's oldest messages up to the first one not expired. A topic whose
+ * oldest message does not expire is forgotten until the next expiring
+ * append (messages behind it wait for the rules). The newest message of a
+ * topic is never removed (a topic keeps its last sequence that way).
  */
 #ifndef FERRY_RETENTION_H
 #define FERRY_RETENTION_H
@@ -20,8 +28,12 @@
 
 struct retention;
 
-/* NULL when s has no retention rules (or no store), or out of memory. */
+/* NULL when s has no store, or out of memory. */
 struct retention *retention_create(struct server *s);
+
+/* Writer thread: topic_id got a message that expires (0, or -ENOMEM: then
+ * it is not trimmed for expiry until a later note). */
+int retention_note_expiring(struct retention *r, uint32_t topic_id);
 void retention_destroy(struct retention *r);
 
 /* Writer thread, with no batch open: do one step (a scan, or one trim

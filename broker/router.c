@@ -99,7 +99,10 @@ static void route(struct router *rt, struct pub_batch *b, struct pub_rec *r)
 {
     const char *topic = (const char *)(r + 1);
     rt->n_hits = 0;
-    int n_match = trie_match(&rt->trie, topic, r->topic_len, on_hit, rt);
+    /* An expired message (Publish.ttl_ms) goes to nobody; its publisher is
+     * answered as usual. */
+    int is_expired = r->expire_time != 0 && r->expire_time <= now_realtime_ns();
+    int n_match = is_expired ? 0 : trie_match(&rt->trie, topic, r->topic_len, on_hit, rt);
     stats_add(&rt->stats->routed, 1);
     if (rt->n_hits > 1) {
         qsort(rt->hits, rt->n_hits, sizeof(*rt->hits), hit_cmp);

@@ -454,6 +454,12 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_len)
         store__err_set(err, err_len, "%s: database 'lastval': %s", dir, mdb_strerror(rc));
         goto out_abort;
     }
+    /* Scheduled messages (store_sched.c); likewise. */
+    rc = mdb_dbi_open(txn, "sched", MDB_CREATE, &s->dbi_sched);
+    if (rc != 0) {
+        store__err_set(err, err_len, "%s: database 'sched': %s", dir, mdb_strerror(rc));
+        goto out_abort;
+    }
     rc = mdb_txn_commit(txn);
     if (rc == 0) {
         /* MDB_NOSYNC left the new store's pages unsynced: a power cut
@@ -599,6 +605,7 @@ struct store *store__alloc(const struct store_options *opts)
         return NULL;
     }
     s->lock_fd = -1;
+    s->sched_next_id = (uint64_t)now_ns(); /* store__sched_id_new() */
     s->sync_mode = opts->sync_mode;
     s->map_max = opts->map_size_max;
     s->map_grow_step = opts->map_grow_step_max ? opts->map_grow_step_max : DEFAULT_MAP_GROW_STEP;

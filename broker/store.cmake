@@ -7,6 +7,7 @@ add_library(ferry_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store_offline.c
   ${CMAKE_CURRENT_LIST_DIR}/store_purge.c
   ${CMAKE_CURRENT_LIST_DIR}/store_dedupe.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_sched.c
   ${CMAKE_CURRENT_LIST_DIR}/store_lastval.c
   ${CMAKE_CURRENT_LIST_DIR}/store_read.c
   ${CMAKE_CURRENT_LIST_DIR}/store_verify.c

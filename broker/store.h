@@ -32,6 +32,9 @@
  *     "dedupe"     (producer id u64 BE, topic id u32 BE, producer seq u64 BE)
  *                  -> topic seq u64 LE, publish time i64 LE: the producer
  *                  sequences of idempotent publishes (store_dedupe.c)
+ *     "sched"      (due time u64 BE, biased, schedule id u64 BE) -> topic id
+ *                  u32 LE, then a message value as in "msgs": scheduled
+ *                  messages not yet in their topic (store_sched.c)
  *     "lastval"    (topic id u32 BE, 'k', message key) -> seq u64 BE, and
  *                  (topic id u32 BE, 's', seq u64 BE) -> message key: the
  *                  newest message of each key of last-value topics
@@ -233,6 +236,13 @@ struct store_msg_in {
      * tombstone), removes the key; in the same commit. The key must then
      * be at most STORE_LASTVAL_KEY_MAX bytes. */
     bool is_last_value;
+    /* Expiry (Publish.ttl_ms): ns since the epoch after which the message
+     * is never delivered and retention may remove it; 0: never expires. */
+    int64_t expire_time;
+    /* A scheduled message being moved to its topic (store_batch_sched_pop):
+     * the append deletes its schedule entry in the same commit. 0: none. */
+    int64_t unsched_due;
+    uint64_t unsched_id;
 };
 
 /* A message read back. Every pointer points into the LMDB map and is valid
@@ -248,7 +258,14 @@ struct store_msg {
     size_t n_headers;
     const void *headers_raw; /* iterate with store_msg_header_next() */
     size_t headers_raw_len;
+    int64_t expire_time; /* ns since the epoch; 0: never expires */
 };
+
+/* Has m expired at now (ns since the epoch)? */
+static inline bool store_msg_is_expired(const struct store_msg *m, int64_t now)
+{
+    return m->expire_time != 0 && m->expire_time <= now;
+}
 
 /* Iterate m's headers: *pos starts at 0. Returns 1 and fills kv, or 0 after
  * the last one. Safe on validated messages only (what callbacks get). */
@@ -307,6 +324,44 @@ int store_batch_begin(struct store *s, struct store_batch **out);
  */
 int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
                        const struct store_msg_in *m, struct store_append_result *res);
+
+/*
+ * Scheduled messages (Publish.deliver_at). store_batch_schedule() stores m
+ * for topic in the "sched" database under (due, a new schedule id), in the
+ * batch's commit and log record like an append (it is durable when the
+ * batch is), and creates the topic if it is new; no sequence is assigned,
+ * nothing is appended to the topic, and readers do not see it. When it is
+ * due the writer moves it: store_batch_sched_pop() reads the earliest entry
+ * whose due time is at or before now, and appending what it returns (its
+ * unsched_* set) to its topic deletes the entry in the same commit, so a
+ * scheduled message reaches its topic exactly once, crash or not, with the
+ * topic's next sequence at that moment. A producer id (m->producer_id) is
+ * recorded as for an append, with topic sequence 0 (a duplicate of a
+ * scheduled publish is answered as seen, sequence unknown).
+ *   store_batch_schedule: 0 and *res (res->seq is the schedule id), or the
+ *     codes of store_batch_append().
+ *   store_batch_sched_pop: 1 and *out (pointing into *buf, a buffer the
+ *     caller owns and frees, grown as needed; valid until the next call),
+ *     0 when nothing is due (*next_due: the earliest due time, INT64_MAX if
+ *     none), or a ferry code (FERRY_ESTORAGE: fail-stop; -ENOMEM).
+ *   store_sched_next: the earliest due time (INT64_MAX: none) outside a
+ *     batch, for a writer starting up; 0 or a ferry code. Any thread.
+ * Thread: the batch's.
+ */
+#define STORE_SCHED_HEADERS_MAX 64 /* a scheduled message's headers, at most */
+struct store_sched_item {
+    const char *topic;
+    size_t topic_len;
+    struct store_msg msg;   /* seq: the schedule id */
+    struct store_msg_in in; /* the same message, ready to append (unsched_* set) */
+    struct store_kv headers[STORE_SCHED_HEADERS_MAX];
+};
+int store_batch_schedule(struct store_batch *b, const char *topic, size_t topic_len,
+                         const struct store_msg_in *m, int64_t due,
+                         struct store_append_result *res);
+int store_batch_sched_pop(struct store_batch *b, int64_t now, void **buf, size_t *buf_cap,
+                          struct store_sched_item *out, int64_t *next_due);
+int store_sched_next(struct store *s, int64_t *next_due);
 
 /*
  * Idempotent publishing. A message appended with a producer id records its

@@ -358,9 +358,48 @@ static int replay_msgs(struct replay *rp, struct store_batch *b, const unsigned 
         memcpy(&h, p + off, sizeof(h));
         size_t need = store__rec_len(&h);
         struct store_topic *t = h.topic_id < rp->cap ? rp->by_id[h.topic_id] : NULL;
-        if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL ||
-            h.seq > t->pend.last_seq + 1) {
+        if (need > len - off || h.val_len < VAL_HDR_LEN || t == NULL) {
             return FERRY_ESTORAGE;
+        }
+        if (h.flags & REC_SCHED) {
+            /* Not in the topic: put again whatever the topic's sequence (a
+             * put that is there already changes nothing). */
+            int rc = store__arena_reserve(b, need);
+            if (rc != 0) {
+                return rc;
+            }
+            struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
+            memcpy(r, p + off, need);
+            rc = store__batch_put(b, r);
+            if (rc != 0) {
+                return rc;
+            }
+            store__batch_account_sched(b, t, need);
+            off += need;
+            continue;
+        }
+        if (h.seq > t->pend.last_seq + 1) {
+            return FERRY_ESTORAGE;
+        }
+        if (h.seq <= t->pend.last_seq && (h.flags & REC_UNSCHED)) {
+            /* Logged again after a checkpoint, and the move of a scheduled
+             * message: its entry may have been put again by the second copy
+             * of its REC_SCHED, so delete it again (ops on an entry are
+             * redone in log order; the last one wins). */
+            int rc = store__arena_reserve(b, need);
+            if (rc != 0) {
+                return rc;
+            }
+            struct rec_hdr *r = (struct rec_hdr *)(b->arena + b->arena_len);
+            memcpy(r, p + off, need);
+            r->flags |= REC_UNSCHED_ONLY;
+            rc = store__batch_put(b, r);
+            if (rc != 0) {
+                return rc;
+            }
+            b->arena_len += need;
+            off += need;
+            continue;
         }
         if (h.seq <= t->pend.last_seq) {
             off += need; /* logged again after a checkpoint (store__batch_relog) */

@@ -8,11 +8,13 @@
  *
  *   msgs   key   (topic id u32 BE, seq u64 BE)                      12 bytes
  *          value 0  crc32c u32   over key[0,12) ++ value[4, len)
- *                4  version u8 (1)    5 flags u8 (0)    6 n_headers u16
+ *                4  version u8 (1)    5 flags u8    6 n_headers u16
  *                8  publish_time i64
  *                16 headers_len u32   20 key_len u32   24 payload_len u32
  *                28 headers: n_headers x { klen u32, vlen u32, k, v }
- *                   then key bytes, then payload bytes
+ *                   then key bytes, then payload bytes, then with flag
+ *                   0x1 (VAL_F_EXPIRES) the expiry time i64; no other
+ *                   flag is defined (a reader refuses one it does not know)
  *          Seeding the CRC with the record's key also catches a value that
  *          ended up under the wrong key.
  *   tidx   key   (topic id u32 BE, bucket u64 BE): bucket = floor(clamped
@@ -52,14 +54,15 @@ int store__msg_decode(const MDB_val *key, const MDB_val *val, struct store_msg *
     if (crc != get_le32(v)) {
         return -1;
     }
-    if (v[4] != VAL_VERSION) {
+    if (v[4] != VAL_VERSION || (v[5] & ~VAL_F_EXPIRES) != 0) {
         return -2;
     }
     size_t n_headers = get_le16(v + 6);
     uint64_t hlen = get_le32(v + 16);
     uint64_t klen = get_le32(v + 20);
     uint64_t plen = get_le32(v + 24);
-    if (VAL_HDR_LEN + hlen + klen + plen != val->mv_size) {
+    uint64_t xlen = (v[5] & VAL_F_EXPIRES) ? 8 : 0;
+    if (VAL_HDR_LEN + hlen + klen + plen + xlen != val->mv_size) {
         return -2;
     }
     /* Walk the header block: it must hold exactly n_headers entries. */
@@ -90,6 +93,7 @@ int store__msg_decode(const MDB_val *key, const MDB_val *val, struct store_msg *
     m->key_len = (size_t)klen;
     m->payload = v + VAL_HDR_LEN + hlen + klen;
     m->payload_len = (size_t)plen;
+    m->expire_time = xlen ? (int64_t)get_le64(v + val->mv_size - 8) : 0;
     return 0;
 }
 
@@ -180,7 +184,7 @@ void store__value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t
 {
     unsigned char *v = (unsigned char *)(r + 1);
     v[4] = VAL_VERSION;
-    v[5] = 0;
+    v[5] = m->expire_time != 0 ? VAL_F_EXPIRES : 0;
     put_le16(v + 6, (uint16_t)m->n_headers);
     put_le64(v + 8, (uint64_t)m->publish_time);
     put_le32(v + 16, (uint32_t)hlen);
@@ -205,6 +209,10 @@ void store__value_encode(struct rec_hdr *r, const struct store_msg_in *m, size_t
     }
     if (m->payload_len) {
         memcpy(p, m->payload, m->payload_len);
+        p += m->payload_len;
+    }
+    if (m->expire_time != 0) {
+        put_le64(p, (uint64_t)m->expire_time);
     }
     unsigned char kb[MSG_KEY_LEN];
     store__msg_key_make(kb, r->topic_id, r->seq);

@@ -53,6 +53,13 @@
 #define REC_DEDUPE 0x8u    /* a producer trailer follows the value (store_dedupe.c) */
 #define DEDUPE_TRAILER 16u /* producer id, producer sequence (u64 LE each) */
 #define REC_LASTVAL 0x10u  /* index the message's key in "lastval" (store_lastval.c) */
+#define REC_SCHED 0x20u    /* into "sched", not the topic: seq is the schedule id,
+                            * tkey the biased due time (store_sched.c) */
+#define REC_UNSCHED 0x40u  /* a trailer names the "sched" entry this append moves */
+#define SCHED_TRAILER 16u  /* biased due time, schedule id (u64 LE each) */
+#define REC_UNSCHED_ONLY 0x80u /* replay: only its REC_UNSCHED delete (the append
+                                * is in LMDB already; store_ckpt.c) */
+#define VAL_F_EXPIRES 0x1u /* value flag: an expiry time (i64 LE) follows the payload */
 
 struct topic_state {
     uint64_t first_seq;
@@ -132,6 +139,8 @@ struct store {
     MDB_dbi dbi_consumers;
     MDB_dbi dbi_dedupe;
     MDB_dbi dbi_lastval;
+    MDB_dbi dbi_sched;
+    uint64_t sched_next_id;           /* wlock: the next schedule id to try */
     struct dedupe_slot *dedupe_cache; /* wlock: store_dedupe.c; NULL until used */
     int lock_fd;      /* our fd on data.mdb, flock'ed exclusively; -1 when read-only */
     bool is_readonly; /* store_open_readonly(): readers only (written by open only) */
@@ -239,8 +248,20 @@ static inline size_t store__rec_size(uint32_t val_len)
 static inline size_t store__rec_len(const struct rec_hdr *r)
 {
     /* REC_LASTVAL adds nothing: the key is in the value. */
-    return store__rec_size(r->val_len) + ((r->flags & REC_DEDUPE) ? DEDUPE_TRAILER : 0);
+    return store__rec_size(r->val_len) + ((r->flags & REC_DEDUPE) ? DEDUPE_TRAILER : 0) +
+           ((r->flags & REC_UNSCHED) ? SCHED_TRAILER : 0);
 }
+
+/* ---- store_sched.c: scheduled messages (writer path) --------------------- */
+
+/* Put r (REC_SCHED) into "sched", or delete the entry r's trailer names
+ * (REC_UNSCHED; gone already is fine: a replay). MDB codes. Writer. */
+int store__sched_apply(struct store_batch *b, const struct rec_hdr *r);
+int store__unsched_apply(struct store_batch *b, const struct rec_hdr *r);
+/* A schedule id for due that no entry of "sched" has (b's txn). Writer. */
+uint64_t store__sched_id_new(struct store_batch *b, int64_t due);
+/* Write r's REC_UNSCHED trailer (after its value and producer trailer). */
+void store__unsched_trailer_put(struct rec_hdr *r, int64_t due, uint64_t id);
 
 /* ---- store_dedupe.c: producer sequences (writer path) -------------------- */
 
@@ -363,6 +384,8 @@ int store__arena_reserve(struct store_batch *b, size_t need);
 int store__batch_put(struct store_batch *b, struct rec_hdr *r);
 /* Record r (need bytes, in the txn) joins b: count it in t's pending
  * state. Writer. */
+/* A scheduled record (need bytes, in the txn) joins the batch. */
+void store__batch_account_sched(struct store_batch *b, struct store_topic *t, size_t need);
 void store__batch_account(struct store_batch *b, struct store_topic *t, const struct rec_hdr *r,
                           size_t need, int64_t when);
 /* A checkpoint began a new generation while b is open: log again what b

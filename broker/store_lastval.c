@@ -47,8 +47,9 @@ int store__lastval_apply(struct store_batch *b, const struct rec_hdr *r)
     uint64_t hlen = get_le32(v + 16);
     uint64_t klen = get_le32(v + 20);
     uint64_t plen = get_le32(v + 24);
+    uint64_t xlen = (v[5] & VAL_F_EXPIRES) ? 8 : 0;
     if (klen == 0 || klen > STORE_LASTVAL_KEY_MAX ||
-        VAL_HDR_LEN + hlen + klen + plen != r->val_len) {
+        VAL_HDR_LEN + hlen + klen + plen + xlen != r->val_len) {
         return MDB_CORRUPTED; /* store_batch_append() never writes such a record */
     }
     unsigned char kb[PREFIX_LEN + STORE_LASTVAL_KEY_MAX];

@@ -161,6 +161,13 @@ int store__map_grow(struct store *s)
 static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
 {
     struct store *s = b->s;
+    if (r->flags & REC_UNSCHED_ONLY) {
+        return store__unsched_apply(b, r);
+    }
+    if (r->flags & REC_SCHED) {
+        int rc = store__sched_apply(b, r); /* not in the topic until it is due */
+        return rc == 0 && (r->flags & REC_DEDUPE) ? store__dedupe_apply(b, r) : rc;
+    }
     unsigned char kb[MSG_KEY_LEN];
     store__msg_key_make(kb, r->topic_id, r->seq);
     MDB_val k = {MSG_KEY_LEN, kb};
@@ -173,6 +180,9 @@ static int rec_apply(struct store_batch *b, const struct rec_hdr *r)
     }
     if (rc == 0 && (r->flags & REC_LASTVAL)) {
         rc = store__lastval_apply(b, r);
+    }
+    if (rc == 0 && (r->flags & REC_UNSCHED)) {
+        rc = store__unsched_apply(b, r);
     }
     if (rc != 0 || !(r->flags & REC_TIDX)) {
         return rc;
@@ -333,6 +343,25 @@ int store__batch_put(struct store_batch *b, struct rec_hdr *r)
     }
 }
 
+/* Put t on the batch's dirty list (its record is written at the commit). */
+static void batch_dirty(struct store_batch *b, struct store_topic *t)
+{
+    if (!t->is_dirty) {
+        t->is_dirty = true;
+        t->dnext = b->dirty;
+        b->dirty = t;
+    }
+}
+
+/* Scheduled record (need bytes, now in the txn) joins the batch: its topic
+ * counts nothing yet, but a new one must be written. */
+void store__batch_account_sched(struct store_batch *b, struct store_topic *t, size_t need)
+{
+    b->arena_len += need;
+    b->n_msgs++;
+    batch_dirty(b, t);
+}
+
 /* Record r (need bytes, now in the txn) joins the batch: count it in its
  * topic's pending state. */
 void store__batch_account(struct store_batch *b, struct store_topic *t, const struct rec_hdr *r,
@@ -352,15 +381,13 @@ void store__batch_account(struct store_batch *b, struct store_topic *t, const st
     if ((r->flags & REC_TIDX) && t->id > s->tidx_max_topic) {
         s->tidx_max_topic = t->id;
     }
-    if (!t->is_dirty) {
-        t->is_dirty = true;
-        t->dnext = b->dirty;
-        b->dirty = t;
-    }
+    batch_dirty(b, t);
 }
 
-int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
-                       const struct store_msg_in *m, struct store_append_result *res)
+/* Add m to the batch: appended to topic (due 0), or scheduled for due
+ * (REC_SCHED: store_sched.c). */
+static int batch_add(struct store_batch *b, const char *topic, size_t topic_len,
+                     const struct store_msg_in *m, int64_t due, struct store_append_result *res)
 {
     struct store *s = b->s;
     if (b->broken_rc != 0) {
@@ -381,7 +408,8 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         }
         hlen += 8 + (uint64_t)h->key_len + h->value_len;
     }
-    uint64_t val_len = VAL_HDR_LEN + hlen + (uint64_t)m->key_len + m->payload_len;
+    uint64_t val_len =
+        VAL_HDR_LEN + hlen + (uint64_t)m->key_len + m->payload_len + (m->expire_time ? 8 : 0);
     if (hlen > UINT32_MAX || m->key_len > UINT32_MAX || m->payload_len > UINT32_MAX ||
         val_len > UINT32_MAX - 8) {
         return FERRY_EINVAL;
@@ -393,7 +421,8 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
      * the rest. A full batch commits (the caller appends again after); a
      * single message larger than that goes alone (one larger than the
      * whole log is committed with a checkpoint). */
-    size_t need = store__rec_size((uint32_t)val_len) + (m->producer_id ? DEDUPE_TRAILER : 0);
+    size_t need = store__rec_size((uint32_t)val_len) + (m->producer_id ? DEDUPE_TRAILER : 0) +
+                  (m->unsched_id ? SCHED_TRAILER : 0);
     if (b->n_msgs > 0 &&
         LOG_HEAD + LOG_SLACK + b->arena_len + b->cons_len + need > wal_max_payload(s->wal) / 2) {
         return FERRY_ELIMIT;
@@ -423,20 +452,30 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         st->last_time == TIME_NONE || store__time_bucket(when) > store__time_bucket(st->last_time);
     r->topic_id = t->id;
     r->val_len = (uint32_t)val_len;
-    r->seq = st->last_seq + 1;
-    r->tkey = store__time_bias(store__time_bucket(when));
     r->pad = 0;
-    r->flags = t->id >= s->msg_max_topic ? REC_APPEND_MSG : 0;
-    if (has_tidx) {
-        r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
+    if (due != 0) {
+        r->seq = store__sched_id_new(b, due);
+        r->tkey = store__time_bias(due);
+        r->flags = REC_SCHED;
+    } else {
+        r->seq = st->last_seq + 1;
+        r->tkey = store__time_bias(store__time_bucket(when));
+        r->flags = t->id >= s->msg_max_topic ? REC_APPEND_MSG : 0;
+        if (has_tidx) {
+            r->flags |= REC_TIDX | (t->id >= s->tidx_max_topic ? REC_APPEND_TIDX : 0);
+        }
+        if (m->is_last_value && m->key_len > 0) {
+            r->flags |= REC_LASTVAL;
+        }
     }
     store__value_encode(r, m, (size_t)hlen);
-    if (m->is_last_value && m->key_len > 0) {
-        r->flags |= REC_LASTVAL;
-    }
     if (m->producer_id != 0) {
         r->flags |= REC_DEDUPE;
         store__dedupe_trailer_put(r, m->producer_id, m->producer_seq);
+    }
+    if (due == 0 && m->unsched_id != 0) {
+        r->flags |= REC_UNSCHED;
+        store__unsched_trailer_put(r, m->unsched_due, m->unsched_id);
     }
     ret = store__batch_put(b, r);
     if (ret != 0) {
@@ -452,7 +491,11 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
         }
         s->next_topic_id++;
     }
-    store__batch_account(b, t, r, need, when);
+    if (due != 0) {
+        store__batch_account_sched(b, t, need);
+    } else {
+        store__batch_account(b, t, r, need, when);
+    }
     if (res != NULL) {
         res->topic_id = t->id;
         res->seq = r->seq;
@@ -464,6 +507,23 @@ out_drop:
         free(t);
     }
     return ret;
+}
+
+int store_batch_append(struct store_batch *b, const char *topic, size_t topic_len,
+                       const struct store_msg_in *m, struct store_append_result *res)
+{
+    return batch_add(b, topic, topic_len, m, 0, res);
+}
+
+int store_batch_schedule(struct store_batch *b, const char *topic, size_t topic_len,
+                         const struct store_msg_in *m, int64_t due,
+                         struct store_append_result *res)
+{
+    if (due == 0 || due == INT64_MAX || m == NULL || m->unsched_id != 0 ||
+        m->n_headers > STORE_SCHED_HEADERS_MAX) {
+        return FERRY_EINVAL;
+    }
+    return batch_add(b, topic, topic_len, m, due, res);
 }
 
 size_t store_batch_count(const struct store_batch *b)

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "retention.h"
 #include "store.h"
+#include "topic.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,6 +47,8 @@
 #define COMMIT_EVERY_US 300         /* a busy writer's LMDB commits at least this often */
 #define DEDUPE_EVERY_MIN_MS 1000    /* expiry passes over producer sequences: at most this often */
 #define DEDUPE_EVERY_MAX_MS 3600000 /* and at least this often */
+#define SCHED_TAKE 256              /* scheduled messages moved to their topics per round */
+#define SCHED_WAIT_MAX_MS 1000      /* the wall clock may jump: look again at least this often */
 
 struct outbox {
     struct rmsg *m;
@@ -80,6 +83,10 @@ struct writer {
     uint64_t next_dedupe;               /* monotonic ms: the next expiry pass (dedupe_window) */
     int is_dedupe_running;              /* a pass is under way: one chunk per round */
     struct store_dedupe_pos dedupe_pos; /* where it goes on */
+    int64_t next_due;                   /* wall clock ns: the earliest scheduled message */
+    void *sched_buf;                    /* store_batch_sched_pop()'s copy */
+    int is_sched_stuck;                 /* the last move was refused (logged once) */
+    size_t sched_buf_cap;
 };
 
 static uint64_t now_us(void)
@@ -112,7 +119,7 @@ struct writer *writer_create(struct server *s)
     }
     w->srv = s;
     w->ret = retention_create(s);
-    if (w->ret == NULL && s->store != NULL && s->cfg.n_retention > 0) {
+    if (w->ret == NULL && s->store != NULL) {
         free(w);
         return NULL;
     }
@@ -165,13 +172,14 @@ static uint32_t wire_code(int rc)
 /* Queue the answer for r: its PubAck (want_ack), or an Error if refused. */
 static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
 {
-    if (!r->want_ack && code == 0) {
-        return;
+    if ((!r->want_ack && code == 0) || r->sched_id != 0) {
+        return; /* a scheduled message's move has nobody to answer */
     }
     struct rmsg m;
     memset(&m, 0, sizeof(m));
     m.kind = r->want_ack ? R_PUBACK : R_PUBERR;
-    m.n_ids = code | (code == 0 && r->is_duplicate ? R_PUBACK_DUPLICATE : 0);
+    m.n_ids = code | (code == 0 && r->is_duplicate ? R_PUBACK_DUPLICATE : 0) |
+              (code == 0 && r->is_scheduled ? R_PUBACK_SCHEDULED : 0);
     m.conn_ref = r->conn_ref;
     m.u.ack.id = r->pub_id;
     m.u.ack.seq = code ? 0 : r->seq;
@@ -189,6 +197,9 @@ static int rec_message(struct writer *w, const struct pub_rec *r, struct store_m
     const uint8_t *body = (const uint8_t *)r + r->body_off;
     memset(m, 0, sizeof(*m));
     m->publish_time = r->publish_time;
+    m->expire_time = r->expire_time;
+    m->unsched_due = r->sched_due;
+    m->unsched_id = r->sched_id;
     m->payload = body + r->sp.payload_off;
     m->payload_len = r->sp.payload_len;
     m->key = body + r->sp.key_off;
@@ -228,8 +239,8 @@ static void answer_appended(struct writer *w, int rc)
         if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && reg != NULL) {
             cons_dlq_done(reg, CONN_REF_GEN(r->conn_ref), r->pub_id, rc == 0);
         }
-        if (rc == 0 && r->is_duplicate) {
-            answer(w, r, 0); /* with the first one's sequence, which is durable now */
+        if (rc == 0 && (r->is_duplicate || r->is_scheduled)) {
+            answer(w, r, 0); /* duplicate: the first one's sequence, durable now */
             r->seq = 0;      /* not routed */
         } else if (rc == 0) {
             pub_seq_put((uint8_t *)r + r->body_off + r->body_len, r->seq);
@@ -382,6 +393,7 @@ static void append_one(struct writer *w, struct pub_rec *r)
     const char *topic = (const char *)(r + 1);
     r->seq = 0;
     r->is_duplicate = 0;
+    r->is_scheduled = 0;
     if (rec_message(w, r, &m) < 0) {
         log_error("store writer: publish %llu has a malformed body (a bug); refused",
                   (unsigned long long)r->pub_id);
@@ -418,10 +430,25 @@ static void append_one(struct writer *w, struct pub_rec *r)
         m.is_last_value = w->srv->cfg.n_last_value > 0 && m.key_len <= STORE_LASTVAL_KEY_MAX &&
                           cfg_is_last_value(&w->srv->cfg, topic, r->topic_len);
         struct store_append_result ar;
-        rc = store_batch_append(w->b, topic, r->topic_len, &m, &ar);
+        rc = r->deliver_at != 0
+                 ? store_batch_schedule(w->b, topic, r->topic_len, &m, r->deliver_at, &ar)
+                 : store_batch_append(w->b, topic, r->topic_len, &m, &ar);
+        if (rc == 0 && r->deliver_at != 0) {
+            r->is_scheduled = 1; /* answered after the log; never routed */
+            w->appended[w->n_appended++] = r;
+            if (r->deliver_at < w->next_due) {
+                w->next_due = r->deliver_at;
+            }
+            return;
+        }
         if (rc == 0) {
             r->seq = ar.seq;
             w->appended[w->n_appended++] = r;
+            if (m.expire_time != 0 && w->ret != NULL &&
+                retention_note_expiring(w->ret, ar.topic_id) < 0) {
+                log_warn("store writer: out of memory: expired messages of %.*s are kept",
+                         (int)r->topic_len, topic);
+            }
             if (CONN_REF_SLOT(r->conn_ref) == CONS_DLQ_SLOT && w->srv->consumers != NULL) {
                 cons_dlq_committing(w->srv->consumers, CONN_REF_GEN(r->conn_ref), r->pub_id);
             }
@@ -606,6 +633,132 @@ static int dedupe_step(struct writer *w, int running)
     return 0;
 }
 
+/* A record for scheduled message it in batch *bp (a new batch when full,
+ * the full one kept for routing): NULL when memory is short. */
+static struct pub_rec *sched_rec(struct writer *w, struct pub_batch **bp,
+                                 const struct store_sched_item *it)
+{
+    struct store_kv kv;
+    struct codec_hdr hv[STORE_SCHED_HEADERS_MAX];
+    size_t nh = 0, pos = 0;
+    while (nh < STORE_SCHED_HEADERS_MAX && store_msg_header_next(&it->msg, &pos, &kv)) {
+        hv[nh++] = (struct codec_hdr){kv.key, kv.key_len, kv.value, kv.value_len};
+    }
+    struct codec_deliver d = {.topic = it->topic,
+                              .topic_len = it->topic_len,
+                              .publish_time = it->msg.publish_time,
+                              .payload = it->msg.payload,
+                              .payload_len = it->msg.payload_len,
+                              .headers = hv,
+                              .n_headers = nh,
+                              .key = it->msg.key,
+                              .key_len = it->msg.key_len,
+                              .attempt = 1};
+    size_t body_len = pub_rec_body_len(&d, 1);
+    size_t rec_len = pub_rec_len(it->topic_len, body_len);
+    struct pub_batch *b = *bp;
+    if (b != NULL && b->cap - b->len < rec_len) {
+        if (!fwd_reserve(w)) {
+            return NULL;
+        }
+        w->fwd[w->n_fwd++] = b;
+        *bp = b = NULL;
+    }
+    if (b == NULL) {
+        size_t cap = rec_len > 65536u ? rec_len : 65536u;
+        b = malloc(sizeof(*b) + cap);
+        if (b == NULL) {
+            return NULL;
+        }
+        atomic_init(&b->refs, 1);
+        b->len = 0;
+        b->cap = (uint32_t)cap;
+        b->n_recs = 0;
+        *bp = b;
+    }
+    struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
+    uint32_t owner = topic_hash(it->topic, it->topic_len) % w->srv->n_workers;
+    pub_rec_init(r, 0, 0, &d, body_len, owner, 0, 1);
+    r->expire_time = it->in.expire_time;
+    r->sched_due = it->in.unsched_due;
+    r->sched_id = it->in.unsched_id;
+    b->len += (uint32_t)rec_len;
+    b->n_recs++;
+    return r;
+}
+
+/* Move the scheduled messages that are due into their topics (at most
+ * SCHED_TAKE a round): each append deletes its schedule entry in the same
+ * commit, and the batches are routed after it like any publication's. */
+static void sched_step(struct writer *w)
+{
+    if (w->srv->store == NULL || now_realtime_ns() < w->next_due) {
+        return;
+    }
+    struct pub_batch *pb = NULL;
+    for (int n = 0; n < SCHED_TAKE; n++) {
+        if (begin(w) < 0) {
+            break; /* the store is short of memory: next round */
+        }
+        struct store_sched_item it;
+        int rc = store_batch_sched_pop(w->b, now_realtime_ns(), &w->sched_buf,
+                                       &w->sched_buf_cap, &it, &w->next_due);
+        if (rc == FERRY_ESTORAGE) {
+            fail_stop(w, rc, "a read of the schedule");
+        }
+        if (rc <= 0) {
+            if (rc < 0) {
+                log_warn("store: scheduled messages wait: %s", server_strerror(rc));
+            }
+            break;
+        }
+        struct pub_rec *r = sched_rec(w, &pb, &it);
+        if (r == NULL) {
+            log_warn("store writer: out of memory: scheduled messages wait");
+            break;
+        }
+        uint32_t before = w->n_appended;
+        append_one(w, r);
+        if (w->n_appended == before) {
+            /* Refused (storage full): it stays scheduled; try again soon. */
+            if (!w->is_sched_stuck) {
+                log_warn("store: a scheduled message for %.*s is due but cannot be stored "
+                         "yet; retrying every %d ms",
+                         (int)it.topic_len, it.topic, SCHED_WAIT_MAX_MS);
+            }
+            w->is_sched_stuck = 1;
+            w->next_due = now_realtime_ns() + (int64_t)SCHED_WAIT_MAX_MS * 1000000;
+            break;
+        }
+        w->is_sched_stuck = 0;
+        if (n == SCHED_TAKE - 1) {
+            w->next_due = 0; /* more may be due: the next round goes on */
+        }
+    }
+    if (pb != NULL) {
+        if (fwd_reserve(w)) {
+            w->fwd[w->n_fwd++] = pb;
+        } else {
+            commit(w); /* out of memory: route it right after its commit */
+            forward(w, pb);
+        }
+    }
+}
+
+/* ms until the next scheduled message is due, or -1 (none). */
+static int sched_wait(const struct writer *w)
+{
+    if (w->next_due == INT64_MAX) {
+        return -1;
+    }
+    int64_t now = now_realtime_ns();
+    if (w->next_due <= now) {
+        return 0;
+    }
+    int64_t ms = (w->next_due - now + 999999) / 1000000;
+    return ms > SCHED_WAIT_MAX_MS ? SCHED_WAIT_MAX_MS : (int)ms;
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
@@ -617,6 +770,10 @@ static void *writer_main(void *arg)
     w->next_sync = now_ms() + s->cfg.sync_interval_ms;
     w->next_dedupe = now_ms() + DEDUPE_EVERY_MIN_MS;
     int dedupe_wait = dedupe_step(w, running);
+    w->next_due = INT64_MAX;
+    if (s->store != NULL && store_sched_next(s->store, &w->next_due) < 0) {
+        w->next_due = 0; /* look in the first round */
+    }
     while (running) {
         int timeout = -1;
         if (is_interval) {
@@ -628,6 +785,10 @@ static void *writer_main(void *arg)
         }
         if (dedupe_wait >= 0 && (timeout < 0 || dedupe_wait < timeout)) {
             timeout = dedupe_wait;
+        }
+        int sched_ms = sched_wait(w);
+        if (sched_ms >= 0 && (timeout < 0 || sched_ms < timeout)) {
+            timeout = sched_ms;
         }
         if (w->is_cons_unsaved && (timeout < 0 || timeout > 100)) {
             timeout = 100; /* no wake-up comes for state that is dirty already */
@@ -686,6 +847,9 @@ static void *writer_main(void *arg)
             } else if (m->kind == W_STOP) {
                 running = 0;
             }
+        }
+        if (running) {
+            sched_step(w);
         }
         group_commit(w);
         if (!w->is_cons_unsaved) {
@@ -776,6 +940,7 @@ void writer_destroy(struct writer *w)
     free(w->has_serial);
     free(w->appended);
     free(w->fwd);
+    free(w->sched_buf);
     retention_destroy(w->ret);
     mbox_deinit(&w->in);
     free(w);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static const char pub_help[] =
     "Usage: ferry pub [OPTIONS] TOPIC [MESSAGE]\n"
@@ -33,6 +34,11 @@ static const char pub_help[] =
     "  -k, --key KEY         the message key, carried to subscribers\n"
     "  -f, --file FILE       publish FILE's bytes as one message ('-': all of\n"
     "                        standard input)\n"
+    "      --delay DUR       deliver no earlier than DUR from now (e.g. 30s, 2h;\n"
+    "                        stored topics only): stored at once, appended to\n"
+    "                        the topic and delivered when due\n"
+    "      --ttl DUR         expire DUR after it becomes deliverable: never\n"
+    "                        delivered later, removed by retention (e.g. 1m)\n"
     "      --timeout DUR     how long to wait for outstanding acks and for the\n"
     "                        final flush (default 30s; e.g. 500ms, 2m)\n"
     "\n"
@@ -41,10 +47,14 @@ static const char pub_help[] =
     "  ferry pub --ack --header source=cli --key 42 orders.eu.created hello\n"
     "  seq 1 1000 | ferry pub --ack numbers      # 1000 messages: \"1\" .. \"1000\"\n"
     "  ferry pub --file image.png images.new     # binary payload, one message\n"
-    "  ferry pub --count 5 tick now              # \"now\" five times\n";
+    "  ferry pub --count 5 tick now              # \"now\" five times\n"
+    "  ferry pub --delay 30s jobs.retry '{\"id\": 7}'  # delivered in 30 seconds\n"
+    "  ferry pub --ttl 1m prices.eur 1.0842      # stale after a minute: dropped\n";
 
 enum {
     OPT_TIMEOUT = 0x100,
+    OPT_DELAY,
+    OPT_TTL,
 };
 
 struct pub_args {
@@ -55,6 +65,9 @@ struct pub_args {
     const char *key;
     const char *file;
     uint64_t timeout_ns;
+    uint64_t delay_ns;    /* --delay; 0: none */
+    uint64_t ttl_ns;      /* --ttl; 0: none */
+    int64_t deliver_at;   /* the wall clock at start + delay_ns */
     ferry_header headers[FERRY_MAX_HEADERS];
     char *header_bufs[FERRY_MAX_HEADERS];
     size_t n_headers;
@@ -125,6 +138,19 @@ static int pub_opt(int opt, const char *arg, void *ctx)
                              arg);
         }
         return -1;
+    case OPT_DELAY:
+        rc = cli_parse_duration_ns(arg, &a->delay_ns);
+        if (rc < 0 || a->delay_ns > 3650ull * 86400ull * 1000000000ull) {
+            return cli_usage(a->cmd, "--delay needs a duration of at most 3650d, not '%s'", arg);
+        }
+        return -1;
+    case OPT_TTL:
+        rc = cli_parse_duration_ns(arg, &a->ttl_ns);
+        if (rc < 0 || a->ttl_ns < 1000000 || a->ttl_ns > 3650ull * 86400ull * 1000000000ull) {
+            return cli_usage(a->cmd, "--ttl needs a duration between 1ms and 3650d, not '%s'",
+                             arg);
+        }
+        return -1;
     default:
         return cli_usage(a->cmd, "unexpected option");
     }
@@ -191,6 +217,8 @@ static int publish_one(ferry_client *c, const struct pub_args *a, struct pub_sta
         .key_len = a->key ? strlen(a->key) : 0,
         .headers = a->n_headers ? a->headers : NULL,
         .n_headers = a->n_headers,
+        .deliver_at = a->deliver_at,
+        .ttl_ms = a->ttl_ns / 1000000u,
     };
     int rc =
         a->ack ? ferry_publish_async(c, &m, on_pub_done, st, NULL) : ferry_publish_msg(c, &m, NULL);
@@ -224,6 +252,8 @@ int cmd_pub(struct cli_opts *o, int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"file", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"delay", required_argument, NULL, OPT_DELAY},
+        {"ttl", required_argument, NULL, OPT_TTL},
         {NULL, 0, NULL, 0},
     };
     struct pub_args a = {.cmd = o->cmd, .count = 1, .timeout_ns = 30ull * 1000000000ull};
@@ -265,6 +295,11 @@ int cmd_pub(struct cli_opts *o, int argc, char **argv)
         goto out;
     }
 
+    if (a.delay_ns > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        a.deliver_at = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)a.delay_ns;
+    }
     uint32_t timeout_ms = (uint32_t)(a.timeout_ns / 1000000u);
     struct cli_conn_cfg cfg = {
         .name = "ferry pub",

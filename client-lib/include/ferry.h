@@ -583,6 +583,16 @@ typedef struct ferry_pub {
      * FERRY_ENORESPONDERS (async/sync: its status; fire-and-forget: a
      * FERRY_EVENT_ERROR). ferry_request() does all of this for you. */
     const char *reply_to;
+    /* optional: deliver no earlier than this (ns since the epoch; 0: now).
+     * Stored topics only: the server stores the message at once and appends
+     * it to the topic when due, when it gets its sequence (the PubAck's
+     * sequence is 0); an ephemeral topic refuses it (FERRY_EINVAL from the
+     * server). ferry.proto Publish.deliver_at gives the order rule. */
+    int64_t deliver_at;
+    /* optional: never delivered more than ttl_ms after it became
+     * deliverable (published, or due); retention removes it. 0: never
+     * expires. ferry.proto Publish.ttl_ms. */
+    uint64_t ttl_ms;
 } ferry_pub;
 
 /* Bytes waiting to be written above which fire-and-forget publishes wait. */

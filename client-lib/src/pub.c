@@ -225,7 +225,8 @@ static int pub_prepare(const ferry_pub *m, Ferry__Publish *pm, Ferry__Header *hd
     if (m == NULL || m->topic == NULL || (m->payload == NULL && m->payload_len > 0) ||
         (m->key == NULL && m->key_len > 0) || (m->headers == NULL && m->n_headers > 0) ||
         m->n_headers > FERRY__MAX_HEADERS || !ferry__topic_valid(m->topic) ||
-        (m->reply_to != NULL && m->reply_to[0] != '\0' && !ferry__topic_valid(m->reply_to))) {
+        (m->reply_to != NULL && m->reply_to[0] != '\0' && !ferry__topic_valid(m->reply_to)) ||
+        m->deliver_at < 0) {
         return -EINVAL;
     }
     for (size_t i = 0; i < m->n_headers; i++) {
@@ -247,6 +248,8 @@ static int pub_prepare(const ferry_pub *m, Ferry__Publish *pm, Ferry__Header *hd
     pm->headers = m->n_headers > 0 ? hptrs : NULL;
     pm->n_headers = m->n_headers;
     pm->reply_to = m->reply_to != NULL ? (char *)m->reply_to : "";
+    pm->deliver_at = m->deliver_at;
+    pm->ttl_ms = m->ttl_ms;
     return 0;
 }
 

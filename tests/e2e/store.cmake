@@ -39,3 +39,14 @@ if(FERRY_CLI_TARGET AND TARGET ${FERRY_CLI_TARGET})
     FERRY_CLI_PATH="$<TARGET_FILE:${FERRY_CLI_TARGET}>")
   add_dependencies(e2e_92_last_value ferryd ${FERRY_CLI_TARGET})
 endif()
+
+# Delayed delivery and expiry (Publish.deliver_at, ttl_ms): order, restart,
+# catch-up, durables, retention, refusals; `ferry pub --delay/--ttl`.
+if(FERRY_CLI_TARGET AND TARGET ${FERRY_CLI_TARGET})
+  ferry_check_test(e2e_94_delayed LABEL e2e TIMEOUT 300
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/94_delayed.c ${CMAKE_CURRENT_LIST_DIR}/cli_e2e.c
+    LIBS ferry_test_support ferry_shared Threads::Threads)
+  target_compile_definitions(e2e_94_delayed PRIVATE FERRYD_PATH="$<TARGET_FILE:ferryd>"
+    FERRY_CLI_PATH="$<TARGET_FILE:${FERRY_CLI_TARGET}>")
+  add_dependencies(e2e_94_delayed ferryd ${FERRY_CLI_TARGET})
+endif()

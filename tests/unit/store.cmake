@@ -11,3 +11,5 @@ ferry_check_test(test_store_map LABEL unit TIMEOUT 300
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_store_map.c LIBS ferry_store Threads::Threads)
 ferry_check_test(test_store_lastval LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_store_lastval.c LIBS ferry_store)
+ferry_check_test(test_store_sched LABEL unit
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_store_sched.c LIBS ferry_store)
