@@ -645,6 +645,9 @@ int main(int argc, char **argv)
              rx_backend_name((enum rx_backend)s->cfg.io_backend), s->n_workers,
              s->cfg.reactor_mode == REACTOR_SINGLE ? " (inline)" : "", s->cfg.data_dir,
              sync_name(&s->cfg), s->cfg.n_ephemeral);
+    /* Ready before it is announced: whoever reads the lines below may ask
+     * /readyz at once. */
+    atomic_store(&s->is_ready, 1);
     /* The plain line last: whoever waits for it has all of them. */
     if (metrics_port >= 0) {
         printf("ferryd: metrics on %s:%d\n", s->cfg.metrics_host, metrics_port);
@@ -656,7 +659,6 @@ int main(int argc, char **argv)
         printf("ferryd: listening on %s:%d\n", s->cfg.listen_host, port);
     }
     fflush(stdout);
-    atomic_store(&s->is_ready, 1);
     char status[240];
     snprintf(status, sizeof(status), "listening on %s", where);
     svc_ready(status); /* systemd (Type=notify): started */
