@@ -480,6 +480,7 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
             store_stats(t->srv->store, &ss);
             st.store_bytes = ss.map_used;
             st.topics = ss.n_topics;
+            st.store_scheduled = ss.n_scheduled;
             st.crc_errors = ss.n_crc_errors;
             st.store_commits = ss.n_commits;
             st.store_messages = ss.n_appends;

@@ -171,6 +171,8 @@ static void store_part(struct text *t, struct store *st)
     one(t, "ferry_store_map_max_bytes", "gauge", "Most the store's map may grow to",
         ss.map_size_max);
     one(t, "ferry_store_topics", "gauge", "Topics known to the store", ss.n_topics);
+    one(t, "ferry_store_scheduled_messages", "gauge", "Delayed messages not yet due",
+        ss.n_scheduled);
     one(t, "ferry_store_commits_total", "counter", "Group commits of the store writer",
         ss.n_commits);
     one(t, "ferry_store_messages_total", "counter", "Messages those commits stored", ss.n_appends);

@@ -765,6 +765,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     if (ret != 0) {
         goto out_env_close;
     }
+    (void)store__sched_count(s); /* a gauge: 0 if it cannot be read */
     *out = s;
     return 0;
 
@@ -831,6 +832,7 @@ void store_stats(struct store *s, struct store_stats *st)
     st->n_replayed = s->n_replayed;
     st->n_checkpoints = atomic_load(&s->n_checkpoints);
     st->n_topics = atomic_load(&s->n_topics);
+    st->n_scheduled = atomic_load(&s->n_scheduled);
     st->n_stale_readers = s->n_stale_readers;
     st->map_size = atomic_load(&s->map_size);
     st->map_size_max = s->map_max;

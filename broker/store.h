@@ -608,6 +608,7 @@ struct store_stats {
     uint64_t n_open_reads;       /* LMDB records read by store_open() */
     uint64_t n_replayed;         /* log records replayed by store_open() (after a crash) */
     uint64_t n_checkpoints;      /* checkpoints made durable since open */
+    uint64_t n_scheduled;        /* delayed messages not yet in their topic */
     uint64_t n_topics;           /* topics known (committed) */
     int n_stale_readers;         /* reader slots cleared at open */
     size_t map_size;             /* current map size */

@@ -119,6 +119,7 @@ struct store_batch {
     bool is_logged;      /* part of it is in the log, generation logged_gen */
     bool is_unlogged;    /* too large for the log: committed with a checkpoint */
     bool is_space_freed; /* a full map made it checkpoint (batch_recover) */
+    int64_t sched_delta; /* scheduled messages added less moved, for n_scheduled */
     uint64_t logged_gen;
 };
 
@@ -208,6 +209,7 @@ struct store {
     atomic_uint_fast64_t n_full_errors;
     atomic_uint_fast64_t n_topics;
     atomic_uint_fast64_t n_checkpoints;
+    atomic_uint_fast64_t n_scheduled; /* entries of "sched", as committed */
     uint64_t n_replayed;   /* log records replayed by open; written by open only */
     uint64_t n_open_reads; /* written by open only */
     int n_stale_readers;   /* written by open only */
@@ -260,6 +262,9 @@ int store__sched_apply(struct store_batch *b, const struct rec_hdr *r);
 int store__unsched_apply(struct store_batch *b, const struct rec_hdr *r);
 /* A schedule id for due that no entry of "sched" has (b's txn). Writer. */
 uint64_t store__sched_id_new(struct store_batch *b, int64_t due);
+/* Count the entries of "sched" into n_scheduled (open, after recovery):
+ * an MDB code. */
+int store__sched_count(struct store *s);
 /* Write r's REC_UNSCHED trailer (after its value and producer trailer). */
 void store__unsched_trailer_put(struct rec_hdr *r, int64_t due, uint64_t id);
 

@@ -96,6 +96,22 @@ static int first_entry(struct store *s, MDB_txn *txn, MDB_val *k, MDB_val *v)
     return rc;
 }
 
+int store__sched_count(struct store *s)
+{
+    MDB_txn *txn;
+    int rc = store__rtxn_begin(s, &txn);
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_stat st;
+    rc = mdb_stat(txn, s->dbi_sched, &st);
+    if (rc == 0) {
+        atomic_store(&s->n_scheduled, st.ms_entries);
+    }
+    store__rtxn_end(s, txn);
+    return rc;
+}
+
 int store_sched_next(struct store *s, int64_t *next_due)
 {
     MDB_txn *txn;

@@ -287,6 +287,7 @@ int store_batch_begin(struct store *s, struct store_batch **out)
     b->is_logged = false;
     b->is_unlogged = false;
     b->is_space_freed = false;
+    b->sched_delta = 0;
     *out = b;
     return 0;
 }
@@ -359,6 +360,7 @@ void store__batch_account_sched(struct store_batch *b, struct store_topic *t, si
 {
     b->arena_len += need;
     b->n_msgs++;
+    b->sched_delta++;
     batch_dirty(b, t);
 }
 
@@ -495,6 +497,7 @@ static int batch_add(struct store_batch *b, const char *topic, size_t topic_len,
         store__batch_account_sched(b, t, need);
     } else {
         store__batch_account(b, t, r, need, when);
+        b->sched_delta -= (r->flags & REC_UNSCHED) ? 1 : 0;
     }
     if (res != NULL) {
         res->topic_id = t->id;
@@ -938,6 +941,7 @@ int store_batch_commit(struct store_batch *b)
     }
     b->dirty = NULL;
     atomic_fetch_add(&s->n_appends, b->n_msgs);
+    atomic_fetch_add(&s->n_scheduled, (uint_fast64_t)b->sched_delta); /* mod 2^64 */
     if (b->is_unlogged) {
         /* Not in the log: durable once a checkpoint holds it. Readers may
          * see it meanwhile (a few ms); only a batch larger than the log

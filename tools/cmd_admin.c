@@ -194,11 +194,12 @@ int cmd_stats(struct cli_opts *o, int argc, char **argv)
         cli_buf_addf(&b,
                      ",\"store_syncs\":%" PRIu64 ",\"sync_p50_us\":%.0f,\"sync_p99_us\":%.0f"
                      ",\"sync_p999_us\":%.0f,\"store_map_size\":%" PRIu64
-                     ",\"store_map_size_max\":%" PRIu64 ",\"publish_refused\":[",
+                     ",\"store_map_size_max\":%" PRIu64 ",\"store_scheduled\":%" PRIu64
+                     ",\"publish_refused\":[",
                      st.store_syncs, ferry_stats_commit_percentile(st.sync_hist, 50),
                      ferry_stats_commit_percentile(st.sync_hist, 99),
                      ferry_stats_commit_percentile(st.sync_hist, 99.9), st.store_map_size,
-                     st.store_map_size_max);
+                     st.store_map_size_max, st.store_scheduled);
         const char *sep = "";
         for (int i = 1; i < FERRY_REFUSED_CODES; i++) {
             if (st.publish_refused[i] == 0) {

@@ -941,7 +941,8 @@ typedef struct ferry_stats {
     /* Publishes refused, by error code: publish_refused[i] counts answers
      * with the wire code i (ferry.proto ErrorCode; FERRY_E* is -1000 - i). */
     uint64_t publish_refused[FERRY_REFUSED_CODES];
-    uint64_t reserved[8];
+    uint64_t store_scheduled; /* delayed messages not yet due (ferry_pub.deliver_at) */
+    uint64_t reserved[7];
 } ferry_stats;
 
 /* A percentile (0 < p <= 100, e.g. 99.9) of the commit latencies counted in

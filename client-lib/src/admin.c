@@ -111,6 +111,7 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
                 o->store_syncs = s->store_syncs;
                 o->store_map_size = s->store_map_size;
                 o->store_map_size_max = s->store_map_size_max;
+                o->store_scheduled = s->store_scheduled;
                 copy_counts(o->commit_hist, FERRY_COMMIT_HIST_BUCKETS, s->commit_latency_hist,
                             s->n_commit_latency_hist);
                 copy_counts(o->sync_hist, FERRY_COMMIT_HIST_BUCKETS, s->sync_latency_hist,

@@ -80,10 +80,15 @@ START_TEST(test_delayed_in_due_order_without_holding_back)
     ck_assert_uint_eq(dpub(c, "dl.a", "early", early, 0), 0);
     ck_assert_uint_eq(dpub(c, "dl.a", "now", 0, 0), 1); /* not held back */
     expect(s, 1, "now");
+    ferry_stats st;
+    ck_assert_int_eq(ferry_admin_stats(c, S_WAIT, &st), 0);
+    ck_assert_uint_le(st.store_scheduled, 2);
     ck_assert_int_ge(expect(s, 2, "early"), early);
     ck_assert_int_ge(expect(s, 3, "late"), late);
     ck_assert_uint_eq(dpub(c, "dl.a", "after", 0, 0), 4);
     expect(s, 4, "after");
+    ck_assert_int_eq(ferry_admin_stats(c, S_WAIT, &st), 0);
+    ck_assert_uint_eq(st.store_scheduled, 0); /* both moved */
     s_no_more(s, 100);
     ferry_unsubscribe(s);
     /* Stored in that order: a replay shows the same sequence. */
@@ -114,6 +119,10 @@ START_TEST(test_due_during_downtime_comes_at_start)
     expect(s, 1, "while-down");
     s_no_more(s, 300); /* the one due in an hour stays scheduled */
     ferry_unsubscribe(s);
+    /* and is counted as such (counted afresh at start, after the replay) */
+    ferry_stats st;
+    ck_assert_int_eq(ferry_admin_stats(c, S_WAIT, &st), 0);
+    ck_assert_uint_eq(st.store_scheduled, 1);
     s_close(c);
 }
 END_TEST
