@@ -85,8 +85,8 @@ struct writer {
     struct store_dedupe_pos dedupe_pos; /* where it goes on */
     int64_t next_due;                   /* wall clock ns: the earliest scheduled message */
     void *sched_buf;                    /* store_batch_sched_pop()'s copy */
-    int is_sched_stuck;                 /* the last move was refused (logged once) */
     size_t sched_buf_cap;
+    int is_sched_stuck; /* the last move was refused (logged once) */
 };
 
 static uint64_t now_us(void)
@@ -717,9 +717,8 @@ static void sched_step(struct writer *w)
             log_warn("store writer: out of memory: scheduled messages wait");
             break;
         }
-        uint32_t before = w->n_appended;
-        append_one(w, r);
-        if (w->n_appended == before) {
+        append_one(w, r); /* r->seq: its sequence, or 0 if refused */
+        if (r->seq == 0) {
             /* Refused (storage full): it stays scheduled; try again soon. */
             if (!w->is_sched_stuck) {
                 log_warn("store: a scheduled message for %.*s is due but cannot be stored "
