@@ -292,6 +292,9 @@ static size_t frame_without(struct conn *c, size_t w, size_t r, size_t flen, uin
 
 uint32_t conn_drop_deliveries(struct iot *t, struct conn *c, uint64_t sub_id)
 {
+    if (c->mq != NULL) {
+        return 0; /* MQTT packets in the buffer, no Deliver frames to take apart */
+    }
     if (c->stage_head >= 0) {
         unstage(t, c); /* staged deliveries become whole frames in the buffer */
     }
@@ -320,6 +323,10 @@ void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
     if (c->state == ST_DEAD) {
         return;
     }
+    if (c->mq != NULL) {
+        mqtt_conn_reply(t, c, f); /* said in MQTT, if at all */
+        return;
+    }
     if (c->stage_head >= 0) {
         unstage(t, c);
     }
@@ -340,6 +347,10 @@ void conn_send_deliver(struct iot *t, struct conn *c, const uint8_t *pfx, size_t
                        const struct codec_deliver *d, size_t body_len)
 {
     if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->mq != NULL) {
+        mqtt_conn_deliver_one(t, c, pfx, pl, d, body_len);
         return;
     }
     if (c->stage_head >= 0) {
@@ -509,6 +520,9 @@ void conn_flush(struct iot *t, struct conn *c)
             size_t from_out = left < conn_out_pending(c) ? left : conn_out_pending(c);
             c->out_off += from_out;
             left -= from_out;
+            if (c->mq != NULL) {
+                c->out_frame = c->out_off; /* MQTT: no frames to keep whole (no staging) */
+            }
             while (c->out_frame < c->out_off) { /* past the frames begun */
                 c->out_frame += FRAME_HDR_LEN + frame_hdr_get(c->out + c->out_frame);
             }
@@ -639,6 +653,10 @@ void conn_add(struct iot *t, int fd, uint32_t flags)
         }
         c->tls_hs = 2;
     }
+    if ((flags & R_NEW_CONN_MQTT) && mqtt_conn_init(c) < 0) {
+        free(c);
+        goto out_close;
+    }
     if (t->n_free > 0) {
         slot = t->free_slots[--t->n_free];
     } else {
@@ -713,6 +731,7 @@ void conn_add(struct iot *t, int fd, uint32_t flags)
 
 out_free:
     tls_conn_destroy(c->tls);
+    mqtt_conn_destroy(c);
     free(c);
 out_close:
     log_error("IO thread %u: out of memory, connection refused", t->index);
@@ -729,6 +748,13 @@ void conn_unauth_leave(struct iot *t, struct conn *c)
         c->is_unauth_counted = 0;
         login_unauth_leave(&t->srv->login, c->addr, t->now);
     }
+}
+
+/* The memory of a connection conn_kill() closed. */
+void conn_free(struct conn *c)
+{
+    mqtt_conn_destroy(c);
+    free(c);
 }
 
 /* Close now (no flush). The memory is freed at the end of the round. */
@@ -780,7 +806,7 @@ void conn_kill(struct iot *t, struct conn *c)
     atomic_fetch_sub(&t->srv->conns_now, 1);
     log_client_debug(c->client_id, c->peer, "closed");
     if (conn_list_push(&t->dead, c) < 0 && !c->is_dirty && !c->is_paused) {
-        free(c); /* not referenced from any list of this round */
+        conn_free(c); /* not referenced from any list of this round */
     }
 }
 
@@ -872,6 +898,10 @@ static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, si
 
 void conn_process_frames(struct iot *t, struct conn *c)
 {
+    if (c->mq != NULL) {
+        mqtt_conn_process(t, c);
+        return;
+    }
     while (c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending) {
         const uint8_t *body;
         size_t len;
@@ -919,6 +949,10 @@ static void conn_drain_input(struct iot *t, struct conn *c)
 static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t n)
 {
     size_t off = 0;
+    if (c->mq != NULL) {
+        mqtt_conn_take(t, c, buf, n);
+        return;
+    }
     if (frame_dec_pending(&c->dec) == 0) {
         while (n - off >= FRAME_HDR_LEN && c->state <= ST_OPEN && !c->is_paused &&
                !c->is_auth_pending) {

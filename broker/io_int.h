@@ -8,6 +8,7 @@
  *   deliver.c     routed messages staged to their subscribers (deliver_)
  *   catchup.c     positions on stored topics: catch-up, durables (cu_)
  *   handle_*.c    one file per client message (handle_)
+ *   mqtt_conn.c   an MQTT connection: packets to handlers, answers to packets (mqtt_conn_)
  * Every structure here belongs to one IO thread and is touched by it only,
  * unless its comment says otherwise.
  */
@@ -111,6 +112,7 @@ struct conn {
     uint32_t n_denied;       /* ACL refusals: only the first few are logged */
     struct auth_table *auth; /* one reference; NULL: anonymous server, all allowed */
     const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
+    struct mqtt_sess *mq;             /* an MQTT connection's state (mqtt_conn.c), or NULL: ferry */
     char peer[48];
 };
 
@@ -380,6 +382,8 @@ void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *text);
 void conn_flush(struct iot *t, struct conn *c);
 /* Close at once; freed at the end of the round (never inside a callback). */
 void conn_kill(struct iot *t, struct conn *c);
+/* Free a killed connection's memory (the end of the round). */
+void conn_free(struct conn *c);
 void conn_lost_output(struct iot *t, struct conn *c, const char *what);
 /* Read what the socket has (READS_PER_EVENT reads at most) and handle its frames. */
 void conn_on_readable(struct iot *t, struct conn *c);
@@ -530,6 +534,26 @@ void handle_backup_request(struct iot *t, struct conn *c, Ferry__AdminRequest *m
 void handle_backup_frame(struct iot *t, const struct rmsg *m);
 /* After a round's writes: credit back what the connection has written. */
 void handle_backup_pump(struct iot *t);
+
+/* ---- mqtt_conn.c ------------------------------------------------------ */
+
+/* An MQTT connection (R_NEW_CONN_MQTT): its state, 0 or -ENOMEM. */
+int mqtt_conn_init(struct conn *c);
+/* Free the MQTT state (when the connection's memory is freed). */
+void mqtt_conn_destroy(struct conn *c);
+/* Bytes read from an MQTT connection: its packets, handled. */
+void mqtt_conn_take(struct iot *t, struct conn *c, const uint8_t *buf, size_t n);
+/* Handle the kept packets (after a pause, or the login). */
+void mqtt_conn_process(struct iot *t, struct conn *c);
+/* A handler's answer to an MQTT connection (conn_send): as an MQTT packet. */
+void mqtt_conn_reply(struct iot *t, struct conn *c, const Ferry__Frame *f);
+/* A routed message for subscriptions sub_ids[0..n) of an MQTT connection:
+ * body is the shared Deliver body (codec.h). */
+void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *sub_ids, uint32_t n,
+                       const uint8_t *body, size_t body_len);
+/* As conn_send_deliver, for an MQTT connection. */
+void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
+                           const struct codec_deliver *d, size_t body_len);
 
 /* ---- handle_admin.c ---------------------------------------------------- */
 

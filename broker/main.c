@@ -408,7 +408,7 @@ static void reload_tls(struct server *s)
 /* Create the workers and IO threads, start them, the writer, and open the
  * listener (started later, in main, once everything else runs). Logs what
  * failed; -1 then. */
-static int start_threads(struct server *s, int *port, int *tls_port)
+static int start_threads(struct server *s, int *port, int *tls_port, int *mqtt_port)
 {
     int rc;
     for (uint32_t i = 0; i < s->n_workers; i++) {
@@ -435,7 +435,7 @@ static int start_threads(struct server *s, int *port, int *tls_port)
     }
     /* The listener exists before the IO threads start: with --reactor
      * single-pool or single, IO thread 0 watches it itself. */
-    if ((rc = acc_open(s, &s->acc, port, tls_port)) < 0) {
+    if ((rc = acc_open(s, &s->acc, port, tls_port, mqtt_port)) < 0) {
         return -1;
     }
     if (s->cfg.reactor_mode != REACTOR_MULTI) {
@@ -612,7 +612,8 @@ int main(int argc, char **argv)
     }
     int port = 0;
     int tls_port = -1;
-    if (start_threads(s, &port, &tls_port) < 0) {
+    int mqtt_port = -1;
+    if (start_threads(s, &port, &tls_port, &mqtt_port) < 0) {
         return 1;
     }
     /* Durables nobody held for consumer_max_idle are removed (consumer.h). */
@@ -648,6 +649,10 @@ int main(int argc, char **argv)
     /* The plain line last: whoever waits for it has all of them. */
     if (metrics_port >= 0) {
         printf("ferryd: metrics on %s:%d\n", s->cfg.metrics_host, metrics_port);
+    }
+    if (mqtt_port >= 0) {
+        log_info("MQTT 3.1.1 on %.64s:%d", s->cfg.mqtt_listen_host, mqtt_port);
+        printf("ferryd: listening for MQTT on %s:%d\n", s->cfg.mqtt_listen_host, mqtt_port);
     }
     if (tls_port >= 0) {
         printf("ferryd: listening for TLS on %s:%d\n", s->cfg.tls_listen_host, tls_port);
