@@ -763,6 +763,9 @@ void conn_kill(struct iot *t, struct conn *c)
     if (c->state == ST_DEAD) {
         return;
     }
+    if (c->mq != NULL) {
+        mqtt_conn_lost(t, c); /* its will, while it still has its rights */
+    }
     c->state = ST_DEAD;
     conn_heavy_update(t, c);
     conn_unauth_leave(t, c);

@@ -551,6 +551,9 @@ void mqtt_conn_reply(struct iot *t, struct conn *c, const Ferry__Frame *f);
  * body is the shared Deliver body (codec.h). */
 void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *sub_ids, uint32_t n,
                        const uint8_t *body, size_t body_len);
+/* An MQTT connection ends (conn_kill): its will, if it has one and did
+ * not say DISCONNECT, is published. */
+void mqtt_conn_lost(struct iot *t, struct conn *c);
 /* As conn_send_deliver, for an MQTT connection. */
 void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
                            const struct codec_deliver *d, size_t body_len);

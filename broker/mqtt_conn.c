@@ -34,9 +34,12 @@
  *   message that was not taken would be a silent loss (3.3.5).
  * - clean session 0 is accepted and behaves as clean session 1: CONNACK
  *   says session present 0, and nothing is kept after the connection.
- * - Retained messages and the will are not supported yet: the retain flag
- *   of a PUBLISH is ignored (the message is published as any other), and a
- *   CONNECT with a will is accepted but the will is never published.
+ * - The will is published (with the connection's rights, retain ignored)
+ *   when a logged-in connection ends without DISCONNECT: closed by the
+ *   client, by a keepalive timeout, or by the server for a protocol error;
+ *   not when the server stops.
+ * - Retained messages are not supported yet: the retain flag of a PUBLISH
+ *   is ignored (the message is published as any other).
  */
 #include "io_int.h"
 #include "mqtt_codec.h"
@@ -87,8 +90,24 @@ struct mqtt_sess {
     uint32_t n_inflight;
     uint16_t next_pid;
     uint16_t keepalive_s;
-    uint8_t has_user; /* CONNECT named a user: a refusal is 0x04, else 0x05 */
+    uint8_t has_user;     /* CONNECT named a user: a refusal is 0x04, else 0x05 */
+    uint8_t is_connected; /* CONNACK 0 went out */
+    /* The will (CONNECT), published if the connection ends without a
+     * DISCONNECT: its ferry topic (NUL-terminated) and message (malloc'd). */
+    char *will_topic;
+    size_t will_topic_len;
+    uint8_t *will_msg;
+    size_t will_len;
+    uint8_t will_qos;
 };
+
+static void will_forget(struct mqtt_sess *mq)
+{
+    free(mq->will_topic);
+    free(mq->will_msg);
+    mq->will_topic = NULL;
+    mq->will_msg = NULL;
+}
 
 int mqtt_conn_init(struct conn *c)
 {
@@ -109,6 +128,7 @@ void mqtt_conn_destroy(struct conn *c)
     free(mq->sa);
     free(mq->in);
     free(mq->pid_used);
+    will_forget(mq);
     free(mq);
     c->mq = NULL;
 }
@@ -384,6 +404,7 @@ static void on_connected(struct iot *t, struct conn *c)
 {
     struct mqtt_sess *mq = c->mq;
     send_connack(t, c, MQTT_CONNACK_ACCEPTED);
+    mq->is_connected = 1;
     /* MQTT's keepalive, not ferry's negotiation: 0 turns it off, and the
      * connection is closed after 1.5 intervals of silence (3.1.2.10). */
     if (mq->keepalive_s == 0) {
@@ -476,6 +497,66 @@ static void wipe_free(char *s)
     }
 }
 
+/* Keep CONNECT's will for mqtt_conn_lost. 0, or -1 (refused: failed). */
+static int will_keep(struct iot *t, struct conn *c, const struct mqtt_connect *m)
+{
+    struct mqtt_sess *mq = c->mq;
+    size_t tlen, parent;
+    char *topic = malloc(m->will_topic.len + 1);
+    uint8_t *msg = malloc(m->will_msg.len ? m->will_msg.len : 1);
+    if (topic == NULL || msg == NULL) {
+        free(topic);
+        free(msg);
+        conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory");
+        return -1;
+    }
+    if (m->will_topic.len > t->srv->cfg.max_topic_len ||
+        mqtt_topic_to_ferry((const char *)m->will_topic.p, m->will_topic.len, 0, topic, &tlen,
+                            &parent) < 0) {
+        free(topic);
+        free(msg);
+        mq_close(t, c, "MQTT CONNECT: the will topic has no ferry topic (see README: MQTT)");
+        return -1;
+    }
+    if (m->will_msg.len > 0) {
+        memcpy(msg, m->will_msg.p, m->will_msg.len);
+    }
+    mq->will_topic = topic;
+    mq->will_topic_len = tlen;
+    mq->will_msg = msg;
+    mq->will_len = m->will_msg.len;
+    mq->will_qos = m->will_qos;
+    return 0;
+}
+
+void mqtt_conn_lost(struct iot *t, struct conn *c)
+{
+    struct mqtt_sess *mq = c->mq;
+    if (mq->will_topic == NULL || !mq->is_connected || atomic_load(&t->srv->phase) != PHASE_RUN) {
+        return; /* none, never logged in, or the server stops (no routing left) */
+    }
+    Ferry__Header h = FERRY__HEADER__INIT;
+    h.key = (char *)MQTT_QOS_HEADER;
+    h.value = (char *)"0";
+    Ferry__Header *hp[1] = {&h};
+    struct pub_in p = {
+        .topic = mq->will_topic,
+        .topic_len = mq->will_topic_len,
+        .payload = mq->will_msg,
+        .payload_len = mq->will_len,
+    };
+    if (mq->will_qos == 0) {
+        p.headers = hp;
+        p.n_headers = 1;
+    }
+    log_client_info(c->client_id, c->peer, "MQTT connection lost: publishing its will on %s",
+                    mq->will_topic);
+    /* With the rights of the connection, as any of its publishes; nobody
+     * waits for an answer (a refusal is counted and logged). */
+    handle_publish_enqueue(t, c, &p);
+    will_forget(mq);
+}
+
 static void on_connect(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
     struct mqtt_connect m;
@@ -496,6 +577,9 @@ static void on_connect(struct iot *t, struct conn *c, const uint8_t *body, size_
     }
     c->mq->keepalive_s = m.keepalive;
     c->mq->has_user = m.has_user;
+    if (m.has_will && will_keep(t, c, &m) < 0) {
+        return;
+    }
     int has_nul = 0;
     char *user = m.has_user ? cstr(m.username, &has_nul) : NULL;
     char *pass = m.has_pass ? cstr(m.password, &has_nul) : NULL;
@@ -753,6 +837,7 @@ static void on_packet(struct iot *t, struct conn *c, uint8_t first, const uint8_
         break;
     case MQTT_DISCONNECT:
         log_client_debug(c->client_id, c->peer, "MQTT DISCONNECT");
+        will_forget(c->mq); /* 3.14.4-3: a goodbye discards the will */
         conn_close_after_flush(t, c);
         break;
     case MQTT_CONNECT:

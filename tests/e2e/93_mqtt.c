@@ -218,19 +218,21 @@ static int mq_closed(int fd, int timeout_ms)
     }
 }
 
-/* CONNECT (3.1.1, clean session) with a user and password unless NULL. */
-static void mq_connect(int fd, const char *user, const char *pass, uint16_t keepalive)
+/* CONNECT (3.1.1, clean session) with a user and password unless NULL,
+ * and a will (QoS 0) unless will_topic is NULL. */
+static void mq_connect_will(int fd, const char *user, const char *pass, uint16_t keepalive,
+                            const char *will_topic, const char *will_msg)
 {
     uint8_t b[256];
     size_t k = 2;
     const uint8_t vh[] = {0, 4, 'M', 'Q', 'T', 'T', 4};
     memcpy(b + k, vh, sizeof(vh));
     k += sizeof(vh);
-    b[k++] = (uint8_t)(0x02 | (user ? 0x80 : 0) | (pass ? 0x40 : 0));
+    b[k++] = (uint8_t)(0x02 | (user ? 0x80 : 0) | (pass ? 0x40 : 0) | (will_topic ? 0x04 : 0));
     b[k++] = (uint8_t)(keepalive >> 8);
     b[k++] = (uint8_t)keepalive;
-    const char *fields[] = {"e2e93", user, pass};
-    for (size_t i = 0; i < 3; i++) {
+    const char *fields[] = {"e2e93", will_topic, will_topic ? will_msg : NULL, user, pass};
+    for (size_t i = 0; i < 5; i++) {
         if (fields[i] != NULL) {
             size_t n = strlen(fields[i]);
             b[k++] = 0;
@@ -242,6 +244,11 @@ static void mq_connect(int fd, const char *user, const char *pass, uint16_t keep
     b[0] = 0x10;
     b[1] = (uint8_t)(k - 2);
     mq_send(fd, b, k);
+}
+
+static void mq_connect(int fd, const char *user, const char *pass, uint16_t keepalive)
+{
+    mq_connect_will(fd, user, pass, keepalive, NULL, NULL);
 }
 
 static uint8_t mq_connack(int fd)
@@ -532,6 +539,70 @@ START_TEST(test_mqtt_keepalive_ping_and_silence)
 }
 END_TEST
 
+/* The next Deliver, skipping PubAcks. */
+static Ferry__Deliver *next_deliver(struct rawc *c)
+{
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(c, T_WAIT, FERRY__FRAME__BODY_DELIVER, &f, NULL), 0);
+    return f->deliver;
+}
+
+/* Wait until the broker has n connections open. */
+static void wait_conns(struct rawc *admin, uint64_t n)
+{
+    long long end = e2e_ms_now() + T_WAIT;
+    uint64_t id = 2000;
+    for (;;) {
+        Ferry__Stats s = stats_get(admin, id++);
+        if (s.connections == n) {
+            return;
+        }
+        ck_assert_msg(e2e_ms_now() < end, "%llu connections, waited for %llu",
+                      (unsigned long long)s.connections, (unsigned long long)n);
+        ck_assert_int_eq(rawc_ping(admin, id, T_WAIT), 0);
+    }
+}
+
+/* The will: published when a client vanishes without DISCONNECT, not
+ * after a DISCONNECT. */
+START_TEST(test_mqtt_will_on_lost_connection_only)
+{
+    up(NULL);
+    struct rawc c;
+    CONNECT(&c, broker.port);
+    ck_assert_int_eq(rawc_subscribe(&c, 1, "w.>", NULL), 0);
+    /* A DISCONNECT first: its will must never come. */
+    int fd = mq_open();
+    mq_connect_will(fd, NULL, NULL, 0, "w/t", "wrong");
+    ck_assert_uint_eq(mq_connack(fd), 0);
+    const uint8_t disc[] = {0xe0, 0};
+    mq_send(fd, disc, sizeof(disc));
+    ck_assert(mq_closed(fd, T_WAIT));
+    close(fd);
+    wait_conns(&c, 1);
+    ck_assert_int_eq(rawc_publish(&c, 1, "w.t", "marker", 6, 1), 0);
+    Ferry__Deliver *d = next_deliver(&c);
+    ck_assert_str_eq(d->topic, "w.t");
+    ck_assert_uint_eq(d->sequence, 1); /* nothing before it on w.t */
+    ck_assert(memcmp(d->payload.data, "marker", 6) == 0);
+    /* Gone without a word: its will is published. */
+    fd = mq_open();
+    mq_connect_will(fd, NULL, NULL, 0, "w/gone", "bye");
+    ck_assert_uint_eq(mq_connack(fd), 0);
+    close(fd);
+    for (;;) {
+        d = next_deliver(&c);
+        if (strcmp(d->topic, "w.gone") == 0) {
+            break;
+        }
+    }
+    ck_assert_uint_eq(d->payload.len, 3);
+    ck_assert(memcmp(d->payload.data, "bye", 3) == 0);
+    rawc_close(&c);
+    STOP(&broker);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_mqtt");
@@ -550,6 +621,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_add_test(tc, test_mqtt_malformed_packets_close);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("will");
+    tcase_add_test(tc, test_mqtt_will_on_lost_connection_only);
     suite_add_tcase(s, tc);
     tc = tcase_create("keepalive");
     tcase_add_test(tc, test_mqtt_keepalive_ping_and_silence);
