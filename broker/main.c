@@ -33,6 +33,7 @@
 #include "io_thread.h"
 #include "log.h"
 #include "metrics.h"
+#include "mqtt_retain.h"
 #include "qgroup.h"
 #include "reactor.h"
 #include "server.h"
@@ -504,6 +505,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     auth_holder_deinit(&s->auth);
     qgroup_reg_destroy(s->qgroups);
     s->qgroups = NULL;
+    mqtt_retain_destroy(s->mqtt_retained);
+    s->mqtt_retained = NULL;
     if (s->has_tls) {
         tls_holder_close(&s->tls);
     }
@@ -611,6 +614,12 @@ int main(int argc, char **argv)
         return 1;
     }
     int port = 0;
+    /* MQTT retained messages: in memory, bounded (mqtt_retain.h). */
+    if (s->cfg.mqtt_listen_port >= 0 &&
+        (s->mqtt_retained = mqtt_retain_create(MQTT_RETAIN_MAX_BYTES)) == NULL) {
+        log_error("out of memory");
+        return 1;
+    }
     int tls_port = -1;
     int mqtt_port = -1;
     if (start_threads(s, &port, &tls_port, &mqtt_port) < 0) {

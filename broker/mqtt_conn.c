@@ -38,11 +38,16 @@
  *   when a logged-in connection ends without DISCONNECT: closed by the
  *   client, by a keepalive timeout, or by the server for a protocol error;
  *   not when the server stops.
- * - Retained messages are not supported yet: the retain flag of a PUBLISH
- *   is ignored (the message is published as any other).
+ * - Retained messages (mqtt_retain.h) are kept in memory, bounded (64 MiB):
+ *   not across restarts in this version. A retained PUBLISH that was
+ *   accepted sets its topic's (an empty one clears it); a subscription
+ *   gets the matching ones after its SUBACK, with the RETAIN flag, at the
+ *   lower of their QoS and the granted one. A retained message that does
+ *   not fit closes the connection (it was published, but not retained).
  */
 #include "io_int.h"
 #include "mqtt_codec.h"
+#include "mqtt_retain.h"
 #include "mqtt_topic.h"
 #include "wire.h"
 
@@ -60,13 +65,14 @@
 struct mqtt_filter {
     char *text; /* the MQTT filter as subscribed (malloc'd, not NUL-terminated) */
     size_t len;
-    uint8_t qos;         /* granted: 0 or 1 */
-    uint8_t n_ids;       /* ferry subscriptions made: "x/#" needs two (x.> and x) */
-    uint8_t n_wait;      /* of those, SubAcks still to come */
-    uint8_t is_issuing;  /* its Subscribes are being handed to handle_subscribe */
-    uint8_t is_failed;   /* one was refused: SUBACK 0x80, the others removed */
-    uint32_t ack_idx;    /* its place in the SUBACK being gathered */
-    uint64_t sub_ids[2]; /* the ferry sub_ids */
+    uint8_t qos;           /* granted: 0 or 1 */
+    uint8_t n_ids;         /* ferry subscriptions made: "x/#" needs two (x.> and x) */
+    uint8_t n_wait;        /* of those, SubAcks still to come */
+    uint8_t is_issuing;    /* its Subscribes are being handed to handle_subscribe */
+    uint8_t is_failed;     /* one was refused: SUBACK 0x80, the others removed */
+    uint8_t want_retained; /* accepted: its retained messages follow the SUBACK */
+    uint32_t ack_idx;      /* its place in the SUBACK being gathered */
+    uint64_t sub_ids[2];   /* the ferry sub_ids */
 };
 
 /* The SUBACK of the SUBSCRIBE being answered: one code per filter. SubAcks
@@ -199,25 +205,13 @@ static int filter_find_id(const struct mqtt_sess *mq, uint64_t sub_id)
     return -1;
 }
 
-/* One PUBLISH for a message that matched the subscriptions ids[0..n)
- * (ferry sub_ids); msg_qos: the QoS its publisher gave it. */
-static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
-                         const char *topic, size_t tlen, const void *payload, size_t plen,
-                         uint8_t msg_qos)
+/* Write one PUBLISH of a ferry topic at qos into c's buffer. */
+static void publish_out(struct iot *t, struct conn *c, const char *topic, size_t tlen,
+                        const void *payload, size_t plen, int qos, int is_retain)
 {
     struct mqtt_sess *mq = c->mq;
-    int qos = -1;
-    for (uint32_t i = 0; i < n; i++) {
-        int k = filter_find_id(mq, ids[i]);
-        if (k >= 0 && mq->f[k].qos > qos) {
-            qos = mq->f[k].qos;
-        }
-    }
-    if (qos < 0 || c->state != ST_OPEN) {
-        return; /* unsubscribed meanwhile */
-    }
-    if (qos > msg_qos) {
-        qos = msg_qos;
+    if (c->state != ST_OPEN) {
+        return;
     }
     size_t len = mqtt_publish_len(tlen, plen, (uint8_t)qos);
     if (len == 0) {
@@ -241,11 +235,62 @@ static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uin
         return;
     }
     c->out_len += mqtt_publish_put(c->out + c->out_len, topic, tlen, '.', '/', payload, plen,
-                                   (uint8_t)qos, pid, 0);
+                                   (uint8_t)qos, pid, is_retain);
     stats_add(&t->stats.msgs_out, 1);
     stats_add(&t->stats.frames_out, 1);
     conn_heavy_update(t, c);
     conn_mark_dirty(t, c);
+}
+
+/* One PUBLISH for a message that matched the subscriptions ids[0..n)
+ * (ferry sub_ids); msg_qos: the QoS its publisher gave it. */
+static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
+                         const char *topic, size_t tlen, const void *payload, size_t plen,
+                         uint8_t msg_qos)
+{
+    struct mqtt_sess *mq = c->mq;
+    int qos = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int k = filter_find_id(mq, ids[i]);
+        if (k >= 0 && mq->f[k].qos > qos) {
+            qos = mq->f[k].qos;
+        }
+    }
+    if (qos < 0) {
+        return; /* unsubscribed meanwhile */
+    }
+    publish_out(t, c, topic, tlen, payload, plen, qos > msg_qos ? msg_qos : qos, 0);
+}
+
+/* Retained messages for a new subscription (mqtt_retain_each's fn). */
+struct retained_to {
+    struct iot *t;
+    struct conn *c;
+    uint8_t qos; /* granted */
+};
+
+static void retained_one(void *arg, const char *topic, size_t tlen, const void *payload,
+                         size_t plen, uint8_t qos)
+{
+    struct retained_to *a = arg;
+    publish_out(a->t, a->c, topic, tlen, payload, plen, qos > a->qos ? a->qos : qos, 1);
+}
+
+/* Filter k was accepted: the retained messages of the topics it matches,
+ * with the RETAIN flag (3.3.1-6). */
+static void send_retained(struct iot *t, struct conn *c, uint32_t k)
+{
+    struct mqtt_filter *f = &c->mq->f[k];
+    f->want_retained = 0;
+    char pat[4096 + 1];
+    size_t plen, parent;
+    if (t->srv->mqtt_retained == NULL || f->len >= sizeof(pat) ||
+        mqtt_topic_to_ferry(f->text, f->len, 1, pat, &plen, &parent) < 0) {
+        return;
+    }
+    struct retained_to a = {t, c, f->qos};
+    mqtt_retain_each(t->srv->mqtt_retained, pat, plen, parent ? pat : NULL, parent, retained_one,
+                     &a);
 }
 
 /* Is this run of Header fields holding mqtt-qos=0? */
@@ -346,6 +391,11 @@ static void suback_maybe_send(struct iot *t, struct conn *c)
         }
     }
     free(sa);
+    for (uint32_t k = 0; k < c->mq->n_f && c->state == ST_OPEN; k++) {
+        if (c->mq->f[k].want_retained) {
+            send_retained(t, c, k);
+        }
+    }
 }
 
 /* Remove filter k and the ferry subscriptions it made. */
@@ -378,6 +428,8 @@ static void filter_settle(struct iot *t, struct conn *c, uint32_t k)
     }
     if (f->is_failed) {
         filter_remove(t, c, k);
+    } else {
+        f->want_retained = 1;
     }
 }
 
@@ -651,6 +703,18 @@ static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8
         p.n_headers = 1;
     }
     handle_publish_enqueue(t, c, &p);
+    if (m.is_retain && c->state == ST_OPEN && t->srv->mqtt_retained != NULL) {
+        /* Accepted (a refusal closes the connection): it is the topic's
+         * retained message now, or an empty one clears it. */
+        int rc = mqtt_retain_put(t->srv->mqtt_retained, topic, tlen, m.payload.p, m.payload.len,
+                                 m.qos > 1 ? 1 : m.qos);
+        if (rc < 0) {
+            log_client_warn(
+                c->client_id, c->peer, "MQTT retained message on %s not kept (%s); closing", topic,
+                rc == -ENOSPC ? "retained messages are at their bound" : "out of memory");
+            conn_close_after_flush(t, c);
+        }
+    }
 }
 
 /* Add a filter for a SUBSCRIBE; its index, or -1 (no memory). */

@@ -380,6 +380,49 @@ static const char paho_script[] =
     "c.disconnect(); c.loop_stop()\n"
     "print('OK')\n";
 
+/* Retained messages with Paho: the newest per topic, an empty one clears,
+ * a new subscription gets them after its SUBACK with the RETAIN flag (x/#
+ * includes x), a live delivery has the flag clear. */
+static const char paho_retained[] =
+    "import sys, threading, paho.mqtt.client as mqtt\n"
+    "port = int(sys.argv[1])\n"
+    "p = mqtt.Client(client_id='pub93', protocol=mqtt.MQTTv311)\n"
+    "p.connect('127.0.0.1', port, 30); p.loop_start()\n"
+    "for t, m, q in [('r/a', 'old', 1), ('r/a', 'ra', 1), ('r/b/c', 'rbc', 0), ('r/gone', 'x', "
+    "1),\n"
+    "                ('r/gone', '', 1), ('r', 'root', 1), ('other', 'o', 1)]:\n"
+    "    i = p.publish(t, m, qos=q, retain=True); i.wait_for_publish(10)\n"
+    "    assert i.is_published(), t\n"
+    "got = []; ev = threading.Event(); three = threading.Event()\n"
+    "def on_message(c, u, m):\n"
+    "    got.append((m.topic, m.qos, int(m.retain), m.payload.decode()))\n"
+    "    if len(got) == 3: three.set()\n"
+    "    if len(got) == 4: ev.set()\n"
+    "s = mqtt.Client(client_id='sub93', protocol=mqtt.MQTTv311)\n"
+    "s.on_message = on_message\n"
+    "s.connect('127.0.0.1', port, 30); s.loop_start()\n"
+    "s.subscribe('r/#', 1)\n"
+    "assert three.wait(10), got\n"
+    "i = p.publish('r/m', 'live', qos=1, retain=True); i.wait_for_publish(10)\n"
+    "assert ev.wait(10), got\n"
+    "want = sorted([('r/a', 1, 1, 'ra'), ('r/b/c', 0, 1, 'rbc'), ('r', 1, 1, 'root')])\n"
+    "assert sorted(got[:3]) == want, got\n"
+    "assert got[3] == ('r/m', 1, 0, 'live'), got\n"
+    "s.disconnect(); p.disconnect(); s.loop_stop(); p.loop_stop()\n"
+    "print('OK')\n";
+
+START_TEST(test_mqtt_paho_retained)
+{
+    const char *py = paho_python();
+    up(NULL);
+    const char *const args[] = {"-c", paho_retained, mqtt_port_s, NULL};
+    char out[512];
+    ck_assert_int_eq(run(py, args, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "OK\n");
+    STOP(&broker);
+}
+END_TEST
+
 START_TEST(test_mqtt_paho_qos_grants_and_acks)
 {
     const char *py = paho_python();
@@ -615,6 +658,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("paho_qos");
     tcase_add_test(tc, test_mqtt_paho_qos_grants_and_acks);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("paho_retained");
+    tcase_add_test(tc, test_mqtt_paho_retained);
     suite_add_tcase(s, tc);
     tc = tcase_create("auth_acl");
     tcase_add_test(tc, test_mqtt_auth_and_acl_refusals);

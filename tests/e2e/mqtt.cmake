@@ -10,5 +10,5 @@ ferry_check_test(e2e_93_mqtt LABEL e2e TIMEOUT 120
   LIBS ferry_test_support ferry_proto ${FERRY_E2E_MQTT_LIBCRYPT})
 set_tests_properties(
   e2e_93_mqtt.mosquitto_pub_to_ferry_sub e2e_93_mqtt.ferry_pub_to_mosquitto_sub
-  e2e_93_mqtt.paho_qos e2e_93_mqtt.auth_acl
+  e2e_93_mqtt.paho_qos e2e_93_mqtt.paho_retained e2e_93_mqtt.auth_acl
   PROPERTIES SKIP_RETURN_CODE 77)
