@@ -855,7 +855,7 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len)
  * say) without reading the answers is not read any further while its
  * pending output is over half its bound; conn_flush() resumes it when the
  * output has drained (through t->paused and iot_resume_paused()). */
-static void conn_out_check(struct iot *t, struct conn *c)
+void conn_out_check(struct iot *t, struct conn *c)
 {
     if (c->state != ST_OPEN || c->is_paused ||
         conn_out_pending(c) <= t->srv->cfg.max_outbound / 2) {

@@ -8,7 +8,8 @@
  *   deliver.c     routed messages staged to their subscribers (deliver_)
  *   catchup.c     positions on stored topics: catch-up, durables (cu_)
  *   handle_*.c    one file per client message (handle_)
- *   mqtt_conn.c   an MQTT connection: packets to handlers, answers to packets (mqtt_conn_)
+ *   mqtt_conn.c,  an MQTT connection: packets to handlers, answers to packets
+ *   mqtt_out.c    (mqtt_conn_; what they share: mqtt_int.h)
  * Every structure here belongs to one IO thread and is touched by it only,
  * unless its comment says otherwise.
  */
@@ -417,6 +418,8 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len);
 void conn_out_append(struct conn *c, const void *p, size_t n);
 size_t conn_out_pending(const struct conn *c);
 int conn_out_reserve(struct conn *c, size_t n);
+/* Replies fill half c's outbound bound: stop reading it until they drain. */
+void conn_out_check(struct iot *t, struct conn *c);
 /* Handle the complete frames in c's decoder until one pauses it. */
 void conn_process_frames(struct iot *t, struct conn *c);
 /* Append c to a list of connections (0, or -ENOMEM). */
@@ -535,7 +538,7 @@ void handle_backup_frame(struct iot *t, const struct rmsg *m);
 /* After a round's writes: credit back what the connection has written. */
 void handle_backup_pump(struct iot *t);
 
-/* ---- mqtt_conn.c ------------------------------------------------------ */
+/* ---- mqtt_conn.c, mqtt_out.c ------------------------------------------ */
 
 /* An MQTT connection (R_NEW_CONN_MQTT): its state, 0 or -ENOMEM. */
 int mqtt_conn_init(struct conn *c);

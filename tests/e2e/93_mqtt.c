@@ -590,6 +590,55 @@ static Ferry__Deliver *next_deliver(struct rawc *c)
     return f->deliver;
 }
 
+/* A slow MQTT subscriber of a stored topic: past half its outbound bound
+ * it reads the topic's log instead of taking live deliveries (catchup.c),
+ * then comes back to live ones; it gets every message once, in order. */
+START_TEST(test_mqtt_lagging_subscriber_gets_everything_in_order)
+{
+    const char *const extra[] = {"--max-outbound-bytes", "256k", NULL};
+    up(extra);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    int small = 4096; /* the kernel must not absorb the backlog */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)broker.mqtt_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    mq_connect(fd, NULL, NULL, 0);
+    ck_assert_uint_eq(mq_connack(fd), 0);
+    const uint8_t sub[] = {0x82, 10, 0, 1, 0, 5, 'l', 'a', 'g', '/', 't', 0};
+    mq_send(fd, sub, sizeof(sub));
+    uint8_t b[1100];
+    mq_recv(fd, b, 5);
+    const uint8_t suback[] = {0x90, 3, 0, 1, 0};
+    ck_assert(memcmp(b, suback, 5) == 0);
+    struct rawc c;
+    CONNECT(&c, broker.port);
+    enum { N = 10000, LEN = 1000 };
+    char msg[LEN];
+    memset(msg, 'x', sizeof(msg));
+    for (int i = 0; i < N; i++) {
+        snprintf(msg, 12, "%010d", i);
+        ck_assert_int_eq(rawc_publish(&c, (uint64_t)i + 1, "lag.t", msg, LEN, i == N - 1), 0);
+    }
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    ck_assert_uint_eq(f->pub_ack->sequence, N);
+    /* QoS 0 PUBLISH: 0x30, remaining length 2 + 5 + LEN (2 bytes), topic. */
+    for (int i = 0; i < N; i++) {
+        mq_recv(fd, b, 3 + 2 + 5 + LEN);
+        ck_assert_uint_eq(b[0], 0x30);
+        ck_assert(memcmp(b + 5, "lag/t", 5) == 0);
+        char want[12];
+        snprintf(want, sizeof(want), "%010d", i);
+        ck_assert_msg(memcmp(b + 10, want, 10) == 0, "message %d: got %.10s", i, b + 10);
+    }
+    close(fd);
+    rawc_close(&c);
+    STOP(&broker);
+}
+END_TEST
+
 /* Wait until the broker has n connections open. */
 static void wait_conns(struct rawc *admin, uint64_t n)
 {
@@ -667,6 +716,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_add_test(tc, test_mqtt_malformed_packets_close);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lagging_subscriber");
+    tcase_add_test(tc, test_mqtt_lagging_subscriber_gets_everything_in_order);
     suite_add_tcase(s, tc);
     tc = tcase_create("will");
     tcase_add_test(tc, test_mqtt_will_on_lost_connection_only);
