@@ -72,3 +72,20 @@ if(TARGET ferry_broker)
   add_test(NAME fuzz_mqtt.replay_corpus COMMAND fuzz_mqtt_replay ${FUZZ_DIR}/corpus/mqtt)
   set_tests_properties(fuzz_mqtt.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
 endif()
+
+# fuzz_mqtt_conn: an MQTT connection on an in-process IO thread and worker
+# (broker/mqtt_conn.c, mqtt_out.c), with and without an auth file.
+if(TARGET ferry_broker)
+  if(FERRY_FUZZ)
+    add_executable(fuzz_mqtt_conn ${FUZZ_DIR}/fuzz_mqtt_conn.c ${FUZZ_DIR}/fuzz_server.c)
+    target_link_libraries(fuzz_mqtt_conn PRIVATE ferry_broker ${FERRY_FUZZ_LIBCRYPT} ferry_warnings)
+    target_link_options(fuzz_mqtt_conn PRIVATE -fsanitize=fuzzer,address)
+  endif()
+  add_executable(fuzz_mqtt_conn_replay ${FUZZ_DIR}/fuzz_mqtt_conn.c ${FUZZ_DIR}/fuzz_server.c
+    ${FUZZ_DIR}/replay_main.c)
+  target_link_libraries(fuzz_mqtt_conn_replay PRIVATE ferry_broker ${FERRY_FUZZ_LIBCRYPT}
+    ferry_warnings)
+  add_test(NAME fuzz_mqtt_conn.replay_corpus COMMAND fuzz_mqtt_conn_replay
+    ${FUZZ_DIR}/corpus/mqtt_conn)
+  set_tests_properties(fuzz_mqtt_conn.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
+endif()
