@@ -38,7 +38,7 @@ struct acc_listener {
     struct acceptor *a; /* back pointer */
 };
 
-#define ACC_MAX_LISTENERS 3 /* [0] plain, [1] TLS, [2] MQTT */
+#define ACC_MAX_LISTENERS 4 /* [0] plain, [1] TLS, [2] MQTT, [3] MQTT over TLS */
 
 struct acceptor {
     struct server *srv;
@@ -142,7 +142,7 @@ static void close_all(struct acceptor *a)
     }
 }
 
-int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port, int *mqtt_port)
+int acc_open(struct server *s, struct acceptor **out, struct acc_ports *ports)
 {
     struct acceptor *a = calloc(1, sizeof(*a));
     if (a == NULL) {
@@ -152,23 +152,27 @@ int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port, 
     a->spare_fd = -1;
     for (int i = 0; i < ACC_MAX_LISTENERS; i++) {
         a->l[i].fd = -1;
-        a->l[i].flags = i == 1 ? R_NEW_CONN_TLS : i == 2 ? R_NEW_CONN_MQTT : 0u;
+        a->l[i].flags = (i == 1 || i == 3 ? R_NEW_CONN_TLS : 0u) | (i >= 2 ? R_NEW_CONN_MQTT : 0u);
         a->l[i].io.cb = accept_ready;
         a->l[i].a = a;
     }
     rx_timer_init(&a->resume, acc_resume);
-    *port = *tls_port = *mqtt_port = -1;
+    ports->plain = ports->tls = ports->mqtt = ports->mqtt_tls = -1;
     int rc = 0;
     if (s->cfg.listen_port >= 0) {
-        rc = acc_listen_socket(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, port);
+        rc = acc_listen_socket(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, &ports->plain);
     }
     if (rc == 0 && s->cfg.tls_listen_port >= 0) {
         rc = acc_listen_socket(s->cfg.tls_listen_host, s->cfg.tls_listen_port, &a->l[1].fd,
-                               tls_port);
+                               &ports->tls);
     }
     if (rc == 0 && s->cfg.mqtt_listen_port >= 0) {
         rc = acc_listen_socket(s->cfg.mqtt_listen_host, s->cfg.mqtt_listen_port, &a->l[2].fd,
-                               mqtt_port);
+                               &ports->mqtt);
+    }
+    if (rc == 0 && s->cfg.mqtt_tls_listen_port >= 0) {
+        rc = acc_listen_socket(s->cfg.mqtt_tls_listen_host, s->cfg.mqtt_tls_listen_port,
+                               &a->l[3].fd, &ports->mqtt_tls);
     }
     if (rc < 0) {
         close_all(a);

@@ -13,6 +13,10 @@
 #include "cli_spawn.h"
 #include "e2e_util.h"
 
+#ifdef E2E_MQTT_TLS
+#include "tls_certs.h"
+#endif
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,18 +34,20 @@ Suite *test_suite(void);
 static struct ferryd_proc broker;
 static char mqtt_port_s[16];
 
-/* path of tool on PATH (static buffer), or exit 77 (skip) if it is not. */
+/* path of tool on PATH (one of 4 static buffers, used in turn), or exit
+ * 77 (skip) if it is not there. */
 static const char *tool(const char *name)
 {
-    static char path[4][512];
+    static char found[4][512];
     static int k;
     const char *env = getenv("PATH");
-    char dirs[2048];
+    char dirs[2048], path[512];
     snprintf(dirs, sizeof(dirs), "%s", env ? env : "/usr/bin:/bin");
     for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        char *p = path[k++ % 4];
-        snprintf(p, sizeof(path[0]), "%s/%s", d, name);
-        if (access(p, X_OK) == 0) {
+        snprintf(path, sizeof(path), "%s/%s", d, name);
+        if (access(path, X_OK) == 0) {
+            char *p = found[k++ % 4];
+            memcpy(p, path, sizeof(path));
             return p;
         }
     }
@@ -639,6 +645,61 @@ START_TEST(test_mqtt_lagging_subscriber_gets_everything_in_order)
 }
 END_TEST
 
+/* MQTT over TLS (--mqtt-tls-listen, the TLS listener's certificate):
+ * mosquitto_sub and mosquitto_pub verify it against the test CA. */
+START_TEST(test_mqtt_over_tls_with_mosquitto)
+{
+#ifdef E2E_MQTT_TLS
+    const char *sub = tool("mosquitto_sub");
+    const char *pub = tool("mosquitto_pub");
+    struct tls_certs certs;
+    ck_assert_int_eq(tls_certs_make(&certs), 0);
+    char cert[256], key[256], ca[256];
+    tls_certs_path(&certs, "server.pem", cert, sizeof(cert));
+    tls_certs_path(&certs, "server.key", key, sizeof(key));
+    tls_certs_path(&certs, "ca.pem", ca, sizeof(ca));
+    const char *const extra[] = {"--mqtt-tls-listen", "127.0.0.1:0", "--tls-cert", cert,
+                                 "--tls-key",         key,           NULL};
+    up(extra);
+    ck_assert_int_gt(broker.mqtt_tls_port, 0);
+    char tport[16];
+    snprintf(tport, sizeof(tport), "%d", broker.mqtt_tls_port);
+    struct rawc c;
+    CONNECT(&c, broker.port);
+    struct proc p;
+    const char *const sargs[] = {"-h", "127.0.0.1", "-p", tport, "--cafile", ca,    "-q",
+                                 "1",  "-v",        "-C", "1",   "-t",       "s/#", NULL};
+    spawn(&p, sub, sargs);
+    wait_subs(&c, 2); /* s.> and s */
+    ck_assert_int_eq(rawc_publish(&c, 1, "s.x", "secure", 6, 0), 0);
+    char out[256];
+    ck_assert_int_eq(finish(&p, out, sizeof(out), T_WAIT), 0);
+    ck_assert_str_eq(out, "s/x secure\n");
+    ck_assert_int_eq(rawc_subscribe(&c, 9, "t.>", NULL), 0);
+    const char *const pargs[] = {"-h", "127.0.0.1", "-p",  tport, "--cafile", ca,  "-q",
+                                 "1",  "-t",        "t/y", "-m",  "over tls", NULL};
+    ck_assert_int_eq(run(pub, pargs, NULL, 0), 0);
+    Ferry__Deliver *d = recv_deliver(&c);
+    ck_assert_str_eq(d->topic, "t.y");
+    ck_assert_uint_eq(d->payload.len, 8);
+    /* A plain MQTT client on the TLS port is closed. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)broker.mqtt_tls_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    mq_connect(fd, NULL, NULL, 0);
+    ck_assert(mq_closed(fd, T_WAIT));
+    close(fd);
+    rawc_close(&c);
+    STOP(&broker);
+    tls_certs_remove(&certs);
+#else
+    exit(77); /* built without OpenSSL */
+#endif
+}
+END_TEST
+
 /* Wait until the broker has n connections open. */
 static void wait_conns(struct rawc *admin, uint64_t n)
 {
@@ -719,6 +780,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("lagging_subscriber");
     tcase_add_test(tc, test_mqtt_lagging_subscriber_gets_everything_in_order);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tls");
+    tcase_add_test(tc, test_mqtt_over_tls_with_mosquitto);
     suite_add_tcase(s, tc);
     tc = tcase_create("will");
     tcase_add_test(tc, test_mqtt_will_on_lost_connection_only);

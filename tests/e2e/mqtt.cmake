@@ -11,4 +11,9 @@ ferry_check_test(e2e_93_mqtt LABEL e2e TIMEOUT 120
 set_tests_properties(
   e2e_93_mqtt.mosquitto_pub_to_ferry_sub e2e_93_mqtt.ferry_pub_to_mosquitto_sub
   e2e_93_mqtt.paho_qos e2e_93_mqtt.paho_retained e2e_93_mqtt.auth_acl
+  e2e_93_mqtt.tls
   PROPERTIES SKIP_RETURN_CODE 77)
+# MQTT over TLS: the certificates are made at test time (tls_certs.h).
+if(FERRY_OPENSSL_FOUND)
+  target_compile_definitions(e2e_93_mqtt PRIVATE E2E_MQTT_TLS)
+endif()
