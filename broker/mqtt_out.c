@@ -115,6 +115,13 @@ static void publish_out(struct iot *t, struct conn *c, const char *topic, size_t
     conn_mark_dirty(t, c);
 }
 
+/* 4.7.2: a filter that starts with a wildcard does not match topics that
+ * start with '$' (ferry's pattern does: the filter is asked here). */
+static int skips_dollar(const struct mqtt_filter *f, const char *topic, size_t tlen)
+{
+    return tlen > 0 && topic[0] == '$' && (f->text[0] == '+' || f->text[0] == '#');
+}
+
 /* One PUBLISH for a message that matched the subscriptions ids[0..n)
  * (ferry sub_ids); msg_qos: the QoS its publisher gave it. */
 static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
@@ -125,12 +132,12 @@ static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uin
     int qos = -1;
     for (uint32_t i = 0; i < n; i++) {
         int k = filter_find_id(mq, ids[i]);
-        if (k >= 0 && mq->f[k].qos > qos) {
+        if (k >= 0 && mq->f[k].qos > qos && !skips_dollar(&mq->f[k], topic, tlen)) {
             qos = mq->f[k].qos;
         }
     }
     if (qos < 0) {
-        return; /* unsubscribed meanwhile */
+        return; /* unsubscribed meanwhile, or a $ topic for a leading wildcard */
     }
     publish_out(t, c, topic, tlen, payload, plen, qos > msg_qos ? msg_qos : qos, 0);
 }
@@ -139,6 +146,7 @@ static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uin
 struct retained_to {
     struct iot *t;
     struct conn *c;
+    const struct mqtt_filter *f;
     uint8_t qos; /* granted */
 };
 
@@ -146,6 +154,9 @@ static void retained_one(void *arg, const char *topic, size_t tlen, const void *
                          size_t plen, uint8_t qos)
 {
     struct retained_to *a = arg;
+    if (skips_dollar(a->f, topic, tlen)) {
+        return;
+    }
     publish_out(a->t, a->c, topic, tlen, payload, plen, qos > a->qos ? a->qos : qos, 1);
 }
 
@@ -161,7 +172,7 @@ static void send_retained(struct iot *t, struct conn *c, uint32_t k)
         mqtt_topic_to_ferry(f->text, f->len, 1, pat, &plen, &parent) < 0) {
         return;
     }
-    struct retained_to a = {t, c, f->qos};
+    struct retained_to a = {t, c, f, f->qos};
     mqtt_retain_each(t->srv->mqtt_retained, pat, plen, parent ? pat : NULL, parent, retained_one,
                      &a);
 }

@@ -23,6 +23,8 @@
  * no whitespace or control characters) are checked afterwards, as for any
  * ferry topic. Going back, a ferry topic's '.' become '/'; a ferry token
  * holding '/' (legal in ferry) reaches MQTT subscribers as two levels.
+ * (MQTT's rule that a filter starting with a wildcard does not match a
+ * topic starting with '$' is applied at delivery, mqtt_out.c.)
  *
  * Pure module: no IO, no threads, no logging.
  */

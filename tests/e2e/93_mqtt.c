@@ -321,7 +321,8 @@ START_TEST(test_mqtt_mosquitto_pub_to_ferry_sub)
 END_TEST
 
 /* ferry publisher -> mosquitto_sub, with both wildcards: + is one level,
- * a/# matches a itself, and a message matching two filters comes once. */
+ * a/# matches a itself, a message matching two filters comes once, and a
+ * filter starting with a wildcard does not match a $ topic. */
 START_TEST(test_mqtt_ferry_pub_to_mosquitto_sub_wildcards)
 {
     const char *sub = tool("mosquitto_sub");
@@ -329,29 +330,29 @@ START_TEST(test_mqtt_ferry_pub_to_mosquitto_sub_wildcards)
     struct rawc c;
     CONNECT(&c, broker.port);
     struct proc p;
-    const char *const args[] = {"-h", "127.0.0.1", "-p", mqtt_port_s, "-q", "1",   "-v",
-                                "-C", "4",         "-t", "f/+/t",     "-t", "f/#", NULL};
+    const char *const args[] = {"-h", "127.0.0.1", "-p",    mqtt_port_s, "-q",  "1",  "-v",  "-C",
+                                "5",  "-t",        "f/+/t", "-t",        "f/#", "-t", "+/z", NULL};
     spawn(&p, sub, args);
-    wait_subs(&c, 3); /* f.*.t, f.> and f */
-    const char *topics[] = {"f.a.t", "g.a.t", "f", "f.a.b.t", "f.b"};
-    for (size_t i = 0; i < 5; i++) {
+    wait_subs(&c, 4); /* f.*.t, f.>, f and *.z */
+    const char *topics[] = {"f.a.t", "g.a.t", "f", "$s.z", "f.a.b.t", "f.b", "h.z"};
+    for (size_t i = 0; i < 7; i++) {
         ck_assert_int_eq(rawc_publish(&c, i + 1, topics[i], topics[i], strlen(topics[i]), 1), 0);
         Ferry__Frame *f;
         ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
     }
     char out[1024];
     ck_assert_int_eq(finish(&p, out, sizeof(out), T_WAIT), 0);
-    /* Four lines (-C 4), in the order of the topics' commits: compare as
-     * a set, each once. */
-    const char *want[] = {"f/a/t f.a.t\n", "f f\n", "f/a/b/t f.a.b.t\n", "f/b f.b\n"};
+    /* Five lines (-C 5), in the order of the topics' commits: compare as
+     * a set, each once. ($s.z: +/z does not match a $ topic, 4.7.2.) */
+    const char *want[] = {"f/a/t f.a.t\n", "f f\n", "f/a/b/t f.a.b.t\n", "f/b f.b\n", "h/z h.z\n"};
     size_t total = 0;
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 5; i++) {
         char *at = strstr(out, want[i]);
         ck_assert_msg(at != NULL, "missing %s in:\n%s", want[i], out);
         ck_assert_msg(strstr(at + 1, want[i]) == NULL, "twice: %s", want[i]);
         total += strlen(want[i]);
     }
-    ck_assert_uint_eq(strlen(out), total); /* nothing else (g/a/t) */
+    ck_assert_uint_eq(strlen(out), total); /* nothing else (g/a/t, $s/z) */
     rawc_close(&c);
     STOP(&broker);
 }
