@@ -245,10 +245,6 @@ static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8
         mqtt__close(t, c, "malformed MQTT PUBLISH");
         return;
     }
-    if (m.qos == 0 && m.packet_id != 0) {
-        mqtt__close(t, c, "malformed MQTT PUBLISH");
-        return;
-    }
     char topic[4096 + 1];
     size_t tlen, plen;
     if (m.topic.len > t->srv->cfg.max_topic_len ||
