@@ -875,15 +875,13 @@ void conn_out_check(struct iot *t, struct conn *c)
  * handed those publications to the workers (server_committed), the
  * subscription is added behind them, and a start position computed from
  * the store counts them. An admin request waits the same way, so that its
- * answer (a topic's last sequence, a topic list) includes them. Returns 1
- * if c must wait (it is paused; the writer's wake-up resumes it).
+ * answer (a topic's last sequence, a topic list) includes them (and an
+ * MQTT SUBSCRIBE, mqtt_conn.c). Returns 1 if c must wait (it is paused;
+ * the writer's wake-up resumes it).
  */
-static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+int conn_wait_stored(struct iot *t, struct conn *c)
 {
-    /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
-     * delimited: tag byte 0x2a or 0x72. */
-    if (c->last_stored_serial == 0 || len == 0 ||
-        (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
+    if (c->last_stored_serial == 0) {
         return 0;
     }
     /* Committed already (the usual case), or after asking for the writer's
@@ -897,6 +895,16 @@ static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, si
     }
     conn_pause(t, c);
     return c->is_paused;
+}
+
+static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
+    /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
+     * delimited: tag byte 0x2a or 0x72. */
+    if (len == 0 || (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
+        return 0;
+    }
+    return conn_wait_stored(t, c);
 }
 
 void conn_process_frames(struct iot *t, struct conn *c)

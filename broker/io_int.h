@@ -418,6 +418,9 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len);
 void conn_out_append(struct conn *c, const void *p, size_t n);
 size_t conn_out_pending(const struct conn *c);
 int conn_out_reserve(struct conn *c, size_t n);
+/* Must c's next request wait until its stored publications are committed
+ * and routed (conn.c, read_must_wait)? 1: it waits, paused; 0: go on. */
+int conn_wait_stored(struct iot *t, struct conn *c);
 /* Replies fill half c's outbound bound: stop reading it until they drain. */
 void conn_out_check(struct iot *t, struct conn *c);
 /* Handle the complete frames in c's decoder until one pauses it. */

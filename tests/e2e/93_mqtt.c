@@ -701,6 +701,37 @@ START_TEST(test_mqtt_over_tls_with_mosquitto)
 }
 END_TEST
 
+/* A PUBLISH then a SUBSCRIBE to its topic, in one write: the new
+ * subscription does not get the message sent before it (the SUBSCRIBE
+ * waits for the commit, as ferry's Subscribe does). */
+START_TEST(test_mqtt_subscribe_after_own_publish_misses_it)
+{
+    up(NULL);
+    int fd = mq_open();
+    mq_connect(fd, NULL, NULL, 0);
+    ck_assert_uint_eq(mq_connack(fd), 0);
+    const uint8_t both[] = {0x30, 11, 0, 5, 'o', 'w', 'n', '/', 't', 'm', 'i', 'n', 'e', /* */
+                            0x82, 10, 0, 1, 0,   5,   'o', 'w', 'n', '/', 't', 0};
+    mq_send(fd, both, sizeof(both));
+    uint8_t b[64];
+    mq_recv(fd, b, 5);
+    const uint8_t suback[] = {0x90, 3, 0, 1, 0};
+    ck_assert(memcmp(b, suback, 5) == 0);
+    struct rawc c;
+    CONNECT(&c, broker.port);
+    ck_assert_int_eq(rawc_publish(&c, 1, "own.t", "marker", 6, 1), 0);
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    ck_assert_uint_eq(f->pub_ack->sequence, 2); /* "mine" is 1 */
+    mq_recv(fd, b, 2 + 2 + 5 + 6);
+    ck_assert_uint_eq(b[0], 0x30);
+    ck_assert_msg(memcmp(b + 9, "marker", 6) == 0, "got %.6s", b + 9);
+    close(fd);
+    rawc_close(&c);
+    STOP(&broker);
+}
+END_TEST
+
 /* Wait until the broker has n connections open. */
 static void wait_conns(struct rawc *admin, uint64_t n)
 {
@@ -784,6 +815,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
     tcase_add_test(tc, test_mqtt_over_tls_with_mosquitto);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("subscribe_after_publish");
+    tcase_add_test(tc, test_mqtt_subscribe_after_own_publish_misses_it);
     suite_add_tcase(s, tc);
     tc = tcase_create("will");
     tcase_add_test(tc, test_mqtt_will_on_lost_connection_only);
