@@ -732,6 +732,83 @@ START_TEST(test_mqtt_subscribe_after_own_publish_misses_it)
 }
 END_TEST
 
+/* PUBACK means stored: 400 QoS 1 PUBLISHes pipelined, ferryd killed (-9)
+ * once 100 are acknowledged; after a restart every acknowledged message
+ * is there (replayed from the log, sequences without a gap). */
+START_TEST(test_mqtt_qos1_acked_survive_kill9)
+{
+    up(NULL);
+    int fd = mq_open();
+    mq_connect(fd, NULL, NULL, 0);
+    ck_assert_uint_eq(mq_connack(fd), 0);
+    enum { N = 400 };
+    static uint8_t acked[N + 1], seen[N + 1];
+    memset(acked, 0, sizeof(acked));
+    memset(seen, 0, sizeof(seen));
+    char msg[16];
+    for (int i = 1; i <= N; i++) {
+        snprintf(msg, sizeof(msg), "m%05d", i);
+        mq_publish(fd, "dur/t", msg, 1, (uint16_t)i);
+    }
+    uint8_t b[4];
+    int n_acked = 0;
+    while (n_acked < 100) {
+        mq_recv(fd, b, 4);
+        ck_assert_uint_eq(b[0], 0x40);
+        int pid = b[2] << 8 | b[3];
+        ck_assert(pid >= 1 && pid <= N && !acked[pid]);
+        acked[pid] = 1;
+        n_acked++;
+    }
+    ck_assert_int_eq(ferryd_kill9(&broker), 0);
+    /* PUBACKs that reached us before the kill count too. */
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) != 1 || read(fd, b, 1) != 1 || b[0] != 0x40) {
+            break;
+        }
+        if (read(fd, b + 1, 3) != 3) {
+            break;
+        }
+        int pid = b[2] << 8 | b[3];
+        ck_assert(pid >= 1 && pid <= N && !acked[pid]);
+        acked[pid] = 1;
+        n_acked++;
+    }
+    close(fd);
+    ck_assert_int_eq(ferryd_restart(&broker, NULL), 0);
+    struct rawc c;
+    CONNECT(&c, broker.port);
+    Ferry__Subscribe sm = FERRY__SUBSCRIBE__INIT;
+    sm.sub_id = 1;
+    sm.pattern = (char *)"dur.t";
+    sm.start = FERRY__START_POSITION__START_ALL;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &sm;
+    ck_assert_int_eq(rawc_send(&c, &f), 0);
+    Ferry__Frame *r;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_SUB_ACK, &r, NULL), 0);
+    ck_assert_int_eq(r->sub_ack->code, 0);
+    int n_seen = 0;
+    uint64_t seq = 0;
+    while (n_seen < n_acked) {
+        Ferry__Deliver *d = recv_deliver(&c);
+        ck_assert_uint_eq(d->sequence, ++seq);
+        ck_assert_uint_eq(d->payload.len, 6);
+        char num[8];
+        memcpy(num, d->payload.data + 1, 5);
+        num[5] = '\0';
+        int i = atoi(num);
+        ck_assert(i >= 1 && i <= N && !seen[i]);
+        seen[i] = 1;
+        n_seen += acked[i];
+    }
+    rawc_close(&c);
+    STOP(&broker);
+}
+END_TEST
+
 /* Wait until the broker has n connections open. */
 static void wait_conns(struct rawc *admin, uint64_t n)
 {
@@ -818,6 +895,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("subscribe_after_publish");
     tcase_add_test(tc, test_mqtt_subscribe_after_own_publish_misses_it);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("qos1_kill9");
+    tcase_add_test(tc, test_mqtt_qos1_acked_survive_kill9);
     suite_add_tcase(s, tc);
     tc = tcase_create("will");
     tcase_add_test(tc, test_mqtt_will_on_lost_connection_only);
