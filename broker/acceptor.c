@@ -30,15 +30,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* One listening socket: the plain one, or the TLS one. */
+/* One listening socket: the plain one, the TLS one, or the MQTT one. */
 struct acc_listener {
     int fd;             /* listening socket, or -1 (none, or closed) */
-    int is_tls;         /* its connections speak TLS (R_NEW_CONN says so) */
+    uint32_t flags;     /* R_NEW_CONN_TLS, R_NEW_CONN_MQTT: what its connections speak */
     struct rx_io io;    /* fd's watcher: accept_ready */
     struct acceptor *a; /* back pointer */
 };
 
-#define ACC_MAX_LISTENERS 2 /* [0] plain, [1] TLS */
+#define ACC_MAX_LISTENERS 4 /* [0] plain, [1] TLS, [2] MQTT, [3] MQTT over TLS */
 
 struct acceptor {
     struct server *srv;
@@ -142,7 +142,7 @@ static void close_all(struct acceptor *a)
     }
 }
 
-int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port)
+int acc_open(struct server *s, struct acceptor **out, struct acc_ports *ports)
 {
     struct acceptor *a = calloc(1, sizeof(*a));
     if (a == NULL) {
@@ -152,19 +152,27 @@ int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port)
     a->spare_fd = -1;
     for (int i = 0; i < ACC_MAX_LISTENERS; i++) {
         a->l[i].fd = -1;
-        a->l[i].is_tls = i == 1;
+        a->l[i].flags = (i == 1 || i == 3 ? R_NEW_CONN_TLS : 0u) | (i >= 2 ? R_NEW_CONN_MQTT : 0u);
         a->l[i].io.cb = accept_ready;
         a->l[i].a = a;
     }
     rx_timer_init(&a->resume, acc_resume);
-    *port = *tls_port = -1;
+    ports->plain = ports->tls = ports->mqtt = ports->mqtt_tls = -1;
     int rc = 0;
     if (s->cfg.listen_port >= 0) {
-        rc = acc_listen_socket(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, port);
+        rc = acc_listen_socket(s->cfg.listen_host, s->cfg.listen_port, &a->l[0].fd, &ports->plain);
     }
     if (rc == 0 && s->cfg.tls_listen_port >= 0) {
         rc = acc_listen_socket(s->cfg.tls_listen_host, s->cfg.tls_listen_port, &a->l[1].fd,
-                               tls_port);
+                               &ports->tls);
+    }
+    if (rc == 0 && s->cfg.mqtt_listen_port >= 0) {
+        rc = acc_listen_socket(s->cfg.mqtt_listen_host, s->cfg.mqtt_listen_port, &a->l[2].fd,
+                               &ports->mqtt);
+    }
+    if (rc == 0 && s->cfg.mqtt_tls_listen_port >= 0) {
+        rc = acc_listen_socket(s->cfg.mqtt_tls_listen_host, s->cfg.mqtt_tls_listen_port,
+                               &a->l[3].fd, &ports->mqtt_tls);
     }
     if (rc < 0) {
         close_all(a);
@@ -206,11 +214,11 @@ static void refuse_plain(int fd, const char *why)
     close(fd);
 }
 
-/* As refuse_plain; on the TLS listener just close (a plain Error frame
- * means nothing to a TLS client). */
+/* As refuse_plain; on the TLS and MQTT listeners just close (a plain
+ * Error frame means nothing to their clients). */
 static void refuse(const struct acc_listener *l, int fd, const char *why)
 {
-    if (l->is_tls) {
+    if (l->flags != 0) {
         close(fd);
     } else {
         refuse_plain(fd, why);
@@ -359,7 +367,7 @@ static void accept_all(struct acc_listener *l)
         atomic_fetch_add(&s->conns_now, 1);
         struct rmsg m = {.kind = R_NEW_CONN};
         m.u.fd = fd;
-        m.n_ids = R_NEW_CONN_COUNTED | (l->is_tls ? R_NEW_CONN_TLS : 0u);
+        m.n_ids = R_NEW_CONN_COUNTED | l->flags;
         if (post_conn(a, &m) < 0) {
             /* Every IO thread is busy: hold it, and the rest in the backlog. */
             if (a->n_held++ % 1000 == 0) {

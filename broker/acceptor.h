@@ -1,7 +1,7 @@
 /*
  * acceptor.h - the listening socket and its thread (prefix acc_).
  *
- * The acceptor owns the listening sockets (plain, and TLS) and nothing else: it accepts, sets
+ * The acceptor owns the listening sockets (plain, TLS, MQTT) and nothing else: it accepts, sets
  * TCP_NODELAY, enforces max_connections, and hands each socket to an IO
  * thread (round robin) through that thread's mailbox. It never reads client
  * data.
@@ -14,12 +14,20 @@
 
 struct acceptor;
 
+/* The ports the listeners bound (-1: no such listener). */
+struct acc_ports {
+    int plain, tls, mqtt, mqtt_tls;
+};
+
 /* Bind and listen on s->cfg.listen_host:listen_port (unless the port is -1,
- * `listen off`) and on tls_listen_host:tls_listen_port (unless -1): the
- * connections of the second speak TLS (R_NEW_CONN's n_ids is 1). On success
- * *out is the acceptor and *port, *tls_port the bound ports (-1: none).
- * Returns 0 or -errno (the message is logged). */
-int acc_open(struct server *s, struct acceptor **out, int *port, int *tls_port);
+ * `listen off`), on tls_listen_host:tls_listen_port (unless -1): the
+ * connections of the second speak TLS (R_NEW_CONN_TLS), on
+ * mqtt_listen_host:mqtt_listen_port (unless -1): those speak MQTT
+ * (R_NEW_CONN_MQTT), and on mqtt_tls_listen_host:mqtt_tls_listen_port
+ * (unless -1): MQTT over TLS (both flags). On success *out is the acceptor
+ * and *ports the bound ports. Returns 0 or -errno (the message is
+ * logged). */
+int acc_open(struct server *s, struct acceptor **out, struct acc_ports *ports);
 /* A non-blocking listening socket on host:port_in (port 0: any free one),
  * its bound port in *port. 0 or -errno (the message is logged). Also the
  * metrics listener's (metrics.c). */

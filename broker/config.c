@@ -29,6 +29,8 @@ enum kind {
     K_RETENTION,
     K_DURATION, /* parse_duration_ms(), or "off" / "0": 0 */
     K_TLS_LISTEN,
+    K_MQTT_LISTEN,
+    K_MQTT_TLS_LISTEN,
     K_METRICS_LISTEN,
     K_TLS_CLIENT,
     K_TLS_IDENTITY,
@@ -79,6 +81,8 @@ static const struct key keys[] = {
     {"max_store_size", K_U64, F(max_store_size), 0, (uint64_t)1 << 20, (uint64_t)1 << 46},
     {"initial_store_size", K_U64, F(initial_store_size), 0, (uint64_t)1 << 16, (uint64_t)1 << 46},
     {"tls_listen", K_TLS_LISTEN, 0, 0, 0, 0},
+    {"mqtt_listen", K_MQTT_LISTEN, 0, 0, 0, 0},
+    {"mqtt_tls_listen", K_MQTT_TLS_LISTEN, 0, 0, 0, 0},
     {"metrics_listen", K_METRICS_LISTEN, 0, 0, 0, 0},
     {"metrics_max_topics", K_U32, F(metrics_max_topics), 0, 1, 1000000},
     {"tls_cert", K_STR, F(tls_cert), sizeof(((struct cfg *)0)->tls_cert), 0, 0},
@@ -118,6 +122,10 @@ void cfg_defaults(struct cfg *c)
     c->dedupe_window_ms = 120000;
     strcpy(c->tls_listen_host, "0.0.0.0");
     c->tls_listen_port = -1;
+    strcpy(c->mqtt_listen_host, "0.0.0.0");
+    c->mqtt_listen_port = -1;
+    strcpy(c->mqtt_tls_listen_host, "0.0.0.0");
+    c->mqtt_tls_listen_port = -1;
     strcpy(c->metrics_host, "127.0.0.1");
     c->metrics_port = -1;
     c->metrics_max_topics = 1000;
@@ -376,6 +384,12 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
         case K_TLS_LISTEN:
             return parse_listen(c->tls_listen_host, sizeof(c->tls_listen_host), &c->tls_listen_port,
                                 value);
+        case K_MQTT_LISTEN:
+            return parse_listen(c->mqtt_listen_host, sizeof(c->mqtt_listen_host),
+                                &c->mqtt_listen_port, value);
+        case K_MQTT_TLS_LISTEN:
+            return parse_listen(c->mqtt_tls_listen_host, sizeof(c->mqtt_tls_listen_host),
+                                &c->mqtt_tls_listen_port, value);
         case K_METRICS_LISTEN:
             return parse_listen(c->metrics_host, sizeof(c->metrics_host), &c->metrics_port, value);
         case K_TLS_CLIENT:
@@ -664,6 +678,14 @@ const char *cfg_usage(void)
            "                       SIGHUP re-reads the certificate, key and CA files; a\n"
            "                       file that does not load keeps the current ones\n"
            "\n"
+           "MQTT 3.1.1 (mosquitto, Paho and other MQTT clients; README.md, \"MQTT\"):\n"
+           "  --mqtt-listen HOST:PORT  an MQTT listener beside the ferry one (default off;\n"
+           "                       PORT alone: 0.0.0.0:PORT; port 0 = any free port). Topic\n"
+           "                       a/b/c is ferry's a.b.c, + is *, # is >; users, rights,\n"
+           "                       stored topics and retention are ferry's\n"
+           "  --mqtt-tls-listen HOST:PORT  MQTT over TLS (default off; 8883 is its port),\n"
+           "                       with the --tls-cert and --tls-key of the TLS listener\n"
+           "\n"
            "Operations:\n"
            "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics), /healthz\n"
            "                       and /readyz over HTTP on its own thread (default off;\n"
@@ -691,6 +713,8 @@ const char *cfg_usage(void)
            "\n"
            "Once listening, ferryd prints one line per listener to stdout and flushes:\n"
            "  ferryd: metrics on HOST:PORT             (with --metrics-listen; first)\n"
+           "  ferryd: listening for MQTT over TLS on HOST:PORT  (with --mqtt-tls-listen)\n"
+           "  ferryd: listening for MQTT on HOST:PORT  (with --mqtt-listen; before the next)\n"
            "  ferryd: listening for TLS on HOST:PORT   (with --tls-listen; before the next)\n"
            "  ferryd: listening on HOST:PORT           (unless --listen off)\n"
            "(the bound ports, useful with port 0). Logs go to stderr.\n"

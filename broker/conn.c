@@ -292,6 +292,9 @@ static size_t frame_without(struct conn *c, size_t w, size_t r, size_t flen, uin
 
 uint32_t conn_drop_deliveries(struct iot *t, struct conn *c, uint64_t sub_id)
 {
+    if (c->mq != NULL) {
+        return 0; /* MQTT packets in the buffer, no Deliver frames to take apart */
+    }
     if (c->stage_head >= 0) {
         unstage(t, c); /* staged deliveries become whole frames in the buffer */
     }
@@ -320,6 +323,10 @@ void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
     if (c->state == ST_DEAD) {
         return;
     }
+    if (c->mq != NULL) {
+        mqtt_conn_reply(t, c, f); /* said in MQTT, if at all */
+        return;
+    }
     if (c->stage_head >= 0) {
         unstage(t, c);
     }
@@ -340,6 +347,10 @@ void conn_send_deliver(struct iot *t, struct conn *c, const uint8_t *pfx, size_t
                        const struct codec_deliver *d, size_t body_len)
 {
     if (c->state == ST_DEAD) {
+        return;
+    }
+    if (c->mq != NULL) {
+        mqtt_conn_deliver_one(t, c, pfx, pl, d, body_len);
         return;
     }
     if (c->stage_head >= 0) {
@@ -509,6 +520,9 @@ void conn_flush(struct iot *t, struct conn *c)
             size_t from_out = left < conn_out_pending(c) ? left : conn_out_pending(c);
             c->out_off += from_out;
             left -= from_out;
+            if (c->mq != NULL) {
+                c->out_frame = c->out_off; /* MQTT: no frames to keep whole (no staging) */
+            }
             while (c->out_frame < c->out_off) { /* past the frames begun */
                 c->out_frame += FRAME_HDR_LEN + frame_hdr_get(c->out + c->out_frame);
             }
@@ -639,6 +653,10 @@ void conn_add(struct iot *t, int fd, uint32_t flags)
         }
         c->tls_hs = 2;
     }
+    if ((flags & R_NEW_CONN_MQTT) && mqtt_conn_init(c) < 0) {
+        free(c);
+        goto out_close;
+    }
     if (t->n_free > 0) {
         slot = t->free_slots[--t->n_free];
     } else {
@@ -713,6 +731,7 @@ void conn_add(struct iot *t, int fd, uint32_t flags)
 
 out_free:
     tls_conn_destroy(c->tls);
+    mqtt_conn_destroy(c);
     free(c);
 out_close:
     log_error("IO thread %u: out of memory, connection refused", t->index);
@@ -731,11 +750,21 @@ void conn_unauth_leave(struct iot *t, struct conn *c)
     }
 }
 
+/* The memory of a connection conn_kill() closed. */
+void conn_free(struct conn *c)
+{
+    mqtt_conn_destroy(c);
+    free(c);
+}
+
 /* Close now (no flush). The memory is freed at the end of the round. */
 void conn_kill(struct iot *t, struct conn *c)
 {
     if (c->state == ST_DEAD) {
         return;
+    }
+    if (c->mq != NULL) {
+        mqtt_conn_lost(t, c); /* its will, while it still has its rights */
     }
     c->state = ST_DEAD;
     conn_heavy_update(t, c);
@@ -780,7 +809,7 @@ void conn_kill(struct iot *t, struct conn *c)
     atomic_fetch_sub(&t->srv->conns_now, 1);
     log_client_debug(c->client_id, c->peer, "closed");
     if (conn_list_push(&t->dead, c) < 0 && !c->is_dirty && !c->is_paused) {
-        free(c); /* not referenced from any list of this round */
+        conn_free(c); /* not referenced from any list of this round */
     }
 }
 
@@ -826,7 +855,7 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len)
  * say) without reading the answers is not read any further while its
  * pending output is over half its bound; conn_flush() resumes it when the
  * output has drained (through t->paused and iot_resume_paused()). */
-static void conn_out_check(struct iot *t, struct conn *c)
+void conn_out_check(struct iot *t, struct conn *c)
 {
     if (c->state != ST_OPEN || c->is_paused ||
         conn_out_pending(c) <= t->srv->cfg.max_outbound / 2) {
@@ -846,15 +875,13 @@ static void conn_out_check(struct iot *t, struct conn *c)
  * handed those publications to the workers (server_committed), the
  * subscription is added behind them, and a start position computed from
  * the store counts them. An admin request waits the same way, so that its
- * answer (a topic's last sequence, a topic list) includes them. Returns 1
- * if c must wait (it is paused; the writer's wake-up resumes it).
+ * answer (a topic's last sequence, a topic list) includes them (and an
+ * MQTT SUBSCRIBE, mqtt_conn.c). Returns 1 if c must wait (it is paused;
+ * the writer's wake-up resumes it).
  */
-static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+int conn_wait_stored(struct iot *t, struct conn *c)
 {
-    /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
-     * delimited: tag byte 0x2a or 0x72. */
-    if (c->last_stored_serial == 0 || len == 0 ||
-        (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
+    if (c->last_stored_serial == 0) {
         return 0;
     }
     /* Committed already (the usual case), or after asking for the writer's
@@ -870,8 +897,22 @@ static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, si
     return c->is_paused;
 }
 
+static int read_must_wait(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
+    /* Frame's oneof field 5 (subscribe) or 14 (admin_request), length-
+     * delimited: tag byte 0x2a or 0x72. */
+    if (len == 0 || (body[0] != ((5 << 3) | 2) && body[0] != ((14 << 3) | 2))) {
+        return 0;
+    }
+    return conn_wait_stored(t, c);
+}
+
 void conn_process_frames(struct iot *t, struct conn *c)
 {
+    if (c->mq != NULL) {
+        mqtt_conn_process(t, c);
+        return;
+    }
     while (c->state <= ST_OPEN && !c->is_paused && !c->is_auth_pending) {
         const uint8_t *body;
         size_t len;
@@ -919,6 +960,10 @@ static void conn_drain_input(struct iot *t, struct conn *c)
 static void take_bytes(struct iot *t, struct conn *c, const uint8_t *buf, size_t n)
 {
     size_t off = 0;
+    if (c->mq != NULL) {
+        mqtt_conn_take(t, c, buf, n);
+        return;
+    }
     if (frame_dec_pending(&c->dec) == 0) {
         while (n - off >= FRAME_HDR_LEN && c->state <= ST_OPEN && !c->is_paused &&
                !c->is_auth_pending) {

@@ -97,6 +97,11 @@ void deliver_routed(struct iot *t, struct rmsg *m)
         }
         ids[i] = t->dsubs[j]->sub_id;
     }
+    if (c->mq != NULL) {
+        /* MQTT: a PUBLISH written for this connection, not the shared bytes */
+        mqtt_conn_deliver(t, c, ids, n, m->batch->data + m->body_off, m->body_len);
+        goto out_drop;
+    }
     size_t need = CODEC_DELIVER_PREFIX_MAX(n);
     if (t->pfx_cap - t->pfx_len < need) {
         size_t cap = t->pfx_cap ? t->pfx_cap * 2 : 65536;

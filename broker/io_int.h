@@ -8,6 +8,8 @@
  *   deliver.c     routed messages staged to their subscribers (deliver_)
  *   catchup.c     positions on stored topics: catch-up, durables (cu_)
  *   handle_*.c    one file per client message (handle_)
+ *   mqtt_conn.c,  an MQTT connection: packets to handlers, answers to packets
+ *   mqtt_out.c    (mqtt_conn_; what they share: mqtt_int.h)
  * Every structure here belongs to one IO thread and is touched by it only,
  * unless its comment says otherwise.
  */
@@ -111,6 +113,7 @@ struct conn {
     uint32_t n_denied;       /* ACL refusals: only the first few are logged */
     struct auth_table *auth; /* one reference; NULL: anonymous server, all allowed */
     const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
+    struct mqtt_sess *mq;             /* an MQTT connection's state (mqtt_conn.c), or NULL: ferry */
     char peer[48];
 };
 
@@ -382,6 +385,8 @@ void conn_fail(struct iot *t, struct conn *c, int wire_code, const char *text);
 void conn_flush(struct iot *t, struct conn *c);
 /* Close at once; freed at the end of the round (never inside a callback). */
 void conn_kill(struct iot *t, struct conn *c);
+/* Free a killed connection's memory (the end of the round). */
+void conn_free(struct conn *c);
 void conn_lost_output(struct iot *t, struct conn *c, const char *what);
 /* Read what the socket has (READS_PER_EVENT reads at most) and handle its frames. */
 void conn_on_readable(struct iot *t, struct conn *c);
@@ -415,6 +420,11 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len);
 void conn_out_append(struct conn *c, const void *p, size_t n);
 size_t conn_out_pending(const struct conn *c);
 int conn_out_reserve(struct conn *c, size_t n);
+/* Must c's next request wait until its stored publications are committed
+ * and routed (conn.c, read_must_wait)? 1: it waits, paused; 0: go on. */
+int conn_wait_stored(struct iot *t, struct conn *c);
+/* Replies fill half c's outbound bound: stop reading it until they drain. */
+void conn_out_check(struct iot *t, struct conn *c);
 /* Handle the complete frames in c's decoder until one pauses it. */
 void conn_process_frames(struct iot *t, struct conn *c);
 /* Append c to a list of connections (0, or -ENOMEM). */
@@ -532,6 +542,29 @@ void handle_backup_request(struct iot *t, struct conn *c, Ferry__AdminRequest *m
 void handle_backup_frame(struct iot *t, const struct rmsg *m);
 /* After a round's writes: credit back what the connection has written. */
 void handle_backup_pump(struct iot *t);
+
+/* ---- mqtt_conn.c, mqtt_out.c ------------------------------------------ */
+
+/* An MQTT connection (R_NEW_CONN_MQTT): its state, 0 or -ENOMEM. */
+int mqtt_conn_init(struct conn *c);
+/* Free the MQTT state (when the connection's memory is freed). */
+void mqtt_conn_destroy(struct conn *c);
+/* Bytes read from an MQTT connection: its packets, handled. */
+void mqtt_conn_take(struct iot *t, struct conn *c, const uint8_t *buf, size_t n);
+/* Handle the kept packets (after a pause, or the login). */
+void mqtt_conn_process(struct iot *t, struct conn *c);
+/* A handler's answer to an MQTT connection (conn_send): as an MQTT packet. */
+void mqtt_conn_reply(struct iot *t, struct conn *c, const Ferry__Frame *f);
+/* A routed message for subscriptions sub_ids[0..n) of an MQTT connection:
+ * body is the shared Deliver body (codec.h). */
+void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *sub_ids, uint32_t n,
+                       const uint8_t *body, size_t body_len);
+/* An MQTT connection ends (conn_kill): its will, if it has one and did
+ * not say DISCONNECT, is published. */
+void mqtt_conn_lost(struct iot *t, struct conn *c);
+/* As conn_send_deliver, for an MQTT connection. */
+void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
+                           const struct codec_deliver *d, size_t body_len);
 
 /* ---- handle_admin.c ---------------------------------------------------- */
 

@@ -472,7 +472,7 @@ static void end_round(struct iot *t)
         }
         t->dur_conns.n = k;
         for (uint32_t i = 0; i < t->dead.n; i++) {
-            free(t->dead.v[i]);
+            conn_free(t->dead.v[i]);
         }
         t->dead.n = 0;
     }

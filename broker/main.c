@@ -33,6 +33,7 @@
 #include "io_thread.h"
 #include "log.h"
 #include "metrics.h"
+#include "mqtt_retain.h"
 #include "qgroup.h"
 #include "reactor.h"
 #include "server.h"
@@ -353,9 +354,10 @@ static int setup_tls(struct server *s)
     const struct cfg *c = &s->cfg;
     char err[800];
     int has_keys = c->tls_cert[0] || c->tls_key[0] || c->tls_ca[0] || c->tls_client_cert ||
-                   c->tls_identity || c->tls_listen_port >= 0;
-    if (c->listen_port < 0 && c->tls_listen_port < 0) {
-        log_error("listen off and no tls_listen: nothing to listen on");
+                   c->tls_identity || c->tls_listen_port >= 0 || c->mqtt_tls_listen_port >= 0;
+    if (c->listen_port < 0 && c->tls_listen_port < 0 && c->mqtt_listen_port < 0 &&
+        c->mqtt_tls_listen_port < 0) {
+        log_error("listen off and no other listener: nothing to listen on");
         return -1;
     }
     if (!has_keys) {
@@ -366,7 +368,7 @@ static int setup_tls(struct server *s)
                   "(install libssl-dev and rebuild): no TLS");
         return -1;
     }
-    if (c->tls_listen_port < 0) {
+    if (c->tls_listen_port < 0 && c->mqtt_tls_listen_port < 0) {
         log_warn("tls_cert/tls_key given but no tls_listen: TLS is not used");
         return 0;
     }
@@ -408,7 +410,7 @@ static void reload_tls(struct server *s)
 /* Create the workers and IO threads, start them, the writer, and open the
  * listener (started later, in main, once everything else runs). Logs what
  * failed; -1 then. */
-static int start_threads(struct server *s, int *port, int *tls_port)
+static int start_threads(struct server *s, struct acc_ports *ports)
 {
     int rc;
     for (uint32_t i = 0; i < s->n_workers; i++) {
@@ -435,7 +437,7 @@ static int start_threads(struct server *s, int *port, int *tls_port)
     }
     /* The listener exists before the IO threads start: with --reactor
      * single-pool or single, IO thread 0 watches it itself. */
-    if ((rc = acc_open(s, &s->acc, port, tls_port)) < 0) {
+    if ((rc = acc_open(s, &s->acc, ports)) < 0) {
         return -1;
     }
     if (s->cfg.reactor_mode != REACTOR_MULTI) {
@@ -504,6 +506,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     auth_holder_deinit(&s->auth);
     qgroup_reg_destroy(s->qgroups);
     s->qgroups = NULL;
+    mqtt_retain_destroy(s->mqtt_retained);
+    s->mqtt_retained = NULL;
     if (s->has_tls) {
         tls_holder_close(&s->tls);
     }
@@ -610,11 +614,19 @@ int main(int argc, char **argv)
         log_error("out of memory");
         return 1;
     }
-    int port = 0;
-    int tls_port = -1;
-    if (start_threads(s, &port, &tls_port) < 0) {
+    /* MQTT retained messages: in memory, bounded (mqtt_retain.h). */
+    if ((s->cfg.mqtt_listen_port >= 0 || s->cfg.mqtt_tls_listen_port >= 0) &&
+        (s->mqtt_retained = mqtt_retain_create(MQTT_RETAIN_MAX_BYTES)) == NULL) {
+        log_error("out of memory");
         return 1;
     }
+    struct acc_ports ports;
+    if (start_threads(s, &ports) < 0) {
+        return 1;
+    }
+    int port = ports.plain;
+    int tls_port = ports.tls;
+    int mqtt_port = ports.mqtt;
     /* Durables nobody held for consumer_max_idle are removed (consumer.h). */
     struct cons_reaper *reaper = NULL;
     if (s->cfg.consumer_max_idle_ms > 0 && s->store != NULL &&
@@ -636,8 +648,10 @@ int main(int argc, char **argv)
                  s->cfg.tls_listen_host, tls_port);
     } else if (port >= 0) {
         snprintf(where, sizeof(where), "%.64s:%d", s->cfg.listen_host, port);
-    } else {
+    } else if (tls_port >= 0) {
         snprintf(where, sizeof(where), "%.64s:%d (TLS only)", s->cfg.tls_listen_host, tls_port);
+    } else {
+        snprintf(where, sizeof(where), "MQTT only");
     }
     log_info("ferryd %s (server id %s) on %s, reactor %s: %u IO threads (%s), %u workers%s, "
              "data dir %s, sync %s, %u ephemeral patterns",
@@ -651,6 +665,15 @@ int main(int argc, char **argv)
     /* The plain line last: whoever waits for it has all of them. */
     if (metrics_port >= 0) {
         printf("ferryd: metrics on %s:%d\n", s->cfg.metrics_host, metrics_port);
+    }
+    if (ports.mqtt_tls >= 0) {
+        log_info("MQTT 3.1.1 over TLS on %.64s:%d", s->cfg.mqtt_tls_listen_host, ports.mqtt_tls);
+        printf("ferryd: listening for MQTT over TLS on %s:%d\n", s->cfg.mqtt_tls_listen_host,
+               ports.mqtt_tls);
+    }
+    if (mqtt_port >= 0) {
+        log_info("MQTT 3.1.1 on %.64s:%d", s->cfg.mqtt_listen_host, mqtt_port);
+        printf("ferryd: listening for MQTT on %s:%d\n", s->cfg.mqtt_listen_host, mqtt_port);
     }
     if (tls_port >= 0) {
         printf("ferryd: listening for TLS on %s:%d\n", s->cfg.tls_listen_host, tls_port);

@@ -254,6 +254,7 @@ enum rmsg_kind {
 
 #define R_NEW_CONN_COUNTED 1u /* the acceptor counted it as not logged in (login.h) */
 #define R_NEW_CONN_TLS 2u     /* from the TLS listener: the handshake comes first */
+#define R_NEW_CONN_MQTT 4u    /* from the MQTT listener: it speaks MQTT 3.1.1 */
 
 /* A message to an IO thread. R_DELIVER holds one reference on batch. */
 struct rmsg {

@@ -30,6 +30,7 @@ struct store;
 struct writer;
 struct cons_reg;
 struct qgroup_reg;
+struct mqtt_retain;
 
 enum server_phase { PHASE_RUN = 0, PHASE_DRAIN, PHASE_CLOSE };
 
@@ -71,6 +72,8 @@ struct server {
     struct store *store;        /* immutable while threads run; thread-safe API */
     struct cons_reg *consumers; /* durable consumers (NULL without a store); thread-safe */
     struct qgroup_reg *qgroups; /* queue groups' owners (NULL without an auth file); thread-safe */
+    /* MQTT retained messages (NULL: no mqtt_listen); thread-safe */
+    struct mqtt_retain *mqtt_retained;
     struct acceptor *acc;
     struct metrics *metrics;     /* the HTTP endpoint (NULL: off); main only */
     struct backup *backup;       /* the hot backup slot (NULL without a store); thread-safe */

@@ -58,3 +58,34 @@ if(TARGET ferry_broker AND FERRY_OPENSSL_FOUND)
   add_test(NAME fuzz_tls.replay_corpus COMMAND fuzz_tls_replay ${FUZZ_DIR}/corpus/tls)
   set_tests_properties(fuzz_tls.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
 endif()
+
+# fuzz_mqtt: the MQTT 3.1.1 codec and topic mapping (broker/mqtt_codec.c,
+# broker/mqtt_topic.c), a byte stream cut into packets as the broker cuts it.
+if(TARGET ferry_broker)
+  if(FERRY_FUZZ)
+    add_executable(fuzz_mqtt ${FUZZ_DIR}/fuzz_mqtt.c)
+    target_link_libraries(fuzz_mqtt PRIVATE ferry_broker ferry_warnings)
+    target_link_options(fuzz_mqtt PRIVATE -fsanitize=fuzzer,address)
+  endif()
+  add_executable(fuzz_mqtt_replay ${FUZZ_DIR}/fuzz_mqtt.c ${FUZZ_DIR}/replay_main.c)
+  target_link_libraries(fuzz_mqtt_replay PRIVATE ferry_broker ferry_warnings)
+  add_test(NAME fuzz_mqtt.replay_corpus COMMAND fuzz_mqtt_replay ${FUZZ_DIR}/corpus/mqtt)
+  set_tests_properties(fuzz_mqtt.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
+endif()
+
+# fuzz_mqtt_conn: an MQTT connection on an in-process IO thread and worker
+# (broker/mqtt_conn.c, mqtt_out.c), with and without an auth file.
+if(TARGET ferry_broker)
+  if(FERRY_FUZZ)
+    add_executable(fuzz_mqtt_conn ${FUZZ_DIR}/fuzz_mqtt_conn.c ${FUZZ_DIR}/fuzz_server.c)
+    target_link_libraries(fuzz_mqtt_conn PRIVATE ferry_broker ${FERRY_FUZZ_LIBCRYPT} ferry_warnings)
+    target_link_options(fuzz_mqtt_conn PRIVATE -fsanitize=fuzzer,address)
+  endif()
+  add_executable(fuzz_mqtt_conn_replay ${FUZZ_DIR}/fuzz_mqtt_conn.c ${FUZZ_DIR}/fuzz_server.c
+    ${FUZZ_DIR}/replay_main.c)
+  target_link_libraries(fuzz_mqtt_conn_replay PRIVATE ferry_broker ${FERRY_FUZZ_LIBCRYPT}
+    ferry_warnings)
+  add_test(NAME fuzz_mqtt_conn.replay_corpus COMMAND fuzz_mqtt_conn_replay
+    ${FUZZ_DIR}/corpus/mqtt_conn)
+  set_tests_properties(fuzz_mqtt_conn.replay_corpus PROPERTIES LABELS unit TIMEOUT 300)
+endif()

@@ -138,15 +138,20 @@ size_t fuzz_connect_frame(uint8_t *buf, size_t cap, enum fuzz_login how, int wro
     return n;
 }
 
-void fuzz_conn_post(struct server *s, int fd, int tls)
+void fuzz_conn_post_flags(struct server *s, int fd, uint32_t flags)
 {
     atomic_fetch_add(&s->conns_now, 1);
     struct rmsg m = {.kind = R_NEW_CONN};
     m.u.fd = fd;
-    m.n_ids = tls ? R_NEW_CONN_TLS : 0u;
+    m.n_ids = flags;
     if (mbox_post(s->iot_in[0], &m, 1) != 0) {
         abort();
     }
+}
+
+void fuzz_conn_post(struct server *s, int fd, int tls)
+{
+    fuzz_conn_post_flags(s, fd, tls ? R_NEW_CONN_TLS : 0u);
 }
 
 void fuzz_wait_released(struct server *s, long long deadline_ms)

@@ -36,6 +36,9 @@ size_t fuzz_connect_frame(uint8_t *buf, size_t cap, enum fuzz_login how, int wro
 /* Hand fd (non-blocking, one end of a socketpair) to s's IO thread as the
  * acceptor would: counted, and from the TLS listener if tls. */
 void fuzz_conn_post(struct server *s, int fd, int tls);
+/* As fuzz_conn_post, with R_NEW_CONN_* flags (R_NEW_CONN_MQTT: the MQTT
+ * listener's). */
+void fuzz_conn_post_flags(struct server *s, int fd, uint32_t flags);
 
 /* Wait until s has no connection left; abort after deadline_ms (of
  * fuzz_ms_now): a connection the server never released. */

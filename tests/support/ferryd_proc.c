@@ -29,6 +29,8 @@
 #define STOP_TIMEOUT_MS 10000
 #define READY_PREFIX "ferryd: listening on 127.0.0.1:"
 #define TLS_PREFIX "ferryd: listening for TLS on 127.0.0.1:" /* printed before READY */
+#define MQTT_PREFIX "ferryd: listening for MQTT on 127.0.0.1:" /* printed before READY */
+#define MQTT_TLS_PREFIX "ferryd: listening for MQTT over TLS on 127.0.0.1:" /* before READY */
 #define METRICS_PREFIX "ferryd: metrics on 127.0.0.1:"       /* printed before both */
 
 static long long now_ms(void)
@@ -168,6 +170,8 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
     p->port = 0;
     p->tls_port = 0;
     p->metrics_port = 0;
+    p->mqtt_port = 0;
+    p->mqtt_tls_port = 0;
 
     /* Read stdout until the ready line, bounded by the timeout. */
     char line[512];
@@ -206,6 +210,14 @@ static int spawn(struct ferryd_proc *p, const char *const *extra_args)
             char *at = strstr(line, READY_PREFIX);
             char *tls_at = strstr(line, TLS_PREFIX);
             char *metrics_at = strstr(line, METRICS_PREFIX);
+            char *mqtt_at = strstr(line, MQTT_PREFIX);
+            char *mqtt_tls_at = strstr(line, MQTT_TLS_PREFIX);
+            if (mqtt_at) {
+                p->mqtt_port = atoi(mqtt_at + strlen(MQTT_PREFIX));
+            }
+            if (mqtt_tls_at) {
+                p->mqtt_tls_port = atoi(mqtt_tls_at + strlen(MQTT_TLS_PREFIX));
+            }
             if (metrics_at) {
                 p->metrics_port = atoi(metrics_at + strlen(METRICS_PREFIX));
             }

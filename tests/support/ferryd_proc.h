@@ -24,6 +24,8 @@ struct ferryd_proc {
     int port;           /* the TCP port it listens on; 0 with `--listen off` */
     int tls_port;       /* its TLS port (--tls-listen), 0 when none */
     int metrics_port;   /* its HTTP metrics port (--metrics-listen 127.0.0.1:0), 0 when none */
+    int mqtt_port;      /* its MQTT port (--mqtt-listen 127.0.0.1:0), 0 when none */
+    int mqtt_tls_port;  /* its MQTT over TLS port (--mqtt-tls-listen), 0 when none */
     char data_dir[256]; /* its --data-dir */
     int owns_dir;       /* 1: made by ferryd_start, removed by ferryd_stop */
 };
