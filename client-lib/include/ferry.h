@@ -186,6 +186,8 @@ extern "C" {
     XX(ENOCONSUMER, -1024, "unknown durable consumer")                                             \
     XX(ECONSUMERDELETED, -1025, "durable consumer deleted by an administrator")                    \
     XX(ENORESPONDERS, -1026, "no responders: nothing subscribes to the request's topic")           \
+    XX(ENOTOWNER, -1027, "not the topic's owner: another broker of the cluster serves it")         \
+    XX(EUNAVAILABLE, -1028, "topic unavailable in the cluster now; retry")                         \
     XX(ECLOSED, -1100, "client closed")                                                            \
     XX(ENOTREADY, -1101, "not connected to a server")                                              \
     XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
