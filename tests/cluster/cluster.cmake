@@ -1,0 +1,15 @@
+# Cluster mode, phase 1 (broker/CLUSTER.md), end to end: a three-server
+# ZooKeeper ensemble (Debian: zookeeper) and three ferryd on loopback. Label
+# cluster; each test exits 77 (skipped) where java or ZooKeeper is missing,
+# or where ferryd is built without cluster mode.
+if(NOT TARGET ferryd)
+  return()
+endif()
+add_executable(cluster_test
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_test.c
+  ${CMAKE_CURRENT_LIST_DIR}/zk_ensemble.c)
+target_link_libraries(cluster_test PRIVATE ferry_test_support ferry_proto ferry_warnings)
+foreach(t placement failover)
+  add_test(NAME cluster.${t} COMMAND cluster_test ${t})
+  set_tests_properties(cluster.${t} PROPERTIES LABELS cluster TIMEOUT 150 SKIP_RETURN_CODE 77)
+endforeach()
