@@ -1,6 +1,6 @@
 /*
  * handle_admin.c - AdminRequest: topics, topic info, purge, consumers, cluster
- * metadata (a backup: handle_backup.c).
+ * metadata and topic create (a backup: handle_backup.c).
  */
 #include "io_int.h"
 
@@ -522,6 +522,45 @@ out:
     clu_meta_free(&cm);
 }
 
+/* Topic create: in cluster mode, place the topic (waiting for the
+ * controller, as a first publish does) and say where. */
+static void admin_topic_create(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__TopicPlacement pl = FERRY__TOPIC_PLACEMENT__INIT;
+    const struct cfg *cfg = &t->srv->cfg;
+    const char *topic = m->topic_create->topic, *why;
+    size_t len = strlen(topic);
+    char text[400], owner[128];
+    struct clu_meta cm = {0};
+    r.id = m->id;
+    if (topic_validate(topic, len, 0, cfg->max_topic_len, cfg->max_topic_depth, &why) != 0) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_TOPIC;
+        r.text = (char *)why;
+    } else if (t->srv->cluster == NULL) {
+        r.text = (char *)"not in a cluster: a topic comes to be with its first publish";
+    } else if (clu_route(t->srv->cluster, topic, len, CLU_PLACE_WAIT_MS, text, sizeof(text), owner,
+                         sizeof(owner)) == CLU_UNAVAILABLE &&
+               owner[0] == '\0') {
+        r.code = FERRY__ERROR_CODE__ERROR_UNAVAILABLE;
+        r.text = text;
+    } else if (clu_metadata(t->srv->cluster, topic, 1, &cm) < 0 || cm.n_topics != 1) {
+        r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;
+        r.text = (char *)"placed, but not in this broker's view";
+    } else {
+        pl.topic = (char *)topic;
+        pl.owner = cm.topics[0].owner;
+        pl.epoch = cm.topics[0].epoch;
+        pl.address = (char *)"";
+        for (uint32_t k = 0; k < cm.n_brokers; k++) {
+            pl.address = cm.brokers[k].id == pl.owner ? cm.brokers[k].addr : pl.address;
+        }
+        r.placement = &pl;
+    }
+    admin_reply_send(t, c, &r);
+    clu_meta_free(&cm);
+}
+
 void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
@@ -582,6 +621,9 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
         r.text = (char *)"empty admin request";
     } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_METADATA) {
         admin_metadata(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_CREATE) {
+        admin_topic_create(t, c, m);
         return;
     } else if (t->srv->store == NULL) {
         r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;

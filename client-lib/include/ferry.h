@@ -1136,6 +1136,13 @@ typedef struct ferry_metadata {
 FERRY_API int ferry_admin_metadata(ferry_client *c, const char *pattern, uint32_t limit,
                                    int timeout_ms, ferry_metadata *out);
 
+/* Create topic ahead of its first use: in cluster mode it is placed on a
+ * broker, and *out (may be NULL) says which (owner 0 and empty strings
+ * from a broker not in a cluster, where this does nothing). Returns as the
+ * other admin calls; FERRY_EUNAVAILABLE when it cannot be placed now. */
+FERRY_API int ferry_admin_topic_create(ferry_client *c, const char *topic, int timeout_ms,
+                                       ferry_placement *out);
+
 /* Free memory the library handed to the caller (ferry_admin_topics,
  * ferry_admin_consumers, ferry_admin_metadata's arrays). NULL ok. Any thread. */
 FERRY_API void ferry_free(void *p);

@@ -185,6 +185,17 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
         case FERRY__ADMIN_METADATA:
             a->code = metadata_copy(a, r);
             break;
+        case FERRY__ADMIN_TOPIC_CREATE:
+            memset(a->placement, 0, sizeof(*a->placement));
+            if (r->placement != NULL) {
+                snprintf(a->placement->topic, sizeof(a->placement->topic), "%s",
+                         r->placement->topic);
+                a->placement->owner = r->placement->owner;
+                snprintf(a->placement->address, sizeof(a->placement->address), "%s",
+                         r->placement->address);
+                a->placement->epoch = r->placement->epoch;
+            }
+            break;
         case FERRY__ADMIN_CONSUMERS:
             if (r->n_consumers > 0) {
                 a->consumers = calloc(r->n_consumers, sizeof(*a->consumers));
@@ -337,6 +348,26 @@ FERRY_API int ferry_admin_metadata(ferry_client *c, const char *pattern, uint32_
     struct ferry__admin a = {.kind = FERRY__ADMIN_METADATA, .meta = &tmp};
     int rc = admin_call(c, &req, &a, timeout_ms);
     if (rc == 0) {
+        *out = tmp;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_topic_create(ferry_client *c, const char *topic, int timeout_ms,
+                                       ferry_placement *out)
+{
+    if (c == NULL || topic == NULL || !ferry__topic_valid(topic)) {
+        return -EINVAL;
+    }
+    Ferry__TopicCreateRequest tr = FERRY__TOPIC_CREATE_REQUEST__INIT;
+    tr.topic = (char *)topic;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_CREATE;
+    req.topic_create = &tr;
+    ferry_placement tmp;
+    struct ferry__admin a = {.kind = FERRY__ADMIN_TOPIC_CREATE, .placement = &tmp};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0 && out != NULL) {
         *out = tmp;
     }
     return rc;

@@ -12,7 +12,13 @@
  *                            becomes controller, no placement is lost, the
  *                            dead broker's topics are unavailable meanwhile,
  *                            and it serves them again (its sequences going
- *                            on) when restarted on its store
+ *                            on) when restarted on its store; a broker
+ *                            stopped (SIGSTOP) longer than its session
+ *                            timeout does not serve its topics when it
+ *                            runs again, until it has registered again
+ *   cluster_test standalone  no ZooKeeper: a broker not in a cluster answers
+ *                            Metadata empty and topic create as a no-op;
+ *                            incomplete cluster settings are refused
  *
  * Exits 0 (passed), 1 (failed: what and where on stderr) or 77 (skipped:
  * java or ZooKeeper missing, or ferryd built without cluster mode).
@@ -231,6 +237,30 @@ static void metadata(struct rawc *c, struct meta *out)
     }
 }
 
+/* One admin request on c, its reply (valid until the next receive). */
+static Ferry__AdminReply *admin(struct rawc *c, Ferry__AdminRequest *req)
+{
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ADMIN_REQUEST;
+    f.admin_request = req;
+    CHECK(rawc_send(c, &f) == 0, "send an admin request");
+    Ferry__Frame *r;
+    int rc = rawc_recv_kind(c, WAIT_MS, FERRY__FRAME__BODY_ADMIN_REPLY, &r, NULL);
+    CHECK(rc == 0 && r->admin_reply->id == req->id, "admin reply (%d)", rc);
+    return r->admin_reply;
+}
+
+static Ferry__AdminReply *topic_create(struct rawc *c, const char *topic)
+{
+    Ferry__TopicCreateRequest tc = FERRY__TOPIC_CREATE_REQUEST__INIT;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    tc.topic = (char *)topic;
+    req.id = 78;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_CREATE;
+    req.topic_create = &tc;
+    return admin(c, &req);
+}
+
 static uint32_t owner_in(const struct meta *m, const char *topic)
 {
     for (uint32_t i = 0; i < m->n_topics; i++) {
@@ -298,6 +328,20 @@ static int test_placement(void)
             CHECK(owner_in(&m, topic) == (uint32_t)owned_by[t] + 1, "owner of %s", topic);
         }
     }
+    /* topic create places a topic without publishing. */
+    Ferry__AdminReply *ar = topic_create(&c[1], "orders.created");
+    CHECK(ar->code == 0 && ar->placement != NULL && ar->placement->owner >= 1 &&
+              ar->placement->owner <= N_BROKERS &&
+              port_of(ar->placement->address) == brokers[ar->placement->owner - 1].port,
+          "topic create: code %d", ar->code);
+    uint32_t created_owner = ar->placement->owner;
+    struct meta m2;
+    metadata(&c[0], &m2);
+    CHECK(m2.n_topics == N_TOPICS + 1 && owner_in(&m2, "orders.created") == created_owner,
+          "the created topic in Metadata (%u topics)", m2.n_topics);
+    ar = topic_create(&c[1], "orders.*");
+    CHECK(ar->code == FERRY__ERROR_CODE__ERROR_INVALID_TOPIC, "topic create of a pattern: %d",
+          ar->code);
     /* A subscription to a topic owned elsewhere is refused with the owner. */
     int t_other = 0;
     while (owned_by[t_other] == 1) {
@@ -320,6 +364,7 @@ static int test_placement(void)
         snprintf(topic, sizeof(topic), "orders.t%02d", t);
         uint64_t seq;
         code = publish(&c[owned_by[t]], 1000 + (uint64_t)t, topic, &seq, NULL, 0);
+        /* (orders.created, placed but never published, matches no t) */
         CHECK(code == 0 && seq == 2, "second publish to %s: code %d seq %llu", topic, code,
               (unsigned long long)seq);
     }
@@ -461,6 +506,78 @@ static int test_failover(void)
     CHECK(code == 0 && seq == 2, "publish %s after the restart: code %d seq %llu", topic, code,
           (unsigned long long)seq);
     rawc_close(&c[dead]);
+
+    /* SIGSTOP a broker past its session timeout, with a publish to one of
+     * its topics waiting in its socket: when it runs again, its lease has
+     * lapsed, and it refuses rather than serve an ownership it can no
+     * longer vouch for. (The publish is in the socket before SIGCONT, so
+     * the IO thread answers it in its first round, while registering
+     * again takes the cluster thread several ZooKeeper round trips.) */
+    int stopped = dead, watcher = (dead + 1) % N_BROKERS;
+    client(&c[stopped], stopped);
+    CHECK(kill(brokers[stopped].p.pid, SIGSTOP) == 0, "SIGSTOP");
+    wait_meta(watcher, all_live, N_BROKERS - 1, &after, "the stopped broker's session expired");
+    CHECK(rawc_publish(&c[stopped], 200, topic, "m", 1, 1) == 0, "publish while stopped");
+    CHECK(kill(brokers[stopped].p.pid, SIGCONT) == 0, "SIGCONT");
+    for (;;) {
+        Ferry__Frame *f;
+        int rc = rawc_recv(&c[stopped], WAIT_MS, &f);
+        CHECK(rc == 0, "an answer after SIGCONT (%d)", rc);
+        if (f->body_case == FERRY__FRAME__BODY_PUB_ACK) {
+            CHECK(0, "served right after SIGCONT: seq %llu",
+                  (unsigned long long)f->pub_ack->sequence);
+        }
+        if (f->body_case == FERRY__FRAME__BODY_ERROR && f->error->ref_id == 200) {
+            CHECK(f->error->code == FERRY__ERROR_CODE__ERROR_UNAVAILABLE,
+                  "after SIGCONT: code %d (%s)", f->error->code, f->error->text);
+            break;
+        }
+    }
+    /* Registered again, it serves its topic again. */
+    long long deadline = zk_now_ms() + 30000;
+    for (uint64_t id = 201;; id++) {
+        code = publish(&c[stopped], id, topic, &seq, NULL, 0);
+        if (code == 0) {
+            CHECK(seq == 3, "sequence after the pause: %llu", (unsigned long long)seq);
+            break;
+        }
+        CHECK(code == FERRY__ERROR_CODE__ERROR_UNAVAILABLE && zk_now_ms() < deadline,
+              "serving again after SIGCONT: code %d", code);
+        struct timespec ts = {0, 100 * 1000000L}; /* the retry's period */
+        nanosleep(&ts, NULL);
+    }
+    rawc_close(&c[stopped]);
+    return 0;
+}
+
+/* No ZooKeeper needed: cluster mode off is the single broker of before. */
+static int test_standalone(void)
+{
+    struct ferryd_proc p;
+    int rc = ferryd_start(&p, NULL, NULL);
+    CHECK(rc == 0, "ferryd: %d", rc);
+    struct rawc c;
+    CHECK(rawc_connect(&c, p.port, 30000) == 0, "connect");
+    Ferry__MetadataRequest mr = FERRY__METADATA_REQUEST__INIT;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.id = 5;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_METADATA;
+    req.metadata = &mr;
+    Ferry__AdminReply *r = admin(&c, &req);
+    CHECK(r->code == 0 && r->metadata != NULL && r->metadata->cluster[0] == '\0' &&
+              r->metadata->n_brokers == 0 && r->metadata->n_topics == 0,
+          "Metadata of a broker not in a cluster");
+    r = topic_create(&c, "a.b");
+    CHECK(r->code == 0 && r->placement == NULL, "topic create, not in a cluster: %d", r->code);
+    uint64_t seq;
+    CHECK(publish(&c, 1, "a.b", &seq, NULL, 0) == 0 && seq == 1, "publish");
+    rawc_close(&c);
+    CHECK(ferryd_stop(&p) == 0, "stop");
+    /* Incomplete cluster settings are refused at start. */
+    const char *no_zk[] = {"--cluster", "x", "--broker-id", "1", NULL};
+    CHECK(ferryd_start(&p, NULL, no_zk) == -ECHILD, "--cluster without --zookeeper refused");
+    const char *no_cluster[] = {"--broker-id", "1", NULL};
+    CHECK(ferryd_start(&p, NULL, no_cluster) == -ECHILD, "--broker-id without --cluster refused");
     return 0;
 }
 
@@ -473,6 +590,9 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "failover") == 0) {
         return test_failover();
     }
-    fprintf(stderr, "usage: cluster_test placement|failover\n");
+    if (argc == 2 && strcmp(argv[1], "standalone") == 0) {
+        return test_standalone();
+    }
+    fprintf(stderr, "usage: cluster_test placement|failover|standalone\n");
     return 2;
 }
