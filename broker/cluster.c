@@ -401,7 +401,7 @@ void clu_meta_free(struct clu_meta *m)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-static void clu_free(struct cluster *cl)
+void clu__free(struct cluster *cl)
 {
     coord_close(cl->co);
     for (uint32_t k = 0; k < cl->tab_cap; k++) {
@@ -447,16 +447,16 @@ int clu_start(const struct clu_config *cfg, struct cluster **out, char *err, siz
             snprintf(err, err_len, "cannot start a ZooKeeper session with %s: %s", cl->zk,
                      strerror(-rc));
         }
-        clu_free(cl);
+        clu__free(cl);
         return rc;
     }
     if ((rc = clu__join(cl, cfg->start_ms, err, err_len)) < 0) {
-        clu_free(cl);
+        clu__free(cl);
         return rc;
     }
     if ((rc = pthread_create(&cl->thread, NULL, clu__thread, cl)) != 0) {
         snprintf(err, err_len, "cannot start the cluster thread: %s", strerror(rc));
-        clu_free(cl);
+        clu__free(cl);
         return -rc;
     }
     cl->is_started = 1;
@@ -474,5 +474,5 @@ void clu_stop(struct cluster *cl)
         coord_wake(cl->co);
         pthread_join(cl->thread, NULL);
     }
-    clu_free(cl); /* closing the session removes the registration at once */
+    clu__free(cl); /* closing the session removes the registration at once */
 }

@@ -90,6 +90,9 @@ uint64_t clu__now_ms(void);
 int clu__enc(const char *topic, size_t len, char *out, size_t cap);
 int clu__dec(const char *enc, char *out, size_t cap, size_t *out_len);
 
+/* Free cl and everything it holds (its session closed, if any). */
+void clu__free(struct cluster *cl);
+
 /* cluster_ctl.c */
 int clu__join(struct cluster *cl, uint32_t start_ms, char *err, size_t err_len);
 void *clu__thread(void *arg);
