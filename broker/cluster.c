@@ -312,6 +312,14 @@ enum clu_verdict clu_route(struct cluster *cl, const char *topic, size_t len, ui
                  tl, topic);
         return CLU_UNAVAILABLE;
     }
+    char enc[CLU_ENC_MAX];
+    if (clu__enc(topic, len, enc, sizeof(enc)) < 0) {
+        snprintf(text, text_cap,
+                 "topic %.*s... is too long to be placed in the cluster (at most %u bytes once "
+                 "bytes outside [A-Za-z0-9._-] are written %%XX)",
+                 tl, topic, CLU_ENC_MAX - 1);
+        return CLU_UNAVAILABLE;
+    }
     uint64_t gen;
     if (want(cl, topic, len, &gen) < 0) {
         snprintf(text, text_cap, "too many topics waiting for a placement; retry");

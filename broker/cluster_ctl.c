@@ -188,6 +188,9 @@ static int register_broker(struct cluster *cl, char *err, size_t err_len)
     int n = snprintf(data, sizeof(data), "%s\n%s", cl->advertise, cl->store_id);
     uint64_t t0 = clu__now_ms();
     int rc = coord_create(cl->co, path, data, (size_t)n, COORD_EPHEMERAL);
+    if (rc == -EEXIST && coord_is_mine(cl->co, path) == 1) {
+        rc = 0; /* made by a create whose answer was lost */
+    }
     if (rc == 0) {
         cl->is_registered = 1;
         lease_renew(cl, t0);
@@ -483,6 +486,17 @@ static int refresh_controller(struct cluster *cl)
     }
     data[len] = '\0';
     uint32_t id = (uint32_t)strtoul(data, NULL, 10);
+    if (id == cl->self && !cl->is_controller && coord_is_mine(cl->co, path) == 1) {
+        /* We won, but an answer was lost on the way (a create or the
+         * epoch's set): finish taking over. */
+        if ((rc = take_epoch(cl)) < 0) {
+            return rc;
+        }
+        cl->is_controller = 1;
+        cl->dirty_pending = 1;
+        log_info("cluster %s: broker %u is the controller (epoch %" PRIu64 ")", cl->name, cl->self,
+                 cl->my_epoch);
+    }
     if (id != cl->self && cl->is_controller) {
         log_warn("cluster %s: broker %u is no longer the controller", cl->name, cl->self);
         cl->is_controller = 0;
@@ -575,7 +589,7 @@ static int serve_wanted(struct cluster *cl)
     int rc = 0;
     uint32_t i;
     for (i = 0; i < n; i++) {
-        char enc[COORD_PATH_MAX / 2], path[COORD_PATH_MAX];
+        char enc[CLU_ENC_MAX], path[COORD_PATH_MAX];
         size_t len = strlen(w[i]);
         if (clu__enc(w[i], len, enc, sizeof(enc)) < 0) {
             free(w[i]);

@@ -18,6 +18,7 @@
 #define CLU_WANTED_MAX 256u /* topics waiting for a placement, at most */
 #define CLU_ADDR_MAX 128u
 #define CLU_NAME_MAX 128u
+#define CLU_ENC_MAX 800u /* a topic's znode name: 255 bytes escaped fit */
 
 struct clu_topic {
     char *name; /* NULL: a free slot */

@@ -41,7 +41,7 @@ enum coord_event_kind {
     COORD_EV_WAKE,          /* coord_wake(): the owner has other work */
 };
 
-#define COORD_PATH_MAX 512
+#define COORD_PATH_MAX 1024
 
 struct coord_event {
     enum coord_event_kind kind;
@@ -103,6 +103,11 @@ int coord_get(struct coord *co, const char *path, int watch, void *buf, size_t c
 /* Does path exist? 0 (and *version) or -ENOENT. With watch, a
  * COORD_EV_WATCH at its creation, change or deletion (once). */
 int coord_exists(struct coord *co, const char *path, int watch, int32_t *version);
+
+/* Is path an ephemeral node of this very session? 1 yes, 0 no (another
+ * session's, or persistent), or -errno (-ENOENT). After a create that
+ * failed with -ETIMEDOUT, this tells whether it took effect. */
+int coord_is_mine(struct coord *co, const char *path);
 
 /* Compare-and-set: replace path's data if its version is still version
  * (-1: whatever it is). -EAGAIN when someone else changed it first. */

@@ -76,6 +76,12 @@ int coord_exists(struct coord *co, const char *path, int watch, int32_t *version
     return -ENOTSUP;
 }
 
+int coord_is_mine(struct coord *co, const char *path)
+{
+    (void)co, (void)path;
+    return -ENOTSUP;
+}
+
 int coord_set(struct coord *co, const char *path, const void *data, size_t len, int32_t version)
 {
     (void)co, (void)path, (void)data, (void)len, (void)version;

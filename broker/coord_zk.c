@@ -317,6 +317,20 @@ int coord_exists(struct coord *co, const char *path, int watch, int32_t *version
     return rc;
 }
 
+int coord_is_mine(struct coord *co, const char *path)
+{
+    if (co->zh == NULL) {
+        return -ENOTCONN;
+    }
+    struct Stat st;
+    int rc = zerr(zoo_exists(co->zh, path, 0, &st));
+    if (rc < 0) {
+        return rc;
+    }
+    const clientid_t *id = zoo_client_id(co->zh);
+    return id != NULL && st.ephemeralOwner != 0 && st.ephemeralOwner == id->client_id;
+}
+
 int coord_set(struct coord *co, const char *path, const void *data, size_t len, int32_t version)
 {
     if (co->zh == NULL) {
