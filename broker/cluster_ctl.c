@@ -256,14 +256,22 @@ int clu__join(struct cluster *cl, uint32_t start_ms, char *err, size_t err_len)
         if (rc == 0 || rc == -EEXIST) {
             break;
         }
+        uint32_t wait = RETRY_MS; /* a step failed: retry soon */
         if (rc == -EBUSY) {
-            log_info("cluster %s: broker %u's previous registration is still held (its session "
-                     "has not expired yet); waiting for it to go",
-                     cl->name, cl->self);
+            char path[COORD_PATH_MAX], leaf[16];
+            snprintf(leaf, sizeof(leaf), "%u", cl->self);
+            path_of(cl, path, sizeof(path), "brokers", leaf);
+            if (coord_exists(cl->co, path, 1, NULL) == 0) {
+                log_info("cluster %s: broker %u's previous registration is still held (its "
+                         "session has not expired yet); waiting for it to go",
+                         cl->name, cl->self);
+                uint64_t now = clu__now_ms();
+                wait = now < deadline ? (uint32_t)(deadline - now) : 0; /* its deletion wakes us */
+            } else {
+                wait = 0; /* gone already */
+            }
         }
-        /* Wait for something to happen (the old registration's deletion
-         * fires no watch we set here: poll at RETRY_MS, bounded). */
-        coord_next_event(cl->co, RETRY_MS, &ev);
+        coord_next_event(cl->co, wait, &ev);
     }
     if (rc == 0) {
         cl->dirty_brokers = cl->dirty_controller = cl->dirty_topics = 1;

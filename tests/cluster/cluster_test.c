@@ -7,7 +7,8 @@
  *                            with the owner's address; wildcard subscribers
  *                            get their broker's topics; Metadata lists every
  *                            broker and placement; a broker started on
- *                            another store is refused
+ *                            another store is refused; one killed and
+ *                            restarted at once waits for its old session
  *   cluster_test failover    kill -9 of the controller: another broker
  *                            becomes controller, no placement is lost, the
  *                            dead broker's topics are unavailable meanwhile,
@@ -423,6 +424,24 @@ static int test_placement(void)
         }
     }
     rawc_close(&c[2]);
+    /* Broker 2 killed and restarted at once: its previous session still
+     * holds its registration; it waits for that to expire, then serves
+     * its topics again on its store. */
+    CHECK(ferryd_kill9(&brokers[1].p) == 0, "kill -9 broker 2");
+    long long t0 = zk_now_ms();
+    CHECK(ferryd_restart(&brokers[1].p, brokers[1].args) == 0, "restart broker 2");
+    fprintf(stderr, "broker 2 back after %lld ms\n", zk_now_ms() - t0);
+    client(&c[1], 1);
+    for (int t = 0; t < N_TOPICS; t++) {
+        if (owned_by[t] == 1) {
+            uint64_t seq;
+            snprintf(topic, sizeof(topic), "orders.t%02d", t);
+            code = publish(&c[1], 6000 + (uint64_t)t, topic, &seq, NULL, 0);
+            CHECK(code == 0 && seq == 3, "%s after kill -9 and restart: code %d seq %llu", topic,
+                  code, (unsigned long long)seq);
+        }
+    }
+    rawc_close(&c[1]);
     return 0;
 }
 
