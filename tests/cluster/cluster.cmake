@@ -11,7 +11,7 @@ add_executable(cluster_test
 target_link_libraries(cluster_test PRIVATE ferry_test_support ferry_proto ferry_warnings)
 # One ensemble at a time (RESOURCE_LOCK): six JVMs at once on a shared
 # 2-core machine would stretch the 4 s sessions the tests rely on.
-foreach(t placement failover standalone)
+foreach(t placement failover zkleader standalone)
   add_test(NAME cluster.${t} COMMAND cluster_test ${t})
   set_tests_properties(cluster.${t} PROPERTIES LABELS cluster TIMEOUT 150 SKIP_RETURN_CODE 77
     RESOURCE_LOCK zookeeper_ensemble)

@@ -17,6 +17,10 @@
  *                            stopped (SIGSTOP) longer than its session
  *                            timeout does not serve its topics when it
  *                            runs again, until it has registered again
+ *   cluster_test zkleader    kill -9 of the ZooKeeper leader while publishing
+ *                            to a topic: publishes go on (retried while the
+ *                            broker cannot confirm its session), and the
+ *                            subscriber gets every acked message, in order
  *   cluster_test standalone  no ZooKeeper: a broker not in a cluster answers
  *                            Metadata empty and topic create as a no-op;
  *                            incomplete cluster settings are refused
@@ -587,6 +591,90 @@ static int test_failover(void)
     return 0;
 }
 
+static int test_zkleader(void)
+{
+    start_cluster();
+    struct rawc c[N_BROKERS];
+    for (int i = 0; i < N_BROKERS; i++) {
+        client(&c[i], i);
+    }
+    int was;
+    int k = publish_routed(0, c, 1, "z.t", &was); /* sequence 1 */
+    struct rawc sub;
+    client(&sub, k);
+    char owner[128];
+    CHECK(subscribe(&sub, 1, "z.t", owner, sizeof(owner)) == 0, "subscribe on the owner");
+    int leader = -1;
+    for (int i = 0; i < ZK_SERVERS; i++) {
+        char mode[32];
+        if (zk_mode(&zk, i, mode, sizeof(mode)) == 0 && strcmp(mode, "leader") == 0) {
+            leader = i;
+        }
+    }
+    CHECK(leader >= 0, "a ZooKeeper leader");
+    /* Acked publishes, one at a time; the leader dies after the 50th, and
+     * publishing goes on, every 10 ms, for 6 s (past the brokers' session
+     * timeout) and until the ensemble has a new leader, then 50 more. A
+     * publish refused as unavailable (the broker could not confirm its
+     * session meanwhile) is sent again. */
+    int retries = 0, n = 0, more = -1;
+    long long deadline = zk_now_ms() + 60000, killed_at = 0;
+    for (int i = 2; more != 0; i++, more -= more > 0) {
+        n = i;
+        if (i == 50) {
+            zk_kill(&zk, leader);
+            killed_at = zk_now_ms();
+        }
+        if (killed_at && more < 0 && zk_now_ms() - killed_at > 6000) {
+            for (int s = 0; s < ZK_SERVERS; s++) {
+                char mode[32];
+                if (s != leader && zk_mode(&zk, s, mode, sizeof(mode)) == 0 &&
+                    strcmp(mode, "leader") == 0) {
+                    more = 50;
+                }
+            }
+        }
+        if (killed_at && more < 0) {
+            struct timespec pace = {0, 10 * 1000000L}; /* the publishing rate, not a wait */
+            nanosleep(&pace, NULL);
+        }
+        char payload[16];
+        int len = snprintf(payload, sizeof(payload), "m%d", i);
+        for (;;) {
+            CHECK(rawc_publish(&c[k], (uint64_t)i, "z.t", payload, (size_t)len, 1) == 0, "send");
+            Ferry__Frame *f;
+            int rc = rawc_recv(&c[k], WAIT_MS, &f);
+            CHECK(rc == 0, "answer to publish %d (%d)", i, rc);
+            if (f->body_case == FERRY__FRAME__BODY_PUB_ACK) {
+                CHECK(f->pub_ack->code == 0 && f->pub_ack->sequence == (uint64_t)i,
+                      "publish %d: code %d seq %llu", i, f->pub_ack->code,
+                      (unsigned long long)f->pub_ack->sequence);
+                break;
+            }
+            CHECK(f->body_case == FERRY__FRAME__BODY_ERROR &&
+                      f->error->code == FERRY__ERROR_CODE__ERROR_UNAVAILABLE,
+                  "publish %d refused otherwise", i);
+            CHECK(zk_now_ms() < deadline, "publishing again within 60 s");
+            retries++;
+            struct timespec ts = {0, 50 * 1000000L}; /* the retry's period */
+            nanosleep(&ts, NULL);
+        }
+    }
+    fprintf(stderr, "%d publishes, %d retried while ZooKeeper elected a new leader\n", n, retries);
+    for (int i = 2; i <= n; i++) { /* subscribed after sequence 1: new messages only */
+        Ferry__Frame *f;
+        int rc = rawc_recv_kind(&sub, WAIT_MS, FERRY__FRAME__BODY_DELIVER, &f, NULL);
+        CHECK(rc == 0, "delivery %d of %d (%d)", i, n, rc);
+        CHECK(f->deliver->sequence == (uint64_t)i, "delivery %d has sequence %llu", i,
+              (unsigned long long)f->deliver->sequence);
+    }
+    for (int i = 0; i < N_BROKERS; i++) {
+        rawc_close(&c[i]);
+    }
+    rawc_close(&sub);
+    return 0;
+}
+
 /* No ZooKeeper needed: cluster mode off is the single broker of before. */
 static int test_standalone(void)
 {
@@ -627,9 +715,12 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "failover") == 0) {
         return test_failover();
     }
+    if (argc == 2 && strcmp(argv[1], "zkleader") == 0) {
+        return test_zkleader();
+    }
     if (argc == 2 && strcmp(argv[1], "standalone") == 0) {
         return test_standalone();
     }
-    fprintf(stderr, "usage: cluster_test placement|failover|standalone\n");
+    fprintf(stderr, "usage: cluster_test placement|failover|zkleader|standalone\n");
     return 2;
 }

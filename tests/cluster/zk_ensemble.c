@@ -225,6 +225,15 @@ int zk_start(struct zk_ensemble *z, int timeout_ms)
     return -ETIMEDOUT;
 }
 
+void zk_kill(struct zk_ensemble *z, int i)
+{
+    if (z->pid[i] > 0) {
+        kill(z->pid[i], SIGKILL);
+        waitpid(z->pid[i], NULL, 0);
+        z->pid[i] = 0;
+    }
+}
+
 void zk_stop(struct zk_ensemble *z)
 {
     for (int i = 0; i < ZK_SERVERS; i++) {

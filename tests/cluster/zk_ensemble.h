@@ -33,6 +33,9 @@ int zk_start(struct zk_ensemble *z, int timeout_ms);
  * when it does not answer. */
 int zk_mode(const struct zk_ensemble *z, int i, char *buf, size_t cap);
 
+/* kill -9 server i and wait for it. */
+void zk_kill(struct zk_ensemble *z, int i);
+
 /* kill -9 every server, wait for them, remove the directory. */
 void zk_stop(struct zk_ensemble *z);
 
