@@ -524,10 +524,10 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     for (uint32_t i = 0; i < s->n_iot; i++) {
         iot_join(s->iots[i]);
     }
-    clu_stop(s->cluster); /* after the IO threads, which ask it; leaves the cluster */
-    s->cluster = NULL;
     metrics_stop(s->metrics); /* it reads the threads' counters and the store */
     s->metrics = NULL;
+    clu_stop(s->cluster); /* after the IO threads and metrics, which ask it; leaves the cluster */
+    s->cluster = NULL;
     /* The auth threads may be waiting to post to an IO thread's mailbox:
      * closing those releases them, and their answers are dropped. */
     for (uint32_t i = 0; i < s->n_iot; i++) {

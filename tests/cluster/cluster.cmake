@@ -9,6 +9,12 @@ add_executable(cluster_test
   ${CMAKE_CURRENT_LIST_DIR}/cluster_test.c
   ${CMAKE_CURRENT_LIST_DIR}/zk_ensemble.c)
 target_link_libraries(cluster_test PRIVATE ferry_test_support ferry_proto ferry_warnings)
+# `ferry cluster` is checked too, where the CLI is built.
+if(FERRY_CLI_TARGET)
+  target_compile_definitions(cluster_test PRIVATE
+    FERRY_CLI_PATH="$<TARGET_FILE:${FERRY_CLI_TARGET}>")
+  add_dependencies(cluster_test ${FERRY_CLI_TARGET})
+endif()
 # One ensemble at a time (RESOURCE_LOCK): six JVMs at once on a shared
 # 2-core machine would stretch the 4 s sessions the tests rely on.
 foreach(t placement failover zkleader standalone)

@@ -32,12 +32,16 @@
 #include "rawclient.h"
 #include "zk_ensemble.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,10 +99,11 @@ static void broker_args(struct broker *b, int i, const char *data_dir)
     snprintf(b->id_arg, sizeof(b->id_arg), "%d", i + 1);
     snprintf(b->listen_arg, sizeof(b->listen_arg), "127.0.0.1:%d", b->port);
     snprintf(b->dir, sizeof(b->dir), "%s", data_dir);
-    const char *a[] = {"--listen",    b->listen_arg, "--cluster",
-                       "t",           "--zookeeper", zk.connect,
-                       "--broker-id", b->id_arg,     "--zookeeper-session-ms",
-                       SESSION_MS,    NULL};
+    const char *a[] = {"--listen",    b->listen_arg,      "--cluster",
+                       "t",           "--zookeeper",      zk.connect,
+                       "--broker-id", b->id_arg,          "--zookeeper-session-ms",
+                       SESSION_MS,    "--metrics-listen", "127.0.0.1:0",
+                       NULL};
     memcpy(b->args, a, sizeof(a));
 }
 
@@ -134,6 +139,35 @@ static void start_cluster(void)
         }
         CHECK(rc == 0, "broker %d: %s", i + 1, strerror(-rc));
     }
+}
+
+/* GET /metrics from broker i: the body (a static buffer) or the test fails. */
+static const char *metrics_of(int i)
+{
+    static char buf[1 << 16];
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)brokers[i].p.metrics_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "metrics of broker %d",
+          i + 1);
+    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    CHECK(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(req) - 1, "send GET");
+    size_t len = 0;
+    long long deadline = zk_now_ms() + WAIT_MS;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        CHECK(zk_now_ms() < deadline && poll(&p, 1, WAIT_MS) == 1, "GET /metrics answered");
+        ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+        CHECK(r >= 0 && len + (size_t)r < sizeof(buf) - 1, "read /metrics");
+        if (r == 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
 }
 
 static int port_of(const char *addr)
@@ -349,6 +383,38 @@ static int test_placement(void)
             CHECK(owner_in(&m, topic) == (uint32_t)owned_by[t] + 1, "owner of %s", topic);
         }
     }
+    /* The metrics say who serves, who owns how many, who controls. */
+    int n_controllers = 0;
+    for (int i = 0; i < N_BROKERS; i++) {
+        const char *body = metrics_of(i);
+        char want[64];
+        snprintf(want, sizeof(want), "\nferry_cluster_topics_owned %d\n", count[i]);
+        CHECK(strstr(body, "\nferry_cluster_serving 1\n") && strstr(body, want) &&
+                  strstr(body, "\nferry_cluster_brokers_live 3\n"),
+              "broker %d's cluster metrics", i + 1);
+        n_controllers += strstr(body, "\nferry_cluster_controller 1\n") != NULL;
+    }
+    CHECK(n_controllers == 1, "%d controllers in the metrics", n_controllers);
+#ifdef FERRY_CLI_PATH
+    /* `ferry cluster --json` prints the same map. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "'%s' -s 127.0.0.1:%d cluster --json 'orders.>'", FERRY_CLI_PATH,
+             brokers[2].port);
+    FILE *out = popen(cmd, "r");
+    CHECK(out != NULL, "run %s", cmd);
+    static char json[1 << 16];
+    size_t jl = fread(json, 1, sizeof(json) - 1, out);
+    json[jl] = '\0';
+    CHECK(pclose(out) == 0, "ferry cluster's exit status");
+    CHECK(strstr(json, "\"cluster\":\"t\"") && strstr(json, "\"broker_id\":3") &&
+              strstr(json, "\"live\":false") == NULL,
+          "ferry cluster --json: %s", json);
+    int n_placed = 0;
+    for (const char *p = json; (p = strstr(p, "\"topic\":\"orders.t")) != NULL; p++) {
+        n_placed++;
+    }
+    CHECK(n_placed == N_TOPICS, "ferry cluster lists %d topics", n_placed);
+#endif
     /* topic create places a topic without publishing. */
     Ferry__AdminReply *ar = topic_create(&c[1], "orders.created");
     CHECK(ar->code == 0 && ar->placement != NULL && ar->placement->owner >= 1 &&
