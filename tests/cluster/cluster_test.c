@@ -565,6 +565,19 @@ static int test_failover(void)
     uint32_t old = before.controller;
     CHECK(old >= 1 && old <= N_BROKERS, "controller %u", old);
     int dead = (int)old - 1, other = (dead + 1) % N_BROKERS;
+    int t_dead = -1;
+    for (int t = 0; t < 6; t++) {
+        t_dead = owned_by[t] == dead ? t : t_dead;
+    }
+    CHECK(t_dead >= 0, "broker %d owns a topic", dead + 1);
+    char topic[64], owner[128];
+    snprintf(topic, sizeof(topic), "f.t%d", t_dead);
+    /* 20 more acked messages on the controller's topic, then kill -9. */
+    uint64_t last = 1;
+    for (int i = 0; i < 20; i++) {
+        CHECK(publish(&c[dead], 50 + (uint64_t)i, topic, &last, NULL, 0) == 0, "publish");
+    }
+    CHECK(last == 21, "last sequence %llu", (unsigned long long)last);
     for (int i = 0; i < N_BROKERS; i++) {
         rawc_close(&c[i]);
     }
@@ -580,13 +593,6 @@ static int test_failover(void)
     }
     /* The dead broker's topics: unavailable, not moved. */
     client(&c[other], other);
-    int t_dead = -1;
-    for (int t = 0; t < 6; t++) {
-        t_dead = owned_by[t] == dead ? t : t_dead;
-    }
-    CHECK(t_dead >= 0, "broker %d owns a topic", dead + 1);
-    char topic[64], owner[128];
-    snprintf(topic, sizeof(topic), "f.t%d", t_dead);
     int code = publish(&c[other], 100, topic, NULL, owner, sizeof(owner));
     CHECK(code == FERRY__ERROR_CODE__ERROR_UNAVAILABLE, "publish %s while its owner is down: %d",
           topic, code);
@@ -610,8 +616,24 @@ static int test_failover(void)
     client(&c[dead], dead);
     uint64_t seq = 0;
     code = publish(&c[dead], 102, topic, &seq, NULL, 0);
-    CHECK(code == 0 && seq == 2, "publish %s after the restart: code %d seq %llu", topic, code,
-          (unsigned long long)seq);
+    CHECK(code == 0 && seq == last + 1, "publish %s after the restart: code %d seq %llu", topic,
+          code, (unsigned long long)seq);
+    last = seq;
+    /* Every acked message is there, in order, from the first. */
+    Ferry__Subscribe sm = FERRY__SUBSCRIBE__INIT;
+    sm.sub_id = 7;
+    sm.pattern = topic;
+    sm.start = FERRY__START_POSITION__START_ALL;
+    Ferry__Frame sf = FERRY__FRAME__INIT;
+    sf.body_case = FERRY__FRAME__BODY_SUBSCRIBE;
+    sf.subscribe = &sm;
+    CHECK(rawc_send(&c[dead], &sf) == 0, "subscribe from the first message");
+    for (uint64_t s = 1; s <= last; s++) {
+        Ferry__Frame *f;
+        int rc = rawc_recv_kind(&c[dead], WAIT_MS, FERRY__FRAME__BODY_DELIVER, &f, NULL);
+        CHECK(rc == 0 && f->deliver->sequence == s, "stored message %llu after kill -9 (%d)",
+              (unsigned long long)s, rc);
+    }
     rawc_close(&c[dead]);
 
     /* SIGSTOP a broker past its session timeout, with a publish to one of
@@ -645,7 +667,7 @@ static int test_failover(void)
     for (uint64_t id = 201;; id++) {
         code = publish(&c[stopped], id, topic, &seq, NULL, 0);
         if (code == 0) {
-            CHECK(seq == 3, "sequence after the pause: %llu", (unsigned long long)seq);
+            CHECK(seq == last + 1, "sequence after the pause: %llu", (unsigned long long)seq);
             break;
         }
         CHECK(code == FERRY__ERROR_CODE__ERROR_UNAVAILABLE && zk_now_ms() < deadline,
