@@ -90,6 +90,11 @@ static const struct key keys[] = {
     {"tls_ca", K_STR, F(tls_ca), sizeof(((struct cfg *)0)->tls_ca), 0, 0},
     {"tls_client_cert", K_TLS_CLIENT, F(tls_client_cert), 0, 0, 0},
     {"tls_identity", K_TLS_IDENTITY, F(tls_identity), 0, 0, 0},
+    {"cluster", K_STR, F(cluster_name), sizeof(((struct cfg *)0)->cluster_name), 0, 0},
+    {"zookeeper", K_STR, F(zookeeper), sizeof(((struct cfg *)0)->zookeeper), 0, 0},
+    {"broker_id", K_U32, F(broker_id), 0, 1, 2147483647},
+    {"advertise", K_STR, F(advertise), sizeof(((struct cfg *)0)->advertise), 0, 0},
+    {"zookeeper_session_ms", K_U32, F(zookeeper_session_ms), 0, 2000, 600000},
 };
 #undef F
 
@@ -129,6 +134,7 @@ void cfg_defaults(struct cfg *c)
     strcpy(c->metrics_host, "127.0.0.1");
     c->metrics_port = -1;
     c->metrics_max_topics = 1000;
+    c->zookeeper_session_ms = 6000;
 }
 
 /* "always", "none", "interval" or "interval MS". */
@@ -693,6 +699,19 @@ const char *cfg_usage(void)
            "  --metrics-max-topics N  topics (and durables) with their own label in the\n"
            "                       metrics (default 1000); the rest are summed under\n"
            "                       topic=\"_other\"\n"
+           "\n"
+           "Cluster mode (off unless --cluster; ZooKeeper coordinates: CLUSTER.md):\n"
+           "  --cluster NAME       join the cluster NAME: topics are placed on its brokers\n"
+           "                       by the controller; this broker serves the ones it owns\n"
+           "                       and answers ERROR_NOT_OWNER (with the owner's address)\n"
+           "                       for the others\n"
+           "  --zookeeper HOST:PORT,...  the ZooKeeper ensemble (needed with --cluster)\n"
+           "  --broker-id N        this broker's id in the cluster, 1 or more, unique; its\n"
+           "                       store is recorded under it (another store is refused)\n"
+           "  --advertise HOST:PORT  where clients reach this broker (default: the\n"
+           "                       --listen address; needed when it is 0.0.0.0 or port 0)\n"
+           "  --zookeeper-session-ms N  ZooKeeper session timeout (default 6000): a broker\n"
+           "                       cut off from ZooKeeper stops serving within 2/3 of it\n"
            "\n"
            "Other keys (file or --key VALUE; sizes accept k/m/g):\n"
            "  max_connections 100000   max_subscriptions 4096 (per connection)\n"

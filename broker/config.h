@@ -92,6 +92,12 @@ struct cfg {
     char tls_ca[512];         /* PEM CA(s) that sign client certificates */
     int tls_client_cert;      /* enum tls_client_cert: off, optional, required */
     int tls_identity;         /* enum tls_identity: off, cn, san-email */
+    /* Cluster mode (broker/cluster.h, CLUSTER.md): off while cluster_name is "". */
+    char cluster_name[128];        /* znodes under /ferry/<name> */
+    char zookeeper[512];           /* "host:port,host:port,..." */
+    uint32_t broker_id;            /* unique in the cluster, >= 1 */
+    char advertise[128];           /* "host:port" clients reach this broker at; "": listen */
+    uint32_t zookeeper_session_ms; /* ZooKeeper session timeout asked for */
 };
 
 /* The first rule whose pattern matches topic[0..len), or NULL. */

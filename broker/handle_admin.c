@@ -1,6 +1,6 @@
 /*
- * handle_admin.c - AdminRequest: topics, topic info, purge, consumers (a
- * backup: handle_backup.c).
+ * handle_admin.c - AdminRequest: topics, topic info, purge, consumers, cluster
+ * metadata and topic create (a backup: handle_backup.c).
  */
 #include "io_int.h"
 
@@ -442,6 +442,125 @@ static size_t trimmed(uint64_t *out, const uint64_t *in, size_t n)
     return n;
 }
 
+/* Metadata (cluster mode): the cluster view of this broker (cluster.h). A
+ * server not in a cluster answers with an empty Metadata. */
+static void admin_metadata(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__Metadata md = FERRY__METADATA__INIT;
+    struct clu_meta cm = {0};
+    r.id = m->id;
+    r.metadata = &md;
+    md.cluster = (char *)"";
+    if (t->srv->cluster == NULL) {
+        admin_reply_send(t, c, &r);
+        return;
+    }
+    const Ferry__MetadataRequest *q = m->metadata;
+    uint32_t limit = q->limit ? q->limit : ADMIN_TOPICS_DEFAULT;
+    limit = limit > ADMIN_TOPICS_MAX ? ADMIN_TOPICS_MAX : limit;
+    /* What fits the connection's frame limit: a placement is its name
+     * plus an address and three varints. */
+    size_t budget = c->max_frame_len > 65536 ? c->max_frame_len - 65536 : c->max_frame_len / 2;
+    Ferry__BrokerInfo *bv = NULL, **bp = NULL;
+    Ferry__TopicPlacement *tv = NULL, **tp = NULL;
+    if (clu_metadata(t->srv->cluster, q->pattern, limit, &cm) < 0 ||
+        (bv = calloc(cm.n_brokers + 1, sizeof(*bv))) == NULL ||
+        (bp = calloc(cm.n_brokers + 1, sizeof(*bp))) == NULL ||
+        (tv = calloc(cm.n_topics + 1, sizeof(*tv))) == NULL ||
+        (tp = calloc(cm.n_topics + 1, sizeof(*tp))) == NULL) {
+        r.code = FERRY__ERROR_CODE__ERROR_SERVER_BUSY;
+        r.text = (char *)"out of memory";
+        r.metadata = NULL;
+        admin_reply_send(t, c, &r);
+        goto out;
+    }
+    md.cluster = cm.name;
+    md.broker_id = cm.self_id;
+    md.controller = cm.controller_id;
+    md.controller_epoch = cm.controller_epoch;
+    md.is_serving = cm.is_serving;
+    for (uint32_t i = 0; i < cm.n_brokers; i++) {
+        ferry__broker_info__init(&bv[i]);
+        bv[i].id = cm.brokers[i].id;
+        bv[i].address = cm.brokers[i].addr;
+        bv[i].is_live = cm.brokers[i].is_live;
+        bv[i].topics = cm.brokers[i].n_topics;
+        bp[i] = &bv[i];
+    }
+    md.n_brokers = cm.n_brokers;
+    md.brokers = bp;
+    size_t used = 0;
+    for (uint32_t i = 0; i < cm.n_topics; i++) {
+        const char *addr = "";
+        for (uint32_t k = 0; k < cm.n_brokers; k++) {
+            addr = cm.brokers[k].id == cm.topics[i].owner ? cm.brokers[k].addr : addr;
+        }
+        used += strlen(cm.topics[i].name) + strlen(addr) + 40;
+        if (used > budget) {
+            cm.is_truncated = 1;
+            break;
+        }
+        ferry__topic_placement__init(&tv[i]);
+        tv[i].topic = cm.topics[i].name;
+        tv[i].owner = cm.topics[i].owner;
+        tv[i].address = (char *)addr;
+        tv[i].epoch = cm.topics[i].epoch;
+        tp[i] = &tv[i];
+        md.n_topics = i + 1;
+    }
+    md.topics = tp;
+    if (cm.is_truncated) {
+        r.text = (char *)"truncated";
+    }
+    admin_reply_send(t, c, &r);
+out:
+    free(bv);
+    free(bp);
+    free(tv);
+    free(tp);
+    clu_meta_free(&cm);
+}
+
+/* Topic create: in cluster mode, place the topic (waiting for the
+ * controller, as a first publish does) and say where. */
+static void admin_topic_create(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
+{
+    Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
+    Ferry__TopicPlacement pl = FERRY__TOPIC_PLACEMENT__INIT;
+    const struct cfg *cfg = &t->srv->cfg;
+    const char *topic = m->topic_create->topic, *why;
+    size_t len = strlen(topic);
+    char text[400], owner[128];
+    struct clu_meta cm = {0};
+    r.id = m->id;
+    if (topic_validate(topic, len, 0, cfg->max_topic_len, cfg->max_topic_depth, &why) != 0) {
+        r.code = FERRY__ERROR_CODE__ERROR_INVALID_TOPIC;
+        r.text = (char *)why;
+    } else if (t->srv->cluster == NULL) {
+        r.text = (char *)"not in a cluster: a topic comes to be with its first publish";
+    } else if (clu_route(t->srv->cluster, topic, len, CLU_PLACE_WAIT_MS, text, sizeof(text), owner,
+                         sizeof(owner)) == CLU_UNAVAILABLE &&
+               owner[0] == '\0') {
+        r.code = FERRY__ERROR_CODE__ERROR_UNAVAILABLE;
+        r.text = text;
+    } else if (clu_metadata(t->srv->cluster, topic, 1, &cm) < 0 || cm.n_topics != 1) {
+        r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;
+        r.text = (char *)"placed, but not in this broker's view";
+    } else {
+        pl.topic = (char *)topic;
+        pl.owner = cm.topics[0].owner;
+        pl.epoch = cm.topics[0].epoch;
+        pl.address = (char *)"";
+        for (uint32_t k = 0; k < cm.n_brokers; k++) {
+            pl.address = cm.brokers[k].id == pl.owner ? cm.brokers[k].addr : pl.address;
+        }
+        r.placement = &pl;
+    }
+    admin_reply_send(t, c, &r);
+    clu_meta_free(&cm);
+}
+
 void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
     Ferry__AdminReply r = FERRY__ADMIN_REPLY__INIT;
@@ -501,6 +620,12 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST__NOT_SET) {
         r.code = FERRY__ERROR_CODE__ERROR_INVALID_ARGUMENT;
         r.text = (char *)"empty admin request";
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_METADATA) {
+        admin_metadata(t, c, m);
+        return;
+    } else if (m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_CREATE) {
+        admin_topic_create(t, c, m);
+        return;
     } else if (t->srv->store == NULL) {
         r.code = FERRY__ERROR_CODE__ERROR_INTERNAL;
         r.text = (char *)"topic administration needs the store";

@@ -9,6 +9,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Cluster mode: does this broker serve p's topic? If not, the publisher is
+ * told why, and where the owner is (Error.owner), and 0 is returned. */
+static int pub_is_served(struct iot *t, struct conn *c, const struct pub_in *p)
+{
+    char text[400], owner[128];
+    enum clu_verdict v = clu_route(t->srv->cluster, p->topic, p->topic_len, CLU_PLACE_WAIT_MS, text,
+                                   sizeof(text), owner, sizeof(owner));
+    if (v == CLU_SERVE) {
+        return 1;
+    }
+    Ferry__Error e = FERRY__ERROR__INIT;
+    e.code = v == CLU_NOT_OWNER ? FERRY__ERROR_CODE__ERROR_NOT_OWNER
+                                : FERRY__ERROR_CODE__ERROR_UNAVAILABLE;
+    e.text = text;
+    e.ref_id = p->id;
+    e.ref_kind = FERRY__ERROR__REF_KIND__REF_PUBLISH;
+    e.owner = owner;
+    stats_pub_refused(&t->stats, (int)e.code);
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_ERROR;
+    f.error = &e;
+    conn_send(t, c, &f);
+    return 0;
+}
+
 void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *p)
 {
     const struct cfg *cfg = &t->srv->cfg;
@@ -38,6 +63,9 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
         conn_acl_denied(t, c, "publish", p->topic, tlen);
         conn_send_error(t, c, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text, p->id,
                         FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
+        return;
+    }
+    if (t->srv->cluster != NULL && !pub_is_served(t, c, p)) {
         return;
     }
     if (p->n_headers > CODEC_MAX_HEADERS) {

@@ -23,6 +23,31 @@ static void send_suback_seq(struct iot *t, struct conn *c, uint64_t sub_id, int 
     conn_send(t, c, &f);
 }
 
+/* Cluster mode: does this broker serve the subscription's topic (a pattern
+ * without wildcards; a wildcard one is served by every broker for the
+ * topics it owns)? If not, the SubAck says why and where the owner is, and
+ * 0 is returned. */
+static int sub_is_served(struct iot *t, struct conn *c, const Ferry__Subscribe *m, size_t plen)
+{
+    char text[400], owner[128];
+    enum clu_verdict v = clu_route(t->srv->cluster, m->pattern, plen, CLU_PLACE_WAIT_MS, text,
+                                   sizeof(text), owner, sizeof(owner));
+    if (v == CLU_SERVE) {
+        return 1;
+    }
+    Ferry__SubAck a = FERRY__SUB_ACK__INIT;
+    a.sub_id = m->sub_id;
+    a.code = v == CLU_NOT_OWNER ? FERRY__ERROR_CODE__ERROR_NOT_OWNER
+                                : FERRY__ERROR_CODE__ERROR_UNAVAILABLE;
+    a.text = text;
+    a.owner = owner;
+    Ferry__Frame f = FERRY__FRAME__INIT;
+    f.body_case = FERRY__FRAME__BODY_SUB_ACK;
+    f.sub_ack = &a;
+    conn_send(t, c, &f);
+    return 0;
+}
+
 /* A SubAck without a position: refusals, Unsubscribe answers. */
 static void send_suback(struct iot *t, struct conn *c, uint64_t sub_id, int code, const char *text)
 {
@@ -165,6 +190,9 @@ static int sub_check(struct iot *t, struct conn *c, Ferry__Subscribe *m, size_t 
                  (int)(plen > 256 ? 256 : plen), m->pattern);
         conn_acl_denied(t, c, "subscribe", m->pattern, plen);
         send_suback(t, c, m->sub_id, FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED, text);
+        return -1;
+    }
+    if (t->srv->cluster != NULL && !is_wild && !sub_is_served(t, c, m, plen)) {
         return -1;
     }
     if (glen > 0 && topic_validate(m->queue_group, glen, 0, cfg->max_topic_len, 1, &why)) {

@@ -19,6 +19,7 @@
 #include "acceptor.h"
 #include "acl.h"
 #include "auth.h"
+#include "cluster.h"
 #include "codec.h"
 #include "consumer.h"
 #include "ferry.h"
@@ -55,6 +56,7 @@
 #define STALL_MAX_MS 200u     /* per episode of lagging subscribers, see struct iot */
 #define DUR_SCAN_MS 20u       /* durable consumers: redelivery deadlines checked this often */
 #define DUR_DUE_MAX 64u       /* redeliveries per durable subscription per scan */
+#define CLU_PLACE_WAIT_MS 1000u /* cluster mode: the wait for a new topic's placement */
 
 enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };
 

@@ -27,6 +27,7 @@
  */
 #include "acceptor.h"
 #include "backup.h"
+#include "cluster.h"
 #include "config.h"
 #include "consumer.h"
 #include "inspect.h"
@@ -457,6 +458,52 @@ static int start_threads(struct server *s, struct acc_ports *ports)
     return 0;
 }
 
+/* Cluster mode (cluster.h): join before serving anything. The store must
+ * be this broker's (else exit 1); clients are told to reach us at
+ * `advertise`. */
+static int setup_cluster(struct server *s)
+{
+    const struct cfg *c = &s->cfg;
+    char advertise[200], err[1024];
+    if (c->cluster_name[0] == '\0') {
+        if (c->zookeeper[0] || c->broker_id || c->advertise[0]) {
+            log_error("zookeeper, broker_id and advertise need `cluster NAME`");
+            return -1;
+        }
+        return 0;
+    }
+    if (c->zookeeper[0] == '\0' || c->broker_id == 0) {
+        log_error("cluster %s needs `zookeeper HOST:PORT,...` and `broker_id N`", c->cluster_name);
+        return -1;
+    }
+    if (c->advertise[0]) {
+        snprintf(advertise, sizeof(advertise), "%s", c->advertise);
+    } else if (c->listen_port > 0 && strcmp(c->listen_host, "0.0.0.0") != 0 &&
+               c->listen_host[0] != '\0') {
+        snprintf(advertise, sizeof(advertise), "%.64s:%d", c->listen_host, c->listen_port);
+    } else {
+        log_error("cluster %s needs `advertise HOST:PORT` (where clients reach this broker) when "
+                  "listening on %s:%d",
+                  c->cluster_name, c->listen_host, c->listen_port);
+        return -1;
+    }
+    struct clu_config cc = {.name = c->cluster_name,
+                            .zookeeper = c->zookeeper,
+                            .broker_id = c->broker_id,
+                            .advertise = advertise,
+                            .data_dir = c->data_dir,
+                            .session_ms = c->zookeeper_session_ms,
+                            .start_ms = 30000 + 2 * c->zookeeper_session_ms};
+    int rc = clu_start(&cc, &s->cluster, err, sizeof(err));
+    if (rc < 0) {
+        log_error("cluster %s: %s", c->cluster_name, err);
+        return -1;
+    }
+    log_info("cluster %s: broker %u joined (ZooKeeper %s), clients reach it at %s", c->cluster_name,
+             c->broker_id, c->zookeeper, advertise);
+    return 0;
+}
+
 /* The graceful stop, in order: stop accepting, drain the IO threads' input,
  * let the writer commit and ack what is queued, stop routing, say goodbye
  * to the clients, then free everything. */
@@ -481,6 +528,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     }
     metrics_stop(s->metrics); /* it reads the threads' counters and the store */
     s->metrics = NULL;
+    clu_stop(s->cluster); /* after the IO threads and metrics, which ask it; leaves the cluster */
+    s->cluster = NULL;
     /* The auth threads may be waiting to post to an IO thread's mailbox:
      * closing those releases them, and their answers are dropped. */
     for (uint32_t i = 0; i < s->n_iot; i++) {
@@ -603,6 +652,9 @@ int main(int argc, char **argv)
         return 1;
     }
     if (open_store(s) < 0) {
+        return 1;
+    }
+    if (setup_cluster(s) < 0) {
         return 1;
     }
     if ((s->writer = writer_create(s)) == NULL) {

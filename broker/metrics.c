@@ -12,6 +12,7 @@
 #include "metrics.h"
 
 #include "acceptor.h"
+#include "cluster.h"
 #include "consumer.h"
 #include "ferry.pb-c.h"
 #include "log.h"
@@ -160,6 +161,31 @@ static void server_part(struct text *t, struct server *s)
         put(t, "\"} %llu\n", (unsigned long long)st.pub_refused[v]);
     }
     put(t, "ferry_publishes_refused_total{code=\"other\"} %llu\n", (unsigned long long)other);
+}
+
+/* Cluster mode: this broker's standing. 0, or -ENOMEM. */
+static int cluster_part(struct text *t, struct cluster *cl)
+{
+    struct clu_meta m;
+    if (clu_metadata(cl, NULL, 0, &m) < 0) {
+        return -ENOMEM;
+    }
+    uint64_t live = 0, owned = 0;
+    for (uint32_t i = 0; i < m.n_brokers; i++) {
+        live += m.brokers[i].is_live != 0;
+        owned += m.brokers[i].id == m.self_id ? m.brokers[i].n_topics : 0;
+    }
+    one(t, "ferry_cluster_serving", "gauge",
+        "1 while this broker's ZooKeeper session is confirmed, 0 while it is fenced",
+        (uint64_t)(m.is_serving != 0));
+    one(t, "ferry_cluster_controller", "gauge", "1 if this broker is the cluster's controller",
+        (uint64_t)(m.controller_id == m.self_id));
+    one(t, "ferry_cluster_controller_epoch", "gauge", "The controller epoch this broker knows",
+        m.controller_epoch);
+    one(t, "ferry_cluster_brokers_live", "gauge", "Brokers of the cluster registered now", live);
+    one(t, "ferry_cluster_topics_owned", "gauge", "Topics placed on this broker", owned);
+    clu_meta_free(&m);
+    return 0;
 }
 
 static void store_part(struct text *t, struct store *st)
@@ -389,6 +415,9 @@ int metrics_render(struct server *s, char **out, size_t *len)
         }
     }
     if (s->consumers != NULL && durables_part(&t, s) < 0) {
+        t.is_nomem = 1;
+    }
+    if (s->cluster != NULL && cluster_part(&t, s->cluster) < 0) {
         t.is_nomem = 1;
     }
     if (t.is_nomem) {

@@ -31,6 +31,7 @@ struct writer;
 struct cons_reg;
 struct qgroup_reg;
 struct mqtt_retain;
+struct cluster;
 
 enum server_phase { PHASE_RUN = 0, PHASE_DRAIN, PHASE_CLOSE };
 
@@ -83,6 +84,7 @@ struct server {
     struct login_gate login;     /* who may try a login, and when (login.h); thread-safe */
     struct tls_holder tls;       /* the TLS context (tls.h); thread-safe; used if has_tls */
     int has_tls;                 /* a TLS listener exists; set by main before the threads */
+    struct cluster *cluster;     /* cluster mode (cluster.h); NULL: off. thread-safe */
     atomic_int phase;            /* enum server_phase; main thread writes */
     atomic_int is_ready;         /* atomic: main sets it once listening, clears it on
                                   * SIGTERM; the metrics thread reads it (/readyz) */

@@ -21,7 +21,8 @@ add_executable(ferry
   ${CMAKE_CURRENT_LIST_DIR}/cmd_backup.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_passwd.c
   ${CMAKE_CURRENT_LIST_DIR}/cmd_request.c
-  ${CMAKE_CURRENT_LIST_DIR}/cmd_top.c)
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_top.c
+  ${CMAKE_CURRENT_LIST_DIR}/cmd_cluster.c)
 target_compile_definitions(ferry PRIVATE FERRY_CLI_VERSION="${PROJECT_VERSION}")
 # `ferry passwd` hashes with crypt(3) from libxcrypt (Debian: libcrypt-dev).
 find_library(FERRY_CLI_LIBCRYPT crypt REQUIRED)

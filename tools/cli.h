@@ -149,5 +149,6 @@ int cmd_consumer(struct cli_opts *o, int argc, char **argv);
 int cmd_passwd(struct cli_opts *o, int argc, char **argv);
 int cmd_backup(struct cli_opts *o, int argc, char **argv);
 int cmd_top(struct cli_opts *o, int argc, char **argv);
+int cmd_cluster(struct cli_opts *o, int argc, char **argv);
 
 #endif /* FERRY_TOOLS_CLI_H */

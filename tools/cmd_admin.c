@@ -55,11 +55,14 @@ static const char topics_help[] =
 static const char topic_help[] =
     "Usage: ferry topic info [OPTIONS] TOPIC\n"
     "       ferry topic purge [OPTIONS] TOPIC\n"
+    "       ferry topic create [OPTIONS] TOPIC\n"
     "\n"
     "info:  show one topic: stored messages and bytes, first and last sequence,\n"
     "       whether it is ephemeral, live subscribers.\n"
     "purge: remove every stored message of TOPIC (its sequence numbers keep\n"
     "       counting; durable consumers of it are removed too).\n"
+    "create: in a cluster, have TOPIC placed on a broker now, and say which\n"
+    "       (elsewhere a topic comes to be with its first publish).\n"
     "\n"
     "Options:\n"
     "  -j, --json   print JSON\n"
@@ -382,12 +385,13 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
         if (rc != -1) {
             return rc;
         }
-        return cli_usage(o->cmd, "missing subcommand: info or purge");
+        return cli_usage(o->cmd, "missing subcommand: info, purge or create");
     }
     const char *sub = argv[1];
     bool is_info = strcmp(sub, "info") == 0;
-    if (!is_info && strcmp(sub, "purge") != 0) {
-        return cli_usage(o->cmd, "unknown subcommand '%s': info or purge", sub);
+    bool is_create = strcmp(sub, "create") == 0;
+    if (!is_info && !is_create && strcmp(sub, "purge") != 0) {
+        return cli_usage(o->cmd, "unknown subcommand '%s': info, purge or create", sub);
     }
     struct admin_args a = {.cmd = "topic"};
     int first;
@@ -401,11 +405,31 @@ int cmd_topic(struct cli_opts *o, int argc, char **argv)
     }
     const char *topic = argv[first];
     ferry_client *c;
-    if (cli_admin_connect(o, is_info ? "ferry topic info" : "ferry topic purge", &c) < 0) {
+    if (cli_admin_connect(o,
+                          is_info     ? "ferry topic info"
+                          : is_create ? "ferry topic create"
+                                      : "ferry topic purge",
+                          &c) < 0) {
         return CLI_EXIT_ERROR;
     }
     struct cli_buf b = {0};
-    if (is_info) {
+    if (is_create) {
+        ferry_placement pl;
+        rc = ferry_admin_topic_create(c, topic, ADMIN_TIMEOUT_MS, &pl);
+        if (rc == 0 && a.json) {
+            cli_buf_adds(&b, "{\"topic\":");
+            cli_buf_json_str(&b, topic, strlen(topic));
+            cli_buf_addf(&b, ",\"owner\":%" PRIu32 ",\"address\":", pl.owner);
+            cli_buf_json_str(&b, pl.address, strlen(pl.address));
+            cli_buf_addf(&b, ",\"epoch\":%" PRIu64 "}\n", pl.epoch);
+        } else if (rc == 0 && pl.owner != 0) {
+            cli_buf_addf(&b, "%s: placed on broker %" PRIu32 " at %s\n", topic, pl.owner,
+                         pl.address);
+        } else if (rc == 0) {
+            cli_buf_addf(&b, "%s: not in a cluster; a topic comes to be with its first publish\n",
+                         topic);
+        }
+    } else if (is_info) {
         ferry_topic_info t;
         rc = ferry_admin_topic_info(c, topic, ADMIN_TIMEOUT_MS, &t);
         if (rc == 0) {

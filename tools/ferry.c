@@ -1,7 +1,7 @@
 /*
  * ferry.c - the `ferry` command-line tool: main(), the common options and
  * dispatch to one file per subcommand (cmd_pub.c, cmd_sub.c, cmd_bench.c,
- * cmd_admin.c, cmd_backup.c, cmd_request.c).
+ * cmd_admin.c, cmd_backup.c, cmd_request.c, cmd_cluster.c).
  *
  * The tool speaks to the broker only through libferry's public API
  * (ferry.h): it is the library's first user.
@@ -43,6 +43,7 @@ static const char main_help[] =
     "  consumers [PATTERN]   list durable consumers: ack floor, pending, lag, holders\n"
     "  consumer delete TOPIC NAME  delete a durable consumer (--force: even while held)\n"
     "  backup DIR            copy the broker's store into DIR while it serves\n"
+    "  cluster [PATTERN]     a cluster's brokers, controller and topic placement\n"
     "  passwd                hash a password (or make a token) for ferryd's auth file\n"
     "  help [COMMAND]        show this help, or a command's help\n"
     "\n"
@@ -432,11 +433,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"pub", cmd_pub},           {"sub", cmd_sub},       {"request", cmd_request},
-    {"reply", cmd_reply},       {"bench", cmd_bench},   {"stats", cmd_stats},
-    {"topics", cmd_topics},     {"topic", cmd_topic},   {"consumers", cmd_consumers},
-    {"consumer", cmd_consumer}, {"passwd", cmd_passwd}, {"backup", cmd_backup},
-    {"top", cmd_top},
+    {"pub", cmd_pub},           {"sub", cmd_sub},         {"request", cmd_request},
+    {"reply", cmd_reply},       {"bench", cmd_bench},     {"stats", cmd_stats},
+    {"topics", cmd_topics},     {"topic", cmd_topic},     {"consumers", cmd_consumers},
+    {"consumer", cmd_consumer}, {"passwd", cmd_passwd},   {"backup", cmd_backup},
+    {"top", cmd_top},           {"cluster", cmd_cluster},
 };
 
 static const struct command *find_command(const char *name)

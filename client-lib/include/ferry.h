@@ -186,6 +186,8 @@ extern "C" {
     XX(ENOCONSUMER, -1024, "unknown durable consumer")                                             \
     XX(ECONSUMERDELETED, -1025, "durable consumer deleted by an administrator")                    \
     XX(ENORESPONDERS, -1026, "no responders: nothing subscribes to the request's topic")           \
+    XX(ENOTOWNER, -1027, "not the topic's owner: another broker of the cluster serves it")         \
+    XX(EUNAVAILABLE, -1028, "topic unavailable in the cluster now; retry")                         \
     XX(ECLOSED, -1100, "client closed")                                                            \
     XX(ENOTREADY, -1101, "not connected to a server")                                              \
     XX(EDISCONNECTED, -1102, "connection lost before the server answered")                         \
@@ -1098,8 +1100,52 @@ FERRY_API int ferry_admin_backup(ferry_client *c, ferry_backup_cb cb, void *user
  * Pure; any thread. */
 FERRY_API uint32_t ferry_crc32c(uint32_t crc, const void *data, size_t len);
 
+/* Cluster mode (ferry.proto Metadata): the brokers of a cluster, its
+ * controller, and which broker owns each placed topic, as the broker asked
+ * sees them. Strings NUL-terminated (truncated to fit). */
+typedef struct ferry_broker_info {
+    uint32_t id;
+    char address[128]; /* where clients reach it, "host:port" */
+    int is_live;       /* registered in ZooKeeper now */
+    uint64_t topics;   /* topics placed on it */
+    uint64_t reserved[2];
+} ferry_broker_info;
+
+typedef struct ferry_placement {
+    char topic[256];
+    uint32_t owner;    /* ferry_broker_info.id */
+    char address[128]; /* the owner's address */
+    uint64_t epoch;    /* the controller epoch that placed it */
+} ferry_placement;
+
+typedef struct ferry_metadata {
+    char cluster[128];   /* "" when the server is not in a cluster */
+    uint32_t broker_id;  /* the broker that answered */
+    uint32_t controller; /* 0: none known now */
+    uint64_t controller_epoch;
+    int is_serving;             /* the answering broker is not fenced */
+    int is_truncated;           /* more topics matched than the answer holds */
+    ferry_broker_info *brokers; /* malloc'd: free with ferry_free() */
+    size_t n_brokers;
+    ferry_placement *topics; /* malloc'd: free with ferry_free() */
+    size_t n_topics;
+} ferry_metadata;
+
+/* The cluster's metadata: placed topics matching pattern (NULL or "": all),
+ * at most limit of them (0: the server's default). Returns as the other
+ * admin calls; *out's arrays are the caller's (ferry_free each). */
+FERRY_API int ferry_admin_metadata(ferry_client *c, const char *pattern, uint32_t limit,
+                                   int timeout_ms, ferry_metadata *out);
+
+/* Create topic ahead of its first use: in cluster mode it is placed on a
+ * broker, and *out (may be NULL) says which (owner 0 and empty strings
+ * from a broker not in a cluster, where this does nothing). Returns as the
+ * other admin calls; FERRY_EUNAVAILABLE when it cannot be placed now. */
+FERRY_API int ferry_admin_topic_create(ferry_client *c, const char *topic, int timeout_ms,
+                                       ferry_placement *out);
+
 /* Free memory the library handed to the caller (ferry_admin_topics,
- * ferry_admin_consumers). NULL ok. Any thread. */
+ * ferry_admin_consumers, ferry_admin_metadata's arrays). NULL ok. Any thread. */
 FERRY_API void ferry_free(void *p);
 
 #ifdef __cplusplus

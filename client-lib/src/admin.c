@@ -1,6 +1,6 @@
 /*
  * admin.c - AdminRequest / AdminReply: stats, topic list, topic info, purge,
- * durable consumer list and delete (a backup, answered by many replies:
+ * durable consumer list and delete, cluster metadata (a backup, answered by many replies:
  * backup.c).
  *
  * Each call is synchronous: the request record lives on the caller's stack
@@ -63,6 +63,46 @@ static void copy_counts(uint64_t *dst, size_t cap, const uint64_t *src, size_t n
     if (n > 0) { /* src is NULL when the field is empty */
         memcpy(dst, src, (n < cap ? n : cap) * sizeof(*dst));
     }
+}
+
+/* Metadata into a->meta (its arrays malloc'd): 0 or -ENOMEM. */
+static int metadata_copy(struct ferry__admin *a, const Ferry__AdminReply *r)
+{
+    ferry_metadata *o = a->meta;
+    const Ferry__Metadata *m = r->metadata;
+    memset(o, 0, sizeof(*o));
+    if (m == NULL) {
+        return 0; /* a server before cluster mode: not in a cluster */
+    }
+    snprintf(o->cluster, sizeof(o->cluster), "%s", m->cluster);
+    o->broker_id = m->broker_id;
+    o->controller = m->controller;
+    o->controller_epoch = m->controller_epoch;
+    o->is_serving = m->is_serving != 0;
+    o->is_truncated = strcmp(r->text, "truncated") == 0;
+    if ((m->n_brokers && (o->brokers = calloc(m->n_brokers, sizeof(*o->brokers))) == NULL) ||
+        (m->n_topics && (o->topics = calloc(m->n_topics, sizeof(*o->topics))) == NULL)) {
+        free(o->brokers);
+        o->brokers = NULL;
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < m->n_brokers; i++) {
+        ferry_broker_info *b = &o->brokers[i];
+        b->id = m->brokers[i]->id;
+        snprintf(b->address, sizeof(b->address), "%s", m->brokers[i]->address);
+        b->is_live = m->brokers[i]->is_live != 0;
+        b->topics = m->brokers[i]->topics;
+    }
+    o->n_brokers = m->n_brokers;
+    for (size_t i = 0; i < m->n_topics; i++) {
+        ferry_placement *t = &o->topics[i];
+        snprintf(t->topic, sizeof(t->topic), "%s", m->topics[i]->topic);
+        t->owner = m->topics[i]->owner;
+        snprintf(t->address, sizeof(t->address), "%s", m->topics[i]->address);
+        t->epoch = m->topics[i]->epoch;
+    }
+    o->n_topics = m->n_topics;
+    return 0;
 }
 
 void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
@@ -142,6 +182,20 @@ void ferry__admin_on_reply(ferry_client *c, const Ferry__AdminReply *r)
             break;
         case FERRY__ADMIN_PURGE:
             a->purged = r->purged;
+            break;
+        case FERRY__ADMIN_METADATA:
+            a->code = metadata_copy(a, r);
+            break;
+        case FERRY__ADMIN_TOPIC_CREATE:
+            memset(a->placement, 0, sizeof(*a->placement));
+            if (r->placement != NULL) {
+                snprintf(a->placement->topic, sizeof(a->placement->topic), "%s",
+                         r->placement->topic);
+                a->placement->owner = r->placement->owner;
+                snprintf(a->placement->address, sizeof(a->placement->address), "%s",
+                         r->placement->address);
+                a->placement->epoch = r->placement->epoch;
+            }
             break;
         case FERRY__ADMIN_CONSUMERS:
             if (r->n_consumers > 0) {
@@ -274,6 +328,48 @@ FERRY_API int ferry_admin_topics(ferry_client *c, const char *pattern, uint32_t 
     if (rc == 0) {
         *out = a.topics;
         *n_out = a.n_topics;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_metadata(ferry_client *c, const char *pattern, uint32_t limit,
+                                   int timeout_ms, ferry_metadata *out)
+{
+    if (c == NULL || out == NULL || (pattern != NULL && !ferry__str_valid(pattern, 255))) {
+        return -EINVAL;
+    }
+    Ferry__MetadataRequest mr = FERRY__METADATA_REQUEST__INIT;
+    mr.pattern = pattern != NULL ? (char *)pattern : "";
+    mr.limit = limit;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_METADATA;
+    req.metadata = &mr;
+    ferry_metadata tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    struct ferry__admin a = {.kind = FERRY__ADMIN_METADATA, .meta = &tmp};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0) {
+        *out = tmp;
+    }
+    return rc;
+}
+
+FERRY_API int ferry_admin_topic_create(ferry_client *c, const char *topic, int timeout_ms,
+                                       ferry_placement *out)
+{
+    if (c == NULL || topic == NULL || !ferry__topic_valid(topic)) {
+        return -EINVAL;
+    }
+    Ferry__TopicCreateRequest tr = FERRY__TOPIC_CREATE_REQUEST__INIT;
+    tr.topic = (char *)topic;
+    Ferry__AdminRequest req = FERRY__ADMIN_REQUEST__INIT;
+    req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_CREATE;
+    req.topic_create = &tr;
+    ferry_placement tmp;
+    struct ferry__admin a = {.kind = FERRY__ADMIN_TOPIC_CREATE, .placement = &tmp};
+    int rc = admin_call(c, &req, &a, timeout_ms);
+    if (rc == 0 && out != NULL) {
+        *out = tmp;
     }
     return rc;
 }

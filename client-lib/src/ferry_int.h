@@ -186,6 +186,8 @@ enum {
     FERRY__ADMIN_CONSUMERS = 5,
     FERRY__ADMIN_CONSUMER_DELETE = 6,
     FERRY__ADMIN_BACKUP = 7,
+    FERRY__ADMIN_METADATA = 8,
+    FERRY__ADMIN_TOPIC_CREATE = 9,
 };
 
 /* A pending admin request; lives on its caller's stack. Guarded by c->mu. */
@@ -202,6 +204,8 @@ struct ferry__admin {
     uint64_t purged;
     ferry_consumer_info *consumers; /* malloc'd result (kind 5) */
     size_t n_consumers;
+    ferry_metadata *meta; /* kind 8: filled by the reply (its arrays malloc'd) */
+    ferry_placement *placement; /* kind 9: filled by the reply */
     /* kind 7, a backup (backup.c): its chunks go to the callback queue */
     ferry_backup_cb backup_cb;
     void *backup_ud;

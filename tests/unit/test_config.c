@@ -240,6 +240,38 @@ START_TEST(test_cfg_log_format_text_by_default_or_json)
 }
 END_TEST
 
+START_TEST(test_cfg_cluster_keys_off_by_default)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_str_eq(c.cluster_name, ""); /* cluster mode off */
+    ck_assert_int_eq(c.broker_id, 0);
+    ck_assert_int_eq(c.zookeeper_session_ms, 6000);
+    char *path = write_file("cluster prod\n"
+                            "zookeeper zk1:2181,zk2:2181\n"
+                            "broker_id 3\n"
+                            "advertise b3.example.com:7373\n");
+    char err[256];
+    ck_assert_int_eq(cfg_load_file(&c, path, err, sizeof(err)), 0);
+    unlink(path);
+    ck_assert_str_eq(c.cluster_name, "prod");
+    ck_assert_str_eq(c.zookeeper, "zk1:2181,zk2:2181");
+    ck_assert_int_eq(c.broker_id, 3);
+    ck_assert_str_eq(c.advertise, "b3.example.com:7373");
+    char *argv[] = {"ferryd", "--broker-id", "4",    "--zookeeper-session-ms",
+                    "4000",   "--cluster",   "test", NULL};
+    int help = 0;
+    ck_assert_int_eq(cfg_parse_args(&c, 7, argv, &help, err, sizeof(err)), 0);
+    ck_assert_int_eq(c.broker_id, 4);
+    ck_assert_int_eq(c.zookeeper_session_ms, 4000);
+    ck_assert_str_eq(c.cluster_name, "test");
+    ck_assert_int_eq(cfg_set(&c, "broker_id", "0"), -EINVAL); /* ids start at 1 */
+    ck_assert_int_eq(cfg_set(&c, "zookeeper_session_ms", "1000"), -EINVAL);
+    ck_assert_int_eq(cfg_set(&c, "cluster", ""), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--cluster NAME"));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -253,6 +285,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_reactor_and_io_backend);
     tcase_add_test(tc, test_cfg_tls_keys_and_listen_off);
     tcase_add_test(tc, test_cfg_log_format_text_by_default_or_json);
+    tcase_add_test(tc, test_cfg_cluster_keys_off_by_default);
     suite_add_tcase(s, tc);
     return s;
 }
