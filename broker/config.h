@@ -80,8 +80,8 @@ struct cfg {
     int metrics_port;            /* -1: no metrics listener (default); 0: any free port */
     uint32_t metrics_max_topics; /* topics (and durables) with their own labels */
     /* MQTT 3.1.1 (broker/mqtt_conn.c). */
-    char mqtt_listen_host[64]; /* the MQTT listener's address */
-    int mqtt_listen_port;      /* -1: no MQTT listener (default); 0: any free port */
+    char mqtt_listen_host[64];     /* the MQTT listener's address */
+    int mqtt_listen_port;          /* -1: no MQTT listener (default); 0: any free port */
     char mqtt_tls_listen_host[64]; /* MQTT over TLS (the tls_* certificate) */
     int mqtt_tls_listen_port;      /* -1: none (default); 0: any free port */
     /* TLS (broker/tls.h). */

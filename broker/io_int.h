@@ -50,12 +50,12 @@
 #define READS_PER_EVENT 4
 #define TLS_READS_PER_EVENT 16 /* a TLS read returns one record (16 KiB at most) */
 #define BATCH_CAP 65536u
-#define WQ_PAUSE 8u           /* unposted items to one worker that pause publishers */
-#define PRE_CONNECT_MAX 4096u /* frame limit before Connect (ferry.proto) */
-#define CLOSE_LINGER_MS 2000u /* bound on flushing a connection we close */
-#define STALL_MAX_MS 200u     /* per episode of lagging subscribers, see struct iot */
-#define DUR_SCAN_MS 20u       /* durable consumers: redelivery deadlines checked this often */
-#define DUR_DUE_MAX 64u       /* redeliveries per durable subscription per scan */
+#define WQ_PAUSE 8u             /* unposted items to one worker that pause publishers */
+#define PRE_CONNECT_MAX 4096u   /* frame limit before Connect (ferry.proto) */
+#define CLOSE_LINGER_MS 2000u   /* bound on flushing a connection we close */
+#define STALL_MAX_MS 200u       /* per episode of lagging subscribers, see struct iot */
+#define DUR_SCAN_MS 20u         /* durable consumers: redelivery deadlines checked this often */
+#define DUR_DUE_MAX 64u         /* redeliveries per durable subscription per scan */
 #define CLU_PLACE_WAIT_MS 1000u /* cluster mode: the wait for a new topic's placement */
 
 enum conn_state { ST_AWAIT_CONNECT = 0, ST_OPEN, ST_CLOSING, ST_DEAD };

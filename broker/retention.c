@@ -234,8 +234,8 @@ static int scan_expired(struct retention *r)
         struct expired_ctx x = {now_realtime_ns(), 0, 0};
         if (rc == 0 && info.n_msgs > 1) {
             struct store_read_result res;
-            rc = store_read(st, info.id, info.first_seq, EXPIRED_READ, 4u << 20, on_msg_expired,
-                            &x, &res);
+            rc = store_read(st, info.id, info.first_seq, EXPIRED_READ, 4u << 20, on_msg_expired, &x,
+                            &res);
         }
         if (rc == FERRY_ESTORAGE) {
             return rc;

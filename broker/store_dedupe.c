@@ -139,7 +139,7 @@ int store__dedupe_apply(struct store_batch *b, const struct rec_hdr *r)
     uint64_t pseq = get_le64(p + 8);
     unsigned char kb[KEY_LEN], vb[VAL_LEN];
     key_make(kb, producer, r->topic_id, pseq);
-    put_le64(vb, (r->flags & REC_SCHED) ? 0 : r->seq); /* scheduled: no sequence yet */
+    put_le64(vb, (r->flags & REC_SCHED) ? 0 : r->seq);     /* scheduled: no sequence yet */
     memcpy(vb + 8, (const unsigned char *)(r + 1) + 8, 8); /* the value's publish time */
     MDB_val k = {KEY_LEN, kb}, v = {VAL_LEN, vb};
     int rc = mdb_put(b->txn, s->dbi_dedupe, &k, &v, 0); /* a replay may put it again */

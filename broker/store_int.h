@@ -53,12 +53,14 @@
 #define REC_DEDUPE 0x8u    /* a producer trailer follows the value (store_dedupe.c) */
 #define DEDUPE_TRAILER 16u /* producer id, producer sequence (u64 LE each) */
 #define REC_LASTVAL 0x10u  /* index the message's key in "lastval" (store_lastval.c) */
-#define REC_SCHED 0x20u    /* into "sched", not the topic: seq is the schedule id,
-                            * tkey the biased due time (store_sched.c) */
-#define REC_UNSCHED 0x40u  /* a trailer names the "sched" entry this append moves */
-#define SCHED_TRAILER 16u  /* biased due time, schedule id (u64 LE each) */
-#define REC_UNSCHED_ONLY 0x80u /* replay: only its REC_UNSCHED delete (the append
-                                * is in LMDB already; store_ckpt.c) */
+/* Into "sched", not the topic: seq is the schedule id, tkey the biased due
+ * time (store_sched.c). */
+#define REC_SCHED 0x20u
+#define REC_UNSCHED 0x40u /* a trailer names the "sched" entry this append moves */
+#define SCHED_TRAILER 16u /* biased due time, schedule id (u64 LE each) */
+/* Replay: only its REC_UNSCHED delete (the append is in LMDB already;
+ * store_ckpt.c). */
+#define REC_UNSCHED_ONLY 0x80u
 #define VAL_F_EXPIRES 0x1u /* value flag: an expiry time (i64 LE) follows the payload */
 
 struct topic_state {
@@ -210,9 +212,9 @@ struct store {
     atomic_uint_fast64_t n_topics;
     atomic_uint_fast64_t n_checkpoints;
     atomic_uint_fast64_t n_scheduled; /* entries of "sched", as committed */
-    uint64_t n_replayed;   /* log records replayed by open; written by open only */
-    uint64_t n_open_reads; /* written by open only */
-    int n_stale_readers;   /* written by open only */
+    uint64_t n_replayed;              /* log records replayed by open; written by open only */
+    uint64_t n_open_reads;            /* written by open only */
+    int n_stale_readers;              /* written by open only */
 };
 
 /* ---- time keys (store_codec.c says how keys are laid out) -------------- */
