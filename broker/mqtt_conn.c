@@ -44,8 +44,9 @@
  *   when a logged-in connection ends without DISCONNECT: closed by the
  *   client, by a keepalive timeout, or by the server for a protocol error;
  *   not when the server stops.
- * - Retained messages (mqtt_retain.h) are kept in memory, bounded (64 MiB):
- *   not across restarts in this version. A retained PUBLISH that was
+ * - Retained messages (mqtt_retain.h) are kept in the store (an internal
+ *   last-value topic) with a table in memory as their cache, bounded
+ *   (64 MiB), loaded at start. A retained PUBLISH that was
  *   accepted sets its topic's (an empty one clears it); a subscription
  *   gets the matching ones after its SUBACK, with the RETAIN flag, at the
  *   lower of their QoS and the granted one. A retained message that does
@@ -246,6 +247,34 @@ static void on_connect(struct iot *t, struct conn *c, const uint8_t *body, size_
     wipe_free(pass);
 }
 
+/* A retained PUBLISH the client may make: its record in the store's
+ * retained topic (mqtt_retain.h, IN THE STORE), queued before the message
+ * so that it is committed when the message's PUBACK goes. */
+static void retain_store(struct iot *t, struct conn *c, const char *topic, size_t tlen,
+                         const struct mqtt_publish *m)
+{
+    if (t->srv->store == NULL || t->srv->mqtt_retained == NULL || tlen > STORE_LASTVAL_KEY_MAX ||
+        !conn_may_publish(c, topic, tlen)) {
+        return; /* kept in memory only; or refused, which closes c */
+    }
+    Ferry__Header h = FERRY__HEADER__INIT;
+    h.key = (char *)MQTT_RETAIN_QOS_HEADER;
+    h.value = (char *)(m->qos == 0 ? "0" : "1");
+    Ferry__Header *hp[1] = {&h};
+    struct pub_in p = {
+        .topic = MQTT_RETAIN_TOPIC,
+        .topic_len = sizeof(MQTT_RETAIN_TOPIC) - 1,
+        .payload = m->payload.p,
+        .payload_len = m->payload.len,
+        .key = (const uint8_t *)topic,
+        .key_len = tlen,
+        .headers = hp,
+        .n_headers = 1,
+        .is_internal = 1,
+    };
+    handle_publish_enqueue(t, c, &p);
+}
+
 static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8_t *body,
                        size_t len)
 {
@@ -276,6 +305,9 @@ static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8
     if (m.qos == 0) {
         p.headers = hp;
         p.n_headers = 1;
+    }
+    if (m.is_retain) {
+        retain_store(t, c, topic, tlen, &m);
     }
     handle_publish_enqueue(t, c, &p);
     if (m.is_retain && c->state == ST_OPEN && t->srv->mqtt_retained != NULL) {

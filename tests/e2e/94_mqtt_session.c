@@ -1,15 +1,16 @@
 /*
- * 94_mqtt_session.c - MQTT persistent sessions (clean session 0) end to
- * end (issue 17; broker/mqtt_session.c): a real ferryd with --mqtt-listen,
+ * 94_mqtt_session.c - MQTT persistent sessions (clean session 0) and
+ * retained messages kept in the store, end to end (issue 17;
+ * broker/mqtt_session.c, mqtt_retain_store.c): a real ferryd with
+ * --mqtt-listen,
  * MQTT clients written with raw sockets in python3 (a phase per run: the
  * client must leave without PUBACKs and without DISCONNECT, which Paho
  * does not do), ferryd killed with -9 between phases.
  *
- * Skipped (77) without python3. No sleeps: between phases the test waits
- * for the broker to count the client's subscriptions gone (a reconnect of
- * a session while its previous connection is still open is not taken over
- * in this version); "nothing more" is a client's silence of a few hundred
- * ms, the only way to see an absence.
+ * Retained messages with Paho. Skipped (77) without python3 (or paho). No sleeps: between phases
+ * the test waits for the broker to count the client's subscriptions gone (a reconnect of a session
+ * while its previous connection is still open is not taken over in this version); "nothing more" is
+ * a client's silence of a few hundred ms, the only way to see an absence.
  */
 #include "cli_spawn.h"
 #include "e2e_util.h"
@@ -107,6 +108,41 @@ static const char phase_py[] =
     "    else: s.close()\n"
     "sys.stdout.flush()\n";
 
+/* Retained messages with Paho (argv: port, set|clear|get [N]): set
+ * publishes retained ones (a newer one replaces, an empty one clears),
+ * clear clears rt/d, get subscribes rt/# and prints the N retained ones it
+ * gets, then checks there is no other before a live message; each prints
+ * OK last. */
+static const char retained_py[] =
+    "import sys, threading, paho.mqtt.client as mqtt\n"
+    "port = int(sys.argv[1]); cmd = sys.argv[2]\n"
+    "p = mqtt.Client(client_id='ret94', protocol=mqtt.MQTTv311)\n"
+    "p.connect('127.0.0.1', port, 30); p.loop_start()\n"
+    "def pub(t, m, retain=True):\n"
+    "    i = p.publish(t, m, qos=1, retain=retain); i.wait_for_publish(10)\n"
+    "    assert i.is_published(), t\n"
+    "if cmd == 'set':\n"
+    "    for t, m in [('rt/a', 'A1'), ('rt/a', 'A2'), ('rt/b', 'B'), ('rt/c', 'C'), ('rt/c', ''), "
+    "('rt/d', 'D')]:\n"
+    "        pub(t, m)\n"
+    "elif cmd == 'clear':\n"
+    "    pub('rt/d', '')\n"
+    "else:\n"
+    "    got = []; retained = threading.Event(); done = threading.Event()\n"
+    "    def on_message(c, u, m):\n"
+    "        if m.topic == 'rt/end': done.set(); return\n"
+    "        got.append((m.topic, m.payload.decode(), int(m.retain)))\n"
+    "        if len(got) == int(sys.argv[3]): retained.set()\n"
+    "    s = mqtt.Client(client_id='get94', protocol=mqtt.MQTTv311)\n"
+    "    s.on_message = on_message; s.connect('127.0.0.1', port, 30); s.loop_start()\n"
+    "    s.subscribe('rt/#', 1)\n"
+    "    assert retained.wait(10), got\n"
+    "    pub('rt/end', 'x', retain=False)\n"
+    "    assert done.wait(10), got\n"
+    "    print(sorted(got)); s.disconnect(); s.loop_stop()\n"
+    "p.disconnect(); p.loop_stop()\n"
+    "print('OK')\n";
+
 static long long ms_now(void)
 {
     struct timespec ts;
@@ -158,11 +194,18 @@ static void read_all(int fd, char *buf, size_t cap, int timeout_ms)
     buf[len] = '\0';
 }
 
+static void run_py(const char *script, char *out, size_t cap, const char *const *args);
+
 /* Run one phase (args after the port); its stdout in out. Fails unless it
  * exits 0. */
 static void phase(char *out, size_t cap, const char *const *args)
 {
-    const char *argv[12] = {"-c", phase_py, port_s};
+    run_py(phase_py, out, cap, args);
+}
+
+static void run_py(const char *script, char *out, size_t cap, const char *const *args)
+{
+    const char *argv[12] = {"-c", script, port_s};
     size_t n = 3;
     for (size_t i = 0; args[i] != NULL && n < 11; i++) {
         argv[n++] = args[i];
@@ -323,6 +366,31 @@ START_TEST(test_mqtt_clean_session_deletes_the_session)
 }
 END_TEST
 
+/* Retained messages are kept in the store: after a kill -9 and a restart
+ * a new subscriber gets the newest of each topic, not one cleared (by an
+ * empty retained message) before the kill, nor one cleared after the first
+ * restart. */
+START_TEST(test_mqtt_retained_survive_kill9)
+{
+    char out[4096];
+    if (system("/usr/bin/python3 -c 'import paho.mqtt.client' 2>/dev/null") != 0) {
+        fprintf(stderr, "python3-paho-mqtt not found: skipped\n");
+        exit(77);
+    }
+    up();
+    run_py(retained_py, out, sizeof(out), (const char *const[]){"set", NULL});
+    ck_assert_str_eq(out, "OK\n");
+    restart_after_kill9();
+    run_py(retained_py, out, sizeof(out), (const char *const[]){"get", "3", NULL});
+    ck_assert_str_eq(out, "[('rt/a', 'A2', 1), ('rt/b', 'B', 1), ('rt/d', 'D', 1)]\nOK\n");
+    run_py(retained_py, out, sizeof(out), (const char *const[]){"clear", NULL});
+    restart_after_kill9();
+    run_py(retained_py, out, sizeof(out), (const char *const[]){"get", "2", NULL});
+    ck_assert_str_eq(out, "[('rt/a', 'A2', 1), ('rt/b', 'B', 1)]\nOK\n");
+    STOP(&broker);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("e2e_mqtt_session");
@@ -338,6 +406,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("clean");
     tcase_add_test(tc, test_mqtt_clean_session_deletes_the_session);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("retained_kill9");
+    tcase_add_test(tc, test_mqtt_retained_survive_kill9);
     suite_add_tcase(s, tc);
     return s;
 }
