@@ -44,7 +44,9 @@
  *   session; an UNSUBSCRIBE deletes the filter's; a SUBSCRIBE at another
  *   QoS deletes those of the filter's previous QoS. A durable still held
  *   (another connection of the same session is open: this version does
- *   not take sessions over) is not deleted (logged).
+ *   not take sessions over) is not deleted (logged). A clean CONNECT lists
+ *   the durables only while sessions may exist (sessions_seen): on a
+ *   server whose clients never asked for one, it costs nothing.
  *
  * Everything here runs on the connection's IO thread; the consumer
  * registry is called without any lock of ours held.
@@ -53,11 +55,21 @@
 #include "mqtt_topic.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SESS_ACK_WAIT_MS 3600000u
+
+/* Does any session's durable exist? Most clients connect with clean
+ * session 1 and a client id, and each such CONNECT would list every
+ * durable to delete its session's: while no session was ever seen, they
+ * need not. 0: not known yet (the first CONNECT lists), 1: none was seen
+ * (set only from 0, by a listing that found none), 2: some may exist (set
+ * before a session's durable is made, and by a listing that found one).
+ * Atomic: every IO thread reads and sets it. */
+static atomic_int sessions_seen;
 
 static void hex_put(char *out, const void *p, size_t n)
 {
@@ -160,6 +172,10 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
         mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED);
         return;
     }
+    if (!mq->is_persistent && atomic_load(&sessions_seen) == 1) {
+        mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED); /* no session to clean */
+        return;
+    }
     if (key_make(c) < 0) {
         mq->sess_key[0] = '\0';
         if (mq->is_persistent) {
@@ -183,6 +199,16 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
     /* Roots and durables on one topic; a wildcard durable's positions go
      * with their root. */
     size_t n_kept = 0;
+    int expect = 0;
+    int any = 0;
+    for (size_t i = 0; i < n && !any; i++) {
+        any = strncmp(v[i].name, "mqtt-", 5) == 0;
+    }
+    if (any) {
+        atomic_store(&sessions_seen, 2);
+    } else {
+        atomic_compare_exchange_strong(&sessions_seen, &expect, 1);
+    }
     for (size_t i = 0; i < n; i++) {
         uint8_t qos;
         int kind;
@@ -297,6 +323,7 @@ void mqtt__session_free(struct mqtt_sess *mq)
 void mqtt__session_sub_opts(const struct mqtt_sess *mq, uint8_t qos, int i, char *name,
                             Ferry__Subscribe *fs)
 {
+    atomic_store(&sessions_seen, 2); /* before the durable exists */
     mqtt__session_name(mq, qos, i, name);
     fs->durable_name = name;
     fs->ack_mode = FERRY__ACK_MODE__ACK_EXPLICIT;
