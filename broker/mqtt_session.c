@@ -149,9 +149,7 @@ static int key_make(struct conn *c)
         return -1;
     }
     memmove(mq->sess_key + 2 * ulen + 1, mq->sess_key, idlen + 1);
-    char tmp[2 * CONS_OWNER_MAX + 1];
-    hex_put(tmp, user, ulen > CONS_OWNER_MAX ? CONS_OWNER_MAX : ulen);
-    memcpy(mq->sess_key, tmp, 2 * ulen);
+    hex_put(mq->sess_key, user, ulen); /* its NUL becomes the '-' */
     mq->sess_key[2 * ulen] = '-';
     return 0;
 }
