@@ -36,10 +36,9 @@
  *   message that was not taken would be a silent loss (3.3.5).
  * - clean session 0 keeps the session in durable consumers, one per ferry
  *   subscription of each filter, named after the user and the client id
- *   (mqtt_session.c says how); clean session 1 deletes them. A second
- *   connection of a session while the first is open does not take it over
- *   in this version: its filters stay with the first (their durables are
- *   held), the second's resume of them fails (logged).
+ *   (mqtt_session.c says how); clean session 1 deletes them. A CONNECT
+ *   of a session another connection holds is refused (CONNACK 0x03): this
+ *   version does not take sessions over.
  * - The will is published (with the connection's rights, retain ignored)
  *   when a logged-in connection ends without DISCONNECT: closed by the
  *   client, by a keepalive timeout, or by the server for a protocol error;

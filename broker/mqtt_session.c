@@ -42,9 +42,12 @@
  * CLEANING
  *   A CONNECT with clean session 1 deletes the durables of its key's
  *   session; an UNSUBSCRIBE deletes the filter's; a SUBSCRIBE at another
- *   QoS deletes those of the filter's previous QoS. A durable still held
- *   (another connection of the same session is open: this version does
- *   not take sessions over) is not deleted (logged). A clean CONNECT lists
+ *   QoS deletes those of the filter's previous QoS. A CONNECT (clean or
+ *   not) of a session whose durables are held by another connection, open
+ *   or still closing, is refused with CONNACK 0x03 (server unavailable:
+ *   try again): this version does not take a session over (3.1.4-2 would
+ *   close the other connection), and resuming without the held filters
+ *   would say session present and deliver nothing. A clean CONNECT lists
  *   the durables only while sessions may exist (sessions_seen): on a
  *   server whose clients never asked for one, it costs nothing.
  *
@@ -177,6 +180,7 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
     if (key_make(c) < 0) {
         mq->sess_key[0] = '\0';
         if (mq->is_persistent) {
+            mq->is_connected = 0; /* refused: no will */
             mqtt__send_connack(t, c, MQTT_CONNACK_BAD_CLIENT_ID);
             mqtt__close(t, c, "MQTT CONNECT: user and client id too long for a kept session");
             return;
@@ -190,6 +194,7 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
     if (rc < 0) {
         log_client_warn(c->client_id, c->peer, "MQTT session: durables not listed: %s",
                         server_strerror(rc));
+        mq->is_connected = 0; /* refused: no will */
         mqtt__send_connack(t, c, MQTT_CONNACK_UNAVAILABLE);
         conn_close_after_flush(t, c);
         return;
@@ -206,6 +211,23 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
         atomic_store(&sessions_seen, 2);
     } else {
         atomic_compare_exchange_strong(&sessions_seen, &expect, 1);
+    }
+    int is_held = 0;
+    for (size_t i = 0; i < n && !is_held; i++) {
+        uint8_t qos;
+        int kind;
+        is_held = v[i].n_holders > 0 && is_ours(mq, v[i].name, &qos, &kind);
+    }
+    if (is_held) {
+        /* Another connection of this session is open (or still closing):
+         * this version does not take it over (see CLEANING). */
+        free(v);
+        log_client_info(c->client_id, c->peer,
+                        "MQTT CONNECT refused: the session is held by another connection");
+        mq->is_connected = 0; /* refused: no will */
+        mqtt__send_connack(t, c, MQTT_CONNACK_UNAVAILABLE);
+        conn_close_after_flush(t, c);
+        return;
     }
     for (size_t i = 0; i < n; i++) {
         uint8_t qos;

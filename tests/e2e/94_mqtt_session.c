@@ -15,11 +15,13 @@
 #include "cli_spawn.h"
 #include "e2e_util.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +36,8 @@ static char port_s[16];
  *                  granted 1 each, DISCONNECT; prints OK
  *   pub ID T N     clean session, N QoS 1 PUBLISHes "m000".. to T, all
  *                  PUBACKed; prints OK
+ *   refused ID     clean session 0, CONNACK 0x03 (server unavailable);
+ *                  prints refused
  *   drain ID keep|clean N_ACK QUIET_MS
  *                  prints "SP 0|1", then "topic payload dup qos" per
  *                  PUBLISH until QUIET_MS of silence, PUBACKing the first
@@ -56,11 +60,11 @@ static const char phase_py[] =
     "        b = rd(s, 1)[0]; rl += (b & 127) * mult; mult *= 128\n"
     "        if not b & 128: break\n"
     "    return h, rd(s, rl)\n"
-    "def conn(clean):\n"
+    "def conn(clean, want=0):\n"
     "    s = socket.create_connection(('127.0.0.1', port)); s.settimeout(10)\n"
     "    vh = s16(b'MQTT') + bytes([4, 2 if clean else 0]) + struct.pack('>H', 60) + s16(cid)\n"
     "    s.sendall(bytes([0x10, len(vh)]) + vh)\n"
-    "    h, b = pkt(s); assert h == 0x20 and b[1] == 0, (h, b)\n"
+    "    h, b = pkt(s); assert h == 0x20 and b[1] == want, (h, b)\n"
     "    return s, b[0]\n"
     "def bye(s):\n"
     "    s.sendall(b'\\xe0\\x00')\n"
@@ -76,6 +80,8 @@ static const char phase_py[] =
     "    h, b = pkt(s); assert h == 0x90 and b == struct.pack('>H', 7) + b'\\x01' * len(fs), (h, "
     "b)\n"
     "    bye(s); print('OK')\n"
+    "elif cmd == 'refused':\n"
+    "    s, sp = conn(False, 3); print('refused')\n"
     "elif cmd == 'pub':\n"
     "    s, sp = conn(True)\n"
     "    topic = sys.argv[4].encode(); n = int(sys.argv[5])\n"
@@ -366,6 +372,45 @@ START_TEST(test_mqtt_clean_session_deletes_the_session)
 }
 END_TEST
 
+/* A session held by an open connection is not taken over: a second
+ * CONNECT of it is refused with CONNACK 0x03 (rather than resumed without
+ * its filters); once the first has gone, it resumes. */
+START_TEST(test_mqtt_session_held_is_refused)
+{
+    char out[4096];
+    up();
+    phase(out, sizeof(out), (const char *const[]){"sub", "s5", "h/t", NULL});
+    wait_no_subs();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)broker.mqtt_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    /* CONNECT, 3.1.1, clean session 0, keepalive 60, client id "s5" */
+    const uint8_t cn[] = {0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60, 0, 2, 's', '5'};
+    ck_assert_int_eq(send(fd, cn, sizeof(cn), MSG_NOSIGNAL), (ssize_t)sizeof(cn));
+    uint8_t b[4];
+    size_t got = 0;
+    while (got < 4) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_int_eq(poll(&pfd, 1, T_WAIT), 1);
+        ssize_t r = read(fd, b + got, 4 - got);
+        ck_assert_int_gt(r, 0);
+        got += (size_t)r;
+    }
+    ck_assert_uint_eq(b[0], 0x20);
+    ck_assert_uint_eq(b[2], 1); /* session present */
+    ck_assert_uint_eq(b[3], 0);
+    phase(out, sizeof(out), (const char *const[]){"refused", "s5", NULL});
+    ck_assert_str_eq(out, "refused\n");
+    close(fd);
+    wait_no_subs();
+    phase(out, sizeof(out), (const char *const[]){"drain", "s5", "keep", "-1", "300", NULL});
+    ck_assert_str_eq(out, "SP 1\n");
+    STOP(&broker);
+}
+END_TEST
+
 /* Retained messages are kept in the store: after a kill -9 and a restart
  * a new subscriber gets the newest of each topic, not one cleared (by an
  * empty retained message) before the kill, nor one cleared after the first
@@ -406,6 +451,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("clean");
     tcase_add_test(tc, test_mqtt_clean_session_deletes_the_session);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("held");
+    tcase_add_test(tc, test_mqtt_session_held_is_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("retained_kill9");
     tcase_add_test(tc, test_mqtt_retained_survive_kill9);
