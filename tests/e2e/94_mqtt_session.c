@@ -2,15 +2,16 @@
  * 94_mqtt_session.c - MQTT persistent sessions (clean session 0) and
  * retained messages kept in the store, end to end (issue 17;
  * broker/mqtt_session.c, mqtt_retain_store.c): a real ferryd with
- * --mqtt-listen,
- * MQTT clients written with raw sockets in python3 (a phase per run: the
- * client must leave without PUBACKs and without DISCONNECT, which Paho
- * does not do), ferryd killed with -9 between phases.
+ * --mqtt-listen, MQTT clients written with raw sockets in python3 (a phase
+ * per run: the client must leave without PUBACKs and without DISCONNECT,
+ * which Paho does not do), retained messages with Paho, ferryd killed with
+ * -9 between phases.
  *
- * Retained messages with Paho. Skipped (77) without python3 (or paho). No sleeps: between phases
- * the test waits for the broker to count the client's subscriptions gone (a reconnect of a session
- * while its previous connection is still open is not taken over in this version); "nothing more" is
- * a client's silence of a few hundred ms, the only way to see an absence.
+ * Skipped (77) without python3 (or paho, for retained messages). No
+ * sleeps: between phases the test waits for the broker to count the
+ * client's subscriptions gone (a CONNECT of a session that a previous
+ * connection still holds is refused in this version); "nothing more" is a
+ * client's silence of a few hundred ms, the only way to see an absence.
  */
 #include "cli_spawn.h"
 #include "e2e_util.h"
