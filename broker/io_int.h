@@ -363,6 +363,7 @@ struct pub_in {
     size_t reply_to_len;
     int64_t deliver_at; /* Publish.deliver_at (full decoder only); 0: now */
     uint64_t ttl_ms;    /* Publish.ttl_ms (full decoder only); 0: never expires */
+    uint8_t is_internal; /* the broker's own (MQTT retained: mqtt_retain.h): no ACL */
 };
 
 /* ---- conn.c ------------------------------------------------------------ */

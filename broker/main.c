@@ -651,6 +651,16 @@ int main(int argc, char **argv)
         log_error("out of memory");
         return 1;
     }
+    /* MQTT retained messages live in a last-value topic (mqtt_retain.h). */
+    struct cfg *cf = &s->cfg;
+    if ((cf->mqtt_listen_port >= 0 || cf->mqtt_tls_listen_port >= 0) &&
+        !cfg_is_last_value(cf, MQTT_RETAIN_TOPIC, sizeof(MQTT_RETAIN_TOPIC) - 1)) {
+        if (cf->n_last_value >= CFG_MAX_LAST_VALUE) {
+            log_error("too many last_value patterns: MQTT needs one for %s", MQTT_RETAIN_TOPIC);
+            return 1;
+        }
+        memcpy(cf->last_value[cf->n_last_value++], MQTT_RETAIN_TOPIC, sizeof(MQTT_RETAIN_TOPIC));
+    }
     if (open_store(s) < 0) {
         return 1;
     }
@@ -666,11 +676,25 @@ int main(int argc, char **argv)
         log_error("out of memory");
         return 1;
     }
-    /* MQTT retained messages: in memory, bounded (mqtt_retain.h). */
+    /* MQTT retained messages: in the store, cached in memory, bounded
+     * (mqtt_retain.h). */
     if ((s->cfg.mqtt_listen_port >= 0 || s->cfg.mqtt_tls_listen_port >= 0) &&
         (s->mqtt_retained = mqtt_retain_create(MQTT_RETAIN_MAX_BYTES)) == NULL) {
         log_error("out of memory");
         return 1;
+    }
+    if (s->mqtt_retained != NULL && s->store != NULL) {
+        size_t n_loaded, n_skipped;
+        rc = mqtt_retain_load(s->mqtt_retained, s->store, &n_loaded, &n_skipped);
+        if (rc < 0) {
+            log_error("cannot read the MQTT retained messages (%s): %s", MQTT_RETAIN_TOPIC,
+                      server_strerror(rc));
+            return 1;
+        }
+        if (n_loaded + n_skipped > 0) {
+            log_info("MQTT retained messages: %zu loaded%s", n_loaded,
+                     n_skipped ? " (some did not fit the 64 MiB bound: not retained)" : "");
+        }
     }
     struct acc_ports ports;
     if (start_threads(s, &ports) < 0) {

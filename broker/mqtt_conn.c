@@ -23,24 +23,29 @@
  *   A message goes out at the lower of its publisher's QoS and the granted
  *   one; a message published by a ferry client counts as QoS 1, one
  *   published over MQTT at QoS 0 carries the header mqtt-qos=0 for that.
- *   QoS 1 deliveries get packet ids, held until the client's PUBACK, in
- *   memory only (no redelivery on reconnect in this version).
+ *   QoS 1 deliveries get packet ids, held until the client's PUBACK; in a
+ *   kept session (clean session 0) the PUBACK acks the message to its
+ *   durable, else nothing is redelivered after a reconnect.
  * - An inbound QoS 1 PUBLISH is answered with PUBACK, and a QoS 2 one with
  *   PUBREC, when ferry would send its PubAck: after the commit on a stored
  *   topic. PUBREL is answered with PUBCOMP. A QoS 2 message is stored once
- *   per PUBLISH received; clients resend one only after a reconnect with a
- *   session, which this version does not keep.
+ *   per PUBLISH received (a client resending one after a reconnect of its
+ *   session stores it again: QoS 2 is kept as at least once).
  * - A PUBLISH the server refuses (ACL, topic rules, storage full) closes
  *   the connection: MQTT 3.1.1 has no negative PUBACK, and acknowledging a
  *   message that was not taken would be a silent loss (3.3.5).
- * - clean session 0 is accepted and behaves as clean session 1: CONNACK
- *   says session present 0, and nothing is kept after the connection.
+ * - clean session 0 keeps the session in durable consumers, one per ferry
+ *   subscription of each filter, named after the user and the client id
+ *   (mqtt_session.c says how); clean session 1 deletes them. A CONNECT
+ *   of a session another connection holds is refused (CONNACK 0x03): this
+ *   version does not take sessions over.
  * - The will is published (with the connection's rights, retain ignored)
  *   when a logged-in connection ends without DISCONNECT: closed by the
  *   client, by a keepalive timeout, or by the server for a protocol error;
  *   not when the server stops.
- * - Retained messages (mqtt_retain.h) are kept in memory, bounded (64 MiB):
- *   not across restarts in this version. A retained PUBLISH that was
+ * - Retained messages (mqtt_retain.h) are kept in the store (an internal
+ *   last-value topic) with a table in memory as their cache, bounded
+ *   (64 MiB), loaded at start. A retained PUBLISH that was
  *   accepted sets its topic's (an empty one clears it); a subscription
  *   gets the matching ones after its SUBACK, with the RETAIN flag, at the
  *   lower of their QoS and the granted one. A retained message that does
@@ -86,6 +91,7 @@ void mqtt_conn_destroy(struct conn *c)
     free(mq->sa);
     free(mq->in);
     free(mq->pid_used);
+    mqtt__session_free(mq);
     will_forget(mq);
     free(mq);
     c->mq = NULL;
@@ -197,6 +203,9 @@ static void on_connect(struct iot *t, struct conn *c, const uint8_t *body, size_
         mqtt__close(t, c, "MQTT CONNECT: an empty client id needs clean session 1");
         return;
     }
+    if (mqtt__session_prepare(t, c, &m) < 0) {
+        return;
+    }
     c->mq->keepalive_s = m.keepalive;
     c->mq->has_user = m.has_user;
     if (m.has_will && will_keep(t, c, &m) < 0) {
@@ -223,7 +232,7 @@ static void on_connect(struct iot *t, struct conn *c, const uint8_t *body, size_
     log_client_debug(c->client_id, c->peer, "MQTT CONNECT client id \"%.*s\", keepalive %u s%s",
                      (int)(m.client_id.len > 64 ? 64 : m.client_id.len),
                      m.client_id.len ? (const char *)m.client_id.p : "", m.keepalive,
-                     m.is_clean ? "" : ", clean session 0 (kept as clean)");
+                     m.is_clean ? "" : ", clean session 0");
     Ferry__Connect fc = FERRY__CONNECT__INIT;
     fc.protocol_version = CODEC_PROTOCOL_VERSION;
     if (user != NULL) {
@@ -235,6 +244,34 @@ static void on_connect(struct iot *t, struct conn *c, const uint8_t *body, size_
     handle_connect(t, c, &fc);
     wipe_free(user);
     wipe_free(pass);
+}
+
+/* A retained PUBLISH the client may make: its record in the store's
+ * retained topic (mqtt_retain.h, IN THE STORE), queued before the message
+ * so that it is committed when the message's PUBACK goes. */
+static void retain_store(struct iot *t, struct conn *c, const char *topic, size_t tlen,
+                         const struct mqtt_publish *m)
+{
+    if (t->srv->store == NULL || t->srv->mqtt_retained == NULL || tlen > STORE_LASTVAL_KEY_MAX ||
+        !conn_may_publish(c, topic, tlen)) {
+        return; /* kept in memory only; or refused, which closes c */
+    }
+    Ferry__Header h = FERRY__HEADER__INIT;
+    h.key = (char *)MQTT_RETAIN_QOS_HEADER;
+    h.value = (char *)(m->qos == 0 ? "0" : "1");
+    Ferry__Header *hp[1] = {&h};
+    struct pub_in p = {
+        .topic = MQTT_RETAIN_TOPIC,
+        .topic_len = sizeof(MQTT_RETAIN_TOPIC) - 1,
+        .payload = m->payload.p,
+        .payload_len = m->payload.len,
+        .key = (const uint8_t *)topic,
+        .key_len = tlen,
+        .headers = hp,
+        .n_headers = 1,
+        .is_internal = 1,
+    };
+    handle_publish_enqueue(t, c, &p);
 }
 
 static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8_t *body,
@@ -267,6 +304,9 @@ static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8
     if (m.qos == 0) {
         p.headers = hp;
         p.n_headers = 1;
+    }
+    if (m.is_retain) {
+        retain_store(t, c, topic, tlen, &m);
     }
     handle_publish_enqueue(t, c, &p);
     if (m.is_retain && c->state == ST_OPEN && t->srv->mqtt_retained != NULL) {
@@ -320,18 +360,34 @@ static int filter_find_text(const struct mqtt_sess *mq, struct mqtt_str s)
     return -1;
 }
 
-/* One topic filter of a SUBSCRIBE: its ferry patterns handed to
- * handle_subscribe; the SubAcks settle it (now or later). */
-static void subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint8_t qos,
-                          uint32_t idx)
+/* May the session keep pattern (a durable)? */
+static int may_keep(struct iot *t, const struct conn *c, const char *pat, size_t plen)
+{
+    return c->mq->is_persistent && c->mq->sess_key[0] != '\0' && t->srv->consumers != NULL &&
+           t->srv->store != NULL &&
+           (topic_has_wildcard(pat, plen) || !cfg_is_ephemeral(&t->srv->cfg, pat, plen));
+}
+
+static void suback_code(struct mqtt_sess *mq, uint32_t idx, uint8_t code)
+{
+    if (mq->sa != NULL && idx < mq->sa->n) {
+        mq->sa->codes[idx] = code;
+        mq->sa->left--;
+    }
+}
+
+/* One topic filter of a SUBSCRIBE (or a session's, is_restore): its ferry
+ * patterns handed to handle_subscribe; the SubAcks settle it (now or
+ * later). In a kept session they are its durables (mqtt_session.c). */
+void mqtt__subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint8_t qos,
+                         uint32_t idx, int is_restore)
 {
     struct mqtt_sess *mq = c->mq;
     char pat[4096 + 1];
     size_t plen, parent;
     if (s.len > t->srv->cfg.max_topic_len ||
         mqtt_topic_to_ferry((const char *)s.p, s.len, 1, pat, &plen, &parent) < 0) {
-        mq->sa->codes[idx] = MQTT_SUBACK_FAILURE;
-        mq->sa->left--;
+        suback_code(mq, idx, MQTT_SUBACK_FAILURE);
         log_client_info(c->client_id, c->peer, "MQTT SUBSCRIBE %.*s refused: no ferry pattern",
                         (int)(s.len > 256 ? 256 : s.len), (const char *)s.p);
         return;
@@ -340,20 +396,28 @@ static void subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint
     if (old >= 0) {
         mqtt__filter_remove(t, c, (uint32_t)old); /* 3.8.4-3: a new one replaces it */
     }
+    if (!is_restore) {
+        mqtt__session_forget(t, c, pat, plen, parent, qos > 1 ? 1 : qos); /* another QoS's */
+    }
     int k = filter_add(c, s, qos, idx);
     if (k < 0) {
-        mq->sa->codes[idx] = MQTT_SUBACK_FAILURE;
-        mq->sa->left--;
+        suback_code(mq, idx, MQTT_SUBACK_FAILURE);
         return;
     }
     mq->f[k].is_issuing = 1;
+    mq->f[k].is_restored = (uint8_t)is_restore;
     for (int i = 0; i < (parent ? 2 : 1) && !mq->f[k].is_failed && c->state == ST_OPEN; i++) {
         Ferry__Subscribe fs = FERRY__SUBSCRIBE__INIT;
+        char name[CONS_NAME_MAX + 1];
         fs.sub_id = ++mq->next_sub_id;
         if (i == 1) {
             pat[parent] = '\0'; /* "x/#" matches x too */
         }
         fs.pattern = pat;
+        if (may_keep(t, c, pat, strlen(pat))) {
+            mqtt__session_sub_opts(mq, mq->f[k].qos, i, name, &fs);
+            mq->f[k].is_durable = 1;
+        }
         mq->f[k].sub_ids[mq->f[k].n_ids++] = fs.sub_id;
         mq->f[k].n_wait++;
         handle_subscribe(t, c, &fs);
@@ -387,7 +451,7 @@ static void on_subscribe(struct iot *t, struct conn *c, const uint8_t *body, siz
         struct mqtt_str s;
         uint8_t qos;
         mqtt_filter_next(&p, 1, &s, &qos);
-        subscribe_one(t, c, s, qos, i);
+        mqtt__subscribe_one(t, c, s, qos, i, 0);
     }
     if (c->state == ST_OPEN && c->mq->sa == sa) {
         sa->is_issuing = 0;
@@ -410,6 +474,12 @@ static void on_unsubscribe(struct iot *t, struct conn *c, const uint8_t *body, s
         int k = filter_find_text(c->mq, s);
         if (k >= 0) {
             mqtt__filter_remove(t, c, (uint32_t)k);
+        }
+        char pat[4096 + 1];
+        size_t plen, parent;
+        if (s.len <= t->srv->cfg.max_topic_len &&
+            mqtt_topic_to_ferry((const char *)s.p, s.len, 1, pat, &plen, &parent) == 0) {
+            mqtt__session_forget(t, c, pat, plen, parent, -1); /* a kept session's durables */
         }
     }
     mqtt__send_ack(t, c, MQTT_UNSUBACK, pid);
@@ -442,6 +512,7 @@ static void on_packet(struct iot *t, struct conn *c, uint8_t first, const uint8_
             mqtt__close(t, c, "malformed MQTT PUBACK");
         } else {
             mqtt__pid_release(c->mq, pid);
+            mqtt__session_puback(t, c, pid);
         }
         break;
     case MQTT_PUBREL:

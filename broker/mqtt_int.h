@@ -3,6 +3,8 @@
  *   mqtt_conn.c  its life, the packets it reads, their framing (mqtt_conn_)
  *   mqtt_out.c   what it is sent: ferry's answers as MQTT packets,
  *                deliveries as PUBLISH, retained messages
+ *   mqtt_session.c  clean session 0: subscriptions as durable consumers,
+ *                QoS 1 deliveries acked to them on PUBACK
  * Everything here belongs to the IO thread that owns the connection.
  */
 #ifndef FERRY_MQTT_INT_H
@@ -28,6 +30,8 @@ struct mqtt_filter {
     uint8_t is_issuing;    /* its Subscribes are being handed to handle_subscribe */
     uint8_t is_failed;     /* one was refused: SUBACK 0x80, the others removed */
     uint8_t want_retained; /* accepted: its retained messages follow the SUBACK */
+    uint8_t is_restored;   /* restored from the session (no SUBACK, no retained) */
+    uint8_t is_durable;    /* its ferry subscriptions are the session's durables */
     uint32_t ack_idx;      /* its place in the SUBACK being gathered */
     uint64_t sub_ids[2];   /* the ferry sub_ids */
 };
@@ -41,6 +45,20 @@ struct mqtt_suback {
     uint32_t n, left;
     uint8_t codes[];
 };
+
+/* A QoS 1 delivery of a durable (a session's filter) awaiting its PUBACK:
+ * the PUBACK acks seq to subscription sub_id (topic: the message's ferry
+ * topic, NUL-terminated, malloc'd; a wildcard durable's Ack names it). */
+struct mqtt_inflight {
+    uint16_t pid;
+    uint64_t sub_id;
+    uint64_t seq;
+    char *topic;
+};
+
+/* The longest session key (mqtt_session.c): "mqtt-QK-" + hex(user) + "-" +
+ * hex(client id) must be a durable name (CONS_NAME_MAX bytes). */
+#define MQTT_SESS_KEY_MAX 192
 
 struct mqtt_sess {
     uint8_t *in; /* a packet not complete yet (and what follows a pause) */
@@ -62,11 +80,20 @@ struct mqtt_sess {
     uint8_t *will_msg;
     size_t will_len;
     uint8_t will_qos;
+    /* The session (mqtt_session.c): its key, hex(user) "-" hex(client id)
+     * (NUL-terminated; "" when the client id is empty), whether it is kept
+     * (clean session 0), and the durables' deliveries awaiting PUBACK. */
+    char sess_key[MQTT_SESS_KEY_MAX + 1];
+    uint8_t is_persistent;
+    struct mqtt_inflight *ifl;
+    uint32_t n_ifl, ifl_cap;
 };
 
 /* A malformed packet or a protocol violation: closed without an answer. */
 void mqtt__close(struct iot *t, struct conn *c, const char *why);
 void mqtt__send_connack(struct iot *t, struct conn *c, uint8_t code);
+/* CONNACK with its session present flag. */
+void mqtt__send_connack_sp(struct iot *t, struct conn *c, int session_present, uint8_t code);
 /* PUBACK, PUBREC, PUBCOMP, UNSUBACK for packet id pid. */
 void mqtt__send_ack(struct iot *t, struct conn *c, enum mqtt_type type, uint16_t pid);
 /* The client's PUBACK for a QoS 1 delivery: its packet id is free again. */
@@ -77,5 +104,47 @@ void mqtt__filter_remove(struct iot *t, struct conn *c, uint32_t k);
 void mqtt__filter_settle(struct iot *t, struct conn *c, uint32_t k);
 /* The SUBACK being gathered, once complete; then the retained messages. */
 void mqtt__suback_maybe_send(struct iot *t, struct conn *c);
+
+/* Write one PUBLISH of a ferry topic at qos (DUP flag: is_dup) into c's
+ * buffer. Returns its packet id (0 for QoS 0), or -1 when it was not
+ * written (the connection is closing or was failed). */
+int mqtt__publish_out(struct iot *t, struct conn *c, const char *topic, size_t tlen,
+                      const void *payload, size_t plen, int qos, int is_retain, int is_dup);
+/* Subscribe filter s (granted qos) for the SUBACK slot idx of the SUBSCRIBE
+ * being answered, or (is_restore) for the session being resumed. */
+void mqtt__subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint8_t qos,
+                         uint32_t idx, int is_restore);
+
+/* ---- mqtt_session.c ---- */
+
+/* CONNECT: keep the client id (hex) and the clean flag. Returns 0, or -1
+ * when a kept session cannot have this client id (too long: CONNACK 0x02
+ * sent, the connection closed). */
+int mqtt__session_prepare(struct iot *t, struct conn *c, const struct mqtt_connect *m);
+/* Logged in: the session's key (the user, the client id); a clean session
+ * deletes the durables of the key's session, a kept one finds its filters.
+ * Sends CONNACK (session present or not), then restores the kept filters.
+ * A key too long: CONNACK 0x02 and closed. */
+void mqtt__session_connected(struct iot *t, struct conn *c);
+/* The durable name of filter f's ferry subscription i (0: the filter, 1:
+ * "x" of "x/#") at granted qos, NUL-terminated into name (CONS_NAME_MAX + 1
+ * bytes). */
+void mqtt__session_name(const struct mqtt_sess *mq, uint8_t qos, int i, char *name);
+/* Make fs a subscription to the session's durable (as mqtt__session_name
+ * says; name is its storage): explicit acks, no dead letters. */
+void mqtt__session_sub_opts(const struct mqtt_sess *mq, uint8_t qos, int i, char *name,
+                            Ferry__Subscribe *fs);
+/* The session's filter text (MQTT) at pattern pat was subscribed again or
+ * unsubscribed: delete its durables (for a new subscription: those of the
+ * other QoS, keep_qos; -1: all). */
+void mqtt__session_forget(struct iot *t, struct conn *c, const char *pat, size_t plen,
+                          size_t parent, int keep_qos);
+/* A durable delivery: ack it now (QoS 0: pid 0) or on PUBACK pid. */
+void mqtt__session_track(struct iot *t, struct conn *c, uint16_t pid, uint64_t sub_id, uint64_t seq,
+                         const char *topic, size_t tlen);
+/* The client's PUBACK pid: its durable's Ack. */
+void mqtt__session_puback(struct iot *t, struct conn *c, uint16_t pid);
+/* Free what the session holds in memory (the connection ends). */
+void mqtt__session_free(struct mqtt_sess *mq);
 
 #endif

@@ -22,8 +22,13 @@ void mqtt__close(struct iot *t, struct conn *c, const char *why)
 
 void mqtt__send_connack(struct iot *t, struct conn *c, uint8_t code)
 {
+    mqtt__send_connack_sp(t, c, 0, code);
+}
+
+void mqtt__send_connack_sp(struct iot *t, struct conn *c, int session_present, uint8_t code)
+{
     uint8_t b[4];
-    conn_send_raw(t, c, b, mqtt_connack_put(b, 0, code));
+    conn_send_raw(t, c, b, mqtt_connack_put(b, session_present, code));
 }
 
 void mqtt__send_ack(struct iot *t, struct conn *c, enum mqtt_type type, uint16_t pid)
@@ -78,41 +83,45 @@ static int filter_find_id(const struct mqtt_sess *mq, uint64_t sub_id)
     return -1;
 }
 
-/* Write one PUBLISH of a ferry topic at qos into c's buffer. */
-static void publish_out(struct iot *t, struct conn *c, const char *topic, size_t tlen,
-                        const void *payload, size_t plen, int qos, int is_retain)
+int mqtt__publish_out(struct iot *t, struct conn *c, const char *topic, size_t tlen,
+                      const void *payload, size_t plen, int qos, int is_retain, int is_dup)
 {
     struct mqtt_sess *mq = c->mq;
     if (c->state != ST_OPEN) {
-        return;
+        return -1;
     }
     size_t len = mqtt_publish_len(tlen, plen, (uint8_t)qos);
     if (len == 0) {
         stats_add(&t->stats.deliver_too_large, 1);
         log_client_warn(c->client_id, c->peer, "a message too large for MQTT was not delivered");
-        return;
+        return -1;
     }
     if (conn_out_pending(c) + len > t->srv->cfg.max_outbound) {
         conn_slow_consumer(t, c);
-        return;
+        return -1;
     }
     uint16_t pid = 0;
     if (qos > 0 && pid_take(mq, &pid) < 0) {
         stats_add(&t->stats.slow_consumers, 1);
         conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SLOW_CONSUMER,
                   "65535 QoS 1 messages not acknowledged (PUBACK)");
-        return;
+        return -1;
     }
     if (conn_out_reserve(c, len) < 0) {
         conn_lost_output(t, c, "a delivery could not be queued");
-        return;
+        return -1;
     }
-    c->out_len += mqtt_publish_put(c->out + c->out_len, topic, tlen, '.', '/', payload, plen,
-                                   (uint8_t)qos, pid, is_retain);
+    uint8_t *first = c->out + c->out_len;
+    c->out_len +=
+        mqtt_publish_put(first, topic, tlen, '.', '/', payload, plen, (uint8_t)qos, pid, is_retain);
+    if (is_dup && qos > 0) {
+        *first |= 0x08; /* DUP (3.3.1.1): a redelivery */
+    }
     stats_add(&t->stats.msgs_out, 1);
     stats_add(&t->stats.frames_out, 1);
     conn_heavy_update(t, c);
     conn_mark_dirty(t, c);
+    return pid;
 }
 
 /* 4.7.2: a filter that starts with a wildcard does not match topics that
@@ -122,24 +131,51 @@ static int skips_dollar(const struct mqtt_filter *f, const char *topic, size_t t
     return tlen > 0 && topic[0] == '$' && (f->text[0] == '+' || f->text[0] == '#');
 }
 
+/* A message as it reaches send_publish. */
+struct out_msg {
+    const char *topic;
+    size_t tlen;
+    const void *payload;
+    size_t plen;
+    uint8_t qos;      /* the QoS its publisher gave it */
+    uint64_t seq;     /* its sequence (0: ephemeral) */
+    uint32_t attempt; /* 1, or more for a durable's redelivery */
+};
+
 /* One PUBLISH for a message that matched the subscriptions ids[0..n)
- * (ferry sub_ids); msg_qos: the QoS its publisher gave it. */
+ * (ferry sub_ids), and one more for each durable (a session's filter)
+ * among them: each durable is acked on its own PUBACK. */
 static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
-                         const char *topic, size_t tlen, const void *payload, size_t plen,
-                         uint8_t msg_qos)
+                         const struct out_msg *m)
 {
     struct mqtt_sess *mq = c->mq;
     int qos = -1;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n && c->state == ST_OPEN; i++) {
         int k = filter_find_id(mq, ids[i]);
-        if (k >= 0 && mq->f[k].qos > qos && !skips_dollar(&mq->f[k], topic, tlen)) {
+        if (k < 0) {
+            continue; /* unsubscribed meanwhile */
+        }
+        if (skips_dollar(&mq->f[k], m->topic, m->tlen)) {
+            if (mq->f[k].is_durable && m->seq > 0) {
+                mqtt__session_track(t, c, 0, ids[i], m->seq, m->topic, m->tlen); /* done */
+            }
+            continue; /* a $ topic for a leading wildcard */
+        }
+        if (mq->f[k].is_durable && m->seq > 0) {
+            int q = mq->f[k].qos > m->qos ? m->qos : mq->f[k].qos;
+            int pid = mqtt__publish_out(t, c, m->topic, m->tlen, m->payload, m->plen, q, 0,
+                                        m->attempt > 1);
+            if (pid >= 0) {
+                mqtt__session_track(t, c, (uint16_t)pid, ids[i], m->seq, m->topic, m->tlen);
+            }
+        } else if (mq->f[k].qos > qos) {
             qos = mq->f[k].qos;
         }
     }
-    if (qos < 0) {
-        return; /* unsubscribed meanwhile, or a $ topic for a leading wildcard */
+    if (qos >= 0) {
+        mqtt__publish_out(t, c, m->topic, m->tlen, m->payload, m->plen, qos > m->qos ? m->qos : qos,
+                          0, 0);
     }
-    publish_out(t, c, topic, tlen, payload, plen, qos > msg_qos ? msg_qos : qos, 0);
 }
 
 /* Retained messages for a new subscription (mqtt_retain_each's fn). */
@@ -157,7 +193,7 @@ static void retained_one(void *arg, const char *topic, size_t tlen, const void *
     if (skips_dollar(a->f, topic, tlen)) {
         return;
     }
-    publish_out(a->t, a->c, topic, tlen, payload, plen, qos > a->qos ? a->qos : qos, 1);
+    mqtt__publish_out(a->t, a->c, topic, tlen, payload, plen, qos > a->qos ? a->qos : qos, 1, 0);
 }
 
 /* Filter k was accepted: the retained messages of the topics it matches,
@@ -198,6 +234,7 @@ void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *ids, uint3
     const uint8_t *p = body, *end = body + body_len;
     const uint8_t *topic = NULL, *payload = NULL, *hdr = NULL, *hdr_end = NULL;
     size_t tlen = 0, plen = 0;
+    uint64_t seq = 0, attempt = 1;
     while (p < end) {
         uint64_t key, v;
         if (wire_varint_get(&p, end, &key) < 0) {
@@ -206,6 +243,11 @@ void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *ids, uint3
         if ((key & 7) == 0) {
             if (wire_varint_get(&p, end, &v) < 0) {
                 return;
+            }
+            if (key >> 3 == 3) {
+                seq = v;
+            } else if (key >> 3 == 8) {
+                attempt = v;
             }
             continue;
         }
@@ -227,8 +269,16 @@ void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *ids, uint3
     if (topic == NULL) {
         return;
     }
-    uint8_t qos = hdr != NULL && headers_say_qos0(hdr, hdr_end) ? 0 : 1;
-    send_publish(t, c, ids, n, (const char *)topic, tlen, payload, plen, qos);
+    struct out_msg m = {
+        .topic = (const char *)topic,
+        .tlen = tlen,
+        .payload = payload,
+        .plen = plen,
+        .qos = hdr != NULL && headers_say_qos0(hdr, hdr_end) ? 0 : 1,
+        .seq = seq,
+        .attempt = attempt > UINT32_MAX ? UINT32_MAX : (uint32_t)attempt,
+    };
+    send_publish(t, c, ids, n, &m);
 }
 
 void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
@@ -251,7 +301,9 @@ void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, si
             qos = 0;
         }
     }
-    send_publish(t, c, ids, (uint32_t)n, d->topic, d->topic_len, d->payload, d->payload_len, qos);
+    struct out_msg m = {d->topic, d->topic_len, d->payload, d->payload_len,
+                        qos,      d->sequence,  d->attempt};
+    send_publish(t, c, ids, (uint32_t)n, &m);
 }
 
 /* ---- ferry's answers as MQTT packets ------------------------------------ */
@@ -318,7 +370,7 @@ void mqtt__filter_settle(struct iot *t, struct conn *c, uint32_t k)
     }
     if (f->is_failed) {
         mqtt__filter_remove(t, c, k);
-    } else {
+    } else if (!f->is_restored) {
         f->want_retained = 1;
     }
 }
@@ -345,7 +397,6 @@ static void on_suback(struct iot *t, struct conn *c, const Ferry__SubAck *a)
 static void on_connected(struct iot *t, struct conn *c)
 {
     struct mqtt_sess *mq = c->mq;
-    mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED);
     mq->is_connected = 1;
     /* MQTT's keepalive, not ferry's negotiation: 0 turns it off, and the
      * connection is closed after 1.5 intervals of silence (3.1.2.10). */
@@ -356,6 +407,7 @@ static void on_connected(struct iot *t, struct conn *c)
         c->keepalive_ms = (uint32_t)mq->keepalive_s * 1000u;
         conn_timer_arm(t, c, c->last_rx_ms + (uint64_t)mq->keepalive_s * 1500u);
     }
+    mqtt__session_connected(t, c); /* CONNACK, then a kept session's filters */
 }
 
 static void on_error(struct iot *t, struct conn *c, const Ferry__Error *e)

@@ -4,10 +4,24 @@
  *
  * A PUBLISH with the retain flag sets its topic's retained message (an
  * empty payload clears it); a new subscription gets the retained messages
- * of the topics its pattern matches. The table is in memory: retained
- * messages do not survive a restart of ferryd in this version (the
- * messages themselves are stored as any other). It is bounded by bytes;
- * a message that does not fit is refused (mqtt_retain_put says so).
+ * of the topics its pattern matches. The table is in memory, bounded by
+ * bytes; a message that does not fit is refused (mqtt_retain_put says
+ * so).
+ *
+ * IN THE STORE
+ *   The table is the cache of the internal last-value topic
+ *   MQTT_RETAIN_TOPIC (config: last_value, added by ferryd when MQTT is
+ *   on): a retained PUBLISH is also published there (mqtt_conn.c), before
+ *   the message itself, with the message's ferry topic as its key, its
+ *   payload, and the header MQTT_RETAIN_QOS_HEADER ("0" or "1"); an empty
+ *   payload is the key's tombstone, which clears it. So a retained message
+ *   whose PUBLISH was PUBACKed is committed, and at start ferryd loads the
+ *   topic's current values into the table (mqtt_retain_load). Topics
+ *   longer than a last-value key (STORE_LASTVAL_KEY_MAX bytes) stay in
+ *   memory only. The topic obeys the ACLs of ferry clients: only those
+ *   allowed to subscribe to it read it (MQTT clients never publish to it:
+ *   a "$" topic, and the publish is the broker's, made without the
+ *   client's rights).
  *
  * Thread-safe: every function may be called from any thread; one mutex
  * guards the table. Topics are ferry topics (mqtt_topic.h).
@@ -41,6 +55,15 @@ typedef void mqtt_retain_fn(void *arg, const char *topic, size_t topic_len, cons
                             size_t payload_len, uint8_t qos);
 void mqtt_retain_each(struct mqtt_retain *r, const char *a, size_t a_len, const char *b,
                       size_t b_len, mqtt_retain_fn *fn, void *arg);
+
+#define MQTT_RETAIN_TOPIC "$MQTT.retained"
+#define MQTT_RETAIN_QOS_HEADER "mqtt-qos"
+
+struct store;
+/* Load MQTT_RETAIN_TOPIC's current values into r (at start, before any
+ * connection). Returns 0 with how many were loaded and how many did not
+ * fit (or were not valid), or the store's error. */
+int mqtt_retain_load(struct mqtt_retain *r, struct store *st, size_t *n_loaded, size_t *n_skipped);
 
 /* Retained messages held now. */
 size_t mqtt_retain_count(struct mqtt_retain *r);

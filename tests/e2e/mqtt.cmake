@@ -17,3 +17,11 @@ set_tests_properties(
 if(FERRY_OPENSSL_FOUND)
   target_compile_definitions(e2e_93_mqtt PRIVATE E2E_MQTT_TLS)
 endif()
+# Persistent sessions (clean session 0): raw MQTT clients in python3.
+ferry_check_test(e2e_95_mqtt_session LABEL e2e TIMEOUT 120
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/95_mqtt_session.c
+  LIBS ferry_test_support ferry_proto)
+set_tests_properties(
+  e2e_95_mqtt_session.resume e2e_95_mqtt_session.redeliver_dup e2e_95_mqtt_session.kill9
+  e2e_95_mqtt_session.clean e2e_95_mqtt_session.held e2e_95_mqtt_session.retained_kill9
+  PROPERTIES SKIP_RETURN_CODE 77)
