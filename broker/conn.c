@@ -797,6 +797,9 @@ void conn_kill(struct iot *t, struct conn *c)
     free(c->cu);
     c->cu = NULL;
     c->n_cu = c->cu_cap = 0;
+    if (c->mq != NULL) {
+        mqtt_conn_ended(t, c); /* its durables are free now */
+    }
     cu_wild_remove_sub(c, NULL);
     auth_table_unref(c->auth);
     c->auth = NULL;
@@ -1081,6 +1084,9 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm)
         }
         break;
     case ST_OPEN: {
+        if (c->mq != NULL && mqtt_conn_on_timer(t, c)) {
+            break;
+        }
         uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;
         if (c->is_paused || !(c->events & RX_READ)) {
             /* We are not reading it (backpressure, a held SubAck,

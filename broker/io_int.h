@@ -565,6 +565,18 @@ void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *sub_ids, u
 /* An MQTT connection ends (conn_kill): its will, if it has one and did
  * not say DISCONNECT, is published. */
 void mqtt_conn_lost(struct iot *t, struct conn *c);
+/* After mqtt_conn_lost, its subscriptions and durables released: the
+ * connection lets go of its client id (mqtt_clients.h), telling a
+ * connection that waits to take it over. */
+void mqtt_conn_ended(struct iot *t, struct conn *c);
+/* R_MQTT_KICK: another connection took this one's client id over; close
+ * it (its will goes out, as mosquitto does). R_MQTT_RESUME: the connection
+ * whose client id this one took over has ended. */
+void mqtt_conn_kick(struct iot *t, const struct rmsg *m);
+void mqtt_conn_resume(struct iot *t, const struct rmsg *m);
+/* The connection's timer in ST_OPEN: 1 when it was MQTT's (a takeover
+ * waited too long and was handled), 0 for the keepalive check. */
+int mqtt_conn_on_timer(struct iot *t, struct conn *c);
 /* As conn_send_deliver, for an MQTT connection. */
 void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
                            const struct codec_deliver *d, size_t body_len);

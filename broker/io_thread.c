@@ -336,6 +336,12 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
         case R_BACKUP:
             handle_backup_frame(t, m);
             break;
+        case R_MQTT_KICK:
+            mqtt_conn_kick(t, m);
+            break;
+        case R_MQTT_RESUME:
+            mqtt_conn_resume(t, m);
+            break;
         default:
             break;
         }

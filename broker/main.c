@@ -34,6 +34,7 @@
 #include "io_thread.h"
 #include "log.h"
 #include "metrics.h"
+#include "mqtt_clients.h"
 #include "mqtt_retain.h"
 #include "qgroup.h"
 #include "reactor.h"
@@ -557,6 +558,8 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
     s->qgroups = NULL;
     mqtt_retain_destroy(s->mqtt_retained);
     s->mqtt_retained = NULL;
+    mqtt_clients_destroy(s->mqtt_clients);
+    s->mqtt_clients = NULL;
     if (s->has_tls) {
         tls_holder_close(&s->tls);
     }
@@ -679,7 +682,8 @@ int main(int argc, char **argv)
     /* MQTT retained messages: in the store, cached in memory, bounded
      * (mqtt_retain.h). */
     if ((s->cfg.mqtt_listen_port >= 0 || s->cfg.mqtt_tls_listen_port >= 0) &&
-        (s->mqtt_retained = mqtt_retain_create(MQTT_RETAIN_MAX_BYTES)) == NULL) {
+        ((s->mqtt_retained = mqtt_retain_create(MQTT_RETAIN_MAX_BYTES)) == NULL ||
+         (s->mqtt_clients = mqtt_clients_create()) == NULL)) {
         log_error("out of memory");
         return 1;
     }

@@ -230,21 +230,24 @@ struct topic_info_req {
 enum rmsg_kind {
     R_NEW_CONN = 1, /* u.fd; n_ids: R_NEW_CONN_* flags */
     R_DELIVER,
-    R_PUBACK,    /* u.ack: publish id and sequence; n_ids: wire error code, with
-                  * R_PUBACK_DUPLICATE for a duplicate (stored before) */
-    R_PUBERR,    /* a refused publish without want_ack: Error; as R_PUBACK */
-    R_SUB_READY, /* u.ack: sub id, and the topic's last committed sequence
-                  * when the owning worker registered the subscription */
-    R_RAW,       /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
-    R_AUTH,      /* auth pool -> IO thread: a credential check's result; n_ids:
-                  * 0 accepted, 1 refused, 2 not checked (the connection had
-                  * closed); u.auth.t: one reference */
-    R_PONG,      /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
-    R_DETACH,    /* an admin deleted a durable (force): end subscription
-                  * u.ack.id if it still holds durable u.ack.seq (cons_id) */
-    R_BACKUP,    /* backup thread -> IO thread: u.raw as R_RAW (an AdminReply of a
-                  * backup); body_off: the backup's number (backup.h); n_ids:
-                  * 1 on its last frame (no credit owed), else 0 */
+    R_PUBACK,      /* u.ack: publish id and sequence; n_ids: wire error code, with
+                    * R_PUBACK_DUPLICATE for a duplicate (stored before) */
+    R_PUBERR,      /* a refused publish without want_ack: Error; as R_PUBACK */
+    R_SUB_READY,   /* u.ack: sub id, and the topic's last committed sequence
+                    * when the owning worker registered the subscription */
+    R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
+    R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
+                    * 0 accepted, 1 refused, 2 not checked (the connection had
+                    * closed); u.auth.t: one reference */
+    R_PONG,        /* writer -> IO thread: answer W_BARRIER; u.ack.id: the nonce */
+    R_DETACH,      /* an admin deleted a durable (force): end subscription
+                    * u.ack.id if it still holds durable u.ack.seq (cons_id) */
+    R_BACKUP,      /* backup thread -> IO thread: u.raw as R_RAW (an AdminReply of a
+                    * backup); body_off: the backup's number (backup.h); n_ids:
+                    * 1 on its last frame (no credit owed), else 0 */
+    R_MQTT_KICK,   /* MQTT session takeover: close conn_ref (mqtt_clients.h) */
+    R_MQTT_RESUME, /* MQTT session takeover: the old holder of conn_ref's
+                    * client id has ended; conn_ref goes on */
 };
 
 #define RMSG_INLINE_IDS 2

@@ -37,8 +37,9 @@
  * - clean session 0 keeps the session in durable consumers, one per ferry
  *   subscription of each filter, named after the user and the client id
  *   (mqtt_session.c says how); clean session 1 deletes them. A CONNECT
- *   of a session another connection holds is refused (CONNACK 0x03): this
- *   version does not take sessions over.
+ *   with the client id (and user) of a connected client takes it over:
+ *   that connection is closed, its will published, and the new one waits
+ *   for its end before its CONNACK (mqtt_clients.h).
  * - The will is published (with the connection's rights, retain ignored)
  *   when a logged-in connection ends without DISCONNECT: closed by the
  *   client, by a keepalive timeout, or by the server for a protocol error;

@@ -85,10 +85,20 @@ struct mqtt_sess {
      * (clean session 0), and the durables' deliveries awaiting PUBACK. */
     char sess_key[MQTT_SESS_KEY_MAX + 1];
     uint8_t is_persistent;
+    /* Takeover (mqtt_clients.h): the key is claimed in srv->mqtt_clients;
+     * the connection waits for the previous holder to end. */
+    uint8_t is_claimed;
+    uint8_t is_waiting;
     struct mqtt_inflight *ifl;
     uint32_t n_ifl, ifl_cap;
 };
 
+/* How long a CONNECT taking a client id over waits for the connection that
+ * held it to end before it is refused (CONNACK 0x03). */
+#define MQTT_TAKEOVER_WAIT_MS 5000u
+
+/* Arm the connection's timer for MQTT's keepalive (none for 0). */
+void mqtt__keepalive_arm(struct iot *t, struct conn *c);
 /* A malformed packet or a protocol violation: closed without an answer. */
 void mqtt__close(struct iot *t, struct conn *c, const char *why);
 void mqtt__send_connack(struct iot *t, struct conn *c, uint8_t code);

@@ -394,10 +394,9 @@ static void on_suback(struct iot *t, struct conn *c, const Ferry__SubAck *a)
     mqtt__suback_maybe_send(t, c);
 }
 
-static void on_connected(struct iot *t, struct conn *c)
+void mqtt__keepalive_arm(struct iot *t, struct conn *c)
 {
     struct mqtt_sess *mq = c->mq;
-    mq->is_connected = 1;
     /* MQTT's keepalive, not ferry's negotiation: 0 turns it off, and the
      * connection is closed after 1.5 intervals of silence (3.1.2.10). */
     if (mq->keepalive_s == 0) {
@@ -407,6 +406,12 @@ static void on_connected(struct iot *t, struct conn *c)
         c->keepalive_ms = (uint32_t)mq->keepalive_s * 1000u;
         conn_timer_arm(t, c, c->last_rx_ms + (uint64_t)mq->keepalive_s * 1500u);
     }
+}
+
+static void on_connected(struct iot *t, struct conn *c)
+{
+    c->mq->is_connected = 1;
+    mqtt__keepalive_arm(t, c);
     mqtt__session_connected(t, c); /* CONNACK, then a kept session's filters */
 }
 

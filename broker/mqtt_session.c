@@ -42,18 +42,25 @@
  * CLEANING
  *   A CONNECT with clean session 1 deletes the durables of its key's
  *   session; an UNSUBSCRIBE deletes the filter's; a SUBSCRIBE at another
- *   QoS deletes those of the filter's previous QoS. A CONNECT (clean or
- *   not) of a session whose durables are held by another connection, open
- *   or still closing, is refused with CONNACK 0x03 (server unavailable:
- *   try again): this version does not take a session over (3.1.4-2 would
- *   close the other connection), and resuming without the held filters
- *   would say session present and deliver nothing. A clean CONNECT lists
+ *   QoS deletes those of the filter's previous QoS. A clean CONNECT lists
  *   the durables only while sessions may exist (sessions_seen): on a
  *   server whose clients never asked for one, it costs nothing.
+ *
+ * TAKEOVER (3.1.4-2)
+ *   A CONNECT with the key of a connected client (clean or not) closes
+ *   that connection (R_MQTT_KICK to its IO thread; its will goes out, as
+ *   mosquitto does) and waits, reading nothing, for it to end
+ *   (R_MQTT_RESUME, mqtt_clients.h): only then, its durables released, is
+ *   the session resumed or cleaned and CONNACK sent. A wait longer than
+ *   MQTT_TAKEOVER_WAIT_MS, or a durable of the session bound by another
+ *   kind of connection (a ferry client naming it), is refused with
+ *   CONNACK 0x03. Keys are per user: nobody closes another user's client.
  *
  * Everything here runs on the connection's IO thread; the consumer
  * registry is called without any lock of ours held.
  */
+#include "mailbox.h"
+#include "mqtt_clients.h"
 #include "mqtt_int.h"
 #include "mqtt_topic.h"
 
@@ -166,18 +173,39 @@ static size_t filter_of(const char *pat, size_t plen, char *out)
     return plen;
 }
 
+/* CONNACK 0x03 and close: the session cannot be had now. No will. */
+static void refuse_unavailable(struct iot *t, struct conn *c, const char *why)
+{
+    log_client_info(c->client_id, c->peer, "MQTT CONNECT refused: %s", why);
+    c->mq->is_connected = 0;
+    mqtt__send_connack(t, c, MQTT_CONNACK_UNAVAILABLE);
+    conn_close_after_flush(t, c);
+}
+
+static int post_to(struct iot *t, uint32_t kind, uint64_t ref)
+{
+    struct rmsg m = {.kind = kind, .conn_ref = ref};
+    uint32_t k = CONN_REF_IOT(ref);
+    return k < t->srv->n_iot ? mbox_post(t->srv->iot_in[k], &m, 1) : -EINVAL;
+}
+
+static void session_go(struct iot *t, struct conn *c, int may_wait);
+
+/* Wait for R_MQTT_RESUME (at most MQTT_TAKEOVER_WAIT_MS): no CONNACK yet
+ * (and so no will), nothing read, as during a login. */
+static void wait_start(struct iot *t, struct conn *c)
+{
+    c->mq->is_connected = 0;
+    c->mq->is_waiting = 1;
+    c->is_auth_pending = 1;
+    conn_read_stop(t, c);
+    conn_timer_arm(t, c, t->now + MQTT_TAKEOVER_WAIT_MS);
+}
+
 void mqtt__session_connected(struct iot *t, struct conn *c)
 {
     struct mqtt_sess *mq = c->mq;
-    if (mq->sess_key[0] == '\0' || t->srv->consumers == NULL) {
-        mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED);
-        return;
-    }
-    if (!mq->is_persistent && atomic_load(&sessions_seen) == 1) {
-        mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED); /* no session to clean */
-        return;
-    }
-    if (key_make(c) < 0) {
+    if (mq->sess_key[0] != '\0' && key_make(c) < 0) {
         mq->sess_key[0] = '\0';
         if (mq->is_persistent) {
             mq->is_connected = 0; /* refused: no will */
@@ -185,7 +213,108 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
             mqtt__close(t, c, "MQTT CONNECT: user and client id too long for a kept session");
             return;
         }
-        mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED);
+    }
+    uint64_t prev = 0;
+    int rc = 0;
+    if (mq->sess_key[0] != '\0' && t->srv->mqtt_clients != NULL) {
+        rc = mqtt_clients_claim(t->srv->mqtt_clients, mq->sess_key, conn_ref_of(t, c), &prev);
+        mq->is_claimed = rc >= 0;
+    }
+    if (rc < 0) {
+        refuse_unavailable(t, c, "out of memory");
+        return;
+    }
+    if (rc == 0) {
+        session_go(t, c, 0);
+        return;
+    }
+    /* 3.1.4-2: the connection holding this client id is closed; this one
+     * waits for it to end (its durables released: R_MQTT_RESUME), reading
+     * nothing and with no CONNACK yet, as during its login. */
+    if (post_to(t, R_MQTT_KICK, prev) < 0) {
+        refuse_unavailable(t, c, "the server stops");
+        return;
+    }
+    log_client_info(c->client_id, c->peer, "MQTT client id in use: taking its session over");
+    wait_start(t, c);
+}
+
+void mqtt_conn_kick(struct iot *t, const struct rmsg *m)
+{
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    if (c == NULL || c->mq == NULL || c->state == ST_DEAD) {
+        return; /* gone already: its release told the claimant */
+    }
+    log_client_info(c->client_id, c->peer,
+                    "MQTT session taken over by a new connection with its client id; closing");
+    conn_kill(t, c); /* its will goes out, and its durables are released */
+}
+
+void mqtt_conn_ended(struct iot *t, struct conn *c)
+{
+    struct mqtt_sess *mq = c->mq;
+    uint64_t next;
+    if (!mq->is_claimed) {
+        return;
+    }
+    mq->is_claimed = 0;
+    if (mqtt_clients_release(t->srv->mqtt_clients, mq->sess_key, conn_ref_of(t, c), &next) == 1 &&
+        post_to(t, R_MQTT_RESUME, next) < 0) {
+        log_warn("MQTT takeover: could not tell the new connection that the old one ended");
+    }
+}
+
+/* The takeover's wait is over: the durables are listed again, and the
+ * session goes on unless a connection still holds one of them. */
+void mqtt_conn_resume(struct iot *t, const struct rmsg *m)
+{
+    struct conn *c = conn_by_ref(t, m->conn_ref);
+    if (c == NULL || c->mq == NULL || c->state != ST_OPEN || !c->mq->is_waiting) {
+        return;
+    }
+    c->mq->is_waiting = 0;
+    c->is_auth_pending = 0;
+    c->last_rx_ms = t->now; /* not read while it waited: a new interval */
+    mqtt__keepalive_arm(t, c);
+    session_go(t, c, 1);
+    if (c->state == ST_OPEN && !c->mq->is_waiting) {
+        conn_read_start(t, c);
+        conn_process_frames(t, c); /* what came after CONNECT */
+    }
+}
+
+int mqtt_conn_on_timer(struct iot *t, struct conn *c)
+{
+    if (!c->mq->is_waiting) {
+        return 0;
+    }
+    c->mq->is_waiting = 0;
+    c->is_auth_pending = 0;
+    refuse_unavailable(t, c, "the connection holding its client id did not end in time");
+    return 1;
+}
+
+/* Whether one of the session's durables is bound to a subscription. */
+static int is_held(const struct mqtt_sess *mq, const struct cons_info *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t qos;
+        int kind;
+        if (v[i].n_holders > 0 && is_ours(mq, v[i].name, &qos, &kind)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The client id is ours: CONNACK, cleaning or resuming the session. */
+static void session_go(struct iot *t, struct conn *c, int may_wait)
+{
+    struct mqtt_sess *mq = c->mq;
+    mq->is_connected = 1;
+    if (mq->sess_key[0] == '\0' || t->srv->consumers == NULL ||
+        (!mq->is_persistent && atomic_load(&sessions_seen) == 1)) {
+        mqtt__send_connack(t, c, MQTT_CONNACK_ACCEPTED); /* no session to clean */
         return;
     }
     struct cons_info *v = NULL;
@@ -194,9 +323,7 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
     if (rc < 0) {
         log_client_warn(c->client_id, c->peer, "MQTT session: durables not listed: %s",
                         server_strerror(rc));
-        mq->is_connected = 0; /* refused: no will */
-        mqtt__send_connack(t, c, MQTT_CONNACK_UNAVAILABLE);
-        conn_close_after_flush(t, c);
+        refuse_unavailable(t, c, "its session could not be read");
         return;
     }
     /* Roots and durables on one topic; a wildcard durable's positions go
@@ -212,21 +339,17 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
     } else {
         atomic_compare_exchange_strong(&sessions_seen, &expect, 1);
     }
-    int is_held = 0;
-    for (size_t i = 0; i < n && !is_held; i++) {
-        uint8_t qos;
-        int kind;
-        is_held = v[i].n_holders > 0 && is_ours(mq, v[i].name, &qos, &kind);
-    }
-    if (is_held) {
-        /* Another connection of this session is open (or still closing):
-         * this version does not take it over (see CLEANING). */
+    if (is_held(mq, v, n)) {
         free(v);
-        log_client_info(c->client_id, c->peer,
-                        "MQTT CONNECT refused: the session is held by another connection");
-        mq->is_connected = 0; /* refused: no will */
-        mqtt__send_connack(t, c, MQTT_CONNACK_UNAVAILABLE);
-        conn_close_after_flush(t, c);
+        if (may_wait) {
+            /* Another connection of the session is still open or closing,
+             * though told to end (takeovers raced): wait once more. */
+            wait_start(t, c);
+        } else {
+            /* Bound by a connection that is not the client id's holder
+             * (a ferry client using the durable's name). */
+            refuse_unavailable(t, c, "the session is held by another connection");
+        }
         return;
     }
     for (size_t i = 0; i < n; i++) {

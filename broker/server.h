@@ -31,6 +31,7 @@ struct writer;
 struct cons_reg;
 struct qgroup_reg;
 struct mqtt_retain;
+struct mqtt_clients;
 struct cluster;
 
 enum server_phase { PHASE_RUN = 0, PHASE_DRAIN, PHASE_CLOSE };
@@ -75,6 +76,8 @@ struct server {
     struct qgroup_reg *qgroups; /* queue groups' owners (NULL without an auth file); thread-safe */
     /* MQTT retained messages (NULL: no mqtt_listen); thread-safe */
     struct mqtt_retain *mqtt_retained;
+    /* MQTT client ids and their connections (NULL: no mqtt_listen); thread-safe */
+    struct mqtt_clients *mqtt_clients;
     struct acceptor *acc;
     struct metrics *metrics;     /* the HTTP endpoint (NULL: off); main only */
     struct backup *backup;       /* the hot backup slot (NULL without a store); thread-safe */

@@ -23,5 +23,5 @@ ferry_check_test(e2e_95_mqtt_session LABEL e2e TIMEOUT 120
   LIBS ferry_test_support ferry_proto)
 set_tests_properties(
   e2e_95_mqtt_session.resume e2e_95_mqtt_session.redeliver_dup e2e_95_mqtt_session.kill9
-  e2e_95_mqtt_session.clean e2e_95_mqtt_session.held e2e_95_mqtt_session.retained_kill9
+  e2e_95_mqtt_session.clean e2e_95_mqtt_session.takeover e2e_95_mqtt_session.retained_kill9
   PROPERTIES SKIP_RETURN_CODE 77)
