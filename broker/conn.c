@@ -343,6 +343,13 @@ void conn_send(struct iot *t, struct conn *c, const Ferry__Frame *f)
     conn_mark_dirty(t, c);
 }
 
+void conn_unstage(struct iot *t, struct conn *c)
+{
+    if (c->stage_head >= 0) {
+        unstage(t, c);
+    }
+}
+
 void conn_send_deliver(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
                        const struct codec_deliver *d, size_t body_len)
 {

@@ -41,6 +41,55 @@ int deliver_too_large(struct iot *t, struct conn *c, const uint64_t *ids, uint32
     return 1;
 }
 
+uint8_t *deliver_pfx_room(struct iot *t, size_t max)
+{
+    if (t->pfx_cap - t->pfx_len < max) {
+        size_t cap = t->pfx_cap ? t->pfx_cap * 2 : 65536;
+        while (cap - t->pfx_len < max) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(t->pfx, cap);
+        if (p == NULL) {
+            return NULL;
+        }
+        t->pfx = p;
+        t->pfx_cap = cap;
+    }
+    return t->pfx + t->pfx_len;
+}
+
+int deliver_stage(struct iot *t, struct conn *c, size_t pl, struct pub_batch *b, uint32_t off,
+                  uint32_t len)
+{
+    if (t->n_stage == t->stage_cap) {
+        uint32_t cap = t->stage_cap ? t->stage_cap * 2 : 1024;
+        struct stage *s = realloc(t->stage, cap * sizeof(*s));
+        if (s == NULL) {
+            return -ENOMEM;
+        }
+        t->stage = s;
+        t->stage_cap = cap;
+    }
+    int32_t idx = (int32_t)t->n_stage++;
+    struct stage *s = &t->stage[idx];
+    s->batch = b;
+    s->body_off = off;
+    s->body_len = len;
+    s->pfx_off = (uint32_t)t->pfx_len;
+    s->pfx_len = (uint32_t)pl;
+    s->next = -1;
+    t->pfx_len += pl;
+    if (c->stage_tail >= 0) {
+        t->stage[c->stage_tail].next = idx;
+    } else {
+        c->stage_head = idx;
+    }
+    c->stage_tail = idx;
+    c->stage_bytes += (uint32_t)(pl + len);
+    conn_mark_dirty(t, c);
+    return 0;
+}
+
 /* Deliveries: filter ids against live subscriptions, stage by reference. */
 void deliver_routed(struct iot *t, struct rmsg *m)
 {
@@ -99,24 +148,15 @@ void deliver_routed(struct iot *t, struct rmsg *m)
     }
     if (c->mq != NULL) {
         /* MQTT: a PUBLISH written for this connection, not the shared bytes */
-        mqtt_conn_deliver(t, c, ids, n, m->batch->data + m->body_off, m->body_len);
+        mqtt_conn_deliver(t, c, ids, n, m->batch, m->body_off, m->body_len);
         goto out_drop;
     }
-    size_t need = CODEC_DELIVER_PREFIX_MAX(n);
-    if (t->pfx_cap - t->pfx_len < need) {
-        size_t cap = t->pfx_cap ? t->pfx_cap * 2 : 65536;
-        while (cap - t->pfx_len < need) {
-            cap *= 2;
-        }
-        uint8_t *p = realloc(t->pfx, cap);
-        if (p == NULL) {
-            conn_lost_output(t, c, "a delivery could not be staged");
-            goto out_drop;
-        }
-        t->pfx = p;
-        t->pfx_cap = cap;
+    uint8_t *pfx = deliver_pfx_room(t, CODEC_DELIVER_PREFIX_MAX(n));
+    if (pfx == NULL) {
+        conn_lost_output(t, c, "a delivery could not be staged");
+        goto out_drop;
     }
-    size_t pl = codec_deliver_prefix(t->pfx + t->pfx_len, ids, n, m->body_len);
+    size_t pl = codec_deliver_prefix(pfx, ids, n, m->body_len);
     if (pl - FRAME_HDR_LEN + m->body_len > c->max_frame_len) {
         deliver_too_large(t, c, ids, n, 0, pl - FRAME_HDR_LEN + m->body_len);
         goto out_drop;
@@ -130,7 +170,7 @@ void deliver_routed(struct iot *t, struct rmsg *m)
             goto out_drop;
         }
         if (conn_out_reserve(c, pl + m->body_len) == 0) {
-            conn_out_append(c, t->pfx + t->pfx_len, pl);
+            conn_out_append(c, pfx, pl);
             conn_out_append(c, m->batch->data + m->body_off, m->body_len);
         } else {
             conn_lost_output(t, c, "a delivery could not be queued");
@@ -138,33 +178,11 @@ void deliver_routed(struct iot *t, struct rmsg *m)
         conn_heavy_update(t, c);
         goto out_drop;
     }
-    if (t->n_stage == t->stage_cap) {
-        uint32_t cap = t->stage_cap ? t->stage_cap * 2 : 1024;
-        struct stage *s = realloc(t->stage, cap * sizeof(*s));
-        if (s == NULL) {
-            conn_lost_output(t, c, "a delivery could not be staged");
-            goto out_drop;
-        }
-        t->stage = s;
-        t->stage_cap = cap;
+    if (deliver_stage(t, c, pl, m->batch, m->body_off, m->body_len) < 0) {
+        conn_lost_output(t, c, "a delivery could not be staged");
+        goto out_drop;
     }
-    int32_t idx = (int32_t)t->n_stage++;
-    struct stage *s = &t->stage[idx];
-    s->batch = m->batch; /* takes the message's reference */
-    s->body_off = m->body_off;
-    s->body_len = m->body_len;
-    s->pfx_off = (uint32_t)t->pfx_len;
-    s->pfx_len = (uint32_t)pl;
-    s->next = -1;
-    t->pfx_len += pl;
-    if (c->stage_tail >= 0) {
-        t->stage[c->stage_tail].next = idx;
-    } else {
-        c->stage_head = idx;
-    }
-    c->stage_tail = idx;
-    c->stage_bytes += (uint32_t)(pl + m->body_len);
-    conn_mark_dirty(t, c);
+    /* the stage took the message's reference */
     if (m->n_ids > RMSG_INLINE_IDS) {
         free(m->u.ext_ids);
     }

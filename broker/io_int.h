@@ -423,6 +423,9 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len);
 void conn_out_append(struct conn *c, const void *p, size_t n);
 size_t conn_out_pending(const struct conn *c);
 int conn_out_reserve(struct conn *c, size_t n);
+/* Copy c's staged deliveries into its buffer, behind what is there: before
+ * anything is written to the buffer directly, to keep the order. */
+void conn_unstage(struct iot *t, struct conn *c);
 /* Must c's next request wait until its stored publications are committed
  * and routed (conn.c, read_must_wait)? 1: it waits, paused; 0: go on. */
 int conn_wait_stored(struct iot *t, struct conn *c);
@@ -484,6 +487,15 @@ void deliver_routed(struct iot *t, struct rmsg *m);
 /* A Deliver over c's negotiated frame size: the subscriptions get an Error (1). */
 int deliver_too_large(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n, uint64_t seq,
                       size_t frame_len);
+/* Room for a staged delivery's prefix of up to max bytes, at the end of
+ * t->pfx (valid until the next call); NULL: no memory. */
+uint8_t *deliver_pfx_room(struct iot *t, size_t max);
+/* Stage for c the pl bytes just written at deliver_pfx_room()'s pointer,
+ * then bytes [off, off + len) of b, written by reference when c is
+ * flushed; the stage takes over one reference on b from the caller (on
+ * success only). 0, or -ENOMEM. */
+int deliver_stage(struct iot *t, struct conn *c, size_t pl, struct pub_batch *b, uint32_t off,
+                  uint32_t len);
 
 /* ---- io_thread.c ------------------------------------------------------- */
 
@@ -561,7 +573,7 @@ void mqtt_conn_reply(struct iot *t, struct conn *c, const Ferry__Frame *f);
 /* A routed message for subscriptions sub_ids[0..n) of an MQTT connection:
  * body is the shared Deliver body (codec.h). */
 void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *sub_ids, uint32_t n,
-                       const uint8_t *body, size_t body_len);
+                       struct pub_batch *batch, uint32_t body_off, uint32_t body_len);
 /* An MQTT connection ends (conn_kill): its will, if it has one and did
  * not say DISCONNECT, is published. */
 void mqtt_conn_lost(struct iot *t, struct conn *c);

@@ -172,6 +172,11 @@ static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t p
 }
 
 void pub_batch_unref(struct pub_batch *b);
+/* One more reference (its holder has one already). */
+static inline void pub_batch_ref(struct pub_batch *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
 
 enum wmsg_kind {
     W_SUB_ADD = 1, /* IO thread -> every worker: p = struct trie_sub (a reference) */

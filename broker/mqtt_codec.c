@@ -309,9 +309,8 @@ size_t mqtt_publish_len(size_t topic_len, size_t payload_len, uint8_t qos)
     return 1 + mqtt_rem_len_size((uint32_t)rem) + rem;
 }
 
-size_t mqtt_publish_put(uint8_t *out, const char *topic, size_t topic_len, char from, char to,
-                        const void *payload, size_t payload_len, uint8_t qos, uint16_t packet_id,
-                        int is_retain)
+size_t mqtt_publish_head_put(uint8_t *out, const char *topic, size_t topic_len, char from, char to,
+                             size_t payload_len, uint8_t qos, uint16_t packet_id, int is_retain)
 {
     uint32_t rem = (uint32_t)(2 + topic_len + (qos ? 2u : 0u) + payload_len);
     uint8_t first = (uint8_t)(MQTT_PUBLISH << 4 | (unsigned)(qos & 3) << 1 | (is_retain ? 1u : 0u));
@@ -326,6 +325,15 @@ size_t mqtt_publish_put(uint8_t *out, const char *topic, size_t topic_len, char 
         out[k++] = (uint8_t)(packet_id >> 8);
         out[k++] = (uint8_t)packet_id;
     }
+    return k;
+}
+
+size_t mqtt_publish_put(uint8_t *out, const char *topic, size_t topic_len, char from, char to,
+                        const void *payload, size_t payload_len, uint8_t qos, uint16_t packet_id,
+                        int is_retain)
+{
+    size_t k = mqtt_publish_head_put(out, topic, topic_len, from, to, payload_len, qos, packet_id,
+                                     is_retain);
     if (payload_len > 0) {
         memcpy(out + k, payload, payload_len);
     }

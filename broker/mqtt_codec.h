@@ -150,5 +150,9 @@ size_t mqtt_publish_len(size_t topic_len, size_t payload_len, uint8_t qos);
 size_t mqtt_publish_put(uint8_t *out, const char *topic, size_t topic_len, char from, char to,
                         const void *payload, size_t payload_len, uint8_t qos, uint16_t packet_id,
                         int is_retain);
+/* Its head only: all of it but the payload (mqtt_publish_len - payload_len
+ * bytes), so that the payload can be written from where it is. */
+size_t mqtt_publish_head_put(uint8_t *out, const char *topic, size_t topic_len, char from, char to,
+                             size_t payload_len, uint8_t qos, uint16_t packet_id, int is_retain);
 
 #endif

@@ -642,10 +642,54 @@ void mqtt_conn_process(struct iot *t, struct conn *c)
     }
 }
 
+/* Append to the kept partial packet only the bytes of buf it lacks (its
+ * header first, byte by byte). Returns how many were taken, or -1 when
+ * the connection was failed. A packet larger than one read is so copied
+ * once, and what follows it in buf is handled in place. */
+static ssize_t complete_kept(struct iot *t, struct conn *c, const uint8_t *buf, size_t n)
+{
+    struct mqtt_sess *mq = c->mq;
+    uint32_t limit =
+        c->state == ST_AWAIT_CONNECT ? MQTT_PRE_CONNECT_MAX : t->srv->cfg.max_frame_len;
+    size_t off = 0;
+    while (off < n) {
+        uint8_t first;
+        uint32_t rem;
+        size_t hl;
+        int rc = mqtt_hdr_parse(mq->in, mq->in_len, limit, &first, &rem, &hl);
+        if (rc < 0) {
+            break; /* mqtt_conn_process says why and closes */
+        }
+        size_t lack = rc == 0 ? 1 : hl + rem > mq->in_len ? hl + rem - mq->in_len : 0;
+        if (lack == 0) {
+            break; /* whole (kept after a pause) */
+        }
+        if (lack > n - off) {
+            lack = n - off;
+        }
+        if (keep(t, c, buf + off, lack) < 0) {
+            return -1;
+        }
+        off += lack;
+    }
+    return (ssize_t)off;
+}
+
 void mqtt_conn_take(struct iot *t, struct conn *c, const uint8_t *buf, size_t n)
 {
     struct mqtt_sess *mq = c->mq;
     size_t off = 0, used = 0;
+    if (mq->in_len > 0) {
+        ssize_t k = complete_kept(t, c, buf, n);
+        if (k < 0) {
+            return;
+        }
+        off = (size_t)k;
+        mqtt_conn_process(t, c);
+        if (c->state == ST_DEAD) {
+            return;
+        }
+    }
     if (mq->in_len == 0) {
         /* The usual case: whole packets handled in place. */
         while (off < n && may_go_on(c)) {

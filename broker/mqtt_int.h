@@ -97,6 +97,10 @@ struct mqtt_sess {
  * held it to end before it is refused (CONNACK 0x03). */
 #define MQTT_TAKEOVER_WAIT_MS 5000u
 
+/* Payloads from this size are written to the socket from the routed batch
+ * (staged) rather than copied into the connection's buffer. */
+#define MQTT_STAGE_MIN 512u
+
 /* Arm the connection's timer for MQTT's keepalive (none for 0). */
 void mqtt__keepalive_arm(struct iot *t, struct conn *c);
 /* A malformed packet or a protocol violation: closed without an answer. */
@@ -116,10 +120,13 @@ void mqtt__filter_settle(struct iot *t, struct conn *c, uint32_t k);
 void mqtt__suback_maybe_send(struct iot *t, struct conn *c);
 
 /* Write one PUBLISH of a ferry topic at qos (DUP flag: is_dup) into c's
- * buffer. Returns its packet id (0 for QoS 0), or -1 when it was not
- * written (the connection is closing or was failed). */
+ * buffer; with batch (payload lying in batch->data), a payload of
+ * MQTT_STAGE_MIN bytes or more is staged by reference instead (written
+ * from the batch, as ferry's Deliver bodies are). Returns its packet id (0 for QoS 0), or -1 when
+ * it was not written (the connection is closing or was failed). */
 int mqtt__publish_out(struct iot *t, struct conn *c, const char *topic, size_t tlen,
-                      const void *payload, size_t plen, int qos, int is_retain, int is_dup);
+                      const void *payload, size_t plen, int qos, int is_retain, int is_dup,
+                      struct pub_batch *batch);
 /* Subscribe filter s (granted qos) for the SUBACK slot idx of the SUBSCRIBE
  * being answered, or (is_restore) for the session being resumed. */
 void mqtt__subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint8_t qos,

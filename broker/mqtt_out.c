@@ -83,8 +83,51 @@ static int filter_find_id(const struct mqtt_sess *mq, uint64_t sub_id)
     return -1;
 }
 
+/* A PUBLISH to write, and where its payload lies. */
+struct pub_msg_ref {
+    struct pub_batch *batch; /* holds the payload; NULL: none */
+    const char *topic;
+    size_t tlen;
+    const void *payload;
+    size_t plen;
+    int qos;
+    int is_retain;
+    int is_dup;
+};
+
+/* Stage the PUBLISH (len bytes, with pid) by reference to its payload in
+ * batch: 0, or -1 (not staged: copy it). Staged deliveries go out after
+ * the buffer, so once one is staged the next ones are too (or the staged
+ * ones are copied first, conn_unstage). */
+static int publish_stage(struct iot *t, struct conn *c, const struct pub_msg_ref *r, size_t len,
+                         uint16_t pid)
+{
+    if (r->batch == NULL || (r->plen < MQTT_STAGE_MIN && c->stage_head < 0) ||
+        (conn_out_pending(c) > 0 && conn_is_write_waiting(c))) {
+        return -1;
+    }
+    size_t hl = len - r->plen;
+    uint8_t *h = deliver_pfx_room(t, hl);
+    if (h == NULL) {
+        return -1;
+    }
+    mqtt_publish_head_put(h, r->topic, r->tlen, '.', '/', r->plen, (uint8_t)r->qos, pid,
+                          r->is_retain);
+    if (r->is_dup && r->qos > 0) {
+        h[0] |= 0x08; /* DUP (3.3.1.1): a redelivery */
+    }
+    pub_batch_ref(r->batch);
+    uint32_t off = (uint32_t)((const uint8_t *)r->payload - r->batch->data);
+    if (deliver_stage(t, c, hl, r->batch, off, (uint32_t)r->plen) < 0) {
+        pub_batch_unref(r->batch);
+        return -1;
+    }
+    return 0;
+}
+
 int mqtt__publish_out(struct iot *t, struct conn *c, const char *topic, size_t tlen,
-                      const void *payload, size_t plen, int qos, int is_retain, int is_dup)
+                      const void *payload, size_t plen, int qos, int is_retain, int is_dup,
+                      struct pub_batch *batch)
 {
     struct mqtt_sess *mq = c->mq;
     if (c->state != ST_OPEN) {
@@ -107,6 +150,13 @@ int mqtt__publish_out(struct iot *t, struct conn *c, const char *topic, size_t t
                   "65535 QoS 1 messages not acknowledged (PUBACK)");
         return -1;
     }
+    struct pub_msg_ref r = {batch, topic, tlen, payload, plen, qos, is_retain, is_dup};
+    if (publish_stage(t, c, &r, len, pid) == 0) {
+        stats_add(&t->stats.msgs_out, 1);
+        stats_add(&t->stats.frames_out, 1);
+        return pid;
+    }
+    conn_unstage(t, c);
     if (conn_out_reserve(c, len) < 0) {
         conn_lost_output(t, c, "a delivery could not be queued");
         return -1;
@@ -140,6 +190,7 @@ struct out_msg {
     uint8_t qos;      /* the QoS its publisher gave it */
     uint64_t seq;     /* its sequence (0: ephemeral) */
     uint32_t attempt; /* 1, or more for a durable's redelivery */
+    struct pub_batch *batch; /* holds the payload (NULL: not routed) */
 };
 
 /* One PUBLISH for a message that matched the subscriptions ids[0..n)
@@ -164,7 +215,7 @@ static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uin
         if (mq->f[k].is_durable && m->seq > 0) {
             int q = mq->f[k].qos > m->qos ? m->qos : mq->f[k].qos;
             int pid = mqtt__publish_out(t, c, m->topic, m->tlen, m->payload, m->plen, q, 0,
-                                        m->attempt > 1);
+                                        m->attempt > 1, m->batch);
             if (pid >= 0) {
                 mqtt__session_track(t, c, (uint16_t)pid, ids[i], m->seq, m->topic, m->tlen);
             }
@@ -174,7 +225,7 @@ static void send_publish(struct iot *t, struct conn *c, const uint64_t *ids, uin
     }
     if (qos >= 0) {
         mqtt__publish_out(t, c, m->topic, m->tlen, m->payload, m->plen, qos > m->qos ? m->qos : qos,
-                          0, 0);
+                          0, 0, m->batch);
     }
 }
 
@@ -193,7 +244,8 @@ static void retained_one(void *arg, const char *topic, size_t tlen, const void *
     if (skips_dollar(a->f, topic, tlen)) {
         return;
     }
-    mqtt__publish_out(a->t, a->c, topic, tlen, payload, plen, qos > a->qos ? a->qos : qos, 1, 0);
+    mqtt__publish_out(a->t, a->c, topic, tlen, payload, plen, qos > a->qos ? a->qos : qos, 1, 0,
+                      NULL);
 }
 
 /* Filter k was accepted: the retained messages of the topics it matches,
@@ -228,8 +280,9 @@ static int headers_say_qos0(const uint8_t *p, const uint8_t *end)
 }
 
 void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *ids, uint32_t n,
-                       const uint8_t *body, size_t body_len)
+                       struct pub_batch *batch, uint32_t body_off, uint32_t body_len)
 {
+    const uint8_t *body = batch->data + body_off;
     /* The Deliver body (codec.h): topic is field 2, payload 5, headers 6. */
     const uint8_t *p = body, *end = body + body_len;
     const uint8_t *topic = NULL, *payload = NULL, *hdr = NULL, *hdr_end = NULL;
@@ -277,6 +330,7 @@ void mqtt_conn_deliver(struct iot *t, struct conn *c, const uint64_t *ids, uint3
         .qos = hdr != NULL && headers_say_qos0(hdr, hdr_end) ? 0 : 1,
         .seq = seq,
         .attempt = attempt > UINT32_MAX ? UINT32_MAX : (uint32_t)attempt,
+        .batch = batch,
     };
     send_publish(t, c, ids, n, &m);
 }
@@ -302,7 +356,7 @@ void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, si
         }
     }
     struct out_msg m = {d->topic, d->topic_len, d->payload, d->payload_len,
-                        qos,      d->sequence,  d->attempt};
+                        qos,      d->sequence,  d->attempt, NULL};
     send_publish(t, c, ids, (uint32_t)n, &m);
 }
 

@@ -646,6 +646,60 @@ START_TEST(test_mqtt_lagging_subscriber_gets_everything_in_order)
 }
 END_TEST
 
+/* Small PUBLISHes are copied into the connection's buffer, large ones
+ * written from the routed batch (MQTT_STAGE_MIN): interleaved, at QoS 0
+ * and 1, they arrive whole and in order. */
+START_TEST(test_mqtt_mixed_sizes_keep_their_order)
+{
+    up(NULL);
+    int fd = mq_open();
+    mq_connect(fd, NULL, NULL, 0);
+    ck_assert_uint_eq(mq_connack(fd), 0);
+    const uint8_t sub[] = {0x82, 10, 0, 1, 0, 5, 'm', 'i', 'x', '/', 't', 1};
+    mq_send(fd, sub, sizeof(sub));
+    uint8_t b[8192];
+    mq_recv(fd, b, 5);
+    const uint8_t suback[] = {0x90, 3, 0, 1, 1};
+    ck_assert(memcmp(b, suback, 5) == 0);
+    struct rawc c;
+    CONNECT(&c, broker.port);
+    enum { N = 600 };
+    static char msg[5000];
+    for (int i = 0; i < N; i++) {
+        size_t len = i % 3 == 0 ? 5000 : i % 3 == 1 ? 12 : 700;
+        memset(msg, 'a' + i % 26, len);
+        snprintf(msg, 12, "%010d", i);
+        ck_assert_int_eq(rawc_publish(&c, (uint64_t)i + 1, "mix.t", msg, len, i == N - 1), 0);
+    }
+    Ferry__Frame *f;
+    ck_assert_int_eq(rawc_recv_kind(&c, T_WAIT, FERRY__FRAME__BODY_PUB_ACK, &f, NULL), 0);
+    for (int i = 0; i < N; i++) {
+        size_t len = i % 3 == 0 ? 5000 : i % 3 == 1 ? 12 : 700;
+        /* QoS 1: first byte, remaining length, topic, packet id */
+        mq_recv(fd, b, 1);
+        ck_assert_uint_eq(b[0] & 0xf6, 0x32);
+        uint32_t rem = 0, mult = 1;
+        do {
+            mq_recv(fd, b, 1);
+            rem += (b[0] & 127u) * mult;
+            mult *= 128;
+        } while (b[0] & 128);
+        ck_assert_uint_eq(rem, 2 + 5 + 2 + len);
+        mq_recv(fd, b, rem);
+        ck_assert(memcmp(b + 2, "mix/t", 5) == 0);
+        char want[12];
+        snprintf(want, sizeof(want), "%010d", i);
+        ck_assert_msg(memcmp(b + 9, want, 10) == 0, "message %d: got %.10s", i, b + 9);
+        ck_assert_uint_eq(b[9 + len - 1], (uint8_t)('a' + i % 26));
+        uint8_t ack[4] = {0x40, 2, b[7], b[8]};
+        mq_send(fd, ack, sizeof(ack));
+    }
+    close(fd);
+    rawc_close(&c);
+    STOP(&broker);
+}
+END_TEST
+
 /* MQTT over TLS (--mqtt-tls-listen, the TLS listener's certificate):
  * mosquitto_sub and mosquitto_pub verify it against the test CA. */
 START_TEST(test_mqtt_over_tls_with_mosquitto)
@@ -889,6 +943,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("lagging_subscriber");
     tcase_add_test(tc, test_mqtt_lagging_subscriber_gets_everything_in_order);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("mixed_sizes");
+    tcase_add_test(tc, test_mqtt_mixed_sizes_keep_their_order);
     suite_add_tcase(s, tc);
     tc = tcase_create("tls");
     tcase_add_test(tc, test_mqtt_over_tls_with_mosquitto);

@@ -254,6 +254,11 @@ START_TEST(test_mqtt_publish_put_maps_separators_and_decodes_back)
     ck_assert_uint_eq(m.packet_id, 42);
     ck_assert(memcmp(m.topic.p, "a/b/c", 5) == 0);
     ck_assert(memcmp(m.payload.p, "xyz", 3) == 0);
+    /* The head alone is the same bytes, without the payload (which is
+     * written from where it lies). */
+    uint8_t h[64];
+    ck_assert_uint_eq(mqtt_publish_head_put(h, "a.b.c", 5, '.', '/', 3, 1, 42, 0), n - 3);
+    ck_assert(memcmp(h, b, n - 3) == 0);
     /* QoS 0: no packet id; an empty payload. */
     n = mqtt_publish_put(b, "t", 1, 0, 0, NULL, 0, 0, 0, 1);
     ck_assert_uint_eq(n, 2 + 3);
