@@ -182,11 +182,14 @@ static void refuse_unavailable(struct iot *t, struct conn *c, const char *why)
     conn_close_after_flush(t, c);
 }
 
+/* Without waiting: two IO threads posting to each other's full mailboxes
+ * must not block each other. A refused kick is a CONNACK 0x03 (the client
+ * retries), a refused resume a wait that runs out (the same). */
 static int post_to(struct iot *t, uint32_t kind, uint64_t ref)
 {
     struct rmsg m = {.kind = kind, .conn_ref = ref};
     uint32_t k = CONN_REF_IOT(ref);
-    return k < t->srv->n_iot ? mbox_post(t->srv->iot_in[k], &m, 1) : -EINVAL;
+    return k < t->srv->n_iot && mbox_try_post(t->srv->iot_in[k], &m, 1) == 1 ? 0 : -EAGAIN;
 }
 
 static void session_go(struct iot *t, struct conn *c, int may_wait);
@@ -232,7 +235,7 @@ void mqtt__session_connected(struct iot *t, struct conn *c)
      * waits for it to end (its durables released: R_MQTT_RESUME), reading
      * nothing and with no CONNACK yet, as during its login. */
     if (post_to(t, R_MQTT_KICK, prev) < 0) {
-        refuse_unavailable(t, c, "the server stops");
+        refuse_unavailable(t, c, "the connection holding its client id could not be told");
         return;
     }
     log_client_info(c->client_id, c->peer, "MQTT client id in use: taking its session over");
