@@ -7,6 +7,7 @@
  * in c->admins (guarded by c->mu) until the reply, a lost connection, close,
  * or the caller's timeout takes it out.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -262,6 +263,7 @@ static int admin_call(ferry_client *c, Ferry__AdminRequest *req, struct ferry__a
     if (timeout_ms <= 0) {
         return -EINVAL;
     }
+    c = ferry__clu_any(c); /* a facade: any of its brokers answers */
     pthread_mutex_lock(&c->mu);
     int rc = ferry__admin_send(c, req, a);
     if (rc != 0) {

@@ -10,6 +10,7 @@
  * Messages are built once per delivery and subscription as one malloc'd
  * block (struct ferry_msg, header array, strings), immutable afterwards.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -305,6 +306,7 @@ void ferry__sub_unref(struct ferry_sub *s)
     sub_queue_clear(s);
     ferry__sub_options_deinit(&s->opts);
     free(s->pattern);
+    free(s->clu_kids);
     free(s);
 }
 
@@ -590,6 +592,9 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
     if (opts != NULL && opts->durable != NULL && opts->ack_mode != FERRY_ACK_EXPLICIT) {
         return -EINVAL;
     }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_subscribe(c, pattern, opts, cb, userdata, timeout_ms, out);
+    }
     struct ferry_sub *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return -ENOMEM;
@@ -695,6 +700,9 @@ FERRY_API int ferry_unsubscribe(ferry_sub *s)
         return -EINVAL;
     }
     ferry_client *c = s->client;
+    if (s->clu_kids != NULL) {
+        return ferry__clu_unsubscribe(s);
+    }
     pthread_mutex_lock(&c->mu);
     if (s->is_listed && s->is_sent && c->phase == FERRY__PH_UP) {
         send_unsubscribe(c, s->id);
@@ -720,6 +728,9 @@ FERRY_API int ferry_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out)
 {
     if (s == NULL || out == NULL || s->cb != NULL) {
         return -EINVAL;
+    }
+    if (s->clu_kids != NULL) {
+        return ferry__clu_sub_next(s, timeout_ms, out);
     }
     ferry_client *c = s->client;
     pthread_mutex_lock(&c->mu);
