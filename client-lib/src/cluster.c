@@ -5,7 +5,7 @@
  *
  * Each child is an ordinary client for one broker, in thread mode (its own
  * IO thread), made from the facade's options with that broker's address
- * alone, reconnecting for ever. Its callbacks come back here (trampolines)
+ * alone, made when first needed, reconnecting for ever. Its callbacks come back here (trampolines)
  * and reach the program with the facade's pointer, one at a time (the
  * callback slot below).
  *
@@ -33,6 +33,7 @@
 #include "owner_cache.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,11 @@ struct ferry__cluster {
     pthread_cond_t cb_cond; /* broadcast when the slot frees or a subscription closes */
     int cb_busy;            /* a user callback runs now */
     pthread_t cb_thread;    /* on this thread, while cb_busy */
+    /* The Metadata refresher thread; stop_refresh guarded by c->mu (it
+     * waits on c->cond). */
+    pthread_t refresher;
+    int has_refresher;
+    int stop_refresh;
 };
 
 /* ---- callbacks ---------------------------------------------------------- */
@@ -184,7 +190,12 @@ static int child_make(ferry_client *c, struct clu_broker *b, int timeout_ms)
         return rc;
     }
     ch->clu_parent = c;
+    /* Its IO thread takes no signals: they are the program's threads'. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     rc = ferry_client_start_thread(ch);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         ferry_client_destroy(ch);
         return rc;
@@ -198,10 +209,18 @@ static int child_make(ferry_client *c, struct clu_broker *b, int timeout_ms)
     return 0;
 }
 
-/* b's child, made if needed (k->mu held). NULL: out of memory. */
-static ferry_client *child_of(ferry_client *c, struct clu_broker *b)
+/* How long making a child may wait for its connection. */
+static int connect_wait_ms(ferry_client *c)
 {
-    if (b->child == NULL && child_make(c, b, 0) != 0) {
+    return c->opts.connect_timeout_ms > 0 ? (int)c->opts.connect_timeout_ms : 5000;
+}
+
+/* b's child, made if needed (k->mu held), connected within wait_ms if > 0
+ * (a broker that refuses fails at once; its child goes on trying), else in
+ * the background. NULL: out of memory. */
+static ferry_client *child_of(ferry_client *c, struct clu_broker *b, int wait_ms)
+{
+    if (b->child == NULL && child_make(c, b, wait_ms) != 0) {
         return NULL;
     }
     return b->child;
@@ -242,14 +261,25 @@ ferry_client *ferry__clu_any(ferry_client *c)
     }
     pthread_mutex_lock(&k->mu);
     ferry_client *pick = NULL;
+    /* A child that is up, round robin; else connect one, live brokers
+     * first (children are made when first needed). */
     for (size_t n = 0; n < k->n_brokers && pick == NULL; n++) {
         struct clu_broker *b = &k->brokers[(k->next_any + n) % k->n_brokers];
-        ferry_client *ch = child_of(c, b);
-        if (ch != NULL && ferry_client_state(ch) == FERRY_STATE_CONNECTED) {
-            pick = ch;
+        if (b->child != NULL && ferry_client_state(b->child) == FERRY_STATE_CONNECTED) {
+            pick = b->child;
         }
     }
     k->next_any++;
+    for (int pass = 0; pass < 2 && pick == NULL; pass++) {
+        for (size_t i = 0; i < k->n_brokers && pick == NULL; i++) {
+            struct clu_broker *b = &k->brokers[i];
+            if (b->child == NULL && (b->is_live || pass == 1) &&
+                child_of(c, b, connect_wait_ms(c)) != NULL &&
+                ferry_client_state(b->child) == FERRY_STATE_CONNECTED) {
+                pick = b->child;
+            }
+        }
+    }
     if (pick == NULL) {
         for (size_t i = 0; i < k->n_brokers && pick == NULL; i++) {
             pick = k->brokers[i].child;
@@ -265,7 +295,7 @@ size_t ferry__clu_children(ferry_client *c, ferry_client **out, size_t cap)
     size_t n = 0;
     pthread_mutex_lock(&k->mu);
     for (size_t i = 0; i < k->n_brokers && n < cap; i++) {
-        ferry_client *ch = child_of(c, &k->brokers[i]);
+        ferry_client *ch = child_of(c, &k->brokers[i], connect_wait_ms(c));
         if (ch != NULL) {
             out[n++] = ch;
         }
@@ -298,6 +328,20 @@ void ferry__clu_forget(ferry_client *c, const char *topic)
     pthread_mutex_unlock(&k->mu);
 }
 
+/* Broker id was learned: its child subscribes the wildcard patterns. */
+static void announce(ferry_client *c, uint32_t id)
+{
+    struct ferry__cluster *k = ferry__clu(c);
+    pthread_mutex_lock(&k->mu);
+    struct clu_broker *b = broker_find(k, id);
+    ferry_client *ch = b != NULL ? child_of(c, b, 0) : NULL;
+    pthread_mutex_unlock(&k->mu);
+    if (ch != NULL) {
+        ferry__log(c, FERRY_LOG_INFO, "cluster: broker %u (%s) learned", id, b->addr);
+        ferry__clu_subs_extend(c, ch);
+    }
+}
+
 /* Ask a broker where topic lives (placing it if new). 0, or a code. */
 static int owner_lookup(ferry_client *c, const char *topic, int64_t deadline)
 {
@@ -313,11 +357,15 @@ static int owner_lookup(ferry_client *c, const char *topic, int64_t deadline)
     }
     pthread_mutex_lock(&k->mu);
     struct clu_broker *b = broker_find(k, pl.owner);
-    if (b == NULL) {
+    int is_new = b == NULL;
+    if (is_new) {
         b = broker_learn(k, pl.owner, pl.address, 1); /* a broker that joined since */
     }
     rc = b == NULL ? -ENOMEM : ferry__ocache_put(&k->owners, topic, pl.owner);
     pthread_mutex_unlock(&k->mu);
+    if (is_new && b != NULL) {
+        announce(c, pl.owner);
+    }
     return rc;
 }
 
@@ -328,7 +376,7 @@ int ferry__clu_route(ferry_client *c, const char *topic, int64_t deadline, int m
     for (;;) {
         pthread_mutex_lock(&k->mu);
         struct clu_broker *b = broker_find(k, ferry__ocache_get(&k->owners, topic));
-        ferry_client *ch = b != NULL ? child_of(c, b) : NULL;
+        ferry_client *ch = b != NULL ? child_of(c, b, may_block ? connect_wait_ms(c) : 0) : NULL;
         pthread_mutex_unlock(&k->mu);
         if (ch != NULL) {
             *out = ch;
@@ -389,6 +437,59 @@ static void cluster_free(struct ferry__cluster *k)
     free(k);
 }
 
+/* Ask Metadata again: brokers that came are learned, and the liveness of
+ * the others noted. */
+static void refresh(ferry_client *c)
+{
+    struct ferry__cluster *k = ferry__clu(c);
+    ferry_metadata md;
+    memset(&md, 0, sizeof(md));
+    if (ferry_admin_metadata(ferry__clu_any(c), "", 1, connect_wait_ms(c), &md) != 0) {
+        return;
+    }
+    uint32_t fresh[FERRY__CLU_MAX_BROKERS];
+    size_t n_fresh = 0;
+    pthread_mutex_lock(&k->mu);
+    for (size_t i = 0; i < md.n_brokers; i++) {
+        const ferry_broker_info *bi = &md.brokers[i];
+        struct clu_broker *b = broker_find(k, bi->id);
+        if (b != NULL) {
+            b->is_live = bi->is_live;
+        } else if (broker_learn(k, bi->id, bi->address, bi->is_live) != NULL) {
+            fresh[n_fresh++] = bi->id;
+        }
+    }
+    pthread_mutex_unlock(&k->mu);
+    ferry_free(md.brokers);
+    ferry_free(md.topics);
+    for (size_t i = 0; i < n_fresh; i++) {
+        announce(c, fresh[i]);
+    }
+}
+
+/* The refresher: refresh() every FERRY__CLU_REFRESH_MS until the close. */
+static void *refresh_main(void *arg)
+{
+    ferry_client *c = arg;
+    struct ferry__cluster *k = ferry__clu(c);
+    pthread_mutex_lock(&c->mu);
+    while (!k->stop_refresh) {
+        int64_t at = ferry__now_ms() + FERRY__CLU_REFRESH_MS;
+        while (!k->stop_refresh && ferry__now_ms() < at) {
+            /* c->cond's clock is CLOCK_MONOTONIC, as ferry__now_ms(). */
+            struct timespec ts = {.tv_sec = at / 1000, .tv_nsec = (long)(at % 1000) * 1000000};
+            pthread_cond_timedwait(&c->cond, &c->mu, &ts);
+        }
+        if (!k->stop_refresh) {
+            pthread_mutex_unlock(&c->mu);
+            refresh(c);
+            pthread_mutex_lock(&c->mu);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
 int ferry__clu_detect(ferry_client *c, int64_t deadline)
 {
     ferry_metadata md;
@@ -410,26 +511,19 @@ int ferry__clu_detect(ferry_client *c, int64_t deadline)
         ferry_client_close(c, 0);
         return -ENOMEM;
     }
-    /* Connect to the live brokers now: the first calls need no wait. */
-    pthread_mutex_lock(&k->mu);
-    for (size_t i = 0; i < k->n_brokers; i++) {
-        struct clu_broker *b = &k->brokers[i];
-        if (b->is_live && child_make(c, b, remaining_ms(deadline)) != 0) {
-            rc = -ENOMEM;
-        }
-    }
-    pthread_mutex_unlock(&k->mu);
     pthread_mutex_lock(&c->mu);
     ferry__stop_io_thread(c);
     ferry__say_goodbye(c);
     __atomic_store_n(&c->clu, k, __ATOMIC_RELEASE);
     ferry__log(c, FERRY_LOG_INFO, "cluster: routing over %zu brokers", k->n_brokers);
     ferry__dispatch(c); /* what the facade's own connection queued (CONNECTED) */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    k->has_refresher = pthread_create(&k->refresher, NULL, refresh_main, c) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_mutex_unlock(&c->mu);
-    if (rc != 0) {
-        ferry_client_close(c, 0);
-    }
-    return rc;
+    return 0;
 }
 
 /* ---- publishing ------------------------------------------------------------- */
@@ -594,10 +688,16 @@ int ferry__clu_close(ferry_client *c, int timeout_ms)
         rc = FERRY_ECLOSED;
     } else {
         c->is_closing = 1;
+        k->stop_refresh = 1;
+        pthread_cond_broadcast(&c->cond);
     }
     pthread_mutex_unlock(&c->mu);
     if (rc != 0) {
         return rc;
+    }
+    if (k->has_refresher) {
+        pthread_join(k->refresher, NULL);
+        k->has_refresher = 0;
     }
     rc = flush_all(c, ferry__deadline(timeout_ms));
     ferry_client *kids[FERRY__CLU_MAX_BROKERS];

@@ -19,6 +19,8 @@
 
 /* The most brokers a client routes to. */
 #define FERRY__CLU_MAX_BROKERS 64
+/* How often a facade asks Metadata again, to learn of brokers that came. */
+#define FERRY__CLU_REFRESH_MS 5000
 
 /* c's cluster state, NULL while c is an ordinary client. Written once
  * (release) by the connecting thread before ferry_client_connect() returns,
@@ -76,6 +78,9 @@ int ferry__clu_subscribe(ferry_client *c, const char *pattern, const ferry_sub_o
                          ferry_msg_cb cb, void *ud, int timeout_ms, ferry_sub **out);
 int ferry__clu_unsubscribe(ferry_sub *s);
 int ferry__clu_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out);
+/* A broker was learned: subscribe each wildcard pattern on its child kid
+ * too (lock not held). */
+void ferry__clu_subs_extend(ferry_client *c, ferry_client *kid);
 /* The client closed: every facade subscription reports FERRY_ECLOSED (c->mu held). */
 void ferry__clu_subs_closed(ferry_client *c);
 

@@ -10,9 +10,15 @@
  * (ferry_msg_ack goes to the broker that sent it; ferry_msg_sub_id is that
  * broker's subscription id).
  *
+ * A broker learned later (the facade's Metadata refresh, or an owner not
+ * known yet) gets a child subscription for each pattern with wildcards
+ * (ferry__clu_subs_extend); a wildcard durable started at ALL then misses
+ * nothing that broker stored meanwhile.
+ *
  * LOCKING. The facade subscription's fields (queue, is_closed, dropped,
- * handle list) are guarded by the facade's c->mu, as for any subscription;
- * clu_kids is written before the handle is returned and read-only after.
+ * handle list, clu_kids and n_clu_kids once the handle is listed) are
+ * guarded by the facade's c->mu, as for any subscription; clu_kids has room
+ * for FERRY__CLU_MAX_BROKERS, so it never moves.
  */
 #include "cluster.h"
 #include "ferry_int.h"
@@ -109,17 +115,56 @@ static int subscribe_everywhere(struct ferry_sub *s, const ferry_sub_options *op
 
 static void kids_unsubscribe(struct ferry_sub *s)
 {
-    for (size_t i = 0; i < s->n_clu_kids; i++) {
-        if (s->clu_kids[i] != NULL) {
-            ferry_unsubscribe(s->clu_kids[i]);
-            s->clu_kids[i] = NULL;
+    ferry_client *c = s->client;
+    struct ferry_sub *kids[FERRY__CLU_MAX_BROKERS];
+    pthread_mutex_lock(&c->mu);
+    size_t n = s->n_clu_kids;
+    memcpy(kids, s->clu_kids, n * sizeof(*kids));
+    s->n_clu_kids = 0;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (kids[i] != NULL) {
+            ferry_unsubscribe(kids[i]); /* waits for its callback on another thread */
         }
     }
 }
 
+void ferry__clu_subs_extend(ferry_client *c, ferry_client *kid)
+{
+    struct ferry_sub *subs[256];
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    for (struct ferry_sub *s = c->handles; s != NULL && n < 256; s = s->hnext) {
+        if (has_wildcard(s->pattern) && !s->is_closed) {
+            s->refs++;
+            subs[n++] = s;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct ferry_sub *s = subs[i], *ks = NULL, *drop = NULL;
+        int rc = ferry_subscribe(kid, s->pattern, &s->opts, on_kid_msg, s, 0, &ks);
+        pthread_mutex_lock(&c->mu);
+        if (rc != 0) {
+            ferry__log(c, FERRY_LOG_WARN, "cluster: cannot subscribe %s on a new broker: %s",
+                       s->pattern, ferry_strerror(rc));
+        } else if (s->is_closed || s->n_clu_kids == FERRY__CLU_MAX_BROKERS) {
+            drop = ks;
+        } else {
+            s->clu_kids[s->n_clu_kids++] = ks;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (drop != NULL) {
+            ferry_unsubscribe(drop); /* before s may go: its deliveries point to s */
+        }
+        pthread_mutex_lock(&c->mu);
+        ferry__sub_unref(s);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
 static struct ferry_sub *sub_new(ferry_client *c, const char *pattern,
-                                 const ferry_sub_options *opts, ferry_msg_cb cb, void *ud,
-                                 size_t n_kids)
+                                 const ferry_sub_options *opts, ferry_msg_cb cb, void *ud)
 {
     struct ferry_sub *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -130,7 +175,7 @@ static struct ferry_sub *sub_new(ferry_client *c, const char *pattern,
         ferry__sub_options_defaults(&s->opts);
     }
     s->pattern = strdup(pattern);
-    s->clu_kids = calloc(n_kids > 0 ? n_kids : 1, sizeof(*s->clu_kids));
+    s->clu_kids = calloc(FERRY__CLU_MAX_BROKERS, sizeof(*s->clu_kids));
     s->client = c;
     s->cb = cb;
     s->ud = ud;
@@ -156,7 +201,7 @@ int ferry__clu_subscribe(ferry_client *c, const char *pattern, const ferry_sub_o
     }
     ferry_client *kids[FERRY__CLU_MAX_BROKERS];
     size_t n = has_wildcard(pattern) ? ferry__clu_children(c, kids, FERRY__CLU_MAX_BROKERS) : 1;
-    struct ferry_sub *s = sub_new(c, pattern, opts, cb, ud, n);
+    struct ferry_sub *s = sub_new(c, pattern, opts, cb, ud);
     if (s == NULL) {
         return -ENOMEM;
     }

@@ -113,12 +113,27 @@ static void on_ack(ferry_client *c, int status, uint64_t seq, void *ud)
     pthread_mutex_unlock(&acked.mu);
 }
 
-static ferry_client *lib_client(const char *servers)
+/* The clients' connection events and log, on stderr: what a failure needs. */
+static void on_event(ferry_client *c, const ferry_event *ev, void *ud)
+{
+    (void)c;
+    fprintf(stderr, "%s: event %d code %d (%s) %s %s\n", (const char *)ud, (int)ev->type, ev->code,
+            ferry_strerror(ev->code), ev->server, ev->text);
+}
+
+static void on_log(void *ud, enum ferry_log_level level, const char *msg)
+{
+    fprintf(stderr, "%s: log %d %s\n", (const char *)ud, (int)level, msg);
+}
+
+static ferry_client *lib_client(const char *servers, const char *name)
 {
     ferry_options *o;
     ferry_client *c;
     CHECK(ferry_options_create(&o) == 0, "options");
     CHECK(ferry_options_set_servers(o, servers) == 0, "servers %s", servers);
+    ferry_options_set_event_cb(o, on_event, (void *)name);
+    ferry_options_set_log_cb(o, on_log, (void *)name, FERRY_LOG_INFO);
     CHECK(ferry_client_create(o, &c) == 0, "client");
     ferry_options_destroy(o);
     CHECK(ferry_client_start_thread(c) == 0, "thread");
@@ -271,8 +286,8 @@ int test_routing(void)
     char servers[256];
     snprintf(servers, sizeof(servers), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", brokers[0].port,
              brokers[1].port, brokers[2].port);
-    ferry_client *subc = lib_client(servers);
-    ferry_client *pubc = lib_client(servers);
+    ferry_client *subc = lib_client(servers, "subscriber");
+    ferry_client *pubc = lib_client(servers, "publisher");
     ferry_sub_options *so;
     ferry_sub *sub;
     CHECK(ferry_sub_options_create(&so) == 0, "sub options");
