@@ -390,7 +390,7 @@ FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int tim
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO;
     req.topic_info = &tr;
     struct ferry__admin a = {.kind = FERRY__ADMIN_TOPIC_INFO};
-    int rc = admin_call(c, &req, &a, timeout_ms);
+    int rc = admin_call(ferry__clu_owner_or_any(c, topic), &req, &a, timeout_ms);
     if (rc == 0) {
         *out = a.topics[0];
         free(a.topics);
@@ -410,7 +410,7 @@ FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int ti
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_PURGE;
     req.topic_purge = &tr;
     struct ferry__admin a = {.kind = FERRY__ADMIN_PURGE};
-    int rc = admin_call(c, &req, &a, timeout_ms);
+    int rc = admin_call(ferry__clu_owner_or_any(c, topic), &req, &a, timeout_ms);
     if (rc == 0 && purged_out != NULL) {
         *purged_out = a.purged;
     }

@@ -5,9 +5,9 @@
  *
  * Each child is an ordinary client for one broker, in thread mode (its own
  * IO thread), made from the facade's options with that broker's address
- * alone, made when first needed, reconnecting for ever. Its callbacks come back here (trampolines)
- * and reach the program with the facade's pointer, one at a time (the
- * callback slot below).
+ * alone, made when first needed, reconnecting for ever. Its callbacks come
+ * back here (trampolines) and reach the program with the facade's pointer,
+ * one at a time (the callback slot below).
  *
  * Owners are learned before the first send to a topic: from the Metadata
  * that turned the client into a facade, else by asking any broker to place
@@ -287,6 +287,19 @@ ferry_client *ferry__clu_any(ferry_client *c)
     }
     pthread_mutex_unlock(&k->mu);
     return pick != NULL ? pick : c;
+}
+
+ferry_client *ferry__clu_owner_or_any(ferry_client *c, const char *topic)
+{
+    struct ferry__cluster *k = ferry__clu(c);
+    if (k == NULL) {
+        return c;
+    }
+    pthread_mutex_lock(&k->mu);
+    struct clu_broker *b = broker_find(k, ferry__ocache_get(&k->owners, topic));
+    ferry_client *ch = b != NULL ? child_of(c, b, connect_wait_ms(c)) : NULL;
+    pthread_mutex_unlock(&k->mu);
+    return ch != NULL ? ch : ferry__clu_any(c);
 }
 
 size_t ferry__clu_children(ferry_client *c, ferry_client **out, size_t cap)

@@ -46,6 +46,9 @@ void ferry__clu_destroy(ferry_client *c);
 /* A child for a call that any broker answers (admin, request): a connected
  * one if any. c itself when c is not a facade. */
 ferry_client *ferry__clu_any(ferry_client *c);
+/* For a call about one stored topic (topic info, purge): its owner's child
+ * if known (never placing it), else as ferry__clu_any. */
+ferry_client *ferry__clu_owner_or_any(ferry_client *c, const char *topic);
 size_t ferry__clu_inflight(ferry_client *c);
 uint64_t ferry__clu_duplicates(ferry_client *c);
 

@@ -11,6 +11,10 @@
  * were waiting complete. Last, the CLI (`ferry -s h1,h2,h3 pub/sub`) works
  * against the cluster.
  *
+ * `cluster_test bench [ARGS]` (manual, not in ctest, needs the CLI): the same
+ * `ferry bench ARGS` against the three brokers (-s h1,h2,h3) and against one
+ * standalone ferryd, one after the other in the same run; prints both.
+ *
  * No sleeping as synchronisation: each wait is for a condition, with a
  * timeout (the 50 ms polls of wait_delivered are its period).
  */
@@ -366,3 +370,38 @@ int test_routing(void)
     ferry_client_destroy(subc);
     return 0;
 }
+
+#ifdef FERRY_CLI_PATH
+static void bench_run(const char *servers, const char *args, const char *what)
+{
+    char cmd[1024];
+    int st;
+    snprintf(cmd, sizeof(cmd), "-s %s bench --no-progress %s", servers, args);
+    fprintf(stderr, "%s: ferry %s\n", what, cmd);
+    const char *out = cli(cmd, &st);
+    printf("== %s (status %d): ferry %s\n%s\n", what, st, cmd, out);
+    fflush(stdout);
+}
+
+int bench_cluster_vs_one(const char *args)
+{
+    start_cluster();
+    char servers[256];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", brokers[0].port,
+             brokers[1].port, brokers[2].port);
+    bench_run(servers, args, "cluster of 3");
+    struct ferryd_proc one;
+    CHECK(ferryd_start(&one, NULL, NULL) == 0, "standalone ferryd");
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", one.port);
+    bench_run(servers, args, "one standalone broker");
+    ferryd_stop(&one);
+    return 0;
+}
+#else
+int bench_cluster_vs_one(const char *args)
+{
+    (void)args;
+    fprintf(stderr, "built without the CLI\n");
+    return 77;
+}
+#endif

@@ -805,6 +805,9 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "routing") == 0) {
         return test_routing();
     }
+    if (argc == 3 && strcmp(argv[1], "bench") == 0) {
+        return bench_cluster_vs_one(argv[2]);
+    }
     fprintf(stderr, "usage: cluster_test placement|failover|zkleader|routing|standalone\n");
     return 2;
 }

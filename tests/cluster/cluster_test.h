@@ -31,5 +31,8 @@ void check(int ok, const char *file, int line, const char *what, const char *fmt
 
 /* cluster_route.c */
 int test_routing(void);
+/* `cluster_test bench ARGS`: ferry bench ARGS on the cluster, then on one
+ * standalone broker (manual). */
+int bench_cluster_vs_one(const char *args);
 
 #endif /* FERRY_CLUSTER_TEST_H */
