@@ -94,6 +94,11 @@
  * broker's subscription id. Every 5 s the client asks Metadata again, and
  * subscribes its wildcard patterns on brokers that joined. The program
  * sees one client: callbacks receive its pointer, and run one at a time.
+ * Its mode stays as chosen: in thread mode callbacks run on the brokers'
+ * IO threads (one at a time); in event-loop mode in ferry_client_process(),
+ * on the loop's thread, and ferry_client_fd() is then an eventfd that is
+ * readable when callbacks wait (poll it for ferry_client_events(), POLLIN;
+ * the connections' own IO runs on their threads meanwhile).
  *
  * While a topic's owner is down its topic is unavailable:
  * ferry_publish_sync() retries (with a 100 ms backoff) until its timeout,
@@ -105,14 +110,9 @@
  * unless the ack timeout (ferry_options_set_ack_timeout_ms) fails it first.
  * Nothing acknowledged is lost: the owner keeps its store.
  *
- * Limits: the facade always runs its connections in thread mode, so in
- * event-loop mode callbacks run on those IO threads (one at a time, never
- * two at once) rather than in ferry_client_process(), ferry_client_fd()
- * and ferry_client_events() return -EINVAL, ferry_client_timeout_ms()
- * returns -1, and ferry_client_process() does nothing: a loop program
- * needs no loop for a cluster client, but must accept callbacks on other
- * threads. Looking up an unknown topic's owner waits (up to the connect
- * timeout): from a callback, a publish or subscription to a topic the
+ * Limits: the connections always have IO threads of their own, also for
+ * an event-loop program (its loop only runs the callbacks). Looking up an unknown topic's owner
+ * waits (up to the connect timeout): from a callback, a publish or subscription to a topic the
  * client does not know yet returns -EAGAIN. The lookup and Metadata need
  * the admin right on brokers with an auth file; without it, the list is a
  * failover list. Admin calls go to any broker (topic info and purge to the

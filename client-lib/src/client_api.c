@@ -441,7 +441,7 @@ FERRY_API int ferry_client_fd(ferry_client *c)
         return -EINVAL;
     }
     if (ferry__clu(c) != NULL) {
-        return -EINVAL; /* a facade's children run their own IO threads */
+        return ferry__clu_fd(c);
     }
     pthread_mutex_lock(&c->mu);
     int fd = c->has_thread ? -EINVAL : c->fd;
@@ -455,7 +455,7 @@ FERRY_API int ferry_client_events(ferry_client *c)
         return -EINVAL;
     }
     if (ferry__clu(c) != NULL) {
-        return -EINVAL;
+        return ferry__clu_events(c);
     }
     pthread_mutex_lock(&c->mu);
     int ev = c->has_thread ? -EINVAL : ferry__poll_events(c);
@@ -465,8 +465,11 @@ FERRY_API int ferry_client_events(ferry_client *c)
 
 FERRY_API int ferry_client_timeout_ms(ferry_client *c)
 {
-    if (c == NULL || ferry__clu(c) != NULL) {
+    if (c == NULL) {
         return -1;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_timeout_ms(c);
     }
     pthread_mutex_lock(&c->mu);
     int rc = -1;
@@ -490,7 +493,7 @@ FERRY_API int ferry_client_process(ferry_client *c, int revents)
         return -EINVAL;
     }
     if (ferry__clu(c) != NULL) {
-        return ferry_client_state(c) == FERRY_STATE_CLOSED ? FERRY_ECLOSED : 0;
+        return ferry__clu_process(c);
     }
     pthread_mutex_lock(&c->mu);
     int rc = 0;

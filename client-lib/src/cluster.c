@@ -33,11 +33,13 @@
 #include "owner_cache.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct clu_broker {
     uint32_t id;
@@ -56,6 +58,7 @@ struct ferry__cluster {
     pthread_cond_t cb_cond; /* broadcast when the slot frees or a subscription closes */
     int cb_busy;            /* a user callback runs now */
     pthread_t cb_thread;    /* on this thread, while cb_busy */
+    int is_loop;            /* the facade is in event-loop mode (fixed at the switch) */
     /* The Metadata refresher thread; stop_refresh guarded by c->mu (it
      * waits on c->cond). */
     pthread_t refresher;
@@ -109,6 +112,19 @@ static int in_callback(ferry_client *c)
     return r;
 }
 
+int ferry__clu_is_loop(ferry_client *c)
+{
+    return ferry__clu(c)->is_loop;
+}
+
+void ferry__clu_loop_push(ferry_client *c, struct ferry__cbitem *it)
+{
+    ferry__cb_push(c, it);
+    uint64_t one = 1;
+    ssize_t w = write(c->wake_fd, &one, sizeof(one));
+    (void)w; /* EAGAIN: the counter is saturated, the loop wakes anyway */
+}
+
 /* A child's connection event, told as the facade's (its own CONNECTED and
  * CLOSED are the facade's to say). */
 static void on_child_event(ferry_client *ch, const ferry_event *ev, void *ud)
@@ -117,6 +133,16 @@ static void on_child_event(ferry_client *ch, const ferry_event *ev, void *ud)
     (void)ch;
     if (c->opts.event_cb == NULL || ev->type == FERRY_EVENT_CONNECTED ||
         ev->type == FERRY_EVENT_CLOSED) {
+        return;
+    }
+    if (ferry__clu_is_loop(c)) {
+        /* Queued for ferry_client_process() (its server: the facade's). */
+        pthread_mutex_lock(&c->mu);
+        ferry__event(c, ev->type, ev->code, ev->text, ev->ref_id, ev->ref_kind, ev->is_fatal);
+        uint64_t one = 1;
+        ssize_t w = write(c->wake_fd, &one, sizeof(one));
+        (void)w;
+        pthread_mutex_unlock(&c->mu);
         return;
     }
     if (ferry__clu_cb_enter(c, NULL)) {
@@ -140,7 +166,23 @@ static void on_child_ack(ferry_client *ch, int status, uint64_t seq, void *ud)
     if (status == FERRY_ENOTOWNER) {
         ferry__clu_forget(x->c, x->topic);
     }
-    if (ferry__clu_cb_enter(x->c, NULL)) {
+    if (ferry__clu_is_loop(x->c)) {
+        struct ferry__cbitem *it = calloc(1, sizeof(*it));
+        pthread_mutex_lock(&x->c->mu);
+        if (it == NULL) {
+            ferry__log(x->c, FERRY_LOG_ERROR, "out of memory: a publish completion (%d) lost",
+                       status);
+        } else {
+            it->kind = FERRY__CB_PUB;
+            it->pub_cb = x->cb;
+            it->pub_ud = x->ud;
+            it->status = status;
+            it->seq = seq;
+            x->c->n_pub_cb_queued++;
+            ferry__clu_loop_push(x->c, it);
+        }
+        pthread_mutex_unlock(&x->c->mu);
+    } else if (ferry__clu_cb_enter(x->c, NULL)) {
         x->cb(x->c, status, seq, x->ud);
         ferry__clu_cb_leave(x->c);
     }
@@ -525,6 +567,7 @@ int ferry__clu_detect(ferry_client *c, int64_t deadline)
         return -ENOMEM;
     }
     pthread_mutex_lock(&c->mu);
+    k->is_loop = !c->has_thread;
     ferry__stop_io_thread(c);
     ferry__say_goodbye(c);
     __atomic_store_n(&c->clu, k, __ATOMIC_RELEASE);
@@ -657,6 +700,46 @@ uint64_t ferry__clu_duplicates(ferry_client *c)
     return sum;
 }
 
+/* ---- event-loop mode ---------------------------------------------------------- */
+
+int ferry__clu_fd(ferry_client *c)
+{
+    return ferry__clu_is_loop(c) ? c->wake_fd : -EINVAL;
+}
+
+int ferry__clu_events(ferry_client *c)
+{
+    return ferry__clu_is_loop(c) ? POLLIN : -EINVAL;
+}
+
+int ferry__clu_timeout_ms(ferry_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = ferry__clu_is_loop(c) && c->cb_head != NULL ? 0 : -1;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int ferry__clu_process(ferry_client *c)
+{
+    if (!ferry__clu_is_loop(c)) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    if (ferry__in_callback(c)) {
+        rc = -EDEADLK;
+    } else {
+        uint64_t n;
+        ssize_t r = read(c->wake_fd, &n, sizeof(n)); /* before: a later push wakes again */
+        (void)r;
+        ferry__dispatch(c);
+        rc = c->state == FERRY_STATE_CLOSED ? FERRY_ECLOSED : 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 /* ---- flush, close, destroy ---------------------------------------------------- */
 
 static int flush_all(ferry_client *c, int64_t deadline)
@@ -682,11 +765,14 @@ int ferry__clu_flush(ferry_client *c, int timeout_ms)
         return FERRY_ECLOSED;
     }
     int rc = flush_all(c, ferry__deadline(timeout_ms));
-    if (rc != 0) {
-        pthread_mutex_lock(&c->mu);
-        ferry__seterr(c, rc, "flush: %s", ferry_strerror(rc));
-        pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->mu);
+    if (ferry__clu_is_loop(c)) {
+        ferry__dispatch(c); /* the completions of what was flushed, as a loop client's flush */
     }
+    if (rc != 0) {
+        ferry__seterr(c, rc, "flush: %s", ferry_strerror(rc));
+    }
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 

@@ -52,6 +52,19 @@ ferry_client *ferry__clu_owner_or_any(ferry_client *c, const char *topic);
 size_t ferry__clu_inflight(ferry_client *c);
 uint64_t ferry__clu_duplicates(ferry_client *c);
 
+/* Event-loop mode: a facade made from a client without an IO thread
+ * queues its children's callbacks for ferry_client_process() on the loop's
+ * thread, and wakes the loop through its eventfd (c->wake_fd, the
+ * descriptor ferry_client_fd() gives). In thread mode they run on the
+ * children's IO threads, one at a time (the callback slot). */
+int ferry__clu_is_loop(ferry_client *c);
+/* Queue it for the loop and wake it (c->mu held). */
+void ferry__clu_loop_push(ferry_client *c, struct ferry__cbitem *it);
+int ferry__clu_fd(ferry_client *c);
+int ferry__clu_events(ferry_client *c);
+int ferry__clu_timeout_ms(ferry_client *c);
+int ferry__clu_process(ferry_client *c);
+
 /* Shared by cluster.c and cluster_sub.c. */
 struct ferry__cluster;
 /* The owner's child of topic, finding the owner if unknown (blocking up to

@@ -34,6 +34,26 @@ static void on_kid_msg(ferry_client *ch, ferry_sub *ks, const ferry_msg *m, void
     ferry_client *c = s->client;
     (void)ch;
     (void)ks;
+    if (s->cb != NULL && ferry__clu_is_loop(c)) {
+        /* For ferry_client_process() on the loop's thread. */
+        ferry_msg *copy = NULL;
+        struct ferry__cbitem *it = calloc(1, sizeof(*it));
+        int rc = it != NULL ? ferry_msg_copy(m, &copy) : -ENOMEM;
+        pthread_mutex_lock(&c->mu);
+        if (rc != 0 || s->is_closed) {
+            s->dropped += s->is_closed ? 0 : 1;
+            free(it);
+            free(copy);
+        } else {
+            it->kind = FERRY__CB_MSG;
+            it->sub = s;
+            it->msg = copy;
+            s->refs++;
+            ferry__clu_loop_push(c, it);
+        }
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     if (s->cb != NULL) {
         if (ferry__clu_cb_enter(c, &s->is_closed)) {
             s->cb(c, s, m, s->ud);

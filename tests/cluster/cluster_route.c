@@ -9,7 +9,9 @@
  * it is down, the other topics go on, and after its restart on its store
  * every acked message is delivered, in order, and the async publishes that
  * were waiting complete. Last, the CLI (`ferry -s h1,h2,h3 pub/sub`) works
- * against the cluster.
+ * against the cluster. A third client, in event-loop mode on a thread of its
+ * own, subscribes rt.> too: its callbacks must run in ferry_client_process()
+ * on that thread, every topic in order.
  *
  * `cluster_test bench [ARGS]` (manual, not in ctest, needs the CLI): the same
  * `ferry bench ARGS` against the three brokers (-s h1,h2,h3) and against one
@@ -23,6 +25,7 @@
 #include "zk_ensemble.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -208,6 +211,105 @@ static void wait_delivered(const char *when)
     }
 }
 
+/* The event-loop subscriber: its thread, what it got. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_t thread;
+    const char *servers;
+    uint64_t last[R_TOPICS];
+    size_t n;
+    int ready, stop;
+    char error[256];
+} loopc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_loop_msg(ferry_client *c, ferry_sub *s, const ferry_msg *m, void *ud)
+{
+    (void)c;
+    (void)s;
+    (void)ud;
+    int t = topic_index(ferry_msg_topic(m));
+    uint64_t seq = ferry_msg_sequence(m);
+    pthread_mutex_lock(&loopc.mu);
+    if (!pthread_equal(pthread_self(), loopc.thread) && loopc.error[0] == '\0') {
+        snprintf(loopc.error, sizeof(loopc.error), "a callback off the loop's thread");
+    } else if ((t < 0 || seq != loopc.last[t] + 1) && loopc.error[0] == '\0') {
+        snprintf(loopc.error, sizeof(loopc.error), "%s #%llu after #%llu", ferry_msg_topic(m),
+                 (unsigned long long)seq, (unsigned long long)(t >= 0 ? loopc.last[t] : 0));
+    } else if (t >= 0) {
+        loopc.last[t] = seq;
+        loopc.n++;
+    }
+    pthread_mutex_unlock(&loopc.mu);
+}
+
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    ferry_options *o;
+    ferry_client *c;
+    ferry_sub *s;
+    CHECK(ferry_options_create(&o) == 0 && ferry_options_set_servers(o, loopc.servers) == 0,
+          "options");
+    CHECK(ferry_client_create(o, &c) == 0, "loop client");
+    ferry_options_destroy(o);
+    int rc = ferry_client_connect(c, 2 * WAIT_MS);
+    CHECK(rc == 0, "loop client connect: %s", ferry_strerror(rc));
+    rc = ferry_subscribe(c, "rt.>", NULL, on_loop_msg, NULL, WAIT_MS, &s);
+    CHECK(rc == 0, "loop client subscribe: %s", ferry_strerror(rc));
+    CHECK(ferry_client_fd(c) >= 0 && ferry_client_events(c) > 0, "a descriptor to poll");
+    pthread_mutex_lock(&loopc.mu);
+    loopc.ready = 1;
+    while (!loopc.stop) {
+        pthread_mutex_unlock(&loopc.mu);
+        int tmo = ferry_client_timeout_ms(c);
+        struct pollfd p = {.fd = ferry_client_fd(c), .events = (short)ferry_client_events(c)};
+        int n = poll(&p, 1, tmo < 0 || tmo > 100 ? 100 : tmo); /* 100: to see stop */
+        CHECK(ferry_client_process(c, n > 0 ? p.revents : 0) == 0, "process");
+        pthread_mutex_lock(&loopc.mu);
+    }
+    pthread_mutex_unlock(&loopc.mu);
+    ferry_unsubscribe(s);
+    ferry_client_close(c, WAIT_MS);
+    ferry_client_destroy(c);
+    return NULL;
+}
+
+/* Wait until broker 1 lists the three brokers live: Metadata is the map a
+ * client starts from (a broker learns of another's registration through a
+ * watch, a moment later). */
+static void wait_brokers_listed(void)
+{
+    char one[64];
+    snprintf(one, sizeof(one), "127.0.0.1:%d", brokers[0].port);
+    ferry_options *o;
+    ferry_client *c;
+    CHECK(ferry_options_create(&o) == 0 && ferry_options_set_servers(o, one) == 0, "options");
+    CHECK(ferry_client_create(o, &c) == 0, "client");
+    ferry_options_destroy(o);
+    CHECK(ferry_client_connect(c, WAIT_MS) == 0, "connect to broker 1");
+    long long deadline = zk_now_ms() + 30000;
+    for (;;) {
+        ferry_metadata md;
+        int rc = ferry_admin_metadata(c, NULL, 1, WAIT_MS, &md);
+        size_t live = 0;
+        for (size_t i = 0; rc == 0 && i < md.n_brokers; i++) {
+            live += md.brokers[i].is_live != 0;
+        }
+        if (rc == 0) {
+            ferry_free(md.brokers);
+            ferry_free(md.topics);
+        }
+        if (live == N_BROKERS) {
+            break;
+        }
+        CHECK(zk_now_ms() < deadline, "broker 1 lists %zu live brokers", live);
+        struct timespec ts = {0, 50 * 1000000L}; /* the poll's period */
+        nanosleep(&ts, NULL);
+    }
+    ferry_client_close(c, WAIT_MS);
+    ferry_client_destroy(c);
+}
+
 #ifdef FERRY_CLI_PATH
 /* Run the CLI; its standard output (static buffer) and exit status. */
 static const char *cli(const char *args, int *status)
@@ -290,6 +392,20 @@ int test_routing(void)
     char servers[256];
     snprintf(servers, sizeof(servers), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", brokers[0].port,
              brokers[1].port, brokers[2].port);
+    wait_brokers_listed();
+    loopc.servers = servers;
+    CHECK(pthread_create(&loopc.thread, NULL, loop_main, NULL) == 0, "loop thread");
+    for (long long deadline = zk_now_ms() + LONG_MS;;) {
+        pthread_mutex_lock(&loopc.mu);
+        int ready = loopc.ready;
+        pthread_mutex_unlock(&loopc.mu);
+        if (ready) {
+            break;
+        }
+        CHECK(zk_now_ms() < deadline, "the loop client subscribed");
+        struct timespec ts = {0, 10 * 1000000L}; /* the poll's period */
+        nanosleep(&ts, NULL);
+    }
     ferry_client *subc = lib_client(servers, "subscriber");
     ferry_client *pubc = lib_client(servers, "publisher");
     ferry_sub_options *so;
@@ -320,6 +436,21 @@ int test_routing(void)
     uint32_t owner_of[R_TOPICS] = {0};
     int dead = owners(pubc, owner_of);
     wait_delivered("30 topics");
+    for (long long deadline = zk_now_ms() + LONG_MS;;) {
+        pthread_mutex_lock(&loopc.mu);
+        size_t n = loopc.n;
+        CHECK(loopc.error[0] == '\0', "event-loop subscriber: %s", loopc.error);
+        loopc.stop = n == 10 * R_TOPICS;
+        pthread_mutex_unlock(&loopc.mu);
+        if (n == 10 * R_TOPICS) {
+            break;
+        }
+        CHECK(zk_now_ms() < deadline, "event-loop subscriber: %zu of 300", n);
+        struct timespec ts = {0, 50 * 1000000L}; /* the poll's period */
+        nanosleep(&ts, NULL);
+    }
+    pthread_join(loopc.thread, NULL);
+    fprintf(stderr, "event-loop subscriber: 300 messages in order, on its loop thread\n");
 
     /* 2. kill -9 of rt.0's owner in the middle of a burst of async publishes. */
     for (int i = 10; i < 30; i++) {
