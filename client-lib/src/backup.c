@@ -137,6 +137,9 @@ FERRY_API int ferry_admin_backup(ferry_client *c, ferry_backup_cb cb, void *user
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_BACKUP;
     req.backup = &br;
     struct ferry__admin a = {.kind = FERRY__ADMIN_BACKUP, .backup_cb = cb, .backup_ud = userdata};
+    if (ferry__clu_calling_back(c)) {
+        return -EDEADLK;
+    }
     c = ferry__clu_any(c); /* a facade: one broker's store (cluster.h) */
     pthread_mutex_lock(&c->mu);
     int rc = ferry__admin_send(c, &req, &a);

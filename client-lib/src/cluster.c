@@ -112,6 +112,11 @@ static int in_callback(ferry_client *c)
     return r;
 }
 
+int ferry__clu_calling_back(ferry_client *c)
+{
+    return ferry__clu(c) != NULL && in_callback(c);
+}
+
 int ferry__clu_is_loop(ferry_client *c)
 {
     return ferry__clu(c)->is_loop;

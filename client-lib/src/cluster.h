@@ -83,6 +83,10 @@ void ferry__clu_cb_leave(ferry_client *c);
 /* What callbacks waiting for the slot wait on (with c->mu): broadcast
  * when a facade subscription closes, so that its deliveries drop. */
 pthread_cond_t *ferry__clu_cb_cond(ferry_client *c);
+/* c is a facade and the calling thread runs one of its callbacks (lock not
+ * held): a blocking call returns -EDEADLK (it would wait for a broker's IO
+ * thread, which may be waiting for this callback to end). */
+int ferry__clu_calling_back(ferry_client *c);
 /* The calling thread runs one of c's callbacks (c->mu held). */
 int ferry__clu_in_callback(ferry_client *c);
 /* Sleep up to ms, less if deadline comes first (not a synchronisation:

@@ -208,6 +208,9 @@ FERRY_API int ferry_request(ferry_client *c, const char *topic, const void *data
         return -EINVAL;
     }
     int64_t deadline = ferry__deadline(timeout_ms);
+    if (ferry__clu_calling_back(c)) {
+        return -EDEADLK;
+    }
     c = ferry__clu_any(c); /* a facade: inboxes are per broker (cluster.h) */
     pthread_mutex_lock(&c->mu);
     int rc;
