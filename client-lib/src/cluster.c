@@ -433,6 +433,10 @@ int ferry__clu_route(ferry_client *c, const char *topic, int64_t deadline, int m
                      ferry_client **out)
 {
     struct ferry__cluster *k = ferry__clu(c);
+    if (strncmp(topic, "_INBOX.", 7) == 0) {
+        *out = ferry__clu_any(c); /* never placed: each broker serves its own */
+        return 0;
+    }
     for (;;) {
         pthread_mutex_lock(&k->mu);
         struct clu_broker *b = broker_find(k, ferry__ocache_get(&k->owners, topic));
