@@ -68,13 +68,7 @@ static void on_kid_msg(ferry_client *ch, ferry_sub *ks, const ferry_msg *m, void
         s->dropped += s->is_closed ? 0 : 1;
         free(copy);
     } else {
-        if (s->q_tail != NULL) {
-            s->q_tail->next = copy;
-        } else {
-            s->q_head = copy;
-        }
-        s->q_tail = copy;
-        s->q_len++;
+        ferry__sub_enqueue(s, copy);
         pthread_cond_broadcast(&c->cond);
     }
     pthread_mutex_unlock(&c->mu);
@@ -245,11 +239,7 @@ int ferry__clu_subscribe(ferry_client *c, const char *pattern, const ferry_sub_o
     }
     pthread_mutex_lock(&c->mu);
     s->id = c->next_sub_id++;
-    s->hnext = c->handles;
-    if (c->handles != NULL) {
-        c->handles->hprev = s;
-    }
-    c->handles = s;
+    ferry__sub_handle_list(c, s);
     *out = s;
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -266,15 +256,7 @@ int ferry__clu_unsubscribe(ferry_sub *s)
     /* Each waits for a callback of its own running on another thread. */
     kids_unsubscribe(s);
     pthread_mutex_lock(&c->mu);
-    if (s->hprev != NULL) {
-        s->hprev->hnext = s->hnext;
-    } else if (c->handles == s) {
-        c->handles = s->hnext;
-    }
-    if (s->hnext != NULL) {
-        s->hnext->hprev = s->hprev;
-    }
-    s->hprev = s->hnext = NULL;
+    ferry__sub_handle_unlist(c, s);
     ferry__sub_unref(s);
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -321,14 +303,7 @@ int ferry__clu_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out)
             pthread_cond_timedwait(&c->cond, &c->mu, &ts);
         }
     }
-    struct ferry_msg *m = s->q_head;
-    s->q_head = m->next;
-    if (s->q_head == NULL) {
-        s->q_tail = NULL;
-    }
-    s->q_len--;
-    m->next = NULL;
-    *out = m;
+    *out = ferry__sub_dequeue(s);
 out_unlock:
     pthread_mutex_unlock(&c->mu);
     return rc;

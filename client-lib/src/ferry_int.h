@@ -424,6 +424,13 @@ int ferry__str_valid(const char *s, size_t max);
 /* sub.c */
 struct ferry_sub *ferry__sub_find(ferry_client *c, uint64_t id);
 void ferry__sub_unref(struct ferry_sub *s);
+/* Queue m for ferry_sub_next() on s (c->mu held). */
+void ferry__sub_enqueue(struct ferry_sub *s, struct ferry_msg *m);
+/* Take the oldest queued message of s (one is queued; c->mu held). */
+struct ferry_msg *ferry__sub_dequeue(struct ferry_sub *s);
+/* Add s to / take it out of c->handles, the handles the user holds (c->mu held). */
+void ferry__sub_handle_list(ferry_client *c, struct ferry_sub *s);
+void ferry__sub_handle_unlist(ferry_client *c, struct ferry_sub *s);
 void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text,
                           uint64_t next_seq, int is_error_frame);
 void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d);

@@ -298,6 +298,33 @@ static void sub_queue_clear(struct ferry_sub *s)
     s->q_len = 0;
 }
 
+void ferry__sub_enqueue(struct ferry_sub *s, struct ferry_msg *m)
+{
+    m->next = NULL;
+    if (s->q_tail != NULL) {
+        s->q_tail->next = m;
+    } else {
+        s->q_head = m;
+    }
+    s->q_tail = m;
+    s->q_len++;
+}
+
+struct ferry_msg *ferry__sub_dequeue(struct ferry_sub *s)
+{
+    struct ferry_msg *m = s->q_head;
+    s->q_head = m->next;
+    if (s->q_head == NULL) {
+        s->q_tail = NULL;
+    }
+    s->q_len--;
+    if (s->q_len < s->opts.queue_max / 2 + 1) {
+        s->is_full = 0;
+    }
+    m->next = NULL;
+    return m;
+}
+
 void ferry__sub_unref(struct ferry_sub *s)
 {
     if (--s->refs > 0) {
@@ -327,7 +354,17 @@ static void sub_unlist(ferry_client *c, struct ferry_sub *s)
     s->is_listed = 0;
 }
 
-static void handle_unlist(ferry_client *c, struct ferry_sub *s)
+void ferry__sub_handle_list(ferry_client *c, struct ferry_sub *s)
+{
+    s->hprev = NULL;
+    s->hnext = c->handles;
+    if (c->handles != NULL) {
+        c->handles->hprev = s;
+    }
+    c->handles = s;
+}
+
+void ferry__sub_handle_unlist(ferry_client *c, struct ferry_sub *s)
 {
     if (s->hprev != NULL) {
         s->hprev->hnext = s->hnext;
@@ -345,7 +382,7 @@ void ferry__subs_free_handles(ferry_client *c)
 {
     while (c->handles != NULL) {
         struct ferry_sub *s = c->handles;
-        handle_unlist(c, s);
+        ferry__sub_handle_unlist(c, s);
         s->is_closed = 1;
         sub_unlist(c, s);
         ferry__sub_unref(s);
@@ -571,13 +608,7 @@ void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d)
             s->refs++;
             ferry__cb_push(c, it);
         } else {
-            if (s->q_tail != NULL) {
-                s->q_tail->next = m;
-            } else {
-                s->q_head = m;
-            }
-            s->q_tail = m;
-            s->q_len++;
+            ferry__sub_enqueue(s, m);
         }
     }
 }
@@ -673,11 +704,7 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
         }
         s->is_waited = 0; /* later refusals (after a reconnect) are events */
     }
-    s->hnext = c->handles;
-    if (c->handles != NULL) {
-        c->handles->hprev = s;
-    }
-    c->handles = s;
+    ferry__sub_handle_list(c, s);
     *out = s;
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -711,7 +738,7 @@ FERRY_API int ferry_unsubscribe(ferry_sub *s)
     s->is_closed = 1;
     sub_unlist(c, s);
     sub_queue_clear(s);
-    handle_unlist(c, s);
+    ferry__sub_handle_unlist(c, s);
     /* A callback for s running on another thread finishes before we
      * return (on this thread it is our caller, and the handle is freed
      * when the dispatcher drops its reference). */
@@ -763,17 +790,7 @@ FERRY_API int ferry_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out)
         }
         ferry__wait(c, deadline);
     }
-    struct ferry_msg *m = s->q_head;
-    s->q_head = m->next;
-    if (s->q_head == NULL) {
-        s->q_tail = NULL;
-    }
-    s->q_len--;
-    if (s->q_len < s->opts.queue_max / 2 + 1) {
-        s->is_full = 0;
-    }
-    m->next = NULL;
-    *out = m;
+    *out = ferry__sub_dequeue(s);
 out_unlock:
     pthread_mutex_unlock(&c->mu);
     return rc;
