@@ -108,7 +108,11 @@
  * FERRY_EUNAVAILABLE at once. ferry_publish_async() queues the publish on
  * the owner's connection: it is sent, in order, when the owner is back,
  * unless the ack timeout (ferry_options_set_ack_timeout_ms) fails it first.
- * Nothing acknowledged is lost: the owner keeps its store.
+ * ferry_subscribe() to the topic waits for the owner until its timeout,
+ * then returns FERRY_EUNAVAILABLE (with timeout 0 the subscription is made
+ * when the owner is back); a pattern's subscription on a broker that is
+ * down is made when it comes back. Nothing acknowledged is lost: the owner
+ * keeps its store.
  *
  * Limits: the connections always have IO threads of their own, also for
  * an event-loop program (its loop only runs the callbacks). Looking up an unknown topic's owner

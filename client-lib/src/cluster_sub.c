@@ -98,7 +98,13 @@ static int subscribe_owner(struct ferry_sub *s, const ferry_sub_options *opts, i
             int64_t left = deadline - ferry__now_ms();
             tmo = left < 1 ? 1 : (int)left;
         }
-        rc = ferry_subscribe(ch, s->pattern, opts, on_kid_msg, s, tmo, &s->clu_kids[0]);
+        /* Waiting for a SubAck: only from an owner that is up (else the
+         * subscription would wait for its return, past the timeout). */
+        if (tmo > 0 && ferry_client_state(ch) != FERRY_STATE_CONNECTED) {
+            rc = FERRY_EUNAVAILABLE;
+        } else {
+            rc = ferry_subscribe(ch, s->pattern, opts, on_kid_msg, s, tmo, &s->clu_kids[0]);
+        }
         if (rc == FERRY_ENOTOWNER) {
             ferry__clu_forget(c, s->pattern);
         }

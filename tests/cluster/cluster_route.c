@@ -8,10 +8,11 @@
  * publishes to its topics fail with FERRY_EUNAVAILABLE (or time out) while
  * it is down, the other topics go on, and after its restart on its store
  * every acked message is delivered, in order, and the async publishes that
- * were waiting complete. Last, the CLI (`ferry -s h1,h2,h3 pub/sub`) works
- * against the cluster. A third client, in event-loop mode on a thread of its
- * own, subscribes rt.> too: its callbacks must run in ferry_client_process()
- * on that thread, every topic in order.
+ * were waiting complete. A subscription to one of its topics is refused
+ * with FERRY_EUNAVAILABLE while it is down, and gets the whole topic, in
+ * order, through ferry_sub_next() once it is back. Last, the CLI (`ferry -s h1,h2,h3 pub/sub`)
+ * works against the cluster. A third client, in event-loop mode on a thread of its own, subscribes
+ * rt.> too: its callbacks must run in ferry_client_process() on that thread, every topic in order.
  *
  * `cluster_test bench [ARGS]` (manual, not in ctest, needs the CLI): the same
  * `ferry bench ARGS` against the three brokers (-s h1,h2,h3) and against one
@@ -477,6 +478,10 @@ int test_routing(void)
     }
     fprintf(stderr, "owner down: %d publishes FERRY_EUNAVAILABLE, %d timed out\n", n_unavailable,
             n_timedout);
+    ferry_sub *one;
+    rc = ferry_subscribe(subc, "rt.0", NULL, NULL, NULL, 1000, &one);
+    CHECK(rc == FERRY_EUNAVAILABLE, "subscribe rt.0 while its owner is down: %s",
+          ferry_strerror(rc));
     /* 3. Restarted on its store: the waiting publishes go out, every acked
      * message is delivered in order. */
     CHECK(ferryd_restart(&brokers[dead].p, brokers[dead].args) == 0, "restart broker %d", dead + 1);
@@ -490,7 +495,26 @@ int test_routing(void)
     wait_delivered("after kill -9 and restart");
     pthread_mutex_lock(&got.mu);
     fprintf(stderr, "redelivered after the restart: %llu\n", (unsigned long long)got.n_redelivered);
+    uint64_t last0 = got.last[0];
     pthread_mutex_unlock(&got.mu);
+    /* One topic on its owner, back: all of it, in order, through a queue. */
+    ferry_sub_options *all;
+    CHECK(ferry_sub_options_create(&all) == 0 &&
+              ferry_sub_options_set_start(all, FERRY_START_ALL, 0) == 0,
+          "options");
+    rc = ferry_subscribe(subc, "rt.0", all, NULL, NULL, WAIT_MS, &one);
+    ferry_sub_options_destroy(all);
+    CHECK(rc == 0, "subscribe rt.0 after the restart: %s", ferry_strerror(rc));
+    for (uint64_t seq = 1; seq <= last0; seq++) {
+        ferry_msg *m;
+        rc = ferry_sub_next(one, WAIT_MS, &m);
+        CHECK(rc == 0 && ferry_msg_sequence(m) == seq, "rt.0 #%llu from the queue: %s",
+              (unsigned long long)seq, ferry_strerror(rc));
+        ferry_msg_destroy(m);
+    }
+    fprintf(stderr, "rt.0 on its owner through a queue: %llu messages in order\n",
+            (unsigned long long)last0);
+    CHECK(ferry_unsubscribe(one) == 0, "unsubscribe rt.0");
 #ifdef FERRY_CLI_PATH
     check_cli(servers);
 #endif
