@@ -652,12 +652,15 @@ int ferry__clu_publish(ferry_client *c, const ferry_pub *m, int mode, ferry_pub_
     uint32_t wait_ms = c->opts.connect_timeout_ms > 0 ? c->opts.connect_timeout_ms : 5000;
     int64_t deadline = ferry__deadline(mode == 2 ? timeout_ms : (int)wait_ms);
     int rc;
+    ferry_client *from = NULL; /* the child whose answer rc is */
     for (;;) {
         ferry_client *ch = NULL;
+        from = NULL;
         rc = ferry__clu_route(c, m->topic, deadline, !in_cb, &ch);
         if (rc != 0) {
             break;
         }
+        from = ch;
         rc = mode == 0   ? ferry_publish_msg(ch, m, id_out)
              : mode == 1 ? publish_async_on(c, ch, m, cb, ud, id_out)
                          : publish_sync_on(ch, m, deadline, id_out);
@@ -681,8 +684,16 @@ int ferry__clu_publish(ferry_client *c, const ferry_pub *m, int mode, ferry_pub_
         rc = FERRY_EUNAVAILABLE; /* the owner is not reachable now */
     }
     if (rc != 0 && rc != -EAGAIN) {
+        char why[FERRY__ERRTEXT_CAP] = ""; /* the broker's own words, if any */
+        if (from != NULL) {
+            pthread_mutex_lock(&from->mu);
+            if (from->err_code == rc) {
+                snprintf(why, sizeof(why), "%s", from->err_text);
+            }
+            pthread_mutex_unlock(&from->mu);
+        }
         pthread_mutex_lock(&c->mu);
-        ferry__seterr(c, rc, "publish to %s: %s", m->topic, ferry_strerror(rc));
+        ferry__seterr(c, rc, "publish to %s: %s", m->topic, why[0] ? why : ferry_strerror(rc));
         pthread_mutex_unlock(&c->mu);
     }
     return rc;
