@@ -23,6 +23,8 @@
  *                            subscriber gets every acked message, in order
  *   cluster_test routing     libferry given the three brokers routes by itself
  *                            (cluster_route.c)
+ *   cluster_test bench ARGS  manual, not in ctest: `ferry bench ARGS` on the
+ *                            three brokers, then on one standalone ferryd
  *   cluster_test standalone  no ZooKeeper: a broker not in a cluster answers
  *                            Metadata empty and topic create as a no-op;
  *                            incomplete cluster settings are refused
