@@ -72,6 +72,58 @@
  * in the order their causes arrived from the server: the messages of one
  * subscription in delivery order, publish completions in PubAck order.
  *
+ * CLUSTERS
+ *
+ * Given two or more servers, ferry_client_connect() (with a timeout > 0)
+ * asks the broker it reached for Metadata. A standalone broker lists no
+ * brokers: the list stays a failover list, and nothing below applies. A
+ * broker of a cluster (broker/CLUSTER.md) lists them, and the client
+ * becomes a facade that routes by itself: it keeps one connection per
+ * broker it needs (made when first needed, each with its own IO thread,
+ * reconnecting without end), and sends each publish and each subscription
+ * to its topic's owner, which it learns from Metadata, or, for a topic it
+ * does not know, by asking any broker (TopicCreate: the topic is placed if
+ * new) before the first send. The publishes of one topic thus all travel,
+ * in the caller's order, on the one connection to its owner: ordering,
+ * acks and idempotent resends per topic are as on one broker. A
+ * subscription to one topic goes to its owner; one with wildcards
+ * ("orders.>") is made on every broker, which delivers the matching topics
+ * it owns, and the deliveries merge into the one ferry_sub (each topic in
+ * order; topics of different brokers interleave). ferry_msg_ack() goes to
+ * the broker that delivered the message; ferry_msg_sub_id() is that
+ * broker's subscription id. Every 5 s the client asks Metadata again, and
+ * subscribes its wildcard patterns on brokers that joined. The program
+ * sees one client: callbacks receive its pointer, and run one at a time.
+ * Its mode stays as chosen: in thread mode callbacks run on the brokers'
+ * IO threads (one at a time); in event-loop mode in ferry_client_process(),
+ * on the loop's thread, and ferry_client_fd() is then an eventfd that is
+ * readable when callbacks wait (poll it for ferry_client_events(), POLLIN;
+ * the connections' own IO runs on their threads meanwhile).
+ *
+ * While a topic's owner is down its topic is unavailable:
+ * ferry_publish_sync() retries (with a 100 ms backoff) until its timeout,
+ * then returns FERRY_EUNAVAILABLE, the message not sent; -ETIMEDOUT when it
+ * was sent and the owner went away before its PubAck (it may be stored when
+ * the owner comes back, as after any timeout). ferry_publish() returns
+ * FERRY_EUNAVAILABLE at once. ferry_publish_async() queues the publish on
+ * the owner's connection: it is sent, in order, when the owner is back,
+ * unless the ack timeout (ferry_options_set_ack_timeout_ms) fails it first.
+ * ferry_subscribe() to the topic waits for the owner until its timeout,
+ * then returns FERRY_EUNAVAILABLE (with timeout 0 the subscription is made
+ * when the owner is back); a pattern's subscription on a broker that is
+ * down is made when it comes back. Nothing acknowledged is lost: the owner
+ * keeps its store.
+ *
+ * Limits: the connections always have IO threads of their own, also for
+ * an event-loop program (its loop only runs the callbacks). Looking up an unknown topic's owner
+ * waits (up to the connect timeout): from a callback, a publish or subscription to a topic the
+ * client does not know yet returns -EAGAIN. The lookup and Metadata need
+ * the admin right on brokers with an auth file; without it, the list is a
+ * failover list. Admin calls go to any broker (topic info and purge to the
+ * owner when known); ferry_request() and ferry_admin_backup() to any broker
+ * (inboxes are per broker). ferry_client_server_info() describes one of the
+ * brokers. At most 64 brokers.
+ *
  * ERROR MODEL
  *
  * Functions return int: 0 (or a documented non-negative value) on success, a
@@ -322,6 +374,7 @@ FERRY_API void ferry_options_destroy(ferry_options *o);
  * 7373 when ":port" is left out). "tls://host:port" speaks TLS to that
  * server (see ferry_options_set_tls; without it, the system's CAs verify the
  * server and its name is checked). Tried in order on connect and reconnect.
+ * Two or more servers may also be the brokers of a cluster: see CLUSTERS.
  * Default "127.0.0.1:7373". The string is copied.
  * Returns 0, -EINVAL (NULL, empty list, bad port, more than 32 servers),
  * -ENOMEM. */

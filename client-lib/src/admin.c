@@ -7,6 +7,7 @@
  * in c->admins (guarded by c->mu) until the reply, a lost connection, close,
  * or the caller's timeout takes it out.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -262,6 +263,10 @@ static int admin_call(ferry_client *c, Ferry__AdminRequest *req, struct ferry__a
     if (timeout_ms <= 0) {
         return -EINVAL;
     }
+    if (ferry__clu_calling_back(c)) {
+        return -EDEADLK;
+    }
+    c = ferry__clu_any(c); /* a facade: any of its brokers answers */
     pthread_mutex_lock(&c->mu);
     int rc = ferry__admin_send(c, req, a);
     if (rc != 0) {
@@ -388,7 +393,9 @@ FERRY_API int ferry_admin_topic_info(ferry_client *c, const char *topic, int tim
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_INFO;
     req.topic_info = &tr;
     struct ferry__admin a = {.kind = FERRY__ADMIN_TOPIC_INFO};
-    int rc = admin_call(c, &req, &a, timeout_ms);
+    int rc = ferry__clu_calling_back(c)
+                 ? -EDEADLK
+                 : admin_call(ferry__clu_owner_or_any(c, topic), &req, &a, timeout_ms);
     if (rc == 0) {
         *out = a.topics[0];
         free(a.topics);
@@ -408,7 +415,9 @@ FERRY_API int ferry_admin_topic_purge(ferry_client *c, const char *topic, int ti
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_TOPIC_PURGE;
     req.topic_purge = &tr;
     struct ferry__admin a = {.kind = FERRY__ADMIN_PURGE};
-    int rc = admin_call(c, &req, &a, timeout_ms);
+    int rc = ferry__clu_calling_back(c)
+                 ? -EDEADLK
+                 : admin_call(ferry__clu_owner_or_any(c, topic), &req, &a, timeout_ms);
     if (rc == 0 && purged_out != NULL) {
         *purged_out = a.purged;
     }

@@ -11,6 +11,7 @@
  * when it gives up are dropped, and one that runs on the IO thread is
  * waited for, so that no callback runs after the call returned.
  */
+#include "cluster.h"
 #include "crc32c.h"
 #include "ferry_int.h"
 
@@ -136,6 +137,10 @@ FERRY_API int ferry_admin_backup(ferry_client *c, ferry_backup_cb cb, void *user
     req.request_case = FERRY__ADMIN_REQUEST__REQUEST_BACKUP;
     req.backup = &br;
     struct ferry__admin a = {.kind = FERRY__ADMIN_BACKUP, .backup_cb = cb, .backup_ud = userdata};
+    if (ferry__clu_calling_back(c)) {
+        return -EDEADLK;
+    }
+    c = ferry__clu_any(c); /* a facade: one broker's store (cluster.h) */
     pthread_mutex_lock(&c->mu);
     int rc = ferry__admin_send(c, &req, &a);
     if (rc != 0) {

@@ -475,12 +475,16 @@ static void conn_attempt_failed(ferry_client *c, int code)
             c->next_attempt_at = now;
             return;
         }
-        /* Every server failed once: the first connect fails. */
-        c->state = FERRY_STATE_IDLE;
-        c->connect_result = code;
-        ferry__pubs_fail_all(c, code);
-        ferry__event(c, FERRY_EVENT_DISCONNECTED, code, c->err_text, 0, FERRY_REF_NONE, 0);
-        return;
+        /* Every server failed once: the first connect fails (a cluster's
+         * child, cluster.h, goes on trying its broker as a reconnect). */
+        if (c->clu_parent == NULL) {
+            c->state = FERRY_STATE_IDLE;
+            c->connect_result = code;
+            ferry__pubs_fail_all(c, code);
+            ferry__event(c, FERRY_EVENT_DISCONNECTED, code, c->err_text, 0, FERRY_REF_NONE, 0);
+            return;
+        }
+        c->state = FERRY_STATE_RECONNECTING;
     }
     if (c->state != FERRY_STATE_RECONNECTING) {
         return;

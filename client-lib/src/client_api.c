@@ -4,6 +4,7 @@
  * event-loop mode's calls (fd, events, timeout, process). The engine they
  * drive (ferry__work, ferry__dispatch) is in client.c.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -122,11 +123,8 @@ FERRY_API int ferry_client_start_thread(ferry_client *c)
     return rc;
 }
 
-FERRY_API int ferry_client_connect(ferry_client *c, int timeout_ms)
+static int connect_one(ferry_client *c, int timeout_ms)
 {
-    if (c == NULL || timeout_ms < 0) {
-        return -EINVAL;
-    }
     pthread_mutex_lock(&c->mu);
     int rc;
     if (c->state == FERRY_STATE_CLOSED || c->is_closing) {
@@ -182,6 +180,20 @@ FERRY_API int ferry_client_connect(ferry_client *c, int timeout_ms)
     }
 out_unlock:
     pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+FERRY_API int ferry_client_connect(ferry_client *c, int timeout_ms)
+{
+    if (c == NULL || timeout_ms < 0) {
+        return -EINVAL;
+    }
+    int64_t deadline = ferry__deadline(timeout_ms);
+    int rc = connect_one(c, timeout_ms);
+    /* A list of servers may be the brokers of a cluster (cluster.h). */
+    if (rc == 0 && timeout_ms > 0 && c->opts.n_servers > 1 && c->clu_parent == NULL) {
+        rc = ferry__clu_detect(c, deadline);
+    }
     return rc;
 }
 
@@ -251,6 +263,9 @@ FERRY_API int ferry_flush(ferry_client *c, int timeout_ms)
     if (c == NULL) {
         return -EINVAL;
     }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_flush(c, timeout_ms);
+    }
     pthread_mutex_lock(&c->mu);
     int rc;
     if (c->state == FERRY_STATE_CLOSED) {
@@ -267,10 +282,44 @@ FERRY_API int ferry_flush(ferry_client *c, int timeout_ms)
     return rc;
 }
 
+void ferry__stop_io_thread(ferry_client *c)
+{
+    if (!c->has_thread) {
+        return;
+    }
+    c->stop_thread = 1;
+    uint64_t one = 1;
+    ssize_t w = write(c->wake_fd, &one, sizeof(one));
+    (void)w;
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->io_thread, NULL);
+    pthread_mutex_lock(&c->mu);
+    c->has_thread = 0;
+}
+
+void ferry__say_goodbye(ferry_client *c)
+{
+    if (c->fd >= 0 && c->phase == FERRY__PH_UP) {
+        Ferry__Disconnect d = FERRY__DISCONNECT__INIT;
+        Ferry__Frame f = FERRY__FRAME__INIT;
+        d.text = "client closed";
+        f.body_case = FERRY__FRAME__BODY_DISCONNECT;
+        f.disconnect = &d;
+        if (ferry__send_frame(c, &f) == 0) {
+            ferry__conn_write(c); /* best effort: the socket is non-blocking */
+        }
+        shutdown(c->fd, SHUT_WR);
+    }
+    ferry__conn_close_socket(c);
+}
+
 FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms)
 {
     if (c == NULL) {
         return -EINVAL;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_close(c, timeout_ms);
     }
     pthread_mutex_lock(&c->mu);
     if (c->state == FERRY_STATE_CLOSED && !c->has_thread) {
@@ -296,29 +345,9 @@ FERRY_API int ferry_client_close(ferry_client *c, int timeout_ms)
             rc = FERRY_EDISCONNECTED;
         }
     }
-    if (c->has_thread) {
-        c->stop_thread = 1;
-        uint64_t one = 1;
-        ssize_t w = write(c->wake_fd, &one, sizeof(one));
-        (void)w;
-        pthread_mutex_unlock(&c->mu);
-        pthread_join(c->io_thread, NULL);
-        pthread_mutex_lock(&c->mu);
-        c->has_thread = 0;
-    }
+    ferry__stop_io_thread(c);
     /* From here on, this thread is the only driver and the dispatcher. */
-    if (c->fd >= 0 && c->phase == FERRY__PH_UP) {
-        Ferry__Disconnect d = FERRY__DISCONNECT__INIT;
-        Ferry__Frame f = FERRY__FRAME__INIT;
-        d.text = "client closed";
-        f.body_case = FERRY__FRAME__BODY_DISCONNECT;
-        f.disconnect = &d;
-        if (ferry__send_frame(c, &f) == 0) {
-            ferry__conn_write(c); /* best effort: the socket is non-blocking */
-        }
-        shutdown(c->fd, SHUT_WR);
-    }
-    ferry__conn_close_socket(c);
+    ferry__say_goodbye(c);
     if (c->state != FERRY_STATE_CLOSED) { /* not already given up meanwhile */
         c->state = FERRY_STATE_CLOSED;
         ferry__pubs_fail_all(c, FERRY_ECLOSED);
@@ -340,6 +369,9 @@ FERRY_API void ferry_client_destroy(ferry_client *c)
 {
     if (c == NULL) {
         return;
+    }
+    if (ferry__clu(c) != NULL) {
+        ferry__clu_destroy(c);
     }
     ferry_client_close(c, 0);
     pthread_mutex_lock(&c->mu);
@@ -389,6 +421,7 @@ FERRY_API int ferry_client_server_info(ferry_client *c, ferry_server_info *out)
     if (c == NULL || out == NULL) {
         return -EINVAL;
     }
+    c = ferry__clu_any(c); /* a facade: one of its brokers */
     pthread_mutex_lock(&c->mu);
     int rc = FERRY_ENOTREADY;
     if (c->has_info) {
@@ -407,6 +440,9 @@ FERRY_API int ferry_client_fd(ferry_client *c)
     if (c == NULL) {
         return -EINVAL;
     }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_fd(c);
+    }
     pthread_mutex_lock(&c->mu);
     int fd = c->has_thread ? -EINVAL : c->fd;
     pthread_mutex_unlock(&c->mu);
@@ -418,6 +454,9 @@ FERRY_API int ferry_client_events(ferry_client *c)
     if (c == NULL) {
         return -EINVAL;
     }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_events(c);
+    }
     pthread_mutex_lock(&c->mu);
     int ev = c->has_thread ? -EINVAL : ferry__poll_events(c);
     pthread_mutex_unlock(&c->mu);
@@ -428,6 +467,9 @@ FERRY_API int ferry_client_timeout_ms(ferry_client *c)
 {
     if (c == NULL) {
         return -1;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_timeout_ms(c);
     }
     pthread_mutex_lock(&c->mu);
     int rc = -1;
@@ -449,6 +491,9 @@ FERRY_API int ferry_client_process(ferry_client *c, int revents)
     (void)revents; /* we ask the socket itself: spurious calls are harmless */
     if (c == NULL) {
         return -EINVAL;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_process(c);
     }
     pthread_mutex_lock(&c->mu);
     int rc = 0;

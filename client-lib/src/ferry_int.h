@@ -156,6 +156,10 @@ struct ferry_sub {
     size_t q_len;
     uint64_t dropped;
     int is_inbox; /* the client's request inbox: deliveries go to its requests */
+    /* Cluster mode (cluster_sub.c), a facade's subscription: one child
+     * subscription per broker that serves it (malloc'd; NULL otherwise). */
+    struct ferry_sub **clu_kids;
+    size_t n_clu_kids;
 };
 
 /* A publish that asked for a PubAck and has none yet. Guarded by c->mu. */
@@ -359,6 +363,12 @@ struct ferry_client {
 
     int err_code;
     char err_text[FERRY__ERRTEXT_CAP];
+
+    /* Cluster mode (cluster.h). clu: set once by ferry_client_connect()
+     * (atomic, read with ferry__clu()). clu_parent: a child's facade,
+     * immutable after the child's creation. */
+    struct ferry__cluster *clu;
+    ferry_client *clu_parent;
 };
 
 /* client.c */
@@ -393,6 +403,11 @@ void *ferry__io_thread_main(void *arg);
 
 /* client_api.c */
 int ferry__flush_locked(ferry_client *c, int64_t deadline);
+/* Stop the IO thread (lock held; released around the join): the caller
+ * becomes the only driver and dispatcher. */
+void ferry__stop_io_thread(ferry_client *c);
+/* Say Disconnect (best effort) and close the socket (lock held). */
+void ferry__say_goodbye(ferry_client *c);
 
 /* pub.c */
 void ferry__pub_on_ack(ferry_client *c, uint64_t id, int code, uint64_t seq);
@@ -409,6 +424,13 @@ int ferry__str_valid(const char *s, size_t max);
 /* sub.c */
 struct ferry_sub *ferry__sub_find(ferry_client *c, uint64_t id);
 void ferry__sub_unref(struct ferry_sub *s);
+/* Queue m for ferry_sub_next() on s (c->mu held). */
+void ferry__sub_enqueue(struct ferry_sub *s, struct ferry_msg *m);
+/* Take the oldest queued message of s (one is queued; c->mu held). */
+struct ferry_msg *ferry__sub_dequeue(struct ferry_sub *s);
+/* Add s to / take it out of c->handles, the handles the user holds (c->mu held). */
+void ferry__sub_handle_list(ferry_client *c, struct ferry_sub *s);
+void ferry__sub_handle_unlist(ferry_client *c, struct ferry_sub *s);
 void ferry__sub_on_suback(ferry_client *c, uint64_t id, int code, const char *text,
                           uint64_t next_seq, int is_error_frame);
 void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d);

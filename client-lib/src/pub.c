@@ -10,6 +10,7 @@
  * with its id, ack timeout, or failure; that is when its callback is queued
  * or its sync waiter woken. All of it is guarded by c->mu.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -201,6 +202,9 @@ FERRY_API uint64_t ferry_client_duplicates(ferry_client *c)
     if (c == NULL) {
         return 0;
     }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_duplicates(c);
+    }
     pthread_mutex_lock(&c->mu);
     uint64_t n = c->n_duplicates;
     pthread_mutex_unlock(&c->mu);
@@ -211,6 +215,9 @@ FERRY_API size_t ferry_client_inflight(ferry_client *c)
 {
     if (c == NULL) {
         return 0;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_inflight(c);
     }
     pthread_mutex_lock(&c->mu);
     size_t n = c->n_pubs;
@@ -299,6 +306,9 @@ FERRY_API int ferry_publish_msg(ferry_client *c, const ferry_pub *m, uint64_t *i
 {
     if (c == NULL) {
         return -EINVAL;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_publish(c, m, 0, NULL, NULL, 0, id_out);
     }
     pthread_mutex_lock(&c->mu);
     int rc = ferry__publish_locked(c, m, id_out);
@@ -409,6 +419,9 @@ FERRY_API int ferry_publish_async(ferry_client *c, const ferry_pub *m, ferry_pub
     if (c == NULL) {
         return -EINVAL;
     }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_publish(c, m, 1, cb, userdata, 0, id_out);
+    }
     pthread_mutex_lock(&c->mu);
     uint64_t id = 0;
     int rc = pub_enqueue(c, m, cb, userdata, NULL, -1, &id);
@@ -428,6 +441,9 @@ FERRY_API int ferry_publish_sync(ferry_client *c, const ferry_pub *m, int timeou
 {
     if (c == NULL || timeout_ms <= 0) {
         return -EINVAL;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_publish(c, m, 2, NULL, NULL, timeout_ms, seq_out);
     }
     pthread_mutex_lock(&c->mu);
     int rc;

@@ -17,6 +17,7 @@
  * The Publish is fire-and-forget (no PubAck): the server's only answers to
  * it are the reply and an Error. Everything is guarded by c->mu.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -207,6 +208,10 @@ FERRY_API int ferry_request(ferry_client *c, const char *topic, const void *data
         return -EINVAL;
     }
     int64_t deadline = ferry__deadline(timeout_ms);
+    if (ferry__clu_calling_back(c)) {
+        return -EDEADLK;
+    }
+    c = ferry__clu_any(c); /* a facade: inboxes are per broker (cluster.h) */
     pthread_mutex_lock(&c->mu);
     int rc;
     if (ferry__in_callback(c)) {

@@ -10,6 +10,7 @@
  * Messages are built once per delivery and subscription as one malloc'd
  * block (struct ferry_msg, header array, strings), immutable afterwards.
  */
+#include "cluster.h"
 #include "ferry_int.h"
 
 #include <errno.h>
@@ -297,6 +298,33 @@ static void sub_queue_clear(struct ferry_sub *s)
     s->q_len = 0;
 }
 
+void ferry__sub_enqueue(struct ferry_sub *s, struct ferry_msg *m)
+{
+    m->next = NULL;
+    if (s->q_tail != NULL) {
+        s->q_tail->next = m;
+    } else {
+        s->q_head = m;
+    }
+    s->q_tail = m;
+    s->q_len++;
+}
+
+struct ferry_msg *ferry__sub_dequeue(struct ferry_sub *s)
+{
+    struct ferry_msg *m = s->q_head;
+    s->q_head = m->next;
+    if (s->q_head == NULL) {
+        s->q_tail = NULL;
+    }
+    s->q_len--;
+    if (s->q_len < s->opts.queue_max / 2 + 1) {
+        s->is_full = 0;
+    }
+    m->next = NULL;
+    return m;
+}
+
 void ferry__sub_unref(struct ferry_sub *s)
 {
     if (--s->refs > 0) {
@@ -305,6 +333,7 @@ void ferry__sub_unref(struct ferry_sub *s)
     sub_queue_clear(s);
     ferry__sub_options_deinit(&s->opts);
     free(s->pattern);
+    free(s->clu_kids);
     free(s);
 }
 
@@ -325,7 +354,17 @@ static void sub_unlist(ferry_client *c, struct ferry_sub *s)
     s->is_listed = 0;
 }
 
-static void handle_unlist(ferry_client *c, struct ferry_sub *s)
+void ferry__sub_handle_list(ferry_client *c, struct ferry_sub *s)
+{
+    s->hprev = NULL;
+    s->hnext = c->handles;
+    if (c->handles != NULL) {
+        c->handles->hprev = s;
+    }
+    c->handles = s;
+}
+
+void ferry__sub_handle_unlist(ferry_client *c, struct ferry_sub *s)
 {
     if (s->hprev != NULL) {
         s->hprev->hnext = s->hnext;
@@ -343,7 +382,7 @@ void ferry__subs_free_handles(ferry_client *c)
 {
     while (c->handles != NULL) {
         struct ferry_sub *s = c->handles;
-        handle_unlist(c, s);
+        ferry__sub_handle_unlist(c, s);
         s->is_closed = 1;
         sub_unlist(c, s);
         ferry__sub_unref(s);
@@ -569,13 +608,7 @@ void ferry__sub_on_deliver(ferry_client *c, const Ferry__Deliver *d)
             s->refs++;
             ferry__cb_push(c, it);
         } else {
-            if (s->q_tail != NULL) {
-                s->q_tail->next = m;
-            } else {
-                s->q_head = m;
-            }
-            s->q_tail = m;
-            s->q_len++;
+            ferry__sub_enqueue(s, m);
         }
     }
 }
@@ -589,6 +622,9 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
     }
     if (opts != NULL && opts->durable != NULL && opts->ack_mode != FERRY_ACK_EXPLICIT) {
         return -EINVAL;
+    }
+    if (ferry__clu(c) != NULL) {
+        return ferry__clu_subscribe(c, pattern, opts, cb, userdata, timeout_ms, out);
     }
     struct ferry_sub *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -668,11 +704,7 @@ FERRY_API int ferry_subscribe(ferry_client *c, const char *pattern, const ferry_
         }
         s->is_waited = 0; /* later refusals (after a reconnect) are events */
     }
-    s->hnext = c->handles;
-    if (c->handles != NULL) {
-        c->handles->hprev = s;
-    }
-    c->handles = s;
+    ferry__sub_handle_list(c, s);
     *out = s;
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -695,6 +727,9 @@ FERRY_API int ferry_unsubscribe(ferry_sub *s)
         return -EINVAL;
     }
     ferry_client *c = s->client;
+    if (s->clu_kids != NULL) {
+        return ferry__clu_unsubscribe(s);
+    }
     pthread_mutex_lock(&c->mu);
     if (s->is_listed && s->is_sent && c->phase == FERRY__PH_UP) {
         send_unsubscribe(c, s->id);
@@ -703,7 +738,7 @@ FERRY_API int ferry_unsubscribe(ferry_sub *s)
     s->is_closed = 1;
     sub_unlist(c, s);
     sub_queue_clear(s);
-    handle_unlist(c, s);
+    ferry__sub_handle_unlist(c, s);
     /* A callback for s running on another thread finishes before we
      * return (on this thread it is our caller, and the handle is freed
      * when the dispatcher drops its reference). */
@@ -720,6 +755,9 @@ FERRY_API int ferry_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out)
 {
     if (s == NULL || out == NULL || s->cb != NULL) {
         return -EINVAL;
+    }
+    if (s->clu_kids != NULL) {
+        return ferry__clu_sub_next(s, timeout_ms, out);
     }
     ferry_client *c = s->client;
     pthread_mutex_lock(&c->mu);
@@ -752,17 +790,7 @@ FERRY_API int ferry_sub_next(ferry_sub *s, int timeout_ms, ferry_msg **out)
         }
         ferry__wait(c, deadline);
     }
-    struct ferry_msg *m = s->q_head;
-    s->q_head = m->next;
-    if (s->q_head == NULL) {
-        s->q_tail = NULL;
-    }
-    s->q_len--;
-    if (s->q_len < s->opts.queue_max / 2 + 1) {
-        s->is_full = 0;
-    }
-    m->next = NULL;
-    *out = m;
+    *out = ferry__sub_dequeue(s);
 out_unlock:
     pthread_mutex_unlock(&c->mu);
     return rc;

@@ -21,6 +21,10 @@
  *                            to a topic: publishes go on (retried while the
  *                            broker cannot confirm its session), and the
  *                            subscriber gets every acked message, in order
+ *   cluster_test routing     libferry given the three brokers routes by itself
+ *                            (cluster_route.c)
+ *   cluster_test bench ARGS  manual, not in ctest: `ferry bench ARGS` on the
+ *                            three brokers, then on one standalone ferryd
  *   cluster_test standalone  no ZooKeeper: a broker not in a cluster answers
  *                            Metadata empty and topic create as a no-op;
  *                            incomplete cluster settings are refused
@@ -28,6 +32,8 @@
  * Exits 0 (passed), 1 (failed: what and where on stderr) or 77 (skipped:
  * java or ZooKeeper missing, or ferryd built without cluster mode).
  */
+#include "cluster_test.h"
+
 #include "ferryd_proc.h"
 #include "rawclient.h"
 #include "zk_ensemble.h"
@@ -45,21 +51,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define N_BROKERS 3
 #define N_TOPICS 30
-#define WAIT_MS 5000
 #define SESSION_MS "4000"
 
-struct broker {
-    struct ferryd_proc p;
-    int port;
-    char dir[300];
-    char id_arg[16], listen_arg[64];
-    const char *args[20];
-};
-
 static struct zk_ensemble zk;
-static struct broker brokers[N_BROKERS];
+struct broker brokers[N_BROKERS];
 static char root[256];
 
 static void cleanup(void)
@@ -79,8 +75,7 @@ static void cleanup(void)
     }
 }
 
-#define CHECK(cond, ...) check((cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
-static void check(int ok, const char *file, int line, const char *what, const char *fmt, ...)
+void check(int ok, const char *file, int line, const char *what, const char *fmt, ...)
 {
     if (ok) {
         return;
@@ -117,7 +112,7 @@ static int broker_start(int i, const char *data_dir)
     return ferryd_start(&b->p, b->dir, b->args);
 }
 
-static void start_cluster(void)
+void start_cluster(void)
 {
     if (!zk_available()) {
         exit(77);
@@ -809,6 +804,12 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "standalone") == 0) {
         return test_standalone();
     }
-    fprintf(stderr, "usage: cluster_test placement|failover|zkleader|standalone\n");
+    if (argc == 2 && strcmp(argv[1], "routing") == 0) {
+        return test_routing();
+    }
+    if (argc == 3 && strcmp(argv[1], "bench") == 0) {
+        return bench_cluster_vs_one(argv[2]);
+    }
+    fprintf(stderr, "usage: cluster_test placement|failover|zkleader|routing|standalone\n");
     return 2;
 }
