@@ -361,8 +361,8 @@ struct pub_in {
     uint64_t producer_seq;
     const char *reply_to; /* Publish.reply_to; NULL or "": none (full decoder only) */
     size_t reply_to_len;
-    int64_t deliver_at; /* Publish.deliver_at (full decoder only); 0: now */
-    uint64_t ttl_ms;    /* Publish.ttl_ms (full decoder only); 0: never expires */
+    int64_t deliver_at;  /* Publish.deliver_at (full decoder only); 0: now */
+    uint64_t ttl_ms;     /* Publish.ttl_ms (full decoder only); 0: never expires */
     uint8_t is_internal; /* the broker's own (MQTT retained: mqtt_retain.h): no ACL */
 };
 

@@ -187,9 +187,9 @@ struct out_msg {
     size_t tlen;
     const void *payload;
     size_t plen;
-    uint8_t qos;      /* the QoS its publisher gave it */
-    uint64_t seq;     /* its sequence (0: ephemeral) */
-    uint32_t attempt; /* 1, or more for a durable's redelivery */
+    uint8_t qos;             /* the QoS its publisher gave it */
+    uint64_t seq;            /* its sequence (0: ephemeral) */
+    uint32_t attempt;        /* 1, or more for a durable's redelivery */
     struct pub_batch *batch; /* holds the payload (NULL: not routed) */
 };
 

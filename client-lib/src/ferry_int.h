@@ -208,7 +208,7 @@ struct ferry__admin {
     uint64_t purged;
     ferry_consumer_info *consumers; /* malloc'd result (kind 5) */
     size_t n_consumers;
-    ferry_metadata *meta; /* kind 8: filled by the reply (its arrays malloc'd) */
+    ferry_metadata *meta;       /* kind 8: filled by the reply (its arrays malloc'd) */
     ferry_placement *placement; /* kind 9: filled by the reply */
     /* kind 7, a backup (backup.c): its chunks go to the callback queue */
     ferry_backup_cb backup_cb;
