@@ -442,6 +442,24 @@ static size_t trimmed(uint64_t *out, const uint64_t *in, size_t n)
     return n;
 }
 
+/* Cluster mode's two questions, Metadata and TopicCreate, are a client's
+ * way to a topic's owner (libferry asks them before its first publish or
+ * subscription): any logged-in user may ask them, and learns of the topics
+ * it may publish or subscribe to. Every other admin request needs `admin`. */
+static int admin_is_cluster_ask(const Ferry__AdminRequest *m)
+{
+    return m->request_case == FERRY__ADMIN_REQUEST__REQUEST_METADATA ||
+           m->request_case == FERRY__ADMIN_REQUEST__REQUEST_TOPIC_CREATE;
+}
+
+/* May c learn where topic lives (and place it)? An admin may; anyone else
+ * with the right to publish to it or to subscribe to it. */
+static int admin_may_see(const struct conn *c, const char *topic, size_t len)
+{
+    return c->auth == NULL || (c->who != NULL && c->who->is_admin) ||
+           conn_may_publish(c, topic, len) || conn_may_subscribe(c, topic, len);
+}
+
 /* Metadata (cluster mode): the cluster view of this broker (cluster.h). A
  * server not in a cluster answers with an empty Metadata. */
 static void admin_metadata(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
@@ -492,6 +510,9 @@ static void admin_metadata(struct iot *t, struct conn *c, Ferry__AdminRequest *m
     md.brokers = bp;
     size_t used = 0;
     for (uint32_t i = 0; i < cm.n_topics; i++) {
+        if (!admin_may_see(c, cm.topics[i].name, strlen(cm.topics[i].name))) {
+            continue;
+        }
         const char *addr = "";
         for (uint32_t k = 0; k < cm.n_brokers; k++) {
             addr = cm.brokers[k].id == cm.topics[i].owner ? cm.brokers[k].addr : addr;
@@ -501,13 +522,13 @@ static void admin_metadata(struct iot *t, struct conn *c, Ferry__AdminRequest *m
             cm.is_truncated = 1;
             break;
         }
-        ferry__topic_placement__init(&tv[i]);
-        tv[i].topic = cm.topics[i].name;
-        tv[i].owner = cm.topics[i].owner;
-        tv[i].address = (char *)addr;
-        tv[i].epoch = cm.topics[i].epoch;
-        tp[i] = &tv[i];
-        md.n_topics = i + 1;
+        Ferry__TopicPlacement *pl = &tv[md.n_topics];
+        ferry__topic_placement__init(pl);
+        pl->topic = cm.topics[i].name;
+        pl->owner = cm.topics[i].owner;
+        pl->address = (char *)addr;
+        pl->epoch = cm.topics[i].epoch;
+        tp[md.n_topics++] = pl;
     }
     md.topics = tp;
     if (cm.is_truncated) {
@@ -537,6 +558,11 @@ static void admin_topic_create(struct iot *t, struct conn *c, Ferry__AdminReques
     if (topic_validate(topic, len, 0, cfg->max_topic_len, cfg->max_topic_depth, &why) != 0) {
         r.code = FERRY__ERROR_CODE__ERROR_INVALID_TOPIC;
         r.text = (char *)why;
+    } else if (!admin_may_see(c, topic, len)) {
+        conn_acl_denied(t, c, "place", topic, len);
+        r.code = FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED;
+        r.text = (char *)"permission denied: placing a topic needs the right to publish or "
+                         "subscribe to it";
     } else if (t->srv->cluster == NULL) {
         r.text = (char *)"not in a cluster: a topic comes to be with its first publish";
     } else if (clu_route(t->srv->cluster, topic, len, CLU_PLACE_WAIT_MS, text, sizeof(text), owner,
@@ -568,7 +594,7 @@ void handle_admin(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
     uint64_t commit_hist[STORE_LAT_BUCKETS], sync_hist[STORE_LAT_BUCKETS];
     uint64_t msgs_hist[STORE_MSGS_BUCKETS], refused[STATS_CODES];
     r.id = m->id;
-    if (c->auth != NULL && (c->who == NULL || !c->who->is_admin)) {
+    if (c->auth != NULL && (c->who == NULL || !c->who->is_admin) && !admin_is_cluster_ask(m)) {
         conn_acl_denied(t, c, "admin", "request", 7);
         r.code = FERRY__ERROR_CODE__ERROR_PERMISSION_DENIED;
         r.text = (char *)"permission denied: admin requests need `allow NAME admin`";

@@ -25,6 +25,7 @@
 #include "ferry.h"
 #include "zk_ensemble.h"
 
+#include <crypt.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -32,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define R_TOPICS 30
 #define R_MAX 256     /* sequences per topic at most */
@@ -134,12 +137,16 @@ static void on_log(void *ud, enum ferry_log_level level, const char *msg)
     fprintf(stderr, "%s: log %d %s\n", (const char *)ud, (int)level, msg);
 }
 
-static ferry_client *lib_client(const char *servers, const char *name)
+/* A libferry client of servers (logged in as user with password pw unless
+ * user is NULL), connected, in thread mode. */
+static ferry_client *lib_client_as(const char *servers, const char *name, const char *user,
+                                   const char *pw)
 {
     ferry_options *o;
     ferry_client *c;
     CHECK(ferry_options_create(&o) == 0, "options");
     CHECK(ferry_options_set_servers(o, servers) == 0, "servers %s", servers);
+    CHECK(user == NULL || ferry_options_set_user_password(o, user, pw) == 0, "user %s", user);
     ferry_options_set_event_cb(o, on_event, (void *)name);
     ferry_options_set_log_cb(o, on_log, (void *)name, FERRY_LOG_INFO);
     CHECK(ferry_client_create(o, &c) == 0, "client");
@@ -148,6 +155,11 @@ static ferry_client *lib_client(const char *servers, const char *name)
     int rc = ferry_client_connect(c, 2 * WAIT_MS);
     CHECK(rc == 0, "connect to %s: %s", servers, ferry_strerror(rc));
     return c;
+}
+
+static ferry_client *lib_client(const char *servers, const char *name)
+{
+    return lib_client_as(servers, name, NULL, NULL);
 }
 
 static int pub_sync(ferry_client *c, int t, int i, int timeout_ms)
@@ -278,13 +290,14 @@ static void *loop_main(void *arg)
 /* Wait until broker 1 lists the three brokers live: Metadata is the map a
  * client starts from (a broker learns of another's registration through a
  * watch, a moment later). */
-static void wait_brokers_listed(void)
+static void wait_brokers_listed(const char *user, const char *pw)
 {
     char one[64];
     snprintf(one, sizeof(one), "127.0.0.1:%d", brokers[0].port);
     ferry_options *o;
     ferry_client *c;
     CHECK(ferry_options_create(&o) == 0 && ferry_options_set_servers(o, one) == 0, "options");
+    CHECK(user == NULL || ferry_options_set_user_password(o, user, pw) == 0, "user %s", user);
     CHECK(ferry_client_create(o, &c) == 0, "client");
     ferry_options_destroy(o);
     CHECK(ferry_client_connect(c, WAIT_MS) == 0, "connect to broker 1");
@@ -393,7 +406,7 @@ int test_routing(void)
     char servers[256];
     snprintf(servers, sizeof(servers), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", brokers[0].port,
              brokers[1].port, brokers[2].port);
-    wait_brokers_listed();
+    wait_brokers_listed(NULL, NULL);
     loopc.servers = servers;
     CHECK(pthread_create(&loopc.thread, NULL, loop_main, NULL) == 0, "loop thread");
     for (long long deadline = zk_now_ms() + LONG_MS;;) {
@@ -560,3 +573,113 @@ int bench_cluster_vs_one(const char *args)
     return 77;
 }
 #endif
+
+/* ---- cluster_test auth ---------------------------------------------------- */
+
+/* pw hashed as the auth file takes it (SHA-512 crypt, 1000 rounds: fast). */
+static char *hash_pw(const char *pw)
+{
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    CHECK(crypt_gensalt_rn("$6$", 1000, NULL, 0, setting, sizeof(setting)) != NULL, "gensalt");
+    const char *h = crypt_rn(pw, setting, &cd, sizeof(cd));
+    CHECK(h != NULL && h[0] != '*', "crypt");
+    return strdup(h);
+}
+
+/* The placed topics c's user is shown: their number, and in how many
+ * brokers they lie; *other counts the names outside prefix. */
+static size_t shown_topics(ferry_client *c, const char *prefix, size_t *n_owners, size_t *other)
+{
+    ferry_metadata md;
+    int rc = ferry_admin_metadata(c, NULL, 0, WAIT_MS, &md);
+    CHECK(rc == 0, "Metadata as a user without admin: %s", ferry_strerror(rc));
+    uint32_t seen[N_BROKERS + 1] = {0};
+    *n_owners = 0;
+    *other = 0;
+    for (size_t i = 0; i < md.n_topics; i++) {
+        uint32_t o = md.topics[i].owner;
+        if (o >= 1 && o <= N_BROKERS && seen[o]++ == 0) {
+            (*n_owners)++;
+        }
+        *other += strncmp(md.topics[i].topic, prefix, strlen(prefix)) != 0;
+    }
+    size_t n = md.n_topics;
+    ferry_free(md.brokers);
+    ferry_free(md.topics);
+    return n;
+}
+
+/*
+ * `cluster_test auth`: the brokers have an auth file; alice may publish and
+ * subscribe au.>, eve ev.>, neither is an admin. alice's client, given the
+ * three brokers, still routes: Metadata and TopicCreate, the client's way
+ * to an owner, are open to any logged-in user for the topics it may use.
+ * Each user is shown only its own topics, may not place another's, and
+ * the other admin requests stay refused.
+ */
+int test_auth(void)
+{
+    static char dir[] = "/tmp/ferry-cluster-auth-XXXXXX";
+    static char path[sizeof(dir) + 8];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+    snprintf(path, sizeof(path), "%s/auth", dir);
+    char *h = hash_pw("secret");
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "write %s", path);
+    fprintf(f,
+            "user alice %s\nallow alice publish au.>\nallow alice subscribe au.>\n"
+            "user eve %s\nallow eve publish ev.>\nallow eve subscribe ev.>\n",
+            h, h);
+    fclose(f);
+    CHECK(chmod(path, 0600) == 0, "chmod %s", path);
+    free(h);
+    cluster_extra_args[0] = "--auth-file";
+    cluster_extra_args[1] = path;
+    start_cluster();
+    char servers[256];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", brokers[0].port,
+             brokers[1].port, brokers[2].port);
+    wait_brokers_listed("alice", "secret");
+    ferry_client *alice = lib_client_as(servers, "alice", "alice", "secret");
+    ferry_client *eve = lib_client_as(servers, "eve", "eve", "secret");
+    enum { N = 9 };
+    for (int t = 0; t < N; t++) {
+        char topic[16];
+        snprintf(topic, sizeof(topic), "au.%d", t);
+        uint64_t seq = 0;
+        ferry_pub m = {.topic = topic, .payload = "x", .payload_len = 1};
+        int rc = ferry_publish_sync(alice, &m, WAIT_MS, &seq);
+        CHECK(rc == 0 && seq == 1, "alice publishes %s, routed to its owner: %s", topic,
+              ferry_strerror(rc));
+    }
+    uint64_t seq = 0;
+    ferry_pub m = {.topic = "ev.0", .payload = "y", .payload_len = 1};
+    int rc = ferry_publish_sync(eve, &m, WAIT_MS, &seq);
+    CHECK(rc == 0, "eve publishes ev.0: %s", ferry_strerror(rc));
+    /* Only her own topics, spread over more than one broker. */
+    size_t n_owners, other;
+    size_t n = shown_topics(alice, "au.", &n_owners, &other);
+    CHECK(n == N && other == 0 && n_owners >= 2,
+          "alice is shown %zu topics (%zu not hers) on %zu brokers", n, other, n_owners);
+    n = shown_topics(eve, "ev.", &n_owners, &other);
+    CHECK(n == 1 && other == 0, "eve is shown %zu topics (%zu not hers)", n, other);
+    ferry_placement pl;
+    rc = ferry_admin_topic_create(eve, "au.0", WAIT_MS, &pl);
+    CHECK(rc == FERRY_EPERM, "eve places alice's topic: %s", ferry_strerror(rc));
+    rc = ferry_admin_topic_create(alice, "au.new", WAIT_MS, &pl);
+    CHECK(rc == 0 && pl.owner >= 1 && pl.owner <= N_BROKERS, "alice places au.new: %s (owner %u)",
+          ferry_strerror(rc), pl.owner);
+    ferry_stats st;
+    rc = ferry_admin_stats(alice, WAIT_MS, &st);
+    CHECK(rc == FERRY_EPERM, "Stats without admin: %s", ferry_strerror(rc));
+    fprintf(stderr, "auth: alice routed %d publishes over the brokers without admin\n", N);
+    CHECK(ferry_client_close(alice, WAIT_MS) == 0, "close alice");
+    ferry_client_close(eve, WAIT_MS);
+    ferry_client_destroy(alice);
+    ferry_client_destroy(eve);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}

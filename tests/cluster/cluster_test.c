@@ -56,6 +56,7 @@
 
 static struct zk_ensemble zk;
 struct broker brokers[N_BROKERS];
+const char *cluster_extra_args[5];
 static char root[256];
 
 static void cleanup(void)
@@ -100,6 +101,11 @@ static void broker_args(struct broker *b, int i, const char *data_dir)
                        SESSION_MS,    "--metrics-listen", "127.0.0.1:0",
                        NULL};
     memcpy(b->args, a, sizeof(a));
+    size_t n = sizeof(a) / sizeof(a[0]) - 1;
+    for (size_t k = 0; cluster_extra_args[k] != NULL; k++) {
+        b->args[n++] = cluster_extra_args[k];
+    }
+    b->args[n] = NULL;
 }
 
 static int broker_start(int i, const char *data_dir)
@@ -807,9 +813,12 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "routing") == 0) {
         return test_routing();
     }
+    if (argc == 2 && strcmp(argv[1], "auth") == 0) {
+        return test_auth();
+    }
     if (argc == 3 && strcmp(argv[1], "bench") == 0) {
         return bench_cluster_vs_one(argv[2]);
     }
-    fprintf(stderr, "usage: cluster_test placement|failover|zkleader|routing|standalone\n");
+    fprintf(stderr, "usage: cluster_test placement|failover|zkleader|routing|auth|standalone\n");
     return 2;
 }

@@ -19,6 +19,9 @@ struct broker {
 };
 
 extern struct broker brokers[N_BROKERS];
+/* More ferryd arguments for every broker (at most 4, NULL-terminated), set
+ * before start_cluster. */
+extern const char *cluster_extra_args[5];
 
 /* Start the ensemble and the brokers (exit 77 without ZooKeeper); the
  * cleanup at exit kills them and removes their directories. */
@@ -31,6 +34,7 @@ void check(int ok, const char *file, int line, const char *what, const char *fmt
 
 /* cluster_route.c */
 int test_routing(void);
+int test_auth(void);
 /* `cluster_test bench ARGS`: ferry bench ARGS on the cluster, then on one
  * standalone broker (manual). */
 int bench_cluster_vs_one(const char *args);
