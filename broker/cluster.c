@@ -326,6 +326,10 @@ enum clu_verdict clu_route(struct cluster *cl, const char *topic, size_t len, ui
         return CLU_UNAVAILABLE;
     }
     coord_wake(cl->co);
+    if (wait_ms == 0) {
+        snprintf(text, text_cap, "topic %.*s is not placed yet", tl, topic);
+        return CLU_PENDING;
+    }
     uint64_t deadline = clu__now_ms() + wait_ms;
     while (wait_placed(cl, &gen, deadline) == 0) {
         if (lookup(cl, topic, len, &v, text, text_cap, owner, owner_cap)) {
@@ -336,6 +340,22 @@ enum clu_verdict clu_route(struct cluster *cl, const char *topic, size_t len, ui
              "topic %.*s is not placed yet (no controller, or ZooKeeper is slow); retry", tl,
              topic);
     return CLU_UNAVAILABLE;
+}
+
+uint64_t clu_placed_gen(struct cluster *cl)
+{
+    pthread_mutex_lock(&cl->req_mu);
+    uint64_t gen = cl->placed_gen;
+    pthread_mutex_unlock(&cl->req_mu);
+    return gen;
+}
+
+void clu_set_placed_hook(struct cluster *cl, void (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&cl->req_mu);
+    cl->placed_fn = fn;
+    cl->placed_arg = arg;
+    pthread_mutex_unlock(&cl->req_mu);
 }
 
 static int by_name(const void *a, const void *b)

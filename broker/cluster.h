@@ -43,17 +43,29 @@ enum clu_verdict {
     CLU_SERVE = 0,   /* this broker owns it, and its session is confirmed */
     CLU_NOT_OWNER,   /* another broker owns it: owner holds its address */
     CLU_UNAVAILABLE, /* nobody can serve it now (text says why); retry */
+    CLU_PENDING,     /* wait_ms 0: not placed yet; its placement is asked for */
 };
 
 /*
  * May this broker serve topic[0..len) (a concrete name)? A topic not
  * placed yet is placed first (by the controller), waiting up to wait_ms
- * for it: the only wait, once per topic per broker. text (a sentence for
- * the client) and owner ("host:port", with CLU_NOT_OWNER) are filled
- * unless CLU_SERVE. Any thread.
+ * for it: the only wait, once per topic per broker. With wait_ms 0 there
+ * is no wait: CLU_PENDING says the placement is asked for, and the placed
+ * hook runs when it (or any other) is known. text (a sentence for the
+ * client) and owner ("host:port", with CLU_NOT_OWNER) are filled unless
+ * CLU_SERVE. Any thread.
  */
 enum clu_verdict clu_route(struct cluster *cl, const char *topic, size_t len, uint32_t wait_ms,
                            char *text, size_t text_cap, char *owner, size_t owner_cap);
+
+/* The placement generation: it grows whenever the view gains placements.
+ * Any thread. */
+uint64_t clu_placed_gen(struct cluster *cl);
+
+/* fn(arg) runs on the cluster thread each time the placement generation
+ * grows (it must not block: the IO threads' wake-up). Set once, by main,
+ * once the IO threads exist. */
+void clu_set_placed_hook(struct cluster *cl, void (*fn)(void *), void *arg);
 
 /* A snapshot of the view, for Metadata. */
 struct clu_meta_broker {

@@ -292,7 +292,12 @@ static void placed_broadcast(struct cluster *cl)
     pthread_mutex_lock(&cl->req_mu);
     cl->placed_gen++;
     pthread_cond_broadcast(&cl->placed_cv);
+    void (*fn)(void *) = cl->placed_fn;
+    void *arg = cl->placed_arg;
     pthread_mutex_unlock(&cl->req_mu);
+    if (fn != NULL) {
+        fn(arg);
+    }
 }
 
 /* "owner=N epoch=E" */

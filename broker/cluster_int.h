@@ -63,13 +63,15 @@ struct cluster {
     uint32_t n_brokers, brokers_cap;
     uint32_t controller_id;
     uint64_t controller_epoch;
-    /* req_mu guards wanted[] and placed_gen; placed_cv (with req_mu) is
-     * broadcast when the view gained placements. */
+    /* req_mu guards wanted[], placed_gen and the placed hook; placed_cv
+     * (with req_mu) is broadcast when the view gained placements. */
     pthread_mutex_t req_mu;
     pthread_cond_t placed_cv;
     char *wanted[CLU_WANTED_MAX]; /* topics IO threads wait for (malloc'd) */
     uint32_t n_wanted;
     uint64_t placed_gen;
+    void (*placed_fn)(void *); /* clu_set_placed_hook; called outside req_mu */
+    void *placed_arg;
     /* The cluster thread only. */
     int is_registered;
     int is_controller;

@@ -773,6 +773,7 @@ void conn_kill(struct iot *t, struct conn *c)
     if (c->mq != NULL) {
         mqtt_conn_lost(t, c); /* its will, while it still has its rights */
     }
+    conn_held_drop(t, c);
     c->state = ST_DEAD;
     conn_heavy_update(t, c);
     conn_unauth_leave(t, c);
@@ -1092,6 +1093,10 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm)
         break;
     case ST_OPEN: {
         if (c->mq != NULL && mqtt_conn_on_timer(t, c)) {
+            break;
+        }
+        if (c->hold_frame != NULL) {
+            conn_held_expire(t, c);
             break;
         }
         uint64_t limit = (uint64_t)c->keepalive_ms * 3 / 2;

@@ -543,7 +543,7 @@ out:
     clu_meta_free(&cm);
 }
 
-/* Topic create: in cluster mode, place the topic (waiting for the
+/* Topic create: in cluster mode, place the topic (the frame waits for the
  * controller, as a first publish does) and say where. */
 static void admin_topic_create(struct iot *t, struct conn *c, Ferry__AdminRequest *m)
 {
@@ -554,6 +554,7 @@ static void admin_topic_create(struct iot *t, struct conn *c, Ferry__AdminReques
     size_t len = strlen(topic);
     char text[400], owner[128];
     struct clu_meta cm = {0};
+    enum clu_verdict v = CLU_SERVE;
     r.id = m->id;
     if (topic_validate(topic, len, 0, cfg->max_topic_len, cfg->max_topic_depth, &why) != 0) {
         r.code = FERRY__ERROR_CODE__ERROR_INVALID_TOPIC;
@@ -565,9 +566,10 @@ static void admin_topic_create(struct iot *t, struct conn *c, Ferry__AdminReques
                          "subscribe to it";
     } else if (t->srv->cluster == NULL) {
         r.text = (char *)"not in a cluster: a topic comes to be with its first publish";
-    } else if (clu_route(t->srv->cluster, topic, len, CLU_PLACE_WAIT_MS, text, sizeof(text), owner,
-                         sizeof(owner)) == CLU_UNAVAILABLE &&
-               owner[0] == '\0') {
+    } else if ((v = conn_clu_route(t, c, topic, len, text, sizeof(text), owner, sizeof(owner))) ==
+               CLU_PENDING) {
+        return; /* the frame waits for the placement (conn_hold.c) */
+    } else if (v == CLU_UNAVAILABLE && owner[0] == '\0') {
         r.code = FERRY__ERROR_CODE__ERROR_UNAVAILABLE;
         r.text = text;
     } else if (clu_metadata(t->srv->cluster, topic, 1, &cm) < 0 || cm.n_topics != 1) {

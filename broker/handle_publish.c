@@ -9,15 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Cluster mode: does this broker serve p's topic? If not, the publisher is
- * told why, and where the owner is (Error.owner), and 0 is returned. */
+/* Cluster mode: does this broker serve p's topic? If not, 0: the publisher
+ * is told why, and where the owner is (Error.owner), or the frame waits
+ * for the topic's placement (conn_hold.c). */
 static int pub_is_served(struct iot *t, struct conn *c, const struct pub_in *p)
 {
     char text[400], owner[128];
-    enum clu_verdict v = clu_route(t->srv->cluster, p->topic, p->topic_len, CLU_PLACE_WAIT_MS, text,
-                                   sizeof(text), owner, sizeof(owner));
-    if (v == CLU_SERVE) {
-        return 1;
+    enum clu_verdict v =
+        conn_clu_route(t, c, p->topic, p->topic_len, text, sizeof(text), owner, sizeof(owner));
+    if (v == CLU_SERVE || v == CLU_PENDING) {
+        return v == CLU_SERVE;
     }
     Ferry__Error e = FERRY__ERROR__INIT;
     e.code = v == CLU_NOT_OWNER ? FERRY__ERROR_CODE__ERROR_NOT_OWNER

@@ -25,15 +25,15 @@ static void send_suback_seq(struct iot *t, struct conn *c, uint64_t sub_id, int 
 
 /* Cluster mode: does this broker serve the subscription's topic (a pattern
  * without wildcards; a wildcard one is served by every broker for the
- * topics it owns)? If not, the SubAck says why and where the owner is, and
- * 0 is returned. */
+ * topics it owns)? If not, 0: the SubAck says why and where the owner is,
+ * or the frame waits for the topic's placement. */
 static int sub_is_served(struct iot *t, struct conn *c, const Ferry__Subscribe *m, size_t plen)
 {
     char text[400], owner[128];
-    enum clu_verdict v = clu_route(t->srv->cluster, m->pattern, plen, CLU_PLACE_WAIT_MS, text,
-                                   sizeof(text), owner, sizeof(owner));
-    if (v == CLU_SERVE) {
-        return 1;
+    enum clu_verdict v =
+        conn_clu_route(t, c, m->pattern, plen, text, sizeof(text), owner, sizeof(owner));
+    if (v == CLU_SERVE || v == CLU_PENDING) {
+        return v == CLU_SERVE; /* pending: the frame waits (conn_hold.c) */
     }
     Ferry__SubAck a = FERRY__SUB_ACK__INIT;
     a.sub_id = m->sub_id;

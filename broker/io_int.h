@@ -73,8 +73,9 @@ struct conn {
     uint8_t is_heavy;          /* counted in t->n_heavy: over half its outbound bound */
     uint8_t is_writable;       /* RX_WRITE reported this round */
     uint8_t is_wr_shut;        /* CLOSING: our FIN is sent, waiting for the peer's */
-    uint8_t is_auth_pending;   /* Connect waits for the login gate or the auth pool:
-                                * input is not read */
+    uint8_t is_auth_pending;   /* input is not read: Connect waits for the login gate
+                                * or the auth pool, an MQTT CONNECT for its session's
+                                * takeover, or hold_frame for its topic's placement */
     uint8_t is_unauth_counted; /* counted by the login gate as not logged in yet */
     uint8_t tls_hs;            /* TLS handshake: 0 done (or plain), 1 under way, 2 not begun */
     uint8_t addr[16];          /* the peer's address, the login gate's key */
@@ -116,6 +117,11 @@ struct conn {
     struct auth_table *auth; /* one reference; NULL: anonymous server, all allowed */
     const struct auth_principal *who; /* in auth: this identity's rights; NULL: none */
     struct mqtt_sess *mq;             /* an MQTT connection's state (mqtt_conn.c), or NULL: ferry */
+    /* Cluster mode: the frame that waits for its topic's placement
+     * (conn_hold.c; malloc'd), or NULL; handled again by hold_deadline (ms). */
+    uint8_t *hold_frame;
+    uint32_t hold_len;
+    uint64_t hold_deadline;
     char peer[48];
 };
 
@@ -327,6 +333,17 @@ struct iot {
     uint64_t backup_ref;  /* that connection */
     uint32_t backup_gen;  /* that backup's number (backup.h) */
     uint32_t backup_owed; /* chunks owed; 0: none */
+    /* The frame iot_handle_frame() handles now, and its connection (NULL
+     * between frames): what conn_hold.c keeps. replaying: the connection
+     * whose held frame is handled again. */
+    const uint8_t *frame;
+    size_t frame_len;
+    struct conn *frame_conn, *replaying;
+    /* Connections holding a frame (conn_hold.c), by reference; stale ones
+     * are dropped as met. held_gen: the placement generation last acted on. */
+    uint64_t *held;
+    uint32_t n_held, held_cap;
+    uint64_t held_gen;
 };
 
 /* A Publish, wherever it was decoded from. Pointers are valid for the call. */
@@ -441,6 +458,20 @@ void conn_send_error(struct iot *t, struct conn *c, int wire_code, const char *t
                      uint64_t ref_id, Ferry__Error__RefKind kind, int is_fatal);
 void conn_set_events(struct iot *t, struct conn *c, uint32_t events);
 /* Stop or start reading c (Connect with the auth pool, and its answer). */
+/* conn_hold.c - cluster mode: a frame whose topic is not placed yet waits,
+ * its connection unread, instead of blocking the thread. */
+/* May this broker serve topic (a concrete name) for c? CLU_SERVE; the
+ * refusal (text and owner filled, as clu_route); or CLU_PENDING: the frame
+ * being handled is held, nothing is to be sent for it now: it is handled
+ * again once the topic is placed, or at its deadline (then refused). */
+enum clu_verdict conn_clu_route(struct iot *t, struct conn *c, const char *topic, size_t len,
+                                char *text, size_t text_cap, char *owner, size_t owner_cap);
+/* Before sleeping: hand the held frames back if placements came. */
+void conn_held_poll(struct iot *t);
+/* c's timer, while it holds a frame: its deadline. */
+void conn_held_expire(struct iot *t, struct conn *c);
+/* conn_kill: forget the held frame (before c's slot is freed). */
+void conn_held_drop(struct iot *t, struct conn *c);
 void conn_read_stop(struct iot *t, struct conn *c);
 void conn_read_start(struct iot *t, struct conn *c);
 /* c has output the socket did not take, and waits to be writable. */

@@ -153,10 +153,24 @@ int iot_post_sub_change(struct iot *t, uint32_t kind, struct trie_sub *s)
     return 0;
 }
 
+static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len);
+
 void iot_handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
 {
+    /* What a frame that must wait for a placement keeps (conn_hold.c). */
+    t->frame = body;
+    t->frame_len = len;
+    t->frame_conn = c;
+    if (t->replaying != c) {
+        stats_add(&t->stats.frames_in, 1); /* counted once, however often it waits */
+    }
+    handle_frame(t, c, body, len);
+    t->frame_conn = NULL;
+}
+
+static void handle_frame(struct iot *t, struct conn *c, const uint8_t *body, size_t len)
+{
     Ferry__Frame *f;
-    stats_add(&t->stats.frames_in, 1);
     if (c->state == ST_OPEN && handle_publish_fast(t, c, body, len)) {
         return;
     }
@@ -632,6 +646,9 @@ static int before_sleep(struct rx *r, void *arg)
         if (t->srv->auth_pool && auth_holder_gen(&t->srv->auth) != t->auth_gen) {
             auth_reload(t);
         }
+        if (t->n_held > 0 && phase == PHASE_RUN) {
+            conn_held_poll(t); /* frames waiting for placements (conn_hold.c) */
+        }
         if (phase == PHASE_CLOSE && t->seen_phase != PHASE_CLOSE) {
             /* The writer and workers have stopped: take every PubAck they
              * posted before saying goodbye. */
@@ -739,6 +756,7 @@ out_free:
     free(t->wq);
     free(t->iov);
     free(t->rbuf);
+    free(t->held);
     free(t->cu_hdr);
     free(t->dsubs);
     free(t);
@@ -816,6 +834,7 @@ void iot_destroy(struct iot *t)
     free(t->wq);
     free(t->iov);
     free(t->rbuf);
+    free(t->held);
     free(t->slots);
     free(t->gens);
     free(t->free_slots);

@@ -459,6 +459,13 @@ static int start_threads(struct server *s, struct acc_ports *ports)
     return 0;
 }
 
+/* The cluster's placed hook: IO threads holding frames for a placement
+ * look again (conn_hold.c). */
+static void wake_iots(void *arg)
+{
+    server_wake_iots(arg);
+}
+
 /* Cluster mode (cluster.h): join before serving anything. The store must
  * be this broker's (else exit 1); clients are told to reach us at
  * `advertise`. */
@@ -512,6 +519,9 @@ static void stop_all(struct server *s, struct cons_reaper *reaper)
 {
     int rc;
     uint64_t deadline = now_ms() + s->cfg.shutdown_ms;
+    if (s->cluster != NULL) {
+        clu_set_placed_hook(s->cluster, NULL, NULL);
+    }
     acc_stop(s->acc);
     backup_stop(s->backup);   /* its client is told while the IO threads run */
     cons_reaper_stop(reaper); /* before the last flush of the registry */
@@ -703,6 +713,9 @@ int main(int argc, char **argv)
     struct acc_ports ports;
     if (start_threads(s, &ports) < 0) {
         return 1;
+    }
+    if (s->cluster != NULL) {
+        clu_set_placed_hook(s->cluster, wake_iots, s); /* held frames (conn_hold.c) */
     }
     int port = ports.plain;
     int tls_port = ports.tls;
