@@ -24,12 +24,12 @@ Suite *test_suite(void);
 static struct ferryd_proc broker;
 static struct e2e_auth_dir ad;
 
-/* ferryd with MQTT, $SYS updates every second and (with_auth) an auth
- * file: "ops" may subscribe to $SYS.>, "app" to a.>, "root" to >. Every
- * password is "pw". */
-static void up(int with_auth)
+/* ferryd with MQTT, $SYS updates every interval seconds and (with_auth)
+ * an auth file: "ops" may subscribe to $SYS.>, "app" to a.>, "root" to >.
+ * Every password is "pw". */
+static void up_every(int with_auth, const char *interval)
 {
-    const char *args[8] = {"--mqtt-listen", "127.0.0.1:0", "--mqtt-sys-interval", "1", NULL};
+    const char *args[8] = {"--mqtt-listen", "127.0.0.1:0", "--mqtt-sys-interval", interval, NULL};
     if (with_auth) {
         e2e_auth_dir_make(&ad, "mqtt-sys");
         char *h = e2e_hash("pw", "$6$", 1000);
@@ -47,6 +47,11 @@ static void up(int with_auth)
     }
     ck_assert_int_eq(ferryd_start(&broker, NULL, args), 0);
     ck_assert_int_gt(broker.mqtt_port, 0);
+}
+
+static void up(int with_auth)
+{
+    up_every(with_auth, "1");
 }
 
 static void down(int with_auth)
@@ -243,6 +248,26 @@ START_TEST(test_mqtt_sys_refused_without_auth_file)
 }
 END_TEST
 
+/* mqtt_sys_interval 0: the values after the SUBACK, then no more (the
+ * only way to see an absence is a silence: 1.5 s, where updates would
+ * come every second with the interval on). */
+START_TEST(test_mqtt_sys_interval_off_only_on_subscribe)
+{
+    up_every(1, "0");
+    int ops = login("ops");
+    const char *const f[] = {"$SYS/broker/uptime"};
+    const uint8_t granted[] = {0};
+    subscribe(ops, 1, f, 1, granted);
+    struct pub p;
+    ck_assert_int_eq(next_pub(ops, &p, e2e_ms_now() + T_WAIT), 0);
+    ck_assert_str_eq(p.topic, "$SYS/broker/uptime");
+    ck_assert_int_eq(p.is_retain, 1);
+    ck_assert_int_eq(next_pub(ops, &p, e2e_ms_now() + 1500), -1);
+    close(ops);
+    down(1);
+}
+END_TEST
+
 /* mosquitto_sub -t '$SYS/broker/uptime' -C 2: the retained value, then
  * the next update, both "N seconds". */
 START_TEST(test_mqtt_sys_mosquitto_sub)
@@ -307,6 +332,9 @@ Suite *test_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("no_auth_file");
     tcase_add_test(tc, test_mqtt_sys_refused_without_auth_file);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("interval_off");
+    tcase_add_test(tc, test_mqtt_sys_interval_off_only_on_subscribe);
     suite_add_tcase(s, tc);
     tc = tcase_create("mosquitto_sub");
     tcase_add_test(tc, test_mqtt_sys_mosquitto_sub);
