@@ -83,6 +83,7 @@ static const struct key keys[] = {
     {"tls_listen", K_TLS_LISTEN, 0, 0, 0, 0},
     {"mqtt_listen", K_MQTT_LISTEN, 0, 0, 0, 0},
     {"mqtt_tls_listen", K_MQTT_TLS_LISTEN, 0, 0, 0, 0},
+    {"mqtt_sys_interval", K_U32, F(mqtt_sys_interval), 0, 0, 86400},
     {"metrics_listen", K_METRICS_LISTEN, 0, 0, 0, 0},
     {"metrics_max_topics", K_U32, F(metrics_max_topics), 0, 1, 1000000},
     {"tls_cert", K_STR, F(tls_cert), sizeof(((struct cfg *)0)->tls_cert), 0, 0},
@@ -131,6 +132,7 @@ void cfg_defaults(struct cfg *c)
     c->mqtt_listen_port = -1;
     strcpy(c->mqtt_tls_listen_host, "0.0.0.0");
     c->mqtt_tls_listen_port = -1;
+    c->mqtt_sys_interval = 10; /* mosquitto's sys_interval */
     strcpy(c->metrics_host, "127.0.0.1");
     c->metrics_port = -1;
     c->metrics_max_topics = 1000;
@@ -691,6 +693,10 @@ const char *cfg_usage(void)
            "                       stored topics and retention are ferry's\n"
            "  --mqtt-tls-listen HOST:PORT  MQTT over TLS (default off; 8883 is its port),\n"
            "                       with the --tls-cert and --tls-key of the TLS listener\n"
+           "  --mqtt-sys-interval N  seconds between updates of the $SYS/broker/... topics\n"
+           "                       (default 10; 0: their values only on subscribe). Only\n"
+           "                       with an auth file, for users allowed to subscribe to\n"
+           "                       their ferry form ($SYS.>)\n"
            "\n"
            "Operations:\n"
            "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics), /healthz\n"

@@ -84,6 +84,8 @@ struct cfg {
     int mqtt_listen_port;          /* -1: no MQTT listener (default); 0: any free port */
     char mqtt_tls_listen_host[64]; /* MQTT over TLS (the tls_* certificate) */
     int mqtt_tls_listen_port;      /* -1: none (default); 0: any free port */
+    uint32_t mqtt_sys_interval;    /* seconds between $SYS updates (mqtt_sys.h); 0: on
+                                    * subscribe only */
     /* TLS (broker/tls.h). */
     char tls_listen_host[64]; /* the TLS listener's address */
     int tls_listen_port;      /* -1: no TLS listener (default); 0: any free port */

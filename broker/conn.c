@@ -1110,7 +1110,8 @@ void conn_on_timer(struct rx *r, struct rx_timer *tm)
             conn_fail(t, c, FERRY__ERROR_CODE__ERROR_KEEPALIVE_TIMEOUT,
                       "nothing received within 1.5 x keepalive");
         } else {
-            conn_timer_arm(t, c, c->last_rx_ms + limit);
+            uint64_t due = c->last_rx_ms + limit;
+            conn_timer_arm(t, c, c->mq != NULL ? mqtt_conn_timer_due(c, due) : due);
         }
         break;
     }

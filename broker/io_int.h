@@ -618,8 +618,13 @@ void mqtt_conn_ended(struct iot *t, struct conn *c);
 void mqtt_conn_kick(struct iot *t, const struct rmsg *m);
 void mqtt_conn_resume(struct iot *t, const struct rmsg *m);
 /* The connection's timer in ST_OPEN: 1 when it was MQTT's (a takeover
- * waited too long and was handled), 0 for the keepalive check. */
+ * waited too long and was handled; the $SYS values went out and there is
+ * no keepalive), 0 for the keepalive check. */
 int mqtt_conn_on_timer(struct iot *t, struct conn *c);
+/* When an MQTT connection's timer must fire, its keepalive check being due
+ * at when (UINT64_MAX: none): the earlier of that and its next $SYS update
+ * (mqtt_sys_out.c). */
+uint64_t mqtt_conn_timer_due(const struct conn *c, uint64_t when);
 /* As conn_send_deliver, for an MQTT connection. */
 void mqtt_conn_deliver_one(struct iot *t, struct conn *c, const uint8_t *pfx, size_t pl,
                            const struct codec_deliver *d, size_t body_len);

@@ -51,9 +51,13 @@
  *   gets the matching ones after its SUBACK, with the RETAIN flag, at the
  *   lower of their QoS and the granted one. A retained message that does
  *   not fit closes the connection (it was published, but not retained).
+ * - $SYS/... (mqtt_sys_out.c): the broker's figures, for users an auth file
+ *   allows to subscribe to "$SYS.>" (or part of it); no ferry topic. A
+ *   PUBLISH or a will to a $SYS topic is refused (closed; CONNACK 0x05).
  */
 #include "mqtt_int.h"
 #include "mqtt_retain.h"
+#include "mqtt_sys.h"
 #include "mqtt_topic.h"
 
 #include <errno.h>
@@ -137,6 +141,13 @@ static int will_keep(struct iot *t, struct conn *c, const struct mqtt_connect *m
         free(topic);
         free(msg);
         conn_fail(t, c, FERRY__ERROR_CODE__ERROR_SERVER_BUSY, "out of memory");
+        return -1;
+    }
+    if (mqtt_sys_is_sys((const char *)m->will_topic.p, m->will_topic.len)) {
+        free(topic);
+        free(msg);
+        mqtt__send_connack(t, c, MQTT_CONNACK_NOT_AUTHORIZED);
+        mqtt__close(t, c, "MQTT CONNECT: a will on a $SYS topic (the broker's own)");
         return -1;
     }
     if (m->will_topic.len > t->srv->cfg.max_topic_len ||
@@ -290,6 +301,13 @@ static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8
         mqtt__close(t, c, "MQTT PUBLISH: the topic name has no ferry topic (see README: MQTT)");
         return;
     }
+    if (mqtt_sys_is_sys((const char *)m.topic.p, m.topic.len)) {
+        /* The broker's own topics: refused as a PUBLISH without the right
+         * is (closed, no PUBACK), whatever the rights say. */
+        conn_acl_denied(t, c, "publish to the broker's", topic, tlen);
+        conn_close_after_flush(t, c);
+        return;
+    }
     Ferry__Header h = FERRY__HEADER__INIT;
     h.key = (char *)MQTT_QOS_HEADER;
     h.value = (char *)"0";
@@ -324,8 +342,7 @@ static void on_publish(struct iot *t, struct conn *c, uint8_t first, const uint8
     }
 }
 
-/* Add a filter for a SUBSCRIBE; its index, or -1 (no memory). */
-static int filter_add(struct conn *c, struct mqtt_str s, uint8_t qos, uint32_t ack_idx)
+int mqtt__filter_add(struct conn *c, struct mqtt_str s, uint8_t qos, uint32_t ack_idx)
 {
     struct mqtt_sess *mq = c->mq;
     if (mq->n_f == mq->f_cap) {
@@ -397,10 +414,16 @@ void mqtt__subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint8
     if (old >= 0) {
         mqtt__filter_remove(t, c, (uint32_t)old); /* 3.8.4-3: a new one replaces it */
     }
+    if (mqtt_sys_is_sys((const char *)s.p, s.len)) {
+        if (is_restore || mqtt__sys_subscribe(t, c, s, pat, plen, idx) < 0) {
+            suback_code(mq, idx, MQTT_SUBACK_FAILURE);
+        }
+        return; /* the broker's own topics (mqtt_sys_out.c) */
+    }
     if (!is_restore) {
         mqtt__session_forget(t, c, pat, plen, parent, qos > 1 ? 1 : qos); /* another QoS's */
     }
-    int k = filter_add(c, s, qos, idx);
+    int k = mqtt__filter_add(c, s, qos, idx);
     if (k < 0) {
         suback_code(mq, idx, MQTT_SUBACK_FAILURE);
         return;
@@ -478,7 +501,7 @@ static void on_unsubscribe(struct iot *t, struct conn *c, const uint8_t *body, s
         }
         char pat[4096 + 1];
         size_t plen, parent;
-        if (s.len <= t->srv->cfg.max_topic_len &&
+        if (s.len <= t->srv->cfg.max_topic_len && !mqtt_sys_is_sys((const char *)s.p, s.len) &&
             mqtt_topic_to_ferry((const char *)s.p, s.len, 1, pat, &plen, &parent) == 0) {
             mqtt__session_forget(t, c, pat, plen, parent, -1); /* a kept session's durables */
         }

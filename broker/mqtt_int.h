@@ -5,6 +5,8 @@
  *                deliveries as PUBLISH, retained messages
  *   mqtt_session.c  clean session 0: subscriptions as durable consumers,
  *                QoS 1 deliveries acked to them on PUBACK
+ *   mqtt_sys_out.c  the $SYS topics (mqtt_sys.h): who may subscribe, their
+ *                values after the SUBACK and every mqtt_sys_interval
  * Everything here belongs to the IO thread that owns the connection.
  */
 #ifndef FERRY_MQTT_INT_H
@@ -32,6 +34,7 @@ struct mqtt_filter {
     uint8_t want_retained; /* accepted: its retained messages follow the SUBACK */
     uint8_t is_restored;   /* restored from the session (no SUBACK, no retained) */
     uint8_t is_durable;    /* its ferry subscriptions are the session's durables */
+    uint8_t is_sys;        /* a $SYS filter: served by mqtt_sys_out.c, no ferry subscription */
     uint32_t ack_idx;      /* its place in the SUBACK being gathered */
     uint64_t sub_ids[2];   /* the ferry sub_ids */
 };
@@ -91,6 +94,9 @@ struct mqtt_sess {
     uint8_t is_waiting;
     struct mqtt_inflight *ifl;
     uint32_t n_ifl, ifl_cap;
+    /* $SYS (mqtt_sys_out.c): when its values go out next (t->now's clock,
+     * ms; 0: no $SYS filter, or mqtt_sys_interval 0). */
+    uint64_t sys_next_ms;
 };
 
 /* How long a CONNECT taking a client id over waits for the connection that
@@ -131,6 +137,27 @@ int mqtt__publish_out(struct iot *t, struct conn *c, const char *topic, size_t t
  * being answered, or (is_restore) for the session being resumed. */
 void mqtt__subscribe_one(struct iot *t, struct conn *c, struct mqtt_str s, uint8_t qos,
                          uint32_t idx, int is_restore);
+
+/* Add filter s (granted qos) for SUBACK slot ack_idx: its index, or -1
+ * (no memory). */
+int mqtt__filter_add(struct conn *c, struct mqtt_str s, uint8_t qos, uint32_t ack_idx);
+
+/* ---- mqtt_sys_out.c ---- */
+
+/* A SUBSCRIBE's filter s of the $SYS tree (mqtt_sys_is_sys), ferry form
+ * pat[0..plen), for SUBACK slot idx: granted at QoS 0 when an auth file is
+ * in force and the user may subscribe to pat; it makes no ferry
+ * subscription and is not kept in a session. 0 (the filter added and
+ * settled), or -1 when refused (logged; the caller answers 0x80). */
+int mqtt__sys_subscribe(struct iot *t, struct conn *c, struct mqtt_str s, const char *pat,
+                        size_t plen, uint32_t idx);
+/* Filter k (a $SYS one) was granted and its SUBACK sent: the current
+ * values of the topics it matches, with the RETAIN flag. */
+void mqtt__sys_send_filter(struct iot *t, struct conn *c, uint32_t k);
+/* The connection's timer in ST_OPEN, no takeover waiting: the $SYS values
+ * if they are due. 1 when the timer is armed again (no keepalive), 0 for
+ * the keepalive check. */
+int mqtt__sys_on_timer(struct iot *t, struct conn *c);
 
 /* ---- mqtt_session.c ---- */
 

@@ -254,6 +254,10 @@ static void send_retained(struct iot *t, struct conn *c, uint32_t k)
 {
     struct mqtt_filter *f = &c->mq->f[k];
     f->want_retained = 0;
+    if (f->is_sys) {
+        mqtt__sys_send_filter(t, c, k); /* the broker's figures, as retained */
+        return;
+    }
     char pat[4096 + 1];
     size_t plen, parent;
     if (t->srv->mqtt_retained == NULL || f->len >= sizeof(pat) ||
@@ -452,13 +456,18 @@ void mqtt__keepalive_arm(struct iot *t, struct conn *c)
 {
     struct mqtt_sess *mq = c->mq;
     /* MQTT's keepalive, not ferry's negotiation: 0 turns it off, and the
-     * connection is closed after 1.5 intervals of silence (3.1.2.10). */
-    if (mq->keepalive_s == 0) {
+     * connection is closed after 1.5 intervals of silence (3.1.2.10). The
+     * same timer brings the $SYS updates (mqtt_sys_out.c). */
+    uint64_t due = UINT64_MAX;
+    c->keepalive_ms = (uint32_t)mq->keepalive_s * 1000u;
+    if (mq->keepalive_s != 0) {
+        due = c->last_rx_ms + (uint64_t)mq->keepalive_s * 1500u;
+    }
+    due = mqtt_conn_timer_due(c, due);
+    if (due == UINT64_MAX) {
         rx_timer_stop(t->rx, &c->timer);
-        c->keepalive_ms = 0;
     } else {
-        c->keepalive_ms = (uint32_t)mq->keepalive_s * 1000u;
-        conn_timer_arm(t, c, c->last_rx_ms + (uint64_t)mq->keepalive_s * 1500u);
+        conn_timer_arm(t, c, due);
     }
 }
 

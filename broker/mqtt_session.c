@@ -289,7 +289,7 @@ void mqtt_conn_resume(struct iot *t, const struct rmsg *m)
 int mqtt_conn_on_timer(struct iot *t, struct conn *c)
 {
     if (!c->mq->is_waiting) {
-        return 0;
+        return mqtt__sys_on_timer(t, c);
     }
     c->mq->is_waiting = 0;
     c->is_auth_pending = 0;

@@ -49,3 +49,36 @@ int mqtt_topic_to_ferry(const char *s, size_t len, int is_filter, char *out, siz
     *parent_len = is_filter && len >= 3 && s[len - 1] == '#' ? len - 2 : 0;
     return 0;
 }
+
+int mqtt_topic_match(const char *f, size_t flen, const char *t, size_t tlen)
+{
+    if (flen > 0 && (f[0] == '+' || f[0] == '#') && tlen > 0 && t[0] == '$') {
+        return 0; /* 4.7.2-1 */
+    }
+    /* Level by level: f's from i, t's from j (j past tlen: t has no more). */
+    size_t i = 0, j = 0;
+    for (;;) {
+        size_t fe = i, te = j;
+        while (fe < flen && f[fe] != '/') {
+            fe++;
+        }
+        if (fe - i == 1 && f[i] == '#') {
+            return 1; /* the rest of t, or nothing ("a/#" matches "a") */
+        }
+        if (j > tlen) {
+            return 0; /* a level of f, none left in t */
+        }
+        while (te < tlen && t[te] != '/') {
+            te++;
+        }
+        int is_plus = fe - i == 1 && f[i] == '+';
+        if (!is_plus && (fe - i != te - j || memcmp(f + i, t + j, fe - i) != 0)) {
+            return 0;
+        }
+        if (fe == flen) {
+            return te == tlen;
+        }
+        i = fe + 1;
+        j = te + 1;
+    }
+}

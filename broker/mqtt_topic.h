@@ -41,4 +41,12 @@
 int mqtt_topic_to_ferry(const char *s, size_t len, int is_filter, char *out, size_t *out_len,
                         size_t *parent_len);
 
+/* Does the MQTT topic filter f[0..flen) match the topic name t[0..tlen),
+ * as MQTT says (4.7): '+' is one level (an empty one too), '#' as the
+ * last level the rest (none or more: "a/#" matches "a"), and a filter
+ * that starts with '+' or '#' does not match a name that starts with '$'
+ * (4.7.2). For the broker's own $SYS topics, which are not ferry topics.
+ * Returns 1 or 0. */
+int mqtt_topic_match(const char *f, size_t flen, const char *t, size_t tlen);
+
 #endif

@@ -12,6 +12,7 @@
 #include "auth_e2e.h"
 #include "cli_spawn.h"
 #include "e2e_util.h"
+#include "mqtt_e2e.h"
 
 #ifdef E2E_MQTT_TLS
 #include "tls_certs.h"
@@ -175,53 +176,14 @@ static void wait_subs(struct rawc *admin, uint64_t n)
 
 static int mq_open(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)broker.mqtt_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-static void mq_send(int fd, const void *p, size_t n)
-{
-    ck_assert_int_eq(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+    return mqe_open(broker.mqtt_port);
 }
 
 /* Exactly n bytes, or fail. */
 static void mq_recv(int fd, uint8_t *b, size_t n)
 {
-    size_t got = 0;
-    long long end = e2e_ms_now() + T_WAIT;
-    while (got < n) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        long long left = end - e2e_ms_now();
-        ck_assert_msg(left > 0 && poll(&pfd, 1, (int)left) == 1, "no answer in time");
-        ssize_t r = read(fd, b + got, n - got);
-        ck_assert_msg(r > 0, "closed after %zu of %zu bytes", got, n);
-        got += (size_t)r;
-    }
-}
-
-/* 1 if the server closed fd (EOF or reset) within timeout_ms, discarding
- * what came before; 0 if it stayed open. */
-static int mq_closed(int fd, int timeout_ms)
-{
-    long long end = e2e_ms_now() + timeout_ms;
-    for (;;) {
-        long long left = end - e2e_ms_now();
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
-            return 0;
-        }
-        uint8_t b[256];
-        ssize_t r = read(fd, b, sizeof(b));
-        if (r <= 0) {
-            return 1;
-        }
-    }
+    ck_assert_msg(mqe_read_until(fd, b, n, e2e_ms_now() + T_WAIT) == 0,
+                  "no answer in time, or closed");
 }
 
 /* CONNECT (3.1.1, clean session) with a user and password unless NULL,
@@ -229,27 +191,7 @@ static int mq_closed(int fd, int timeout_ms)
 static void mq_connect_will(int fd, const char *user, const char *pass, uint16_t keepalive,
                             const char *will_topic, const char *will_msg)
 {
-    uint8_t b[256];
-    size_t k = 2;
-    const uint8_t vh[] = {0, 4, 'M', 'Q', 'T', 'T', 4};
-    memcpy(b + k, vh, sizeof(vh));
-    k += sizeof(vh);
-    b[k++] = (uint8_t)(0x02 | (user ? 0x80 : 0) | (pass ? 0x40 : 0) | (will_topic ? 0x04 : 0));
-    b[k++] = (uint8_t)(keepalive >> 8);
-    b[k++] = (uint8_t)keepalive;
-    const char *fields[] = {"e2e93", will_topic, will_topic ? will_msg : NULL, user, pass};
-    for (size_t i = 0; i < 5; i++) {
-        if (fields[i] != NULL) {
-            size_t n = strlen(fields[i]);
-            b[k++] = 0;
-            b[k++] = (uint8_t)n;
-            memcpy(b + k, fields[i], n);
-            k += n;
-        }
-    }
-    b[0] = 0x10;
-    b[1] = (uint8_t)(k - 2);
-    mq_send(fd, b, k);
+    mqe_connect(fd, "e2e93", user, pass, keepalive, will_topic, will_msg);
 }
 
 static void mq_connect(int fd, const char *user, const char *pass, uint16_t keepalive)
@@ -284,7 +226,7 @@ static void mq_publish(int fd, const char *topic, const char *msg, uint8_t qos, 
     memcpy(b + k, msg, ml);
     k += ml;
     b[1] = (uint8_t)(k - 2);
-    mq_send(fd, b, k);
+    mqe_send(fd, b, k);
 }
 
 /* ---- the cases ----------------------------------------------------------- */
@@ -462,12 +404,12 @@ START_TEST(test_mqtt_auth_and_acl_refusals)
     int fd = mq_open();
     mq_connect(fd, "alice", "wrong", 0);
     ck_assert_uint_eq(mq_connack(fd), 0x04);
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     fd = mq_open();
     mq_connect(fd, NULL, NULL, 0);
     ck_assert_uint_eq(mq_connack(fd), 0x05);
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     const char *const bad[] = {"-h",   "127.0.0.1", "-p",   mqtt_port_s, "-u", "alice", "-P",
                                "nope", "-t",        "ok/x", "-m",        "x",  NULL};
@@ -478,7 +420,7 @@ START_TEST(test_mqtt_auth_and_acl_refusals)
     ck_assert_uint_eq(mq_connack(fd), 0);
     const uint8_t sub2[] = {0x82, 16, 0, 9, 0,   4,   'n', 'o', '/',
                             '#',  1,  0, 4, 'o', 'k', '/', 's', 1};
-    mq_send(fd, sub2, sizeof(sub2));
+    mqe_send(fd, sub2, sizeof(sub2));
     uint8_t b[6];
     mq_recv(fd, b, 6);
     const uint8_t suback[] = {0x90, 4, 0, 9, 0x80, 1};
@@ -488,7 +430,7 @@ START_TEST(test_mqtt_auth_and_acl_refusals)
     const uint8_t puback[] = {0x40, 2, 0, 7};
     ck_assert(memcmp(b, puback, 4) == 0);
     mq_publish(fd, "no/x", "denied", 1, 8);
-    ck_assert(mq_closed(fd, T_WAIT)); /* closed, and no PUBACK for 8 came before */
+    ck_assert(mqe_closed(fd, T_WAIT)); /* closed, and no PUBACK for 8 came before */
     close(fd);
     STOP(&broker);
     e2e_auth_dir_remove(&ad);
@@ -504,35 +446,35 @@ START_TEST(test_mqtt_malformed_packets_close)
     /* Not CONNECT first. */
     int fd = mq_open();
     const uint8_t ping[] = {0xc0, 0};
-    mq_send(fd, ping, sizeof(ping));
-    ck_assert(mq_closed(fd, T_WAIT));
+    mqe_send(fd, ping, sizeof(ping));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     /* A remaining length with a fifth byte. */
     fd = mq_open();
     const uint8_t five[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0x01};
-    mq_send(fd, five, sizeof(five));
-    ck_assert(mq_closed(fd, T_WAIT));
+    mqe_send(fd, five, sizeof(five));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     /* 200 MB declared before CONNECT is through: closed at once. */
     fd = mq_open();
     const uint8_t big[] = {0x10, 0x80, 0xa8, 0xae, 0x5f};
-    mq_send(fd, big, sizeof(big));
-    ck_assert(mq_closed(fd, T_WAIT));
+    mqe_send(fd, big, sizeof(big));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     /* CONNECT with the reserved flag bit of the fixed header. */
     fd = mq_open();
     const uint8_t flags[] = {0x11, 0};
-    mq_send(fd, flags, sizeof(flags));
-    ck_assert(mq_closed(fd, T_WAIT));
+    mqe_send(fd, flags, sizeof(flags));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     /* Protocol level 5: CONNACK 0x01, then closed. */
     fd = mq_open();
     const uint8_t v5[] = {0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 0, 0, 1, 'x'};
-    mq_send(fd, v5, sizeof(v5));
+    mqe_send(fd, v5, sizeof(v5));
     uint8_t b[4];
     mq_recv(fd, b, 4);
     ck_assert_uint_eq(b[3], 0x01);
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     /* After CONNECT: a PUBLISH whose topic cannot map (a '.' in a level),
      * and a second CONNECT. */
@@ -540,13 +482,13 @@ START_TEST(test_mqtt_malformed_packets_close)
     mq_connect(fd, NULL, NULL, 0);
     ck_assert_uint_eq(mq_connack(fd), 0);
     mq_publish(fd, "a/b.c", "x", 0, 0);
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     fd = mq_open();
     mq_connect(fd, NULL, NULL, 0);
     ck_assert_uint_eq(mq_connack(fd), 0);
     mq_connect(fd, NULL, NULL, 0);
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     /* The broker is still fine. */
     fd = mq_open();
@@ -566,13 +508,13 @@ START_TEST(test_mqtt_keepalive_ping_and_silence)
     mq_connect(fd, NULL, NULL, 1);
     ck_assert_uint_eq(mq_connack(fd), 0);
     const uint8_t ping[] = {0xc0, 0};
-    mq_send(fd, ping, sizeof(ping));
+    mqe_send(fd, ping, sizeof(ping));
     uint8_t b[2];
     mq_recv(fd, b, 2);
     ck_assert_uint_eq(b[0], 0xd0);
     ck_assert_uint_eq(b[1], 0);
     long long t0 = e2e_ms_now();
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     long long waited = e2e_ms_now() - t0;
     ck_assert_msg(waited >= 1400, "closed after %lld ms of silence (keepalive 1 s)", waited);
     close(fd);
@@ -580,10 +522,10 @@ START_TEST(test_mqtt_keepalive_ping_and_silence)
     fd = mq_open();
     mq_connect(fd, NULL, NULL, 0);
     ck_assert_uint_eq(mq_connack(fd), 0);
-    ck_assert(!mq_closed(fd, 1600));
+    ck_assert(!mqe_closed(fd, 1600));
     const uint8_t disc[] = {0xe0, 0};
-    mq_send(fd, disc, sizeof(disc));
-    ck_assert(mq_closed(fd, T_WAIT));
+    mqe_send(fd, disc, sizeof(disc));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     STOP(&broker);
 }
@@ -614,7 +556,7 @@ START_TEST(test_mqtt_lagging_subscriber_gets_everything_in_order)
     mq_connect(fd, NULL, NULL, 0);
     ck_assert_uint_eq(mq_connack(fd), 0);
     const uint8_t sub[] = {0x82, 10, 0, 1, 0, 5, 'l', 'a', 'g', '/', 't', 0};
-    mq_send(fd, sub, sizeof(sub));
+    mqe_send(fd, sub, sizeof(sub));
     uint8_t b[1100];
     mq_recv(fd, b, 5);
     const uint8_t suback[] = {0x90, 3, 0, 1, 0};
@@ -656,7 +598,7 @@ START_TEST(test_mqtt_mixed_sizes_keep_their_order)
     mq_connect(fd, NULL, NULL, 0);
     ck_assert_uint_eq(mq_connack(fd), 0);
     const uint8_t sub[] = {0x82, 10, 0, 1, 0, 5, 'm', 'i', 'x', '/', 't', 1};
-    mq_send(fd, sub, sizeof(sub));
+    mqe_send(fd, sub, sizeof(sub));
     uint8_t b[8192];
     mq_recv(fd, b, 5);
     const uint8_t suback[] = {0x90, 3, 0, 1, 1};
@@ -692,7 +634,7 @@ START_TEST(test_mqtt_mixed_sizes_keep_their_order)
         ck_assert_msg(memcmp(b + 9, want, 10) == 0, "message %d: got %.10s", i, b + 9);
         ck_assert_uint_eq(b[9 + len - 1], (uint8_t)('a' + i % 26));
         uint8_t ack[4] = {0x40, 2, b[7], b[8]};
-        mq_send(fd, ack, sizeof(ack));
+        mqe_send(fd, ack, sizeof(ack));
     }
     close(fd);
     rawc_close(&c);
@@ -744,7 +686,7 @@ START_TEST(test_mqtt_over_tls_with_mosquitto)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     mq_connect(fd, NULL, NULL, 0);
-    ck_assert(mq_closed(fd, T_WAIT));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     rawc_close(&c);
     STOP(&broker);
@@ -766,7 +708,7 @@ START_TEST(test_mqtt_subscribe_after_own_publish_misses_it)
     ck_assert_uint_eq(mq_connack(fd), 0);
     const uint8_t both[] = {0x30, 11, 0, 5, 'o', 'w', 'n', '/', 't', 'm', 'i', 'n', 'e', /* */
                             0x82, 10, 0, 1, 0,   5,   'o', 'w', 'n', '/', 't', 0};
-    mq_send(fd, both, sizeof(both));
+    mqe_send(fd, both, sizeof(both));
     uint8_t b[64];
     mq_recv(fd, b, 5);
     const uint8_t suback[] = {0x90, 3, 0, 1, 0};
@@ -892,8 +834,8 @@ START_TEST(test_mqtt_will_on_lost_connection_only)
     mq_connect_will(fd, NULL, NULL, 0, "w/t", "wrong");
     ck_assert_uint_eq(mq_connack(fd), 0);
     const uint8_t disc[] = {0xe0, 0};
-    mq_send(fd, disc, sizeof(disc));
-    ck_assert(mq_closed(fd, T_WAIT));
+    mqe_send(fd, disc, sizeof(disc));
+    ck_assert(mqe_closed(fd, T_WAIT));
     close(fd);
     wait_conns(&c, 1);
     ck_assert_int_eq(rawc_publish(&c, 1, "w.t", "marker", 6, 1), 0);

@@ -25,3 +25,9 @@ set_tests_properties(
   e2e_95_mqtt_session.resume e2e_95_mqtt_session.redeliver_dup e2e_95_mqtt_session.kill9
   e2e_95_mqtt_session.clean e2e_95_mqtt_session.takeover e2e_95_mqtt_session.retained_kill9
   PROPERTIES SKIP_RETURN_CODE 77)
+# The broker's $SYS topics (mqtt_sys_out.c): raw MQTT clients, and
+# mosquitto_sub for one case (skipped, 77, without it).
+ferry_check_test(e2e_96_mqtt_sys LABEL e2e TIMEOUT 120
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/96_mqtt_sys.c
+  LIBS ferry_test_support ferry_proto ${FERRY_E2E_MQTT_LIBCRYPT})
+set_tests_properties(e2e_96_mqtt_sys.mosquitto_sub PROPERTIES SKIP_RETURN_CODE 77)

@@ -2,7 +2,7 @@
 if(NOT TARGET ferry_broker)
   return()
 endif()
-foreach(mod trie topic timer_heap mailbox consumer_rec reactor mqtt_codec mqtt_topic mqtt_retain mqtt_clients cluster)
+foreach(mod trie topic timer_heap mailbox consumer_rec reactor mqtt_codec mqtt_topic mqtt_retain mqtt_clients mqtt_sys cluster)
   ferry_check_test(test_${mod} LABEL unit
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${mod}.c LIBS ferry_broker)
 endforeach()

@@ -329,6 +329,38 @@ START_TEST(test_auth_file_refuses_hashes_too_costly_to_check)
 }
 END_TEST
 
+/* MQTT's $SYS topics are granted on their ferry form: a '$' in a pattern
+ * is an ordinary byte, so "$SYS.>" is a rule of its own, and only a rule
+ * that covers it (or ">") lets a user subscribe to "$SYS/#". */
+START_TEST(test_auth_file_grants_sys_patterns)
+{
+    char *h = hash_of("pw", "$6$", 1000);
+    char text[1024], err[256];
+    snprintf(text, sizeof(text),
+             "user ops %s\nuser app %s\nuser root %s\nuser one %s\n"
+             "allow ops subscribe $SYS.>\nallow app subscribe a.>\n"
+             "allow root subscribe >\nallow one subscribe $SYS.broker.uptime\n",
+             h, h, h, h);
+    struct auth_table *t;
+    ck_assert_msg(parse(text, &t, err, sizeof(err)) == 0, "%s", err);
+    const char *sys = "$SYS.>", *up = "$SYS.broker.uptime", *plus = "$SYS.broker.*";
+    const struct auth_principal *ops = auth_principal_find(t, "ops");
+    const struct auth_principal *app = auth_principal_find(t, "app");
+    const struct auth_principal *root = auth_principal_find(t, "root");
+    const struct auth_principal *one = auth_principal_find(t, "one");
+    ck_assert(ops && app && root && one);
+    ck_assert(acl_may_subscribe(&ops->sub, sys, strlen(sys)));
+    ck_assert(acl_may_subscribe(&ops->sub, plus, strlen(plus)));
+    ck_assert(!acl_may_subscribe(&app->sub, sys, strlen(sys)));
+    ck_assert(!acl_may_subscribe(&app->sub, up, strlen(up)));
+    ck_assert(acl_may_subscribe(&root->sub, sys, strlen(sys)));
+    ck_assert(acl_may_subscribe(&one->sub, up, strlen(up)));
+    ck_assert(!acl_may_subscribe(&one->sub, sys, strlen(sys)));
+    auth_table_unref(t);
+    free(h);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("auth_file");
@@ -340,6 +372,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_auth_file_dummy_hash_has_the_median_cost);
     tcase_add_test(tc, test_auth_file_mode_checked_at_every_load);
     tcase_add_test(tc, test_auth_file_refuses_hashes_too_costly_to_check);
+    tcase_add_test(tc, test_auth_file_grants_sys_patterns);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -272,6 +272,23 @@ START_TEST(test_cfg_cluster_keys_off_by_default)
 }
 END_TEST
 
+/* $SYS updates: every 10 s by default (mosquitto's sys_interval), 0 turns
+ * them off (values on subscribe only), at most a day. */
+START_TEST(test_cfg_mqtt_sys_interval_seconds)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    ck_assert_uint_eq(c.mqtt_sys_interval, 10);
+    ck_assert_int_eq(cfg_set(&c, "mqtt-sys-interval", "0"), 0);
+    ck_assert_uint_eq(c.mqtt_sys_interval, 0);
+    ck_assert_int_eq(cfg_set(&c, "mqtt_sys_interval", "86400"), 0);
+    ck_assert_uint_eq(c.mqtt_sys_interval, 86400);
+    ck_assert_int_eq(cfg_set(&c, "mqtt_sys_interval", "86401"), -EINVAL);
+    ck_assert_int_eq(cfg_set(&c, "mqtt_sys_interval", "-1"), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(cfg_usage(), "--mqtt-sys-interval N"));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -286,6 +303,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cfg_tls_keys_and_listen_off);
     tcase_add_test(tc, test_cfg_log_format_text_by_default_or_json);
     tcase_add_test(tc, test_cfg_cluster_keys_off_by_default);
+    tcase_add_test(tc, test_cfg_mqtt_sys_interval_seconds);
     suite_add_tcase(s, tc);
     return s;
 }

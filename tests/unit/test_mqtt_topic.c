@@ -74,6 +74,53 @@ START_TEST(test_mqtt_topic_unmappable_filters_refused)
 }
 END_TEST
 
+static int match(const char *f, const char *t)
+{
+    return mqtt_topic_match(f, strlen(f), t, strlen(t));
+}
+
+START_TEST(test_mqtt_topic_match_levels_and_wildcards)
+{
+    ck_assert(match("a/b/c", "a/b/c"));
+    ck_assert(!match("a/b/c", "a/b"));
+    ck_assert(!match("a/b", "a/b/c"));
+    ck_assert(!match("a/b/c", "a/b/cd"));
+    ck_assert(!match("a/bc", "a/b/c"));
+    ck_assert(match("a/+/c", "a/b/c"));
+    ck_assert(match("a/+/c", "a//c")); /* '+' takes an empty level too */
+    ck_assert(!match("a/+/c", "a/b/x/c"));
+    ck_assert(match("a/+", "a/b"));
+    ck_assert(!match("a/+", "a"));
+    ck_assert(match("+/+", "a/b"));
+    ck_assert(match("a/#", "a")); /* '#' includes its parent level */
+    ck_assert(match("a/#", "a/b"));
+    ck_assert(match("a/#", "a/b/c"));
+    ck_assert(!match("a/#", "ab"));
+    ck_assert(!match("a/#", "b/a"));
+    ck_assert(match("#", "a/b"));
+    ck_assert(match("a/+/#", "a/b"));
+    ck_assert(!match("a/+/#", "a"));
+    ck_assert(match("a b/c", "a b/c")); /* other bytes are literal */
+}
+END_TEST
+
+/* 4.7.2-1: a filter starting with a wildcard does not match a $ topic;
+ * one that names the $ level does, wildcards after it included. */
+START_TEST(test_mqtt_topic_match_dollar_needs_its_name)
+{
+    ck_assert(!match("#", "$SYS/broker/uptime"));
+    ck_assert(!match("+/broker/uptime", "$SYS/broker/uptime"));
+    ck_assert(!match("+/#", "$SYS/broker"));
+    ck_assert(match("$SYS/#", "$SYS/broker/uptime"));
+    ck_assert(match("$SYS/#", "$SYS"));
+    ck_assert(match("$SYS/broker/+", "$SYS/broker/uptime"));
+    ck_assert(!match("$SYS/broker/+", "$SYS/broker/clients/connected"));
+    ck_assert(match("$SYS/+/clients/#", "$SYS/broker/clients/connected"));
+    ck_assert(match("$SYS/broker/retained messages/count", "$SYS/broker/retained messages/count"));
+    ck_assert(match("#", "a/$SYS")); /* only the first level counts */
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("mqtt_topic");
@@ -82,6 +129,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_mqtt_topic_unmappable_names_refused);
     tcase_add_test(tc, test_mqtt_topic_filters_wildcards_and_parent);
     tcase_add_test(tc, test_mqtt_topic_unmappable_filters_refused);
+    tcase_add_test(tc, test_mqtt_topic_match_levels_and_wildcards);
+    tcase_add_test(tc, test_mqtt_topic_match_dollar_needs_its_name);
     suite_add_tcase(s, tc);
     return s;
 }
