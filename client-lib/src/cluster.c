@@ -237,6 +237,7 @@ static int child_make(ferry_client *c, struct clu_broker *b, int timeout_ms)
         return rc;
     }
     ch->clu_parent = c;
+    ch->clu_broker_id = b->id;
     /* Its IO thread takes no signals: they are the program's threads'. */
     sigset_t all, old;
     sigfillset(&all);
@@ -429,13 +430,35 @@ static int owner_lookup(ferry_client *c, const char *topic, int64_t deadline)
     return rc;
 }
 
+/* The child for a reply to inbox id ("B<broker id>_..." from a cluster
+ * client's child, request.c): that broker's, else any. */
+static ferry_client *inbox_child(ferry_client *c, const char *id)
+{
+    char *end;
+    unsigned long bid =
+        id[0] == 'B' && id[1] >= '0' && id[1] <= '9' ? strtoul(id + 1, &end, 10) : 0;
+    if (bid != 0 && bid <= UINT32_MAX && *end == '_') {
+        struct ferry__cluster *k = ferry__clu(c);
+        pthread_mutex_lock(&k->mu);
+        struct clu_broker *b = broker_find(k, (uint32_t)bid);
+        ferry_client *ch = b != NULL ? child_of(c, b, 0) : NULL;
+        pthread_mutex_unlock(&k->mu);
+        if (ch != NULL) {
+            return ch;
+        }
+    }
+    return ferry__clu_any(c);
+}
+
 int ferry__clu_route(ferry_client *c, const char *topic, int64_t deadline, int may_block,
                      ferry_client **out)
 {
     struct ferry__cluster *k = ferry__clu(c);
     if (strncmp(topic, "_INBOX.", 7) == 0) {
-        *out = ferry__clu_any(c); /* never placed: each broker serves its own */
-        return 0;
+        /* Never placed: each broker serves its own. A cluster client's
+         * inbox names the broker it waits on. */
+        *out = inbox_child(c, topic + 7);
+        return *out != NULL ? 0 : -ENOMEM;
     }
     for (;;) {
         pthread_mutex_lock(&k->mu);

@@ -43,7 +43,7 @@ int ferry__clu_flush(ferry_client *c, int timeout_ms);
 int ferry__clu_close(ferry_client *c, int timeout_ms);
 /* Close, destroy every child, free the cluster state, clear c->clu. */
 void ferry__clu_destroy(ferry_client *c);
-/* A child for a call that any broker answers (admin, request): a connected
+/* A child for a call that any broker answers (admin): a connected
  * one if any. c itself when c is not a facade. */
 ferry_client *ferry__clu_any(ferry_client *c);
 /* For a call about one stored topic (topic info, purge): its owner's child

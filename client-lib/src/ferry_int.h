@@ -355,7 +355,8 @@ struct ferry_client {
     uint64_t rng; /* xorshift state for jitter */
 
     /* Request/reply (request.c). */
-    char inbox[40];              /* "_INBOX.<random id>"; "" until the first request */
+    char inbox[56];              /* "_INBOX.<random id>" ("_INBOX.B<broker id>_<random>" in a
+                                  * facade's child: cluster.h); "" until the first request */
     struct ferry_sub *inbox_sub; /* subscription to inbox + ".>", NULL until made */
     int is_inbox_making;         /* a request is subscribing the inbox now */
     uint64_t next_req;           /* the n of the next reply topic inbox.<n> */
@@ -369,6 +370,7 @@ struct ferry_client {
      * immutable after the child's creation. */
     struct ferry__cluster *clu;
     ferry_client *clu_parent;
+    uint32_t clu_broker_id; /* a child's broker (immutable): its inbox names it */
 };
 
 /* client.c */

@@ -119,7 +119,12 @@ static void inbox_name(ferry_client *c)
             rnd[i] = (uint8_t)(x >> 24);
         }
     }
-    char *p = c->inbox + snprintf(c->inbox, sizeof(c->inbox), "%s", REQ_INBOX_PREFIX);
+    /* A facade's child names its broker, where the inbox is subscribed:
+     * a cluster client's reply goes there (ferry__clu_route). */
+    char *p = c->inbox + (c->clu_broker_id != 0
+                              ? snprintf(c->inbox, sizeof(c->inbox), "%sB%" PRIu32 "_",
+                                         REQ_INBOX_PREFIX, c->clu_broker_id)
+                              : snprintf(c->inbox, sizeof(c->inbox), "%s", REQ_INBOX_PREFIX));
     for (size_t i = 0; i < sizeof(rnd); i++) {
         *p++ = digits[rnd[i] % 62];
     }
@@ -211,7 +216,16 @@ FERRY_API int ferry_request(ferry_client *c, const char *topic, const void *data
     if (ferry__clu_calling_back(c)) {
         return -EDEADLK;
     }
-    c = ferry__clu_any(c); /* a facade: inboxes are per broker (cluster.h) */
+    if (ferry__clu(c) != NULL) {
+        /* A facade: the request goes to its topic's owner, and the
+         * owner's child waits on its own inbox there (cluster.h). */
+        ferry_client *ch;
+        int rc = ferry__clu_route(c, topic, deadline, 1, &ch);
+        if (rc != 0) {
+            return rc;
+        }
+        c = ch;
+    }
     pthread_mutex_lock(&c->mu);
     int rc;
     if (ferry__in_callback(c)) {

@@ -13,6 +13,8 @@
  * order, through ferry_sub_next() once it is back. Last, the CLI (`ferry -s h1,h2,h3 pub/sub`)
  * works against the cluster. A third client, in event-loop mode on a thread of its own, subscribes
  * rt.> too: its callbacks must run in ferry_client_process() on that thread, every topic in order.
+ * Request/reply: requests to six topics spread over the brokers, each answered by a responder
+ * that is a cluster client too (check_request).
  *
  * `cluster_test bench [ARGS]` (manual, not in ctest, needs the CLI): the same
  * `ferry bench ARGS` against the three brokers (-s h1,h2,h3) and against one
@@ -287,6 +289,59 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+/* The responder of check_request: answers "re:" + the request. */
+static void on_request(ferry_client *c, ferry_sub *s, const ferry_msg *m, void *ud)
+{
+    (void)s;
+    (void)ud;
+    size_t n;
+    const char *p = ferry_msg_data(m, &n);
+    char buf[64];
+    int k = snprintf(buf, sizeof(buf), "re:%.*s", (int)(n > 32 ? 32 : n), p);
+    if (ferry_msg_reply_to(m)[0] != '\0') {
+        (void)ferry_publish(c, ferry_msg_reply_to(m), buf, (size_t)k);
+    }
+}
+
+/* Request/reply over the cluster: a responder (given the three brokers)
+ * on rq.>, requests from another cluster client to six topics spread over
+ * the brokers. Each request goes to its topic's owner, and the reply to
+ * the broker where the requester's inbox is (its name says which). */
+static void check_request(const char *servers, ferry_client *requester)
+{
+    ferry_client *resp = lib_client(servers, "responder");
+    ferry_sub *sub;
+    int rc = ferry_subscribe(resp, "rq.>", NULL, on_request, NULL, WAIT_MS, &sub);
+    CHECK(rc == 0, "responder subscribes rq.>: %s", ferry_strerror(rc));
+    for (int k = 0; k < 6; k++) {
+        char topic[16], body[16], want[32];
+        snprintf(topic, sizeof(topic), "rq.%d", k);
+        snprintf(body, sizeof(body), "q%d", k);
+        snprintf(want, sizeof(want), "re:q%d", k);
+        ferry_msg *reply = NULL;
+        rc = ferry_request(requester, topic, body, strlen(body), 2 * WAIT_MS, &reply);
+        CHECK(rc == 0, "request to %s over the cluster: %s", topic, ferry_strerror(rc));
+        size_t n;
+        const char *p = ferry_msg_data(reply, &n);
+        CHECK(n == strlen(want) && memcmp(p, want, n) == 0, "reply to %s: %.*s", topic, (int)n, p);
+        ferry_msg_destroy(reply);
+    }
+    uint32_t owner_of[6] = {0}, seen = 0;
+    ferry_metadata md;
+    CHECK(ferry_admin_metadata(requester, "rq.>", 0, WAIT_MS, &md) == 0, "Metadata rq.>");
+    for (size_t i = 0; i < md.n_topics && i < 6; i++) {
+        owner_of[i] = md.topics[i].owner;
+        seen |= 1u << owner_of[i];
+    }
+    ferry_free(md.brokers);
+    ferry_free(md.topics);
+    CHECK(__builtin_popcount(seen) >= 2, "rq.0..5 on more than one broker");
+    fprintf(stderr, "request/reply: 6 topics on %d brokers answered\n", __builtin_popcount(seen));
+    CHECK(ferry_unsubscribe(sub) == 0, "unsubscribe rq.>");
+    ferry_client_close(resp, WAIT_MS);
+    ferry_client_destroy(resp);
+}
+
 /* Wait until broker 1 lists the three brokers live: Metadata is the map a
  * client starts from (a broker learns of another's registration through a
  * watch, a moment later). */
@@ -465,6 +520,7 @@ int test_routing(void)
     }
     pthread_join(loopc.thread, NULL);
     fprintf(stderr, "event-loop subscriber: 300 messages in order, on its loop thread\n");
+    check_request(servers, pubc);
 
     /* 2. kill -9 of rt.0's owner in the middle of a burst of async publishes. */
     for (int i = 10; i < 30; i++) {
