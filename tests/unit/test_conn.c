@@ -15,6 +15,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -248,23 +249,28 @@ START_TEST(test_conn_keepalive_spares_paused_publisher)
     while (codec_frame_encode(&f, chunk + len, sizeof(chunk) - len, &one) == 0) {
         len += one;
     }
-    /* Write until the broker stops reading: the socket stays full. */
+    /* Write until the broker stops reading: the socket stays full (not
+     * writable for 200 ms). Each wait ends as soon as the broker reads, so
+     * a slow machine only makes this slower, never wrong. */
     fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
     size_t off = 0;
-    int n_full = 0;
-    for (int i = 0; i < 20000 && n_full < 50; i++) {
+    int is_full = 0;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &now);
         ssize_t w = send(c.fd, chunk + off, len - off, MSG_NOSIGNAL);
         ck_assert_msg(w > 0 || errno == EAGAIN, "publisher closed: %s", strerror(errno));
         if (w > 0) {
             off = (off + (size_t)w) % len;
-            n_full = 0;
-        } else {
-            n_full++;
-            struct timespec ts = {0, 2000000};
-            nanosleep(&ts, NULL); /* pacing while polling for "full" */
+            continue;
         }
-    }
-    ck_assert_int_ge(n_full, 50);
+        struct pollfd p = {.fd = c.fd, .events = POLLOUT};
+        int n = poll(&p, 1, 200);
+        ck_assert_int_ge(n, 0);
+        is_full = n == 0;
+    } while (!is_full && now.tv_sec - t0.tv_sec < 40);
+    ck_assert_msg(is_full, "the broker kept reading for 40 s with its worker stopped");
     /* Paused for many keepalive intervals: no Error, no close. */
     Ferry__Frame *r;
     int rc = rawc_recv(&c, 600, &r);
