@@ -4,7 +4,7 @@
  * From the TLS listener a connection starts with a session (c->tls) and
  * c->tls_hs set; conn_on_io sends its events here until the handshake is
  * done. After that it is an ordinary connection whose reads and writes go
- * through the session (conn.c, sock_read and sock_writev).
+ * through the session (sock_read in conn.c, sock_writev in conn_out.c).
  */
 #include "io_int.h"
 

@@ -3,8 +3,10 @@
  *
  * The IO reactor is one module in several files, one concern each:
  *   io_thread.c   slots, the mailbox, rounds, the loop, life cycle (iot_)
- *   conn.c        a connection: output buffers, flush, read, frames, close (conn_)
+ *   conn.c        a connection: events, timer, read, frames, pause, close (conn_)
+ *   conn_out.c    its output: staged deliveries, buffer, replies, flush (conn_)
  *   conn_tls.c    a TLS connection's handshake (conn_)
+ *   conn_hold.c   cluster mode: a frame waiting for its topic's placement (conn_)
  *   deliver.c     routed messages staged to their subscribers (deliver_)
  *   catchup.c     positions on stored topics: catch-up, durables (cu_)
  *   handle_*.c    one file per client message (handle_)
@@ -440,6 +442,8 @@ int conn_may_subscribe(const struct conn *c, const char *pattern, size_t len);
 void conn_out_append(struct conn *c, const void *p, size_t n);
 size_t conn_out_pending(const struct conn *c);
 int conn_out_reserve(struct conn *c, size_t n);
+/* Free c's output buffer (conn_out.c; a closed connection's, or a drained one). */
+void conn_out_release(struct conn *c);
 /* Copy c's staged deliveries into its buffer, behind what is there: before
  * anything is written to the buffer directly, to keep the order. */
 void conn_unstage(struct iot *t, struct conn *c);
