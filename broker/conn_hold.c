@@ -107,8 +107,10 @@ static void replay(struct iot *t, struct conn *c)
     }
     c->last_rx_ms = t->now; /* not read while it waited: a new interval */
     conn_timer_arm(t, c, c->last_rx_ms + (uint64_t)c->keepalive_ms * 3 / 2);
-    conn_read_start(t, c);
     conn_process_frames(t, c); /* what had come behind it */
+    if (!c->is_paused && !c->is_auth_pending && c->state == ST_OPEN) {
+        conn_read_start(t, c); /* (paused: iot_resume_paused reads it again) */
+    }
     conn_out_check(t, c);
 }
 

@@ -452,8 +452,8 @@ void iot_resume_paused(struct iot *t)
             continue;
         }
         conn_process_frames(t, c);
-        if (!c->is_paused && c->state <= ST_OPEN) {
-            conn_set_events(t, c, c->events | RX_READ);
+        if (!c->is_paused && !c->is_auth_pending && c->state <= ST_OPEN) {
+            conn_set_events(t, c, c->events | RX_READ); /* (held: its own wait reads it) */
         }
     }
 }
