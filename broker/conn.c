@@ -394,26 +394,36 @@ void conn_out_check(struct iot *t, struct conn *c)
  * (START_NEW) on one connection must not reach the new subscription, but a
  * stored publication reaches the workers through the writer, later than a
  * subscription change, which goes to them directly. Once the writer has
- * handed those publications to the workers (server_committed), the
- * subscription is added behind them, and a start position computed from
- * the store counts them. An admin request waits the same way, so that its
+ * committed those publications (server_committed; it routed them before),
+ * the subscription is added behind them, and a start position computed
+ * from the store counts them. An admin request waits the same way, so that its
  * answer (a topic's last sequence, a topic list) includes them (and an
  * MQTT SUBSCRIBE, mqtt_conn.c). Returns 1 if c must wait (it is paused;
  * the writer's wake-up resumes it).
  */
 int conn_wait_stored(struct iot *t, struct conn *c)
 {
+    /* Everything routed so far is readable (another connection's acked
+     * publications among it: server.h, struct store_gens)... */
+    if (!server_store_readable(t->srv)) {
+        conn_pause(t, c);
+        return c->is_paused;
+    }
     if (c->last_stored_serial == 0) {
         return 0;
     }
-    /* Committed already (the usual case), or after asking for the writer's
-     * wake-up: looked at again, in case the commit came in between. */
+    /* ...and so are this connection's own, which may not even be routed
+     * yet: committed already (the usual case), or after asking for the
+     * writer's wake-up, looked at again in case the commit came in
+     * between. */
     for (int asked = 0; asked < 2; asked++) {
         if (serial_reached(atomic_load(&t->commit->serial), c->last_stored_serial)) {
             c->last_stored_serial = 0;
             return 0;
         }
-        atomic_store(&t->commit->is_wanted, 1);
+        if (!atomic_exchange(&t->commit->is_wanted, 1)) {
+            mbox_wake(t->srv->writer_in); /* it commits when asked (writer.c) */
+        }
     }
     conn_pause(t, c);
     return c->is_paused;

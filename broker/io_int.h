@@ -138,15 +138,17 @@ struct conn {
  *     one equal to next_seq is delivered (and next_seq moves on), one below
  *     is a duplicate of what the store gave and is dropped, and one above
  *     means the store has messages we have not read: it is dropped and
- *     reading resumes. A live message is committed before it is routed, so
- *     whatever is dropped is in the store.
+ *     reading resumes. A live message is durable (in the store's log)
+ *     before it is routed, and readable once the writer has committed it,
+ *     which a read waits for (server.h, struct store_gens), so whatever is
+ *     dropped is read from the store.
  * The seam: once the owning worker has the subscription in its trie, every
- * message committed later is routed live to it. The worker says so
- * (R_SUB_READY) with the topic's last committed sequence L at that moment;
- * if next_seq <= L we read the store up to its end. From then on live
- * delivery brings every later message, in order, so the subscriber sees
- * each sequence exactly once, with no gap at the seam, whatever publishers
- * do meanwhile. Nothing is delivered before the SubAck is out (is_started).
+ * message routed later reaches it live. The worker says so (R_SUB_READY);
+ * then the store is read from next_seq up to its end, as soon as everything
+ * routed so far is readable. From then on live delivery brings every later
+ * message, in order, so the subscriber sees each sequence exactly once,
+ * with no gap at the seam, whatever publishers do meanwhile. Nothing is
+ * delivered before the SubAck is out (is_started).
  *
  * Every subscription to one stored topic (no wildcard, no queue group) has
  * such a position, new-only ones too (next_seq = last + 1 at Subscribe):
@@ -199,11 +201,11 @@ struct catchup {
     uint32_t topic_len;
     uint8_t is_group; /* a queue group's wildcard root or position (see below) */
     uint64_t next_seq;
-    uint64_t ready_seq; /* L, valid with is_ready */
     uint32_t topic_id;  /* 0: not resolved yet (topic never stored) */
     uint8_t is_started; /* the SubAck is out */
-    uint8_t is_ready;   /* R_SUB_READY arrived */
     uint8_t is_reading; /* the store may hold messages from next_seq on */
+    uint8_t is_wd_sync_due; /* a wildcard root: list its topics (cu_wd_sync) once
+                             * the store is readable */
     /* START_LAST_PER_KEY: while set, next_seq walks the topic's current
      * values (store_lastval_read) up to lv_upto, the last sequence when the
      * Subscribe was handled; live messages are all dropped meanwhile (they
@@ -326,6 +328,7 @@ struct iot {
     uint64_t stall_since;    /* start of this episode, 0 when none */
     int is_stall_spent;      /* this episode used its budget */
     int is_mail_muted;       /* mailbox eventfd not watched (stalled) */
+    int is_read_gated;       /* store reads wait for the writer's commit (this round) */
     unsigned auth_gen;       /* the auth table generation our connections use */
     uint64_t next_sub_key;   /* the last trie_sub.key handed out */
     uint32_t pub_serial;     /* the last pub_rec.serial handed out */

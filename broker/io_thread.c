@@ -311,17 +311,18 @@ static void mail_handle(struct iot *t, struct rmsg *mail, uint32_t n)
             struct catchup *e = c && c->state == ST_OPEN ? cu_find_key(c, m->u.ack.id) : NULL;
             if (e && cu_is_root(e)) {
                 /* A worker has the wildcard durable in its trie: what it
-                 * committed before is in the store (see struct catchup). */
+                 * routed before is listed from the store once readable
+                 * (see struct catchup). */
                 if (e->is_started) {
-                    cu_wd_sync(t, c, e->sub);
-                }
-            } else if (e) {
-                e->is_ready = 1;
-                e->ready_seq = m->u.ack.seq;
-                if (e->next_seq <= e->ready_seq) {
-                    e->is_reading = 1;
+                    e->is_wd_sync_due = 1;
                     cu_list(t, c);
                 }
+            } else if (e) {
+                /* Whatever the worker routed before is read from the store
+                 * up to its end, once readable; what it routes later comes
+                 * live. */
+                e->is_reading = 1;
+                cu_list(t, c);
             }
             break;
         }
@@ -554,10 +555,12 @@ static int loop_timeout(struct iot *t)
     if (t->has_more_mail || t->has_more_route) {
         return 0;
     }
-    if (atomic_load(&t->srv->phase) == PHASE_RUN && cu_has_work(t)) {
+    int timeout = -1;
+    if (t->is_read_gated) {
+        timeout = 1; /* the writer wakes us once it has committed; a backstop */
+    } else if (atomic_load(&t->srv->phase) == PHASE_RUN && cu_has_work(t)) {
         return 0;
     }
-    int timeout = -1;
     if (pending_to_workers(t)) {
         timeout = 1; /* a worker was full; it wakes us, this is a backstop */
     }
@@ -666,9 +669,15 @@ static int before_sleep(struct rx *r, void *arg)
         iot_resume_paused(t);
         wq_flush_all(t);
         handle_subscribe_send_deferred(t);
-        cu_pump_all(t);
-        cu_dur_scan_all(t);
-        wq_flush_all(t); /* dead letters */
+        /* Store reads, once everything routed is readable (server.h,
+         * struct store_gens); else the writer's commit wakes us. */
+        t->is_read_gated = (t->cu_conns.n > 0 || t->dur_conns.n > 0) &&
+                           t->srv->store != NULL && !server_store_readable(t->srv);
+        if (!t->is_read_gated) {
+            cu_pump_all(t);
+            cu_dur_scan_all(t);
+            wq_flush_all(t); /* dead letters */
+        }
     }
     t->seen_phase = enter_phase(t, phase, t->seen_phase);
     if (phase >= PHASE_DRAIN && !pending_to_workers(t)) {

@@ -238,8 +238,8 @@ enum rmsg_kind {
     R_PUBACK,      /* u.ack: publish id and sequence; n_ids: wire error code, with
                     * R_PUBACK_DUPLICATE for a duplicate (stored before) */
     R_PUBERR,      /* a refused publish without want_ack: Error; as R_PUBACK */
-    R_SUB_READY,   /* u.ack: sub id, and the topic's last committed sequence
-                    * when the owning worker registered the subscription */
+    R_SUB_READY,   /* u.ack.id: the subscription's key, now in the owning
+                    * worker's trie */
     R_RAW,         /* u.raw: a whole encoded frame (malloc'd), freed by the IO thread */
     R_AUTH,        /* auth pool -> IO thread: a credential check's result; n_ids:
                     * 0 accepted, 1 refused, 2 not checked (the connection had

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct metrics {
@@ -186,6 +187,17 @@ static int cluster_part(struct text *t, struct cluster *cl)
     one(t, "ferry_cluster_topics_owned", "gauge", "Topics placed on this broker", owned);
     clu_meta_free(&m);
     return 0;
+}
+
+/* A scrape counts every acked message: it waits (up to 100 ms, off the IO
+ * threads) for the writer to commit what it has routed (server.h, struct
+ * store_gens). */
+static void wait_store_readable(struct server *s)
+{
+    for (int i = 0; i < 500 && !server_store_readable(s); i++) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static void store_part(struct text *t, struct store *st)
@@ -409,6 +421,7 @@ int metrics_render(struct server *s, char **out, size_t *len)
     t.p[0] = '\0';
     server_part(&t, s);
     if (s->store != NULL) {
+        wait_store_readable(s);
         store_part(&t, s->store);
         if (topics_part(&t, s) < 0) {
             t.is_nomem = 1;

@@ -208,22 +208,11 @@ static void route_stored(struct router *rt, struct pub_batch *b)
 }
 
 /* A catch-up subscription to a topic this worker owns is in the trie now:
- * every message committed after this point will be routed to it live. Tell
- * its IO thread the topic's last committed sequence, below which it must
- * read the store. (Committed but not yet routed messages come live too; the
- * IO thread drops what it already had from the store.) */
+ * every message routed after this point reaches it live. Tell its IO
+ * thread, which reads the store up to its end for what was routed before
+ * (see struct catchup; routed but not readable yet is waited for there). */
 static void sub_ready(struct router *rt, struct trie_sub *s)
 {
-    struct store_topic_info info;
-    uint64_t last = 0;
-    int rc = store_topic_info(rt->srv->store, s->pattern, s->pattern_len, &info);
-    if (rc == 0) {
-        last = info.last_seq;
-    } else if (rc != FERRY_ENOTOPIC) {
-        /* Unknown: make the IO thread read the store up to its end. */
-        log_warn("worker %u: topic %s: %s", rt->index, s->pattern, server_strerror(rc));
-        last = UINT64_MAX;
-    }
     struct rmsg *m = out_slot(rt, CONN_REF_IOT(s->owner));
     if (m == NULL) {
         log_error("worker %u: out of memory, catch-up of subscription %llu stalls", rt->index,
@@ -234,7 +223,6 @@ static void sub_ready(struct router *rt, struct trie_sub *s)
     m->kind = R_SUB_READY;
     m->conn_ref = s->owner;
     m->u.ack.id = s->key;
-    m->u.ack.seq = last;
 }
 
 /* An admin TopicInfoRequest for a topic this worker owns (see struct

@@ -80,6 +80,19 @@ void server_committed(struct server *s, uint32_t k, uint32_t serial)
     }
 }
 
+int server_store_readable(struct server *s)
+{
+    uint64_t routed = atomic_load(&s->gens.routed);
+    if (atomic_load(&s->gens.readable) >= routed) {
+        return 1;
+    }
+    if (!atomic_exchange(&s->gens.is_wanted, 1) && s->writer_in != NULL) {
+        mbox_wake(s->writer_in);
+    }
+    /* Committed meanwhile? Then the writer's wake-up may have come first. */
+    return atomic_load(&s->gens.readable) >= routed;
+}
+
 void server_wake_iots(struct server *s)
 {
     for (uint32_t i = 0; i < s->n_iot; i++) {

@@ -54,6 +54,28 @@ struct commit_mark {
     atomic_int is_wanted; /* atomic: IO thread k sets it; the writer clears it and wakes k */
 };
 
+/*
+ * Routed before readable. The writer hands a group of stored publications
+ * to the workers as soon as its log record is durable, and commits the
+ * LMDB transaction holding them later (writer.c), so for a while a
+ * message can be delivered live, and acknowledged, before a store read
+ * finds it. Two generations say how far: routed counts the groups handed
+ * over, readable the groups committed (readable <= routed). A thread that
+ * is about to read the store for something it learned of (a live message
+ * it dropped, a subscription's seam, a redelivery, another connection's
+ * PubAck) must first see readable reach routed as loaded then:
+ * server_store_readable(). Whatever it learned of was routed before.
+ */
+struct store_gens {
+    _Alignas(64) atomic_ullong routed; /* atomic: the writer increments it before a
+                                        * group's hand-over (release); anyone reads */
+    atomic_ullong readable;            /* atomic: the writer sets it to routed after
+                                        * each LMDB commit; anyone reads */
+    atomic_int is_wanted; /* atomic: a reader sets it (and wakes the writer) when it waits
+                           * for readable; the writer clears it, commits, wakes the IO
+                           * threads */
+};
+
 struct server {
     struct cfg cfg;            /* immutable after start, except log level */
     uint32_t n_iot, n_workers; /* immutable */
@@ -67,6 +89,7 @@ struct server {
     struct stats **iot_stats;    /* [n_iot] */
     struct stats **worker_stats; /* [n_workers] */
     struct commit_mark *commit;  /* [n_iot] */
+    struct store_gens gens;      /* routed and readable store groups (above) */
     /* The threads themselves: main only (creates, starts, joins). */
     struct iot **iots;
     struct worker **workers;
@@ -116,6 +139,11 @@ void server_stats(struct server *s, struct stats_snapshot *out);
 /* The writer: IO thread k's stored publications up to serial are committed
  * and routed (struct commit_mark); wakes k if it waits for that. */
 void server_committed(struct server *s, uint32_t k, uint32_t serial);
+
+/* May the calling thread read the store now (see struct store_gens)? 1:
+ * everything routed so far is committed. 0: not yet; the writer is asked
+ * to commit at once and will wake every IO thread when it has. */
+int server_store_readable(struct server *s);
 
 /* Wake every IO thread (a worker or the writer has room again; the phase
  * changed). Any thread. */

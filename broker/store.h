@@ -423,6 +423,16 @@ int store_batch_log(struct store_batch *b);
 /* Messages appended so far in this batch (successful appends only). */
 size_t store_batch_count(const struct store_batch *b);
 
+/* For a writer that keeps a batch open over several store_batch_log()
+ * calls (writer.c): should it commit now? 1 when it holds 1 MiB of
+ * records, when a checkpoint is due
+ * (committed first, the batch need not be logged again into the next
+ * generation), or when the store is near the end of its room, where a
+ * batch of the largest size could fail to commit (the map at its bound,
+ * or the disk too full to grow it): committed at once, a full map refuses
+ * appends before they are acked, never a commit of acked ones. Else 0. */
+int store_batch_commit_is_due(struct store_batch *b);
+
 /*
  * Commit the batch and release the writer. Under STORE_SYNC_ALWAYS returns
  * only after the data is on stable storage. The batch object is invalid

@@ -47,7 +47,7 @@ static void *ckpt_main(void *arg)
      * kernel's name of a thread the broker did not name: the store does
      * not log itself). Failure is harmless. */
     pthread_setname_np(pthread_self(), "ckpt");
-    uint64_t seen = 0;    /* n_appends at the last trickle */
+    uint64_t seen = 0;    /* n_commits at the last trickle */
     bool is_busy = false; /* the last wait saw commits */
     pthread_mutex_lock(&s->ck_mu);
     for (;;) {
@@ -69,7 +69,9 @@ static void *ckpt_main(void *arg)
             if (pthread_cond_timedwait(&s->ck_cv, &s->ck_mu, &ts) != ETIMEDOUT) {
                 continue;
             }
-            uint64_t now = atomic_load_explicit(&s->n_appends, memory_order_relaxed);
+            /* Group commits (log records), not LMDB commits: the writer
+             * commits LMDB only every few ms (writer.c). */
+            uint64_t now = atomic_load_explicit(&s->n_commits, memory_order_relaxed);
             is_busy = now != seen;
             if (is_busy) {
                 seen = now;
@@ -186,6 +188,13 @@ int store__ckpt_sync(struct store *s)
     return rc < 0 ? rc : store__ckpt_reap(s, true);
 }
 
+bool store__ckpt_is_due(struct store *s)
+{
+    return s->commits_since >= CKPT_COMMITS ||
+           wal_used(s->wal) * CKPT_WAL_PART >= wal_max_payload(s->wal) ||
+           mono_ms() - s->ckpt_began_ms >= CKPT_MS;
+}
+
 /* After a commit: begin a checkpoint if one is due and none is running. */
 int store__ckpt_maybe(struct store *s)
 {
@@ -194,12 +203,7 @@ int store__ckpt_maybe(struct store *s)
     if (rc != 0) {
         return rc < 0 ? rc : 0;
     }
-    if (s->commits_since >= CKPT_COMMITS ||
-        wal_used(s->wal) * CKPT_WAL_PART >= wal_max_payload(s->wal) ||
-        mono_ms() - s->ckpt_began_ms >= CKPT_MS) {
-        return store__ckpt_begin(s);
-    }
-    return 0;
+    return store__ckpt_is_due(s) ? store__ckpt_begin(s) : 0;
 }
 
 /* Stop the checkpoint thread (after its last checkpoint) and drop the pins. */

@@ -420,6 +420,8 @@ int store__ckpt_reap(struct store *s, bool is_wait);
 int store__ckpt_begin(struct store *s);
 /* A checkpoint, waited for: 0 or FERRY_ESTORAGE. Writer (wlock). */
 int store__ckpt_sync(struct store *s);
+/* Is a checkpoint due (by commits, log use or time)? Writer (wlock). */
+bool store__ckpt_is_due(struct store *s);
 /* After a commit: begin a checkpoint if one is due. Writer (wlock). */
 int store__ckpt_maybe(struct store *s);
 /* Stop the checkpoint thread and drop the pins. Open or close only. */

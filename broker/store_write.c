@@ -34,6 +34,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 
 #define ARENA_KEEP (16u << 20) /* arena capacity kept across batches */
@@ -527,6 +528,37 @@ int store_batch_schedule(struct store_batch *b, const char *topic, size_t topic_
         return FERRY_EINVAL;
     }
     return batch_add(b, topic, topic_len, m, due, res);
+}
+
+/* An open batch this large is committed at once: LMDB's fixed cost per
+ * commit (about ten pages) is small beside it, and large commits held back
+ * make page writeback come in bursts that the log's syncs wait behind. */
+#define BATCH_COMMIT_BYTES (1u << 20)
+
+int store_batch_commit_is_due(struct store_batch *b)
+{
+    struct store *s = b->s;
+    if (b->arena_len >= BATCH_COMMIT_BYTES || store__ckpt_is_due(s)) {
+        return 1;
+    }
+    /* Twice the largest open batch (it must still commit), and a margin. */
+    uint64_t need = 2 * (uint64_t)wal_max_payload(s->wal) + (4u << 20);
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+    uint64_t map = atomic_load(&s->map_size);
+    uint64_t room = map > used ? map - used : 0;
+    if (room >= need) {
+        return 0;
+    }
+    /* The map may still grow: by what its bound and the disk allow. */
+    uint64_t grow = s->map_max > map ? s->map_max - map : 0;
+    struct statvfs sv;
+    if (grow > 0 && fstatvfs(s->lock_fd, &sv) == 0) {
+        uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+        grow = grow < avail ? grow : avail;
+    }
+    return room + grow < need;
 }
 
 size_t store_batch_count(const struct store_batch *b)

@@ -8,15 +8,17 @@
  * whatever queued while the previous one was syncing, so one message alone
  * is acked at once and a busy broker pays one sync for thousands.
  *
- * The store batch itself (an LMDB transaction, no sync) is committed when
- * the mailbox is empty after a round (before that round's acks go out), or
- * COMMIT_EVERY_US after it began: only then can readers see its messages,
- * so only then do they go to the workers for routing (a routed message is
- * always readable from the store, which the catch-up seam relies on:
- * io_thread.c). Under load one LMDB commit thus covers several group
- * commits (LMDB copies about ten pages per commit, however small), and a
- * reader on another connection may see a message up to COMMIT_EVERY_US
- * after its PubAck; idle, never after.
+ * The group's publications go to the workers for routing right after its
+ * log record (one sequential sync), with its PubAcks: a subscriber gets a
+ * message as soon as it is durable. The store batch itself (an LMDB
+ * transaction, no sync) stays open over many groups and is committed
+ * COMMIT_EVERY_US after it began, or at once when a reader asks for it
+ * (server_store_readable: a catch-up at its seam, a redelivery, a
+ * Subscribe or admin request): LMDB copies about ten pages per commit,
+ * however small, and those copies were most of what the disk wrote, and
+ * what the log's syncs waited behind. So a routed message may not be
+ * readable yet; readers that need it wait for the commit (server.h,
+ * struct store_gens).
  *
  * Order: the writer appends in the order its mailbox delivers, which is each
  * IO thread's order of reading; a topic's sequence numbers follow that order,
@@ -44,7 +46,7 @@
 #define WRITER_TAKE 64              /* mailbox items (batches of up to 64 KiB) per commit */
 #define CONS_RELEASE_GRACE_MS 2000  /* a durable nobody held this long leaves memory */
 #define CONS_RELEASE_EVERY_MS 500   /* how often the registry is looked over for them */
-#define COMMIT_EVERY_US 300         /* a busy writer's LMDB commits at least this often */
+#define COMMIT_EVERY_US 10000       /* an open store batch is committed at least this often */
 #define DEDUPE_EVERY_MIN_MS 1000    /* expiry passes over producer sequences: at most this often */
 #define DEDUPE_EVERY_MAX_MS 3600000 /* and at least this often */
 #define SCHED_TAKE 256              /* scheduled messages moved to their topics per round */
@@ -65,7 +67,7 @@ struct writer {
     uint64_t b_began_us;       /* when b was opened (monotonic) */
     struct pub_rec **appended; /* records appended to b and not answered yet, in order */
     uint32_t n_appended, appended_cap;
-    struct pub_batch **fwd; /* batches taken since b opened: routed once b commits */
+    struct pub_batch **fwd; /* batches taken and not routed yet: routed once logged */
     uint32_t n_fwd, fwd_cap;
     struct outbox *out; /* per IO thread: acks */
     uint8_t *touched;   /* per worker: scratch for one batch */
@@ -257,9 +259,28 @@ static void answer_appended(struct writer *w, int rc)
     w->n_appended = 0;
 }
 
-/* Commit the open store batch (LMDB), then hand its publications to the
- * workers and tell the IO threads. What is not answered yet is answered
- * with the commit's result. */
+/* Hand the batches taken so far to the workers: their records are in the
+ * log, or committed, or refused. Records in the open store batch are not
+ * readable yet: the routed generation moves first (struct store_gens), and
+ * the batch's commit makes readable catch up. */
+static void route_logged(struct writer *w)
+{
+    if (w->n_fwd == 0) {
+        return;
+    }
+    if (w->b != NULL) {
+        atomic_fetch_add_explicit(&w->srv->gens.routed, 1, memory_order_release);
+    }
+    for (uint32_t i = 0; i < w->n_fwd; i++) {
+        forward(w, w->fwd[i]);
+    }
+    w->n_fwd = 0;
+}
+
+/* Commit the open store batch (LMDB): what is not answered yet is answered
+ * with the commit's result, and what is not routed yet is routed. Then
+ * readers may see everything routed, and the IO threads waiting for that
+ * are woken. */
 static int commit_store(struct writer *w)
 {
     struct server *s = w->srv;
@@ -272,19 +293,46 @@ static int commit_store(struct writer *w)
         }
     }
     answer_appended(w, rc);
-    for (uint32_t i = 0; i < w->n_fwd; i++) {
-        forward(w, w->fwd[i]);
-    }
-    w->n_fwd = 0;
-    /* Routed: a Subscribe waiting behind them may go on (io_thread.c,
-     * read_must_wait). */
+    atomic_store(&s->gens.readable, atomic_load(&s->gens.routed));
+    route_logged(w); /* (committed: no new generation) */
+    int is_wanted = atomic_exchange(&s->gens.is_wanted, 0);
+    /* Committed: a Subscribe waiting behind its own publications may go on
+     * (conn.c, conn_wait_stored). */
     for (uint32_t i = 0; i < s->n_iot; i++) {
         if (w->has_serial[i]) {
             w->has_serial[i] = 0;
             server_committed(s, i, w->serial[i]);
         }
     }
+    if (is_wanted) {
+        server_wake_iots(s);
+    }
     return rc;
+}
+
+/* Is the open store batch due for its LMDB commit: asked for by a reader
+ * (or by an IO thread for its connection's Subscribe), or open long enough?
+ * Sets *wait_ms to the time left when it is not. */
+static int commit_is_due(struct writer *w, int *wait_ms)
+{
+    struct server *s = w->srv;
+    if (w->b == NULL) {
+        return 0;
+    }
+    if (atomic_load(&s->gens.is_wanted) || store_batch_commit_is_due(w->b)) {
+        return 1;
+    }
+    for (uint32_t i = 0; i < s->n_iot; i++) {
+        if (atomic_load(&s->commit[i].is_wanted)) {
+            return 1;
+        }
+    }
+    uint64_t open_us = now_us() - w->b_began_us;
+    if (open_us >= COMMIT_EVERY_US) {
+        return 1;
+    }
+    *wait_ms = (int)((COMMIT_EVERY_US - open_us + 999) / 1000);
+    return 0;
 }
 
 /*
@@ -457,7 +505,7 @@ static void append_one(struct writer *w, struct pub_rec *r)
         if (rc == FERRY_ESTORAGE) {
             fail_stop(w, rc, "an append");
         }
-        if (rc == FERRY_ELIMIT && attempt == 0 && w->n_appended > 0) {
+        if (rc == FERRY_ELIMIT && attempt == 0 && store_batch_count(w->b) > 0) {
             commit(w); /* the batch is full: commit it, then append again */
             continue;
         }
@@ -773,11 +821,14 @@ static void *writer_main(void *arg)
     if (s->store != NULL && store_sched_next(s->store, &w->next_due) < 0) {
         w->next_due = 0; /* look in the first round */
     }
+    int commit_wait = -1; /* ms until the open store batch is due, -1: none open */
     while (running) {
-        int timeout = -1;
+        int timeout = commit_wait;
+        commit_wait = -1;
         if (is_interval) {
             uint64_t now = now_ms();
-            timeout = now >= w->next_sync ? 0 : (int)(w->next_sync - now);
+            int sync_wait = now >= w->next_sync ? 0 : (int)(w->next_sync - now);
+            timeout = timeout < 0 || sync_wait < timeout ? sync_wait : timeout;
         }
         if (w->ret_wait >= 0 && (timeout < 0 || w->ret_wait < timeout)) {
             timeout = w->ret_wait;
@@ -854,19 +905,16 @@ static void *writer_main(void *arg)
         if (!w->is_cons_unsaved) {
             barrier_release(w);
         }
-        /* Idle: commit before the acks go out, so that whoever a PubAck
-         * reaches finds the message in the store, on any connection. Busy:
-         * the acks go first, and the batch is committed (readers see it, the
-         * workers route it) once it has been open COMMIT_EVERY_US. */
-        int is_idle = mbox_len(&w->in) == 0 || !running;
-        if (is_idle) {
+        /* What was logged goes to the workers now, and its acks out; the
+         * store batch is committed when it is due, and then first: a
+         * commit due this round (a large batch, say) is CPU work best done
+         * before the IO threads get the deliveries, not beside them. */
+        if (!running || commit_is_due(w, &commit_wait)) {
             commit_store(w);
+        } else {
+            route_logged(w);
         }
         flush_answers(w);
-        if (!is_idle && (w->b == NULL || now_us() - w->b_began_us >= COMMIT_EVERY_US)) {
-            commit_store(w);
-            flush_answers(w);
-        }
         if (was_refused) {
             server_wake_iots(s);
         }
