@@ -72,6 +72,7 @@ static const struct key keys[] = {
     {"shutdown_ms", K_U32, F(shutdown_ms), 0, 1, 3600000},
     {"sync", K_SYNC, 0, 0, 0, 0},
     {"sync_interval_ms", K_U32, F(sync_interval_ms), 0, 1, 3600000},
+    {"commit_interval_ms", K_U32, F(commit_interval_ms), 0, 1, 60000},
     {"ephemeral", K_EPHEMERAL, 0, 0, 0, 0},
     {"last_value", K_LAST_VALUE, 0, 0, 0, 0},
     {"retention", K_RETENTION, 0, 0, 0, 0},
@@ -122,6 +123,7 @@ void cfg_defaults(struct cfg *c)
     c->shutdown_ms = 5000;
     c->sync_mode = 0; /* always */
     c->sync_interval_ms = 100;
+    c->commit_interval_ms = 10;
     c->max_store_size = (uint64_t)64 << 30;
     c->initial_store_size = (uint64_t)64 << 20;
     c->retention_interval_ms = 1000;

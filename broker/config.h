@@ -64,6 +64,7 @@ struct cfg {
     /* The store. */
     int sync_mode;               /* enum store_sync_mode: 0 always, 1 interval, 2 none */
     uint32_t sync_interval_ms;   /* with sync interval */
+    uint32_t commit_interval_ms; /* LMDB commits of logged groups at least this often */
     uint64_t max_store_size;     /* bytes: the map's maximum */
     uint64_t initial_store_size; /* bytes: the map's size at creation */
     uint32_t n_ephemeral;        /* patterns of topics routed without storing */

@@ -12,7 +12,7 @@
  * log record (one sequential sync), with its PubAcks: a subscriber gets a
  * message as soon as it is durable. The store batch itself (an LMDB
  * transaction, no sync) stays open over many groups and is committed
- * COMMIT_EVERY_US after it began, or at once when a reader asks for it
+ * commit_interval_ms after it began (config.h), or at once when a reader asks for it
  * (server_store_readable: a catch-up at its seam, a redelivery, a
  * Subscribe or admin request): LMDB copies about ten pages per commit,
  * however small, and those copies were most of what the disk wrote, and
@@ -46,7 +46,6 @@
 #define WRITER_TAKE 64              /* mailbox items (batches of up to 64 KiB) per commit */
 #define CONS_RELEASE_GRACE_MS 2000  /* a durable nobody held this long leaves memory */
 #define CONS_RELEASE_EVERY_MS 500   /* how often the registry is looked over for them */
-#define COMMIT_EVERY_US 10000       /* an open store batch is committed at least this often */
 #define DEDUPE_EVERY_MIN_MS 1000    /* expiry passes over producer sequences: at most this often */
 #define DEDUPE_EVERY_MAX_MS 3600000 /* and at least this often */
 #define SCHED_TAKE 256              /* scheduled messages moved to their topics per round */
@@ -327,11 +326,12 @@ static int commit_is_due(struct writer *w, int *wait_ms)
             return 1;
         }
     }
+    uint64_t every_us = (uint64_t)s->cfg.commit_interval_ms * 1000u;
     uint64_t open_us = now_us() - w->b_began_us;
-    if (open_us >= COMMIT_EVERY_US) {
+    if (open_us >= every_us) {
         return 1;
     }
-    *wait_ms = (int)((COMMIT_EVERY_US - open_us + 999) / 1000);
+    *wait_ms = (int)((every_us - open_us + 999) / 1000);
     return 0;
 }
 

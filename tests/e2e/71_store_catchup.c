@@ -198,6 +198,40 @@ START_TEST(test_seam_under_concurrent_publishing)
 }
 END_TEST
 
+/* The seam when the stream stops right after it: the messages routed
+ * before the subscription reached its worker may not be readable yet (the
+ * writer commits LMDB after routing: here within 300 ms, for a wide
+ * window), and no later live message comes to show they are missing. The
+ * catch-up must wait for them, not end at what the store holds now. */
+START_TEST(test_seam_when_the_stream_stops)
+{
+    enum { ROUNDS = 10, N = 5000 };
+    struct ferryd_proc d;
+    ck_assert_int_eq(
+        ferryd_start(&d, NULL, (const char *const[]){"--commit-interval-ms", "300", NULL}), 0);
+    ferry_client *pc = s_client(&d, 256);
+    ferry_client *sc = s_client(&d, 0);
+    for (int r = 0; r < ROUNDS; r++) {
+        char topic[32];
+        snprintf(topic, sizeof(topic), "stop.%d", r);
+        struct streamer p = {.c = pc, .topic = topic, .n = N};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, stream_main, &p), 0);
+        wait_sent(&p, N / 5 + r * (N / 2) / ROUNDS);
+        ferry_sub *s = s_sub(sc, topic, r % 2 ? FERRY_START_ALL : FERRY_START_SEQUENCE, 1);
+        pthread_join(th, NULL);
+        ck_assert_int_eq(ferry_flush(pc, S_WAIT), 0);
+        ck_assert_int_eq(atomic_load(&p.n_failed), 0);
+        expect_range(s, 1, N);
+        s_no_more(s, 20);
+        ferry_unsubscribe(s);
+    }
+    s_close(sc);
+    s_close(pc);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 /* A catch-up far larger than the connection's outbound bound is read in
  * chunks as the subscriber drains, never overflowing it. */
 START_TEST(test_large_catchup_respects_outbound_bound)
@@ -348,6 +382,10 @@ Suite *test_suite(void)
     tc = tcase_create("seam_under_load");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_seam_under_concurrent_publishing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("seam_stream_stops");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_seam_when_the_stream_stops);
     suite_add_tcase(s, tc);
     tc = tcase_create("lagging_subscriber");
     tcase_set_timeout(tc, 240);

@@ -271,6 +271,42 @@ START_TEST(test_redelivery_attempts_then_dead_letter)
 }
 END_TEST
 
+/* A redelivery reads the store: a message delivered live right after its
+ * log sync may not be readable yet when its ack wait passes (the writer
+ * commits LMDB later: here within 5 s). The redelivery waits for the
+ * commit; it must not take the message for removed and forget it. */
+START_TEST(test_redelivery_before_the_commit)
+{
+    ferryd_stop(&d);
+    ck_assert_int_eq(
+        ferryd_start(&d, NULL, (const char *const[]){"--commit-interval-ms", "5000", NULL}), 0);
+    ferry_client *c = s_client(&d, 0);
+    struct dopts o = {.ack_wait_ms = 100};
+    ferry_sub *s = dsub(c, "dur.early", "de", &o);
+    /* The topic is in the store first (an admin request waits for it). */
+    s_pub(c, "dur.early", "first");
+    ferry_msg *m = next(s);
+    ack(m, FERRY_ACK);
+    ferry_msg_destroy(m);
+    ferry_topic_info ti;
+    ck_assert_int_eq(ferry_admin_topic_info(c, "dur.early", S_WAIT, &ti), 0);
+    ck_assert_uint_eq(ti.last_seq, 1);
+    uint64_t seq = s_pub(c, "dur.early", "soon");
+    m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), seq);
+    ck_assert_uint_eq(ferry_msg_attempt(m), 1);
+    ferry_msg_destroy(m); /* not acked */
+    int64_t t0 = s_now_ms();
+    m = next(s);
+    ck_assert_uint_eq(ferry_msg_sequence(m), seq);
+    ck_assert_uint_eq(ferry_msg_attempt(m), 2);
+    ck_assert_int_lt(s_now_ms() - t0, 4000); /* not after the interval's commit */
+    ack(m, FERRY_ACK);
+    ferry_msg_destroy(m);
+    s_close(c);
+}
+END_TEST
+
 START_TEST(test_nak_redelivers_now_term_drops)
 {
     ferry_client *c = s_client(&d, 0);
@@ -714,6 +750,7 @@ Suite *test_suite(void)
     add(s, tcase_create("resume_reconnect"), test_durable_resumes_after_reconnect);
     add(s, tcase_create("resume_kill9"), test_durable_resumes_after_broker_kill9);
     add(s, tcase_create("redelivery_dlq"), test_redelivery_attempts_then_dead_letter);
+    add(s, tcase_create("redelivery_before_commit"), test_redelivery_before_the_commit);
     add(s, tcase_create("nak_term"), test_nak_redelivers_now_term_drops);
     add(s, tcase_create("queue_group"), test_queue_group_shares_a_durable_others_refused);
     add(s, tcase_create("in_use"), test_durable_in_use_until_released);
