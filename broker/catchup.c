@@ -489,13 +489,19 @@ static int cu_pump(struct iot *t, struct conn *c)
 {
     struct store *st = t->srv->store;
     int more = 0;
-    /* Wildcard roots whose workers all answered: list their topics (this
-     * may add positions to c->cu, so no entry pointer is kept over it). */
+    /* Wildcard roots whose workers all answered: list their topics once
+     * what was routed is readable (this may add positions to c->cu, so no
+     * entry pointer is kept over it). */
     for (uint32_t i = 0; i < c->n_cu && c->state == ST_OPEN; i++) {
-        if (c->cu[i].is_wd_sync_due) {
-            c->cu[i].is_wd_sync_due = 0;
-            cu_wd_sync(t, c, c->cu[i].sub);
+        if (!c->cu[i].is_wd_sync_due) {
+            continue;
         }
+        if (!server_store_readable(t->srv)) {
+            more = 1; /* the writer's commit wakes us */
+            continue;
+        }
+        c->cu[i].is_wd_sync_due = 0;
+        cu_wd_sync(t, c, c->cu[i].sub);
     }
     for (uint32_t i = 0; i < c->n_cu && c->state == ST_OPEN; i++) {
         struct catchup *e = &c->cu[i];

@@ -45,10 +45,10 @@
  *   cons_reg_flush() each round, after taking its mailbox and before it
  *   commits the publications it took, so an Ack that a connection sent
  *   before a Publish, or before a Ping (W_BARRIER, whose Pong the writer
- *   holds until a flush succeeded), is committed before that PubAck or Pong
- *   leaves: the Ack confirmation rule of proto/README.md. After a crash the
- *   state committed last is loaded: messages acked after it are delivered
- *   again (at least once) with their delivery counts, never lost.
+ *   holds until a flush succeeded), is in the store's log (durable) before
+ *   that PubAck or Pong leaves: the Ack confirmation rule of
+ *   proto/README.md. After a crash the state stored last is loaded: messages acked after it are
+ * delivered again (at least once) with their delivery counts, never lost.
  *
  * OWNERS
  *   On a server with an auth file a durable (and a wildcard durable's root)

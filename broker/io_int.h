@@ -176,9 +176,10 @@ struct conn {
  * catch-up as above. Positions are added when a live message of a new
  * topic arrives (cu_wd_position), and by cu_wd_sync, which lists the matching
  * stored topics after the SubAck and again as each worker answers that the
- * subscription is in its trie: a message committed before the last answer
- * is in the store when that listing reads it, and any later one is routed
- * live, so no topic is missed at the seam.
+ * subscription is in its trie (that listing waits until what was routed is
+ * readable): a message routed before the last answer is in the store when
+ * the listing reads it, and any later one is routed live, so no topic is
+ * missed at the seam.
  *
  * A queue group without acks on stored topics (is_group) has no position:
  * the workers choose one member per message, as for any group. Its

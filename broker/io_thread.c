@@ -671,8 +671,8 @@ static int before_sleep(struct rx *r, void *arg)
         handle_subscribe_send_deferred(t);
         /* Store reads, once everything routed is readable (server.h,
          * struct store_gens); else the writer's commit wakes us. */
-        t->is_read_gated = (t->cu_conns.n > 0 || t->dur_conns.n > 0) &&
-                           t->srv->store != NULL && !server_store_readable(t->srv);
+        int wants_reads = cu_has_work(t) || (t->dur_conns.n > 0 && t->now >= t->next_dur_scan);
+        t->is_read_gated = wants_reads && t->srv->store != NULL && !server_store_readable(t->srv);
         if (!t->is_read_gated) {
             cu_pump_all(t);
             cu_dur_scan_all(t);

@@ -183,7 +183,7 @@ enum wmsg_kind {
     W_SUB_DEL,     /* likewise */
     W_PUB_BATCH,   /* IO thread -> worker (ephemeral) or -> writer (stored) */
     W_STOP,
-    W_STORED,     /* writer -> worker: p = committed pub_batch (a reference);
+    W_STORED,     /* writer -> worker: p = logged pub_batch (a reference);
                    * route its records with rec->worker == this worker */
     W_SUB_READY,  /* IO thread -> the worker owning a catch-up subscription's
                    * topic, after its W_SUB_ADD: p = struct trie_sub (a
