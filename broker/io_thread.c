@@ -665,6 +665,7 @@ static int before_sleep(struct rx *r, void *arg)
     t->round_mail = t->round_route = 0;
     wq_flush_all(t);
     handle_subscribe_send_deferred(t);
+    t->is_read_gated = 0;
     if (phase == PHASE_RUN) {
         iot_resume_paused(t);
         wq_flush_all(t);

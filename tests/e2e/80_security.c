@@ -813,7 +813,9 @@ START_TEST(test_reload_drops_queued_deliveries_of_a_revoked_subscription)
         n_only2 += !names_1 && m->n_sub_ids == 1 && !seen_error;
         seen_end |= m->payload.len == 1; /* the end marker ("x") */
     }
-    ck_assert_msg(n_sub1 < 30000, "%d of 50000 deliveries named the revoked subscription", n_sub1);
+    /* Without the drop all 50000 would name it; the kernel's send buffer
+     * alone (tcp_wmem's maximum, 4 MiB by default) holds about 31000. */
+    ck_assert_msg(n_sub1 < 45000, "%d of 50000 deliveries named the revoked subscription", n_sub1);
     ck_assert_msg(n_only2 > 1000, "%d queued deliveries rewritten for subscription 2", n_only2);
     rawc_close(&ops);
     rawc_close(&c);
