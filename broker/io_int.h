@@ -202,9 +202,9 @@ struct catchup {
     uint32_t topic_len;
     uint8_t is_group; /* a queue group's wildcard root or position (see below) */
     uint64_t next_seq;
-    uint32_t topic_id;  /* 0: not resolved yet (topic never stored) */
-    uint8_t is_started; /* the SubAck is out */
-    uint8_t is_reading; /* the store may hold messages from next_seq on */
+    uint32_t topic_id;      /* 0: not resolved yet (topic never stored) */
+    uint8_t is_started;     /* the SubAck is out */
+    uint8_t is_reading;     /* the store may hold messages from next_seq on */
     uint8_t is_wd_sync_due; /* a wildcard root: list its topics (cu_wd_sync) once
                              * the store is readable */
     /* START_LAST_PER_KEY: while set, next_seq walks the topic's current

@@ -520,8 +520,7 @@ int store_batch_append(struct store_batch *b, const char *topic, size_t topic_le
 }
 
 int store_batch_schedule(struct store_batch *b, const char *topic, size_t topic_len,
-                         const struct store_msg_in *m, int64_t due,
-                         struct store_append_result *res)
+                         const struct store_msg_in *m, int64_t due, struct store_append_result *res)
 {
     if (due == 0 || due == INT64_MAX || m == NULL || m->unsched_id != 0 ||
         m->n_headers > STORE_SCHED_HEADERS_MAX) {

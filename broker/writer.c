@@ -749,8 +749,8 @@ static void sched_step(struct writer *w)
             break; /* the store is short of memory: next round */
         }
         struct store_sched_item it;
-        int rc = store_batch_sched_pop(w->b, now_realtime_ns(), &w->sched_buf,
-                                       &w->sched_buf_cap, &it, &w->next_due);
+        int rc = store_batch_sched_pop(w->b, now_realtime_ns(), &w->sched_buf, &w->sched_buf_cap,
+                                       &it, &w->next_due);
         if (rc == FERRY_ESTORAGE) {
             fail_stop(w, rc, "a read of the schedule");
         }
