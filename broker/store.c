@@ -88,16 +88,41 @@ bool store__is_full_error(int rc)
 
 /* ---- transactions ------------------------------------------------------ */
 
+/* Wait until the bulk commit with txn id u is durable (struct store,
+ * undurable_txn). 0, or FERRY_ESTORAGE when its checkpoint failed. */
+static int durable_wait(struct store *s, uint64_t u)
+{
+    pthread_mutex_lock(&s->ck_mu);
+    while (atomic_load(&s->undurable_txn) == u && !atomic_load(&s->is_failed)) {
+        pthread_cond_wait(&s->dur_cv, &s->ck_mu);
+    }
+    pthread_mutex_unlock(&s->ck_mu);
+    return atomic_load(&s->is_failed) ? FERRY_ESTORAGE : 0;
+}
+
 int store__rtxn_begin(struct store *s, MDB_txn **txn)
 {
-    for (int attempt = 0;; attempt++) {
+    for (int resized = 0;;) {
         pthread_rwlock_rdlock(&s->map_lock);
         int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
         if (rc == 0) {
-            return 0;
+            /* Not a snapshot that holds a bulk commit before it is durable
+             * (the writer marks it before the commit, so a snapshot taken
+             * after the commit sees the mark). */
+            uint64_t u = atomic_load(&s->undurable_txn);
+            if (u == 0 || (uint64_t)mdb_txn_id(*txn) < u) {
+                return 0;
+            }
+            mdb_txn_abort(*txn);
+            pthread_rwlock_unlock(&s->map_lock);
+            rc = durable_wait(s, u);
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
         }
         pthread_rwlock_unlock(&s->map_lock);
-        if (rc != MDB_MAP_RESIZED || attempt > 0) {
+        if (rc != MDB_MAP_RESIZED || resized++ > 0) {
             return store__xlate_read(rc);
         }
         rc = store__map_adopt(s);
@@ -593,6 +618,7 @@ void store__free(struct store *s)
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->ck_mu);
     pthread_cond_destroy(&s->ck_cv);
+    pthread_cond_destroy(&s->dur_cv);
     free(s);
 }
 
@@ -623,6 +649,7 @@ struct store *store__alloc(const struct store_options *opts)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->ck_cv, &ca);
+    pthread_cond_init(&s->dur_cv, &ca);
     pthread_condattr_destroy(&ca);
     s->hcap = 64;
     s->htab = calloc(s->hcap, sizeof(*s->htab));

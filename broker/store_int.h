@@ -193,6 +193,16 @@ struct store {
                               * fills it while CK_IDLE, the thread reads it
                               * while CK_REQUESTED (ck_mu hands it over) */
     size_t ck_metas_len;
+    /* A bulk batch (store_write.c, batch_log) is not logged: it is visible
+     * from its LMDB commit but durable only when the checkpoint that follows
+     * is. Meanwhile a reader whose snapshot holds it waits
+     * (store__rtxn_begin), so nothing is read that a power cut could take
+     * back. */
+    atomic_uint_fast64_t undurable_txn; /* atomic: that commit's txn id, 0: none. The
+                                         * writer sets it before the commit and clears
+                                         * it under ck_mu once durable (without, if
+                                         * the commit failed: no snapshot holds it) */
+    pthread_cond_t dur_cv;              /* with ck_mu: undurable_txn cleared, or failed */
 
     /* atomic: read by any thread */
     _Atomic size_t map_size;

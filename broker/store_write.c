@@ -820,6 +820,27 @@ int store__batch_relog(struct store_batch *b)
 }
 
 /*
+ * Large messages are written once: a batch of them, nothing of it logged yet
+ * (under sync always), skips the log. Its commit then writes LMDB's pages
+ * and makes them durable with a checkpoint (two syncs, of the pages and of
+ * the checkpoint record, instead of one of the log): each byte goes to the
+ * disk once, not twice (log, then LMDB), which is what bounds the bandwidth
+ * of a stream of large messages. Small messages keep the log: for them two
+ * syncs cost more than the second copy, and their LMDB pages are written
+ * for many group commits at once.
+ */
+#define BULK_MIN_BYTES (256u << 10) /* the batch's records at least this large, */
+#define BULK_MIN_AVG 4096u          /* and this large on average per message */
+
+static bool is_bulk(const struct store_batch *b)
+{
+    size_t len = b->arena_len - b->log_off;
+    size_t n = b->n_msgs - b->n_msgs_logged;
+    return !b->is_logged && b->s->sync_mode == STORE_SYNC_ALWAYS && len >= BULK_MIN_BYTES &&
+           len >= n * BULK_MIN_AVG;
+}
+
+/*
  * Log what b holds beyond its last record (and sync it under sync always):
  * from now on it is durable, whatever becomes of this process. A part too
  * large for the log marks the batch is_unlogged instead (its commit then
@@ -836,7 +857,7 @@ static int batch_log(struct store_batch *b)
     if (b->is_logged) {
         total += b->log_off + b->cons_logged; /* a relog may have to precede it */
     }
-    if (total > wal_max_payload(s->wal)) {
+    if (total > wal_max_payload(s->wal) || is_bulk(b)) {
         if (b->is_logged) {
             /* Appends keep a batch below half the log; only consumer
              * records of more than that in one batch get here. */
@@ -915,11 +936,15 @@ int store_batch_commit(struct store_batch *b)
             }
         }
         if (rc == 0) {
+            if (b->is_unlogged) { /* visible from the commit, durable later */
+                atomic_store(&s->undurable_txn, (uint64_t)mdb_txn_id(b->txn));
+            }
             rc = store__wtxn_commit(s, b->txn);
             b->txn = NULL;
             if (rc == 0) {
                 break;
             }
+            atomic_store(&s->undurable_txn, 0); /* nothing was committed */
         }
         if (rc == MDB_MAP_FULL || rc == MDB_BAD_TXN) {
             int grew = batch_recover(b, rc);
@@ -974,10 +999,16 @@ int store_batch_commit(struct store_batch *b)
     atomic_fetch_add(&s->n_appends, b->n_msgs);
     atomic_fetch_add(&s->n_scheduled, (uint_fast64_t)b->sched_delta); /* mod 2^64 */
     if (b->is_unlogged) {
-        /* Not in the log: durable once a checkpoint holds it. Readers may
-         * see it meanwhile (a few ms); only a batch larger than the log
-         * takes this way. */
+        /* Not in the log (bulk, or larger than the log): durable once a
+         * checkpoint holds it. Readers whose snapshot holds it wait for
+         * that (store__rtxn_begin); if it fails, they fail. */
         ret = store__ckpt_sync(s);
+        pthread_mutex_lock(&s->ck_mu);
+        if (ret == 0) {
+            atomic_store(&s->undurable_txn, 0);
+        }
+        pthread_cond_broadcast(&s->dur_cv);
+        pthread_mutex_unlock(&s->ck_mu);
         atomic_fetch_add(&s->n_commits, 1);
         commit_timed(s, t0);
         msgs_add(s, b->n_msgs);

@@ -376,7 +376,12 @@ static void group_commit(struct writer *w)
         fail_stop(w, rc, "a write to the log");
     }
     if (rc == 1) {
-        rc = commit_store(w); /* too large for the log: a checkpointed commit */
+        /* Not logged (bulk, or too large for the log): a checkpointed
+         * commit, visible before it is durable. Readers wait from here
+         * until it is: at the generations' gate (no IO thread blocks), and
+         * one that passed the gate just before, in store__rtxn_begin(). */
+        atomic_fetch_add(&w->srv->gens.routed, 1);
+        rc = commit_store(w);
     } else {
         answer_appended(w, 0);
     }

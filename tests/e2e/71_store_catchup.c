@@ -97,10 +97,13 @@ END_TEST
 
 /* ---- the seam under load ------------------------------------------------ */
 
+#define BULK_SIZE 20000
+
 struct streamer {
     ferry_client *c;
     const char *topic;
     int n;
+    size_t size; /* payload bytes: "m<i>", a NUL, filler; 0: just "m<i>" */
     atomic_int n_sent;
     atomic_int n_failed;
 };
@@ -118,10 +121,12 @@ static void on_ack(ferry_client *c, int status, uint64_t seq, void *userdata)
 static void *stream_main(void *arg)
 {
     struct streamer *p = arg;
-    char text[64];
+    static char text[BULK_SIZE];
     for (int i = 1; i <= p->n; i++) {
-        snprintf(text, sizeof(text), "m%d", i);
-        ferry_pub m = {.topic = p->topic, .payload = text, .payload_len = strlen(text)};
+        int n = snprintf(text, sizeof(text), "m%d", i);
+        size_t len = p->size > (size_t)n ? p->size : (size_t)n;
+        memset(text + n + 1, 'a' + i % 26, len > (size_t)n + 1 ? len - (size_t)n - 1 : 0);
+        ferry_pub m = {.topic = p->topic, .payload = text, .payload_len = len};
         if (ferry_publish_async(p->c, &m, on_ack, p, NULL) < 0) {
             atomic_fetch_add(&p->n_failed, 1);
             break;
@@ -228,6 +233,41 @@ START_TEST(test_seam_when_the_stream_stops)
     }
     s_close(sc);
     s_close(pc);
+    ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
+/* The same with large messages, which the store writes straight to LMDB
+ * and checkpoints instead of logging them (store_write.c, is_bulk): their
+ * commit comes before their routing, and a read waits until the commit is
+ * durable. Subscribers that start while the stream runs still get every
+ * sequence once, in order. */
+START_TEST(test_seam_with_large_messages)
+{
+    enum { N = 2000, NSUB = 3 };
+    struct ferryd_proc d;
+    ck_assert_int_eq(ferryd_start(&d, NULL, NULL), 0);
+    struct streamer p = {.c = s_client(&d, 256), .topic = "bulk.a", .n = N, .size = BULK_SIZE};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, stream_main, &p), 0);
+    ferry_client *sc[NSUB];
+    ferry_sub *subs[NSUB];
+    const int at[NSUB] = {1, 600, 1400};
+    for (int i = 0; i < NSUB; i++) {
+        wait_sent(&p, at[i]);
+        sc[i] = s_client(&d, 0);
+        subs[i] = s_sub(sc[i], "bulk.a", FERRY_START_ALL, 0);
+    }
+    pthread_join(th, NULL);
+    ck_assert_int_eq(ferry_flush(p.c, S_WAIT), 0);
+    ck_assert_int_eq(atomic_load(&p.n_failed), 0);
+    for (int i = 0; i < NSUB; i++) {
+        expect_range(subs[i], 1, N);
+        s_no_more(subs[i], 20);
+        ferry_unsubscribe(subs[i]);
+        s_close(sc[i]);
+    }
+    s_close(p.c);
     ck_assert_int_eq(ferryd_stop(&d), 0);
 }
 END_TEST
@@ -386,6 +426,10 @@ Suite *test_suite(void)
     tc = tcase_create("seam_stream_stops");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_seam_when_the_stream_stops);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("seam_large_messages");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_seam_with_large_messages);
     suite_add_tcase(s, tc);
     tc = tcase_create("lagging_subscriber");
     tcase_set_timeout(tc, 240);

@@ -29,12 +29,17 @@
 #include <unistd.h>
 
 #define WAIT_MS 20000
-#define PAYLOAD_MAX 1200
+#define PAYLOAD_MAX 20100
 
+/* Runs of 512 small messages (at most 1 KiB) alternate with runs of 512
+ * large ones (4 to 20 KiB): the store logs batches of the first and writes
+ * batches of the second straight to LMDB with a checkpoint (its bulk path),
+ * so power is cut during both, and between them. */
 static size_t payload_of(uint64_t id, char *buf)
 {
     int n = snprintf(buf, PAYLOAD_MAX, "m%" PRIu64 ":", id);
-    size_t fill = (size_t)((id * 2654435761u) % 1000u);
+    size_t h = (size_t)((id * 2654435761u) % 16000u);
+    size_t fill = (id / 512) % 2 == 0 ? h % 1000u : 4000u + h;
     for (size_t i = 0; i < fill; i++) {
         buf[n + i] = (char)('a' + (id + i) % 26);
     }

@@ -186,10 +186,14 @@ START_TEST(test_expiry_round_trip)
 }
 END_TEST
 
+/* 600 entries of 3 KiB: more than the 1 MiB map holds, and small enough
+ * that the batch is logged (large messages skip the log: store_write.c). */
+#define FILL_N 600
+
 static int fill_sched(struct store_batch *b)
 {
-    for (int i = 0; i < 200; i++) {
-        static char big[8192];
+    for (int i = 0; i < FILL_N; i++) {
+        static char big[3072];
         memset(big, 'a' + i % 26, sizeof(big) - 1);
         struct store_msg_in m = msg_text(big, i);
         m.producer_id = 9;
@@ -223,11 +227,11 @@ START_TEST(test_sched_survives_a_crash_and_a_map_resize)
         ck_assert_int_eq(text[0], 'a' + n % 26);
         n++;
     }
-    ck_assert_int_eq(n, 200);
+    ck_assert_int_eq(n, FILL_N);
     ck_assert_int_eq(store_batch_commit(b), 0);
     struct store_topic_info info;
     ck_assert_int_eq(store_topic_info(s, "s.c", 3, &info), 0);
-    ck_assert_uint_eq(info.n_msgs, 200);
+    ck_assert_uint_eq(info.n_msgs, FILL_N);
     store_close(s);
 }
 END_TEST

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +332,168 @@ START_TEST(test_store_promised_parts_of_open_batches_survive_a_crash)
 }
 END_TEST
 
+/*
+ * Large messages skip the log (store_write.c, is_bulk): a batch of them is
+ * not logged (store_batch_log says 1), and its commit makes it durable with
+ * a checkpoint before it returns; a batch of small ones is logged. A crash
+ * right after both commits loses nothing of either.
+ */
+#define BULK_LEN 16384
+
+static void sized_payload(uint64_t seq, char *p, size_t len)
+{
+    memset(p, 'A' + (int)(seq % 26), len);
+    snprintf(p, 24, "seq %" PRIu64 ";", seq);
+}
+
+/* n messages of len bytes to topic: 0, or the step that failed. */
+static int append_sized(struct store_batch *b, const char *topic, int n, size_t len)
+{
+    static char p[BULK_LEN];
+    for (int i = 0; i < n; i++) {
+        struct store_append_result ar;
+        struct store_msg_in m = {.publish_time = i};
+        sized_payload((uint64_t)i + 1, p, len);
+        m.payload = p;
+        m.payload_len = len;
+        if (store_batch_append(b, topic, strlen(topic), &m, &ar) != 0 ||
+            ar.seq != (uint64_t)i + 1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+struct sized_ctx {
+    size_t len;
+    uint64_t next;
+    int bad;
+};
+
+static enum store_read_verdict check_sized(void *ctx, const struct store_msg *m)
+{
+    struct sized_ctx *x = ctx;
+    static char want[BULK_LEN];
+    sized_payload(m->seq, want, x->len);
+    if (m->seq != x->next || m->payload_len != x->len || memcmp(m->payload, want, x->len) != 0) {
+        x->bad++;
+    }
+    x->next = m->seq + 1;
+    return STORE_READ_CONTINUE;
+}
+
+static void check_sized_topic(struct store *s, const char *topic, size_t len, uint64_t n)
+{
+    struct store_topic_info info;
+    ck_assert_int_eq(store_topic_info(s, topic, strlen(topic), &info), 0);
+    ck_assert_uint_eq(info.last_seq, n);
+    struct sized_ctx x = {.len = len, .next = 1};
+    struct store_read_result res;
+    ck_assert_int_eq(store_read(s, info.id, 1, 1000, SIZE_MAX, check_sized, &x, &res), 0);
+    ck_assert_int_eq(x.bad, 0);
+    ck_assert_uint_eq(x.next, n + 1);
+}
+
+START_TEST(test_store_bulk_batches_skip_the_log)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *s = NULL;
+        struct store_batch *b = NULL;
+        if (store_open(g_dir, NULL, &s, g_err, sizeof(g_err)) != 0) {
+            _exit(2);
+        }
+        if (store_batch_begin(s, &b) != 0 || append_sized(b, "small.t", 50, 900) != 0) {
+            _exit(3);
+        }
+        if (store_batch_log(b) != 0 || store_batch_commit(b) != 0) {
+            _exit(4); /* small: logged */
+        }
+        struct store_stats before, after;
+        store_stats(s, &before);
+        if (store_batch_begin(s, &b) != 0 || append_sized(b, "bulk.t", 40, BULK_LEN) != 0) {
+            _exit(5);
+        }
+        if (store_batch_log(b) != 1) {
+            _exit(6); /* large: not logged */
+        }
+        if (store_batch_commit(b) != 0) {
+            _exit(7);
+        }
+        store_stats(s, &after);
+        if (after.n_checkpoints <= before.n_checkpoints) {
+            _exit(8); /* durable when the commit returns: checkpointed */
+        }
+        _exit(0); /* the crash: no close */
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    struct store *s = NULL;
+    int rc = store_open(g_dir, NULL, &s, g_err, sizeof(g_err));
+    ck_assert_msg(rc == 0, "reopen after the crash: %d %s", rc, g_err);
+    check_sized_topic(s, "small.t", 900, 50);
+    check_sized_topic(s, "bulk.t", BULK_LEN, 40);
+    store_close(s);
+    ck_assert_int_eq(store_verify(g_dir, NULL, NULL), 0);
+}
+END_TEST
+
+/* A reader in another thread never sees a bulk batch before it is durable:
+ * when its read first shows the batch, the checkpoint that makes it
+ * durable is already counted. */
+struct watcher {
+    struct store *s;
+    char topic[16];
+    uint64_t ckpts_before;
+    atomic_int stop;
+    int seen;
+    int early;
+};
+
+static void *watch_main(void *arg)
+{
+    struct watcher *w = arg;
+    for (int last = 0; !last;) {
+        last = atomic_load(&w->stop);
+        struct store_topic_info info;
+        if (store_topic_info(w->s, w->topic, strlen(w->topic), &info) == 0 && info.last_seq > 0) {
+            struct store_stats st;
+            store_stats(w->s, &st);
+            w->early += st.n_checkpoints <= w->ckpts_before;
+            w->seen = 1;
+            break;
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_store_bulk_batch_is_read_only_when_durable)
+{
+    struct store *s = NULL;
+    ck_assert_int_eq(store_open(g_dir, NULL, &s, g_err, sizeof(g_err)), 0);
+    for (int round = 0; round < 5; round++) {
+        struct store_stats st;
+        store_stats(s, &st);
+        struct watcher w = {.s = s, .ckpts_before = st.n_checkpoints};
+        snprintf(w.topic, sizeof(w.topic), "bulk.w%d", round);
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, watch_main, &w), 0);
+        struct store_batch *b = NULL;
+        ck_assert_int_eq(store_batch_begin(s, &b), 0);
+        ck_assert_int_eq(append_sized(b, w.topic, 40, BULK_LEN), 0);
+        ck_assert_int_eq(store_batch_log(b), 1);
+        ck_assert_int_eq(store_batch_commit(b), 0);
+        atomic_store(&w.stop, 1);
+        pthread_join(th, NULL);
+        ck_assert_int_eq(w.seen, 1);
+        ck_assert_int_eq(w.early, 0);
+    }
+    store_close(s);
+}
+END_TEST
+
 static void add_case(Suite *s, TCase *tc, const TTest *test)
 {
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -349,6 +513,10 @@ Suite *test_suite(void)
     add_case(s, tcase_create("wal_stale_records_of_an_earlier_lap_are_not_replayed"),
              test_wal_stale_records_of_an_earlier_lap_are_not_replayed);
     add_case(s, tcase_create("wal_checkpoint_slots"), test_wal_checkpoint_slots);
+    add_case(s, tcase_create("store_bulk_batches_skip_the_log"),
+             test_store_bulk_batches_skip_the_log);
+    add_case(s, tcase_create("store_bulk_batch_is_read_only_when_durable"),
+             test_store_bulk_batch_is_read_only_when_durable);
     add_case(s, tcase_create("store_promised_parts_of_open_batches_survive_a_crash"),
              test_store_promised_parts_of_open_batches_survive_a_crash);
     return s;
