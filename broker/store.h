@@ -82,7 +82,9 @@
  *       batch is open; store_batch_append() each publish (sequence numbers
  *       come from the store; a per-message error nacks just that publish);
  *       store_batch_log(): one log record, one sync under
- *       STORE_SYNC_ALWAYS; 0: send every PubAck with its seq;
+ *       STORE_SYNC_ALWAYS; 0: send every PubAck with its seq; 1 (bulk,
+ *       or too large for the log): store_batch_commit() at once, then
+ *       the PubAcks;
  *       when idle (or the batch is old enough): store_batch_commit(), then
  *          hand (topic id, seq, msg) to the topic's worker for live
  *          fan-out, in append order (readers see a batch from its commit);
@@ -415,8 +417,13 @@ int store_batch_put_consumers(struct store_batch *b, const struct store_kv *recs
  * always). After 0, those appends may be acknowledged: they are stored
  * whatever happens next (a commit that then fails fail-stops the store, and
  * the next open replays them). Readers do not see them before the commit.
- * Returns 0, 1 (too large for the log: nothing promised, the commit will
- * make it durable with a checkpoint), or FERRY_ESTORAGE (fail-stop).
+ * Returns 0, 1 (not logged: nothing promised, the commit will make it
+ * durable with a checkpoint), or FERRY_ESTORAGE (fail-stop). 1 comes for a
+ * batch too large for the log, and, under STORE_SYNC_ALWAYS, for a bulk
+ * one: nothing of it logged yet, 256 KiB or more of records averaging
+ * 4 KiB or more, which is written to the disk once (LMDB's pages) instead
+ * of twice (log, then LMDB). Until that checkpoint is durable, a reader
+ * whose snapshot holds the batch waits for it.
  */
 int store_batch_log(struct store_batch *b);
 

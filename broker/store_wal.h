@@ -9,7 +9,10 @@
  *   (data pages, then the meta page). With a log, a group commit costs one
  *   sequential sync of one file: the batch is written here and synced, then
  *   committed to LMDB without any sync. LMDB's own pages reach the disk at
- *   checkpoints, in the background, many commits at a time.
+ *   checkpoints, in the background, many commits at a time. A batch of
+ *   large messages skips the log (store_write.c, is_bulk): written twice,
+ *   it would take twice the disk's bandwidth; its commit is checkpointed
+ *   at once instead.
  *
  * FILES (in the data directory)
  *   wal          two halves of wal_half bytes each, written with zeros when
