@@ -47,8 +47,9 @@
  *   before a Publish, or before a Ping (W_BARRIER, whose Pong the writer
  *   holds until a flush succeeded), is in the store's log (durable) before
  *   that PubAck or Pong leaves: the Ack confirmation rule of
- *   proto/README.md. After a crash the state stored last is loaded: messages acked after it are
- * delivered again (at least once) with their delivery counts, never lost.
+ *   proto/README.md. After a crash the state stored last is loaded:
+ *   messages acked after it are delivered again (at least once) with their
+ *   delivery counts, never lost.
  *
  * OWNERS
  *   On a server with an auth file a durable (and a wildcard durable's root)

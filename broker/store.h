@@ -82,12 +82,14 @@
  *       batch is open; store_batch_append() each publish (sequence numbers
  *       come from the store; a per-message error nacks just that publish);
  *       store_batch_log(): one log record, one sync under
- *       STORE_SYNC_ALWAYS; 0: send every PubAck with its seq; 1 (bulk,
- *       or too large for the log): store_batch_commit() at once, then
- *       the PubAcks;
- *       when idle (or the batch is old enough): store_batch_commit(), then
- *          hand (topic id, seq, msg) to the topic's worker for live
- *          fan-out, in append order (readers see a batch from its commit);
+ *       STORE_SYNC_ALWAYS; 0: hand (topic id, seq, msg) to the topic's
+ *          worker for live fan-out, in append order, and send every
+ *          PubAck with its seq; 1 (bulk, or too large for the log):
+ *          store_batch_commit() at once, then the same;
+ *       when the batch is due (store_batch_commit_is_due(), its age, or a
+ *          reader that asks): store_batch_commit(); readers see a batch
+ *          from its commit, so a message may be routed before it is
+ *          readable (writer.c says how readers wait for that);
  *       FERRY_ESTORAGEFULL: nack what was not logged yet and go on;
  *       FERRY_ESTORAGE: log store_stats().fail_reason, and exit non-zero
  *          (fail-stop: a restart replays what was logged).
@@ -432,12 +434,12 @@ size_t store_batch_count(const struct store_batch *b);
 
 /* For a writer that keeps a batch open over several store_batch_log()
  * calls (writer.c): should it commit now? 1 when it holds 1 MiB of
- * records, when a checkpoint is due
- * (committed first, the batch need not be logged again into the next
- * generation), or when the store is near the end of its room, where a
- * batch of the largest size could fail to commit (the map at its bound,
- * or the disk too full to grow it): committed at once, a full map refuses
- * appends before they are acked, never a commit of acked ones. Else 0. */
+ * records; when a checkpoint is due (committed first, the batch need not
+ * be logged again into the next generation); or when the store is near
+ * the end of its room, where a batch of the largest size could fail to
+ * commit (the map at its bound, or the disk too full to grow it):
+ * committed at once, a full map refuses appends before they are acked,
+ * never a commit of acked ones. Else 0. */
 int store_batch_commit_is_due(struct store_batch *b);
 
 /*

@@ -12,13 +12,15 @@
  * log record (one sequential sync), with its PubAcks: a subscriber gets a
  * message as soon as it is durable. The store batch itself (an LMDB
  * transaction, no sync) stays open over many groups and is committed
- * commit_interval_ms after it began (config.h), or at once when a reader asks for it
- * (server_store_readable: a catch-up at its seam, a redelivery, a
- * Subscribe or admin request): LMDB copies about ten pages per commit,
- * however small, and those copies were most of what the disk wrote, and
- * what the log's syncs waited behind. So a routed message may not be
- * readable yet; readers that need it wait for the commit (server.h,
- * struct store_gens).
+ * commit_interval_ms after it began (config.h), or at once when a reader
+ * asks for it (server_store_readable: a catch-up at its seam, a
+ * redelivery, a Subscribe or admin request): LMDB copies about ten pages
+ * per commit, however small, and those copies were most of what the disk
+ * wrote, and what the log's syncs waited behind. So a routed message may
+ * not be readable yet; readers that need it wait for the commit (server.h,
+ * struct store_gens). A group of large messages skips the log: it is
+ * committed and checkpointed first, then routed and acked (store.h,
+ * store_batch_log).
  *
  * Order: the writer appends in the order its mailbox delivers, which is each
  * IO thread's order of reading; a topic's sequence numbers follow that order,

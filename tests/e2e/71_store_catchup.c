@@ -121,7 +121,7 @@ static void on_ack(ferry_client *c, int status, uint64_t seq, void *userdata)
 static void *stream_main(void *arg)
 {
     struct streamer *p = arg;
-    static char text[BULK_SIZE];
+    char text[BULK_SIZE]; /* one per streaming thread */
     for (int i = 1; i <= p->n; i++) {
         int n = snprintf(text, sizeof(text), "m%d", i);
         size_t len = p->size > (size_t)n ? p->size : (size_t)n;
