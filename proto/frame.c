@@ -134,7 +134,7 @@ int frame_dec_feed(struct frame_dec *d, const void *data, size_t n)
         uint8_t *p;
         size_t room;
         int rc = frame_dec_space(d, n, &p, &room);
-        if (rc < 0) {
+        if (rc != 0) { /* only 0 sets p and room */
             return rc;
         }
         size_t k = room < n ? room : n;

@@ -316,7 +316,7 @@ static int list_args(struct cli_opts *o, int argc, char **argv, const char *help
 int cmd_topics(struct cli_opts *o, int argc, char **argv)
 {
     struct admin_args a = {.cmd = o->cmd};
-    const char *pattern;
+    const char *pattern = NULL;
     int rc = list_args(o, argc, argv, topics_help, &a, &pattern);
     if (rc != -1) {
         return rc;
@@ -556,7 +556,7 @@ static void fmt_lag(char *out, size_t cap, uint64_t ms)
 int cmd_consumers(struct cli_opts *o, int argc, char **argv)
 {
     struct admin_args a = {.cmd = o->cmd};
-    const char *pattern;
+    const char *pattern = NULL;
     int rc = list_args(o, argc, argv, consumers_help, &a, &pattern);
     if (rc != -1) {
         return rc;

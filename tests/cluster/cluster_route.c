@@ -384,8 +384,9 @@ static void wait_brokers_listed(const char *user, const char *pw)
 static const char *cli(const char *args, int *status)
 {
     static char out[1 << 20];
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "'%s' %s", FERRY_CLI_PATH, args);
+    char cmd[2048];
+    int len = snprintf(cmd, sizeof(cmd), "'%s' %s", FERRY_CLI_PATH, args);
+    CHECK(len > 0 && (size_t)len < sizeof(cmd), "command too long: %s", args);
     FILE *f = popen(cmd, "r");
     CHECK(f != NULL, "run %s", cmd);
     size_t n = fread(out, 1, sizeof(out) - 1, f);

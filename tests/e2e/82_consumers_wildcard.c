@@ -107,7 +107,7 @@ static void next_n(ferry_sub *s, int ack, struct got *g, int n)
             k++;
         }
         ck_assert_int_lt(k, 8);
-        snprintf(topics[k], sizeof(topics[k]), "%s", g[i].topic);
+        memcpy(topics[k], g[i].topic, sizeof(topics[k])); /* same size */
         ck_assert_msg(g[i].seq > last[k], "%s: sequence %llu after %llu", g[i].topic,
                       (unsigned long long)g[i].seq, (unsigned long long)last[k]);
         last[k] = g[i].seq;
