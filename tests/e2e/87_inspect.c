@@ -10,6 +10,7 @@
 #include "json_check.h"
 
 #include <signal.h>
+#include <time.h>
 
 Suite *test_suite(void);
 
@@ -34,6 +35,26 @@ static void teardown(void)
 static void has(const char *needle)
 {
     ck_assert_msg(strstr(out, needle) != NULL, "no «%s» in:\n%s", needle, out);
+}
+
+/* A live broker's store is read at its last LMDB commit, which may trail
+ * what is acknowledged (durable in the log) by up to commit_interval_ms:
+ * inspect as JSON until the output holds needle, for at most S_WAIT ms. */
+static void inspect_live_until(const char *needle)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        ck_assert_int_eq(INSPECT("'%s' --json", FERRYD_PATH, d.data_dir), 0);
+        if (strstr(out, needle) != NULL) {
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        ck_assert_msg(ms < S_WAIT, "no «%s» after %ld ms in:\n%s", needle, ms, out);
+        struct timespec ts = {0, 5 * 1000000L}; /* the poll's period */
+        nanosleep(&ts, NULL);
+    }
 }
 
 static void json_ok(void)
@@ -99,6 +120,9 @@ START_TEST(test_inspect_beside_a_live_broker)
     ck_assert_int_eq(ferry_msg_ack(x, FERRY_ACK), 0);
     ferry_msg_destroy(x);
     ck_assert_int_eq(ferry_flush(c, S_WAIT), 0); /* the positions are stored */
+    /* wd's position, the last change: committed to LMDB too */
+    inspect_live_until("\"name\":\"wd\",\"pattern\":\"w.*\",\"owner\":\"\",\"next_seq\":2,"
+                       "\"ack_floor\":1,");
 
     ck_assert_int_eq(INSPECT("'%s' 2>&1", FERRYD_PATH, d.data_dir), 0);
     has("a running ferryd holds it");
