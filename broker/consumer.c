@@ -979,7 +979,7 @@ struct pub_batch *cons_dlq_batch(struct consumer *k, const struct store_msg *m, 
                               .key_len = m->key_len,
                               .attempt = 1};
     size_t body_len = pub_rec_body_len(&d, 1);
-    size_t rec_len = pub_rec_len(tlen, body_len);
+    size_t rec_len = pub_rec_len(tlen, body_len, 1);
     struct pub_batch *b = malloc(sizeof(*b) + rec_len);
     if (b == NULL) {
         return NULL;

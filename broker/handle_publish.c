@@ -141,7 +141,7 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
                         FERRY__ERROR__REF_KIND__REF_PUBLISH, 0);
         return;
     }
-    size_t rec_len = pub_rec_len(tlen, body_len);
+    size_t rec_len = pub_rec_len(tlen, body_len, is_stored);
 
     uint32_t owner = topic_hash(p->topic, tlen) % t->srv->n_workers;
     uint32_t w = is_stored ? t->srv->n_workers : owner;
@@ -170,10 +170,11 @@ void handle_publish_enqueue(struct iot *t, struct conn *c, const struct pub_in *
     struct pub_rec *r = (struct pub_rec *)(b->data + b->len);
     pub_rec_init(r, conn_ref_of(t, c), p->id, &d, body_len, owner, p->want_ack, is_stored);
     r->expire_time = expire_time;
-    r->deliver_at = deliver_at;
     if (is_stored) {
-        r->producer_id = p->producer_id;
-        r->producer_seq = p->producer_seq;
+        struct pub_rec_st *st = pub_rec_st(r);
+        st->deliver_at = deliver_at;
+        st->producer_id = p->producer_id;
+        st->producer_seq = p->producer_seq;
         if (++t->pub_serial == 0) {
             t->pub_serial = 1; /* 0 means "none" */
         }

@@ -62,36 +62,61 @@ struct pub_rec {
     uint32_t body_off; /* from the record start */
     uint32_t body_len;
     uint32_t worker; /* hash(topic) % n_workers: routes it */
+    uint32_t serial; /* stored: the publishing IO thread's count (wraps, never 0);
+                      * 0: not from a connection (dead letters) */
     uint16_t topic_len;
     uint8_t want_ack;
-    uint8_t is_stored;             /* the body ends with the sequence trailer */
-    uint8_t has_reply_to;          /* a request (Publish.reply_to): an ephemeral one
-                                    * nobody matches is answered ERROR_NO_RESPONDERS */
-    uint32_t serial;               /* stored: the publishing IO thread's count (wraps, never 0);
-                                    * 0: not from a connection (dead letters) */
-    int64_t publish_time;          /* as in the body */
-    struct codec_deliver_spans sp; /* the body's fields: what the writer stores */
-    uint64_t producer_id;          /* stored: idempotent publishing (Publish.producer_id); 0 none */
-    uint64_t producer_seq;
+    uint8_t is_stored;    /* followed by a pub_rec_st; the body ends with the
+                           * sequence trailer */
+    uint8_t has_reply_to; /* a request (Publish.reply_to): an ephemeral one
+                           * nobody matches is answered ERROR_NO_RESPONDERS */
     uint8_t is_duplicate; /* writer: found stored already; seq is the first one's */
     uint8_t is_scheduled; /* writer: stored in the schedule (deliver_at), seq 0 */
+    int64_t publish_time; /* as in the body */
     int64_t expire_time;  /* ns since the epoch (Publish.ttl_ms); 0: never */
-    int64_t deliver_at;   /* stored: scheduled for then (Publish.deliver_at); 0: now */
-    int64_t sched_due;    /* writer: the schedule entry this record moves (due, id) */
-    uint64_t sched_id;    /* 0: none */
 };
 
-/* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
-static inline size_t pub_rec_body_off(size_t tlen)
+/* A stored record's part that only the store writer reads, between its
+ * pub_rec and its topic (pub_rec_st()). An ephemeral record has none: every
+ * byte of a record crosses two cores (worker, then IO thread), and these
+ * would nearly double the header. */
+struct pub_rec_st {
+    struct codec_deliver_spans sp; /* the body's fields: what the writer stores */
+    uint64_t producer_id;          /* idempotent publishing (Publish.producer_id); 0 none */
+    uint64_t producer_seq;
+    int64_t deliver_at; /* scheduled for then (Publish.deliver_at); 0: now */
+    int64_t sched_due;  /* writer: the schedule entry this record moves (due, id) */
+    uint64_t sched_id;  /* 0: none */
+};
+
+/* Bytes before a record's topic. */
+static inline size_t pub_rec_head(int is_stored)
 {
-    return (sizeof(struct pub_rec) + tlen + 7) & ~(size_t)7;
+    return sizeof(struct pub_rec) + (is_stored ? sizeof(struct pub_rec_st) : 0);
+}
+
+/* The writer's part of a stored record (r->is_stored). */
+static inline struct pub_rec_st *pub_rec_st(const struct pub_rec *r)
+{
+    return (struct pub_rec_st *)(void *)((unsigned char *)r + sizeof(*r));
+}
+
+static inline const char *pub_rec_topic(const struct pub_rec *r)
+{
+    return (const char *)r + pub_rec_head(r->is_stored);
+}
+
+/* Where a record's body starts, for a topic of tlen bytes (8-aligned). */
+static inline size_t pub_rec_body_off(size_t tlen, int is_stored)
+{
+    return (pub_rec_head(is_stored) + tlen + 7) & ~(size_t)7;
 }
 
 /* Bytes of a whole record (8-aligned); body_len counts the trailer of a
  * stored one (PUB_SEQ_TRAILER). */
-static inline size_t pub_rec_len(size_t tlen, size_t body_len)
+static inline size_t pub_rec_len(size_t tlen, size_t body_len, int is_stored)
 {
-    return (pub_rec_body_off(tlen) + body_len + 7) & ~(size_t)7;
+    return (pub_rec_body_off(tlen, is_stored) + body_len + 7) & ~(size_t)7;
 }
 
 /* Serials compare modulo 2^32: is a at or after b? */
@@ -132,9 +157,10 @@ static inline size_t pub_rec_body_len(const struct codec_deliver *d, int is_stor
     return codec_deliver_body_len(d) + (is_stored ? PUB_SEQ_TRAILER : 0);
 }
 
-/* Build a record at r (pub_rec_len(d->topic_len, body_len) bytes, body_len
- * from pub_rec_body_len): its fields (seq and serial 0), the topic, the
- * Deliver body of d with its spans, and a stored one's sequence trailer
+/* Build a record at r (pub_rec_len(d->topic_len, body_len, is_stored) bytes,
+ * body_len from pub_rec_body_len): its fields (seq and serial 0), a stored
+ * one's pub_rec_st (zero), the topic, the Deliver body of d (its spans in
+ * the pub_rec_st), and a stored one's sequence trailer
  * (0 until the writer's commit). The one builder of both kinds of record:
  * the IO threads' publications and the durables' dead letters. */
 static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t pub_id,
@@ -145,27 +171,26 @@ static inline void pub_rec_init(struct pub_rec *r, uint64_t conn_ref, uint64_t p
     r->conn_ref = conn_ref;
     r->pub_id = pub_id;
     r->seq = 0;
-    r->rec_len = (uint32_t)pub_rec_len(tlen, body_len);
-    r->body_off = (uint32_t)pub_rec_body_off(tlen);
+    r->rec_len = (uint32_t)pub_rec_len(tlen, body_len, is_stored);
+    r->body_off = (uint32_t)pub_rec_body_off(tlen, is_stored);
     r->body_len = (uint32_t)body_len;
     r->worker = worker;
+    r->serial = 0;
     r->topic_len = (uint16_t)tlen;
     r->want_ack = want_ack ? 1 : 0;
     r->is_stored = is_stored ? 1 : 0;
     r->has_reply_to = d->reply_to_len != 0;
-    r->serial = 0;
-    r->publish_time = d->publish_time;
-    r->producer_id = 0;
-    r->producer_seq = 0;
     r->is_duplicate = 0;
     r->is_scheduled = 0;
+    r->publish_time = d->publish_time;
     r->expire_time = 0;
-    r->deliver_at = 0;
-    r->sched_due = 0;
-    r->sched_id = 0;
-    memcpy(r + 1, d->topic, tlen);
+    struct pub_rec_st *st = is_stored ? pub_rec_st(r) : NULL;
+    if (st != NULL) {
+        *st = (struct pub_rec_st){.producer_id = 0};
+    }
+    memcpy((char *)pub_rec_topic(r), d->topic, tlen);
     unsigned char *body = (unsigned char *)r + r->body_off;
-    codec_deliver_body_put(d, body, &r->sp);
+    codec_deliver_body_put(d, body, st != NULL ? &st->sp : NULL);
     if (is_stored) {
         pub_seq_put(body + body_len, 0);
     }

@@ -97,7 +97,7 @@ static struct rmsg *out_slot(struct router *rt, uint32_t iot)
 
 static void route(struct router *rt, struct pub_batch *b, struct pub_rec *r)
 {
-    const char *topic = (const char *)(r + 1);
+    const char *topic = pub_rec_topic(r);
     rt->n_hits = 0;
     /* An expired message (Publish.ttl_ms) goes to nobody; its publisher is
      * answered as usual. */

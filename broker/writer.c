@@ -175,7 +175,7 @@ static uint32_t wire_code(int rc)
 /* Queue the answer for r: its PubAck (want_ack), or an Error if refused. */
 static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
 {
-    if ((!r->want_ack && code == 0) || r->sched_id != 0) {
+    if ((!r->want_ack && code == 0) || pub_rec_st(r)->sched_id != 0) {
         return; /* a scheduled message's move has nobody to answer */
     }
     struct rmsg m;
@@ -198,17 +198,18 @@ static void answer(struct writer *w, const struct pub_rec *r, uint32_t code)
 static int rec_message(struct writer *w, const struct pub_rec *r, struct store_msg_in *m)
 {
     const uint8_t *body = (const uint8_t *)r + r->body_off;
+    const struct pub_rec_st *st = pub_rec_st(r);
     memset(m, 0, sizeof(*m));
     m->publish_time = r->publish_time;
     m->expire_time = r->expire_time;
-    m->unsched_due = r->sched_due;
-    m->unsched_id = r->sched_id;
-    m->payload = body + r->sp.payload_off;
-    m->payload_len = r->sp.payload_len;
-    m->key = body + r->sp.key_off;
-    m->key_len = r->sp.key_len;
+    m->unsched_due = st->sched_due;
+    m->unsched_id = st->sched_id;
+    m->payload = body + st->sp.payload_off;
+    m->payload_len = st->sp.payload_len;
+    m->key = body + st->sp.key_off;
+    m->key_len = st->sp.key_len;
     m->headers = w->hdr;
-    const uint8_t *h = body + r->sp.hdr_off, *end = h + r->sp.hdr_len;
+    const uint8_t *h = body + st->sp.hdr_off, *end = h + st->sp.hdr_len;
     struct codec_hdr kv;
     int rc;
     while ((rc = codec_header_next(&h, end, &kv)) == 1) {
@@ -423,8 +424,9 @@ static int begin(struct writer *w)
 static int dedupe(struct writer *w, struct pub_rec *r)
 {
     uint64_t seq = 0;
-    int rc = store_batch_dedupe_find(w->b, (const char *)(r + 1), r->topic_len, r->producer_id,
-                                     r->producer_seq, &seq);
+    const struct pub_rec_st *st = pub_rec_st(r);
+    int rc = store_batch_dedupe_find(w->b, pub_rec_topic(r), r->topic_len, st->producer_id,
+                                     st->producer_seq, &seq);
     if (rc == FERRY_ESTORAGE) {
         fail_stop(w, rc, "a duplicate check");
     }
@@ -445,7 +447,8 @@ static int dedupe(struct writer *w, struct pub_rec *r)
 static void append_one(struct writer *w, struct pub_rec *r)
 {
     struct store_msg_in m;
-    const char *topic = (const char *)(r + 1);
+    const char *topic = pub_rec_topic(r);
+    const struct pub_rec_st *st = pub_rec_st(r);
     r->seq = 0;
     r->is_duplicate = 0;
     r->is_scheduled = 0;
@@ -471,13 +474,13 @@ static void append_one(struct writer *w, struct pub_rec *r)
             answer(w, r, wire_code(rc));
             return;
         }
-        if (r->producer_id != 0) {
+        if (st->producer_id != 0) {
             rc = dedupe(w, r);
             if (rc != 0) {
                 return;
             }
-            m.producer_id = r->producer_id;
-            m.producer_seq = r->producer_seq;
+            m.producer_id = st->producer_id;
+            m.producer_seq = st->producer_seq;
         }
         /* A last-value topic's message updates its key's entry in the same
          * commit (store_lastval.c). A key too long for the index was
@@ -485,14 +488,14 @@ static void append_one(struct writer *w, struct pub_rec *r)
         m.is_last_value = w->srv->cfg.n_last_value > 0 && m.key_len <= STORE_LASTVAL_KEY_MAX &&
                           cfg_is_last_value(&w->srv->cfg, topic, r->topic_len);
         struct store_append_result ar;
-        rc = r->deliver_at != 0
-                 ? store_batch_schedule(w->b, topic, r->topic_len, &m, r->deliver_at, &ar)
+        rc = st->deliver_at != 0
+                 ? store_batch_schedule(w->b, topic, r->topic_len, &m, st->deliver_at, &ar)
                  : store_batch_append(w->b, topic, r->topic_len, &m, &ar);
-        if (rc == 0 && r->deliver_at != 0) {
+        if (rc == 0 && st->deliver_at != 0) {
             r->is_scheduled = 1; /* answered after the log; never routed */
             w->appended[w->n_appended++] = r;
-            if (r->deliver_at < w->next_due) {
-                w->next_due = r->deliver_at;
+            if (st->deliver_at < w->next_due) {
+                w->next_due = st->deliver_at;
             }
             return;
         }
@@ -710,7 +713,7 @@ static struct pub_rec *sched_rec(struct writer *w, struct pub_batch **bp,
                               .key_len = it->msg.key_len,
                               .attempt = 1};
     size_t body_len = pub_rec_body_len(&d, 1);
-    size_t rec_len = pub_rec_len(it->topic_len, body_len);
+    size_t rec_len = pub_rec_len(it->topic_len, body_len, 1);
     struct pub_batch *b = *bp;
     if (b != NULL && b->cap - b->len < rec_len) {
         if (!fwd_reserve(w)) {
@@ -735,8 +738,8 @@ static struct pub_rec *sched_rec(struct writer *w, struct pub_batch **bp,
     uint32_t owner = topic_hash(it->topic, it->topic_len) % w->srv->n_workers;
     pub_rec_init(r, 0, 0, &d, body_len, owner, 0, 1);
     r->expire_time = it->in.expire_time;
-    r->sched_due = it->in.unsched_due;
-    r->sched_id = it->in.unsched_id;
+    pub_rec_st(r)->sched_due = it->in.unsched_due;
+    pub_rec_st(r)->sched_id = it->in.unsched_id;
     b->len += (uint32_t)rec_len;
     b->n_recs++;
     return r;

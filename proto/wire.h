@@ -16,17 +16,18 @@
 /* Bytes v takes as a varint (1..10). */
 static inline size_t wire_varint_len(uint64_t v)
 {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    /* 7 bits a byte: ceil(bits / 7) as (bits * 9 + 64) / 64, bits >= 1 */
+    unsigned bits = 64 - (unsigned)__builtin_clzll(v | 1);
+    return (bits * 9 + 64) / 64;
 }
 
 /* Write v at p (room for wire_varint_len(v) bytes); returns the end. */
 static inline uint8_t *wire_varint_put(uint8_t *p, uint64_t v)
 {
+    if (v < 0x80) { /* the usual case: lengths, flags, small ids */
+        *p = (uint8_t)v;
+        return p + 1;
+    }
     while (v >= 0x80) {
         *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
@@ -41,6 +42,11 @@ static inline uint8_t *wire_varint_put(uint8_t *p, uint64_t v)
 static inline int wire_varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 {
     const uint8_t *p = *pp;
+    if (p != end && *p < 0x80) { /* one byte: the usual case */
+        *v = *p;
+        *pp = p + 1;
+        return 0;
+    }
     uint64_t x = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         if (p == end) {
