@@ -45,8 +45,9 @@ struct pub_batch {
     _Alignas(8) unsigned char data[];
 };
 
-/* One publication inside a batch; followed by topic bytes, then (8-aligned
- * from the record start + body_off) the encoded Deliver body without sub_ids.
+/* One publication inside a batch; followed by a stored one's pub_rec_st,
+ * the topic bytes, then (8-aligned from the record start + body_off) the
+ * encoded Deliver body without sub_ids.
  *
  * A batch holds either ephemeral records only (IO thread -> worker, routed at
  * once) or stored records only (IO thread -> store writer -> workers). The
