@@ -578,6 +578,52 @@ START_TEST(test_codec_deliver_body_matches_protobuf_c)
 }
 END_TEST
 
+/* Large payloads take another copy (non-temporal stores where the CPU has
+ * them): the same bytes as protobuf-c's, whatever the length (below, at and
+ * past the threshold, not a multiple of the copy's stride) and wherever the
+ * body starts (every alignment of the destination), and nothing written
+ * past the end. */
+START_TEST(test_codec_deliver_body_large_payloads)
+{
+    static const size_t lens[] = {4095, 4096, 4097, 4096 + 63, 16384, 70001};
+    uint8_t *src = malloc(70001);
+    uint8_t *a = malloc(70100), *b = malloc(70100 + 16);
+    ck_assert(src && a && b);
+    for (size_t i = 0; i < 70001; i++) {
+        src[i] = (uint8_t)(i * 131 + (i >> 8));
+    }
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        Ferry__Deliver d = FERRY__DELIVER__INIT;
+        d.topic = "big.t";
+        d.publish_time = 1700000000123456789ll;
+        d.payload.data = src;
+        d.payload.len = lens[k];
+        d.attempt = 1;
+        struct codec_deliver in = {.topic = "big.t",
+                                   .topic_len = 5,
+                                   .publish_time = d.publish_time,
+                                   .payload = src,
+                                   .payload_len = lens[k],
+                                   .attempt = 1};
+        size_t want = ferry__deliver__get_packed_size(&d);
+        ck_assert_uint_eq(codec_deliver_body_len(&in), want);
+        ferry__deliver__pack(&d, a);
+        for (size_t off = 0; off < 16; off++) {
+            memset(b, 0xa5, 70100 + 16);
+            struct codec_deliver_spans sp;
+            ck_assert_uint_eq(codec_deliver_body_put(&in, b + off, &sp), want);
+            ck_assert_mem_eq(a, b + off, want);
+            ck_assert_uint_eq(sp.payload_len, lens[k]);
+            ck_assert_mem_eq(b + off + sp.payload_off, src, lens[k]);
+            ck_assert_uint_eq(b[off + want], 0xa5);
+        }
+    }
+    free(src);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* codec_deliver_split reads back what codec_deliver_prefix wrote, and
  * says no to anything else. */
 START_TEST(test_codec_deliver_split_reverses_the_prefix)
@@ -655,6 +701,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_codec_unknown_fields_are_ignored);
     tcase_add_test(tc, test_codec_deliver_prefix_plus_shared_body_is_a_frame);
     tcase_add_test(tc, test_codec_deliver_body_matches_protobuf_c);
+    tcase_add_test(tc, test_codec_deliver_body_large_payloads);
     tcase_add_test(tc, test_codec_deliver_split_reverses_the_prefix);
     tcase_add_test(tc, test_codec_encode_refuses_small_buffer);
     tcase_add_test(tc, test_codec_error_table_matches_wire_codes);
