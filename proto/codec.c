@@ -22,9 +22,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 /* ---- arena ------------------------------------------------------------- */
 
@@ -375,44 +372,13 @@ static uint8_t *put_varint_field(uint8_t *o, uint8_t key, uint64_t v)
     return o;
 }
 
-/* A large payload is copied with non-temporal stores: the lines it fills
- * are read next on another core, and are not worth reading in first. */
-#define NT_COPY_MIN 4096
-static uint8_t *put_payload(uint8_t *o, const void *p, size_t n)
-{
-#ifdef __SSE2__
-    if (n >= NT_COPY_MIN) {
-        *o++ = DK_PAYLOAD;
-        o = wire_varint_put(o, n);
-        const uint8_t *src = p;
-        size_t head = (16 - ((uintptr_t)o & 15)) & 15;
-        memcpy(o, src, head);
-        size_t i = head;
-        for (; i + 64 <= n; i += 64) {
-            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
-            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 16));
-            __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 32));
-            __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 48));
-            _mm_stream_si128((__m128i *)(void *)(o + i), a);
-            _mm_stream_si128((__m128i *)(void *)(o + i + 16), b);
-            _mm_stream_si128((__m128i *)(void *)(o + i + 32), c);
-            _mm_stream_si128((__m128i *)(void *)(o + i + 48), e);
-        }
-        memcpy(o + i, src + i, n - i);
-        _mm_sfence(); /* ordered before the hand-off that publishes them */
-        return o + n;
-    }
-#endif
-    return put_bytes(o, DK_PAYLOAD, p, n);
-}
-
 size_t codec_deliver_body_put(const struct codec_deliver *d, uint8_t *out,
                               struct codec_deliver_spans *sp)
 {
     uint8_t *o = put_bytes(out, DK_TOPIC, d->topic, d->topic_len);
     o = put_varint_field(o, DK_SEQUENCE, d->sequence);
     o = put_varint_field(o, DK_TIME, (uint64_t)d->publish_time);
-    o = put_payload(o, d->payload, d->payload_len);
+    o = put_bytes(o, DK_PAYLOAD, d->payload, d->payload_len);
     uint8_t *payload_end = o;
     for (size_t i = 0; i < d->n_headers; i++) {
         const struct codec_hdr *h = &d->headers[i];

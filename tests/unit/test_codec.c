@@ -578,11 +578,10 @@ START_TEST(test_codec_deliver_body_matches_protobuf_c)
 }
 END_TEST
 
-/* Large payloads take another copy (non-temporal stores where the CPU has
- * them): the same bytes as protobuf-c's, whatever the length (below, at and
- * past the threshold, not a multiple of the copy's stride) and wherever the
- * body starts (every alignment of the destination), and nothing written
- * past the end. */
+/* Large payloads: the same bytes as protobuf-c's, whatever the length
+ * (around 4 KiB, not a multiple of 64, past 64 KiB) and wherever the body
+ * starts (every alignment of the destination), and nothing written past
+ * the end. */
 START_TEST(test_codec_deliver_body_large_payloads)
 {
     static const size_t lens[] = {4095, 4096, 4097, 4096 + 63, 16384, 70001};
